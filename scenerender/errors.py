@@ -1,0 +1,145 @@
+"""The one error tree of SceneRender.
+
+Every failure the package raises is a ``SceneRenderError``; each class carries the
+contract's error code (CONTRACT.md section 4), the CLI exit code (section 3) and whether
+trying again later can succeed::
+
+    SceneRenderError                 INTERNAL             exit 1
+    ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
+    ├── InputError                                        exit 3   (names the input)
+    │   ├── InputUnreachableError    INPUT_UNREACHABLE             (retryable)
+    │   ├── InputRefusedError        INPUT_REFUSED
+    │   └── InputMediaError          INPUT_INVALID_MEDIA
+    ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
+    │   └── RenderTimeoutError       TIMEOUT
+    └── TransientError               INTERNAL             exit 1   (retryable: cloud
+                                                                    service unavailable)
+
+Third-party exceptions (google.api_core, httpx, subprocess) are translated into this
+tree once, where they are caught, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """One located problem: a JSON path into the spec (``audio.clips[3].segment_id``) and why."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class SceneRenderError(Exception):
+    """Base of every error SceneRender raises on purpose."""
+
+    code: ClassVar[str] = "INTERNAL"
+    exit_code: ClassVar[int] = 1
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, details: list[ErrorDetail] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: list[ErrorDetail] = list(details or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``error`` block of a job document and of ``--json`` output."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "details": [d.to_dict() for d in self.details],
+        }
+
+
+class SpecError(SceneRenderError):
+    """The spec (or the command line) is invalid; every problem is listed with its path."""
+
+    code = "INVALID_SPEC"
+    exit_code = 2
+
+    @classmethod
+    def from_details(cls, details: list[ErrorDetail]) -> SpecError:
+        head = str(details[0]) if details else "invalid spec"
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        return cls(f"{head}{more}", details=details)
+
+
+class InputError(SceneRenderError):
+    """An input could not be used; ``input_path`` is where the spec names it (``segments[2].url``)."""
+
+    code = "INPUT_INVALID_MEDIA"
+    exit_code = 3
+
+    def __init__(self, input_path: str, reason: str, *, url: str | None = None) -> None:
+        where = f"{input_path} ({url})" if url else input_path
+        super().__init__(f"{where}: {reason}", details=[ErrorDetail(input_path, reason)])
+        self.input_path = input_path
+        self.reason = reason
+        self.url = url
+
+
+class InputUnreachableError(InputError):
+    """The input could not be fetched (missing file, 404, network)."""
+
+    code = "INPUT_UNREACHABLE"
+    retryable = True
+
+
+class InputRefusedError(InputError):
+    """The input's location is not allowed (scheme, host, bucket, size)."""
+
+    code = "INPUT_REFUSED"
+
+
+class InputMediaError(InputError):
+    """The input was fetched but is not usable media (not media, no video stream, zero length)."""
+
+    code = "INPUT_INVALID_MEDIA"
+
+
+class RenderError(SceneRenderError):
+    """ffmpeg failed; ``stderr_tail`` holds its last lines."""
+
+    code = "RENDER_FAILED"
+    exit_code = 4
+
+    def __init__(self, message: str, *, stderr_tail: str = "", command: str = "") -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+        self.command = command
+
+    def __str__(self) -> str:
+        return f"{self.message}\n{self.stderr_tail}" if self.stderr_tail else self.message
+
+
+class RenderTimeoutError(RenderError):
+    """The render ran past its time limit."""
+
+    code = "TIMEOUT"
+
+
+class TransientError(SceneRenderError):
+    """A cloud service was unavailable; the same work can succeed on redelivery."""
+
+    code = "INTERNAL"
+    retryable = True
+
+
+def all_error_classes() -> list[type[SceneRenderError]]:
+    """Every class of the tree, base included (tests check each is mapped)."""
+    found: list[type[SceneRenderError]] = []
+    pending: list[type[SceneRenderError]] = [SceneRenderError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

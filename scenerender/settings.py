@@ -1,0 +1,98 @@
+"""All configuration in one class, read from the environment.
+
+The environment variable names are declared here once. Terraform sets the same names on
+the functions and the renderer job, and the tests read them from this class, so the
+three cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SEVEN_DAYS_S = 7 * 24 * 3600
+
+# Variables every deployed component needs; Terraform must set each of them.
+REQUIRED_IN_CLOUD: tuple[str, ...] = (
+    "project_id",
+    "spec_bucket",
+    "render_bucket",
+    "render_topic",
+    "render_subscription",
+    "completion_topic",
+)
+
+
+class Settings(BaseSettings):
+    """SceneRender settings. Every field is read from ``SCENERENDER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="SCENERENDER_", frozen=True, extra="ignore")
+
+    project_id: str = Field("scenerender-local", description="GCP project that holds everything.")
+    region: str = Field("europe-west1", description="Region of the Cloud Run job and functions.")
+    spec_bucket: str = Field("scenerender-specs", description="Bucket where clients drop jobs/*.json.")
+    render_bucket: str = Field(
+        "scenerender-renders",
+        description="Bucket for finished MP4s; never the spec bucket, so outputs cannot re-trigger jobs.",
+    )
+    media_bucket: str = Field("scenerender-media", description="Bucket for source media (demo, uploads).")
+    spec_topic: str = Field("scenerender-spec-events", description="Topic of the spec bucket's notifications.")
+    render_topic: str = Field("scenerender-render-requests", description="Topic of render requests.")
+    render_subscription: str = Field(
+        "scenerender-render-requests-worker", description="Pull subscription the renderer drains."
+    )
+    completion_topic: str = Field("scenerender-render-reports", description="Topic of renderer reports.")
+    dead_letter_topic: str = Field(
+        "scenerender-render-dead-letter", description="Where render requests go after max attempts."
+    )
+    jobs_collection: str = Field("render_jobs", description="Firestore collection of job documents.")
+    batches_collection: str = Field("render_batches", description="Firestore collection of batches.")
+    signed_url_ttl_s: int = Field(
+        24 * 3600, ge=60, le=SEVEN_DAYS_S, description="Lifetime of download URLs (V4 allows 7 days at most)."
+    )
+    signer_service_account: str = Field(
+        "", description="Service account that signs URLs through IAM signBlob when no key file is present."
+    )
+    signing_endpoint: str = Field(
+        "", description="api_access_endpoint for signed URLs (the GCS emulator's address locally)."
+    )
+    allowed_gs_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Buckets inputs may be read from (empty: any bucket)."
+    )
+    max_spec_bytes: int = Field(1024 * 1024, ge=1, description="Largest job_spec.json accepted.")
+    max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
+    max_attempts: int = Field(5, ge=1, le=100, description="Render attempts before a job is failed.")
+    render_timeout_s: int = Field(3600, ge=10, description="Longest a single render may run.")
+    fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
+    work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
+    parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
+    ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
+    ffprobe: str = Field(
+        "ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH)."
+    )
+
+    @field_validator("allowed_gs_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        # Environment variables hold one comma-separated string, not a JSON list.
+        if isinstance(value, str):
+            return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable that sets ``field``."""
+        info = cls.model_fields[field]
+        alias = info.validation_alias
+        if isinstance(alias, str):
+            return alias
+        return f"SCENERENDER_{field.upper()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings()
