@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     dead_letter_topic: str = Field(
         "scenerender-render-dead-letter", description="Where render requests go after max attempts."
     )
+    renderer_job: str = Field(
+        "",
+        description="Cloud Run job started after each render request (empty: a local worker drains the queue).",
+    )
     jobs_collection: str = Field("render_jobs", description="Firestore collection of job documents.")
     batches_collection: str = Field("render_batches", description="Firestore collection of batches.")
     signed_url_ttl_s: int = Field(
