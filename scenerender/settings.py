@@ -39,7 +39,9 @@ class Settings(BaseSettings):
         description="Bucket for finished MP4s; never the spec bucket, so outputs cannot re-trigger jobs.",
     )
     media_bucket: str = Field("scenerender-media", description="Bucket for source media (demo, uploads).")
-    spec_topic: str = Field("scenerender-spec-events", description="Topic of the spec bucket's notifications.")
+    spec_topic: str = Field(
+        "scenerender-spec-events", description="Topic of the spec bucket's notifications."
+    )
     render_topic: str = Field("scenerender-render-requests", description="Topic of render requests.")
     render_subscription: str = Field(
         "scenerender-render-requests-worker", description="Pull subscription the renderer drains."
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     )
     renderer_job: str = Field(
         "",
-        description="Cloud Run job started after each render request (empty: a local worker drains the queue).",
+        description="Cloud Run job started per render request (empty: a local worker drains the queue).",
     )
     jobs_collection: str = Field("render_jobs", description="Firestore collection of job documents.")
     batches_collection: str = Field("render_batches", description="Firestore collection of batches.")

@@ -1,0 +1,245 @@
+"""The ``scenerender`` command line (CONTRACT.md section 3).
+
+Exit codes: 0 done; 2 invalid spec or arguments; 3 an input could not be used;
+4 the render failed; 1 anything else. Errors are one clear message each, never a trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scenerender.errors import ErrorDetail, SceneRenderError, SpecError
+from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
+from scenerender.settings import Settings, get_settings
+from scenerender.spec import JobSpec, json_schema, parse_spec
+from scenerender.timeline import build_timeline
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Render a scene's segments and audio into one MP4, locally or on the pipeline.",
+)
+err = Console(stderr=True)
+out = Console()
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """Translate the error tree into a message and the contract's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except SceneRenderError as exc:
+            report_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]")
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            logging.getLogger(__name__).debug("internal error", exc_info=True)
+            err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def report_error(exc: SceneRenderError) -> None:
+    err.print(f"[red]error[/red] [{exc.code}] {exc.message}", highlight=False)
+    if len(exc.details) > 1:
+        for detail in exc.details:
+            err.print(f"  {detail}", highlight=False, markup=False)
+    tail = getattr(exc, "stderr_tail", "")
+    if tail:
+        err.print(tail, highlight=False, markup=False)
+
+
+def load_spec(path: Path) -> JobSpec:
+    if not path.is_file():
+        raise SpecError.from_details([ErrorDetail("SPEC", f"no such file: {path}")])
+    settings = get_settings()
+    return parse_spec(path.read_bytes(), max_bytes=settings.max_spec_bytes)
+
+
+def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        local_base=spec_path.resolve().parent,
+        allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
+        max_bytes=settings.max_input_bytes,
+        timeout_s=settings.fetch_timeout_s,
+    )
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    return RenderOptions(
+        ffmpeg=settings.ffmpeg,
+        ffprobe=settings.ffprobe,
+        parallelism=settings.parallelism,
+        timeout_s=float(settings.render_timeout_s),
+        work_dir=settings.work_dir or None,
+    )
+
+
+def progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+@app.command("render")
+@guarded
+def render_cmd(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="job_spec.json")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where the MP4 goes (a file or a folder).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result object as JSON.")] = False,
+) -> None:
+    """Render SPEC on this machine (no cloud needed)."""
+    settings = get_settings()
+    spec = load_spec(spec_path)
+    if output.is_dir():
+        output = output / (spec.output.filename or f"{spec.job_id or spec.scene_id}.mp4")
+    if not output.parent.is_dir():
+        raise SpecError.from_details([ErrorDetail("--output", f"folder does not exist: {output.parent}")])
+    policy = local_policy(spec_path, settings)
+    with progress_bar(sys.stderr.isatty() and not as_json) as bar:
+        task = bar.add_task("render", total=1.0)
+        result = render(
+            spec,
+            output,
+            lambda d: InputResolver(d, policy),
+            options=render_options(settings),
+            progress=lambda stage, f: bar.update(task, completed=f, description=stage),
+        )
+    if as_json:
+        out.print_json(json.dumps({"output": str(output), **result.to_dict()}))
+    else:
+        path = "copy (fast path)" if result.fast_path else f"{result.segments_encoded} segments normalised"
+        err.print(
+            f"wrote {output}: {result.duration_s:.3f} s {result.width}x{result.height}@{result.fps:g}, "
+            f"{result.size_bytes / 1e6:.1f} MB, {result.loudness_lufs} LUFS, video by {path}, "
+            f"{result.timings.get('total_s', 0):.1f} s",
+            highlight=False,
+        )
+
+
+@app.command("validate")
+@guarded
+def validate_cmd(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
+    probe_inputs: Annotated[
+        bool, typer.Option("--probe", help="Fetch and probe every input; show the timeline.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check SPEC; with --probe, a dry run that shows the timeline without rendering."""
+    spec = load_spec(spec_path)
+    if not probe_inputs:
+        if as_json:
+            out.print_json(json.dumps({"valid": True}))
+        else:
+            err.print(f"{spec_path}: valid ({len(spec.segments)} segments, {len(spec.audio.clips)} clips)")
+        return
+    settings = get_settings()
+    policy = local_policy(spec_path, settings)
+    with private_dir(settings.work_dir or None) as work:
+        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe)
+        timeline = build_timeline(spec, probes)
+    from scenerender.plan import copy_blockers
+
+    report = dry_run_report(spec, timeline, copy_blockers(timeline))
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    table = Table(
+        title=f"{spec_path} — {report['duration_s']:.3f} s, {report['width']}x{report['height']}"
+        f"@{report['fps']:g}"
+    )
+    for column in ("item", "type", "start", "end", "note"):
+        table.add_column(column)
+    for row in report["segments"]:
+        table.add_row(row["path"], "segment", f"{row['start']:.3f}", f"{row['end']:.3f}", row["note"])
+    for row in report["clips"]:
+        table.add_row(row["path"], row["type"], f"{row['start']:.3f}", f"{row['end']:.3f}", row["note"])
+    out.print(table)
+    out.print(
+        "video: "
+        + ("copied (fast path)" if not report["reencode"] else "re-encoded: " + "; ".join(report["reencode"]))
+    )
+    for a, b in report["overlaps"]:
+        out.print(f"overlap: {a} and {b} sound at the same time")
+
+
+def dry_run_report(spec: JobSpec, timeline: Any, blockers: list[str]) -> dict[str, Any]:
+    scene_end = float(timeline.duration)
+    return {
+        "valid": True,
+        "duration_s": scene_end,
+        "width": timeline.width,
+        "height": timeline.height,
+        "fps": float(timeline.fps),
+        "segments": [
+            {
+                "path": f"segments[{s.index}]",
+                "id": s.id,
+                "start": float(s.start),
+                "end": float(s.start + s.duration),
+                "note": next(
+                    (b.split(": ", 1)[1] for b in blockers if b.startswith(f"segments[{s.index}]:")), ""
+                ),
+            }
+            for s in timeline.segments
+        ],
+        "clips": [
+            {
+                "path": c.path,
+                "type": c.type,
+                "start": c.start,
+                "end": min(c.end, scene_end),
+                "note": ("looped; " if c.loop else "")
+                + (f"runs past the scene end ({c.end:.3f} s), cut" if c.index in timeline.overruns else ""),
+            }
+            for c in timeline.clips
+        ],
+        "overlaps": [[f"audio.clips[{a}]", f"audio.clips[{b}]"] for a, b in timeline.overlaps],
+        "overruns": [f"audio.clips[{i}]" for i in timeline.overruns],
+        "reencode": blockers,
+        "hold_frames": timeline.hold_frames,
+    }
+
+
+@app.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of job spec v1."""
+    out.print_json(json.dumps(json_schema()))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The one place that runs ffmpeg: logs the command, streams progress, keeps the stderr tail."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from scenerender.errors import RenderError, RenderTimeoutError
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 30
+ProgressCallback = Callable[[float], None]
+
+
+def find_binary(name: str) -> str:
+    """``name`` as configured (env var FFMPEG/FFPROBE via settings), resolved on PATH."""
+    found = shutil.which(name)
+    if found is None:
+        raise RenderError(
+            f"{name} not found: install ffmpeg (apt-get install -y ffmpeg) or set FFMPEG/FFPROBE"
+        )
+    return found
+
+
+def with_progress(cmd: list[str]) -> list[str]:
+    """``cmd`` with machine-readable progress on stdout (``-progress pipe:1``)."""
+    return [cmd[0], "-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", *cmd[1:]]
+
+
+class FFmpegRunner:
+    """Runs ffmpeg commands built elsewhere (see ``scenerender.plan``)."""
+
+    def __init__(self, ffmpeg: str = "ffmpeg", *, timeout_s: float | None = None) -> None:
+        self.ffmpeg = ffmpeg
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s if timeout_s else None
+
+    def iter_progress(self, cmd: list[str], *, duration_s: float | None) -> Iterator[float]:
+        """Run ``cmd`` (argv[0] is replaced by the configured binary), yielding fractions done."""
+        argv = with_progress([find_binary(self.ffmpeg), *cmd[1:]])
+        log.info("ffmpeg: %s", shlex.join(argv))
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        try:
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+            )
+        except OSError as exc:
+            raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr = proc.stderr
+        reader = threading.Thread(target=lambda: tail.extend(line.rstrip() for line in stderr), daemon=True)
+        reader.start()
+        timer = self._start_watchdog(proc)
+        try:
+            for line in proc.stdout:
+                key, _, value = line.strip().partition("=")
+                if key == "out_time_us" and duration_s and value.lstrip("-").isdigit():
+                    yield min(1.0, max(0.0, int(value) / 1e6 / duration_s))
+                elif key == "progress" and value == "end":
+                    yield 1.0
+            code = proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(timeout=5)
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise RenderTimeoutError(
+                f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
+            )
+        if code != 0:
+            raise RenderError(
+                f"ffmpeg failed with exit code {code}", stderr_tail="\n".join(tail), command=shlex.join(argv)
+            )
+
+    def run(
+        self, cmd: list[str], *, duration_s: float | None = None, on_progress: ProgressCallback | None = None
+    ) -> None:
+        """Run ``cmd`` to completion, reporting fractions to ``on_progress``."""
+        for fraction in self.iter_progress(cmd, duration_s=duration_s):
+            if on_progress is not None:
+                on_progress(fraction)
+
+    def capture_stderr(self, cmd: list[str]) -> str:
+        """Run ``cmd`` and return its whole stderr (for filters that report there, e.g. loudnorm)."""
+        argv = [find_binary(self.ffmpeg), "-nostdin", "-hide_banner", "-nostats", *cmd[1:]]
+        log.info("ffmpeg: %s", shlex.join(argv))
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=self._remaining(), check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RenderTimeoutError(
+                f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
+            ) from exc
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.splitlines()[-STDERR_TAIL_LINES:])
+            raise RenderError(
+                f"ffmpeg failed with exit code {done.returncode}", stderr_tail=tail, command=shlex.join(argv)
+            )
+        return done.stderr
+
+    def _remaining(self) -> float | None:
+        return max(0.1, self._deadline - time.monotonic()) if self._deadline is not None else None
+
+    def _start_watchdog(self, proc: subprocess.Popen[str]) -> threading.Timer | None:
+        remaining = self._remaining()
+        if remaining is None:
+            return None
+        timer = threading.Timer(remaining, proc.kill)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def publish_file(tmp: Path, final: Path) -> None:
+    """Move a finished file into place atomically, so a reader never sees half of it."""
+    os.replace(tmp, final)

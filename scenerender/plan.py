@@ -1,0 +1,439 @@
+"""The plan: pure functions from a timeline to ffmpeg argument lists. No I/O here.
+
+Video and audio are made apart and joined by a copying mux:
+  video  = copy-concat of the sources (fast path) or of normalised segments
+  audio  = one mix pass to float WAV -> loudness measured -> normalised, AAC-encoded
+  output = mux of both, copied, ``+faststart``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from scenerender.errors import RenderError
+from scenerender.timeline import PlacedClip, PlacedSegment, Timeline
+
+SAMPLE_RATE = 48000
+AUDIO_BITRATE = "192k"
+END_FADE_S = 0.5  # audio running past the scene end fades out over this long (contract)
+LRA_TARGET = 20.0  # wide, so loudnorm stays linear and keeps the mix's own dynamics
+TRUE_PEAK_MARGIN_DB = 0.5  # AAC encoding adds inter-sample peaks; aim this far under the ceiling
+COPY_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
+DUCK_STEP_SAMPLES = 480  # 10 ms: the volume expression is evaluated once per frame of this size
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    preset: str
+    crf: int
+    gop_seconds: float = 2.0
+
+    @classmethod
+    def for_timeline(cls, timeline: Timeline) -> EncodeSettings:
+        return cls(preset="ultrafast", crf=30) if timeline.preview else cls(preset="veryfast", crf=18)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ffmpeg run: its arguments, what it writes, how long its output is (for progress)."""
+
+    argv: list[str]
+    output: Path
+    duration_s: float
+    files: dict[Path, str] = field(default_factory=dict)  # written before the run (lists, filter scripts)
+
+
+def _f(value: float | Fraction) -> str:
+    """Seconds as ffmpeg reads them: plain decimal, enough digits for sample accuracy."""
+    return f"{float(value):.6f}".rstrip("0").rstrip(".") or "0"
+
+
+def _samples(seconds: float | Fraction) -> int:
+    return round(float(seconds) * SAMPLE_RATE)
+
+
+def _input(path: Path, *pre: str) -> list[str]:
+    # Each input is opened with only the file protocol: no URL or nested reference is followed.
+    return [*pre, "-protocol_whitelist", "file", "-i", str(path)]
+
+
+def track_timescale(fps: Fraction) -> int:
+    """One MP4 time base for every video piece, so copy-concat joins them without rounding."""
+    return 90000 if (90000 * fps.denominator) % fps.numerator == 0 else fps.numerator * 1000
+
+
+# ---------------------------------------------------------------------------- video
+
+
+def copy_blockers(timeline: Timeline) -> list[str]:
+    """Why the sources cannot simply be copy-concatenated; empty means the fast path is taken."""
+    reasons: list[str] = []
+    if timeline.hold_frames:
+        reasons.append("the last frame is held past the video (duration_policy longest)")
+    first = timeline.segments[0].source.video
+    for seg in timeline.segments:
+        v = seg.source.video
+        assert v is not None and first is not None
+        name = f"segments[{seg.index}]"
+        if not set(seg.source.format_name.split(",")) & COPY_FORMATS:
+            reasons.append(f"{name}: container {seg.source.format_name} is not MP4/MOV")
+        if v.codec != "h264" or v.profile != "High":
+            reasons.append(f"{name}: codec {v.codec} {v.profile}, not H.264 High")
+        if v.pix_fmt != "yuv420p":
+            reasons.append(f"{name}: pixel format {v.pix_fmt}, not yuv420p")
+        if v.rotation:
+            reasons.append(f"{name}: rotated {v.rotation} degrees")
+        if (v.width, v.height) != (timeline.width, timeline.height):
+            reasons.append(f"{name}: {v.width}x{v.height}, output is {timeline.width}x{timeline.height}")
+        if v.sar not in (Fraction(1), Fraction(0)):
+            reasons.append(f"{name}: sample aspect ratio {v.sar}")
+        if v.fps != timeline.fps:
+            reasons.append(f"{name}: {v.fps} fps, output is {timeline.fps}")
+        if v.time_base != first.time_base or v.extradata_hash != first.extradata_hash:
+            reasons.append(f"{name}: encoded with other parameters than segments[0]")
+        if seg.trim_start > 0:
+            reasons.append(f"{name}: trimmed at the start")
+        source_frames = v.frames if v.frames else round(seg.source.video_duration * timeline.fps)
+        if seg.frames < source_frames:
+            reasons.append(f"{name}: trimmed at the end")
+    return reasons
+
+
+def _fit_filter(timeline: Timeline) -> str:
+    w, h = timeline.width, timeline.height
+    if timeline.fit == "crop":
+        return f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}"
+    if timeline.fit == "stretch":
+        return f"scale={w}:{h}"
+    return (
+        f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
+        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black"
+    )
+
+
+def normalize_command(
+    seg: PlacedSegment,
+    timeline: Timeline,
+    out: Path,
+    enc: EncodeSettings,
+    *,
+    threads: int = 0,
+    hold_frames: int = 0,
+) -> Command:
+    """Re-encode one segment to the output's size, rate, pixel format and time base.
+
+    The segment is padded with copies of its last frame and cut at an exact frame count,
+    so rounding in the source never shortens it and every boundary stays on its frame.
+    """
+    frames = seg.frames + hold_frames
+    fps = timeline.fps
+    chain = ",".join(
+        [
+            _fit_filter(timeline),
+            "setsar=1",
+            f"fps={fps.numerator}/{fps.denominator}",
+            "format=yuv420p",
+            f"tpad=stop_mode=clone:stop={hold_frames + 2}",
+        ]
+    )
+    read_s = float(seg.duration) + 1.0  # stop decoding a long source soon after the part we use
+    argv = [
+        "ffmpeg",
+        "-y",
+        *_input(seg.source.path, "-ss", _f(seg.trim_start), "-t", _f(read_s)),
+        "-map",
+        "0:v:0",
+        "-vf",
+        chain,
+        "-frames:v",
+        str(frames),
+        "-c:v",
+        "libx264",
+        "-preset",
+        enc.preset,
+        "-crf",
+        str(enc.crf),
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(max(1, round(enc.gop_seconds * fps))),
+        "-threads",
+        str(threads),
+        "-video_track_timescale",
+        str(track_timescale(fps)),
+        "-an",
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+        "-f",
+        "mp4",
+        str(out),
+    ]
+    return Command(argv=argv, output=out, duration_s=float(frames / fps))
+
+
+def concat_list(paths: list[Path]) -> str:
+    """A concat-demuxer list; paths are quoted the way the demuxer unescapes them."""
+    return "ffconcat version 1.0\n" + "".join("file '" + str(p).replace("'", "'\\''") + "'\n" for p in paths)
+
+
+def concat_command(paths: list[Path], list_path: Path, out: Path, timeline: Timeline) -> Command:
+    """Join video pieces by stream copy: no re-encode."""
+    argv = [
+        "ffmpeg",
+        "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-protocol_whitelist",
+        "file",
+        "-i",
+        str(list_path),
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-an",
+        "-sn",
+        "-dn",
+        "-video_track_timescale",
+        str(track_timescale(timeline.fps)),
+        "-f",
+        "mp4",
+        str(out),
+    ]
+    return Command(
+        argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(paths)}
+    )
+
+
+# ---------------------------------------------------------------------------- audio
+
+
+def _duck_expression(timeline: Timeline) -> str | None:
+    """Music gain as a function of scene time ``t``: lowered while anyone speaks.
+
+    Driven by the timeline, not the signal: the ramp down starts ``attack`` seconds before
+    the speech so the first syllable is already clear, and comes back over ``release``.
+    """
+    duck = timeline.ducking
+    if duck is None or not timeline.speech or duck.music_db == 0:
+        return None
+    terms = []
+    for start, end in timeline.speech:
+        rise = (
+            f"clip((t-{_f(start - duck.attack)})/{_f(duck.attack)},0,1)"
+            if duck.attack > 0
+            else f"gte(t,{_f(start)})"
+        )
+        fall = (
+            f"clip(({_f(end + duck.release)}-t)/{_f(duck.release)},0,1)"
+            if duck.release > 0
+            else f"lte(t,{_f(end)})"
+        )
+        terms.append(f"min({rise},{fall})")
+    envelope = f"min(1,{'+'.join(terms)})"
+    return f"pow(10,{_f(duck.music_db)}*{envelope}/20)"
+
+
+def _clip_chain(
+    clip: PlacedClip, label: str, input_label: str, timeline: Timeline, looped_input: bool
+) -> str:
+    # The clip's own fades sit at its natural end; the scene cut (with its fade) comes later, on the mix.
+    play = clip.end - clip.start
+    steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
+    if not looped_input:
+        first, last = _samples(clip.trim_start), _samples(clip.trim_start + clip.length)
+        steps.append(f"atrim=start_sample={first}:end_sample={last}")
+    steps.append("asetpts=N/SR/TB")
+    if clip.loop and not looped_input:
+        steps.append(f"aloop=loop=-1:size={_samples(clip.length)}")
+    steps.append(f"atrim=end_sample={_samples(play)}")
+    if clip.volume != 1:
+        steps.append(f"volume={_f(clip.volume)}")
+    if clip.fade_in > 0:
+        steps.append(f"afade=t=in:st=0:d={_f(clip.fade_in)}")
+    if clip.fade_out > 0:
+        steps.append(f"afade=t=out:st={_f(max(0.0, play - clip.fade_out))}:d={_f(clip.fade_out)}")
+    steps.append(f"adelay=delays={_samples(clip.start)}S:all=1")
+    expr = _duck_expression(timeline) if clip.type == "music" else None
+    if expr is not None:
+        steps += [f"asetnsamples=n={DUCK_STEP_SAMPLES}:p=0", f"volume=volume='{expr}':eval=frame"]
+    return f"[{input_label}]{','.join(steps)}[{label}]"
+
+
+def _segment_chain(seg: PlacedSegment, label: str, input_label: str) -> str:
+    length = _samples(seg.duration)
+    steps = [
+        f"aresample={SAMPLE_RATE}",
+        "aformat=sample_fmts=fltp:channel_layouts=stereo",
+        f"atrim=start_sample={_samples(seg.trim_start)}:end_sample={_samples(seg.trim_start) + length}",
+        "asetpts=N/SR/TB",
+        f"apad=whole_len={length}",
+        f"volume={_f(seg.volume)}",
+        f"adelay=delays={_samples(seg.start)}S:all=1",
+    ]
+    return f"[{input_label}]{','.join(steps)}[{label}]"
+
+
+def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Command:
+    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling."""
+    total = _samples(timeline.duration)
+    inputs: list[str] = []
+    chains: list[str] = []
+    labels: list[str] = []
+    n = 0
+    for seg in timeline.segments:
+        if seg.volume > 0 and seg.has_audio:
+            inputs += _input(seg.source.path)
+            chains.append(_segment_chain(seg, f"s{seg.index}", f"{n}:a:0"))
+            labels.append(f"[s{seg.index}]")
+            n += 1
+    for clip in timeline.clips:
+        # Whole-file loops are looped by the demuxer (constant memory); a trimmed loop is
+        # looped in memory by aloop, since only that part repeats.
+        looped_input = clip.loop and clip.trim_start == 0 and clip.length >= clip.source.audio_duration - 1e-3
+        inputs += _input(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
+        chains.append(_clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
+        labels.append(f"[c{clip.index}]")
+        n += 1
+    tail = [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
+    if timeline.overruns and float(timeline.duration) > END_FADE_S:
+        tail.append(f"afade=t=out:st={_f(float(timeline.duration) - END_FADE_S)}:d={_f(END_FADE_S)}")
+    if not labels:
+        chains.append(f"anullsrc=r={SAMPLE_RATE}:cl=stereo,{','.join(tail)}[mix]")
+    else:
+        mix = (
+            f"amix=inputs={len(labels)}:duration=longest:normalize=0:dropout_transition=0"
+            if len(labels) > 1
+            else "anull"
+        )
+        chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[mix]")
+    graph = ";\n".join(chains)
+    argv = [
+        "ffmpeg",
+        "-y",
+        *inputs,
+        "-filter_complex_script",
+        str(script_path),
+        "-map",
+        "[mix]",
+        "-c:a",
+        "pcm_f32le",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-ac",
+        "2",
+        "-rf64",
+        "auto",
+        "-f",
+        "wav",
+        str(out),
+    ]
+    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
+
+
+def loudness_measure_command(wav: Path, target_lufs: float, true_peak_db: float) -> list[str]:
+    """First loudnorm pass: measures only (JSON on stderr)."""
+    return [
+        "ffmpeg",
+        *_input(wav),
+        "-af",
+        f"loudnorm=I={_f(target_lufs)}:TP={_f(true_peak_db - TRUE_PEAK_MARGIN_DB)}:LRA={_f(LRA_TARGET)}"
+        ":print_format=json",
+        "-f",
+        "null",
+        "-",
+    ]
+
+
+def parse_loudnorm(stderr: str) -> dict[str, float]:
+    """The JSON block loudnorm prints; values as floats (``-inf`` for silence)."""
+    match = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
+    if match is None:
+        raise RenderError("loudness measurement printed no result", stderr_tail=stderr[-2000:])
+    raw = json.loads(match.group(0))
+    return {key: float(value) for key, value in raw.items() if key != "normalization_type"}
+
+
+def audio_encode_command(
+    wav: Path, timeline: Timeline, measured: dict[str, float] | None, out: Path
+) -> Command:
+    """Second pass: linear loudness normalisation to the target, then AAC-LC 48 kHz stereo."""
+    total = _samples(timeline.duration)
+    chain: list[str] = []
+    loud = timeline.loudness
+    if loud is not None and measured is not None and measured["input_i"] > -70:
+        chain += [
+            f"loudnorm=I={_f(loud.target_lufs)}:TP={_f(loud.true_peak_db - TRUE_PEAK_MARGIN_DB)}"
+            f":LRA={_f(LRA_TARGET)}:measured_I={measured['input_i']}:measured_TP={measured['input_tp']}"
+            f":measured_LRA={measured['input_lra']}:measured_thresh={measured['input_thresh']}"
+            f":offset={measured['target_offset']}:linear=true:print_format=none",
+            f"aresample={SAMPLE_RATE}",
+        ]
+    chain += [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
+    argv = [
+        "ffmpeg",
+        "-y",
+        *_input(wav),
+        "-af",
+        ",".join(chain),
+        "-c:a",
+        "aac",
+        "-profile:a",
+        "aac_low",
+        "-b:a",
+        AUDIO_BITRATE,
+        "-ar",
+        str(SAMPLE_RATE),
+        "-ac",
+        "2",
+        "-f",
+        "mp4",
+        str(out),
+    ]
+    return Command(argv=argv, output=out, duration_s=float(timeline.duration))
+
+
+def mux_command(video: Path, audio: Path, out: Path, duration_s: float) -> Command:
+    """Both streams copied into the MP4, moov first so browsers play it at once."""
+    argv = [
+        "ffmpeg",
+        "-y",
+        *_input(video),
+        *_input(audio),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c",
+        "copy",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(out),
+    ]
+    return Command(argv=argv, output=out, duration_s=duration_s)
+
+
+def output_loudness_command(mp4: Path) -> list[str]:
+    return ["ffmpeg", *_input(mp4), "-map", "0:a:0", "-af", "loudnorm=print_format=json", "-f", "null", "-"]
+
+
+def parallel_jobs(configured: int, pieces: int) -> tuple[int, int]:
+    """(segments encoded at once, encoder threads each): one process per core, no oversubscription."""
+    cores = os.cpu_count() or 1
+    workers = max(1, min(configured or cores, pieces))
+    return workers, max(1, cores // workers)

@@ -1,0 +1,210 @@
+"""What an input really is, read with ``ffprobe -of json`` (never by scraping stderr)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from scenerender.errors import InputMediaError, InputRefusedError
+
+# Containers we read. Anything else (playlists, concat lists, image sequences, raw
+# protocols) could make ffmpeg open other files or hosts on the spec author's behalf.
+ALLOWED_FORMATS: frozenset[str] = frozenset(
+    {
+        "mov",
+        "mp4",
+        "m4a",
+        "3gp",
+        "3g2",
+        "mj2",
+        "matroska",
+        "webm",
+        "wav",
+        "mp3",
+        "aac",
+        "flac",
+        "ogg",
+        "avi",
+        "mpegts",
+        "w64",
+        "aiff",
+        "caf",
+    }
+)
+PROBE_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    profile: str
+    pix_fmt: str
+    width: int
+    height: int
+    fps: Fraction
+    time_base: Fraction
+    duration: float | None
+    frames: int | None
+    rotation: int
+    sar: Fraction
+    extradata_hash: str
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Size as shown, rotation applied (ffmpeg autorotates when decoding)."""
+        if self.rotation % 180:
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+    channel_layout: str
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """One probed input file."""
+
+    path: Path
+    format_name: str
+    duration: float
+    size_bytes: int
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+    @property
+    def audio_duration(self) -> float:
+        """Length of the audio stream, falling back to the container's."""
+        if self.audio and self.audio.duration:
+            return self.audio.duration
+        return self.duration
+
+    @property
+    def video_duration(self) -> float:
+        if self.video and self.video.duration:
+            return self.video.duration
+        return self.duration
+
+
+def probe_command(ffprobe: str, path: Path) -> list[str]:
+    return [
+        ffprobe,
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-of",
+        "json",
+        "-show_streams",
+        "-show_format",
+        "-show_data_hash",
+        "sha256",
+        str(path),
+    ]
+
+
+def _fraction(text: str | None, default: Fraction = Fraction(0)) -> Fraction:
+    if not text or text in ("0/0", "N/A"):
+        return default
+    try:
+        return Fraction(text.replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        return default
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and number >= 0 else None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side in stream.get("side_data_list", []) or []:
+        if "rotation" in side:
+            return round(float(side["rotation"])) % 360
+    rotate = stream.get("tags", {}).get("rotate")
+    return int(rotate) % 360 if rotate is not None and str(rotate).lstrip("-").isdigit() else 0
+
+
+def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
+    """Turn ffprobe's JSON into ``MediaInfo``; pure, so it is unit-tested without ffprobe."""
+    fmt = data.get("format") or {}
+    format_names = set(str(fmt.get("format_name", "")).split(","))
+    if not format_names & ALLOWED_FORMATS:
+        raise InputRefusedError(
+            input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format"
+        )
+    video: VideoInfo | None = None
+    audio: AudioInfo | None = None
+    for stream in data.get("streams", []):
+        kind = stream.get("codec_type")
+        if kind == "video" and video is None and not stream.get("disposition", {}).get("attached_pic"):
+            fps = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
+            frames = stream.get("nb_frames")
+            video = VideoInfo(
+                codec=str(stream.get("codec_name", "")),
+                profile=str(stream.get("profile", "")),
+                pix_fmt=str(stream.get("pix_fmt", "")),
+                width=int(stream.get("width", 0)),
+                height=int(stream.get("height", 0)),
+                fps=fps,
+                time_base=_fraction(stream.get("time_base")),
+                duration=_float(stream.get("duration")),
+                frames=int(frames) if frames and str(frames).isdigit() else None,
+                rotation=_rotation(stream),
+                sar=_fraction(stream.get("sample_aspect_ratio"), Fraction(1)),
+                extradata_hash=str(stream.get("extradata_hash", "")),
+            )
+        elif kind == "audio" and audio is None:
+            audio = AudioInfo(
+                codec=str(stream.get("codec_name", "")),
+                sample_rate=int(stream.get("sample_rate", 0) or 0),
+                channels=int(stream.get("channels", 0) or 0),
+                channel_layout=str(stream.get("channel_layout", "")),
+                duration=_float(stream.get("duration")),
+            )
+    if video is None and audio is None:
+        raise InputMediaError(input_path, "no audio or video stream")
+    duration = _float(fmt.get("duration")) or max(
+        (d for d in (video.duration if video else None, audio.duration if audio else None) if d), default=0.0
+    )
+    if duration <= 0:
+        raise InputMediaError(input_path, "media has zero duration")
+    return MediaInfo(
+        path=path,
+        format_name=str(fmt.get("format_name", "")),
+        duration=duration,
+        size_bytes=int(fmt.get("size", 0) or 0),
+        video=video,
+        audio=audio,
+    )
+
+
+def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo:
+    """Probe one local file; errors name ``input_path`` (``segments[2].url``)."""
+    cmd = probe_command(ffprobe, path)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except FileNotFoundError as exc:
+        raise InputMediaError(input_path, f"ffprobe not found ({ffprobe}); install ffmpeg") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InputMediaError(input_path, f"probing took longer than {PROBE_TIMEOUT_S} s") from exc
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed"
+        raise InputMediaError(input_path, f"not usable media ({reason.replace(str(path), path.name)})")
+    try:
+        data = json.loads(done.stdout)
+    except ValueError as exc:
+        raise InputMediaError(input_path, "ffprobe returned no readable description") from exc
+    return parse_probe(path, data, input_path)

@@ -1,0 +1,308 @@
+"""The render flow: fetch -> probe -> timeline -> plan -> run -> measure.
+
+This is the one function the CLI, the worker and the tests call; it knows nothing of
+the cloud beyond the ``InputResolver`` it is handed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from scenerender import plan
+from scenerender.errors import RenderError
+from scenerender.ffmpeg import FFmpegRunner, publish_file
+from scenerender.inputs import InputResolver
+from scenerender.probe import MediaInfo, probe
+from scenerender.spec import JobSpec
+from scenerender.timeline import Timeline, build_timeline
+
+ProgressFn = Callable[[str, float], None]
+"""``(stage, overall fraction 0..1)``; fractions never decrease."""
+
+
+@dataclass
+class RenderResult:
+    """CONTRACT.md section 2, measured on the output file."""
+
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    size_bytes: int
+    loudness_lufs: float | None
+    true_peak_db: float | None
+    av_drift_ms: float
+    timings: dict[str, float] = field(default_factory=dict)
+    fast_path: bool = False
+    fast_path_blockers: list[str] = field(default_factory=list)
+    segments_encoded: int = 0
+    segments_copied: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"
+    parallelism: int = 0
+    timeout_s: float | None = None
+    work_dir: str | None = None
+
+
+class _Progress:
+    """Turns per-stage fractions into one overall fraction that never goes back.
+
+    Stages may run at the same time (video and audio do), so each keeps its own fraction.
+    """
+
+    WEIGHTS: ClassVar[dict[str, float]] = {
+        "fetch": 0.05,
+        "video": 0.55,
+        "audio": 0.25,
+        "mux": 0.05,
+        "measure": 0.10,
+    }
+
+    def __init__(self, report: ProgressFn | None) -> None:
+        self._report = report
+        self._fractions: dict[str, float] = {}
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def stage(self, name: str, fraction: float) -> None:
+        with self._lock:
+            self._fractions[name] = max(self._fractions.get(name, 0.0), min(1.0, max(0.0, fraction)))
+            value = min(1.0, sum(self.WEIGHTS[s] * f for s, f in self._fractions.items()))
+            if value > self._last and self._report is not None:
+                self._last = value
+                self._report(name, value)
+
+    def finish(self, name: str) -> None:
+        self.stage(name, 1.0)
+
+
+@contextmanager
+def private_dir(base: str | None) -> Iterator[Path]:
+    """A temp dir only this process can read; removed afterwards whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix="scenerender-", dir=base or None))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def fetch_and_probe(
+    spec: JobSpec, resolver: InputResolver, ffprobe: str, on_fraction: Callable[[float], None] | None = None
+) -> dict[str, MediaInfo]:
+    """Fetch and probe every distinct input the render will use, in parallel."""
+    wanted: dict[str, str] = {}
+    for index, seg in enumerate(spec.segments):
+        wanted.setdefault(seg.url, f"segments[{index}].url")
+    for index, clip in enumerate(spec.audio.clips):
+        if spec.audio.tracks.enabled(clip.type):
+            wanted.setdefault(clip.url, f"audio.clips[{index}].url")
+    lock = threading.Lock()
+    done = 0
+
+    def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
+        nonlocal done
+        url, input_path = item
+        info = probe(resolver.resolve(url, input_path), input_path=input_path, ffprobe=ffprobe)
+        with lock:
+            done += 1
+            if on_fraction:
+                on_fraction(done / len(wanted))
+        return url, info
+
+    with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
+        return dict(pool.map(one, wanted.items()))
+
+
+def render(
+    spec: JobSpec,
+    out_path: Path,
+    resolver_factory: Callable[[Path], InputResolver],
+    *,
+    options: RenderOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> RenderResult:
+    """Render ``spec`` to ``out_path``; nothing appears there unless the whole render succeeds."""
+    opts = options or RenderOptions()
+    tracker = _Progress(progress)
+    timings: dict[str, float] = {}
+    runner = FFmpegRunner(opts.ffmpeg, timeout_s=opts.timeout_s)
+    with private_dir(opts.work_dir) as work:
+        inputs_dir = work / "inputs"
+        inputs_dir.mkdir()
+        t0 = time.monotonic()
+        probes = fetch_and_probe(
+            spec, resolver_factory(inputs_dir), opts.ffprobe, lambda f: tracker.stage("fetch", f)
+        )
+        timeline = build_timeline(spec, probes)
+        tracker.finish("fetch")
+        timings["fetch_probe_s"] = time.monotonic() - t0
+
+        # Video and audio do not depend on each other: the audio pass (one core) runs
+        # while the segments are normalised.
+        t1 = time.monotonic()
+        audio_out = work / "audio.m4a"
+        audio_error: list[BaseException] = []
+
+        def audio_job() -> None:
+            try:
+                _make_audio(timeline, work, audio_out, runner, tracker)
+                timings["audio_s"] = time.monotonic() - t1
+            except BaseException as exc:  # re-raised on the main thread
+                audio_error.append(exc)
+
+        audio_thread = threading.Thread(target=audio_job, name="audio-mix", daemon=True)
+        audio_thread.start()
+        video_out, blockers, encoded = _make_video(timeline, work, runner, opts, tracker)
+        timings["video_s"] = time.monotonic() - t1
+        audio_thread.join()
+        if audio_error:
+            raise audio_error[0]
+        tracker.finish("video")
+        tracker.finish("audio")
+
+        t2 = time.monotonic()
+        part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
+        try:
+            mux = plan.mux_command(video_out, audio_out, part, float(timeline.duration))
+            runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
+            tracker.finish("mux")
+            timings["mux_s"] = time.monotonic() - t2
+            t3 = time.monotonic()
+            result = measure_output(part, runner, opts.ffprobe)
+            timings["measure_s"] = time.monotonic() - t3
+            publish_file(part, out_path)
+        finally:
+            part.unlink(missing_ok=True)
+        tracker.finish("measure")
+    timings["total_s"] = time.monotonic() - t0
+    result.timings = {k: round(v, 3) for k, v in timings.items()}
+    result.fast_path = not blockers
+    result.fast_path_blockers = blockers
+    result.segments_encoded = encoded
+    result.segments_copied = 0 if blockers else len(timeline.segments)
+    return result
+
+
+def _make_video(
+    timeline: Timeline, work: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress
+) -> tuple[Path, list[str], int]:
+    blockers = plan.copy_blockers(timeline)
+    video_out = work / "video.mp4"
+    if not blockers:
+        pieces = [seg.source.path for seg in timeline.segments]
+        encoded = 0
+    else:
+        enc = plan.EncodeSettings.for_timeline(timeline)
+        norm_dir = work / "normalized"
+        norm_dir.mkdir()
+        workers, threads = plan.parallel_jobs(opts.parallelism, len(timeline.segments))
+        commands = [
+            plan.normalize_command(
+                seg,
+                timeline,
+                norm_dir / f"{seg.index:04d}.mp4",
+                enc,
+                threads=threads,
+                hold_frames=timeline.hold_frames if seg is timeline.segments[-1] else 0,
+            )
+            for seg in timeline.segments
+        ]
+        total = sum(c.duration_s for c in commands)
+        done: dict[int, float] = {}
+        lock = threading.Lock()
+
+        def run_one(i: int) -> None:
+            def report(fraction: float) -> None:
+                with lock:
+                    done[i] = fraction * commands[i].duration_s
+                    tracker.stage("video", 0.9 * sum(done.values()) / total)
+
+            runner.run(commands[i].argv, duration_s=commands[i].duration_s, on_progress=report)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(run_one, range(len(commands))))
+        pieces = [c.output for c in commands]
+        encoded = len(commands)
+    concat = plan.concat_command(pieces, work / "video.ffconcat", video_out, timeline)
+    _write_files(concat)
+    runner.run(
+        concat.argv,
+        duration_s=concat.duration_s,
+        on_progress=lambda f: tracker.stage("video", 0.9 + 0.1 * f if blockers else f),
+    )
+    return video_out, blockers, encoded
+
+
+def _make_audio(
+    timeline: Timeline, work: Path, audio_out: Path, runner: FFmpegRunner, tracker: _Progress
+) -> None:
+    mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
+    _write_files(mix)
+    runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
+    measured = None
+    if timeline.loudness is not None:
+        stderr = runner.capture_stderr(
+            plan.loudness_measure_command(
+                mix.output, timeline.loudness.target_lufs, timeline.loudness.true_peak_db
+            )
+        )
+        measured = plan.parse_loudnorm(stderr)
+    tracker.stage("audio", 0.7)
+    encode = plan.audio_encode_command(mix.output, timeline, measured, audio_out)
+    runner.run(
+        encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.7 + 0.3 * f)
+    )
+
+
+def _write_files(command: plan.Command) -> None:
+    for path, text in command.files.items():
+        path.write_text(text, encoding="utf-8")
+
+
+def measure_output(path: Path, runner: FFmpegRunner, ffprobe: str) -> RenderResult:
+    """The result object, measured on the file itself (not taken from the plan)."""
+    done = subprocess.run(
+        [ffprobe, "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RenderError("the output could not be probed", stderr_tail=done.stderr[-2000:])
+    data = json.loads(done.stdout)
+    video = next(s for s in data["streams"] if s["codec_type"] == "video")
+    audio = next(s for s in data["streams"] if s["codec_type"] == "audio")
+    num, den = (int(x) for x in video["avg_frame_rate"].split("/"))
+    loud = plan.parse_loudnorm(runner.capture_stderr(plan.output_loudness_command(path)))
+    lufs = loud["input_i"] if loud["input_i"] > -70 else None
+    peak = loud["input_tp"] if lufs is not None else None
+    return RenderResult(
+        duration_s=round(float(data["format"]["duration"]), 3),
+        width=int(video["width"]),
+        height=int(video["height"]),
+        fps=round(num / den, 3) if den else 0.0,
+        size_bytes=path.stat().st_size,
+        loudness_lufs=lufs,
+        true_peak_db=peak,
+        av_drift_ms=round((float(audio["duration"]) - float(video["duration"])) * 1000, 1),
+    )
