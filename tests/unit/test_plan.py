@@ -1,0 +1,186 @@
+"""The plan is data: ffmpeg argument lists checked without running ffmpeg."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scenerender import plan
+from scenerender.errors import RenderError
+from scenerender.probe import MediaInfo
+from scenerender.spec import parse_spec
+from scenerender.timeline import Timeline, build_timeline
+from tests.unit.fakes import sound, video
+
+
+def make(spec: dict[str, Any], probes: dict[str, MediaInfo]) -> Timeline:
+    return build_timeline(parse_spec(json.dumps({"version": 1, "project_id": "p", "scene_id": "s", **spec})), probes)
+
+
+def three_segments(**output: Any) -> dict[str, Any]:
+    return {"output": output, "segments": [{"id": f"s{i}", "url": f"{i}.mp4"} for i in range(3)]}
+
+
+MATCHING = {f"{i}.mp4": video(f"{i}.mp4") for i in range(3)}
+
+
+def test_fast_path_when_every_segment_matches() -> None:
+    assert plan.copy_blockers(make(three_segments(), MATCHING)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"width": 1280, "height": 720}, "1280x720, output is 1920x1080"),
+        ({"fps": Fraction(25)}, "25 fps, output is 30"),
+        ({"codec": "hevc", "profile": "Main"}, "not H.264 High"),
+        ({"profile": "Main"}, "not H.264 High"),
+        ({"rotation": 90}, "rotated 90"),
+        ({"extradata": "SHA256:other"}, "encoded with other parameters"),
+    ],
+)
+def test_no_fast_path_when_a_segment_differs(change: dict[str, Any], reason: str) -> None:
+    probes = dict(MATCHING, **{"1.mp4": video("1.mp4", **change)})
+    blockers = plan.copy_blockers(make(three_segments(), probes))
+    assert any(b.startswith("segments[1]:") and reason in b for b in blockers), blockers
+
+
+def test_trims_block_the_fast_path() -> None:
+    spec = three_segments()
+    spec["segments"][0]["trim_start"] = 0.5
+    spec["segments"][2]["duration"] = 1.0
+    blockers = plan.copy_blockers(make(spec, MATCHING))
+    assert "segments[0]: trimmed at the start" in blockers and "segments[2]: trimmed at the end" in blockers
+
+
+@pytest.mark.parametrize(
+    ("fit", "expected"),
+    [("letterbox", "force_original_aspect_ratio=decrease:force_divisible_by=2,pad=1920:1080"),
+     ("crop", "force_original_aspect_ratio=increase,crop=1920:1080"),
+     ("stretch", "scale=1920:1080,setsar=1")],
+)
+def test_normalize_command_fits_and_counts_frames(fit: str, expected: str) -> None:
+    probes = {"p.mp4": video("p.mp4", width=1080, height=1920, fps=Fraction(25), seconds=2.0)}
+    tl = make({"output": {"fps": 30, "fit": fit}, "segments": [{"id": "a", "url": "p.mp4", "trim_start": 0.5}]},
+              probes)
+    cmd = plan.normalize_command(tl.segments[0], tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18))
+    argv = cmd.argv
+    chain = argv[argv.index("-vf") + 1]
+    assert expected in chain and "fps=30/1" in chain and "format=yuv420p" in chain
+    assert argv[argv.index("-frames:v") + 1] == "45"  # 1.5 s at 30 fps
+    assert argv[argv.index("-ss") + 1] == "0.5"
+    assert argv[argv.index("-profile:v") + 1] == "high"
+    assert argv[-1] == "/o/0.mp4" and cmd.duration_s == pytest.approx(1.5)
+
+
+def test_every_input_is_limited_to_local_files() -> None:
+    probes = {"v.mp4": video("v.mp4"), "d.wav": sound("d.wav")}
+    tl = make({"segments": [{"id": "a", "url": "v.mp4", "volume": 0.5}],
+               "audio": {"clips": [{"type": "sfx", "url": "d.wav"}]}}, probes)
+    commands = [
+        plan.normalize_command(tl.segments[0], tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
+        plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
+        plan.concat_command([Path("a.mp4")], Path("l.txt"), Path("v.mp4"), tl).argv,
+        plan.mux_command(Path("v.mp4"), Path("a.m4a"), Path("o.mp4"), 2.0).argv,
+    ]
+    for argv in commands:
+        inputs = [i for i, arg in enumerate(argv) if arg == "-i"]
+        assert inputs
+        for i in inputs:
+            assert argv[i - 2: i] == ["-protocol_whitelist", "file"], argv
+
+
+def test_concat_list_quotes_paths() -> None:
+    text = plan.concat_list([Path("/w/a.mp4"), Path("/w/it's.mp4")])
+    assert text.splitlines() == ["ffconcat version 1.0", "file '/w/a.mp4'", "file '/w/it'\\''s.mp4'"]
+
+
+def test_mix_places_each_clip_at_its_sample() -> None:
+    probes = {"v.mp4": video("v.mp4", seconds=4), "d.wav": sound("d.wav", seconds=1)}
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
+               "audio": {"clips": [{"type": "dialogue", "url": "d.wav", "segment_id": "b", "offset": 0.25}]}}, probes)
+    cmd = plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt"))
+    graph = cmd.files[Path("g.txt")]
+    assert "adelay=delays=204000S:all=1" in graph  # (4 + 0.25) s * 48000
+    assert "apad=whole_len=384000,atrim=end_sample=384000" in graph  # 8 s exactly
+    assert cmd.argv[cmd.argv.index("-ar") + 1] == "48000"
+
+
+def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory() -> None:
+    probes = {"v.mp4": video("v.mp4", seconds=10), "m.wav": sound("m.wav", seconds=3)}
+    whole = make({"segments": [{"id": "a", "url": "v.mp4"}],
+                  "audio": {"clips": [{"type": "music", "url": "m.wav", "loop": True}]}}, probes)
+    argv = plan.audio_mix_command(whole, Path("m.wav"), Path("g")).argv
+    assert argv[argv.index("-stream_loop") + 1] == "-1"
+    part = make({"segments": [{"id": "a", "url": "v.mp4"}],
+                 "audio": {"clips": [{"type": "music", "url": "m.wav", "loop": True, "trim_start": 1}]}}, probes)
+    cmd = plan.audio_mix_command(part, Path("m.wav"), Path("g"))
+    assert "-stream_loop" not in cmd.argv and "aloop=loop=-1:size=96000" in cmd.files[Path("g")]
+
+
+def _gain_at(expr: str, t: float) -> float:
+    # The ffmpeg expression uses only these functions; evaluate it as Python to check the curve.
+    env = {"clip": lambda x, lo, hi: min(max(x, lo), hi), "min": min, "pow": pow,
+           "gte": lambda a, b: float(a >= b), "lte": lambda a, b: float(a <= b), "t": t}
+    return float(eval(expr, {"__builtins__": {}}, env))
+
+
+def test_ducking_curve_follows_the_timeline() -> None:
+    probes = {"v.mp4": video("v.mp4", seconds=10), "m.wav": sound("m.wav", seconds=10),
+              "d.wav": sound("d.wav", seconds=1)}
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {
+        "clips": [{"type": "music", "url": "m.wav"}, {"type": "dialogue", "url": "d.wav", "start": 3},
+                  {"type": "narration", "url": "d.wav", "start": 3.5}],
+        "ducking": {"music_db": -12, "attack": 0.2, "release": 0.5}}}, probes)
+    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    expr = graph.split("volume=volume='")[1].split("'")[0]
+    assert _gain_at(expr, 2.0) == pytest.approx(1.0)
+    assert _gain_at(expr, 2.9) == pytest.approx(10 ** (-6 / 20))  # halfway down the attack
+    for t in (3.0, 3.7, 4.5):
+        assert _gain_at(expr, t) == pytest.approx(10 ** (-12 / 20))
+    assert _gain_at(expr, 4.75) == pytest.approx(10 ** (-6 / 20))  # halfway up the release
+    assert _gain_at(expr, 5.2) == pytest.approx(1.0)
+
+
+def test_no_ducking_when_disabled() -> None:
+    probes = {"v.mp4": video("v.mp4", seconds=10), "m.wav": sound("m.wav"), "d.wav": sound("d.wav")}
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {
+        "clips": [{"type": "music", "url": "m.wav"}, {"type": "dialogue", "url": "d.wav"}],
+        "ducking": {"enabled": False}}}, probes)
+    assert "eval=frame" not in plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+
+
+def test_silent_scene_mixes_silence_of_the_exact_length() -> None:
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=2)})
+    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    assert graph.startswith("anullsrc=r=48000:cl=stereo") and "atrim=end_sample=96000" in graph
+
+
+def test_loudnorm_result_is_parsed_and_used() -> None:
+    stderr = ('[Parsed_loudnorm_0 @ 0x1]\n{\n\t"input_i" : "-23.10",\n\t"input_tp" : "-5.00",\n'
+              '\t"input_lra" : "3.20",\n\t"input_thresh" : "-33.40",\n\t"output_i" : "-14.0",\n'
+              '\t"output_tp" : "-1.5",\n\t"output_lra" : "3.0",\n\t"output_thresh" : "-24.0",\n'
+              '\t"normalization_type" : "linear",\n\t"target_offset" : "0.10"\n}\n')
+    measured = plan.parse_loudnorm(stderr)
+    assert measured["input_i"] == -23.1 and measured["target_offset"] == 0.1
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4")})
+    argv = plan.audio_encode_command(Path("m.wav"), tl, measured, Path("a.m4a")).argv
+    chain = argv[argv.index("-af") + 1]
+    assert "measured_I=-23.1" in chain and "linear=true" in chain and "TP=-1.5" in chain
+    with pytest.raises(RenderError):
+        plan.parse_loudnorm("no json here")
+
+
+def test_mux_copies_and_puts_the_index_first() -> None:
+    argv = plan.mux_command(Path("v.mp4"), Path("a.m4a"), Path("o.part"), 3.0).argv
+    assert argv[argv.index("-c") + 1] == "copy" and argv[argv.index("-movflags") + 1] == "+faststart"
+
+
+def test_one_time_base_for_every_piece() -> None:
+    assert plan.track_timescale(Fraction(30)) == 90000
+    assert plan.track_timescale(Fraction(30000, 1001)) == 90000
+    assert plan.track_timescale(Fraction(7)) == 7000
