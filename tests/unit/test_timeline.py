@@ -93,7 +93,8 @@ def test_segment_without_video_and_clip_without_audio_name_the_input() -> None:
 
 
 def test_loops_run_to_the_scene_end_and_overruns_are_reported() -> None:
-    probes = {"v.mp4": video("v.mp4", seconds=3), "m.wav": sound("m.wav", seconds=1), "n.wav": sound("n.wav", seconds=2)}
+    probes = {"v.mp4": video("v.mp4", seconds=3), "m.wav": sound("m.wav", seconds=1),
+              "n.wav": sound("n.wav", seconds=2)}
     tl = timeline({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {"clips": [
         {"type": "music", "url": "m.wav", "loop": True},
         {"type": "narration", "url": "n.wav", "start": 2},
