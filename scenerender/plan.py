@@ -8,7 +8,6 @@ Video and audio are made apart and joined by a copying mux:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -271,18 +270,32 @@ def _clip_chain(
     return f"[{input_label}]{','.join(steps)}[{label}]"
 
 
-def _segment_chain(seg: PlacedSegment, label: str, input_label: str) -> str:
-    length = _samples(seg.duration)
-    steps = [
-        f"aresample={SAMPLE_RATE}",
-        "aformat=sample_fmts=fltp:channel_layouts=stereo",
-        f"atrim=start_sample={_samples(seg.trim_start)}:end_sample={_samples(seg.trim_start) + length}",
-        "asetpts=N/SR/TB",
-        f"apad=whole_len={length}",
-        f"volume={_f(seg.volume)}",
-        f"adelay=delays={_samples(seg.start)}S:all=1",
-    ]
-    return f"[{input_label}]{','.join(steps)}[{label}]"
+def _segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[str], int]:
+    """The segments' own sound as one stream: each piece cut or padded to its exact sample span.
+
+    Concatenated rather than mixed, so 100 segments cost one pass, not 100 delayed inputs.
+    Sample spans come from the frame-exact boundaries, so rounding never accumulates.
+    """
+    inputs: list[str] = []
+    pieces: list[str] = []
+    n = first_input
+    for seg in timeline.segments:
+        begin, end = _samples(seg.start), _samples(seg.start + seg.duration)
+        length = end - begin
+        if seg.volume > 0 and seg.has_audio:
+            inputs += _input(seg.source.path)
+            first = _samples(seg.trim_start)
+            pieces.append(
+                f"[{n}:a:0]aresample={SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"atrim=start_sample={first}:end_sample={first + length},asetpts=N/SR/TB,"
+                f"apad=whole_len={length},volume={_f(seg.volume)}[p{seg.index}]"
+            )
+            n += 1
+        else:
+            pieces.append(f"anullsrc=r={SAMPLE_RATE}:cl=stereo,atrim=end_sample={length}[p{seg.index}]")
+    labels = "".join(f"[p{seg.index}]" for seg in timeline.segments)
+    pieces.append(f"{labels}concat=n={len(timeline.segments)}:v=0:a=1[bed]")
+    return inputs, pieces, n - first_input
 
 
 def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Command:
@@ -292,12 +305,11 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
     chains: list[str] = []
     labels: list[str] = []
     n = 0
-    for seg in timeline.segments:
-        if seg.volume > 0 and seg.has_audio:
-            inputs += _input(seg.source.path)
-            chains.append(_segment_chain(seg, f"s{seg.index}", f"{n}:a:0"))
-            labels.append(f"[s{seg.index}]")
-            n += 1
+    if any(seg.volume > 0 and seg.has_audio for seg in timeline.segments):
+        bed_inputs, bed_chains, n = _segment_bed(timeline, 0)
+        inputs += bed_inputs
+        chains += bed_chains
+        labels.append("[bed]")
     for clip in timeline.clips:
         # Whole-file loops are looped by the demuxer (constant memory); a trimmed loop is
         # looped in memory by aloop, since only that part repeats.
@@ -342,65 +354,62 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
 
 
-def loudness_measure_command(wav: Path, target_lufs: float, true_peak_db: float) -> list[str]:
-    """First loudnorm pass: measures only (JSON on stderr)."""
-    return [
-        "ffmpeg",
-        *_input(wav),
-        "-af",
-        f"loudnorm=I={_f(target_lufs)}:TP={_f(true_peak_db - TRUE_PEAK_MARGIN_DB)}:LRA={_f(LRA_TARGET)}"
-        ":print_format=json",
-        "-f",
-        "null",
-        "-",
-    ]
+def loudness_scan_command(path: Path) -> list[str]:
+    """EBU R128 scan (integrated, range, true peak) of a file's first audio stream."""
+    return ["ffmpeg", *_input(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"]
 
 
-def parse_loudnorm(stderr: str) -> dict[str, float]:
-    """The JSON block loudnorm prints; values as floats (``-inf`` for silence)."""
-    match = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", stderr)
-    if match is None:
-        raise RenderError("loudness measurement printed no result", stderr_tail=stderr[-2000:])
-    raw = json.loads(match.group(0))
-    return {key: float(value) for key, value in raw.items() if key != "normalization_type"}
+@dataclass(frozen=True)
+class LoudnessScan:
+    integrated_lufs: float  # -70 or below: silence
+    threshold_lufs: float
+    range_lu: float
+    true_peak_db: float
+
+    @property
+    def silent(self) -> bool:
+        return self.integrated_lufs <= -70
 
 
-def audio_encode_command(
-    wav: Path, timeline: Timeline, measured: dict[str, float] | None, out: Path
-) -> Command:
-    """Second pass: linear loudness normalisation to the target, then AAC-LC 48 kHz stereo."""
+_SUMMARY = re.compile(
+    r"Integrated loudness:\s+I:\s+(?P<i>-?[\d.]+|-?inf) LUFS\s+Threshold:\s+(?P<thr>-?[\d.]+|-?inf) LUFS"
+    r".*?LRA:\s+(?P<lra>-?[\d.]+) LU.*?True peak:\s+Peak:\s+(?P<tp>-?[\d.]+|-?inf) dBFS",
+    re.S,
+)
+
+
+def parse_ebur128(stderr: str) -> LoudnessScan:
+    """The summary ebur128 logs at the end (it has no JSON output; the block's layout is stable)."""
+    found = _SUMMARY.search(stderr[stderr.rfind("Summary:"):] if "Summary:" in stderr else stderr)
+    if found is None:
+        raise RenderError("loudness scan printed no summary", stderr_tail=stderr[-2000:])
+    return LoudnessScan(float(found["i"]), float(found["thr"]), float(found["lra"]), float(found["tp"]))
+
+
+def audio_encode_command(wav: Path, timeline: Timeline, scan: LoudnessScan | None, out: Path) -> Command:
+    """Second pass: the mix brought to the loudness target, then AAC-LC 48 kHz stereo.
+
+    When the gain keeps the true peak under the ceiling it is one exact linear gain; otherwise
+    loudnorm (with the first pass's measurements) limits the peaks on its way to the target.
+    """
     total = _samples(timeline.duration)
     chain: list[str] = []
     loud = timeline.loudness
-    if loud is not None and measured is not None and measured["input_i"] > -70:
-        chain += [
-            f"loudnorm=I={_f(loud.target_lufs)}:TP={_f(loud.true_peak_db - TRUE_PEAK_MARGIN_DB)}"
-            f":LRA={_f(LRA_TARGET)}:measured_I={measured['input_i']}:measured_TP={measured['input_tp']}"
-            f":measured_LRA={measured['input_lra']}:measured_thresh={measured['input_thresh']}"
-            f":offset={measured['target_offset']}:linear=true:print_format=none",
-            f"aresample={SAMPLE_RATE}",
-        ]
+    if loud is not None and scan is not None and not scan.silent:
+        ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB
+        gain = loud.target_lufs - scan.integrated_lufs
+        if scan.true_peak_db + gain <= ceiling:
+            chain.append(f"volume={gain:.2f}dB")
+        else:
+            chain += [
+                f"loudnorm=I={_f(loud.target_lufs)}:TP={_f(ceiling)}:LRA={_f(LRA_TARGET)}"
+                f":measured_I={scan.integrated_lufs}:measured_TP={scan.true_peak_db}"
+                f":measured_LRA={scan.range_lu}:measured_thresh={scan.threshold_lufs}:linear=true:print_format=none",
+                f"aresample={SAMPLE_RATE}",
+            ]
     chain += [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
-    argv = [
-        "ffmpeg",
-        "-y",
-        *_input(wav),
-        "-af",
-        ",".join(chain),
-        "-c:a",
-        "aac",
-        "-profile:a",
-        "aac_low",
-        "-b:a",
-        AUDIO_BITRATE,
-        "-ar",
-        str(SAMPLE_RATE),
-        "-ac",
-        "2",
-        "-f",
-        "mp4",
-        str(out),
-    ]
+    argv = ["ffmpeg", "-y", *_input(wav), "-af", ",".join(chain), "-c:a", "aac", "-profile:a", "aac_low",
+            "-b:a", AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2", "-f", "mp4", str(out)]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration))
 
 
@@ -426,10 +435,6 @@ def mux_command(video: Path, audio: Path, out: Path, duration_s: float) -> Comma
         str(out),
     ]
     return Command(argv=argv, output=out, duration_s=duration_s)
-
-
-def output_loudness_command(mp4: Path) -> list[str]:
-    return ["ffmpeg", *_input(mp4), "-map", "0:a:0", "-af", "loudnorm=print_format=json", "-f", "null", "-"]
 
 
 def parallel_jobs(configured: int, pieces: int) -> tuple[int, int]:

@@ -258,16 +258,11 @@ def _make_audio(
     mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
     _write_files(mix)
     runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
-    measured = None
+    scan = None
     if timeline.loudness is not None:
-        stderr = runner.capture_stderr(
-            plan.loudness_measure_command(
-                mix.output, timeline.loudness.target_lufs, timeline.loudness.true_peak_db
-            )
-        )
-        measured = plan.parse_loudnorm(stderr)
+        scan = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(mix.output)))
     tracker.stage("audio", 0.7)
-    encode = plan.audio_encode_command(mix.output, timeline, measured, audio_out)
+    encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out)
     runner.run(
         encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.7 + 0.3 * f)
     )
@@ -293,9 +288,9 @@ def measure_output(path: Path, runner: FFmpegRunner, ffprobe: str) -> RenderResu
     video = next(s for s in data["streams"] if s["codec_type"] == "video")
     audio = next(s for s in data["streams"] if s["codec_type"] == "audio")
     num, den = (int(x) for x in video["avg_frame_rate"].split("/"))
-    loud = plan.parse_loudnorm(runner.capture_stderr(plan.output_loudness_command(path)))
-    lufs = loud["input_i"] if loud["input_i"] > -70 else None
-    peak = loud["input_tp"] if lufs is not None else None
+    scan = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(path)))
+    lufs = None if scan.silent else scan.integrated_lufs
+    peak = None if scan.silent else scan.true_peak_db
     return RenderResult(
         duration_s=round(float(data["format"]["duration"]), 3),
         width=int(video["width"]),

@@ -160,19 +160,40 @@ def test_silent_scene_mixes_silence_of_the_exact_length() -> None:
     assert graph.startswith("anullsrc=r=48000:cl=stereo") and "atrim=end_sample=96000" in graph
 
 
-def test_loudnorm_result_is_parsed_and_used() -> None:
-    stderr = ('[Parsed_loudnorm_0 @ 0x1]\n{\n\t"input_i" : "-23.10",\n\t"input_tp" : "-5.00",\n'
-              '\t"input_lra" : "3.20",\n\t"input_thresh" : "-33.40",\n\t"output_i" : "-14.0",\n'
-              '\t"output_tp" : "-1.5",\n\t"output_lra" : "3.0",\n\t"output_thresh" : "-24.0",\n'
-              '\t"normalization_type" : "linear",\n\t"target_offset" : "0.10"\n}\n')
-    measured = plan.parse_loudnorm(stderr)
-    assert measured["input_i"] == -23.1 and measured["target_offset"] == 0.1
-    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4")})
-    argv = plan.audio_encode_command(Path("m.wav"), tl, measured, Path("a.m4a")).argv
-    chain = argv[argv.index("-af") + 1]
-    assert "measured_I=-23.1" in chain and "linear=true" in chain and "TP=-1.5" in chain
+EBUR128_SUMMARY = """[Parsed_ebur128_0 @ 0x1] Summary:
+
+  Integrated loudness:
+    I:         -23.1 LUFS
+    Threshold: -33.4 LUFS
+
+  Loudness range:
+    LRA:         3.2 LU
+    Threshold: -43.5 LUFS
+    LRA low:   -25.0 LUFS
+    LRA high:  -21.8 LUFS
+
+  True peak:
+    Peak:       {peak} dBFS
+"""
+
+
+def test_loudness_scan_is_parsed() -> None:
+    scan = plan.parse_ebur128("frame lines\n" + EBUR128_SUMMARY.format(peak="-5.0"))
+    assert scan == plan.LoudnessScan(-23.1, -33.4, 3.2, -5.0)
+    assert plan.parse_ebur128(EBUR128_SUMMARY.replace("-23.1", "-70.0").format(peak="-inf")).silent
     with pytest.raises(RenderError):
-        plan.parse_loudnorm("no json here")
+        plan.parse_ebur128("no summary here")
+
+
+def test_loudness_gain_is_linear_when_the_peak_allows_it() -> None:
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4")})
+    quiet = plan.parse_ebur128(EBUR128_SUMMARY.format(peak="-15.0"))
+    chain = plan.audio_encode_command(Path("m.wav"), tl, quiet, Path("a.m4a")).argv
+    assert chain[chain.index("-af") + 1].startswith("volume=9.10dB,")
+    peaky = plan.parse_ebur128(EBUR128_SUMMARY.format(peak="-5.0"))
+    chain = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a")).argv
+    af = chain[chain.index("-af") + 1]
+    assert af.startswith("loudnorm=I=-14:TP=-1.5:") and "measured_I=-23.1" in af and "measured_TP=-5.0" in af
 
 
 def test_mux_copies_and_puts_the_index_first() -> None:
