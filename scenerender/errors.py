@@ -7,7 +7,7 @@ trying again later can succeed::
     SceneRenderError                 INTERNAL             exit 1
     ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
     ├── InputError                                        exit 3   (names the input)
-    │   ├── InputUnreachableError    INPUT_UNREACHABLE             (retryable)
+    │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
     │   └── InputMediaError          INPUT_INVALID_MEDIA
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
@@ -88,10 +88,13 @@ class InputError(SceneRenderError):
 
 
 class InputUnreachableError(InputError):
-    """The input could not be fetched (missing file, 404, network)."""
+    """The input could not be fetched (missing file, 404, network).
+
+    Not retried by redelivery: fetches already retry within the attempt, and a user
+    waiting on a missing file wants the answer now, not after every redelivery.
+    """
 
     code = "INPUT_UNREACHABLE"
-    retryable = True
 
 
 class InputRefusedError(InputError):

@@ -1,0 +1,77 @@
+"""Cloud Function entry points: unpack the event, call ``scenerender.pipeline``, record the outcome.
+
+Deployed from this folder with the ``scenerender`` package beside it (see terraform/functions.tf).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from scenerender import clients, pipeline
+from scenerender.errors import SceneRenderError
+from scenerender.logs import configure_logging
+from scenerender.settings import get_settings
+
+configure_logging()
+log = logging.getLogger("scenerender.functions")
+
+
+def _message(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Attributes and body of the Pub/Sub message inside a messagePublished CloudEvent."""
+    message: dict[str, Any] = (event.get_data() or {}).get("message", {})
+    body = base64.b64decode(message.get("data", "") or b"")
+    return dict(message.get("attributes") or {}), body
+
+
+@functions_framework.cloud_event
+def on_spec_uploaded(event: CloudEvent) -> None:
+    """A spec bucket notification: validate the spec, queue the job (or record why not)."""
+    attributes, _ = _message(event)
+    settings = get_settings()
+    pipeline.accept_spec(pipeline.SpecEvent.from_attributes(attributes), settings=settings,
+                         blobs=clients.blobs(), jobs=clients.jobs(), bus=clients.bus())
+
+
+@functions_framework.cloud_event
+def on_render_reported(event: CloudEvent) -> None:
+    """A renderer report: the job ends COMPLETED with a signed URL, or FAILED with its error."""
+    _, body = _message(event)
+    try:
+        report = json.loads(body)
+    except ValueError:
+        # A malformed report can never succeed; acknowledge it instead of looping.
+        log.error("unreadable render report dropped")
+        return
+    pipeline.record_report(report, settings=get_settings(), blobs=clients.blobs(), jobs=clients.jobs())
+
+
+@functions_framework.http
+def http_api(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """POST a spec (stored like a dropped file; returns the job id); GET ?job_id= (the job document)."""
+    settings = get_settings()
+    if request.method == "POST":
+        raw = request.get_data(cache=False)
+        try:
+            job_id, uri = pipeline.submit_spec_bytes(
+                raw, settings=settings, name_hint=request.args.get("name", ""),
+                write=lambda u, data: clients.blobs().write_bytes(u, data, content_type="application/json"),
+            )
+        except SceneRenderError as exc:
+            return {"error": exc.to_dict()}, 400 if exc.exit_code == 2 else 503
+        return {"job_id": job_id, "spec_uri": uri}, 202
+    if request.method == "GET":
+        job_id = request.args.get("job_id", "")
+        if not job_id:
+            return {"error": {"code": "INVALID_SPEC", "message": "job_id: required", "details": []}}, 400
+        job = clients.jobs().get(job_id)
+        if job is None:
+            return {"error": {"code": "NOT_FOUND", "message": f"no job {job_id!r}", "details": []}}, 404
+        return flask.Response(json.dumps(job, default=str), mimetype="application/json")
+    return {"error": {"code": "METHOD", "message": "use GET or POST", "details": []}}, 405

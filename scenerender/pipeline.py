@@ -1,0 +1,236 @@
+"""The pipeline's steps (CONTRACT.md section 4), apart from the doors that call them.
+
+    spec object in the spec bucket ──► accept_spec ──► job QUEUED + render request
+    render request ──► run_render_request (worker) ──► MP4 in the render bucket + report
+    report ──► record_report ──► job COMPLETED with a signed URL | FAILED with its error
+
+Each step takes the stores it uses, so the Cloud Functions, the worker and the tests hand
+in the real clients (on the emulators or on GCP) or, in a unit test, a fake.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from scenerender.errors import SceneRenderError, SpecError
+from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.render import RenderOptions, render
+from scenerender.settings import Settings
+from scenerender.spec import JobSpec, default_job_id, parse_spec
+
+log = logging.getLogger(__name__)
+
+SPEC_PREFIX = "jobs/"
+FINALIZE = "OBJECT_FINALIZE"
+TERMINAL = frozenset({"COMPLETED", "FAILED"})
+
+
+class Blobs(Protocol):
+    def read_bytes(self, uri: str) -> bytes: ...
+    def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None: ...
+    def upload_file(self, src: Path, uri: str, *, content_type: str) -> None: ...
+    def signed_url(self, uri: str, ttl_s: int) -> tuple[str, Any]: ...
+
+
+class Jobs(Protocol):
+    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool: ...
+    def claim_event(self, key: str) -> bool: ...
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+    def mark_running(self, job_id: str) -> int: ...
+    def set_progress(self, job_id: str, stage: str, progress: float) -> None: ...
+    def complete(self, job_id: str, output: dict[str, Any]) -> bool: ...
+    def fail(self, job_id: str, error: dict[str, Any]) -> bool: ...
+
+
+class Bus(Protocol):
+    def publish(self, topic_name: str, payload: dict[str, Any], **attributes: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class SpecEvent:
+    """A GCS object notification, as its Pub/Sub attributes carry it."""
+
+    bucket: str
+    name: str
+    generation: str
+    event_type: str
+
+    @classmethod
+    def from_attributes(cls, attributes: dict[str, str]) -> SpecEvent:
+        return cls(
+            bucket=attributes.get("bucketId", ""),
+            name=attributes.get("objectId", ""),
+            generation=attributes.get("objectGeneration", ""),
+            event_type=attributes.get("eventType", ""),
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+    @property
+    def starts_a_job(self) -> bool:
+        return self.event_type == FINALIZE and self.name.startswith(SPEC_PREFIX) and self.name.endswith(".json")
+
+
+def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus) -> str | None:
+    """Validate a dropped spec; queue its job (or record it FAILED). Returns the job id, if any.
+
+    Redelivery of the same (bucket, object, generation) does nothing new: the event is
+    claimed with a create-only write, and the job document is created the same way.
+    """
+    if not event.starts_a_job or event.bucket != settings.spec_bucket:
+        log.info("ignored object %s (%s)", event.uri, event.event_type)
+        return None
+    fallback_id = default_job_id(event.name)
+    first_delivery = jobs.claim_event(f"{event.bucket}/{event.name}#{event.generation}")
+    try:
+        raw = blobs.read_bytes(event.uri)
+    except FileNotFoundError:
+        log.warning("spec %s vanished before it was read", event.uri)
+        return None
+    base: dict[str, Any] = {"spec_uri": event.uri, "spec_generation": event.generation}
+    try:
+        spec = parse_spec(raw, max_bytes=settings.max_spec_bytes)
+    except SpecError as exc:
+        job_id = _job_id_from_raw(raw) or fallback_id
+        jobs.create_job(job_id, {**base, "status": "FAILED", "stage": "validate", "progress": 0.0,
+                                 "error": exc.to_dict()})
+        log.info("job %s: invalid spec: %s", job_id, exc.message)
+        return job_id
+    job_id = spec.job_id or fallback_id
+    created = jobs.create_job(job_id, {
+        **base, "status": "QUEUED", "stage": "queued", "progress": 0.0, "attempt": 0,
+        "project_id": spec.project_id, "scene_id": spec.scene_id, "owner_uid": spec.owner_uid,
+        "batch_id": spec.batch_id,
+    })
+    if not created:
+        existing = jobs.get(job_id) or {}
+        same_spec = existing.get("spec_uri") == event.uri and existing.get("spec_generation") == event.generation
+        if not same_spec or existing.get("status") != "QUEUED" or first_delivery:
+            log.info("job %s already exists (%s); not queued again", job_id, existing.get("status"))
+            return job_id
+        # Our own earlier delivery created the job but may have died before publishing.
+    bus.publish(settings.render_topic, render_request(job_id, event, spec), job_id=job_id)
+    log.info("job %s queued from %s", job_id, event.uri)
+    return job_id
+
+
+def _job_id_from_raw(raw: bytes) -> str | None:
+    """The job_id an invalid spec asked for, when it is readable and valid, so its user finds the job."""
+    try:
+        data = json.loads(raw)
+        candidate = data.get("job_id") if isinstance(data, dict) else None
+        if isinstance(candidate, str) and default_job_id(candidate) == candidate:
+            return candidate
+    except (ValueError, RecursionError):
+        pass
+    return None
+
+
+def render_request(job_id: str, event: SpecEvent, spec: JobSpec) -> dict[str, Any]:
+    return {"job_id": job_id, "spec_uri": event.uri, "spec_generation": event.generation,
+            "spec": spec.model_dump(mode="json")}
+
+
+def output_uri(settings: Settings, job_id: str, spec: JobSpec) -> str:
+    # Outputs go to the render bucket, never the spec bucket, so they cannot start jobs.
+    return f"gs://{settings.render_bucket}/renders/{job_id}/{spec.output.filename or job_id + '.mp4'}"
+
+
+@dataclass
+class WorkOutcome:
+    """What the worker does with the message: ack it, or leave it for redelivery."""
+
+    ack: bool
+    status: str
+
+
+def run_render_request(request: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus,
+                       progress_writer: Callable[[str, float], None] | None = None,
+                       gs_download: Callable[[str, Path, int], None] | None = None) -> WorkOutcome:
+    """Render one request: RUNNING, progress, MP4 uploaded, report published.
+
+    Permanent errors are reported as FAILED and acknowledged; transient ones leave the
+    message for redelivery, up to ``settings.max_attempts``.
+    """
+    job_id = str(request["job_id"])
+    current = jobs.get(job_id)
+    if current is None or current.get("status") in TERMINAL:
+        log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
+        return WorkOutcome(ack=True, status=str(current and current.get("status")))
+    attempt = jobs.mark_running(job_id)
+    if attempt <= 0:
+        return WorkOutcome(ack=True, status="skipped")
+    report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
+    try:
+        spec = parse_spec(json.dumps(request["spec"]).encode(), max_bytes=settings.max_spec_bytes)
+        policy = FetchPolicy(allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
+                             max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s)
+        download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
+        write = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
+        with tempfile.TemporaryDirectory(prefix="scenerender-out-", dir=settings.work_dir or None) as tmp:
+            local = Path(tmp) / "render.mp4"
+            result = render(
+                spec, local, lambda d: InputResolver(d, policy, gs_download=download),
+                options=RenderOptions(ffmpeg=settings.ffmpeg, ffprobe=settings.ffprobe,
+                                      parallelism=settings.parallelism, timeout_s=float(settings.render_timeout_s),
+                                      work_dir=settings.work_dir or None),
+                progress=lambda stage, value: write(stage, min(0.99, value)),
+            )
+            uri = output_uri(settings, job_id, spec)
+            write("upload", 0.99)
+            blobs.upload_file(local, uri, content_type="video/mp4")
+        report.update(status="COMPLETED", output_uri=uri, result=result.to_dict())
+    except SceneRenderError as exc:
+        if exc.retryable and attempt < settings.max_attempts:
+            log.warning("job %s attempt %d: %s; left for redelivery", job_id, attempt, exc.message)
+            return WorkOutcome(ack=False, status="RETRY")
+        report.update(status="FAILED", error=exc.to_dict())
+    except Exception as exc:  # a bug or an unforeseen failure: recorded, never silent
+        log.exception("job %s attempt %d: internal error", job_id, attempt)
+        if attempt < settings.max_attempts:
+            return WorkOutcome(ack=False, status="RETRY")
+        report.update(status="FAILED", error={"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}",
+                                              "details": []})
+    bus.publish(settings.completion_topic, report, job_id=job_id, status=report["status"])
+    return WorkOutcome(ack=True, status=report["status"])
+
+
+def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs) -> bool:
+    """Write the renderer's report on the job: COMPLETED with a signed URL, or FAILED."""
+    job_id = str(report["job_id"])
+    if report.get("status") == "COMPLETED":
+        uri = str(report["output_uri"])
+        url, expires = blobs.signed_url(uri, settings.signed_url_ttl_s)
+        output = {"uri": uri, "url": url, "url_expires_at": expires, **report.get("result", {})}
+        return jobs.complete(job_id, output)
+    error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}
+    return jobs.fail(job_id, error)
+
+
+def spec_object_name(job_id: str) -> str:
+    return f"{SPEC_PREFIX}{job_id}.json"
+
+
+def submit_spec_bytes(raw: bytes, *, settings: Settings, write: Callable[[str, bytes], Any],
+                      name_hint: str = "") -> tuple[str, str]:
+    """Validate a spec and write it under ``jobs/`` in the spec bucket: (job_id, uri).
+
+    The spec takes the same path as a dropped file; validating first gives the client its
+    errors at once instead of a FAILED job to look up.
+    """
+    spec = parse_spec(raw, max_bytes=settings.max_spec_bytes)
+    # Without a job_id in the spec the pipeline derives it from the object name, so the
+    # object is named after the id the client is told.
+    job_id = spec.job_id or default_job_id(name_hint or f"job-{os.urandom(4).hex()}")
+    uri = f"gs://{settings.spec_bucket}/{spec_object_name(job_id)}"
+    write(uri, raw)
+    return job_id, uri
