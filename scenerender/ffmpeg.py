@@ -18,6 +18,7 @@ from scenerender.errors import RenderError, RenderTimeoutError
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 30
+CANCELLED = "stopped because another part of the render failed"
 ProgressCallback = Callable[[float], None]
 
 
@@ -43,6 +44,16 @@ class FFmpegRunner:
         self.ffmpeg = ffmpeg
         self.timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s if timeout_s else None
+        self._live: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Stop every command still running (one part of the render failed: the rest is moot)."""
+        with self._lock:
+            self._cancelled = True
+            for proc in self._live:
+                proc.kill()
 
     def iter_progress(self, cmd: list[str], *, duration_s: float | None) -> Iterator[float]:
         """Run ``cmd`` (argv[0] is replaced by the configured binary), yielding fractions done."""
@@ -55,6 +66,10 @@ class FFmpegRunner:
             )
         except OSError as exc:
             raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+        with self._lock:
+            if self._cancelled:
+                proc.kill()
+            self._live.add(proc)
         assert proc.stdout is not None and proc.stderr is not None
         stderr = proc.stderr
         reader = threading.Thread(target=lambda: tail.extend(line.rstrip() for line in stderr), daemon=True)
@@ -75,6 +90,10 @@ class FFmpegRunner:
                 proc.kill()
                 proc.wait()
             reader.join(timeout=5)
+            with self._lock:
+                self._live.discard(proc)
+        if self._cancelled and code != 0:
+            raise RenderError(CANCELLED, command=shlex.join(argv))
         if self._deadline is not None and time.monotonic() >= self._deadline:
             raise RenderTimeoutError(
                 f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
@@ -110,6 +129,10 @@ class FFmpegRunner:
                 f"ffmpeg failed with exit code {done.returncode}", stderr_tail=tail, command=shlex.join(argv)
             )
         return done.stderr
+
+    @staticmethod
+    def cancelled_by_us(exc: BaseException) -> bool:
+        return isinstance(exc, RenderError) and exc.message == CANCELLED
 
     def _remaining(self) -> float | None:
         return max(0.1, self._deadline - time.monotonic()) if self._deadline is not None else None

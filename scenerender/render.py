@@ -157,25 +157,28 @@ def render(
         timings["fetch_probe_s"] = time.monotonic() - t0
 
         # Video and audio do not depend on each other: the audio pass (one core) runs
-        # while the segments are normalised.
+        # while the segments are normalised. If either fails, the other is stopped.
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
-        audio_error: list[BaseException] = []
 
         def audio_job() -> None:
-            try:
-                _make_audio(timeline, work, audio_out, runner, tracker)
-                timings["audio_s"] = time.monotonic() - t1
-            except BaseException as exc:  # re-raised on the main thread
-                audio_error.append(exc)
+            _make_audio(timeline, work, audio_out, runner, tracker)
+            timings["audio_s"] = time.monotonic() - t1
 
-        audio_thread = threading.Thread(target=audio_job, name="audio-mix", daemon=True)
-        audio_thread.start()
-        video_out, blockers, encoded = _make_video(timeline, work, runner, opts, tracker)
-        timings["video_s"] = time.monotonic() - t1
-        audio_thread.join()
-        if audio_error:
-            raise audio_error[0]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
+            audio_future = audio_pool.submit(audio_job)
+            audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
+            try:
+                video_out, blockers, encoded = _make_video(timeline, work, runner, opts, tracker)
+                timings["video_s"] = time.monotonic() - t1
+            except BaseException as video_error:
+                runner.cancel()
+                # If the audio failed first, its error is the cause; the video was only stopped.
+                audio_error = audio_future.exception()
+                if runner.cancelled_by_us(video_error) and audio_error is not None:
+                    raise audio_error from None
+                raise
+            audio_future.result()
         tracker.finish("video")
         tracker.finish("audio")
 
