@@ -6,7 +6,10 @@ them as arguments, so tests can hand in others.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from scenerender.bus import Publisher
 from scenerender.jobs import JobStore
@@ -14,13 +17,40 @@ from scenerender.settings import get_settings
 from scenerender.storage import GcsBlobStore
 
 
-@lru_cache(maxsize=1)
+_overrides: dict[str, Any] = {}
+
+
 def blobs() -> GcsBlobStore:
+    return _overrides.get("blobs") or _blobs()
+
+
+def jobs() -> JobStore:
+    return _overrides.get("jobs") or _jobs()
+
+
+def bus() -> Publisher:
+    return _overrides.get("bus") or _bus()
+
+
+@contextmanager
+def override(**stores: Any) -> Iterator[None]:
+    """Hand the doors other stores (``blobs=``, ``jobs=``, ``bus=``) for the duration: unit tests."""
+    previous = dict(_overrides)
+    _overrides.update(stores)
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(previous)
+
+
+@lru_cache(maxsize=1)
+def _blobs() -> GcsBlobStore:
     return GcsBlobStore(get_settings())
 
 
 @lru_cache(maxsize=1)
-def jobs() -> JobStore:
+def _jobs() -> JobStore:
     from google.cloud import firestore
 
     settings = get_settings()
@@ -28,11 +58,11 @@ def jobs() -> JobStore:
 
 
 @lru_cache(maxsize=1)
-def bus() -> Publisher:
+def _bus() -> Publisher:
     return Publisher(get_settings())
 
 
 def reset() -> None:
     """Forget the clients (tests that change the environment)."""
-    for factory in (blobs, jobs, bus):
+    for factory in (_blobs, _jobs, _bus):
         factory.cache_clear()

@@ -34,7 +34,7 @@ class EncodeSettings:
 
     @classmethod
     def for_timeline(cls, timeline: Timeline) -> EncodeSettings:
-        return cls(preset="ultrafast", crf=30) if timeline.preview else cls(preset="veryfast", crf=18)
+        return cls(preset="ultrafast", crf=30) if timeline.preview else cls(preset="veryfast", crf=20)
 
 
 @dataclass(frozen=True)
