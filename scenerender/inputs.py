@@ -26,7 +26,6 @@ GsDownloader = Callable[[str, Path, int], None]
 HostResolver = Callable[[str, int], list[str]]
 """``(host, port)`` -> the addresses it resolves to (injectable, so tests can map names)."""
 
-CHUNK = 1024 * 1024
 MAX_REDIRECTS = 5
 # Names that reach the machine's own metadata server, whatever they resolve to.
 BLOCKED_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.goog"})
@@ -233,7 +232,7 @@ class InputResolver:
             raise InputRefusedError(input_path, f"{declared} bytes; the limit is {self.policy.max_bytes}", url=url)
         written = 0
         with open(partial, "wb") as out:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():  # as it arrives, so the deadline is seen
                 written += len(chunk)
                 if written > self.policy.max_bytes:
                     raise InputRefusedError(input_path, f"more than {self.policy.max_bytes} bytes", url=url)
