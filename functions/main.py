@@ -35,8 +35,13 @@ def on_spec_uploaded(event: CloudEvent) -> None:
     """A spec bucket notification: validate the spec, queue the job (or record why not)."""
     attributes, _ = _message(event)
     settings = get_settings()
-    pipeline.accept_spec(pipeline.SpecEvent.from_attributes(attributes), settings=settings,
-                         blobs=clients.blobs(), jobs=clients.jobs(), bus=clients.bus())
+    pipeline.accept_spec(
+        pipeline.SpecEvent.from_attributes(attributes),
+        settings=settings,
+        blobs=clients.blobs(),
+        jobs=clients.jobs(),
+        bus=clients.bus(),
+    )
 
 
 @functions_framework.cloud_event
@@ -60,7 +65,9 @@ def http_api(request: flask.Request) -> flask.typing.ResponseReturnValue:
         raw = request.get_data(cache=False)
         try:
             job_id, uri = pipeline.submit_spec_bytes(
-                raw, settings=settings, name_hint=request.args.get("name", ""),
+                raw,
+                settings=settings,
+                name_hint=request.args.get("name", ""),
                 write=lambda u, data: clients.blobs().write_bytes(u, data, content_type="application/json"),
             )
         except SceneRenderError as exc:

@@ -16,7 +16,6 @@ from scenerender.jobs import JobStore
 from scenerender.settings import get_settings
 from scenerender.storage import GcsBlobStore
 
-
 _overrides: dict[str, Any] = {}
 
 

@@ -41,9 +41,10 @@ class Blobs(Protocol):
 
 class Jobs(Protocol):
     def create_job(self, job_id: str, fields: dict[str, Any]) -> bool: ...
-    def claim_event(self, key: str) -> bool: ...
     def get(self, job_id: str) -> dict[str, Any] | None: ...
     def mark_running(self, job_id: str) -> int: ...
+    def heartbeat(self, job_id: str) -> None: ...
+    def mark_published(self, job_id: str) -> None: ...
     def set_progress(self, job_id: str, stage: str, progress: float) -> None: ...
     def complete(self, job_id: str, output: dict[str, Any]) -> bool: ...
     def fail(self, job_id: str, error: dict[str, Any]) -> bool: ...
@@ -83,14 +84,14 @@ class SpecEvent:
 def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus) -> str | None:
     """Validate a dropped spec; queue its job (or record it FAILED). Returns the job id, if any.
 
-    Redelivery of the same (bucket, object, generation) does nothing new: the event is
-    claimed with a create-only write, and the job document is created the same way.
+    Redelivery of the same (bucket, object, generation) does nothing new: the job document
+    is created create-only and records the spec's object and generation, and whether its
+    render request was published.
     """
     if not event.starts_a_job or event.bucket != settings.spec_bucket:
         log.info("ignored object %s (%s)", event.uri, event.event_type)
         return None
     fallback_id = default_job_id(event.name)
-    first_delivery = jobs.claim_event(f"{event.bucket}/{event.name}#{event.generation}")
     try:
         raw = blobs.read_bytes(event.uri)
     except FileNotFoundError:
@@ -101,24 +102,35 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         spec = parse_spec(raw, max_bytes=settings.max_spec_bytes)
     except SpecError as exc:
         job_id = _job_id_from_raw(raw) or fallback_id
-        jobs.create_job(job_id, {**base, "status": "FAILED", "stage": "validate", "progress": 0.0,
-                                 "error": exc.to_dict()})
+        jobs.create_job(
+            job_id, {**base, "status": "FAILED", "stage": "validate", "progress": 0.0, "error": exc.to_dict()}
+        )
         log.info("job %s: invalid spec: %s", job_id, exc.message)
         return job_id
     job_id = spec.job_id or fallback_id
-    created = jobs.create_job(job_id, {
-        **base, "status": "QUEUED", "stage": "queued", "progress": 0.0, "attempt": 0,
-        "project_id": spec.project_id, "scene_id": spec.scene_id, "owner_uid": spec.owner_uid,
-        "batch_id": spec.batch_id,
-    })
+    created = jobs.create_job(
+        job_id,
+        {
+            **base,
+            "status": "QUEUED",
+            "stage": "queued",
+            "progress": 0.0,
+            "attempt": 0,
+            "project_id": spec.project_id,
+            "scene_id": spec.scene_id,
+            "owner_uid": spec.owner_uid,
+            "batch_id": spec.batch_id,
+        },
+    )
     if not created:
         existing = jobs.get(job_id) or {}
         same_spec = existing.get("spec_uri") == event.uri and existing.get("spec_generation") == event.generation
-        if not same_spec or existing.get("status") != "QUEUED" or first_delivery:
+        if not same_spec or existing.get("status") != "QUEUED" or existing.get("request_published"):
             log.info("job %s already exists (%s); not queued again", job_id, existing.get("status"))
             return job_id
-        # Our own earlier delivery created the job but may have died before publishing.
+        # An earlier delivery of this event created the job but died before publishing.
     bus.publish(settings.render_topic, render_request(job_id, event, spec), job_id=job_id)
+    jobs.mark_published(job_id)
     log.info("job %s queued from %s", job_id, event.uri)
     return job_id
 
@@ -136,8 +148,12 @@ def _job_id_from_raw(raw: bytes) -> str | None:
 
 
 def render_request(job_id: str, event: SpecEvent, spec: JobSpec) -> dict[str, Any]:
-    return {"job_id": job_id, "spec_uri": event.uri, "spec_generation": event.generation,
-            "spec": spec.model_dump(mode="json")}
+    return {
+        "job_id": job_id,
+        "spec_uri": event.uri,
+        "spec_generation": event.generation,
+        "spec": spec.model_dump(mode="json"),
+    }
 
 
 def output_uri(settings: Settings, job_id: str, spec: JobSpec) -> str:
@@ -153,9 +169,16 @@ class WorkOutcome:
     status: str
 
 
-def run_render_request(request: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus,
-                       progress_writer: Callable[[str, float], None] | None = None,
-                       gs_download: Callable[[str, Path, int], None] | None = None) -> WorkOutcome:
+def run_render_request(
+    request: dict[str, Any],
+    *,
+    settings: Settings,
+    blobs: Blobs,
+    jobs: Jobs,
+    bus: Bus,
+    progress_writer: Callable[[str, float], None] | None = None,
+    gs_download: Callable[[str, Path, int], None] | None = None,
+) -> WorkOutcome:
     """Render one request: RUNNING, progress, MP4 uploaded, report published.
 
     Permanent errors are reported as FAILED and acknowledged; transient ones leave the
@@ -167,22 +190,35 @@ def run_render_request(request: dict[str, Any], *, settings: Settings, blobs: Bl
         log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
     attempt = jobs.mark_running(job_id)
-    if attempt <= 0:
+    if attempt < 0:
+        # Another worker is alive on this job (a duplicate request): let this copy come back
+        # later, when that render has ended (then it is dropped) or its worker is gone.
+        return WorkOutcome(ack=False, status="BUSY")
+    if attempt == 0:
         return WorkOutcome(ack=True, status="skipped")
     report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
     try:
         spec = parse_spec(json.dumps(request["spec"]).encode(), max_bytes=settings.max_spec_bytes)
-        policy = FetchPolicy(allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
-                             max_bytes=settings.max_input_bytes, timeout_s=settings.fetch_timeout_s)
+        policy = FetchPolicy(
+            allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
+            max_bytes=settings.max_input_bytes,
+            timeout_s=settings.fetch_timeout_s,
+        )
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
         with tempfile.TemporaryDirectory(prefix="scenerender-out-", dir=settings.work_dir or None) as tmp:
             local = Path(tmp) / "render.mp4"
             result = render(
-                spec, local, lambda d: InputResolver(d, policy, gs_download=download),
-                options=RenderOptions(ffmpeg=settings.ffmpeg, ffprobe=settings.ffprobe,
-                                      parallelism=settings.parallelism, timeout_s=float(settings.render_timeout_s),
-                                      work_dir=settings.work_dir or None),
+                spec,
+                local,
+                lambda d: InputResolver(d, policy, gs_download=download),
+                options=RenderOptions(
+                    ffmpeg=settings.ffmpeg,
+                    ffprobe=settings.ffprobe,
+                    parallelism=settings.parallelism,
+                    timeout_s=float(settings.render_timeout_s),
+                    work_dir=settings.work_dir or None,
+                ),
                 progress=lambda stage, value: write(stage, min(0.99, value)),
             )
             uri = output_uri(settings, job_id, spec)
@@ -198,8 +234,9 @@ def run_render_request(request: dict[str, Any], *, settings: Settings, blobs: Bl
         log.exception("job %s attempt %d: internal error", job_id, attempt)
         if attempt < settings.max_attempts:
             return WorkOutcome(ack=False, status="RETRY")
-        report.update(status="FAILED", error={"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}",
-                                              "details": []})
+        report.update(
+            status="FAILED", error={"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}", "details": []}
+        )
     bus.publish(settings.completion_topic, report, job_id=job_id, status=report["status"])
     return WorkOutcome(ack=True, status=report["status"])
 
@@ -220,8 +257,9 @@ def spec_object_name(job_id: str) -> str:
     return f"{SPEC_PREFIX}{job_id}.json"
 
 
-def submit_spec_bytes(raw: bytes, *, settings: Settings, write: Callable[[str, bytes], Any],
-                      name_hint: str = "") -> tuple[str, str]:
+def submit_spec_bytes(
+    raw: bytes, *, settings: Settings, write: Callable[[str, bytes], Any], name_hint: str = ""
+) -> tuple[str, str]:
     """Validate a spec and write it under ``jobs/`` in the spec bucket: (job_id, uri).
 
     The spec takes the same path as a dropped file; validating first gives the client its

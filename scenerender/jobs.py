@@ -1,0 +1,240 @@
+"""Job documents in Firestore: ``render_jobs/{job_id}`` (CONTRACT.md section 4).
+
+Every state change is a transaction or a create-only write, so redelivered events and
+concurrent workers cannot move a job backwards: QUEUED -> RUNNING -> COMPLETED | FAILED,
+and progress never decreases.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from scenerender.errors import SceneRenderError, TransientError
+from scenerender.settings import Settings
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+# A RUNNING job whose heartbeat is older than this has lost its worker; a redelivered
+# request may take it over. Workers beat every HEARTBEAT_S.
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 45.0
+BUSY = -1
+
+
+def _translate(exc: Exception, what: str) -> Exception:
+    if isinstance(
+        exc,
+        (
+            gexc.ServiceUnavailable,
+            gexc.DeadlineExceeded,
+            gexc.ServerError,
+            gexc.Aborted,
+            gexc.RetryError,
+            gexc.TooManyRequests,
+        ),
+    ):
+        return TransientError(f"Firestore unavailable ({what}): {exc}")
+    return SceneRenderError(f"Firestore error ({what}): {exc}")
+
+
+class JobStore:
+    """Reads and moves job documents."""
+
+    def __init__(self, client: firestore.Client, settings: Settings) -> None:
+        self.client = client
+        self.collection = client.collection(settings.jobs_collection)
+
+    def _ref(self, job_id: str) -> Any:
+        return self.collection.document(job_id)
+
+    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
+        """Create the job document; False if it already exists (nothing is changed then)."""
+        now = firestore.SERVER_TIMESTAMP
+        doc = {"job_id": job_id, "created_at": now, "updated_at": now, **fields}
+        if doc.get("status") in TERMINAL:
+            doc["finished_at"] = now
+        try:
+            self._ref(job_id).create(doc)
+        except gexc.AlreadyExists:
+            return False
+        except gexc.Conflict:
+            return False
+        except Exception as exc:
+            raise _translate(exc, f"create job {job_id}") from exc
+        return True
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            snap = self._ref(job_id).get()
+        except Exception as exc:
+            raise _translate(exc, f"read job {job_id}") from exc
+        return dict(snap.to_dict() or {}) if snap.exists else None
+
+    def _transition(
+        self, job_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Apply ``change`` (current doc -> fields to write, or None) in one transaction."""
+        ref = self._ref(job_id)
+
+        @firestore.transactional
+        def run(transaction: Any) -> dict[str, Any] | None:
+            snap = ref.get(transaction=transaction)
+            if not snap.exists:
+                return None
+            fields = change(dict(snap.to_dict() or {}))
+            if fields:
+                transaction.update(ref, {**fields, "updated_at": firestore.SERVER_TIMESTAMP})
+            return fields
+
+        try:
+            result: dict[str, Any] | None = run(self.client.transaction())
+        except Exception as exc:
+            raise _translate(exc, f"update job {job_id}") from exc
+        return result
+
+    def mark_running(self, job_id: str) -> int:
+        """QUEUED, or RUNNING without a live worker -> RUNNING; returns the attempt.
+
+        0 if the job has ended; ``BUSY`` if another worker is alive on it (its heartbeat is fresh).
+        """
+        busy = False
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal busy
+            if doc.get("status") in TERMINAL:
+                return None
+            beat = doc.get("heartbeat_at")
+            alive = isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < STALE_AFTER_S
+            if doc.get("status") == JobStatus.RUNNING and alive:
+                busy = True
+                return None
+            fields: dict[str, Any] = {
+                "status": JobStatus.RUNNING.value,
+                "attempt": int(doc.get("attempt") or 0) + 1,
+                "stage": "starting",
+                "heartbeat_at": firestore.SERVER_TIMESTAMP,
+            }
+            if doc.get("status") == JobStatus.QUEUED:
+                fields["started_at"] = firestore.SERVER_TIMESTAMP
+            return fields
+
+        fields = self._transition(job_id, change)
+        if busy:
+            return BUSY
+        return int(fields["attempt"]) if fields else 0
+
+    def heartbeat(self, job_id: str) -> None:
+        """The worker is alive on this job (written outside a transaction: last writer wins)."""
+        try:
+            self._ref(job_id).update({"heartbeat_at": firestore.SERVER_TIMESTAMP})
+        except Exception as exc:
+            raise _translate(exc, f"heartbeat {job_id}") from exc
+
+    def mark_published(self, job_id: str) -> None:
+        """The render request for this job is on the bus (a redelivered event need not send it again)."""
+        try:
+            self._ref(job_id).update({"request_published": True})
+        except Exception as exc:
+            raise _translate(exc, f"update job {job_id}") from exc
+
+    def set_progress(self, job_id: str, stage: str, progress: float) -> None:
+        """Stage and progress of a RUNNING job; a lower progress than recorded is ignored."""
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc.get("status") != JobStatus.RUNNING:
+                return None
+            value = max(float(doc.get("progress") or 0.0), min(1.0, progress))
+            return {"stage": stage, "progress": value, "heartbeat_at": firestore.SERVER_TIMESTAMP}
+
+        self._transition(job_id, change)
+
+    def _finish(self, job_id: str, fields: dict[str, Any]) -> bool:
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc.get("status") in TERMINAL:
+                return None  # never backwards, never twice
+            return {**fields, "finished_at": firestore.SERVER_TIMESTAMP}
+
+        return self._transition(job_id, change) is not None
+
+    def complete(self, job_id: str, output: dict[str, Any]) -> bool:
+        """-> COMPLETED with the output block; False if the job had already ended."""
+        return self._finish(
+            job_id,
+            {"status": JobStatus.COMPLETED.value, "stage": "done", "progress": 1.0, "output": output, "error": None},
+        )
+
+    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
+        """-> FAILED with the error block; False if the job had already ended."""
+        return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error})
+
+    def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
+        """Call ``callback`` with the document on every change (Firestore realtime listener).
+
+        Returns the watch; call ``.unsubscribe()`` to stop.
+        """
+
+        def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
+            for snap in snapshots:
+                callback(dict(snap.to_dict() or {}) if snap.exists else None)
+
+        return self._ref(job_id).on_snapshot(on_snapshot)
+
+
+class ProgressThrottle:
+    """Forwards (stage, progress) at most once per ``interval_s``; a new stage goes through at once.
+
+    The render reports many times a second; the job document needs about one write a second.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str, float], None],
+        *,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._write = write
+        self._interval = interval_s
+        self._clock = clock
+        self._last_at = float("-inf")
+        self._last_stage = ""
+        self._best = 0.0
+        self._pending: tuple[str, float] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, stage: str, progress: float) -> None:
+        with self._lock:
+            if progress < self._best:
+                return
+            self._best = progress
+            now = self._clock()
+            if stage != self._last_stage or now - self._last_at >= self._interval:
+                self._last_at, self._last_stage, self._pending = now, stage, None
+                send = True
+            else:
+                self._pending = (stage, progress)
+                send = False
+        if send:
+            self._write(stage, progress)
+
+    def flush(self) -> None:
+        """Write the last value held back, if any."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self._write(*pending)

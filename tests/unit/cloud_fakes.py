@@ -1,0 +1,90 @@
+"""In-memory stand-ins for the stores, for unit tests of the pipeline's doors.
+
+The integration tests run the same doors on the real emulators.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+
+class FakeBlobs:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def read_bytes(self, uri: str) -> bytes:
+        if uri not in self.objects:
+            raise FileNotFoundError(uri)
+        return self.objects[uri]
+
+    def write_bytes(self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None) -> int:
+        self.objects[uri] = data
+        return len(self.objects)
+
+    def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        dest.write_bytes(self.read_bytes(uri))
+
+    def upload_file(self, src: Path, uri: str, *, content_type: str) -> None:
+        self.objects[uri] = src.read_bytes()
+
+    def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]:
+        return f"https://signed.example/{uri[5:]}?X-Goog-Signature=abc", datetime.now(UTC) + timedelta(seconds=ttl_s)
+
+
+class FakeJobs:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
+        if job_id in self.docs:
+            return False
+        self.docs[job_id] = {"job_id": job_id, **copy.deepcopy(fields)}
+        return True
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.docs.get(job_id))
+
+    def mark_running(self, job_id: str) -> int:
+        doc = self.docs[job_id]
+        if doc["status"] in ("COMPLETED", "FAILED"):
+            return 0
+        doc["status"] = "RUNNING"
+        doc["attempt"] = doc.get("attempt", 0) + 1
+        return int(doc["attempt"])
+
+    def heartbeat(self, job_id: str) -> None:
+        self.docs[job_id]["heartbeat"] = True
+
+    def mark_published(self, job_id: str) -> None:
+        self.docs[job_id]["request_published"] = True
+
+    def set_progress(self, job_id: str, stage: str, progress: float) -> None:
+        doc = self.docs[job_id]
+        if doc["status"] == "RUNNING" and progress >= doc.get("progress", 0.0):
+            doc.update(stage=stage, progress=progress)
+
+    def complete(self, job_id: str, output: dict[str, Any]) -> bool:
+        doc = self.docs[job_id]
+        if doc["status"] in ("COMPLETED", "FAILED"):
+            return False
+        doc.update(status="COMPLETED", output=output, progress=1.0)
+        return True
+
+    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
+        doc = self.docs[job_id]
+        if doc["status"] in ("COMPLETED", "FAILED"):
+            return False
+        doc.update(status="FAILED", error=error)
+        return True
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+
+    def publish(self, topic_name: str, payload: dict[str, Any], **attributes: str) -> str:
+        self.published.append((topic_name, copy.deepcopy(payload), attributes))
+        return str(len(self.published))

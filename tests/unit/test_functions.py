@@ -1,0 +1,133 @@
+"""The Cloud Functions, driven the way Eventarc and HTTP clients drive them: real CloudEvents
+and HTTP requests posted to functions-framework's test client, with in-memory stores."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloudevents.conversion import to_structured
+from cloudevents.http import CloudEvent
+from flask.testing import FlaskClient
+from functions_framework import create_app
+
+from scenerender import clients
+from scenerender.settings import get_settings
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
+
+SOURCE = str(Path(__file__).parents[2] / "functions" / "main.py")
+SPEC = {"version": 1, "job_id": "scene-1", "project_id": "p", "scene_id": "s", "owner_uid": "u1",
+        "segments": [{"id": "a", "url": "gs://scenerender-media/a.mp4"}]}
+
+
+@pytest.fixture
+def stores() -> Iterator[tuple[FakeBlobs, FakeJobs, FakeBus]]:
+    blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
+    with clients.override(blobs=blobs, jobs=jobs, bus=bus):
+        yield blobs, jobs, bus
+
+
+def client(target: str, signature: str) -> FlaskClient:
+    return create_app(target, SOURCE, signature).test_client()
+
+
+def pubsub_event(attributes: dict[str, str], body: bytes = b"{}") -> tuple[dict[str, str], bytes]:
+    event = CloudEvent(
+        {"type": "google.cloud.pubsub.topic.v1.messagePublished",
+         "source": "//pubsub.googleapis.com/projects/p/topics/t"},
+        {"message": {"data": base64.b64encode(body).decode(), "attributes": attributes, "messageId": "1"},
+         "subscription": "projects/p/subscriptions/s"},
+    )
+    headers, data = to_structured(event)
+    return dict(headers), data
+
+
+def notification(name: str, generation: str = "1", event_type: str = "OBJECT_FINALIZE",
+                 bucket: str = "scenerender-specs") -> tuple[dict[str, str], bytes]:
+    return pubsub_event({"bucketId": bucket, "objectId": name, "objectGeneration": generation,
+                         "eventType": event_type})
+
+
+def post(target: str, event: tuple[dict[str, str], bytes]) -> None:
+    headers, data = event
+    response = client(target, "cloudevent").post("/", headers=headers, data=data)
+    assert response.status_code == 200, response.data
+
+
+def test_a_dropped_spec_queues_its_job_once(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    blobs, jobs, bus = stores
+    blobs.objects["gs://scenerender-specs/jobs/scene-1.json"] = json.dumps(SPEC).encode()
+    post("on_spec_uploaded", notification("jobs/scene-1.json"))
+    post("on_spec_uploaded", notification("jobs/scene-1.json"))  # redelivered
+    job = jobs.docs["scene-1"]
+    assert job["status"] == "QUEUED" and job["owner_uid"] == "u1" and job["spec_uri"].endswith("jobs/scene-1.json")
+    assert [(topic, payload["job_id"]) for topic, payload, _ in bus.published] == [
+        (get_settings().render_topic, "scene-1")]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [notification("renders/scene-1.json"), notification("jobs/scene-1.txt"),
+     notification("jobs/scene-1.json", event_type="OBJECT_DELETE"),
+     notification("jobs/scene-1.json", bucket="scenerender-renders")],
+    ids=["outside-jobs", "not-json", "delete", "other-bucket"],
+)
+def test_other_objects_start_nothing(stores: tuple[FakeBlobs, FakeJobs, FakeBus],
+                                     event: tuple[dict[str, str], bytes]) -> None:
+    blobs, jobs, bus = stores
+    for uri in ("gs://scenerender-specs/renders/scene-1.json", "gs://scenerender-specs/jobs/scene-1.txt",
+                "gs://scenerender-specs/jobs/scene-1.json", "gs://scenerender-renders/jobs/scene-1.json"):
+        blobs.objects[uri] = json.dumps(SPEC).encode()
+    post("on_spec_uploaded", event)
+    assert jobs.docs == {} and bus.published == []
+
+
+def test_an_invalid_spec_is_recorded_failed_with_every_path(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    blobs, jobs, bus = stores
+    bad = {**SPEC, "segments": [{"id": "a", "url": "x", "volume": 9}], "colour": "red"}
+    blobs.objects["gs://scenerender-specs/jobs/bad one.json"] = json.dumps(bad).encode()
+    post("on_spec_uploaded", notification("jobs/bad one.json"))
+    job = jobs.docs["scene-1"]
+    assert job["status"] == "FAILED" and job["error"]["code"] == "INVALID_SPEC"
+    assert {d["path"] for d in job["error"]["details"]} == {"segments[0].volume", "colour"}
+    assert bus.published == []
+
+
+def test_a_completion_report_signs_a_url(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    _, jobs, _ = stores
+    jobs.create_job("scene-1", {"status": "RUNNING"})
+    report = {"job_id": "scene-1", "attempt": 1, "status": "COMPLETED",
+              "output_uri": "gs://scenerender-renders/renders/scene-1/scene-1.mp4", "result": {"duration_s": 6.0}}
+    post("on_render_reported", pubsub_event({}, json.dumps(report).encode()))
+    output = jobs.docs["scene-1"]["output"]
+    assert jobs.docs["scene-1"]["status"] == "COMPLETED"
+    assert output["url"].startswith("https://signed.example/") and output["duration_s"] == 6.0
+
+
+def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    _, jobs, _ = stores
+    jobs.create_job("scene-1", {"status": "RUNNING"})
+    error: dict[str, Any] = {"code": "INPUT_UNREACHABLE", "message": "segments[0].url: object not found",
+                             "details": [{"path": "segments[0].url", "message": "object not found"}]}
+    post("on_render_reported", pubsub_event({}, json.dumps({"job_id": "scene-1", "status": "FAILED",
+                                                             "error": error}).encode()))
+    assert jobs.docs["scene-1"]["status"] == "FAILED" and jobs.docs["scene-1"]["error"] == error
+
+
+def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    blobs, jobs, _ = stores
+    http = client("http_api", "http")
+    created = http.post("/", data=json.dumps(SPEC))
+    assert created.status_code == 202 and created.json == {
+        "job_id": "scene-1", "spec_uri": "gs://scenerender-specs/jobs/scene-1.json"}
+    assert json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"]) == SPEC
+    assert http.get("/?job_id=scene-1").status_code == 404
+    jobs.create_job("scene-1", {"status": "QUEUED"})
+    assert http.get("/?job_id=scene-1").json["status"] == "QUEUED"
+    refused = http.post("/", data=b'{"version": 2}')
+    assert refused.status_code == 400 and refused.json["error"]["code"] == "INVALID_SPEC"
+    assert http.put("/").status_code == 405
