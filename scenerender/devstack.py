@@ -224,6 +224,8 @@ class DevStack:
         self.start_process("gcs", [
             str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(p.gcs),
             "-backend", "memory", "-external-url", f"http://127.0.0.1:{p.gcs}", "-log-level", "warn",
+            # Path-style requests to this host are object downloads, as signed URLs make them.
+            "-public-host", f"127.0.0.1:{p.gcs}",
             "-event.pubsub-project-id", s.project_id, "-event.pubsub-topic", s.spec_topic,
             "-event.bucket", s.spec_bucket, "-event.object-prefix", "jobs/",
         ], base_env, lambda: http_ok(f"http://127.0.0.1:{p.gcs}/storage/v1/b"))
