@@ -32,7 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Render a scene's segments and audio into one MP4, locally or on the pipeline.",
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -9,6 +9,7 @@ functions exactly as Eventarc would, and records what it started in a state file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,7 +78,7 @@ def port_answers(port: int) -> bool:
 
 def http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback emulator probe
+        with urllib.request.urlopen(url, timeout=1) as response:
             return bool(200 <= response.status < 500)
     except OSError:
         return False
@@ -293,10 +294,8 @@ class DevStack:
                 _reap(record.pid)
                 time.sleep(0.1)
             if pid_alive(record.pid):
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(record.pid, signal.SIGKILL)
-                except OSError:
-                    pass
             _reap(record.pid)
         self.state_file.unlink(missing_ok=True)
         self.state.processes = []
@@ -305,7 +304,5 @@ class DevStack:
 
 def _reap(pid: int) -> None:
     # Our own children must be waited for, or they stay as zombies that look alive.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

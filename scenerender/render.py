@@ -290,7 +290,8 @@ def measure_output(path: Path, runner: FFmpegRunner, ffprobe: str) -> RenderResu
     data = json.loads(done.stdout)
     video = next(s for s in data["streams"] if s["codec_type"] == "video")
     audio = next(s for s in data["streams"] if s["codec_type"] == "audio")
-    num, den = (int(x) for x in video["avg_frame_rate"].split("/"))
+    # r_frame_rate is the stream's exact constant rate; avg_frame_rate is skewed by rounding of the last frame.
+    num, den = (int(x) for x in video["r_frame_rate"].split("/"))
     scan = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(path)))
     lufs = None if scan.silent else scan.integrated_lufs
     peak = None if scan.silent else scan.true_peak_db

@@ -101,10 +101,10 @@ def test_loudness_reaches_the_target_under_the_peak_ceiling(media: Path, tmp_pat
 
 
 def test_mixed_sources_are_normalised_and_letterboxed(tmp_path: Path) -> None:
-    make_video(tmp_path / "hd25.mp4", width=1280, height=720, fps=25, duration=1.5, sample_rate=44100, channels=1)
-    make_video(tmp_path / "ntsc.mp4", width=1920, height=1080, fps="30000/1001", duration=1.5)
-    make_video(tmp_path / "portrait.mp4", width=1080, height=1920, fps=30, duration=1.5, audio=False)
-    make_video(tmp_path / "sd24.mp4", width=640, height=480, fps=24, duration=1.5)
+    make_video(tmp_path / "hd25.mp4", width=1280, height=720, fps=25, duration=2, sample_rate=44100, channels=1)
+    make_video(tmp_path / "ntsc.mp4", width=1920, height=1080, fps="30000/1001", duration=2)
+    make_video(tmp_path / "portrait.mp4", width=1080, height=1920, fps=30, duration=2, audio=False)
+    make_video(tmp_path / "sd24.mp4", width=640, height=480, fps=24, duration=2)
     names = ["hd25", "ntsc", "portrait", "sd24"]
     spec = write_spec(tmp_path, {"output": {"resolution": "1080p", "fps": 30},
                                  "segments": [{"id": n, "url": f"{n}.mp4", "volume": 1.0} for n in names]})
@@ -112,12 +112,12 @@ def test_mixed_sources_are_normalised_and_letterboxed(tmp_path: Path) -> None:
     result = render(spec, out)
     assert result["fast_path"] is False and result["segments_encoded"] == 4
     assert (result["width"], result["height"], result["fps"]) == (1920, 1080, 30)
-    assert measure.count_frames(out) == 180
-    # Portrait at 3.0-4.5 s: pillarboxed, bars left and right only.
-    top, bottom, left, right = measure.letterbox_bars(out, at=3.7)
+    assert measure.count_frames(out) == 240  # 2 s each at 30 fps, whatever the source rate
+    # Portrait at 4-6 s: pillarboxed, bars left and right only.
+    top, bottom, left, right = measure.letterbox_bars(out, at=5.0)
     assert left > 600 and right > 600 and top == 0 and bottom == 0, (top, bottom, left, right)
-    # 4:3 at 4.5-6.0 s: 240 px bars each side at 1080p.
-    top, bottom, left, right = measure.letterbox_bars(out, at=5.2)
+    # 4:3 at 6-8 s: 240 px bars each side at 1080p.
+    top, bottom, left, right = measure.letterbox_bars(out, at=7.0)
     assert abs(left - 240) <= 4 and abs(right - 240) <= 4 and top == 0, (top, bottom, left, right)
     assert abs(result["av_drift_ms"]) <= 1000 * FRAME_30
 

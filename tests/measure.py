@@ -1,0 +1,119 @@
+"""Measurements on real outputs: probes, decoded samples, onsets, band levels, loudness, geometry."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 48000
+Samples = npt.NDArray[np.float32]
+
+
+def probe(path: Path) -> dict[str, Any]:
+    done = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
+                          capture_output=True, text=True, check=True, timeout=60)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def count_frames(path: Path) -> int:
+    done = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-of", "json",
+                           "-show_entries", "stream=nb_read_packets", str(path)],
+                          capture_output=True, text=True, check=True, timeout=120)
+    return int(json.loads(done.stdout)["streams"][0]["nb_read_packets"])
+
+
+def decode_audio(path: Path, *, sample_rate: int = SAMPLE_RATE) -> Samples:
+    """The first audio stream as mono float32 samples."""
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1",
+                           "-ar", str(sample_rate), "-f", "f32le", "-"], capture_output=True, check=True, timeout=300)
+    return np.frombuffer(done.stdout, dtype=np.float32)
+
+
+def _band_amplitude(samples: Samples, freq: float, start: int, length: int, sample_rate: int) -> float:
+    """Amplitude of one frequency in ``samples[start:start+length]`` (a single DFT bin, Hann-windowed)."""
+    chunk = samples[start:start + length].astype(np.float64)
+    if len(chunk) < length:
+        chunk = np.pad(chunk, (0, length - len(chunk)))
+    window = np.hanning(length)
+    phasor = np.exp(-2j * np.pi * freq * np.arange(length) / sample_rate)
+    return float(2 * abs(np.dot(chunk * window, phasor)) / window.sum())
+
+
+def band_level_db(samples: Samples, *, freq: float, start: float, end: float,
+                  sample_rate: int = SAMPLE_RATE) -> float:
+    """Level (dBFS amplitude) of ``freq`` in the window [start, end) seconds."""
+    a, b = int(start * sample_rate), int(end * sample_rate)
+    return 20 * float(np.log10(_band_amplitude(samples, freq, a, b - a, sample_rate) + 1e-9))
+
+
+def onset_time(samples: Samples, *, freq: float, after: float = 0.0, threshold_db: float = -20.0,
+               sample_rate: int = SAMPLE_RATE) -> float:
+    """When ``freq`` starts sounding: the first point where its envelope crosses ``threshold_db`` below its peak.
+
+    Short Hann windows (5 ms) every 0.5 ms; the window's centre is the time reported, so a
+    sharp onset is found to within about a millisecond.
+    """
+    window, hop = int(0.005 * sample_rate), int(0.0005 * sample_rate)
+    first = int(after * sample_rate)
+    starts = np.arange(first, len(samples) - window, hop)
+    levels = np.array([_band_amplitude(samples, freq, int(s), window, sample_rate) for s in starts])
+    if len(levels) == 0 or levels.max() <= 0:
+        raise AssertionError(f"no {freq} Hz found after {after} s")
+    crossing = int(np.argmax(levels >= levels.max() * 10 ** (threshold_db / 20)))
+    return float((starts[crossing] + window / 2) / sample_rate)
+
+
+_SUMMARY = re.compile(r"I:\s+(-?[\d.]+) LUFS.*?Peak:\s+(-?[\d.]+|-inf) dBFS", re.S)
+
+
+def loudness(path: Path) -> tuple[float, float]:
+    """(integrated LUFS, true peak dBTP) by ffmpeg's EBU R128 meter."""
+    done = subprocess.run(["ffmpeg", "-nostdin", "-nostats", "-i", str(path), "-map", "0:a:0", "-af",
+                           "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
+                          capture_output=True, text=True, check=True, timeout=300)
+    found = _SUMMARY.search(done.stderr[done.stderr.rfind("Summary:"):])
+    assert found, done.stderr[-1000:]
+    return float(found[1]), float(found[2])
+
+
+def is_faststart(path: Path) -> bool:
+    """True when the moov box comes before mdat (a browser can start playing at once)."""
+    data = path.read_bytes()
+    offset, order = 0, []
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        kind = data[offset + 4:offset + 8].decode("latin-1")
+        if size == 1:
+            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+        order.append(kind)
+        if size < 8:
+            break
+        offset += size
+    return "moov" in order and "mdat" in order and order.index("moov") < order.index("mdat")
+
+
+def gray_frame(path: Path, at: float) -> npt.NDArray[np.uint8]:
+    info = next(s for s in probe(path)["streams"] if s["codec_type"] == "video")
+    width, height = int(info["width"]), int(info["height"])
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-ss", str(at), "-i", str(path), "-frames:v", "1",
+                           "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True, timeout=60)
+    return np.frombuffer(done.stdout, dtype=np.uint8).reshape(height, width)
+
+
+def letterbox_bars(path: Path, at: float, *, black: int = 20) -> tuple[int, int, int, int]:
+    """Black bars (top, bottom, left, right) in pixels of the frame at ``at`` seconds."""
+    frame = gray_frame(path, at)
+    rows = frame.max(axis=1) > black
+    cols = frame.max(axis=0) > black
+    top = int(np.argmax(rows))
+    bottom = int(np.argmax(rows[::-1]))
+    left = int(np.argmax(cols))
+    right = int(np.argmax(cols[::-1]))
+    return top, bottom, left, right

@@ -1,0 +1,54 @@
+"""Test media made with ffmpeg's lavfi sources (and espeak-ng where present): small, fast, deterministic."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def run_ffmpeg(*args: str) -> None:
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True,
+                          check=False, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+
+
+def make_video(path: Path, *, width: int, height: int, fps: str | float, duration: float, audio: bool = True,
+               sample_rate: int = 48000, channels: int = 2, tone: float = 330.0, pattern: str = "testsrc2") -> Path:
+    """H.264 High yuv420p (+ AAC) in MP4, like a generated segment."""
+    args = ["-f", "lavfi", "-i", f"{pattern}=s={width}x{height}:r={fps}:d={duration}"]
+    if audio:
+        layout = "mono" if channels == 1 else "stereo"
+        args += ["-f", "lavfi", "-i", f"sine=f={tone}:r={sample_rate}:d={duration},aformat=channel_layouts={layout}"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p"]
+    args += ["-c:a", "aac", "-ar", str(sample_rate), "-ac", str(channels)] if audio else []
+    run_ffmpeg(*args, "-t", str(duration), str(path))
+    return path
+
+
+def make_tone_burst(path: Path, *, freq: float, duration: float, lead_silence: float = 0.0,
+                    sample_rate: int = 48000, amplitude: float = 0.5, channels: int = 1) -> Path:
+    """Silence, then a tone with a sharp onset (the format follows the suffix)."""
+    graph = (f"aevalsrc={amplitude}*sin(2*PI*{freq}*t)*gte(t\\,{lead_silence}):s={sample_rate}:"
+             f"d={lead_silence + duration}:c={'mono' if channels == 1 else 'stereo'}")
+    run_ffmpeg("-f", "lavfi", "-i", graph, str(path))
+    return path
+
+
+def make_music(path: Path, *, duration: float, freq: float = 220.0, amplitude: float = 0.3) -> Path:
+    """A steady tone: a music bed whose level is easy to measure in its own band."""
+    return make_tone_burst(path, freq=freq, duration=duration, amplitude=amplitude, channels=2)
+
+
+def make_speech(path: Path, text: str, *, voice: str = "en") -> Path:
+    """espeak-ng speech as WAV; a tone burst where espeak-ng is missing."""
+    if shutil.which("espeak-ng"):
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True, timeout=60)
+        return path
+    return make_tone_burst(path, freq=800, duration=max(0.5, len(text) / 15))
+
+
+def make_not_media(path: Path) -> Path:
+    path.write_text("this is a note, not a video\n")
+    return path
