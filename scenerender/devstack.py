@@ -269,13 +269,11 @@ class DevStack:
                             push_endpoint=f"http://127.0.0.1:{p.function_port('report')}/")
 
     def _create_buckets(self) -> None:
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
+        from scenerender.storage import GcsBlobStore
 
-        client = storage.Client(project=self.settings.project_id, credentials=AnonymousCredentials())
+        store = GcsBlobStore(self.settings)
         for name in (self.settings.spec_bucket, self.settings.render_bucket, self.settings.media_bucket):
-            if client.lookup_bucket(name) is None:
-                client.create_bucket(name)
+            store.ensure_bucket(name)
 
     def down(self) -> list[str]:
         """Stop every process group this stack started (newest first); returns their names."""

@@ -136,6 +136,16 @@ class GcsBlobStore:
         except Exception as exc:
             raise _translate(exc, prefix_uri) from exc
 
+    def ensure_bucket(self, name: str) -> None:
+        """Create the bucket if it is missing (the local cloud; Terraform makes them on GCP)."""
+        try:
+            if self.client.lookup_bucket(name) is None:
+                self.client.create_bucket(name)
+        except gexc.Conflict:
+            pass
+        except Exception as exc:
+            raise _translate(exc, f"gs://{name}") from exc
+
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]:
         """A V4 signed GET URL, at most 7 days. Signs with the key file when there is one,
         otherwise through IAM signBlob as the runtime service account (Cloud Run has no key)."""
