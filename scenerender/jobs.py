@@ -138,6 +138,50 @@ class JobStore:
             return BUSY
         return int(fields["attempt"]) if fields else 0
 
+    def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
+        """A new spec for an ended job: back to QUEUED, the earlier run kept in ``history``.
+
+        False (and nothing changed) while the job is still QUEUED or RUNNING.
+        """
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc.get("status") not in TERMINAL:
+                return None
+            earlier = {
+                k: doc.get(k)
+                for k in (
+                    "status",
+                    "spec_uri",
+                    "spec_generation",
+                    "attempt",
+                    "output",
+                    "error",
+                    "started_at",
+                    "finished_at",
+                )
+            }
+            return {
+                **fields,
+                "history": [*(doc.get("history") or []), earlier],
+                "attempt": 0,
+                "progress": 0.0,
+                "output": None,
+                "error": None,
+                "started_at": None,
+                "finished_at": None,
+                "request_published": False,
+                "created_at": firestore.SERVER_TIMESTAMP,
+            }
+
+        return self._transition(job_id, change) is not None
+
+    def note(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Plain fields that do not move the job's state (e.g. a refused re-submission)."""
+        try:
+            self._ref(job_id).update({**fields, "updated_at": firestore.SERVER_TIMESTAMP})
+        except Exception as exc:
+            raise _translate(exc, f"update job {job_id}") from exc
+
     def heartbeat(self, job_id: str) -> None:
         """The worker is alive on this job (written outside a transaction: last writer wins)."""
         try:

@@ -14,13 +14,16 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.jobs import HEARTBEAT_S
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
@@ -45,6 +48,8 @@ class Jobs(Protocol):
     def mark_running(self, job_id: str) -> int: ...
     def heartbeat(self, job_id: str) -> None: ...
     def mark_published(self, job_id: str) -> None: ...
+    def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
+    def note(self, job_id: str, fields: dict[str, Any]) -> None: ...
     def set_progress(self, job_id: str, stage: str, progress: float) -> None: ...
     def complete(self, job_id: str, output: dict[str, Any]) -> bool: ...
     def fail(self, job_id: str, error: dict[str, Any]) -> bool: ...
@@ -108,27 +113,39 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         log.info("job %s: invalid spec: %s", job_id, exc.message)
         return job_id
     job_id = spec.job_id or fallback_id
-    created = jobs.create_job(
-        job_id,
-        {
-            **base,
-            "status": "QUEUED",
-            "stage": "queued",
-            "progress": 0.0,
-            "attempt": 0,
-            "project_id": spec.project_id,
-            "scene_id": spec.scene_id,
-            "owner_uid": spec.owner_uid,
-            "batch_id": spec.batch_id,
-        },
-    )
-    if not created:
+    queued = {
+        **base,
+        "status": "QUEUED",
+        "stage": "queued",
+        "progress": 0.0,
+        "attempt": 0,
+        "project_id": spec.project_id,
+        "scene_id": spec.scene_id,
+        "owner_uid": spec.owner_uid,
+        "batch_id": spec.batch_id,
+    }
+    if not jobs.create_job(job_id, queued):
         existing = jobs.get(job_id) or {}
         same_spec = existing.get("spec_uri") == event.uri and existing.get("spec_generation") == event.generation
-        if not same_spec or existing.get("status") != "QUEUED" or existing.get("request_published"):
-            log.info("job %s already exists (%s); not queued again", job_id, existing.get("status"))
+        if same_spec:
+            if existing.get("status") != "QUEUED" or existing.get("request_published"):
+                log.info("job %s: event redelivered; nothing new", job_id)
+                return job_id
+            # An earlier delivery of this event created the job but died before publishing.
+        elif not jobs.requeue(job_id, queued):
+            # A new spec while the job still runs: refused, and the reason is on the job for its user.
+            jobs.note(
+                job_id,
+                {
+                    "resubmission_refused": {
+                        "spec_uri": event.uri,
+                        "spec_generation": event.generation,
+                        "reason": f"job {job_id} is still {existing.get('status')}",
+                    }
+                },
+            )
+            log.info("job %s: re-submission refused while %s", job_id, existing.get("status"))
             return job_id
-        # An earlier delivery of this event created the job but died before publishing.
     bus.publish(settings.render_topic, render_request(job_id, event, spec), job_id=job_id)
     jobs.mark_published(job_id)
     log.info("job %s queued from %s", job_id, event.uri)
@@ -197,6 +214,55 @@ def run_render_request(
     if attempt == 0:
         return WorkOutcome(ack=True, status="skipped")
     report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
+    with heartbeat(jobs, job_id):
+        return _render_and_report(
+            request,
+            job_id,
+            attempt,
+            report,
+            settings=settings,
+            blobs=blobs,
+            jobs=jobs,
+            bus=bus,
+            progress_writer=progress_writer,
+            gs_download=gs_download,
+        )
+
+
+@contextmanager
+def heartbeat(jobs: Jobs, job_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+    """Beat on the job while the block runs, so a stuck-job sweep can tell a live worker from a dead one."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                jobs.heartbeat(job_id)
+            except SceneRenderError:
+                log.warning("heartbeat for job %s failed", job_id)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _render_and_report(
+    request: dict[str, Any],
+    job_id: str,
+    attempt: int,
+    report: dict[str, Any],
+    *,
+    settings: Settings,
+    blobs: Blobs,
+    jobs: Jobs,
+    bus: Bus,
+    progress_writer: Callable[[str, float], None] | None,
+    gs_download: Callable[[str, Path, int], None] | None,
+) -> WorkOutcome:
     try:
         spec = parse_spec(json.dumps(request["spec"]).encode(), max_bytes=settings.max_spec_bytes)
         policy = FetchPolicy(

@@ -61,6 +61,17 @@ class FakeJobs:
     def mark_published(self, job_id: str) -> None:
         self.docs[job_id]["request_published"] = True
 
+    def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
+        doc = self.docs[job_id]
+        if doc["status"] not in ("COMPLETED", "FAILED"):
+            return False
+        history = [*doc.get("history", []), {"status": doc["status"], "output": doc.get("output")}]
+        self.docs[job_id] = {"job_id": job_id, **copy.deepcopy(fields), "history": history}
+        return True
+
+    def note(self, job_id: str, fields: dict[str, Any]) -> None:
+        self.docs[job_id].update(copy.deepcopy(fields))
+
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
         doc = self.docs[job_id]
         if doc["status"] == "RUNNING" and progress >= doc.get("progress", 0.0):

@@ -131,3 +131,18 @@ def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None
     refused = http.post("/", data=b'{"version": 2}')
     assert refused.status_code == 400 and refused.json["error"]["code"] == "INVALID_SPEC"
     assert http.put("/").status_code == 405
+
+
+def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
+        stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    blobs, jobs, bus = stores
+    blobs.objects["gs://scenerender-specs/jobs/scene-1.json"] = json.dumps(SPEC).encode()
+    post("on_spec_uploaded", notification("jobs/scene-1.json", generation="1"))
+    post("on_spec_uploaded", notification("jobs/scene-1.json", generation="2"))  # still QUEUED: refused
+    assert jobs.docs["scene-1"]["resubmission_refused"]["spec_generation"] == "2"
+    jobs.docs["scene-1"].update(status="COMPLETED", output={"uri": "gs://r/old.mp4"})
+    post("on_spec_uploaded", notification("jobs/scene-1.json", generation="3"))
+    job = jobs.docs["scene-1"]
+    assert job["status"] == "QUEUED" and job["spec_generation"] == "3"
+    assert job["history"] == [{"status": "COMPLETED", "output": {"uri": "gs://r/old.mp4"}}]
+    assert len(bus.published) == 2
