@@ -174,8 +174,7 @@ def validate_cmd(
         out.print_json(json.dumps(report))
         return
     table = Table(
-        title=f"{spec_path} — {report['duration_s']:.3f} s, {report['width']}x{report['height']}"
-        f"@{report['fps']:g}"
+        title=f"{spec_path} — {report['duration_s']:.3f} s, {report['width']}x{report['height']}@{report['fps']:g}"
     )
     for column in ("item", "type", "start", "end", "note"):
         table.add_column(column)
@@ -185,8 +184,7 @@ def validate_cmd(
         table.add_row(row["path"], row["type"], f"{row['start']:.3f}", f"{row['end']:.3f}", row["note"])
     out.print(table)
     out.print(
-        "video: "
-        + ("copied (fast path)" if not report["reencode"] else "re-encoded: " + "; ".join(report["reencode"]))
+        "video: " + ("copied (fast path)" if not report["reencode"] else "re-encoded: " + "; ".join(report["reencode"]))
     )
     for a, b in report["overlaps"]:
         out.print(f"overlap: {a} and {b} sound at the same time")
@@ -206,9 +204,7 @@ def dry_run_report(spec: JobSpec, timeline: Any, blockers: list[str]) -> dict[st
                 "id": s.id,
                 "start": float(s.start),
                 "end": float(s.start + s.duration),
-                "note": next(
-                    (b.split(": ", 1)[1] for b in blockers if b.startswith(f"segments[{s.index}]:")), ""
-                ),
+                "note": next((b.split(": ", 1)[1] for b in blockers if b.startswith(f"segments[{s.index}]:")), ""),
             }
             for s in timeline.segments
         ],
@@ -228,6 +224,181 @@ def dry_run_report(spec: JobSpec, timeline: Any, blockers: list[str]) -> dict[st
         "reencode": blockers,
         "hold_frames": timeline.hold_frames,
     }
+
+
+dev_app = typer.Typer(no_args_is_help=True, help="The local cloud: emulators, functions and workers.")
+app.add_typer(dev_app, name="dev")
+
+
+def dev_stack(workers: int = 1, **ports: int) -> Any:
+    from scenerender.devstack import DevStack, Ports
+
+    defaults = Ports()
+    chosen = Ports(**{k: v or getattr(defaults, k) for k, v in ports.items()}) if ports else defaults
+    return DevStack(get_settings(), ports=chosen, workers=workers)
+
+
+def use_dev_env() -> None:
+    """Point this process at the local cloud when one is running and no cloud is configured."""
+    import os
+
+    if os.environ.get("PUBSUB_EMULATOR_HOST") or os.environ.get("SCENERENDER_CLOUD") == "gcp":
+        return
+    stack = dev_stack()
+    state = stack.load()
+    if state is None:
+        raise SpecError.from_details(
+            [
+                ErrorDetail(
+                    "",
+                    "no local cloud is running: start it with `scenerender dev up` "
+                    "(or set the Google Cloud environment)",
+                )
+            ]
+        )
+    stack.state = state
+    os.environ.update(stack.env())
+    get_settings.cache_clear()
+
+
+@dev_app.command("up")
+@guarded
+def dev_up(
+    workers: Annotated[int, typer.Option(min=0, help="Renderer worker processes.")] = 1,
+    pubsub_port: Annotated[int, typer.Option()] = 0,
+    firestore_port: Annotated[int, typer.Option()] = 0,
+    gcs_port: Annotated[int, typer.Option()] = 0,
+    functions_port: Annotated[int, typer.Option(help="First of three ports for the functions.")] = 0,
+) -> None:
+    """Start the local cloud (or reuse the running one) and print the environment a shell needs."""
+    stack = dev_stack(workers, pubsub=pubsub_port, firestore=firestore_port, gcs=gcs_port, functions=functions_port)
+    with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, workers)"):
+        started = stack.up()
+    err.print("local cloud " + ("started" if started else "already running, reused") + f" ({stack.state_dir})")
+    for key, value in stack.env().items():
+        out.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+@dev_app.command("down")
+@guarded
+def dev_down() -> None:
+    """Stop what `dev up` started (and nothing else)."""
+    stopped = dev_stack().down()
+    err.print("stopped: " + (", ".join(stopped) or "nothing was running"))
+
+
+@dev_app.command("status")
+@guarded
+def dev_status() -> None:
+    """Which parts of the local cloud are running."""
+    status = dev_stack().status()
+    out.print_json(json.dumps(status))
+    if not status["running"]:
+        raise typer.Exit(1)
+
+
+def follow_with_bar(job_id: str, generation: int | None) -> dict[str, Any]:
+    from scenerender import clients
+    from scenerender.remote import follow
+
+    with progress_bar(sys.stderr.isatty()) as bar:
+        task = bar.add_task("queued", total=1.0)
+
+        def show(doc: dict[str, Any]) -> None:
+            bar.update(
+                task,
+                completed=float(doc.get("progress") or 0.0),
+                description=str(doc.get("stage") or doc.get("status", "").lower()),
+            )
+
+        doc = follow(clients.jobs(), job_id, on_update=show, generation=generation)
+    return doc
+
+
+def finish(doc: dict[str, Any], download_to: Path | None) -> None:
+    from scenerender.remote import download, exit_code_for
+
+    job_id = doc.get("job_id")
+    if doc.get("status") == "FAILED":
+        error = doc.get("error") or {}
+        err.print(f"[red]job {job_id} FAILED[/red] [{error.get('code')}] {error.get('message')}", highlight=False)
+        for detail in error.get("details") or []:
+            err.print(f"  {detail.get('path')}: {detail.get('message')}", markup=False, highlight=False)
+        raise typer.Exit(exit_code_for(str(error.get("code"))))
+    output = doc.get("output") or {}
+    err.print(
+        f"job {job_id} COMPLETED: {output.get('duration_s')} s {output.get('width')}x{output.get('height')}, "
+        f"{output.get('uri')}",
+        highlight=False,
+    )
+    if download_to is not None:
+        download(str(output["url"]), download_to)
+        err.print(f"downloaded to {download_to}")
+
+
+@app.command("submit")
+@guarded
+def submit_cmd(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job live until it ends.")] = False,
+    download_to: Annotated[
+        Path | None, typer.Option("--download", help="Download the MP4 here (implies --wait).")
+    ] = None,
+) -> None:
+    """Put SPEC in the spec bucket (local media is uploaded first); optionally follow it."""
+    from scenerender import clients
+    from scenerender.remote import submit
+
+    if not spec_path.is_file():
+        raise SpecError.from_details([ErrorDetail("SPEC", f"no such file: {spec_path}")])
+    use_dev_env()
+    job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
+    err.print(f"submitted {uri} as job {job_id}", highlight=False)
+    out.print(job_id)
+    if wait or download_to is not None:
+        finish(follow_with_bar(job_id, generation), download_to)
+
+
+@app.command("watch")
+@guarded
+def watch_cmd(job_id: Annotated[str, typer.Argument(metavar="JOB_ID")]) -> None:
+    """Follow one job live until it ends."""
+    use_dev_env()
+    finish(follow_with_bar(job_id, None), None)
+
+
+@app.command("demo")
+@guarded
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the sample scene and the MP4 go.")] = Path("out/demo"),
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the local cloud up afterwards.")] = False,
+) -> None:
+    """The main job end to end: local cloud up, sample media, submit, follow, download."""
+    import os
+    import time
+
+    from scenerender import clients
+    from scenerender.remote import submit
+    from scenerender.sample import make_sample_scene
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    err.print(f"making the sample scene in {out_dir}")
+    spec_path = make_sample_scene(out_dir, job_id=f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    stack = dev_stack()
+    with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, worker)"):
+        started = stack.up()
+    os.environ.update(stack.env())
+    get_settings.cache_clear()
+    clients.reset()
+    try:
+        job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
+        err.print(f"submitted {uri} as job {job_id}; following render_jobs/{job_id}", highlight=False)
+        target = out_dir / f"{job_id}.mp4"
+        finish(follow_with_bar(job_id, generation), target)
+        out.print(str(target.resolve()))
+    finally:
+        if started and not keep_running:
+            stack.down()
 
 
 @app.command("schema")

@@ -1,0 +1,112 @@
+"""The client side of the pipeline: submit a spec, follow its job live, download the result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scenerender.errors import SceneRenderError, all_error_classes
+from scenerender.jobs import TERMINAL, JobStore
+from scenerender.pipeline import spec_object_name
+from scenerender.settings import Settings
+from scenerender.spec import JobSpec, default_job_id, parse_spec
+from scenerender.storage import GcsBlobStore
+
+
+def exit_code_for(error_code: str) -> int:
+    """The CLI exit code of a job that ended with ``error_code`` (the same mapping as local errors)."""
+    codes = {cls.code: cls.exit_code for cls in all_error_classes() if cls.code != "INTERNAL"}
+    return codes.get(error_code, 1)
+
+
+def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
+    """Upload inputs the spec names by local path, and point the spec at them (gs:// URLs).
+
+    Objects are named by content hash, so an unchanged file is uploaded once.
+    """
+    base = spec_path.resolve().parent
+    uploaded: dict[str, str] = {}
+
+    def rewrite(url: str) -> str:
+        if "://" in url:
+            return url
+        if url not in uploaded:
+            local = (base / url).resolve()
+            digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
+            uri = f"gs://{bucket}/uploads/{digest}/{local.name}"
+            if not blobs.exists(uri):
+                blobs.upload_file(local, uri, content_type="application/octet-stream")
+            uploaded[url] = uri
+        return uploaded[url]
+
+    result: dict[str, Any] = json.loads(json.dumps(raw))
+    for item in [*result.get("segments", []), *result.get("audio", {}).get("clips", [])]:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            item["url"] = rewrite(item["url"])
+    return result
+
+
+def submit(spec_path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[str, str, int]:
+    """Validate ``spec_path`` here, upload its local media, drop it in the spec bucket: (job_id, uri, generation)."""
+    raw_bytes = spec_path.read_bytes()
+    spec: JobSpec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
+    job_id = spec.job_id or default_job_id(spec_path.name)
+    data = upload_local_media(spec_path, json.loads(raw_bytes), blobs, settings.media_bucket)
+    data["job_id"] = job_id
+    uri = f"gs://{settings.spec_bucket}/{spec_object_name(job_id)}"
+    generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+    return job_id, uri, generation
+
+
+def follow(jobs: JobStore, job_id: str, *, on_update: Callable[[dict[str, Any]], None],
+           generation: int | None = None, timeout_s: float = 3600.0) -> dict[str, Any]:
+    """Follow the job with a realtime listener until it ends; returns the final document.
+
+    With ``generation``, states of an earlier run of the same job id are ignored.
+    """
+    updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    watch = jobs.watch(job_id, updates.put)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SceneRenderError(f"job {job_id} did not end within {timeout_s:.0f} s")
+            try:
+                doc = updates.get(timeout=min(remaining, 5.0))
+            except queue.Empty:
+                continue
+            if doc is None:
+                continue
+            if generation is not None and str(doc.get("spec_generation")) != str(generation):
+                continue
+            on_update(doc)
+            if doc.get("status") in TERMINAL:
+                return doc
+    finally:
+        watch.unsubscribe()
+
+
+def download(url: str, out: Path) -> None:
+    """Download a signed URL to ``out`` (temp name first, then renamed into place)."""
+    part = out.with_name(f".{out.name}.part-{os.getpid()}")
+    try:
+        with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise SceneRenderError(f"download failed: HTTP {response.status_code}")
+            with open(part, "wb") as fh:
+                for chunk in response.iter_bytes():
+                    fh.write(chunk)
+        os.replace(part, out)
+    except httpx.HTTPError as exc:
+        raise SceneRenderError(f"download failed: {exc}") from exc
+    finally:
+        part.unlink(missing_ok=True)
