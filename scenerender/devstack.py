@@ -135,6 +135,8 @@ class DevStack:
         self.ports = ports or Ports()
         self.workers = workers
         self.state = State(ports=self.ports, project_id=settings.project_id)
+        # Our own children: kept so they can be waited for (and not warned about) when stopped.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def state_file(self) -> Path:
@@ -180,6 +182,7 @@ class DevStack:
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True)
+        self._children[proc.pid] = proc
         self.state.processes.append(ProcessRecord(name, proc.pid, argv, str(log_path)))
         self._save()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -295,6 +298,10 @@ class DevStack:
                 with contextlib.suppress(OSError):
                     os.killpg(record.pid, signal.SIGKILL)
             _reap(record.pid)
+        for child in self._children.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+        self._children.clear()
         self.state_file.unlink(missing_ok=True)
         self.state.processes = []
         return stopped

@@ -1,0 +1,157 @@
+"""The pipeline through its public doors only: an object in the spec bucket, the HTTP function,
+the Firestore document. Real emulators, real functions-framework processes, real workers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from google.cloud import pubsub_v1
+
+from scenerender import clients
+from scenerender.devstack import DevStack
+from scenerender.settings import Settings
+from tests import measure
+
+pytestmark = [pytest.mark.integration, pytest.mark.emulators]
+TIMEOUT_S = 90
+
+
+def spec_for(job_id: str, media: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"version": 1, "job_id": job_id, "project_id": "p", "scene_id": "s", "owner_uid": "user-1",
+            "output": {"resolution": "640x360"},
+            "segments": [{"id": "a", "url": media["a.mp4"]}, {"id": "b", "url": media["b.mp4"]}],
+            "audio": {"clips": [{"type": "dialogue", "url": media["line.wav"], "segment_id": "b", "offset": 0.25}]},
+            **extra}
+
+
+def drop(settings: Settings, name: str, body: dict[str, Any] | bytes) -> int:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return clients.blobs().write_bytes(f"gs://{settings.spec_bucket}/{name}", data, content_type="application/json")
+
+
+def wait_for_end(job_id: str, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        doc = clients.jobs().get(job_id)
+        if doc and doc.get("status") in ("COMPLETED", "FAILED"):
+            return doc
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not end: {clients.jobs().get(job_id)}")
+
+
+def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
+        settings: Settings, scene_media: dict[str, str], tmp_path: Path) -> None:
+    updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    watch = clients.jobs().watch("it-ok", updates.put)
+    try:
+        drop(settings, "jobs/it-ok.json", spec_for("it-ok", scene_media))
+        doc = wait_for_end("it-ok")
+        time.sleep(0.5)  # the listener's last snapshots
+    finally:
+        watch.unsubscribe()
+    assert doc["status"] == "COMPLETED" and doc["attempt"] == 1, doc
+    seen = [d for d in iter_queue(updates) if d]
+    statuses = [d["status"] for d in seen]
+    assert statuses[0] == "QUEUED" and statuses[-1] == "COMPLETED"
+    assert statuses == sorted(statuses, key=["QUEUED", "RUNNING", "COMPLETED"].index)  # never backwards
+    assert "RUNNING" in statuses
+    progress = [float(d.get("progress") or 0) for d in seen]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+
+    output = doc["output"]
+    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/it-ok.mp4"
+    assert output["url_expires_at"].timestamp() - time.time() == pytest.approx(settings.signed_url_ttl_s, abs=120)
+    downloaded = tmp_path / "pipeline.mp4"
+    with httpx.stream("GET", output["url"], timeout=30) as response:
+        assert response.status_code == 200
+        downloaded.write_bytes(response.read())
+
+    # The same spec rendered locally, from the same files.
+    local_spec = spec_for("it-ok", {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4",
+                                                                                              "line.wav")})
+    spec_path = tmp_path / "local.json"
+    spec_path.write_text(json.dumps(local_spec))
+    local = tmp_path / "local.mp4"
+    done = subprocess.run([sys.executable, "-m", "scenerender.cli", "render", str(spec_path), "-o", str(local),
+                           "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert float(measure.probe(downloaded)["format"]["duration"]) == pytest.approx(
+        float(measure.probe(local)["format"]["duration"]), abs=1 / 30)
+    assert downloaded.stat().st_size == pytest.approx(local.stat().st_size, rel=0.01)
+    assert output["size_bytes"] == downloaded.stat().st_size and output["duration_s"] == pytest.approx(2.0, abs=0.04)
+
+
+def iter_queue(q: queue.Queue[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+    return items
+
+
+def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket(settings: Settings) -> None:
+    bad = {"version": 1, "job_id": "it-bad", "project_id": "p", "scene_id": "s",
+           "segments": [{"id": "a", "url": "gs://x/a.mp4", "volumme": 1}]}
+    drop(settings, "jobs/it-bad.json", bad)
+    doc = wait_for_end("it-bad")
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "INVALID_SPEC"
+    assert doc["error"]["details"] == [{"path": "segments[0].volumme", "message": "unknown field"}]
+    assert clients.blobs().exists(f"gs://{settings.spec_bucket}/jobs/it-bad.json")
+
+
+def test_an_unreachable_input_ends_failed_naming_the_input(settings: Settings, scene_media: dict[str, str]) -> None:
+    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/it/missing.mp4"})
+    drop(settings, "jobs/it-missing.json", spec_for("it-missing", media))
+    doc = wait_for_end("it-missing")
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_UNREACHABLE"
+    assert doc["error"]["details"][0]["path"] == "segments[1].url"
+    assert "it/missing.mp4" in doc["error"]["message"]
+
+
+def test_the_same_notification_twice_renders_once(settings: Settings, scene_media: dict[str, str]) -> None:
+    generation = drop(settings, "jobs/it-twice.json", spec_for("it-twice", scene_media))
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(settings.project_id, settings.spec_topic)
+    attributes = {"bucketId": settings.spec_bucket, "objectId": "jobs/it-twice.json",
+                  "objectGeneration": str(generation), "eventType": "OBJECT_FINALIZE"}
+    for _ in range(2):  # two more deliveries of the notification fake-gcs already sent
+        publisher.publish(topic, base64.b64encode(b"{}"), **attributes).result(timeout=30)
+    doc = wait_for_end("it-twice")
+    time.sleep(3)  # time for any duplicate render to show
+    doc = clients.jobs().get("it-twice") or {}
+    assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history")
+    assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
+        f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"]
+
+
+def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scene_media: dict[str, str]) -> None:
+    drop(settings, "other/it-outside.json", spec_for("it-outside", scene_media))
+    drop(settings, "jobs/it-notjson.txt", spec_for("it-notjson", scene_media))
+    output_like = json.dumps(spec_for("it-output", scene_media)).encode()
+    clients.blobs().write_bytes(f"gs://{settings.render_bucket}/jobs/it-output.json", output_like,
+                                content_type="application/json")
+    time.sleep(4)
+    for job_id in ("it-outside", "it-notjson", "it-output", "other-it-outside", "it-notjson.txt"):
+        assert clients.jobs().get(job_id) is None
+
+
+def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> None:
+    api = cloud.env()["SCENERENDER_API_URL"]
+    created = httpx.post(api, content=json.dumps(spec_for("it-http", scene_media)), timeout=30)
+    assert created.status_code == 202, created.text
+    assert created.json()["job_id"] == "it-http"
+    doc = wait_for_end("it-http")
+    assert doc["status"] == "COMPLETED"
+    fetched = httpx.get(api, params={"job_id": "it-http"}, timeout=30)
+    assert fetched.status_code == 200 and fetched.json()["status"] == "COMPLETED"
+    assert httpx.get(api, params={"job_id": "nope"}, timeout=30).status_code == 404
+    refused = httpx.post(api, content=b'{"version": 1}', timeout=30)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_SPEC"
