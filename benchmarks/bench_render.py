@@ -1,0 +1,213 @@
+"""Render speed and memory against named baselines, measured side by side in one run.
+
+    .venv/bin/python benchmarks/bench_render.py [--quick] [--no-moviepy]
+
+Reference scene: 10 segments of 5 s 1080p30 H.264 + AAC, a narration clip, two dialogue
+clips and a music bed shorter than the scene (looped). Timed on the same files:
+
+  scenerender   `scenerender render SPEC -o OUT --json`
+  naive-ffmpeg  one ffmpeg command: concat filter + amix, libx264 veryfast (the common approach)
+  moviepy       MoviePy 2: concatenate_videoclips + CompositeAudioClip, preset veryfast
+                (in its own venv, .venv-bench, made on first use from requirements-bench.txt)
+
+Then the "needs normalising" case (720p25 sources to 1080p30) against naive ffmpeg, and the
+peak memory of the whole process tree for 10 vs 100 segments. Prints a table and ratios,
+and writes JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_VENV = ROOT / ".venv-bench"
+
+
+@dataclass
+class Run:
+    name: str
+    wall_s: float
+    cpu_s: float
+    peak_mb: float
+
+
+def measure(name: str, argv: list[str], cwd: Path | None = None) -> Run:
+    """Run ``argv``; wall time, CPU time of the whole tree, and its peak resident memory (sampled)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = psutil.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        rss = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        peak = max(peak, rss)
+        time.sleep(0.05)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    # Every descendant was waited for by its parent, so its CPU time rolls up into ours.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(name, round(wall, 2), round(cpu, 2), round(peak / 1e6, 1))
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+def make_scene(folder: Path, *, segments: int, seconds: float, size: str, fps: int) -> Path:
+    media = folder / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    patterns = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc")
+    for i in range(min(segments, 4)):
+        ffmpeg("-f", "lavfi", "-i", f"{patterns[i]}=s={size}:r={fps}:d={seconds}",
+               "-f", "lavfi", "-i", f"sine=f={200 + 40 * i}:d={seconds}",
+               "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+               "-c:a", "aac", "-ar", "48000", "-ac", "2", "-shortest", str(media / f"src-{i}.mp4"))
+    for i in range(segments):
+        target = media / f"seg-{i}.mp4"
+        target.unlink(missing_ok=True)
+        target.symlink_to(media / f"src-{i % 4}.mp4")
+    scene_s = segments * seconds
+    ffmpeg("-f", "lavfi", "-i", f"sine=f=600:d={min(8.0, scene_s / 2)}", str(media / "narration.wav"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=900:d=1.5", str(media / "line-1.wav"))
+    ffmpeg("-f", "lavfi", "-i", "sine=f=1100:d=1.2", str(media / "line-2.wav"))
+    ffmpeg("-f", "lavfi", "-i", f"sine=f=220:d={min(12.0, scene_s / 3):.2f}", "-ac", "2", str(media / "music.wav"))
+    spec = {
+        "version": 1, "project_id": "bench", "scene_id": "ref",
+        "output": {"resolution": "1080p", "fps": 30},
+        "segments": [{"id": f"s{i}", "url": f"media/seg-{i}.mp4"} for i in range(segments)],
+        "audio": {"clips": [
+            {"type": "narration", "url": "media/narration.wav", "start": 0.5},
+            {"type": "dialogue", "url": "media/line-1.wav", "segment_id": f"s{min(2, segments - 1)}", "offset": 0.5},
+            {"type": "dialogue", "url": "media/line-2.wav", "segment_id": f"s{min(5, segments - 1)}"},
+            {"type": "music", "url": "media/music.wav", "loop": True, "volume": 0.4},
+        ]},
+    }
+    path = folder / "job_spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def naive_command(spec_path: Path, out: Path) -> list[str]:
+    """The usual one-command approach: decode everything, concat filter, amix, re-encode."""
+    spec = json.loads(spec_path.read_text())
+    base = spec_path.parent
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+    for seg in spec["segments"]:
+        argv += ["-i", str(base / seg["url"])]
+    n = len(spec["segments"])
+    chains = [f"[{i}:v]scale=1920:1080:force_original_aspect_ratio=decrease,pad=1920:1080:(ow-iw)/2:(oh-ih)/2,"
+              f"setsar=1,fps=30[v{i}]" for i in range(n)]
+    chains.append("".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]")
+    labels = []
+    for k, clip in enumerate(spec["audio"]["clips"]):
+        argv += (["-stream_loop", "-1"] if clip.get("loop") else []) + ["-i", str(base / clip["url"])]
+        anchor = 5.0 * int(clip["segment_id"][1:]) if "segment_id" in clip else 0.0
+        start_ms = int(1000 * (clip.get("start", 0.0) + anchor + clip.get("offset", 0.0)))
+        chains.append(f"[{n + k}:a]adelay={start_ms}|{start_ms},volume={clip.get('volume', 1.0)}[a{k}]")
+        labels.append(f"[a{k}]")
+    chains.append("".join(labels) + f"amix=inputs={len(labels)}:duration=first[a]")
+    total = sum(5.0 for _ in spec["segments"])
+    return [*argv, "-filter_complex", ";".join(chains), "-map", "[v]", "-map", "[a]", "-t", str(total),
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)]
+
+
+MOVIEPY_SCRIPT = """
+import json, sys
+from pathlib import Path
+from moviepy import AudioFileClip, CompositeAudioClip, VideoFileClip, concatenate_videoclips
+from moviepy.audio.fx import AudioLoop
+spec_path, out = Path(sys.argv[1]), sys.argv[2]
+spec = json.loads(spec_path.read_text())
+clips = [VideoFileClip(str(spec_path.parent / s["url"])).resized((1920, 1080)) for s in spec["segments"]]
+video = concatenate_videoclips(clips)
+audio = []
+for c in spec["audio"]["clips"]:
+    a = AudioFileClip(str(spec_path.parent / c["url"]))
+    if c.get("loop"):
+        a = a.with_effects([AudioLoop(duration=video.duration)])
+    audio.append(a.with_start(c.get("start", 0.0)).with_volume_scaled(c.get("volume", 1.0)))
+video = video.with_audio(CompositeAudioClip(audio).with_duration(video.duration))
+video.write_videofile(out, codec="libx264", audio_codec="aac", preset="veryfast", fps=30, logger=None)
+"""
+
+
+def moviepy_python() -> Path:
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-bench.txt")],
+                       check=True)
+    return python
+
+
+def scenerender(spec: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "scenerender.cli", "render", str(spec), "-o", str(out), "--json"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-moviepy", action="store_true", help="skip the MoviePy baseline")
+    parser.add_argument("--quick", action="store_true", help="1 s segments (a smoke run, not the reference)")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else 5.0
+    rows: list[Run] = []
+    ratios: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
+        work = Path(tmp)
+        matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
+        ours = measure("scenerender (matching)", scenerender(matching, work / "ours.mp4"))
+        naive = measure("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4"))
+        rows += [ours, naive]
+        ratios["naive/scenerender (matching)"] = round(naive.wall_s / ours.wall_s, 2)
+        if not args.no_moviepy:
+            script = work / "moviepy_render.py"
+            script.write_text(MOVIEPY_SCRIPT)
+            mp = measure("moviepy (matching)", [str(moviepy_python()), str(script), str(matching),
+                                                 str(work / "moviepy.mp4")])
+            rows.append(mp)
+            ratios["moviepy/scenerender (matching)"] = round(mp.wall_s / ours.wall_s, 2)
+
+        normalising = make_scene(work / "normalising", segments=10, seconds=seconds, size="1280x720", fps=25)
+        ours_n = measure("scenerender (720p25 -> 1080p30)", scenerender(normalising, work / "ours-n.mp4"))
+        naive_n = measure("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4"))
+        rows += [ours_n, naive_n]
+        ratios["naive/scenerender (normalising)"] = round(naive_n.wall_s / ours_n.wall_s, 2)
+
+        for count in (10, 100):
+            scene = make_scene(work / f"mem-{count}", segments=count, seconds=1.0, size="1920x1080", fps=30)
+            label = f"scenerender memory, {count} x 1 s segments"
+            rows.append(measure(label, scenerender(scene, work / f"m{count}.mp4")))
+        ratios["peak memory 100/10 segments"] = round(rows[-1].peak_mb / rows[-2].peak_mb, 2)
+
+    width = max(len(r.name) for r in rows)
+    print(f"{'run':<{width}}  {'wall s':>8}  {'cpu s':>8}  {'peak MB':>8}")
+    for r in rows:
+        print(f"{r.name:<{width}}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_mb:>8.1f}")
+    print()
+    for key, value in ratios.items():
+        print(f"{key}: {value}x")
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (results / f"render-{stamp}.json").write_text(json.dumps(
+        {"runs": [asdict(r) for r in rows], "ratios": ratios, "segment_seconds": seconds}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
