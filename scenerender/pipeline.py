@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
 from scenerender.jobs import HEARTBEAT_S
+from scenerender.launcher import start_renderer
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
@@ -148,6 +149,7 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
             return job_id
     bus.publish(settings.render_topic, render_request(job_id, event, spec), job_id=job_id)
     jobs.mark_published(job_id)
+    start_renderer(settings)
     log.info("job %s queued from %s", job_id, event.uri)
     return job_id
 
