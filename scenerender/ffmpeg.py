@@ -10,14 +10,14 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 from scenerender.errors import RenderError, RenderTimeoutError
 
 log = logging.getLogger(__name__)
 
-STDERR_TAIL_LINES = 30
+STDERR_TAIL_LINES = 40
 CANCELLED = "stopped because another part of the render failed"
 ProgressCallback = Callable[[float], None]
 
@@ -26,9 +26,7 @@ def find_binary(name: str) -> str:
     """``name`` as configured (env var FFMPEG/FFPROBE via settings), resolved on PATH."""
     found = shutil.which(name)
     if found is None:
-        raise RenderError(
-            f"{name} not found: install ffmpeg (apt-get install -y ffmpeg) or set FFMPEG/FFPROBE"
-        )
+        raise RenderError(f"{name} not found: install ffmpeg (apt-get install -y ffmpeg) or set FFMPEG/FFPROBE")
     return found
 
 
@@ -55,15 +53,16 @@ class FFmpegRunner:
             for proc in self._live:
                 proc.kill()
 
-    def iter_progress(self, cmd: list[str], *, duration_s: float | None) -> Iterator[float]:
-        """Run ``cmd`` (argv[0] is replaced by the configured binary), yielding fractions done."""
+    def iter_progress(self, cmd: list[str], *, duration_s: float | None) -> Generator[float, None, str]:
+        """Run ``cmd`` (argv[0] is replaced by the configured binary), yielding fractions done.
+
+        Returns the stderr tail (where filters such as ebur128 print their summary).
+        """
         argv = with_progress([find_binary(self.ffmpeg), *cmd[1:]])
         log.info("ffmpeg: %s", shlex.join(argv))
         tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         try:
-            proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
-            )
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         except OSError as exc:
             raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
         with self._lock:
@@ -102,12 +101,18 @@ class FFmpegRunner:
             raise RenderError(
                 f"ffmpeg failed with exit code {code}", stderr_tail="\n".join(tail), command=shlex.join(argv)
             )
+        return "\n".join(tail)
 
     def run(
         self, cmd: list[str], *, duration_s: float | None = None, on_progress: ProgressCallback | None = None
-    ) -> None:
-        """Run ``cmd`` to completion, reporting fractions to ``on_progress``."""
-        for fraction in self.iter_progress(cmd, duration_s=duration_s):
+    ) -> str:
+        """Run ``cmd`` to completion, reporting fractions to ``on_progress``; returns the stderr tail."""
+        progress = self.iter_progress(cmd, duration_s=duration_s)
+        while True:
+            try:
+                fraction = next(progress)
+            except StopIteration as done:
+                return str(done.value)
             if on_progress is not None:
                 on_progress(fraction)
 
@@ -116,9 +121,7 @@ class FFmpegRunner:
         argv = [find_binary(self.ffmpeg), "-nostdin", "-hide_banner", "-nostats", *cmd[1:]]
         log.info("ffmpeg: %s", shlex.join(argv))
         try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=self._remaining(), check=False
-            )
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self._remaining(), check=False)
         except subprocess.TimeoutExpired as exc:
             raise RenderTimeoutError(
                 f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)

@@ -210,9 +210,7 @@ def concat_command(paths: list[Path], list_path: Path, out: Path, timeline: Time
         "mp4",
         str(out),
     ]
-    return Command(
-        argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(paths)}
-    )
+    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(paths)})
 
 
 # ---------------------------------------------------------------------------- audio
@@ -230,23 +228,15 @@ def _duck_expression(timeline: Timeline) -> str | None:
     terms = []
     for start, end in timeline.speech:
         rise = (
-            f"clip((t-{_f(start - duck.attack)})/{_f(duck.attack)},0,1)"
-            if duck.attack > 0
-            else f"gte(t,{_f(start)})"
+            f"clip((t-{_f(start - duck.attack)})/{_f(duck.attack)},0,1)" if duck.attack > 0 else f"gte(t,{_f(start)})"
         )
-        fall = (
-            f"clip(({_f(end + duck.release)}-t)/{_f(duck.release)},0,1)"
-            if duck.release > 0
-            else f"lte(t,{_f(end)})"
-        )
+        fall = f"clip(({_f(end + duck.release)}-t)/{_f(duck.release)},0,1)" if duck.release > 0 else f"lte(t,{_f(end)})"
         terms.append(f"min({rise},{fall})")
     envelope = f"min(1,{'+'.join(terms)})"
     return f"pow(10,{_f(duck.music_db)}*{envelope}/20)"
 
 
-def _clip_chain(
-    clip: PlacedClip, label: str, input_label: str, timeline: Timeline, looped_input: bool
-) -> str:
+def _clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timeline, looped_input: bool) -> str:
     # The clip's own fades sit at its natural end; the scene cut (with its fade) comes later, on the mix.
     play = clip.end - clip.start
     steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
@@ -330,6 +320,8 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
             else "anull"
         )
         chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[mix]")
+    # The EBU R128 scan rides along on a copy of the mix: no second decode of the WAV.
+    chains.append("[mix]asplit=2[out][scan];[scan]ebur128=peak=true:framelog=verbose[scanned]")
     graph = ";\n".join(chains)
     argv = [
         "ffmpeg",
@@ -338,7 +330,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
         "-filter_complex_script",
         str(script_path),
         "-map",
-        "[mix]",
+        "[out]",
         "-c:a",
         "pcm_f32le",
         "-ar",
@@ -350,6 +342,11 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
         "-f",
         "wav",
         str(out),
+        "-map",
+        "[scanned]",
+        "-f",
+        "null",
+        "-",
     ]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
 
@@ -380,7 +377,7 @@ _SUMMARY = re.compile(
 
 def parse_ebur128(stderr: str) -> LoudnessScan:
     """The summary ebur128 logs at the end (it has no JSON output; the block's layout is stable)."""
-    found = _SUMMARY.search(stderr[stderr.rfind("Summary:"):] if "Summary:" in stderr else stderr)
+    found = _SUMMARY.search(stderr[stderr.rfind("Summary:") :] if "Summary:" in stderr else stderr)
     if found is None:
         raise RenderError("loudness scan printed no summary", stderr_tail=stderr[-2000:])
     return LoudnessScan(float(found["i"]), float(found["thr"]), float(found["lra"]), float(found["tp"]))
@@ -408,8 +405,26 @@ def audio_encode_command(wav: Path, timeline: Timeline, scan: LoudnessScan | Non
                 f"aresample={SAMPLE_RATE}",
             ]
     chain += [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
-    argv = ["ffmpeg", "-y", *_input(wav), "-af", ",".join(chain), "-c:a", "aac", "-profile:a", "aac_low",
-            "-b:a", AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2", "-f", "mp4", str(out)]
+    argv = [
+        "ffmpeg",
+        "-y",
+        *_input(wav),
+        "-af",
+        ",".join(chain),
+        "-c:a",
+        "aac",
+        "-profile:a",
+        "aac_low",
+        "-b:a",
+        AUDIO_BITRATE,
+        "-ar",
+        str(SAMPLE_RATE),
+        "-ac",
+        "2",
+        "-f",
+        "mp4",
+        str(out),
+    ]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration))
 
 

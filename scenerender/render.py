@@ -128,7 +128,8 @@ def fetch_and_probe(
                 on_fraction(done / len(wanted))
         return url, info
 
-    with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
+    # A few at a time: each probe is a process, and more than the cores only costs memory.
+    with ThreadPoolExecutor(max_workers=min(4, len(wanted))) as pool:
         return dict(pool.map(one, wanted.items()))
 
 
@@ -149,9 +150,7 @@ def render(
         inputs_dir = work / "inputs"
         inputs_dir.mkdir()
         t0 = time.monotonic()
-        probes = fetch_and_probe(
-            spec, resolver_factory(inputs_dir), opts.ffprobe, lambda f: tracker.stage("fetch", f)
-        )
+        probes = fetch_and_probe(spec, resolver_factory(inputs_dir), opts.ffprobe, lambda f: tracker.stage("fetch", f))
         timeline = build_timeline(spec, probes)
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
@@ -161,9 +160,10 @@ def render(
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
 
-        def audio_job() -> None:
-            _make_audio(timeline, work, audio_out, runner, tracker)
+        def audio_job() -> plan.LoudnessScan:
+            scan = _make_audio(timeline, work, audio_out, runner, tracker)
             timings["audio_s"] = time.monotonic() - t1
+            return scan
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
             audio_future = audio_pool.submit(audio_job)
@@ -178,7 +178,7 @@ def render(
                 if runner.cancelled_by_us(video_error) and audio_error is not None:
                     raise audio_error from None
                 raise
-            audio_future.result()
+            audio_scan = audio_future.result()
         tracker.finish("video")
         tracker.finish("audio")
 
@@ -190,7 +190,7 @@ def render(
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
             t3 = time.monotonic()
-            result = measure_output(part, runner, opts.ffprobe)
+            result = measure_output(part, audio_scan, opts.ffprobe)
             timings["measure_s"] = time.monotonic() - t3
             publish_file(part, out_path)
         finally:
@@ -257,18 +257,17 @@ def _make_video(
 
 def _make_audio(
     timeline: Timeline, work: Path, audio_out: Path, runner: FFmpegRunner, tracker: _Progress
-) -> None:
+) -> plan.LoudnessScan:
+    """Mix, bring to the loudness target, encode; returns the EBU R128 scan of the encoded audio."""
     mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
     _write_files(mix)
-    runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
-    scan = None
-    if timeline.loudness is not None:
-        scan = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(mix.output)))
-    tracker.stage("audio", 0.7)
+    mix_log = runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
+    scan = plan.parse_ebur128(mix_log) if timeline.loudness is not None else None
     encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out)
-    runner.run(
-        encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.7 + 0.3 * f)
-    )
+    runner.run(encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f))
+    # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
+    # while the video is still being made, is measuring the output.
+    return plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
 
 
 def _write_files(command: plan.Command) -> None:
@@ -276,7 +275,7 @@ def _write_files(command: plan.Command) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def measure_output(path: Path, runner: FFmpegRunner, ffprobe: str) -> RenderResult:
+def measure_output(path: Path, scan: plan.LoudnessScan, ffprobe: str) -> RenderResult:
     """The result object, measured on the file itself (not taken from the plan)."""
     done = subprocess.run(
         [ffprobe, "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
@@ -292,7 +291,6 @@ def measure_output(path: Path, runner: FFmpegRunner, ffprobe: str) -> RenderResu
     audio = next(s for s in data["streams"] if s["codec_type"] == "audio")
     # r_frame_rate is the stream's exact constant rate; avg_frame_rate is skewed by rounding of the last frame.
     num, den = (int(x) for x in video["r_frame_rate"].split("/"))
-    scan = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(path)))
     lufs = None if scan.silent else scan.integrated_lufs
     peak = None if scan.silent else scan.true_peak_db
     return RenderResult(
