@@ -1,0 +1,142 @@
+# The function source: functions/main.py, the scenerender package beside it and the pinned
+# requirements. The object is named by the archive's hash, so a code change redeploys.
+data "archive_file" "functions" {
+  type        = "zip"
+  output_path = "${path.module}/.build/functions.zip"
+
+  source {
+    content  = file("${path.module}/../functions/main.py")
+    filename = "main.py"
+  }
+
+  source {
+    content  = file("${path.module}/../requirements.txt")
+    filename = "requirements.txt"
+  }
+
+  dynamic "source" {
+    for_each = fileset("${path.module}/../scenerender", "*.py")
+    content {
+      content  = file("${path.module}/../scenerender/${source.value}")
+      filename = "scenerender/${source.value}"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "functions_source" {
+  name   = "functions-${data.archive_file.functions.output_sha256}.zip"
+  bucket = google_storage_bucket.sources.name
+  source = data.archive_file.functions.output_path
+}
+
+locals {
+  function_source = {
+    bucket = google_storage_bucket.sources.name
+    object = google_storage_bucket_object.functions_source.name
+  }
+}
+
+resource "google_cloudfunctions2_function" "spec" {
+  name     = "${local.prefix}-on-spec-uploaded"
+  location = var.region
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "on_spec_uploaded"
+    service_account = google_service_account.builder.id
+    source {
+      storage_source {
+        bucket = local.function_source.bucket
+        object = local.function_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.spec_function.email
+    environment_variables = local.common_env
+    available_memory      = "512M"
+    timeout_seconds       = 120
+    max_instance_count    = 20
+    ingress_settings      = "ALLOW_INTERNAL_ONLY"
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = google_pubsub_topic.spec_events.id
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.event_trigger.email
+  }
+
+  depends_on = [google_project_iam_member.builder]
+}
+
+resource "google_cloudfunctions2_function" "report" {
+  name     = "${local.prefix}-on-render-reported"
+  location = var.region
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "on_render_reported"
+    service_account = google_service_account.builder.id
+    source {
+      storage_source {
+        bucket = local.function_source.bucket
+        object = local.function_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.report_function.email
+    environment_variables = merge(local.common_env, {
+      SCENERENDER_SIGNER_SERVICE_ACCOUNT = google_service_account.report_function.email
+    })
+    available_memory   = "512M"
+    timeout_seconds    = 60
+    max_instance_count = 20
+    ingress_settings   = "ALLOW_INTERNAL_ONLY"
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = google_pubsub_topic.render_reports.id
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.event_trigger.email
+  }
+
+  depends_on = [google_project_iam_member.builder]
+}
+
+# HTTP API for clients that cannot write to GCS. It requires IAM authentication (no
+# allUsers grant): callers need roles/run.invoker on it, granted by whoever adopts it.
+resource "google_cloudfunctions2_function" "api" {
+  # checkov:skip=CKV_GCP_124: its callers are outside any VPC by design; every call needs IAM authentication (no allUsers)
+  name     = "${local.prefix}-http-api"
+  location = var.region
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "http_api"
+    service_account = google_service_account.builder.id
+    source {
+      storage_source {
+        bucket = local.function_source.bucket
+        object = local.function_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.api_function.email
+    environment_variables = local.common_env
+    available_memory      = "512M"
+    timeout_seconds       = 60
+    max_instance_count    = 10
+    ingress_settings      = "ALLOW_ALL"
+  }
+
+  depends_on = [google_project_iam_member.builder]
+}

@@ -1,0 +1,149 @@
+# One service account per component, each granted only what its code does, on the narrowest
+# resource that IAM allows. No primitive roles; the default compute account is never used.
+
+resource "google_service_account" "spec_function" {
+  account_id   = "${local.prefix}-spec-fn"
+  display_name = "SceneRender spec trigger"
+}
+
+resource "google_service_account" "report_function" {
+  account_id   = "${local.prefix}-report-fn"
+  display_name = "SceneRender completion trigger (signs URLs)"
+}
+
+resource "google_service_account" "api_function" {
+  account_id   = "${local.prefix}-api-fn"
+  display_name = "SceneRender HTTP API"
+}
+
+resource "google_service_account" "renderer" {
+  account_id   = "${local.prefix}-renderer"
+  display_name = "SceneRender renderer job"
+}
+
+resource "google_service_account" "event_trigger" {
+  account_id   = "${local.prefix}-trigger"
+  display_name = "SceneRender Eventarc triggers (invoke the event functions)"
+}
+
+resource "google_service_account" "builder" {
+  account_id   = "${local.prefix}-builder"
+  display_name = "SceneRender function builds"
+}
+
+# --- spec trigger: reads specs, writes job documents, queues requests, starts the renderer
+resource "google_storage_bucket_iam_member" "spec_function_reads_specs" {
+  bucket = google_storage_bucket.specs.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.spec_function.member
+}
+
+resource "google_pubsub_topic_iam_member" "spec_function_queues_requests" {
+  topic  = google_pubsub_topic.render_requests.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.spec_function.member
+}
+
+resource "google_cloud_run_v2_job_iam_member" "spec_function_runs_renderer" {
+  name     = google_cloud_run_v2_job.renderer.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.spec_function.member
+}
+
+# --- completion trigger: reads renders to sign URLs for them, signs as itself
+resource "google_storage_bucket_iam_member" "report_function_reads_renders" {
+  bucket = google_storage_bucket.renders.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.report_function.member
+}
+
+resource "google_service_account_iam_member" "report_function_signs_as_itself" {
+  service_account_id = google_service_account.report_function.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.report_function.member
+}
+
+# --- HTTP API: writes specs (the same path as a dropped file), reads job documents
+resource "google_storage_bucket_iam_member" "api_function_writes_specs" {
+  bucket = google_storage_bucket.specs.name
+  role   = "roles/storage.objectCreator"
+  member = google_service_account.api_function.member
+}
+
+# --- renderer: pulls requests, reads media, writes renders, reports
+resource "google_pubsub_subscription_iam_member" "renderer_pulls_requests" {
+  subscription = google_pubsub_subscription.render_requests.id
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.renderer.member
+}
+
+resource "google_pubsub_topic_iam_member" "renderer_reports" {
+  topic  = google_pubsub_topic.render_reports.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.renderer.member
+}
+
+resource "google_storage_bucket_iam_member" "renderer_reads_media" {
+  bucket = google_storage_bucket.media.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.renderer.member
+}
+
+resource "google_storage_bucket_iam_member" "renderer_writes_renders" {
+  bucket = google_storage_bucket.renders.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.renderer.member
+}
+
+# Firestore grants exist only at project level (IAM has no per-collection role); the
+# security rules keep end users to their own jobs, and only these accounts write.
+resource "google_project_iam_member" "firestore_writers" {
+  for_each = {
+    spec     = google_service_account.spec_function.member
+    report   = google_service_account.report_function.member
+    renderer = google_service_account.renderer.member
+  }
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = each.value
+}
+
+resource "google_project_iam_member" "api_reads_firestore" {
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = google_service_account.api_function.member
+}
+
+# --- Eventarc: the trigger account receives events and invokes only the two event functions
+resource "google_project_iam_member" "trigger_receives_events" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.event_trigger.member
+}
+
+resource "google_cloud_run_service_iam_member" "trigger_invokes" {
+  for_each = {
+    spec   = google_cloudfunctions2_function.spec.name
+    report = google_cloudfunctions2_function.report.name
+  }
+  location = var.region
+  service  = each.value
+  role     = "roles/run.invoker"
+  member   = google_service_account.event_trigger.member
+}
+
+resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens" {
+  service_account_id = google_service_account.event_trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.pubsub_agent
+}
+
+# --- builds of the function sources run as their own account, not the default compute one
+resource "google_project_iam_member" "builder" {
+  # checkov:skip=CKV_GCP_49: Cloud Functions builds need the builder role at project level; this account does nothing but build
+  for_each = toset(["roles/cloudbuild.builds.builder", "roles/logging.logWriter"])
+  project  = var.project_id
+  role     = each.value
+  member   = google_service_account.builder.member
+}

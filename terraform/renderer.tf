@@ -1,0 +1,43 @@
+# The renderer is a Cloud Run job that drains the render-request subscription and exits
+# when it is idle. The spec function starts one execution per request (Cloud Run Admin API
+# jobs.run, no overrides), so it needs only roles/run.invoker on this job. Idle cost is zero:
+# nothing runs between renders.
+resource "google_cloud_run_v2_job" "renderer" {
+  name                = local.names.renderer_job
+  location            = var.region
+  deletion_protection = false
+
+  template {
+    task_count  = var.renderer.task_count
+    parallelism = var.renderer.parallelism
+
+    template {
+      service_account = google_service_account.renderer.email
+      timeout         = "${var.renderer.timeout_s}s"
+      max_retries     = var.renderer.max_retries
+
+      containers {
+        image = var.renderer_image
+
+        resources {
+          limits = {
+            cpu    = var.renderer.cpu
+            memory = var.renderer.memory
+          }
+        }
+
+        dynamic "env" {
+          for_each = merge(local.common_env, {
+            SCENERENDER_RENDER_TIMEOUT_S = tostring(var.renderer.timeout_s - 30)
+          })
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,109 @@
+variable "project_id" {
+  description = "GCP project that holds the whole pipeline."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a valid GCP project id."
+  }
+}
+
+variable "region" {
+  description = "Region of the buckets, functions, Cloud Run job and Artifact Registry."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region or a multi-region such as eur3)."
+  type        = string
+  default     = "eur3"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name, so several deployments can share a project."
+  type        = string
+  default     = "scenerender"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,18}$", var.name_prefix))
+    error_message = "name_prefix: lowercase letters, digits and dashes, 2-19 characters, starting with a letter."
+  }
+}
+
+variable "renderer_image" {
+  description = "Renderer image (built from renderer_image/Dockerfile), e.g. REGION-docker.pkg.dev/PROJECT/scenerender/renderer:TAG."
+  type        = string
+
+  validation {
+    condition     = length(var.renderer_image) > 0 && !endswith(var.renderer_image, ":latest")
+    error_message = "renderer_image must name a pinned tag or digest, not :latest."
+  }
+}
+
+variable "signed_url_ttl_s" {
+  description = "Lifetime of download URLs in seconds (V4 signed URLs allow 7 days at most)."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.signed_url_ttl_s >= 60 && var.signed_url_ttl_s <= 604800
+    error_message = "signed_url_ttl_s must be between 60 and 604800 (7 days)."
+  }
+}
+
+variable "renderer" {
+  description = "Cloud Run job sizing: CPU, memory, per-task timeout, retries, parallelism and task count."
+  type = object({
+    cpu         = optional(string, "4")
+    memory      = optional(string, "8Gi")
+    timeout_s   = optional(number, 3600)
+    max_retries = optional(number, 1)
+    parallelism = optional(number, 1)
+    task_count  = optional(number, 1)
+  })
+  default = {}
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.renderer.cpu)
+    error_message = "renderer.cpu must be 1, 2, 4, 6 or 8."
+  }
+
+  validation {
+    condition     = var.renderer.timeout_s >= 60 && var.renderer.timeout_s <= 86400
+    error_message = "renderer.timeout_s must be between 60 s and 24 h."
+  }
+
+  validation {
+    condition     = var.renderer.max_retries >= 0 && var.renderer.max_retries <= 10 && var.renderer.parallelism >= 1 && var.renderer.task_count >= 1
+    error_message = "renderer.max_retries must be 0..10; parallelism and task_count at least 1."
+  }
+}
+
+variable "retention_days" {
+  description = "Days finished renders (renders/) and cached segments (cache/) are kept before deletion."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.retention_days >= 1 && var.retention_days <= 3650
+    error_message = "retention_days must be between 1 and 3650."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of a render request before it goes to the dead-letter topic (Pub/Sub allows 5..100)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+}
+
+variable "allowed_input_buckets" {
+  description = "Extra buckets inputs may be read from (the media bucket is always allowed)."
+  type        = list(string)
+  default     = []
+}
