@@ -1,0 +1,124 @@
+"""The pipeline's own overhead over the render, on the local cloud (real emulators).
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--jobs 20]
+
+1. Overhead, one job at a time (``--jobs`` jobs): spec written -> job RUNNING, and MP4
+   uploaded -> job COMPLETED with its signed URL (median, p95). Target: under 1 s at the median.
+2. Throughput: the same number of specs dropped at once with two workers, against the same
+   renders run one after another locally (``scenerender render``), timed in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20)
+    args = parser.parse_args()
+
+    from scenerender import clients
+    from scenerender.devstack import DevStack, Ports, free_port
+    from scenerender.settings import Settings, get_settings
+    from tests.mediagen import make_tone_burst, make_video
+
+    with tempfile.TemporaryDirectory(prefix="scenerender-pipeline-bench-") as tmp:
+        work = Path(tmp)
+        stack = DevStack(Settings(), state_dir=work / "stack", workers=2,
+                         ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=free_port()))
+        started = time.monotonic()
+        stack.up()
+        print(f"local cloud up in {time.monotonic() - started:.1f} s")
+        os.environ.update(stack.env())
+        get_settings.cache_clear()
+        clients.reset()
+        settings = get_settings()
+        blobs, jobs = clients.blobs(), clients.jobs()
+        try:
+            media = work / "media"
+            media.mkdir()
+            make_video(media / "a.mp4", width=640, height=360, fps=30, duration=1.0)
+            make_video(media / "b.mp4", width=640, height=360, fps=30, duration=1.0, pattern="smptebars")
+            make_tone_burst(media / "line.wav", freq=1000, duration=0.4)
+            for name in ("a.mp4", "b.mp4", "line.wav"):
+                blobs.upload_file(media / name, f"gs://{settings.media_bucket}/bench/{name}", content_type="x/y")
+
+            def spec(job_id: str, local: bool = False) -> dict[str, Any]:
+                def url(name: str) -> str:
+                    return str(media / name) if local else f"gs://{settings.media_bucket}/bench/{name}"
+
+                return {"version": 1, "job_id": job_id, "project_id": "p", "scene_id": "s",
+                        "output": {"resolution": "640x360"},
+                        "segments": [{"id": "a", "url": url("a.mp4")}, {"id": "b", "url": url("b.mp4")}],
+                        "audio": {"clips": [{"type": "dialogue", "url": url("line.wav"), "segment_id": "b"}]}}
+
+            def drop(job_id: str) -> float:
+                body = json.dumps(spec(job_id)).encode()
+                blobs.write_bytes(f"gs://{settings.spec_bucket}/jobs/{job_id}.json", body, content_type="x/y")
+                return time.time()
+
+            def wait(job_id: str) -> dict[str, Any]:
+                while True:
+                    doc = jobs.get(job_id)
+                    if doc and doc.get("status") in ("COMPLETED", "FAILED"):
+                        return doc
+                    time.sleep(0.05)
+
+            to_running: list[float] = []
+            to_completed: list[float] = []
+            for i in range(args.jobs):
+                job_id = f"overhead-{i}"
+                written = drop(job_id)
+                doc = wait(job_id)
+                assert doc["status"] == "COMPLETED", doc
+                to_running.append(doc["started_at"].timestamp() - written)
+                uploaded = blobs.client.bucket(settings.render_bucket).get_blob(
+                    f"renders/{job_id}/{job_id}.mp4").time_created.timestamp()
+                to_completed.append(doc["finished_at"].timestamp() - uploaded)
+
+            started = time.monotonic()
+            ids = [f"burst-{i}" for i in range(args.jobs)]
+            for job_id in ids:
+                drop(job_id)
+            docs = [wait(job_id) for job_id in ids]
+            burst_s = time.monotonic() - started
+            assert all(d["status"] == "COMPLETED" for d in docs)
+
+            started = time.monotonic()
+            for i in range(args.jobs):
+                path = work / f"local-{i}.json"
+                path.write_text(json.dumps(spec(f"local-{i}", local=True)))
+                subprocess.run([sys.executable, "-m", "scenerender.cli", "render", str(path), "-o",
+                                str(work / f"local-{i}.mp4")], check=True, capture_output=True)
+            sequential_s = time.monotonic() - started
+        finally:
+            stack.down()
+
+    print(f"spec written -> RUNNING, {args.jobs} jobs: median {statistics.median(to_running):.3f} s, "
+          f"p95 {percentile(to_running, 0.95):.3f} s")
+    print(f"MP4 uploaded -> COMPLETED with URL: median {statistics.median(to_completed):.3f} s, "
+          f"p95 {percentile(to_completed, 0.95):.3f} s")
+    print(f"{args.jobs} specs dropped at once, 2 workers: {burst_s:.2f} s; "
+          f"{args.jobs} local renders one after another: {sequential_s:.2f} s; ratio {sequential_s / burst_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
