@@ -20,7 +20,6 @@ from scenerender.errors import SceneRenderError, TransientError
 from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-LEASE_S = 60  # ack deadline asked for each extension
 
 
 @lru_cache(maxsize=1)
@@ -59,8 +58,9 @@ class Publisher:
 class LeasedMessage:
     """One pulled message whose lease is extended in the background until ack or nack."""
 
-    def __init__(self, subscription: str, received: Any) -> None:
+    def __init__(self, subscription: str, received: Any, lease_s: int) -> None:
         self.subscription = subscription
+        self.lease_s = lease_s
         self.ack_id: str = received.ack_id
         self.message_id: str = received.message.message_id
         self.attributes: dict[str, str] = dict(received.message.attributes)
@@ -75,13 +75,13 @@ class LeasedMessage:
 
     def _keep_leased(self) -> None:
         # Renders outlast any ack deadline: extend well before it runs out.
-        while not self._done.wait(LEASE_S / 3):
+        while not self._done.wait(self.lease_s / 3):
             try:
                 _subscriber().modify_ack_deadline(
                     request={
                         "subscription": self.subscription,
                         "ack_ids": [self.ack_id],
-                        "ack_deadline_seconds": LEASE_S,
+                        "ack_deadline_seconds": self.lease_s,
                     }
                 )
             except Exception:
@@ -126,7 +126,7 @@ def pull_one(subscription_name: str, *, timeout_s: float, settings: Settings | N
         raise _translate(exc, f"pull from {subscription_name}") from exc
     if not response.received_messages:
         return None
-    return LeasedMessage(path, response.received_messages[0])
+    return LeasedMessage(path, response.received_messages[0], settings.lease_s)
 
 
 def ensure_topic(settings: Settings, name: str) -> str:

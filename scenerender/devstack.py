@@ -10,6 +10,7 @@ functions exactly as Eventarc would, and records what it started in a state file
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -28,8 +29,11 @@ from scenerender.errors import SceneRenderError
 from scenerender.settings import Settings
 
 START_TIMEOUT_S = 90.0
-FUNCTIONS = {"spec": ("on_spec_uploaded", "cloudevent"), "report": ("on_render_reported", "cloudevent"),
-             "api": ("http_api", "http")}
+FUNCTIONS = {
+    "spec": ("on_spec_uploaded", "cloudevent"),
+    "report": ("on_render_reported", "cloudevent"),
+    "api": ("http_api", "http"),
+}
 
 
 class DevStackError(SceneRenderError):
@@ -115,21 +119,31 @@ def write_service_account_key(path: Path, project_id: str) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": project_id, "private_key_id": "local",
-        "private_key": pem, "client_email": f"scenerender-local@{project_id}.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token",
-    }))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": project_id,
+                "private_key_id": "local",
+                "private_key": pem,
+                "client_email": f"scenerender-local@{project_id}.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
     path.chmod(0o600)
 
 
 class DevStack:
     """Start, reuse and stop the local cloud."""
 
-    def __init__(self, settings: Settings, *, state_dir: Path | None = None, ports: Ports | None = None,
-                 workers: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, *, state_dir: Path | None = None, ports: Ports | None = None, workers: int = 1
+    ) -> None:
         self.settings = settings
         self.state_dir = state_dir or Path(os.environ.get("SCENERENDER_DEV_DIR", ".scenerender/dev"))
         self.ports = ports or Ports()
@@ -146,8 +160,11 @@ class DevStack:
         if not self.state_file.exists():
             return None
         raw = json.loads(self.state_file.read_text())
-        return State(ports=Ports(**raw["ports"]), project_id=raw["project_id"],
-                     processes=[ProcessRecord(**p) for p in raw["processes"]])
+        return State(
+            ports=Ports(**raw["ports"]),
+            project_id=raw["project_id"],
+            processes=[ProcessRecord(**p) for p in raw["processes"]],
+        )
 
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -180,8 +197,9 @@ class DevStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{name}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
         self._children[proc.pid] = proc
         self.state.processes.append(ProcessRecord(name, proc.pid, argv, str(log_path)))
         self._save()
@@ -218,34 +236,87 @@ class DevStack:
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
         base_env = {**os.environ, **self.env()}
-        self.start_process("pubsub", ["gcloud", "beta", "emulators", "pubsub", "start",
-                                      f"--host-port=127.0.0.1:{p.pubsub}", f"--project={s.project_id}", "--quiet"],
-                           base_env, lambda: http_ok(f"http://127.0.0.1:{p.pubsub}/"))
-        self.start_process("firestore", ["gcloud", "emulators", "firestore", "start",
-                                         f"--host-port=127.0.0.1:{p.firestore}", "--quiet"],
-                           base_env, lambda: http_ok(f"http://127.0.0.1:{p.firestore}/"))
+        self.start_process(
+            "pubsub",
+            [
+                "gcloud",
+                "beta",
+                "emulators",
+                "pubsub",
+                "start",
+                f"--host-port=127.0.0.1:{p.pubsub}",
+                f"--project={s.project_id}",
+                "--quiet",
+            ],
+            base_env,
+            lambda: http_ok(f"http://127.0.0.1:{p.pubsub}/"),
+        )
+        self.start_process(
+            "firestore",
+            ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{p.firestore}", "--quiet"],
+            base_env,
+            lambda: http_ok(f"http://127.0.0.1:{p.firestore}/"),
+        )
         self._create_topics(base_env)
-        self.start_process("gcs", [
-            str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(p.gcs),
-            "-backend", "memory", "-external-url", f"http://127.0.0.1:{p.gcs}", "-log-level", "warn",
-            # Path-style requests to this host are object downloads, as signed URLs make them.
-            "-public-host", f"127.0.0.1:{p.gcs}",
-            "-event.pubsub-project-id", s.project_id, "-event.pubsub-topic", s.spec_topic,
-            "-event.bucket", s.spec_bucket, "-event.object-prefix", "jobs/",
-        ], base_env, lambda: http_ok(f"http://127.0.0.1:{p.gcs}/storage/v1/b"))
+        self.start_process(
+            "gcs",
+            [
+                str(fake_gcs_binary()),
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(p.gcs),
+                "-backend",
+                "memory",
+                "-external-url",
+                f"http://127.0.0.1:{p.gcs}",
+                "-log-level",
+                "warn",
+                # Path-style requests to this host are object downloads, as signed URLs make them.
+                "-public-host",
+                f"127.0.0.1:{p.gcs}",
+                "-event.pubsub-project-id",
+                s.project_id,
+                "-event.pubsub-topic",
+                s.spec_topic,
+                "-event.bucket",
+                s.spec_bucket,
+                "-event.object-prefix",
+                "jobs/",
+            ],
+            base_env,
+            lambda: http_ok(f"http://127.0.0.1:{p.gcs}/storage/v1/b"),
+        )
         self._create_buckets()
         write_service_account_key(self.state_dir / "signer-key.json", s.project_id)
         framework = str(Path(sys.executable).parent / "functions-framework")
         for name, (target, signature) in FUNCTIONS.items():
             port = p.function_port(name)
-            self.start_process(f"function-{name}", [
-                framework, "--target", target, "--source", str(functions_source()), "--signature-type", signature,
-                "--host", "127.0.0.1", "--port", str(port),
-            ], base_env, lambda port=port: port_answers(port))  # type: ignore[misc]
+            self.start_process(
+                f"function-{name}",
+                [
+                    framework,
+                    "--target",
+                    target,
+                    "--source",
+                    str(functions_source()),
+                    "--signature-type",
+                    signature,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                base_env,
+                functools.partial(port_answers, port),
+            )
         self._create_push_subscriptions(base_env)
         for index in range(self.workers):
-            self.start_process(f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"],
-                               base_env, lambda: True)
+            self.start_process(
+                f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], base_env, lambda: True
+            )
 
     def _with_env(self, env: dict[str, str]) -> Settings:
         for key in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
@@ -258,18 +329,29 @@ class DevStack:
         s = self._with_env(env)
         for topic in (s.spec_topic, s.render_topic, s.completion_topic, s.dead_letter_topic):
             ensure_topic(s, topic)
-        ensure_subscription(s, s.render_subscription, s.render_topic, ack_deadline_s=60,
-                            dead_letter_topic=s.dead_letter_topic, max_delivery_attempts=max(5, s.max_attempts))
+        ensure_subscription(
+            s,
+            s.render_subscription,
+            s.render_topic,
+            ack_deadline_s=s.lease_s,
+            dead_letter_topic=s.dead_letter_topic,
+            max_delivery_attempts=max(5, s.max_attempts),
+        )
         ensure_subscription(s, f"{s.dead_letter_topic}-keep", s.dead_letter_topic)
 
     def _create_push_subscriptions(self, env: dict[str, str]) -> None:
         from scenerender.bus import ensure_subscription
 
         s, p = self._with_env(env), self.state.ports
-        ensure_subscription(s, f"{s.spec_topic}-function", s.spec_topic,
-                            push_endpoint=f"http://127.0.0.1:{p.function_port('spec')}/")
-        ensure_subscription(s, f"{s.completion_topic}-function", s.completion_topic,
-                            push_endpoint=f"http://127.0.0.1:{p.function_port('report')}/")
+        ensure_subscription(
+            s, f"{s.spec_topic}-function", s.spec_topic, push_endpoint=f"http://127.0.0.1:{p.function_port('spec')}/"
+        )
+        ensure_subscription(
+            s,
+            f"{s.completion_topic}-function",
+            s.completion_topic,
+            push_endpoint=f"http://127.0.0.1:{p.function_port('report')}/",
+        )
 
     def _create_buckets(self) -> None:
         from scenerender.storage import GcsBlobStore

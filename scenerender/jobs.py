@@ -29,11 +29,7 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
-# A RUNNING job whose heartbeat is older than this has lost its worker; a redelivered
-# request may take it over. Workers beat every HEARTBEAT_S.
-HEARTBEAT_S = 10.0
-STALE_AFTER_S = 45.0
-BUSY = -1
+BUSY = -1  # mark_running: another worker is alive on the job
 
 
 def _translate(exc: Exception, what: str) -> Exception:
@@ -57,6 +53,9 @@ class JobStore:
 
     def __init__(self, client: firestore.Client, settings: Settings) -> None:
         self.client = client
+        # A RUNNING job whose heartbeat is older than this has lost its worker; a
+        # redelivered request may take it over.
+        self.stale_after_s = settings.heartbeat_stale_s
         self.collection = client.collection(settings.jobs_collection)
 
     def _ref(self, job_id: str) -> Any:
@@ -107,7 +106,7 @@ class JobStore:
             raise _translate(exc, f"update job {job_id}") from exc
         return result
 
-    def mark_running(self, job_id: str) -> int:
+    def mark_running(self, job_id: str, worker: str = "") -> int:
         """QUEUED, or RUNNING without a live worker -> RUNNING; returns the attempt.
 
         0 if the job has ended; ``BUSY`` if another worker is alive on it (its heartbeat is fresh).
@@ -119,7 +118,7 @@ class JobStore:
             if doc.get("status") in TERMINAL:
                 return None
             beat = doc.get("heartbeat_at")
-            alive = isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < STALE_AFTER_S
+            alive = isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < self.stale_after_s
             if doc.get("status") == JobStatus.RUNNING and alive:
                 busy = True
                 return None
@@ -127,6 +126,7 @@ class JobStore:
                 "status": JobStatus.RUNNING.value,
                 "attempt": int(doc.get("attempt") or 0) + 1,
                 "stage": "starting",
+                "worker": worker,
                 "heartbeat_at": firestore.SERVER_TIMESTAMP,
             }
             if doc.get("status") == JobStatus.QUEUED:

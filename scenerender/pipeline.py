@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +24,6 @@ from typing import Any, Protocol
 
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
-from scenerender.jobs import HEARTBEAT_S
 from scenerender.launcher import start_renderer
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
@@ -46,7 +46,7 @@ class Blobs(Protocol):
 class Jobs(Protocol):
     def create_job(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def mark_running(self, job_id: str) -> int: ...
+    def mark_running(self, job_id: str, worker: str = "") -> int: ...
     def heartbeat(self, job_id: str) -> None: ...
     def mark_published(self, job_id: str) -> None: ...
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
@@ -208,7 +208,7 @@ def run_render_request(
     if current is None or current.get("status") in TERMINAL:
         log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
-    attempt = jobs.mark_running(job_id)
+    attempt = jobs.mark_running(job_id, worker=f"{socket.gethostname()}:{os.getpid()}")
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request): let this copy come back
         # later, when that render has ended (then it is dropped) or its worker is gone.
@@ -216,7 +216,7 @@ def run_render_request(
     if attempt == 0:
         return WorkOutcome(ack=True, status="skipped")
     report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
-    with heartbeat(jobs, job_id):
+    with heartbeat(jobs, job_id, settings.heartbeat_s):
         return _render_and_report(
             request,
             job_id,
@@ -232,7 +232,7 @@ def run_render_request(
 
 
 @contextmanager
-def heartbeat(jobs: Jobs, job_id: str, every_s: float = HEARTBEAT_S) -> Iterator[None]:
+def heartbeat(jobs: Jobs, job_id: str, every_s: float) -> Iterator[None]:
     """Beat on the job while the block runs, so a stuck-job sweep can tell a live worker from a dead one."""
     stop = threading.Event()
 

@@ -142,9 +142,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     fmt = data.get("format") or {}
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if not format_names & ALLOWED_FORMATS:
-        raise InputRefusedError(
-            input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format"
-        )
+        raise InputRefusedError(input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format")
     video: VideoInfo | None = None
     audio: AudioInfo | None = None
     for stream in data.get("streams", []):

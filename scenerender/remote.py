@@ -66,8 +66,14 @@ def submit(spec_path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[st
     return job_id, uri, generation
 
 
-def follow(jobs: JobStore, job_id: str, *, on_update: Callable[[dict[str, Any]], None],
-           generation: int | None = None, timeout_s: float = 3600.0) -> dict[str, Any]:
+def follow(
+    jobs: JobStore,
+    job_id: str,
+    *,
+    on_update: Callable[[dict[str, Any]], None],
+    generation: int | None = None,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
     """Follow the job with a realtime listener until it ends; returns the final document.
 
     With ``generation``, states of an earlier run of the same job id are ignored.

@@ -21,16 +21,18 @@ LINES = (
 
 def _ffmpeg(*args: str) -> None:
     binary = os.environ.get("FFMPEG", "ffmpeg")
-    done = subprocess.run([binary, "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True,
-                          check=False, timeout=300)
+    done = subprocess.run(
+        [binary, "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True, check=False, timeout=300
+    )
     if done.returncode != 0:
         raise RenderError("could not make the sample media", stderr_tail=done.stderr[-2000:])
 
 
 def _voice(path: Path, voice: str, text: str, fallback_hz: int) -> None:
     if shutil.which("espeak-ng"):
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True, timeout=60
+        )
     else:  # a tone burst stands in for speech where espeak-ng is missing
         _ffmpeg("-f", "lavfi", "-i", f"sine=f={fallback_hz}:d={max(0.6, len(text) / 16):.2f}", str(path))
 
@@ -41,16 +43,54 @@ def make_sample_scene(dest: Path, *, segments: int = 6, seconds: float = 2.0, jo
     media.mkdir(parents=True, exist_ok=True)
     for i in range(segments):
         pattern = PATTERNS[i % len(PATTERNS)]
-        _ffmpeg("-f", "lavfi", "-i", f"{pattern}=s=1280x720:r=30:d={seconds}",
-                "-f", "lavfi", "-i", f"anoisesrc=d={seconds}:c=pink:a=0.02",
-                "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-                "-c:a", "aac", "-ar", "48000", "-ac", "2", "-shortest", str(media / f"seg-{i + 1}.mp4"))
+        _ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"{pattern}=s=1280x720:r=30:d={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"anoisesrc=d={seconds}:c=pink:a=0.02",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "-shortest",
+            str(media / f"seg-{i + 1}.mp4"),
+        )
     for index, (_, voice, text) in enumerate(LINES):
         _voice(media / f"line-{index}.wav", voice, text, 500 + 200 * index)
     # A short chord, looped under the whole scene.
-    _ffmpeg("-f", "lavfi", "-i", "sine=f=220:d=3", "-f", "lavfi", "-i", "sine=f=277:d=3",
-            "-f", "lavfi", "-i", "sine=f=330:d=3", "-filter_complex", "amix=inputs=3,volume=0.6",
-            "-ac", "2", str(media / "music.wav"))
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=220:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=277:d=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=330:d=3",
+        "-filter_complex",
+        "amix=inputs=3,volume=0.6",
+        "-ac",
+        "2",
+        str(media / "music.wav"),
+    )
     _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=0.4:c=brown:a=0.6,afade=t=out:st=0.05:d=0.35", str(media / "door.wav"))
 
     last = f"seg-{segments}"
@@ -64,12 +104,28 @@ def make_sample_scene(dest: Path, *, segments: int = 6, seconds: float = 2.0, jo
         "audio": {
             "clips": [
                 {"type": "narration", "url": "media/line-0.wav", "start": 0.3, "text": LINES[0][2]},
-                {"type": "dialogue", "url": "media/line-1.wav", "segment_id": "seg-3",
-                 "character": {"id": "ava", "name": "Ava"}, "text": LINES[1][2]},
-                {"type": "dialogue", "url": "media/line-2.wav", "segment_id": "seg-3",
-                 "character": {"id": "tom", "name": "Tom"}, "text": LINES[2][2]},
-                {"type": "music", "url": "media/music.wav", "loop": True, "volume": 0.4, "fade_in": 1.0,
-                 "fade_out": 1.5},
+                {
+                    "type": "dialogue",
+                    "url": "media/line-1.wav",
+                    "segment_id": "seg-3",
+                    "character": {"id": "ava", "name": "Ava"},
+                    "text": LINES[1][2],
+                },
+                {
+                    "type": "dialogue",
+                    "url": "media/line-2.wav",
+                    "segment_id": "seg-3",
+                    "character": {"id": "tom", "name": "Tom"},
+                    "text": LINES[2][2],
+                },
+                {
+                    "type": "music",
+                    "url": "media/music.wav",
+                    "loop": True,
+                    "volume": 0.4,
+                    "fade_in": 1.0,
+                    "fade_out": 1.5,
+                },
                 {"type": "sfx", "url": "media/door.wav", "segment_id": last, "offset": 0.5, "volume": 0.8},
             ],
             "ducking": {"enabled": True, "music_db": -12, "attack": 0.2, "release": 0.5},

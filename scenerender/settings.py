@@ -39,9 +39,7 @@ class Settings(BaseSettings):
         description="Bucket for finished MP4s; never the spec bucket, so outputs cannot re-trigger jobs.",
     )
     media_bucket: str = Field("scenerender-media", description="Bucket for source media (demo, uploads).")
-    spec_topic: str = Field(
-        "scenerender-spec-events", description="Topic of the spec bucket's notifications."
-    )
+    spec_topic: str = Field("scenerender-spec-events", description="Topic of the spec bucket's notifications.")
     render_topic: str = Field("scenerender-render-requests", description="Topic of render requests.")
     render_subscription: str = Field(
         "scenerender-render-requests-worker", description="Pull subscription the renderer drains."
@@ -71,14 +69,17 @@ class Settings(BaseSettings):
     max_spec_bytes: int = Field(1024 * 1024, ge=1, description="Largest job_spec.json accepted.")
     max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
     max_attempts: int = Field(5, ge=1, le=100, description="Render attempts before a job is failed.")
+    lease_s: int = Field(60, ge=10, le=600, description="Ack deadline the worker keeps extending while it renders.")
+    heartbeat_s: float = Field(10.0, gt=0, description="How often a rendering worker beats on its job.")
+    heartbeat_stale_s: float = Field(
+        45.0, gt=0, description="A RUNNING job without a beat for this long has lost its worker and may be taken over."
+    )
     render_timeout_s: int = Field(3600, ge=10, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
-    ffprobe: str = Field(
-        "ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH)."
-    )
+    ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")
 
     @field_validator("allowed_gs_buckets", mode="before")
     @classmethod

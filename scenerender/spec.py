@@ -181,11 +181,7 @@ def _friendly(error: dict[str, Any]) -> str:
         return "required"
     if kind == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
-        return (
-            f"{error['input']!r} does not match {pattern}"
-            if len(str(error["input"])) < 200
-            else str(error["msg"])
-        )
+        return f"{error['input']!r} does not match {pattern}" if len(str(error["input"])) < 200 else str(error["msg"])
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
@@ -215,9 +211,7 @@ def _semantic_errors(spec: JobSpec) -> list[ErrorDetail]:
         if clip.type not in SPEECH_TYPES:
             for field in ("character", "text"):
                 if getattr(clip, field) is not None:
-                    details.append(
-                        ErrorDetail(f"{where}.{field}", f"only narration and dialogue clips carry {field}")
-                    )
+                    details.append(ErrorDetail(f"{where}.{field}", f"only narration and dialogue clips carry {field}"))
         if clip.duration is not None and clip.fade_in + clip.fade_out > clip.duration:
             details.append(ErrorDetail(f"{where}.fade_out", "fade_in + fade_out is longer than the clip"))
     return details
@@ -230,9 +224,7 @@ def parse_spec(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_SPEC_B
     else:
         blob = raw.encode("utf-8") if isinstance(raw, str) else raw
         if len(blob) > max_bytes:
-            raise SpecError.from_details(
-                [ErrorDetail("", f"spec is {len(blob)} bytes; the limit is {max_bytes}")]
-            )
+            raise SpecError.from_details([ErrorDetail("", f"spec is {len(blob)} bytes; the limit is {max_bytes}")])
         try:
             text = blob.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -201,19 +201,13 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
             )
         if clip.fade_in + clip.fade_out > length + 1e-9:
             raise SpecError.from_details(
-                [
-                    ErrorDetail(
-                        f"{where}.fade_out", f"fade_in + fade_out is longer than the clip ({length:.3f} s)"
-                    )
-                ]
+                [ErrorDetail(f"{where}.fade_out", f"fade_in + fade_out is longer than the clip ({length:.3f} s)")]
             )
         placed.append((index, clip, info, start, length))
 
     hold_frames = 0
     if spec.output.duration_policy == "longest":
-        last_audio = max(
-            (start + length for _, clip, _, start, length in placed if not clip.loop), default=0.0
-        )
+        last_audio = max((start + length for _, clip, _, start, length in placed if not clip.loop), default=0.0)
         last_audio = max(
             last_audio, *(float(s.start + s.duration) for s in segments if s.volume > 0 and s.has_audio), 0.0
         )

@@ -47,7 +47,7 @@ class FakeJobs:
     def get(self, job_id: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.docs.get(job_id))
 
-    def mark_running(self, job_id: str) -> int:
+    def mark_running(self, job_id: str, worker: str = "") -> int:
         doc = self.docs[job_id]
         if doc["status"] in ("COMPLETED", "FAILED"):
             return 0
