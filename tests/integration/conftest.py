@@ -13,16 +13,21 @@ from scenerender.devstack import DevStack, Ports, free_port
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2
+# Short leases and heartbeats, so a killed worker's job is redelivered and taken over in
+# seconds rather than a minute (the Pub/Sub emulator's shortest ack deadline is 10 s).
+FAST_RECOVERY = {"SCENERENDER_LEASE_S": "10", "SCENERENDER_HEARTBEAT_S": "1", "SCENERENDER_HEARTBEAT_STALE_S": "6"}
 
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The whole local cloud on free ports, started once for the session and stopped after it."""
     saved = dict(os.environ)
+    os.environ.update(FAST_RECOVERY)
+    get_settings.cache_clear()
     functions_port = free_port()
     while any(not _free(functions_port + i) for i in range(3)):
         functions_port = free_port()
-    stack = DevStack(Settings(), state_dir=tmp_path_factory.mktemp("devstack"),
+    stack = DevStack(get_settings(), state_dir=tmp_path_factory.mktemp("devstack"),
                      ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port),
                      workers=WORKERS)
     stack.up()

@@ -1,0 +1,64 @@
+"""A worker killed with SIGKILL mid-render: the request comes back, another worker finishes the job
+on attempt 2, and no partial MP4 is ever visible under renders/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scenerender import clients
+from scenerender.devstack import DevStack
+from scenerender.settings import Settings
+from tests import measure
+from tests.mediagen import make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.emulators]
+
+
+def test_a_killed_worker_is_replaced_and_the_job_completes_once(cloud: DevStack, settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    source = make_video(tmp_path / "long.mp4", width=640, height=360, fps=25, duration=2.0)
+    uri = f"gs://{settings.media_bucket}/crash/long.mp4"
+    clients.blobs().upload_file(source, uri, content_type="video/mp4")
+    spec = {"version": 1, "job_id": "it-crash", "project_id": "p", "scene_id": "s",
+            "output": {"resolution": "1080p", "fps": 30},
+            "segments": [{"id": f"s{i}", "url": uri} for i in range(10)]}
+    clients.blobs().write_bytes(f"gs://{settings.spec_bucket}/jobs/it-crash.json", json.dumps(spec).encode(),
+                                content_type="application/json")
+    jobs = clients.jobs()
+    deadline = time.monotonic() + 60
+    while True:
+        doc = jobs.get("it-crash") or {}
+        if doc.get("status") == "RUNNING" and float(doc.get("progress") or 0) >= 0.1 and doc.get("worker"):
+            break
+        assert doc.get("status") != "COMPLETED" and time.monotonic() < deadline, doc
+        time.sleep(0.1)
+    victim = int(str(doc["worker"]).rsplit(":", 1)[1])
+    os.killpg(victim, signal.SIGKILL)  # the worker and its ffmpeg children, as a crashed container
+    cloud.start_process("worker-replacement", [sys.executable, "-m", "scenerender.worker", "--serve"],
+                        {**os.environ}, lambda: True)
+
+    renders = f"gs://{settings.render_bucket}/renders/it-crash/"
+    seen_before_end: list[str] = []
+    deadline = time.monotonic() + 120
+    while True:
+        doc = jobs.get("it-crash") or {}
+        if doc.get("status") in ("COMPLETED", "FAILED"):
+            break
+        seen_before_end += clients.blobs().list_uris(renders)
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.2)
+    assert doc["status"] == "COMPLETED" and doc["attempt"] == 2, doc
+    assert doc["worker"] != f"{doc['worker'].rsplit(':', 1)[0]}:{victim}"
+    objects = clients.blobs().list_uris(renders)
+    assert objects == [f"{renders}it-crash.mp4"]
+    assert set(seen_before_end) <= set(objects)  # nothing else (no partial or temp object) ever appeared
+    out = tmp_path / "out.mp4"
+    out.write_bytes(clients.blobs().read_bytes(objects[0]))
+    assert measure.count_frames(out) == 600 and doc["output"]["size_bytes"] == out.stat().st_size
