@@ -402,7 +402,9 @@ def audio_encode_command(wav: Path, timeline: Timeline, scan: LoudnessScan | Non
                 f"loudnorm=I={_f(loud.target_lufs)}:TP={_f(ceiling)}:LRA={_f(LRA_TARGET)}"
                 f":measured_I={scan.integrated_lufs}:measured_TP={scan.true_peak_db}"
                 f":measured_LRA={scan.range_lu}:measured_thresh={scan.threshold_lufs}:linear=true:print_format=none",
+                # loudnorm works at 192 kHz internally: back to the output's rate and layout.
                 f"aresample={SAMPLE_RATE}",
+                f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
             ]
     chain += [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
     argv = [

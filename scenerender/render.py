@@ -117,12 +117,17 @@ def fetch_and_probe(
             wanted.setdefault(clip.url, f"audio.clips[{index}].url")
     lock = threading.Lock()
     done = 0
+    by_file: dict[Path, MediaInfo] = {}  # several URLs may name one file (a reused sound, a link)
 
     def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
         nonlocal done
         url, input_path = item
-        info = probe(resolver.resolve(url, input_path), input_path=input_path, ffprobe=ffprobe)
+        local = resolver.resolve(url, input_path)
         with lock:
+            known = by_file.get(local)
+        info = known or probe(local, input_path=input_path, ffprobe=ffprobe)
+        with lock:
+            by_file.setdefault(local, info)
             done += 1
             if on_fraction:
                 on_fraction(done / len(wanted))
