@@ -40,7 +40,7 @@ locals {
 resource "google_firestore_index" "jobs" {
   for_each   = local.job_indexes
   database   = google_firestore_database.default.name
-  collection = "render_jobs"
+  collection = local.names.jobs_collection
 
   dynamic "fields" {
     for_each = each.value

@@ -66,7 +66,7 @@ resource "google_cloudfunctions2_function" "spec" {
     event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
     pubsub_topic          = google_pubsub_topic.spec_events.id
     retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.event_trigger.email
+    service_account_email = google_service_account.spec_trigger.email
   }
 
   depends_on = [google_project_iam_member.builder]
@@ -104,7 +104,7 @@ resource "google_cloudfunctions2_function" "report" {
     event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
     pubsub_topic          = google_pubsub_topic.render_reports.id
     retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.event_trigger.email
+    service_account_email = google_service_account.report_trigger.email
   }
 
   depends_on = [google_project_iam_member.builder]

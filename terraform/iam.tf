@@ -21,9 +21,16 @@ resource "google_service_account" "renderer" {
   display_name = "SceneRender renderer job"
 }
 
-resource "google_service_account" "event_trigger" {
-  account_id   = "${local.prefix}-trigger"
-  display_name = "SceneRender Eventarc triggers (invoke the event functions)"
+# Each event function's Eventarc trigger has its own identity, so a trigger can invoke only
+# its own function.
+resource "google_service_account" "spec_trigger" {
+  account_id   = "${local.prefix}-spec-trg"
+  display_name = "SceneRender Eventarc trigger of the spec function"
+}
+
+resource "google_service_account" "report_trigger" {
+  account_id   = "${local.prefix}-report-trg"
+  display_name = "SceneRender Eventarc trigger of the completion function"
 }
 
 resource "google_service_account" "builder" {
@@ -90,6 +97,14 @@ resource "google_storage_bucket_iam_member" "renderer_reads_media" {
   member = google_service_account.renderer.member
 }
 
+# Buckets outside this deployment that specs may name (SCENERENDER_ALLOWED_GS_BUCKETS).
+resource "google_storage_bucket_iam_member" "renderer_reads_extra_inputs" {
+  for_each = toset(var.allowed_input_buckets)
+  bucket   = each.value
+  role     = "roles/storage.objectViewer"
+  member   = google_service_account.renderer.member
+}
+
 resource "google_storage_bucket_iam_member" "renderer_writes_renders" {
   bucket = google_storage_bucket.renders.name
   role   = "roles/storage.objectUser"
@@ -115,26 +130,44 @@ resource "google_project_iam_member" "api_reads_firestore" {
   member  = google_service_account.api_function.member
 }
 
-# --- Eventarc: the trigger account receives events and invokes only the two event functions
-resource "google_project_iam_member" "trigger_receives_events" {
-  project = var.project_id
-  role    = "roles/eventarc.eventReceiver"
-  member  = google_service_account.event_trigger.member
-}
-
-resource "google_cloud_run_service_iam_member" "trigger_invokes" {
-  for_each = {
-    spec   = google_cloudfunctions2_function.spec.name
-    report = google_cloudfunctions2_function.report.name
+# --- Eventarc: each trigger account receives events and invokes only its own function's
+# Cloud Run service (a 2nd-gen function runs as a service of the same name).
+locals {
+  triggers = {
+    spec = {
+      member   = google_service_account.spec_trigger.member
+      name     = google_service_account.spec_trigger.name
+      function = google_cloudfunctions2_function.spec.name
+    }
+    report = {
+      member   = google_service_account.report_trigger.member
+      name     = google_service_account.report_trigger.name
+      function = google_cloudfunctions2_function.report.name
+    }
   }
-  location = var.region
-  service  = each.value
-  role     = "roles/run.invoker"
-  member   = google_service_account.event_trigger.member
 }
 
+resource "google_project_iam_member" "trigger_receives_events" {
+  # eventarc.eventReceiver has no narrower resource than the project.
+  for_each = local.triggers
+  project  = var.project_id
+  role     = "roles/eventarc.eventReceiver"
+  member   = each.value.member
+}
+
+resource "google_cloud_run_service_iam_member" "trigger_invokes_its_function" {
+  for_each = local.triggers
+  location = var.region
+  service  = each.value.function
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+# Pub/Sub mints the push tokens the triggers authenticate with (needed on projects made
+# before April 2021, harmless after).
 resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens" {
-  service_account_id = google_service_account.event_trigger.name
+  for_each           = local.triggers
+  service_account_id = each.value.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_agent
 }

@@ -16,6 +16,7 @@ locals {
     completion_topic    = "${var.name_prefix}-render-reports"
     dead_letter_topic   = "${var.name_prefix}-render-dead-letter"
     renderer_job        = "${var.name_prefix}-renderer"
+    jobs_collection     = "render_jobs"
   }
 
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -34,7 +35,7 @@ locals {
     SCENERENDER_COMPLETION_TOPIC    = local.names.completion_topic
     SCENERENDER_DEAD_LETTER_TOPIC   = local.names.dead_letter_topic
     SCENERENDER_RENDERER_JOB        = local.names.renderer_job
-    SCENERENDER_JOBS_COLLECTION     = "render_jobs"
+    SCENERENDER_JOBS_COLLECTION     = local.names.jobs_collection
     SCENERENDER_SIGNED_URL_TTL_S    = tostring(var.signed_url_ttl_s)
     SCENERENDER_MAX_ATTEMPTS        = tostring(var.max_delivery_attempts)
     SCENERENDER_ALLOWED_GS_BUCKETS  = join(",", concat([local.names.media_bucket], var.allowed_input_buckets))

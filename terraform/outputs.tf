@@ -33,6 +33,22 @@ output "http_api_url" {
   value       = google_cloudfunctions2_function.api.url
 }
 
+output "functions" {
+  description = "Name and URL of each 2nd-gen function (the event functions' URLs accept only their Eventarc triggers)."
+  value = {
+    for key, fn in {
+      on_spec_uploaded   = google_cloudfunctions2_function.spec
+      on_render_reported = google_cloudfunctions2_function.report
+      http_api           = google_cloudfunctions2_function.api
+    } : key => { name = fn.name, url = fn.url }
+  }
+}
+
+output "dead_letter_subscription" {
+  description = "Render requests that exhausted max_delivery_attempts wait here for inspection or replay."
+  value       = google_pubsub_subscription.dead_letter_keep.name
+}
+
 output "artifact_repository" {
   description = "Push the renderer image here."
   value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
@@ -45,7 +61,8 @@ output "service_accounts" {
     report_function = google_service_account.report_function.email
     api_function    = google_service_account.api_function.email
     renderer        = google_service_account.renderer.email
-    event_trigger   = google_service_account.event_trigger.email
+    spec_trigger    = google_service_account.spec_trigger.email
+    report_trigger  = google_service_account.report_trigger.email
     builder         = google_service_account.builder.email
   }
 }

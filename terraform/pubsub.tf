@@ -28,7 +28,7 @@ resource "google_storage_notification" "specs" {
 }
 
 resource "google_pubsub_topic" "render_requests" {
-  # checkov:skip=CKV_GCP_83: Google-managed encryption; requests carry the spec, which lives unencrypted-at-app-level in GCS anyway
+  # checkov:skip=CKV_GCP_83: Google-managed encryption, as for the spec bucket whose specs these requests carry
   name = local.names.render_topic
 }
 

@@ -2,7 +2,7 @@
 # pipeline writes goes into it, so an output can never start a job.
 
 resource "google_storage_bucket" "specs" {
-  # checkov:skip=CKV_GCP_62: access logs of spec drops are in Cloud Audit Logs (data access); a log bucket adds cost, not insight
+  # checkov:skip=CKV_GCP_62: object access is audited by Cloud Audit Logs (turn on Data Access logs for GCS); a log bucket adds idle cost
   name                        = local.names.spec_bucket
   location                    = var.region
   uniform_bucket_level_access = true
@@ -26,7 +26,7 @@ resource "google_storage_bucket" "specs" {
 }
 
 resource "google_storage_bucket" "renders" {
-  # checkov:skip=CKV_GCP_62: downloads go through signed URLs, audited by Cloud Audit Logs
+  # checkov:skip=CKV_GCP_62: downloads go through signed URLs; Cloud Audit Logs (Data Access) record them when turned on
   # checkov:skip=CKV_GCP_78: renders are reproducible from their spec and expire after retention_days; versions would only add cost
   name                        = local.names.render_bucket
   location                    = var.region
@@ -47,7 +47,7 @@ resource "google_storage_bucket" "renders" {
 }
 
 resource "google_storage_bucket" "media" {
-  # checkov:skip=CKV_GCP_62: uploads are audited by Cloud Audit Logs
+  # checkov:skip=CKV_GCP_62: uploads are recorded by Cloud Audit Logs (Data Access) when turned on; a log bucket adds idle cost
   # checkov:skip=CKV_GCP_78: media is written once under content-hash names; overwrites do not happen
   name                        = local.names.media_bucket
   location                    = var.region
