@@ -20,7 +20,6 @@ from scenerender.timeline import PlacedClip, PlacedSegment, Timeline
 SAMPLE_RATE = 48000
 AUDIO_BITRATE = "192k"
 END_FADE_S = 0.5  # audio running past the scene end fades out over this long (contract)
-LRA_TARGET = 20.0  # wide, so loudnorm stays linear and keeps the mix's own dynamics
 TRUE_PEAK_MARGIN_DB = 0.5  # AAC encoding adds inter-sample peaks; aim this far under the ceiling
 COPY_FORMATS = frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"})
 DUCK_STEP_SAMPLES = 480  # 10 ms: the volume expression is evaluated once per frame of this size
@@ -383,26 +382,28 @@ def parse_ebur128(stderr: str) -> LoudnessScan:
     return LoudnessScan(float(found["i"]), float(found["thr"]), float(found["lra"]), float(found["tp"]))
 
 
-def audio_encode_command(wav: Path, timeline: Timeline, scan: LoudnessScan | None, out: Path) -> Command:
+def audio_encode_command(
+    wav: Path, timeline: Timeline, scan: LoudnessScan | None, out: Path, *, correction_db: float = 0.0
+) -> Command:
     """Second pass: the mix brought to the loudness target, then AAC-LC 48 kHz stereo.
 
-    When the gain keeps the true peak under the ceiling it is one exact linear gain; otherwise
-    loudnorm (with the first pass's measurements) limits the peaks on its way to the target.
+    One linear gain when it keeps the true peak under the ceiling; otherwise the same gain
+    followed by a limiter working at 4x the rate (so it catches peaks between samples).
+    ``correction_db`` is added when a measurement of the result asks for it: limiting a
+    peak changes what EBU R128's gate counts, so the first result can land off target.
     """
     total = _samples(timeline.duration)
     chain: list[str] = []
     loud = timeline.loudness
     if loud is not None and scan is not None and not scan.silent:
         ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB
-        gain = loud.target_lufs - scan.integrated_lufs
-        if scan.true_peak_db + gain <= ceiling:
-            chain.append(f"volume={gain:.2f}dB")
-        else:
+        gain = loud.target_lufs - scan.integrated_lufs + correction_db
+        chain.append(f"volume={gain:.2f}dB")
+        if scan.true_peak_db + gain > ceiling:
+            limit = max(0.0625, 10 ** (ceiling / 20))
             chain += [
-                f"loudnorm=I={_f(loud.target_lufs)}:TP={_f(ceiling)}:LRA={_f(LRA_TARGET)}"
-                f":measured_I={scan.integrated_lufs}:measured_TP={scan.true_peak_db}"
-                f":measured_LRA={scan.range_lu}:measured_thresh={scan.threshold_lufs}:linear=true:print_format=none",
-                # loudnorm works at 192 kHz internally: back to the output's rate and layout.
+                f"aresample={4 * SAMPLE_RATE}",
+                f"alimiter=limit={limit:.4f}:attack=0.5:release=20:level=false",
                 f"aresample={SAMPLE_RATE}",
                 f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
             ]

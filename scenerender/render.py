@@ -28,6 +28,9 @@ from scenerender.probe import MediaInfo, probe
 from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
 
+LOUDNESS_TOLERANCE_LU = 0.5
+LOUDNESS_CORRECTIONS = 2  # re-encodes allowed when limiting moved the loudness off target
+
 ProgressFn = Callable[[str, float], None]
 """``(stage, overall fraction 0..1)``; fractions never decrease."""
 
@@ -268,11 +271,21 @@ def _make_audio(
     _write_files(mix)
     mix_log = runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
     scan = plan.parse_ebur128(mix_log) if timeline.loudness is not None else None
-    encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out)
-    runner.run(encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f))
-    # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
-    # while the video is still being made, is measuring the output.
-    return plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
+    correction = 0.0
+    for attempt in range(1 + LOUDNESS_CORRECTIONS):
+        encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out, correction_db=correction)
+        runner.run(
+            encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f)
+        )
+        # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
+        # while the video is still being made, is measuring the output.
+        result = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
+        loud = timeline.loudness
+        if loud is None or result.silent or abs(result.integrated_lufs - loud.target_lufs) <= LOUDNESS_TOLERANCE_LU:
+            break
+        if attempt < LOUDNESS_CORRECTIONS:
+            correction += loud.target_lufs - result.integrated_lufs
+    return result
 
 
 def _write_files(command: plan.Command) -> None:

@@ -16,29 +16,70 @@ Samples = npt.NDArray[np.float32]
 
 
 def probe(path: Path) -> dict[str, Any]:
-    done = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
-                          capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
 def count_frames(path: Path) -> int:
-    done = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-of", "json",
-                           "-show_entries", "stream=nb_read_packets", str(path)],
-                          capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-of",
+            "json",
+            "-show_entries",
+            "stream=nb_read_packets",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return int(json.loads(done.stdout)["streams"][0]["nb_read_packets"])
 
 
 def decode_audio(path: Path, *, sample_rate: int = SAMPLE_RATE) -> Samples:
     """The first audio stream as mono float32 samples."""
-    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1",
-                           "-ar", str(sample_rate), "-f", "f32le", "-"], capture_output=True, check=True, timeout=300)
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(sample_rate),
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
     return np.frombuffer(done.stdout, dtype=np.float32)
 
 
 def _band_amplitude(samples: Samples, freq: float, start: int, length: int, sample_rate: int) -> float:
     """Amplitude of one frequency in ``samples[start:start+length]`` (a single DFT bin, Hann-windowed)."""
-    chunk = samples[start:start + length].astype(np.float64)
+    chunk = samples[start : start + length].astype(np.float64)
     if len(chunk) < length:
         chunk = np.pad(chunk, (0, length - len(chunk)))
     window = np.hanning(length)
@@ -46,15 +87,15 @@ def _band_amplitude(samples: Samples, freq: float, start: int, length: int, samp
     return float(2 * abs(np.dot(chunk * window, phasor)) / window.sum())
 
 
-def band_level_db(samples: Samples, *, freq: float, start: float, end: float,
-                  sample_rate: int = SAMPLE_RATE) -> float:
+def band_level_db(samples: Samples, *, freq: float, start: float, end: float, sample_rate: int = SAMPLE_RATE) -> float:
     """Level (dBFS amplitude) of ``freq`` in the window [start, end) seconds."""
     a, b = int(start * sample_rate), int(end * sample_rate)
     return 20 * float(np.log10(_band_amplitude(samples, freq, a, b - a, sample_rate) + 1e-9))
 
 
-def onset_time(samples: Samples, *, freq: float, after: float = 0.0, threshold_db: float = -20.0,
-               sample_rate: int = SAMPLE_RATE) -> float:
+def onset_time(
+    samples: Samples, *, freq: float, after: float = 0.0, threshold_db: float = -20.0, sample_rate: int = SAMPLE_RATE
+) -> float:
     """When ``freq`` starts sounding: the first point where its envelope crosses ``threshold_db`` below its peak.
 
     Short Hann windows (5 ms) every 0.5 ms; the window's centre is the time reported, so a
@@ -75,10 +116,27 @@ _SUMMARY = re.compile(r"I:\s+(-?[\d.]+) LUFS.*?Peak:\s+(-?[\d.]+|-inf) dBFS", re
 
 def loudness(path: Path) -> tuple[float, float]:
     """(integrated LUFS, true peak dBTP) by ffmpeg's EBU R128 meter."""
-    done = subprocess.run(["ffmpeg", "-nostdin", "-nostats", "-i", str(path), "-map", "0:a:0", "-af",
-                           "ebur128=peak=true:framelog=verbose", "-f", "null", "-"],
-                          capture_output=True, text=True, check=True, timeout=300)
-    found = _SUMMARY.search(done.stderr[done.stderr.rfind("Summary:"):])
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=peak=true:framelog=verbose",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    found = _SUMMARY.search(done.stderr[done.stderr.rfind("Summary:") :])
     assert found, done.stderr[-1000:]
     return float(found[1]), float(found[2])
 
@@ -88,10 +146,10 @@ def is_faststart(path: Path) -> bool:
     data = path.read_bytes()
     offset, order = 0, []
     while offset + 8 <= len(data):
-        size = int.from_bytes(data[offset:offset + 4], "big")
-        kind = data[offset + 4:offset + 8].decode("latin-1")
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8].decode("latin-1")
         if size == 1:
-            size = int.from_bytes(data[offset + 8:offset + 16], "big")
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
         order.append(kind)
         if size < 8:
             break
@@ -102,8 +160,28 @@ def is_faststart(path: Path) -> bool:
 def gray_frame(path: Path, at: float) -> npt.NDArray[np.uint8]:
     info = next(s for s in probe(path)["streams"] if s["codec_type"] == "video")
     width, height = int(info["width"]), int(info["height"])
-    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-ss", str(at), "-i", str(path), "-frames:v", "1",
-                           "-f", "rawvideo", "-pix_fmt", "gray", "-"], capture_output=True, check=True, timeout=60)
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-ss",
+            str(at),
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
     return np.frombuffer(done.stdout, dtype=np.uint8).reshape(height, width)
 
 

@@ -8,14 +8,26 @@ from pathlib import Path
 
 
 def run_ffmpeg(*args: str) -> None:
-    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True,
-                          check=False, timeout=300)
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True, check=False, timeout=300
+    )
     if done.returncode != 0:
         raise RuntimeError(f"ffmpeg {' '.join(args)} failed:\n{done.stderr[-2000:]}")
 
 
-def make_video(path: Path, *, width: int, height: int, fps: str | float, duration: float, audio: bool = True,
-               sample_rate: int = 48000, channels: int = 2, tone: float = 330.0, pattern: str = "testsrc2") -> Path:
+def make_video(
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    fps: str | float,
+    duration: float,
+    audio: bool = True,
+    sample_rate: int = 48000,
+    channels: int = 2,
+    tone: float = 330.0,
+    pattern: str = "testsrc2",
+) -> Path:
     """H.264 High yuv420p (+ AAC) in MP4, like a generated segment."""
     args = ["-f", "lavfi", "-i", f"{pattern}=s={width}x{height}:r={fps}:d={duration}"]
     if audio:
@@ -27,11 +39,21 @@ def make_video(path: Path, *, width: int, height: int, fps: str | float, duratio
     return path
 
 
-def make_tone_burst(path: Path, *, freq: float, duration: float, lead_silence: float = 0.0,
-                    sample_rate: int = 48000, amplitude: float = 0.5, channels: int = 1) -> Path:
+def make_tone_burst(
+    path: Path,
+    *,
+    freq: float,
+    duration: float,
+    lead_silence: float = 0.0,
+    sample_rate: int = 48000,
+    amplitude: float = 0.5,
+    channels: int = 1,
+) -> Path:
     """Silence, then a tone with a sharp onset (the format follows the suffix)."""
-    graph = (f"aevalsrc={amplitude}*sin(2*PI*{freq}*t)*gte(t\\,{lead_silence}):s={sample_rate}:"
-             f"d={lead_silence + duration}:c={'mono' if channels == 1 else 'stereo'}")
+    graph = (
+        f"aevalsrc={amplitude}*sin(2*PI*{freq}*t)*gte(t\\,{lead_silence}):s={sample_rate}:"
+        f"d={lead_silence + duration}:c={'mono' if channels == 1 else 'stereo'}"
+    )
     run_ffmpeg("-f", "lavfi", "-i", graph, str(path))
     return path
 

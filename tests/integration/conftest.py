@@ -27,9 +27,12 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     functions_port = free_port()
     while any(not _free(functions_port + i) for i in range(3)):
         functions_port = free_port()
-    stack = DevStack(get_settings(), state_dir=tmp_path_factory.mktemp("devstack"),
-                     ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port),
-                     workers=WORKERS)
+    stack = DevStack(
+        get_settings(),
+        state_dir=tmp_path_factory.mktemp("devstack"),
+        ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port),
+        workers=WORKERS,
+    )
     stack.up()
     os.environ.update(stack.env())
     get_settings.cache_clear()

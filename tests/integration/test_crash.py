@@ -21,16 +21,23 @@ from tests.mediagen import make_video
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 
-def test_a_killed_worker_is_replaced_and_the_job_completes_once(cloud: DevStack, settings: Settings,
-                                                                 tmp_path: Path) -> None:
+def test_a_killed_worker_is_replaced_and_the_job_completes_once(
+    cloud: DevStack, settings: Settings, tmp_path: Path
+) -> None:
     source = make_video(tmp_path / "long.mp4", width=640, height=360, fps=25, duration=2.0)
     uri = f"gs://{settings.media_bucket}/crash/long.mp4"
     clients.blobs().upload_file(source, uri, content_type="video/mp4")
-    spec = {"version": 1, "job_id": "it-crash", "project_id": "p", "scene_id": "s",
-            "output": {"resolution": "1080p", "fps": 30},
-            "segments": [{"id": f"s{i}", "url": uri} for i in range(10)]}
-    clients.blobs().write_bytes(f"gs://{settings.spec_bucket}/jobs/it-crash.json", json.dumps(spec).encode(),
-                                content_type="application/json")
+    spec = {
+        "version": 1,
+        "job_id": "it-crash",
+        "project_id": "p",
+        "scene_id": "s",
+        "output": {"resolution": "1080p", "fps": 30},
+        "segments": [{"id": f"s{i}", "url": uri} for i in range(10)],
+    }
+    clients.blobs().write_bytes(
+        f"gs://{settings.spec_bucket}/jobs/it-crash.json", json.dumps(spec).encode(), content_type="application/json"
+    )
     jobs = clients.jobs()
     deadline = time.monotonic() + 60
     while True:
@@ -41,8 +48,9 @@ def test_a_killed_worker_is_replaced_and_the_job_completes_once(cloud: DevStack,
         time.sleep(0.1)
     victim = int(str(doc["worker"]).rsplit(":", 1)[1])
     os.killpg(victim, signal.SIGKILL)  # the worker and its ffmpeg children, as a crashed container
-    cloud.start_process("worker-replacement", [sys.executable, "-m", "scenerender.worker", "--serve"],
-                        {**os.environ}, lambda: True)
+    cloud.start_process(
+        "worker-replacement", [sys.executable, "-m", "scenerender.worker", "--serve"], {**os.environ}, lambda: True
+    )
 
     renders = f"gs://{settings.render_bucket}/renders/it-crash/"
     seen_before_end: list[str] = []

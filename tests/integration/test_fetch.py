@@ -83,8 +83,13 @@ class Resolver:
         self.calls.append(host)
         if host == "rebinding.test":
             return [SERVER_IP] if self.calls.count(host) == 1 else ["127.0.0.1"]
-        return {"media.test": [SERVER_IP], "internal.test": ["127.0.0.1"], "meta.test": ["169.254.169.254"],
-                "mapped.test": ["::ffff:127.0.0.1"], "decimal.test": ["2130706433"]}.get(host, [])
+        return {
+            "media.test": [SERVER_IP],
+            "internal.test": ["127.0.0.1"],
+            "meta.test": ["169.254.169.254"],
+            "mapped.test": ["::ffff:127.0.0.1"],
+            "decimal.test": ["2130706433"],
+        }.get(host, [])
 
 
 def resolver(tmp_path: Path, **policy: object) -> tuple[InputResolver, Resolver]:

@@ -25,9 +25,12 @@ PROJECT = "rules-test"
 def firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = (tmp_path_factory.mktemp("rules") / "firestore.log").open("wb")
-    proc = subprocess.Popen(["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}",
-                             f"--rules={RULES}", "--quiet"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{port}", f"--rules={RULES}", "--quiet"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -43,10 +46,19 @@ def firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def token(uid: str) -> str:
     """An unsigned ID token, which the emulator accepts (alg none)."""
+
     def part(data: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-    claims = {"sub": uid, "user_id": uid, "aud": PROJECT, "iss": f"https://securetoken.google.com/{PROJECT}",
-              "iat": int(time.time()), "exp": int(time.time()) + 3600, "firebase": {"sign_in_provider": "custom"}}
+
+    claims = {
+        "sub": uid,
+        "user_id": uid,
+        "aud": PROJECT,
+        "iss": f"https://securetoken.google.com/{PROJECT}",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 3600,
+        "firebase": {"sign_in_provider": "custom"},
+    }
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
@@ -57,9 +69,12 @@ def doc_url(base: str, path: str) -> str:
 def seed(base: str) -> None:
     # "Bearer owner" is the emulator's admin bypass, as the pipeline's service accounts bypass rules.
     for job_id, owner in (("job-a", "alice"), ("job-b", "bob")):
-        response = httpx.patch(doc_url(base, f"render_jobs/{job_id}"), headers={"Authorization": "Bearer owner"},
-                               json={"fields": {"owner_uid": {"stringValue": owner},
-                                                "status": {"stringValue": "COMPLETED"}}}, timeout=10)
+        response = httpx.patch(
+            doc_url(base, f"render_jobs/{job_id}"),
+            headers={"Authorization": "Bearer owner"},
+            json={"fields": {"owner_uid": {"stringValue": owner}, "status": {"stringValue": "COMPLETED"}}},
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
 
 
@@ -79,6 +94,7 @@ def test_no_client_writes(firestore: str, path: str) -> None:
     for headers in ({"Authorization": f"Bearer {token('alice')}"}, {}):
         response = httpx.patch(doc_url(firestore, path), headers=headers, json=body, timeout=10)
         assert response.status_code == 403, (path, response.text)
-    deleted = httpx.delete(doc_url(firestore, "render_jobs/job-a"),
-                           headers={"Authorization": f"Bearer {token('alice')}"}, timeout=10)
+    deleted = httpx.delete(
+        doc_url(firestore, "render_jobs/job-a"), headers={"Authorization": f"Bearer {token('alice')}"}, timeout=10
+    )
     assert deleted.status_code == 403

@@ -26,11 +26,17 @@ TIMEOUT_S = 90
 
 
 def spec_for(job_id: str, media: dict[str, str], **extra: Any) -> dict[str, Any]:
-    return {"version": 1, "job_id": job_id, "project_id": "p", "scene_id": "s", "owner_uid": "user-1",
-            "output": {"resolution": "640x360"},
-            "segments": [{"id": "a", "url": media["a.mp4"]}, {"id": "b", "url": media["b.mp4"]}],
-            "audio": {"clips": [{"type": "dialogue", "url": media["line.wav"], "segment_id": "b", "offset": 0.25}]},
-            **extra}
+    return {
+        "version": 1,
+        "job_id": job_id,
+        "project_id": "p",
+        "scene_id": "s",
+        "owner_uid": "user-1",
+        "output": {"resolution": "640x360"},
+        "segments": [{"id": "a", "url": media["a.mp4"]}, {"id": "b", "url": media["b.mp4"]}],
+        "audio": {"clips": [{"type": "dialogue", "url": media["line.wav"], "segment_id": "b", "offset": 0.25}]},
+        **extra,
+    }
 
 
 def drop(settings: Settings, name: str, body: dict[str, Any] | bytes) -> int:
@@ -49,7 +55,8 @@ def wait_for_end(job_id: str, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
 
 
 def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
-        settings: Settings, scene_media: dict[str, str], tmp_path: Path) -> None:
+    settings: Settings, scene_media: dict[str, str], tmp_path: Path
+) -> None:
     updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
     watch = clients.jobs().watch("it-ok", updates.put)
     try:
@@ -76,16 +83,23 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
         downloaded.write_bytes(response.read())
 
     # The same spec rendered locally, from the same files.
-    local_spec = spec_for("it-ok", {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4",
-                                                                                              "line.wav")})
+    local_spec = spec_for(
+        "it-ok", {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
+    )
     spec_path = tmp_path / "local.json"
     spec_path.write_text(json.dumps(local_spec))
     local = tmp_path / "local.mp4"
-    done = subprocess.run([sys.executable, "-m", "scenerender.cli", "render", str(spec_path), "-o", str(local),
-                           "--json"], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "scenerender.cli", "render", str(spec_path), "-o", str(local), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert float(measure.probe(downloaded)["format"]["duration"]) == pytest.approx(
-        float(measure.probe(local)["format"]["duration"]), abs=1 / 30)
+        float(measure.probe(local)["format"]["duration"]), abs=1 / 30
+    )
     assert downloaded.stat().st_size == pytest.approx(local.stat().st_size, rel=0.01)
     assert output["size_bytes"] == downloaded.stat().st_size and output["duration_s"] == pytest.approx(2.0, abs=0.04)
 
@@ -98,8 +112,13 @@ def iter_queue(q: queue.Queue[dict[str, Any] | None]) -> list[dict[str, Any] | N
 
 
 def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket(settings: Settings) -> None:
-    bad = {"version": 1, "job_id": "it-bad", "project_id": "p", "scene_id": "s",
-           "segments": [{"id": "a", "url": "gs://x/a.mp4", "volumme": 1}]}
+    bad = {
+        "version": 1,
+        "job_id": "it-bad",
+        "project_id": "p",
+        "scene_id": "s",
+        "segments": [{"id": "a", "url": "gs://x/a.mp4", "volumme": 1}],
+    }
     drop(settings, "jobs/it-bad.json", bad)
     doc = wait_for_end("it-bad")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INVALID_SPEC"
@@ -120,8 +139,12 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     generation = drop(settings, "jobs/it-twice.json", spec_for("it-twice", scene_media))
     publisher = pubsub_v1.PublisherClient()
     topic = publisher.topic_path(settings.project_id, settings.spec_topic)
-    attributes = {"bucketId": settings.spec_bucket, "objectId": "jobs/it-twice.json",
-                  "objectGeneration": str(generation), "eventType": "OBJECT_FINALIZE"}
+    attributes = {
+        "bucketId": settings.spec_bucket,
+        "objectId": "jobs/it-twice.json",
+        "objectGeneration": str(generation),
+        "eventType": "OBJECT_FINALIZE",
+    }
     for _ in range(2):  # two more deliveries of the notification fake-gcs already sent
         publisher.publish(topic, base64.b64encode(b"{}"), **attributes).result(timeout=30)
     doc = wait_for_end("it-twice")
@@ -129,15 +152,17 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     doc = clients.jobs().get("it-twice") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history")
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
-        f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"]
+        f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"
+    ]
 
 
 def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scene_media: dict[str, str]) -> None:
     drop(settings, "other/it-outside.json", spec_for("it-outside", scene_media))
     drop(settings, "jobs/it-notjson.txt", spec_for("it-notjson", scene_media))
     output_like = json.dumps(spec_for("it-output", scene_media)).encode()
-    clients.blobs().write_bytes(f"gs://{settings.render_bucket}/jobs/it-output.json", output_like,
-                                content_type="application/json")
+    clients.blobs().write_bytes(
+        f"gs://{settings.render_bucket}/jobs/it-output.json", output_like, content_type="application/json"
+    )
     time.sleep(4)
     for job_id in ("it-outside", "it-notjson", "it-output", "other-it-outside", "it-notjson.txt"):
         assert clients.jobs().get(job_id) is None

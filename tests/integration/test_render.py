@@ -25,8 +25,13 @@ def write_spec(folder: Path, spec: dict[str, Any], name: str = "job_spec.json") 
 
 
 def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scenerender.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scenerender.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def render(spec_path: Path, out: Path) -> dict[str, Any]:
@@ -47,8 +52,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_matching_segments_are_copied_into_a_browser_ready_mp4(media: Path, tmp_path: Path) -> None:
-    spec = write_spec(media, {"output": {"resolution": "720p"},
-                              "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"]}, "fast.json")
+    spec = write_spec(
+        media,
+        {"output": {"resolution": "720p"}, "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"]},
+        "fast.json",
+    )
     out = tmp_path / "fast.mp4"
     result = render(spec, out)
     assert result["fast_path"] is True and result["segments_encoded"] == 0
@@ -66,14 +74,21 @@ def test_matching_segments_are_copied_into_a_browser_ready_mp4(media: Path, tmp_
 
 
 def test_dialogue_lands_on_its_segment_offset_and_music_ducks_under_it(media: Path, tmp_path: Path) -> None:
-    spec = write_spec(media, {
-        "output": {"resolution": "720p"},
-        "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"],
-        "audio": {"clips": [
-            {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
-            {"type": "dialogue", "url": "line.wav", "segment_id": "b", "offset": 0.25},
-        ], "ducking": {"music_db": -12, "attack": 0.2, "release": 0.5}},
-    }, "duck.json")
+    spec = write_spec(
+        media,
+        {
+            "output": {"resolution": "720p"},
+            "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"],
+            "audio": {
+                "clips": [
+                    {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
+                    {"type": "dialogue", "url": "line.wav", "segment_id": "b", "offset": 0.25},
+                ],
+                "ducking": {"music_db": -12, "attack": 0.2, "release": 0.5},
+            },
+        },
+        "duck.json",
+    )
     out = tmp_path / "duck.mp4"
     render(spec, out)
     samples = measure.decode_audio(out)
@@ -87,12 +102,18 @@ def test_dialogue_lands_on_its_segment_offset_and_music_ducks_under_it(media: Pa
 
 
 def test_loudness_reaches_the_target_under_the_peak_ceiling(media: Path, tmp_path: Path) -> None:
-    spec = write_spec(media, {
-        "output": {"resolution": "720p"},
-        "segments": [{"id": n, "url": f"{n}.mp4", "volume": 1.0} for n in "abc"],
-        "audio": {"clips": [{"type": "music", "url": "bed.wav", "loop": True, "volume": 2.0}],
-                  "loudness": {"target_lufs": -18, "true_peak_db": -2.0}},
-    }, "loud.json")
+    spec = write_spec(
+        media,
+        {
+            "output": {"resolution": "720p"},
+            "segments": [{"id": n, "url": f"{n}.mp4", "volume": 1.0} for n in "abc"],
+            "audio": {
+                "clips": [{"type": "music", "url": "bed.wav", "loop": True, "volume": 2.0}],
+                "loudness": {"target_lufs": -18, "true_peak_db": -2.0},
+            },
+        },
+        "loud.json",
+    )
     out = tmp_path / "loud.mp4"
     result = render(spec, out)
     lufs, peak = measure.loudness(out)
@@ -106,8 +127,13 @@ def test_mixed_sources_are_normalised_and_letterboxed(tmp_path: Path) -> None:
     make_video(tmp_path / "portrait.mp4", width=1080, height=1920, fps=30, duration=2, audio=False)
     make_video(tmp_path / "sd24.mp4", width=640, height=480, fps=24, duration=2)
     names = ["hd25", "ntsc", "portrait", "sd24"]
-    spec = write_spec(tmp_path, {"output": {"resolution": "1080p", "fps": 30},
-                                 "segments": [{"id": n, "url": f"{n}.mp4", "volume": 1.0} for n in names]})
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "1080p", "fps": 30},
+            "segments": [{"id": n, "url": f"{n}.mp4", "volume": 1.0} for n in names],
+        },
+    )
     out = tmp_path / "mixed.mp4"
     result = render(spec, out)
     assert result["fast_path"] is False and result["segments_encoded"] == 4
@@ -125,12 +151,17 @@ def test_mixed_sources_are_normalised_and_letterboxed(tmp_path: Path) -> None:
 def test_hundred_one_second_segments_do_not_drift(tmp_path: Path) -> None:
     make_video(tmp_path / "one.mp4", width=320, height=180, fps=25, duration=1.0)
     make_tone_burst(tmp_path / "tick.wav", freq=1000, duration=0.2)
-    spec = write_spec(tmp_path, {
-        "output": {"resolution": "360p", "fps": 30, "preview": True},
-        "segments": [{"id": f"s{i}", "url": "one.mp4"} for i in range(100)],
-        "audio": {"clips": [{"type": "sfx", "url": "tick.wav", "segment_id": "s98", "offset": 0.5}],
-                  "loudness": None},
-    })
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "360p", "fps": 30, "preview": True},
+            "segments": [{"id": f"s{i}", "url": "one.mp4"} for i in range(100)],
+            "audio": {
+                "clips": [{"type": "sfx", "url": "tick.wav", "segment_id": "s98", "offset": 0.5}],
+                "loudness": None,
+            },
+        },
+    )
     out = tmp_path / "long.mp4"
     result = render(spec, out)
     assert abs(result["av_drift_ms"]) <= 1000 * FRAME_30
@@ -141,14 +172,21 @@ def test_hundred_one_second_segments_do_not_drift(tmp_path: Path) -> None:
 def test_preview_is_small_and_fades_and_loops_happen_where_asked(media: Path, tmp_path: Path) -> None:
     make_tone_burst(tmp_path / "blip.wav", freq=700, duration=0.3, lead_silence=0.0)
     make_music(tmp_path / "pad.wav", duration=6.0, freq=300)
-    spec = write_spec(tmp_path, {
-        "output": {"resolution": "1080p", "preview": True},
-        "segments": [{"id": n, "url": str(media / f"{n}.mp4")} for n in "abc"],
-        "audio": {"clips": [
-            {"type": "sfx", "url": "blip.wav", "start": 0.5, "duration": 0.3, "loop": True},
-            {"type": "music", "url": "pad.wav", "fade_in": 2.0},
-        ], "loudness": None, "ducking": {"enabled": False}},
-    })
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "1080p", "preview": True},
+            "segments": [{"id": n, "url": str(media / f"{n}.mp4")} for n in "abc"],
+            "audio": {
+                "clips": [
+                    {"type": "sfx", "url": "blip.wav", "start": 0.5, "duration": 0.3, "loop": True},
+                    {"type": "music", "url": "pad.wav", "fade_in": 2.0},
+                ],
+                "loudness": None,
+                "ducking": {"enabled": False},
+            },
+        },
+    )
     out = tmp_path / "preview.mp4"
     result = render(spec, out)
     assert (result["width"], result["height"]) == (854, 480)
@@ -158,17 +196,23 @@ def test_preview_is_small_and_fades_and_loops_happen_where_asked(media: Path, tm
     for t in (0.6, 2.0, 4.0, 5.8):
         assert measure.band_level_db(samples, freq=700, start=t, end=t + 0.1) > -40
     # Fade in: quiet at the start, full after 2 s.
-    assert measure.band_level_db(samples, freq=300, start=2.5, end=3.0) - measure.band_level_db(
-        samples, freq=300, start=0.05, end=0.3) >= 15
+    assert (
+        measure.band_level_db(samples, freq=300, start=2.5, end=3.0)
+        - measure.band_level_db(samples, freq=300, start=0.05, end=0.3)
+        >= 15
+    )
 
 
 def test_longest_policy_holds_the_last_frame_until_the_narration_ends(media: Path, tmp_path: Path) -> None:
     make_tone_burst(tmp_path / "narr.wav", freq=900, duration=2.0)
-    spec = write_spec(tmp_path, {
-        "output": {"resolution": "720p", "duration_policy": "longest"},
-        "segments": [{"id": "a", "url": str(media / "a.mp4")}],
-        "audio": {"clips": [{"type": "narration", "url": "narr.wav", "start": 1.0}]},
-    })
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "720p", "duration_policy": "longest"},
+            "segments": [{"id": "a", "url": str(media / "a.mp4")}],
+            "audio": {"clips": [{"type": "narration", "url": "narr.wav", "start": 1.0}]},
+        },
+    )
     out = tmp_path / "longest.mp4"
     result = render(spec, out)
     assert abs(result["duration_s"] - 3.0) <= FRAME_30 and measure.count_frames(out) == 90
@@ -176,11 +220,19 @@ def test_longest_policy_holds_the_last_frame_until_the_narration_ends(media: Pat
 
 
 def test_validate_probe_reports_the_timeline(media: Path) -> None:
-    spec = write_spec(media, {
-        "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"],
-        "audio": {"clips": [{"type": "dialogue", "url": "line.wav", "segment_id": "c", "offset": 1.8},
-                            {"type": "narration", "url": "line.wav", "start": 4.1}]},
-    }, "dry.json")
+    spec = write_spec(
+        media,
+        {
+            "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"],
+            "audio": {
+                "clips": [
+                    {"type": "dialogue", "url": "line.wav", "segment_id": "c", "offset": 1.8},
+                    {"type": "narration", "url": "line.wav", "start": 4.1},
+                ]
+            },
+        },
+        "dry.json",
+    )
     done = run_cli("validate", spec, "--probe", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -211,3 +263,22 @@ def test_bad_inputs_exit_with_their_code_and_leave_no_output(
     assert done.returncode == code, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_peaky_mix_is_limited_to_the_ceiling_on_its_way_to_the_target(media: Path, tmp_path: Path) -> None:
+    # A quiet bed with one loud click: the gain to -14 LUFS would push the click far past
+    # the ceiling, so the limiter path (loudnorm with the first pass's measurements) runs.
+    make_tone_burst(tmp_path / "bed.wav", freq=300, duration=6.0, amplitude=0.02)
+    make_tone_burst(tmp_path / "click.wav", freq=2000, duration=0.01, amplitude=0.9)
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "720p"},
+            "segments": [{"id": n, "url": str(media / f"{n}.mp4")} for n in "abc"],
+            "audio": {"clips": [{"type": "music", "url": "bed.wav"}, {"type": "sfx", "url": "click.wav", "start": 3}]},
+        },
+    )
+    out = tmp_path / "peaky.mp4"
+    render(spec, out)
+    lufs, peak = measure.loudness(out)
+    assert abs(lufs - (-14)) <= 1.0 and peak <= -1.0, (lufs, peak)

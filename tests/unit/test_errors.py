@@ -13,10 +13,24 @@ from scenerender.errors import (
     all_error_classes,
 )
 
-CONTRACT_CODES = {"INVALID_SPEC", "INPUT_UNREACHABLE", "INPUT_REFUSED", "INPUT_INVALID_MEDIA", "RENDER_FAILED",
-                  "TIMEOUT", "INTERNAL"}
-EXIT_CODES = {"INVALID_SPEC": {2}, "INPUT_UNREACHABLE": {3}, "INPUT_REFUSED": {3}, "INPUT_INVALID_MEDIA": {3},
-              "RENDER_FAILED": {4}, "TIMEOUT": {4}, "INTERNAL": {1}}
+CONTRACT_CODES = {
+    "INVALID_SPEC",
+    "INPUT_UNREACHABLE",
+    "INPUT_REFUSED",
+    "INPUT_INVALID_MEDIA",
+    "RENDER_FAILED",
+    "TIMEOUT",
+    "INTERNAL",
+}
+EXIT_CODES = {
+    "INVALID_SPEC": {2},
+    "INPUT_UNREACHABLE": {3},
+    "INPUT_REFUSED": {3},
+    "INPUT_INVALID_MEDIA": {3},
+    "RENDER_FAILED": {4},
+    "TIMEOUT": {4},
+    "INTERNAL": {1},
+}
 
 
 @pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)

@@ -20,8 +20,14 @@ from scenerender.settings import get_settings
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
 SOURCE = str(Path(__file__).parents[2] / "functions" / "main.py")
-SPEC = {"version": 1, "job_id": "scene-1", "project_id": "p", "scene_id": "s", "owner_uid": "u1",
-        "segments": [{"id": "a", "url": "gs://scenerender-media/a.mp4"}]}
+SPEC = {
+    "version": 1,
+    "job_id": "scene-1",
+    "project_id": "p",
+    "scene_id": "s",
+    "owner_uid": "u1",
+    "segments": [{"id": "a", "url": "gs://scenerender-media/a.mp4"}],
+}
 
 
 @pytest.fixture
@@ -37,19 +43,23 @@ def client(target: str, signature: str) -> FlaskClient:
 
 def pubsub_event(attributes: dict[str, str], body: bytes = b"{}") -> tuple[dict[str, str], bytes]:
     event = CloudEvent(
-        {"type": "google.cloud.pubsub.topic.v1.messagePublished",
-         "source": "//pubsub.googleapis.com/projects/p/topics/t"},
-        {"message": {"data": base64.b64encode(body).decode(), "attributes": attributes, "messageId": "1"},
-         "subscription": "projects/p/subscriptions/s"},
+        {
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/t",
+        },
+        {
+            "message": {"data": base64.b64encode(body).decode(), "attributes": attributes, "messageId": "1"},
+            "subscription": "projects/p/subscriptions/s",
+        },
     )
     headers, data = to_structured(event)
     return dict(headers), data
 
 
-def notification(name: str, generation: str = "1", event_type: str = "OBJECT_FINALIZE",
-                 bucket: str = "scenerender-specs") -> tuple[dict[str, str], bytes]:
-    return pubsub_event({"bucketId": bucket, "objectId": name, "objectGeneration": generation,
-                         "eventType": event_type})
+def notification(
+    name: str, generation: str = "1", event_type: str = "OBJECT_FINALIZE", bucket: str = "scenerender-specs"
+) -> tuple[dict[str, str], bytes]:
+    return pubsub_event({"bucketId": bucket, "objectId": name, "objectGeneration": generation, "eventType": event_type})
 
 
 def post(target: str, event: tuple[dict[str, str], bytes]) -> None:
@@ -66,21 +76,30 @@ def test_a_dropped_spec_queues_its_job_once(stores: tuple[FakeBlobs, FakeJobs, F
     job = jobs.docs["scene-1"]
     assert job["status"] == "QUEUED" and job["owner_uid"] == "u1" and job["spec_uri"].endswith("jobs/scene-1.json")
     assert [(topic, payload["job_id"]) for topic, payload, _ in bus.published] == [
-        (get_settings().render_topic, "scene-1")]
+        (get_settings().render_topic, "scene-1")
+    ]
 
 
 @pytest.mark.parametrize(
     "event",
-    [notification("renders/scene-1.json"), notification("jobs/scene-1.txt"),
-     notification("jobs/scene-1.json", event_type="OBJECT_DELETE"),
-     notification("jobs/scene-1.json", bucket="scenerender-renders")],
+    [
+        notification("renders/scene-1.json"),
+        notification("jobs/scene-1.txt"),
+        notification("jobs/scene-1.json", event_type="OBJECT_DELETE"),
+        notification("jobs/scene-1.json", bucket="scenerender-renders"),
+    ],
     ids=["outside-jobs", "not-json", "delete", "other-bucket"],
 )
-def test_other_objects_start_nothing(stores: tuple[FakeBlobs, FakeJobs, FakeBus],
-                                     event: tuple[dict[str, str], bytes]) -> None:
+def test_other_objects_start_nothing(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], event: tuple[dict[str, str], bytes]
+) -> None:
     blobs, jobs, bus = stores
-    for uri in ("gs://scenerender-specs/renders/scene-1.json", "gs://scenerender-specs/jobs/scene-1.txt",
-                "gs://scenerender-specs/jobs/scene-1.json", "gs://scenerender-renders/jobs/scene-1.json"):
+    for uri in (
+        "gs://scenerender-specs/renders/scene-1.json",
+        "gs://scenerender-specs/jobs/scene-1.txt",
+        "gs://scenerender-specs/jobs/scene-1.json",
+        "gs://scenerender-renders/jobs/scene-1.json",
+    ):
         blobs.objects[uri] = json.dumps(SPEC).encode()
     post("on_spec_uploaded", event)
     assert jobs.docs == {} and bus.published == []
@@ -100,8 +119,13 @@ def test_an_invalid_spec_is_recorded_failed_with_every_path(stores: tuple[FakeBl
 def test_a_completion_report_signs_a_url(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
     _, jobs, _ = stores
     jobs.create_job("scene-1", {"status": "RUNNING"})
-    report = {"job_id": "scene-1", "attempt": 1, "status": "COMPLETED",
-              "output_uri": "gs://scenerender-renders/renders/scene-1/scene-1.mp4", "result": {"duration_s": 6.0}}
+    report = {
+        "job_id": "scene-1",
+        "attempt": 1,
+        "status": "COMPLETED",
+        "output_uri": "gs://scenerender-renders/renders/scene-1/scene-1.mp4",
+        "result": {"duration_s": 6.0},
+    }
     post("on_render_reported", pubsub_event({}, json.dumps(report).encode()))
     output = jobs.docs["scene-1"]["output"]
     assert jobs.docs["scene-1"]["status"] == "COMPLETED"
@@ -111,10 +135,15 @@ def test_a_completion_report_signs_a_url(stores: tuple[FakeBlobs, FakeJobs, Fake
 def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
     _, jobs, _ = stores
     jobs.create_job("scene-1", {"status": "RUNNING"})
-    error: dict[str, Any] = {"code": "INPUT_UNREACHABLE", "message": "segments[0].url: object not found",
-                             "details": [{"path": "segments[0].url", "message": "object not found"}]}
-    post("on_render_reported", pubsub_event({}, json.dumps({"job_id": "scene-1", "status": "FAILED",
-                                                             "error": error}).encode()))
+    error: dict[str, Any] = {
+        "code": "INPUT_UNREACHABLE",
+        "message": "segments[0].url: object not found",
+        "details": [{"path": "segments[0].url", "message": "object not found"}],
+    }
+    post(
+        "on_render_reported",
+        pubsub_event({}, json.dumps({"job_id": "scene-1", "status": "FAILED", "error": error}).encode()),
+    )
     assert jobs.docs["scene-1"]["status"] == "FAILED" and jobs.docs["scene-1"]["error"] == error
 
 
@@ -123,7 +152,9 @@ def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None
     http = client("http_api", "http")
     created = http.post("/", data=json.dumps(SPEC))
     assert created.status_code == 202 and created.json == {
-        "job_id": "scene-1", "spec_uri": "gs://scenerender-specs/jobs/scene-1.json"}
+        "job_id": "scene-1",
+        "spec_uri": "gs://scenerender-specs/jobs/scene-1.json",
+    }
     assert json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"]) == SPEC
     assert http.get("/?job_id=scene-1").status_code == 404
     jobs.create_job("scene-1", {"status": "QUEUED"})
@@ -134,7 +165,8 @@ def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None
 
 
 def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
-        stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus],
+) -> None:
     blobs, jobs, bus = stores
     blobs.objects["gs://scenerender-specs/jobs/scene-1.json"] = json.dumps(SPEC).encode()
     post("on_spec_uploaded", notification("jobs/scene-1.json", generation="1"))

@@ -22,10 +22,17 @@ json_values = st.recursive(
     max_leaves=30,
 )
 spec_like = st.fixed_dictionaries(
-    {"version": st.sampled_from([1, 2, "1", None]), "project_id": st.text(max_size=20),
-     "scene_id": st.text(max_size=20),
-     "segments": st.lists(st.dictionaries(st.sampled_from(["id", "url", "duration", "trim_start", "volume", "x"]),
-                                          json_values, max_size=5), max_size=3)},
+    {
+        "version": st.sampled_from([1, 2, "1", None]),
+        "project_id": st.text(max_size=20),
+        "scene_id": st.text(max_size=20),
+        "segments": st.lists(
+            st.dictionaries(
+                st.sampled_from(["id", "url", "duration", "trim_start", "volume", "x"]), json_values, max_size=5
+            ),
+            max_size=3,
+        ),
+    },
     optional={"audio": json_values, "output": json_values, "job_id": json_values},
 )
 hostile_bytes = st.one_of(
@@ -64,8 +71,10 @@ def test_the_spec_trigger_records_every_drop(raw: bytes) -> None:
 
 
 def test_signed_urls_and_tokens_never_reach_the_logs() -> None:
-    url = ("https://storage.googleapis.com/b/o.mp4?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%40p"
-           "&X-Goog-Signature=deadbeef")
+    url = (
+        "https://storage.googleapis.com/b/o.mp4?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=sa%40p"
+        "&X-Goog-Signature=deadbeef"
+    )
     assert "deadbeef" not in redact(url) and "sa%40p" not in redact(url)
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "output %s with Bearer ya29.secret", (url,), None)
     line: dict[str, Any] = json.loads(JsonFormatter().format(record))

@@ -59,14 +59,15 @@ def test_trims_block_the_fast_path() -> None:
 
 @pytest.mark.parametrize(
     ("fit", "expected"),
-    [("letterbox", "force_original_aspect_ratio=decrease:force_divisible_by=2,pad=1920:1080"),
-     ("crop", "force_original_aspect_ratio=increase,crop=1920:1080"),
-     ("stretch", "scale=1920:1080,setsar=1")],
+    [
+        ("letterbox", "force_original_aspect_ratio=decrease:force_divisible_by=2,pad=1920:1080"),
+        ("crop", "force_original_aspect_ratio=increase,crop=1920:1080"),
+        ("stretch", "scale=1920:1080,setsar=1"),
+    ],
 )
 def test_normalize_command_fits_and_counts_frames(fit: str, expected: str) -> None:
     probes = {"p.mp4": video("p.mp4", width=1080, height=1920, fps=Fraction(25), seconds=2.0)}
-    tl = make({"output": {"fps": 30, "fit": fit}, "segments": [{"id": "a", "url": "p.mp4", "trim_start": 0.5}]},
-              probes)
+    tl = make({"output": {"fps": 30, "fit": fit}, "segments": [{"id": "a", "url": "p.mp4", "trim_start": 0.5}]}, probes)
     cmd = plan.normalize_command(tl.segments[0], tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18))
     argv = cmd.argv
     chain = argv[argv.index("-vf") + 1]
@@ -79,8 +80,13 @@ def test_normalize_command_fits_and_counts_frames(fit: str, expected: str) -> No
 
 def test_every_input_is_limited_to_local_files() -> None:
     probes = {"v.mp4": video("v.mp4"), "d.wav": sound("d.wav")}
-    tl = make({"segments": [{"id": "a", "url": "v.mp4", "volume": 0.5}],
-               "audio": {"clips": [{"type": "sfx", "url": "d.wav"}]}}, probes)
+    tl = make(
+        {
+            "segments": [{"id": "a", "url": "v.mp4", "volume": 0.5}],
+            "audio": {"clips": [{"type": "sfx", "url": "d.wav"}]},
+        },
+        probes,
+    )
     commands = [
         plan.normalize_command(tl.segments[0], tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
         plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
@@ -91,7 +97,7 @@ def test_every_input_is_limited_to_local_files() -> None:
         inputs = [i for i, arg in enumerate(argv) if arg == "-i"]
         assert inputs
         for i in inputs:
-            assert argv[i - 2: i] == ["-protocol_whitelist", "file"], argv
+            assert argv[i - 2 : i] == ["-protocol_whitelist", "file"], argv
 
 
 def test_concat_list_quotes_paths() -> None:
@@ -101,8 +107,13 @@ def test_concat_list_quotes_paths() -> None:
 
 def test_mix_places_each_clip_at_its_sample() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=4), "d.wav": sound("d.wav", seconds=1)}
-    tl = make({"segments": [{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
-               "audio": {"clips": [{"type": "dialogue", "url": "d.wav", "segment_id": "b", "offset": 0.25}]}}, probes)
+    tl = make(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
+            "audio": {"clips": [{"type": "dialogue", "url": "d.wav", "segment_id": "b", "offset": 0.25}]},
+        },
+        probes,
+    )
     cmd = plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt"))
     graph = cmd.files[Path("g.txt")]
     assert "adelay=delays=204000S:all=1" in graph  # (4 + 0.25) s * 48000
@@ -112,30 +123,59 @@ def test_mix_places_each_clip_at_its_sample() -> None:
 
 def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=10), "m.wav": sound("m.wav", seconds=3)}
-    whole = make({"segments": [{"id": "a", "url": "v.mp4"}],
-                  "audio": {"clips": [{"type": "music", "url": "m.wav", "loop": True}]}}, probes)
+    whole = make(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {"clips": [{"type": "music", "url": "m.wav", "loop": True}]},
+        },
+        probes,
+    )
     argv = plan.audio_mix_command(whole, Path("m.wav"), Path("g")).argv
     assert argv[argv.index("-stream_loop") + 1] == "-1"
-    part = make({"segments": [{"id": "a", "url": "v.mp4"}],
-                 "audio": {"clips": [{"type": "music", "url": "m.wav", "loop": True, "trim_start": 1}]}}, probes)
+    part = make(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {"clips": [{"type": "music", "url": "m.wav", "loop": True, "trim_start": 1}]},
+        },
+        probes,
+    )
     cmd = plan.audio_mix_command(part, Path("m.wav"), Path("g"))
     assert "-stream_loop" not in cmd.argv and "aloop=loop=-1:size=96000" in cmd.files[Path("g")]
 
 
 def _gain_at(expr: str, t: float) -> float:
     # The ffmpeg expression uses only these functions; evaluate it as Python to check the curve.
-    env = {"clip": lambda x, lo, hi: min(max(x, lo), hi), "min": min, "pow": pow,
-           "gte": lambda a, b: float(a >= b), "lte": lambda a, b: float(a <= b), "t": t}
+    env = {
+        "clip": lambda x, lo, hi: min(max(x, lo), hi),
+        "min": min,
+        "pow": pow,
+        "gte": lambda a, b: float(a >= b),
+        "lte": lambda a, b: float(a <= b),
+        "t": t,
+    }
     return float(eval(expr, {"__builtins__": {}}, env))
 
 
 def test_ducking_curve_follows_the_timeline() -> None:
-    probes = {"v.mp4": video("v.mp4", seconds=10), "m.wav": sound("m.wav", seconds=10),
-              "d.wav": sound("d.wav", seconds=1)}
-    tl = make({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {
-        "clips": [{"type": "music", "url": "m.wav"}, {"type": "dialogue", "url": "d.wav", "start": 3},
-                  {"type": "narration", "url": "d.wav", "start": 3.5}],
-        "ducking": {"music_db": -12, "attack": 0.2, "release": 0.5}}}, probes)
+    probes = {
+        "v.mp4": video("v.mp4", seconds=10),
+        "m.wav": sound("m.wav", seconds=10),
+        "d.wav": sound("d.wav", seconds=1),
+    }
+    tl = make(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {
+                "clips": [
+                    {"type": "music", "url": "m.wav"},
+                    {"type": "dialogue", "url": "d.wav", "start": 3},
+                    {"type": "narration", "url": "d.wav", "start": 3.5},
+                ],
+                "ducking": {"music_db": -12, "attack": 0.2, "release": 0.5},
+            },
+        },
+        probes,
+    )
     graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
     expr = graph.split("volume=volume='")[1].split("'")[0]
     assert _gain_at(expr, 2.0) == pytest.approx(1.0)
@@ -148,9 +188,16 @@ def test_ducking_curve_follows_the_timeline() -> None:
 
 def test_no_ducking_when_disabled() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=10), "m.wav": sound("m.wav"), "d.wav": sound("d.wav")}
-    tl = make({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {
-        "clips": [{"type": "music", "url": "m.wav"}, {"type": "dialogue", "url": "d.wav"}],
-        "ducking": {"enabled": False}}}, probes)
+    tl = make(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {
+                "clips": [{"type": "music", "url": "m.wav"}, {"type": "dialogue", "url": "d.wav"}],
+                "ducking": {"enabled": False},
+            },
+        },
+        probes,
+    )
     assert "eval=frame" not in plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
 
 
@@ -191,9 +238,10 @@ def test_loudness_gain_is_linear_when_the_peak_allows_it() -> None:
     chain = plan.audio_encode_command(Path("m.wav"), tl, quiet, Path("a.m4a")).argv
     assert chain[chain.index("-af") + 1].startswith("volume=9.10dB,")
     peaky = plan.parse_ebur128(EBUR128_SUMMARY.format(peak="-5.0"))
-    chain = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a")).argv
+    chain = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a"), correction_db=-0.5).argv
     af = chain[chain.index("-af") + 1]
-    assert af.startswith("loudnorm=I=-14:TP=-1.5:") and "measured_I=-23.1" in af and "measured_TP=-5.0" in af
+    assert af.startswith("volume=8.60dB,aresample=192000,alimiter=limit=0.8414:")  # -1.5 dBTP, 4x rate
+    assert "level=false" in af and "aresample=48000" in af
 
 
 def test_mux_copies_and_puts_the_index_first() -> None:

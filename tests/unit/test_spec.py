@@ -17,18 +17,38 @@ CONTRACT_EXAMPLE: dict[str, Any] = {
     "scene_id": "scene-42",
     "owner_uid": "firebase-uid-123",
     "batch_id": None,
-    "output": {"resolution": "1080p", "fps": 30, "fit": "letterbox", "preview": False,
-               "duration_policy": "video", "filename": "scene-42.mp4"},
-    "segments": [{"id": "seg-1", "url": "gs://media/scene-42/seg-1.mp4", "trim_start": 0.0, "duration": 4.8,
-                  "volume": 0.0}],
+    "output": {
+        "resolution": "1080p",
+        "fps": 30,
+        "fit": "letterbox",
+        "preview": False,
+        "duration_policy": "video",
+        "filename": "scene-42.mp4",
+    },
+    "segments": [
+        {"id": "seg-1", "url": "gs://media/scene-42/seg-1.mp4", "trim_start": 0.0, "duration": 4.8, "volume": 0.0}
+    ],
     "audio": {
         "tracks": {"narration": True, "dialogue": True, "music": True, "sfx": False},
         "clips": [
             {"type": "narration", "url": "gs://media/narr.mp3", "start": 0.0},
-            {"type": "dialogue", "url": "gs://media/d1.wav", "segment_id": "seg-1", "offset": 0.25,
-             "character": {"id": "c-1", "name": "Ava"}, "text": "Where were you?"},
-            {"type": "music", "url": "https://cdn.example.com/theme.mp3", "start": 0.0, "loop": True,
-             "volume": 0.35, "fade_in": 1.0, "fade_out": 2.0},
+            {
+                "type": "dialogue",
+                "url": "gs://media/d1.wav",
+                "segment_id": "seg-1",
+                "offset": 0.25,
+                "character": {"id": "c-1", "name": "Ava"},
+                "text": "Where were you?",
+            },
+            {
+                "type": "music",
+                "url": "https://cdn.example.com/theme.mp3",
+                "start": 0.0,
+                "loop": True,
+                "volume": 0.35,
+                "fade_in": 1.0,
+                "fade_out": 2.0,
+            },
             {"type": "sfx", "url": "gs://media/door.wav", "start": 3.2, "volume": 0.8},
         ],
         "ducking": {"enabled": True, "music_db": -12, "attack": 0.2, "release": 0.5},
@@ -38,8 +58,7 @@ CONTRACT_EXAMPLE: dict[str, Any] = {
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"version": 1, "project_id": "p", "scene_id": "s",
-                            "segments": [{"id": "a", "url": "a.mp4"}]}
+    spec: dict[str, Any] = {"version": 1, "project_id": "p", "scene_id": "s", "segments": [{"id": "a", "url": "a.mp4"}]}
     spec.update(overrides)
     return spec
 
@@ -81,8 +100,12 @@ def test_every_problem_is_listed_with_its_path() -> None:
 
 
 def test_missing_segment_reference_is_named() -> None:
-    bad = minimal(audio={"clips": [{"type": "sfx", "url": "x.wav", "start": 0}] * 3
-                         + [{"type": "dialogue", "url": "d.wav", "segment_id": "seg-9"}]})
+    bad = minimal(
+        audio={
+            "clips": [{"type": "sfx", "url": "x.wav", "start": 0}] * 3
+            + [{"type": "dialogue", "url": "d.wav", "segment_id": "seg-9"}]
+        }
+    )
     assert errors_of(bad) == ['audio.clips[3].segment_id: no segment "seg-9"']
 
 
@@ -109,8 +132,15 @@ def test_clip_rules(clip: dict[str, Any], expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("resolution", "size"),
-    [("360p", (640, 360)), ("480p", (854, 480)), ("720p", (1280, 720)), ("1080p", (1920, 1080)),
-     ("1440p", (2560, 1440)), ("2160p", (3840, 2160)), ("1080x1920", (1080, 1920))],
+    [
+        ("360p", (640, 360)),
+        ("480p", (854, 480)),
+        ("720p", (1280, 720)),
+        ("1080p", (1920, 1080)),
+        ("1440p", (2560, 1440)),
+        ("2160p", (3840, 2160)),
+        ("1080x1920", (1080, 1920)),
+    ],
 )
 def test_resolutions(resolution: str, size: tuple[int, int]) -> None:
     assert parse_spec(json.dumps(minimal(output={"resolution": resolution}))).output.size() == size

@@ -101,8 +101,9 @@ def test_every_setting_the_code_requires_is_set_on_each_function_and_the_job() -
     for name, body in resources()["google_cloudfunctions2_function"].items():
         env = block(body, "service_config")["environment_variables"]
         assert "local.common_env" in str(env), name
-    job_env = block(block(block(resources()["google_cloud_run_v2_job"]["renderer"], "template"), "template"),
-                    "containers")
+    job_env = block(
+        block(block(resources()["google_cloud_run_v2_job"]["renderer"], "template"), "template"), "containers"
+    )
     assert "local.common_env" in str(job_env)
     signer = block(resources()["google_cloudfunctions2_function"]["report"], "service_config")
     assert Settings.env_name("signer_service_account") in str(signer["environment_variables"])
@@ -136,8 +137,9 @@ def test_function_source_is_named_by_content_hash() -> None:
 def test_terraform_fmt() -> None:
     if shutil.which("terraform") is None:
         pytest.skip("terraform is not installed")
-    done = subprocess.run(["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        ["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -37,17 +37,23 @@ def test_fps_defaults_to_first_segment_and_ntsc_decimals_are_exact() -> None:
 
 
 def test_dialogue_by_segment_offset_and_automatic_sequence() -> None:
-    probes = {"v.mp4": video("v.mp4", seconds=4), "d1.wav": sound("d1.wav", seconds=1.0),
-              "d2.wav": sound("d2.wav", seconds=0.5), "d3.wav": sound("d3.wav", seconds=0.3)}
+    probes = {
+        "v.mp4": video("v.mp4", seconds=4),
+        "d1.wav": sound("d1.wav", seconds=1.0),
+        "d2.wav": sound("d2.wav", seconds=0.5),
+        "d3.wav": sound("d3.wav", seconds=0.3),
+    }
     spec = {
         "segments": [{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
-        "audio": {"clips": [
-            {"type": "dialogue", "url": "d1.wav", "segment_id": "b"},
-            {"type": "dialogue", "url": "d2.wav", "segment_id": "b"},
-            {"type": "dialogue", "url": "d3.wav", "segment_id": "b", "offset": 0.25},
-            {"type": "sfx", "url": "d3.wav", "start": 1.5},
-            {"type": "narration", "url": "d3.wav"},
-        ]},
+        "audio": {
+            "clips": [
+                {"type": "dialogue", "url": "d1.wav", "segment_id": "b"},
+                {"type": "dialogue", "url": "d2.wav", "segment_id": "b"},
+                {"type": "dialogue", "url": "d3.wav", "segment_id": "b", "offset": 0.25},
+                {"type": "sfx", "url": "d3.wav", "start": 1.5},
+                {"type": "narration", "url": "d3.wav"},
+            ]
+        },
     }
     starts = [c.start for c in timeline(spec, probes).clips]
     assert starts == pytest.approx([4.0, 5.2, 4.25, 1.5, 0.0])
@@ -55,8 +61,10 @@ def test_dialogue_by_segment_offset_and_automatic_sequence() -> None:
 
 def test_clip_past_the_scene_end_is_a_located_error() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=2), "d.wav": sound("d.wav")}
-    spec = {"segments": [{"id": "a", "url": "v.mp4"}],
-            "audio": {"clips": [{"type": "sfx", "url": "d.wav", "start": 2.5}]}}
+    spec = {
+        "segments": [{"id": "a", "url": "v.mp4"}],
+        "audio": {"clips": [{"type": "sfx", "url": "d.wav", "start": 2.5}]},
+    }
     with pytest.raises(SpecError) as info:
         timeline(spec, probes)
     assert str(info.value.details[0]).startswith("audio.clips[0].start: starts at 2.500 s")
@@ -72,14 +80,24 @@ def test_duration_longer_than_source_is_an_error_never_a_silent_fix() -> None:
     with pytest.raises(SpecError, match=r"segments\[0\]\.trim_start: 2.5 s is past the end"):
         timeline({"segments": [{"id": "a", "url": "v.mp4", "trim_start": 2.5}]}, probes)
     with pytest.raises(SpecError, match=r"audio\.clips\[0\]\.duration"):
-        timeline({"segments": [{"id": "a", "url": "v.mp4"}],
-                  "audio": {"clips": [{"type": "sfx", "url": "d.wav", "duration": 1.5}]}}, probes)
+        timeline(
+            {
+                "segments": [{"id": "a", "url": "v.mp4"}],
+                "audio": {"clips": [{"type": "sfx", "url": "d.wav", "duration": 1.5}]},
+            },
+            probes,
+        )
 
 
 def test_audio_length_comes_from_the_file() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=6), "d.wav": sound("d.wav", seconds=1.37)}
-    tl = timeline({"segments": [{"id": "a", "url": "v.mp4"}],
-                   "audio": {"clips": [{"type": "sfx", "url": "d.wav", "start": 1, "trim_start": 0.2}]}}, probes)
+    tl = timeline(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {"clips": [{"type": "sfx", "url": "d.wav", "start": 1, "trim_start": 0.2}]},
+        },
+        probes,
+    )
     assert tl.clips[0].length == pytest.approx(1.17) and tl.clips[0].end == pytest.approx(2.17)
 
 
@@ -87,18 +105,30 @@ def test_segment_without_video_and_clip_without_audio_name_the_input() -> None:
     with pytest.raises(InputMediaError, match=r"segments\[0\]\.url.*no video stream"):
         timeline({"segments": [{"id": "a", "url": "d.wav"}]}, {"d.wav": sound("d.wav")})
     with pytest.raises(InputMediaError, match=r"audio\.clips\[0\]\.url.*no audio stream"):
-        timeline({"segments": [{"id": "a", "url": "v.mp4"}],
-                  "audio": {"clips": [{"type": "sfx", "url": "m.mp4"}]}},
-                 {"v.mp4": video("v.mp4"), "m.mp4": video("m.mp4", audio=False)})
+        timeline(
+            {"segments": [{"id": "a", "url": "v.mp4"}], "audio": {"clips": [{"type": "sfx", "url": "m.mp4"}]}},
+            {"v.mp4": video("v.mp4"), "m.mp4": video("m.mp4", audio=False)},
+        )
 
 
 def test_loops_run_to_the_scene_end_and_overruns_are_reported() -> None:
-    probes = {"v.mp4": video("v.mp4", seconds=3), "m.wav": sound("m.wav", seconds=1),
-              "n.wav": sound("n.wav", seconds=2)}
-    tl = timeline({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {"clips": [
-        {"type": "music", "url": "m.wav", "loop": True},
-        {"type": "narration", "url": "n.wav", "start": 2},
-    ]}}, probes)
+    probes = {
+        "v.mp4": video("v.mp4", seconds=3),
+        "m.wav": sound("m.wav", seconds=1),
+        "n.wav": sound("n.wav", seconds=2),
+    }
+    tl = timeline(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {
+                "clips": [
+                    {"type": "music", "url": "m.wav", "loop": True},
+                    {"type": "narration", "url": "n.wav", "start": 2},
+                ]
+            },
+        },
+        probes,
+    )
     assert tl.clips[0].end == pytest.approx(3.0)
     assert tl.overruns == (1,)
     assert tl.speech == ((2.0, 3.0),)
@@ -106,18 +136,34 @@ def test_loops_run_to_the_scene_end_and_overruns_are_reported() -> None:
 
 def test_longest_policy_holds_the_last_frame_until_audio_ends() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=3), "n.wav": sound("n.wav", seconds=2)}
-    tl = timeline({"output": {"duration_policy": "longest"}, "segments": [{"id": "a", "url": "v.mp4"}],
-                   "audio": {"clips": [{"type": "narration", "url": "n.wav", "start": 2.51}]}}, probes)
+    tl = timeline(
+        {
+            "output": {"duration_policy": "longest"},
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {"clips": [{"type": "narration", "url": "n.wav", "start": 2.51}]},
+        },
+        probes,
+    )
     assert tl.hold_frames == 46  # 1.51 s at 30 fps, rounded up
     assert tl.duration == Fraction(136, 30) and not tl.overruns
 
 
 def test_disabled_tracks_are_left_out_and_overlaps_are_found() -> None:
     probes = {"v.mp4": video("v.mp4", seconds=5), "d.wav": sound("d.wav", seconds=1)}
-    tl = timeline({"segments": [{"id": "a", "url": "v.mp4"}], "audio": {
-        "tracks": {"sfx": False},
-        "clips": [{"type": "sfx", "url": "d.wav"}, {"type": "dialogue", "url": "d.wav", "start": 1},
-                  {"type": "narration", "url": "d.wav", "start": 1.5}]}}, probes)
+    tl = timeline(
+        {
+            "segments": [{"id": "a", "url": "v.mp4"}],
+            "audio": {
+                "tracks": {"sfx": False},
+                "clips": [
+                    {"type": "sfx", "url": "d.wav"},
+                    {"type": "dialogue", "url": "d.wav", "start": 1},
+                    {"type": "narration", "url": "d.wav", "start": 1.5},
+                ],
+            },
+        },
+        probes,
+    )
     assert [c.index for c in tl.clips] == [1, 2]
     assert tl.overlaps == ((1, 2),)
     assert tl.speech == ((1.0, 2.5),)
