@@ -39,12 +39,17 @@ def firestore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield base
     finally:
+        # gcloud starts java under it: end the whole group, hard if it lingers.
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
         log.close()
 
 
-def token(uid: str) -> str:
+def token(uid: str, provider: str = "password") -> str:
     """An unsigned ID token, which the emulator accepts (alg none)."""
 
     def part(data: dict[str, object]) -> str:
@@ -57,7 +62,7 @@ def token(uid: str) -> str:
         "iss": f"https://securetoken.google.com/{PROJECT}",
         "iat": int(time.time()),
         "exp": int(time.time()) + 3600,
-        "firebase": {"sign_in_provider": "custom"},
+        "firebase": {"sign_in_provider": provider},
     }
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
@@ -66,11 +71,29 @@ def doc_url(base: str, path: str) -> str:
     return f"{base}/v1/projects/{PROJECT}/databases/(default)/documents/{path}"
 
 
+def as_user(uid: str, provider: str = "password") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(uid, provider)}"}
+
+
+# Who is refused a document alice owns: another signed-in user, a Firebase anonymous user, and
+# a request with no credentials at all.
+STRANGERS = {
+    "another user": as_user("bob"),
+    "anonymous user": as_user("anon-1", provider="anonymous"),
+    "no credentials": {},
+}
+
+
 def seed(base: str) -> None:
     # "Bearer owner" is the emulator's admin bypass, as the pipeline's service accounts bypass rules.
-    for job_id, owner in (("job-a", "alice"), ("job-b", "bob")):
+    docs = {
+        "render_jobs/job-a": "alice",
+        "render_jobs/job-b": "bob",
+        "render_batches/batch-a": "alice",
+    }
+    for path, owner in docs.items():
         response = httpx.patch(
-            doc_url(base, f"render_jobs/{job_id}"),
+            doc_url(base, path),
             headers={"Authorization": "Bearer owner"},
             json={"fields": {"owner_uid": {"stringValue": owner}, "status": {"stringValue": "COMPLETED"}}},
             timeout=10,
@@ -78,23 +101,46 @@ def seed(base: str) -> None:
         assert response.status_code == 200, response.text
 
 
-def test_owner_reads_own_job_and_nobody_else_does(firestore: str) -> None:
+@pytest.mark.parametrize("path", ["render_jobs/job-a", "render_batches/batch-a"])
+def test_owner_reads_own_document_and_nobody_else_does(firestore: str, path: str) -> None:
     seed(firestore)
-    url = doc_url(firestore, "render_jobs/job-a")
-    own = httpx.get(url, headers={"Authorization": f"Bearer {token('alice')}"}, timeout=10)
+    url = doc_url(firestore, path)
+    own = httpx.get(url, headers=as_user("alice"), timeout=10)
     assert own.status_code == 200 and own.json()["fields"]["status"]["stringValue"] == "COMPLETED"
-    assert httpx.get(url, headers={"Authorization": f"Bearer {token('bob')}"}, timeout=10).status_code == 403
-    assert httpx.get(url, timeout=10).status_code == 403  # anonymous
+    for who, headers in STRANGERS.items():
+        assert httpx.get(url, headers=headers, timeout=10).status_code == 403, who
 
 
-@pytest.mark.parametrize("path", ["render_jobs/job-a", "render_jobs/new-job", "render_batches/b-1", "other/x"])
+def run_query(base: str, headers: dict[str, str], owner: str | None) -> httpx.Response:
+    query: dict[str, object] = {"from": [{"collectionId": "render_jobs"}]}
+    if owner is not None:
+        query["where"] = {
+            "fieldFilter": {"field": {"fieldPath": "owner_uid"}, "op": "EQUAL", "value": {"stringValue": owner}}
+        }
+    url = f"{base}/v1/projects/{PROJECT}/databases/(default)/documents:runQuery"
+    return httpx.post(url, headers=headers, json={"structuredQuery": query}, timeout=10)
+
+
+def test_a_user_may_list_only_their_own_jobs(firestore: str) -> None:
+    seed(firestore)
+    mine = run_query(firestore, as_user("alice"), owner="alice")
+    assert mine.status_code == 200, mine.text
+    names = [r["document"]["name"].rsplit("/", 1)[-1] for r in mine.json() if "document" in r]
+    assert names == ["job-a"]
+    # Rules are not filters: a query that could return another user's job is refused whole.
+    assert run_query(firestore, as_user("alice"), owner=None).status_code == 403
+    assert run_query(firestore, as_user("alice"), owner="bob").status_code == 403
+
+
+@pytest.mark.parametrize("path", ["render_jobs/job-a", "render_jobs/new-job", "render_batches/batch-a", "other/x"])
 def test_no_client_writes(firestore: str, path: str) -> None:
     seed(firestore)
-    body = {"fields": {"owner_uid": {"stringValue": "alice"}, "status": {"stringValue": "COMPLETED"}}}
-    for headers in ({"Authorization": f"Bearer {token('alice')}"}, {}):
+    body = {"fields": {"owner_uid": {"stringValue": "alice"}, "status": {"stringValue": "QUEUED"}}}
+    for who, headers in {"owner": as_user("alice"), **STRANGERS}.items():
         response = httpx.patch(doc_url(firestore, path), headers=headers, json=body, timeout=10)
-        assert response.status_code == 403, (path, response.text)
-    deleted = httpx.delete(
-        doc_url(firestore, "render_jobs/job-a"), headers={"Authorization": f"Bearer {token('alice')}"}, timeout=10
-    )
-    assert deleted.status_code == 403
+        assert response.status_code == 403, (path, who, response.text)
+        deleted = httpx.delete(doc_url(firestore, path), headers=headers, timeout=10)
+        assert deleted.status_code == 403, (path, who, deleted.text)
+    if path == "render_jobs/job-a":  # and nothing changed
+        kept = httpx.get(doc_url(firestore, path), headers=as_user("alice"), timeout=10)
+        assert kept.json()["fields"]["status"]["stringValue"] == "COMPLETED"
