@@ -5,6 +5,19 @@ resource "google_artifact_registry_repository" "images" {
   format        = "DOCKER"
   description   = "SceneRender renderer images"
 
+  # Images older than 30 days are deleted, except the 10 most recent (KEEP wins over DELETE),
+  # so the repository's storage stays bounded; the deployed image is one of the newest.
+  cleanup_policy_dry_run = false
+
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      tag_state  = "ANY"
+      older_than = "2592000s"
+    }
+  }
+
   cleanup_policies {
     id     = "keep-recent"
     action = "KEEP"
