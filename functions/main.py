@@ -57,6 +57,18 @@ def on_render_reported(event: CloudEvent) -> None:
     pipeline.record_report(report, settings=get_settings(), blobs=clients.blobs(), jobs=clients.jobs())
 
 
+@functions_framework.cloud_event
+def on_render_dead_lettered(event: CloudEvent) -> None:
+    """A render request that ran out of deliveries: its job ends FAILED with the last error."""
+    attributes, body = _message(event)
+    try:
+        request = json.loads(body)
+    except ValueError:
+        log.error("unreadable dead-lettered request dropped")
+        return
+    pipeline.record_dead_letter(request, attributes, jobs=clients.jobs())
+
+
 @functions_framework.http
 def http_api(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """POST a spec (stored like a dropped file; returns the job id); GET ?job_id= (the job document)."""

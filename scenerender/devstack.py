@@ -33,6 +33,7 @@ FUNCTIONS = {
     "spec": ("on_spec_uploaded", "cloudevent"),
     "report": ("on_render_reported", "cloudevent"),
     "api": ("http_api", "http"),
+    "dead": ("on_render_dead_lettered", "cloudevent"),
 }
 
 
@@ -45,7 +46,7 @@ class Ports:
     pubsub: int = 8085
     firestore: int = 8086
     gcs: int = 4443
-    functions: int = 8090  # spec, report and api functions on this port and the next two
+    functions: int = 8090  # the functions, in FUNCTIONS order, on this port and the next ones
 
     def function_port(self, name: str) -> int:
         return self.functions + list(FUNCTIONS).index(name)
@@ -345,6 +346,12 @@ class DevStack:
         s, p = self._with_env(env), self.state.ports
         ensure_subscription(
             s, f"{s.spec_topic}-function", s.spec_topic, push_endpoint=f"http://127.0.0.1:{p.function_port('spec')}/"
+        )
+        ensure_subscription(
+            s,
+            f"{s.dead_letter_topic}-function",
+            s.dead_letter_topic,
+            push_endpoint=f"http://127.0.0.1:{p.function_port('dead')}/",
         )
         ensure_subscription(
             s,

@@ -296,11 +296,15 @@ def _render_and_report(
     except SceneRenderError as exc:
         if exc.retryable and attempt < settings.max_attempts:
             log.warning("job %s attempt %d: %s; left for redelivery", job_id, attempt, exc.message)
+            jobs.note(job_id, {"last_error": exc.to_dict()})
             return WorkOutcome(ack=False, status="RETRY")
         report.update(status="FAILED", error=exc.to_dict())
     except Exception as exc:  # a bug or an unforeseen failure: recorded, never silent
         log.exception("job %s attempt %d: internal error", job_id, attempt)
         if attempt < settings.max_attempts:
+            jobs.note(
+                job_id, {"last_error": {"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}", "details": []}}
+            )
             return WorkOutcome(ack=False, status="RETRY")
         report.update(
             status="FAILED", error={"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}", "details": []}
@@ -318,6 +322,28 @@ def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, j
         output = {"uri": uri, "url": url, "url_expires_at": expires, **report.get("result", {})}
         return jobs.complete(job_id, output)
     error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}
+    return jobs.fail(job_id, error)
+
+
+def record_dead_letter(request: dict[str, Any], attributes: dict[str, str], *, jobs: Jobs) -> bool:
+    """A render request Pub/Sub gave up on: its job ends FAILED with the last error seen.
+
+    Without this a request that exhausted its deliveries would leave its job QUEUED or
+    RUNNING for ever.
+    """
+    job_id = str(request.get("job_id", ""))
+    if not job_id:
+        log.error("dead-lettered message without a job id dropped")
+        return False
+    doc = jobs.get(job_id) or {}
+    deliveries = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
+    last = doc.get("last_error") or {}
+    error = {
+        "code": last.get("code") or "INTERNAL",
+        "message": f"gave up after {deliveries} deliveries"
+        + (f"; last error: {last.get('message')}" if last.get("message") else ""),
+        "details": last.get("details") or [],
+    }
     return jobs.fail(job_id, error)
 
 

@@ -110,6 +110,43 @@ resource "google_cloudfunctions2_function" "report" {
   depends_on = [google_project_iam_member.builder]
 }
 
+# Render requests Pub/Sub gave up on: their jobs end FAILED with the last error seen.
+resource "google_cloudfunctions2_function" "dead_letter" {
+  name     = "${local.prefix}-on-render-dead-lettered"
+  location = var.region
+
+  build_config {
+    runtime         = "python311"
+    entry_point     = "on_render_dead_lettered"
+    service_account = google_service_account.builder.id
+    source {
+      storage_source {
+        bucket = local.function_source.bucket
+        object = local.function_source.object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.dead_letter_function.email
+    environment_variables = local.common_env
+    available_memory      = "256M"
+    timeout_seconds       = 60
+    max_instance_count    = 5
+    ingress_settings      = "ALLOW_INTERNAL_ONLY"
+  }
+
+  event_trigger {
+    trigger_region        = var.region
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    pubsub_topic          = google_pubsub_topic.dead_letter.id
+    retry_policy          = "RETRY_POLICY_RETRY"
+    service_account_email = google_service_account.dead_letter_trigger.email
+  }
+
+  depends_on = [google_project_iam_member.builder]
+}
+
 # HTTP API for clients that cannot write to GCS. It requires IAM authentication (no
 # allUsers grant): callers need roles/run.invoker on it, granted by whoever adopts it.
 resource "google_cloudfunctions2_function" "api" {

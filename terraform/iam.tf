@@ -16,6 +16,11 @@ resource "google_service_account" "api_function" {
   display_name = "SceneRender HTTP API"
 }
 
+resource "google_service_account" "dead_letter_function" {
+  account_id   = "${local.prefix}-dead-fn"
+  display_name = "SceneRender dead-letter handler"
+}
+
 resource "google_service_account" "renderer" {
   account_id   = "${local.prefix}-renderer"
   display_name = "SceneRender renderer job"
@@ -26,6 +31,11 @@ resource "google_service_account" "renderer" {
 resource "google_service_account" "spec_trigger" {
   account_id   = "${local.prefix}-spec-trg"
   display_name = "SceneRender Eventarc trigger of the spec function"
+}
+
+resource "google_service_account" "dead_letter_trigger" {
+  account_id   = "${local.prefix}-dead-trg"
+  display_name = "SceneRender Eventarc trigger of the dead-letter function"
 }
 
 resource "google_service_account" "report_trigger" {
@@ -117,6 +127,7 @@ resource "google_project_iam_member" "firestore_writers" {
   for_each = {
     spec     = google_service_account.spec_function.member
     report   = google_service_account.report_function.member
+    dead     = google_service_account.dead_letter_function.member
     renderer = google_service_account.renderer.member
   }
   project = var.project_id
@@ -143,6 +154,11 @@ locals {
       member   = google_service_account.report_trigger.member
       name     = google_service_account.report_trigger.name
       function = google_cloudfunctions2_function.report.name
+    }
+    dead_letter = {
+      member   = google_service_account.dead_letter_trigger.member
+      name     = google_service_account.dead_letter_trigger.name
+      function = google_cloudfunctions2_function.dead_letter.name
     }
   }
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scenerender import clients
-from scenerender.devstack import DevStack, Ports, free_port
+from scenerender.devstack import FUNCTIONS, DevStack, Ports, free_port
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2
@@ -25,7 +25,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     os.environ.update(FAST_RECOVERY)
     get_settings.cache_clear()
     functions_port = free_port()
-    while any(not _free(functions_port + i) for i in range(3)):
+    while any(not _free(functions_port + i) for i in range(len(FUNCTIONS))):
         functions_port = free_port()
     stack = DevStack(
         get_settings(),

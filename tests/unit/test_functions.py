@@ -178,3 +178,31 @@ def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
     assert job["status"] == "QUEUED" and job["spec_generation"] == "3"
     assert job["history"] == [{"status": "COMPLETED", "output": {"uri": "gs://r/old.mp4"}}]
     assert len(bus.published) == 2
+
+
+def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scenerender import pipeline
+    from scenerender.errors import TransientError
+
+    _, jobs, bus = stores
+    settings = get_settings()
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise TransientError("storage unavailable")
+
+    monkeypatch.setattr(pipeline, "render", unavailable)
+    jobs.create_job("scene-1", {"status": "QUEUED"})
+    request = {"job_id": "scene-1", "spec": SPEC}
+    outcomes = [
+        pipeline.run_render_request(request, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus)
+        for _ in range(settings.max_attempts)
+    ]
+    assert [o.ack for o in outcomes] == [False] * (settings.max_attempts - 1) + [True]
+    topic, report, _ = bus.published[-1]
+    assert topic == settings.completion_topic and report["status"] == "FAILED"
+    assert report["attempt"] == settings.max_attempts and report["error"]["message"] == "storage unavailable"
+    assert jobs.docs["scene-1"]["last_error"]["message"] == "storage unavailable"
+    pipeline.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
+    assert jobs.docs["scene-1"]["status"] == "FAILED"

@@ -111,8 +111,8 @@ def test_every_function_and_the_job_run_as_their_own_account() -> None:
     accounts = {name: block(body, "service_config")["service_account_email"] for name, body in functions().items()}
     job = resources()["google_cloud_run_v2_job"]["renderer"]
     accounts["renderer"] = block(block(job, "template"), "template")["service_account"]
-    assert set(accounts) == {"spec", "report", "api", "renderer"}
-    assert len(set(accounts.values())) == 4, accounts
+    assert set(accounts) == {"spec", "report", "api", "dead_letter", "renderer"}
+    assert len(set(accounts.values())) == len(accounts), accounts
     declared = resources()["google_service_account"]
     for account in accounts.values():
         found = re.fullmatch(r"\$\{google_service_account\.(\w+)\.email\}", account)
@@ -124,7 +124,12 @@ def test_every_function_and_the_job_run_as_their_own_account() -> None:
 
 def test_the_function_entry_points_and_their_triggers() -> None:
     entry = {name: block(body, "build_config")["entry_point"] for name, body in functions().items()}
-    assert entry == {"spec": "on_spec_uploaded", "report": "on_render_reported", "api": "http_api"}
+    assert entry == {
+        "spec": "on_spec_uploaded",
+        "report": "on_render_reported",
+        "api": "http_api",
+        "dead_letter": "on_render_dead_lettered",
+    }
     source = (ROOT / "functions" / "main.py").read_text()
     for name in entry.values():
         assert f"def {name}(" in source, name
@@ -143,6 +148,8 @@ def test_the_notification_feeds_the_topic_the_spec_function_listens_on() -> None
     report = block(functions()["report"], "event_trigger")
     assert report["pubsub_topic"] == "${google_pubsub_topic.render_reports.id}"
     assert report["retry_policy"] == "RETRY_POLICY_RETRY"
+    dead = block(functions()["dead_letter"], "event_trigger")
+    assert dead["pubsub_topic"] == "${google_pubsub_topic.dead_letter.id}"
     # The topics carry the names the code reads from its settings.
     topics = resources()["google_pubsub_topic"]
     assert topics["spec_events"]["name"] == "${local.names.spec_topic}"
@@ -225,7 +232,7 @@ def test_every_setting_the_code_requires_is_set_on_each_function_and_the_job() -
     required = {Settings.env_name(field) for field in REQUIRED_IN_CLOUD}
     known = {Settings.env_name(field) for field in Settings.model_fields}
     env = deployed_env()
-    assert set(env) == {"spec", "report", "api", "renderer"}
+    assert set(env) == {"spec", "report", "api", "dead_letter", "renderer"}
     for component, names in env.items():
         assert required <= names, (component, required - names)
         assert names <= known, (component, names - known)  # no name the code does not read
