@@ -37,9 +37,10 @@ output "functions" {
   description = "Name and URL of each 2nd-gen function (the event functions' URLs accept only their Eventarc triggers)."
   value = {
     for key, fn in {
-      on_spec_uploaded   = google_cloudfunctions2_function.spec
-      on_render_reported = google_cloudfunctions2_function.report
-      http_api           = google_cloudfunctions2_function.api
+      on_spec_uploaded        = google_cloudfunctions2_function.spec
+      on_render_reported      = google_cloudfunctions2_function.report
+      on_render_dead_lettered = google_cloudfunctions2_function.dead_letter
+      http_api                = google_cloudfunctions2_function.api
     } : key => { name = fn.name, url = fn.url }
   }
 }
@@ -57,12 +58,14 @@ output "artifact_repository" {
 output "service_accounts" {
   description = "The account of each component."
   value = {
-    spec_function   = google_service_account.spec_function.email
-    report_function = google_service_account.report_function.email
-    api_function    = google_service_account.api_function.email
-    renderer        = google_service_account.renderer.email
-    spec_trigger    = google_service_account.spec_trigger.email
-    report_trigger  = google_service_account.report_trigger.email
-    builder         = google_service_account.builder.email
+    spec_function        = google_service_account.spec_function.email
+    report_function      = google_service_account.report_function.email
+    api_function         = google_service_account.api_function.email
+    renderer             = google_service_account.renderer.email
+    spec_trigger         = google_service_account.spec_trigger.email
+    report_trigger       = google_service_account.report_trigger.email
+    dead_letter_function = google_service_account.dead_letter_function.email
+    dead_letter_trigger  = google_service_account.dead_letter_trigger.email
+    builder              = google_service_account.builder.email
   }
 }

@@ -1,6 +1,7 @@
 # spec bucket --(notification, jobs/ only)--> spec_events --> on_spec_uploaded
 # on_spec_uploaded --> render_requests --(pull)--> renderer job --> render_reports --> on_render_reported
-# render_requests --(after max_delivery_attempts)--> dead_letter --> dead_letter_keep (nothing is lost)
+# render_requests --(after max_delivery_attempts)--> dead_letter --> on_render_dead_lettered (job FAILED)
+#                                                               \-> dead_letter_keep (a copy kept for inspection)
 
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
