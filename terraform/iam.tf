@@ -81,10 +81,21 @@ resource "google_service_account_iam_member" "report_function_signs_as_itself" {
   member             = google_service_account.report_function.member
 }
 
-# --- HTTP API: writes specs (the same path as a dropped file), reads job documents
+# --- HTTP API: writes specs (the same path as a dropped file), reads job documents.
+# A re-submitted job overwrites its spec object, and an overwrite needs delete as well as
+# create; no predefined role has just those two (objectUser would add reading and listing
+# every spec), so this custom role does. The bucket's versioning keeps what is replaced.
+resource "google_project_iam_custom_role" "spec_writer" {
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_spec_writer"
+  title       = "SceneRender spec writer"
+  description = "Create and replace spec objects; no reading or listing."
+  permissions = ["storage.objects.create", "storage.objects.delete"]
+}
+
 resource "google_storage_bucket_iam_member" "api_function_writes_specs" {
   bucket = google_storage_bucket.specs.name
-  role   = "roles/storage.objectCreator"
+  role   = google_project_iam_custom_role.spec_writer.name
   member = google_service_account.api_function.member
 }
 
