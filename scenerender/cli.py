@@ -88,7 +88,11 @@ def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
 
 
 def render_options(settings: Settings) -> RenderOptions:
+    from scenerender.cache import LocalSegmentCache, default_cache_dir
+
+    cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
     return RenderOptions(
+        segment_cache=cache if settings.segment_cache else None,
         ffmpeg=settings.ffmpeg,
         ffprobe=settings.ffprobe,
         parallelism=settings.parallelism,

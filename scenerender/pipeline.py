@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from scenerender.cache import BlobSegmentCache
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
 from scenerender.launcher import start_renderer
@@ -281,6 +282,7 @@ def _render_and_report(
                 local,
                 lambda d: InputResolver(d, policy, gs_download=download),
                 options=RenderOptions(
+                    segment_cache=BlobSegmentCache(blobs, settings.render_bucket) if settings.segment_cache else None,
                     ffmpeg=settings.ffmpeg,
                     ffprobe=settings.ffprobe,
                     parallelism=settings.parallelism,

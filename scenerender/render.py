@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from scenerender import plan
+from scenerender.cache import SegmentCache, file_digest, segment_key
 from scenerender.errors import RenderError
 from scenerender.ffmpeg import FFmpegRunner, publish_file
 from scenerender.inputs import InputResolver
@@ -52,6 +53,7 @@ class RenderResult:
     fast_path_blockers: list[str] = field(default_factory=list)
     segments_encoded: int = 0
     segments_copied: int = 0
+    segments_reused: int = 0  # normalised segments taken from the segment cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +66,7 @@ class RenderOptions:
     parallelism: int = 0
     timeout_s: float | None = None
     work_dir: str | None = None
+    segment_cache: SegmentCache | None = None
 
 
 class _Progress:
@@ -177,7 +180,7 @@ def render(
             audio_future = audio_pool.submit(audio_job)
             audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
             try:
-                video_out, blockers, encoded = _make_video(timeline, work, runner, opts, tracker)
+                video_out, blockers, encoded, reused = _make_video(timeline, work, runner, opts, tracker)
                 timings["video_s"] = time.monotonic() - t1
             except BaseException as video_error:
                 runner.cancel()
@@ -209,18 +212,20 @@ def render(
     result.fast_path = not blockers
     result.fast_path_blockers = blockers
     result.segments_encoded = encoded
+    result.segments_reused = reused
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 
 
 def _make_video(
     timeline: Timeline, work: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress
-) -> tuple[Path, list[str], int]:
+) -> tuple[Path, list[str], int, int]:
+    """The video stream: (file, why the fast path was not taken, segments encoded, segments reused)."""
     blockers = plan.copy_blockers(timeline)
     video_out = work / "video.mp4"
+    encoded = reused = 0
     if not blockers:
         pieces = [seg.source.path for seg in timeline.segments]
-        encoded = 0
     else:
         enc = plan.EncodeSettings.for_timeline(timeline)
         norm_dir = work / "normalized"
@@ -240,19 +245,39 @@ def _make_video(
         total = sum(c.duration_s for c in commands)
         done: dict[int, float] = {}
         lock = threading.Lock()
+        digests: dict[Path, str] = {}
+        cache = opts.segment_cache
 
-        def run_one(i: int) -> None:
-            def report(fraction: float) -> None:
+        def report(i: int, fraction: float) -> None:
+            with lock:
+                done[i] = fraction * commands[i].duration_s
+                tracker.stage("video", 0.9 * sum(done.values()) / total)
+
+        def run_one(i: int) -> bool:
+            """Encode segment ``i``, or take it from the cache; True if it was reused."""
+            command, source = commands[i], timeline.segments[i].source.path
+            key = None
+            if cache is not None:
                 with lock:
-                    done[i] = fraction * commands[i].duration_s
-                    tracker.stage("video", 0.9 * sum(done.values()) / total)
-
-            runner.run(commands[i].argv, duration_s=commands[i].duration_s, on_progress=report)
+                    digest = digests.get(source.resolve())
+                if digest is None:
+                    digest = file_digest(source)
+                    with lock:
+                        digests[source.resolve()] = digest
+                key = segment_key(digest, command.argv, source, command.output)
+                if cache.fetch(key, command.output):
+                    report(i, 1.0)
+                    return True
+            runner.run(command.argv, duration_s=command.duration_s, on_progress=lambda f: report(i, f))
+            if cache is not None and key is not None:
+                cache.store(key, command.output)
+            return False
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(run_one, range(len(commands))))
+            outcomes = list(pool.map(run_one, range(len(commands))))
         pieces = [c.output for c in commands]
-        encoded = len(commands)
+        reused = sum(outcomes)
+        encoded = len(commands) - reused
     concat = plan.concat_command(pieces, work / "video.ffconcat", video_out, timeline)
     _write_files(concat)
     runner.run(
@@ -260,7 +285,7 @@ def _make_video(
         duration_s=concat.duration_s,
         on_progress=lambda f: tracker.stage("video", 0.9 + 0.1 * f if blockers else f),
     )
-    return video_out, blockers, encoded
+    return video_out, blockers, encoded, reused
 
 
 def _make_audio(

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     render_timeout_s: int = Field(3600, ge=10, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
+    segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
+    cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
     ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")

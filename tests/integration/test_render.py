@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +25,23 @@ def write_spec(folder: Path, spec: dict[str, Any], name: str = "job_spec.json") 
     return path
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path, cache_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # No segment cache unless a test asks for one: each test measures its own encodes.
+    env = {**os.environ, "SCENERENDER_SEGMENT_CACHE": "false"}
+    if cache_dir is not None:
+        env.update(SCENERENDER_SEGMENT_CACHE="true", SCENERENDER_CACHE_DIR=str(cache_dir))
     return subprocess.run(
         [sys.executable, "-m", "scenerender.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
+        env=env,
     )
 
 
-def render(spec_path: Path, out: Path) -> dict[str, Any]:
-    done = run_cli("render", spec_path, "-o", out, "--json")
+def render(spec_path: Path, out: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    done = run_cli("render", spec_path, "-o", out, "--json", cache_dir=cache_dir)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
@@ -282,3 +288,26 @@ def test_a_peaky_mix_is_limited_to_the_ceiling_on_its_way_to_the_target(media: P
     render(spec, out)
     lufs, peak = measure.loudness(out)
     assert abs(lufs - (-14)) <= 1.0 and peak <= -1.0, (lufs, peak)
+
+
+def test_unchanged_segments_are_reused_and_a_changed_one_is_encoded(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    for i in range(4):
+        make_video(tmp_path / f"s{i}.mp4", width=640, height=360, fps=25, duration=1.0, tone=300 + 50 * i)
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "720p", "fps": 30},
+            "segments": [{"id": f"s{i}", "url": f"s{i}.mp4"} for i in range(4)],
+        },
+    )
+    first = render(spec, tmp_path / "first.mp4", cache)
+    assert (first["segments_encoded"], first["segments_reused"]) == (4, 0)
+    second = render(spec, tmp_path / "second.mp4", cache)
+    assert (second["segments_encoded"], second["segments_reused"]) == (0, 4)
+    make_video(tmp_path / "s2.mp4", width=640, height=360, fps=25, duration=1.0, pattern="smptebars")
+    third = render(spec, tmp_path / "third.mp4", cache)
+    assert (third["segments_encoded"], third["segments_reused"]) == (1, 3)
+    for name in ("first", "second", "third"):
+        assert measure.count_frames(tmp_path / f"{name}.mp4") == 120
+    assert (tmp_path / "first.mp4").read_bytes() == (tmp_path / "second.mp4").read_bytes()

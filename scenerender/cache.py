@@ -1,0 +1,116 @@
+"""Normalised segments stored under a content address, so no segment is encoded twice.
+
+The address covers everything the encoded bytes depend on: the source file's content and
+every normalisation parameter (the planned ffmpeg arguments, paths and thread count left
+out). Re-rendering a scene after one segment changed encodes that one segment; the others
+are copied from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+from scenerender.errors import SceneRenderError
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = "1"  # bump when the encoded output changes for the same arguments
+
+
+class SegmentCache(Protocol):
+    def fetch(self, key: str, dest: Path) -> bool:
+        """Copy the entry to ``dest``; False when there is none."""
+
+    def store(self, key: str, src: Path) -> None:
+        """Keep ``src`` under ``key`` (best effort: a failed store never fails a render)."""
+
+
+def file_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def segment_key(source_digest: str, argv: list[str], source: Path, output: Path) -> str:
+    """Content address of one normalised segment."""
+    params: list[str] = []
+    skip = False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "-threads":
+            skip = True  # the thread count changes nothing a player can see
+            continue
+        params.append({str(source): "<source>", str(output): "<output>"}.get(arg, arg))
+    text = "\n".join([CACHE_VERSION, source_digest, *params])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class LocalSegmentCache:
+    """A folder on this machine (local renders): ``~/.cache/scenerender/segments`` by default."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.mp4"
+
+    def fetch(self, key: str, dest: Path) -> bool:
+        path = self._path(key)
+        if not path.is_file():
+            return False
+        try:
+            os.link(path, dest)
+        except OSError:
+            dest.write_bytes(path.read_bytes())
+        return True
+
+    def store(self, key: str, src: Path) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_bytes(src.read_bytes())
+            os.replace(tmp, path)  # readers see a whole entry or none
+        except OSError as exc:
+            log.warning("segment cache: could not store %s: %s", key, exc)
+
+
+class Objects(Protocol):
+    def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None: ...
+    def upload_file(self, src: Path, uri: str, *, content_type: str) -> None: ...
+
+
+class BlobSegmentCache:
+    """Objects under ``gs://RENDER_BUCKET/cache/segments/`` (the pipeline; a lifecycle rule expires them)."""
+
+    def __init__(self, blobs: Objects, bucket: str) -> None:
+        self.blobs = blobs
+        self.prefix = f"gs://{bucket}/cache/segments"
+
+    def fetch(self, key: str, dest: Path) -> bool:
+        try:
+            self.blobs.download(f"{self.prefix}/{key}.mp4", dest)
+        except FileNotFoundError:
+            return False
+        except SceneRenderError as exc:
+            log.warning("segment cache: could not read %s: %s", key, exc.message)
+            return False
+        return True
+
+    def store(self, key: str, src: Path) -> None:
+        try:
+            self.blobs.upload_file(src, f"{self.prefix}/{key}.mp4", content_type="video/mp4")
+        except SceneRenderError as exc:
+            log.warning("segment cache: could not store %s: %s", key, exc.message)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "scenerender" / "segments"
