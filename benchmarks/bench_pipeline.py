@@ -42,8 +42,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="scenerender-pipeline-bench-") as tmp:
         work = Path(tmp)
-        stack = DevStack(Settings(), state_dir=work / "stack", workers=2,
-                         ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=free_port()))
+        stack = DevStack(
+            Settings(),
+            state_dir=work / "stack",
+            workers=2,
+            ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=free_port()),
+        )
         started = time.monotonic()
         stack.up()
         print(f"local cloud up in {time.monotonic() - started:.1f} s")
@@ -65,10 +69,15 @@ def main() -> None:
                 def url(name: str) -> str:
                     return str(media / name) if local else f"gs://{settings.media_bucket}/bench/{name}"
 
-                return {"version": 1, "job_id": job_id, "project_id": "p", "scene_id": "s",
-                        "output": {"resolution": "640x360"},
-                        "segments": [{"id": "a", "url": url("a.mp4")}, {"id": "b", "url": url("b.mp4")}],
-                        "audio": {"clips": [{"type": "dialogue", "url": url("line.wav"), "segment_id": "b"}]}}
+                return {
+                    "version": 1,
+                    "job_id": job_id,
+                    "project_id": "p",
+                    "scene_id": "s",
+                    "output": {"resolution": "640x360"},
+                    "segments": [{"id": "a", "url": url("a.mp4")}, {"id": "b", "url": url("b.mp4")}],
+                    "audio": {"clips": [{"type": "dialogue", "url": url("line.wav"), "segment_id": "b"}]},
+                }
 
             def drop(job_id: str) -> float:
                 body = json.dumps(spec(job_id)).encode()
@@ -90,8 +99,11 @@ def main() -> None:
                 doc = wait(job_id)
                 assert doc["status"] == "COMPLETED", doc
                 to_running.append(doc["started_at"].timestamp() - written)
-                uploaded = blobs.client.bucket(settings.render_bucket).get_blob(
-                    f"renders/{job_id}/{job_id}.mp4").time_created.timestamp()
+                uploaded = (
+                    blobs.client.bucket(settings.render_bucket)
+                    .get_blob(f"renders/{job_id}/{job_id}.mp4")
+                    .time_created.timestamp()
+                )
                 to_completed.append(doc["finished_at"].timestamp() - uploaded)
 
             started = time.monotonic()
@@ -106,18 +118,27 @@ def main() -> None:
             for i in range(args.jobs):
                 path = work / f"local-{i}.json"
                 path.write_text(json.dumps(spec(f"local-{i}", local=True)))
-                subprocess.run([sys.executable, "-m", "scenerender.cli", "render", str(path), "-o",
-                                str(work / f"local-{i}.mp4")], check=True, capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "scenerender.cli", "render", str(path), "-o", str(work / f"local-{i}.mp4")],
+                    check=True,
+                    capture_output=True,
+                )
             sequential_s = time.monotonic() - started
         finally:
             stack.down()
 
-    print(f"spec written -> RUNNING, {args.jobs} jobs: median {statistics.median(to_running):.3f} s, "
-          f"p95 {percentile(to_running, 0.95):.3f} s")
-    print(f"MP4 uploaded -> COMPLETED with URL: median {statistics.median(to_completed):.3f} s, "
-          f"p95 {percentile(to_completed, 0.95):.3f} s")
-    print(f"{args.jobs} specs dropped at once, 2 workers: {burst_s:.2f} s; "
-          f"{args.jobs} local renders one after another: {sequential_s:.2f} s; ratio {sequential_s / burst_s:.2f}x")
+    print(
+        f"spec written -> RUNNING, {args.jobs} jobs: median {statistics.median(to_running):.3f} s, "
+        f"p95 {percentile(to_running, 0.95):.3f} s"
+    )
+    print(
+        f"MP4 uploaded -> COMPLETED with URL: median {statistics.median(to_completed):.3f} s, "
+        f"p95 {percentile(to_completed, 0.95):.3f} s"
+    )
+    print(
+        f"{args.jobs} specs dropped at once, 2 workers: {burst_s:.2f} s; "
+        f"{args.jobs} local renders one after another: {sequential_s:.2f} s; ratio {sequential_s / burst_s:.2f}x"
+    )
 
 
 if __name__ == "__main__":

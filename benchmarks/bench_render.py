@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,10 +75,32 @@ def make_scene(folder: Path, *, segments: int, seconds: float, size: str, fps: i
     media.mkdir(parents=True, exist_ok=True)
     patterns = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc")
     for i in range(min(segments, 4)):
-        ffmpeg("-f", "lavfi", "-i", f"{patterns[i]}=s={size}:r={fps}:d={seconds}",
-               "-f", "lavfi", "-i", f"sine=f={200 + 40 * i}:d={seconds}",
-               "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-               "-c:a", "aac", "-ar", "48000", "-ac", "2", "-shortest", str(media / f"src-{i}.mp4"))
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"{patterns[i]}=s={size}:r={fps}:d={seconds}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=f={200 + 40 * i}:d={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-ar",
+            "48000",
+            "-ac",
+            "2",
+            "-shortest",
+            str(media / f"src-{i}.mp4"),
+        )
     for i in range(segments):
         target = media / f"seg-{i}.mp4"
         target.unlink(missing_ok=True)
@@ -88,15 +111,24 @@ def make_scene(folder: Path, *, segments: int, seconds: float, size: str, fps: i
     ffmpeg("-f", "lavfi", "-i", "sine=f=1100:d=1.2", str(media / "line-2.wav"))
     ffmpeg("-f", "lavfi", "-i", f"sine=f=220:d={min(12.0, scene_s / 3):.2f}", "-ac", "2", str(media / "music.wav"))
     spec = {
-        "version": 1, "project_id": "bench", "scene_id": "ref",
+        "version": 1,
+        "project_id": "bench",
+        "scene_id": "ref",
         "output": {"resolution": "1080p", "fps": 30},
         "segments": [{"id": f"s{i}", "url": f"media/seg-{i}.mp4"} for i in range(segments)],
-        "audio": {"clips": [
-            {"type": "narration", "url": "media/narration.wav", "start": 0.5},
-            {"type": "dialogue", "url": "media/line-1.wav", "segment_id": f"s{min(2, segments - 1)}", "offset": 0.5},
-            {"type": "dialogue", "url": "media/line-2.wav", "segment_id": f"s{min(5, segments - 1)}"},
-            {"type": "music", "url": "media/music.wav", "loop": True, "volume": 0.4},
-        ]},
+        "audio": {
+            "clips": [
+                {"type": "narration", "url": "media/narration.wav", "start": 0.5},
+                {
+                    "type": "dialogue",
+                    "url": "media/line-1.wav",
+                    "segment_id": f"s{min(2, segments - 1)}",
+                    "offset": 0.5,
+                },
+                {"type": "dialogue", "url": "media/line-2.wav", "segment_id": f"s{min(5, segments - 1)}"},
+                {"type": "music", "url": "media/music.wav", "loop": True, "volume": 0.4},
+            ]
+        },
     }
     path = folder / "job_spec.json"
     path.write_text(json.dumps(spec))
@@ -111,8 +143,11 @@ def naive_command(spec_path: Path, out: Path) -> list[str]:
     for seg in spec["segments"]:
         argv += ["-i", str(base / seg["url"])]
     n = len(spec["segments"])
-    chains = [f"[{i}:v]scale=1920:1080:force_original_aspect_ratio=decrease,pad=1920:1080:(ow-iw)/2:(oh-ih)/2,"
-              f"setsar=1,fps=30[v{i}]" for i in range(n)]
+    chains = [
+        f"[{i}:v]scale=1920:1080:force_original_aspect_ratio=decrease,pad=1920:1080:(ow-iw)/2:(oh-ih)/2,"
+        f"setsar=1,fps=30[v{i}]"
+        for i in range(n)
+    ]
     chains.append("".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]")
     labels = []
     for k, clip in enumerate(spec["audio"]["clips"]):
@@ -123,8 +158,26 @@ def naive_command(spec_path: Path, out: Path) -> list[str]:
         labels.append(f"[a{k}]")
     chains.append("".join(labels) + f"amix=inputs={len(labels)}:duration=first[a]")
     total = sum(5.0 for _ in spec["segments"])
-    return [*argv, "-filter_complex", ";".join(chains), "-map", "[v]", "-map", "[a]", "-t", str(total),
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)]
+    return [
+        *argv,
+        "-filter_complex",
+        ";".join(chains),
+        "-map",
+        "[v]",
+        "-map",
+        "[a]",
+        "-t",
+        str(total),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(out),
+    ]
 
 
 MOVIEPY_SCRIPT = """
@@ -151,13 +204,68 @@ def moviepy_python() -> Path:
     python = BENCH_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-bench.txt")],
-                       check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-bench.txt")], check=True
+        )
     return python
 
 
 def scenerender(spec: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "scenerender.cli", "render", str(spec), "-o", str(out), "--json"]
+
+
+def rerender_after_one_change(work: Path, seconds: float) -> tuple[Run, Run]:
+    """A 10-segment scene that needs normalising: full render (cold segment cache), then the
+    re-render after one segment was regenerated (the other nine come from the cache)."""
+    scene = work / "rerender"
+    media = scene / "media"
+    media.mkdir(parents=True)
+    for i in range(10):
+        ffmpeg(
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=s=1280x720:r=25:d={seconds}",
+            "-vf",
+            f"hue=h={36 * i}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            str(media / f"seg-{i}.mp4"),
+        )
+    spec = scene / "job_spec.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "project_id": "bench",
+                "scene_id": "rerender",
+                "output": {"resolution": "1080p", "fps": 30},
+                "segments": [{"id": f"s{i}", "url": f"media/seg-{i}.mp4"} for i in range(10)],
+            }
+        )
+    )
+    os.environ["SCENERENDER_CACHE_DIR"] = str(work / "segment-cache")
+    full = measure("scenerender full render (cold cache)", scenerender(spec, work / "full.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"smptebars=s=1280x720:r=25:d={seconds}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        str(media / "seg-4.mp4"),
+    )
+    again = measure("scenerender re-render, 1 of 10 changed", scenerender(spec, work / "again.mp4"))
+    del os.environ["SCENERENDER_CACHE_DIR"]
+    return full, again
 
 
 def main() -> None:
@@ -171,6 +279,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
         work = Path(tmp)
         matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
+        # The comparisons with the baselines run without the segment cache: every render encodes.
+        os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
         ours = measure("scenerender (matching)", scenerender(matching, work / "ours.mp4"))
         naive = measure("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4"))
         rows += [ours, naive]
@@ -178,8 +288,9 @@ def main() -> None:
         if not args.no_moviepy:
             script = work / "moviepy_render.py"
             script.write_text(MOVIEPY_SCRIPT)
-            mp = measure("moviepy (matching)", [str(moviepy_python()), str(script), str(matching),
-                                                 str(work / "moviepy.mp4")])
+            mp = measure(
+                "moviepy (matching)", [str(moviepy_python()), str(script), str(matching), str(work / "moviepy.mp4")]
+            )
             rows.append(mp)
             ratios["moviepy/scenerender (matching)"] = round(mp.wall_s / ours.wall_s, 2)
 
@@ -188,6 +299,11 @@ def main() -> None:
         naive_n = measure("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4"))
         rows += [ours_n, naive_n]
         ratios["naive/scenerender (normalising)"] = round(naive_n.wall_s / ours_n.wall_s, 2)
+        del os.environ["SCENERENDER_SEGMENT_CACHE"]
+
+        full, again = rerender_after_one_change(work, seconds)
+        rows += [full, again]
+        ratios["re-render after 1 change / full render"] = round(again.wall_s / full.wall_s, 2)
 
         for count in (10, 100):
             scene = make_scene(work / f"mem-{count}", segments=count, seconds=1.0, size="1920x1080", fps=30)
@@ -205,8 +321,9 @@ def main() -> None:
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (results / f"render-{stamp}.json").write_text(json.dumps(
-        {"runs": [asdict(r) for r in rows], "ratios": ratios, "segment_seconds": seconds}, indent=2))
+    (results / f"render-{stamp}.json").write_text(
+        json.dumps({"runs": [asdict(r) for r in rows], "ratios": ratios, "segment_seconds": seconds}, indent=2)
+    )
 
 
 if __name__ == "__main__":
