@@ -18,6 +18,8 @@ SEVEN_DAYS_S = 7 * 24 * 3600
 # Variables every deployed component needs; Terraform must set each of them.
 REQUIRED_IN_CLOUD: tuple[str, ...] = (
     "project_id",
+    "region",  # the renderer job's resource path is built from it
+    "renderer_job",  # empty would leave every job QUEUED: nothing would start a render
     "spec_bucket",
     "render_bucket",
     "render_topic",
