@@ -226,6 +226,23 @@ class JobStore:
         """-> FAILED with the error block; False if the job had already ended."""
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error})
 
+    def stale_running(self, older_than_s: float) -> list[str]:
+        """RUNNING jobs whose last heartbeat (or start) is older than ``older_than_s``."""
+        cutoff = datetime.now(UTC).timestamp() - older_than_s
+        try:
+            snaps = self.collection.where(
+                filter=firestore.FieldFilter("status", "==", JobStatus.RUNNING.value)
+            ).stream()
+            found = []
+            for snap in snaps:
+                doc = snap.to_dict() or {}
+                beat = doc.get("heartbeat_at") or doc.get("started_at") or doc.get("updated_at")
+                if isinstance(beat, datetime) and beat.timestamp() < cutoff:
+                    found.append(snap.id)
+            return found
+        except Exception as exc:
+            raise _translate(exc, "find stuck jobs") from exc
+
     def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).
 

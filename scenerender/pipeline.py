@@ -52,6 +52,7 @@ class Jobs(Protocol):
     def mark_published(self, job_id: str) -> None: ...
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def note(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    def stale_running(self, older_than_s: float) -> list[str]: ...
     def set_progress(self, job_id: str, stage: str, progress: float) -> None: ...
     def complete(self, job_id: str, output: dict[str, Any]) -> bool: ...
     def fail(self, job_id: str, error: dict[str, Any]) -> bool: ...
@@ -347,6 +348,22 @@ def record_dead_letter(request: dict[str, Any], attributes: dict[str, str], *, j
         "details": last.get("details") or [],
     }
     return jobs.fail(job_id, error)
+
+
+def fail_stuck_jobs(*, settings: Settings, jobs: Jobs) -> list[str]:
+    """Jobs RUNNING with no heartbeat for ``stuck_after_s``: their worker is gone and no
+    redelivery came to take them over, so they end FAILED/TIMEOUT instead of RUNNING for ever."""
+    failed = []
+    for job_id in jobs.stale_running(settings.stuck_after_s):
+        error = {
+            "code": "TIMEOUT",
+            "message": f"worker lost: no heartbeat for {settings.stuck_after_s:.0f} s",
+            "details": [],
+        }
+        if jobs.fail(job_id, error):
+            log.warning("job %s: %s", job_id, error["message"])
+            failed.append(job_id)
+    return failed
 
 
 def spec_object_name(job_id: str) -> str:

@@ -29,7 +29,7 @@ DUCK_STEP_SAMPLES = 480  # 10 ms: the volume expression is evaluated once per fr
 class EncodeSettings:
     preset: str
     crf: int
-    gop_seconds: float = 2.0
+    gop_seconds: float = 4.0
 
     @classmethod
     def for_timeline(cls, timeline: Timeline) -> EncodeSettings:

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     heartbeat_stale_s: float = Field(
         45.0, gt=0, description="A RUNNING job without a beat for this long has lost its worker and may be taken over."
     )
+    stuck_after_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A RUNNING job without a heartbeat for this long has no worker and no redelivery left: failed.",
+    )
     render_timeout_s: int = Field(3600, ge=10, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")

@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         handled = process_one(settings, timeout_s=args.pull_timeout)
         if handled is None:
             idle += 1
+            if idle == 1:
+                # An idle worker has time to look for jobs whose worker vanished for good.
+                pipeline.fail_stuck_jobs(settings=settings, jobs=clients.jobs())
             if not args.serve and idle >= IDLE_PULLS_BEFORE_EXIT:
                 log.info("subscription drained; exiting")
                 break

@@ -63,3 +63,19 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
         timeout=10,
     )
     assert any(m.message.attributes.get("job_id") == "it-poison" for m in kept.received_messages)
+
+
+def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from scenerender import pipeline
+
+    jobs = clients.jobs()
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    jobs.create_job("it-stuck", {"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})
+    jobs.create_job("it-busy", {"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP})
+    failed = pipeline.fail_stuck_jobs(settings=settings.model_copy(update={"stuck_after_s": 3600}), jobs=jobs)
+    assert "it-stuck" in failed and "it-busy" not in failed
+    doc = jobs.get("it-stuck") or {}
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "TIMEOUT"
+    assert (jobs.get("it-busy") or {})["status"] == "RUNNING"

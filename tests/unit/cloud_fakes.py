@@ -69,6 +69,9 @@ class FakeJobs:
         self.docs[job_id] = {"job_id": job_id, **copy.deepcopy(fields), "history": history}
         return True
 
+    def stale_running(self, older_than_s: float) -> list[str]:
+        return [j for j, d in self.docs.items() if d["status"] == "RUNNING" and d.get("beat_age_s", 0) > older_than_s]
+
     def note(self, job_id: str, fields: dict[str, Any]) -> None:
         self.docs[job_id].update(copy.deepcopy(fields))
 

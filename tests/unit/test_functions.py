@@ -206,3 +206,16 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
     assert jobs.docs["scene-1"]["last_error"]["message"] == "storage unavailable"
     pipeline.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
     assert jobs.docs["scene-1"]["status"] == "FAILED"
+
+
+def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    from scenerender import pipeline
+
+    _, jobs, _ = stores
+    settings = get_settings()
+    jobs.create_job("gone", {"status": "RUNNING", "beat_age_s": settings.stuck_after_s + 1})
+    jobs.create_job("alive", {"status": "RUNNING", "beat_age_s": 5})
+    jobs.create_job("done", {"status": "COMPLETED", "beat_age_s": settings.stuck_after_s + 1})
+    assert pipeline.fail_stuck_jobs(settings=settings, jobs=jobs) == ["gone"]
+    assert jobs.docs["gone"]["status"] == "FAILED" and jobs.docs["gone"]["error"]["code"] == "TIMEOUT"
+    assert jobs.docs["alive"]["status"] == "RUNNING" and jobs.docs["done"]["status"] == "COMPLETED"
