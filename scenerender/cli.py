@@ -349,13 +349,21 @@ def submit_cmd(
         Path | None, typer.Option("--download", help="Download the MP4 here (implies --wait).")
     ] = None,
 ) -> None:
-    """Put SPEC in the spec bucket (local media is uploaded first); optionally follow it."""
+    """Put SPEC (a job spec or a batch file) in the spec bucket, local media uploaded first; optionally follow it."""
     from scenerender import clients
-    from scenerender.remote import submit
+    from scenerender.batch import is_batch
+    from scenerender.remote import submit, submit_batch
 
     if not spec_path.is_file():
         raise SpecError.from_details([ErrorDetail("SPEC", f"no such file: {spec_path}")])
     use_dev_env()
+    if is_batch(spec_path.read_bytes()):
+        batch_id, uri, _ = submit_batch(spec_path, get_settings(), clients.blobs())
+        err.print(f"submitted {uri} as batch {batch_id}", highlight=False)
+        out.print(batch_id)
+        if wait or download_to is not None:
+            finish_batch(follow_batch_with_bar(batch_id))
+        return
     job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
     err.print(f"submitted {uri} as job {job_id}", highlight=False)
     out.print(job_id)
@@ -365,10 +373,59 @@ def submit_cmd(
 
 @app.command("watch")
 @guarded
-def watch_cmd(job_id: Annotated[str, typer.Argument(metavar="JOB_ID")]) -> None:
-    """Follow one job live until it ends."""
+def watch_cmd(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="A job id (or, with --batch, a batch id).")],
+    batch: Annotated[bool, typer.Option("--batch", help="ID is a batch: follow all its scenes.")] = False,
+) -> None:
+    """Follow one job (or a batch) live until it ends."""
     use_dev_env()
-    finish(follow_with_bar(job_id, None), None)
+    if batch:
+        finish_batch(follow_batch_with_bar(job_id))
+    else:
+        finish(follow_with_bar(job_id, None), None)
+
+
+def follow_batch_with_bar(batch_id: str) -> dict[str, Any]:
+    from scenerender import clients
+    from scenerender.remote import follow_batch
+
+    with progress_bar(sys.stderr.isatty()) as bar:
+        task = bar.add_task("batch", total=1.0)
+
+        def show(doc: dict[str, Any]) -> None:
+            counts = doc.get("counts") or {}
+            eta = doc.get("eta_s")
+            bar.update(
+                task,
+                completed=float(doc.get("progress") or 0.0),
+                description=f"{counts.get('COMPLETED', 0)}/{doc.get('total', 0)} done"
+                + (f", {counts.get('FAILED')} failed" if counts.get("FAILED") else "")
+                + (f", ETA {eta:.0f} s" if eta else ""),
+            )
+
+        return follow_batch(clients.jobs(), batch_id, on_update=show)
+
+
+def finish_batch(doc: dict[str, Any]) -> None:
+    from scenerender import clients
+    from scenerender.remote import exit_code_for
+
+    counts = doc.get("counts") or {}
+    err.print(
+        f"batch {doc.get('batch_id')} {doc.get('status')}: {counts.get('COMPLETED', 0)} of "
+        f"{doc.get('total', 0)} scenes completed",
+        highlight=False,
+    )
+    if doc.get("error"):
+        err.print(f"  {doc['error'].get('message')}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    failed = doc.get("failed") or []
+    for job_id in failed:
+        error = (clients.jobs().get(job_id) or {}).get("error") or {}
+        err.print(f"  {job_id}: [{error.get('code')}] {error.get('message')}", markup=False, highlight=False)
+    if failed:
+        first = (clients.jobs().get(failed[0]) or {}).get("error") or {}
+        raise typer.Exit(exit_code_for(str(first.get("code"))))
 
 
 @app.command("demo")

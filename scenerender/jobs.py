@@ -57,6 +57,7 @@ class JobStore:
         # redelivered request may take it over.
         self.stale_after_s = settings.heartbeat_stale_s
         self.collection = client.collection(settings.jobs_collection)
+        self.batches = client.collection(settings.batches_collection)
 
     def _ref(self, job_id: str) -> Any:
         return self.collection.document(job_id)
@@ -225,6 +226,50 @@ class JobStore:
     def fail(self, job_id: str, error: dict[str, Any]) -> bool:
         """-> FAILED with the error block; False if the job had already ended."""
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error})
+
+    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
+        """The job documents of one batch."""
+        try:
+            snaps = self.collection.where(filter=firestore.FieldFilter("batch_id", "==", batch_id)).stream()
+            return [dict(snap.to_dict() or {}) for snap in snaps]
+        except Exception as exc:
+            raise _translate(exc, f"read batch {batch_id}") from exc
+
+    def save_batch(
+        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        """Create or refresh ``render_batches/{batch_id}`` in a transaction: ``summary(created_at)`` gives
+        the aggregate; progress never decreases, and an ended batch is not reopened by a stale view."""
+        ref = self.batches.document(batch_id)
+
+        @firestore.transactional
+        def run(transaction: Any) -> None:
+            snap = ref.get(transaction=transaction)
+            doc = dict(snap.to_dict() or {}) if snap.exists else {}
+            created = doc.get("created_at")
+            created_s = created.timestamp() if isinstance(created, datetime) else time.time()
+            new = {**fields, **summary(created_s, {**doc, **fields}), "updated_at": firestore.SERVER_TIMESTAMP}
+            if doc:
+                new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
+                transaction.update(ref, new)
+            else:
+                transaction.set(ref, {**new, "batch_id": batch_id, "created_at": firestore.SERVER_TIMESTAMP})
+
+        try:
+            run(self.client.transaction())
+        except Exception as exc:
+            raise _translate(exc, f"update batch {batch_id}") from exc
+
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        snap = self.batches.document(batch_id).get()
+        return dict(snap.to_dict() or {}) if snap.exists else None
+
+    def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
+        def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
+            for snap in snapshots:
+                callback(dict(snap.to_dict() or {}) if snap.exists else None)
+
+        return self.batches.document(batch_id).on_snapshot(on_snapshot)
 
     def stale_running(self, older_than_s: float) -> list[str]:
         """RUNNING jobs whose last heartbeat (or start) is older than ``older_than_s``."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from scenerender.batch import is_batch, parse_batch, scene_spec, scene_weight, spec_hash, summarize
 from scenerender.cache import BlobSegmentCache
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
@@ -53,6 +54,10 @@ class Jobs(Protocol):
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def note(self, job_id: str, fields: dict[str, Any]) -> None: ...
     def stale_running(self, older_than_s: float) -> list[str]: ...
+    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]: ...
+    def save_batch(
+        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
+    ) -> None: ...
     def set_progress(self, job_id: str, stage: str, progress: float) -> None: ...
     def complete(self, job_id: str, output: dict[str, Any]) -> bool: ...
     def fail(self, job_id: str, error: dict[str, Any]) -> bool: ...
@@ -106,6 +111,8 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         log.warning("spec %s vanished before it was read", event.uri)
         return None
     base: dict[str, Any] = {"spec_uri": event.uri, "spec_generation": event.generation}
+    if is_batch(raw):
+        return accept_batch(event, raw, settings=settings, jobs=jobs, bus=bus)
     try:
         spec = parse_spec(raw, max_bytes=settings.max_spec_bytes)
     except SpecError as exc:
@@ -153,14 +160,90 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
     jobs.mark_published(job_id)
     start_renderer(settings)
     log.info("job %s queued from %s", job_id, event.uri)
+    if spec.batch_id:
+        refresh_batch(jobs, spec.batch_id)
     return job_id
 
 
-def _job_id_from_raw(raw: bytes) -> str | None:
-    """The job_id an invalid spec asked for, when it is readable and valid, so its user finds the job."""
+def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs, bus: Bus) -> str:
+    """Fan a batch file out into one job per scene. Dropped again, it re-runs only the scenes
+    that failed (or changed); completed and running scenes are left alone."""
+    try:
+        batch = parse_batch(raw)
+    except SpecError as exc:
+        batch_id = _job_id_from_raw(raw, key="batch_id") or default_job_id(event.name)
+        jobs.save_batch(
+            batch_id,
+            {"spec_uri": event.uri, "error": exc.to_dict()},
+            lambda _, __: {"status": "FAILED", "counts": {}, "total": 0, "progress": 0.0, "eta_s": None, "failed": []},
+        )
+        log.info("batch %s: invalid: %s", batch_id, exc.message)
+        return batch_id
+    # The batch knows its scenes before any job exists, so no view of it counts fewer.
+    scene_ids = [str(scene_spec(batch, i).job_id) for i in range(len(batch.scenes))]
+    refresh_batch(
+        jobs,
+        batch.batch_id,
+        {"spec_uri": event.uri, "owner_uid": batch.owner_uid, "error": None, "scenes": scene_ids},
+    )
+    queued_any = False
+    for index in range(len(batch.scenes)):
+        spec = scene_spec(batch, index)
+        job_id = str(spec.job_id)
+        fields = {
+            "spec_uri": event.uri,
+            "spec_generation": event.generation,
+            "status": "QUEUED",
+            "stage": "queued",
+            "progress": 0.0,
+            "attempt": 0,
+            "project_id": spec.project_id,
+            "scene_id": spec.scene_id,
+            "owner_uid": spec.owner_uid,
+            "batch_id": batch.batch_id,
+            "spec_hash": spec_hash(spec),
+            "weight_s": scene_weight(spec),
+        }
+        if not jobs.create_job(job_id, fields):
+            existing = jobs.get(job_id) or {}
+            rerun = existing.get("status") == "FAILED" or (
+                existing.get("status") == "COMPLETED" and existing.get("spec_hash") != fields["spec_hash"]
+            )
+            if not rerun or not jobs.requeue(job_id, fields):
+                continue
+        bus.publish(
+            settings.render_topic,
+            {
+                "job_id": job_id,
+                "spec_uri": event.uri,
+                "spec_generation": event.generation,
+                "spec": spec.model_dump(mode="json"),
+            },
+            job_id=job_id,
+        )
+        jobs.mark_published(job_id)
+        queued_any = True
+    if queued_any:
+        start_renderer(settings)
+    refresh_batch(jobs, batch.batch_id)
+    log.info("batch %s: %d scenes from %s", batch.batch_id, len(batch.scenes), event.uri)
+    return batch.batch_id
+
+
+def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None) -> None:
+    """Recompute the batch document from its jobs (counts, weighted progress, ETA, status)."""
+    jobs.save_batch(
+        batch_id,
+        fields or {},
+        lambda created, doc: summarize(jobs.batch_jobs(batch_id), created_at=created, expected=doc.get("scenes")),
+    )
+
+
+def _job_id_from_raw(raw: bytes, key: str = "job_id") -> str | None:
+    """The id an invalid spec asked for, when it is readable and valid, so its user finds the job."""
     try:
         data = json.loads(raw)
-        candidate = data.get("job_id") if isinstance(data, dict) else None
+        candidate = data.get(key) if isinstance(data, dict) else None
         if isinstance(candidate, str) and default_job_id(candidate) == candidate:
             return candidate
     except (ValueError, RecursionError):
@@ -217,6 +300,15 @@ def run_render_request(
         return WorkOutcome(ack=False, status="BUSY")
     if attempt == 0:
         return WorkOutcome(ack=True, status="skipped")
+    batch_id = (request.get("spec") or {}).get("batch_id")
+    if batch_id:
+        refresh_batch(jobs, str(batch_id))
+        write = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
+
+        def progress_writer(stage: str, value: float) -> None:
+            write(stage, value)
+            refresh_batch(jobs, str(batch_id))
+
     report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
     with heartbeat(jobs, job_id, settings.heartbeat_s):
         return _render_and_report(
@@ -323,9 +415,14 @@ def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, j
         uri = str(report["output_uri"])
         url, expires = blobs.signed_url(uri, settings.signed_url_ttl_s)
         output = {"uri": uri, "url": url, "url_expires_at": expires, **report.get("result", {})}
-        return jobs.complete(job_id, output)
-    error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}
-    return jobs.fail(job_id, error)
+        changed = jobs.complete(job_id, output)
+    else:
+        error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}
+        changed = jobs.fail(job_id, error)
+    batch_id = (jobs.get(job_id) or {}).get("batch_id")
+    if batch_id:
+        refresh_batch(jobs, str(batch_id))
+    return changed
 
 
 def record_dead_letter(request: dict[str, Any], attributes: dict[str, str], *, jobs: Jobs) -> bool:

@@ -54,6 +54,42 @@ def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore
     return result
 
 
+def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[str, str, int]:
+    """Validate a batch file, upload its scenes' local media, drop it in the spec bucket."""
+    from scenerender.batch import parse_batch
+
+    raw = path.read_bytes()
+    batch = parse_batch(raw)
+    data = json.loads(raw)
+    data["scenes"] = [upload_local_media(path, scene, blobs, settings.media_bucket) for scene in data["scenes"]]
+    uri = f"gs://{settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
+    generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+    return batch.batch_id, uri, generation
+
+
+def follow_batch(
+    jobs: JobStore, batch_id: str, *, on_update: Callable[[dict[str, Any]], None], timeout_s: float = 3 * 3600.0
+) -> dict[str, Any]:
+    """Follow a batch document with a realtime listener until every scene has ended."""
+    updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    watch = jobs.watch_batch(batch_id, updates.put)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                doc = updates.get(timeout=5.0)
+            except queue.Empty:
+                continue
+            if doc is None:
+                continue
+            on_update(doc)
+            if doc.get("status") in TERMINAL:
+                return doc
+        raise SceneRenderError(f"batch {batch_id} did not end within {timeout_s:.0f} s")
+    finally:
+        watch.unsubscribe()
+
+
 def submit(spec_path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[str, str, int]:
     """Validate ``spec_path`` here, upload its local media, drop it in the spec bucket: (job_id, uri, generation)."""
     raw_bytes = spec_path.read_bytes()

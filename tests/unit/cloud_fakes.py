@@ -37,6 +37,7 @@ class FakeBlobs:
 class FakeJobs:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
 
     def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
         if job_id in self.docs:
@@ -71,6 +72,15 @@ class FakeJobs:
 
     def stale_running(self, older_than_s: float) -> list[str]:
         return [j for j, d in self.docs.items() if d["status"] == "RUNNING" and d.get("beat_age_s", 0) > older_than_s]
+
+    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.docs.values() if d.get("batch_id") == batch_id]
+
+    def save_batch(self, batch_id: str, fields: dict[str, Any], summary: Any) -> None:
+        doc = self.batches.setdefault(batch_id, {"batch_id": batch_id})
+        new = {**fields, **summary(0.0, {**doc, **fields})}
+        new["progress"] = max(doc.get("progress", 0.0), new["progress"])
+        doc.update(new)
 
     def note(self, job_id: str, fields: dict[str, Any]) -> None:
         self.docs[job_id].update(copy.deepcopy(fields))
