@@ -36,6 +36,10 @@ ALLOWED_FORMATS: frozenset[str] = frozenset(
     }
 )
 PROBE_TIMEOUT_S = 60
+# Caps on what one input may be: beyond them a file is refused before ffmpeg spends time on it.
+MAX_DURATION_S = 4 * 3600.0
+MAX_DIMENSION = 8192
+MAX_STREAMS = 32
 
 
 @dataclass(frozen=True)
@@ -143,9 +147,12 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if not format_names & ALLOWED_FORMATS:
         raise InputRefusedError(input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format")
+    streams = data.get("streams", [])
+    if len(streams) > MAX_STREAMS:
+        raise InputRefusedError(input_path, f"{len(streams)} streams; at most {MAX_STREAMS} are accepted")
     video: VideoInfo | None = None
     audio: AudioInfo | None = None
-    for stream in data.get("streams", []):
+    for stream in streams:
         kind = stream.get("codec_type")
         if kind == "video" and video is None and not stream.get("disposition", {}).get("attached_pic"):
             fps = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
@@ -179,6 +186,12 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     )
     if duration <= 0:
         raise InputMediaError(input_path, "media has zero duration")
+    if duration > MAX_DURATION_S:
+        raise InputRefusedError(input_path, f"{duration:.0f} s long; at most {MAX_DURATION_S:.0f} s is accepted")
+    if video is not None and max(video.width, video.height) > MAX_DIMENSION:
+        raise InputRefusedError(
+            input_path, f"{video.width}x{video.height}; at most {MAX_DIMENSION} pixels a side is accepted"
+        )
     return MediaInfo(
         path=path,
         format_name=str(fmt.get("format_name", "")),
@@ -189,8 +202,33 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     )
 
 
+# Files that name other files or hosts (playlists, concat lists, manifests): refused on
+# sight, before any demuxer could follow what they point at.
+REFERENCE_SIGNATURES: tuple[bytes, ...] = (
+    b"#EXTM3U",
+    b"#EXTINF",
+    b"ffconcat",
+    b"file '",
+    b'file "',
+    b"<?xml",
+    b"<MPD",
+    b"[playlist]",
+    b"<smil",
+    b"<asx",
+)
+
+
+def refuse_reference_files(path: Path, input_path: str) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for signature in REFERENCE_SIGNATURES:
+        if head.startswith(signature.lower()):
+            raise InputRefusedError(input_path, "playlists, lists and manifests that reference other media are refused")
+
+
 def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo:
     """Probe one local file; errors name ``input_path`` (``segments[2].url``)."""
+    refuse_reference_files(path, input_path)
     cmd = probe_command(ffprobe, path)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         gt=0,
         description="A RUNNING job without a heartbeat for this long has no worker and no redelivery left: failed.",
     )
-    render_timeout_s: int = Field(3600, ge=10, description="Longest a single render may run.")
+    render_timeout_s: int = Field(3600, ge=1, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")

@@ -311,3 +311,29 @@ def test_unchanged_segments_are_reused_and_a_changed_one_is_encoded(tmp_path: Pa
     for name in ("first", "second", "third"):
         assert measure.count_frames(tmp_path / f"{name}.mp4") == 120
     assert (tmp_path / "first.mp4").read_bytes() == (tmp_path / "second.mp4").read_bytes()
+
+
+def test_playlists_are_refused_and_a_render_past_its_time_limit_fails(media: Path, tmp_path: Path) -> None:
+    (tmp_path / "list.m3u8").write_text(f"#EXTM3U\n#EXTINF:2.0,\n{media / 'a.mp4'}\n#EXT-X-ENDLIST\n")
+    spec = write_spec(tmp_path, {"segments": [{"id": "a", "url": "list.m3u8"}]}, "playlist.json")
+    done = run_cli("render", spec, "-o", tmp_path / "p.mp4")
+    assert done.returncode == 3 and "INPUT_REFUSED" in done.stderr and "segments[0].url" in done.stderr
+
+    slow = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "2160p", "fps": 60},
+            "segments": [{"id": f"s{i}", "url": str(media / "a.mp4")} for i in range(6)],
+        },
+        "slow.json",
+    )
+    env_done = subprocess.run(
+        [sys.executable, "-m", "scenerender.cli", "render", str(slow), "-o", str(tmp_path / "slow.mp4")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "SCENERENDER_RENDER_TIMEOUT_S": "1", "SCENERENDER_SEGMENT_CACHE": "false"},
+    )
+    assert env_done.returncode == 4 and "TIMEOUT" in env_done.stderr, env_done.stderr
+    assert not (tmp_path / "slow.mp4").exists()
