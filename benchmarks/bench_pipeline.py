@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -114,6 +115,18 @@ def main() -> None:
             burst_s = time.monotonic() - started
             assert all(d["status"] == "COMPLETED" for d in docs)
 
+            # The same burst with one worker: stop the second.
+            second = next(p for p in stack.state.processes if p.name == "worker-1")
+            os.killpg(second.pid, signal.SIGTERM)
+            time.sleep(2)
+            started = time.monotonic()
+            ids = [f"single-{i}" for i in range(args.jobs)]
+            for job_id in ids:
+                drop(job_id)
+            docs = [wait(job_id) for job_id in ids]
+            single_s = time.monotonic() - started
+            assert all(d["status"] == "COMPLETED" for d in docs)
+
             started = time.monotonic()
             for i in range(args.jobs):
                 path = work / f"local-{i}.json"
@@ -134,6 +147,10 @@ def main() -> None:
     print(
         f"MP4 uploaded -> COMPLETED with URL: median {statistics.median(to_completed):.3f} s, "
         f"p95 {percentile(to_completed, 0.95):.3f} s"
+    )
+    print(
+        f"{args.jobs} specs dropped at once: 1 worker {single_s:.2f} s, 2 workers {burst_s:.2f} s; "
+        f"ratio {single_s / burst_s:.2f}x"
     )
     print(
         f"{args.jobs} specs dropped at once, 2 workers: {burst_s:.2f} s; "

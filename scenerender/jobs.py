@@ -7,6 +7,7 @@ and progress never decreases.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class JobStatus(StrEnum):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 BUSY = -1  # mark_running: another worker is alive on the job
+BATCH_WRITE_ATTEMPTS = 20
 
 
 def _translate(exc: Exception, what: str) -> Exception:
@@ -238,27 +240,32 @@ class JobStore:
     def save_batch(
         self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
     ) -> None:
-        """Create or refresh ``render_batches/{batch_id}`` in a transaction: ``summary(created_at)`` gives
-        the aggregate; progress never decreases, and an ended batch is not reopened by a stale view."""
+        """Create or refresh ``render_batches/{batch_id}``: ``summary(created_at, doc)`` gives the aggregate.
+
+        Optimistic, not a transaction: every worker and function refreshes the same document,
+        and locking transactions on it contend (the emulator's worst of all). Each write is
+        conditional on the version read, retried on a conflict; progress never decreases.
+        """
         ref = self.batches.document(batch_id)
-
-        @firestore.transactional
-        def run(transaction: Any) -> None:
-            snap = ref.get(transaction=transaction)
-            doc = dict(snap.to_dict() or {}) if snap.exists else {}
-            created = doc.get("created_at")
-            created_s = created.timestamp() if isinstance(created, datetime) else time.time()
-            new = {**fields, **summary(created_s, {**doc, **fields}), "updated_at": firestore.SERVER_TIMESTAMP}
-            if doc:
-                new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
-                transaction.update(ref, new)
-            else:
-                transaction.set(ref, {**new, "batch_id": batch_id, "created_at": firestore.SERVER_TIMESTAMP})
-
         try:
-            run(self.client.transaction())
+            for _ in range(BATCH_WRITE_ATTEMPTS):
+                snap = ref.get()
+                doc = dict(snap.to_dict() or {}) if snap.exists else {}
+                created = doc.get("created_at")
+                created_s = created.timestamp() if isinstance(created, datetime) else time.time()
+                new = {**fields, **summary(created_s, {**doc, **fields}), "updated_at": firestore.SERVER_TIMESTAMP}
+                try:
+                    if snap.exists:
+                        new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
+                        ref.update(new, option=self.client.write_option(last_update_time=snap.update_time))
+                    else:
+                        ref.create({**new, "batch_id": batch_id, "created_at": firestore.SERVER_TIMESTAMP})
+                    return
+                except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted):
+                    time.sleep(random.uniform(0.02, 0.2))  # someone wrote first: read again
         except Exception as exc:
             raise _translate(exc, f"update batch {batch_id}") from exc
+        raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         snap = self.batches.document(batch_id).get()

@@ -231,12 +231,19 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
 
 
 def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None) -> None:
-    """Recompute the batch document from its jobs (counts, weighted progress, ETA, status)."""
-    jobs.save_batch(
-        batch_id,
-        fields or {},
-        lambda created, doc: summarize(jobs.batch_jobs(batch_id), created_at=created, expected=doc.get("scenes")),
-    )
+    """Recompute the batch document from its jobs (counts, weighted progress, ETA, status).
+
+    A failed refresh is logged, never raised: the next event of any scene refreshes it again,
+    and a job's own work must not fail because its batch's summary could not be written.
+    """
+    try:
+        jobs.save_batch(
+            batch_id,
+            fields or {},
+            lambda created, doc: summarize(jobs.batch_jobs(batch_id), created_at=created, expected=doc.get("scenes")),
+        )
+    except SceneRenderError as exc:
+        log.warning("batch %s: summary not refreshed: %s", batch_id, exc.message)
 
 
 def _job_id_from_raw(raw: bytes, key: str = "job_id") -> str | None:

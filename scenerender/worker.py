@@ -18,6 +18,7 @@ from types import FrameType
 
 from scenerender import clients, pipeline
 from scenerender.bus import pull_one
+from scenerender.errors import SceneRenderError
 from scenerender.jobs import ProgressThrottle
 from scenerender.logs import configure_logging
 from scenerender.settings import Settings, get_settings
@@ -82,12 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     idle = 0
     while not stop.requested:
-        handled = process_one(settings, timeout_s=args.pull_timeout)
+        try:
+            handled = process_one(settings, timeout_s=args.pull_timeout)
+        except Exception:
+            # The message (if any) went back for redelivery; a worker that dies here would
+            # leave every other request waiting for a lease to run out.
+            log.exception("worker loop error")
+            time.sleep(1)
+            continue
         if handled is None:
             idle += 1
             if idle == 1:
                 # An idle worker has time to look for jobs whose worker vanished for good.
-                pipeline.fail_stuck_jobs(settings=settings, jobs=clients.jobs())
+                try:
+                    pipeline.fail_stuck_jobs(settings=settings, jobs=clients.jobs())
+                except SceneRenderError as exc:
+                    log.warning("stuck-job sweep failed: %s", exc.message)
             if not args.serve and idle >= IDLE_PULLS_BEFORE_EXIT:
                 log.info("subscription drained; exiting")
                 break
