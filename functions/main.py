@@ -66,7 +66,9 @@ def on_render_dead_lettered(event: CloudEvent) -> None:
     except ValueError:
         log.error("unreadable dead-lettered request dropped")
         return
-    pipeline.record_dead_letter(request, attributes, jobs=clients.jobs())
+    pipeline.record_dead_letter(
+        request, attributes, jobs=clients.jobs(), stale_after_s=get_settings().heartbeat_stale_s
+    )
 
 
 @functions_framework.http

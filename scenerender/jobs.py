@@ -192,10 +192,25 @@ class JobStore:
         except Exception as exc:
             raise _translate(exc, f"heartbeat {job_id}") from exc
 
-    def mark_published(self, job_id: str) -> None:
-        """The render request for this job is on the bus (a redelivered event need not send it again)."""
+    def claim_publish(self, job_id: str, generation: str) -> bool:
+        """Claim the sending of this run's render request: True for exactly one caller.
+
+        Concurrent deliveries of one notification all find the job QUEUED; only the one
+        that wins this transaction publishes.
+        """
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            fresh = doc.get("status") == JobStatus.QUEUED and not doc.get("request_published")
+            if not fresh or str(doc.get("spec_generation")) != str(generation):
+                return None
+            return {"request_published": True}
+
+        return self._transition(job_id, change) is not None
+
+    def release_publish(self, job_id: str) -> None:
+        """The claimed publish failed: let a redelivered event try again."""
         try:
-            self._ref(job_id).update({"request_published": True})
+            self._ref(job_id).update({"request_published": False})
         except Exception as exc:
             raise _translate(exc, f"update job {job_id}") from exc
 

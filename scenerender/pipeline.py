@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,7 +51,8 @@ class Jobs(Protocol):
     def get(self, job_id: str) -> dict[str, Any] | None: ...
     def mark_running(self, job_id: str, worker: str = "") -> int: ...
     def heartbeat(self, job_id: str) -> None: ...
-    def mark_published(self, job_id: str) -> None: ...
+    def claim_publish(self, job_id: str, generation: str) -> bool: ...
+    def release_publish(self, job_id: str) -> None: ...
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def note(self, job_id: str, fields: dict[str, Any]) -> None: ...
     def stale_running(self, older_than_s: float) -> list[str]: ...
@@ -156,8 +158,10 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
             )
             log.info("job %s: re-submission refused while %s", job_id, existing.get("status"))
             return job_id
-    bus.publish(settings.render_topic, render_request(job_id, event, spec), job_id=job_id)
-    jobs.mark_published(job_id)
+    if not jobs.claim_publish(job_id, event.generation):
+        log.info("job %s: another delivery of this event sends its request", job_id)
+        return job_id
+    publish_request(jobs, bus, settings, job_id, render_request(job_id, event, spec))
     start_renderer(settings)
     log.info("job %s queued from %s", job_id, event.uri)
     if spec.batch_id:
@@ -211,23 +215,35 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
             )
             if not rerun or not jobs.requeue(job_id, fields):
                 continue
-        bus.publish(
-            settings.render_topic,
+        if not jobs.claim_publish(job_id, event.generation):
+            continue
+        publish_request(
+            jobs,
+            bus,
+            settings,
+            job_id,
             {
                 "job_id": job_id,
                 "spec_uri": event.uri,
                 "spec_generation": event.generation,
                 "spec": spec.model_dump(mode="json"),
             },
-            job_id=job_id,
         )
-        jobs.mark_published(job_id)
         queued_any = True
     if queued_any:
         start_renderer(settings)
     refresh_batch(jobs, batch.batch_id)
     log.info("batch %s: %d scenes from %s", batch.batch_id, len(batch.scenes), event.uri)
     return batch.batch_id
+
+
+def publish_request(jobs: Jobs, bus: Bus, settings: Settings, job_id: str, request: dict[str, Any]) -> None:
+    """Send a claimed render request; on failure give the claim back so a redelivery sends it."""
+    try:
+        bus.publish(settings.render_topic, request, job_id=job_id)
+    except Exception:
+        jobs.release_publish(job_id)
+        raise
 
 
 def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None) -> None:
@@ -432,7 +448,9 @@ def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, j
     return changed
 
 
-def record_dead_letter(request: dict[str, Any], attributes: dict[str, str], *, jobs: Jobs) -> bool:
+def record_dead_letter(
+    request: dict[str, Any], attributes: dict[str, str], *, jobs: Jobs, stale_after_s: float
+) -> bool:
     """A render request Pub/Sub gave up on: its job ends FAILED with the last error seen.
 
     Without this a request that exhausted its deliveries would leave its job QUEUED or
@@ -443,6 +461,15 @@ def record_dead_letter(request: dict[str, Any], attributes: dict[str, str], *, j
         log.error("dead-lettered message without a job id dropped")
         return False
     doc = jobs.get(job_id) or {}
+    beat = doc.get("heartbeat_at")
+    if (
+        doc.get("status") == "RUNNING"
+        and isinstance(beat, datetime)
+        and (datetime.now(UTC) - beat).total_seconds() < stale_after_s
+    ):
+        # A worker is alive on the job: what ran out of deliveries was a duplicate copy.
+        log.info("job %s: dead-lettered duplicate of a running job dropped", job_id)
+        return False
     deliveries = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
     last = doc.get("last_error") or {}
     error = {

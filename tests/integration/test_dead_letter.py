@@ -4,7 +4,6 @@ message is kept there, and its job ends FAILED with the last error."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -17,44 +16,47 @@ pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 
 def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings: Settings) -> None:
+    """Pub/Sub's own dead-lettering (the emulator implements it): a subscription like the
+    renderer's, whose consumer gives the request back every time (as a worker that crashes
+    on it would), moves it to the dead-letter topic after 5 deliveries; the dead-letter
+    function then fails the job with the last error recorded, and the message is kept."""
     jobs = clients.jobs()
     last_error = {"code": "INPUT_UNREACHABLE", "message": "segments[0].url: storage unavailable", "details": []}
-    jobs.create_job(
-        "it-poison",
-        {
-            "status": "RUNNING",
-            "attempt": 1,
-            "progress": 0.2,
-            "last_error": last_error,
-            "heartbeat_at": firestore.SERVER_TIMESTAMP,
-        },
+    jobs.create_job("it-poison", {"status": "QUEUED", "attempt": 4, "last_error": last_error})
+    subscriber = pubsub_v1.SubscriberClient()
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(settings.project_id, "it-poison-requests")
+    publisher.create_topic(name=topic)
+    source = subscriber.subscription_path(settings.project_id, "it-poison-worker")
+    subscriber.create_subscription(
+        request={
+            "name": source,
+            "topic": topic,
+            "ack_deadline_seconds": 10,
+            "dead_letter_policy": {
+                "dead_letter_topic": publisher.topic_path(settings.project_id, settings.dead_letter_topic),
+                "max_delivery_attempts": 5,
+            },
+        }
     )
-    # A worker that never finishes but stays alive: every delivery finds the job busy and
-    # gives the request back, until Pub/Sub gives up on it.
-    stop = threading.Event()
-
-    def keep_alive() -> None:
-        while not stop.wait(0.5):
-            jobs.heartbeat("it-poison")
-
-    beat = threading.Thread(target=keep_alive, daemon=True)
-    beat.start()
-    try:
-        clients.bus().publish(settings.render_topic, {"job_id": "it-poison", "spec": {}}, job_id="it-poison")
-        deadline = time.monotonic() + 120
-        while (jobs.get("it-poison") or {}).get("status") != "FAILED":
-            assert time.monotonic() < deadline, jobs.get("it-poison")
-            time.sleep(0.3)
-    finally:
-        stop.set()
-        beat.join()
+    clients.bus().publish("it-poison-requests", {"job_id": "it-poison", "spec": {}}, job_id="it-poison")
+    deliveries = 0
+    deadline = time.monotonic() + 60
+    # Keep consuming (and giving back) until Pub/Sub gives up on it: the emulator moves a
+    # message on the pull after its last allowed delivery.
+    while (jobs.get("it-poison") or {}).get("status") != "FAILED":
+        assert time.monotonic() < deadline, (deliveries, jobs.get("it-poison"))
+        pulled = subscriber.pull(request={"subscription": source, "max_messages": 1}, timeout=2)
+        for received in pulled.received_messages:
+            deliveries += 1
+            subscriber.modify_ack_deadline(
+                request={"subscription": source, "ack_ids": [received.ack_id], "ack_deadline_seconds": 0}
+            )
+        time.sleep(0.2)
+    assert deliveries == 5
     error = (jobs.get("it-poison") or {})["error"]
     assert error["code"] == "INPUT_UNREACHABLE"
-    assert (
-        error["message"] == f"gave up after {max(5, settings.max_attempts)} deliveries; last error: "
-        "segments[0].url: storage unavailable"
-    )
-    subscriber = pubsub_v1.SubscriberClient()
+    assert error["message"] == "gave up after 5 deliveries; last error: segments[0].url: storage unavailable"
     kept = subscriber.pull(
         request={
             "subscription": subscriber.subscription_path(settings.project_id, f"{settings.dead_letter_topic}-keep"),
@@ -63,6 +65,18 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
         timeout=10,
     )
     assert any(m.message.attributes.get("job_id") == "it-poison" for m in kept.received_messages)
+
+
+def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(settings: Settings) -> None:
+    from scenerender import pipeline
+
+    jobs = clients.jobs()
+    jobs.create_job("it-alive", {"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP})
+    attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
+    assert not pipeline.record_dead_letter(
+        {"job_id": "it-alive"}, attributes, jobs=jobs, stale_after_s=settings.heartbeat_stale_s
+    )
+    assert (jobs.get("it-alive") or {})["status"] == "RUNNING"
 
 
 def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(settings: Settings) -> None:

@@ -145,12 +145,14 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
         "objectGeneration": str(generation),
         "eventType": "OBJECT_FINALIZE",
     }
-    for _ in range(2):  # two more deliveries of the notification fake-gcs already sent
-        publisher.publish(topic, base64.b64encode(b"{}"), **attributes).result(timeout=30)
+    # Three more deliveries of the notification fake-gcs already sent, at the same moment.
+    futures = [publisher.publish(topic, base64.b64encode(b"{}"), **attributes) for _ in range(3)]
+    for future in futures:
+        future.result(timeout=30)
     doc = wait_for_end("it-twice")
     time.sleep(3)  # time for any duplicate render to show
     doc = clients.jobs().get("it-twice") or {}
-    assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history")
+    assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), doc.get("error")
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
         f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"
     ]
@@ -180,3 +182,32 @@ def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> Non
     assert httpx.get(api, params={"job_id": "nope"}, timeout=30).status_code == 404
     refused = httpx.post(api, content=b'{"version": 1}', timeout=30)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_SPEC"
+
+
+def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
+    settings: Settings, scene_media: dict[str, str]
+) -> None:
+    drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
+    first = wait_for_end("it-again")
+    assert first["status"] == "COMPLETED"
+    # Dropped again after it ended: rendered again, the earlier run kept in history.
+    slow = spec_for("it-again", scene_media, output={"resolution": "1080p", "fps": 60})
+    generation = drop(settings, "jobs/it-again.json", slow)
+    deadline = time.monotonic() + TIMEOUT_S
+    while (doc := clients.jobs().get("it-again") or {}).get("spec_generation") != str(generation) or doc.get(
+        "status"
+    ) != "RUNNING":
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.1)
+    # Dropped while it runs: refused, with the reason on the job.
+    refused = drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
+    while not (clients.jobs().get("it-again") or {}).get("resubmission_refused"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    doc = wait_for_end("it-again")
+    assert doc["status"] == "COMPLETED" and doc["spec_generation"] == str(generation)
+    assert doc["resubmission_refused"]["spec_generation"] == str(refused)
+    assert "still RUNNING" in doc["resubmission_refused"]["reason"]
+    assert [h["status"] for h in doc["history"]] == ["COMPLETED"]
+    assert doc["history"][0]["output"]["uri"] == first["output"]["uri"]
+    assert doc["output"]["height"] == 1080

@@ -59,8 +59,15 @@ class FakeJobs:
     def heartbeat(self, job_id: str) -> None:
         self.docs[job_id]["heartbeat"] = True
 
-    def mark_published(self, job_id: str) -> None:
-        self.docs[job_id]["request_published"] = True
+    def claim_publish(self, job_id: str, generation: str) -> bool:
+        doc = self.docs[job_id]
+        if doc["status"] != "QUEUED" or doc.get("request_published") or str(doc.get("spec_generation")) != generation:
+            return False
+        doc["request_published"] = True
+        return True
+
+    def release_publish(self, job_id: str) -> None:
+        self.docs[job_id]["request_published"] = False
 
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
         doc = self.docs[job_id]
