@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from scenerender.errors import RenderError
+from scenerender.probe import DEMUXER_WHITELIST
 from scenerender.timeline import PlacedClip, PlacedSegment, Timeline
 
 SAMPLE_RATE = 48000
@@ -56,8 +57,9 @@ def _samples(seconds: float | Fraction) -> int:
 
 
 def _input(path: Path, *pre: str) -> list[str]:
-    # Each input is opened with only the file protocol: no URL or nested reference is followed.
-    return [*pre, "-protocol_whitelist", "file", "-i", str(path)]
+    # Each input is opened with only the file protocol and the media demuxers: no URL,
+    # playlist or nested reference is followed.
+    return [*pre, "-protocol_whitelist", "file", "-format_whitelist", DEMUXER_WHITELIST, "-i", str(path)]
 
 
 def track_timescale(fps: Fraction) -> int:

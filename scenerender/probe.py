@@ -35,6 +35,9 @@ ALLOWED_FORMATS: frozenset[str] = frozenset(
         "caf",
     }
 )
+# The demuxers ffprobe/ffmpeg may use on an input (-format_whitelist): no playlist, list or
+# manifest demuxer can be picked by content sniffing.
+DEMUXER_WHITELIST = "mov,matroska,wav,mp3,aac,flac,ogg,avi,mpegts,w64,aiff,caf"
 PROBE_TIMEOUT_S = 60
 # Caps on what one input may be: beyond them a file is refused before ffmpeg spends time on it.
 MAX_DURATION_S = 4 * 3600.0
@@ -106,6 +109,8 @@ def probe_command(ffprobe: str, path: Path) -> list[str]:
         "error",
         "-protocol_whitelist",
         "file",
+        "-format_whitelist",
+        DEMUXER_WHITELIST,
         "-of",
         "json",
         "-show_streams",

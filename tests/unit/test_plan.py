@@ -11,7 +11,7 @@ import pytest
 
 from scenerender import plan
 from scenerender.errors import RenderError
-from scenerender.probe import MediaInfo
+from scenerender.probe import DEMUXER_WHITELIST, MediaInfo
 from scenerender.spec import parse_spec
 from scenerender.timeline import Timeline, build_timeline
 from tests.unit.fakes import sound, video
@@ -97,7 +97,10 @@ def test_every_input_is_limited_to_local_files() -> None:
         inputs = [i for i, arg in enumerate(argv) if arg == "-i"]
         assert inputs
         for i in inputs:
-            assert argv[i - 2 : i] == ["-protocol_whitelist", "file"], argv
+            before = argv[max(0, i - 4) : i]
+            assert before[before.index("-protocol_whitelist") + 1] == "file", argv
+            if argv[1:4] != ["-y", "-f", "concat"]:  # our own concat list is the one non-media input
+                assert before[-2:] == ["-format_whitelist", DEMUXER_WHITELIST], argv
 
 
 def test_concat_list_quotes_paths() -> None:
