@@ -211,3 +211,26 @@ def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
     assert [h["status"] for h in doc["history"]] == ["COMPLETED"]
     assert doc["history"][0]["output"]["uri"] == first["output"]["uri"]
     assert doc["output"]["height"] == 1080
+
+
+def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings, scene_media: dict[str, str]) -> None:
+    drop(settings, "jobs/it-dup.json", spec_for("it-dup", scene_media))
+    doc = wait_for_end("it-dup")
+    assert doc["status"] == "COMPLETED"
+    finished = doc["finished_at"]
+    request = {"job_id": "it-dup", "spec": spec_for("it-dup", scene_media)}
+    report = {
+        "job_id": "it-dup",
+        "attempt": 1,
+        "status": "FAILED",
+        "error": {"code": "RENDER_FAILED", "message": "late duplicate", "details": []},
+    }
+    for _ in range(3):  # the request and a (contradicting) report, delivered again at once
+        clients.bus().publish(settings.render_topic, request, job_id="it-dup")
+        clients.bus().publish(settings.completion_topic, report, job_id="it-dup", status="FAILED")
+    time.sleep(5)
+    doc = clients.jobs().get("it-dup") or {}
+    assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and doc["finished_at"] == finished
+    assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/") == [
+        f"gs://{settings.render_bucket}/renders/it-dup/it-dup.mp4"
+    ]
