@@ -323,14 +323,15 @@ def run_render_request(
         return WorkOutcome(ack=False, status="BUSY")
     if attempt == 0:
         return WorkOutcome(ack=True, status="skipped")
+    write_job = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
     batch_id = (request.get("spec") or {}).get("batch_id")
     if batch_id:
         refresh_batch(jobs, str(batch_id))
-        write = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
 
-        def progress_writer(stage: str, value: float) -> None:
-            write(stage, value)
-            refresh_batch(jobs, str(batch_id))
+    def write_progress(stage: str, value: float) -> None:
+        write_job(stage, value)
+        if batch_id:
+            refresh_batch(jobs, str(batch_id))  # at the job's own pace: about once a second
 
     report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
     with heartbeat(jobs, job_id, settings.heartbeat_s):
@@ -343,7 +344,7 @@ def run_render_request(
             blobs=blobs,
             jobs=jobs,
             bus=bus,
-            progress_writer=progress_writer,
+            progress_writer=write_progress,
             gs_download=gs_download,
         )
 
@@ -379,7 +380,7 @@ def _render_and_report(
     blobs: Blobs,
     jobs: Jobs,
     bus: Bus,
-    progress_writer: Callable[[str, float], None] | None,
+    progress_writer: Callable[[str, float], None],
     gs_download: Callable[[str, Path, int], None] | None,
 ) -> WorkOutcome:
     try:
@@ -390,7 +391,7 @@ def _render_and_report(
             timeout_s=settings.fetch_timeout_s,
         )
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
-        write = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
+        write = progress_writer
         with tempfile.TemporaryDirectory(prefix="scenerender-out-", dir=settings.work_dir or None) as tmp:
             local = Path(tmp) / "render.mp4"
             result = render(
