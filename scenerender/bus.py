@@ -54,6 +54,18 @@ class Publisher:
         except Exception as exc:
             raise _translate(exc, f"publish to {topic_name}") from exc
 
+    def publish_many(self, topic_name: str, payloads: list[dict[str, Any]], **attributes: str) -> None:
+        """Publish all at once (the client batches them) and wait until Pub/Sub has every one."""
+        try:
+            futures = [
+                self.client.publish(self.topic_path(topic_name), json.dumps(p, default=str).encode(), **attributes)  # type: ignore[arg-type]
+                for p in payloads
+            ]
+            for future in futures:
+                future.result(timeout=60)
+        except Exception as exc:
+            raise _translate(exc, f"publish to {topic_name}") from exc
+
 
 class LeasedMessage:
     """One pulled message whose lease is extended in the background until ack or nack."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -24,8 +25,8 @@ class SegmentCache(Protocol):
     def fetch(self, key: str, dest: Path) -> bool:
         """Copy the entry to ``dest``; False when there is none."""
 
-    def store(self, key: str, src: Path) -> None:
-        """Keep ``src`` under ``key`` (best effort: a failed store never fails a render)."""
+    def store(self, key: str, src: Path) -> bool:
+        """Keep ``src`` under ``key``; False if it could not (a failed store never fails a render)."""
 
 
 def file_digest(path: Path) -> str:
@@ -36,9 +37,16 @@ def file_digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def segment_key(source_digest: str, argv: list[str], source: Path, output: Path) -> str:
-    """Content address of one normalised segment."""
-    params: list[str] = []
+SOURCE, OUTPUT = "<source>", "<output>"
+
+
+def segment_template(argv: list[str], source: Path, output: Path) -> list[str]:
+    """A normalisation command without its binary, paths or thread count.
+
+    This is what the encoded bytes depend on, so it is both the cache address's input and
+    what a work item carries to another worker (which fills in its own paths and threads).
+    """
+    template: list[str] = []
     skip = False
     for arg in argv[1:]:
         if skip:
@@ -47,8 +55,20 @@ def segment_key(source_digest: str, argv: list[str], source: Path, output: Path)
         if arg == "-threads":
             skip = True  # the thread count changes nothing a player can see
             continue
-        params.append({str(source): "<source>", str(output): "<output>"}.get(arg, arg))
-    text = "\n".join([CACHE_VERSION, source_digest, *params])
+        template.append({str(source): SOURCE, str(output): OUTPUT}.get(arg, arg))
+    return template
+
+
+def materialize(template: list[str], *, ffmpeg: str, source: Path, output: Path, threads: int) -> list[str]:
+    """The runnable command for ``template`` on this machine."""
+    args = [{SOURCE: str(source), OUTPUT: str(output)}.get(arg, arg) for arg in template]
+    # Output options go before the output file, which the plan always puts last.
+    return [ffmpeg, *args[:-1], "-threads", str(threads), args[-1]]
+
+
+def segment_key(source_digest: str, template: list[str]) -> str:
+    """Content address of one normalised segment: the source's bytes and every parameter."""
+    text = "\n".join([CACHE_VERSION, source_digest, *template])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -71,15 +91,17 @@ class LocalSegmentCache:
             dest.write_bytes(path.read_bytes())
         return True
 
-    def store(self, key: str, src: Path) -> None:
+    def store(self, key: str, src: Path) -> bool:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
             tmp.write_bytes(src.read_bytes())
             os.replace(tmp, path)  # readers see a whole entry or none
         except OSError as exc:
             log.warning("segment cache: could not store %s: %s", key, exc)
+            return False
+        return True
 
 
 class Objects(Protocol):
@@ -104,11 +126,13 @@ class BlobSegmentCache:
             return False
         return True
 
-    def store(self, key: str, src: Path) -> None:
+    def store(self, key: str, src: Path) -> bool:
         try:
             self.blobs.upload_file(src, f"{self.prefix}/{key}.mp4", content_type="video/mp4")
         except SceneRenderError as exc:
             log.warning("segment cache: could not store %s: %s", key, exc.message)
+            return False
+        return True
 
 
 def default_cache_dir() -> Path:

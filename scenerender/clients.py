@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scenerender.bus import Publisher
 from scenerender.jobs import JobStore
 from scenerender.settings import get_settings
 from scenerender.storage import GcsBlobStore
+
+if TYPE_CHECKING:
+    from scenerender.workitems import ItemStore
 
 _overrides: dict[str, Any] = {}
 
@@ -25,6 +28,10 @@ def blobs() -> GcsBlobStore:
 
 def jobs() -> JobStore:
     return _overrides.get("jobs") or _jobs()
+
+
+def items() -> ItemStore:
+    return _overrides.get("items") or _items()
 
 
 def bus() -> Publisher:
@@ -57,11 +64,18 @@ def _jobs() -> JobStore:
 
 
 @lru_cache(maxsize=1)
+def _items() -> ItemStore:
+    from scenerender.workitems import ItemStore
+
+    return ItemStore(jobs().client, get_settings())
+
+
+@lru_cache(maxsize=1)
 def _bus() -> Publisher:
     return Publisher(get_settings())
 
 
 def reset() -> None:
     """Forget the clients (tests that change the environment)."""
-    for factory in (_blobs, _jobs, _bus):
+    for factory in (_blobs, _jobs, _items, _bus):
         factory.cache_clear()

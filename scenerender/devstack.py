@@ -328,8 +328,9 @@ class DevStack:
         from scenerender.bus import ensure_subscription, ensure_topic
 
         s = self._with_env(env)
-        for topic in (s.spec_topic, s.render_topic, s.completion_topic, s.dead_letter_topic):
+        for topic in (s.spec_topic, s.render_topic, s.completion_topic, s.dead_letter_topic, s.segment_topic):
             ensure_topic(s, topic)
+        ensure_subscription(s, s.segment_subscription, s.segment_topic, ack_deadline_s=s.lease_s)
         ensure_subscription(
             s,
             s.render_subscription,

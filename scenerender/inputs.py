@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from scenerender.errors import InputRefusedError, InputUnreachableError, SceneRenderError
+
+if TYPE_CHECKING:
+    from scenerender.settings import Settings
 
 GsDownloader = Callable[[str, Path, int], None]
 """``(gs_uri, dest, max_bytes)``: copies one object to ``dest``; raises FileNotFoundError if missing."""
@@ -67,6 +71,15 @@ class FetchPolicy:
     # on loopback, no TLS) hand in a narrower check and allow plain HTTP.
     address_check: Callable[[str], str | None] = address_refusal
     allow_plain_http: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchPolicy:
+        """The pipeline's policy (workers and helpers fetch under the same one)."""
+        return cls(
+            allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
+            max_bytes=settings.max_input_bytes,
+            timeout_s=settings.fetch_timeout_s,
+        )
 
 
 class InputResolver:

@@ -31,6 +31,7 @@ from scenerender.launcher import start_renderer
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
+from scenerender.workitems import ItemStore, JobSegmentClaims
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Jobs(Protocol):
 
 class Bus(Protocol):
     def publish(self, topic_name: str, payload: dict[str, Any], **attributes: str) -> str: ...
+    def publish_many(self, topic_name: str, payloads: list[dict[str, Any]], **attributes: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -305,8 +307,12 @@ def run_render_request(
     bus: Bus,
     progress_writer: Callable[[str, float], None] | None = None,
     gs_download: Callable[[str, Path, int], None] | None = None,
+    items: ItemStore | None = None,
 ) -> WorkOutcome:
     """Render one request: RUNNING, progress, MP4 uploaded, report published.
+
+    With ``items`` (and the segment cache on), a scene with many segments to encode shares
+    them with the other workers (``scenerender.workitems``).
 
     Permanent errors are reported as FAILED and acknowledged; transient ones leave the
     message for redelivery, up to ``settings.max_attempts``.
@@ -346,6 +352,7 @@ def run_render_request(
             bus=bus,
             progress_writer=write_progress,
             gs_download=gs_download,
+            items=items,
         )
 
 
@@ -382,16 +389,18 @@ def _render_and_report(
     bus: Bus,
     progress_writer: Callable[[str, float], None],
     gs_download: Callable[[str, Path, int], None] | None,
+    items: ItemStore | None,
 ) -> WorkOutcome:
     try:
         spec = parse_spec(json.dumps(request["spec"]).encode(), max_bytes=settings.max_spec_bytes)
-        policy = FetchPolicy(
-            allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
-            max_bytes=settings.max_input_bytes,
-            timeout_s=settings.fetch_timeout_s,
-        )
+        policy = FetchPolicy.from_settings(settings)
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer
+        claims = (
+            JobSegmentClaims(job_id, items, bus, settings)
+            if items is not None and settings.segment_cache and settings.split_min_segments > 0
+            else None
+        )
         with tempfile.TemporaryDirectory(prefix="scenerender-out-", dir=settings.work_dir or None) as tmp:
             local = Path(tmp) / "render.mp4"
             result = render(
@@ -400,6 +409,8 @@ def _render_and_report(
                 lambda d: InputResolver(d, policy, gs_download=download),
                 options=RenderOptions(
                     segment_cache=BlobSegmentCache(blobs, settings.render_bucket) if settings.segment_cache else None,
+                    segment_claims=claims,
+                    split_min_segments=settings.split_min_segments,
                     ffmpeg=settings.ffmpeg,
                     ffprobe=settings.ffprobe,
                     parallelism=settings.parallelism,

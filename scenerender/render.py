@@ -13,15 +13,16 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol
 
 from scenerender import plan
-from scenerender.cache import SegmentCache, file_digest, segment_key
+from scenerender.cache import SegmentCache, file_digest, materialize, segment_key, segment_template
 from scenerender.errors import RenderError
 from scenerender.ffmpeg import FFmpegRunner, publish_file
 from scenerender.inputs import InputResolver
@@ -54,6 +55,7 @@ class RenderResult:
     segments_encoded: int = 0
     segments_copied: int = 0
     segments_reused: int = 0  # normalised segments taken from the segment cache
+    segments_from_helpers: int = 0  # encoded for this render by other workers (a split scene)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +69,39 @@ class RenderOptions:
     timeout_s: float | None = None
     work_dir: str | None = None
     segment_cache: SegmentCache | None = None
+    segment_claims: SegmentClaims | None = None  # share the encodes with other workers
+    split_min_segments: int = 4  # fewer encodes than this are not worth sharing
+    claim_poll_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One encode another worker may take: everything it needs, nothing of this machine."""
+
+    key: str
+    index: int
+    source_url: str
+    input_path: str
+    source_digest: str
+    template: list[str]
+    duration_s: float
+
+
+class SegmentClaims(Protocol):
+    """Who encodes which segment of one render, across workers (``scenerender.workitems``)."""
+
+    def offer(self, tasks: list[SegmentTask]) -> None:
+        """Make the tasks visible to other workers."""
+
+    def claim(self, key: str) -> Literal["mine", "done", "held"]:
+        """Take the task, unless it is done or another live worker holds it."""
+
+    def holding(self, key: str) -> AbstractContextManager[None]:
+        """Show the claim is alive while the block runs."""
+
+    def done(self, key: str) -> None: ...
+
+    def release(self, key: str) -> None: ...
 
 
 class _Progress:
@@ -180,7 +215,9 @@ def render(
             audio_future = audio_pool.submit(audio_job)
             audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
             try:
-                video_out, blockers, encoded, reused = _make_video(timeline, work, runner, opts, tracker)
+                video_out, blockers, counts = _make_video(
+                    timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments]
+                )
                 timings["video_s"] = time.monotonic() - t1
             except BaseException as video_error:
                 runner.cancel()
@@ -211,73 +248,26 @@ def render(
     result.timings = {k: round(v, 3) for k, v in timings.items()}
     result.fast_path = not blockers
     result.fast_path_blockers = blockers
-    result.segments_encoded = encoded
-    result.segments_reused = reused
+    result.segments_encoded = counts.encoded
+    result.segments_reused = counts.reused
+    result.segments_from_helpers = counts.from_helpers
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 
 
 def _make_video(
-    timeline: Timeline, work: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress
-) -> tuple[Path, list[str], int, int]:
-    """The video stream: (file, why the fast path was not taken, segments encoded, segments reused)."""
+    timeline: Timeline, work: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress, urls: list[str]
+) -> tuple[Path, list[str], SegmentCounts]:
+    """The video stream: (file, why the fast path was not taken, where its segments came from)."""
     blockers = plan.copy_blockers(timeline)
     video_out = work / "video.mp4"
-    encoded = reused = 0
+    counts = SegmentCounts()
     if not blockers:
         pieces = [seg.source.path for seg in timeline.segments]
     else:
-        enc = plan.EncodeSettings.for_timeline(timeline)
         norm_dir = work / "normalized"
         norm_dir.mkdir()
-        workers, threads = plan.parallel_jobs(opts.parallelism, len(timeline.segments))
-        commands = [
-            plan.normalize_command(
-                seg,
-                timeline,
-                norm_dir / f"{seg.index:04d}.mp4",
-                enc,
-                threads=threads,
-                hold_frames=timeline.hold_frames if seg is timeline.segments[-1] else 0,
-            )
-            for seg in timeline.segments
-        ]
-        total = sum(c.duration_s for c in commands)
-        done: dict[int, float] = {}
-        lock = threading.Lock()
-        digests: dict[Path, str] = {}
-        cache = opts.segment_cache
-
-        def report(i: int, fraction: float) -> None:
-            with lock:
-                done[i] = fraction * commands[i].duration_s
-                tracker.stage("video", 0.9 * sum(done.values()) / total)
-
-        def run_one(i: int) -> bool:
-            """Encode segment ``i``, or take it from the cache; True if it was reused."""
-            command, source = commands[i], timeline.segments[i].source.path
-            key = None
-            if cache is not None:
-                with lock:
-                    digest = digests.get(source.resolve())
-                if digest is None:
-                    digest = file_digest(source)
-                    with lock:
-                        digests[source.resolve()] = digest
-                key = segment_key(digest, command.argv, source, command.output)
-                if cache.fetch(key, command.output):
-                    report(i, 1.0)
-                    return True
-            runner.run(command.argv, duration_s=command.duration_s, on_progress=lambda f: report(i, f))
-            if cache is not None and key is not None:
-                cache.store(key, command.output)
-            return False
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(run_one, range(len(commands))))
-        pieces = [c.output for c in commands]
-        reused = sum(outcomes)
-        encoded = len(commands) - reused
+        pieces, counts = _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls)
     concat = plan.concat_command(pieces, work / "video.ffconcat", video_out, timeline)
     _write_files(concat)
     runner.run(
@@ -285,7 +275,175 @@ def _make_video(
         duration_s=concat.duration_s,
         on_progress=lambda f: tracker.stage("video", 0.9 + 0.1 * f if blockers else f),
     )
-    return video_out, blockers, encoded, reused
+    return video_out, blockers, counts
+
+
+@dataclass
+class SegmentCounts:
+    encoded: int = 0  # segments made by an encode of this render (here or by a helper)
+    reused: int = 0  # taken from the cache, encoded by an earlier render
+    from_helpers: int = 0  # of ``encoded``, those another worker encoded
+
+
+def _normalize_segments(
+    timeline: Timeline, norm_dir: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress, urls: list[str]
+) -> tuple[list[Path], SegmentCounts]:
+    """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
+    or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it."""
+    enc = plan.EncodeSettings.for_timeline(timeline)
+    workers, threads = plan.parallel_jobs(opts.parallelism, len(timeline.segments))
+    last = timeline.segments[-1]
+    commands = [
+        plan.normalize_command(
+            seg,
+            timeline,
+            norm_dir / f"{seg.index:04d}.mp4",
+            enc,
+            hold_frames=timeline.hold_frames if seg is last else 0,
+        )
+        for seg in timeline.segments
+    ]
+    cache, claims = opts.segment_cache, opts.segment_claims
+    digests: dict[Path, str] = {}
+    for seg in timeline.segments:
+        source = seg.source.path.resolve()
+        if source not in digests:
+            # Without a cache, identical paths are identical content for the length of this render.
+            digests[source] = file_digest(source) if cache is not None else str(source)
+    units: dict[str, list[int]] = {}  # one encode serves every segment with the same address
+    templates: dict[str, list[str]] = {}
+    for i, (seg, command) in enumerate(zip(timeline.segments, commands, strict=True)):
+        template = segment_template(command.argv, seg.source.path, command.output)
+        key = segment_key(digests[seg.source.path.resolve()], template)
+        units.setdefault(key, []).append(i)
+        templates.setdefault(key, template)
+
+    total = sum(c.duration_s for c in commands)
+    done: dict[int, float] = {}
+    lock = threading.Lock()
+    counts = SegmentCounts()
+
+    def report(key: str, fraction: float) -> None:
+        with lock:
+            for i in units[key]:
+                done[i] = fraction * commands[i].duration_s
+            tracker.stage("video", 0.9 * sum(done.values()) / total)
+
+    def first_output(key: str) -> Path:
+        return commands[units[key][0]].output
+
+    def encode(key: str) -> None:
+        i = units[key][0]
+        argv = materialize(
+            templates[key],
+            ffmpeg="ffmpeg",
+            source=timeline.segments[i].source.path,
+            output=first_output(key),
+            threads=threads,
+        )
+        runner.run(argv, duration_s=commands[i].duration_s, on_progress=lambda f: report(key, f))
+
+    def cached(key: str) -> bool:
+        return cache is not None and cache.fetch(key, first_output(key))
+
+    # Cache lookups first, in parallel: what is left is the work to share out.
+    with ThreadPoolExecutor(max_workers=max(workers, 4)) as pool:
+        hits = dict(zip(units, pool.map(cached, units), strict=True))
+    pending = [key for key, hit in hits.items() if not hit]
+    for key, hit in hits.items():
+        if hit:
+            counts.reused += len(units[key])
+            report(key, 1.0)
+    shared = claims is not None and cache is not None and len(pending) >= opts.split_min_segments > 0
+    if shared and claims is not None:
+        claims.offer(
+            [
+                SegmentTask(
+                    key=key,
+                    index=units[key][0],
+                    source_url=urls[units[key][0]],
+                    input_path=f"segments[{units[key][0]}].url",
+                    source_digest=digests[timeline.segments[units[key][0]].source.path.resolve()],
+                    template=templates[key],
+                    duration_s=commands[units[key][0]].duration_s,
+                )
+                for key in pending
+            ]
+        )
+    queue = deque(pending)
+    waiting_rounds = 0
+
+    def take_next() -> str | None:
+        with lock:
+            return queue.popleft() if queue else None
+
+    def settle(key: str) -> None:
+        """Encode ``key`` here, or take it from whoever did."""
+        nonlocal waiting_rounds
+        if not shared or claims is None:
+            encode(key)
+            if cache is not None:
+                cache.store(key, first_output(key))
+            with lock:
+                counts.encoded += len(units[key])
+            return
+        state = claims.claim(key)
+        if state == "done" and cached(key):
+            with lock:
+                counts.encoded += len(units[key])
+                counts.from_helpers += len(units[key])
+            report(key, 1.0)
+            return
+        if state == "held":
+            # Another worker is encoding it: look again once the rest of the queue has been tried.
+            with lock:
+                queue.append(key)
+                waiting_rounds += 1
+                idle = waiting_rounds >= len(queue)
+                if idle:
+                    waiting_rounds = 0
+            if idle:
+                time.sleep(opts.claim_poll_s)
+            return
+        with lock:
+            waiting_rounds = 0
+        try:
+            with claims.holding(key):
+                encode(key)
+        except BaseException:
+            claims.release(key)
+            raise
+        if cache is not None and cache.store(key, first_output(key)):
+            claims.done(key)
+        else:
+            claims.release(key)
+        with lock:
+            counts.encoded += len(units[key])
+
+    failed = threading.Event()
+
+    def drain() -> None:
+        try:
+            while not failed.is_set() and (key := take_next()) is not None:
+                settle(key)
+        except BaseException:
+            failed.set()  # the render is lost: the other threads take nothing more
+            raise
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(drain) for _ in range(workers)]:
+            future.result()
+    for key, indices in units.items():
+        for i in indices[1:]:
+            _link(first_output(key), commands[i].output)
+    return [c.output for c in commands], counts
+
+
+def _link(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 def _make_audio(

@@ -25,6 +25,8 @@ REQUIRED_IN_CLOUD: tuple[str, ...] = (
     "render_topic",
     "render_subscription",
     "completion_topic",
+    "segment_topic",
+    "segment_subscription",
 )
 
 
@@ -47,6 +49,20 @@ class Settings(BaseSettings):
         "scenerender-render-requests-worker", description="Pull subscription the renderer drains."
     )
     completion_topic: str = Field("scenerender-render-reports", description="Topic of renderer reports.")
+    segment_topic: str = Field(
+        "scenerender-segment-work", description="Topic of segment encodes a scene shares with other workers."
+    )
+    segment_subscription: str = Field(
+        "scenerender-segment-work-worker", description="Pull subscription workers take shared segment encodes from."
+    )
+    split_min_segments: int = Field(
+        4,
+        ge=0,
+        description="A scene with at least this many segments to encode shares them with other workers (0: never).",
+    )
+    idle_exit_s: float = Field(
+        20.0, gt=0, description="A renderer task with nothing to do for this long exits (job mode)."
+    )
     dead_letter_topic: str = Field(
         "scenerender-render-dead-letter", description="Where render requests go after max attempts."
     )

@@ -3,8 +3,10 @@
 It pulls render requests one at a time, keeps each message leased while it renders
 (renders outlast the ack deadline), and acknowledges only once the outcome is durable: the
 report is published (the completion function turns it into the job's final state), or the
-job is already final. Job mode drains the subscription and exits when idle; ``--serve``
-keeps pulling (local use).
+job is already final. Between requests it first takes segment encodes that a long scene on
+another worker shares out (``scenerender.workitems``): they unblock a scene already running.
+Job mode drains both subscriptions and exits after ``idle_exit_s`` with nothing to do;
+``--serve`` keeps pulling (local use).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from scenerender.errors import SceneRenderError
 from scenerender.jobs import ProgressThrottle
 from scenerender.logs import configure_logging
 from scenerender.settings import Settings, get_settings
+from scenerender.workitems import run_item
 
 log = logging.getLogger("scenerender.worker")
-IDLE_PULLS_BEFORE_EXIT = 2
+ITEM_PULL_TIMEOUT_S = 0.5  # the render pull then waits the rest: one idle round is both pulls
 
 
 class Stop:
@@ -39,7 +42,25 @@ class Stop:
 
 
 def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
-    """Pull and handle one request. None: nothing to do; else whether it was acknowledged."""
+    """Handle one shared segment encode, else one render request. None: nothing to do;
+    else whether the message was acknowledged."""
+    if settings.split_min_segments > 0:
+        item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S)
+        if item is not None:
+            with item:
+                started = time.monotonic()
+                done = run_item(
+                    item.data, settings=settings, blobs=clients.blobs(), jobs=clients.jobs(), items=clients.items()
+                )
+                item.ack()
+                log.info(
+                    "segment %s of job %s: %s in %.1f s",
+                    str(item.data.get("index", "?")),
+                    str(item.data.get("job_id", "?")),
+                    done,
+                    time.monotonic() - started,
+                )
+            return True
     message = pull_one(settings.render_subscription, timeout_s=timeout_s)
     if message is None:
         return None
@@ -55,6 +76,7 @@ def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
             jobs=jobs,
             bus=clients.bus(),
             progress_writer=throttle,
+            items=clients.items() if settings.split_min_segments > 0 else None,
         )
         throttle.flush()
         if outcome.ack:
@@ -74,7 +96,7 @@ def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenerender.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep pulling instead of exiting when idle")
-    parser.add_argument("--pull-timeout", type=float, default=5.0, help="seconds one pull waits for a message")
+    parser.add_argument("--pull-timeout", type=float, default=1.5, help="seconds one pull waits for a message")
     args = parser.parse_args(argv)
     configure_logging()
     settings = get_settings()
@@ -82,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     idle = 0
+    idle_since = time.monotonic()
     while not stop.requested:
         try:
             handled = process_one(settings, timeout_s=args.pull_timeout)
@@ -99,11 +122,14 @@ def main(argv: list[str] | None = None) -> int:
                     pipeline.fail_stuck_jobs(settings=settings, jobs=clients.jobs())
                 except SceneRenderError as exc:
                     log.warning("stuck-job sweep failed: %s", exc.message)
-            if not args.serve and idle >= IDLE_PULLS_BEFORE_EXIT:
-                log.info("subscription drained; exiting")
+            # A task does not leave at the first empty pull: a scene another task is still
+            # planning may be about to share its segments.
+            if not args.serve and time.monotonic() - idle_since >= settings.idle_exit_s:
+                log.info("nothing to do for %.0f s; exiting", settings.idle_exit_s)
                 break
         else:
             idle = 0
+            idle_since = time.monotonic()
     return 0
 
 

@@ -119,3 +119,7 @@ class FakeBus:
     def publish(self, topic_name: str, payload: dict[str, Any], **attributes: str) -> str:
         self.published.append((topic_name, copy.deepcopy(payload), attributes))
         return str(len(self.published))
+
+    def publish_many(self, topic_name: str, payloads: list[dict[str, Any]], **attributes: str) -> None:
+        for payload in payloads:
+            self.publish(topic_name, payload, **attributes)

@@ -1,0 +1,194 @@
+"""One long scene's segment encodes spread over workers, on the emulators.
+
+Three workers render a scene whose twelve segments all need normalising: the encodes are
+shared out as work items and the output matches a single-process render of the same scene.
+A worker killed while it holds an item delays that item and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scenerender import clients
+from scenerender.bus import ensure_subscription, ensure_topic
+from scenerender.devstack import DevStack
+from scenerender.settings import Settings
+from tests import measure
+from tests.mediagen import make_tone_burst, make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.emulators]
+
+SEGMENTS = 12
+SEGMENT_S = 3.0
+LINE_SEGMENT, LINE_OFFSET = 7, 1.0
+
+
+def scene(source_uri: str, line_uri: str, job_id: str) -> dict[str, Any]:
+    """Twelve different 3 s cuts of one 640x360@25 source, to 1280x720@30: twelve distinct encodes."""
+    return {
+        "version": 1,
+        "job_id": job_id,
+        "project_id": "p",
+        "scene_id": job_id,
+        "output": {"resolution": "720p", "fps": 30},
+        "segments": [
+            {"id": f"s{i}", "url": source_uri, "trim_start": i * SEGMENT_S, "duration": SEGMENT_S}
+            for i in range(SEGMENTS)
+        ],
+        "audio": {
+            "clips": [{"type": "dialogue", "url": line_uri, "segment_id": f"s{LINE_SEGMENT}", "offset": LINE_OFFSET}]
+        },
+    }
+
+
+def upload_media(tmp_path: Path, settings: Settings, name: str, tone: float) -> tuple[str, str, Path, Path]:
+    # Bytes of its own per test (the tone differs): no other test's cache entries can stand in for its encodes.
+    duration = SEGMENTS * SEGMENT_S + 1
+    source = make_video(tmp_path / f"{name}.mp4", width=640, height=360, fps=25, duration=duration, tone=tone)
+    line = make_tone_burst(tmp_path / f"{name}-line.wav", freq=1000, duration=0.5)
+    uris = []
+    for path in (source, line):
+        uri = f"gs://{settings.media_bucket}/split/{path.name}"
+        clients.blobs().upload_file(path, uri, content_type="application/octet-stream")
+        uris.append(uri)
+    return uris[0], uris[1], source, line
+
+
+def submit(settings: Settings, spec: dict[str, Any]) -> None:
+    clients.blobs().write_bytes(
+        f"gs://{settings.spec_bucket}/jobs/{spec['job_id']}.json",
+        json.dumps(spec).encode(),
+        content_type="application/json",
+    )
+
+
+def wait_for_end(job_id: str, timeout_s: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        doc = clients.jobs().get(job_id) or {}
+        if doc.get("status") in ("COMPLETED", "FAILED"):
+            return doc
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.2)
+
+
+def download_output(settings: Settings, job_id: str, dest: Path) -> Path:
+    dest.write_bytes(clients.blobs().read_bytes(f"gs://{settings.render_bucket}/renders/{job_id}/{job_id}.mp4"))
+    return dest
+
+
+def start_worker(cloud: DevStack, name: str, **env: str) -> int:
+    cloud.start_process(
+        name, [sys.executable, "-m", "scenerender.worker", "--serve"], {**os.environ, **env}, lambda: True
+    )
+    return next(p.pid for p in cloud.state.processes if p.name == name)
+
+
+def stop_worker(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+
+
+def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
+    cloud: DevStack, settings: Settings, tmp_path: Path
+) -> None:
+    source_uri, line_uri, source, line = upload_media(tmp_path, settings, "split-three", tone=300)
+    third = start_worker(cloud, "worker-split-third")
+    try:
+        spec = scene(source_uri, line_uri, "it-split-three")
+        submit(settings, spec)
+        doc = wait_for_end("it-split-three")
+    finally:
+        stop_worker(third)
+    assert doc["status"] == "COMPLETED", doc.get("error")
+    output = doc["output"]
+    assert output["segments_encoded"] == SEGMENTS and output["segments_reused"] == 0
+    assert output["segments_from_helpers"] >= 1, output
+
+    items = clients.items().items("it-split-three")
+    assert len(items) == SEGMENTS and {i["status"] for i in items.values()} == {"DONE"}
+    encoders = {i["done_by"] for i in items.values()}
+    assert len(encoders) >= 2, encoders  # the encodes really were shared out
+    assert sorted(i["index"] for i in items.values()) == list(range(SEGMENTS))
+
+    shared = download_output(settings, "it-split-three", tmp_path / "shared.mp4")
+    local_spec = scene(str(source), str(line), "local")
+    (tmp_path / "local.json").write_text(json.dumps(local_spec))
+    local = tmp_path / "local.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "scenerender.cli", "render", str(tmp_path / "local.json"), "-o", str(local), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "SCENERENDER_SEGMENT_CACHE": "false"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["segments_from_helpers"] == 0
+
+    frames = round(SEGMENTS * SEGMENT_S * 30)
+    assert measure.count_frames(shared) == measure.count_frames(local) == frames
+    shared_probe, local_probe = measure.probe(shared), measure.probe(local)
+    assert abs(float(shared_probe["format"]["duration"]) - float(local_probe["format"]["duration"])) <= 1 / 30
+    expected = LINE_SEGMENT * SEGMENT_S + LINE_OFFSET
+    onsets = [measure.onset_time(measure.decode_audio(path), freq=1000) for path in (shared, local)]
+    assert all(abs(onset - expected) <= 0.02 for onset in onsets), onsets
+    assert abs(output["av_drift_ms"]) <= 1000 / 30
+
+
+def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
+    cloud: DevStack, settings: Settings, tmp_path: Path
+) -> None:
+    source_uri, line_uri, _, _ = upload_media(tmp_path, settings, "split-kill", tone=400)
+    # The victim takes only shared segments (its render subscription never has a request),
+    # and its ffmpeg waits before encoding, so it is sure to be caught holding one.
+    ensure_topic(settings, "victim-no-requests")
+    ensure_subscription(settings, "victim-no-requests", "victim-no-requests")
+    slow = tmp_path / "slow-ffmpeg"
+    slow.write_text('#!/bin/sh\nsleep 120\nexec ffmpeg "$@"\n')
+    slow.chmod(0o755)
+    victim = start_worker(
+        cloud, "worker-split-victim", FFMPEG=str(slow), SCENERENDER_RENDER_SUBSCRIPTION="victim-no-requests"
+    )
+    try:
+        submit(settings, scene(source_uri, line_uri, "it-split-kill"))
+        deadline = time.monotonic() + 90
+        held: tuple[str, dict[str, Any]] | None = None
+        while held is None:
+            assert time.monotonic() < deadline, "the victim never took a segment"
+            assert (clients.jobs().get("it-split-kill") or {}).get("status") != "COMPLETED"
+            items = clients.items().items("it-split-kill")
+            held = next(
+                (
+                    (k, i)
+                    for k, i in items.items()
+                    if i.get("holder", "").endswith(f":{victim}") and i["status"] == "CLAIMED"
+                ),
+                None,
+            )
+            time.sleep(0.1)
+        os.killpg(victim, signal.SIGKILL)  # the worker and its ffmpeg, as a task that died
+        killed_at = time.monotonic()
+        doc = wait_for_end("it-split-kill")
+    finally:
+        stop_worker(victim)
+    assert doc["status"] == "COMPLETED", doc.get("error")
+    assert doc["attempt"] == 1  # the scene itself was never restarted
+    assert time.monotonic() - killed_at < 60
+    key, _ = held
+    item = clients.items().items("it-split-kill")[key]
+    assert item["status"] == "DONE" and not item["done_by"].endswith(f":{victim}")
+    assert item["attempt"] >= 2 and item["holders"][0].endswith(f":{victim}")
+    out = download_output(settings, "it-split-kill", tmp_path / "out.mp4")
+    assert measure.count_frames(out) == round(SEGMENTS * SEGMENT_S * 30)
+    assert doc["output"]["segments_encoded"] == SEGMENTS
