@@ -4,8 +4,11 @@
 
 1. Overhead, one job at a time (``--jobs`` jobs): spec written -> job RUNNING, and MP4
    uploaded -> job COMPLETED with its signed URL (median, p95). Target: under 1 s at the median.
-2. Throughput: the same number of specs dropped at once with two workers, against the same
-   renders run one after another locally (``scenerender render``), timed in the same run.
+2. Throughput: a batch file of ``--jobs`` short scenes with two workers and with one, and the
+   same renders run one after another locally (``scenerender render``), timed in the same run.
+3. Scale-out of one long scene: ``--segments`` segments that all need normalising
+   (640x360@25 -> 1280x720@30, every one a different cut), with two workers (the encodes
+   shared as work items) and with one; the segment cache is emptied before each run.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--segments", type=int, default=40)
     args = parser.parse_args()
 
     from scenerender import clients
@@ -63,7 +67,8 @@ def main() -> None:
             make_video(media / "a.mp4", width=640, height=360, fps=30, duration=1.0)
             make_video(media / "b.mp4", width=640, height=360, fps=30, duration=1.0, pattern="smptebars")
             make_tone_burst(media / "line.wav", freq=1000, duration=0.4)
-            for name in ("a.mp4", "b.mp4", "line.wav"):
+            make_video(media / "long.mp4", width=640, height=360, fps=25, duration=args.segments * 2 + 1)
+            for name in ("a.mp4", "b.mp4", "line.wav", "long.mp4"):
                 blobs.upload_file(media / name, f"gs://{settings.media_bucket}/bench/{name}", content_type="x/y")
 
             def spec(job_id: str, local: bool = False) -> dict[str, Any]:
@@ -79,6 +84,62 @@ def main() -> None:
                     "segments": [{"id": "a", "url": url("a.mp4")}, {"id": "b", "url": url("b.mp4")}],
                     "audio": {"clips": [{"type": "dialogue", "url": url("line.wav"), "segment_id": "b"}]},
                 }
+
+            def long_scene(job_id: str) -> dict[str, Any]:
+                return {
+                    "version": 1,
+                    "job_id": job_id,
+                    "project_id": "p",
+                    "scene_id": job_id,
+                    "output": {"resolution": "720p", "fps": 30},
+                    "segments": [
+                        {
+                            "id": f"s{i}",
+                            "url": f"gs://{settings.media_bucket}/bench/long.mp4",
+                            "trim_start": 2 * i,
+                            "duration": 2,
+                        }
+                        for i in range(args.segments)
+                    ],
+                    "audio": {
+                        "clips": [
+                            {
+                                "type": "dialogue",
+                                "url": f"gs://{settings.media_bucket}/bench/line.wav",
+                                "segment_id": "s1",
+                            }
+                        ]
+                    },
+                }
+
+            def render_long(job_id: str) -> tuple[float, dict[str, Any]]:
+                for uri in blobs.list_uris(f"gs://{settings.render_bucket}/cache/"):
+                    blobs.delete(uri)
+                started = time.monotonic()
+                body = json.dumps(long_scene(job_id)).encode()
+                blobs.write_bytes(f"gs://{settings.spec_bucket}/jobs/{job_id}.json", body, content_type="x/y")
+                doc = wait(job_id)
+                assert doc["status"] == "COMPLETED", doc
+                return time.monotonic() - started, doc["output"]
+
+            def batch(batch_id: str) -> float:
+                body = {
+                    "version": 1,
+                    "batch_id": batch_id,
+                    "scenes": [
+                        {k: v for k, v in spec(f"{batch_id}-{i}").items() if k != "job_id"} | {"scene_id": f"s{i}"}
+                        for i in range(args.jobs)
+                    ],
+                }
+                started = time.monotonic()
+                blobs.write_bytes(
+                    f"gs://{settings.spec_bucket}/jobs/{batch_id}.json", json.dumps(body).encode(), content_type="x/y"
+                )
+                while (jobs.get_batch(batch_id) or {}).get("status") not in ("COMPLETED", "FAILED"):
+                    time.sleep(0.05)
+                elapsed = time.monotonic() - started
+                assert jobs.get_batch(batch_id)["status"] == "COMPLETED", jobs.get_batch(batch_id)
+                return elapsed
 
             def drop(job_id: str) -> float:
                 body = json.dumps(spec(job_id)).encode()
@@ -107,25 +168,15 @@ def main() -> None:
                 )
                 to_completed.append(doc["finished_at"].timestamp() - uploaded)
 
-            started = time.monotonic()
-            ids = [f"burst-{i}" for i in range(args.jobs)]
-            for job_id in ids:
-                drop(job_id)
-            docs = [wait(job_id) for job_id in ids]
-            burst_s = time.monotonic() - started
-            assert all(d["status"] == "COMPLETED" for d in docs)
+            burst_s = batch("burst")
+            long_two_s, long_two = render_long("long-two")
 
-            # The same burst with one worker: stop the second.
+            # The same work with one worker: stop the second.
             second = next(p for p in stack.state.processes if p.name == "worker-1")
             os.killpg(second.pid, signal.SIGTERM)
-            time.sleep(2)
-            started = time.monotonic()
-            ids = [f"single-{i}" for i in range(args.jobs)]
-            for job_id in ids:
-                drop(job_id)
-            docs = [wait(job_id) for job_id in ids]
-            single_s = time.monotonic() - started
-            assert all(d["status"] == "COMPLETED" for d in docs)
+            time.sleep(3)
+            single_s = batch("single")
+            long_one_s, long_one = render_long("long-one")
 
             started = time.monotonic()
             for i in range(args.jobs):
@@ -149,13 +200,19 @@ def main() -> None:
         f"p95 {percentile(to_completed, 0.95):.3f} s"
     )
     print(
-        f"{args.jobs} specs dropped at once: 1 worker {single_s:.2f} s, 2 workers {burst_s:.2f} s; "
+        f"batch of {args.jobs} short scenes: 1 worker {single_s:.2f} s, 2 workers {burst_s:.2f} s; "
         f"ratio {single_s / burst_s:.2f}x"
     )
     print(
-        f"{args.jobs} specs dropped at once, 2 workers: {burst_s:.2f} s; "
+        f"batch of {args.jobs} short scenes, 2 workers: {burst_s:.2f} s; "
         f"{args.jobs} local renders one after another: {sequential_s:.2f} s; ratio {sequential_s / burst_s:.2f}x"
     )
+    print(
+        f"{args.segments}-segment scene (all normalised): 1 worker {long_one_s:.2f} s, 2 workers {long_two_s:.2f} s "
+        f"({long_two['segments_from_helpers']} of {long_two['segments_encoded']} encoded by the helper); "
+        f"ratio {long_one_s / long_two_s:.2f}x; cores: {os.cpu_count()}"
+    )
+    assert long_one["segments_from_helpers"] == 0 and long_one["segments_encoded"] == args.segments
 
 
 if __name__ == "__main__":

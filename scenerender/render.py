@@ -6,6 +6,7 @@ the cloud beyond the ``InputResolver`` it is handed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
 
 LOUDNESS_TOLERANCE_LU = 0.5
+AUDIO_CACHE_VERSION = "1"  # bump when the audio plan's output changes for the same inputs
 LOUDNESS_CORRECTIONS = 2  # re-encodes allowed when limiting moved the loudness off target
 
 ProgressFn = Callable[[str, float], None]
@@ -56,6 +58,7 @@ class RenderResult:
     segments_copied: int = 0
     segments_reused: int = 0  # normalised segments taken from the segment cache
     segments_from_helpers: int = 0  # encoded for this render by other workers (a split scene)
+    audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,9 +210,11 @@ def render(
         audio_out = work / "audio.m4a"
 
         def audio_job() -> plan.LoudnessScan:
-            scan = _make_audio(timeline, work, audio_out, runner, tracker)
+            scan, audio_reused[0] = _make_audio(timeline, work, audio_out, runner, tracker, opts.segment_cache)
             timings["audio_s"] = time.monotonic() - t1
             return scan
+
+        audio_reused = [False]
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
             audio_future = audio_pool.submit(audio_job)
@@ -251,6 +256,7 @@ def render(
     result.segments_encoded = counts.encoded
     result.segments_reused = counts.reused
     result.segments_from_helpers = counts.from_helpers
+    result.audio_reused = audio_reused[0]
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 
@@ -446,11 +452,40 @@ def _link(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
+def audio_key(mix: plan.Command, timeline: Timeline, work: Path) -> str:
+    """Content address of the encoded audio: every input's bytes, the whole mix and the loudness target.
+
+    Nothing in it depends on the picture, so a full render finds the audio of its preview.
+    Called before the mix's own files are written: the only files its arguments name are inputs.
+    """
+    parts = [AUDIO_CACHE_VERSION, repr(timeline.loudness), repr(timeline.duration)]
+    for arg in mix.argv[1:]:
+        path = Path(arg)
+        if path.is_absolute() and path.is_file():
+            parts.append(file_digest(path))
+        else:
+            parts.append(arg.replace(str(work), "<work>"))
+    parts += [text.replace(str(work), "<work>") for text in mix.files.values()]
+    return "audio-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _make_audio(
-    timeline: Timeline, work: Path, audio_out: Path, runner: FFmpegRunner, tracker: _Progress
-) -> plan.LoudnessScan:
-    """Mix, bring to the loudness target, encode; returns the EBU R128 scan of the encoded audio."""
+    timeline: Timeline,
+    work: Path,
+    audio_out: Path,
+    runner: FFmpegRunner,
+    tracker: _Progress,
+    cache: SegmentCache | None = None,
+) -> tuple[plan.LoudnessScan, bool]:
+    """Mix, bring to the loudness target, encode, or take it all from the cache.
+
+    Returns the EBU R128 scan of the encoded audio, and whether it came from the cache.
+    """
     mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
+    key = audio_key(mix, timeline, work) if cache is not None else None
+    if cache is not None and key is not None and cache.fetch(key, audio_out):
+        # Measured again rather than remembered: the result describes these very bytes.
+        return plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), True
     _write_files(mix)
     mix_log = runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
     scan = plan.parse_ebur128(mix_log) if timeline.loudness is not None else None
@@ -468,7 +503,9 @@ def _make_audio(
             break
         if attempt < LOUDNESS_CORRECTIONS:
             correction += loud.target_lufs - result.integrated_lufs
-    return result
+    if cache is not None and key is not None:
+        cache.store(key, audio_out)
+    return result, False
 
 
 def _write_files(command: plan.Command) -> None:

@@ -19,7 +19,7 @@ import time
 from types import FrameType
 
 from scenerender import clients, pipeline
-from scenerender.bus import pull_one
+from scenerender.bus import LeasedMessage, pull_one
 from scenerender.errors import SceneRenderError
 from scenerender.jobs import ProgressThrottle
 from scenerender.logs import configure_logging
@@ -27,7 +27,7 @@ from scenerender.settings import Settings, get_settings
 from scenerender.workitems import run_item
 
 log = logging.getLogger("scenerender.worker")
-ITEM_PULL_TIMEOUT_S = 0.5  # the render pull then waits the rest: one idle round is both pulls
+ITEM_PULL_TIMEOUT_S = 0.5
 
 
 class Stop:
@@ -42,28 +42,39 @@ class Stop:
 
 
 def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
-    """Handle one shared segment encode, else one render request. None: nothing to do;
-    else whether the message was acknowledged."""
+    """Handle one shared segment encode, else one render request. None: nothing came; else
+    whether the message was acknowledged.
+
+    Items come first: they unblock a scene already running. Their pull waits only briefly
+    (an empty pull returns at its deadline), so a queue of render requests is not slowed;
+    an item a short pull misses is still encoded, by its scene's own worker.
+    """
     if settings.split_min_segments > 0:
         item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S)
         if item is not None:
-            with item:
-                started = time.monotonic()
-                done = run_item(
-                    item.data, settings=settings, blobs=clients.blobs(), jobs=clients.jobs(), items=clients.items()
-                )
-                item.ack()
-                log.info(
-                    "segment %s of job %s: %s in %.1f s",
-                    str(item.data.get("index", "?")),
-                    str(item.data.get("job_id", "?")),
-                    done,
-                    time.monotonic() - started,
-                )
+            handle_item(settings, item)
             return True
     message = pull_one(settings.render_subscription, timeout_s=timeout_s)
     if message is None:
         return None
+    return handle_request(settings, message)
+
+
+def handle_item(settings: Settings, item: LeasedMessage) -> None:
+    with item:
+        started = time.monotonic()
+        done = run_item(item.data, settings=settings, blobs=clients.blobs(), jobs=clients.jobs(), items=clients.items())
+        item.ack()
+        log.info(
+            "segment %s of job %s: %s in %.1f s",
+            str(item.data.get("index", "?")),
+            str(item.data.get("job_id", "?")),
+            done,
+            time.monotonic() - started,
+        )
+
+
+def handle_request(settings: Settings, message: LeasedMessage) -> bool:
     with message:
         job_id = str(message.data.get("job_id", "?"))
         jobs = clients.jobs()
@@ -96,7 +107,7 @@ def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenerender.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep pulling instead of exiting when idle")
-    parser.add_argument("--pull-timeout", type=float, default=1.5, help="seconds one pull waits for a message")
+    parser.add_argument("--pull-timeout", type=float, default=2.0, help="seconds one pull waits for a message")
     args = parser.parse_args(argv)
     configure_logging()
     settings = get_settings()

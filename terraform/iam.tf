@@ -106,6 +106,19 @@ resource "google_pubsub_subscription_iam_member" "renderer_pulls_requests" {
   member       = google_service_account.renderer.member
 }
 
+# Segment work: a task shares a long scene's encodes; every task takes them.
+resource "google_pubsub_topic_iam_member" "renderer_shares_segments" {
+  topic  = google_pubsub_topic.segment_work.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.renderer.member
+}
+
+resource "google_pubsub_subscription_iam_member" "renderer_takes_segments" {
+  subscription = google_pubsub_subscription.segment_work.id
+  role         = "roles/pubsub.subscriber"
+  member       = google_service_account.renderer.member
+}
+
 resource "google_pubsub_topic_iam_member" "renderer_reports" {
   topic  = google_pubsub_topic.render_reports.id
   role   = "roles/pubsub.publisher"

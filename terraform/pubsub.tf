@@ -1,5 +1,6 @@
 # spec bucket --(notification, jobs/ only)--> spec_events --> on_spec_uploaded
 # on_spec_uploaded --> render_requests --(pull)--> renderer job --> render_reports --> on_render_reported
+# renderer task --> segment_work --(pull)--> every renderer task (a long scene's encodes, shared)
 # render_requests --(after max_delivery_attempts)--> dead_letter --> on_render_dead_lettered (job FAILED)
 #                                                               \-> dead_letter_keep (a copy kept for inspection)
 
@@ -88,4 +89,28 @@ resource "google_pubsub_subscription_iam_member" "agent_acks_render_requests" {
 resource "google_pubsub_topic" "render_reports" {
   # checkov:skip=CKV_GCP_83: Google-managed encryption; reports carry object names and measurements
   name = local.names.completion_topic
+}
+
+# A long scene's segment encodes, shared out by the task that holds its render request.
+# Claims and their heartbeats live in Firestore, so an item whose worker died is taken
+# over there; a redelivered message only finds it DONE or held, and is acknowledged.
+resource "google_pubsub_topic" "segment_work" {
+  # checkov:skip=CKV_GCP_83: Google-managed encryption, as for the request topic whose scenes these items are part of
+  name = local.names.segment_topic
+}
+
+resource "google_pubsub_subscription" "segment_work" {
+  name                       = local.names.segment_subscription
+  topic                      = google_pubsub_topic.segment_work.id
+  ack_deadline_seconds       = 600
+  message_retention_duration = "86400s" # an item outlives its scene's render by far less
+
+  retry_policy {
+    minimum_backoff = "5s"
+    maximum_backoff = "60s"
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
 }

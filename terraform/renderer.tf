@@ -1,5 +1,6 @@
-# The renderer is a Cloud Run job that drains the render-request subscription and exits
-# when it is idle. The spec function starts one execution per request (Cloud Run Admin API
+# The renderer is a Cloud Run job that drains the render-request and segment-work
+# subscriptions and exits when it is idle. With task_count > 1 the tasks of one execution
+# share the queued scenes, and a long scene's segment encodes (scenerender.workitems). The spec function starts one execution per request (Cloud Run Admin API
 # jobs.run, no overrides), so it needs only roles/run.invoker on this job. Idle cost is zero:
 # nothing runs between renders.
 resource "google_cloud_run_v2_job" "renderer" {
@@ -28,7 +29,9 @@ resource "google_cloud_run_v2_job" "renderer" {
 
         dynamic "env" {
           for_each = merge(local.common_env, {
-            SCENERENDER_RENDER_TIMEOUT_S = tostring(var.renderer.timeout_s - 30)
+            SCENERENDER_RENDER_TIMEOUT_S   = tostring(var.renderer.timeout_s - 30)
+            SCENERENDER_SPLIT_MIN_SEGMENTS = tostring(var.renderer.split_min_segments)
+            SCENERENDER_IDLE_EXIT_S        = tostring(var.renderer.idle_exit_s)
           })
           content {
             name  = env.key

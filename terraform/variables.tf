@@ -53,14 +53,16 @@ variable "signed_url_ttl_s" {
 }
 
 variable "renderer" {
-  description = "Cloud Run job sizing: CPU, memory, per-task timeout, retries, parallelism and task count."
+  description = "Cloud Run job sizing and scale-out: CPU, memory, per-task timeout, retries, tasks per execution and how many run at once, the fewest segment encodes a scene shares with the other tasks (0: never), and how long an idle task waits for work before it exits."
   type = object({
-    cpu         = optional(string, "4")
-    memory      = optional(string, "8Gi")
-    timeout_s   = optional(number, 3600)
-    max_retries = optional(number, 1)
-    parallelism = optional(number, 1)
-    task_count  = optional(number, 1)
+    cpu                = optional(string, "4")
+    memory             = optional(string, "8Gi")
+    timeout_s          = optional(number, 3600)
+    max_retries        = optional(number, 1)
+    parallelism        = optional(number, 1)
+    task_count         = optional(number, 1)
+    split_min_segments = optional(number, 4)
+    idle_exit_s        = optional(number, 20)
   })
   default = {}
 
@@ -77,6 +79,11 @@ variable "renderer" {
   validation {
     condition     = var.renderer.max_retries >= 0 && var.renderer.max_retries <= 10 && var.renderer.parallelism >= 1 && var.renderer.task_count >= 1
     error_message = "renderer.max_retries must be 0..10; parallelism and task_count at least 1."
+  }
+
+  validation {
+    condition     = var.renderer.split_min_segments >= 0 && var.renderer.idle_exit_s >= 5 && var.renderer.idle_exit_s <= 600
+    error_message = "renderer.split_min_segments must be 0 or more; renderer.idle_exit_s between 5 and 600 s."
   }
 }
 

@@ -337,3 +337,41 @@ def test_playlists_are_refused_and_a_render_past_its_time_limit_fails(media: Pat
     )
     assert env_done.returncode == 4 and "TIMEOUT" in env_done.stderr, env_done.stderr
     assert not (tmp_path / "slow.mp4").exists()
+
+
+def audio_stream_md5(path: Path) -> str:
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy", "-f", "md5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_the_full_render_after_its_preview_reuses_the_audio_and_a_changed_mix_does_not(
+    media: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    scene: dict[str, Any] = {
+        "output": {"resolution": "720p", "fps": 30, "preview": True},
+        "segments": [{"id": n, "url": str(media / f"{n}.mp4")} for n in "ab"],
+        "audio": {
+            "clips": [
+                {"type": "music", "url": str(media / "bed.wav"), "loop": True},
+                {"type": "dialogue", "url": str(media / "line.wav"), "segment_id": "b", "offset": 0.5},
+            ]
+        },
+    }
+    preview = render(write_spec(tmp_path, scene, "preview.json"), tmp_path / "preview.mp4", cache)
+    assert preview["audio_reused"] is False and preview["height"] == 480
+    scene["output"]["preview"] = False
+    full = render(write_spec(tmp_path, scene, "full.json"), tmp_path / "full.mp4", cache)
+    assert full["audio_reused"] is True and full["height"] == 720
+    assert audio_stream_md5(tmp_path / "full.mp4") == audio_stream_md5(tmp_path / "preview.mp4")
+    assert full["loudness_lufs"] == preview["loudness_lufs"]
+    scene["audio"]["clips"][1]["offset"] = 0.7
+    moved = render(write_spec(tmp_path, scene, "moved.json"), tmp_path / "moved.mp4", cache)
+    assert moved["audio_reused"] is False
+    onset = measure.onset_time(measure.decode_audio(tmp_path / "moved.mp4"), freq=1000)
+    assert abs(onset - (2.0 + 0.7)) <= 0.02, onset

@@ -233,6 +233,35 @@ def test_dead_letters_are_kept_and_pubsub_may_move_them() -> None:
     assert variables["max_delivery_attempts"]["default"] == Settings.model_fields["max_attempts"].default
 
 
+def test_the_renderer_tasks_share_segment_work_and_only_they_do() -> None:
+    topic = resources()["google_pubsub_topic"]["segment_work"]
+    subscription = resources()["google_pubsub_subscription"]["segment_work"]
+    assert topic["name"] == "${local.names.segment_topic}"
+    assert subscription["topic"] == "${google_pubsub_topic.segment_work.id}"
+    renderer = "${google_service_account.renderer.member}"
+    publishers = [
+        g
+        for g in resources()["google_pubsub_topic_iam_member"].values()
+        if g["topic"] == "${google_pubsub_topic.segment_work.id}"
+    ]
+    takers = [
+        g
+        for g in resources()["google_pubsub_subscription_iam_member"].values()
+        if g["subscription"] == "${google_pubsub_subscription.segment_work.id}"
+    ]
+    assert [(g["role"], g["member"]) for g in publishers] == [("roles/pubsub.publisher", renderer)]
+    assert [(g["role"], g["member"]) for g in takers] == [("roles/pubsub.subscriber", renderer)]
+    env = deployed_env()["renderer"]
+    for field in ("segment_topic", "segment_subscription", "split_min_segments", "idle_exit_s"):
+        assert Settings.env_name(field) in env
+    job = resources()["google_cloud_run_v2_job"]["renderer"]
+    template = block(job, "template")
+    assert (template["task_count"], template["parallelism"]) == (
+        "${var.renderer.task_count}",
+        "${var.renderer.parallelism}",
+    )
+
+
 def test_every_setting_the_code_requires_is_set_on_each_function_and_the_job() -> None:
     required = {Settings.env_name(field) for field in REQUIRED_IN_CLOUD}
     known = {Settings.env_name(field) for field in Settings.model_fields}
