@@ -96,6 +96,7 @@ def render_options(settings: Settings) -> RenderOptions:
         ffmpeg=settings.ffmpeg,
         ffprobe=settings.ffprobe,
         parallelism=settings.parallelism,
+        cpus=settings.cpus,
         timeout_s=float(settings.render_timeout_s),
         work_dir=settings.work_dir or None,
     )

@@ -414,6 +414,7 @@ def _render_and_report(
                     ffmpeg=settings.ffmpeg,
                     ffprobe=settings.ffprobe,
                     parallelism=settings.parallelism,
+                    cpus=settings.cpus,
                     timeout_s=float(settings.render_timeout_s),
                     work_dir=settings.work_dir or None,
                 ),

@@ -457,8 +457,12 @@ def mux_command(video: Path, audio: Path, out: Path, duration_s: float) -> Comma
     return Command(argv=argv, output=out, duration_s=duration_s)
 
 
-def parallel_jobs(configured: int, pieces: int) -> tuple[int, int]:
-    """(segments encoded at once, encoder threads each): one process per core, no oversubscription."""
-    cores = os.cpu_count() or 1
+def parallel_jobs(configured: int, pieces: int, cpus: int = 0) -> tuple[int, int]:
+    """(segments encoded at once, encoder threads each): one process per core, no oversubscription.
+
+    ``cpus`` is this worker's share of the machine when it is not the whole of it (a
+    container's CPU limit, which ``os.cpu_count`` does not see; several local workers).
+    """
+    cores = cpus or os.cpu_count() or 1
     workers = max(1, min(configured or cores, pieces))
     return workers, max(1, cores // workers)

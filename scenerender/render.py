@@ -69,6 +69,7 @@ class RenderOptions:
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
     parallelism: int = 0
+    cpus: int = 0  # 0: every core of the machine
     timeout_s: float | None = None
     work_dir: str | None = None
     segment_cache: SegmentCache | None = None
@@ -297,7 +298,7 @@ def _normalize_segments(
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it."""
     enc = plan.EncodeSettings.for_timeline(timeline)
-    workers, threads = plan.parallel_jobs(opts.parallelism, len(timeline.segments))
+    workers, threads = plan.parallel_jobs(opts.parallelism, len(timeline.segments), opts.cpus)
     last = timeline.segments[-1]
     commands = [
         plan.normalize_command(

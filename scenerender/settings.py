@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
+    cpus: int = Field(
+        0,
+        ge=0,
+        description="CPUs this process may use (0: all the machine has): a container limit, a local worker share.",
+    )
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
     ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")
 

@@ -283,7 +283,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
                 items.release(item.job_id, item.key, holder, "the source changed since the scene was planned")
                 return "source changed"
             out = work / "segment.mp4"
-            _, threads = plan.parallel_jobs(settings.parallelism, 1)
+            _, threads = plan.parallel_jobs(settings.parallelism, 1, settings.cpus)
             argv = materialize(item.template, ffmpeg="ffmpeg", source=source, output=out, threads=threads)
             FFmpegRunner(settings.ffmpeg, timeout_s=float(settings.render_timeout_s)).run(
                 argv, duration_s=item.duration_s

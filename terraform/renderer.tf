@@ -32,6 +32,7 @@ resource "google_cloud_run_v2_job" "renderer" {
             SCENERENDER_RENDER_TIMEOUT_S   = tostring(var.renderer.timeout_s - 30)
             SCENERENDER_SPLIT_MIN_SEGMENTS = tostring(var.renderer.split_min_segments)
             SCENERENDER_IDLE_EXIT_S        = tostring(var.renderer.idle_exit_s)
+            SCENERENDER_CPUS               = var.renderer.cpu # the limit, which os.cpu_count() inside the container does not report
           })
           content {
             name  = env.key
