@@ -324,9 +324,11 @@ class JobStore:
 
 
 class ProgressThrottle:
-    """Forwards (stage, progress) at most once per ``interval_s``; a new stage goes through at once.
+    """Forwards (stage, progress) at most once per ``interval_s``; a new stage sooner, after ``stage_interval_s``.
 
     The render reports many times a second; the job document needs about one write a second.
+    A short scene passes through its six stages in under a second: writing each at once
+    would cost the database more than the render (and listeners cannot see them anyway).
     """
 
     def __init__(
@@ -334,10 +336,12 @@ class ProgressThrottle:
         write: Callable[[str, float], None],
         *,
         interval_s: float = 1.0,
+        stage_interval_s: float = 0.3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write = write
         self._interval = interval_s
+        self._stage_interval = stage_interval_s
         self._clock = clock
         self._last_at = float("-inf")
         self._last_stage = ""
@@ -351,7 +355,8 @@ class ProgressThrottle:
                 return
             self._best = progress
             now = self._clock()
-            if stage != self._last_stage or now - self._last_at >= self._interval:
+            waited = now - self._last_at
+            if waited >= self._interval or (stage != self._last_stage and waited >= self._stage_interval):
                 self._last_at, self._last_stage, self._pending = now, stage, None
                 send = True
             else:

@@ -16,6 +16,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -334,10 +335,15 @@ def run_render_request(
     if batch_id:
         refresh_batch(jobs, str(batch_id))
 
+    last_refresh = [time.monotonic()]
+
     def write_progress(stage: str, value: float) -> None:
         write_job(stage, value)
-        if batch_id:
-            refresh_batch(jobs, str(batch_id))  # at the job's own pace: about once a second
+        # The batch summary reads every job of the batch: refreshed every few seconds, not at
+        # each progress write (the job's end refreshes it anyway).
+        if batch_id and time.monotonic() - last_refresh[0] >= settings.batch_refresh_s:
+            last_refresh[0] = time.monotonic()
+            refresh_batch(jobs, str(batch_id))
 
     report: dict[str, Any] = {"job_id": job_id, "attempt": attempt}
     with heartbeat(jobs, job_id, settings.heartbeat_s):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         ge=0,
         description="A scene with at least this many segments to encode shares them with other workers (0: never).",
     )
+    batch_refresh_s: float = Field(
+        2.0, ge=0, description="A rendering worker refreshes its batch's summary at most this often."
+    )
     idle_exit_s: float = Field(
         20.0, gt=0, description="A renderer task with nothing to do for this long exits (job mode)."
     )
