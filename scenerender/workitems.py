@@ -25,7 +25,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from google.api_core import exceptions as gexc
@@ -43,6 +43,7 @@ from scenerender.settings import Settings
 log = logging.getLogger(__name__)
 
 ClaimState = Literal["mine", "done", "held"]
+ITEM_TTL = timedelta(days=1)
 
 
 def worker_id() -> str:
@@ -135,6 +136,7 @@ class ItemStore:
                     "holders": [*doc.get("holders", []), holder],
                     "heartbeat_at": firestore.SERVER_TIMESTAMP,
                     "claimed_at": firestore.SERVER_TIMESTAMP,
+                    "expire_at": datetime.now(UTC) + ITEM_TTL,  # Firestore's TTL policy deletes it then
                 },
             )
 

@@ -50,3 +50,16 @@ resource "google_firestore_index" "jobs" {
     }
   }
 }
+
+# Work-item claims (render_jobs/{job}/items/{key}) matter only while their scene renders:
+# Firestore deletes each one after its expire_at (set a day after its last claim).
+resource "google_firestore_field" "item_expiry" {
+  database   = google_firestore_database.default.name
+  collection = "items"
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # A timestamp nobody queries on: no single-field index to maintain for it.
+  index_config {}
+}
