@@ -7,8 +7,10 @@
 2. Throughput: a batch file of ``--jobs`` short scenes with two workers and with one, and the
    same renders run one after another locally (``scenerender render``), timed in the same run.
 3. Scale-out of one long scene: ``--segments`` segments that all need normalising
-   (640x360@25 -> 1280x720@30, every one a different cut), with two workers (the encodes
-   shared as work items) and with one; the segment cache is emptied before each run.
+   (640x360@25 -> 1280x720@30, every one a different cut), the segment cache emptied before
+   each run: two workers sharing this machine's cores against one worker with all of them,
+   and — as Cloud Run tasks, each bringing its own CPUs — one worker with half the cores
+   against two such workers (the encodes shared as work items).
 """
 
 from __future__ import annotations
@@ -50,17 +52,30 @@ def main() -> None:
         stack = DevStack(
             Settings(),
             state_dir=work / "stack",
-            workers=2,
+            workers=0,  # started below, each with its CPU budget
             ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=free_port()),
         )
         started = time.monotonic()
         stack.up()
         print(f"local cloud up in {time.monotonic() - started:.1f} s")
         os.environ.update(stack.env())
+        os.environ["SCENERENDER_BATCH_REFRESH_S"] = os.environ.get("SCENERENDER_BATCH_REFRESH_S", "2")
         get_settings.cache_clear()
         clients.reset()
         settings = get_settings()
         blobs, jobs = clients.blobs(), clients.jobs()
+
+        def start_workers(count: int, cpus: int) -> None:
+            for p in [p for p in stack.state.processes if p.name.startswith("worker-")]:
+                os.killpg(p.pid, signal.SIGTERM)
+                stack.state.processes.remove(p)
+            time.sleep(2.5)  # a stopped worker finishes its pull and leaves
+            env = {**os.environ, "SCENERENDER_CPUS": str(cpus)}
+            for i in range(count):
+                argv = [sys.executable, "-m", "scenerender.worker", "--serve"]
+                stack.start_process(f"worker-{i}-{cpus}", argv, env, lambda: True)
+
+        cores = os.cpu_count() or 1
         try:
             media = work / "media"
             media.mkdir()
@@ -153,6 +168,7 @@ def main() -> None:
                         return doc
                     time.sleep(0.05)
 
+            start_workers(2, max(1, cores // 2))
             to_running: list[float] = []
             to_completed: list[float] = []
             for i in range(args.jobs):
@@ -168,15 +184,17 @@ def main() -> None:
                 )
                 to_completed.append(doc["finished_at"].timestamp() - uploaded)
 
+            # Two workers sharing this machine's cores, then one worker with all of them.
             burst_s = batch("burst")
             long_two_s, long_two = render_long("long-two")
-
-            # The same work with one worker: stop the second.
-            second = next(p for p in stack.state.processes if p.name == "worker-1")
-            os.killpg(second.pid, signal.SIGTERM)
-            time.sleep(3)
+            start_workers(1, cores)
             single_s = batch("single")
             long_one_s, long_one = render_long("long-one")
+            # As tasks of a Cloud Run job, each bringing its own CPU: one task, then two.
+            start_workers(1, max(1, cores // 2))
+            task_one_s, _ = render_long("task-one")
+            start_workers(2, max(1, cores // 2))
+            task_two_s, task_two = render_long("task-two")
 
             started = time.monotonic()
             for i in range(args.jobs):
@@ -208,9 +226,15 @@ def main() -> None:
         f"{args.jobs} local renders one after another: {sequential_s:.2f} s; ratio {sequential_s / burst_s:.2f}x"
     )
     print(
-        f"{args.segments}-segment scene (all normalised): 1 worker {long_one_s:.2f} s, 2 workers {long_two_s:.2f} s "
+        f"{args.segments}-segment scene (all normalised), workers sharing {os.cpu_count()} cores: "
+        f"1 worker {long_one_s:.2f} s, 2 workers {long_two_s:.2f} s "
         f"({long_two['segments_from_helpers']} of {long_two['segments_encoded']} encoded by the helper); "
-        f"ratio {long_one_s / long_two_s:.2f}x; cores: {os.cpu_count()}"
+        f"ratio {long_one_s / long_two_s:.2f}x"
+    )
+    print(
+        f"{args.segments}-segment scene, tasks of {max(1, (os.cpu_count() or 1) // 2)} CPU each: "
+        f"1 task {task_one_s:.2f} s, 2 tasks {task_two_s:.2f} s "
+        f"({task_two['segments_from_helpers']} by the second); ratio {task_one_s / task_two_s:.2f}x"
     )
     assert long_one["segments_from_helpers"] == 0 and long_one["segments_encoded"] == args.segments
 
