@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
 from scenerender.errors import InputRefusedError, InputUnreachableError, SceneRenderError
 
 if TYPE_CHECKING:
+    import httpx
+
     from scenerender.settings import Settings
 
 GsDownloader = Callable[[str, Path, int], None]
@@ -195,6 +195,8 @@ class InputResolver:
         header and TLS), so a DNS answer that changes between check and connect cannot
         redirect the fetch to an internal host; each redirect is checked the same way.
         """
+        import httpx  # only remote renders fetch over HTTP: not imported at every CLI start
+
         dest = self._target(url, Path(urlsplit(url).path).suffix)
         partial = dest.with_name(dest.name + ".part")
         deadline = time.monotonic() + self.policy.total_timeout_s
