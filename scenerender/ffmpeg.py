@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import shlex
@@ -53,18 +54,31 @@ class FFmpegRunner:
             for proc in self._live:
                 proc.kill()
 
-    def iter_progress(self, cmd: list[str], *, duration_s: float | None) -> Generator[float, None, str]:
+    def iter_progress(
+        self, cmd: list[str], *, duration_s: float | None, handover_fds: tuple[int, ...] = ()
+    ) -> Generator[float, None, str]:
         """Run ``cmd`` (argv[0] is replaced by the configured binary), yielding fractions done.
 
         Returns the stderr tail (where filters such as ebur128 print their summary).
+        ``handover_fds`` are passed to the process (``pipe:N`` in ``cmd``) and closed here.
         """
-        argv = with_progress([find_binary(self.ffmpeg), *cmd[1:]])
-        log.info("ffmpeg: %s", shlex.join(argv))
-        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         try:
-            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        except OSError as exc:
-            raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+            argv = with_progress([find_binary(self.ffmpeg), *cmd[1:]])
+            log.info("ffmpeg: %s", shlex.join(argv))
+            tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    bufsize=1,
+                    pass_fds=handover_fds,
+                )
+            except OSError as exc:
+                raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+        finally:
+            _close_all(handover_fds)
         with self._lock:
             if self._cancelled:
                 proc.kill()
@@ -104,10 +118,15 @@ class FFmpegRunner:
         return "\n".join(tail)
 
     def run(
-        self, cmd: list[str], *, duration_s: float | None = None, on_progress: ProgressCallback | None = None
+        self,
+        cmd: list[str],
+        *,
+        duration_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        handover_fds: tuple[int, ...] = (),
     ) -> str:
         """Run ``cmd`` to completion, reporting fractions to ``on_progress``; returns the stderr tail."""
-        progress = self.iter_progress(cmd, duration_s=duration_s)
+        progress = self.iter_progress(cmd, duration_s=duration_s, handover_fds=handover_fds)
         while True:
             try:
                 fraction = next(progress)
@@ -116,22 +135,37 @@ class FFmpegRunner:
             if on_progress is not None:
                 on_progress(fraction)
 
-    def capture_stderr(self, cmd: list[str]) -> str:
-        """Run ``cmd`` and return its whole stderr (for filters that report there, e.g. loudnorm)."""
-        argv = [find_binary(self.ffmpeg), "-nostdin", "-hide_banner", "-nostats", *cmd[1:]]
-        log.info("ffmpeg: %s", shlex.join(argv))
+    def capture_stderr(self, cmd: list[str], *, handover_fds: tuple[int, ...] = ()) -> str:
+        """Run ``cmd`` and return its whole stderr (for filters that report there, e.g. loudnorm).
+
+        ``handover_fds`` are passed to the process (``pipe:N`` in ``cmd``) and closed here.
+        """
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=self._remaining(), check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise RenderTimeoutError(
-                f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
-            ) from exc
-        if done.returncode != 0:
-            tail = "\n".join(done.stderr.splitlines()[-STDERR_TAIL_LINES:])
+            argv = [find_binary(self.ffmpeg), "-nostdin", "-hide_banner", "-nostats", *cmd[1:]]
+            log.info("ffmpeg: %s", shlex.join(argv))
+            try:
+                proc = subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, pass_fds=handover_fds
+                )
+            except OSError as exc:
+                raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+        finally:
+            _close_all(handover_fds)
+        with proc:
+            try:
+                _, stderr = proc.communicate(timeout=self._remaining())
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.communicate()
+                raise RenderTimeoutError(
+                    f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
+                ) from exc
+        if proc.returncode != 0:
+            tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
             raise RenderError(
-                f"ffmpeg failed with exit code {done.returncode}", stderr_tail=tail, command=shlex.join(argv)
+                f"ffmpeg failed with exit code {proc.returncode}", stderr_tail=tail, command=shlex.join(argv)
             )
-        return done.stderr
+        return stderr
 
     @staticmethod
     def cancelled_by_us(exc: BaseException) -> bool:
@@ -148,6 +182,12 @@ class FFmpegRunner:
         timer.daemon = True
         timer.start()
         return timer
+
+
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def publish_file(tmp: Path, final: Path) -> None:

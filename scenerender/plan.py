@@ -357,6 +357,39 @@ def loudness_scan_command(path: Path) -> list[str]:
     return ["ffmpeg", *_input(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"]
 
 
+AAC_PRIMING_SAMPLES = 1024  # ffmpeg's AAC encoder delay; the MP4 edit list skips it, raw ADTS does not
+
+
+def encoded_scan_command(fd: int) -> list[str]:
+    """The EBU R128 scan of the ADTS copy ``audio_encode_command`` writes to ``pipe:fd``.
+
+    It decodes the very packets that go into the M4A; dropping the encoder delay leaves the
+    samples a decode of the M4A gives, bit for bit, so this measures the output's audio
+    while it is being encoded instead of in a pass after it.
+    """
+    return [
+        "ffmpeg",
+        "-protocol_whitelist",
+        "pipe",
+        "-f",
+        "aac",
+        "-i",
+        f"pipe:{fd}",
+        "-map",
+        "0:a:0",
+        "-af",
+        f"atrim=start_sample={AAC_PRIMING_SAMPLES},ebur128=peak=true:framelog=verbose",
+        "-f",
+        "null",
+        "-",
+    ]
+
+
+def _tee_escape(path: Path) -> str:
+    """A file name as the tee muxer's slave list reads it (backslash before anything special)."""
+    return re.sub(r"([^A-Za-z0-9/._-])", r"\\\1", str(path))
+
+
 @dataclass(frozen=True)
 class LoudnessScan:
     integrated_lufs: float  # -70 or below: silence
@@ -385,7 +418,13 @@ def parse_ebur128(stderr: str) -> LoudnessScan:
 
 
 def audio_encode_command(
-    wav: Path, timeline: Timeline, scan: LoudnessScan | None, out: Path, *, correction_db: float = 0.0
+    wav: Path,
+    timeline: Timeline,
+    scan: LoudnessScan | None,
+    out: Path,
+    *,
+    correction_db: float = 0.0,
+    scan_fd: int | None = None,
 ) -> Command:
     """Second pass: the mix brought to the loudness target, then AAC-LC 48 kHz stereo.
 
@@ -393,6 +432,8 @@ def audio_encode_command(
     followed by a limiter working at 4x the rate (so it catches peaks between samples).
     ``correction_db`` is added when a measurement of the result asks for it: limiting a
     peak changes what EBU R128's gate counts, so the first result can land off target.
+    With ``scan_fd``, the encoded packets also go, as ADTS, to ``pipe:scan_fd`` (one
+    encode, two muxers) for ``encoded_scan_command``.
     """
     total = _samples(timeline.duration)
     chain: list[str] = []
@@ -426,9 +467,11 @@ def audio_encode_command(
         str(SAMPLE_RATE),
         "-ac",
         "2",
-        "-f",
-        "mp4",
-        str(out),
+        *(
+            ["-f", "mp4", str(out)]
+            if scan_fd is None
+            else ["-map", "0:a:0", "-f", "tee", f"[f=mp4]{_tee_escape(out)}|[f=adts]pipe:{scan_fd}"]
+        ),
     ]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration))
 

@@ -210,8 +210,15 @@ def render(
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
 
+        # With the video only copied, a core is free while the audio is encoded: the output's
+        # loudness is scanned on it at the same time. While segments are encoded every core is
+        # busy, and a second audio process would only add memory.
+        spare_core = not plan.copy_blockers(timeline)
+
         def audio_job() -> plan.LoudnessScan:
-            scan, audio_reused[0] = _make_audio(timeline, work, audio_out, runner, tracker, opts.segment_cache)
+            scan, audio_reused[0] = _make_audio(
+                timeline, work, audio_out, runner, tracker, opts.segment_cache, concurrent_scan=spare_core
+            )
             timings["audio_s"] = time.monotonic() - t1
             return scan
 
@@ -477,6 +484,8 @@ def _make_audio(
     runner: FFmpegRunner,
     tracker: _Progress,
     cache: SegmentCache | None = None,
+    *,
+    concurrent_scan: bool = True,
 ) -> tuple[plan.LoudnessScan, bool]:
     """Mix, bring to the loudness target, encode, or take it all from the cache.
 
@@ -492,13 +501,16 @@ def _make_audio(
     scan = plan.parse_ebur128(mix_log) if timeline.loudness is not None else None
     correction = 0.0
     for attempt in range(1 + LOUDNESS_CORRECTIONS):
-        encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out, correction_db=correction)
-        runner.run(
-            encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f)
-        )
         # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
         # while the video is still being made, is measuring the output.
-        result = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
+        if concurrent_scan:
+            result = _encode_and_scan(mix.output, timeline, scan, audio_out, correction, runner, tracker)
+        else:
+            encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out, correction_db=correction)
+            runner.run(
+                encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f)
+            )
+            result = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
         loud = timeline.loudness
         if loud is None or result.silent or abs(result.integrated_lufs - loud.target_lufs) <= LOUDNESS_TOLERANCE_LU:
             break
@@ -507,6 +519,31 @@ def _make_audio(
     if cache is not None and key is not None:
         cache.store(key, audio_out)
     return result, False
+
+
+def _encode_and_scan(
+    wav: Path,
+    timeline: Timeline,
+    scan: plan.LoudnessScan | None,
+    audio_out: Path,
+    correction: float,
+    runner: FFmpegRunner,
+    tracker: _Progress,
+) -> plan.LoudnessScan:
+    """Encode, and scan the encoder's packets as they come (through a pipe) in a second process."""
+    scan_fd, encode_fd = os.pipe()
+    encode = plan.audio_encode_command(wav, timeline, scan, audio_out, correction_db=correction, scan_fd=encode_fd)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan") as scan_pool:
+        # Each process closes our copy of its end once it has its own, so when the encoder
+        # ends (or fails) the scan reads the end of its input and ends too.
+        scanning = scan_pool.submit(runner.capture_stderr, plan.encoded_scan_command(scan_fd), handover_fds=(scan_fd,))
+        runner.run(
+            encode.argv,
+            duration_s=encode.duration_s,
+            on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f),
+            handover_fds=(encode_fd,),
+        )
+        return plan.parse_ebur128(scanning.result())
 
 
 def _write_files(command: plan.Command) -> None:
