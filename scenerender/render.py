@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,7 +162,9 @@ def fetch_and_probe(
             wanted.setdefault(clip.url, f"audio.clips[{index}].url")
     lock = threading.Lock()
     done = 0
-    by_file: dict[Path, MediaInfo] = {}  # several URLs may name one file (a reused sound, a link)
+    # Several URLs may name one file (a reused sound, a link): it is probed once, and a
+    # thread that wants a file another is probing waits for that probe instead of starting one.
+    by_file: dict[Path, Future[MediaInfo]] = {}
 
     def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
         nonlocal done
@@ -170,9 +172,19 @@ def fetch_and_probe(
         local = resolver.resolve(url, input_path)
         with lock:
             known = by_file.get(local)
-        info = known or probe(local, input_path=input_path, ffprobe=ffprobe)
+            if known is None:
+                mine: Future[MediaInfo] = Future()
+                by_file[local] = mine
+        if known is not None:
+            info = known.result()
+        else:
+            try:
+                info = probe(local, input_path=input_path, ffprobe=ffprobe)
+            except BaseException as exc:
+                mine.set_exception(exc)
+                raise
+            mine.set_result(info)
         with lock:
-            by_file.setdefault(local, info)
             done += 1
             if on_fraction:
                 on_fraction(done / len(wanted))
