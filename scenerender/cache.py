@@ -52,8 +52,8 @@ def segment_template(argv: list[str], source: Path, output: Path) -> list[str]:
         if skip:
             skip = False
             continue
-        if arg == "-threads":
-            skip = True  # the thread count changes nothing a player can see
+        if arg in ("-threads", "-filter_threads"):
+            skip = True  # the thread counts change nothing a player can see
             continue
         template.append({str(source): SOURCE, str(output): OUTPUT}.get(arg, arg))
     return template

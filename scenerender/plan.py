@@ -145,9 +145,13 @@ def normalize_command(
     argv = [
         "ffmpeg",
         "-y",
-        *_input(seg.source.path, "-ss", _f(seg.trim_start), "-t", _f(read_s)),
+        # One decoder thread and one filter thread: decoding and scaling are a small part of
+        # the work, and their frame/slice threads only add buffered 1080p frames (memory).
+        *_input(seg.source.path, "-threads", "1", "-ss", _f(seg.trim_start), "-t", _f(read_s)),
         "-map",
         "0:v:0",
+        "-filter_threads",
+        "1",
         "-vf",
         chain,
         "-frames:v",
