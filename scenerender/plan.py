@@ -167,7 +167,7 @@ def normalize_command(
         "-pix_fmt",
         "yuv420p",
         "-g",
-        str(max(1, round(enc.gop_seconds * fps))),
+        str(_gop_frames(enc, fps, frames)),
         "-threads",
         str(threads),
         "-video_track_timescale",
@@ -182,6 +182,13 @@ def normalize_command(
         str(out),
     ]
     return Command(argv=argv, output=out, duration_s=float(frames / fps))
+
+
+def _gop_frames(enc: EncodeSettings, fps: Fraction, frames: int) -> int:
+    """Keyframe spacing: every segment starts on one (it is a separate encode); a segment up
+    to two GOPs long needs no other, a longer one gets one every GOP for seeking."""
+    gop = max(1, round(enc.gop_seconds * fps))
+    return frames if frames <= 2 * gop else gop
 
 
 def concat_list(paths: list[Path]) -> str:
