@@ -41,20 +41,18 @@ SOURCE, OUTPUT = "<source>", "<output>"
 
 
 def segment_template(argv: list[str], source: Path, output: Path) -> list[str]:
-    """A normalisation command without its binary, paths or thread count.
+    """A normalisation command without its binary, paths or encoder thread count.
 
     This is what the encoded bytes depend on, so it is both the cache address's input and
     what a work item carries to another worker (which fills in its own paths and threads).
+    The decoder's and filters' thread options are fixed by the plan and stay in.
     """
+    after_input = len(argv) - 1 - argv[::-1].index("-i") if "-i" in argv else 0
+    encoder_threads = next((i for i in range(after_input, len(argv)) if argv[i] == "-threads"), None)
     template: list[str] = []
-    skip = False
-    for arg in argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if arg in ("-threads", "-filter_threads"):
-            skip = True  # the thread counts change nothing a player can see
-            continue
+    for i, arg in enumerate(argv[1:], start=1):
+        if encoder_threads is not None and i in (encoder_threads, encoder_threads + 1):
+            continue  # the encoder's thread count changes nothing a player can see
         template.append({str(source): SOURCE, str(output): OUTPUT}.get(arg, arg))
     return template
 

@@ -76,3 +76,11 @@ def test_a_work_item_must_read_its_source_and_write_its_output_last() -> None:
             WorkItem.model_validate(item(template=bad, key=segment_key(DIGEST, bad)))
     with pytest.raises(ValidationError):
         WorkItem.model_validate(item(extra="field"))
+
+
+def test_the_decoder_and_filter_thread_options_stay_in_the_template() -> None:
+    argv = ["ffmpeg", "-threads", "1", "-i", str(SOURCE), "-filter_threads", "1", "-threads", "3", str(OUTPUT)]
+    template = segment_template(argv, SOURCE, OUTPUT)
+    assert template == ["-threads", "1", "-i", "<source>", "-filter_threads", "1", "<output>"]
+    here = materialize(template, ffmpeg="ffmpeg", source=SOURCE, output=OUTPUT, threads=2)
+    assert here == ["ffmpeg", "-threads", "1", "-i", str(SOURCE), "-filter_threads", "1", "-threads", "2", str(OUTPUT)]
