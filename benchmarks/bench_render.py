@@ -31,6 +31,8 @@ from pathlib import Path
 
 import psutil
 
+from scenerender import plan
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_VENV = ROOT / ".venv-bench"
 
@@ -139,8 +141,12 @@ def make_scene(folder: Path, *, segments: int, seconds: float, size: str, fps: i
     return path
 
 
-def naive_command(spec_path: Path, out: Path) -> list[str]:
-    """The usual one-command approach: decode everything, concat filter, amix, re-encode."""
+def naive_command(spec_path: Path, out: Path, crf: int | None = None) -> list[str]:
+    """The usual one-command approach: decode everything, concat filter, amix, re-encode.
+
+    x264's default quality (crf 23) unless ``crf`` is given: scenerender encodes at crf 20,
+    so the same command at crf 20 is the comparison at equal quality.
+    """
     spec = json.loads(spec_path.read_text())
     base = spec_path.parent
     argv = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
@@ -176,6 +182,7 @@ def naive_command(spec_path: Path, out: Path) -> list[str]:
         "libx264",
         "-preset",
         "veryfast",
+        *(["-crf", str(crf)] if crf is not None else []),
         "-pix_fmt",
         "yuv420p",
         "-c:a",
@@ -307,8 +314,13 @@ def main() -> None:
         normalising = make_scene(work / "normalising", segments=10, seconds=seconds, size="1280x720", fps=25)
         ours_n = measure("scenerender (720p25 -> 1080p30)", scenerender(normalising, work / "ours-n.mp4"))
         naive_n = measure("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4"))
-        rows += [ours_n, naive_n]
+        naive_n20 = measure(
+            "naive-ffmpeg crf 20 (720p25 -> 1080p30)",
+            naive_command(normalising, work / "naive-n20.mp4", crf=plan.EncodeSettings.FULL_CRF),
+        )
+        rows += [ours_n, naive_n, naive_n20]
         ratios["naive/scenerender (normalising)"] = round(naive_n.wall_s / ours_n.wall_s, 2)
+        ratios["naive at equal quality (crf 20)/scenerender (normalising)"] = round(naive_n20.wall_s / ours_n.wall_s, 2)
         del os.environ["SCENERENDER_SEGMENT_CACHE"]
 
         full, again = rerender_after_one_change(work, seconds)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 from scenerender.errors import RenderError
 from scenerender.probe import DEMUXER_WHITELIST
@@ -32,9 +33,14 @@ class EncodeSettings:
     crf: int
     gop_seconds: float = 4.0
 
+    FULL_CRF: ClassVar[int] = 20  # a finished scene: well above x264's default 23
+    PREVIEW_CRF: ClassVar[int] = 30
+
     @classmethod
     def for_timeline(cls, timeline: Timeline) -> EncodeSettings:
-        return cls(preset="ultrafast", crf=30) if timeline.preview else cls(preset="veryfast", crf=20)
+        if timeline.preview:
+            return cls(preset="ultrafast", crf=cls.PREVIEW_CRF)
+        return cls(preset="veryfast", crf=cls.FULL_CRF)
 
 
 @dataclass(frozen=True)
