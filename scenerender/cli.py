@@ -97,6 +97,7 @@ def render_options(settings: Settings) -> RenderOptions:
         ffprobe=settings.ffprobe,
         parallelism=settings.parallelism,
         cpus=settings.cpus,
+        memory_mb=settings.memory_mb,
         timeout_s=float(settings.render_timeout_s),
         work_dir=settings.work_dir or None,
     )

@@ -421,6 +421,7 @@ def _render_and_report(
                     ffprobe=settings.ffprobe,
                     parallelism=settings.parallelism,
                     cpus=settings.cpus,
+                    memory_mb=settings.memory_mb,
                     timeout_s=float(settings.render_timeout_s),
                     work_dir=settings.work_dir or None,
                 ),

@@ -70,6 +70,7 @@ class RenderOptions:
     ffprobe: str = "ffprobe"
     parallelism: int = 0
     cpus: int = 0  # 0: every core of the machine
+    memory_mb: int = 0  # 0: no budget
     timeout_s: float | None = None
     work_dir: str | None = None
     segment_cache: SegmentCache | None = None
@@ -317,7 +318,13 @@ def _normalize_segments(
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it."""
     enc = plan.EncodeSettings.for_timeline(timeline)
-    workers, threads = plan.parallel_jobs(opts.parallelism, len(timeline.segments), opts.cpus)
+    workers, threads = plan.parallel_jobs(
+        opts.parallelism,
+        len(timeline.segments),
+        opts.cpus,
+        memory_mb=opts.memory_mb,
+        frame_size=(timeline.width, timeline.height),
+    )
     last = timeline.segments[-1]
     commands = [
         plan.normalize_command(

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
         ge=0,
         description="CPUs this process may use (0: all the machine has): a container limit, a local worker share.",
     )
+    memory_mb: int = Field(
+        0, ge=0, description="Memory this process may use in MiB (0: no budget); fewer encodes at once if needed."
+    )
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
     ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")
 

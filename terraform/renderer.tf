@@ -33,6 +33,7 @@ resource "google_cloud_run_v2_job" "renderer" {
             SCENERENDER_SPLIT_MIN_SEGMENTS = tostring(var.renderer.split_min_segments)
             SCENERENDER_IDLE_EXIT_S        = tostring(var.renderer.idle_exit_s)
             SCENERENDER_CPUS               = var.renderer.cpu # the limit, which os.cpu_count() inside the container does not report
+            SCENERENDER_MEMORY_MB          = tostring(tonumber(trimsuffix(var.renderer.memory, "Gi")) * 1024)
           })
           content {
             name  = env.key

@@ -82,6 +82,11 @@ variable "renderer" {
   }
 
   validation {
+    condition     = can(regex("^[1-9][0-9]*Gi$", var.renderer.memory))
+    error_message = "renderer.memory must be whole GiB, e.g. \"8Gi\" (the renderer sizes its encodes from it)."
+  }
+
+  validation {
     condition     = var.renderer.split_min_segments >= 0 && var.renderer.idle_exit_s >= 5 && var.renderer.idle_exit_s <= 600
     error_message = "renderer.split_min_segments must be 0 or more; renderer.idle_exit_s between 5 and 600 s."
   }
