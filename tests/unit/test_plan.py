@@ -265,6 +265,6 @@ def test_encodes_at_once_fit_the_memory_budget() -> None:
     assert parallel_jobs(0, 10, 2) == (2, 1)  # no budget: one process per core
     assert parallel_jobs(0, 10, 2, memory_mb=8192, frame_size=hd) == (2, 1)
     assert parallel_jobs(0, 10, 2, memory_mb=512, frame_size=hd) == (1, 2)  # two would need ~464 MB
-    assert parallel_jobs(0, 10, 8, memory_mb=4096, frame_size=(3840, 2160)) == (2, 4)
+    assert parallel_jobs(0, 10, 8, memory_mb=4096, frame_size=(3840, 2160)) == (3, 2)
     assert parallel_jobs(0, 10, 8, memory_mb=256, frame_size=(3840, 2160)) == (1, 8)  # never fewer than one
     assert 220 < encoder_mb(*hd, 1) < 245 and encoder_mb(*hd, 2) > encoder_mb(*hd, 1)
