@@ -80,14 +80,24 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
 
 
-def make_scene(folder: Path, *, segments: int, seconds: float, size: str, fps: int, grain: bool = False) -> Path:
+def make_scene(
+    folder: Path, *, segments: int, seconds: float, size: str, fps: int, grain: bool = False, distinct: int = 4
+) -> Path:
+    """A scene of ``segments`` segments, ``distinct`` different files among them.
+
+    Scenes that are only copied may repeat files (generating 100 costs time, copying does
+    not care); a scene that is encoded needs every segment different, because scenerender
+    encodes identical segments once and the comparison would flatter it.
+    """
     media = folder / "media"
     media.mkdir(parents=True, exist_ok=True)
     patterns = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc")
-    for i in range(min(segments, 4)):
+    distinct = min(segments, distinct)
+    for i in range(distinct):
         # Grain (temporal noise) gives the encoders texture like real footage has; flat test
         # patterns make every re-encode look cheaper than it is.
-        video = f"{patterns[i]}=s={size}:r={fps}:d={seconds}" + (",noise=alls=12:allf=t" if grain else "")
+        video = f"{patterns[i % 4]}=s={size}:r={fps}:d={seconds}" + (",noise=alls=12:allf=t" if grain else "")
+        video += f",hue=h={37 * i}" if i >= 4 else ""
         ffmpeg(
             "-f",
             "lavfi",
@@ -117,7 +127,7 @@ def make_scene(folder: Path, *, segments: int, seconds: float, size: str, fps: i
     for i in range(segments):
         target = media / f"seg-{i}.mp4"
         target.unlink(missing_ok=True)
-        target.symlink_to(media / f"src-{i % 4}.mp4")
+        target.symlink_to(media / f"src-{i % distinct}.mp4")
     scene_s = segments * seconds
     ffmpeg("-f", "lavfi", "-i", f"sine=f=600:d={min(8.0, scene_s / 2)}", str(media / "narration.wav"))
     ffmpeg("-f", "lavfi", "-i", "sine=f=900:d=1.5", str(media / "line-1.wav"))
@@ -318,7 +328,9 @@ def main() -> None:
         rows += [ours_g, naive_g]
         ratios["naive/scenerender (matching, film grain)"] = round(naive_g.wall_s / ours_g.wall_s, 2)
 
-        normalising = make_scene(work / "normalising", segments=10, seconds=seconds, size="1280x720", fps=25)
+        normalising = make_scene(
+            work / "normalising", segments=10, seconds=seconds, size="1280x720", fps=25, distinct=10
+        )
         ours_n = measure("scenerender (720p25 -> 1080p30)", scenerender(normalising, work / "ours-n.mp4"))
         naive_n = measure("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4"))
         naive_n20 = measure(
