@@ -234,6 +234,11 @@ def refuse_reference_files(path: Path, input_path: str) -> None:
 def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo:
     """Probe one local file; errors name ``input_path`` (``segments[2].url``)."""
     refuse_reference_files(path, input_path)
+    return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+
+
+def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> dict[str, Any]:
+    """What ``ffprobe -of json`` says of one local file (call ``refuse_reference_files`` first)."""
     cmd = probe_command(ffprobe, path)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
@@ -245,7 +250,7 @@ def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed"
         raise InputMediaError(input_path, f"not usable media ({reason.replace(str(path), path.name)})")
     try:
-        data = json.loads(done.stdout)
+        data: dict[str, Any] = json.loads(done.stdout)
     except ValueError as exc:
         raise InputMediaError(input_path, "ffprobe returned no readable description") from exc
-    return parse_probe(path, data, input_path)
+    return data

@@ -27,11 +27,12 @@ from scenerender.cache import SegmentCache, file_digest, materialize, segment_ke
 from scenerender.errors import RenderError
 from scenerender.ffmpeg import FFmpegRunner, publish_file
 from scenerender.inputs import InputResolver
-from scenerender.probe import MediaInfo, probe
+from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
 
 LOUDNESS_TOLERANCE_LU = 0.5
+PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
 AUDIO_CACHE_VERSION = "1"  # bump when the audio plan's output changes for the same inputs
 LOUDNESS_CORRECTIONS = 2  # re-encodes allowed when limiting moved the loudness off target
 
@@ -59,6 +60,7 @@ class RenderResult:
     segments_reused: int = 0  # normalised segments taken from the segment cache
     segments_from_helpers: int = 0  # encoded for this render by other workers (a split scene)
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
+    probes_reused: int = 0  # inputs whose ffprobe description came from the cache
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,10 +153,64 @@ def private_dir(base: str | None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+class Digests:
+    """sha256 of each local file, computed once per render however many steps ask for it."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> str:
+        key = path.resolve()
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            known = file_digest(key)
+            with self._lock:
+                self._known[key] = known
+        return known
+
+
+def _probe_cached(
+    path: Path, input_path: str, ffprobe: str, cache: SegmentCache | None, digests: Digests, reused: list[str]
+) -> MediaInfo:
+    """Probe, or take ffprobe's description of these bytes from the cache (a full render after its preview)."""
+    refuse_reference_files(path, input_path)  # on the bytes at hand, always
+    if cache is None:
+        return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+    key = "probe-" + hashlib.sha256(f"{PROBE_CACHE_VERSION}\n{digests(path)}".encode()).hexdigest()
+    with tempfile.TemporaryDirectory(prefix="scenerender-probe-") as tmp:
+        entry = Path(tmp) / "probe.json"
+        if cache.fetch(key, entry):
+            try:
+                data = json.loads(entry.read_text(encoding="utf-8"))
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                reused.append(input_path)
+                return parse_probe(path, data, input_path)
+        data = probe_data(path, input_path=input_path, ffprobe=ffprobe)
+        entry.write_text(json.dumps(data), encoding="utf-8")
+        cache.store(key, entry)
+    return parse_probe(path, data, input_path)
+
+
 def fetch_and_probe(
-    spec: JobSpec, resolver: InputResolver, ffprobe: str, on_fraction: Callable[[float], None] | None = None
+    spec: JobSpec,
+    resolver: InputResolver,
+    ffprobe: str,
+    on_fraction: Callable[[float], None] | None = None,
+    *,
+    cache: SegmentCache | None = None,
+    digests: Digests | None = None,
+    reused: list[str] | None = None,
 ) -> dict[str, MediaInfo]:
-    """Fetch and probe every distinct input the render will use, in parallel."""
+    """Fetch and probe every distinct input the render will use, in parallel.
+
+    With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
+    """
+    digests = digests or Digests()
+    reused = reused if reused is not None else []
     wanted: dict[str, str] = {}
     for index, seg in enumerate(spec.segments):
         wanted.setdefault(seg.url, f"segments[{index}].url")
@@ -180,7 +236,7 @@ def fetch_and_probe(
             info = known.result()
         else:
             try:
-                info = probe(local, input_path=input_path, ffprobe=ffprobe)
+                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused)
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise
@@ -213,7 +269,16 @@ def render(
         inputs_dir = work / "inputs"
         inputs_dir.mkdir()
         t0 = time.monotonic()
-        probes = fetch_and_probe(spec, resolver_factory(inputs_dir), opts.ffprobe, lambda f: tracker.stage("fetch", f))
+        digests, probes_reused = Digests(), list[str]()
+        probes = fetch_and_probe(
+            spec,
+            resolver_factory(inputs_dir),
+            opts.ffprobe,
+            lambda f: tracker.stage("fetch", f),
+            cache=opts.segment_cache,
+            digests=digests,
+            reused=probes_reused,
+        )
         timeline = build_timeline(spec, probes)
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
@@ -230,7 +295,7 @@ def render(
 
         def audio_job() -> plan.LoudnessScan:
             scan, audio_reused[0] = _make_audio(
-                timeline, work, audio_out, runner, tracker, opts.segment_cache, concurrent_scan=spare_core
+                timeline, work, audio_out, runner, tracker, opts.segment_cache, digests, concurrent_scan=spare_core
             )
             timings["audio_s"] = time.monotonic() - t1
             return scan
@@ -242,7 +307,7 @@ def render(
             audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
             try:
                 video_out, blockers, counts = _make_video(
-                    timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments]
+                    timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests
                 )
                 timings["video_s"] = time.monotonic() - t1
             except BaseException as video_error:
@@ -278,12 +343,19 @@ def render(
     result.segments_reused = counts.reused
     result.segments_from_helpers = counts.from_helpers
     result.audio_reused = audio_reused[0]
+    result.probes_reused = len(probes_reused)
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 
 
 def _make_video(
-    timeline: Timeline, work: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress, urls: list[str]
+    timeline: Timeline,
+    work: Path,
+    runner: FFmpegRunner,
+    opts: RenderOptions,
+    tracker: _Progress,
+    urls: list[str],
+    file_digests: Digests,
 ) -> tuple[Path, list[str], SegmentCounts]:
     """The video stream: (file, why the fast path was not taken, where its segments came from)."""
     blockers = plan.copy_blockers(timeline)
@@ -294,7 +366,7 @@ def _make_video(
     else:
         norm_dir = work / "normalized"
         norm_dir.mkdir()
-        pieces, counts = _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls)
+        pieces, counts = _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls, file_digests)
     concat = plan.concat_command(pieces, work / "video.ffconcat", video_out, timeline)
     _write_files(concat)
     runner.run(
@@ -313,7 +385,13 @@ class SegmentCounts:
 
 
 def _normalize_segments(
-    timeline: Timeline, norm_dir: Path, runner: FFmpegRunner, opts: RenderOptions, tracker: _Progress, urls: list[str]
+    timeline: Timeline,
+    norm_dir: Path,
+    runner: FFmpegRunner,
+    opts: RenderOptions,
+    tracker: _Progress,
+    urls: list[str],
+    file_digests: Digests,
 ) -> tuple[list[Path], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it."""
@@ -342,7 +420,7 @@ def _normalize_segments(
         source = seg.source.path.resolve()
         if source not in digests:
             # Without a cache, identical paths are identical content for the length of this render.
-            digests[source] = file_digest(source) if cache is not None else str(source)
+            digests[source] = file_digests(source) if cache is not None else str(source)
     units: dict[str, list[int]] = {}  # one encode serves every segment with the same address
     templates: dict[str, list[str]] = {}
     for i, (seg, command) in enumerate(zip(timeline.segments, commands, strict=True)):
@@ -479,7 +557,7 @@ def _link(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def audio_key(mix: plan.Command, timeline: Timeline, work: Path) -> str:
+def audio_key(mix: plan.Command, timeline: Timeline, work: Path, file_digests: Digests) -> str:
     """Content address of the encoded audio: every input's bytes, the whole mix and the loudness target.
 
     Nothing in it depends on the picture, so a full render finds the audio of its preview.
@@ -489,7 +567,7 @@ def audio_key(mix: plan.Command, timeline: Timeline, work: Path) -> str:
     for arg in mix.argv[1:]:
         path = Path(arg)
         if path.is_absolute() and path.is_file():
-            parts.append(file_digest(path))
+            parts.append(file_digests(path))
         else:
             parts.append(arg.replace(str(work), "<work>"))
     parts += [text.replace(str(work), "<work>") for text in mix.files.values()]
@@ -503,6 +581,7 @@ def _make_audio(
     runner: FFmpegRunner,
     tracker: _Progress,
     cache: SegmentCache | None = None,
+    file_digests: Digests | None = None,
     *,
     concurrent_scan: bool = True,
 ) -> tuple[plan.LoudnessScan, bool]:
@@ -511,7 +590,7 @@ def _make_audio(
     Returns the EBU R128 scan of the encoded audio, and whether it came from the cache.
     """
     mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
-    key = audio_key(mix, timeline, work) if cache is not None else None
+    key = audio_key(mix, timeline, work, file_digests or Digests()) if cache is not None else None
     if cache is not None and key is not None and cache.fetch(key, audio_out):
         # Measured again rather than remembered: the result describes these very bytes.
         return plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), True

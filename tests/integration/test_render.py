@@ -364,10 +364,11 @@ def test_the_full_render_after_its_preview_reuses_the_audio_and_a_changed_mix_do
         },
     }
     preview = render(write_spec(tmp_path, scene, "preview.json"), tmp_path / "preview.mp4", cache)
-    assert preview["audio_reused"] is False and preview["height"] == 480
+    assert preview["audio_reused"] is False and preview["height"] == 480 and preview["probes_reused"] == 0
     scene["output"]["preview"] = False
     full = render(write_spec(tmp_path, scene, "full.json"), tmp_path / "full.mp4", cache)
     assert full["audio_reused"] is True and full["height"] == 720
+    assert full["probes_reused"] == 4  # a.mp4, b.mp4, bed.wav, line.wav: nothing probed twice
     assert audio_stream_md5(tmp_path / "full.mp4") == audio_stream_md5(tmp_path / "preview.mp4")
     assert full["loudness_lufs"] == preview["loudness_lufs"]
     scene["audio"]["clips"][1]["offset"] = 0.7
