@@ -70,6 +70,16 @@ def segment_key(source_digest: str, template: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Besides normalised segments (a bare key), the cache keeps encoded audio and probes.
+KINDS = {"audio-": ".m4a", "probe-": ".json"}
+CONTENT_TYPES = {".mp4": "video/mp4", ".m4a": "audio/mp4", ".json": "application/json"}
+
+
+def entry_name(key: str) -> str:
+    suffix = next((s for prefix, s in KINDS.items() if key.startswith(prefix)), ".mp4")
+    return f"{key}{suffix}"
+
+
 class LocalSegmentCache:
     """A folder on this machine (local renders): ``~/.cache/scenerender/segments`` by default."""
 
@@ -77,7 +87,7 @@ class LocalSegmentCache:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.mp4"
+        return self.root / key[:2] / entry_name(key)
 
     def fetch(self, key: str, dest: Path) -> bool:
         path = self._path(key)
@@ -116,7 +126,7 @@ class BlobSegmentCache:
 
     def fetch(self, key: str, dest: Path) -> bool:
         try:
-            self.blobs.download(f"{self.prefix}/{key}.mp4", dest)
+            self.blobs.download(f"{self.prefix}/{entry_name(key)}", dest)
         except FileNotFoundError:
             return False
         except SceneRenderError as exc:
@@ -126,7 +136,8 @@ class BlobSegmentCache:
 
     def store(self, key: str, src: Path) -> bool:
         try:
-            self.blobs.upload_file(src, f"{self.prefix}/{key}.mp4", content_type="video/mp4")
+            name = entry_name(key)
+            self.blobs.upload_file(src, f"{self.prefix}/{name}", content_type=CONTENT_TYPES[Path(name).suffix])
         except SceneRenderError as exc:
             log.warning("segment cache: could not store %s: %s", key, exc.message)
             return False
