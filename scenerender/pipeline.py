@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from scenerender.launcher import start_renderer
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
-from scenerender.workitems import ItemStore, JobSegmentClaims
+from scenerender.workitems import ItemStore, JobSegmentClaims, worker_id
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +322,7 @@ def run_render_request(
     if current is None or current.get("status") in TERMINAL:
         log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
-    attempt = jobs.mark_running(job_id, worker=f"{socket.gethostname()}:{os.getpid()}")
+    attempt = jobs.mark_running(job_id, worker=worker_id())
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request): let this copy come back
         # later, when that render has ended (then it is dropped) or its worker is gone.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from scenerender.errors import SceneRenderError
 from scenerender.jobs import ProgressThrottle
 from scenerender.logs import configure_logging
 from scenerender.settings import Settings, get_settings
-from scenerender.workitems import run_item
+from scenerender.workitems import run_item, worker_id
 
 log = logging.getLogger("scenerender.worker")
 ITEM_PULL_TIMEOUT_S = 0.5
@@ -111,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = get_settings()
+    # A Cloud Run job's tasks all drain the same subscriptions: the work spreads by who is
+    # free, not by index, so a task that dies leaves nothing assigned to it alone.
+    log.info(
+        "worker %s (task %s of %s)",
+        worker_id(),
+        os.environ.get("CLOUD_RUN_TASK_INDEX", "0"),
+        os.environ.get("CLOUD_RUN_TASK_COUNT", "1"),
+    )
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -47,8 +47,14 @@ ITEM_TTL = timedelta(days=1)
 
 
 def worker_id() -> str:
-    """This process, as job and item documents name it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process, as job and item documents name it (unique across tasks and machines).
+
+    Tasks of a Cloud Run job may share a host name and a PID (each is PID 1 of its own
+    container), so there the execution and the task index come first.
+    """
+    task = os.environ.get("CLOUD_RUN_TASK_INDEX")
+    where = f"{os.environ.get('CLOUD_RUN_EXECUTION', 'run')}/task-{task}/" if task is not None else ""
+    return f"{where}{socket.gethostname()}:{os.getpid()}"
 
 
 class WorkItem(BaseModel):

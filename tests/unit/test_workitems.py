@@ -84,3 +84,16 @@ def test_the_decoder_and_filter_thread_options_stay_in_the_template() -> None:
     assert template == ["-threads", "1", "-i", "<source>", "-filter_threads", "1", "<output>"]
     here = materialize(template, ffmpeg="ffmpeg", source=SOURCE, output=OUTPUT, threads=2)
     assert here == ["ffmpeg", "-threads", "1", "-i", str(SOURCE), "-filter_threads", "1", "-threads", "2", str(OUTPUT)]
+
+
+def test_tasks_of_a_cloud_run_job_have_distinct_worker_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scenerender.workitems import worker_id
+
+    monkeypatch.setenv("CLOUD_RUN_EXECUTION", "renderer-x7k")
+    ids = set()
+    for index in ("0", "1"):
+        monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", index)
+        ids.add(worker_id())
+    assert len(ids) == 2 and all(i.startswith("renderer-x7k/task-") for i in ids)
+    monkeypatch.delenv("CLOUD_RUN_TASK_INDEX")
+    assert worker_id().rsplit(":", 1)[1].isdigit() and "/" not in worker_id()
