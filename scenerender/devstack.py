@@ -316,6 +316,8 @@ class DevStack:
         self._create_push_subscriptions(base_env)
         # Workers on one machine share its cores, as tasks of a Cloud Run job each have their own.
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
+        if self.workers == 1:
+            worker_env.setdefault("SCENERENDER_SPLIT_MIN_SEGMENTS", "0")  # nobody to share encodes with
         for index in range(self.workers):
             self.start_process(
                 f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], worker_env, lambda: True
