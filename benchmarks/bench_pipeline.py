@@ -71,6 +71,8 @@ def main() -> None:
                 stack.state.processes.remove(p)
             time.sleep(2.5)  # a stopped worker finishes its pull and leaves
             env = {**os.environ, "SCENERENDER_CPUS": str(cpus)}
+            if count == 1:
+                env["SCENERENDER_SPLIT_MIN_SEGMENTS"] = "0"  # as Terraform and dev up set it for one worker
             for i in range(count):
                 argv = [sys.executable, "-m", "scenerender.worker", "--serve"]
                 stack.start_process(f"worker-{i}-{cpus}", argv, env, lambda: True)
