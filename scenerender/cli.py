@@ -79,28 +79,14 @@ def load_spec(path: Path) -> JobSpec:
 
 
 def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
-    return FetchPolicy(
-        local_base=spec_path.resolve().parent,
-        allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
-        max_bytes=settings.max_input_bytes,
-        timeout_s=settings.fetch_timeout_s,
-    )
+    return FetchPolicy.from_settings(settings, local_base=spec_path.resolve().parent)
 
 
 def render_options(settings: Settings) -> RenderOptions:
     from scenerender.cache import LocalSegmentCache, default_cache_dir
 
     cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
-    return RenderOptions(
-        segment_cache=cache if settings.segment_cache else None,
-        ffmpeg=settings.ffmpeg,
-        ffprobe=settings.ffprobe,
-        parallelism=settings.parallelism,
-        cpus=settings.cpus,
-        memory_mb=settings.memory_mb,
-        timeout_s=float(settings.render_timeout_s),
-        work_dir=settings.work_dir or None,
-    )
+    return RenderOptions.from_settings(settings, segment_cache=cache if settings.segment_cache else None)
 
 
 def progress_bar(enabled: bool) -> Progress:

@@ -73,9 +73,10 @@ class FetchPolicy:
     allow_plain_http: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FetchPolicy:
-        """The pipeline's policy (workers and helpers fetch under the same one)."""
+    def from_settings(cls, settings: Settings, local_base: Path | None = None) -> FetchPolicy:
+        """The configured policy: every door (CLI, worker, helper) fetches under the same one."""
         return cls(
+            local_base=local_base,
             allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
             max_bytes=settings.max_input_bytes,
             timeout_s=settings.fetch_timeout_s,

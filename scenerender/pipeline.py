@@ -412,17 +412,10 @@ def _render_and_report(
                 spec,
                 local,
                 lambda d: InputResolver(d, policy, gs_download=download),
-                options=RenderOptions(
+                options=RenderOptions.from_settings(
+                    settings,
                     segment_cache=BlobSegmentCache(blobs, settings.render_bucket) if settings.segment_cache else None,
                     segment_claims=claims,
-                    split_min_segments=settings.split_min_segments,
-                    ffmpeg=settings.ffmpeg,
-                    ffprobe=settings.ffprobe,
-                    parallelism=settings.parallelism,
-                    cpus=settings.cpus,
-                    memory_mb=settings.memory_mb,
-                    timeout_s=float(settings.render_timeout_s),
-                    work_dir=settings.work_dir or None,
                 ),
                 progress=lambda stage, value: write(stage, min(0.99, value)),
             )

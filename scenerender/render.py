@@ -28,6 +28,7 @@ from scenerender.errors import RenderError
 from scenerender.ffmpeg import FFmpegRunner, publish_file
 from scenerender.inputs import InputResolver
 from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
 
@@ -79,6 +80,23 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RenderOptions:
+        """The options every door (CLI, worker) renders with; the door adds its cache and claims."""
+        return cls(
+            **{
+                "ffmpeg": settings.ffmpeg,
+                "ffprobe": settings.ffprobe,
+                "parallelism": settings.parallelism,
+                "cpus": settings.cpus,
+                "memory_mb": settings.memory_mb,
+                "split_min_segments": settings.split_min_segments,
+                "timeout_s": float(settings.render_timeout_s),
+                "work_dir": settings.work_dir or None,
+                **overrides,
+            }
+        )
 
 
 @dataclass(frozen=True)

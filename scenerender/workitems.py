@@ -25,6 +25,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -83,16 +84,7 @@ class WorkItem(BaseModel):
 
     @classmethod
     def from_task(cls, job_id: str, task: SegmentTask) -> WorkItem:
-        return cls(
-            job_id=job_id,
-            key=task.key,
-            index=task.index,
-            source_url=task.source_url,
-            input_path=task.input_path,
-            source_digest=task.source_digest,
-            template=task.template,
-            duration_s=task.duration_s,
-        )
+        return cls(job_id=job_id, **asdict(task))
 
 
 def _translate(exc: Exception, what: str) -> Exception:
