@@ -7,10 +7,12 @@ and progress never decreases.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -20,6 +22,8 @@ from google.cloud import firestore
 
 from scenerender.errors import SceneRenderError, TransientError
 from scenerender.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class JobStatus(StrEnum):
@@ -34,7 +38,8 @@ BUSY = -1  # mark_running: another worker is alive on the job
 BATCH_WRITE_ATTEMPTS = 20
 
 
-def _translate(exc: Exception, what: str) -> Exception:
+def translate_error(exc: Exception, what: str) -> Exception:
+    """A Firestore client error as ours: transient ones may be retried."""
     if isinstance(
         exc,
         (
@@ -48,6 +53,33 @@ def _translate(exc: Exception, what: str) -> Exception:
     ):
         return TransientError(f"Firestore unavailable ({what}): {exc}")
     return SceneRenderError(f"Firestore error ({what}): {exc}")
+
+
+def beat_is_fresh(beat: Any, stale_after_s: float) -> bool:
+    """A heartbeat timestamp recent enough that its writer counts as alive."""
+    return isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < stale_after_s
+
+
+@contextmanager
+def keep_beating(beat: Callable[[], None], every_s: float, name: str) -> Iterator[None]:
+    """Call ``beat`` every ``every_s`` while the block runs, so a sweep or a claimant can tell a
+    live worker from a dead one. A failed beat is logged; the next one may get through."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                beat()
+            except SceneRenderError as exc:
+                log.warning("%s: heartbeat failed: %s", name, exc.message)
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 class JobStore:
@@ -77,14 +109,14 @@ class JobStore:
         except gexc.Conflict:
             return False
         except Exception as exc:
-            raise _translate(exc, f"create job {job_id}") from exc
+            raise translate_error(exc, f"create job {job_id}") from exc
         return True
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         try:
             snap = self._ref(job_id).get()
         except Exception as exc:
-            raise _translate(exc, f"read job {job_id}") from exc
+            raise translate_error(exc, f"read job {job_id}") from exc
         return dict(snap.to_dict() or {}) if snap.exists else None
 
     def _transition(
@@ -106,7 +138,7 @@ class JobStore:
         try:
             result: dict[str, Any] | None = run(self.client.transaction())
         except Exception as exc:
-            raise _translate(exc, f"update job {job_id}") from exc
+            raise translate_error(exc, f"update job {job_id}") from exc
         return result
 
     def mark_running(self, job_id: str, worker: str = "") -> int:
@@ -120,9 +152,7 @@ class JobStore:
             nonlocal busy
             if doc.get("status") in TERMINAL:
                 return None
-            beat = doc.get("heartbeat_at")
-            alive = isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < self.stale_after_s
-            if doc.get("status") == JobStatus.RUNNING and alive:
+            if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), self.stale_after_s):
                 busy = True
                 return None
             fields: dict[str, Any] = {
@@ -183,14 +213,14 @@ class JobStore:
         try:
             self._ref(job_id).update({**fields, "updated_at": firestore.SERVER_TIMESTAMP})
         except Exception as exc:
-            raise _translate(exc, f"update job {job_id}") from exc
+            raise translate_error(exc, f"update job {job_id}") from exc
 
     def heartbeat(self, job_id: str) -> None:
         """The worker is alive on this job (written outside a transaction: last writer wins)."""
         try:
             self._ref(job_id).update({"heartbeat_at": firestore.SERVER_TIMESTAMP})
         except Exception as exc:
-            raise _translate(exc, f"heartbeat {job_id}") from exc
+            raise translate_error(exc, f"heartbeat {job_id}") from exc
 
     def claim_publish(self, job_id: str, generation: str) -> bool:
         """Claim the sending of this run's render request: True for exactly one caller.
@@ -212,7 +242,7 @@ class JobStore:
         try:
             self._ref(job_id).update({"request_published": False})
         except Exception as exc:
-            raise _translate(exc, f"update job {job_id}") from exc
+            raise translate_error(exc, f"update job {job_id}") from exc
 
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
         """Stage and progress of a RUNNING job; a lower progress than recorded is ignored."""
@@ -250,7 +280,7 @@ class JobStore:
             snaps = self.collection.where(filter=firestore.FieldFilter("batch_id", "==", batch_id)).stream()
             return [dict(snap.to_dict() or {}) for snap in snaps]
         except Exception as exc:
-            raise _translate(exc, f"read batch {batch_id}") from exc
+            raise translate_error(exc, f"read batch {batch_id}") from exc
 
     def save_batch(
         self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
@@ -279,7 +309,7 @@ class JobStore:
                 except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted):
                     time.sleep(random.uniform(0.02, 0.2))  # someone wrote first: read again
         except Exception as exc:
-            raise _translate(exc, f"update batch {batch_id}") from exc
+            raise translate_error(exc, f"update batch {batch_id}") from exc
         raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
@@ -308,7 +338,7 @@ class JobStore:
                     found.append(snap.id)
             return found
         except Exception as exc:
-            raise _translate(exc, "find stuck jobs") from exc
+            raise translate_error(exc, "find stuck jobs") from exc
 
     def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).

@@ -14,12 +14,10 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +25,7 @@ from scenerender.batch import is_batch, parse_batch, scene_spec, scene_weight, s
 from scenerender.cache import BlobSegmentCache
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.jobs import beat_is_fresh, keep_beating
 from scenerender.launcher import start_renderer
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
@@ -361,25 +360,9 @@ def run_render_request(
         )
 
 
-@contextmanager
-def heartbeat(jobs: Jobs, job_id: str, every_s: float) -> Iterator[None]:
+def heartbeat(jobs: Jobs, job_id: str, every_s: float) -> AbstractContextManager[None]:
     """Beat on the job while the block runs, so a stuck-job sweep can tell a live worker from a dead one."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every_s):
-            try:
-                jobs.heartbeat(job_id)
-            except SceneRenderError:
-                log.warning("heartbeat for job %s failed", job_id)
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return keep_beating(lambda: jobs.heartbeat(job_id), every_s, f"heartbeat-{job_id}")
 
 
 def _render_and_report(
@@ -473,12 +456,7 @@ def record_dead_letter(
         log.error("dead-lettered message without a job id dropped")
         return False
     doc = jobs.get(job_id) or {}
-    beat = doc.get("heartbeat_at")
-    if (
-        doc.get("status") == "RUNNING"
-        and isinstance(beat, datetime)
-        and (datetime.now(UTC) - beat).total_seconds() < stale_after_s
-    ):
+    if doc.get("status") == "RUNNING" and beat_is_fresh(doc.get("heartbeat_at"), stale_after_s):
         # A worker is alive on the job: what ran out of deliveries was a duplicate copy.
         log.info("job %s: dead-lettered duplicate of a running job dropped", job_id)
         return False

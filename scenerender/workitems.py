@@ -22,22 +22,20 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from scenerender import plan
 from scenerender.cache import OUTPUT, SOURCE, BlobSegmentCache, file_digest, materialize, segment_key
-from scenerender.errors import SceneRenderError, TransientError
+from scenerender.errors import SceneRenderError
 from scenerender.ffmpeg import FFmpegRunner
 from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.jobs import beat_is_fresh, keep_beating, translate_error
 from scenerender.render import SegmentTask, private_dir
 from scenerender.settings import Settings
 
@@ -87,12 +85,6 @@ class WorkItem(BaseModel):
         return cls(job_id=job_id, **asdict(task))
 
 
-def _translate(exc: Exception, what: str) -> Exception:
-    if isinstance(exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ServerError, gexc.Aborted)):
-        return TransientError(f"Firestore unavailable ({what}): {exc}")
-    return SceneRenderError(f"Firestore error ({what}): {exc}")
-
-
 class ItemStore:
     """Claims on work items: ``render_jobs/{job}/items/{key}`` (CLAIMED -> DONE, or RELEASED)."""
 
@@ -118,8 +110,7 @@ class ItemStore:
             if status == "DONE":
                 outcome = "done"
                 return
-            beat = doc.get("heartbeat_at")
-            alive = isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < self.stale_after_s
+            alive = beat_is_fresh(doc.get("heartbeat_at"), self.stale_after_s)
             if status == "CLAIMED" and alive and doc.get("holder") != holder:
                 outcome = "held"
                 return
@@ -141,7 +132,7 @@ class ItemStore:
         try:
             run(self.client.transaction())
         except Exception as exc:
-            raise _translate(exc, f"claim item {key[:12]} of job {job_id}") from exc
+            raise translate_error(exc, f"claim item {key[:12]} of job {job_id}") from exc
         return outcome
 
     def _if_holder(self, job_id: str, key: str, holder: str, fields: dict[str, Any]) -> None:
@@ -158,7 +149,7 @@ class ItemStore:
         try:
             run(self.client.transaction())
         except Exception as exc:
-            raise _translate(exc, f"update item {key[:12]} of job {job_id}") from exc
+            raise translate_error(exc, f"update item {key[:12]} of job {job_id}") from exc
 
     def beat(self, job_id: str, key: str, holder: str) -> None:
         self._if_holder(job_id, key, holder, {"heartbeat_at": firestore.SERVER_TIMESTAMP})
@@ -177,28 +168,12 @@ class ItemStore:
                 snap.id: dict(snap.to_dict() or {}) for snap in self.jobs.document(job_id).collection("items").stream()
             }
         except Exception as exc:
-            raise _translate(exc, f"read items of job {job_id}") from exc
+            raise translate_error(exc, f"read items of job {job_id}") from exc
 
 
-@contextmanager
-def beating(items: ItemStore, job_id: str, key: str, holder: str, every_s: float) -> Iterator[None]:
+def beating(items: ItemStore, job_id: str, key: str, holder: str, every_s: float) -> AbstractContextManager[None]:
     """Keep the claim alive while the block runs."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(every_s):
-            try:
-                items.beat(job_id, key, holder)
-            except SceneRenderError as exc:
-                log.warning("item %s of job %s: heartbeat failed: %s", key[:12], job_id, exc.message)
-
-    thread = threading.Thread(target=beat, name=f"item-{key[:8]}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return keep_beating(lambda: items.beat(job_id, key, holder), every_s, f"item {key[:12]} of job {job_id}")
 
 
 class Publisher(Protocol):
@@ -227,7 +202,7 @@ class JobSegmentClaims:
     def claim(self, key: str) -> ClaimState:
         return self.items.claim(self.job_id, key, self.holder, self._index.get(key, -1))
 
-    def holding(self, key: str) -> Any:
+    def holding(self, key: str) -> AbstractContextManager[None]:
         return beating(self.items, self.job_id, key, self.holder, self.heartbeat_s)
 
     def done(self, key: str) -> None:
