@@ -147,3 +147,21 @@ class BlobSegmentCache:
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "scenerender" / "segments"
+
+
+class Digests:
+    """sha256 of each local file, computed once per render however many steps ask for it."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> str:
+        key = path.resolve()
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            known = file_digest(key)
+            with self._lock:
+                self._known[key] = known
+        return known

@@ -103,6 +103,8 @@ class FFmpegRunner:
                 proc.kill()
                 proc.wait()
             reader.join(timeout=5)
+            proc.stdout.close()
+            stderr.close()
             with self._lock:
                 self._live.discard(proc)
         if self._cancelled and code != 0:
@@ -193,3 +195,9 @@ def _close_all(fds: tuple[int, ...]) -> None:
 def publish_file(tmp: Path, final: Path) -> None:
     """Move a finished file into place atomically, so a reader never sees half of it."""
     os.replace(tmp, final)
+
+
+def write_files(files: dict[Path, str]) -> None:
+    """The lists and filter scripts a command reads, written before it runs."""
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")

@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
+from scenerender import adts
 from scenerender.errors import RenderError
 from scenerender.probe import DEMUXER_WHITELIST
 from scenerender.timeline import PlacedClip, PlacedSegment, Timeline
@@ -60,6 +61,11 @@ def _f(value: float | Fraction) -> str:
 
 def _samples(seconds: float | Fraction) -> int:
     return round(float(seconds) * SAMPLE_RATE)
+
+
+def total_samples(timeline: Timeline) -> int:
+    """The output's audio length in samples: the timeline's duration, exactly."""
+    return _samples(timeline.duration)
 
 
 def _input(path: Path, *pre: str) -> list[str]:
@@ -306,8 +312,13 @@ def _segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[
     return inputs, pieces, n - first_input
 
 
-def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Command:
-    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling."""
+def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
+    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling.
+
+    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
+    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
+    ``mix_scan_command`` on another core.
+    """
     total = _samples(timeline.duration)
     inputs: list[str] = []
     chains: list[str] = []
@@ -338,8 +349,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
             else "anull"
         )
         chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[mix]")
-    # The EBU R128 scan rides along on a copy of the mix: no second decode of the WAV.
-    chains.append("[mix]asplit=2[out][scan];[scan]ebur128=peak=true:framelog=verbose[scanned]")
+    chains.append("[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]"))
     graph = ";\n".join(chains)
     argv = [
         "ffmpeg",
@@ -360,18 +370,27 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path) -> Comma
         "-f",
         "wav",
         str(out),
-        "-map",
-        "[scanned]",
-        "-f",
-        "null",
-        "-",
+        *(
+            ["-map", "[scanned]", "-f", "null", "-"]
+            if scan_fd is None
+            else ["-map", "[scan]", "-c:a", "pcm_f32le", "-f", "f32le", f"pipe:{scan_fd}"]
+        ),
     ]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
 
 
+def mix_scan_command(fd: int) -> list[str]:
+    """The EBU R128 scan of the raw mix ``audio_mix_command`` writes to ``pipe:fd``."""
+    raw = ["-f", "f32le", "-ar", str(SAMPLE_RATE), "-ac", "2"]
+    return ["ffmpeg", "-protocol_whitelist", "pipe", *raw, "-i", f"pipe:{fd}", "-af", EBUR128_SCAN, "-f", "null", "-"]
+
+
+EBUR128_SCAN = "ebur128=peak=true:framelog=verbose"
+
+
 def loudness_scan_command(path: Path) -> list[str]:
     """EBU R128 scan (integrated, range, true peak) of a file's first audio stream."""
-    return ["ffmpeg", *_input(path), "-map", "0:a:0", "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"]
+    return ["ffmpeg", *_input(path), "-map", "0:a:0", "-af", EBUR128_SCAN, "-f", "null", "-"]
 
 
 AAC_PRIMING_SAMPLES = 1024  # ffmpeg's AAC encoder delay; the MP4 edit list skips it, raw ADTS does not
@@ -395,7 +414,7 @@ def encoded_scan_command(fd: int) -> list[str]:
         "-map",
         "0:a:0",
         "-af",
-        f"atrim=start_sample={AAC_PRIMING_SAMPLES},ebur128=peak=true:framelog=verbose",
+        f"atrim=start_sample={AAC_PRIMING_SAMPLES},{EBUR128_SCAN}",
         "-f",
         "null",
         "-",
@@ -434,30 +453,28 @@ def parse_ebur128(stderr: str) -> LoudnessScan:
     return LoudnessScan(float(found["i"]), float(found["thr"]), float(found["lra"]), float(found["tp"]))
 
 
-def audio_encode_command(
-    wav: Path,
-    timeline: Timeline,
-    scan: LoudnessScan | None,
-    out: Path,
-    *,
-    correction_db: float = 0.0,
-    scan_fd: int | None = None,
-) -> Command:
-    """Second pass: the mix brought to the loudness target, then AAC-LC 48 kHz stereo.
+@dataclass(frozen=True)
+class LevelCorrection:
+    """What a measurement of an encoded result asks of the next encode.
 
-    One linear gain when it keeps the true peak under the ceiling; otherwise the same gain
-    followed by a limiter working at 4x the rate (so it catches peaks between samples).
-    ``correction_db`` is added when a measurement of the result asks for it: limiting a
-    peak changes what EBU R128's gate counts, so the first result can land off target.
-    With ``scan_fd``, the encoded packets also go, as ADTS, to ``pipe:scan_fd`` (one
-    encode, two muxers) for ``encoded_scan_command``.
+    ``gain_db``: limiting a peak changes what EBU R128's gate counts, so the first result
+    can land off the loudness target. ``headroom_db``: the encoder's rounding can lift a
+    limited peak over the ceiling, so the limiter then aims this much lower.
     """
-    total = _samples(timeline.duration)
+
+    gain_db: float = 0.0
+    headroom_db: float = 0.0
+
+
+def _loudness_chain(timeline: Timeline, scan: LoudnessScan | None, correction: LevelCorrection) -> list[str]:
+    """The mix brought to the loudness target: one linear gain when it keeps the true peak
+    under the ceiling; otherwise the same gain followed by a limiter working at 4x the rate
+    (so it catches peaks between samples)."""
     chain: list[str] = []
     loud = timeline.loudness
     if loud is not None and scan is not None and not scan.silent:
-        ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB
-        gain = loud.target_lufs - scan.integrated_lufs + correction_db
+        ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB - correction.headroom_db
+        gain = loud.target_lufs - scan.integrated_lufs + correction.gain_db
         chain.append(f"volume={gain:.2f}dB")
         if scan.true_peak_db + gain > ceiling:
             limit = max(0.0625, 10 ** (ceiling / 20))
@@ -467,23 +484,36 @@ def audio_encode_command(
                 f"aresample={SAMPLE_RATE}",
                 f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
             ]
-    chain += [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
+    return chain
+
+
+AAC_ENCODER = ["-c:a", "aac", "-profile:a", "aac_low", "-b:a", AUDIO_BITRATE, "-ar", str(SAMPLE_RATE), "-ac", "2"]
+
+
+def audio_encode_command(
+    wav: Path,
+    timeline: Timeline,
+    scan: LoudnessScan | None,
+    out: Path,
+    *,
+    correction: LevelCorrection = LevelCorrection(),
+    scan_fd: int | None = None,
+) -> Command:
+    """Second pass: the mix brought to the loudness target, then AAC-LC 48 kHz stereo.
+
+    ``correction`` is what a measurement of an earlier result asked for.
+    With ``scan_fd``, the encoded packets also go, as ADTS, to ``pipe:scan_fd`` (one
+    encode, two muxers) for ``encoded_scan_command``.
+    """
+    total = _samples(timeline.duration)
+    chain = [*_loudness_chain(timeline, scan, correction), f"apad=whole_len={total}", f"atrim=end_sample={total}"]
     argv = [
         "ffmpeg",
         "-y",
         *_input(wav),
         "-af",
         ",".join(chain),
-        "-c:a",
-        "aac",
-        "-profile:a",
-        "aac_low",
-        "-b:a",
-        AUDIO_BITRATE,
-        "-ar",
-        str(SAMPLE_RATE),
-        "-ac",
-        "2",
+        *AAC_ENCODER,
         *(
             ["-f", "mp4", str(out)]
             if scan_fd is None
@@ -491,6 +521,133 @@ def audio_encode_command(
         ),
     ]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration))
+
+
+# Encoding the audio in chunks, one encoder per core, joined frame by frame (scenerender.adts).
+AUDIO_CHUNK_MIN_S = 8.0  # shorter chunks spend too much of their time on the lead-in
+AUDIO_LEAD_IN_FRAMES = 48  # ~1 s encoded before a chunk's first usable frame: its rate control settles
+AUDIO_JOIN_SEARCH_FRAMES = 16  # the join may move this far either way to find matching windows
+AUDIO_TAIL_FRAMES = AUDIO_JOIN_SEARCH_FRAMES + 8  # an encode's last frames are windowed for its end: unused
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One encoder's share of the audio: input samples [start, end) on the 1024-sample frame grid.
+
+    Its frame ``j`` is frame ``first_frame + j`` of a single encode of the whole mix. It is used
+    from one of ``join_candidates`` (global frame indices, best first; empty for the first
+    chunk) up to where the next chunk takes over.
+    """
+
+    start_sample: int
+    end_sample: int
+    join_candidates: tuple[int, ...] = ()
+
+    @property
+    def first_frame(self) -> int:
+        return self.start_sample // adts.FRAME_SAMPLES
+
+    @property
+    def frames(self) -> int:
+        return adts.packet_count(self.end_sample - self.start_sample)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_sample - self.start_sample) / SAMPLE_RATE
+
+
+def audio_chunks(total_samples: int, cores: int) -> list[AudioChunk]:
+    """How to share the AAC encode of ``total_samples`` among ``cores`` encoders; [] for one encode."""
+    count = min(cores, int(total_samples / SAMPLE_RATE // AUDIO_CHUNK_MIN_S))
+    if count < 2:
+        return []
+    frames = total_samples // adts.FRAME_SAMPLES
+    joins = [round(frames * i / count) * adts.FRAME_SAMPLES for i in range(1, count)]
+    search = AUDIO_JOIN_SEARCH_FRAMES
+    chunks: list[AudioChunk] = []
+    for i in range(count):
+        start = 0 if i == 0 else joins[i - 1] - (AUDIO_LEAD_IN_FRAMES + search) * adts.FRAME_SAMPLES
+        end = total_samples if i == count - 1 else joins[i] + AUDIO_TAIL_FRAMES * adts.FRAME_SAMPLES
+        candidates: tuple[int, ...] = ()
+        if i > 0:
+            # Frame k of one encode holds samples from before k * 1024 (the encoder delay): the
+            # join nearest the boundary sample is frame boundary/1024 + 1.
+            nominal = joins[i - 1] // adts.FRAME_SAMPLES + 1
+            candidates = tuple(
+                sorted(range(nominal - search, nominal + search + 1), key=lambda k: (abs(k - nominal), k))
+            )
+        chunks.append(AudioChunk(start, end, candidates))
+    return chunks
+
+
+def audio_chunk_command(
+    wav: Path,
+    timeline: Timeline,
+    scan: LoudnessScan | None,
+    chunk: AudioChunk,
+    fd: int,
+    *,
+    correction: LevelCorrection = LevelCorrection(),
+) -> Command:
+    """One chunk of ``audio_encode_command``'s work: the same samples, gain and encoder, as ADTS on ``pipe:fd``."""
+    total = _samples(timeline.duration)
+    length = chunk.end_sample - chunk.start_sample
+    chain = [
+        f"apad=whole_len={total}",
+        f"atrim=start_sample={chunk.start_sample}:end_sample={chunk.end_sample}",
+        "asetpts=N/SR/TB",
+        *_loudness_chain(timeline, scan, correction),
+        f"apad=whole_len={length}",
+        f"atrim=end_sample={length}",
+    ]
+    argv = [
+        "ffmpeg",
+        "-y",
+        *_input(wav),
+        "-af",
+        ",".join(chain),
+        *AAC_ENCODER,
+        "-map",
+        "0:a:0",
+        "-f",
+        "adts",
+        f"pipe:{fd}",
+    ]
+    return Command(argv=argv, output=Path(f"pipe:{fd}"), duration_s=chunk.duration_s)
+
+
+def aac_remux_command(fd: int, out: Path, total_samples: int) -> Command:
+    """ADTS frames from ``pipe:fd`` into an M4A that starts and ends on the very samples a single encode's does.
+
+    ADTS carries no timestamps: they are set here as the encoder sets them — the first frame
+    is the encoder delay (pts -1024, which the MP4 edit list skips) and the last frame lasts
+    only as many samples as are real.
+    """
+    step = adts.FRAME_SAMPLES
+    last = adts.packet_count(total_samples) - 1
+    # Commas inside the expression are escaped: -bsf:a takes a comma-separated list of filters.
+    duration = f"if(eq(N\\,{last})\\,{adts.last_packet_samples(total_samples)}\\,{step})"
+    stamps = f"setts=time_base=1/{SAMPLE_RATE}:pts=N*{step}-{step}:dts=N*{step}-{step}:duration={duration}"
+    argv = [
+        "ffmpeg",
+        "-y",
+        "-protocol_whitelist",
+        "pipe",
+        "-f",
+        "aac",
+        "-i",
+        f"pipe:{fd}",
+        "-map",
+        "0:a:0",
+        "-c",
+        "copy",
+        "-bsf:a",
+        stamps,
+        "-f",
+        "mp4",
+        str(out),
+    ]
+    return Command(argv=argv, output=out, duration_s=total_samples / SAMPLE_RATE)
 
 
 def mux_command(video: Path, audio: Path, out: Path, duration_s: float) -> Command:

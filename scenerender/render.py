@@ -23,19 +23,17 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from scenerender import plan
-from scenerender.cache import SegmentCache, file_digest, materialize, segment_key, segment_template
+from scenerender.audio import AudioMade, make_audio
+from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.errors import RenderError
-from scenerender.ffmpeg import FFmpegRunner, publish_file
+from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
 
-LOUDNESS_TOLERANCE_LU = 0.5
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
-AUDIO_CACHE_VERSION = "1"  # bump when the audio plan's output changes for the same inputs
-LOUDNESS_CORRECTIONS = 2  # re-encodes allowed when limiting moved the loudness off target
 
 ProgressFn = Callable[[str, float], None]
 """``(stage, overall fraction 0..1)``; fractions never decrease."""
@@ -61,6 +59,7 @@ class RenderResult:
     segments_reused: int = 0  # normalised segments taken from the segment cache
     segments_from_helpers: int = 0  # encoded for this render by other workers (a split scene)
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
+    audio_encoders: int = 0  # AAC encoders that shared the audio's encode (one per core when the video is copied)
     probes_reused: int = 0  # inputs whose ffprobe description came from the cache
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,24 +168,6 @@ def private_dir(base: str | None) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class Digests:
-    """sha256 of each local file, computed once per render however many steps ask for it."""
-
-    def __init__(self) -> None:
-        self._known: dict[Path, str] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, path: Path) -> str:
-        key = path.resolve()
-        with self._lock:
-            known = self._known.get(key)
-        if known is None:
-            known = file_digest(key)
-            with self._lock:
-                self._known[key] = known
-        return known
 
 
 def _probe_cached(
@@ -306,19 +287,24 @@ def render(
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
 
-        # With the video only copied, a core is free while the audio is encoded: the output's
-        # loudness is scanned on it at the same time. While segments are encoded every core is
-        # busy, and a second audio process would only add memory.
-        spare_core = not plan.copy_blockers(timeline)
+        # With the video only copied, the cores are the audio's: its encode is shared among
+        # them and the output's loudness is scanned at the same time. While segments are
+        # encoded every core is busy, and more audio processes would only add memory.
+        audio_cores = 1 if plan.copy_blockers(timeline) else (opts.cpus or os.cpu_count() or 1)
 
-        def audio_job() -> plan.LoudnessScan:
-            scan, audio_reused[0] = _make_audio(
-                timeline, work, audio_out, runner, tracker, opts.segment_cache, digests, concurrent_scan=spare_core
+        def audio_job() -> AudioMade:
+            made = make_audio(
+                timeline,
+                work,
+                audio_out,
+                runner,
+                lambda f: tracker.stage("audio", f),
+                opts.segment_cache,
+                digests,
+                cores=audio_cores,
             )
             timings["audio_s"] = time.monotonic() - t1
-            return scan
-
-        audio_reused = [False]
+            return made
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
             audio_future = audio_pool.submit(audio_job)
@@ -335,7 +321,7 @@ def render(
                 if runner.cancelled_by_us(video_error) and audio_error is not None:
                     raise audio_error from None
                 raise
-            audio_scan = audio_future.result()
+            audio = audio_future.result()
         tracker.finish("video")
         tracker.finish("audio")
 
@@ -347,7 +333,7 @@ def render(
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
             t3 = time.monotonic()
-            result = measure_output(part, audio_scan, opts.ffprobe)
+            result = measure_output(part, audio.scan, opts.ffprobe)
             timings["measure_s"] = time.monotonic() - t3
             publish_file(part, out_path)
         finally:
@@ -360,7 +346,8 @@ def render(
     result.segments_encoded = counts.encoded
     result.segments_reused = counts.reused
     result.segments_from_helpers = counts.from_helpers
-    result.audio_reused = audio_reused[0]
+    result.audio_reused = audio.reused
+    result.audio_encoders = audio.encoders
     result.probes_reused = len(probes_reused)
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
@@ -386,7 +373,7 @@ def _make_video(
         norm_dir.mkdir()
         pieces, counts = _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls, file_digests)
     concat = plan.concat_command(pieces, work / "video.ffconcat", video_out, timeline)
-    _write_files(concat)
+    write_files(concat.files)
     runner.run(
         concat.argv,
         duration_s=concat.duration_s,
@@ -573,98 +560,6 @@ def _link(src: Path, dest: Path) -> None:
         os.link(src, dest)
     except OSError:
         shutil.copyfile(src, dest)
-
-
-def audio_key(mix: plan.Command, timeline: Timeline, work: Path, file_digests: Digests) -> str:
-    """Content address of the encoded audio: every input's bytes, the whole mix and the loudness target.
-
-    Nothing in it depends on the picture, so a full render finds the audio of its preview.
-    Called before the mix's own files are written: the only files its arguments name are inputs.
-    """
-    parts = [AUDIO_CACHE_VERSION, repr(timeline.loudness), repr(timeline.duration)]
-    for arg in mix.argv[1:]:
-        path = Path(arg)
-        if path.is_absolute() and path.is_file():
-            parts.append(file_digests(path))
-        else:
-            parts.append(arg.replace(str(work), "<work>"))
-    parts += [text.replace(str(work), "<work>") for text in mix.files.values()]
-    return "audio-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def _make_audio(
-    timeline: Timeline,
-    work: Path,
-    audio_out: Path,
-    runner: FFmpegRunner,
-    tracker: _Progress,
-    cache: SegmentCache | None = None,
-    file_digests: Digests | None = None,
-    *,
-    concurrent_scan: bool = True,
-) -> tuple[plan.LoudnessScan, bool]:
-    """Mix, bring to the loudness target, encode, or take it all from the cache.
-
-    Returns the EBU R128 scan of the encoded audio, and whether it came from the cache.
-    """
-    mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
-    key = audio_key(mix, timeline, work, file_digests or Digests()) if cache is not None else None
-    if cache is not None and key is not None and cache.fetch(key, audio_out):
-        # Measured again rather than remembered: the result describes these very bytes.
-        return plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), True
-    _write_files(mix)
-    mix_log = runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 * f))
-    scan = plan.parse_ebur128(mix_log) if timeline.loudness is not None else None
-    correction = 0.0
-    for attempt in range(1 + LOUDNESS_CORRECTIONS):
-        # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
-        # while the video is still being made, is measuring the output.
-        if concurrent_scan:
-            result = _encode_and_scan(mix.output, timeline, scan, audio_out, correction, runner, tracker)
-        else:
-            encode = plan.audio_encode_command(mix.output, timeline, scan, audio_out, correction_db=correction)
-            runner.run(
-                encode.argv, duration_s=encode.duration_s, on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f)
-            )
-            result = plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
-        loud = timeline.loudness
-        if loud is None or result.silent or abs(result.integrated_lufs - loud.target_lufs) <= LOUDNESS_TOLERANCE_LU:
-            break
-        if attempt < LOUDNESS_CORRECTIONS:
-            correction += loud.target_lufs - result.integrated_lufs
-    if cache is not None and key is not None:
-        cache.store(key, audio_out)
-    return result, False
-
-
-def _encode_and_scan(
-    wav: Path,
-    timeline: Timeline,
-    scan: plan.LoudnessScan | None,
-    audio_out: Path,
-    correction: float,
-    runner: FFmpegRunner,
-    tracker: _Progress,
-) -> plan.LoudnessScan:
-    """Encode, and scan the encoder's packets as they come (through a pipe) in a second process."""
-    scan_fd, encode_fd = os.pipe()
-    encode = plan.audio_encode_command(wav, timeline, scan, audio_out, correction_db=correction, scan_fd=encode_fd)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan") as scan_pool:
-        # Each process closes our copy of its end once it has its own, so when the encoder
-        # ends (or fails) the scan reads the end of its input and ends too.
-        scanning = scan_pool.submit(runner.capture_stderr, plan.encoded_scan_command(scan_fd), handover_fds=(scan_fd,))
-        runner.run(
-            encode.argv,
-            duration_s=encode.duration_s,
-            on_progress=lambda f: tracker.stage("audio", 0.5 + 0.4 * f),
-            handover_fds=(encode_fd,),
-        )
-        return plan.parse_ebur128(scanning.result())
-
-
-def _write_files(command: plan.Command) -> None:
-    for path, text in command.files.items():
-        path.write_text(text, encoding="utf-8")
 
 
 def measure_output(path: Path, scan: plan.LoudnessScan, ffprobe: str) -> RenderResult:

@@ -241,10 +241,51 @@ def test_loudness_gain_is_linear_when_the_peak_allows_it() -> None:
     chain = plan.audio_encode_command(Path("m.wav"), tl, quiet, Path("a.m4a")).argv
     assert chain[chain.index("-af") + 1].startswith("volume=9.10dB,")
     peaky = plan.parse_ebur128(EBUR128_SUMMARY.format(peak="-5.0"))
-    chain = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a"), correction_db=-0.5).argv
+    correction = plan.LevelCorrection(gain_db=-0.5)
+    chain = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a"), correction=correction).argv
     af = chain[chain.index("-af") + 1]
     assert af.startswith("volume=8.60dB,aresample=192000,alimiter=limit=0.8414:")  # -1.5 dBTP, 4x rate
     assert "level=false" in af and "aresample=48000" in af
+    # A result over the ceiling: the limiter aims lower by what it asked.
+    lower = plan.LevelCorrection(gain_db=-0.5, headroom_db=1.0)
+    af = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a"), correction=lower).argv
+    assert "alimiter=limit=0.7499:" in af[af.index("-af") + 1]  # -2.5 dBTP
+
+
+def test_a_long_mix_is_shared_among_encoders_on_the_frame_grid() -> None:
+    total = 50 * 48000
+    assert plan.audio_chunks(total, 1) == [] and plan.audio_chunks(10 * 48000, 4) == []
+    assert len(plan.audio_chunks(total, 16)) == 6  # no chunk shorter than 8 s
+    first, second = plan.audio_chunks(total, 2)
+    assert (first.start_sample, second.end_sample) == (0, total)
+    assert first.start_sample % 1024 == second.start_sample % 1024 == 0
+    nominal = second.join_candidates[0]
+    assert abs(nominal * 1024 - total / 2) <= 1024 * 2  # the join is near the middle
+    assert sorted(second.join_candidates) == list(range(nominal - 16, nominal + 17))
+    # Every candidate leaves the second encoder a settled lead-in and the first one frames
+    # short of its own end (whose windows follow the end of its input, not the mix).
+    assert min(second.join_candidates) - 1 - second.first_frame >= plan.AUDIO_LEAD_IN_FRAMES
+    assert first.first_frame + first.frames - max(second.join_candidates) >= 8
+    # Frame indices line up: one encode's frames add up to the chunks' spans.
+    assert second.first_frame + second.frames == plan.adts.packet_count(total)
+
+
+def test_a_chunk_encodes_its_stretch_with_the_same_gain() -> None:
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4")})
+    scan = plan.parse_ebur128(EBUR128_SUMMARY.format(peak="-15.0"))
+    chunk = plan.AudioChunk(start_sample=4096, end_sample=8192)
+    argv = plan.audio_chunk_command(Path("m.wav"), tl, scan, chunk, 7).argv
+    af = argv[argv.index("-af") + 1]
+    assert af.index("atrim=start_sample=4096:end_sample=8192") < af.index("volume=9.10dB")
+    assert argv[-3:] == ["-f", "adts", "pipe:7"]
+
+
+def test_the_joined_stream_gets_the_timestamps_one_encode_has() -> None:
+    argv = plan.aac_remux_command(9, Path("a.m4a"), 2_400_000).argv
+    stamps = argv[argv.index("-bsf:a") + 1]
+    # 2 400 000 samples + 1024 of encoder delay = 2345 frames, the last one 768 samples long.
+    assert "pts=N*1024-1024" in stamps and "if(eq(N\\,2344)\\,768\\,1024)" in stamps
+    assert argv[argv.index("-c") + 1] == "copy" and argv[argv.index("-i") + 1] == "pipe:9"
 
 
 def test_mux_copies_and_puts_the_index_first() -> None:

@@ -1,0 +1,60 @@
+"""ADTS frames and where two encodes may be joined: pure functions, on frames built here."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from scenerender import adts
+from scenerender.errors import RenderError
+
+
+def frame(payload: bytes = b"\x00" * 10, *, window: tuple[int, int] | None = (0, 1), common: bool = True) -> bytes:
+    """An ADTS frame whose first element is a channel pair with the given (sequence, shape)."""
+    sequence, shape = window or (0, 0)
+    # id_syn_ele=CPE(3) tag(4) common_window(1) | reserved(1) window_sequence(2) window_shape(1) pad(4)
+    first = (adts.CPE << 13) | (int(common) << 8) | (sequence << 5) | (shape << 4)
+    body = first.to_bytes(2, "big") + payload
+    length = adts.ADTS_HEADER + len(body)
+    header = bytes(
+        [0xFF, 0xF1, 0x4C, 0x80 | (length >> 11), (length >> 3) & 0xFF, ((length & 0x07) << 5) | 0x1F, 0xFC]
+    )
+    return header + body
+
+
+def test_frames_are_read_one_by_one_from_a_stream() -> None:
+    frames = [frame(b"a" * n) for n in (5, 300, 40)]
+    assert list(adts.read_frames(io.BytesIO(b"".join(frames)))) == frames
+    assert adts.frame_length(frames[1]) == len(frames[1])
+
+
+def test_a_truncated_or_foreign_stream_is_an_error() -> None:
+    with pytest.raises(RenderError, match="middle of a frame"):
+        list(adts.read_frames(io.BytesIO(frame()[:-3])))
+    with pytest.raises(RenderError, match="not an ADTS frame"):
+        list(adts.read_frames(io.BytesIO(b"RIFF" + b"\x00" * 20)))
+
+
+def test_the_window_is_read_from_a_common_window_pair() -> None:
+    assert adts.frame_window(frame(window=(adts.EIGHT_SHORT, 0))) == adts.Window(adts.EIGHT_SHORT, 0)
+    assert adts.frame_window(frame(window=(adts.ONLY_LONG, 1))) == adts.Window(adts.ONLY_LONG, 1)
+    assert adts.frame_window(frame(common=False)) is None  # the second channel's window is out of reach
+
+
+def test_the_join_goes_after_a_frame_both_encoders_windowed_alike() -> None:
+    long, start, short = frame(window=(0, 1)), frame(window=(1, 1)), frame(window=(2, 0))
+    # Global frames 100..109 from both; they disagree about frame 104, agree about 105.
+    earlier = [long] * 4 + [start] + [long] * 5
+    later = [long] * 4 + [short] + [long] * 5
+    # Candidate 105 needs frame 104 alike: it is not; 106 needs 105 alike: it is.
+    assert adts.choose_splice(earlier, 100, later, 100, [105, 106, 104]) == 106
+    assert adts.choose_splice(earlier, 100, later, 100, [105]) is None
+    # A candidate whose frames one encoder does not have is skipped, not guessed.
+    assert adts.choose_splice(earlier, 100, later, 103, [103, 107]) == 107
+
+
+def test_frame_counts_follow_ffmpegs_encoder() -> None:
+    # 1024 samples of encoder delay come first; the last frame holds what is left.
+    assert adts.packet_count(2_400_000) == 2345 and adts.last_packet_samples(2_400_000) == 768
+    assert adts.packet_count(1024) == 2 and adts.last_packet_samples(1024) == 1024
