@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from scenerender import adts, plan
-from scenerender.cli import local_policy, load_spec
+from scenerender.cli import load_spec, local_policy
 from scenerender.inputs import InputResolver
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
@@ -136,7 +136,7 @@ def test_three_encoders_make_one_stream_of_exact_length(media: Path, tmp_path: P
 def test_a_peaky_mix_is_limited_in_every_chunk(media: Path, tmp_path: Path) -> None:
     make_tone_burst(tmp_path / "bed.wav", freq=300, duration=20.0, amplitude=0.02)
     make_tone_burst(tmp_path / "click.wav", freq=2000, duration=0.01, amplitude=0.9)
-    clips = [
+    clips: list[dict[str, Any]] = [
         {"type": "music", "url": str(tmp_path / "bed.wav")},
         {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": 4},
         {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": 10},  # at the join

@@ -17,9 +17,7 @@ def frame(payload: bytes = b"\x00" * 10, *, window: tuple[int, int] | None = (0,
     first = (adts.CPE << 13) | (int(common) << 8) | (sequence << 5) | (shape << 4)
     body = first.to_bytes(2, "big") + payload
     length = adts.ADTS_HEADER + len(body)
-    header = bytes(
-        [0xFF, 0xF1, 0x4C, 0x80 | (length >> 11), (length >> 3) & 0xFF, ((length & 0x07) << 5) | 0x1F, 0xFC]
-    )
+    header = bytes([0xFF, 0xF1, 0x4C, 0x80 | (length >> 11), (length >> 3) & 0xFF, ((length & 0x07) << 5) | 0x1F, 0xFC])
     return header + body
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scenerender import plan
+from scenerender import adts, plan
 from scenerender.errors import RenderError
 from scenerender.probe import DEMUXER_WHITELIST, MediaInfo
 from scenerender.spec import parse_spec
@@ -248,8 +248,8 @@ def test_loudness_gain_is_linear_when_the_peak_allows_it() -> None:
     assert "level=false" in af and "aresample=48000" in af
     # A result over the ceiling: the limiter aims lower by what it asked.
     lower = plan.LevelCorrection(gain_db=-0.5, headroom_db=1.0)
-    af = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a"), correction=lower).argv
-    assert "alimiter=limit=0.7499:" in af[af.index("-af") + 1]  # -2.5 dBTP
+    argv = plan.audio_encode_command(Path("m.wav"), tl, peaky, Path("a.m4a"), correction=lower).argv
+    assert "alimiter=limit=0.7499:" in argv[argv.index("-af") + 1]  # -2.5 dBTP
 
 
 def test_a_long_mix_is_shared_among_encoders_on_the_frame_grid() -> None:
@@ -267,7 +267,7 @@ def test_a_long_mix_is_shared_among_encoders_on_the_frame_grid() -> None:
     assert min(second.join_candidates) - 1 - second.first_frame >= plan.AUDIO_LEAD_IN_FRAMES
     assert first.first_frame + first.frames - max(second.join_candidates) >= 8
     # Frame indices line up: one encode's frames add up to the chunks' spans.
-    assert second.first_frame + second.frames == plan.adts.packet_count(total)
+    assert second.first_frame + second.frames == adts.packet_count(total)
 
 
 def test_a_chunk_encodes_its_stretch_with_the_same_gain() -> None:
