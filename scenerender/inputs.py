@@ -6,6 +6,7 @@ ffmpeg never reads a URL itself; it only ever sees local files (and is run with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -138,7 +139,8 @@ class InputResolver:
             raise InputRefusedError(input_path, f"file is {size} bytes; the limit is {self.policy.max_bytes}", url=url)
         # A symlink keeps every input inside the private dir without copying gigabytes.
         link = self._target(str(path.resolve()), path.suffix)
-        if not link.exists():
+        # Two spellings of one file, resolved at once by two probe threads, make the same link.
+        with contextlib.suppress(FileExistsError):
             os.symlink(path.resolve(), link)
         return link
 
