@@ -4,7 +4,7 @@ One mix pass writes the float WAV and measures it (EBU R128); the encode applies
 (and, for a peaky mix, a limiter) and makes AAC-LC. With cores to spare — the video only
 copied — the encode is shared by one encoder per core, each on a stretch of the mix with
 a lead-in, and their frames are joined into one stream (``scenerender.adts``) that is
-measured and written to the M4A while the encoders still run.
+measured and muxed into the finished MP4 while the encoders still run.
 """
 
 from __future__ import annotations
@@ -53,10 +53,20 @@ def audio_key(mix: plan.Command, timeline: Timeline, work: Path, file_digests: D
 
 
 @dataclass(frozen=True)
+class FinalMux:
+    """The finished MP4 the audio may be muxed into as it is encoded, beside these video pieces."""
+
+    pieces: list[Path]
+    list_path: Path
+    out: Path
+
+
+@dataclass(frozen=True)
 class AudioMade:
     scan: plan.LoudnessScan  # EBU R128 scan of the encoded audio
     reused: bool = False  # taken from the cache
     encoders: int = 0  # AAC encoders that shared the encode (0: reused)
+    muxed: bool = False  # the FinalMux's output holds the finished MP4 with this audio
 
 
 def make_audio(
@@ -69,10 +79,14 @@ def make_audio(
     file_digests: Digests | None = None,
     *,
     cores: int = 1,
+    final: FinalMux | None = None,
 ) -> AudioMade:
     """Mix, bring to the loudness target, encode, or take it all from the cache.
 
-    ``cores``: how many the audio may use (1 while the video is being encoded).
+    ``cores``: how many the audio may use (1 while the video is being encoded). With more
+    than one and a ``final`` mux, the encode is shared among them and its joined frames go
+    straight into the finished MP4 (the video pieces must be ready); ``audio_out`` is
+    written either way.
     """
     mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
     key = audio_key(mix, timeline, work, file_digests or Digests()) if cache is not None else None
@@ -80,14 +94,16 @@ def make_audio(
         # Measured again rather than remembered: the result describes these very bytes.
         return AudioMade(plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), reused=True)
     scan = _mix_and_scan(timeline, work, runner, on_fraction, cores)
-    chunks = plan.audio_chunks(plan.total_samples(timeline), cores)
+    chunks = plan.audio_chunks(plan.total_samples(timeline), cores) if final is not None else []
 
     def encode(correction: plan.LevelCorrection) -> plan.LoudnessScan:
         # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
         # while the video is still being made, is measuring the output.
         nonlocal chunks
-        if chunks:
-            joined = _encode_in_chunks(mix.output, timeline, scan, audio_out, correction, runner, on_fraction, chunks)
+        if chunks and final is not None:
+            joined = _encode_in_chunks(
+                mix.output, timeline, scan, audio_out, final, correction, runner, on_fraction, chunks
+            )
             if joined is not None:
                 return joined
             chunks = []  # no clean join in this mix: one encoder from now on
@@ -113,7 +129,7 @@ def make_audio(
         )
     if cache is not None and key is not None:
         cache.store(key, audio_out)
-    return AudioMade(result, encoders=max(1, len(chunks)))
+    return AudioMade(result, encoders=max(1, len(chunks)), muxed=bool(chunks))
 
 
 def _mix_and_scan(
@@ -200,17 +216,18 @@ def _encode_in_chunks(
     timeline: Timeline,
     scan: plan.LoudnessScan | None,
     audio_out: Path,
+    final: FinalMux,
     correction: plan.LevelCorrection,
     runner: FFmpegRunner,
     on_fraction: FractionFn,
     chunks: list[plan.AudioChunk],
 ) -> plan.LoudnessScan | None:
-    """One encoder per chunk at once; their frames joined, scanned and written as they come.
+    """One encoder per chunk at once; their frames joined, scanned and muxed as they come.
 
     Returns the scan of the joined stream, or None when some join found no frame where both
-    encoders windowed alike (the caller then encodes in one piece; ``audio_out`` is overwritten).
+    encoders windowed alike (the caller then encodes in one piece; what was written here is
+    overwritten).
     """
-    total = plan.total_samples(timeline)
     fractions = [0.0] * len(chunks)
     lock = threading.Lock()
 
@@ -221,10 +238,11 @@ def _encode_in_chunks(
 
     encoder_pipes = [os.pipe() for _ in chunks]
     scan_read, scan_write = os.pipe()
-    remux_read, remux_write = os.pipe()
+    mux_read, mux_write = os.pipe()
     outputs = [_Frames(os.fdopen(read, "rb")) for read, _ in encoder_pipes]
-    sinks = [os.fdopen(scan_write, "wb"), os.fdopen(remux_write, "wb")]
-    remux = plan.aac_remux_command(remux_read, audio_out, total)
+    sinks = [os.fdopen(scan_write, "wb"), os.fdopen(mux_write, "wb")]
+    mux = plan.assemble_command(timeline, final.pieces, final.list_path, mux_read, final.out, audio_copy=audio_out)
+    write_files(mux.files)
     with ThreadPoolExecutor(max_workers=2 * len(chunks) + 2, thread_name_prefix="aac") as pool:
         encoders = [
             pool.submit(
@@ -239,7 +257,7 @@ def _encode_in_chunks(
         for output in outputs:
             pool.submit(output.read_all)
         scanning = pool.submit(runner.capture_stderr, plan.encoded_scan_command(scan_read), handover_fds=(scan_read,))
-        remuxing = pool.submit(runner.run, remux.argv, duration_s=remux.duration_s, handover_fds=(remux_read,))
+        muxing = pool.submit(runner.run, mux.argv, duration_s=mux.duration_s, handover_fds=(mux_read,))
         try:
             joined = _join(chunks, outputs, encoders, sinks)
         finally:
@@ -250,11 +268,11 @@ def _encode_in_chunks(
             encoder.result()
         if not joined:
             # Let both consumers finish on what they got; their results are discarded.
-            for consumer in (scanning, remuxing):
+            for consumer in (scanning, muxing):
                 with contextlib.suppress(RenderError):
                     consumer.result()
             return None
-        remuxing.result()
+        muxing.result()
         return plan.parse_ebur128(scanning.result())
 
 
@@ -282,7 +300,7 @@ def _join(
                     sink.write(batch)
                     sink.flush()
                 except BrokenPipeError as exc:
-                    raise RenderError("the audio scan or the M4A writer stopped reading") from exc
+                    raise RenderError("the audio scan or the final mux stopped reading") from exc
             position += min(have, stop) - start
 
     for index, chunk in enumerate(chunks):

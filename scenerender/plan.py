@@ -1,9 +1,9 @@
 """The plan: pure functions from a timeline to ffmpeg argument lists. No I/O here.
 
-Video and audio are made apart and joined by a copying mux:
-  video  = copy-concat of the sources (fast path) or of normalised segments
+Video and audio are made apart and joined by one copying pass:
+  video  = the sources as they are (fast path) or normalised segments
   audio  = one mix pass to float WAV -> loudness measured -> normalised, AAC-encoded
-  output = mux of both, copied, ``+faststart``
+  output = the video pieces copy-concatenated beside the audio, ``+faststart``
 """
 
 from __future__ import annotations
@@ -206,35 +206,6 @@ def _gop_frames(enc: EncodeSettings, fps: Fraction, frames: int) -> int:
 def concat_list(paths: list[Path]) -> str:
     """A concat-demuxer list; paths are quoted the way the demuxer unescapes them."""
     return "ffconcat version 1.0\n" + "".join("file '" + str(p).replace("'", "'\\''") + "'\n" for p in paths)
-
-
-def concat_command(paths: list[Path], list_path: Path, out: Path, timeline: Timeline) -> Command:
-    """Join video pieces by stream copy: no re-encode."""
-    argv = [
-        "ffmpeg",
-        "-y",
-        "-f",
-        "concat",
-        "-safe",
-        "0",
-        "-protocol_whitelist",
-        "file",
-        "-i",
-        str(list_path),
-        "-map",
-        "0:v:0",
-        "-c",
-        "copy",
-        "-an",
-        "-sn",
-        "-dn",
-        "-video_track_timescale",
-        str(track_timescale(timeline.fps)),
-        "-f",
-        "mp4",
-        str(out),
-    ]
-    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(paths)})
 
 
 # ---------------------------------------------------------------------------- audio
@@ -616,62 +587,74 @@ def audio_chunk_command(
     return Command(argv=argv, output=Path(f"pipe:{fd}"), duration_s=chunk.duration_s)
 
 
-def aac_remux_command(fd: int, out: Path, total_samples: int) -> Command:
-    """ADTS frames from ``pipe:fd`` into an M4A that starts and ends on the very samples a single encode's does.
+def _adts_timestamps(total_samples: int) -> str:
+    """Timestamps for ADTS frames (which carry none), set as one encode of the mix sets them.
 
-    ADTS carries no timestamps: they are set here as the encoder sets them — the first frame
-    is the encoder delay (pts -1024, which the MP4 edit list skips) and the last frame lasts
-    only as many samples as are real.
+    The first frame is the encoder delay (pts -1024, which the MP4 edit list skips) and the
+    last frame lasts only as many samples as are real.
     """
     step = adts.FRAME_SAMPLES
     last = adts.packet_count(total_samples) - 1
     # Commas inside the expression are escaped: -bsf:a takes a comma-separated list of filters.
     duration = f"if(eq(N\\,{last})\\,{adts.last_packet_samples(total_samples)}\\,{step})"
-    stamps = f"setts=time_base=1/{SAMPLE_RATE}:pts=N*{step}-{step}:dts=N*{step}-{step}:duration={duration}"
+    return f"setts=time_base=1/{SAMPLE_RATE}:pts=N*{step}-{step}:dts=N*{step}-{step}:duration={duration}"
+
+
+def assemble_command(
+    timeline: Timeline,
+    pieces: list[Path],
+    list_path: Path,
+    audio: Path | int,
+    out: Path,
+    *,
+    audio_copy: Path | None = None,
+) -> Command:
+    """The finished MP4 in one copying pass: the video pieces joined, the audio beside them, index first.
+
+    ``audio`` is the encoded M4A, or the read end of a pipe of ADTS frames (the joined chunk
+    encodes), stamped here as one encoder would have stamped them; then ``audio_copy``
+    receives the audio alone as an M4A too (what the audio cache keeps).
+    """
+    if isinstance(audio, Path):
+        audio_input, stamps = _input(audio), []
+    else:
+        audio_input = ["-protocol_whitelist", "pipe", "-f", "aac", "-i", f"pipe:{audio}"]
+        stamps = ["-bsf:a", _adts_timestamps(total_samples(timeline))]
     argv = [
         "ffmpeg",
         "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
         "-protocol_whitelist",
-        "pipe",
-        "-f",
-        "aac",
+        "file",
         "-i",
-        f"pipe:{fd}",
-        "-map",
-        "0:a:0",
-        "-c",
-        "copy",
-        "-bsf:a",
-        stamps,
-        "-f",
-        "mp4",
-        str(out),
-    ]
-    return Command(argv=argv, output=out, duration_s=total_samples / SAMPLE_RATE)
-
-
-def mux_command(video: Path, audio: Path, out: Path, duration_s: float) -> Command:
-    """Both streams copied into the MP4, moov first so browsers play it at once."""
-    argv = [
-        "ffmpeg",
-        "-y",
-        *_input(video),
-        *_input(audio),
+        str(list_path),
+        *audio_input,
+        # Timestamps go through as they are: otherwise ffmpeg would delay the picture by the
+        # audio's encoder delay (21 ms), which the MP4 edit list already accounts for.
+        "-copyts",
         "-map",
         "0:v:0",
         "-map",
         "1:a:0",
         "-c",
         "copy",
+        *stamps,
         "-map_metadata",
         "-1",
+        "-video_track_timescale",
+        str(track_timescale(timeline.fps)),
         "-movflags",
         "+faststart",
         "-f",
         "mp4",
         str(out),
     ]
-    return Command(argv=argv, output=out, duration_s=duration_s)
+    if audio_copy is not None:
+        argv += ["-map", "1:a:0", "-c", "copy", *stamps, "-f", "mp4", str(audio_copy)]
+    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(pieces)})
 
 
 ENCODER_BASE_MB = 60  # ffmpeg's own libraries and buffers

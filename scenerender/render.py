@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 from scenerender import plan
-from scenerender.audio import AudioMade, make_audio
+from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.errors import RenderError
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
@@ -286,11 +286,16 @@ def render(
         # while the segments are normalised. If either fails, the other is stopped.
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
+        list_path = work / "video.ffconcat"
+        part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
+        blockers = plan.copy_blockers(timeline)
 
-        # With the video only copied, the cores are the audio's: its encode is shared among
-        # them and the output's loudness is scanned at the same time. While segments are
-        # encoded every core is busy, and more audio processes would only add memory.
-        audio_cores = 1 if plan.copy_blockers(timeline) else (opts.cpus or os.cpu_count() or 1)
+        # With the video only copied, its pieces are the sources themselves and the cores
+        # are the audio's: its encode is shared among them and muxed into the output as it
+        # comes. While segments are encoded every core is busy, and more audio processes
+        # would only add memory.
+        final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
+        audio_cores = 1 if blockers else (opts.cpus or os.cpu_count() or 1)
 
         def audio_job() -> AudioMade:
             made = make_audio(
@@ -302,34 +307,36 @@ def render(
                 opts.segment_cache,
                 digests,
                 cores=audio_cores,
+                final=final,
             )
             timings["audio_s"] = time.monotonic() - t1
             return made
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
-            audio_future = audio_pool.submit(audio_job)
-            audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
-            try:
-                video_out, blockers, counts = _make_video(
-                    timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests
-                )
-                timings["video_s"] = time.monotonic() - t1
-            except BaseException as video_error:
-                runner.cancel()
-                # If the audio failed first, its error is the cause; the video was only stopped.
-                audio_error = audio_future.exception()
-                if runner.cancelled_by_us(video_error) and audio_error is not None:
-                    raise audio_error from None
-                raise
-            audio = audio_future.result()
-        tracker.finish("video")
-        tracker.finish("audio")
-
-        t2 = time.monotonic()
-        part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         try:
-            mux = plan.mux_command(video_out, audio_out, part, float(timeline.duration))
-            runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
+                audio_future = audio_pool.submit(audio_job)
+                audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
+                try:
+                    pieces, counts = _make_video(
+                        timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests
+                    )
+                    timings["video_s"] = time.monotonic() - t1
+                except BaseException as video_error:
+                    runner.cancel()
+                    # If the audio failed first, its error is the cause; the video was only stopped.
+                    audio_error = audio_future.exception()
+                    if runner.cancelled_by_us(video_error) and audio_error is not None:
+                        raise audio_error from None
+                    raise
+                audio = audio_future.result()
+            tracker.finish("video")
+            tracker.finish("audio")
+
+            t2 = time.monotonic()
+            if not audio.muxed:
+                mux = plan.assemble_command(timeline, pieces, list_path, audio_out, part)
+                write_files(mux.files)
+                runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
             t3 = time.monotonic()
@@ -361,25 +368,13 @@ def _make_video(
     tracker: _Progress,
     urls: list[str],
     file_digests: Digests,
-) -> tuple[Path, list[str], SegmentCounts]:
-    """The video stream: (file, why the fast path was not taken, where its segments came from)."""
-    blockers = plan.copy_blockers(timeline)
-    video_out = work / "video.mp4"
-    counts = SegmentCounts()
-    if not blockers:
-        pieces = [seg.source.path for seg in timeline.segments]
-    else:
-        norm_dir = work / "normalized"
-        norm_dir.mkdir()
-        pieces, counts = _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls, file_digests)
-    concat = plan.concat_command(pieces, work / "video.ffconcat", video_out, timeline)
-    write_files(concat.files)
-    runner.run(
-        concat.argv,
-        duration_s=concat.duration_s,
-        on_progress=lambda f: tracker.stage("video", 0.9 + 0.1 * f if blockers else f),
-    )
-    return video_out, blockers, counts
+) -> tuple[list[Path], SegmentCounts]:
+    """The video pieces the output joins by copy (the sources on the fast path), and where they came from."""
+    if not plan.copy_blockers(timeline):
+        return [seg.source.path for seg in timeline.segments], SegmentCounts()
+    norm_dir = work / "normalized"
+    norm_dir.mkdir()
+    return _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls, file_digests)
 
 
 @dataclass
@@ -443,7 +438,7 @@ def _normalize_segments(
         with lock:
             for i in units[key]:
                 done[i] = fraction * commands[i].duration_s
-            tracker.stage("video", 0.9 * sum(done.values()) / total)
+            tracker.stage("video", sum(done.values()) / total)
 
     def first_output(key: str) -> Path:
         return commands[units[key][0]].output

@@ -26,3 +26,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -c "import scenerender.cli, google.cloud.firestore, functions_framework" 
   echo "$want" > "$stamp"
 fi
+# The package's bytecode, compiled once here: an editable install leaves it to each run, and
+# with PYTHONDONTWRITEBYTECODE set every `scenerender` start compiles the whole package again.
+.venv/bin/python -m compileall -q scenerender

@@ -90,8 +90,7 @@ def test_every_input_is_limited_to_local_files() -> None:
     commands = [
         plan.normalize_command(tl.segments[0], tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
         plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
-        plan.concat_command([Path("a.mp4")], Path("l.txt"), Path("v.mp4"), tl).argv,
-        plan.mux_command(Path("v.mp4"), Path("a.m4a"), Path("o.mp4"), 2.0).argv,
+        plan.assemble_command(tl, [Path("a.mp4")], Path("l.txt"), Path("a.m4a"), Path("o.mp4")).argv,
     ]
     for argv in commands:
         inputs = [i for i, arg in enumerate(argv) if arg == "-i"]
@@ -99,7 +98,7 @@ def test_every_input_is_limited_to_local_files() -> None:
         for i in inputs:
             before = argv[max(0, i - 4) : i]
             assert before[before.index("-protocol_whitelist") + 1] == "file", argv
-            if argv[1:4] != ["-y", "-f", "concat"]:  # our own concat list is the one non-media input
+            if argv[i + 1] != "l.txt":  # our own concat list is the one non-media input
                 assert before[-2:] == ["-format_whitelist", DEMUXER_WHITELIST], argv
 
 
@@ -281,16 +280,27 @@ def test_a_chunk_encodes_its_stretch_with_the_same_gain() -> None:
 
 
 def test_the_joined_stream_gets_the_timestamps_one_encode_has() -> None:
-    argv = plan.aac_remux_command(9, Path("a.m4a"), 2_400_000).argv
-    stamps = argv[argv.index("-bsf:a") + 1]
-    # 2 400 000 samples + 1024 of encoder delay = 2345 frames, the last one 768 samples long.
-    assert "pts=N*1024-1024" in stamps and "if(eq(N\\,2344)\\,768\\,1024)" in stamps
-    assert argv[argv.index("-c") + 1] == "copy" and argv[argv.index("-i") + 1] == "pipe:9"
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=50)})
+    cmd = plan.assemble_command(tl, [Path("v.mp4")], Path("l.txt"), 9, Path("o.part"), audio_copy=Path("a.m4a"))
+    argv = cmd.argv
+    # 2 400 000 samples + 1024 of encoder delay = 2345 frames, the last one 768 samples long;
+    # the same stamps on both outputs (the MP4 and the cache's M4A).
+    stamps = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-bsf:a"]
+    assert len(stamps) == 2 and stamps[0] == stamps[1]
+    assert "pts=N*1024-1024" in stamps[0] and "if(eq(N\\,2344)\\,768\\,1024)" in stamps[0]
+    assert argv[argv.index("pipe:9") - 2 : argv.index("pipe:9")] == ["aac", "-i"]
+    assert argv[-1] == "a.m4a" and argv.index("o.part") < argv.index("a.m4a")
 
 
-def test_mux_copies_and_puts_the_index_first() -> None:
-    argv = plan.mux_command(Path("v.mp4"), Path("a.m4a"), Path("o.part"), 3.0).argv
+def test_final_mux_copies_both_and_puts_the_index_first() -> None:
+    tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=3)})
+    cmd = plan.assemble_command(tl, [Path("v.mp4"), Path("w.mp4")], Path("l.txt"), Path("a.m4a"), Path("o.part"))
+    argv = cmd.argv
     assert argv[argv.index("-c") + 1] == "copy" and argv[argv.index("-movflags") + 1] == "+faststart"
+    assert "-bsf:a" not in argv  # an M4A has its timestamps
+    assert "-copyts" in argv  # the audio's encoder delay must not shift the picture
+    assert cmd.files[Path("l.txt")] == plan.concat_list([Path("v.mp4"), Path("w.mp4")])
+    assert argv[-1] == "o.part"
 
 
 def test_one_time_base_for_every_piece() -> None:
