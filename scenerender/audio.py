@@ -4,7 +4,7 @@ One mix pass writes the float WAV and measures it (EBU R128); the encode applies
 (and, for a peaky mix, a limiter) and makes AAC-LC. With cores to spare — the video only
 copied — the encode is shared by one encoder per core, each on a stretch of the mix with
 a lead-in, and their frames are joined into one stream (``scenerender.adts``) that is
-measured and muxed into the finished MP4 while the encoders still run.
+muxed into the finished MP4 and measured there while the encoders still run.
 """
 
 from __future__ import annotations
@@ -237,13 +237,12 @@ def _encode_in_chunks(
             on_fraction(0.5 + 0.4 * sum(fractions) / len(fractions))
 
     encoder_pipes = [os.pipe() for _ in chunks]
-    scan_read, scan_write = os.pipe()
     mux_read, mux_write = os.pipe()
     outputs = [_Frames(os.fdopen(read, "rb")) for read, _ in encoder_pipes]
-    sinks = [os.fdopen(scan_write, "wb"), os.fdopen(mux_write, "wb")]
+    sink = os.fdopen(mux_write, "wb")
     mux = plan.assemble_command(timeline, final.pieces, final.list_path, mux_read, final.out, audio_copy=audio_out)
     write_files(mux.files)
-    with ThreadPoolExecutor(max_workers=2 * len(chunks) + 2, thread_name_prefix="aac") as pool:
+    with ThreadPoolExecutor(max_workers=2 * len(chunks) + 1, thread_name_prefix="aac") as pool:
         encoders = [
             pool.submit(
                 runner.run,
@@ -256,33 +255,29 @@ def _encode_in_chunks(
         ]
         for output in outputs:
             pool.submit(output.read_all)
-        scanning = pool.submit(runner.capture_stderr, plan.encoded_scan_command(scan_read), handover_fds=(scan_read,))
         muxing = pool.submit(runner.run, mux.argv, duration_s=mux.duration_s, handover_fds=(mux_read,))
         try:
-            joined = _join(chunks, outputs, encoders, sinks)
+            joined = _join(chunks, outputs, encoders, sink)
         finally:
-            for sink in sinks:
-                with contextlib.suppress(OSError):  # a consumer that failed has closed its end
-                    sink.close()
+            with contextlib.suppress(OSError):  # a mux that failed has closed its end
+                sink.close()
         for encoder in encoders:
             encoder.result()
         if not joined:
-            # Let both consumers finish on what they got; their results are discarded.
-            for consumer in (scanning, muxing):
-                with contextlib.suppress(RenderError):
-                    consumer.result()
+            # Let the mux finish on what it got; what it wrote is overwritten.
+            with contextlib.suppress(RenderError):
+                muxing.result()
             return None
-        muxing.result()
-        return plan.parse_ebur128(scanning.result())
+        return plan.parse_ebur128(muxing.result())
 
 
 def _join(
     chunks: list[plan.AudioChunk],
     outputs: list[_Frames],
     encoders: list[Future[str]],
-    sinks: list[io.BufferedWriter],
+    sink: io.BufferedWriter,
 ) -> bool:
-    """Write the joined stream to ``sinks`` as the frames arrive; False when a join found no clean frame."""
+    """Write the joined stream to ``sink`` as the frames arrive; False when a join found no clean frame."""
     position = 0  # the global index of the next frame to write
 
     def write_until(index: int, end: int) -> None:
@@ -295,12 +290,11 @@ def _join(
             if have <= start:
                 _ended_early(index, chunk, have, encoders[index])
             batch = b"".join(output.frames[start : min(have, stop)])
-            for sink in sinks:
-                try:
-                    sink.write(batch)
-                    sink.flush()
-                except BrokenPipeError as exc:
-                    raise RenderError("the audio scan or the final mux stopped reading") from exc
+            try:
+                sink.write(batch)
+                sink.flush()
+            except BrokenPipeError as exc:
+                raise RenderError("the final mux stopped reading the audio") from exc
             position += min(have, stop) - start
 
     for index, chunk in enumerate(chunks):

@@ -385,11 +385,14 @@ def encoded_scan_command(fd: int) -> list[str]:
         "-map",
         "0:a:0",
         "-af",
-        f"atrim=start_sample={AAC_PRIMING_SAMPLES},{EBUR128_SCAN}",
+        _ENCODED_SCAN,
         "-f",
         "null",
         "-",
     ]
+
+
+_ENCODED_SCAN = f"atrim=start_sample={AAC_PRIMING_SAMPLES},{EBUR128_SCAN}"
 
 
 def _tee_escape(path: Path) -> str:
@@ -499,6 +502,12 @@ AUDIO_CHUNK_MIN_S = 8.0  # shorter chunks spend too much of their time on the le
 AUDIO_LEAD_IN_FRAMES = 48  # ~1 s encoded before a chunk's first usable frame: its rate control settles
 AUDIO_JOIN_SEARCH_FRAMES = 16  # the join may move this far either way to find matching windows
 AUDIO_TAIL_FRAMES = AUDIO_JOIN_SEARCH_FRAMES + 8  # an encode's last frames are windowed for its end: unused
+# The first chunk's share of the audio against each other chunk's. The joined stream's
+# consumers (output scan, mux) take the first chunk's frames as they come and every later
+# chunk's only after it: with equal chunks they would be left a half of the audio to catch
+# up on once the encoders are done; with a shorter first chunk they catch up while the
+# later encoders still run.
+AUDIO_FIRST_CHUNK_WEIGHT = 0.7
 
 
 @dataclass(frozen=True)
@@ -533,7 +542,8 @@ def audio_chunks(total_samples: int, cores: int) -> list[AudioChunk]:
     if count < 2:
         return []
     frames = total_samples // adts.FRAME_SAMPLES
-    joins = [round(frames * i / count) * adts.FRAME_SAMPLES for i in range(1, count)]
+    weight = AUDIO_FIRST_CHUNK_WEIGHT + count - 1
+    joins = [round(frames * (AUDIO_FIRST_CHUNK_WEIGHT + i - 1) / weight) * adts.FRAME_SAMPLES for i in range(1, count)]
     search = AUDIO_JOIN_SEARCH_FRAMES
     chunks: list[AudioChunk] = []
     for i in range(count):
@@ -613,7 +623,8 @@ def assemble_command(
 
     ``audio`` is the encoded M4A, or the read end of a pipe of ADTS frames (the joined chunk
     encodes), stamped here as one encoder would have stamped them; then ``audio_copy``
-    receives the audio alone as an M4A too (what the audio cache keeps).
+    receives the audio alone as an M4A too (what the audio cache keeps), and the same
+    process measures it: the EBU R128 summary of ``encoded_scan_command`` ends its stderr.
     """
     if isinstance(audio, Path):
         audio_input, stamps = _input(audio), []
@@ -654,6 +665,8 @@ def assemble_command(
     ]
     if audio_copy is not None:
         argv += ["-map", "1:a:0", "-c", "copy", *stamps, "-f", "mp4", str(audio_copy)]
+    if not isinstance(audio, Path):
+        argv += ["-map", "1:a:0", "-af", _ENCODED_SCAN, "-f", "null", "-"]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(pieces)})
 
 

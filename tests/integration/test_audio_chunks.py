@@ -80,14 +80,16 @@ def window_snr_db(reference: measure.Samples, other: measure.Samples) -> list[tu
 
 
 def test_dialogue_across_a_join_sounds_as_one_encoder_makes_it(media: Path, tmp_path: Path) -> None:
-    # 20 s on the fast path: two encoders, joined near 10 s, where the dialogue line starts.
+    # 20 s on the fast path: two encoders; the dialogue line starts 0.1 s before their join.
+    join_s = plan.audio_chunks(20 * plan.SAMPLE_RATE, 2)[1].join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE
+    line_s = round(join_s - 0.1, 3)
     spec = scene(
         media,
         "join",
         20,
         [
             {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
-            {"type": "dialogue", "url": "line.wav", "segment_id": "s4", "offset": 1.9},
+            {"type": "dialogue", "url": "line.wav", "segment_id": f"s{int(line_s // 2)}", "offset": line_s % 2},
         ],
     )
     single = render_with(spec, tmp_path / "single.mp4", cpus=1)
@@ -103,10 +105,11 @@ def test_dialogue_across_a_join_sounds_as_one_encoder_makes_it(media: Path, tmp_
     assert len(one) == len(joined)
     snr = window_snr_db(one, joined)
     # Up to the join region the first encoder is the single encoder, sample for sample.
-    assert all(value == float("inf") for value, at in snr if at < 9.0)
+    search_s = plan.AUDIO_JOIN_SEARCH_FRAMES * adts.FRAME_SAMPLES / plan.SAMPLE_RATE
+    assert all(value == float("inf") for value, at in snr if at < join_s - search_s - 0.2)
     # Around and after the join: the second encoder's own rounding, far below the signal.
     assert min(value for value, _ in snr) >= 30, sorted(snr)[:5]
-    assert abs(measure.onset_time(joined, freq=1000, after=8.0) - 9.9) <= 0.020
+    assert abs(measure.onset_time(joined, freq=1000, after=line_s - 1.5) - line_s) <= 0.020
 
 
 def test_three_encoders_make_one_stream_of_exact_length(media: Path, tmp_path: Path) -> None:
@@ -129,17 +132,24 @@ def test_three_encoders_make_one_stream_of_exact_length(media: Path, tmp_path: P
     assert int(audio["duration_ts"]) == 30 * 48000  # the edit list ends on the last real sample
     assert shared["loudness_lufs"] == pytest.approx(single["loudness_lufs"], abs=0.1)
     one, joined = measure.decode_audio(tmp_path / "single.mp4"), measure.decode_audio(tmp_path / "shared.mp4")
-    assert min(value for value, _ in window_snr_db(one, joined)) >= 30
+    snr = window_snr_db(one, joined)
+    joins = [c.join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE for c in plan.audio_chunks(30 * 48000, 3)[1:]]
+    # Where a splice went wrong (a click, a frame twice or missing) the window's SNR would fall
+    # to near 0 dB. Away from the joins, a tone burst's attack is coded a little differently by
+    # an encoder whose bit reservoir has another history: still over 25 dB under the signal.
+    assert min(value for value, at in snr if any(abs(at - j) <= 0.5 for j in joins)) >= 30, sorted(snr)[:6]
+    assert min(value for value, _ in snr) >= 25, sorted(snr)[:6]
     assert abs(measure.onset_time(joined, freq=1000, after=19.0) - 20.5) <= 0.020
 
 
 def test_a_peaky_mix_is_limited_in_every_chunk(media: Path, tmp_path: Path) -> None:
     make_tone_burst(tmp_path / "bed.wav", freq=300, duration=20.0, amplitude=0.02)
     make_tone_burst(tmp_path / "click.wav", freq=2000, duration=0.01, amplitude=0.9)
+    join_s = plan.audio_chunks(20 * plan.SAMPLE_RATE, 2)[1].join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE
     clips: list[dict[str, Any]] = [
         {"type": "music", "url": str(tmp_path / "bed.wav")},
         {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": 4},
-        {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": 10},  # at the join
+        {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": round(join_s, 2)},
         {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": 16},
     ]
     spec = scene(media, "peaky", 20, clips)
