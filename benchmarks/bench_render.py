@@ -12,8 +12,9 @@ with film grain (what an encoder meets in real footage). Timed on the same files
                 (in its own venv, .venv-bench, made on first use from requirements-bench.txt)
 
 Then the "needs normalising" case (720p25 sources to 1080p30) against naive ffmpeg, and the
-peak memory of the whole process tree for 10 vs 100 segments. Prints a table and ratios,
-and writes JSON to benchmarks/results/.
+peak memory of the whole process tree for 10 vs 100 segments. Compared runs take turns
+(ours, naive, ours, naive, ...; the median of three each), so a drift in the machine's
+speed meets them alike. Prints a table and ratios, and writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -82,6 +83,24 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
     if timings:
         wall, cpu = timings[len(timings) // 2]
     return Run(name, round(wall, 2), round(cpu, 2), round(peak / 1e6, 1), round(peak_rss / 1e6, 1))
+
+
+def side_by_side(cases: list[tuple[str, list[str]]], rounds: int) -> list[Run]:
+    """Each case timed ``rounds`` times, the cases taking turns (A B A B ...), then its memory sampled once.
+
+    On a shared machine the speed of the cores drifts over minutes; taking turns spreads the
+    drift over every case alike, where one case's runs after another's would each meet its own.
+    """
+    timings: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
+    for _ in range(rounds):
+        for name, argv in cases:
+            timings[name].append(_timed(name, argv, None))
+    runs = []
+    for name, argv in cases:
+        sampled = measure(name, argv, timed_runs=0)
+        wall, cpu = sorted(timings[name])[len(timings[name]) // 2]
+        runs.append(Run(name, round(wall, 2), round(cpu, 2), sampled.peak_mb, sampled.peak_rss_mb))
+    return runs
 
 
 def _timed(name: str, argv: list[str], cwd: Path | None) -> tuple[float, float]:
@@ -330,40 +349,49 @@ def main() -> None:
         matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
         # The comparisons with the baselines run without the segment cache: every render encodes.
         os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
-        # A 2-second run varies more, run to run, than a 12-second one: the median of three.
-        ours = measure("scenerender (matching)", scenerender(matching, work / "ours.mp4"), timed_runs=3)
-        naive = measure("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4"))
-        rows += [ours, naive]
-        ratios["naive/scenerender (matching)"] = round(naive.wall_s / ours.wall_s, 2)
+        cases = [
+            ("scenerender (matching)", scenerender(matching, work / "ours.mp4")),
+            ("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4")),
+        ]
         if not args.no_moviepy:
             script = work / "moviepy_render.py"
             script.write_text(MOVIEPY_SCRIPT)
-            mp = measure(
-                "moviepy (matching)", [str(moviepy_python()), str(script), str(matching), str(work / "moviepy.mp4")]
-            )
-            rows.append(mp)
-            ratios["moviepy/scenerender (matching)"] = round(mp.wall_s / ours.wall_s, 2)
+            argv = [str(moviepy_python()), str(script), str(matching), str(work / "moviepy.mp4")]
+            cases.append(("moviepy (matching)", argv))
+        matched = side_by_side(cases, rounds=3)
+        rows += matched
+        ours = matched[0]
+        ratios["naive/scenerender (matching)"] = round(matched[1].wall_s / ours.wall_s, 2)
+        if not args.no_moviepy:
+            ratios["moviepy/scenerender (matching)"] = round(matched[2].wall_s / ours.wall_s, 2)
 
         grainy = make_scene(work / "grainy", segments=10, seconds=seconds, size="1920x1080", fps=30, grain=True)
-        ours_g = measure("scenerender (matching, film grain)", scenerender(grainy, work / "ours-g.mp4"), timed_runs=3)
-        naive_g = measure("naive-ffmpeg (matching, film grain)", naive_command(grainy, work / "naive-g.mp4"))
+        ours_g, naive_g = side_by_side(
+            [
+                ("scenerender (matching, film grain)", scenerender(grainy, work / "ours-g.mp4")),
+                ("naive-ffmpeg (matching, film grain)", naive_command(grainy, work / "naive-g.mp4")),
+            ],
+            rounds=1,
+        )
         rows += [ours_g, naive_g]
         ratios["naive/scenerender (matching, film grain)"] = round(naive_g.wall_s / ours_g.wall_s, 2)
 
         normalising = make_scene(
             work / "normalising", segments=10, seconds=seconds, size="1280x720", fps=25, distinct=10
         )
-        ours_n = measure("scenerender (720p25 -> 1080p30)", scenerender(normalising, work / "ours-n.mp4"))
-        naive_n = measure("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4"))
-        naive_n20 = measure(
-            "naive-ffmpeg crf 20 (720p25 -> 1080p30)",
-            naive_command(normalising, work / "naive-n20.mp4", crf=plan.EncodeSettings.FULL_CRF),
+        budget = ["env", "SCENERENDER_MEMORY_MB=512", *scenerender(normalising, work / "ours-nb.mp4")]
+        ours_n, ours_budget, naive_n, naive_n20 = side_by_side(
+            [
+                ("scenerender (720p25 -> 1080p30)", scenerender(normalising, work / "ours-n.mp4")),
+                ("scenerender, 512 MB budget (720p25 -> 1080p30)", budget),
+                ("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4")),
+                (
+                    "naive-ffmpeg crf 20 (720p25 -> 1080p30)",
+                    naive_command(normalising, work / "naive-n20.mp4", crf=plan.EncodeSettings.FULL_CRF),
+                ),
+            ],
+            rounds=3,
         )
-        os.environ["SCENERENDER_MEMORY_MB"] = "512"
-        ours_budget = measure(
-            "scenerender, 512 MB budget (720p25 -> 1080p30)", scenerender(normalising, work / "ours-nb.mp4")
-        )
-        del os.environ["SCENERENDER_MEMORY_MB"]
         rows += [ours_n, ours_budget, naive_n, naive_n20]
         ratios["naive/scenerender with a 512 MB budget (normalising)"] = round(naive_n.wall_s / ours_budget.wall_s, 2)
         ratios["naive/scenerender (normalising)"] = round(naive_n.wall_s / ours_n.wall_s, 2)
@@ -374,6 +402,8 @@ def main() -> None:
         rows += [full, again]
         ratios["re-render after 1 change / full render"] = round(again.wall_s / full.wall_s, 2)
 
+        # Without the cache: the same generated media as above would find its audio there.
+        os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
         for count in (10, 100):
             scene = make_scene(work / f"mem-{count}", segments=count, seconds=1.0, size="1920x1080", fps=30)
             label = f"scenerender memory, {count} x 1 s segments"
