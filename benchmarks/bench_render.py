@@ -405,8 +405,8 @@ def main() -> None:
         # Without the cache: the same generated media as above would find its audio there.
         os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
         for count in (10, 100):
-            scene = make_scene(work / f"mem-{count}", segments=count, seconds=1.0, size="1920x1080", fps=30)
-            label = f"scenerender memory, {count} x 1 s segments"
+            scene = make_scene(work / f"mem-{count}", segments=count, seconds=seconds, size="1920x1080", fps=30)
+            label = f"scenerender memory, {count} x {seconds:g} s segments"
             rows.append(measure(label, scenerender(scene, work / f"m{count}.mp4")))
         ratios["peak memory 100/10 segments"] = round(rows[-1].peak_mb / rows[-2].peak_mb, 2)
 

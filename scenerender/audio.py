@@ -183,6 +183,7 @@ class _Frames:
 
     def __init__(self, stream: BinaryIO) -> None:
         self.frames: list[bytes] = []
+        self._released = 0
         self._stream = stream
         self._ended = False
         self._error: BaseException | None = None
@@ -201,6 +202,13 @@ class _Frames:
             with self._changed:
                 self._ended = True
                 self._changed.notify_all()
+
+    def release(self, before: int) -> None:
+        """Free the frames before index ``before`` (written and never looked at again); indices stay."""
+        with self._changed:
+            for i in range(self._released, min(before, len(self.frames))):
+                self.frames[i] = b""
+            self._released = max(self._released, min(before, len(self.frames)))
 
     def wait_for(self, count: int) -> int:
         """Block until ``count`` frames are here or the encoder's output ended; how many are here."""
@@ -296,6 +304,8 @@ def _join(
             except BrokenPipeError as exc:
                 raise RenderError("the final mux stopped reading the audio") from exc
             position += min(have, stop) - start
+            # The frame before the next join candidate is looked at again (its window): kept.
+            output.release(position - 1 - chunk.first_frame)
 
     for index, chunk in enumerate(chunks):
         if index + 1 == len(chunks):
