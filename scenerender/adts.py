@@ -13,7 +13,7 @@ the second encoder) overlaps a window its own encoder also assumed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -87,7 +87,7 @@ def frame_window(frame: bytes) -> Window | None:
 
 
 def choose_splice(
-    earlier: list[bytes], earlier_first: int, later: list[bytes], later_first: int, candidates: list[int]
+    earlier: Sequence[bytes], earlier_first: int, later: Sequence[bytes], later_first: int, candidates: list[int]
 ) -> int | None:
     """The first of ``candidates`` (global frame indices, best first) where the join is clean.
 

@@ -14,11 +14,12 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, overload
 
 from scenerender import adts, plan
 from scenerender.cache import Digests, SegmentCache
@@ -32,7 +33,8 @@ LEVEL_CORRECTIONS = 4  # re-encodes allowed when the result is off the loudness 
 PEAK_STEP_DB = 0.2  # a peak over the ceiling is aimed this far under it on the next encode
 
 FractionFn = Callable[[float], None]
-WRITE_BATCH_FRAMES = 32
+WRITE_BATCH_FRAMES = 32  # frames waited for before a write to the mux...
+WRITE_MAX_FRAMES = 256  # ...and at most this many in one (a waiting chunk's backlog goes in pieces)
 
 
 def audio_key(mix: plan.Command, timeline: Timeline, work: Path, file_digests: Digests) -> str:
@@ -178,13 +180,18 @@ def _encode_and_scan(
         return plan.parse_ebur128(scanning.result())
 
 
-class _Frames:
-    """The ADTS frames one chunk's encoder has written so far, read off its pipe by a thread."""
+class _Frames(Sequence[bytes]):
+    """The ADTS frames one chunk's encoder has written so far, read off its pipe by a thread.
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self.frames: list[bytes] = []
-        self._released = 0
+    They are kept in a spill file, not in memory: a later chunk's frames wait until every
+    earlier chunk is written, and in a long scene that is most of its audio (70 MB for two
+    hours). In memory there is one offset per frame.
+    """
+
+    def __init__(self, stream: BinaryIO, spill: Path) -> None:
         self._stream = stream
+        self._fd = os.open(spill, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._offsets = array("Q", [0])  # frame i is bytes [offsets[i], offsets[i + 1]) of the spill file
         self._ended = False
         self._error: BaseException | None = None
         self._changed = threading.Condition()
@@ -192,8 +199,9 @@ class _Frames:
     def read_all(self) -> None:
         try:
             for frame in adts.read_frames(self._stream):
+                os.write(self._fd, frame)  # unbuffered: readable (pread) as soon as it is counted
                 with self._changed:
-                    self.frames.append(frame)
+                    self._offsets.append(self._offsets[-1] + len(frame))
                     self._changed.notify_all()
         except BaseException as exc:
             self._error = exc
@@ -203,20 +211,38 @@ class _Frames:
                 self._ended = True
                 self._changed.notify_all()
 
-    def release(self, before: int) -> None:
-        """Free the frames before index ``before`` (written and never looked at again); indices stay."""
-        with self._changed:
-            for i in range(self._released, min(before, len(self.frames))):
-                self.frames[i] = b""
-            self._released = max(self._released, min(before, len(self.frames)))
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return self.span(index, index + 1)
+
+    def span(self, start: int, stop: int) -> bytes:
+        """Frames ``start`` to ``stop`` (exclusive), back to back: one read."""
+        first = self._offsets[start]
+        return os.pread(self._fd, self._offsets[stop] - first, first)
 
     def wait_for(self, count: int) -> int:
         """Block until ``count`` frames are here or the encoder's output ended; how many are here."""
         with self._changed:
-            self._changed.wait_for(lambda: len(self.frames) >= count or self._ended)
+            self._changed.wait_for(lambda: len(self) >= count or self._ended)
             if self._error is not None:
                 raise self._error
-            return len(self.frames)
+            return len(self)
 
 
 def _encode_in_chunks(
@@ -246,37 +272,43 @@ def _encode_in_chunks(
 
     encoder_pipes = [os.pipe() for _ in chunks]
     mux_read, mux_write = os.pipe()
-    outputs = [_Frames(os.fdopen(read, "rb")) for read, _ in encoder_pipes]
+    outputs = [
+        _Frames(os.fdopen(read, "rb"), wav.with_name(f"chunk-{i}.aac")) for i, (read, _) in enumerate(encoder_pipes)
+    ]
     sink = os.fdopen(mux_write, "wb")
     mux = plan.assemble_command(timeline, final.pieces, final.list_path, mux_read, final.out, audio_copy=audio_out)
     write_files(mux.files)
-    with ThreadPoolExecutor(max_workers=2 * len(chunks) + 1, thread_name_prefix="aac") as pool:
-        encoders = [
-            pool.submit(
-                runner.run,
-                plan.audio_chunk_command(wav, timeline, scan, chunk, write, correction=correction).argv,
-                duration_s=chunk.duration_s,
-                on_progress=lambda f, i=i: report(i, f),  # type: ignore[misc]
-                handover_fds=(write,),
-            )
-            for i, (chunk, (_, write)) in enumerate(zip(chunks, encoder_pipes, strict=True))
-        ]
+    try:
+        with ThreadPoolExecutor(max_workers=2 * len(chunks) + 1, thread_name_prefix="aac") as pool:
+            encoders = [
+                pool.submit(
+                    runner.run,
+                    plan.audio_chunk_command(wav, timeline, scan, chunk, write, correction=correction).argv,
+                    duration_s=chunk.duration_s,
+                    on_progress=lambda f, i=i: report(i, f),  # type: ignore[misc]
+                    handover_fds=(write,),
+                )
+                for i, (chunk, (_, write)) in enumerate(zip(chunks, encoder_pipes, strict=True))
+            ]
+            for output in outputs:
+                pool.submit(output.read_all)
+            muxing = pool.submit(runner.run, mux.argv, duration_s=mux.duration_s, handover_fds=(mux_read,))
+            try:
+                joined = _join(chunks, outputs, encoders, sink)
+            finally:
+                with contextlib.suppress(OSError):  # a mux that failed has closed its end
+                    sink.close()
+            for encoder in encoders:
+                encoder.result()
+            if not joined:
+                # Let the mux finish on what it got; what it wrote is overwritten.
+                with contextlib.suppress(RenderError):
+                    muxing.result()
+                return None
+            return plan.parse_ebur128(muxing.result())
+    finally:
         for output in outputs:
-            pool.submit(output.read_all)
-        muxing = pool.submit(runner.run, mux.argv, duration_s=mux.duration_s, handover_fds=(mux_read,))
-        try:
-            joined = _join(chunks, outputs, encoders, sink)
-        finally:
-            with contextlib.suppress(OSError):  # a mux that failed has closed its end
-                sink.close()
-        for encoder in encoders:
-            encoder.result()
-        if not joined:
-            # Let the mux finish on what it got; what it wrote is overwritten.
-            with contextlib.suppress(RenderError):
-                muxing.result()
-            return None
-        return plan.parse_ebur128(muxing.result())
+            output.close()
 
 
 def _join(
@@ -293,19 +325,17 @@ def _join(
         chunk, output = chunks[index], outputs[index]
         while position < end:
             start, stop = position - chunk.first_frame, end - chunk.first_frame
-            # A few dozen frames at a time: fewer, larger writes to the consumers.
+            # A few dozen frames at a time: fewer, larger writes to the mux.
             have = output.wait_for(min(start + WRITE_BATCH_FRAMES, stop))
             if have <= start:
                 _ended_early(index, chunk, have, encoders[index])
-            batch = b"".join(output.frames[start : min(have, stop)])
+            upto = min(have, stop, start + WRITE_MAX_FRAMES)
             try:
-                sink.write(batch)
+                sink.write(output.span(start, upto))
                 sink.flush()
             except BrokenPipeError as exc:
                 raise RenderError("the final mux stopped reading the audio") from exc
-            position += min(have, stop) - start
-            # The frame before the next join candidate is looked at again (its window): kept.
-            output.release(position - 1 - chunk.first_frame)
+            position += upto - start
 
     for index, chunk in enumerate(chunks):
         if index + 1 == len(chunks):
@@ -314,14 +344,14 @@ def _join(
         following = chunks[index + 1]
         write_until(index, min(following.join_candidates))  # these frames are ours whatever the join
         if outputs[index].wait_for(chunk.frames) < chunk.frames:
-            _ended_early(index, chunk, len(outputs[index].frames), encoders[index])
+            _ended_early(index, chunk, len(outputs[index]), encoders[index])
         needed = max(following.join_candidates) + 1 - following.first_frame
         if outputs[index + 1].wait_for(needed) < needed:
-            _ended_early(index + 1, following, len(outputs[index + 1].frames), encoders[index + 1])
+            _ended_early(index + 1, following, len(outputs[index + 1]), encoders[index + 1])
         join = adts.choose_splice(
-            outputs[index].frames,
+            outputs[index],
             chunk.first_frame,
-            outputs[index + 1].frames,
+            outputs[index + 1],
             following.first_frame,
             list(following.join_candidates),
         )
