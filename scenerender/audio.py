@@ -295,6 +295,11 @@ def _encode_in_chunks(
             muxing = pool.submit(runner.run, mux.argv, duration_s=mux.duration_s, handover_fds=(mux_read,))
             try:
                 joined = _join(chunks, outputs, encoders, sink)
+            except RenderError as exc:
+                # A mux that stopped reading failed first: its own error says why.
+                if isinstance(exc.__cause__, BrokenPipeError) and (mux_error := muxing.exception()) is not None:
+                    raise mux_error from None
+                raise
             finally:
                 with contextlib.suppress(OSError):  # a mux that failed has closed its end
                     sink.close()

@@ -18,6 +18,7 @@ import pytest
 
 from scenerender import adts, plan
 from scenerender.cli import load_spec, local_policy
+from scenerender.errors import RenderError
 from scenerender.inputs import InputResolver
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
@@ -176,3 +177,28 @@ def test_without_a_clean_join_one_encoder_does_it_all(
     assert result.duration_s == 20.0 and result.av_drift_ms == 0.0
     assert abs(measure.onset_time(measure.decode_audio(out), freq=1000, after=9.0) - 10.0) <= 0.020
     assert plan.audio_chunks(20 * 48000, 2)  # the scene was long enough to share: the join was refused
+
+
+def test_a_final_mux_that_fails_is_reported_as_itself(
+    media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The mux that takes the joined frames dies at once (its video list is missing): the
+    # render fails with the mux's own error, not with "stopped reading", and leaves no file.
+    real = plan.assemble_command
+
+    def broken(timeline: Any, pieces: list[Path], list_path: Path, audio: Path | int, out: Path, **kw: Any) -> Any:
+        command = real(timeline, pieces, list_path, audio, out, **kw)
+        argv = [tmp_path / "missing.ffconcat" if arg == str(list_path) else arg for arg in command.argv]
+        return plan.Command(argv=[str(a) for a in argv], output=command.output, duration_s=command.duration_s)
+
+    monkeypatch.setattr(plan, "assemble_command", broken)
+    spec_path = scene(media, "muxfails", 20, [{"type": "dialogue", "url": "line.wav", "segment_id": "s5"}])
+    settings = Settings(cpus=2, segment_cache=False)
+    policy = local_policy(spec_path, settings)
+    out = tmp_path / "never.mp4"
+    with pytest.raises(RenderError) as failed:
+        render(
+            load_spec(spec_path), out, lambda d: InputResolver(d, policy), options=RenderOptions.from_settings(settings)
+        )
+    assert "missing.ffconcat" in failed.value.stderr_tail and "stopped reading" not in str(failed.value)
+    assert not out.exists() and not list(tmp_path.glob(".never.mp4*"))
