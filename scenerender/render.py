@@ -317,8 +317,12 @@ def render(
                 audio_future = audio_pool.submit(audio_job)
                 audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
                 try:
-                    pieces, counts = _make_video(
-                        timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests
+                    pieces, counts = (
+                        (final.pieces, SegmentCounts())
+                        if final is not None
+                        else _normalize_segments(
+                            timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests
+                        )
                     )
                     timings["video_s"] = time.monotonic() - t1
                 except BaseException as video_error:
@@ -360,23 +364,6 @@ def render(
     return result
 
 
-def _make_video(
-    timeline: Timeline,
-    work: Path,
-    runner: FFmpegRunner,
-    opts: RenderOptions,
-    tracker: _Progress,
-    urls: list[str],
-    file_digests: Digests,
-) -> tuple[list[Path], SegmentCounts]:
-    """The video pieces the output joins by copy (the sources on the fast path), and where they came from."""
-    if not plan.copy_blockers(timeline):
-        return [seg.source.path for seg in timeline.segments], SegmentCounts()
-    norm_dir = work / "normalized"
-    norm_dir.mkdir()
-    return _normalize_segments(timeline, norm_dir, runner, opts, tracker, urls, file_digests)
-
-
 @dataclass
 class SegmentCounts:
     encoded: int = 0  # segments made by an encode of this render (here or by a helper)
@@ -386,7 +373,7 @@ class SegmentCounts:
 
 def _normalize_segments(
     timeline: Timeline,
-    norm_dir: Path,
+    work: Path,
     runner: FFmpegRunner,
     opts: RenderOptions,
     tracker: _Progress,
@@ -395,6 +382,8 @@ def _normalize_segments(
 ) -> tuple[list[Path], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it."""
+    norm_dir = work / "normalized"
+    norm_dir.mkdir()
     enc = plan.EncodeSettings.for_timeline(timeline)
     workers, threads = plan.parallel_jobs(
         opts.parallelism,
