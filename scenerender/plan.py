@@ -365,6 +365,7 @@ def loudness_scan_command(path: Path) -> list[str]:
 
 
 AAC_PRIMING_SAMPLES = 1024  # ffmpeg's AAC encoder delay; the MP4 edit list skips it, raw ADTS does not
+_ENCODED_SCAN = f"atrim=start_sample={AAC_PRIMING_SAMPLES},{EBUR128_SCAN}"
 
 
 def encoded_scan_command(fd: int) -> list[str]:
@@ -390,9 +391,6 @@ def encoded_scan_command(fd: int) -> list[str]:
         "null",
         "-",
     ]
-
-
-_ENCODED_SCAN = f"atrim=start_sample={AAC_PRIMING_SAMPLES},{EBUR128_SCAN}"
 
 
 def _tee_escape(path: Path) -> str:
@@ -502,11 +500,11 @@ AUDIO_CHUNK_MIN_S = 8.0  # shorter chunks spend too much of their time on the le
 AUDIO_LEAD_IN_FRAMES = 48  # ~1 s encoded before a chunk's first usable frame: its rate control settles
 AUDIO_JOIN_SEARCH_FRAMES = 16  # the join may move this far either way to find matching windows
 AUDIO_TAIL_FRAMES = AUDIO_JOIN_SEARCH_FRAMES + 8  # an encode's last frames are windowed for its end: unused
-# The first chunk's share of the audio against each other chunk's. The joined stream's
-# consumers (output scan, mux) take the first chunk's frames as they come and every later
-# chunk's only after it: with equal chunks they would be left a half of the audio to catch
-# up on once the encoders are done; with a shorter first chunk they catch up while the
-# later encoders still run.
+# The first chunk's share of the audio against each other chunk's. The final mux (which
+# also measures the joined stream) takes the first chunk's frames as they come and every
+# later chunk's only after it: with equal chunks it would be left a half of the audio to
+# catch up on once the encoders are done; with a shorter first chunk it catches up while
+# the later encoders still run.
 AUDIO_FIRST_CHUNK_WEIGHT = 0.7
 
 
@@ -627,10 +625,11 @@ def assemble_command(
     process measures it: the EBU R128 summary of ``encoded_scan_command`` ends its stderr.
     """
     if isinstance(audio, Path):
-        audio_input, stamps = _input(audio), []
+        audio_input, stamps, scan = _input(audio), [], []
     else:
         audio_input = ["-protocol_whitelist", "pipe", "-f", "aac", "-i", f"pipe:{audio}"]
         stamps = ["-bsf:a", _adts_timestamps(total_samples(timeline))]
+        scan = ["-map", "1:a:0", "-af", _ENCODED_SCAN, "-f", "null", "-"]
     argv = [
         "ffmpeg",
         "-y",
@@ -665,8 +664,7 @@ def assemble_command(
     ]
     if audio_copy is not None:
         argv += ["-map", "1:a:0", "-c", "copy", *stamps, "-f", "mp4", str(audio_copy)]
-    if not isinstance(audio, Path):
-        argv += ["-map", "1:a:0", "-af", _ENCODED_SCAN, "-f", "null", "-"]
+    argv += scan
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(pieces)})
 
 

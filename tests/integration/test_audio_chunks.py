@@ -68,6 +68,12 @@ def render_with(spec: Path, out: Path, cpus: int) -> dict[str, Any]:
     return result
 
 
+def join_times(seconds: int, encoders: int) -> list[float]:
+    """Where (in s) the audio of a ``seconds`` scene is nominally joined when ``encoders`` share it."""
+    chunks = plan.audio_chunks(seconds * plan.SAMPLE_RATE, encoders)
+    return [c.join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE for c in chunks[1:]]
+
+
 def window_snr_db(reference: measure.Samples, other: measure.Samples) -> list[tuple[float, float]]:
     """(SNR of ``other`` against ``reference`` in dB, window start in s) for each 100 ms window with signal."""
     ref, oth = reference.astype(np.float64), other.astype(np.float64)
@@ -82,7 +88,7 @@ def window_snr_db(reference: measure.Samples, other: measure.Samples) -> list[tu
 
 def test_dialogue_across_a_join_sounds_as_one_encoder_makes_it(media: Path, tmp_path: Path) -> None:
     # 20 s on the fast path: two encoders; the dialogue line starts 0.1 s before their join.
-    join_s = plan.audio_chunks(20 * plan.SAMPLE_RATE, 2)[1].join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE
+    join_s = join_times(20, 2)[0]
     line_s = round(join_s - 0.1, 3)
     spec = scene(
         media,
@@ -134,7 +140,7 @@ def test_three_encoders_make_one_stream_of_exact_length(media: Path, tmp_path: P
     assert shared["loudness_lufs"] == pytest.approx(single["loudness_lufs"], abs=0.1)
     one, joined = measure.decode_audio(tmp_path / "single.mp4"), measure.decode_audio(tmp_path / "shared.mp4")
     snr = window_snr_db(one, joined)
-    joins = [c.join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE for c in plan.audio_chunks(30 * 48000, 3)[1:]]
+    joins = join_times(30, 3)
     # Where a splice went wrong (a click, a frame twice or missing) the window's SNR would fall
     # to near 0 dB. Away from the joins, a tone burst's attack is coded a little differently by
     # an encoder whose bit reservoir has another history: still over 25 dB under the signal.
@@ -146,7 +152,7 @@ def test_three_encoders_make_one_stream_of_exact_length(media: Path, tmp_path: P
 def test_a_peaky_mix_is_limited_in_every_chunk(media: Path, tmp_path: Path) -> None:
     make_tone_burst(tmp_path / "bed.wav", freq=300, duration=20.0, amplitude=0.02)
     make_tone_burst(tmp_path / "click.wav", freq=2000, duration=0.01, amplitude=0.9)
-    join_s = plan.audio_chunks(20 * plan.SAMPLE_RATE, 2)[1].join_candidates[0] * adts.FRAME_SAMPLES / plan.SAMPLE_RATE
+    join_s = join_times(20, 2)[0]
     clips: list[dict[str, Any]] = [
         {"type": "music", "url": str(tmp_path / "bed.wav")},
         {"type": "sfx", "url": str(tmp_path / "click.wav"), "start": 4},
