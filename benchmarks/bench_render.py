@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -45,6 +45,7 @@ class Run:
     cpu_s: float
     peak_mb: float  # PSS of the whole tree
     peak_rss_mb: float  # RSS summed over the tree (shared pages counted in every process)
+    turn_walls: list[float] = field(default_factory=list)  # one per turn, in the order the turns ran
 
 
 def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: int = 1) -> Run:
@@ -99,8 +100,31 @@ def side_by_side(cases: list[tuple[str, list[str]]], rounds: int) -> list[Run]:
     for name, argv in cases:
         sampled = measure(name, argv, timed_runs=0)
         wall, cpu = sorted(timings[name])[len(timings[name]) // 2]
-        runs.append(Run(name, round(wall, 2), round(cpu, 2), sampled.peak_mb, sampled.peak_rss_mb))
+        walls = [round(w, 2) for w, _ in timings[name]]
+        runs.append(Run(name, round(wall, 2), round(cpu, 2), sampled.peak_mb, sampled.peak_rss_mb, walls))
     return runs
+
+
+def per_turn(baseline: Run, ours: Run) -> str:
+    """The ratio within each turn: the two runs of a turn ran minutes apart at most, so a slow
+    spell of the machine shows as one low turn instead of hiding in the medians."""
+    ratios = sorted(b / o for b, o in zip(baseline.turn_walls, ours.turn_walls, strict=True))
+    return ", ".join(f"{r:.2f}" for r in ratios)
+
+
+def machine_speed() -> dict[str, float]:
+    """Two yardsticks of this machine's speed right now: the start of one ffprobe (most of a
+    short render is process starts) and a fixed pure-Python loop (compute)."""
+    starts = []
+    for _ in range(9):
+        began = time.monotonic()
+        subprocess.run(["ffprobe", "-version"], stdout=subprocess.DEVNULL, check=True)
+        starts.append(time.monotonic() - began)
+    began = time.monotonic()
+    total = 0
+    for i in range(3_000_000):
+        total += i
+    return {"ffprobe_start_ms": round(sorted(starts)[4] * 1000, 1), "python_loop_s": round(time.monotonic() - began, 2)}
 
 
 def _timed(name: str, argv: list[str], cwd: Path | None) -> tuple[float, float]:
@@ -344,6 +368,8 @@ def main() -> None:
     seconds = 1.0 if args.quick else 5.0
     rows: list[Run] = []
     ratios: dict[str, float] = {}
+    turns: dict[str, str] = {}
+    speed_before = machine_speed()
     with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
         work = Path(tmp)
         matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
@@ -362,8 +388,10 @@ def main() -> None:
         rows += matched
         ours = matched[0]
         ratios["naive/scenerender (matching)"] = round(matched[1].wall_s / ours.wall_s, 2)
+        turns["naive/scenerender (matching)"] = per_turn(matched[1], ours)
         if not args.no_moviepy:
             ratios["moviepy/scenerender (matching)"] = round(matched[2].wall_s / ours.wall_s, 2)
+            turns["moviepy/scenerender (matching)"] = per_turn(matched[2], ours)
 
         grainy = make_scene(work / "grainy", segments=10, seconds=seconds, size="1920x1080", fps=30, grain=True)
         ours_g, naive_g = side_by_side(
@@ -395,6 +423,7 @@ def main() -> None:
         rows += [ours_n, ours_budget, naive_n, naive_n20]
         ratios["naive/scenerender with a 512 MB budget (normalising)"] = round(naive_n.wall_s / ours_budget.wall_s, 2)
         ratios["naive/scenerender (normalising)"] = round(naive_n.wall_s / ours_n.wall_s, 2)
+        turns["naive/scenerender (normalising)"] = per_turn(naive_n, ours_n)
         ratios["naive at equal quality (crf 20)/scenerender (normalising)"] = round(naive_n20.wall_s / ours_n.wall_s, 2)
         del os.environ["SCENERENDER_SEGMENT_CACHE"]
 
@@ -416,12 +445,27 @@ def main() -> None:
         print(f"{r.name:<{width}}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_mb:>8.1f}  {r.peak_rss_mb:>9.1f}")
     print()
     for key, value in ratios.items():
-        print(f"{key}: {value}x")
+        print(f"{key}: {value}x" + (f" (turn by turn: {turns[key]})" if key in turns else ""))
+    speed_after = machine_speed()
+    print(
+        f"machine speed before / after: ffprobe start {speed_before['ffprobe_start_ms']} / "
+        f"{speed_after['ffprobe_start_ms']} ms, Python loop {speed_before['python_loop_s']} / "
+        f"{speed_after['python_loop_s']} s"
+    )
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (results / f"render-{stamp}.json").write_text(
-        json.dumps({"runs": [asdict(r) for r in rows], "ratios": ratios, "segment_seconds": seconds}, indent=2)
+        json.dumps(
+            {
+                "runs": [asdict(r) for r in rows],
+                "ratios": ratios,
+                "ratios_turn_by_turn": turns,
+                "machine_speed": {"before": speed_before, "after": speed_after},
+                "segment_seconds": seconds,
+            },
+            indent=2,
+        )
     )
 
 
