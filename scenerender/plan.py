@@ -228,7 +228,10 @@ def _duck_expression(timeline: Timeline) -> str | None:
         fall = f"clip(({_f(end + duck.release)}-t)/{_f(duck.release)},0,1)" if duck.release > 0 else f"lte(t,{_f(end)})"
         terms.append(f"min({rise},{fall})")
     envelope = f"min(1,{'+'.join(terms)})"
-    return f"pow(10,{_f(duck.music_db)}*{envelope}/20)"
+    # ffmpeg also evaluates the expression once when it configures the filter, before any
+    # frame, with t = NaN; a NaN there is logged as "Invalid value NaN for volume, setting to
+    # 0", which reads like muted music in the stderr tail of a failed render.
+    return f"if(isnan(t),1,pow(10,{_f(duck.music_db)}*{envelope}/20))"
 
 
 def _clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timeline, looped_input: bool) -> str:

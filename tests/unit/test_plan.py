@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -146,16 +148,22 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
 
 
 def _gain_at(expr: str, t: float) -> float:
-    # The ffmpeg expression uses only these functions; evaluate it as Python to check the curve.
+    # The ffmpeg expression uses only these functions; evaluate it as Python to check the curve
+    # (NaN propagates through them as it does in ffmpeg's evaluator).
+    def nan_safe(f: Callable[..., float]) -> Callable[..., float]:
+        return lambda *args: math.nan if any(math.isnan(a) for a in args) else f(*args)
+
     env = {
-        "clip": lambda x, lo, hi: min(max(x, lo), hi),
-        "min": min,
-        "pow": pow,
-        "gte": lambda a, b: float(a >= b),
-        "lte": lambda a, b: float(a <= b),
+        "if_": lambda cond, yes, no: yes if cond else no,
+        "isnan": math.isnan,
+        "clip": nan_safe(lambda x, lo, hi: min(max(x, lo), hi)),
+        "min": nan_safe(min),
+        "pow": nan_safe(pow),
+        "gte": nan_safe(lambda a, b: float(a >= b)),
+        "lte": nan_safe(lambda a, b: float(a <= b)),
         "t": t,
     }
-    return float(eval(expr, {"__builtins__": {}}, env))
+    return float(eval(expr.replace("if(", "if_("), {"__builtins__": {}}, env))
 
 
 def test_ducking_curve_follows_the_timeline() -> None:
@@ -186,6 +194,8 @@ def test_ducking_curve_follows_the_timeline() -> None:
         assert _gain_at(expr, t) == pytest.approx(10 ** (-12 / 20))
     assert _gain_at(expr, 4.75) == pytest.approx(10 ** (-6 / 20))  # halfway up the release
     assert _gain_at(expr, 5.2) == pytest.approx(1.0)
+    # ffmpeg evaluates it once before the first frame, with t unknown: unity, not NaN.
+    assert _gain_at(expr, math.nan) == 1.0
 
 
 def test_no_ducking_when_disabled() -> None:
