@@ -105,11 +105,10 @@ def side_by_side(cases: list[tuple[str, list[str]]], rounds: int) -> list[Run]:
     return runs
 
 
-def per_turn(baseline: Run, ours: Run) -> str:
-    """The ratio within each turn: the two runs of a turn ran minutes apart at most, so a slow
-    spell of the machine shows as one low turn instead of hiding in the medians."""
-    ratios = sorted(b / o for b, o in zip(baseline.turn_walls, ours.turn_walls, strict=True))
-    return ", ".join(f"{r:.2f}" for r in ratios)
+def per_turn(baseline: Run, ours: Run) -> list[float]:
+    """The ratio within each turn, lowest first: the runs of one turn follow each other, so a
+    slow spell of the machine shows as one low turn instead of hiding in the medians."""
+    return sorted(round(b / o, 2) for b, o in zip(baseline.turn_walls, ours.turn_walls, strict=True))
 
 
 def machine_speed() -> dict[str, float]:
@@ -368,7 +367,7 @@ def main() -> None:
     seconds = 1.0 if args.quick else 5.0
     rows: list[Run] = []
     ratios: dict[str, float] = {}
-    turns: dict[str, str] = {}
+    turns: dict[str, list[float]] = {}
     speed_before = machine_speed()
     with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
         work = Path(tmp)
@@ -445,7 +444,8 @@ def main() -> None:
         print(f"{r.name:<{width}}  {r.wall_s:>8.2f}  {r.cpu_s:>8.2f}  {r.peak_mb:>8.1f}  {r.peak_rss_mb:>9.1f}")
     print()
     for key, value in ratios.items():
-        print(f"{key}: {value}x" + (f" (turn by turn: {turns[key]})" if key in turns else ""))
+        by_turn = f" (turn by turn: {', '.join(f'{r:.2f}' for r in turns[key])})" if key in turns else ""
+        print(f"{key}: {value}x{by_turn}")
     speed_after = machine_speed()
     print(
         f"machine speed before / after: ffprobe start {speed_before['ffprobe_start_ms']} / "
