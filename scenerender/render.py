@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,9 +24,9 @@ from typing import Any, ClassVar, Literal, Protocol
 from scenerender import plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
-from scenerender.errors import RenderError
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
+from scenerender.mp4 import read_movie
 from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
@@ -344,7 +343,7 @@ def render(
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
             t3 = time.monotonic()
-            result = measure_output(part, audio.scan, opts.ffprobe)
+            result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
             publish_file(part, out_path)
         finally:
@@ -546,31 +545,18 @@ def _link(src: Path, dest: Path) -> None:
         shutil.copyfile(src, dest)
 
 
-def measure_output(path: Path, scan: plan.LoudnessScan, ffprobe: str) -> RenderResult:
+def measure_output(path: Path, scan: plan.LoudnessScan) -> RenderResult:
     """The result object, measured on the file itself (not taken from the plan)."""
-    done = subprocess.run(
-        [ffprobe, "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RenderError("the output could not be probed", stderr_tail=done.stderr[-2000:])
-    data = json.loads(done.stdout)
-    video = next(s for s in data["streams"] if s["codec_type"] == "video")
-    audio = next(s for s in data["streams"] if s["codec_type"] == "audio")
-    # r_frame_rate is the stream's exact constant rate; avg_frame_rate is skewed by rounding of the last frame.
-    num, den = (int(x) for x in video["r_frame_rate"].split("/"))
+    movie = read_movie(path)
     lufs = None if scan.silent else scan.integrated_lufs
     peak = None if scan.silent else scan.true_peak_db
     return RenderResult(
-        duration_s=round(float(data["format"]["duration"]), 3),
-        width=int(video["width"]),
-        height=int(video["height"]),
-        fps=round(num / den, 3) if den else 0.0,
+        duration_s=round(movie.duration_s, 3),
+        width=movie.video.width,
+        height=movie.video.height,
+        fps=round(float(movie.video.frame_rate), 3),
         size_bytes=path.stat().st_size,
         loudness_lufs=lufs,
         true_peak_db=peak,
-        av_drift_ms=round((float(audio["duration"]) - float(video["duration"])) * 1000, 1),
+        av_drift_ms=round((movie.audio.duration_s - movie.video.duration_s) * 1000, 1),
     )
