@@ -1,0 +1,107 @@
+"""The box reader on hand-built MP4s: the 64-bit forms (long scenes, files over 4 GB) small test outputs never use."""
+
+from __future__ import annotations
+
+import struct
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from scenerender.errors import RenderError
+from scenerender.mp4 import read_movie
+
+
+def box(kind: bytes, *parts: bytes, large: bool = False) -> bytes:
+    body = b"".join(parts)
+    if large:
+        return struct.pack(">I4sQ", 1, kind, 16 + len(body)) + body
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def full(version: int) -> bytes:
+    return bytes([version, 0, 0, 0])
+
+
+def header_v1(timescale: int, duration: int) -> bytes:
+    """mvhd/mdhd version 1 up to the duration: creation and modification times are 64-bit."""
+    return full(1) + struct.pack(">QQIQ", 0, 0, timescale, duration)
+
+
+def edits_v1(*entries: tuple[int, int]) -> bytes:
+    body = full(1) + struct.pack(">I", len(entries))
+    for duration, media_time in entries:
+        body += struct.pack(">QqI", duration, media_time, 0x00010000)
+    return box(b"edts", box(b"elst", body))
+
+
+def stts(*runs: tuple[int, int]) -> bytes:
+    return box(b"stts", full(0) + struct.pack(">I", len(runs)) + b"".join(struct.pack(">II", n, d) for n, d in runs))
+
+
+def hdlr(kind: bytes) -> bytes:
+    return box(b"hdlr", full(0) + b"\0\0\0\0" + kind + b"\0" * 12 + b"name\0")
+
+
+def avc1_stsd(width: int, height: int) -> bytes:
+    entry = box(b"avc1", b"\0" * 6 + b"\0\1" + b"\0" * 16 + struct.pack(">HH", width, height) + b"\0" * 50)
+    return box(b"stsd", full(0) + struct.pack(">I", 1) + entry)
+
+
+def trak(handler: bytes, timescale: int, duration: int, edits: bytes, sample_table: bytes) -> bytes:
+    mdia = box(
+        b"mdia",
+        box(b"mdhd", header_v1(timescale, duration) + b"\0" * 4),
+        hdlr(handler),
+        box(b"minf", box(b"stbl", sample_table)),
+    )
+    return box(b"trak", edits, mdia)
+
+
+def long_scene(path: Path) -> Path:
+    """Two days of 24000/1001 video beside audio that runs 0.5 s longer: every duration past 32 bits."""
+    frames = 2 * 86400 * 24
+    video = trak(
+        b"vide",
+        24000,
+        frames * 1001,
+        edits_v1(
+            (1000, -1), (frames * 1001 * 1000 // 24000, 2002)
+        ),  # a 1 s empty edit delays the start: not presented media
+        avc1_stsd(3840, 2160) + stts((frames - 1, 1001), (1, 500)),
+    )
+    audio_samples = (frames * 1001 * 48000) // 24000 + 24000
+    audio = trak(
+        b"soun",
+        48000,
+        audio_samples + 1024,
+        edits_v1((audio_samples * 1000 // 48000, 1024)),
+        stts((audio_samples // 1024 + 1, 1024)),
+    )
+    moov = box(b"moov", box(b"mvhd", header_v1(1000, audio_samples * 1000 // 48000) + b"\0" * 80), video, audio)
+    path.write_bytes(
+        box(b"ftyp", b"isom\0\0\2\0") + box(b"free", b"", large=True) + moov + box(b"mdat", b"\0" * 32, large=True)
+    )
+    return path
+
+
+def test_sixty_four_bit_boxes_and_times(tmp_path: Path) -> None:
+    movie = read_movie(long_scene(tmp_path / "long.mp4"))
+
+    seconds = 2 * 86400 * 1001 / 1000
+    assert movie.video.duration_s == pytest.approx(seconds, abs=1e-3)
+    assert movie.audio.duration_s - movie.video.duration_s == pytest.approx(0.5, abs=1e-3)
+    assert movie.duration_s == pytest.approx(seconds + 0.5, abs=1e-3)
+    assert (movie.video.width, movie.video.height) == (3840, 2160)
+    assert movie.video.frame_rate == Fraction(24000, 1001)  # the most common sample duration, not the last
+
+
+def test_a_box_that_claims_more_than_the_file_holds(tmp_path: Path) -> None:
+    path = long_scene(tmp_path / "long.mp4")
+    data = bytearray(path.read_bytes())
+    moov_at = data.index(b"moov") - 4
+    trak_at = data.index(b"trak", moov_at) - 4
+    data[trak_at : trak_at + 4] = struct.pack(">I", 0x7FFFFFFF)
+    path.write_bytes(bytes(data))
+    with pytest.raises(RenderError, match="could not be read as MP4"):
+        read_movie(path)
