@@ -203,7 +203,7 @@ def main() -> None:
                 path = work / f"local-{i}.json"
                 path.write_text(json.dumps(spec(f"local-{i}", local=True)))
                 subprocess.run(
-                    [sys.executable, "-m", "scenerender.cli", "render", str(path), "-o", str(work / f"local-{i}.mp4")],
+                    [sys.executable, "-m", "scenerender", "render", str(path), "-o", str(work / f"local-{i}.mp4")],
                     check=True,
                     capture_output=True,
                 )

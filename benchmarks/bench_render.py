@@ -302,7 +302,7 @@ def moviepy_python() -> Path:
 
 
 def scenerender(spec: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "scenerender.cli", "render", str(spec), "-o", str(out), "--json"]
+    return [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json"]
 
 
 def rerender_after_one_change(work: Path, seconds: float) -> tuple[Run, Run]:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from scenerender.errors import ErrorDetail, SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.probe import EarlyProbes
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
 from scenerender.settings import Settings, get_settings
 from scenerender.spec import JobSpec, json_schema, parse_spec
@@ -78,15 +79,21 @@ def load_spec(path: Path) -> JobSpec:
     return parse_spec(path.read_bytes(), max_bytes=settings.max_spec_bytes)
 
 
+def early_probes(ctx: typer.Context) -> EarlyProbes | None:
+    return ctx.obj if isinstance(ctx.obj, EarlyProbes) else None
+
+
 def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
     return FetchPolicy.from_settings(settings, local_base=spec_path.resolve().parent)
 
 
-def render_options(settings: Settings) -> RenderOptions:
+def render_options(settings: Settings, early_probes: EarlyProbes | None = None) -> RenderOptions:
     from scenerender.cache import LocalSegmentCache, default_cache_dir
 
     cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
-    return RenderOptions.from_settings(settings, segment_cache=cache if settings.segment_cache else None)
+    return RenderOptions.from_settings(
+        settings, segment_cache=cache if settings.segment_cache else None, early_probes=early_probes
+    )
 
 
 def progress_bar(enabled: bool) -> Progress:
@@ -104,6 +111,7 @@ def progress_bar(enabled: bool) -> Progress:
 @app.command("render")
 @guarded
 def render_cmd(
+    ctx: typer.Context,
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="job_spec.json")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where the MP4 goes (a file or a folder).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result object as JSON.")] = False,
@@ -122,7 +130,7 @@ def render_cmd(
             spec,
             output,
             lambda d: InputResolver(d, policy),
-            options=render_options(settings),
+            options=render_options(settings, early_probes(ctx)),
             progress=lambda stage, f: bar.update(task, completed=f, description=stage),
         )
     if as_json:
@@ -140,6 +148,7 @@ def render_cmd(
 @app.command("validate")
 @guarded
 def validate_cmd(
+    ctx: typer.Context,
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
     probe_inputs: Annotated[
         bool, typer.Option("--probe", help="Fetch and probe every input; show the timeline.")
@@ -157,7 +166,7 @@ def validate_cmd(
     settings = get_settings()
     policy = local_policy(spec_path, settings)
     with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe)
+        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, early=early_probes(ctx))
         timeline = build_timeline(spec, probes)
     from scenerender.plan import copy_blockers
 
@@ -456,9 +465,10 @@ def schema_cmd() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
-def main() -> None:
+def main(early_probes: EarlyProbes | None = None) -> None:
+    """``early_probes``: ffprobe already started on the spec's local inputs (``scenerender.entry``)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    app(obj=early_probes)
 
 
 if __name__ == "__main__":

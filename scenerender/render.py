@@ -27,7 +27,7 @@ from scenerender.cache import Digests, SegmentCache, materialize, segment_key, s
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import read_movie
-from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.probe import EarlyProbes, MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
@@ -60,6 +60,7 @@ class RenderResult:
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
     audio_encoders: int = 0  # AAC encoders that shared the audio's encode (one per core when the video is copied)
     probes_reused: int = 0  # inputs whose ffprobe description came from the cache
+    probes_early: int = 0  # inputs probed while the CLI was still loading (local renders)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +79,7 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
+    early_probes: EarlyProbes | None = None  # ffprobe started while the CLI loaded (scenerender.entry)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RenderOptions:
@@ -170,12 +172,24 @@ def private_dir(base: str | None) -> Iterator[Path]:
 
 
 def _probe_cached(
-    path: Path, input_path: str, ffprobe: str, cache: SegmentCache | None, digests: Digests, reused: list[str]
+    path: Path,
+    input_path: str,
+    ffprobe: str,
+    cache: SegmentCache | None,
+    digests: Digests,
+    reused: list[str],
+    early: EarlyProbes | None = None,
 ) -> MediaInfo:
-    """Probe, or take ffprobe's description of these bytes from the cache (a full render after its preview)."""
+    """Probe, or take ffprobe's description of these bytes from the cache (a full render after
+    its preview) or from a probe started on this very file while the CLI loaded."""
     refuse_reference_files(path, input_path)  # on the bytes at hand, always
+
+    def fresh() -> dict[str, Any]:
+        started = early.take(path, ffprobe) if early is not None else None
+        return started if started is not None else probe_data(path, input_path=input_path, ffprobe=ffprobe)
+
     if cache is None:
-        return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+        return parse_probe(path, fresh(), input_path)
     key = "probe-" + hashlib.sha256(f"{PROBE_CACHE_VERSION}\n{digests(path)}".encode()).hexdigest()
     with tempfile.TemporaryDirectory(prefix="scenerender-probe-") as tmp:
         entry = Path(tmp) / "probe.json"
@@ -187,7 +201,7 @@ def _probe_cached(
             if isinstance(data, dict):
                 reused.append(input_path)
                 return parse_probe(path, data, input_path)
-        data = probe_data(path, input_path=input_path, ffprobe=ffprobe)
+        data = fresh()
         entry.write_text(json.dumps(data), encoding="utf-8")
         cache.store(key, entry)
     return parse_probe(path, data, input_path)
@@ -202,10 +216,12 @@ def fetch_and_probe(
     cache: SegmentCache | None = None,
     digests: Digests | None = None,
     reused: list[str] | None = None,
+    early: EarlyProbes | None = None,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
     With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
+    ``early``: probes the CLI started before the spec was validated, taken where they match.
     """
     digests = digests or Digests()
     reused = reused if reused is not None else []
@@ -234,7 +250,7 @@ def fetch_and_probe(
             info = known.result()
         else:
             try:
-                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused)
+                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, early)
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise
@@ -246,8 +262,12 @@ def fetch_and_probe(
         return url, info
 
     # A few at a time: each probe is a process, and more than the cores only costs memory.
-    with ThreadPoolExecutor(max_workers=min(4, len(wanted))) as pool:
-        return dict(pool.map(one, wanted.items()))
+    try:
+        with ThreadPoolExecutor(max_workers=min(4, len(wanted))) as pool:
+            return dict(pool.map(one, wanted.items()))
+    finally:
+        if early is not None:
+            early.close()  # what it has not handed over by now nobody needs
 
 
 def render(
@@ -276,6 +296,7 @@ def render(
             cache=opts.segment_cache,
             digests=digests,
             reused=probes_reused,
+            early=opts.early_probes,
         )
         timeline = build_timeline(spec, probes)
         tracker.finish("fetch")
@@ -359,6 +380,7 @@ def render(
     result.audio_reused = audio.reused
     result.audio_encoders = audio.encoders
     result.probes_reused = len(probes_reused)
+    result.probes_early = opts.early_probes.taken if opts.early_probes is not None else 0
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 

@@ -56,7 +56,7 @@ def scene(folder: Path, name: str, seconds: int, clips: list[dict[str, Any]], **
 def render_with(spec: Path, out: Path, cpus: int) -> dict[str, Any]:
     env = {**os.environ, "SCENERENDER_SEGMENT_CACHE": "false", "SCENERENDER_CPUS": str(cpus)}
     done = subprocess.run(
-        [sys.executable, "-m", "scenerender.cli", "render", str(spec), "-o", str(out), "--json"],
+        [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json"],
         capture_output=True,
         text=True,
         timeout=300,

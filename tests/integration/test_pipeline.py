@@ -90,7 +90,7 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     spec_path.write_text(json.dumps(local_spec))
     local = tmp_path / "local.mp4"
     done = subprocess.run(
-        [sys.executable, "-m", "scenerender.cli", "render", str(spec_path), "-o", str(local), "--json"],
+        [sys.executable, "-m", "scenerender", "render", str(spec_path), "-o", str(local), "--json"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -31,7 +31,7 @@ def run_cli(*args: str | Path, cache_dir: Path | None = None) -> subprocess.Comp
     if cache_dir is not None:
         env.update(SCENERENDER_SEGMENT_CACHE="true", SCENERENDER_CACHE_DIR=str(cache_dir))
     return subprocess.run(
-        [sys.executable, "-m", "scenerender.cli", *map(str, args)],
+        [sys.executable, "-m", "scenerender", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -328,7 +328,7 @@ def test_playlists_are_refused_and_a_render_past_its_time_limit_fails(media: Pat
         "slow.json",
     )
     env_done = subprocess.run(
-        [sys.executable, "-m", "scenerender.cli", "render", str(slow), "-o", str(tmp_path / "slow.mp4")],
+        [sys.executable, "-m", "scenerender", "render", str(slow), "-o", str(tmp_path / "slow.mp4")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -364,7 +364,9 @@ def test_the_full_render_after_its_preview_reuses_the_audio_and_a_changed_mix_do
         },
     }
     preview = render(write_spec(tmp_path, scene, "preview.json"), tmp_path / "preview.mp4", cache)
-    assert preview["audio_reused"] is False and preview["height"] == 480 and preview["probes_reused"] == 0
+    assert preview["audio_reused"] is False and preview["height"] == 480
+    # a.mp4 and b.mp4 are the same bytes: whichever probe ends first may serve the other from the cache.
+    assert preview["probes_reused"] in (0, 1)
     scene["output"]["preview"] = False
     full = render(write_spec(tmp_path, scene, "full.json"), tmp_path / "full.mp4", cache)
     assert full["audio_reused"] is True and full["height"] == 720

@@ -126,7 +126,7 @@ def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
     (tmp_path / "local.json").write_text(json.dumps(local_spec))
     local = tmp_path / "local.mp4"
     done = subprocess.run(
-        [sys.executable, "-m", "scenerender.cli", "render", str(tmp_path / "local.json"), "-o", str(local), "--json"],
+        [sys.executable, "-m", "scenerender", "render", str(tmp_path / "local.json"), "-o", str(local), "--json"],
         capture_output=True,
         text=True,
         timeout=600,

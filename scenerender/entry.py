@@ -1,0 +1,92 @@
+"""The ``scenerender`` console script.
+
+Before the CLI's libraries load (pydantic, typer, rich: 0.3-0.5 s of one core), a
+``render`` or ``validate --probe`` starts ffprobe on the spec's local input files, on the
+core that loading leaves idle (``probe.EarlyProbes``). Nothing here decides anything: the
+spec is read only for the paths to start on, and the render validates it, resolves every
+input and checks every probe it takes against the file it resolved, as it would without.
+Only the standard library is imported before the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from scenerender.probe import EarlyProbes
+
+SPEC_READ_LIMIT = 1 << 20  # a spec larger than this is left to the CLI (its own limit applies)
+EARLY_PROBE_LIMIT = 64  # a long scene's remaining inputs are probed the ordinary way
+_OPTIONS_WITH_VALUE = {"-o", "--output"}
+
+
+def spec_argument(argv: list[str]) -> Path | None:
+    """The SPEC of ``render SPEC ...`` or ``validate --probe SPEC``; None for anything else."""
+    if not argv or argv[0] not in ("render", "validate"):
+        return None
+    if argv[0] == "validate" and "--probe" not in argv[1:]:
+        return None
+    rest = iter(argv[1:])
+    for arg in rest:
+        if arg in _OPTIONS_WITH_VALUE:
+            next(rest, None)
+        elif arg == "--":
+            following = next(rest, None)
+            return Path(following) if following else None
+        elif not arg.startswith("-"):
+            return Path(arg)
+    return None
+
+
+def local_inputs(spec_path: Path) -> list[Path]:
+    """The local files a spec names, in its order (segments, then clips); [] if it cannot be read."""
+    try:
+        if not spec_path.is_file() or spec_path.stat().st_size > SPEC_READ_LIMIT:
+            return []
+        spec = json.loads(spec_path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(spec, dict):
+        return []
+    audio = spec.get("audio")
+    items = [*_as_list(spec.get("segments")), *_as_list(audio.get("clips") if isinstance(audio, dict) else None)]
+    base = spec_path.resolve().parent
+    paths: list[Path] = []
+    for item in items:
+        url = item.get("url") if isinstance(item, dict) else None
+        # The resolver's rule for a local path: no scheme and no drive-like prefix.
+        if isinstance(url, str) and url and "://" not in url and ":" not in url.split("/", 1)[0]:
+            path = Path(url)
+            paths.append(path if path.is_absolute() else base / path)
+    return paths[:EARLY_PROBE_LIMIT]
+
+
+def _as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
+def start_early_probes(argv: list[str]) -> EarlyProbes | None:
+    spec_path = spec_argument(argv)
+    if spec_path is None:
+        return None
+    paths = local_inputs(spec_path)
+    if not paths:
+        return None
+    # One core is loading Python; the others probe.
+    early = EarlyProbes(os.environ.get("FFPROBE", "ffprobe"), workers=(os.cpu_count() or 2) - 1)
+    for path in paths:
+        early.start(path)
+    return early
+
+
+def main() -> None:
+    early = start_early_probes(sys.argv[1:])
+    from scenerender import cli
+
+    try:
+        cli.main(early_probes=early)
+    finally:
+        if early is not None:
+            early.close()
