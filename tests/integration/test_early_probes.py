@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scenerender.probe import EarlyProbes, parse_probe, probe_data
+from tests.cli import render_json
 from tests.mediagen import make_music, make_video
 
 pytestmark = pytest.mark.integration
@@ -82,20 +81,6 @@ def test_a_queued_probe_is_dropped_for_the_caller_to_run(tmp_path: Path) -> None
         early.close()
 
 
-def _render(module: str, spec: Path, out: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", module, "render", str(spec), "-o", str(out), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "SCENERENDER_SEGMENT_CACHE": "false"},
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
 def test_the_cli_renders_the_same_scene_with_its_early_probes(tmp_path: Path) -> None:
     media = tmp_path / "media"
     media.mkdir()
@@ -115,8 +100,8 @@ def test_the_cli_renders_the_same_scene_with_its_early_probes(tmp_path: Path) ->
             }
         )
     )
-    early = _render("scenerender", spec, tmp_path / "early.mp4")
-    plain = _render("scenerender.cli", spec, tmp_path / "plain.mp4")  # the CLI module itself starts none
+    early = render_json(spec, tmp_path / "early.mp4")
+    plain = render_json(spec, tmp_path / "plain.mp4", module="scenerender.cli")  # the CLI module itself starts none
 
     assert 1 <= early["probes_early"] <= 4
     assert plain["probes_early"] == 0

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from scenerender.bus import ensure_subscription, ensure_topic
 from scenerender.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
+from tests.cli import render_json
 from tests.mediagen import make_tone_burst, make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -125,16 +125,7 @@ def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
     local_spec = scene(str(source), str(line), "local")
     (tmp_path / "local.json").write_text(json.dumps(local_spec))
     local = tmp_path / "local.mp4"
-    done = subprocess.run(
-        [sys.executable, "-m", "scenerender", "render", str(tmp_path / "local.json"), "-o", str(local), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "SCENERENDER_SEGMENT_CACHE": "false"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["segments_from_helpers"] == 0
+    assert render_json(tmp_path / "local.json", local)["segments_from_helpers"] == 0
 
     frames = round(SEGMENTS * SEGMENT_S * 30)
     assert measure.count_frames(shared) == measure.count_frames(local) == frames
