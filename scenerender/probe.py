@@ -261,8 +261,12 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> dict
 FileIdentity = tuple[int, int, int, int]  # device, inode, size, modification time (ns)
 
 
-def file_identity(path: Path) -> FileIdentity:
-    st = path.stat()  # through symlinks: the private dir links local inputs
+def file_identity(path: Path) -> FileIdentity | None:
+    """Which file ``path`` is now (through symlinks: the private dir links local inputs); None if none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
@@ -288,10 +292,10 @@ class EarlyProbes:
 
     def start(self, path: Path) -> None:
         """Queue a probe of ``path`` if it is a regular file that is not a playlist or list."""
+        identity = file_identity(path) if path.is_file() else None
+        if identity is None:
+            return
         try:
-            if not path.is_file():
-                return
-            identity = file_identity(path)
             refuse_reference_files(path, "")
         except (OSError, InputRefusedError):
             return
@@ -317,7 +321,7 @@ class EarlyProbes:
         finally:
             with self._lock:
                 self._processes.discard(process)
-        unchanged = _identity_or_none(path) == identity
+        unchanged = file_identity(path) == identity
         return stdout if process.returncode == 0 and unchanged else None
 
     def take(self, path: Path, ffprobe: str) -> dict[str, Any] | None:
@@ -327,13 +331,13 @@ class EarlyProbes:
         """
         if ffprobe != self.ffprobe:
             return None
-        identity = _identity_or_none(path)
+        identity = file_identity(path)
         with self._lock:
             started = self._started.pop(identity, None) if identity else None
         if started is None or started.cancel():
             return None
         stdout = started.result()
-        if stdout is None or _identity_or_none(path) != identity:
+        if stdout is None or file_identity(path) != identity:
             return None
         try:
             data = json.loads(stdout)
@@ -341,7 +345,8 @@ class EarlyProbes:
             return None
         if not isinstance(data, dict):
             return None
-        self.taken += 1
+        with self._lock:
+            self.taken += 1
         return data
 
     def close(self) -> None:
@@ -352,10 +357,3 @@ class EarlyProbes:
             for process in self._processes:
                 process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _identity_or_none(path: Path) -> FileIdentity | None:
-    try:
-        return file_identity(path)
-    except OSError:
-        return None
