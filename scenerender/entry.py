@@ -19,7 +19,7 @@ from scenerender.probe import EarlyProbes
 
 SPEC_READ_LIMIT = 1 << 20  # a spec larger than this is left to the CLI (its own limit applies)
 EARLY_PROBE_LIMIT = 64  # a long scene's remaining inputs are probed the ordinary way
-_OPTIONS_WITH_VALUE = {"-o", "--output"}
+_OPTIONS_WITH_VALUE = {"-o", "--output"}  # render's and validate's options that take a value (cli.py)
 
 
 def spec_argument(argv: list[str]) -> Path | None:
