@@ -65,3 +65,18 @@ def test_a_long_scene_starts_a_bounded_number(tmp_path: Path) -> None:
     path = tmp_path / "job.json"
     path.write_text(json.dumps({"segments": [{"url": f"s{i}.mp4"} for i in range(500)]}))
     assert len(entry.local_inputs(path)) == entry.EARLY_PROBE_LIMIT
+
+
+def test_the_options_that_take_a_value_are_the_clis() -> None:
+    """The early start cannot load the CLI to ask it; this keeps its copy of the list true."""
+    import typer.main
+
+    from scenerender.cli import app
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    with_value: set[str] = set()
+    for name in ("render", "validate"):
+        for param in commands[name].params:
+            if param.param_type_name == "option" and not param.is_flag:
+                with_value.update(param.opts + param.secondary_opts)
+    assert with_value == entry._OPTIONS_WITH_VALUE
