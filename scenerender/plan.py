@@ -686,6 +686,26 @@ def encoder_mb(width: int, height: int, threads: int) -> float:
     return ENCODER_BASE_MB + frame_mb * (ENCODER_FRAMES + ENCODER_FRAMES_PER_EXTRA_THREAD * (threads - 1))
 
 
+# Source bits per pixel at which x264's detail-dependent work equals its fixed work per frame
+# (veryfast, 720p25 -> 1080p30, the benchmark's patterns: 2.2-2.8 CPU-s per 5 s segment at
+# 0.006 bpp, 5.0-6.0 at 0.11 bpp).
+DETAIL_BPP = 0.1
+
+
+def encode_cost(seg: PlacedSegment) -> float:
+    """A rough measure of one segment's encode, so the dearest start first.
+
+    Encodes started in order of the spec can leave the dearest for last, one core busy with
+    it while the others idle. x264 spends a fixed part per frame and a part that grows with
+    the picture's detail; the source's bits per pixel stand for the detail (a busy picture
+    takes more bits at any quality). Only the order of the work depends on it.
+    """
+    video, source = seg.source.video, seg.source
+    pixel_rate = video.width * video.height * float(video.fps) if video is not None else 0.0
+    bpp = source.size_bytes * 8 / (source.duration * pixel_rate) if pixel_rate > 0 and source.duration > 0 else 0.0
+    return seg.frames * (1 + bpp / DETAIL_BPP)
+
+
 def parallel_jobs(
     configured: int, pieces: int, cpus: int = 0, *, memory_mb: int = 0, frame_size: tuple[int, int] = (0, 0)
 ) -> tuple[int, int]:
@@ -704,3 +724,10 @@ def parallel_jobs(
         while workers > 1 and workers * encoder_mb(*frame_size, max(1, cores // workers)) > budget:
             workers -= 1
     return workers, max(1, cores // workers)
+
+
+def tail_threads(threads: int, workers: int, remaining: int) -> int:
+    """Encoder threads for an encode started when ``remaining`` encodes (itself included) are
+    left to start: with fewer than the workers, some workers start nothing more, and their
+    cores go to the last encodes instead of idling while one runs on alone."""
+    return threads if remaining >= workers else threads * workers // remaining

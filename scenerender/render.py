@@ -453,7 +453,7 @@ def _normalize_segments(
     def first_output(key: str) -> Path:
         return commands[units[key][0]].output
 
-    def encode(key: str) -> None:
+    def encode(key: str, threads: int) -> None:
         i = units[key][0]
         argv = materialize(
             templates[key],
@@ -470,7 +470,12 @@ def _normalize_segments(
     # Cache lookups first, in parallel: what is left is the work to share out.
     with ThreadPoolExecutor(max_workers=max(workers, 4)) as pool:
         hits = dict(zip(units, pool.map(cached, units), strict=True))
-    pending = [key for key, hit in hits.items() if not hit]
+    # Dearest first: what is left at the end is short, and the cores finish together.
+    pending = sorted(
+        (key for key, hit in hits.items() if not hit),
+        key=lambda key: plan.encode_cost(timeline.segments[units[key][0]]),
+        reverse=True,
+    )
     for key, hit in hits.items():
         if hit:
             counts.reused += len(units[key])
@@ -494,15 +499,21 @@ def _normalize_segments(
     queue = deque(pending)
     waiting_rounds = 0
 
-    def take_next() -> str | None:
+    def take_next() -> tuple[str, int] | None:
+        """The next encode and its threads: the last few get the cores of workers with nothing left
+        (not under a memory budget, which counts on ``threads``)."""
         with lock:
-            return queue.popleft() if queue else None
+            if not queue:
+                return None
+            remaining = len(queue)
+            key = queue.popleft()
+        return key, threads if opts.memory_mb else plan.tail_threads(threads, workers, remaining)
 
-    def settle(key: str) -> None:
+    def settle(key: str, threads: int) -> None:
         """Encode ``key`` here, or take it from whoever did."""
         nonlocal waiting_rounds
         if not shared or claims is None:
-            encode(key)
+            encode(key, threads)
             if cache is not None:
                 cache.store(key, first_output(key))
             with lock:
@@ -530,7 +541,7 @@ def _normalize_segments(
             waiting_rounds = 0
         try:
             with claims.holding(key):
-                encode(key)
+                encode(key, threads)
         except BaseException:
             claims.release(key)
             raise
@@ -545,8 +556,8 @@ def _normalize_segments(
 
     def drain() -> None:
         try:
-            while not failed.is_set() and (key := take_next()) is not None:
-                settle(key)
+            while not failed.is_set() and (job := take_next()) is not None:
+                settle(*job)
         except BaseException:
             failed.set()  # the render is lost: the other threads take nothing more
             raise

@@ -339,3 +339,28 @@ def test_encodes_at_once_fit_the_memory_budget() -> None:
     assert parallel_jobs(0, 10, 8, memory_mb=4096, frame_size=(3840, 2160)) == (3, 2)
     assert parallel_jobs(0, 10, 8, memory_mb=256, frame_size=(3840, 2160)) == (1, 8)  # never fewer than one
     assert 220 < encoder_mb(*hd, 1) < 245 and encoder_mb(*hd, 2) > encoder_mb(*hd, 1)
+
+
+def test_the_dearest_encodes_are_known_before_they_start() -> None:
+    """Longer and busier segments (more bits per pixel in the source) cost more to encode."""
+    from dataclasses import replace
+
+    busy = replace(video("busy.mp4", seconds=5.0, width=1280, height=720, fps=Fraction(25)), size_bytes=1_500_000)
+    flat = replace(video("flat.mp4", seconds=5.0, width=1280, height=720, fps=Fraction(25)), size_bytes=90_000)
+    long_flat = replace(video("long.mp4", seconds=10.0, width=1280, height=720, fps=Fraction(25)), size_bytes=180_000)
+    spec = {
+        "output": {"resolution": "1080p", "fps": 30},
+        "segments": [{"id": n, "url": f"{n}.mp4"} for n in ("flat", "long", "busy")],
+    }
+    timeline = make(spec, {"flat.mp4": flat, "long.mp4": long_flat, "busy.mp4": busy})
+    costs = {seg.id: plan.encode_cost(seg) for seg in timeline.segments}
+    assert costs["busy"] > 1.8 * costs["flat"] > 0
+    assert costs["long"] == pytest.approx(2 * costs["flat"])  # same picture, twice the frames
+    # Measured at veryfast: 5 s of the busy pattern 5.0-6.0 CPU-s, 5 s of the flat one 2.2-2.8.
+    assert costs["busy"] == pytest.approx(costs["long"], rel=0.15)
+
+
+def test_the_last_encodes_take_the_cores_left_idle() -> None:
+    assert [plan.tail_threads(1, 2, remaining) for remaining in (5, 2, 1)] == [1, 1, 2]
+    assert [plan.tail_threads(1, 8, remaining) for remaining in (8, 4, 3, 1)] == [1, 2, 2, 8]
+    assert plan.tail_threads(2, 4, 1) == 8  # four workers of two threads: all eight cores
