@@ -78,22 +78,30 @@ def _info(track: Track, movie_timescale: int) -> TrackInfo:
     return TrackInfo(seconds, track.width, track.height, rate)
 
 
+def _box_header(head: bytes, pos: int, room: int) -> tuple[bytes, int, int]:
+    """(type, header length, size) of the box whose first 8-16 bytes are ``head``, with
+    ``room`` bytes from its start to the end of what holds it (size 0: all of that)."""
+    size, kind = struct.unpack_from(">I4s", head)
+    header = 8
+    if size == 1:
+        (size,) = struct.unpack_from(">Q", head, 8)
+        header = 16
+    elif size == 0:
+        size = room
+    if size < header or size > room:
+        raise ValueError(f"box {kind!r} at {pos} has size {size}")
+    return kind, header, size
+
+
 def _find_moov(f: BinaryIO, file_size: int) -> bytes:
     pos = 0
     while pos + 8 <= file_size:
         f.seek(pos)
-        size, kind = struct.unpack(">I4s", f.read(8))
-        header = 8
-        if size == 1:
-            (size,) = struct.unpack(">Q", f.read(8))
-            header = 16
-        elif size == 0:
-            size = file_size - pos
-        if size < header:
-            raise ValueError(f"box {kind!r} at {pos} has size {size}")
+        kind, header, size = _box_header(f.read(16), pos, file_size - pos)
         if kind == b"moov":
             if size > _MOOV_MAX_BYTES:
                 raise ValueError(f"moov of {size} bytes")
+            f.seek(pos + header)
             return f.read(size - header)
         pos += size
     raise ValueError("no moov box")
@@ -104,15 +112,7 @@ def _boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[by
     found = []
     pos = start
     while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError(f"box {kind!r} at {pos} has size {size}")
+        kind, header, size = _box_header(data[pos : pos + 16], pos, end - pos)
         found.append((kind, data[pos + header : pos + size]))
         pos += size
     return found
