@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from scenerender.inputs import is_local_path
 from scenerender.probe import EarlyProbes
 
 SPEC_READ_LIMIT = 1 << 20  # a spec larger than this is left to the CLI (its own limit applies)
@@ -56,8 +57,7 @@ def local_inputs(spec_path: Path) -> list[Path]:
     paths: list[Path] = []
     for item in items:
         url = item.get("url") if isinstance(item, dict) else None
-        # The resolver's rule for a local path: no scheme and no drive-like prefix.
-        if isinstance(url, str) and url and "://" not in url and ":" not in url.split("/", 1)[0]:
+        if isinstance(url, str) and url and is_local_path(url):
             path = Path(url)
             paths.append(path if path.is_absolute() else base / path)
     return paths[:EARLY_PROBE_LIMIT]

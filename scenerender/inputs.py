@@ -84,6 +84,11 @@ class FetchPolicy:
         )
 
 
+def is_local_path(url: str) -> bool:
+    """A spec URL that names a file on this machine: no scheme, and no drive-like prefix."""
+    return "://" not in url and ":" not in url.split("/", 1)[0]
+
+
 class InputResolver:
     """Fetches each distinct URL once into ``dest_dir``."""
 
@@ -110,7 +115,7 @@ class InputResolver:
             path = self._fetch_gs(url, input_path)
         elif scheme == "https" or (scheme == "http" and self.policy.allow_plain_http):
             path = self._fetch_https(url, input_path)
-        elif scheme == "" and ":" not in url.split("/", 1)[0]:
+        elif is_local_path(url):
             path = self._local(url, input_path)
         else:
             raise InputRefusedError(
