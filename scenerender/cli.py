@@ -79,7 +79,8 @@ def load_spec(path: Path) -> JobSpec:
     return parse_spec(path.read_bytes(), max_bytes=settings.max_spec_bytes)
 
 
-def early_probes(ctx: typer.Context) -> EarlyProbes | None:
+def started_probes(ctx: typer.Context) -> EarlyProbes | None:
+    """The probes ``scenerender.entry`` started before this module loaded, if any."""
     return ctx.obj if isinstance(ctx.obj, EarlyProbes) else None
 
 
@@ -130,7 +131,7 @@ def render_cmd(
             spec,
             output,
             lambda d: InputResolver(d, policy),
-            options=render_options(settings, early_probes(ctx)),
+            options=render_options(settings, started_probes(ctx)),
             progress=lambda stage, f: bar.update(task, completed=f, description=stage),
         )
     if as_json:
@@ -166,7 +167,7 @@ def validate_cmd(
     settings = get_settings()
     policy = local_policy(spec_path, settings)
     with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, early=early_probes(ctx))
+        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, early=started_probes(ctx))
         timeline = build_timeline(spec, probes)
     from scenerender.plan import copy_blockers
 
