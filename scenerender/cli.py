@@ -1,7 +1,9 @@
 """The ``scenerender`` command line (CONTRACT.md section 3).
 
 Exit codes: 0 done; 2 invalid spec or arguments; 3 an input could not be used;
-4 the render failed; 1 anything else. Errors are one clear message each, never a trace.
+4 the render failed; 1 anything else; 130 after Ctrl-C and 128 + N after signal N
+(SIGTERM 143, SIGHUP 129), with nothing of the render left behind. Errors are one clear
+message each, never a trace.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scenerender.errors import ErrorDetail, SceneRenderError, SpecError
+from scenerender.errors import ErrorDetail, SceneRenderError, SpecError, Stopped
 from scenerender.inputs import FetchPolicy, InputResolver
 from scenerender.probe import EarlyProbes
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
@@ -49,6 +52,9 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except SceneRenderError as exc:
             report_error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except Stopped as stopped:
+            err.print(f"[red]stopped[/red] by {signal.Signals(stopped.signum).name}")
+            raise typer.Exit(stopped.exit_code) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
             raise typer.Exit(130) from None

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
+from scenerender.errors import Stopped
 from scenerender.inputs import is_local_path
 from scenerender.probe import EarlyProbes
 
@@ -81,12 +84,40 @@ def start_early_probes(argv: list[str]) -> EarlyProbes | None:
     return early
 
 
-def main() -> None:
-    early = start_early_probes(sys.argv[1:])
-    from scenerender import cli
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind the main thread as Ctrl-C does (``errors.Stopped``).
+
+    Python's default for them is to end at once: the ffmpeg processes of a render would run
+    on without it and its private dir would stay behind. A signal the caller ignores (nohup)
+    stays ignored, and only the first one raises, so a second cannot cut the cleanup short.
+    """
+    raised = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Stopped(signum)
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, stop)
+
+
+def main() -> None:
+    stop_on_signals()
+    early = None
     try:
+        early = start_early_probes(sys.argv[1:])
+        from scenerender import cli
+
         cli.main(early_probes=early)
+    except Stopped as stopped:  # before the CLI was there to report it
+        sys.stderr.write(f"stopped by {signal.Signals(stopped.signum).name}\n")
+        raise SystemExit(stopped.exit_code) from None
     finally:
         if early is not None:
             early.close()

@@ -17,6 +17,11 @@ trying again later can succeed::
 
 Third-party exceptions (google.api_core, httpx, subprocess) are translated into this
 tree once, where they are caught, with ``raise ... from exc``.
+
+Outside the tree, because it is not a failure: ``Stopped``, a ``KeyboardInterrupt`` the
+command line raises in its main thread when SIGTERM or SIGHUP asks it to stop. It unwinds
+like Ctrl-C does (every ffmpeg stopped, the private dir and any partial output removed) and
+exits with 128 + the signal's number, as a shell reports a process the signal ended.
 """
 
 from __future__ import annotations
@@ -135,6 +140,18 @@ class TransientError(SceneRenderError):
 
     code = "INTERNAL"
     retryable = True
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP asked the command line to stop (see the module's docstring)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def all_error_classes() -> list[type[SceneRenderError]]:

@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,6 +106,12 @@ class InputResolver:
         self._gs_download = gs_download
         self._resolve_host = resolver
         self._fetched: dict[str, Path] = {}
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """The render is over (an input failed, or the user stopped it): downloads still
+        running end at their next chunk instead of fetching what nobody will read."""
+        self._stopped.set()
 
     def resolve(self, url: str, input_path: str) -> Path:
         """Local path of ``url``; errors name ``input_path`` (``segments[2].url``)."""
@@ -259,6 +266,8 @@ class InputResolver:
                 written += len(chunk)
                 if written > self.policy.max_bytes:
                     raise InputRefusedError(input_path, f"more than {self.policy.max_bytes} bytes", url=url)
+                if self._stopped.is_set():
+                    raise InputUnreachableError(input_path, "download stopped: the render ended", url=url)
                 if time.monotonic() > deadline:
                     raise InputUnreachableError(
                         input_path, f"download took longer than {self.policy.total_timeout_s:g} s", url=url

@@ -262,10 +262,16 @@ def fetch_and_probe(
         return url, info
 
     # A few at a time: each probe is a process, and more than the cores only costs memory.
+    pool = ThreadPoolExecutor(max_workers=min(4, len(wanted)))
     try:
-        with ThreadPoolExecutor(max_workers=min(4, len(wanted))) as pool:
-            return dict(pool.map(one, wanted.items()))
+        return dict(pool.map(one, wanted.items()))
+    except BaseException:
+        resolver.stop()
+        raise
     finally:
+        # After a failed input or a stop, inputs not yet started are not fetched at all: the
+        # error (or the exit) does not wait for every download of a 100-segment scene.
+        pool.shutdown(wait=True, cancel_futures=True)
         if early is not None:
             early.close()  # what it has not handed over by now nobody needs
 
@@ -345,14 +351,16 @@ def render(
                         )
                     )
                     timings["video_s"] = time.monotonic() - t1
-                except BaseException as video_error:
+                    audio = audio_future.result()
+                except BaseException as error:
+                    # The other half stops too (a failure, or Ctrl-C/SIGTERM in this thread):
+                    # leaving the pool waits for it, and it must not run to its end first.
                     runner.cancel()
                     # If the audio failed first, its error is the cause; the video was only stopped.
                     audio_error = audio_future.exception()
-                    if runner.cancelled_by_us(video_error) and audio_error is not None:
+                    if runner.cancelled_by_us(error) and audio_error is not None:
                         raise audio_error from None
                     raise
-                audio = audio_future.result()
             tracker.finish("video")
             tracker.finish("audio")
 
@@ -563,8 +571,16 @@ def _normalize_segments(
             raise
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(drain) for _ in range(workers)]:
-            future.result()
+        drains = [pool.submit(drain) for _ in range(workers)]
+        try:
+            for future in drains:
+                future.result()
+        except BaseException:
+            # Ctrl-C/SIGTERM here, or one encode failed: the other drains take nothing more and
+            # their encodes stop now, or leaving the pool would wait for the whole queue.
+            failed.set()
+            runner.cancel()
+            raise
     for key, indices in units.items():
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)

@@ -23,6 +23,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     """The whole local cloud on free ports, started once for the session and stopped after it."""
     saved = dict(os.environ)
     os.environ.update(FAST_RECOVERY)
+    # The workers' private dirs: the tests that SIGKILL a worker leave its dir, here and not in /tmp.
+    os.environ["SCENERENDER_WORK_DIR"] = str(tmp_path_factory.mktemp("worker-tmp"))
     get_settings.cache_clear()
     functions_port = free_port()
     while any(not _free(functions_port + i) for i in range(len(FUNCTIONS))):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,25 @@ def test_the_options_that_take_a_value_are_the_clis() -> None:
             if param.param_type_name == "option" and not param.is_flag:
                 with_value.update(param.opts + param.secondary_opts)
     assert with_value == entry._OPTIONS_WITH_VALUE
+
+
+_SIGNALS_AFTER_START = """
+import signal, sys
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+from scenerender.entry import stop_on_signals
+from scenerender.errors import Stopped
+stop_on_signals()
+print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)
+try:
+    signal.raise_signal(signal.SIGTERM)
+except Stopped as stopped:
+    print(stopped.signum == signal.SIGTERM, stopped.exit_code)
+signal.raise_signal(signal.SIGTERM)  # a second one does not cut the cleanup short
+print("after the second")
+"""
+
+
+def test_sigterm_unwinds_once_and_an_ignored_sighup_stays_ignored() -> None:
+    done = subprocess.run([sys.executable, "-c", _SIGNALS_AFTER_START], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["True", "True 143", "after the second"]
