@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from scenerender.errors import InputRefusedError, InputUnreachableError
 from scenerender.inputs import FetchPolicy, InputResolver, address_refusal
+from scenerender.render import fetch_and_probe
+from scenerender.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 PAYLOAD = b"\x00media" * 1000
@@ -19,7 +23,14 @@ SERVER_IP = "127.0.0.2"  # the tests' "public" host; 127.0.0.1 plays the interna
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    drips_started: ClassVar[list[str]] = []
+    drips_ended: ClassVar[dict[str, bool]] = {}  # path: whether every byte was sent
+
     def do_GET(self) -> None:
+        if self.path.startswith("/drip/"):  # one distinct slow download per path
+            self.drips_started.append(self.path)
+            self.drips_ended[self.path] = self._drip()
+            return
         routes = {
             "/media.mp4": lambda: self._send(200, PAYLOAD),
             "/hop": lambda: self._redirect("/media.mp4"),
@@ -43,7 +54,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _drip(self) -> None:
+    def _drip(self) -> bool:
         self.send_response(200)
         self.send_header("Content-Length", "400")
         self.end_headers()
@@ -53,7 +64,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.1)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up, as it should
+            return False  # the client gave up, as it should
+        return True
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -154,3 +166,49 @@ def test_missing_slow_and_oversized_downloads(server: int, tmp_path: Path) -> No
         fetch.resolve(f"http://media.test:{server}/drip", "segments[0].url")
     assert time.monotonic() - started < 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_resolver_ends_its_download_at_the_next_chunk(server: int, tmp_path: Path) -> None:
+    fetch, _ = resolver(tmp_path)
+    outcome: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            fetch.resolve(f"http://media.test:{server}/drip", "segments[0].url")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=download)
+    worker.start()
+    time.sleep(0.3)
+    fetch.stop()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert isinstance(outcome[0], InputUnreachableError) and "download stopped" in outcome[0].reason
+    assert list(tmp_path.iterdir()) == []  # no partial download left
+
+
+def test_a_failed_input_ends_the_downloads_in_flight_and_starts_no_more(server: int, tmp_path: Path) -> None:
+    """segments[0] is missing; the twelve slow ones after it are not fetched to the end for nothing."""
+    urls = [f"http://media.test:{server}/missing", *(f"http://media.test:{server}/drip/{i}" for i in range(12))]
+    spec = {
+        "version": 1,
+        "project_id": "p",
+        "scene_id": "s",
+        "segments": [{"id": f"s{i}", "url": url} for i, url in enumerate(urls)],
+    }
+    fetch, _ = resolver(tmp_path)
+    Handler.drips_started.clear()
+    Handler.drips_ended.clear()
+    with pytest.raises(InputUnreachableError, match="HTTP 404") as info:
+        fetch_and_probe(parse_spec(json.dumps(spec).encode()), fetch, "ffprobe")
+    assert info.value.input_path == "segments[0].url"
+    # Four fetch threads: the three started beside the missing one, and at most one more
+    # taken before the error reached the caller; the other eight never start.
+    assert 1 <= len(Handler.drips_started) <= 4, Handler.drips_started
+    deadline = time.monotonic() + 10
+    while len(Handler.drips_ended) < len(Handler.drips_started) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Those in flight were dropped at their next chunk, not read to the end.
+    assert Handler.drips_ended and not any(Handler.drips_ended.values()), Handler.drips_ended
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
