@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from scenerender.errors import ErrorDetail, SceneRenderError, SpecError, Stopped
-from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.inputs import FetchPolicy, InputResolver, is_local_path
 from scenerender.probe import EarlyProbes
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
 from scenerender.settings import Settings, get_settings
@@ -85,6 +86,36 @@ def load_spec(path: Path) -> JobSpec:
     return parse_spec(path.read_bytes(), max_bytes=settings.max_spec_bytes)
 
 
+def output_clashes(spec: JobSpec, spec_path: Path, output: Path) -> list[ErrorDetail]:
+    """The spec or a local input the output would replace: refused before anything is rendered.
+
+    Publishing the MP4 replaces whatever is at the output path, so ``-o media/seg-0.mp4``
+    would destroy the very segment it was made from. Other names of the same file count too
+    (a hard link, a path through a linked folder).
+    """
+    base = spec_path.resolve().parent
+    named = [("SPEC", str(spec_path))]
+    named += [(f"segments[{i}].url", seg.url) for i, seg in enumerate(spec.segments)]
+    named += [(f"audio.clips[{i}].url", clip.url) for i, clip in enumerate(spec.audio.clips)]
+    clashes = []
+    for where, url in named:
+        if where != "SPEC" and not is_local_path(url):
+            continue
+        path = Path(url) if where == "SPEC" or Path(url).is_absolute() else base / url
+        if _same_file(output, path):
+            clashes.append(ErrorDetail("--output", f"is {where} ({url}): the render would overwrite it"))
+    return clashes
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet): only the names could clash
+        return False
+
+
 def started_probes(ctx: typer.Context) -> EarlyProbes | None:
     """The probes ``scenerender.entry`` started before this module loaded, if any."""
     return ctx.obj if isinstance(ctx.obj, EarlyProbes) else None
@@ -130,6 +161,9 @@ def render_cmd(
         output = output / (spec.output.filename or f"{spec.job_id or spec.scene_id}.mp4")
     if not output.parent.is_dir():
         raise SpecError.from_details([ErrorDetail("--output", f"folder does not exist: {output.parent}")])
+    clashes = output_clashes(spec, spec_path, output)
+    if clashes:
+        raise SpecError.from_details(clashes)
     policy = local_policy(spec_path, settings)
     with progress_bar(sys.stderr.isatty() and not as_json) as bar:
         task = bar.add_task("render", total=1.0)
@@ -248,8 +282,6 @@ def dev_stack(workers: int = 1, **ports: int) -> Any:
 
 def use_dev_env() -> None:
     """Point this process at the local cloud when one is running and no cloud is configured."""
-    import os
-
     if os.environ.get("PUBSUB_EMULATOR_HOST") or os.environ.get("SCENERENDER_CLOUD") == "gcp":
         return
     stack = dev_stack()
@@ -439,7 +471,6 @@ def demo_cmd(
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the local cloud up afterwards.")] = False,
 ) -> None:
     """The main job end to end: local cloud up, sample media, submit, follow, download."""
-    import os
     import time
 
     from scenerender import clients

@@ -271,6 +271,29 @@ def test_bad_inputs_exit_with_their_code_and_leave_no_output(
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_an_output_that_would_replace_an_input_or_the_spec_is_refused(tmp_path: Path) -> None:
+    make_video(tmp_path / "seg.mp4", width=320, height=240, fps=30, duration=1.0)
+    make_tone_burst(tmp_path / "line.wav", freq=1000, duration=0.3)
+    spec = write_spec(
+        tmp_path,
+        {
+            "segments": [{"id": "a", "url": "seg.mp4"}],
+            "audio": {"clips": [{"type": "dialogue", "url": "line.wav", "segment_id": "a"}]},
+        },
+    )
+    (tmp_path / "linked").symlink_to(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for output, named in [
+        (tmp_path / "seg.mp4", "segments[0].url (seg.mp4)"),
+        (spec, f"SPEC ({spec})"),
+        (tmp_path / "linked" / "line.wav", "audio.clips[0].url (line.wav)"),  # the same file by another name
+    ]:
+        done = run_cli("render", spec, "-o", output)
+        assert done.returncode == 2, done.stderr
+        assert f"--output: is {named}: the render would overwrite it" in done.stderr, done.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
 def test_a_peaky_mix_is_limited_to_the_ceiling_on_its_way_to_the_target(media: Path, tmp_path: Path) -> None:
     # A quiet bed with one loud click: the gain to -14 LUFS would push the click far past
     # the ceiling, so the limiter path (loudnorm with the first pass's measurements) runs.
