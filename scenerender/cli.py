@@ -382,7 +382,7 @@ def submit_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job live until it ends.")] = False,
     download_to: Annotated[
-        Path | None, typer.Option("--download", help="Download the MP4 here (implies --wait).")
+        Path | None, typer.Option("--download", help="Download the MP4 here, a file or a folder (implies --wait).")
     ] = None,
 ) -> None:
     """Put SPEC (a job spec or a batch file) in the spec bucket, local media uploaded first; optionally follow it."""
@@ -392,8 +392,17 @@ def submit_cmd(
 
     if not spec_path.is_file():
         raise SpecError.from_details([ErrorDetail("SPEC", f"no such file: {spec_path}")])
+    batch = is_batch(spec_path.read_bytes())
+    # Checked now, not after the render: a wrong path would only show once the MP4 is made.
+    if download_to is not None and not batch and not download_to.is_dir():
+        if not download_to.parent.is_dir():
+            problem = f"folder does not exist: {download_to.parent}"
+            raise SpecError.from_details([ErrorDetail("--download", problem)])
+        clashes = output_clashes(load_spec(spec_path), spec_path, download_to)
+        if clashes:
+            raise SpecError.from_details([ErrorDetail("--download", c.message) for c in clashes])
     use_dev_env()
-    if is_batch(spec_path.read_bytes()):
+    if batch:
         batch_id, uri, _ = submit_batch(spec_path, get_settings(), clients.blobs())
         err.print(f"submitted {uri} as batch {batch_id}", highlight=False)
         out.print(batch_id)
@@ -404,6 +413,8 @@ def submit_cmd(
     err.print(f"submitted {uri} as job {job_id}", highlight=False)
     out.print(job_id)
     if wait or download_to is not None:
+        if download_to is not None and download_to.is_dir():
+            download_to = download_to / f"{job_id}.mp4"
         finish(follow_with_bar(job_id, generation), download_to)
 
 

@@ -234,3 +234,25 @@ def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/") == [
         f"gs://{settings.render_bucket}/renders/it-dup/it-dup.mp4"
     ]
+
+
+def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
+    scene_media: dict[str, str], tmp_path: Path
+) -> None:
+    """The CLI's door: a spec naming local files, ``submit --download FOLDER`` (implies --wait)."""
+    local = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
+    spec_path = tmp_path / "scene.json"
+    spec_path.write_text(json.dumps(spec_for("it-cli", local)))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "it-cli"
+    assert [p.name for p in folder.iterdir()] == ["it-cli.mp4"]  # and no partial download beside it
+    assert float(measure.probe(folder / "it-cli.mp4")["format"]["duration"]) == pytest.approx(2.0, abs=1 / 30)

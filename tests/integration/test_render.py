@@ -291,6 +291,12 @@ def test_an_output_that_would_replace_an_input_or_the_spec_is_refused(tmp_path: 
         done = run_cli("render", spec, "-o", output)
         assert done.returncode == 2, done.stderr
         assert f"--output: is {named}: the render would overwrite it" in done.stderr, done.stderr
+        # The pipeline's download too, refused before the spec is submitted (no cloud is asked).
+        done = run_cli("submit", spec, "--download", output)
+        assert done.returncode == 2, done.stderr
+        assert f"--download: is {named}: the render would overwrite it" in done.stderr, done.stderr
+    done = run_cli("submit", spec, "--download", tmp_path / "missing" / "scene.mp4")
+    assert done.returncode == 2 and "--download: folder does not exist" in done.stderr, done.stderr
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
