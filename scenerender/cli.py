@@ -178,9 +178,10 @@ def render_cmd(
         out.print_json(json.dumps({"output": str(output), **result.to_dict()}))
     else:
         path = "copy (fast path)" if result.fast_path else f"{result.segments_encoded} segments normalised"
+        loudness = "silent" if result.loudness_lufs is None else f"{result.loudness_lufs} LUFS"
         err.print(
             f"wrote {output}: {result.duration_s:.3f} s {result.width}x{result.height}@{result.fps:g}, "
-            f"{result.size_bytes / 1e6:.1f} MB, {result.loudness_lufs} LUFS, video by {path}, "
+            f"{result.size_bytes / 1e6:.1f} MB, {loudness}, video by {path}, "
             f"{result.timings.get('total_s', 0):.1f} s",
             highlight=False,
         )

@@ -239,7 +239,7 @@ def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo
     return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
 
 
-def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> dict[str, Any]:
+def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: str | None = None) -> dict[str, Any]:
     """What ``ffprobe -of json`` says of one local file (call ``refuse_reference_files`` first)."""
     cmd = probe_command(ffprobe, path)
     try:
@@ -250,7 +250,9 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> dict
         raise InputMediaError(input_path, f"probing took longer than {PROBE_TIMEOUT_S} s") from exc
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed"
-        raise InputMediaError(input_path, f"not usable media ({reason.replace(str(path), path.name)})")
+        # ffprobe names the file it was given: a link in the private dir, which means nothing to the user.
+        reason = reason.removeprefix(f"{path}: ").replace(str(path), path.name)
+        raise InputMediaError(input_path, f"not usable media ({reason})", url=url)
     try:
         data: dict[str, Any] = json.loads(done.stdout)
     except ValueError as exc:

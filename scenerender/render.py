@@ -179,6 +179,7 @@ def _probe_cached(
     digests: Digests,
     reused: list[str],
     early: EarlyProbes | None = None,
+    url: str | None = None,
 ) -> MediaInfo:
     """Probe, or take ffprobe's description of these bytes from the cache (a full render after
     its preview) or from a probe started on this very file while the CLI loaded."""
@@ -186,7 +187,7 @@ def _probe_cached(
 
     def fresh() -> dict[str, Any]:
         started = early.take(path, ffprobe) if early is not None else None
-        return started if started is not None else probe_data(path, input_path=input_path, ffprobe=ffprobe)
+        return started if started is not None else probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
 
     if cache is None:
         return parse_probe(path, fresh(), input_path)
@@ -250,7 +251,7 @@ def fetch_and_probe(
             info = known.result()
         else:
             try:
-                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, early)
+                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, early, url)
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise
