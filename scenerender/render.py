@@ -267,11 +267,11 @@ def fetch_and_probe(
     try:
         return dict(pool.map(one, wanted.items()))
     except BaseException:
+        # A failed input or a stop: downloads in flight end at their next chunk, and those not
+        # started never start, so the error (or the exit) waits for no download of the rest.
         resolver.stop()
         raise
     finally:
-        # After a failed input or a stop, inputs not yet started are not fetched at all: the
-        # error (or the exit) does not wait for every download of a 100-segment scene.
         pool.shutdown(wait=True, cancel_futures=True)
         if early is not None:
             early.close()  # what it has not handed over by now nobody needs
