@@ -64,6 +64,8 @@ class FFmpegRunner:
         """
         try:
             argv = with_progress([find_binary(self.ffmpeg), *cmd[1:]])
+            if self._cancelled:  # the render is over: start nothing more
+                raise RenderError(CANCELLED, command=shlex.join(argv))
             log.info("ffmpeg: %s", shlex.join(argv))
             tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
             try:
@@ -144,6 +146,8 @@ class FFmpegRunner:
         """
         try:
             argv = [find_binary(self.ffmpeg), "-nostdin", "-hide_banner", "-nostats", *cmd[1:]]
+            if self._cancelled:
+                raise RenderError(CANCELLED, command=shlex.join(argv))
             log.info("ffmpeg: %s", shlex.join(argv))
             try:
                 proc = subprocess.Popen(
@@ -153,6 +157,10 @@ class FFmpegRunner:
                 raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
         finally:
             _close_all(handover_fds)
+        with self._lock:
+            if self._cancelled:
+                proc.kill()
+            self._live.add(proc)
         with proc:
             try:
                 _, stderr = proc.communicate(timeout=self._remaining())
@@ -162,6 +170,11 @@ class FFmpegRunner:
                 raise RenderTimeoutError(
                     f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
                 ) from exc
+            finally:
+                with self._lock:
+                    self._live.discard(proc)
+        if self._cancelled and proc.returncode != 0:
+            raise RenderError(CANCELLED, command=shlex.join(argv))
         if proc.returncode != 0:
             tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
             raise RenderError(
