@@ -83,6 +83,7 @@ def _default_signals() -> None:
 
 
 class Stop(NamedTuple):
+    code: int  # the CLI's exit code
     before: dict[int, str]  # the CLI's processes seen before the signal (pid: command line)
     after: dict[int, str]  # those it started after it
     stderr: str
@@ -108,14 +109,21 @@ def _stop_when(proc: subprocess.Popen[str], started: Callable[[str], bool], sign
         time.sleep(0.005)
     seconds = time.monotonic() - signalled
     _, stderr = proc.communicate()
-    return Stop(before, after, stderr, seconds)
+    return Stop(proc.returncode, before, after, stderr, seconds)
 
 
-def _assert_nothing_left(stop: Stop, out: Path, tmp: Path) -> None:
+def _render_and_stop(spec: Path, folder: Path, started: Callable[[str], bool], signum: int) -> Stop:
+    """Render ``spec`` to ``folder``/out with ``folder``/tmp as TMPDIR; signal it once ``started``."""
+    (folder / "tmp").mkdir()
+    (folder / "out").mkdir()
+    return _stop_when(_start(spec, folder / "out" / "scene.mp4", folder / "tmp"), started, signum)
+
+
+def _assert_nothing_left(stop: Stop, folder: Path) -> None:
     left = [cmd for pid, cmd in {**stop.before, **stop.after}.items() if cmd and _running(pid, cmd)]
     assert not left, f"still running after the CLI exited: {left}"
-    assert list(tmp.iterdir()) == [], "the private dir was left behind"
-    assert [p.name for p in out.parent.iterdir()] == [], "an output or partial output was left"
+    assert list((folder / "tmp").iterdir()) == [], "the private dir was left behind"
+    assert list((folder / "out").iterdir()) == [], "an output or partial output was left"
 
 
 def _assert_no_more_encodes(stop: Stop) -> None:
@@ -144,33 +152,23 @@ def normalising_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("signum", "code", "said"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")])
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [
+        (signal.SIGTERM, 143, "stopped by SIGTERM"),
+        (signal.SIGHUP, 129, "stopped by SIGHUP"),
+        (signal.SIGINT, 130, "interrupted"),  # Ctrl-C, as `kill -INT` sends it: to the CLI alone
+    ],
+)
 def test_a_signal_stops_the_encodes_at_once(
     normalising_scene: Path, tmp_path: Path, signum: int, code: int, said: str
 ) -> None:
-    tmp, out_dir = tmp_path / "tmp", tmp_path / "out"
-    tmp.mkdir()
-    out_dir.mkdir()
-    proc = _start(normalising_scene, out_dir / "scene.mp4", tmp)
-    stop = _stop_when(proc, lambda cmd: "libx264" in cmd, signum)
+    stop = _render_and_stop(normalising_scene, tmp_path, lambda cmd: "libx264" in cmd, signum)
 
-    assert proc.returncode == code, stop.stderr
-    assert f"stopped by {said}" in stop.stderr and "Traceback" not in stop.stderr, stop.stderr
+    assert stop.code == code, stop.stderr
+    assert said in stop.stderr and "Traceback" not in stop.stderr, stop.stderr
     _assert_no_more_encodes(stop)
-    _assert_nothing_left(stop, out_dir / "scene.mp4", tmp)
-
-
-def test_ctrl_c_stops_the_encodes_at_once(normalising_scene: Path, tmp_path: Path) -> None:
-    tmp, out_dir = tmp_path / "tmp", tmp_path / "out"
-    tmp.mkdir()
-    out_dir.mkdir()
-    proc = _start(normalising_scene, out_dir / "scene.mp4", tmp)
-    stop = _stop_when(proc, lambda cmd: "libx264" in cmd, signal.SIGINT)
-
-    assert proc.returncode == 130, stop.stderr
-    assert "interrupted" in stop.stderr and "Traceback" not in stop.stderr, stop.stderr
-    _assert_no_more_encodes(stop)
-    _assert_nothing_left(stop, out_dir / "scene.mp4", tmp)
+    _assert_nothing_left(stop, tmp_path)
 
 
 def test_sigterm_during_the_shared_audio_encode_and_mux(tmp_path: Path) -> None:
@@ -189,15 +187,11 @@ def test_sigterm_during_the_shared_audio_encode_and_mux(tmp_path: Path) -> None:
     }
     spec_path = tmp_path / "job_spec.json"
     spec_path.write_text(json.dumps(spec))
-    tmp, out_dir = tmp_path / "tmp", tmp_path / "out"
-    tmp.mkdir()
-    out_dir.mkdir()
-    proc = _start(spec_path, out_dir / "scene.mp4", tmp)
-    stop = _stop_when(proc, lambda cmd: " aac " in cmd, signal.SIGTERM)
+    stop = _render_and_stop(spec_path, tmp_path, lambda cmd: " aac " in cmd, signal.SIGTERM)
 
-    assert proc.returncode == 143, stop.stderr
+    assert stop.code == 143, stop.stderr
     assert "stopped by SIGTERM" in stop.stderr and "Traceback" not in stop.stderr, stop.stderr
-    _assert_nothing_left(stop, out_dir / "scene.mp4", tmp)
+    _assert_nothing_left(stop, tmp_path)
     # Ten minutes of AAC are over 20 s of one core's work: stopping did not wait for the
     # encoders to finish (the signal found them just started).
     assert stop.seconds < 5.0, stop.seconds
