@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from scenerender.errors import ErrorDetail, SceneRenderError, SpecError, Stopped
-from scenerender.inputs import FetchPolicy, InputResolver, is_local_path
+from scenerender.inputs import FetchPolicy, InputResolver, is_local_path, local_file
 from scenerender.probe import EarlyProbes
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
 from scenerender.settings import Settings, get_settings
@@ -101,7 +101,7 @@ def output_clashes(spec: JobSpec, spec_path: Path, output: Path) -> list[ErrorDe
     for where, url in named:
         if where != "SPEC" and not is_local_path(url):
             continue
-        path = Path(url) if where == "SPEC" or Path(url).is_absolute() else base / url
+        path = spec_path if where == "SPEC" else local_file(url, base)
         if _same_file(output, path):
             clashes.append(ErrorDetail("--output", f"is {where} ({url}): the render would overwrite it"))
     return clashes

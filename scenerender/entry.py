@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from scenerender.errors import Stopped
-from scenerender.inputs import is_local_path
+from scenerender.inputs import is_local_path, local_file
 from scenerender.probe import EarlyProbes
 
 SPEC_READ_LIMIT = 1 << 20  # a spec larger than this is left to the CLI (its own limit applies)
@@ -63,8 +63,7 @@ def local_inputs(spec_path: Path) -> list[Path]:
     for item in items:
         url = item.get("url") if isinstance(item, dict) else None
         if isinstance(url, str) and url and is_local_path(url):
-            path = Path(url)
-            paths.append(path if path.is_absolute() else base / path)
+            paths.append(local_file(url, base))
     return paths[:EARLY_PROBE_LIMIT]
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import Any
 
 from scenerender.errors import RenderError, RenderTimeoutError
 
@@ -31,9 +32,12 @@ def find_binary(name: str) -> str:
     return found
 
 
+QUIET = ["-nostdin", "-hide_banner", "-nostats"]  # no banner, no stats line, never reads the terminal
+
+
 def with_progress(cmd: list[str]) -> list[str]:
     """``cmd`` with machine-readable progress on stdout (``-progress pipe:1``)."""
-    return [cmd[0], "-nostdin", "-hide_banner", "-nostats", "-progress", "pipe:1", *cmd[1:]]
+    return [cmd[0], *QUIET, "-progress", "pipe:1", *cmd[1:]]
 
 
 class FFmpegRunner:
@@ -62,29 +66,8 @@ class FFmpegRunner:
         Returns the stderr tail (where filters such as ebur128 print their summary).
         ``handover_fds`` are passed to the process (``pipe:N`` in ``cmd``) and closed here.
         """
-        try:
-            argv = with_progress([find_binary(self.ffmpeg), *cmd[1:]])
-            if self._cancelled:  # the render is over: start nothing more
-                raise RenderError(CANCELLED, command=shlex.join(argv))
-            log.info("ffmpeg: %s", shlex.join(argv))
-            tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    bufsize=1,
-                    pass_fds=handover_fds,
-                )
-            except OSError as exc:
-                raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
-        finally:
-            _close_all(handover_fds)
-        with self._lock:
-            if self._cancelled:
-                proc.kill()
-            self._live.add(proc)
+        argv, proc = self._start(cmd, handover_fds, progress=True, stdout=subprocess.PIPE, bufsize=1)
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         assert proc.stdout is not None and proc.stderr is not None
         stderr = proc.stderr
         reader = threading.Thread(target=lambda: tail.extend(line.rstrip() for line in stderr), daemon=True)
@@ -107,8 +90,7 @@ class FFmpegRunner:
             reader.join(timeout=5)
             proc.stdout.close()
             stderr.close()
-            with self._lock:
-                self._live.discard(proc)
+            self._forget(proc)
         if self._cancelled and code != 0:
             raise RenderError(CANCELLED, command=shlex.join(argv))
         if self._deadline is not None and time.monotonic() >= self._deadline:
@@ -144,23 +126,7 @@ class FFmpegRunner:
 
         ``handover_fds`` are passed to the process (``pipe:N`` in ``cmd``) and closed here.
         """
-        try:
-            argv = [find_binary(self.ffmpeg), "-nostdin", "-hide_banner", "-nostats", *cmd[1:]]
-            if self._cancelled:
-                raise RenderError(CANCELLED, command=shlex.join(argv))
-            log.info("ffmpeg: %s", shlex.join(argv))
-            try:
-                proc = subprocess.Popen(
-                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, pass_fds=handover_fds
-                )
-            except OSError as exc:
-                raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
-        finally:
-            _close_all(handover_fds)
-        with self._lock:
-            if self._cancelled:
-                proc.kill()
-            self._live.add(proc)
+        argv, proc = self._start(cmd, handover_fds, progress=False, stdout=subprocess.DEVNULL)
         with proc:
             try:
                 _, stderr = proc.communicate(timeout=self._remaining())
@@ -171,8 +137,7 @@ class FFmpegRunner:
                     f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
                 ) from exc
             finally:
-                with self._lock:
-                    self._live.discard(proc)
+                self._forget(proc)
         if self._cancelled and proc.returncode != 0:
             raise RenderError(CANCELLED, command=shlex.join(argv))
         if proc.returncode != 0:
@@ -181,6 +146,34 @@ class FFmpegRunner:
                 f"ffmpeg failed with exit code {proc.returncode}", stderr_tail=tail, command=shlex.join(argv)
             )
         return stderr
+
+    def _start(
+        self, cmd: list[str], handover_fds: tuple[int, ...], *, progress: bool, **popen: Any
+    ) -> tuple[list[str], subprocess.Popen[str]]:
+        """Start ``cmd`` (argv[0] replaced by the configured binary; stderr piped, text) as one of
+        this render's processes, which ``cancel`` stops; nothing starts once the render is
+        cancelled. ``handover_fds`` are closed here, whatever happens. Returns the argv run."""
+        try:
+            binary = find_binary(self.ffmpeg)
+            argv = with_progress([binary, *cmd[1:]]) if progress else [binary, *QUIET, *cmd[1:]]
+            if self._cancelled:
+                raise RenderError(CANCELLED, command=shlex.join(argv))
+            log.info("ffmpeg: %s", shlex.join(argv))
+            try:
+                proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, pass_fds=handover_fds, **popen)
+            except OSError as exc:
+                raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+        finally:
+            _close_all(handover_fds)
+        with self._lock:
+            if self._cancelled:  # cancelled while it started
+                proc.kill()
+            self._live.add(proc)
+        return argv, proc
+
+    def _forget(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._live.discard(proc)
 
     @staticmethod
     def cancelled_by_us(exc: BaseException) -> bool:

@@ -90,6 +90,12 @@ def is_local_path(url: str) -> bool:
     return "://" not in url and ":" not in url.split("/", 1)[0]
 
 
+def local_file(url: str, base: Path) -> Path:
+    """The file a local spec URL names: a relative one is relative to ``base``, the spec's folder."""
+    path = Path(url)
+    return path if path.is_absolute() else base / path
+
+
 class InputResolver:
     """Fetches each distinct URL once into ``dest_dir``."""
 
@@ -142,8 +148,7 @@ class InputResolver:
         base = self.policy.local_base
         if base is None:
             raise InputRefusedError(input_path, "local paths are only allowed for local renders", url=url)
-        path = Path(url)
-        path = path if path.is_absolute() else (base / path)
+        path = local_file(url, base)
         if not path.is_file():
             raise InputUnreachableError(input_path, f"file not found: {path}", url=url)
         size = path.stat().st_size
