@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +53,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             report_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except Stopped as stopped:
-            err.print(f"[red]stopped[/red] by {signal.Signals(stopped.signum).name}")
+            err.print(f"[red]{stopped}[/red]")
             raise typer.Exit(stopped.exit_code) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
@@ -86,7 +85,7 @@ def load_spec(path: Path) -> JobSpec:
     return parse_spec(path.read_bytes(), max_bytes=settings.max_spec_bytes)
 
 
-def output_clashes(spec: JobSpec, spec_path: Path, output: Path) -> list[ErrorDetail]:
+def output_clashes(spec: JobSpec, spec_path: Path, output: Path, option: str = "--output") -> list[ErrorDetail]:
     """The spec or a local input the output would replace: refused before anything is rendered.
 
     Publishing the MP4 replaces whatever is at the output path, so ``-o media/seg-0.mp4``
@@ -94,17 +93,13 @@ def output_clashes(spec: JobSpec, spec_path: Path, output: Path) -> list[ErrorDe
     (a hard link, a path through a linked folder).
     """
     base = spec_path.resolve().parent
-    named = [("SPEC", str(spec_path))]
-    named += [(f"segments[{i}].url", seg.url) for i, seg in enumerate(spec.segments)]
-    named += [(f"audio.clips[{i}].url", clip.url) for i, clip in enumerate(spec.audio.clips)]
-    clashes = []
-    for where, url in named:
-        if where != "SPEC" and not is_local_path(url):
-            continue
-        path = spec_path if where == "SPEC" else local_file(url, base)
-        if _same_file(output, path):
-            clashes.append(ErrorDetail("--output", f"is {where} ({url}): the render would overwrite it"))
-    return clashes
+    named = [("SPEC", str(spec_path), spec_path)]
+    named += [(where, url, local_file(url, base)) for where, url in spec.inputs() if is_local_path(url)]
+    return [
+        ErrorDetail(option, f"is {where} ({url}): the render would overwrite it")
+        for where, url, path in named
+        if _same_file(output, path)
+    ]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -399,9 +394,9 @@ def submit_cmd(
         if not download_to.parent.is_dir():
             problem = f"folder does not exist: {download_to.parent}"
             raise SpecError.from_details([ErrorDetail("--download", problem)])
-        clashes = output_clashes(load_spec(spec_path), spec_path, download_to)
+        clashes = output_clashes(load_spec(spec_path), spec_path, download_to, "--download")
         if clashes:
-            raise SpecError.from_details([ErrorDetail("--download", c.message) for c in clashes])
+            raise SpecError.from_details(clashes)
     use_dev_env()
     if batch:
         batch_id, uri, _ = submit_batch(spec_path, get_settings(), clients.blobs())

@@ -151,7 +151,7 @@ def main() -> None:
 
         cli.main(early_probes=early)
     except Stopped as stopped:  # before the CLI was there to report it
-        sys.stderr.write(f"stopped by {signal.Signals(stopped.signum).name}\n")
+        sys.stderr.write(f"{stopped}\n")
         raise SystemExit(stopped.exit_code) from None
     finally:
         if early is not None:

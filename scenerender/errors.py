@@ -26,6 +26,7 @@ exits with 128 + the signal's number, as a shell reports a process the signal en
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -152,6 +153,9 @@ class Stopped(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}"
 
 
 def all_error_classes() -> list[type[SceneRenderError]]:

@@ -227,11 +227,8 @@ def fetch_and_probe(
     digests = digests or Digests()
     reused = reused if reused is not None else []
     wanted: dict[str, str] = {}
-    for index, seg in enumerate(spec.segments):
-        wanted.setdefault(seg.url, f"segments[{index}].url")
-    for index, clip in enumerate(spec.audio.clips):
-        if spec.audio.tracks.enabled(clip.type):
-            wanted.setdefault(clip.url, f"audio.clips[{index}].url")
+    for input_path, url in spec.inputs(muted_tracks=False):
+        wanted.setdefault(url, input_path)
     lock = threading.Lock()
     done = 0
     # Several URLs may name one file (a reused sound, a link): it is probed once, and a

@@ -155,6 +155,17 @@ class JobSpec(_Model):
     segments: Annotated[list[Segment], Field(min_length=1, max_length=500)]
     audio: Audio = Audio()
 
+    def inputs(self, *, muted_tracks: bool = True) -> list[tuple[str, str]]:
+        """Every input URL with its JSON path (``segments[2].url``), segments first, in spec order;
+        without ``muted_tracks``, clips of a track the mix leaves out are not listed."""
+        named = [(f"segments[{i}].url", seg.url) for i, seg in enumerate(self.segments)]
+        named += [
+            (f"audio.clips[{i}].url", clip.url)
+            for i, clip in enumerate(self.audio.clips)
+            if muted_tracks or self.audio.tracks.enabled(clip.type)
+        ]
+        return named
+
     def segment_index(self, segment_id: str) -> int | None:
         for index, segment in enumerate(self.segments):
             if segment.id == segment_id:

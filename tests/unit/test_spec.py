@@ -195,3 +195,27 @@ def test_schema_describes_v1() -> None:
     assert set(schema["required"]) == {"version", "project_id", "scene_id", "segments"}
     assert schema["additionalProperties"] is False
     json.dumps(schema)
+
+
+def test_inputs_are_listed_with_their_paths_and_muted_tracks_only_on_request() -> None:
+    spec = parse_spec(
+        {
+            "version": 1,
+            "project_id": "p",
+            "scene_id": "s",
+            "segments": [{"id": "a", "url": "a.mp4"}, {"id": "b", "url": "gs://m/b.mp4"}],
+            "audio": {
+                "tracks": {"music": False},
+                "clips": [{"type": "music", "url": "bed.wav"}, {"type": "dialogue", "url": "line.wav"}],
+            },
+        }
+    )
+    assert spec.inputs() == [
+        ("segments[0].url", "a.mp4"),
+        ("segments[1].url", "gs://m/b.mp4"),
+        ("audio.clips[0].url", "bed.wav"),
+        ("audio.clips[1].url", "line.wav"),
+    ]
+    # What the render fetches: the muted music is not among them.
+    assert ("audio.clips[0].url", "bed.wav") not in spec.inputs(muted_tracks=False)
+    assert len(spec.inputs(muted_tracks=False)) == 3
