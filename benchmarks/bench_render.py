@@ -11,7 +11,9 @@ with film grain (what an encoder meets in real footage). Timed on the same files
   moviepy       MoviePy 2: concatenate_videoclips + CompositeAudioClip, preset veryfast
                 (in its own venv, .venv-bench, made on first use from requirements-bench.txt)
 
-Then the "needs normalising" case (720p25 sources to 1080p30) against naive ffmpeg, and the
+Then the "needs normalising" case (720p25 sources to 1080p30) against naive ffmpeg, at x264's
+default crf 23 and at crf 20 (the picture scenerender keeps), with each output's PSNR and SSIM
+against its sources measured so "equal quality" is a figure, not a claim; and the
 peak memory of the whole process tree for 10 vs 100 segments. Compared runs take turns
 (ours, naive, ours, naive, ...; the median of three each), so a drift in the machine's
 speed meets them alike. Prints a table and ratios, and writes JSON to benchmarks/results/.
@@ -32,9 +34,12 @@ from pathlib import Path
 
 import psutil
 
-from scenerender import plan
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the pictures are measured with the test suite's own meter
+
+from tests.measure import picture_quality  # noqa: E402
+
+EQUAL_QUALITY_CRF = 20  # plain veryfast at this crf gives the picture scenerender keeps
 BENCH_VENV = ROOT / ".venv-bench"
 
 
@@ -224,8 +229,8 @@ def make_scene(
 def naive_command(spec_path: Path, out: Path, crf: int | None = None) -> list[str]:
     """The usual one-command approach: decode everything, concat filter, amix, re-encode.
 
-    x264's default quality (crf 23) unless ``crf`` is given: scenerender encodes at crf 20,
-    so the same command at crf 20 is the comparison at equal quality.
+    x264's default quality (crf 23) unless ``crf`` is given: scenerender keeps the picture of
+    veryfast at crf 20, so the same command at crf 20 is the comparison at equal quality.
     """
     spec = json.loads(spec_path.read_text())
     base = spec_path.parent
@@ -368,6 +373,7 @@ def main() -> None:
     rows: list[Run] = []
     ratios: dict[str, float] = {}
     turns: dict[str, list[float]] = {}
+    pictures: dict[str, dict[str, float]] = {}
     speed_before = machine_speed()
     with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
         work = Path(tmp)
@@ -414,7 +420,7 @@ def main() -> None:
                 ("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4")),
                 (
                     "naive-ffmpeg crf 20 (720p25 -> 1080p30)",
-                    naive_command(normalising, work / "naive-n20.mp4", crf=plan.EncodeSettings.FULL_CRF),
+                    naive_command(normalising, work / "naive-n20.mp4", crf=EQUAL_QUALITY_CRF),
                 ),
             ],
             rounds=3,
@@ -424,6 +430,14 @@ def main() -> None:
         ratios["naive/scenerender (normalising)"] = round(naive_n.wall_s / ours_n.wall_s, 2)
         turns["naive/scenerender (normalising)"] = per_turn(naive_n, ours_n)
         ratios["naive at equal quality (crf 20)/scenerender (normalising)"] = round(naive_n20.wall_s / ours_n.wall_s, 2)
+        sources = [normalising.parent / seg["url"] for seg in json.loads(normalising.read_text())["segments"]]
+        for label, out in (
+            ("scenerender", work / "ours-n.mp4"),
+            ("naive-ffmpeg", work / "naive-n.mp4"),
+            ("naive-ffmpeg crf 20", work / "naive-n20.mp4"),
+        ):
+            psnr, ssim = picture_quality(out, sources, width=1920, height=1080, fps="30")
+            pictures[f"{label} (720p25 -> 1080p30)"] = {"psnr_db": psnr, "ssim": ssim, "mb": out.stat().st_size / 1e6}
         del os.environ["SCENERENDER_SEGMENT_CACHE"]
 
         full, again = rerender_after_one_change(work, seconds)
@@ -446,6 +460,9 @@ def main() -> None:
     for key, value in ratios.items():
         by_turn = f" (turn by turn: {', '.join(f'{r:.2f}' for r in turns[key])})" if key in turns else ""
         print(f"{key}: {value}x{by_turn}")
+    print()
+    for label, pic in pictures.items():
+        print(f"picture of {label}: PSNR {pic['psnr_db']:.2f} dB, SSIM {pic['ssim']:.4f}, {pic['mb']:.1f} MB")
     speed_after = machine_speed()
     print(
         f"machine speed before / after: ffprobe start {speed_before['ffprobe_start_ms']} / "
@@ -461,6 +478,7 @@ def main() -> None:
                 "runs": [asdict(r) for r in rows],
                 "ratios": ratios,
                 "ratios_turn_by_turn": turns,
+                "pictures": pictures,
                 "machine_speed": {"before": speed_before, "after": speed_after},
                 "segment_seconds": seconds,
             },

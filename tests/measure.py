@@ -1,4 +1,5 @@
-"""Measurements on real outputs: probes, decoded samples, onsets, band levels, loudness, geometry."""
+"""Measurements on real outputs: probes, decoded samples, onsets, band levels, loudness, geometry,
+picture quality."""
 
 from __future__ import annotations
 
@@ -195,3 +196,31 @@ def letterbox_bars(path: Path, at: float, *, black: int = 20) -> tuple[int, int,
     left = int(np.argmax(cols))
     right = int(np.argmax(cols[::-1]))
     return top, bottom, left, right
+
+
+_SSIM = re.compile(r"SSIM .*All:([0-9.]+)")
+_PSNR = re.compile(r"PSNR .*average:([0-9.]+|inf)")
+
+
+def picture_quality(path: Path, sources: list[Path], *, width: int, height: int, fps: str) -> tuple[float, float]:
+    """(PSNR dB, SSIM) of ``path``'s picture against its ``sources`` played back to back,
+    each letterboxed to ``width`` x ``height`` at ``fps`` by ffmpeg's scaler with no encode in
+    between: what the encodes lost, and nothing that the scaling itself changes."""
+    chains = [
+        f"[{i + 1}:v]scale={width}:{height}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
+        f"pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={fps},format=yuv420p[s{i}]"
+        for i in range(len(sources))
+    ]
+    chains.append("".join(f"[s{i}]" for i in range(len(sources))) + f"concat=n={len(sources)}:v=1:a=0,split[r1][r2]")
+    chains.append("[0:v]split[o1][o2];[o1][r1]ssim;[o2][r2]psnr")
+    inputs = [arg for source in [path, *sources] for arg in ("-i", str(source))]
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-nostats", *inputs, "-filter_complex", ";".join(chains), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    ssim, psnr = _SSIM.search(done.stderr), _PSNR.search(done.stderr)
+    assert ssim and psnr, done.stderr[-1000:]
+    return float(psnr[1]), float(ssim[1])

@@ -27,9 +27,12 @@ def make_video(
     channels: int = 2,
     tone: float = 330.0,
     pattern: str = "testsrc2",
+    grain: int = 0,
 ) -> Path:
-    """H.264 High yuv420p (+ AAC) in MP4, like a generated segment."""
-    args = ["-f", "lavfi", "-i", f"{pattern}=s={width}x{height}:r={fps}:d={duration}"]
+    """H.264 High yuv420p (+ AAC) in MP4, like a generated segment; ``grain`` adds temporal
+    noise of that strength (texture like real footage has, which flat patterns lack)."""
+    picture = f"{pattern}=s={width}x{height}:r={fps}:d={duration}" + (f",noise=alls={grain}:allf=t" if grain else "")
+    args = ["-f", "lavfi", "-i", picture]
     if audio:
         layout = "mono" if channels == 1 else "stereo"
         args += ["-f", "lavfi", "-i", f"sine=f={tone}:r={sample_rate}:d={duration},aformat=channel_layouts={layout}"]

@@ -80,6 +80,18 @@ def test_normalize_command_fits_and_counts_frames(fit: str, expected: str) -> No
     assert argv[-1] == "/o/0.mp4" and cmd.duration_s == pytest.approx(1.5)
 
 
+def test_encode_settings_reach_x264_as_given() -> None:
+    probes = {"p.mp4": video("p.mp4", width=1280, height=720, fps=Fraction(25), seconds=2.0)}
+    tl = make({"output": {"fps": 30}, "segments": [{"id": "a", "url": "p.mp4"}]}, probes)
+    full = plan.normalize_command(tl.segments[0], tl, Path("f.mp4"), plan.EncodeSettings.for_timeline(tl)).argv
+    assert full[full.index("-crf") + 1] == "19.5" and full[full.index("-preset") + 1] == "veryfast"
+    assert full[full.index("-x264-params") + 1] == "me=dia:subme=1"
+    preview_tl = make({"output": {"fps": 30, "preview": True}, "segments": [{"id": "a", "url": "p.mp4"}]}, probes)
+    preview_enc = plan.EncodeSettings.for_timeline(preview_tl)
+    preview = plan.normalize_command(preview_tl.segments[0], preview_tl, Path("p.mp4"), preview_enc).argv
+    assert preview[preview.index("-crf") + 1] == "30" and "-x264-params" not in preview
+
+
 def test_every_input_is_limited_to_local_files() -> None:
     probes = {"v.mp4": video("v.mp4"), "d.wav": sound("d.wav")}
     tl = make(
