@@ -151,8 +151,8 @@ def main() -> None:
         from scenerender import cli
 
         # The 400 modules just loaded live as long as the process: frozen, the collector skips
-        # them in every pass, the interpreter's passes at exit included (40 ms less at the end
-        # of every command, measured).
+        # them in every pass, the interpreter's passes at exit included (30-40 ms less at the
+        # end of every command, measured).
         gc.freeze()
         cli.main(early_probes=early)
     except Stopped as stopped:  # before the CLI was there to report it

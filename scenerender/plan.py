@@ -37,8 +37,8 @@ class EncodeSettings:
 
     # A finished scene: the picture of plain veryfast at crf 20, well above x264's default 23.
     # veryfast's hexagon motion search and second subpel pass cost a quarter to a third of its
-    # CPU for about 0.1-0.2 dB; the diamond search with one subpel pass at half a step lower
-    # crf gives the same picture for that much less CPU (measured: README, "Encoding").
+    # CPU for at most 0.2 dB; the diamond search with one subpel pass at half a step lower crf
+    # gives the same picture or better for that much less CPU (measured: README, "Encoding").
     FULL_CRF: ClassVar[float] = 19.5
     FULL_X264_PARAMS: ClassVar[str] = "me=dia:subme=1"
     PREVIEW_CRF: ClassVar[float] = 30
