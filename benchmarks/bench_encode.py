@@ -5,7 +5,7 @@
 Seven kinds of picture, each 5 s of 720p25 H.264 (like a generated segment), are brought to
 1080p30 the way a normalised segment is (scale, fps) and encoded twice, taking turns: with
 plain ``veryfast`` at crf 20 (the baseline: the picture scenerender promises) and with
-scenerender's own settings (``plan.EncodeSettings.for_timeline`` of a full render). Each
+scenerender's own settings (``plan.EncodeSettings.full``, the encoder options of a full render). Each
 output's PSNR and SSIM are measured against its source scaled with no encode in between.
 Prints a table and the ratios, and writes JSON to benchmarks/results/.
 """
@@ -13,19 +13,16 @@ Prints a table and the ratios, and writes JSON to benchmarks/results/.
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the pictures are measured with the test suite's own meter
+# bench_render also puts the project root on the path, for the test suite's picture meter.
+from bench_render import ROOT, ffmpeg, timed
 
-from scenerender import plan  # noqa: E402
-from tests.measure import picture_quality  # noqa: E402
+from scenerender import plan
+from tests.measure import picture_quality
 
 PICTURES = {
     "test pattern (testsrc2)": "testsrc2=s=1280x720:r=25:d=5",
@@ -49,28 +46,17 @@ class Encode:
     mb: float
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
-
-
 def encode(source: Path, out: Path, enc: plan.EncodeSettings) -> Encode:
     # One thread, like a segment encode beside the others on a busy machine.
-    params = ["-x264-params", enc.x264_params] if enc.x264_params else []
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ffmpeg(
-        *("-threads", "1", "-i", str(source), "-filter_threads", "1", "-vf", UPSCALE),
-        *("-c:v", "libx264", "-preset", enc.preset, "-crf", f"{enc.crf:g}", *params, "-threads", "1", str(out)),
-    )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    decode = ["-threads", "1", "-i", str(source), "-filter_threads", "1", "-vf", UPSCALE]
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-y", *decode, *enc.encoder_args(), "-threads", "1", str(out)]
+    _, cpu = timed(f"encode {out.name}", argv, None)
     psnr, ssim = picture_quality(out, [source], width=1920, height=1080, fps="30")
     return Encode(round(cpu, 2), psnr, ssim, round(out.stat().st_size / 1e6, 2))
 
 
 def main() -> None:
-    ours = plan.EncodeSettings(
-        preset="veryfast", crf=plan.EncodeSettings.FULL_CRF, x264_params=plan.EncodeSettings.FULL_X264_PARAMS
-    )
+    ours = plan.EncodeSettings.full()
     results: dict[str, dict[str, Encode]] = {}
     with tempfile.TemporaryDirectory(prefix="scenerender-bench-encode-") as tmp:
         work = Path(tmp)

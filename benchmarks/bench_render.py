@@ -66,7 +66,7 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
     share of pages it shares, so the libraries every ffmpeg of the tree maps are counted
     once, not once per process (a sum of RSS would); the peak of the plain RSS sum is kept too.
     """
-    timings = sorted(_timed(name, argv, cwd) for _ in range(timed_runs))
+    timings = sorted(timed(name, argv, cwd) for _ in range(timed_runs))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = psutil.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -100,7 +100,7 @@ def side_by_side(cases: list[tuple[str, list[str]]], rounds: int) -> list[Run]:
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
     for _ in range(rounds):
         for name, argv in cases:
-            timings[name].append(_timed(name, argv, None))
+            timings[name].append(timed(name, argv, None))
     runs = []
     for name, argv in cases:
         sampled = measure(name, argv, timed_runs=0)
@@ -131,7 +131,7 @@ def machine_speed() -> dict[str, float]:
     return {"ffprobe_start_ms": round(sorted(starts)[4] * 1000, 1), "python_loop_s": round(time.monotonic() - began, 2)}
 
 
-def _timed(name: str, argv: list[str], cwd: Path | None) -> tuple[float, float]:
+def timed(name: str, argv: list[str], cwd: Path | None) -> tuple[float, float]:
     """(wall, CPU of the whole tree) of one run with nothing watching it."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()

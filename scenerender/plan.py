@@ -44,10 +44,19 @@ class EncodeSettings:
     PREVIEW_CRF: ClassVar[float] = 30
 
     @classmethod
+    def full(cls) -> EncodeSettings:
+        return cls(preset="veryfast", crf=cls.FULL_CRF, x264_params=cls.FULL_X264_PARAMS)
+
+    @classmethod
     def for_timeline(cls, timeline: Timeline) -> EncodeSettings:
         if timeline.preview:
             return cls(preset="ultrafast", crf=cls.PREVIEW_CRF)
-        return cls(preset="veryfast", crf=cls.FULL_CRF, x264_params=cls.FULL_X264_PARAMS)
+        return cls.full()
+
+    def encoder_args(self) -> list[str]:
+        """The video encoder and its settings as ffmpeg options (profile and pixel format apart)."""
+        params = ["-x264-params", self.x264_params] if self.x264_params else []
+        return ["-c:v", "libx264", "-preset", self.preset, "-crf", f"{self.crf:g}", *params]
 
 
 @dataclass(frozen=True)
@@ -174,13 +183,7 @@ def normalize_command(
         chain,
         "-frames:v",
         str(frames),
-        "-c:v",
-        "libx264",
-        "-preset",
-        enc.preset,
-        "-crf",
-        f"{enc.crf:g}",
-        *(["-x264-params", enc.x264_params] if enc.x264_params else []),
+        *enc.encoder_args(),
         "-profile:v",
         "high",
         "-pix_fmt",
