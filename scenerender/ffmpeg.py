@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+from scenerender import linkorder
 from scenerender.errors import RenderError, RenderTimeoutError
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,14 @@ class FFmpegRunner:
                 raise RenderError(CANCELLED, command=shlex.join(argv))
             log.info("ffmpeg: %s", shlex.join(argv))
             try:
-                proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, pass_fds=handover_fds, **popen)
+                proc = subprocess.Popen(
+                    argv,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    pass_fds=handover_fds,
+                    env=linkorder.environment(binary),
+                    **popen,
+                )
             except OSError as exc:
                 raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
         finally:

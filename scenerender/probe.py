@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from scenerender import linkorder
 from scenerender.errors import InputMediaError, InputRefusedError
 
 # Containers we read. Anything else (playlists, concat lists, image sequences, raw
@@ -243,7 +244,8 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: st
     """What ``ffprobe -of json`` says of one local file (call ``refuse_reference_files`` first)."""
     cmd = probe_command(ffprobe, path)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+        env = linkorder.environment(ffprobe)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False, env=env)
     except FileNotFoundError as exc:
         raise InputMediaError(input_path, f"ffprobe not found ({ffprobe}); install ffmpeg") from exc
     except subprocess.TimeoutExpired as exc:
@@ -308,7 +310,11 @@ class EarlyProbes:
     def _run(self, path: Path, identity: FileIdentity) -> str | None:
         try:
             process = subprocess.Popen(
-                probe_command(self.ffprobe, path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+                probe_command(self.ffprobe, path),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=linkorder.environment(self.ffprobe),
             )
         except OSError:
             return None
