@@ -15,8 +15,10 @@ instances, libm and libc), the first one searched wins, so the order keeps every
 that wins today ahead of the others that define its symbol. It is computed from the
 loader's own trace (``LD_DEBUG=bindings``) and kept only if every binding lands in the very
 library it lands in without it. An order is used only while the binary and each library are
-the files it was computed for (size and modification time), and never when the caller set
-``LD_PRELOAD`` itself. Without a valid order ffmpeg starts as it always did.
+the files it was computed for (size and modification time), with the same loader cache
+(``/etc/ld.so.cache``, which says where each library is found), and never when the caller
+set ``LD_PRELOAD`` or ``LD_LIBRARY_PATH`` itself. Without a valid order ffmpeg starts as it
+always did.
 
     python -m scenerender.linkorder      # compute the orders of FFMPEG and FFPROBE (setup does)
 
@@ -38,7 +40,10 @@ from functools import lru_cache
 from pathlib import Path
 
 DIR_ENV = "SCENERENDER_LINK_ORDER_DIR"  # also a field of settings.Settings, for its documentation
-FORMAT = 1
+FORMAT = 2
+LOADER_CACHE = "/etc/ld.so.cache"
+# Either would change which files the loader finds: the order was computed without them.
+CALLER_VARIABLES = ("LD_PRELOAD", "LD_LIBRARY_PATH")
 MAX_ROUNDS = 10
 TRACE_TIMEOUT_S = 60
 # The loader itself is in every scope and cannot be preloaded.
@@ -167,6 +172,7 @@ def save(binary: str, order: list[str], directory: Path | None = None) -> Path:
         "format": FORMAT,
         "binary": binary,
         "identity": _identity(binary),
+        "loader_cache": _identity(LOADER_CACHE),
         "libraries": [[lib, _identity(lib)] for lib in order],
     }
     directory.mkdir(parents=True, exist_ok=True)
@@ -188,6 +194,8 @@ def _preload(binary: str, directory: Path) -> str | None:
         return None
     if record.get("identity") is None or record.get("identity") != _identity(binary):
         return None
+    if record.get("loader_cache") != _identity(LOADER_CACHE):
+        return None
     libraries = record.get("libraries")
     if not isinstance(libraries, list) or not libraries:
         return None
@@ -206,7 +214,7 @@ def resolve(binary: str) -> str | None:
 
 def environment(binary: str) -> dict[str, str] | None:
     """The environment to start ``binary`` in: ours with its order preloaded, or None (ours as it is)."""
-    if "LD_PRELOAD" in os.environ:
+    if any(name in os.environ for name in CALLER_VARIABLES):
         return None
     resolved = resolve(binary)
     preload = _preload(resolved, order_dir()) if resolved else None

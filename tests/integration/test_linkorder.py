@@ -55,7 +55,8 @@ def mean_search_depth(binary: str, env: dict[str, str] | None) -> float:
 def order_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     directory = tmp_path / "link-order"
     monkeypatch.setenv(linkorder.DIR_ENV, str(directory))
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    for variable in linkorder.CALLER_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     linkorder._preload.cache_clear()
     yield directory
     linkorder._preload.cache_clear()
@@ -86,7 +87,7 @@ def test_the_order_binds_every_symbol_where_it_was_and_searches_far_fewer_librar
     assert preloaded == {lib for lib in loaded if "ld-linux" not in lib}
 
 
-def test_a_stale_order_or_a_preload_of_the_callers_own_is_not_used(
+def test_a_stale_order_or_the_callers_own_loader_variables_are_not_used(
     order_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     binary = ffprobe()
@@ -113,14 +114,24 @@ def test_a_stale_order_or_a_preload_of_the_callers_own_is_not_used(
     linkorder._preload.cache_clear()
     assert linkorder.environment(binary) is None
 
+    # The loader's cache rebuilt (ldconfig): a library may now be found elsewhere.
+    rebuilt = json.loads(json.dumps(record))
+    rebuilt["loader_cache"][1] -= 1
+    record_path.write_text(json.dumps(rebuilt))
+    linkorder._preload.cache_clear()
+    assert linkorder.environment(binary) is None
+
     record_path.write_text("{not json")
     linkorder._preload.cache_clear()
     assert linkorder.environment(binary) is None
 
     record_path.write_text(json.dumps(record))
     linkorder._preload.cache_clear()
-    monkeypatch.setenv("LD_PRELOAD", "")
-    assert linkorder.environment(binary) is None
+    assert linkorder.environment(binary) is not None
+    for variable in ("LD_PRELOAD", "LD_LIBRARY_PATH"):
+        with monkeypatch.context() as caller:
+            caller.setenv(variable, "")
+            assert linkorder.environment(binary) is None
 
 
 def test_setup_reports_a_binary_it_cannot_order_and_goes_on(
