@@ -15,8 +15,9 @@ Then the "needs normalising" case (720p25 sources to 1080p30) against naive ffmp
 default crf 23 and at crf 20 (the picture scenerender keeps), with each output's PSNR and SSIM
 against its sources measured so "equal quality" is a figure, not a claim; and the
 peak memory of the whole process tree for 10 vs 100 segments. Compared runs take turns
-(ours, naive, ours, naive, ...; the median of three each), so a drift in the machine's
-speed meets them alike. Prints a table and ratios, and writes JSON to benchmarks/results/.
+(ours, naive, ours, naive, ...; the median of three each; a 2-second render of ours runs
+five times in a row in each turn), so a drift in the machine's speed meets them alike.
+Prints a table and ratios, and writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the pictures are measured with the test suite's own meter
 
+from scenerender import linkorder  # noqa: E402
 from tests.measure import picture_quality  # noqa: E402
 
+SHORT_RUN_REPEATS = 5  # renders of about 2 s, run this many times in each turn (side_by_side)
 EQUAL_QUALITY_CRF = 20  # plain veryfast at this crf gives the picture scenerender keeps
 BENCH_VENV = ROOT / ".venv-bench"
 
@@ -91,22 +94,29 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
     return Run(name, round(wall, 2), round(cpu, 2), round(peak / 1e6, 1), round(peak_rss / 1e6, 1))
 
 
-def side_by_side(cases: list[tuple[str, list[str]]], rounds: int) -> list[Run]:
+def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[str, int] | None = None) -> list[Run]:
     """Each case timed ``rounds`` times, the cases taking turns (A B A B ...), then its memory sampled once.
 
     On a shared machine the speed of the cores drifts over minutes; taking turns spreads the
     drift over every case alike, where one case's runs after another's would each meet its own.
+    A case named in ``repeats`` runs that many times in a row in each turn, and the turn
+    counts their median: a 2-second render meets the machine's hiccups (a stalled second of
+    a process or two, now and then) whole, where a 17-second one averages them out within
+    itself. Its wall time is the median of all its runs, with that run's CPU.
     """
+    repeats = repeats or {}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
+    turn_walls: dict[str, list[float]] = {name: [] for name, _ in cases}
     for _ in range(rounds):
         for name, argv in cases:
-            timings[name].append(timed(name, argv, None))
+            this_turn = [timed(name, argv, None) for _ in range(repeats.get(name, 1))]
+            timings[name] += this_turn
+            turn_walls[name].append(round(sorted(w for w, _ in this_turn)[len(this_turn) // 2], 2))
     runs = []
     for name, argv in cases:
         sampled = measure(name, argv, timed_runs=0)
         wall, cpu = sorted(timings[name])[len(timings[name]) // 2]
-        walls = [round(w, 2) for w, _ in timings[name]]
-        runs.append(Run(name, round(wall, 2), round(cpu, 2), sampled.peak_mb, sampled.peak_rss_mb, walls))
+        runs.append(Run(name, round(wall, 2), round(cpu, 2), sampled.peak_mb, sampled.peak_rss_mb, turn_walls[name]))
     return runs
 
 
@@ -380,23 +390,30 @@ def main() -> None:
         matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
         # The comparisons with the baselines run without the segment cache: every render encodes.
         os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
+        # Without the load order of ffmpeg's libraries (scenerender/linkorder.py): what it saves.
+        no_order = f"{linkorder.DIR_ENV}={work / 'no-link-order'}"
+        unordered = ["env", no_order, *scenerender(matching, work / "ours-u.mp4")]
         cases = [
             ("scenerender (matching)", scenerender(matching, work / "ours.mp4")),
             ("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4")),
+            ("scenerender without the link order (matching)", unordered),
         ]
         if not args.no_moviepy:
             script = work / "moviepy_render.py"
             script.write_text(MOVIEPY_SCRIPT)
             argv = [str(moviepy_python()), str(script), str(matching), str(work / "moviepy.mp4")]
             cases.append(("moviepy (matching)", argv))
-        matched = side_by_side(cases, rounds=3)
+        short = {"scenerender (matching)": SHORT_RUN_REPEATS, cases[2][0]: SHORT_RUN_REPEATS}
+        matched = side_by_side(cases, rounds=3, repeats=short)
         rows += matched
-        ours = matched[0]
-        ratios["naive/scenerender (matching)"] = round(matched[1].wall_s / ours.wall_s, 2)
-        turns["naive/scenerender (matching)"] = per_turn(matched[1], ours)
+        ours, naive, unordered_run = matched[0], matched[1], matched[2]
+        ratios["naive/scenerender (matching)"] = round(naive.wall_s / ours.wall_s, 2)
+        turns["naive/scenerender (matching)"] = per_turn(naive, ours)
+        ratios["without/with the link order (matching)"] = round(unordered_run.wall_s / ours.wall_s, 2)
+        turns["without/with the link order (matching)"] = per_turn(unordered_run, ours)
         if not args.no_moviepy:
-            ratios["moviepy/scenerender (matching)"] = round(matched[2].wall_s / ours.wall_s, 2)
-            turns["moviepy/scenerender (matching)"] = per_turn(matched[2], ours)
+            ratios["moviepy/scenerender (matching)"] = round(matched[3].wall_s / ours.wall_s, 2)
+            turns["moviepy/scenerender (matching)"] = per_turn(matched[3], ours)
 
         grainy = make_scene(work / "grainy", segments=10, seconds=seconds, size="1920x1080", fps=30, grain=True)
         ours_g, naive_g = side_by_side(
