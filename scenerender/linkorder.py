@@ -134,6 +134,8 @@ def _order(libraries: list[str], lookups: Counter[str], after: dict[str, set[str
     order: list[str] = []
     while remaining:
         ready = [lib for lib in remaining if not after.get(lib, set()) & remaining]
+        if not ready:  # cannot happen for constraints read off today's order, which meets them all
+            raise LinkOrderError("the libraries' constraints contradict each other")
         pick = max(ready, key=lambda lib: (urgent(lib), lookups[lib], -rank[lib]))
         order.append(pick)
         remaining.remove(pick)
@@ -161,6 +163,8 @@ def compute(binary: str) -> list[str]:
             now = reordered.get(key)
             if now is None:
                 raise LinkOrderError(f"{binary}: {key[1]} was not found at all with the libraries reordered")
+            if was not in libraries:  # the binary or the loader: nothing preloaded can go behind them
+                raise LinkOrderError(f"{binary}: {key[1]} moved from {was}, which cannot be reordered")
             after.setdefault(now, set()).add(was)
     raise LinkOrderError(f"no order of {binary}'s libraries kept every binding in {MAX_ROUNDS} rounds")
 
