@@ -157,8 +157,11 @@ def compute(binary: str) -> list[str]:
         order = _order(libraries, lookups, after)
         reordered = bindings(binary, order)
         moved = [(key, was) for key, was in today.items() if reordered.get(key) != was]
-        if not moved and reordered.keys() == today.keys():
-            return order
+        if not moved:
+            if reordered.keys() == today.keys():
+                return order
+            # Nothing moved, so no new constraint: every further round would trace the same order.
+            raise LinkOrderError(f"{binary}: the reordered libraries bind symbols that were not bound before")
         for key, was in moved:
             now = reordered.get(key)
             if now is None:
