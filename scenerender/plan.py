@@ -39,8 +39,14 @@ class EncodeSettings:
     # veryfast's hexagon motion search and second subpel pass cost a quarter to a third of its
     # CPU for at most 0.2 dB; the diamond search with one subpel pass at half a step lower crf
     # gives the same picture or better for that much less CPU (measured: README, "Encoding").
+    # Memory: every frame x264 holds at 1080p costs 6 MiB (a frame waiting in the lookahead)
+    # to 10 MiB (a reference, with its half-pel planes). Without the B-pyramid a B-frame is
+    # never a reference, so two fewer references are kept (22 MiB), and a lookahead of 8
+    # frames instead of 10 keeps two fewer waiting (13 MiB); the picture stays at or above
+    # plain veryfast crf 20 on every picture measured. Two encodes at once then fit, with
+    # Python, in 400 MB.
     FULL_CRF: ClassVar[float] = 19.5
-    FULL_X264_PARAMS: ClassVar[str] = "me=dia:subme=1"
+    FULL_X264_PARAMS: ClassVar[str] = "me=dia:subme=1:b-pyramid=none:rc-lookahead=8"
     PREVIEW_CRF: ClassVar[float] = 30
 
     @classmethod
@@ -682,11 +688,11 @@ def assemble_command(
 
 
 ENCODER_BASE_MB = 60  # ffmpeg's own libraries and buffers
-# x264 veryfast holds about this many frames (lookahead, B-frames, references, half-pel
-# planes), and more with each extra frame thread. Fitted at 1080p (232 MB with one thread,
-# 285 MB with two); measured within 5 % at 720p (143 MB), 12 % over at 2160p (659 MB).
-ENCODER_FRAMES = 58
-ENCODER_FRAMES_PER_EXTRA_THREAD = 18
+# A full render's x264 holds about this many frames (lookahead, B-frames, references,
+# half-pel planes), and more with each extra frame thread. Fitted at 1080p (192 MiB with one
+# thread, 243 with two); measured 3 % under at 720p (122 MiB), 14 % over at 2160p (515 MiB).
+ENCODER_FRAMES = 44
+ENCODER_FRAMES_PER_EXTRA_THREAD = 17
 MEMORY_HEADROOM = 0.75  # the rest of a budget is for Python, the audio pass and copies
 
 
@@ -734,10 +740,3 @@ def parallel_jobs(
         while workers > 1 and workers * encoder_mb(*frame_size, max(1, cores // workers)) > budget:
             workers -= 1
     return workers, max(1, cores // workers)
-
-
-def tail_threads(threads: int, workers: int, remaining: int) -> int:
-    """Encoder threads for an encode started when ``remaining`` encodes (itself included) are
-    left to start: with fewer than the workers, some workers start nothing more, and their
-    cores go to the last encodes instead of idling while one runs on alone."""
-    return threads if remaining >= workers else threads * workers // remaining

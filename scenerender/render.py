@@ -15,9 +15,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -306,59 +307,54 @@ def render(
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
 
-        # Video and audio do not depend on each other: the audio pass (one core) runs
-        # while the segments are normalised. If either fails, the other is stopped.
+        # Video and audio do not depend on each other, so they share the cores. With the video
+        # only copied, its pieces are the sources themselves and the cores are the audio's: its
+        # encode is shared among them and muxed into the output as it comes. With segments to
+        # encode, the audio pass is one more job for the encoders' cores, not a process beside
+        # one encoder per core: that would only add its memory to theirs at the peak.
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
         list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
-
-        # With the video only copied, its pieces are the sources themselves and the cores
-        # are the audio's: its encode is shared among them and muxed into the output as it
-        # comes. While segments are encoded every core is busy, and more audio processes
-        # would only add memory.
         final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
         audio_cores = 1 if blockers else (opts.cpus or os.cpu_count() or 1)
+        made: list[AudioMade] = []
 
-        def audio_job() -> AudioMade:
-            made = make_audio(
-                timeline,
-                work,
-                audio_out,
-                runner,
-                lambda f: tracker.stage("audio", f),
-                opts.segment_cache,
-                digests,
-                cores=audio_cores,
-                final=final,
+        def audio_job() -> None:
+            started = time.monotonic()
+            made.append(
+                make_audio(
+                    timeline,
+                    work,
+                    audio_out,
+                    runner,
+                    lambda f: tracker.stage("audio", f),
+                    opts.segment_cache,
+                    digests,
+                    cores=audio_cores,
+                    final=final,
+                )
             )
-            timings["audio_s"] = time.monotonic() - t1
-            return made
+            timings["audio_s"] = time.monotonic() - started
 
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
-                audio_future = audio_pool.submit(audio_job)
-                audio_future.add_done_callback(lambda f: runner.cancel() if f.exception() else None)
-                try:
-                    pieces, counts = (
-                        (final.pieces, SegmentCounts())
-                        if final is not None
-                        else _normalize_segments(
-                            timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests
-                        )
-                    )
-                    timings["video_s"] = time.monotonic() - t1
-                    audio = audio_future.result()
-                except BaseException as error:
-                    # The other half stops too (a failure, or Ctrl-C/SIGTERM in this thread):
-                    # leaving the pool waits for it, and it must not run to its end first.
-                    runner.cancel()
-                    # If the audio failed first, its error is the cause; the video was only stopped.
-                    audio_error = audio_future.exception()
-                    if runner.cancelled_by_us(error) and audio_error is not None:
-                        raise audio_error from None
-                    raise
+            if final is not None:
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
+                    try:
+                        audio_pool.submit(audio_job).result()
+                    except BaseException:
+                        # Ctrl-C/SIGTERM in this thread: the audio's encoders stop now, or
+                        # leaving the pool would wait for them to finish.
+                        runner.cancel()
+                        raise
+                pieces, counts = final.pieces, SegmentCounts()
+            else:
+                pieces, counts = _normalize_segments(
+                    timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests, audio_job
+                )
+                timings["video_s"] = time.monotonic() - t1
+            audio = made[0]
             tracker.finish("video")
             tracker.finish("audio")
 
@@ -406,12 +402,18 @@ def _normalize_segments(
     tracker: _Progress,
     urls: list[str],
     file_digests: Digests,
+    audio_job: Callable[[], None],
 ) -> tuple[list[Path], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
-    or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it."""
+    or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it.
+
+    ``audio_job`` (the audio pass, one core) runs on the same cores: as the last job of the
+    queue when the encodes fill every core, beside them when they leave one free.
+    """
     norm_dir = work / "normalized"
     norm_dir.mkdir()
     enc = plan.EncodeSettings.for_timeline(timeline)
+    cores = opts.cpus or os.cpu_count() or 1
     workers, threads = plan.parallel_jobs(
         opts.parallelism,
         len(timeline.segments),
@@ -459,7 +461,7 @@ def _normalize_segments(
     def first_output(key: str) -> Path:
         return commands[units[key][0]].output
 
-    def encode(key: str, threads: int) -> None:
+    def encode(key: str) -> None:
         i = units[key][0]
         argv = materialize(
             templates[key],
@@ -502,24 +504,13 @@ def _normalize_segments(
                 for key in pending
             ]
         )
-    queue = deque(pending)
     waiting_rounds = 0
 
-    def take_next() -> tuple[str, int] | None:
-        """The next encode and its threads: the last few get the cores of workers with nothing left
-        (not under a memory budget, which counts on ``threads``)."""
-        with lock:
-            if not queue:
-                return None
-            remaining = len(queue)
-            key = queue.popleft()
-        return key, threads if opts.memory_mb else plan.tail_threads(threads, workers, remaining)
-
-    def settle(key: str, threads: int) -> None:
+    def settle(key: str) -> None:
         """Encode ``key`` here, or take it from whoever did."""
         nonlocal waiting_rounds
         if not shared or claims is None:
-            encode(key, threads)
+            encode(key)
             if cache is not None:
                 cache.store(key, first_output(key))
             with lock:
@@ -535,7 +526,7 @@ def _normalize_segments(
         if state == "held":
             # Another worker is encoding it: look again once the rest of the queue has been tried.
             with lock:
-                queue.append(key)
+                queue.append(partial(settle, key))
                 waiting_rounds += 1
                 idle = waiting_rounds >= len(queue)
                 if idle:
@@ -547,7 +538,7 @@ def _normalize_segments(
             waiting_rounds = 0
         try:
             with claims.holding(key):
-                encode(key, threads)
+                encode(key)
         except BaseException:
             claims.release(key)
             raise
@@ -558,23 +549,37 @@ def _normalize_segments(
         with lock:
             counts.encoded += len(units[key])
 
+    # Dearest first: what is left at the end is short, and the cores finish together; the
+    # audio, shorter than most encodes, fills a core whose encodes are done. With fewer encodes
+    # than cores, their threads take the cores (plan.parallel_jobs) and the audio runs beside.
+    queue: deque[Callable[[], None]] = deque(partial(settle, key) for key in pending)
+    beside = len(timeline.segments) < cores
+    if not beside:
+        queue.append(audio_job)
     failed = threading.Event()
+
+    def next_job() -> Callable[[], None] | None:
+        with lock:
+            return queue.popleft() if queue and not failed.is_set() else None
 
     def drain() -> None:
         try:
-            while not failed.is_set() and (job := take_next()) is not None:
-                settle(*job)
+            while (job := next_job()) is not None:
+                job()
         except BaseException:
             failed.set()  # the render is lost: the other threads take nothing more
             raise
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        drains = [pool.submit(drain) for _ in range(workers)]
+    with ThreadPoolExecutor(max_workers=workers + beside) as pool:
+        drains = [pool.submit(drain) for _ in range(workers)] + ([pool.submit(audio_job)] if beside else [])
         try:
-            for future in drains:
-                future.result()
+            # The first failure is the cause: the others are only stopped because of it.
+            first = wait(drains, return_when=FIRST_EXCEPTION).done
+            cause = next((f.exception() for f in first if f.exception() is not None), None)
+            if cause is not None:
+                raise cause
         except BaseException:
-            # Ctrl-C/SIGTERM here, or one encode failed: the other drains take nothing more and
+            # Ctrl-C/SIGTERM here, or one job failed: the other drains take nothing more and
             # their encodes stop now, or leaving the pool would wait for the whole queue.
             failed.set()
             runner.cancel()
