@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -30,11 +31,9 @@ class SegmentCache(Protocol):
 
 
 def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
+    # One reused buffer: a new megabyte per read would stay resident in each thread's heap.
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 SOURCE, OUTPUT = "<source>", "<output>"
@@ -96,7 +95,7 @@ class LocalSegmentCache:
         try:
             os.link(path, dest)
         except OSError:
-            dest.write_bytes(path.read_bytes())
+            shutil.copyfile(path, dest)
         return True
 
     def store(self, key: str, src: Path) -> bool:
@@ -104,7 +103,9 @@ class LocalSegmentCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-            tmp.write_bytes(src.read_bytes())
+            # Copied by the kernel: a whole segment read into this process would stay in its
+            # heap (the render's memory peaks while segments are stored).
+            shutil.copyfile(src, tmp)
             os.replace(tmp, path)  # readers see a whole entry or none
         except OSError as exc:
             log.warning("segment cache: could not store %s: %s", key, exc)

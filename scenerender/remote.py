@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from scenerender.cache import file_digest
 from scenerender.errors import SceneRenderError, all_error_classes
 from scenerender.jobs import TERMINAL, JobStore
 from scenerender.pipeline import spec_object_name
@@ -40,7 +40,7 @@ def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore
             return url
         if url not in uploaded:
             local = (base / url).resolve()
-            digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
+            digest = file_digest(local)[:16]
             uri = f"gs://{bucket}/uploads/{digest}/{local.name}"
             if not blobs.exists(uri):
                 blobs.upload_file(local, uri, content_type="application/octet-stream")

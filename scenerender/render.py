@@ -551,9 +551,10 @@ def _normalize_segments(
 
     # Dearest first: what is left at the end is short, and the cores finish together; the
     # audio, shorter than most encodes, fills a core whose encodes are done. With fewer encodes
-    # than cores, their threads take the cores (plan.parallel_jobs) and the audio runs beside.
+    # at once than cores (fewer segments, or a memory budget), each has several threads
+    # (plan.parallel_jobs) and the audio runs beside them rather than after them on one core.
     queue: deque[Callable[[], None]] = deque(partial(settle, key) for key in pending)
-    beside = len(timeline.segments) < cores
+    beside = workers < cores
     if not beside:
         queue.append(audio_job)
     failed = threading.Event()

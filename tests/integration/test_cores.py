@@ -25,7 +25,7 @@ exit $code
 """
 
 
-def render_logged(tmp_path: Path, segments: int) -> list[tuple[int, int, str]]:
+def render_logged(tmp_path: Path, segments: int, **env_vars: str) -> list[tuple[int, int, str]]:
     """Render ``segments`` 720p25 segments (all to be normalised to 1080p30) with dialogue and
     music on ``CORES`` cores; every ffmpeg run as (start, end, its arguments)."""
     make_video(tmp_path / "seg.mp4", width=1280, height=720, fps=25, duration=1.5)
@@ -56,6 +56,7 @@ def render_logged(tmp_path: Path, segments: int) -> list[tuple[int, int, str]]:
         "SCENERENDER_CPUS": str(CORES),
         "FFMPEG": str(wrapper),
         "FFMPEG_LOG": str(log),
+        **env_vars,
     }
     argv = [sys.executable, "-m", "scenerender", "render", str(tmp_path / "job_spec.json")]
     done = subprocess.run(
@@ -111,3 +112,13 @@ def test_a_single_encode_takes_every_core_and_the_audio_runs_beside_it(tmp_path:
     began, ended, _ = encode
     # Queued after it, the audio would leave a core idle while it ran; it starts beside it.
     assert any(began <= start < ended for start, _, argv in runs if "libx264" not in argv)
+
+
+def test_under_a_memory_budget_of_one_encode_at_a_time_the_audio_runs_beside_it(tmp_path: Path) -> None:
+    # 384 MB holds one 1080p encode of two threads, not two of one (plan.parallel_jobs).
+    runs = render_logged(tmp_path, segments=3, SCENERENDER_MEMORY_MB="384")
+    encodes = sorted(run for run in runs if "libx264" in run[2])
+    assert len(encodes) == 3 and all(f"-threads {CORES} " in argv for *_, argv in encodes)
+    assert all(busy_at(runs, began)[0] == 1 for began, _, _ in encodes)  # one at a time
+    first_began, first_ended, _ = encodes[0]
+    assert any(first_began <= start < first_ended for start, _, argv in runs if "libx264" not in argv)
