@@ -97,7 +97,7 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
 
 
 def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[str, int] | None = None) -> list[Run]:
-    """Each case timed ``rounds`` times, the cases taking turns (A B A B ...), then its memory sampled once.
+    """Each case timed ``rounds`` times, the cases taking turns (A B C, B C A, ...), then its memory sampled once.
 
     On a shared machine the speed of the cores drifts over minutes; taking turns spreads the
     drift over every case alike, where one case's runs after another's would each meet its own.
@@ -109,8 +109,10 @@ def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[
     repeats = repeats or {}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
     turn_walls: dict[str, list[float]] = {name: [] for name, _ in cases}
-    for _ in range(rounds):
-        for name, argv in cases:
+    for turn in range(rounds):
+        # Each turn starts with the next case: none always follows the same one (after
+        # MoviePy's 2 GB, say), so what a run leaves behind meets every case alike.
+        for name, argv in cases[turn % len(cases) :] + cases[: turn % len(cases)]:
             this_turn = [timed(name, argv, None) for _ in range(repeats.get(name, 1))]
             timings[name] += this_turn
             turn_walls[name].append(round(sorted(w for w, _ in this_turn)[len(this_turn) // 2], 2))
