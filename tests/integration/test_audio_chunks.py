@@ -7,9 +7,6 @@ more; the outputs are decoded and compared sample by sample.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from scenerender.inputs import InputResolver
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from tests import measure
+from tests.cli import render_json
 from tests.mediagen import make_music, make_tone_burst, make_video
 
 pytestmark = pytest.mark.integration
@@ -54,18 +52,7 @@ def scene(folder: Path, name: str, seconds: int, clips: list[dict[str, Any]], **
 
 
 def render_with(spec: Path, out: Path, cpus: int) -> dict[str, Any]:
-    env = {**os.environ, "SCENERENDER_SEGMENT_CACHE": "false", "SCENERENDER_CPUS": str(cpus)}
-    done = subprocess.run(
-        [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return render_json(spec, out, env={"SCENERENDER_CPUS": str(cpus)})
 
 
 def join_times(seconds: int, encoders: int) -> list[float]:

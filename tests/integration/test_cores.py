@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import render_json
 from tests.mediagen import make_music, make_tone_burst, make_video
 
 pytestmark = pytest.mark.integration
@@ -50,25 +48,9 @@ def render_logged(tmp_path: Path, segments: int, **env_vars: str) -> list[tuple[
     wrapper.write_text(LOGGING_FFMPEG)
     wrapper.chmod(0o755)
     log = tmp_path / "ffmpeg.log"
-    env = {
-        **os.environ,
-        "SCENERENDER_SEGMENT_CACHE": "false",
-        "SCENERENDER_CPUS": str(CORES),
-        "FFMPEG": str(wrapper),
-        "FFMPEG_LOG": str(log),
-        **env_vars,
-    }
-    argv = [sys.executable, "-m", "scenerender", "render", str(tmp_path / "job_spec.json")]
-    done = subprocess.run(
-        [*argv, "-o", str(tmp_path / "o.mp4"), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["segments_encoded"] == segments
+    env = {"SCENERENDER_CPUS": str(CORES), "FFMPEG": str(wrapper), "FFMPEG_LOG": str(log), **env_vars}
+    result = render_json(tmp_path / "job_spec.json", tmp_path / "o.mp4", timeout=300, env=env)
+    assert result["segments_encoded"] == segments
     starts: dict[str, tuple[int, str]] = {}
     runs = []
     for line in log.read_text().splitlines():
