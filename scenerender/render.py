@@ -82,6 +82,11 @@ class RenderOptions:
     claim_poll_s: float = 0.5
     early_probes: EarlyProbes | None = None  # ffprobe started while the CLI loaded (scenerender.entry)
 
+    @property
+    def cores(self) -> int:
+        """The cores this render may use: ``cpus``, or every core of the machine."""
+        return self.cpus or os.cpu_count() or 1
+
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> RenderOptions:
         """The options every door (CLI, worker) renders with; the door adds its cache and claims."""
@@ -318,7 +323,7 @@ def render(
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
         final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
-        audio_cores = 1 if blockers else (opts.cpus or os.cpu_count() or 1)
+        audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
 
         def audio_job() -> None:
@@ -413,7 +418,6 @@ def _normalize_segments(
     norm_dir = work / "normalized"
     norm_dir.mkdir()
     enc = plan.EncodeSettings.for_timeline(timeline)
-    cores = opts.cpus or os.cpu_count() or 1
     workers, threads = plan.parallel_jobs(
         opts.parallelism,
         len(timeline.segments),
@@ -554,7 +558,7 @@ def _normalize_segments(
     # at once than cores (fewer segments, or a memory budget), each has several threads
     # (plan.parallel_jobs) and the audio runs beside them rather than after them on one core.
     queue: deque[Callable[[], None]] = deque(partial(settle, key) for key in pending)
-    beside = workers < cores
+    beside = workers < opts.cores
     if not beside:
         queue.append(audio_job)
     failed = threading.Event()
