@@ -8,9 +8,11 @@ Video and audio are made apart and joined by one copying pass:
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
@@ -149,38 +151,97 @@ def _fit_filter(timeline: Timeline) -> str:
     )
 
 
-def normalize_command(
-    seg: PlacedSegment,
-    timeline: Timeline,
-    out: Path,
-    enc: EncodeSettings,
-    *,
-    threads: int = 0,
-    hold_frames: int = 0,
-) -> Command:
-    """Re-encode one segment to the output's size, rate, pixel format and time base.
+# A segment longer than this many GOPs is encoded as pieces, each its own job: a scene of a
+# few long segments then spreads over every core (one more long segment than cores would
+# otherwise leave the last on one core), and over helpers in a split scene. Two GOPs (8 s)
+# keep each piece's start-up (process, x264's lookahead) a few per cent of its encode; the
+# limit does not depend on the machine, so the cache addresses of the pieces do not either.
+PIECE_MAX_GOPS = 2
+# A piece's input is sought to a keyframe at least this far before its first frame: the
+# source frames just before it must be decoded for the rate conversion to pick as the whole
+# segment's encode would.
+PIECE_SEEK_MARGIN_S = 1.0
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Output frames ``[first_frame, first_frame + frames)`` of one segment, encoded on its own."""
+
+    segment: PlacedSegment
+    first_frame: int
+    frames: int
+    hold_frames: int = 0  # the last frame held (duration_policy longest): the scene's last piece only
+
+
+def segment_pieces(timeline: Timeline, enc: EncodeSettings) -> list[Piece]:
+    """Every segment as pieces of at most ``PIECE_MAX_GOPS`` GOPs, split evenly, in scene order."""
+    limit = PIECE_MAX_GOPS * _gop(enc, timeline.fps)
+    pieces: list[Piece] = []
+    for seg in timeline.segments:
+        count = max(1, -(-seg.frames // limit))
+        bounds = [round(k * seg.frames / count) for k in range(count + 1)]
+        pieces += [Piece(seg, a, b - a) for a, b in itertools.pairwise(bounds)]
+    if timeline.hold_frames:
+        pieces[-1] = replace(pieces[-1], hold_frames=timeline.hold_frames)
+    return pieces
+
+
+def _micros(us: int) -> str:
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
+    """Where a piece starts reading its source, on the same clock as the whole segment's encode.
+
+    The whole segment reads from ``-ss trim_start`` (frames before it dropped), and its rate
+    conversion puts output frame n at n/fps on that clock. A later piece seeks the demuxer to
+    a keyframe before its first frame without dropping anything, and ``-itsoffset`` gives the
+    seek back: ffmpeg shifts timestamps by ``itsoffset - ss`` (whole microseconds), the whole
+    segment's ``-trim_start`` exactly, so every frame keeps the timestamp it has there and the
+    same source frame lands in each output slot (tested frame by frame, losslessly).
+    """
+    seg = piece.segment
+    read_s = float((piece.first_frame + piece.frames) / fps) + 1.0  # stop decoding soon after the piece
+    if piece.first_frame == 0:
+        return _input(seg.source.path, "-threads", "1", "-ss", _f(seg.trim_start), "-t", _f(read_s))
+    trim_us = round(seg.trim_start * 1_000_000)
+    ahead_us = max(0, math.floor((piece.first_frame / fps - Fraction(PIECE_SEEK_MARGIN_S)) * 1_000_000))
+    seek = ["-noaccurate_seek", "-ss", _micros(trim_us + ahead_us), "-itsoffset", _micros(ahead_us)]
+    return _input(seg.source.path, "-threads", "1", *seek, "-t", _f(read_s))
+
+
+def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSettings, *, threads: int = 0) -> Command:
+    """Re-encode one piece of a segment to the output's size, rate, pixel format and time base.
 
     The segment is padded with copies of its last frame and cut at an exact frame count,
     so rounding in the source never shortens it and every boundary stays on its frame.
+    Output frame n shows the source at ``trim_start + n/fps`` (``start_time=0``): a trim that
+    falls between source frames does not shift the segment by a frame.
     """
-    frames = seg.frames + hold_frames
+    frames = piece.frames + piece.hold_frames
     fps = timeline.fps
+    rate = f"fps={fps.numerator}/{fps.denominator}"
+    if piece.first_frame == 0:
+        # The rate conversion before the scaling in either case: only the frames kept are scaled.
+        select = [f"{rate}:start_time=0"]
+    else:
+        # Output slots are whole numbers on the 1/fps clock: the piece keeps its own from there.
+        select = [rate, f"trim=start_pts={piece.first_frame}", "setpts=PTS-STARTPTS"]
     chain = ",".join(
         [
+            *select,
             _fit_filter(timeline),
             "setsar=1",
-            f"fps={fps.numerator}/{fps.denominator}",
             "format=yuv420p",
-            f"tpad=stop_mode=clone:stop={hold_frames + 2}",
+            f"tpad=stop_mode=clone:stop={piece.hold_frames + 2}",
         ]
     )
-    read_s = float(seg.duration) + 1.0  # stop decoding a long source soon after the part we use
     argv = [
         "ffmpeg",
         "-y",
         # One decoder thread and one filter thread: decoding and scaling are a small part of
         # the work, and their frame/slice threads only add buffered 1080p frames (memory).
-        *_input(seg.source.path, "-threads", "1", "-ss", _f(seg.trim_start), "-t", _f(read_s)),
+        *_piece_input(piece, fps),
         "-map",
         "0:v:0",
         "-filter_threads",
@@ -212,10 +273,14 @@ def normalize_command(
     return Command(argv=argv, output=out, duration_s=float(frames / fps))
 
 
+def _gop(enc: EncodeSettings, fps: Fraction) -> int:
+    return max(1, round(enc.gop_seconds * fps))
+
+
 def _gop_frames(enc: EncodeSettings, fps: Fraction, frames: int) -> int:
-    """Keyframe spacing: every segment starts on one (it is a separate encode); a segment up
-    to two GOPs long needs no other, a longer one gets one every GOP for seeking."""
-    gop = max(1, round(enc.gop_seconds * fps))
+    """Keyframe spacing: every piece starts on one (it is a separate encode); a piece up
+    to two GOPs long needs no other, a longer one (held frames) gets one every GOP for seeking."""
+    gop = _gop(enc, fps)
     return frames if frames <= 2 * gop else gop
 
 
@@ -708,8 +773,8 @@ def encoder_mb(width: int, height: int, threads: int) -> float:
 DETAIL_BPP = 0.1
 
 
-def encode_cost(seg: PlacedSegment) -> float:
-    """A rough measure of one segment's encode, so the dearest start first.
+def encode_cost(seg: PlacedSegment, frames: int | None = None) -> float:
+    """A rough measure of the encode of ``frames`` of a segment (all of it by default), so the dearest start first.
 
     Encodes started in order of the spec can leave the dearest for last, one core busy with
     it while the others idle. x264 spends a fixed part per frame and a part that grows with
@@ -719,7 +784,7 @@ def encode_cost(seg: PlacedSegment) -> float:
     video, source = seg.source.video, seg.source
     pixel_rate = video.width * video.height * float(video.fps) if video is not None else 0.0
     bpp = source.size_bytes * 8 / (source.duration * pixel_rate) if pixel_rate > 0 and source.duration > 0 else 0.0
-    return seg.frames * (1 + bpp / DETAIL_BPP)
+    return (seg.frames if frames is None else frames) * (1 + bpp / DETAIL_BPP)
 
 
 def parallel_jobs(

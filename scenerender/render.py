@@ -398,6 +398,20 @@ class SegmentCounts:
     reused: int = 0  # taken from the cache, encoded by an earlier render
     from_helpers: int = 0  # of ``encoded``, those another worker encoded
 
+    @classmethod
+    def of(cls, pieces: set[tuple[int, str]]) -> SegmentCounts:
+        """Counts by segment from how each piece was made: (segment index, "reused" | "encoded" | "helper").
+
+        A segment is reused when all of its pieces were, and came from helpers when any did."""
+        made: dict[int, set[str]] = {}
+        for index, outcome in pieces:
+            made.setdefault(index, set()).add(outcome)
+        return cls(
+            encoded=sum(outcomes != {"reused"} for outcomes in made.values()),
+            reused=sum(outcomes == {"reused"} for outcomes in made.values()),
+            from_helpers=sum("helper" in outcomes for outcomes in made.values()),
+        )
+
 
 def _normalize_segments(
     timeline: Timeline,
@@ -418,23 +432,17 @@ def _normalize_segments(
     norm_dir = work / "normalized"
     norm_dir.mkdir()
     enc = plan.EncodeSettings.for_timeline(timeline)
+    pieces = plan.segment_pieces(timeline, enc)
     workers, threads = plan.parallel_jobs(
         opts.parallelism,
-        len(timeline.segments),
+        len(pieces),
         opts.cpus,
         memory_mb=opts.memory_mb,
         frame_size=(timeline.width, timeline.height),
     )
-    last = timeline.segments[-1]
     commands = [
-        plan.normalize_command(
-            seg,
-            timeline,
-            norm_dir / f"{seg.index:04d}.mp4",
-            enc,
-            hold_frames=timeline.hold_frames if seg is last else 0,
-        )
-        for seg in timeline.segments
+        plan.normalize_command(piece, timeline, norm_dir / f"{piece.segment.index:04d}-{n:03d}.mp4", enc)
+        for n, piece in enumerate(pieces)
     ]
     cache, claims = opts.segment_cache, opts.segment_claims
     digests: dict[Path, str] = {}
@@ -443,18 +451,18 @@ def _normalize_segments(
         if source not in digests:
             # Without a cache, identical paths are identical content for the length of this render.
             digests[source] = file_digests(source) if cache is not None else str(source)
-    units: dict[str, list[int]] = {}  # one encode serves every segment with the same address
+    units: dict[str, list[int]] = {}  # one encode serves every piece with the same address
     templates: dict[str, list[str]] = {}
-    for i, (seg, command) in enumerate(zip(timeline.segments, commands, strict=True)):
-        template = segment_template(command.argv, seg.source.path, command.output)
-        key = segment_key(digests[seg.source.path.resolve()], template)
+    for i, (piece, command) in enumerate(zip(pieces, commands, strict=True)):
+        template = segment_template(command.argv, piece.segment.source.path, command.output)
+        key = segment_key(digests[piece.segment.source.path.resolve()], template)
         units.setdefault(key, []).append(i)
         templates.setdefault(key, template)
 
     total = sum(c.duration_s for c in commands)
     done: dict[int, float] = {}
     lock = threading.Lock()
-    counts = SegmentCounts()
+    outcomes: dict[str, Literal["reused", "encoded", "helper"]] = {}
 
     def report(key: str, fraction: float) -> None:
         with lock:
@@ -470,7 +478,7 @@ def _normalize_segments(
         argv = materialize(
             templates[key],
             ffmpeg="ffmpeg",
-            source=timeline.segments[i].source.path,
+            source=pieces[i].segment.source.path,
             output=first_output(key),
             threads=threads,
         )
@@ -479,35 +487,35 @@ def _normalize_segments(
     def cached(key: str) -> bool:
         return cache is not None and cache.fetch(key, first_output(key))
 
+    def task(key: str) -> SegmentTask:
+        i = units[key][0]
+        seg = pieces[i].segment
+        return SegmentTask(
+            key=key,
+            index=seg.index,
+            source_url=urls[seg.index],
+            input_path=f"segments[{seg.index}].url",
+            source_digest=digests[seg.source.path.resolve()],
+            template=templates[key],
+            duration_s=commands[i].duration_s,
+        )
+
     # Cache lookups first, in parallel: what is left is the work to share out.
     with ThreadPoolExecutor(max_workers=max(workers, 4)) as pool:
         hits = dict(zip(units, pool.map(cached, units), strict=True))
     # Dearest first: what is left at the end is short, and the cores finish together.
     pending = sorted(
         (key for key, hit in hits.items() if not hit),
-        key=lambda key: plan.encode_cost(timeline.segments[units[key][0]]),
+        key=lambda key: plan.encode_cost(pieces[units[key][0]].segment, pieces[units[key][0]].frames),
         reverse=True,
     )
     for key, hit in hits.items():
         if hit:
-            counts.reused += len(units[key])
+            outcomes[key] = "reused"
             report(key, 1.0)
     shared = claims is not None and cache is not None and len(pending) >= opts.split_min_segments > 0
     if shared and claims is not None:
-        claims.offer(
-            [
-                SegmentTask(
-                    key=key,
-                    index=units[key][0],
-                    source_url=urls[units[key][0]],
-                    input_path=f"segments[{units[key][0]}].url",
-                    source_digest=digests[timeline.segments[units[key][0]].source.path.resolve()],
-                    template=templates[key],
-                    duration_s=commands[units[key][0]].duration_s,
-                )
-                for key in pending
-            ]
-        )
+        claims.offer([task(key) for key in pending])
     waiting_rounds = 0
 
     def settle(key: str) -> None:
@@ -517,14 +525,11 @@ def _normalize_segments(
             encode(key)
             if cache is not None:
                 cache.store(key, first_output(key))
-            with lock:
-                counts.encoded += len(units[key])
+            outcomes[key] = "encoded"
             return
         state = claims.claim(key)
         if state == "done" and cached(key):
-            with lock:
-                counts.encoded += len(units[key])
-                counts.from_helpers += len(units[key])
+            outcomes[key] = "helper"
             report(key, 1.0)
             return
         if state == "held":
@@ -550,8 +555,7 @@ def _normalize_segments(
             claims.done(key)
         else:
             claims.release(key)
-        with lock:
-            counts.encoded += len(units[key])
+        outcomes[key] = "encoded"
 
     # Dearest first: what is left at the end is short, and the cores finish together; the
     # audio, shorter than most encodes, fills a core whose encodes are done. With fewer encodes
@@ -592,7 +596,9 @@ def _normalize_segments(
     for key, indices in units.items():
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)
-    return [c.output for c in commands], counts
+    return [c.output for c in commands], SegmentCounts.of(
+        {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
+    )
 
 
 def _link(src: Path, dest: Path) -> None:

@@ -23,6 +23,11 @@ def make(spec: dict[str, Any], probes: dict[str, MediaInfo]) -> Timeline:
     return build_timeline(parse_spec(json.dumps({"version": 1, "project_id": "p", "scene_id": "s", **spec})), probes)
 
 
+def whole(timeline: Timeline, index: int = 0) -> plan.Piece:
+    seg = timeline.segments[index]
+    return plan.Piece(seg, 0, seg.frames)
+
+
 def three_segments(**output: Any) -> dict[str, Any]:
     return {"output": output, "segments": [{"id": f"s{i}", "url": f"{i}.mp4"} for i in range(3)]}
 
@@ -70,25 +75,73 @@ def test_trims_block_the_fast_path() -> None:
 def test_normalize_command_fits_and_counts_frames(fit: str, expected: str) -> None:
     probes = {"p.mp4": video("p.mp4", width=1080, height=1920, fps=Fraction(25), seconds=2.0)}
     tl = make({"output": {"fps": 30, "fit": fit}, "segments": [{"id": "a", "url": "p.mp4", "trim_start": 0.5}]}, probes)
-    cmd = plan.normalize_command(tl.segments[0], tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18))
+    cmd = plan.normalize_command(whole(tl), tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18))
     argv = cmd.argv
     chain = argv[argv.index("-vf") + 1]
-    assert expected in chain and "fps=30/1" in chain and "format=yuv420p" in chain
+    assert expected in chain and "fps=30/1:start_time=0" in chain and "format=yuv420p" in chain
     assert argv[argv.index("-frames:v") + 1] == "45"  # 1.5 s at 30 fps
     assert argv[argv.index("-ss") + 1] == "0.5"
     assert argv[argv.index("-profile:v") + 1] == "high"
     assert argv[-1] == "/o/0.mp4" and cmd.duration_s == pytest.approx(1.5)
 
 
+def pieces_of(seconds: float, *, trim: float = 0.0, policy: str = "video") -> tuple[Timeline, list[plan.Piece]]:
+    probes = {"p.mp4": video("p.mp4", width=1280, height=720, fps=Fraction(25), seconds=seconds + trim)}
+    spec = {
+        "output": {"fps": 30, "duration_policy": policy},
+        "segments": [{"id": "a", "url": "p.mp4", "trim_start": trim}],
+    }
+    if policy == "longest":
+        probes["m.wav"] = sound("m.wav", seconds=seconds + 3)
+        spec["audio"] = {"clips": [{"type": "music", "url": "m.wav"}]}
+    tl = make(spec, probes)
+    return tl, plan.segment_pieces(tl, plan.EncodeSettings.for_timeline(tl))
+
+
+@pytest.mark.parametrize(("seconds", "frames"), [(5.0, [150]), (8.0, [240]), (10.0, [150, 150]), (20.0, [200] * 3)])
+def test_a_long_segment_is_encoded_as_even_pieces_of_at_most_two_gops(seconds: float, frames: list[int]) -> None:
+    _, pieces = pieces_of(seconds)
+    assert [p.frames for p in pieces] == frames
+    assert [p.first_frame for p in pieces] == [sum(frames[:k]) for k in range(len(frames))]
+
+
+def test_only_the_scene_s_last_piece_holds_the_last_frame() -> None:
+    _, pieces = pieces_of(10.0, policy="longest")
+    assert [p.hold_frames for p in pieces] == [0, 90]  # 3 s of music past 10 s of video at 30 fps
+
+
+def seconds_of(argv: list[str], option: str) -> int:
+    """An option's seconds in whole microseconds, as ffmpeg parses them."""
+    whole_s, _, fraction = argv[argv.index(option) + 1].partition(".")
+    return int(whole_s) * 1_000_000 + int(fraction.ljust(6, "0"))
+
+
+def test_a_later_piece_reads_its_source_on_the_whole_segment_s_clock() -> None:
+    """ffmpeg shifts timestamps by itsoffset - ss: exactly the whole segment's -trim_start, in microseconds."""
+    tl, (first, *later) = pieces_of(20.0, trim=0.3)
+    enc = plan.EncodeSettings.full()
+    first_argv = plan.normalize_command(first, tl, Path("0.mp4"), enc).argv
+    assert seconds_of(first_argv, "-ss") == 300_000 and "-noaccurate_seek" not in first_argv
+    for piece in later:
+        argv = plan.normalize_command(piece, tl, Path("n.mp4"), enc).argv
+        assert "-noaccurate_seek" in argv
+        assert seconds_of(argv, "-ss") - seconds_of(argv, "-itsoffset") == 300_000
+        # Sought at least the margin ahead of the piece, so the frames before it are decoded.
+        assert seconds_of(argv, "-itsoffset") <= (piece.first_frame / 30 - plan.PIECE_SEEK_MARGIN_S) * 1e6
+        chain = argv[argv.index("-vf") + 1]
+        assert chain.startswith(f"fps=30/1,trim=start_pts={piece.first_frame},setpts=PTS-STARTPTS,scale=")
+        assert argv[argv.index("-frames:v") + 1] == str(piece.frames)
+
+
 def test_encode_settings_reach_x264_as_given() -> None:
     probes = {"p.mp4": video("p.mp4", width=1280, height=720, fps=Fraction(25), seconds=2.0)}
     tl = make({"output": {"fps": 30}, "segments": [{"id": "a", "url": "p.mp4"}]}, probes)
-    full = plan.normalize_command(tl.segments[0], tl, Path("f.mp4"), plan.EncodeSettings.for_timeline(tl)).argv
+    full = plan.normalize_command(whole(tl), tl, Path("f.mp4"), plan.EncodeSettings.for_timeline(tl)).argv
     assert full[full.index("-crf") + 1] == "19.5" and full[full.index("-preset") + 1] == "veryfast"
     assert full[full.index("-x264-params") + 1] == "me=dia:subme=1:b-pyramid=none:rc-lookahead=8"
     preview_tl = make({"output": {"fps": 30, "preview": True}, "segments": [{"id": "a", "url": "p.mp4"}]}, probes)
     preview_enc = plan.EncodeSettings.for_timeline(preview_tl)
-    preview = plan.normalize_command(preview_tl.segments[0], preview_tl, Path("p.mp4"), preview_enc).argv
+    preview = plan.normalize_command(whole(preview_tl), preview_tl, Path("p.mp4"), preview_enc).argv
     assert preview[preview.index("-crf") + 1] == "30" and "-x264-params" not in preview
 
 
@@ -102,7 +155,7 @@ def test_every_input_is_limited_to_local_files() -> None:
         probes,
     )
     commands = [
-        plan.normalize_command(tl.segments[0], tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
+        plan.normalize_command(whole(tl), tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
         plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
         plan.assemble_command(tl, [Path("a.mp4")], Path("l.txt"), Path("a.m4a"), Path("o.mp4")).argv,
     ]

@@ -1,0 +1,148 @@
+"""A long segment is encoded as pieces: the same frames as one encode, on every core."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from scenerender import plan
+from scenerender.probe import probe
+from scenerender.spec import parse_spec
+from scenerender.timeline import Timeline, build_timeline
+from tests import measure
+from tests.cli import render_json
+from tests.integration.test_cores import LOGGING_FFMPEG, busy_at
+from tests.mediagen import make_tone_burst, make_video, run_ffmpeg
+
+pytestmark = pytest.mark.integration
+
+
+def timeline_of(tmp_path: Path, source: Path, *, trim: float, fps: int, size: str = "320x180") -> Timeline:
+    spec = {
+        "version": 1,
+        "project_id": "p",
+        "scene_id": "s",
+        "output": {"resolution": size, "fps": fps},
+        "segments": [{"id": "a", "url": source.name, "trim_start": trim}],
+    }
+    probes = {source.name: probe(source, input_path="segments[0].url")}
+    return build_timeline(parse_spec(json.dumps(spec)), probes)
+
+
+def frame_digests(argv: list[str]) -> list[str]:
+    """What the command hands its encoder, frame by frame: the encode itself left out, so the
+    frames are compared exactly rather than through a lossy encode."""
+    to_encoder = argv[: argv.index("-frames:v") + 2]
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", *to_encoder[1:], "-f", "framemd5", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return [line.rsplit(",", 1)[1].strip() for line in done.stdout.splitlines() if not line.startswith("#")]
+
+
+@pytest.mark.parametrize(
+    ("rate", "b_frames", "trim", "out_fps"),
+    [
+        ("25", 0, 0.3, 30),  # rate conversion, a trim between source frames
+        ("30000/1001", 0, 0.123, 30),  # NTSC to whole frames: slots drift against the source
+        ("30", 3, 0.0, 24),  # B-frames in the source, frames dropped
+    ],
+)
+def test_pieces_hand_the_encoder_exactly_the_frames_of_the_whole_segment(
+    tmp_path: Path, rate: str, b_frames: int, trim: float, out_fps: int
+) -> None:
+    source = tmp_path / "long.mp4"
+    # testsrc2 moves every frame, so a frame taken once too often or once too few shows. A
+    # keyframe every 2 s: a piece's seek lands on one ahead of it and decodes up to the piece.
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=s=320x180:r={rate}:d=19",
+        *("-c:v", "libx264", "-preset", "ultrafast", "-bf", str(b_frames), "-g", str(round(2 * Fraction(rate)))),
+        *("-pix_fmt", "yuv420p", str(source)),
+    )
+    timeline = timeline_of(tmp_path, source, trim=trim, fps=out_fps)
+    enc = plan.EncodeSettings.full()
+    pieces = plan.segment_pieces(timeline, enc)
+    seg = timeline.segments[0]
+    assert len(pieces) == 3 and sum(p.frames for p in pieces) == seg.frames
+    whole_segment = plan.Piece(seg, 0, seg.frames)
+    whole = frame_digests(plan.normalize_command(whole_segment, timeline, tmp_path / "w.mp4", enc).argv)
+    split = [
+        digest
+        for n, piece in enumerate(pieces)
+        for digest in frame_digests(plan.normalize_command(piece, timeline, tmp_path / f"{n}.mp4", enc).argv)
+    ]
+    assert len(whole) == seg.frames
+    mismatched = [i for i, (a, b) in enumerate(zip(whole, split, strict=True)) if a != b]
+    assert not mismatched, f"frames {mismatched[:10]} differ (pieces start at {[p.first_frame for p in pieces]})"
+    # And the slots show the source's frames, each once where the output's rate is not above the
+    # source's, and some twice where it is (25 -> 30: five of every six distinct).
+    shown = seg.frames * min(Fraction(1), Fraction(rate) / out_fps)
+    assert abs(len(set(whole)) - shown) <= 1, (len(set(whole)), shown)
+
+
+def test_a_scene_of_three_long_segments_keeps_both_cores_busy(tmp_path: Path) -> None:
+    """Three 10 s segments on two cores: six pieces of 5 s, two at a time to the end, where
+    three whole encodes would leave the third on one core with the other idle."""
+    sources = [tmp_path / f"seg-{i}.mp4" for i in range(3)]
+    for source, pattern in zip(sources, ("testsrc2", "smptebars", "rgbtestsrc"), strict=True):
+        make_video(source, width=320, height=180, fps=25, duration=10.0, pattern=pattern)
+    make_tone_burst(tmp_path / "line.wav", freq=1000, duration=0.4)
+    spec = {
+        "version": 1,
+        "project_id": "p",
+        "scene_id": "long",
+        "output": {"resolution": "640x360", "fps": 30},
+        "segments": [{"id": f"s{i}", "url": f"seg-{i}.mp4"} for i in range(3)],
+        "audio": {"clips": [{"type": "dialogue", "url": "line.wav", "segment_id": "s1", "offset": 6.0}]},
+    }
+    (tmp_path / "job_spec.json").write_text(json.dumps(spec))
+    wrapper = tmp_path / "logging-ffmpeg"
+    wrapper.write_text(LOGGING_FFMPEG)
+    wrapper.chmod(0o755)
+    log = tmp_path / "ffmpeg.log"
+    env = {
+        "SCENERENDER_CPUS": "2",
+        "FFMPEG": str(wrapper),
+        "FFMPEG_LOG": str(log),
+        "SCENERENDER_SEGMENT_CACHE": "true",
+        "SCENERENDER_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    out = tmp_path / "o.mp4"
+    result = render_json(tmp_path / "job_spec.json", out, env=env)
+    assert (result["segments_encoded"], result["segments_reused"]) == (3, 0)
+
+    starts: dict[str, tuple[int, str]] = {}
+    runs = []
+    for line in log.read_text().splitlines():
+        event, pid, stamp, *rest = [*line.split(" ", 3), ""]
+        if event == "start":
+            starts[pid] = (int(stamp), rest[0])
+        else:
+            began, argv = starts.pop(pid)
+            runs.append((began, int(stamp), argv))
+    encodes = sorted(run for run in runs if "libx264" in run[2])
+    assert len(encodes) == 6 and all("-threads 1 " in argv for *_, argv in encodes)
+    # Two at a time until the last two start: no encode ever runs alone while others wait.
+    assert all(busy_at(runs, began)[0] == 2 for began, _, _ in encodes[1:5])
+
+    # The pieces join into the scene: every frame, in order, with the sound where it belongs.
+    assert measure.count_frames(out) == 900
+    assert result["duration_s"] == pytest.approx(30.0, abs=1 / 30) and result["av_drift_ms"] == 0.0
+    psnr, _ = measure.picture_quality(out, sources, width=640, height=360, fps="30")
+    assert psnr >= 38.0, psnr  # a piece out of place or a frame out of step drops this below 20 dB
+    samples = measure.decode_audio(out)
+    assert measure.onset_time(samples, freq=1000) == pytest.approx(16.0, abs=0.02)
+
+    # Rendered again, every piece comes from the cache: the segments count as reused.
+    again = render_json(tmp_path / "job_spec.json", tmp_path / "again.mp4", env=env)
+    assert (again["segments_encoded"], again["segments_reused"]) == (0, 3)
