@@ -771,10 +771,17 @@ def encoder_mb(width: int, height: int, threads: int) -> float:
 # (veryfast, 720p25 -> 1080p30, the benchmark's patterns: 2.2-2.8 CPU-s per 5 s segment at
 # 0.006 bpp, 5.0-6.0 at 0.11 bpp).
 DETAIL_BPP = 0.1
+# CPU-seconds of a full-settings encode per output megapixel-frame of a flat picture (5 s of
+# 720p25 test pattern to 1080p30: 1.75-1.97 s), and of the audio pass per second of scene (the
+# mix and its scan, one AAC encoder, the scan of its output: 1.8 s for a 30 s scene, 2.3 s for
+# 50 s). Both are this machine's; only their ratio matters, to know where the audio goes in
+# the queue of encodes.
+ENCODE_S_PER_MEGAPIXEL_FRAME = 0.0058
+AUDIO_S_PER_SCENE_S = 0.05
 
 
-def encode_cost(seg: PlacedSegment, frames: int | None = None) -> float:
-    """A rough measure of the encode of ``frames`` of a segment (all of it by default), so the dearest start first.
+def encode_cost(seg: PlacedSegment, frames: int | None = None, frame_size: tuple[int, int] = (1920, 1080)) -> float:
+    """Rough CPU-seconds of encoding ``frames`` of a segment (all of it by default) at ``frame_size``.
 
     Encodes started in order of the spec can leave the dearest for last, one core busy with
     it while the others idle. x264 spends a fixed part per frame and a part that grows with
@@ -784,7 +791,14 @@ def encode_cost(seg: PlacedSegment, frames: int | None = None) -> float:
     video, source = seg.source.video, seg.source
     pixel_rate = video.width * video.height * float(video.fps) if video is not None else 0.0
     bpp = source.size_bytes * 8 / (source.duration * pixel_rate) if pixel_rate > 0 and source.duration > 0 else 0.0
-    return (seg.frames if frames is None else frames) * (1 + bpp / DETAIL_BPP)
+    megapixels = frame_size[0] * frame_size[1] / 1e6
+    count = seg.frames if frames is None else frames
+    return count * megapixels * ENCODE_S_PER_MEGAPIXEL_FRAME * (1 + bpp / DETAIL_BPP)
+
+
+def audio_cost(timeline: Timeline) -> float:
+    """Rough CPU-seconds of the audio pass on one core, in the units of ``encode_cost``."""
+    return AUDIO_S_PER_SCENE_S * float(timeline.duration)
 
 
 def parallel_jobs(

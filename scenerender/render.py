@@ -503,12 +503,13 @@ def _normalize_segments(
     # Cache lookups first, in parallel: what is left is the work to share out.
     with ThreadPoolExecutor(max_workers=max(workers, 4)) as pool:
         hits = dict(zip(units, pool.map(cached, units), strict=True))
+
+    def cost(key: str) -> float:
+        piece = pieces[units[key][0]]
+        return plan.encode_cost(piece.segment, piece.frames, (timeline.width, timeline.height))
+
     # Dearest first: what is left at the end is short, and the cores finish together.
-    pending = sorted(
-        (key for key, hit in hits.items() if not hit),
-        key=lambda key: plan.encode_cost(pieces[units[key][0]].segment, pieces[units[key][0]].frames),
-        reverse=True,
-    )
+    pending = sorted((key for key, hit in hits.items() if not hit), key=cost, reverse=True)
     for key, hit in hits.items():
         if hit:
             outcomes[key] = "reused"
@@ -557,14 +558,16 @@ def _normalize_segments(
             claims.release(key)
         outcomes[key] = "encoded"
 
-    # Dearest first: what is left at the end is short, and the cores finish together; the
-    # audio, shorter than most encodes, fills a core whose encodes are done. With fewer encodes
-    # at once than cores (fewer segments, or a memory budget), each has several threads
-    # (plan.parallel_jobs) and the audio runs beside them rather than after them on one core.
+    # Dearest first, the audio pass among the encodes by its own cost: what is left at the end
+    # is short, and the cores finish together. Queued last, the audio ran alone after pieces of
+    # equal length that ended together (a 30 s scene of long segments: 1.8 s on one core of
+    # two). With fewer encodes at once than cores (fewer segments, or a memory budget), each
+    # has several threads (plan.parallel_jobs) and the audio runs beside them rather than
+    # after them on one core.
     queue: deque[Callable[[], None]] = deque(partial(settle, key) for key in pending)
     beside = workers < opts.cores
     if not beside:
-        queue.append(audio_job)
+        queue.insert(sum(cost(key) > plan.audio_cost(timeline) for key in pending), audio_job)
     failed = threading.Event()
 
     def next_job() -> Callable[[], None] | None:
