@@ -157,10 +157,10 @@ def _fit_filter(timeline: Timeline) -> str:
 # keep each piece's start-up (process, x264's lookahead) a few per cent of its encode; the
 # limit does not depend on the machine, so the cache addresses of the pieces do not either.
 PIECE_MAX_GOPS = 2
-# A piece's input is sought to a keyframe at least this far before its first frame: the
-# source frames just before it must be decoded for the rate conversion to pick as the whole
-# segment's encode would.
-PIECE_SEEK_MARGIN_S = 1.0
+# A piece's input is sought to a keyframe at least this many source frames before its first
+# frame: the frames just before it must be decoded for the rate conversion to pick as the
+# whole segment's encode would. Everything from that keyframe on is decoded, so no more.
+PIECE_SEEK_MARGIN_FRAMES = 2
 
 
 @dataclass(frozen=True)
@@ -178,12 +178,20 @@ def segment_pieces(timeline: Timeline, enc: EncodeSettings) -> list[Piece]:
     limit = PIECE_MAX_GOPS * _gop(enc, timeline.fps)
     pieces: list[Piece] = []
     for seg in timeline.segments:
-        count = max(1, -(-seg.frames // limit))
+        count = max(1, -(-seg.frames // limit)) if _seeks_exactly(seg) else 1
         bounds = [round(k * seg.frames / count) for k in range(count + 1)]
         pieces += [Piece(seg, a, b - a) for a, b in itertools.pairwise(bounds)]
     if timeline.hold_frames:
         pieces[-1] = replace(pieces[-1], hold_frames=timeline.hold_frames)
     return pieces
+
+
+def _seeks_exactly(seg: PlacedSegment) -> bool:
+    """Whether a piece can start mid-segment: an MP4/MOV sample table seeks to the keyframe
+    at or before any time, where another container's index may land after it (frames lost
+    at the piece's start, made up by repeating its last)."""
+    video = seg.source.video
+    return bool(set(seg.source.format_name.split(",")) & COPY_FORMATS) and video is not None and video.fps > 0
 
 
 def _micros(us: int) -> str:
@@ -205,9 +213,13 @@ def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
     if piece.first_frame == 0:
         return _input(seg.source.path, "-threads", "1", "-ss", _f(seg.trim_start), "-t", _f(read_s))
     trim_us = round(seg.trim_start * 1_000_000)
-    ahead_us = max(0, math.floor((piece.first_frame / fps - Fraction(PIECE_SEEK_MARGIN_S)) * 1_000_000))
+    assert seg.source.video is not None  # a piece starts mid-segment only in a video that seeks exactly
+    margin = PIECE_SEEK_MARGIN_FRAMES / seg.source.video.fps
+    ahead_us = max(0, math.floor((piece.first_frame / fps - margin) * 1_000_000))
     seek = ["-noaccurate_seek", "-ss", _micros(trim_us + ahead_us), "-itsoffset", _micros(ahead_us)]
-    return _input(seg.source.path, "-threads", "1", *seek, "-t", _f(read_s))
+    # Without exact seeking, -t counts from the keyframe the seek lands on, which may be as
+    # early as the file's start: counted from there, it still ends after the piece.
+    return _input(seg.source.path, "-threads", "1", *seek, "-t", _f(seg.trim_start + read_s))
 
 
 def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSettings, *, threads: int = 0) -> Command:

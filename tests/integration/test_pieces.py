@@ -48,25 +48,28 @@ def frame_digests(argv: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("rate", "b_frames", "trim", "out_fps"),
+    ("rate", "b_frames", "gop", "trim", "out_fps"),
     [
-        ("25", 0, 0.3, 30),  # rate conversion, a trim between source frames
-        ("30000/1001", 0, 0.123, 30),  # NTSC to whole frames: slots drift against the source
-        ("30", 3, 0.0, 24),  # B-frames in the source, frames dropped
+        ("25", 0, 50, 0.3, 30),  # rate conversion, a trim between source frames
+        ("30000/1001", 0, 60, 0.123, 30),  # NTSC to whole frames: slots drift against the source
+        ("30", 3, 60, 0.0, 24),  # B-frames in the source, frames dropped
+        # x264's default GOP (8.3 s here): a piece's seek lands on the file's first keyframe,
+        # and its read limit must still reach past its end.
+        ("30000/1001", 0, 250, 1.392, 30),
     ],
 )
 def test_pieces_hand_the_encoder_exactly_the_frames_of_the_whole_segment(
-    tmp_path: Path, rate: str, b_frames: int, trim: float, out_fps: int
+    tmp_path: Path, rate: str, b_frames: int, gop: int, trim: float, out_fps: int
 ) -> None:
     source = tmp_path / "long.mp4"
     # testsrc2 moves every frame, so a frame taken once too often or once too few shows. A
-    # keyframe every 2 s: a piece's seek lands on one ahead of it and decodes up to the piece.
+    # piece's seek lands on a keyframe ahead of it and decodes up to the piece.
     run_ffmpeg(
         "-f",
         "lavfi",
         "-i",
         f"testsrc2=s=320x180:r={rate}:d=19",
-        *("-c:v", "libx264", "-preset", "ultrafast", "-bf", str(b_frames), "-g", str(round(2 * Fraction(rate)))),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-bf", str(b_frames), "-g", str(gop)),
         *("-pix_fmt", "yuv420p", str(source)),
     )
     timeline = timeline_of(tmp_path, source, trim=trim, fps=out_fps)

@@ -105,6 +105,14 @@ def test_a_long_segment_is_encoded_as_even_pieces_of_at_most_two_gops(seconds: f
     assert [p.first_frame for p in pieces] == [sum(frames[:k]) for k in range(len(frames))]
 
 
+def test_a_source_whose_container_may_seek_late_is_encoded_whole() -> None:
+    from dataclasses import replace
+
+    probes = {"p.mkv": replace(video("p.mkv", fps=Fraction(25), seconds=20.0), format_name="matroska,webm")}
+    tl = make({"output": {"fps": 30}, "segments": [{"id": "a", "url": "p.mkv"}]}, probes)
+    assert [p.frames for p in plan.segment_pieces(tl, plan.EncodeSettings.full())] == [600]
+
+
 def test_only_the_scene_s_last_piece_holds_the_last_frame() -> None:
     _, pieces = pieces_of(10.0, policy="longest")
     assert [p.hold_frames for p in pieces] == [0, 90]  # 3 s of music past 10 s of video at 30 fps
@@ -126,8 +134,8 @@ def test_a_later_piece_reads_its_source_on_the_whole_segment_s_clock() -> None:
         argv = plan.normalize_command(piece, tl, Path("n.mp4"), enc).argv
         assert "-noaccurate_seek" in argv
         assert seconds_of(argv, "-ss") - seconds_of(argv, "-itsoffset") == 300_000
-        # Sought at least the margin ahead of the piece, so the frames before it are decoded.
-        assert seconds_of(argv, "-itsoffset") <= (piece.first_frame / 30 - plan.PIECE_SEEK_MARGIN_S) * 1e6
+        # Sought two source frames (25 fps) ahead of the piece, so the frames before it are decoded.
+        assert piece.first_frame / 30 - 0.081 < seconds_of(argv, "-itsoffset") / 1e6 <= piece.first_frame / 30 - 0.08
         chain = argv[argv.index("-vf") + 1]
         assert chain.startswith(f"fps=30/1,trim=start_pts={piece.first_frame},setpts=PTS-STARTPTS,scale=")
         assert argv[argv.index("-frames:v") + 1] == str(piece.frames)
