@@ -164,13 +164,22 @@ def ffmpeg(*args: str) -> None:
 
 
 def make_scene(
-    folder: Path, *, segments: int, seconds: float, size: str, fps: int, grain: bool = False, distinct: int = 4
+    folder: Path,
+    *,
+    segments: int,
+    seconds: float,
+    size: str,
+    fps: int,
+    grain: bool = False,
+    distinct: int = 4,
+    one_pattern: bool = False,
 ) -> Path:
     """A scene of ``segments`` segments, ``distinct`` different files among them.
 
     Scenes that are only copied may repeat files (generating 100 costs time, copying does
     not care); a scene that is encoded needs every segment different, because scenerender
-    encodes identical segments once and the comparison would flatter it.
+    encodes identical segments once and the comparison would flatter it. ``one_pattern``:
+    every segment the same busy pattern in another hue, so they cost the same to encode.
     """
     media = folder / "media"
     media.mkdir(parents=True, exist_ok=True)
@@ -180,7 +189,9 @@ def make_scene(
         # Grain (temporal noise) gives the encoders texture like real footage has; flat test
         # patterns make every re-encode look cheaper than it is.
         video = f"{patterns[i % 4]}=s={size}:r={fps}:d={seconds}" + (",noise=alls=12:allf=t" if grain else "")
-        video += f",hue=h={37 * i}" if i >= 4 else ""
+        if one_pattern:
+            video = video.replace(patterns[i % 4], "testsrc2", 1)
+        video += f",hue=h={37 * i}" if i >= 4 or one_pattern else ""
         ffmpeg(
             "-f",
             "lavfi",
@@ -463,10 +474,12 @@ def main() -> None:
             psnr, ssim = picture_quality(out, sources, width=1920, height=1080, fps="30")
             pictures[f"{label} (720p25 -> 1080p30)"] = {"psnr_db": psnr, "ssim": ssim, "mb": out.stat().st_size / 1e6}
 
-        # A few long segments, one more than the cores: each is encoded as pieces (two GOPs at
-        # most), so the cores stay busy to the end instead of the last segment running on one.
+        # A few long segments of the same cost, one more than the cores: each is encoded as
+        # pieces, so the cores stay busy to the end instead of the last segment running on one.
         long_s = 4 * seconds
-        long_scene = make_scene(work / "long", segments=3, seconds=long_s, size="1280x720", fps=25, distinct=3)
+        long_scene = make_scene(
+            work / "long", segments=3, seconds=long_s, size="1280x720", fps=25, distinct=3, one_pattern=True
+        )
         ours_l, naive_l = side_by_side(
             [
                 ("scenerender (3 long segments, 720p25 -> 1080p30)", scenerender(long_scene, work / "ours-l.mp4")),

@@ -3,8 +3,9 @@
 The render's result is measured on the file it wrote. Reading the few boxes that hold
 the answer takes a millisecond in this process; an ffprobe of the output took 70-130 ms
 on the render's critical path (most of it the start of a process that links 215 shared
-libraries). Only the outputs of our own final mux are read here; inputs are probed by
-ffprobe (``scenerender.probe``).
+libraries). Inputs are probed by ffprobe (``scenerender.probe``); of an input, only the
+times of its keyframes are read here, as a hint of where a long segment is best cut
+(``keyframe_times``): nothing the render produces depends on them being right.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scenerender.errors import RenderError
 
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 _MOOV_MAX_BYTES = 64 << 20  # our moov is ~1 kB per second of scene; this bounds a damaged size field
+_MAX_KEYFRAMES = 100_000  # an hour of all-intra 25 fps; a hint needs no more
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Track:
     width: int = 0  # coded size from the first visual sample entry
     height: int = 0
     sample_deltas: Counter[int] = field(default_factory=Counter)  # stts: delta -> sample count
+    decode_runs: list[tuple[int, int]] = field(default_factory=list)  # stts: (samples, delta), in order
+    offset_runs: list[tuple[int, int]] = field(default_factory=list)  # ctts: (samples, composition offset)
+    sync_samples: list[int] | None = None  # stss: 1-based numbers of the keyframes; None: every sample is one
+    media_start: int = 0  # the first presented edit's media time: where presentation time 0 is
 
 
 @dataclass(frozen=True)
@@ -148,11 +154,20 @@ def _parse_into(track: Track, data: bytes) -> None:
             presented = [duration for duration, media_time in edits if media_time >= 0]
             if presented:
                 track.edit_duration = sum(presented)
+                track.media_start = next(media_time for _, media_time in edits if media_time >= 0)
         elif kind == b"stts":
             (count,) = struct.unpack_from(">I", body, 4)
             for i in range(count):
                 samples, delta = struct.unpack_from(">II", body, 8 + 8 * i)
                 track.sample_deltas[delta] += samples
+                track.decode_runs.append((samples, delta))
+        elif kind == b"ctts":
+            (count,) = struct.unpack_from(">I", body, 4)
+            fmt = ">Ii" if body[0] == 1 else ">II"  # version 1: signed offsets
+            track.offset_runs = [struct.unpack_from(fmt, body, 8 + 8 * i) for i in range(count)]
+        elif kind == b"stss":
+            (count,) = struct.unpack_from(">I", body, 4)
+            track.sync_samples = list(struct.unpack_from(f">{count}I", body, 8))
         elif kind == b"stsd" and track.handler == "vide" and not track.width:
             # Full box (4) + entry count (4), then the first entry: box header (8), sample
             # entry (8), pre-defined and reserved (16), width (2), height (2).
@@ -166,3 +181,49 @@ def _timescale_and_duration(body: bytes) -> tuple[int, int]:
     else:
         timescale, duration = struct.unpack_from(">II", body, 4 + 8)
     return int(timescale), int(duration)
+
+
+def keyframe_times(path: Path) -> list[float] | None:
+    """Presentation times (seconds) of the first video track's keyframes, ascending.
+
+    None when the file cannot be read as MP4. A hint only: the caller's result must not
+    depend on it being right.
+    """
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            _, _, tracks = _parse_moov(_find_moov(f, size))
+    except (OSError, struct.error, ValueError, ZeroDivisionError):
+        return None
+    video = next((t for t in tracks if t.handler == "vide"), None)
+    if video is None or video.timescale <= 0:
+        return None
+    if video.sync_samples is None:  # no sync sample table: every sample is a keyframe
+        samples = min(sum(count for count, _ in video.decode_runs), _MAX_KEYFRAMES)
+        wanted = list(range(1, samples + 1))
+    else:
+        wanted = sorted(set(video.sync_samples))[:_MAX_KEYFRAMES]
+    decode = _at_samples(video.decode_runs, wanted, cumulative=True)
+    offsets = _at_samples(video.offset_runs, wanted, cumulative=False) if video.offset_runs else [0] * len(wanted)
+    if len(decode) != len(wanted) or len(offsets) != len(wanted):
+        return None  # a keyframe numbered past the last sample: the tables disagree
+    return sorted((d + o - video.media_start) / video.timescale for d, o in zip(decode, offsets, strict=True))
+
+
+def _at_samples(runs: list[tuple[int, int]], wanted: list[int], *, cumulative: bool) -> list[int]:
+    """For each 1-based sample number in ascending ``wanted``: the run's value there, or the
+    sum of the values of every sample before it (``cumulative``: stts deltas give decode times)."""
+    found: list[int] = []
+    first = 1  # number of the run's first sample
+    before = 0  # sum of the values of the samples before the run
+    it = iter(wanted)
+    n = next(it, None)
+    for count, value in runs:
+        while n is not None and n < first + count:
+            found.append(before + (n - first) * value if cumulative else value)
+            n = next(it, None)
+        if n is None:
+            break
+        first += count
+        before += count * value
+    return found

@@ -12,6 +12,7 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -173,17 +174,133 @@ class Piece:
     hold_frames: int = 0  # the last frame held (duration_policy longest): the scene's last piece only
 
 
-def segment_pieces(timeline: Timeline, enc: EncodeSettings) -> list[Piece]:
-    """Every segment as pieces of at most ``PIECE_MAX_GOPS`` GOPs, split evenly, in scene order."""
-    limit = PIECE_MAX_GOPS * _gop(enc, timeline.fps)
+# An x264 start and its lookahead, and one more keyframe, per piece: 1-2 % of a piece's
+# encode in isolation, 10 % for a busy picture whose two halves ran at once (measured).
+PIECE_OVERHEAD = 0.04
+# A normalising ffmpeg decodes and scales in one thread beside x264's frame threads: with
+# two threads it finished in 0.53-0.67 of one thread's time (measured on 10 s of 1080p).
+FRAME_THREAD_LOSS = 0.25
+# CPU-seconds of decoding a source megapixel-frame of a flat picture (what a piece decodes
+# for nothing between the keyframe its seek lands on and its start: 0.62 s for 250 frames of
+# a busy 720p picture, measured).
+DECODE_S_PER_MEGAPIXEL_FRAME = 0.0013
+
+
+def plan_pieces(
+    timeline: Timeline,
+    enc: EncodeSettings,
+    keyframes: Mapping[int, Sequence[float]],
+    *,
+    cores: int,
+    jobs_for: Callable[[int], tuple[int, int]],
+) -> list[Piece]:
+    """The segments whole, or the long ones cut, whichever should finish soonest.
+
+    Cutting pays when whole segments leave cores idle (three long ones on two cores: the
+    third runs on one; one on two: frame threads do less than two encodes) and costs its
+    overhead where they pack well anyway (a busy one beside two flat ones). Two ways to
+    cut are weighed: evenly, and at the source's keyframes (``keyframes``: segment index ->
+    keyframe times, ``mp4.keyframe_times``), where a piece's seek lands right before it
+    instead of decoding from an earlier keyframe for nothing. A segment whose keyframes are
+    not known is not cut. ``jobs_for`` gives (encodes at once, threads each) for a number
+    of jobs (``parallel_jobs``).
+    """
+    layouts = [segment_pieces(timeline, enc, {})]
+    for reach in (0, 1):  # even cuts; cuts moved onto keyframes up to a piece away
+        cut = segment_pieces(timeline, enc, keyframes, reach=reach)
+        if cut not in layouts:
+            layouts.append(cut)
+
+    def wall(pieces: list[Piece]) -> float:
+        workers, threads = jobs_for(len(pieces))
+        costs = [piece_cost(p, timeline, keyframes.get(p.segment.index, ())) for p in pieces]
+        return estimated_wall(costs, workers, threads, audio_cost(timeline), queued=workers >= cores, cores=cores)
+
+    return min(layouts, key=wall)  # the first of equals: the fewest pieces
+
+
+def piece_cost(piece: Piece, timeline: Timeline, keyframes: Sequence[float]) -> float:
+    """Rough CPU-seconds of one piece: its encode, what starting apart costs, and the decode
+    from the keyframe its seek lands on up to its start."""
+    seg = piece.segment
+    cost = encode_cost(seg, piece.frames, (timeline.width, timeline.height))
+    if piece.frames == seg.frames:
+        return cost
+    video = seg.source.video
+    lead_s = 0.0
+    if piece.first_frame and video is not None and video.fps > 0:
+        seek = seg.trim_start + float(piece.first_frame / timeline.fps - PIECE_SEEK_MARGIN_FRAMES / video.fps)
+        lead_s = seek - max((k for k in keyframes if k <= seek), default=0.0)
+        lead_s *= video.width * video.height / 1e6 * float(video.fps) * DECODE_S_PER_MEGAPIXEL_FRAME
+        lead_s *= 1 + _bits_per_pixel(seg) / DETAIL_BPP
+    return cost * (1 + PIECE_OVERHEAD) + lead_s
+
+
+def estimated_wall(costs: list[float], workers: int, threads: int, audio: float, *, queued: bool, cores: int) -> float:
+    """Seconds until the last job ends: dearest first, each to the worker free first (the
+    render's own order), a job of ``threads`` frame threads taking that much less time. The
+    audio is one of the jobs (``queued``) or runs beside them, taking its share of the cores."""
+    speedup = threads / (1 + FRAME_THREAD_LOSS * (threads - 1))
+    jobs = [cost / speedup for cost in costs] + ([audio] if queued else [])
+    loads = [0.0] * max(1, workers)
+    for job in sorted(jobs, reverse=True):
+        loads[loads.index(min(loads))] += job
+    return max(loads) + (0.0 if queued else audio / max(1, cores))
+
+
+def segment_pieces(
+    timeline: Timeline, enc: EncodeSettings, keyframes: Mapping[int, Sequence[float]], *, reach: float = 0
+) -> list[Piece]:
+    """Every segment whose keyframes are known cut into about even pieces of at most
+    ``PIECE_MAX_GOPS`` GOPs, in scene order; the others whole.
+
+    A cut moves onto the nearest frame whose seek lands on a keyframe when one is within
+    ``reach`` pieces of it (cuts that meet become one): only where the pieces start depends on
+    the keyframes, not what they hold.
+    """
+    limit = piece_limit(enc, timeline.fps)
     pieces: list[Piece] = []
     for seg in timeline.segments:
-        count = max(1, -(-seg.frames // limit)) if _seeks_exactly(seg) else 1
-        bounds = [round(k * seg.frames / count) for k in range(count + 1)]
+        times = keyframes.get(seg.index)
+        count = max(1, -(-seg.frames // limit)) if times is not None and _seeks_exactly(seg) else 1
+        step = seg.frames / count
+        even = [round(k * step) for k in range(1, count)]
+        points = _cut_points(seg, timeline.fps, times or ())
+        cuts = _snap(even, points, reach=round(reach * step), gap=step / 2, end=seg.frames)
+        bounds = [0, *cuts, seg.frames]
         pieces += [Piece(seg, a, b - a) for a, b in itertools.pairwise(bounds)]
     if timeline.hold_frames:
         pieces[-1] = replace(pieces[-1], hold_frames=timeline.hold_frames)
     return pieces
+
+
+def piece_limit(enc: EncodeSettings, fps: Fraction) -> int:
+    """The most output frames a piece has: a segment longer than this is cut."""
+    return PIECE_MAX_GOPS * _gop(enc, fps)
+
+
+def _cut_points(seg: PlacedSegment, fps: Fraction, keyframes: Sequence[float]) -> list[int]:
+    """The first output frames whose seek (``PIECE_SEEK_MARGIN_FRAMES`` ahead) lands on a keyframe."""
+    video = seg.source.video
+    if video is None or video.fps <= 0:
+        return []
+    margin = PIECE_SEEK_MARGIN_FRAMES / video.fps
+    points = {math.ceil((Fraction(k) - Fraction(seg.trim_start) + margin) * fps) for k in keyframes}
+    return sorted(p for p in points if 0 < p < seg.frames)
+
+
+def _snap(cuts: list[int], points: list[int], *, reach: int, gap: float, end: int) -> list[int]:
+    """Each cut moved to the nearest point within ``reach`` frames, unless that leaves a piece
+    shorter than ``gap`` (before it, or up to ``end``); a cut that leaves one where it is
+    too is dropped: the cuts meet."""
+    snapped: list[int] = []
+    for cut in cuts:
+        near = [p for p in points if abs(p - cut) <= reach]
+        for place in [*sorted(near, key=lambda p: abs(p - cut)), cut]:
+            if place - (snapped[-1] if snapped else 0) >= gap and end - place >= gap:
+                snapped.append(place)
+                break
+    return snapped
 
 
 def _seeks_exactly(seg: PlacedSegment) -> bool:
@@ -800,12 +917,15 @@ def encode_cost(seg: PlacedSegment, frames: int | None = None, frame_size: tuple
     the picture's detail; the source's bits per pixel stand for the detail (a busy picture
     takes more bits at any quality). Only the order of the work depends on it.
     """
-    video, source = seg.source.video, seg.source
-    pixel_rate = video.width * video.height * float(video.fps) if video is not None else 0.0
-    bpp = source.size_bytes * 8 / (source.duration * pixel_rate) if pixel_rate > 0 and source.duration > 0 else 0.0
     megapixels = frame_size[0] * frame_size[1] / 1e6
     count = seg.frames if frames is None else frames
-    return count * megapixels * ENCODE_S_PER_MEGAPIXEL_FRAME * (1 + bpp / DETAIL_BPP)
+    return count * megapixels * ENCODE_S_PER_MEGAPIXEL_FRAME * (1 + _bits_per_pixel(seg) / DETAIL_BPP)
+
+
+def _bits_per_pixel(seg: PlacedSegment) -> float:
+    video, source = seg.source.video, seg.source
+    pixel_rate = video.width * video.height * float(video.fps) if video is not None else 0.0
+    return source.size_bytes * 8 / (source.duration * pixel_rate) if pixel_rate > 0 and source.duration > 0 else 0.0
 
 
 def audio_cost(timeline: Timeline) -> float:

@@ -27,7 +27,7 @@ from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
-from scenerender.mp4 import read_movie
+from scenerender.mp4 import keyframe_times, read_movie
 from scenerender.probe import EarlyProbes, MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
@@ -432,14 +432,20 @@ def _normalize_segments(
     norm_dir = work / "normalized"
     norm_dir.mkdir()
     enc = plan.EncodeSettings.for_timeline(timeline)
-    pieces = plan.segment_pieces(timeline, enc)
-    workers, threads = plan.parallel_jobs(
-        opts.parallelism,
-        len(pieces),
-        opts.cpus,
-        memory_mb=opts.memory_mb,
-        frame_size=(timeline.width, timeline.height),
-    )
+    limit = plan.piece_limit(enc, timeline.fps)
+    keyframes = {
+        seg.index: times
+        for seg in timeline.segments
+        if seg.frames > limit and (times := keyframe_times(seg.source.path)) is not None
+    }
+
+    def jobs_for(count: int) -> tuple[int, int]:
+        return plan.parallel_jobs(
+            opts.parallelism, count, opts.cpus, memory_mb=opts.memory_mb, frame_size=(timeline.width, timeline.height)
+        )
+
+    pieces = plan.plan_pieces(timeline, enc, keyframes, cores=opts.cores, jobs_for=jobs_for)
+    workers, threads = jobs_for(len(pieces))
     commands = [
         plan.normalize_command(piece, timeline, norm_dir / f"{piece.segment.index:04d}-{n:03d}.mp4", enc)
         for n, piece in enumerate(pieces)

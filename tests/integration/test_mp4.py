@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from scenerender.errors import RenderError
-from scenerender.mp4 import read_movie
+from scenerender.mp4 import keyframe_times, read_movie
 from tests import measure
 from tests.mediagen import make_not_media, make_video, run_ffmpeg
 
@@ -70,3 +71,42 @@ def test_read_movie_refuses_what_is_not_a_finished_scene(tmp_path: Path) -> None
     )
     with pytest.raises(RenderError, match="could not be read as MP4"):
         read_movie(truncated)
+
+
+def _ffprobe_keyframes(path: Path) -> list[float]:
+    """The keyframes' times as ffprobe decodes them (the frames it shows when it skips the rest)."""
+    argv = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries"]
+    done = subprocess.run(
+        [*argv, "frame=pts_time", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [float(line.strip(",")) for line in done.stdout.split()]
+
+
+@pytest.mark.parametrize(
+    ("options", "rate"),
+    [
+        (["-bf", "3", "-g", "48", "-sc_threshold", "0"], "24"),  # B-frames: composition offsets and an edit list
+        (["-bf", "0", "-g", "250"], "30000/1001"),  # x264's default GOP
+        (["-x264-params", "keyint=1"], "25"),  # every frame a keyframe: no sync sample table
+    ],
+)
+def test_keyframe_times_are_the_ones_ffprobe_decodes(tmp_path: Path, options: list[str], rate: str) -> None:
+    source = tmp_path / "k.mp4"
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", f"testsrc2=s=160x90:r={rate}:d=12"),
+        *("-f", "lavfi", "-i", "sine=f=440:d=12"),
+        *("-c:v", "libx264", "-preset", "ultrafast", *options, "-pix_fmt", "yuv420p", "-c:a", "aac", str(source)),
+    )
+    ours, theirs = keyframe_times(source), _ffprobe_keyframes(source)
+    assert ours is not None and len(ours) == len(theirs) > 1
+    assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def test_keyframe_times_of_what_is_not_mp4_are_unknown(tmp_path: Path) -> None:
+    assert keyframe_times(make_not_media(tmp_path / "notes.mp4")) is None
+    wav = tmp_path / "tone.wav"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=d=1", str(wav))
+    assert keyframe_times(wav) is None

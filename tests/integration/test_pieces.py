@@ -74,7 +74,7 @@ def test_pieces_hand_the_encoder_exactly_the_frames_of_the_whole_segment(
     )
     timeline = timeline_of(tmp_path, source, trim=trim, fps=out_fps)
     enc = plan.EncodeSettings.full()
-    pieces = plan.segment_pieces(timeline, enc)
+    pieces = plan.segment_pieces(timeline, enc, {0: [0.0]})  # even cuts, wherever the keyframes are
     seg = timeline.segments[0]
     assert len(pieces) == 3 and sum(p.frames for p in pieces) == seg.frames
     whole_segment = plan.Piece(seg, 0, seg.frames)
@@ -93,20 +93,18 @@ def test_pieces_hand_the_encoder_exactly_the_frames_of_the_whole_segment(
     assert abs(len(set(whole)) - shown) <= 1, (len(set(whole)), shown)
 
 
-def test_a_scene_of_three_long_segments_keeps_both_cores_busy(tmp_path: Path) -> None:
-    """Three 10 s segments on two cores: six pieces of 5 s, two at a time to the end, where
-    three whole encodes would leave the third on one core with the other idle."""
-    sources = [tmp_path / f"seg-{i}.mp4" for i in range(3)]
-    for source, pattern in zip(sources, ("testsrc2", "smptebars", "rgbtestsrc"), strict=True):
-        make_video(source, width=320, height=180, fps=25, duration=10.0, pattern=pattern)
+def test_a_long_segment_is_encoded_as_pieces_on_both_cores_and_joins_whole(tmp_path: Path) -> None:
+    """One 30 s segment on two cores: whole, one encode of two frame threads with the audio
+    beside it; as four pieces, two encodes at a time with the audio among them."""
+    source = make_video(tmp_path / "seg.mp4", width=320, height=180, fps=25, duration=30.0)
     make_tone_burst(tmp_path / "line.wav", freq=1000, duration=0.4)
     spec = {
         "version": 1,
         "project_id": "p",
         "scene_id": "long",
-        "output": {"resolution": "640x360", "fps": 30},
-        "segments": [{"id": f"s{i}", "url": f"seg-{i}.mp4"} for i in range(3)],
-        "audio": {"clips": [{"type": "dialogue", "url": "line.wav", "segment_id": "s1", "offset": 6.0}]},
+        "output": {"resolution": "720p", "fps": 30},
+        "segments": [{"id": "s0", "url": "seg.mp4"}],
+        "audio": {"clips": [{"type": "dialogue", "url": "line.wav", "segment_id": "s0", "offset": 16.0}]},
     }
     (tmp_path / "job_spec.json").write_text(json.dumps(spec))
     wrapper = tmp_path / "logging-ffmpeg"
@@ -122,7 +120,7 @@ def test_a_scene_of_three_long_segments_keeps_both_cores_busy(tmp_path: Path) ->
     }
     out = tmp_path / "o.mp4"
     result = render_json(tmp_path / "job_spec.json", out, env=env)
-    assert (result["segments_encoded"], result["segments_reused"]) == (3, 0)
+    assert (result["segments_encoded"], result["segments_reused"]) == (1, 0)
 
     starts: dict[str, tuple[int, str]] = {}
     runs = []
@@ -134,21 +132,20 @@ def test_a_scene_of_three_long_segments_keeps_both_cores_busy(tmp_path: Path) ->
             began, argv = starts.pop(pid)
             runs.append((began, int(stamp), argv))
     encodes = sorted(run for run in runs if "libx264" in run[2])
-    assert len(encodes) == 6 and all("-threads 1 " in argv for *_, argv in encodes)
-    # Both cores busy (two encodes, or one beside the audio pass) until the last pieces start:
-    # no encode runs alone while others wait.
-    for began, _, _ in encodes[1:5]:
+    assert len(encodes) == 4 and all("-threads 1 " in argv for *_, argv in encodes)
+    # Both cores busy (two encodes, or one beside the audio pass) until the last piece starts.
+    for began, _, _ in encodes[1:]:
         encoding, others = busy_at(runs, began)
         assert encoding + min(others, 1) == 2, (encoding, others)
 
-    # The pieces join into the scene: every frame, in order, with the sound where it belongs.
+    # The pieces join into the segment: every frame, in order, with the sound where it belongs.
     assert measure.count_frames(out) == 900
     assert result["duration_s"] == pytest.approx(30.0, abs=1 / 30) and result["av_drift_ms"] == 0.0
-    psnr, _ = measure.picture_quality(out, sources, width=640, height=360, fps="30")
+    psnr, _ = measure.picture_quality(out, [source], width=1280, height=720, fps="30")
     assert psnr >= 38.0, psnr  # a piece out of place or a frame out of step drops this below 20 dB
     samples = measure.decode_audio(out)
     assert measure.onset_time(samples, freq=1000) == pytest.approx(16.0, abs=0.02)
 
-    # Rendered again, every piece comes from the cache: the segments count as reused.
+    # Rendered again, every piece comes from the cache: the segment counts as reused.
     again = render_json(tmp_path / "job_spec.json", tmp_path / "again.mp4", env=env)
-    assert (again["segments_encoded"], again["segments_reused"]) == (0, 3)
+    assert (again["segments_encoded"], again["segments_reused"]) == (0, 1)

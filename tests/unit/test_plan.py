@@ -95,7 +95,7 @@ def pieces_of(seconds: float, *, trim: float = 0.0, policy: str = "video") -> tu
         probes["m.wav"] = sound("m.wav", seconds=seconds + 3)
         spec["audio"] = {"clips": [{"type": "music", "url": "m.wav"}]}
     tl = make(spec, probes)
-    return tl, plan.segment_pieces(tl, plan.EncodeSettings.for_timeline(tl))
+    return tl, plan.segment_pieces(tl, plan.EncodeSettings.for_timeline(tl), {0: [0.0]})
 
 
 @pytest.mark.parametrize(("seconds", "frames"), [(5.0, [150]), (8.0, [240]), (10.0, [150, 150]), (20.0, [200] * 3)])
@@ -110,7 +110,67 @@ def test_a_source_whose_container_may_seek_late_is_encoded_whole() -> None:
 
     probes = {"p.mkv": replace(video("p.mkv", fps=Fraction(25), seconds=20.0), format_name="matroska,webm")}
     tl = make({"output": {"fps": 30}, "segments": [{"id": "a", "url": "p.mkv"}]}, probes)
-    assert [p.frames for p in plan.segment_pieces(tl, plan.EncodeSettings.full())] == [600]
+    assert [p.frames for p in plan.segment_pieces(tl, plan.EncodeSettings.full(), {0: [0.0, 10.0]})] == [600]
+
+
+def scene_of(*segments: tuple[float, float]) -> Timeline:
+    """720p25 segments of (seconds, source bits per pixel: how busy the picture is) to 1080p30."""
+    from dataclasses import replace
+
+    probes = {
+        f"{i}.mp4": replace(
+            video(f"{i}.mp4", width=1280, height=720, fps=Fraction(25), seconds=seconds),
+            size_bytes=round(bpp * 1280 * 720 * 25 * seconds / 8),
+        )
+        for i, (seconds, bpp) in enumerate(segments)
+    }
+    spec = {"output": {"fps": 30}, "segments": [{"id": f"s{i}", "url": f"{i}.mp4"} for i in range(len(segments))]}
+    return make(spec, probes)
+
+
+def chosen(timeline: Timeline, cores: int = 2, memory_mb: int = 0, gop_s: float = 1.0) -> list[int]:
+    """The pieces ``plan_pieces`` picks, for sources with a keyframe every ``gop_s``."""
+
+    def jobs_for(count: int) -> tuple[int, int]:
+        return plan.parallel_jobs(0, count, cores, memory_mb=memory_mb, frame_size=(1920, 1080))
+
+    keyframes = {
+        seg.index: [k * gop_s for k in range(int(seg.source.duration / gop_s) + 1)] for seg in timeline.segments
+    }
+    enc = plan.EncodeSettings.full()
+    return [p.frames for p in plan.plan_pieces(timeline, enc, keyframes, cores=cores, jobs_for=jobs_for)]
+
+
+def test_long_segments_are_cut_where_whole_ones_would_leave_a_core_idle() -> None:
+    # Three alike on two cores: whole, the third runs on one core while the other idles. Each
+    # is cut where the seek lands on its keyframe at 5 s (two source frames ahead of frame 153).
+    assert chosen(scene_of((10, 0.1), (10, 0.1), (10, 0.1))) == [153, 147] * 3
+    # One on two cores: two pieces at a time do more than one encode of two frame threads.
+    # Cut right after the keyframes nearest to the even cuts (at 7, 15 and 22 s).
+    assert chosen(scene_of((30, 0.1))) == [213, 240, 210, 237]
+
+
+def test_long_segments_stay_whole_where_they_pack_well_anyway() -> None:
+    # A busy one beside two flat ones: the cores finish together whole, the pieces would only cost.
+    assert chosen(scene_of((10, 0.11), (10, 0.006), (10, 0.006))) == [300] * 3
+    # Under a memory budget of one encode at a time, pieces change nothing.
+    assert chosen(scene_of((10, 0.1), (10, 0.1), (10, 0.1)), memory_mb=384) == [300] * 3
+    # Nothing to cut.
+    assert chosen(scene_of(*[(5, 0.1)] * 10)) == [150] * 10
+
+
+def test_a_cut_moves_to_where_its_seek_lands_on_a_keyframe() -> None:
+    """Keyframes at 0 and 10 s in a 20 s segment: one cut right after 10 s (the seek two source
+    frames ahead lands on it) instead of two even ones that would decode from 0 and 10 s."""
+    timeline = scene_of((20, 0.1))
+    pieces = plan.segment_pieces(timeline, plan.EncodeSettings.full(), {0: [0.0, 10.0]}, reach=1)
+    assert [(p.first_frame, p.frames) for p in pieces] == [(0, 303), (303, 297)]
+    argv = plan.normalize_command(pieces[1], timeline, Path("1.mp4"), plan.EncodeSettings.full()).argv
+    assert 10.0 <= float(argv[argv.index("-ss") + 1]) < 10.0 + 1 / 30
+    # A keyframe with no cut near it moves nothing; unknown keyframes cut nothing.
+    far = plan.segment_pieces(timeline, plan.EncodeSettings.full(), {0: [0.0, 19.9]}, reach=1)
+    assert [p.frames for p in far] == [200] * 3
+    assert [p.frames for p in plan.segment_pieces(timeline, plan.EncodeSettings.full(), {})] == [600]
 
 
 def test_only_the_scene_s_last_piece_holds_the_last_frame() -> None:
