@@ -8,22 +8,15 @@ from pathlib import Path
 import pytest
 
 from tests.cli import render_json
+from tests.ffmpeg_log import Run, busy_at, logging_ffmpeg, read_runs
 from tests.mediagen import make_music, make_tone_burst, make_video
 
 pytestmark = pytest.mark.integration
 
 CORES = 2
-# Logs when each ffmpeg the render starts begins and ends (nanoseconds), and its arguments.
-LOGGING_FFMPEG = """#!/bin/sh
-echo "start $$ $(date +%s%N) $*" >> "$FFMPEG_LOG"
-ffmpeg "$@"
-code=$?
-echo "end $$ $(date +%s%N)" >> "$FFMPEG_LOG"
-exit $code
-"""
 
 
-def render_logged(tmp_path: Path, segments: int, **env_vars: str) -> list[tuple[int, int, str]]:
+def render_logged(tmp_path: Path, segments: int, **env_vars: str) -> list[Run]:
     """Render ``segments`` 720p25 segments (all to be normalised to 1080p30) with dialogue and
     music on ``CORES`` cores; every ffmpeg run as (start, end, its arguments)."""
     make_video(tmp_path / "seg.mp4", width=1280, height=720, fps=25, duration=1.5)
@@ -44,31 +37,11 @@ def render_logged(tmp_path: Path, segments: int, **env_vars: str) -> list[tuple[
         },
     }
     (tmp_path / "job_spec.json").write_text(json.dumps(spec))
-    wrapper = tmp_path / "logging-ffmpeg"
-    wrapper.write_text(LOGGING_FFMPEG)
-    wrapper.chmod(0o755)
-    log = tmp_path / "ffmpeg.log"
-    env = {"SCENERENDER_CPUS": str(CORES), "FFMPEG": str(wrapper), "FFMPEG_LOG": str(log), **env_vars}
+    logged, log = logging_ffmpeg(tmp_path)
+    env = {"SCENERENDER_CPUS": str(CORES), **logged, **env_vars}
     result = render_json(tmp_path / "job_spec.json", tmp_path / "o.mp4", timeout=300, env=env)
     assert result["segments_encoded"] == segments
-    starts: dict[str, tuple[int, str]] = {}
-    runs = []
-    for line in log.read_text().splitlines():
-        event, pid, stamp, *rest = [*line.split(" ", 3), ""]
-        if event == "start":
-            starts[pid] = (int(stamp), rest[0])
-        else:
-            began, argv = starts.pop(pid)
-            runs.append((began, int(stamp), argv))
-    assert not starts
-    return runs
-
-
-def busy_at(runs: list[tuple[int, int, str]], moment: int) -> tuple[int, int]:
-    """(segment encodes, other ffmpeg runs) going on at ``moment``."""
-    live = [argv for began, ended, argv in runs if began <= moment < ended]
-    encodes = sum("libx264" in argv for argv in live)
-    return encodes, len(live) - encodes
+    return read_runs(log)
 
 
 def test_the_audio_pass_takes_a_core_of_the_encodes_and_never_runs_beside_all_of_them(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from scenerender.spec import parse_spec
 from scenerender.timeline import Timeline, build_timeline
 from tests import measure
 from tests.cli import render_json
-from tests.integration.test_cores import LOGGING_FFMPEG, busy_at
+from tests.ffmpeg_log import busy_at, logging_ffmpeg, read_runs
 from tests.mediagen import make_tone_burst, make_video, run_ffmpeg
 
 pytestmark = pytest.mark.integration
@@ -107,14 +107,10 @@ def test_a_long_segment_is_encoded_as_pieces_on_both_cores_and_joins_whole(tmp_p
         "audio": {"clips": [{"type": "dialogue", "url": "line.wav", "segment_id": "s0", "offset": 16.0}]},
     }
     (tmp_path / "job_spec.json").write_text(json.dumps(spec))
-    wrapper = tmp_path / "logging-ffmpeg"
-    wrapper.write_text(LOGGING_FFMPEG)
-    wrapper.chmod(0o755)
-    log = tmp_path / "ffmpeg.log"
+    logged, log = logging_ffmpeg(tmp_path)
     env = {
         "SCENERENDER_CPUS": "2",
-        "FFMPEG": str(wrapper),
-        "FFMPEG_LOG": str(log),
+        **logged,
         "SCENERENDER_SEGMENT_CACHE": "true",
         "SCENERENDER_CACHE_DIR": str(tmp_path / "cache"),
     }
@@ -122,15 +118,7 @@ def test_a_long_segment_is_encoded_as_pieces_on_both_cores_and_joins_whole(tmp_p
     result = render_json(tmp_path / "job_spec.json", out, env=env)
     assert (result["segments_encoded"], result["segments_reused"]) == (1, 0)
 
-    starts: dict[str, tuple[int, str]] = {}
-    runs = []
-    for line in log.read_text().splitlines():
-        event, pid, stamp, *rest = [*line.split(" ", 3), ""]
-        if event == "start":
-            starts[pid] = (int(stamp), rest[0])
-        else:
-            began, argv = starts.pop(pid)
-            runs.append((began, int(stamp), argv))
+    runs = read_runs(log)
     encodes = sorted(run for run in runs if "libx264" in run[2])
     assert len(encodes) == 4 and all("-threads 1 " in argv for *_, argv in encodes)
     # Both cores busy (two encodes, or one beside the audio pass) until the last piece starts.
