@@ -22,6 +22,10 @@ from scenerender.errors import RenderError
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
 _MOOV_MAX_BYTES = 64 << 20  # our moov is ~1 kB per second of scene; this bounds a damaged size field
 _MAX_KEYFRAMES = 100_000  # an hour of all-intra 25 fps; a hint needs no more
+# An input's moov, read for its keyframes: an hour of 60 fps video with a composition offset
+# per frame takes about 3 MB. Inputs are not ours: a larger one is not read (no hint), so a
+# hostile file cannot make the planner hold its tables (tens of bytes of Python per entry).
+_INPUT_MOOV_MAX_BYTES = 4 << 20
 
 
 @dataclass
@@ -99,13 +103,13 @@ def _box_header(head: bytes, pos: int, room: int) -> tuple[bytes, int, int]:
     return kind, header, size
 
 
-def _find_moov(f: BinaryIO, file_size: int) -> bytes:
+def _find_moov(f: BinaryIO, file_size: int, max_bytes: int = _MOOV_MAX_BYTES) -> bytes:
     pos = 0
     while pos + 8 <= file_size:
         f.seek(pos)
         kind, header, size = _box_header(f.read(16), pos, file_size - pos)
         if kind == b"moov":
-            if size > _MOOV_MAX_BYTES:
+            if size > max_bytes:
                 raise ValueError(f"moov of {size} bytes")
             f.seek(pos + header)
             return f.read(size - header)
@@ -192,7 +196,7 @@ def keyframe_times(path: Path) -> list[float] | None:
     try:
         with path.open("rb") as f:
             size = f.seek(0, 2)
-            _, _, tracks = _parse_moov(_find_moov(f, size))
+            _, _, tracks = _parse_moov(_find_moov(f, size, _INPUT_MOOV_MAX_BYTES))
     except (OSError, struct.error, ValueError, ZeroDivisionError):
         return None
     video = next((t for t in tracks if t.handler == "vide"), None)

@@ -152,11 +152,12 @@ def _fit_filter(timeline: Timeline) -> str:
     )
 
 
-# A segment longer than this many GOPs is encoded as pieces, each its own job: a scene of a
-# few long segments then spreads over every core (one more long segment than cores would
-# otherwise leave the last on one core), and over helpers in a split scene. Two GOPs (8 s)
-# keep each piece's start-up (process, x264's lookahead) a few per cent of its encode; the
-# limit does not depend on the machine, so the cache addresses of the pieces do not either.
+# A segment longer than this many GOPs may be encoded as pieces, each its own job: a scene
+# of a few long segments then spreads over every core (one more long segment than cores
+# would otherwise leave the last on one core), and over helpers in a split scene. Two GOPs
+# (8 s) keep each piece's start-up (process, x264's lookahead) a few per cent of its encode.
+# Where the cuts fall depends only on the source; whether a segment is cut depends on the
+# machine's cores too (``plan_pieces``), and so do the cache addresses of what it encodes.
 PIECE_MAX_GOPS = 2
 # A piece's input is sought to a keyframe at least this many source frames before its first
 # frame: the frames just before it must be decoded for the rate conversion to pick as the
@@ -408,7 +409,8 @@ def _gop(enc: EncodeSettings, fps: Fraction) -> int:
 
 def _gop_frames(enc: EncodeSettings, fps: Fraction, frames: int) -> int:
     """Keyframe spacing: every piece starts on one (it is a separate encode); a piece up
-    to two GOPs long needs no other, a longer one (held frames) gets one every GOP for seeking."""
+    to two GOPs long needs no other, a longer one (a segment not cut, or the held frames of
+    the last) gets one every GOP for seeking."""
     gop = _gop(enc, fps)
     return frames if frames <= 2 * gop else gop
 
@@ -903,8 +905,8 @@ DETAIL_BPP = 0.1
 # CPU-seconds of a full-settings encode per output megapixel-frame of a flat picture (5 s of
 # 720p25 test pattern to 1080p30: 1.75-1.97 s), and of the audio pass per second of scene (the
 # mix and its scan, one AAC encoder, the scan of its output: 1.8 s for a 30 s scene, 2.3 s for
-# 50 s). Both are this machine's; only their ratio matters, to know where the audio goes in
-# the queue of encodes.
+# 50 s). Both are this machine's; only their ratio matters: where the audio goes in the queue
+# of encodes, and whether cutting long segments should finish sooner (``plan_pieces``).
 ENCODE_S_PER_MEGAPIXEL_FRAME = 0.0058
 AUDIO_S_PER_SCENE_S = 0.05
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scenerender.errors import RenderError
-from scenerender.mp4 import read_movie
+from scenerender.mp4 import keyframe_times, read_movie
 
 
 def box(kind: bytes, *parts: bytes, large: bool = False) -> bytes:
@@ -105,3 +105,33 @@ def test_a_box_that_claims_more_than_the_file_holds(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(RenderError, match="could not be read as MP4"):
         read_movie(path)
+
+
+def stss(*numbers: int) -> bytes:
+    return box(b"stss", full(0) + struct.pack(f">I{len(numbers)}I", len(numbers), *numbers))
+
+
+def ctts(*runs: tuple[int, int]) -> bytes:
+    return box(b"ctts", full(1) + struct.pack(">I", len(runs)) + b"".join(struct.pack(">Ii", n, o) for n, o in runs))
+
+
+def keyframed(path: Path, padding: int = 0) -> Path:
+    """Samples of 1000 and 500 ticks at 10000/s, composition offsets, keyframes 1, 3, 7, 11,
+    and an edit list whose media starts at 2000; ``padding`` bytes of free space in the moov."""
+    table = avc1_stsd(64, 64) + stts((4, 1000), (8, 500)) + ctts((2, 2000), (10, 1000)) + stss(1, 3, 7, 11)
+    video = trak(b"vide", 10000, 8000, edits_v1((800, 2000)), table)
+    free = box(b"free", b"\0" * padding) if padding else b""
+    moov = box(b"moov", box(b"mvhd", header_v1(1000, 800) + b"\0" * 80), video, free)
+    path.write_bytes(box(b"ftyp", b"isom\0\0\2\0") + moov + box(b"mdat", b"\0" * 8))
+    return path
+
+
+def test_keyframe_times_from_the_sample_table(tmp_path: Path) -> None:
+    """Decode times from stts runs, composition offsets from ctts, the edit list's start taken off."""
+    # Samples 1, 3, 7, 11 decode at 0, 2000, 5000, 7000; their offsets 2000, 1000, 1000, 1000.
+    assert keyframe_times(keyframed(tmp_path / "k.mp4")) == pytest.approx([0.0, 0.1, 0.4, 0.6])
+
+
+def test_an_input_moov_too_large_to_be_a_real_one_is_not_read(tmp_path: Path) -> None:
+    assert keyframe_times(keyframed(tmp_path / "k.mp4", padding=3 << 20)) is not None
+    assert keyframe_times(keyframed(tmp_path / "huge.mp4", padding=5 << 20)) is None
