@@ -230,7 +230,7 @@ def piece_cost(piece: Piece, timeline: Timeline, keyframes: Sequence[float]) -> 
     video = seg.source.video
     lead_s = 0.0
     if piece.first_frame and video is not None and video.fps > 0:
-        seek = seg.trim_start + float(piece.first_frame / timeline.fps - PIECE_SEEK_MARGIN_FRAMES / video.fps)
+        seek = seg.trim_start + float(_seek_ahead(piece, timeline.fps))
         lead_s = seek - max((k for k in keyframes if k <= seek), default=0.0)
         lead_s *= video.width * video.height / 1e6 * float(video.fps) * DECODE_S_PER_MEGAPIXEL_FRAME
         lead_s *= 1 + _bits_per_pixel(seg) / DETAIL_BPP
@@ -285,7 +285,7 @@ def _cut_points(seg: PlacedSegment, fps: Fraction, keyframes: Sequence[float]) -
     video = seg.source.video
     if video is None or video.fps <= 0:
         return []
-    margin = PIECE_SEEK_MARGIN_FRAMES / video.fps
+    margin = _seek_margin(seg)
     points = {math.ceil((Fraction(k) - Fraction(seg.trim_start) + margin) * fps) for k in keyframes}
     return sorted(p for p in points if 0 < p < seg.frames)
 
@@ -316,6 +316,18 @@ def _micros(us: int) -> str:
     return f"{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
+def _seek_margin(seg: PlacedSegment) -> Fraction:
+    """How far ahead of a piece's first frame its seek goes: ``PIECE_SEEK_MARGIN_FRAMES`` source frames."""
+    assert seg.source.video is not None  # a piece starts mid-segment only in a video that seeks exactly
+    return PIECE_SEEK_MARGIN_FRAMES / seg.source.video.fps
+
+
+def _seek_ahead(piece: Piece, fps: Fraction) -> Fraction:
+    """Where a later piece's seek goes, in seconds after the segment's trim: the one place the
+    command (``_piece_input``) and the estimate of its wasted decode (``piece_cost``) take it from."""
+    return max(Fraction(0), piece.first_frame / fps - _seek_margin(piece.segment))
+
+
 def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
     """Where a piece starts reading its source, on the same clock as the whole segment's encode.
 
@@ -331,9 +343,7 @@ def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
     if piece.first_frame == 0:
         return _input(seg.source.path, "-threads", "1", "-ss", _f(seg.trim_start), "-t", _f(read_s))
     trim_us = round(seg.trim_start * 1_000_000)
-    assert seg.source.video is not None  # a piece starts mid-segment only in a video that seeks exactly
-    margin = PIECE_SEEK_MARGIN_FRAMES / seg.source.video.fps
-    ahead_us = max(0, math.floor((piece.first_frame / fps - margin) * 1_000_000))
+    ahead_us = math.floor(_seek_ahead(piece, fps) * 1_000_000)
     seek = ["-noaccurate_seek", "-ss", _micros(trim_us + ahead_us), "-itsoffset", _micros(ahead_us)]
     # Without exact seeking, -t counts from the keyframe the seek lands on, which may be as
     # early as the file's start: counted from there, it still ends after the piece.

@@ -573,7 +573,8 @@ def _normalize_segments(
     queue: deque[Callable[[], None]] = deque(partial(settle, key) for key in pending)
     beside = workers < opts.cores
     if not beside:
-        queue.insert(sum(cost(key) > plan.audio_cost(timeline) for key in pending), audio_job)
+        audio_s = plan.audio_cost(timeline)
+        queue.insert(sum(cost(key) > audio_s for key in pending), audio_job)
     failed = threading.Event()
 
     def next_job() -> Callable[[], None] | None:
