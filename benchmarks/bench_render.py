@@ -188,9 +188,8 @@ def make_scene(
     for i in range(distinct):
         # Grain (temporal noise) gives the encoders texture like real footage has; flat test
         # patterns make every re-encode look cheaper than it is.
-        video = f"{patterns[i % 4]}=s={size}:r={fps}:d={seconds}" + (",noise=alls=12:allf=t" if grain else "")
-        if one_pattern:
-            video = video.replace(patterns[i % 4], "testsrc2", 1)
+        pattern = "testsrc2" if one_pattern else patterns[i % 4]
+        video = f"{pattern}=s={size}:r={fps}:d={seconds}" + (",noise=alls=12:allf=t" if grain else "")
         video += f",hue=h={37 * i}" if i >= 4 or one_pattern else ""
         ffmpeg(
             "-f",
@@ -252,7 +251,7 @@ def make_scene(
     return path
 
 
-def naive_command(spec_path: Path, out: Path, crf: int | None = None, seconds: float = 5.0) -> list[str]:
+def naive_command(spec_path: Path, out: Path, *, seconds: float, crf: int | None = None) -> list[str]:
     """The usual one-command approach: decode everything, concat filter, amix, re-encode.
 
     x264's default quality (crf 23) unless ``crf`` is given: scenerender keeps the picture of
@@ -411,7 +410,7 @@ def main() -> None:
         unordered = ["env", no_order, *scenerender(matching, work / "ours-u.mp4")]
         cases = [
             ("scenerender (matching)", scenerender(matching, work / "ours.mp4")),
-            ("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4")),
+            ("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4", seconds=seconds)),
             ("scenerender without the link order (matching)", unordered),
         ]
         if not args.no_moviepy:
@@ -435,7 +434,7 @@ def main() -> None:
         ours_g, naive_g = side_by_side(
             [
                 ("scenerender (matching, film grain)", scenerender(grainy, work / "ours-g.mp4")),
-                ("naive-ffmpeg (matching, film grain)", naive_command(grainy, work / "naive-g.mp4")),
+                ("naive-ffmpeg (matching, film grain)", naive_command(grainy, work / "naive-g.mp4", seconds=seconds)),
             ],
             rounds=1,
         )
@@ -450,10 +449,10 @@ def main() -> None:
             [
                 ("scenerender (720p25 -> 1080p30)", scenerender(normalising, work / "ours-n.mp4")),
                 (f"scenerender, {BUDGET_MB} MB budget (720p25 -> 1080p30)", budget),
-                ("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4")),
+                ("naive-ffmpeg (720p25 -> 1080p30)", naive_command(normalising, work / "naive-n.mp4", seconds=seconds)),
                 (
                     "naive-ffmpeg crf 20 (720p25 -> 1080p30)",
-                    naive_command(normalising, work / "naive-n20.mp4", crf=EQUAL_QUALITY_CRF),
+                    naive_command(normalising, work / "naive-n20.mp4", seconds=seconds, crf=EQUAL_QUALITY_CRF),
                 ),
             ],
             rounds=3,
