@@ -34,29 +34,47 @@ def frame_length(header: bytes) -> int:
 
 def read_frames(stream: BinaryIO) -> Iterator[bytes]:
     """ADTS frames, one at a time, as they arrive on ``stream`` (a pipe from the encoder)."""
+    for run, lengths in read_frame_runs(stream):
+        offset = 0
+        for length in lengths:
+            yield run[offset : offset + length]
+            offset += length
+
+
+READ_SIZE = 1 << 14  # about 30 frames of 192 kb/s stereo
+
+
+def read_frame_runs(stream: BinaryIO) -> Iterator[tuple[bytes, list[int]]]:
+    """Whole ADTS frames as they arrive on ``stream``: each time, every complete frame read so
+    far, back to back, with their lengths.
+
+    The encoder writes its frames to the pipe one by one; a frame at a time, the reader would
+    wake (and take the GIL from the render's other threads) some 50 times per second of audio.
+    A buffered stream's ``read`` waits for ``READ_SIZE`` bytes instead (or the end), and the
+    frames come in runs of a few dozen: what the join writes to the mux at once anyway.
+    """
+    read = stream.read
+    pending = b""
     while True:
-        header = _read_exactly(stream, ADTS_HEADER)
-        if not header:
-            return
-        length = frame_length(header)
-        if length <= ADTS_HEADER:
-            raise RenderError(f"ADTS frame of impossible length {length}")
-        body = _read_exactly(stream, length - ADTS_HEADER)
-        if len(body) != length - ADTS_HEADER:
-            raise RenderError("the AAC encoder's output ended in the middle of a frame")
-        yield header + body
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = size
-    while remaining:
-        data = stream.read(remaining)
+        data = read(READ_SIZE)
         if not data:
-            break
-        chunks.append(data)
-        remaining -= len(data)
-    return b"".join(chunks)
+            if pending:
+                raise RenderError("the AAC encoder's output ended in the middle of a frame")
+            return
+        pending += data
+        lengths: list[int] = []
+        offset = 0
+        while len(pending) - offset >= ADTS_HEADER:
+            length = frame_length(pending[offset : offset + ADTS_HEADER])
+            if length <= ADTS_HEADER:
+                raise RenderError(f"ADTS frame of impossible length {length}")
+            if len(pending) - offset < length:
+                break
+            lengths.append(length)
+            offset += length
+        if lengths:
+            yield pending[:offset], lengths
+            pending = pending[offset:]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import threading
 from array import array
@@ -198,10 +199,13 @@ class _Frames(Sequence[bytes]):
 
     def read_all(self) -> None:
         try:
-            for frame in adts.read_frames(self._stream):
-                os.write(self._fd, frame)  # unbuffered: readable (pread) as soon as it is counted
+            for run, lengths in adts.read_frame_runs(self._stream):
+                written = 0
+                while written < len(run):  # unbuffered: readable (pread) as soon as it is counted
+                    written += os.write(self._fd, run[written:])
+                ends = list(itertools.accumulate(lengths, initial=self._offsets[-1]))[1:]
                 with self._changed:
-                    self._offsets.append(self._offsets[-1] + len(frame))
+                    self._offsets.extend(ends)
                     self._changed.notify_all()
         except BaseException as exc:
             self._error = exc

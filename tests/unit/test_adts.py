@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any, BinaryIO, cast
 
 import pytest
 
@@ -27,7 +28,40 @@ def test_frames_are_read_one_by_one_from_a_stream() -> None:
     assert adts.frame_length(frames[1]) == len(frames[1])
 
 
+class Dribble(io.RawIOBase):
+    """A pipe that hands over ``sizes`` bytes per read, in turn: frames arrive cut anywhere."""
+
+    def __init__(self, data: bytes, sizes: tuple[int, ...]) -> None:
+        self._data, self._sizes, self._reads = data, sizes, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        take = min(len(buffer), self._sizes[self._reads % len(self._sizes)], len(self._data))
+        self._reads += 1
+        buffer[:take], self._data = self._data[:take], self._data[take:]
+        return take
+
+
+def test_frames_come_in_runs_of_whole_frames_however_the_pipe_cuts_them() -> None:
+    frames = [frame(bytes([65 + i % 26]) * (3 + 37 * i % 400)) for i in range(400)]
+    data = b"".join(frames)
+    for sizes in ((1,), (3, 250), (7,), (4096,), (1 << 20,)):
+        for stream in (Dribble(data, sizes), io.BufferedReader(Dribble(data, sizes))):
+            runs = list(adts.read_frame_runs(cast(BinaryIO, stream)))
+            assert b"".join(run for run, _ in runs) == data
+            assert [n for _, lengths in runs for n in lengths] == [len(f) for f in frames]
+            assert all(sum(lengths) == len(run) for run, lengths in runs)
+        assert list(adts.read_frames(cast(BinaryIO, Dribble(data, sizes)))) == frames
+    # Buffered (as the encoder's pipe is), a read waits for a run of READ_SIZE bytes, not one frame.
+    runs = list(adts.read_frame_runs(cast(BinaryIO, io.BufferedReader(Dribble(data, (600,))))))
+    assert len(runs) == -(-len(data) // adts.READ_SIZE)
+
+
 def test_a_truncated_or_foreign_stream_is_an_error() -> None:
+    with pytest.raises(RenderError, match="middle of a frame"):
+        list(adts.read_frame_runs(cast(BinaryIO, Dribble(b"".join([frame(), frame()[:5]]), (4,)))))
     with pytest.raises(RenderError, match="middle of a frame"):
         list(adts.read_frames(io.BytesIO(frame()[:-3])))
     with pytest.raises(RenderError, match="not an ADTS frame"):
