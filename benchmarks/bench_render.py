@@ -325,6 +325,8 @@ def moviepy_python() -> Path:
     python = BENCH_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+    # Installed unless it imports: a venv made by a run that was stopped during the install has no MoviePy.
+    if subprocess.run([str(python), "-c", "import moviepy"], capture_output=True, check=False).returncode != 0:
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-bench.txt")], check=True
         )
