@@ -36,11 +36,18 @@ class Track:
     edit_duration: int | None = None  # presented duration in the movie's timescale (edit list), if any
     width: int = 0  # coded size from the first visual sample entry
     height: int = 0
-    sample_deltas: Counter[int] = field(default_factory=Counter)  # stts: delta -> sample count
     decode_runs: list[tuple[int, int]] = field(default_factory=list)  # stts: (samples, delta), in order
     offset_runs: list[tuple[int, int]] = field(default_factory=list)  # ctts: (samples, composition offset)
     sync_samples: list[int] | None = None  # stss: 1-based numbers of the keyframes; None: every sample is one
     media_start: int = 0  # the first presented edit's media time: where presentation time 0 is
+
+    @property
+    def sample_deltas(self) -> Counter[int]:
+        """stts as delta -> sample count."""
+        deltas: Counter[int] = Counter()
+        for samples, delta in self.decode_runs:
+            deltas[delta] += samples
+        return deltas
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,8 @@ def _info(track: Track, movie_timescale: int) -> TrackInfo:
     else:
         seconds = track.media_duration / track.timescale
     rate = Fraction(0)
-    if track.sample_deltas:
-        delta, _ = track.sample_deltas.most_common(1)[0]
+    if deltas := track.sample_deltas:
+        delta, _ = deltas.most_common(1)[0]
         rate = Fraction(track.timescale, delta) if delta else Fraction(0)
     return TrackInfo(seconds, track.width, track.height, rate)
 
@@ -163,7 +170,6 @@ def _parse_into(track: Track, data: bytes) -> None:
             (count,) = struct.unpack_from(">I", body, 4)
             for i in range(count):
                 samples, delta = struct.unpack_from(">II", body, 8 + 8 * i)
-                track.sample_deltas[delta] += samples
                 track.decode_runs.append((samples, delta))
         elif kind == b"ctts":
             (count,) = struct.unpack_from(">I", body, 4)
