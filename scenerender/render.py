@@ -6,6 +6,7 @@ the cloud beyond the ``InputResolver`` it is handed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -433,10 +434,11 @@ def _normalize_segments(
     norm_dir.mkdir()
     enc = plan.EncodeSettings.for_timeline(timeline)
     limit = plan.piece_limit(enc, timeline.fps)
+    keyframes_of = functools.cache(keyframe_times)  # a source used by several segments is read once
     keyframes = {
         seg.index: times
         for seg in timeline.segments
-        if seg.frames > limit and (times := keyframe_times(seg.source.path)) is not None
+        if seg.frames > limit and (times := keyframes_of(seg.source.path)) is not None
     }
 
     def jobs_for(count: int) -> tuple[int, int]:
