@@ -313,6 +313,7 @@ function showNew(): void {
   const preview = h("input", { id: "preview", type: "checkbox" });
   const jobId = h("input", { id: "job-id", type: "text", pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,127}", "aria-describedby": "job-id-help" });
   const problem = h("div", { id: "submit-error", role: "alert" });
+  const jobIdLabel = h("label", { for: "job-id" }, "Job id");
   const render = h("button", { type: "submit", id: "render", disabled: true }, "Render");
   let current: SpecSummary | null = null;
   let parsed: Record<string, unknown> | null = null;
@@ -321,13 +322,32 @@ function showNew(): void {
     problem.replaceChildren();
     const result = parseSpecText(text.value);
     parsed = result.data;
-    current = result.data ? summarize(result.data) : null;
+    const batch = Array.isArray(parsed?.scenes);
+    current = result.data && !batch ? summarize(result.data) : null;
+    for (const el of [resolution, preview]) el.disabled = batch;
+    jobIdLabel.textContent = batch ? "Batch id" : "Job id";
     summary.replaceChildren(h("h2", { id: "summary-h" }, "Scene"));
     tracks.replaceChildren(h("legend", {}, "Audio tracks"));
     if (result.problems.length) {
       summary.append(errorBlock({ code: "INVALID_SPEC", message: "This spec cannot be read:", details: result.problems }, "status"));
     }
     render.disabled = !parsed;
+    if (parsed && batch) {
+      const scenes = parsed.scenes as Record<string, unknown>[];
+      summary.append(
+        h("p", { id: "scene-duration" }, `A batch of ${scenes.length} scenes`),
+        h(
+          "ol",
+          { id: "segments" },
+          ...scenes.map((scene) => {
+            const s = summarize(scene ?? {});
+            return h("li", {}, h("code", {}, String(scene?.scene_id ?? "?")), ` ${s.segments.length} segments · ${s.durationText}`);
+          }),
+        ),
+      );
+      jobId.value = typeof parsed.batch_id === "string" ? parsed.batch_id : "";
+      return;
+    }
     if (!current || !parsed) return;
     summary.append(
       h("p", { id: "scene-duration" }, `${current.segments.length} segments · scene ${current.durationText}`),
@@ -375,14 +395,42 @@ function showNew(): void {
   });
   text.addEventListener("input", () => refresh());
 
+  const send = async (spec: Record<string, unknown>): Promise<void> => {
+    render.disabled = true;
+    announce("Submitting…");
+    try {
+      const done = await client.submit(spec as unknown as JobSpec);
+      if (done.batch_id) {
+        announce(`Batch ${done.batch_id} submitted`);
+        return go(`#/batch/${encodeURIComponent(done.batch_id)}`);
+      }
+      const id = done.job_id ?? String(spec.job_id);
+      rememberSpec(id, spec as unknown as JobSpec);
+      announce(`Job ${id} submitted`);
+      go(`#/job/${encodeURIComponent(id)}`);
+    } catch (error) {
+      render.disabled = false;
+      if (error instanceof ApiError) {
+        problem.replaceChildren(errorBlock({ code: error.code, message: error.message, details: error.details }));
+      } else {
+        problem.replaceChildren(errorBlock({ code: "NETWORK", message: String(error) }));
+      }
+      announce("The render was not started");
+    }
+  };
+
   const form = h(
     "form",
     {
       class: "card",
-      onsubmit: async (event: Event) => {
+      onsubmit: (event: Event) => {
         event.preventDefault();
         if (!parsed) return;
         const spec = structuredClone(parsed) as Record<string, unknown>;
+        if (Array.isArray(spec.scenes)) {
+          if (jobId.value) spec.batch_id = jobId.value;
+          return void send(spec);
+        }
         if (jobId.value) spec.job_id = jobId.value;
         const output = { ...((spec.output ?? {}) as Record<string, unknown>) };
         output.resolution = resolution.value;
@@ -397,22 +445,7 @@ function showNew(): void {
           audio.tracks = { ...((audio.tracks ?? {}) as Record<string, boolean>), ...ticks };
           spec.audio = audio;
         }
-        render.disabled = true;
-        announce("Submitting…");
-        try {
-          const done = await client.submit(spec as unknown as JobSpec);
-          rememberSpec(done.job_id, spec as unknown as JobSpec);
-          announce(`Job ${done.job_id} submitted`);
-          go(`#/job/${encodeURIComponent(done.job_id)}`);
-        } catch (error) {
-          render.disabled = false;
-          if (error instanceof ApiError) {
-            problem.replaceChildren(errorBlock({ code: error.code, message: error.message, details: error.details }));
-          } else {
-            problem.replaceChildren(errorBlock({ code: "NETWORK", message: String(error) }));
-          }
-          announce("The render was not started");
-        }
+        return void send(spec);
       },
     },
     h("label", { for: "sample" }, "Sample scene"),
@@ -427,7 +460,7 @@ function showNew(): void {
     h("label", { for: "resolution" }, "Resolution"),
     resolution,
     h("div", { class: "check" }, preview, h("label", { for: "preview" }, "Preview (quick, at most 480p)")),
-    h("label", { for: "job-id" }, "Job id"),
+    jobIdLabel,
     jobId,
     h("p", { id: "job-id-help", class: "help" }, "The same id again re-renders that job."),
     h(
@@ -477,8 +510,9 @@ async function saveBlob(job: JobDoc): Promise<void> {
 async function resubmit(spec: JobSpec, status: HTMLElement): Promise<void> {
   try {
     const done = await client.submit(spec);
-    rememberSpec(done.job_id, spec);
-    go(`#/job/${encodeURIComponent(done.job_id)}`);
+    const id = done.job_id ?? spec.job_id ?? "";
+    rememberSpec(id, spec);
+    go(`#/job/${encodeURIComponent(id)}`);
   } catch (error) {
     const e = error instanceof ApiError ? error : new ApiError(0, "NETWORK", String(error));
     status.replaceChildren(errorBlock({ code: e.code, message: e.message, details: e.details }));

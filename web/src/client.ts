@@ -127,8 +127,18 @@ export interface BatchDoc {
   [key: string]: unknown;
 }
 
+/** A batch file: many scenes as one unit, each scene its own job (`render_batches/{batch_id}`). */
+export interface BatchFile {
+  version: 1;
+  batch_id: string;
+  owner_uid?: string | null;
+  scenes: JobSpec[];
+}
+
+/** The API's answer to a submission: a job's id, or a batch's. */
 export interface Submitted {
-  job_id: string;
+  job_id?: string;
+  batch_id?: string;
   spec_uri?: string;
   [key: string]: unknown;
 }
@@ -245,11 +255,11 @@ export class SceneRenderClient {
   }
 
   /**
-   * Submit a job spec (an object, or JSON text as the user wrote it) as the signed-in user.
-   * Resolves with the job id once the API has accepted it; a refusal rejects with an ApiError
+   * Submit a job spec or a batch file (an object, or JSON text as the user wrote it) as the
+   * signed-in user. Resolves with the job (or batch) id once the API has accepted it; a refusal rejects with an ApiError
    * whose details locate each problem (`segments[0].url: ...`).
    */
-  async submit(spec: JobSpec | string): Promise<Submitted> {
+  async submit(spec: JobSpec | BatchFile | string): Promise<Submitted> {
     const body = typeof spec === "string" ? spec : JSON.stringify(spec);
     return (await this.api("/", {
       method: "POST",
