@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from scenerender import plan
+from scenerender import deliverables, plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
@@ -62,6 +62,9 @@ class RenderResult:
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
     audio_encoders: int = 0  # AAC encoders that shared the audio's encode (one per core when the video is copied)
     probes_reused: int = 0  # inputs whose ffprobe description came from the cache
+    sidecars: dict[str, str] = field(default_factory=dict)  # kind -> file beside the MP4 (docs/deliverables.md)
+    captions_burned: bool = False
+    qc: dict[str, Any] = field(default_factory=dict)  # the quality report, measured on the output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -365,7 +368,11 @@ def render(
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
+            extras = deliverables.make(spec, timeline, part, work, runner)
+            timings.update(extras.timings)
             publish_file(part, out_path)
+            result.sidecars = extras.publish(out_path)
+            result.qc = extras.qc
         finally:
             part.unlink(missing_ok=True)
         tracker.finish("measure")
