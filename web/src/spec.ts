@@ -23,6 +23,22 @@ export type Preview = boolean;
 export type DurationPolicy = "video" | "longest";
 export type Filename = string | null;
 /**
+ * Caption files from the clips' text; default both when any clip has text.
+ */
+export type Captions = ("srt" | "vtt" | "both" | "none") | null;
+/**
+ * Also burn the captions into the picture (re-encodes it).
+ */
+export type BurnCaptions = boolean;
+/**
+ * Scene time of the poster frame; default chosen (docs).
+ */
+export type PosterAt = number | null;
+/**
+ * Write a FLAC per role and an M&E track beside the MP4.
+ */
+export type Stems = boolean;
+/**
  * @minItems 1
  * @maxItems 500
  */
@@ -63,6 +79,18 @@ export type Attack = number;
 export type Release = number;
 export type TargetLufs = number;
 export type TruePeakDb = number;
+/**
+ * @maxItems 16
+ */
+export type FailOn = (
+  | "black_picture"
+  | "frozen_picture"
+  | "dialogue_silent"
+  | "clipping"
+  | "dialogue_under_music"
+  | "caption_overrun"
+  | "still_copy"
+)[];
 
 /**
  * A job spec, version 1.
@@ -77,6 +105,7 @@ export interface SceneRenderJobSpecV1 {
   output?: Output;
   segments: Segments;
   audio?: Audio;
+  qc?: Qc;
 }
 /**
  * How the MP4 is made.
@@ -88,12 +117,13 @@ export interface Output {
   preview?: Preview;
   duration_policy?: DurationPolicy;
   filename?: Filename;
+  captions?: Captions;
+  burn_captions?: BurnCaptions;
+  poster_at?: PosterAt;
+  stems?: Stems;
 }
 /**
  * One generated video segment; segments play back to back in array order.
- *
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Segment".
  */
 export interface Segment {
   id: Id;
@@ -116,9 +146,6 @@ export interface Tracks {
 }
 /**
  * One audio clip, placed by ``start`` or by ``segment_id`` + ``offset``.
- *
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Clip".
  */
 export interface Clip {
   type: Type;
@@ -135,10 +162,6 @@ export interface Clip {
   character?: Character | null;
   text?: Text;
 }
-/**
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Character".
- */
 export interface Character {
   id: Id1;
   name: Name;
@@ -149,55 +172,13 @@ export interface Ducking {
   attack?: Attack;
   release?: Release;
 }
-/**
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Loudness".
- */
 export interface Loudness {
   target_lufs?: TargetLufs;
   true_peak_db?: TruePeakDb;
 }
 /**
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Audio".
+ * The quality report (docs/deliverables.md): findings are warnings unless named here.
  */
-export interface Audio1 {
-  tracks?: Tracks;
-  clips?: Clips;
-  ducking?: Ducking;
-  loudness?: Loudness | null;
-}
-/**
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Ducking".
- */
-export interface Ducking1 {
-  enabled?: Enabled;
-  music_db?: MusicDb;
-  attack?: Attack;
-  release?: Release;
-}
-/**
- * How the MP4 is made.
- *
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Output".
- */
-export interface Output1 {
-  resolution?: Resolution;
-  fps?: Fps;
-  fit?: Fit;
-  preview?: Preview;
-  duration_policy?: DurationPolicy;
-  filename?: Filename;
-}
-/**
- * This interface was referenced by `SceneRenderJobSpecV1`'s JSON-Schema
- * via the `definition` "Tracks".
- */
-export interface Tracks1 {
-  narration?: Narration;
-  dialogue?: Dialogue;
-  music?: Music;
-  sfx?: Sfx;
+export interface Qc {
+  fail_on?: FailOn;
 }
