@@ -61,6 +61,7 @@ def sample_specs(settings: Settings, *, segments: int = 6, seconds: float = 2.0)
     The specs name each segment's length, so the page can show the scene's duration unprobed.
     """
     from scenerender import clients
+    from scenerender.probe import probe
     from scenerender.sample import make_sample_scene
 
     name = "harbour-night"
@@ -70,11 +71,14 @@ def sample_specs(settings: Settings, *, segments: int = 6, seconds: float = 2.0)
         spec: dict[str, Any] = json.loads(spec_path.read_text())
         for local in sorted((Path(tmp) / "media").iterdir()):
             clients.blobs().upload_file(local, f"{prefix}/{local.name}", content_type="application/octet-stream")
+        for clip in spec["audio"]["clips"]:
+            # The whole file, its length measured: the page shows each track's length from it.
+            if not clip.get("loop"):
+                clip["duration"] = round(probe(Path(tmp) / clip["url"], input_path=clip["url"]).audio_duration, 3)
+            clip["url"] = f"{prefix}/{Path(clip['url']).name}"
     for segment in spec["segments"]:
         segment["url"] = f"{prefix}/{Path(segment['url']).name}"
         segment["duration"] = seconds
-    for clip in spec["audio"]["clips"]:
-        clip["url"] = f"{prefix}/{Path(clip['url']).name}"
     del spec["job_id"]  # each render from the page gets its own id
     del spec["output"]["filename"]
     return [{"name": name, "title": f"Harbour at night ({segments} segments, {segments * seconds:g} s)", "spec": spec}]

@@ -85,7 +85,7 @@ function errorBlock(error: { code: string; message: string; details?: Problem[] 
       h(
         "ul",
         { class: "error-details" },
-        ...details.map((d) => h("li", {}, d.path ? h("code", {}, d.path) : "", d.path ? ": " : "", d.problem)),
+        ...details.map((d) => h("li", {}, d.path ? h("code", {}, d.path) : "", d.path ? ": " : "", d.problem ?? d.message ?? "")),
       ),
   );
 }

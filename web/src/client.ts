@@ -58,9 +58,11 @@ export interface WebConfig {
 
 export type JobStatus = "QUEUED" | "RUNNING" | "COMPLETED" | "FAILED";
 
+/** One located problem. The contract names its text `problem`; the pipeline writes `message`: both are read. */
 export interface ErrorDetail {
   path: string;
-  problem: string;
+  problem?: string;
+  message?: string;
 }
 
 export interface JobError {

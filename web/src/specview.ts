@@ -6,7 +6,8 @@
 
 export interface Problem {
   path: string;
-  problem: string;
+  problem?: string;
+  message?: string;
 }
 
 export const TRACKS = ["narration", "dialogue", "music", "sfx"] as const;
