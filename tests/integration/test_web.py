@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from scenerender import clients
@@ -57,13 +58,37 @@ OBSERVE = """
 
 
 @pytest.fixture(scope="module")
-def web(cloud: DevStack, settings: Settings) -> str:
+def served(cloud: DevStack) -> str:
+    assert cloud.web_running(), "web/dist is not built: run scripts/setup.sh"
+    return cloud.web_url
+
+
+@pytest.fixture(scope="module")
+def web(served: str, cloud: DevStack, settings: Settings) -> str:
     """The page's URL, with a short sample scene published (4 segments of 2 s)."""
     from scenerender.webserve import sample_specs
 
-    assert cloud.web_running(), "web/dist is not built: run scripts/setup.sh"
+    if "auth" not in json.loads(cloud.web_config_path.read_text())["emulators"]:
+        pytest.skip("the local cloud runs no Firebase Auth emulator yet: the page cannot sign in")
     cloud.publish_web_samples(sample_specs(settings, segments=4, seconds=2.0))
-    return cloud.web_url
+    return served
+
+
+def test_the_page_holds_only_public_config(served: str, cloud: DevStack) -> None:
+    """The page, its bundle and config.json are served; nothing secret is in them; /api reaches the API."""
+    page = httpx.get(served, timeout=10)
+    assert page.status_code == 200 and 'src="app.js"' in page.text
+    config = httpx.get(served + "config.json", timeout=10).json()
+    assert set(config) <= {"firebase", "apiUrl", "emulators", "googleSignIn", "collections", "samples"}
+    assert set(config["firebase"]) <= {"apiKey", "projectId", "authDomain", "appId"}
+    bundle = httpx.get(served + "app.js", timeout=30).text
+    key = json.loads((cloud.state_dir / "signer-key.json").read_text())
+    for text in (page.text, json.dumps(config), bundle):
+        assert "PRIVATE KEY" not in text and key["client_email"] not in text
+    # The same-origin /api is the HTTP API: it answers with its own JSON error, not the static server's page.
+    answer = httpx.get(served + "api/?job_id=nobody", timeout=30)
+    assert answer.status_code in (400, 401, 404)
+    assert "code" in answer.json()["error"]
 
 
 @pytest.fixture(scope="module")
