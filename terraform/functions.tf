@@ -41,9 +41,10 @@ resource "google_cloudfunctions2_function" "spec" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_spec_uploaded"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "on_spec_uploaded"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -69,7 +70,7 @@ resource "google_cloudfunctions2_function" "spec" {
     service_account_email = google_service_account.spec_trigger.email
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
 
 resource "google_cloudfunctions2_function" "report" {
@@ -77,9 +78,10 @@ resource "google_cloudfunctions2_function" "report" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_render_reported"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "on_render_reported"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -107,7 +109,7 @@ resource "google_cloudfunctions2_function" "report" {
     service_account_email = google_service_account.report_trigger.email
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
 
 # Render requests Pub/Sub gave up on: their jobs end FAILED with the last error seen.
@@ -116,9 +118,10 @@ resource "google_cloudfunctions2_function" "dead_letter" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_render_dead_lettered"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "on_render_dead_lettered"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -144,7 +147,7 @@ resource "google_cloudfunctions2_function" "dead_letter" {
     service_account_email = google_service_account.dead_letter_trigger.email
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
 
 # HTTP API for clients that cannot write to GCS. It requires IAM authentication (no
@@ -155,9 +158,10 @@ resource "google_cloudfunctions2_function" "api" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "http_api"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "http_api"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -175,5 +179,5 @@ resource "google_cloudfunctions2_function" "api" {
     ingress_settings      = "ALLOW_ALL"
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
