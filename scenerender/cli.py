@@ -303,8 +303,24 @@ def dev_up(
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, workers)"):
         started = stack.up()
     err.print("local cloud " + ("started" if started else "already running, reused") + f" ({stack.state_dir})")
+    if stack.web_running():
+        if started:
+            publish_web_samples(stack)
+        err.print(f"web client: {stack.web_url}", highlight=False)
     for key, value in stack.env().items():
         out.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+def publish_web_samples(stack: Any) -> None:
+    """The sample scene's media in the media bucket, offered on the web client's New render screen."""
+    from scenerender import clients
+    from scenerender.webserve import sample_specs
+
+    os.environ.update(stack.env())
+    get_settings.cache_clear()
+    clients.reset()
+    with err.status("making the sample scene for the web client"):
+        stack.publish_web_samples(sample_specs(get_settings()))
 
 
 @dev_app.command("down")
