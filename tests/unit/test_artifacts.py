@@ -152,6 +152,11 @@ def test_the_image_holds_what_the_worker_imports_and_nothing_of_the_cli() -> Non
     for path in shipped:
         bad = third_party_imports({path}) & forbidden_imports
         assert not bad, f"{path.relative_to(ROOT)} imports {bad} and would ship in the image: add it to .dockerignore"
+    # Nothing that neither the worker nor the functions import (the CLI, the local cloud, the
+    # web client's dev server, samples) ships.
+    runtime = needed | imports.closure(MAIN)
+    dev_only = sorted(p.relative_to(ROOT).as_posix() for p in shipped - runtime)
+    assert not dev_only, f"only the CLI or development uses these; add them to .dockerignore: {dev_only}"
     # The CLI modules are really out, and nothing but the image's own inputs goes in.
     assert not in_image(ROOT / "scenerender" / "cli.py")
     assert not in_image(ROOT / "scenerender" / "devstack.py")
