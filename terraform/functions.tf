@@ -186,10 +186,10 @@ resource "google_cloudfunctions2_function" "dead_letter" {
   depends_on = [time_sleep.build_iam_settle]
 }
 
-# HTTP API for clients that cannot write to GCS. It requires IAM authentication (no
-# allUsers grant): callers need roles/run.invoker on it, granted by whoever adopts it.
+# The end users' HTTP API (scenerender.api): POST a spec, GET a job, POST /uploads. Every
+# request carries a Firebase ID token, which the function verifies; see iam.tf api_public.
 resource "google_cloudfunctions2_function" "api" {
-  # checkov:skip=CKV_GCP_124: its callers are outside any VPC by design; every call needs IAM authentication (no allUsers)
+  # checkov:skip=CKV_GCP_124: its callers are browsers and apps outside any VPC by design; every request is authenticated by its Firebase ID token
   name     = "${local.prefix}-http-api"
   location = var.region
 
@@ -208,11 +208,13 @@ resource "google_cloudfunctions2_function" "api" {
 
   service_config {
     service_account_email = google_service_account.api_function.email
-    environment_variables = local.common_env
-    available_memory      = "512M"
-    timeout_seconds       = 60
-    max_instance_count    = 10
-    ingress_settings      = "ALLOW_ALL"
+    environment_variables = merge(local.common_env, {
+      SCENERENDER_SIGNER_SERVICE_ACCOUNT = google_service_account.api_function.email
+    })
+    available_memory   = "512M"
+    timeout_seconds    = 60
+    max_instance_count = 10
+    ingress_settings   = "ALLOW_ALL"
   }
 
   depends_on = [time_sleep.build_iam_settle]
