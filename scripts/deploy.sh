@@ -66,8 +66,8 @@ repository="${region}-docker.pkg.dev/${project}/${prefix}"
 # The image's tag: a hash of everything the image is built from, so a rebuild happens when,
 # and only when, one of them changed.
 image_inputs() {
-  { git ls-files -z -- renderer_image requirements.txt scenerender .dockerignore 2>/dev/null \
-      || find renderer_image scenerender requirements.txt .dockerignore -type f -print0; } \
+  { git ls-files -z -- renderer_image requirements.lock scenerender .dockerignore 2>/dev/null \
+      || find renderer_image scenerender requirements.lock .dockerignore -type f -print0; } \
     | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
 }
 tag="src-$(image_inputs)"

@@ -100,9 +100,11 @@ resource "google_project_iam_custom_role" "url_signer" {
 }
 
 locals {
-  # The accounts that sign URLs, each as itself: the completion function (download URLs).
+  # The accounts that sign URLs, each as itself: the completion function (download URLs)
+  # and the HTTP API (upload URLs).
   url_signers = {
     report = google_service_account.report_function
+    api    = google_service_account.api_function # POST /uploads: signed PUT URLs
   }
 }
 
@@ -131,6 +133,36 @@ resource "google_storage_bucket_iam_member" "api_function_writes_specs" {
   bucket = google_storage_bucket.specs.name
   role   = google_project_iam_custom_role.spec_writer.name
   member = google_service_account.api_function.member
+}
+
+# POST /uploads: the API signs a PUT URL for one object under users/{uid}/ of the media
+# bucket, and the upload then acts with the API's permissions, so the API may create objects
+# there (and see whether one is already there, for uploads that name their sha256): only
+# under users/, held there by a condition.
+resource "google_storage_bucket_iam_member" "api_function_signs_uploads" {
+  for_each = toset(["roles/storage.objectCreator", "roles/storage.objectViewer"])
+  bucket   = google_storage_bucket.media.name
+  role     = each.value
+  member   = google_service_account.api_function.member
+
+  condition {
+    title       = "users/ only"
+    description = "End users' uploads; not the operator's media."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.media.name}/objects/users/\")"
+  }
+}
+
+# Browsers call the API with a Firebase ID token, which Cloud Run's own IAM check does not
+# accept; the function verifies the token itself (scenerender.identity) on every request,
+# so the service lets every caller reach it. Without var.api_public only IAM-authenticated
+# callers (roles/run.invoker) reach it, and browsers cannot.
+resource "google_cloud_run_service_iam_member" "api_public" {
+  # checkov:skip=CKV_GCP_102: the API authenticates every request itself with a Firebase ID token; Cloud Run IAM cannot check those
+  count    = var.api_public ? 1 : 0
+  location = var.region
+  service  = google_cloudfunctions2_function.api.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }
 
 # --- renderer: pulls requests, reads media, writes renders, reports

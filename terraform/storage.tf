@@ -69,13 +69,14 @@ resource "google_storage_bucket" "media" {
   public_access_prevention    = "enforced"
   force_destroy               = var.teardown.force_destroy_buckets
 
-  # Browsers upload inputs with a signed PUT URL (POST /uploads on the HTTP API).
+  # Browsers upload inputs with a signed PUT URL (POST /uploads on the HTTP API), sending the
+  # headers the signature covers (Content-Type, x-goog-content-length-range).
   dynamic "cors" {
     for_each = length(var.web_origins) > 0 ? [1] : []
     content {
       origin          = var.web_origins
       method          = ["PUT"]
-      response_header = ["Content-Type", "ETag"]
+      response_header = ["Content-Type", "x-goog-content-length-range", "ETag"]
       max_age_seconds = 3600
     }
   }

@@ -182,3 +182,9 @@ variable "alert_emails" {
     error_message = "alert_emails must be email addresses."
   }
 }
+
+variable "api_public" {
+  description = "Let every caller reach the HTTP API, which checks each request's Firebase ID token itself (browsers cannot pass Cloud Run's IAM check). false: only callers granted roles/run.invoker."
+  type        = bool
+  default     = true
+}

@@ -98,7 +98,7 @@ def test_the_image_is_built_as_the_image_builder_into_the_repository_terraform_n
 def copy_tree(tmp_path: Path) -> Path:
     for name in ("scripts", "renderer_image", "scenerender"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("requirements.txt", ".dockerignore"):
+    for name in ("requirements.lock", ".dockerignore"):
         shutil.copy(ROOT / name, tmp_path / name)
     return tmp_path
 

@@ -610,3 +610,35 @@ def test_one_service_account_per_component() -> None:
     assert {"builder", "image_builder"} <= set(accounts)
     for name, body in accounts.items():
         assert body["depends_on"] == ["${time_sleep.apis_settle}"], name
+
+
+def test_the_api_signs_uploads_only_under_users_and_browsers_can_reach_it() -> None:
+    grant = resources()["google_storage_bucket_iam_member"]["api_function_signs_uploads"]
+    assert grant["bucket"] == "${google_storage_bucket.media.name}"
+    assert grant["member"] == "${google_service_account.api_function.member}"
+    assert re.findall(r"roles/[\w.]+", grant["for_each"]) == [
+        "roles/storage.objectCreator",
+        "roles/storage.objectViewer",
+    ]
+    assert block(grant, "condition")["expression"].endswith('/objects/users/\\")')
+    assert locals_()["url_signers"]["api"] == "${google_service_account.api_function}"
+    env = str(block(functions()["api"], "service_config")["environment_variables"])
+    assert f"{Settings.env_name('signer_service_account')} = google_service_account.api_function.email" in env
+    public = resources()["google_cloud_run_service_iam_member"]["api_public"]
+    assert (public["member"], public["role"], public["count"]) == (
+        "allUsers",
+        "roles/run.invoker",
+        "${var.api_public ? 1 : 0}",
+    )
+    assert public["service"] == "${google_cloudfunctions2_function.api.name}"
+    # The only allUsers grant there is.
+    everyone = [
+        (kind, name)
+        for kind, named in resources().items()
+        if kind.endswith("_iam_member")
+        for name, body in named.items()
+        if "allUsers" in str(body.get("member")) or "allAuthenticatedUsers" in str(body.get("member"))
+    ]
+    assert everyone == [("google_cloud_run_service_iam_member", "api_public")]
+    media_cors = next(d["cors"] for d in resources()["google_storage_bucket"]["media"]["dynamic"] if "cors" in d)
+    assert "x-goog-content-length-range" in block(media_cors, "content")["response_header"]
