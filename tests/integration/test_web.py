@@ -285,7 +285,7 @@ def test_download_button_fetches_the_mp4(director: User, rendered: dict[str, Any
 
 def test_my_renders_lists_the_job(director: User, rendered: dict[str, Any]) -> None:
     page = director.page
-    page.get_by_role("link", name="My renders").click()
+    page.get_by_role("link", name="My renders", exact=True).click()
     row = page.locator(f'li.job[data-job-id="{rendered["job_id"]}"]')
     row.wait_for()
     assert row.get_attribute("data-status") == "COMPLETED"
