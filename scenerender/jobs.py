@@ -302,10 +302,12 @@ class JobStore:
         except Exception as exc:
             raise translate_error(exc, f"record refusal {refusal_id}") from exc
 
-    def claim_batch(self, batch_id: str, owner_uid: str | None, fields: dict[str, Any]) -> str | None:
+    def claim_batch(
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> str | None:
         """Make ``owner_uid`` the owner of the batch, or find it is someone else's.
 
-        One transaction: the batch is created with ``fields`` if it does not exist, an
+        One transaction: the batch is created with ``initial`` and ``fields`` if it does not exist, an
         ownerless one (an unreadable batch file made it) is taken, and one of ``owner_uid``'s
         gets ``fields``. Returns the other owner when the batch is not ``owner_uid``'s
         (nothing written then), else None.
@@ -322,7 +324,8 @@ class JobStore:
             if not snap.exists:
                 empty = {"status": "QUEUED", "counts": {}, "total": 0, "progress": 0.0, "eta_s": None, "failed": []}
                 ids = {"batch_id": batch_id, "owner_uid": owner_uid}
-                transaction.create(ref, {**empty, **fields, **ids, "created_at": now, "updated_at": now})
+                first = {**empty, **(initial or {}), **fields, **ids}
+                transaction.create(ref, {**first, "created_at": now, "updated_at": now})
             elif not may_take(doc, owner_uid):
                 other.append(str(doc.get("owner_uid")))
             elif fields or doc.get("owner_uid") != owner_uid:  # nothing to write for a scene joining its owner's batch

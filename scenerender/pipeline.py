@@ -71,7 +71,9 @@ class Jobs(Protocol):
     def stale_running(self, older_than_s: float) -> list[str]: ...
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]: ...
     def get_batch(self, batch_id: str) -> dict[str, Any] | None: ...
-    def claim_batch(self, batch_id: str, owner_uid: str | None, fields: dict[str, Any]) -> str | None: ...
+    def claim_batch(
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> str | None: ...
     def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None: ...
     def save_batch(
         self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
@@ -166,7 +168,8 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         "batch_id": spec.batch_id,
         "run_id": run_id,
     }
-    if spec.batch_id and jobs.claim_batch(spec.batch_id, owner, {}) is not None:
+    joined = summarize([], created_at=time.time(), expected=[job_id])
+    if spec.batch_id and jobs.claim_batch(spec.batch_id, owner, {}, joined) is not None:
         _refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=spec.batch_id, what="batch")
         return job_id
     if not jobs.create_job(job_id, queued):
@@ -236,7 +239,9 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
     # The batch knows its scenes before any job exists, so no view of it counts fewer.
     scene_ids = [str(scene_spec(batch, i).job_id) for i in range(len(batch.scenes))]
     batch_fields = {"spec_uri": event.uri, "spec_generation": event.generation, "error": None, "scenes": scene_ids}
-    if jobs.claim_batch(batch.batch_id, owner, batch_fields) is not None:
+    # A new batch document counts every scene QUEUED from its first write: no view of it counts fewer.
+    initial = summarize([], created_at=time.time(), expected=scene_ids)
+    if jobs.claim_batch(batch.batch_id, owner, batch_fields, initial) is not None:
         _refuse_conflict(event, jobs, job_id=None, owner_uid=owner, batch_id=batch.batch_id, what="batch")
         return batch.batch_id
     refresh_batch(jobs, batch.batch_id)

@@ -100,10 +100,13 @@ class FakeJobs:
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.batches.get(batch_id))
 
-    def claim_batch(self, batch_id: str, owner_uid: str | None, fields: dict[str, Any]) -> str | None:
+    def claim_batch(
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> str | None:
         doc = self.batches.get(batch_id)
         if doc is None:
             self.batches[batch_id] = {
+                **copy.deepcopy(initial or {}),
                 "batch_id": batch_id,
                 "progress": 0.0,
                 **copy.deepcopy(fields),
