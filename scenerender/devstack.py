@@ -190,7 +190,10 @@ class DevStack:
             Settings.env_name("allowed_gs_buckets"): ",".join(
                 self.settings.allowed_gs_buckets or [self.settings.media_bucket]
             ),
-            Settings.env_name("shared_media_prefixes"): ",".join(self.settings.shared_media_prefixes),
+            # Plus the sample scenes dev up publishes for the web page (scenerender.webserve).
+            Settings.env_name("shared_media_prefixes"): ",".join(
+                dict.fromkeys([*self.settings.shared_media_prefixes, f"gs://{self.settings.media_bucket}/samples/"])
+            ),
         }
 
     @property
