@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import queue
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from scenerender.cache import file_digest
-from scenerender.errors import SceneRenderError, all_error_classes
+from scenerender.errors import CloudUnavailableError, ErrorDetail, NotFoundError, SceneRenderError, all_error_classes
 from scenerender.jobs import TERMINAL, JobStore
 from scenerender.pipeline import spec_object_name
 from scenerender.settings import Settings
@@ -25,6 +27,88 @@ def exit_code_for(error_code: str) -> int:
     """The CLI exit code of a job that ended with ``error_code`` (the same mapping as local errors)."""
     codes = {cls.code: cls.exit_code for cls in all_error_classes() if cls.code != "INTERNAL"}
     return codes.get(error_code, 1)
+
+
+# Where a client finds the local cloud; each is checked with a short TCP connect before use.
+CLOUD_ADDRESS_VARS = (
+    "STORAGE_EMULATOR_HOST",
+    "FIRESTORE_EMULATOR_HOST",
+    "PUBSUB_EMULATOR_HOST",
+    "FIREBASE_AUTH_EMULATOR_HOST",
+    "SCENERENDER_API_URL",
+)
+HEALTH_TIMEOUT_S = 0.4
+
+
+def _address(value: str) -> tuple[str, int] | None:
+    parts = urlsplit(value if "://" in value else f"//{value}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname or "127.0.0.1", port)
+
+
+def unanswered(env: dict[str, str], timeout_s: float = HEALTH_TIMEOUT_S) -> list[str]:
+    """``NAME=value`` of each cloud address in ``env`` where nothing accepts a connection."""
+    silent = []
+    for name in CLOUD_ADDRESS_VARS:
+        value = env.get(name)
+        address = _address(value) if value else None
+        if address is None:
+            continue
+        try:
+            with socket.create_connection(address, timeout=timeout_s):
+                pass
+        except OSError:
+            silent.append(f"{name}={value}")
+    return silent
+
+
+def require_cloud(env: dict[str, str], where: str) -> None:
+    """Fail at once (exit 1) when the local cloud ``env`` points at does not answer.
+
+    The Google clients retry a closed port for about two minutes before they give up; a
+    user who stopped the stack wants to hear that now, and what to do.
+    """
+    silent = unanswered(env)
+    if silent:
+        raise CloudUnavailableError(
+            f"the local cloud does not answer ({', '.join(silent)}, {where}): start it with "
+            '`eval "$(scenerender dev up)"`, or unset those variables if it was stopped on purpose',
+            details=[
+                ErrorDetail(item.split("=", 1)[0], "nothing answers at " + item.split("=", 1)[1]) for item in silent
+            ],
+        )
+
+
+def upload_uri(local: Path, bucket: str) -> str:
+    """Where ``submit`` uploads a local file: named by its content, so an unchanged file is uploaded once."""
+    return f"gs://{bucket}/uploads/{file_digest(local)[:16]}/{local.name}"
+
+
+def _media_items(data: Any) -> list[dict[str, Any]]:
+    specs = data.get("scenes") if isinstance(data, dict) and "scenes" in data else [data]
+    items: list[dict[str, Any]] = []
+    for spec in specs if isinstance(specs, list) else []:
+        if not isinstance(spec, dict):
+            continue
+        audio = spec.get("audio")
+        audio = audio if isinstance(audio, dict) else {}
+        for group in (spec.get("segments"), audio.get("clips")):
+            items += [item for item in group or [] if isinstance(item, dict)] if isinstance(group, list) else []
+    return items
+
+
+def user_paths(spec_path: Path, data: Any, bucket: str) -> dict[str, str]:
+    """Each upload's URI -> the path the user's spec (or batch) gave for it, for messages."""
+    base = spec_path.resolve().parent
+    names: dict[str, str] = {}
+    for item in _media_items(data):
+        url = item.get("url")
+        if isinstance(url, str) and "://" not in url and (base / url).is_file():
+            names[upload_uri((base / url).resolve(), bucket)] = url
+    return names
 
 
 def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
@@ -40,8 +124,7 @@ def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore
             return url
         if url not in uploaded:
             local = (base / url).resolve()
-            digest = file_digest(local)[:16]
-            uri = f"gs://{bucket}/uploads/{digest}/{local.name}"
+            uri = upload_uri(local, bucket)
             if not blobs.exists(uri):
                 blobs.upload_file(local, uri, content_type="application/octet-stream")
             uploaded[url] = uri
@@ -68,20 +151,34 @@ def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[s
 
 
 def follow_batch(
-    jobs: JobStore, batch_id: str, *, on_update: Callable[[dict[str, Any]], None], timeout_s: float = 3 * 3600.0
+    jobs: JobStore,
+    batch_id: str,
+    *,
+    on_update: Callable[[dict[str, Any]], None],
+    timeout_s: float = 3 * 3600.0,
+    grace_s: float | None = None,
+    spec_exists: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Follow a batch document with a realtime listener until every scene has ended."""
+    """Follow a batch document with a realtime listener until every scene has ended
+    (``grace_s``, ``spec_exists``: as for ``follow``)."""
+    if grace_s is not None and jobs.get_batch(batch_id) is None and not (spec_exists and spec_exists()):
+        raise _not_found("batch", batch_id)
     updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
     watch = jobs.watch_batch(batch_id, updates.put)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    seen = False
     try:
         while time.monotonic() < deadline:
             try:
-                doc = updates.get(timeout=5.0)
+                doc = updates.get(timeout=0.5)
             except queue.Empty:
-                continue
+                doc = None
             if doc is None:
+                if not seen and grace_s is not None and time.monotonic() - started > grace_s:
+                    raise _not_found("batch", batch_id, grace_s)
                 continue
+            seen = True
             on_update(doc)
             if doc.get("status") in TERMINAL:
                 return doc
@@ -109,25 +206,36 @@ def follow(
     on_update: Callable[[dict[str, Any]], None],
     generation: int | None = None,
     timeout_s: float = 3600.0,
+    grace_s: float | None = None,
+    spec_exists: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Follow the job with a realtime listener until it ends; returns the final document.
 
-    With ``generation``, states of an earlier run of the same job id are ignored.
+    With ``generation``, states of an earlier run of the same job id are ignored. With
+    ``grace_s``, a job that does not exist is ``NotFoundError``: at once if ``spec_exists``
+    says no spec is on its way either, else once ``grace_s`` has passed without it appearing.
     """
+    if grace_s is not None and jobs.get(job_id) is None and not (spec_exists and spec_exists()):
+        raise _not_found("job", job_id)
     updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
     watch = jobs.watch(job_id, updates.put)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    seen = False
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SceneRenderError(f"job {job_id} did not end within {timeout_s:.0f} s")
             try:
-                doc = updates.get(timeout=min(remaining, 5.0))
+                doc = updates.get(timeout=min(remaining, 0.5))
             except queue.Empty:
-                continue
+                doc = None
             if doc is None:
+                if not seen and grace_s is not None and time.monotonic() - started > grace_s:
+                    raise _not_found("job", job_id, grace_s)
                 continue
+            seen = True
             if generation is not None and str(doc.get("spec_generation")) != str(generation):
                 continue
             on_update(doc)
@@ -135,6 +243,14 @@ def follow(
                 return doc
     finally:
         watch.unsubscribe()
+
+
+def _not_found(what: str, ident: str, waited_s: float | None = None) -> NotFoundError:
+    if waited_s is None:
+        problem = f"no {what} {ident!r}, and no spec for it (jobs/{ident}.json) in the spec bucket"
+    else:
+        problem = f"its spec is in the spec bucket, but no {what} {ident!r} appeared within {waited_s:g} s"
+    return NotFoundError(f"{what} {ident}: {problem}", details=[ErrorDetail("ID", problem)])
 
 
 def download(url: str, out: Path) -> None:
