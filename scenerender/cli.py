@@ -490,7 +490,7 @@ def use_dev_env() -> None:
     or variables left in the shell by an earlier ``eval "$(scenerender dev up)"`` that point
     at a stack since stopped. Never a long retry against a closed port.
     """
-    from scenerender.remote import require_cloud
+    from scenerender.health import require_cloud
 
     if os.environ.get("SCENERENDER_CLOUD") == "gcp":
         return
@@ -501,7 +501,7 @@ def use_dev_env() -> None:
     state = stack.load()
     if state is None:
         raise CloudUnavailableError(
-            f"no local cloud is running (none in {stack.state_dir}): start it with "
+            f"no local cloud is running (none in {stack.state_dir.resolve()}): start it with "
             '`eval "$(scenerender dev up)"` (or set SCENERENDER_CLOUD=gcp and the Google Cloud environment)'
         )
     stack.state = state
@@ -675,9 +675,7 @@ def submit_cmd(
     as_json: JsonOption = False,
 ) -> None:
     """Put SPEC (a job spec or a batch file) in the spec bucket, local media uploaded first; optionally follow it."""
-    from scenerender import clients
     from scenerender.batch import is_batch, parse_batch, scene_spec
-    from scenerender.remote import submit, submit_batch, user_paths
 
     settings = get_settings()
     raw = read_spec_file(spec_path)
@@ -691,6 +689,9 @@ def submit_cmd(
         if missing:
             raise collected(missing)
         use_dev_env()
+        from scenerender import clients
+        from scenerender.remote import submit_batch, user_paths
+
         names = user_paths(spec_path, load_json(raw, max_bytes=len(raw) + 1), get_settings().media_bucket)
         batch_id, uri, _ = submit_batch(spec_path, get_settings(), clients.blobs())
         err.print(f"submitted {uri} as batch {batch_id}", highlight=False)
@@ -717,6 +718,9 @@ def submit_cmd(
     if missing:
         raise collected(missing)
     use_dev_env()
+    from scenerender import clients
+    from scenerender.remote import submit, user_paths
+
     names = user_paths(spec_path, data, get_settings().media_bucket)
     job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
     err.print(f"submitted {uri} as job {job_id}", highlight=False)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from scenerender.cache import file_digest
-from scenerender.errors import CloudUnavailableError, ErrorDetail, NotFoundError, SceneRenderError, all_error_classes
+from scenerender.errors import ErrorDetail, NotFoundError, SceneRenderError, all_error_classes
 from scenerender.jobs import TERMINAL, JobStore
 from scenerender.pipeline import spec_object_name
 from scenerender.settings import Settings
@@ -27,59 +25,6 @@ def exit_code_for(error_code: str) -> int:
     """The CLI exit code of a job that ended with ``error_code`` (the same mapping as local errors)."""
     codes = {cls.code: cls.exit_code for cls in all_error_classes() if cls.code != "INTERNAL"}
     return codes.get(error_code, 1)
-
-
-# Where a client finds the local cloud; each is checked with a short TCP connect before use.
-CLOUD_ADDRESS_VARS = (
-    "STORAGE_EMULATOR_HOST",
-    "FIRESTORE_EMULATOR_HOST",
-    "PUBSUB_EMULATOR_HOST",
-    "FIREBASE_AUTH_EMULATOR_HOST",
-    "SCENERENDER_API_URL",
-)
-HEALTH_TIMEOUT_S = 0.4
-
-
-def _address(value: str) -> tuple[str, int] | None:
-    parts = urlsplit(value if "://" in value else f"//{value}")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        return None
-    return (parts.hostname or "127.0.0.1", port)
-
-
-def unanswered(env: dict[str, str], timeout_s: float = HEALTH_TIMEOUT_S) -> list[str]:
-    """``NAME=value`` of each cloud address in ``env`` where nothing accepts a connection."""
-    silent = []
-    for name in CLOUD_ADDRESS_VARS:
-        value = env.get(name)
-        address = _address(value) if value else None
-        if address is None:
-            continue
-        try:
-            with socket.create_connection(address, timeout=timeout_s):
-                pass
-        except OSError:
-            silent.append(f"{name}={value}")
-    return silent
-
-
-def require_cloud(env: dict[str, str], where: str) -> None:
-    """Fail at once (exit 1) when the local cloud ``env`` points at does not answer.
-
-    The Google clients retry a closed port for about two minutes before they give up; a
-    user who stopped the stack wants to hear that now, and what to do.
-    """
-    silent = unanswered(env)
-    if silent:
-        raise CloudUnavailableError(
-            f"the local cloud does not answer ({', '.join(silent)}, {where}): start it with "
-            '`eval "$(scenerender dev up)"`, or unset those variables if it was stopped on purpose',
-            details=[
-                ErrorDetail(item.split("=", 1)[0], "nothing answers at " + item.split("=", 1)[1]) for item in silent
-            ],
-        )
 
 
 def upload_uri(local: Path, bucket: str) -> str:
