@@ -36,7 +36,6 @@ from scenerender.errors import (
     collected,
 )
 from scenerender.inputs import FetchPolicy, InputResolver, is_local_path, local_file
-from scenerender.probe import EarlyProbes
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
 from scenerender.settings import Settings, get_settings
 from scenerender.spec import ID_PATTERN, JobSpec, default_job_id, json_schema, load_json, repaired_spec, spec_errors
@@ -223,25 +222,17 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def started_probes(ctx: typer.Context) -> EarlyProbes | None:
-    """The probes ``scenerender.entry`` started before this module loaded, if any."""
-    return ctx.obj if isinstance(ctx.obj, EarlyProbes) else None
-
-
 def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
     return FetchPolicy.from_settings(settings, local_base=spec_path.resolve().parent)
 
 
-def render_options(
-    settings: Settings, early_probes: EarlyProbes | None = None, *, all_errors: bool = False
-) -> RenderOptions:
+def render_options(settings: Settings, *, all_errors: bool = False) -> RenderOptions:
     from scenerender.cache import LocalSegmentCache, default_cache_dir
 
     cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
     return RenderOptions.from_settings(
         settings,
         segment_cache=cache if settings.segment_cache else None,
-        early_probes=early_probes,
         all_errors=all_errors,
     )
 
@@ -258,14 +249,14 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
-def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings, early: EarlyProbes | None) -> Timeline:
+def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings) -> Timeline:
     """Fetch and probe every input and place it; every input's and placement's problem at once."""
     from scenerender.errors import InputError
 
     policy = local_policy(spec_path, settings)
     problems: list[SceneRenderError] = []
     with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, early=early, problems=problems)
+        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, problems=problems)
         try:
             timeline = build_timeline(spec, probes)
         except (SpecError, InputError) as exc:
@@ -278,15 +269,13 @@ def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings, early: Ea
     return timeline
 
 
-def probe_problems(
-    spec: JobSpec | None, spec_path: Path, settings: Settings, early: EarlyProbes | None
-) -> list[SceneRenderError]:
+def probe_problems(spec: JobSpec | None, spec_path: Path, settings: Settings) -> list[SceneRenderError]:
     """What probing the inputs finds wrong with ``spec`` (a spec repaired around its static
     problems, so those found by probing come in the same round); [] if there is no spec."""
     if spec is None:
         return []
     try:
-        probe_timeline(spec, spec_path, settings, early)
+        probe_timeline(spec, spec_path, settings)
     except SceneRenderError as exc:
         return [exc]
     return []
@@ -299,7 +288,6 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing 
 @app.command("render")
 @guarded
 def render_cmd(
-    ctx: typer.Context,
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="job_spec.json")],
     output: Annotated[
         str,
@@ -323,7 +311,7 @@ def render_cmd(
         # Before anything is fetched: a wrong -o would only show once the inputs are downloaded.
         raise SpecError.from_details(problems + output_problems)
     if spec is None:
-        raise collected([SpecError.from_details(problems), *probe_problems(checked, spec_path, settings, None)])
+        raise collected([SpecError.from_details(problems), *probe_problems(checked, spec_path, settings)])
     policy = local_policy(spec_path, settings)
     with progress_bar(sys.stderr.isatty() and not as_json) as bar:
         task = bar.add_task("render", total=1.0)
@@ -331,7 +319,7 @@ def render_cmd(
             spec,
             target,
             lambda d: InputResolver(d, policy),
-            options=render_options(settings, started_probes(ctx), all_errors=True),
+            options=render_options(settings, all_errors=True),
             progress=lambda stage, f: bar.update(task, completed=f, description=stage),
         )
     if as_json:
@@ -370,7 +358,7 @@ def validate_batch(raw: bytes, spec_path: Path, probe_inputs: bool, as_json: boo
         found = [
             _prefixed(problem, f"scenes[{index}]")
             for index in range(len(batch.scenes))
-            for problem in probe_problems(scene_spec(batch, index), spec_path, settings, None)
+            for problem in probe_problems(scene_spec(batch, index), spec_path, settings)
         ]
         if found:
             raise collected(found)
@@ -383,7 +371,6 @@ def validate_batch(raw: bytes, spec_path: Path, probe_inputs: bool, as_json: boo
 @app.command("validate")
 @guarded
 def validate_cmd(
-    ctx: typer.Context,
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A job spec or a batch file.")],
     probe_inputs: Annotated[
         bool, typer.Option("--probe", help="Fetch and probe every input; show the timeline.")
@@ -410,8 +397,8 @@ def validate_cmd(
         return
     if spec is None:
         checked = repaired_spec(data)
-        raise collected([SpecError.from_details(problems), *probe_problems(checked, spec_path, settings, None)])
-    timeline = probe_timeline(spec, spec_path, settings, started_probes(ctx))
+        raise collected([SpecError.from_details(problems), *probe_problems(checked, spec_path, settings)])
+    timeline = probe_timeline(spec, spec_path, settings)
     from scenerender.plan import copy_blockers
 
     report = dry_run_report(spec, timeline, copy_blockers(timeline))
@@ -861,11 +848,10 @@ def schema_cmd() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
-def main(early_probes: EarlyProbes | None = None) -> None:
-    """``early_probes``: ffprobe already started on the spec's local inputs (``scenerender.entry``)."""
+def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        code = app(obj=early_probes, standalone_mode=False)
+        code = app(standalone_mode=False)
     except click.ClickException as exc:
         # A wrong option or argument: exit 2 as click has it, and with --json the contract's error object too.
         from typer import rich_utils

@@ -29,6 +29,3 @@ fi
 # The package's bytecode, compiled once here: an editable install leaves it to each run, and
 # with PYTHONDONTWRITEBYTECODE set every `scenerender` start compiles the whole package again.
 .venv/bin/python -m compileall -q scenerender
-# The load order of ffmpeg's libraries, so that each of a render's ffmpeg and ffprobe starts
-# costs a quarter less CPU (scenerender/linkorder.py); quick when it is up to date.
-.venv/bin/python -m scenerender.linkorder

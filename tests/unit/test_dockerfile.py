@@ -90,17 +90,3 @@ def test_cloud_build_builds_from_the_repository_root_and_pushes() -> None:
     assert '"-f", "renderer_image/Dockerfile"' in text
     assert re.search(r'args: \["build", .*"\."\]', text), "the build context must be the repository root"
     assert re.search(r'^images:\n  - "\$\{_IMAGE\}"$', text, re.M)
-
-
-def test_the_image_computes_ffmpegs_link_order_where_the_renderer_looks_for_it() -> None:
-    envs = " ".join(args_of("ENV"))
-    match = re.search(r"SCENERENDER_LINK_ORDER_DIR=(\S+)", envs)
-    assert match, "the renderer would look in a home it has no cache in"
-    assert match.group(1).startswith("/app/")  # the renderer's home, readable by it
-    order = instructions()
-    computed = [i for i, (kw, args) in enumerate(order) if kw == "RUN" and "python -m scenerender.linkorder" in args]
-    assert computed, "no order: every ffmpeg start would pay for the full symbol search"
-    # After ffmpeg and the package are in place, and after the variable is set.
-    installed = max(i for i, (kw, args) in enumerate(order) if "apt-get install" in args or kw == "COPY")
-    where = next(i for i, (kw, args) in enumerate(order) if kw == "ENV" and "SCENERENDER_LINK_ORDER_DIR" in args)
-    assert computed[0] > installed and computed[0] > where
