@@ -518,6 +518,10 @@ def dev_up(
     for note in stack.notes:
         err.print(note, highlight=False)
     err.print("local cloud " + ("started" if started else "already running, reused") + f" ({stack.state_dir})")
+    if stack.web_running():
+        if started:
+            publish_web_samples(stack)
+        err.print(f"web client: {stack.web_url}", highlight=False)
     if as_json:
         out.print_json(json.dumps({"started": started, "state_dir": str(stack.state_dir), "env": stack.env()}))
         return
@@ -532,6 +536,18 @@ def functions_port_help() -> str:
         f"First of {len(FUNCTIONS)} consecutive ports for the functions ({', '.join(FUNCTIONS)}); "
         "default 8090, or a free run."
     )
+
+
+def publish_web_samples(stack: Any) -> None:
+    """The sample scene's media in the media bucket, offered on the web client's New render screen."""
+    from scenerender import clients
+    from scenerender.webserve import sample_specs
+
+    os.environ.update(stack.env())
+    get_settings.cache_clear()
+    clients.reset()
+    with err.status("making the sample scene for the web client"):
+        stack.publish_web_samples(sample_specs(get_settings()))
 
 
 @dev_app.command("down")
