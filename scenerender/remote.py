@@ -17,7 +17,7 @@ from scenerender.errors import ErrorDetail, NotFoundError, SceneRenderError, all
 from scenerender.jobs import TERMINAL, JobStore
 from scenerender.pipeline import spec_object_name
 from scenerender.settings import Settings
-from scenerender.spec import JobSpec, default_job_id, parse_spec
+from scenerender.spec import JobSpec, default_job_id, load_json, parse_spec
 from scenerender.storage import GcsBlobStore
 
 
@@ -27,21 +27,29 @@ def exit_code_for(error_code: str) -> int:
     return codes.get(error_code, 1)
 
 
-def upload_uri(local: Path, bucket: str) -> str:
+def upload_prefix(owner: Any) -> str:
+    """Uploads go under the owner's own prefix, the only media of the bucket their spec may read."""
+    return f"users/{owner}/uploads" if isinstance(owner, str) and owner else "uploads"
+
+
+def upload_uri(local: Path, bucket: str, prefix: str = "uploads") -> str:
     """Where ``submit`` uploads a local file: named by its content, so an unchanged file is uploaded once."""
-    return f"gs://{bucket}/uploads/{file_digest(local)[:16]}/{local.name}"
+    return f"gs://{bucket}/{prefix}/{file_digest(local)[:16]}/{local.name}"
 
 
-def _media_items(data: Any) -> list[dict[str, Any]]:
+def _media_items(data: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(upload prefix, segment or clip) of a spec or of every scene of a batch."""
     specs = data.get("scenes") if isinstance(data, dict) and "scenes" in data else [data]
-    items: list[dict[str, Any]] = []
+    items: list[tuple[str, dict[str, Any]]] = []
     for spec in specs if isinstance(specs, list) else []:
         if not isinstance(spec, dict):
             continue
+        prefix = upload_prefix(spec.get("owner_uid"))
         audio = spec.get("audio")
         audio = audio if isinstance(audio, dict) else {}
         for group in (spec.get("segments"), audio.get("clips")):
-            items += [item for item in group or [] if isinstance(item, dict)] if isinstance(group, list) else []
+            if isinstance(group, list):
+                items += [(prefix, item) for item in group if isinstance(item, dict)]
     return items
 
 
@@ -49,19 +57,21 @@ def user_paths(spec_path: Path, data: Any, bucket: str) -> dict[str, str]:
     """Each upload's URI -> the path the user's spec (or batch) gave for it, for messages."""
     base = spec_path.resolve().parent
     names: dict[str, str] = {}
-    for item in _media_items(data):
+    for prefix, item in _media_items(data):
         url = item.get("url")
         if isinstance(url, str) and "://" not in url and (base / url).is_file():
-            names[upload_uri((base / url).resolve(), bucket)] = url
+            names[upload_uri((base / url).resolve(), bucket, prefix)] = url
     return names
 
 
 def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
     """Upload inputs the spec names by local path, and point the spec at them (gs:// URLs).
 
-    Objects are named by content hash, so an unchanged file is uploaded once.
+    Objects are named by content hash, so an unchanged file is uploaded once; they go under
+    the owner's own prefix (``users/{owner_uid}/``), the only media of the bucket their spec may read.
     """
     base = spec_path.resolve().parent
+    prefix = upload_prefix(raw.get("owner_uid"))
     uploaded: dict[str, str] = {}
 
     def rewrite(url: str) -> str:
@@ -69,7 +79,7 @@ def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore
             return url
         if url not in uploaded:
             local = (base / url).resolve()
-            uri = upload_uri(local, bucket)
+            uri = upload_uri(local, bucket, prefix)
             if not blobs.exists(uri):
                 blobs.upload_file(local, uri, content_type="application/octet-stream")
             uploaded[url] = uri
@@ -88,7 +98,7 @@ def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[s
 
     raw = path.read_bytes()
     batch = parse_batch(raw)
-    data = json.loads(raw)
+    data = load_json(raw, max_bytes=len(raw) + 1, what="batch")
     data["scenes"] = [upload_local_media(path, scene, blobs, settings.media_bucket) for scene in data["scenes"]]
     uri = f"gs://{settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
     generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
@@ -137,7 +147,9 @@ def submit(spec_path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[st
     raw_bytes = spec_path.read_bytes()
     spec: JobSpec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
     job_id = spec.job_id or default_job_id(spec_path.name)
-    data = upload_local_media(spec_path, json.loads(raw_bytes), blobs, settings.media_bucket)
+    data = upload_local_media(
+        spec_path, load_json(raw_bytes, max_bytes=settings.max_spec_bytes), blobs, settings.media_bucket
+    )
     data["job_id"] = job_id
     uri = f"gs://{settings.spec_bucket}/{spec_object_name(job_id)}"
     generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")

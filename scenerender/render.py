@@ -33,6 +33,7 @@ from scenerender.mp4 import keyframe_times, read_movie
 from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
+from scenerender.tenancy import SceneLimits
 from scenerender.timeline import Timeline, build_timeline
 
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
@@ -85,6 +86,7 @@ class RenderOptions:
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
     all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
+    limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
 
     @property
     def cores(self) -> int:
@@ -334,6 +336,10 @@ def render(
             all_errors=opts.all_errors,
         )
         timeline = build_timeline(spec, probes)
+        if opts.limits is not None:
+            # Only probing tells how long a segment without a duration is: refused here, before
+            # a single frame or sample is rendered (a 2,000 h scene would fill the disk first).
+            opts.limits.check(float(timeline.duration), (timeline.width, timeline.height))
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
 
