@@ -146,3 +146,20 @@ def mux_offset(video: Path, audio: Path, out: Path, *, video_offset: float = 0.0
         *("-map", "0:v:0", "-map", "1:a:0", "-c", "copy", str(out)),
     )
     return out
+
+
+def make_spoken_line(path: Path, text: str, *, lead_silence: float = 0.0, voice: str = "en") -> Path:
+    """espeak-ng speech that starts sounding at its first sample (espeak's own lead-in cut),
+    after ``lead_silence`` seconds of silence: a clip whose onset is known exactly."""
+    raw = path.with_name(path.stem + ".raw.wav")
+    make_speech(raw, text, voice=voice)
+    delay = f",adelay={round(lead_silence * 1000)}:all=1" if lead_silence else ""
+    run_ffmpeg(
+        "-i",
+        str(raw),
+        "-af",
+        f"silenceremove=start_periods=1:start_threshold=-45dB:start_silence=0{delay},aresample=48000",
+        str(path),
+    )
+    raw.unlink()
+    return path
