@@ -185,6 +185,15 @@ class DevStack:
             "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
             "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
             "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
+            # The same input allow-list as terraform/main.tf: the media bucket (each user's
+            # users/{uid}/, and the prefixes the operator shares), never the render bucket.
+            Settings.env_name("allowed_gs_buckets"): ",".join(
+                self.settings.allowed_gs_buckets or [self.settings.media_bucket]
+            ),
+            # Plus the sample scenes dev up publishes for the web page (scenerender.webserve).
+            Settings.env_name("shared_media_prefixes"): ",".join(
+                dict.fromkeys([*self.settings.shared_media_prefixes, f"gs://{self.settings.media_bucket}/samples/"])
+            ),
         }
 
     @property

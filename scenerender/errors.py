@@ -6,6 +6,7 @@ trying again later can succeed::
 
     SceneRenderError                 INTERNAL             exit 1
     ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
+    │   └── LimitExceededError       LIMIT_EXCEEDED       exit 2   (names the limit)
     ├── InputError                                        exit 3   (names the input)
     │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,21 @@ class SpecError(SceneRenderError):
     exit_code = 2
 
     @classmethod
-    def from_details(cls, details: list[ErrorDetail]) -> SpecError:
+    def from_details(cls, details: list[ErrorDetail]) -> Self:
         head = str(details[0]) if details else "invalid spec"
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         return cls(f"{head}{more}", details=details)
+
+
+class LimitExceededError(SpecError):
+    """The spec asks for more than a configured limit allows (scene length, pixels x seconds,
+    segments, clips, object size); the message names the setting, so an operator knows what to raise.
+
+    A subclass of ``SpecError``: the same spec will never pass, and every door treats it as a
+    refused spec (exit 2, HTTP 400), with its own code.
+    """
+
+    code = "LIMIT_EXCEEDED"
 
 
 class InputError(SceneRenderError):

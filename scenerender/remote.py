@@ -30,9 +30,12 @@ def exit_code_for(error_code: str) -> int:
 def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
     """Upload inputs the spec names by local path, and point the spec at them (gs:// URLs).
 
-    Objects are named by content hash, so an unchanged file is uploaded once.
+    Objects are named by content hash, so an unchanged file is uploaded once; they go under
+    the owner's own prefix (``users/{owner_uid}/``), the only media of the bucket their spec may read.
     """
     base = spec_path.resolve().parent
+    owner = raw.get("owner_uid")
+    prefix = f"users/{owner}/uploads" if isinstance(owner, str) and owner else "uploads"
     uploaded: dict[str, str] = {}
 
     def rewrite(url: str) -> str:
@@ -41,7 +44,7 @@ def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore
         if url not in uploaded:
             local = (base / url).resolve()
             digest = file_digest(local)[:16]
-            uri = f"gs://{bucket}/uploads/{digest}/{local.name}"
+            uri = f"gs://{bucket}/{prefix}/{digest}/{local.name}"
             if not blobs.exists(uri):
                 blobs.upload_file(local, uri, content_type="application/octet-stream")
             uploaded[url] = uri

@@ -32,6 +32,7 @@ from scenerender.mp4 import keyframe_times, read_movie
 from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
+from scenerender.tenancy import SceneLimits
 from scenerender.timeline import Timeline, build_timeline
 
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
@@ -83,6 +84,7 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
+    limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
 
     @property
     def cores(self) -> int:
@@ -304,6 +306,10 @@ def render(
             reused=probes_reused,
         )
         timeline = build_timeline(spec, probes)
+        if opts.limits is not None:
+            # Only probing tells how long a segment without a duration is: refused here, before
+            # a single frame or sample is rendered (a 2,000 h scene would fill the disk first).
+            opts.limits.check(float(timeline.duration), (timeline.width, timeline.height))
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
 
