@@ -353,7 +353,9 @@ def render(
         list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
-        final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
+        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+        copied = [plan.VideoPart(seg.source.path, seg.duration) for seg in timeline.segments]
+        final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
 
@@ -456,7 +458,7 @@ def _normalize_segments(
     urls: list[str],
     file_digests: Digests,
     audio_job: Callable[[], None],
-) -> tuple[list[Path], SegmentCounts]:
+) -> tuple[list[plan.VideoPart], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it.
 
@@ -641,7 +643,11 @@ def _normalize_segments(
     for key, indices in units.items():
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)
-    return [c.output for c in commands], SegmentCounts.of(
+    parts = [
+        plan.VideoPart(c.output, (p.frames + p.hold_frames) / timeline.fps)
+        for p, c in zip(pieces, commands, strict=True)
+    ]
+    return parts, SegmentCounts.of(
         {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
     )
 

@@ -100,8 +100,27 @@ def output_fps(spec: JobSpec, first: MediaInfo | None) -> Fraction:
                 return exact
         return Fraction(spec.output.fps).limit_denominator(1001)
     if first is not None and first.video is not None and first.video.fps > 0:
-        return first.video.fps
+        return nearest_standard_rate(first.video.fps)
     return DEFAULT_FPS
+
+
+# The rates players and editors expect. A first segment's own rate may be anything: a
+# variable-rate phone clip averages 49050000/1796977, which no MP4 time base holds exactly.
+STANDARD_RATES = (
+    Fraction(24000, 1001),
+    Fraction(24),
+    Fraction(25),
+    Fraction(30000, 1001),
+    Fraction(30),
+    Fraction(50),
+    Fraction(60000, 1001),
+    Fraction(60),
+)
+
+
+def nearest_standard_rate(rate: Fraction) -> Fraction:
+    """The standard rate nearest ``rate`` (by ratio, so 12.5 fps is nearer 23.976 than 60)."""
+    return min(STANDARD_RATES, key=lambda r: abs(math.log(r / rate)))
 
 
 def _available(
