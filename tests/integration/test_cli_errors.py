@@ -263,3 +263,22 @@ def test_the_health_check_takes_well_under_two_seconds() -> None:
     assert time.monotonic() - started < 2.0
     assert [d.path for d in info.value.details] == ["STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST"]
     assert sys.executable and os.path.exists(SCENERENDER)
+
+
+def test_a_preview_is_h264_high_and_a_silent_scene_reports_null_loudness(media: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    spec = write(media, {"output": {"preview": True, "resolution": "720p"}, "segments": [{"id": "a", "url": "a.mp4"}]})
+    out = tmp_path / "preview.mp4"
+    done = run("render", spec, "-o", out, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["height"] == 480  # a preview is at most 480p
+    assert result["loudness_lufs"] is None and result["true_peak_db"] is None  # no clip, segment muted
+    profile = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries", "stream=profile", "-of", "csv=p=0", out],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert profile == "High"
