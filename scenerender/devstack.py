@@ -547,7 +547,10 @@ class DevStack:
         if not (dist_dir() / "index.html").is_file():
             return
         p = self.state.ports
-        config = web_config(self.settings, auth_host=None, firestore_host=f"127.0.0.1:{p.firestore}")
+        # The Auth emulator, where the stack runs one: the page signs in against it.
+        auth_port = getattr(p, "auth", None)
+        auth_host = f"http://127.0.0.1:{auth_port}" if auth_port else None
+        config = web_config(self.settings, auth_host=auth_host, firestore_host=f"127.0.0.1:{p.firestore}")
         write_json(self.web_config_path, config)
         self.start_process(
             "web",
