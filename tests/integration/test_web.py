@@ -366,7 +366,8 @@ def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -
         scene["scene_id"] = f"scene-{i + 1}"
         scene["segments"] = scene["segments"][: i + 1]
         scene["output"] = {"resolution": "360p", "preview": True}
-        scene["audio"]["clips"] = [c for c in scene["audio"]["clips"] if c["type"] in ("narration", "music")]
+        # The looped music alone: the other clips are placed for the whole sample's length.
+        scene["audio"]["clips"] = [c for c in scene["audio"]["clips"] if c["type"] == "music"]
         scenes.append(scene)
     director.new_render({"version": 1, "batch_id": batch_id, "scenes": scenes})
     page.get_by_text("A batch of 3 scenes").wait_for()
