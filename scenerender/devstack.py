@@ -1,10 +1,15 @@
-"""The local cloud: Google's Pub/Sub and Firestore emulators, fake-gcs-server, the functions and workers.
+"""The local cloud: Google's Pub/Sub and Firestore emulators, fake-gcs-server, the Firebase Auth
+emulator, the functions and workers.
 
 ``DevStack.up()`` starts each piece in its own process group (the gcloud wrapper leaves its
 Java child running when only the wrapper is killed), waits until it answers, creates the
 buckets, topics and subscriptions the settings name, wires the push subscriptions to the
 functions exactly as Eventarc would, and records what it started in a state file.
 ``down()`` stops only what that file lists.
+
+The Firestore emulator gets ``firestore.rules`` loaded, so local clients that read with a
+user's ID token meet the same rules as in the cloud; the pipeline's own clients read as the
+emulator's admin ("Bearer owner"), as its service accounts bypass rules in the cloud.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,6 +53,11 @@ class Ports:
     firestore: int = 8086
     gcs: int = 4443
     functions: int = 8090  # the functions, in FUNCTIONS order, on this port and the next ones
+    auth: int = 9099  # the Firebase Auth emulator (the Firebase SDKs' default port)
+    # The Firebase CLI's own hub and logging ports (4400 and 4500 unless set): 0 picks free ones
+    # at start, so two stacks on one machine do not collide.
+    auth_hub: int = 0
+    auth_logging: int = 0
 
     def function_port(self, name: str) -> int:
         return self.functions + list(FUNCTIONS).index(name)
@@ -110,8 +121,45 @@ def fake_gcs_binary() -> Path:
     return binary
 
 
+def repo_root() -> Path:
+    return Path(scenerender.__file__).resolve().parent.parent
+
+
 def functions_source() -> Path:
-    return Path(scenerender.__file__).resolve().parent.parent / "functions" / "main.py"
+    return repo_root() / "functions" / "main.py"
+
+
+def firebase_cli() -> Path:
+    """The pinned Firebase CLI that scripts/setup.sh installs (``SCENERENDER_FIREBASE_CLI``, then
+    tools/firebase, then PATH)."""
+    import shutil
+
+    for candidate in (
+        os.environ.get("SCENERENDER_FIREBASE_CLI", ""),
+        str(repo_root() / "tools" / "firebase" / "node_modules" / ".bin" / "firebase"),
+        shutil.which("firebase") or "",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise DevStackError("the Firebase CLI is not installed: run scripts/setup.sh (npm ci in tools/firebase)")
+
+
+def load_firestore_rules(port: int, project_id: str, rules: Path) -> None:
+    """Load ``rules`` into the Firestore emulator, as `firebase deploy` does in the cloud."""
+    body = json.dumps({"rules": {"files": [{"name": rules.name, "content": rules.read_text()}]}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/emulator/v1/projects/{project_id}:securityRules",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            if response.status != 200:
+                raise DevStackError(f"the Firestore emulator refused {rules}: HTTP {response.status}")
+    except OSError as exc:
+        detail = exc.read().decode(errors="replace")[:2000] if isinstance(exc, urllib.error.HTTPError) else str(exc)
+        raise DevStackError(f"could not load {rules} into the Firestore emulator: {detail}") from exc
 
 
 def write_service_account_key(path: Path, project_id: str) -> None:
@@ -183,6 +231,8 @@ class DevStack:
             "SCENERENDER_PROJECT_ID": self.state.project_id,
             "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
             "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
+            # The functions accept the Auth emulator's unsigned tokens only with this set.
+            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{p.auth}",
             "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
         }
 
@@ -195,15 +245,31 @@ class DevStack:
 
     def start_process(self, name: str, argv: list[str], env: dict[str, str], ready: Callable[[], bool]) -> None:
         """Start ``argv`` in its own process group, logging to the state dir; wait until ``ready``."""
+        self.wait_ready(name, self.spawn(name, argv, env), ready)
+
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own process group, logging to the state dir; recorded at once."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{name}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
             )
         self._children[proc.pid] = proc
         self.state.processes.append(ProcessRecord(name, proc.pid, argv, str(log_path)))
         self._save()
+        return proc
+
+    def wait_ready(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
+        log_path = self.state_dir / f"{name}.log"
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -232,11 +298,14 @@ class DevStack:
 
     def _all_ports(self) -> list[int]:
         p = self.state.ports
-        return [p.pubsub, p.firestore, p.gcs, *(p.function_port(n) for n in FUNCTIONS)]
+        return [p.pubsub, p.firestore, p.gcs, p.auth, *(p.function_port(n) for n in FUNCTIONS)]
 
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
         base_env = {**os.environ, **self.env()}
+        # The Firebase CLI takes the longest to start (node loads the whole CLI): started
+        # first, waited for last.
+        auth = self._spawn_auth(base_env)
         self.start_process(
             "pubsub",
             [
@@ -258,6 +327,7 @@ class DevStack:
             base_env,
             lambda: http_ok(f"http://127.0.0.1:{p.firestore}/"),
         )
+        load_firestore_rules(p.firestore, s.project_id, repo_root() / "firestore.rules")
         self._create_topics(base_env)
         self.start_process(
             "gcs",
@@ -322,6 +392,36 @@ class DevStack:
             self.start_process(
                 f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], worker_env, lambda: True
             )
+        self.wait_ready("auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"))
+
+    def _spawn_auth(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """The Firebase Auth emulator, configured by a firebase.json of its own (no UI, every port named)."""
+        p = self.state.ports
+        p.auth_hub = p.auth_hub or free_port()
+        p.auth_logging = p.auth_logging or free_port()
+        folder = self.state_dir / "firebase"
+        folder.mkdir(parents=True, exist_ok=True)
+        local = {"host": "127.0.0.1"}
+        config = {
+            "emulators": {
+                "auth": {**local, "port": p.auth},
+                "hub": {**local, "port": p.auth_hub},
+                "logging": {**local, "port": p.auth_logging},
+                "ui": {"enabled": False},
+            }
+        }
+        (folder / "firebase.json").write_text(json.dumps(config, indent=2))
+        argv = [
+            str(firebase_cli()),
+            "emulators:start",
+            "--only",
+            "auth",
+            "--project",
+            self.settings.project_id,
+            "--config",
+            str(folder / "firebase.json"),
+        ]
+        return self.spawn("auth", argv, env, cwd=folder)
 
     def _with_env(self, env: dict[str, str]) -> Settings:
         for key in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):

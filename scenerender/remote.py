@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 
 from scenerender.cache import file_digest
-from scenerender.errors import SceneRenderError, all_error_classes
+from scenerender.errors import ErrorDetail, InputUnreachableError, SceneRenderError, SpecError, all_error_classes
+from scenerender.inputs import is_local_path, local_file
 from scenerender.jobs import TERMINAL, JobStore
 from scenerender.pipeline import spec_object_name
+from scenerender.session import ApiClient
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
 from scenerender.storage import GcsBlobStore
@@ -27,31 +29,84 @@ def exit_code_for(error_code: str) -> int:
     return codes.get(error_code, 1)
 
 
-def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
-    """Upload inputs the spec names by local path, and point the spec at them (gs:// URLs).
+def upload_local_media(
+    spec_path: Path,
+    raw: dict[str, Any],
+    upload: Callable[[Path], str],
+    *,
+    allow_outside: bool = False,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Upload inputs the spec names by local path with ``upload`` (-> gs:// URI), and point the
+    spec at them.
 
-    Objects are named by content hash, so an unchanged file is uploaded once.
+    Only files in the spec's folder (or below it) are sent unless ``allow_outside``: a spec
+    from elsewhere must not be able to make the command line upload ``../../.ssh/id_rsa``.
     """
     base = spec_path.resolve().parent
     uploaded: dict[str, str] = {}
+    outside: list[ErrorDetail] = []
 
-    def rewrite(url: str) -> str:
-        if "://" in url:
+    def rewrite(where: str, url: str) -> str:
+        if not is_local_path(url):
             return url
         if url not in uploaded:
-            local = (base / url).resolve()
-            digest = file_digest(local)[:16]
-            uri = f"gs://{bucket}/uploads/{digest}/{local.name}"
-            if not blobs.exists(uri):
-                blobs.upload_file(local, uri, content_type="application/octet-stream")
-            uploaded[url] = uri
+            local = local_file(url, base).resolve()
+            if not allow_outside and not local.is_relative_to(base):
+                outside.append(
+                    ErrorDetail(where, f"{url} is outside the spec's folder {base}; pass --allow-outside to upload it")
+                )
+                return url
+            if not local.is_file():
+                raise InputUnreachableError(where, "no such file", url=str(local))
+            uploaded[url] = upload(local)
         return uploaded[url]
 
     result: dict[str, Any] = json.loads(json.dumps(raw))
-    for item in [*result.get("segments", []), *result.get("audio", {}).get("clips", [])]:
+    for index, item in enumerate(result.get("segments", [])):
         if isinstance(item, dict) and isinstance(item.get("url"), str):
-            item["url"] = rewrite(item["url"])
+            item["url"] = rewrite(f"{prefix}segments[{index}].url", item["url"])
+    for index, item in enumerate((result.get("audio") or {}).get("clips", [])):
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            item["url"] = rewrite(f"{prefix}audio.clips[{index}].url", item["url"])
+    if outside:
+        raise SpecError.from_details(outside)
     return result
+
+
+def bucket_uploader(blobs: GcsBlobStore, bucket: str) -> Callable[[Path], str]:
+    """Uploads straight into ``bucket`` (a trusted backend's door, with its IAM rights), by content hash."""
+
+    def upload(local: Path) -> str:
+        digest = file_digest(local)[:16]
+        uri = f"gs://{bucket}/uploads/{digest}/{local.name}"
+        if not blobs.exists(uri):
+            blobs.upload_file(local, uri, content_type="application/octet-stream")
+        return uri
+
+    return upload
+
+
+def submit_with_api(
+    spec_path: Path, api: ApiClient, settings: Settings, *, allow_outside: bool = False
+) -> dict[str, Any]:
+    """Validate ``spec_path`` (a spec or a batch) here, upload its local media through the API's
+    upload door, and POST it: the API's answer (``job_id`` or ``batch_id``, ``spec_generation``)."""
+    from scenerender.batch import is_batch, parse_batch
+
+    raw_bytes = spec_path.read_bytes()
+    if is_batch(raw_bytes):
+        parse_batch(raw_bytes)
+        data = json.loads(raw_bytes)
+        data["scenes"] = [
+            upload_local_media(spec_path, scene, api.upload, allow_outside=allow_outside, prefix=f"scenes[{i}].")
+            for i, scene in enumerate(data["scenes"])
+        ]
+    else:
+        spec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
+        data = upload_local_media(spec_path, json.loads(raw_bytes), api.upload, allow_outside=allow_outside)
+        data["job_id"] = spec.job_id or default_job_id(spec_path.name)
+    return api.submit(json.dumps(data).encode())
 
 
 def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[str, str, int]:
@@ -61,7 +116,8 @@ def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[s
     raw = path.read_bytes()
     batch = parse_batch(raw)
     data = json.loads(raw)
-    data["scenes"] = [upload_local_media(path, scene, blobs, settings.media_bucket) for scene in data["scenes"]]
+    upload = bucket_uploader(blobs, settings.media_bucket)
+    data["scenes"] = [upload_local_media(path, scene, upload, allow_outside=True) for scene in data["scenes"]]
     uri = f"gs://{settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
     generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
     return batch.batch_id, uri, generation
@@ -95,7 +151,9 @@ def submit(spec_path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[st
     raw_bytes = spec_path.read_bytes()
     spec: JobSpec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
     job_id = spec.job_id or default_job_id(spec_path.name)
-    data = upload_local_media(spec_path, json.loads(raw_bytes), blobs, settings.media_bucket)
+    data = upload_local_media(
+        spec_path, json.loads(raw_bytes), bucket_uploader(blobs, settings.media_bucket), allow_outside=True
+    )
     data["job_id"] = job_id
     uri = f"gs://{settings.spec_bucket}/{spec_object_name(job_id)}"
     generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
