@@ -44,7 +44,8 @@ from scenerender.identity import User, bearer_token
 from scenerender.inputs import is_local_path
 from scenerender.pipeline import spec_object_name
 from scenerender.settings import Settings
-from scenerender.spec import ID_PATTERN, JobSpec, default_job_id, parse_spec
+from scenerender.spec import ID_PATTERN, JobSpec, default_job_id, load_json, parse_spec
+from scenerender.tenancy import check_spec
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +152,11 @@ class Api:
         self._check_job_id(user, job_id, existing, "job_id")
         if spec.batch_id:
             self._check_batch_id(user, spec.batch_id, "batch_id")
+        # The same limits and media scope as the spec function applies to a bucket drop.
+        check_spec(spec, self.settings, owner_uid=user.uid)
         new_work = 0 if existing is not None and existing.get("status") in ACTIVE else 1
         self._check_cap(user, new_work)
-        data = json.loads(raw)
+        data = load_json(raw, max_bytes=self.settings.max_spec_bytes)
         # The stored spec names its owner and id, as a spec dropped by a trusted backend must.
         data.update(owner_uid=user.uid, job_id=job_id)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(job_id)}"
@@ -166,6 +169,11 @@ class Api:
         for index, scene in enumerate(batch.scenes):
             check_owner(user, scene.owner_uid, f"scenes[{index}].owner_uid")
             refuse_local_paths(scene, prefix=f"scenes[{index}].")
+            try:
+                check_spec(scene, self.settings, owner_uid=user.uid)
+            except SceneRenderError as exc:
+                exc.details = [ErrorDetail(f"scenes[{index}].{d.path}", d.message) for d in exc.details]
+                raise
         self._check_batch_id(user, batch.batch_id, "batch_id")
         new_work = 0
         for index in range(len(batch.scenes)):
@@ -174,7 +182,7 @@ class Api:
             self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
             new_work += 0 if existing is not None and existing.get("status") in ACTIVE else 1
         self._check_cap(user, new_work)
-        data = json.loads(raw)
+        data = load_json(raw, max_bytes=self.settings.max_api_body_bytes, what="batch")
         data["owner_uid"] = user.uid
         for scene in data["scenes"]:
             scene["owner_uid"] = user.uid
@@ -192,9 +200,12 @@ class Api:
         )
 
     def _check_job_id(self, user: User, job_id: str, existing: dict[str, Any] | None, path: str) -> None:
-        # A job id belongs to its first owner for good; a job without an owner belongs to nobody
-        # who could prove it, so no end user may take it either.
-        if existing is not None and existing.get("owner_uid") != user.uid:
+        # A job id belongs to its first owner for good. A job without an owner (an invalid spec
+        # that named none) may be taken only while it never rendered, as the spec function decides.
+        if existing is None or existing.get("owner_uid") == user.uid:
+            return
+        ownerless = not existing.get("owner_uid") and not existing.get("output") and not existing.get("history")
+        if not ownerless:
             raise ConflictError(
                 f"{path}: job {job_id!r} belongs to another user; choose another id",
                 details=[ErrorDetail(path, f"job {job_id!r} belongs to another user")],

@@ -23,15 +23,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from scenerender import plan
+from scenerender import deliverables, plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
+from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
-from scenerender.probe import EarlyProbes, MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
+from scenerender.tenancy import SceneLimits
 from scenerender.timeline import Timeline, build_timeline
 
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
@@ -62,7 +64,9 @@ class RenderResult:
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
     audio_encoders: int = 0  # AAC encoders that shared the audio's encode (one per core when the video is copied)
     probes_reused: int = 0  # inputs whose ffprobe description came from the cache
-    probes_early: int = 0  # inputs probed while the CLI was still loading (local renders)
+    sidecars: dict[str, str] = field(default_factory=dict)  # kind -> file beside the MP4 (docs/deliverables.md)
+    captions_burned: bool = False
+    qc: dict[str, Any] = field(default_factory=dict)  # the quality report, measured on the output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +85,8 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
-    early_probes: EarlyProbes | None = None  # ffprobe started while the CLI loaded (scenerender.entry)
+    all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
+    limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
 
     @property
     def cores(self) -> int:
@@ -185,16 +190,14 @@ def _probe_cached(
     cache: SegmentCache | None,
     digests: Digests,
     reused: list[str],
-    early: EarlyProbes | None = None,
     url: str | None = None,
 ) -> MediaInfo:
     """Probe, or take ffprobe's description of these bytes from the cache (a full render after
-    its preview) or from a probe started on this very file while the CLI loaded."""
+    its preview)."""
     refuse_reference_files(path, input_path)  # on the bytes at hand, always
 
     def fresh() -> dict[str, Any]:
-        started = early.take(path, ffprobe) if early is not None else None
-        return started if started is not None else probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
+        return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
 
     if cache is None:
         return parse_probe(path, fresh(), input_path)
@@ -224,13 +227,18 @@ def fetch_and_probe(
     cache: SegmentCache | None = None,
     digests: Digests | None = None,
     reused: list[str] | None = None,
-    early: EarlyProbes | None = None,
+    all_errors: bool = False,
+    problems: list[SceneRenderError] | None = None,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
     With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
-    ``early``: probes the CLI started before the spec was validated, taken where they match.
+    ``all_errors``: an input that fails does not stop the others; every input's problem is
+    raised together (a user at a terminal fixes them in one round; the pipeline stops at the first).
+    ``problems``: as ``all_errors``, but they are added to this list and the inputs that could
+    be probed are returned (``validate --probe`` goes on to place those).
     """
+    all_errors = all_errors or problems is not None
     digests = digests or Digests()
     reused = reused if reused is not None else []
     wanted: dict[str, str] = {}
@@ -241,6 +249,20 @@ def fetch_and_probe(
     # Several URLs may name one file (a reused sound, a link): it is probed once, and a
     # thread that wants a file another is probing waits for that probe instead of starting one.
     by_file: dict[Path, Future[MediaInfo]] = {}
+
+    failed: list[tuple[int, InputError]] = []
+    order = {url: n for n, url in enumerate(wanted)}
+
+    def one_or_record(item: tuple[str, str]) -> tuple[str, MediaInfo | None]:
+        try:
+            return one(item)
+        except InputError as exc:
+            if not all_errors:
+                raise
+            with lock:
+                if all(exc is not seen for _, seen in failed):  # one file behind several URLs: once
+                    failed.append((order[item[0]], exc))
+            return item[0], None
 
     def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
         nonlocal done
@@ -255,7 +277,7 @@ def fetch_and_probe(
             info = known.result()
         else:
             try:
-                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, early, url)
+                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, url)
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise
@@ -269,7 +291,13 @@ def fetch_and_probe(
     # A few at a time: each probe is a process, and more than the cores only costs memory.
     pool = ThreadPoolExecutor(max_workers=min(4, len(wanted)))
     try:
-        return dict(pool.map(one, wanted.items()))
+        probed = dict(pool.map(one_or_record, wanted.items()))
+        if failed:
+            found: list[SceneRenderError] = [exc for _, exc in sorted(failed, key=lambda pair: pair[0])]
+            if problems is None:
+                raise collected(found)
+            problems.extend(found)
+        return {url: info for url, info in probed.items() if info is not None}
     except BaseException:
         # A failed input or a stop: downloads in flight end at their next chunk, and those not
         # started never start, so the error (or the exit) waits for no download of the rest.
@@ -277,8 +305,6 @@ def fetch_and_probe(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if early is not None:
-            early.close()  # what it has not handed over by now nobody needs
 
 
 def render(
@@ -307,9 +333,13 @@ def render(
             cache=opts.segment_cache,
             digests=digests,
             reused=probes_reused,
-            early=opts.early_probes,
+            all_errors=opts.all_errors,
         )
         timeline = build_timeline(spec, probes)
+        if opts.limits is not None:
+            # Only probing tells how long a segment without a duration is: refused here, before
+            # a single frame or sample is rendered (a 2,000 h scene would fill the disk first).
+            opts.limits.check(float(timeline.duration), (timeline.width, timeline.height))
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
 
@@ -323,7 +353,9 @@ def render(
         list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
-        final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
+        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+        copied = [plan.VideoPart(seg.source.path, seg.duration) for seg in timeline.segments]
+        final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
 
@@ -374,7 +406,11 @@ def render(
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
+            extras = deliverables.make(spec, timeline, part, work, runner)
+            timings.update(extras.timings)
             publish_file(part, out_path)
+            result.sidecars = extras.publish(out_path)
+            result.qc = extras.qc
         finally:
             part.unlink(missing_ok=True)
         tracker.finish("measure")
@@ -388,7 +424,6 @@ def render(
     result.audio_reused = audio.reused
     result.audio_encoders = audio.encoders
     result.probes_reused = len(probes_reused)
-    result.probes_early = opts.early_probes.taken if opts.early_probes is not None else 0
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 
@@ -423,7 +458,7 @@ def _normalize_segments(
     urls: list[str],
     file_digests: Digests,
     audio_job: Callable[[], None],
-) -> tuple[list[Path], SegmentCounts]:
+) -> tuple[list[plan.VideoPart], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it.
 
@@ -608,7 +643,11 @@ def _normalize_segments(
     for key, indices in units.items():
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)
-    return [c.output for c in commands], SegmentCounts.of(
+    parts = [
+        plan.VideoPart(c.output, (p.frames + p.hold_frames) / timeline.fps)
+        for p, c in zip(pieces, commands, strict=True)
+    ]
+    return parts, SegmentCounts.of(
         {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
     )
 

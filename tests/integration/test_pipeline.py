@@ -20,6 +20,7 @@ from scenerender import clients
 from scenerender.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
+from tests.integration.conftest import SHARED_PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -75,7 +76,7 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     assert progress == sorted(progress) and progress[-1] == 1.0
 
     output = doc["output"]
-    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/it-ok.mp4"
+    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/{doc['run_id']}/it-ok.mp4"
     assert output["url_expires_at"].timestamp() - time.time() == pytest.approx(settings.signed_url_ttl_s, abs=120)
     downloaded = tmp_path / "pipeline.mp4"
     with httpx.stream("GET", output["url"], timeout=30) as response:
@@ -127,7 +128,7 @@ def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket
 
 
 def test_an_unreachable_input_ends_failed_naming_the_input(settings: Settings, scene_media: dict[str, str]) -> None:
-    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/it/missing.mp4"})
+    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/missing.mp4"})
     drop(settings, "jobs/it-missing.json", spec_for("it-missing", media))
     doc = wait_for_end("it-missing")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_UNREACHABLE"
@@ -154,7 +155,7 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     doc = clients.jobs().get("it-twice") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), doc.get("error")
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
-        f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"
+        f"gs://{settings.render_bucket}/renders/it-twice/{doc['run_id']}/it-twice.mp4"
     ]
 
 
@@ -171,17 +172,23 @@ def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scen
 
 
 def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> None:
+    """The API's round trip, as a user signed in to the Auth emulator (more in test_identity_api.py)."""
+    from scenerender.session import sign_in
+
     api = cloud.env()["SCENERENDER_API_URL"]
-    created = httpx.post(api, content=json.dumps(spec_for("it-http", scene_media)), timeout=30)
+    me = {"Authorization": f"Bearer {sign_in('http-user@example.com').id_token}"}
+    body = {k: v for k, v in spec_for("it-http", scene_media).items() if k != "owner_uid"}
+    created = httpx.post(api, content=json.dumps(body), headers=me, timeout=30)
     assert created.status_code == 202, created.text
     assert created.json()["job_id"] == "it-http"
     doc = wait_for_end("it-http")
     assert doc["status"] == "COMPLETED"
-    fetched = httpx.get(api, params={"job_id": "it-http"}, timeout=30)
+    fetched = httpx.get(api, params={"job_id": "it-http"}, headers=me, timeout=30)
     assert fetched.status_code == 200 and fetched.json()["status"] == "COMPLETED"
-    assert httpx.get(api, params={"job_id": "nope"}, timeout=30).status_code == 404
-    refused = httpx.post(api, content=b'{"version": 1}', timeout=30)
+    assert httpx.get(api, params={"job_id": "nope"}, headers=me, timeout=30).status_code == 404
+    refused = httpx.post(api, content=b'{"version": 1}', headers=me, timeout=30)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_SPEC"
+    assert httpx.post(api, content=json.dumps(body), timeout=30).status_code == 401
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
@@ -232,7 +239,7 @@ def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings
     doc = clients.jobs().get("it-dup") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and doc["finished_at"] == finished
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/") == [
-        f"gs://{settings.render_bucket}/renders/it-dup/it-dup.mp4"
+        f"gs://{settings.render_bucket}/renders/it-dup/{doc['run_id']}/it-dup.mp4"
     ]
 
 

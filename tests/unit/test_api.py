@@ -25,7 +25,7 @@ SPEC: dict[str, Any] = {
     "job_id": "scene-1",
     "project_id": "p",
     "scene_id": "s",
-    "segments": [{"id": "a", "url": "gs://scenerender-media/users/alice/a.mp4"}],
+    "segments": [{"id": "a", "url": "https://cdn.example.com/a.mp4"}],
 }
 
 

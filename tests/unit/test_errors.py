@@ -15,17 +15,17 @@ from scenerender.errors import (
 
 CONTRACT_CODES = {
     "INVALID_SPEC",
-    "LIMIT_EXCEEDED",
     "INPUT_UNREACHABLE",
     "INPUT_REFUSED",
     "INPUT_INVALID_MEDIA",
+    "LIMIT_EXCEEDED",
     "RENDER_FAILED",
     "TIMEOUT",
     "INTERNAL",
-    # The HTTP API's (docs/api.md)
+    "NOT_FOUND",  # the API's (section 4) and the CLI's `watch` of an id that names nothing
+    # The HTTP API's refusals (docs/api.md)
     "UNAUTHENTICATED",
     "FORBIDDEN",
-    "NOT_FOUND",
     "METHOD_NOT_ALLOWED",
     "CONFLICT",
     "TOO_MANY_JOBS",
@@ -35,13 +35,13 @@ EXIT_CODES = {
     "INPUT_UNREACHABLE": {3},
     "INPUT_REFUSED": {3},
     "INPUT_INVALID_MEDIA": {3},
+    "LIMIT_EXCEEDED": {2},
     "RENDER_FAILED": {4},
     "TIMEOUT": {4},
     "INTERNAL": {1},
-    "LIMIT_EXCEEDED": {2},
+    "NOT_FOUND": {2},
     "UNAUTHENTICATED": {1},
     "FORBIDDEN": {2},
-    "NOT_FOUND": {1},
     "METHOD_NOT_ALLOWED": {1},
     "CONFLICT": {2},
     "TOO_MANY_JOBS": {1},
