@@ -27,14 +27,16 @@ def exit_code_for(error_code: str) -> int:
     return codes.get(error_code, 1)
 
 
-def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
+def upload_local_media(
+    spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str, owner: str | None = None
+) -> dict[str, Any]:
     """Upload inputs the spec names by local path, and point the spec at them (gs:// URLs).
 
     Objects are named by content hash, so an unchanged file is uploaded once; they go under
     the owner's own prefix (``users/{owner_uid}/``), the only media of the bucket their spec may read.
     """
     base = spec_path.resolve().parent
-    owner = raw.get("owner_uid")
+    owner = owner or raw.get("owner_uid")
     prefix = f"users/{owner}/uploads" if isinstance(owner, str) and owner else "uploads"
     uploaded: dict[str, str] = {}
 
@@ -64,7 +66,9 @@ def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[s
     raw = path.read_bytes()
     batch = parse_batch(raw)
     data = json.loads(raw)
-    data["scenes"] = [upload_local_media(path, scene, blobs, settings.media_bucket) for scene in data["scenes"]]
+    data["scenes"] = [
+        upload_local_media(path, scene, blobs, settings.media_bucket, owner=batch.owner_uid) for scene in data["scenes"]
+    ]
     uri = f"gs://{settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
     generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
     return batch.batch_id, uri, generation
