@@ -11,6 +11,10 @@ trying again later can succeed::
     │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
     │   └── InputMediaError          INPUT_INVALID_MEDIA
+    ├── NotFoundError                NOT_FOUND            exit 2   (a job or batch id that
+    │                                                               names nothing)
+    ├── CloudUnavailableError        INTERNAL             exit 1   (no cloud answers: the
+    │                                                               client says how to start one)
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
     │   └── RenderTimeoutError       TIMEOUT
     └── TransientError               INTERNAL             exit 1   (retryable: cloud
@@ -44,6 +48,10 @@ class ErrorDetail:
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
+
+    def to_cli_dict(self) -> dict[str, str]:
+        """The form of ``--json`` output (CONTRACT.md section 3)."""
+        return {"path": self.path, "problem": self.message}
 
 
 class SceneRenderError(Exception):
@@ -127,6 +135,20 @@ class InputMediaError(InputError):
     code = "INPUT_INVALID_MEDIA"
 
 
+class NotFoundError(SceneRenderError):
+    """The job or batch an id names does not exist (and no spec for it is on its way)."""
+
+    code = "NOT_FOUND"
+    exit_code = 2
+
+
+class CloudUnavailableError(SceneRenderError):
+    """No cloud answers the client (no local cloud running, or the one it was pointed at is gone)."""
+
+    code = "INTERNAL"
+    exit_code = 1
+
+
 class RenderError(SceneRenderError):
     """ffmpeg failed; ``stderr_tail`` holds its last lines."""
 
@@ -168,6 +190,30 @@ class Stopped(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return f"stopped by {signal.Signals(self.signum).name}"
+
+
+def collected(problems: list[SceneRenderError]) -> SceneRenderError:
+    """Many problems found in one round as one error that lists them all.
+
+    Any spec problem makes it a ``SpecError`` (exit 2; the input problems are listed beside
+    the spec's); input problems alone keep the first one's class and code (exit 3).
+    """
+    details = [d for p in problems for d in (p.details or [ErrorDetail("", p.message)])]
+    if len(problems) == 1:
+        return problems[0]
+    if not problems:
+        return SpecError.from_details(details)
+    spec_problems = [p for p in problems if isinstance(p, SpecError)]
+    if spec_problems:
+        return type(spec_problems[0]).from_details(details)  # a limit stays LIMIT_EXCEEDED
+    first = problems[0]
+    if isinstance(first, InputError):
+        many = type(first)(first.input_path, first.reason, url=first.url)
+        many.details = details
+        if len(details) > 1:
+            many.message += f" (and {len(details) - 1} more)"
+        return many
+    return first
 
 
 def all_error_classes() -> list[type[SceneRenderError]]:

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     )
     render_timeout_s: int = Field(3600, ge=1, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
+    watch_grace_s: float = Field(
+        15.0,
+        ge=0,
+        description="`scenerender watch` of an id whose spec exists waits this long for its job to appear "
+        "(NOT_FOUND after); with neither job nor spec it answers NOT_FOUND at once.",
+    )
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")

@@ -22,6 +22,7 @@ CONTRACT_CODES = {
     "RENDER_FAILED",
     "TIMEOUT",
     "INTERNAL",
+    "NOT_FOUND",  # the API's (section 4) and the CLI's `watch` of an id that names nothing
 }
 EXIT_CODES = {
     "INVALID_SPEC": {2},
@@ -32,6 +33,7 @@ EXIT_CODES = {
     "RENDER_FAILED": {4},
     "TIMEOUT": {4},
     "INTERNAL": {1},
+    "NOT_FOUND": {2},
 }
 
 
