@@ -131,9 +131,36 @@ def start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
+def record_present(record: ProcessRecord) -> bool:
+    """The pid is still the process the record names (running or a zombie): its group is ours to stop."""
+    return pid_alive(record.pid) and (not record.started or start_ticks(record.pid) == record.started)
+
+
+def group_alive(pgid: int) -> bool:
+    """Some process of the group is running (the gcloud wrapper may be gone while its Java child is not)."""
+    for pid in _pids():
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
+
+
 def record_alive(record: ProcessRecord) -> bool:
-    """The process the record names is still running, and is the same process (not a reused pid)."""
+    """The process the record names is still running (not a zombie nobody reaped: `dev up` has
+    exited, so its children's parent is whatever adopted them), and is the same process (not a
+    reused pid)."""
     if not pid_alive(record.pid):
+        return False
+    try:
+        state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X"):
         return False
     return not record.started or start_ticks(record.pid) == record.started
 
@@ -714,19 +741,22 @@ class DevStack:
         """Stop every process group this stack started (newest first); returns their names."""
         state = self.load() or self.state
         stopped: list[str] = []
-        for record in reversed(state.processes):
-            if record_alive(record):
+        # A group whose leader is gone is still ours while it has members: Linux does not give
+        # a pid that is some group's id to a new process.
+        ours = [r for r in state.processes if record_present(r) or (not pid_alive(r.pid) and group_alive(r.pid))]
+        for record in reversed(ours):
+            if group_alive(record.pid):
                 try:
                     os.killpg(record.pid, signal.SIGTERM)
                 except OSError:
                     continue
                 stopped.append(record.name)
         deadline = time.monotonic() + 10
-        for record in state.processes:
-            while pid_alive(record.pid) and time.monotonic() < deadline:
+        for record in ours:
+            while group_alive(record.pid) and time.monotonic() < deadline:
                 _reap(record.pid)
                 time.sleep(0.1)
-            if pid_alive(record.pid):
+            if group_alive(record.pid):
                 with contextlib.suppress(OSError):
                     os.killpg(record.pid, signal.SIGKILL)
             _reap(record.pid)
