@@ -376,7 +376,10 @@ class JobStore:
         raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        snap = self.batches.document(batch_id).get()
+        try:
+            snap = self.batches.document(batch_id).get()
+        except Exception as exc:
+            raise translate_error(exc, f"read batch {batch_id}") from exc
         return dict(snap.to_dict() or {}) if snap.exists else None
 
     def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:

@@ -44,7 +44,8 @@ def _media_items(data: Any) -> list[tuple[str, dict[str, Any]]]:
     for spec in specs if isinstance(specs, list) else []:
         if not isinstance(spec, dict):
             continue
-        prefix = upload_prefix(spec.get("owner_uid"))
+        # A batch's scenes are its owner's (they name no owner of their own).
+        prefix = upload_prefix(spec.get("owner_uid") or (data.get("owner_uid") if spec is not data else None))
         audio = spec.get("audio")
         audio = audio if isinstance(audio, dict) else {}
         for group in (spec.get("segments"), audio.get("clips")):
@@ -64,14 +65,16 @@ def user_paths(spec_path: Path, data: Any, bucket: str) -> dict[str, str]:
     return names
 
 
-def upload_local_media(spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str) -> dict[str, Any]:
+def upload_local_media(
+    spec_path: Path, raw: dict[str, Any], blobs: GcsBlobStore, bucket: str, owner: str | None = None
+) -> dict[str, Any]:
     """Upload inputs the spec names by local path, and point the spec at them (gs:// URLs).
 
     Objects are named by content hash, so an unchanged file is uploaded once; they go under
     the owner's own prefix (``users/{owner_uid}/``), the only media of the bucket their spec may read.
     """
     base = spec_path.resolve().parent
-    prefix = upload_prefix(raw.get("owner_uid"))
+    prefix = upload_prefix(raw.get("owner_uid") or owner)
     uploaded: dict[str, str] = {}
 
     def rewrite(url: str) -> str:
@@ -99,7 +102,9 @@ def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[s
     raw = path.read_bytes()
     batch = parse_batch(raw)
     data = load_json(raw, max_bytes=len(raw) + 1, what="batch")
-    data["scenes"] = [upload_local_media(path, scene, blobs, settings.media_bucket) for scene in data["scenes"]]
+    data["scenes"] = [
+        upload_local_media(path, scene, blobs, settings.media_bucket, owner=batch.owner_uid) for scene in data["scenes"]
+    ]
     uri = f"gs://{settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
     generation = blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
     return batch.batch_id, uri, generation
