@@ -21,10 +21,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements-stamp
-want=$(cat requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-cli.txt requirements-dev.txt requirements-tfschema.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 | grep -v "is ignored" || true
+  # Schema data for the Terraform checks; --no-deps: nothing imports them (requirements-tfschema.txt).
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-tfschema.txt 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import scenerender.cli, google.cloud.firestore, functions_framework" 
   echo "$want" > "$stamp"

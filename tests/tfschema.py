@@ -1,8 +1,8 @@
 """Terraform provider schemas read from the prebuilt CDKTF bindings on PyPI.
 
 Providers cannot be downloaded on these machines, so ``terraform providers schema`` cannot
-run. Each ``cdktf-cdktf-provider-*`` wheel (pinned in requirements-infra.txt, installed by
-terraform/check.sh into .venv-infra) carries its provider's schema as a jsii assembly
+run. Each ``cdktf-cdktf-provider-*`` wheel (pinned in requirements-tfschema.txt, installed
+by scripts/setup.sh into .venv with --no-deps) carries its provider's schema as a jsii assembly
 (``_jsii/*.jsii.tgz`` → ``package/.jsii``, JSON): one class per resource and data source
 whose docs name the Terraform type and the provider version it was generated from, and one
 struct per block whose properties link to the argument's Terraform name
@@ -22,7 +22,6 @@ beside it, keyed by the archive's size and mtime.
 
 from __future__ import annotations
 
-import glob
 import json
 import re
 import sys
@@ -32,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).parents[1]
-INFRA_VENV = ROOT / ".venv-infra"
 
 _REPRESENTS = re.compile(
     r"Represents a \{@link https://registry\.terraform\.io/providers/hashicorp/([\w-]+)/([\d.]+)/docs"
@@ -50,9 +48,7 @@ class SchemaMissing(RuntimeError):
 
 
 def _site_packages() -> list[Path]:
-    found = [Path(p) for p in sys.path if p]
-    found += [Path(p) for p in glob.glob(str(INFRA_VENV / "lib" / "python*" / "site-packages"))]
-    return found
+    return [Path(p) for p in sys.path if p]
 
 
 def assembly_archive(package: str) -> Path:
@@ -62,8 +58,8 @@ def assembly_archive(package: str) -> Path:
         if hits:
             return hits[-1]
     raise SchemaMissing(
-        f"cdktf-cdktf-provider-{package.replace('_', '-')} is not installed: run terraform/check.sh "
-        "(it makes .venv-infra from requirements-infra.txt) or pip install -r requirements-infra.txt"
+        f"cdktf-cdktf-provider-{package.replace('_', '-')} is not installed: run scripts/setup.sh "
+        "(or pip install --no-deps -r requirements-tfschema.txt)"
     )
 
 

@@ -1,7 +1,7 @@
 """Every resource, data source, argument and block in terraform/*.tf exists in its provider's schema.
 
 No provider can be downloaded here, so there is no ``terraform validate``. The schemas come
-from the prebuilt CDKTF bindings pinned in requirements-infra.txt (tests/tfschema.py reads
+from the prebuilt CDKTF bindings pinned in requirements-tfschema.txt (tests/tfschema.py reads
 them), and the HCL from python-hcl2, which marks what was written as a block. So a misspelt
 argument, an argument of the wrong block, a block written as ``name = {...}`` or an
 attribute written as a block, and a resource type the provider does not have all fail here;
