@@ -234,6 +234,14 @@ def test_submit_names_missing_local_files_before_it_needs_a_cloud(tmp_path: Path
         "segments[1].url": f"file not found: {tmp_path / 'sub' / 'x.mp4'}",
     }
     assert "FileNotFoundError" not in done.stderr
+    scene = {"version": 1, "project_id": "p", "scene_id": "s", "segments": [{"id": "a", "url": "gone.mp4"}]}
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps({"version": 1, "batch_id": "b-2", "scenes": [scene]}))
+    done = run("submit", batch, "--json", cwd=tmp_path, env=bare_env())
+    assert done.returncode == 3, done.stderr
+    assert problems(json_error(done, "INPUT_UNREACHABLE")) == {
+        "scenes[0].segments[0].url": f"file not found: {tmp_path / 'gone.mp4'}"
+    }
 
 
 def test_no_cloud_is_exit_1_at_once_saying_to_run_dev_up(media: Path, tmp_path: Path) -> None:
