@@ -34,6 +34,7 @@ FUNCTIONS = {
     "report": ("on_render_reported", "cloudevent"),
     "api": ("http_api", "http"),
     "dead": ("on_render_dead_lettered", "cloudevent"),
+    "sweep": ("on_sweep", "http"),
 }
 
 
@@ -143,12 +144,21 @@ class DevStack:
     """Start, reuse and stop the local cloud."""
 
     def __init__(
-        self, settings: Settings, *, state_dir: Path | None = None, ports: Ports | None = None, workers: int = 1
+        self,
+        settings: Settings,
+        *,
+        state_dir: Path | None = None,
+        ports: Ports | None = None,
+        workers: int = 1,
+        executions: bool = False,
     ) -> None:
+        """``executions``: no long-running workers; the functions launch executions of local worker
+        processes (``launcher.LocalLauncher``), as they launch Cloud Run executions in the cloud."""
         self.settings = settings
         self.state_dir = state_dir or Path(os.environ.get("SCENERENDER_DEV_DIR", ".scenerender/dev"))
         self.ports = ports or Ports()
-        self.workers = workers
+        self.workers = 0 if executions else workers
+        self.executions = executions
         self.state = State(ports=self.ports, project_id=settings.project_id)
         # Our own children: kept so they can be waited for (and not warned about) when stopped.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -184,7 +194,12 @@ class DevStack:
             "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
             "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
             "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
+            **({Settings.env_name("local_executions_dir"): str(self.executions_dir)} if self.executions else {}),
         }
+
+    @property
+    def executions_dir(self) -> Path:
+        return (self.state_dir / "executions").resolve()
 
     def status(self) -> dict[str, Any]:
         state = self.load()
@@ -318,6 +333,12 @@ class DevStack:
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
         if self.workers == 1:
             worker_env.setdefault("SCENERENDER_SPLIT_MIN_SEGMENTS", "0")  # nobody to share encodes with
+        if self.executions:
+            # The executions' tasks start from this environment, as a Cloud Run job's tasks start
+            # from its template (launcher.LocalLauncher; jobs.run overrides go on top).
+            self.executions_dir.mkdir(parents=True, exist_ok=True)
+            template = {k: v for k, v in base_env.items() if k != Settings.env_name("cpus")}
+            (self.executions_dir / "template-env.json").write_text(json.dumps(template))
         for index in range(self.workers):
             self.start_process(
                 f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], worker_env, lambda: True
@@ -376,6 +397,10 @@ class DevStack:
         """Stop every process group this stack started (newest first); returns their names."""
         state = self.load() or self.state
         stopped: list[str] = []
+        if self.executions_dir.exists():
+            from scenerender.launcher import LocalLauncher
+
+            stopped += [f"execution task {pid}" for pid in LocalLauncher(self.executions_dir).stop_all()]
         for record in reversed(state.processes):
             if pid_alive(record.pid):
                 try:

@@ -6,6 +6,7 @@ trying again later can succeed::
 
     SceneRenderError                 INTERNAL             exit 1
     ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
+    │   └── LimitExceededError       LIMIT_EXCEEDED                (names the limit)
     ├── InputError                                        exit 3   (names the input)
     │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
@@ -77,6 +78,12 @@ class SpecError(SceneRenderError):
         head = str(details[0]) if details else "invalid spec"
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         return cls(f"{head}{more}", details=details)
+
+
+class LimitExceededError(SpecError):
+    """A cost limit (a setting) refuses the work before it starts; the message names the limit."""
+
+    code = "LIMIT_EXCEEDED"
 
 
 class InputError(SceneRenderError):

@@ -26,7 +26,7 @@ from scenerender.cache import BlobSegmentCache
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
 from scenerender.jobs import beat_is_fresh, keep_beating
-from scenerender.launcher import start_renderer
+from scenerender.launcher import Launcher, LaunchRecords, current_execution, launch, launcher_for
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
@@ -46,16 +46,16 @@ class Blobs(Protocol):
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, Any]: ...
 
 
-class Jobs(Protocol):
+class Jobs(LaunchRecords, Protocol):
     def create_job(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def mark_running(self, job_id: str, worker: str = "") -> int: ...
+    def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int: ...
     def heartbeat(self, job_id: str) -> None: ...
     def claim_publish(self, job_id: str, generation: str) -> bool: ...
     def release_publish(self, job_id: str) -> None: ...
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def note(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    def stale_running(self, older_than_s: float) -> list[str]: ...
+    def unfinished(self) -> list[dict[str, Any]]: ...
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]: ...
     def save_batch(
         self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
@@ -97,7 +97,9 @@ class SpecEvent:
         return self.event_type == FINALIZE and self.name.startswith(SPEC_PREFIX) and self.name.endswith(".json")
 
 
-def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus) -> str | None:
+def accept_spec(
+    event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus, launcher: Launcher | None = None
+) -> str | None:
     """Validate a dropped spec; queue its job (or record it FAILED). Returns the job id, if any.
 
     Redelivery of the same (bucket, object, generation) does nothing new: the job document
@@ -115,7 +117,7 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         return None
     base: dict[str, Any] = {"spec_uri": event.uri, "spec_generation": event.generation}
     if is_batch(raw):
-        return accept_batch(event, raw, settings=settings, jobs=jobs, bus=bus)
+        return accept_batch(event, raw, settings=settings, jobs=jobs, bus=bus, launcher=launcher)
     try:
         spec = parse_spec(raw, max_bytes=settings.max_spec_bytes)
     except SpecError as exc:
@@ -142,6 +144,9 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         same_spec = existing.get("spec_uri") == event.uri and existing.get("spec_generation") == event.generation
         if same_spec:
             if existing.get("status") != "QUEUED" or existing.get("request_published"):
+                # The request is out; its launch may have failed (jobs.run: 403, 429, 5xx). Launching
+                # is its own recorded step: done only if no execution is recorded yet.
+                launch_requests([job_id], jobs=jobs, settings=settings, launcher=launcher)
                 log.info("job %s: event redelivered; nothing new", job_id)
                 return job_id
             # An earlier delivery of this event created the job but died before publishing.
@@ -163,14 +168,16 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         log.info("job %s: another delivery of this event sends its request", job_id)
         return job_id
     publish_request(jobs, bus, settings, job_id, render_request(job_id, event, spec))
-    start_renderer(settings)
+    launch_requests([job_id], jobs=jobs, settings=settings, launcher=launcher)
     log.info("job %s queued from %s", job_id, event.uri)
     if spec.batch_id:
         refresh_batch(jobs, spec.batch_id)
     return job_id
 
 
-def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs, bus: Bus) -> str:
+def accept_batch(
+    event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs, bus: Bus, launcher: Launcher | None = None
+) -> str:
     """Fan a batch file out into one job per scene. Dropped again, it re-runs only the scenes
     that failed (or changed); completed and running scenes are left alone."""
     try:
@@ -191,7 +198,6 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
         batch.batch_id,
         {"spec_uri": event.uri, "owner_uid": batch.owner_uid, "error": None, "scenes": scene_ids},
     )
-    queued_any = False
     for index in range(len(batch.scenes)):
         spec = scene_spec(batch, index)
         job_id = str(spec.job_id)
@@ -230,9 +236,9 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
                 "spec": spec.model_dump(mode="json"),
             },
         )
-        queued_any = True
-    if queued_any:
-        start_renderer(settings)
+    # Every scene whose request is out and has no execution yet, this delivery's or an earlier
+    # one's whose launch failed: one execution, a task per scene up to launch_parallelism.
+    launch_requests(scene_ids, jobs=jobs, settings=settings, launcher=launcher)
     refresh_batch(jobs, batch.batch_id)
     log.info("batch %s: %d scenes from %s", batch.batch_id, len(batch.scenes), event.uri)
     return batch.batch_id
@@ -245,6 +251,12 @@ def publish_request(jobs: Jobs, bus: Bus, settings: Settings, job_id: str, reque
     except Exception:
         jobs.release_publish(job_id)
         raise
+
+
+def launch_requests(job_ids: list[str], *, jobs: Jobs, settings: Settings, launcher: Launcher | None) -> None:
+    """Launch an execution for these jobs' published requests, unless one was launched already
+    (``scenerender.launcher``). A failed launch raises: the event is redelivered and tries again."""
+    launch(job_ids, jobs=jobs, launcher=launcher or launcher_for(settings), settings=settings)
 
 
 def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None) -> None:
@@ -321,7 +333,7 @@ def run_render_request(
     if current is None or current.get("status") in TERMINAL:
         log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
-    attempt = jobs.mark_running(job_id, worker=worker_id())
+    attempt = jobs.mark_running(job_id, worker=worker_id(), execution=current_execution())
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request): let this copy come back
         # later, when that render has ended (then it is dropped) or its worker is gone.
@@ -469,22 +481,6 @@ def record_dead_letter(
         "details": last.get("details") or [],
     }
     return jobs.fail(job_id, error)
-
-
-def fail_stuck_jobs(*, settings: Settings, jobs: Jobs) -> list[str]:
-    """Jobs RUNNING with no heartbeat for ``stuck_after_s``: their worker is gone and no
-    redelivery came to take them over, so they end FAILED/TIMEOUT instead of RUNNING for ever."""
-    failed = []
-    for job_id in jobs.stale_running(settings.stuck_after_s):
-        error = {
-            "code": "TIMEOUT",
-            "message": f"worker lost: no heartbeat for {settings.stuck_after_s:.0f} s",
-            "details": [],
-        }
-        if jobs.fail(job_id, error):
-            log.warning("job %s: %s", job_id, error["message"])
-            failed.append(job_id)
-    return failed
 
 
 def spec_object_name(job_id: str) -> str:

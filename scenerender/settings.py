@@ -73,6 +73,40 @@ class Settings(BaseSettings):
         "",
         description="Cloud Run job started per render request (empty: a local worker drains the queue).",
     )
+    local_executions_dir: str = Field(
+        "",
+        description="Local cloud only, with no renderer_job: an execution is a set of worker processes "
+        "started and tracked here (empty: long-running local workers drain the queue, nothing is launched).",
+    )
+    launch_parallelism: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Most tasks one execution of the renderer runs: a launch for N queued scenes asks for "
+        "min(N, this) tasks (jobs.run taskCount override). Terraform sets it from the job's parallelism.",
+    )
+    launch_grace_s: float = Field(
+        120.0,
+        gt=0,
+        description="The sweeper leaves a launch this young alone (its execution may not be listed yet).",
+    )
+    start_deadline_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A job launched this long ago whose execution never started (quota, image) ends FAILED/TIMEOUT.",
+    )
+    max_launches: int = Field(
+        5, ge=1, le=100, description="Executions launched for one job before the sweeper gives it up as FAILED/TIMEOUT."
+    )
+    task_timeout_s: int = Field(
+        0,
+        ge=0,
+        description="The renderer task's timeout (Terraform: the job's); a worker takes no request whose "
+        "estimated render does not fit in the time left (0: no limit).",
+    )
+    task_exit_file: str = Field(
+        "", description="Local executions only: where the worker writes its exit status (set by the launcher)."
+    )
     jobs_collection: str = Field("render_jobs", description="Firestore collection of job documents.")
     batches_collection: str = Field("render_batches", description="Firestore collection of batches.")
     signed_url_ttl_s: int = Field(

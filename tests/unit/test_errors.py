@@ -15,6 +15,7 @@ from scenerender.errors import (
 
 CONTRACT_CODES = {
     "INVALID_SPEC",
+    "LIMIT_EXCEEDED",
     "INPUT_UNREACHABLE",
     "INPUT_REFUSED",
     "INPUT_INVALID_MEDIA",
@@ -24,6 +25,7 @@ CONTRACT_CODES = {
 }
 EXIT_CODES = {
     "INVALID_SPEC": {2},
+    "LIMIT_EXCEEDED": {2},
     "INPUT_UNREACHABLE": {3},
     "INPUT_REFUSED": {3},
     "INPUT_INVALID_MEDIA": {3},
