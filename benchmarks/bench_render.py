@@ -39,7 +39,6 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the pictures are measured with the test suite's own meter
 
-from scenerender import linkorder  # noqa: E402
 from tests.measure import picture_quality  # noqa: E402
 
 SHORT_RUN_REPEATS = 5  # renders of about 2 s, run this many times in each turn (side_by_side)
@@ -407,30 +406,24 @@ def main() -> None:
         matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
         # The comparisons with the baselines run without the segment cache: every render encodes.
         os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
-        # Without the load order of ffmpeg's libraries (scenerender/linkorder.py): what it saves.
-        no_order = f"{linkorder.DIR_ENV}={work / 'no-link-order'}"
-        unordered = ["env", no_order, *scenerender(matching, work / "ours-u.mp4")]
         cases = [
             ("scenerender (matching)", scenerender(matching, work / "ours.mp4")),
             ("naive-ffmpeg (matching)", naive_command(matching, work / "naive.mp4", seconds=seconds)),
-            ("scenerender without the link order (matching)", unordered),
         ]
         if not args.no_moviepy:
             script = work / "moviepy_render.py"
             script.write_text(MOVIEPY_SCRIPT)
             argv = [str(moviepy_python()), str(script), str(matching), str(work / "moviepy.mp4")]
             cases.append(("moviepy (matching)", argv))
-        short = {"scenerender (matching)": SHORT_RUN_REPEATS, cases[2][0]: SHORT_RUN_REPEATS}
+        short = {"scenerender (matching)": SHORT_RUN_REPEATS}
         matched = side_by_side(cases, rounds=3, repeats=short)
         rows += matched
-        ours, naive, unordered_run = matched[0], matched[1], matched[2]
+        ours, naive = matched[0], matched[1]
         ratios["naive/scenerender (matching)"] = round(naive.wall_s / ours.wall_s, 2)
         turns["naive/scenerender (matching)"] = per_turn(naive, ours)
-        ratios["without/with the link order (matching)"] = round(unordered_run.wall_s / ours.wall_s, 2)
-        turns["without/with the link order (matching)"] = per_turn(unordered_run, ours)
         if not args.no_moviepy:
-            ratios["moviepy/scenerender (matching)"] = round(matched[3].wall_s / ours.wall_s, 2)
-            turns["moviepy/scenerender (matching)"] = per_turn(matched[3], ours)
+            ratios["moviepy/scenerender (matching)"] = round(matched[2].wall_s / ours.wall_s, 2)
+            turns["moviepy/scenerender (matching)"] = per_turn(matched[2], ours)
 
         grainy = make_scene(work / "grainy", segments=10, seconds=seconds, size="1920x1080", fps=30, grain=True)
         ours_g, naive_g = side_by_side(

@@ -24,7 +24,6 @@ from rich.table import Table
 
 from scenerender.errors import ErrorDetail, SceneRenderError, SpecError, Stopped
 from scenerender.inputs import FetchPolicy, InputResolver, is_local_path, local_file
-from scenerender.probe import EarlyProbes
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
 from scenerender.settings import Settings, get_settings
 from scenerender.spec import JobSpec, json_schema, parse_spec
@@ -111,21 +110,16 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def started_probes(ctx: typer.Context) -> EarlyProbes | None:
-    """The probes ``scenerender.entry`` started before this module loaded, if any."""
-    return ctx.obj if isinstance(ctx.obj, EarlyProbes) else None
-
-
 def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
     return FetchPolicy.from_settings(settings, local_base=spec_path.resolve().parent)
 
 
-def render_options(settings: Settings, early_probes: EarlyProbes | None = None) -> RenderOptions:
+def render_options(settings: Settings) -> RenderOptions:
     from scenerender.cache import LocalSegmentCache, default_cache_dir
 
     cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
     return RenderOptions.from_settings(
-        settings, segment_cache=cache if settings.segment_cache else None, early_probes=early_probes
+        settings, segment_cache=cache if settings.segment_cache else None
     )
 
 
@@ -144,7 +138,6 @@ def progress_bar(enabled: bool) -> Progress:
 @app.command("render")
 @guarded
 def render_cmd(
-    ctx: typer.Context,
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="job_spec.json")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where the MP4 goes (a file or a folder).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result object as JSON.")] = False,
@@ -166,7 +159,7 @@ def render_cmd(
             spec,
             output,
             lambda d: InputResolver(d, policy),
-            options=render_options(settings, started_probes(ctx)),
+            options=render_options(settings),
             progress=lambda stage, f: bar.update(task, completed=f, description=stage),
         )
     if as_json:
@@ -185,7 +178,6 @@ def render_cmd(
 @app.command("validate")
 @guarded
 def validate_cmd(
-    ctx: typer.Context,
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
     probe_inputs: Annotated[
         bool, typer.Option("--probe", help="Fetch and probe every input; show the timeline.")
@@ -203,7 +195,7 @@ def validate_cmd(
     settings = get_settings()
     policy = local_policy(spec_path, settings)
     with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, early=started_probes(ctx))
+        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe)
         timeline = build_timeline(spec, probes)
     from scenerender.plan import copy_blockers
 
@@ -311,8 +303,24 @@ def dev_up(
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, workers)"):
         started = stack.up()
     err.print("local cloud " + ("started" if started else "already running, reused") + f" ({stack.state_dir})")
+    if stack.web_running():
+        if started:
+            publish_web_samples(stack)
+        err.print(f"web client: {stack.web_url}", highlight=False)
     for key, value in stack.env().items():
         out.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+def publish_web_samples(stack: Any) -> None:
+    """The sample scene's media in the media bucket, offered on the web client's New render screen."""
+    from scenerender import clients
+    from scenerender.webserve import sample_specs
+
+    os.environ.update(stack.env())
+    get_settings.cache_clear()
+    clients.reset()
+    with err.status("making the sample scene for the web client"):
+        stack.publish_web_samples(sample_specs(get_settings()))
 
 
 @dev_app.command("down")
@@ -510,10 +518,9 @@ def schema_cmd() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
-def main(early_probes: EarlyProbes | None = None) -> None:
-    """``early_probes``: ffprobe already started on the spec's local inputs (``scenerender.entry``)."""
+def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app(obj=early_probes)
+    app()
 
 
 if __name__ == "__main__":

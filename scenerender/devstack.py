@@ -48,6 +48,7 @@ class Ports:
     firestore: int = 8086
     gcs: int = 4443
     functions: int = 8090  # the functions, in FUNCTIONS order, on this port and the next ones
+    web: int = 8080  # the web client (scenerender.webserve), when it is built
 
     def function_port(self, name: str) -> int:
         return self.functions + list(FUNCTIONS).index(name)
@@ -201,6 +202,25 @@ class DevStack:
     def executions_dir(self) -> Path:
         return (self.state_dir / "executions").resolve()
 
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.state.ports.web}/"
+
+    @property
+    def web_config_path(self) -> Path:
+        return self.state_dir / "web-config.json"
+
+    def web_running(self) -> bool:
+        return any(p.name == "web" for p in self.state.processes)
+
+    def publish_web_samples(self, samples: list[dict[str, Any]]) -> None:
+        """Offer these sample scenes on the page (its config.json is read on each request)."""
+        from scenerender.webserve import write_json
+
+        config = json.loads(self.web_config_path.read_text())
+        config["samples"] = samples
+        write_json(self.web_config_path, config)
+
     def status(self) -> dict[str, Any]:
         state = self.load()
         if state is None:
@@ -247,7 +267,8 @@ class DevStack:
 
     def _all_ports(self) -> list[int]:
         p = self.state.ports
-        return [p.pubsub, p.firestore, p.gcs, *(p.function_port(n) for n in FUNCTIONS)]
+        web = [p.web] if self.web_running() else []
+        return [p.pubsub, p.firestore, p.gcs, *(p.function_port(n) for n in FUNCTIONS), *web]
 
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
@@ -329,6 +350,7 @@ class DevStack:
                 functools.partial(port_answers, port),
             )
         self._create_push_subscriptions(base_env)
+        self._start_web(base_env)
         # Workers on one machine share its cores, as tasks of a Cloud Run job each have their own.
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
         if self.workers == 1:
@@ -343,6 +365,32 @@ class DevStack:
             self.start_process(
                 f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], worker_env, lambda: True
             )
+
+    def _start_web(self, env: dict[str, str]) -> None:
+        """The web client's server, if the page is built (scripts/setup.sh builds web/dist)."""
+        from scenerender.webserve import dist_dir, web_config, write_json
+
+        if not (dist_dir() / "index.html").is_file():
+            return
+        p = self.state.ports
+        config = web_config(self.settings, auth_host=None, firestore_host=f"127.0.0.1:{p.firestore}")
+        write_json(self.web_config_path, config)
+        self.start_process(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "scenerender.webserve",
+                "--config",
+                str(self.web_config_path.resolve()),
+                "--api",
+                f"http://127.0.0.1:{p.function_port('api')}",
+                "--port",
+                str(p.web),
+            ],
+            env,
+            functools.partial(port_answers, p.web),
+        )
 
     def _with_env(self, env: dict[str, str]) -> Settings:
         for key in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):

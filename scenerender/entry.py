@@ -1,90 +1,20 @@
-"""The ``scenerender`` console script.
+"""The ``scenerender`` console script: stop signals first, then the CLI.
 
-Before the CLI's libraries load (pydantic, typer, rich: 0.3-0.5 s of one core), a
-``render`` or ``validate --probe`` starts ffprobe on the spec's local input files, on the
-core that loading leaves idle (``probe.EarlyProbes``). Nothing here decides anything: the
-spec is read only for the paths to start on, and the render validates it, resolves every
-input and checks every probe it takes against the file it resolved, as it would without.
-Only the standard library is imported before the CLI.
+Only the standard library is imported before the handlers are in place, so a stop that
+arrives while the CLI's libraries load is handled like one that arrives later.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 from scenerender.errors import Stopped
-from scenerender.inputs import is_local_path, local_file
-from scenerender.probe import EarlyProbes
-
-SPEC_READ_LIMIT = 1 << 20  # a spec larger than this is left to the CLI (its own limit applies)
-EARLY_PROBE_LIMIT = 64  # a long scene's remaining inputs are probed the ordinary way
-_OPTIONS_WITH_VALUE = {"-o", "--output"}  # render's and validate's options that take a value (cli.py)
-
-
-def spec_argument(argv: list[str]) -> Path | None:
-    """The SPEC of ``render SPEC ...`` or ``validate --probe SPEC``; None for anything else."""
-    if not argv or argv[0] not in ("render", "validate"):
-        return None
-    if argv[0] == "validate" and "--probe" not in argv[1:]:
-        return None
-    rest = iter(argv[1:])
-    for arg in rest:
-        if arg in _OPTIONS_WITH_VALUE:
-            next(rest, None)
-        elif arg == "--":
-            following = next(rest, None)
-            return Path(following) if following else None
-        elif not arg.startswith("-"):
-            return Path(arg)
-    return None
-
-
-def local_inputs(spec_path: Path) -> list[Path]:
-    """The local files a spec names, in its order (segments, then clips); [] if it cannot be read."""
-    try:
-        if not spec_path.is_file() or spec_path.stat().st_size > SPEC_READ_LIMIT:
-            return []
-        spec = json.loads(spec_path.read_bytes())
-    except (OSError, ValueError):
-        return []
-    if not isinstance(spec, dict):
-        return []
-    audio = spec.get("audio")
-    items = [*_as_list(spec.get("segments")), *_as_list(audio.get("clips") if isinstance(audio, dict) else None)]
-    base = spec_path.resolve().parent
-    paths: list[Path] = []
-    for item in items:
-        url = item.get("url") if isinstance(item, dict) else None
-        if isinstance(url, str) and url and is_local_path(url):
-            paths.append(local_file(url, base))
-    return paths[:EARLY_PROBE_LIMIT]
-
-
-def _as_list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
-
-
-def start_early_probes(argv: list[str]) -> EarlyProbes | None:
-    spec_path = spec_argument(argv)
-    if spec_path is None:
-        return None
-    paths = local_inputs(spec_path)
-    if not paths:
-        return None
-    # One core is loading Python; the others probe.
-    early = EarlyProbes(os.environ.get("FFPROBE", "ffprobe"), workers=(os.cpu_count() or 2) - 1)
-    for path in paths:
-        early.start(path)
-    return early
-
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -145,19 +75,14 @@ def _relay_to_main_thread(signals: set[int], handled: Callable[[], bool]) -> Non
 
 def main() -> None:
     stop_on_signals()
-    early = None
     try:
-        early = start_early_probes(sys.argv[1:])
         from scenerender import cli
 
         # The 400 modules just loaded live as long as the process: frozen, the collector skips
         # them in every pass, the interpreter's passes at exit included (30-40 ms less at the
         # end of every command, measured).
         gc.freeze()
-        cli.main(early_probes=early)
+        cli.main()
     except Stopped as stopped:  # before the CLI was there to report it
         sys.stderr.write(f"{stopped}\n")
         raise SystemExit(stopped.exit_code) from None
-    finally:
-        if early is not None:
-            early.close()

@@ -15,7 +15,6 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from scenerender import linkorder
 from scenerender.errors import RenderError, RenderTimeoutError
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,6 @@ class FFmpegRunner:
                     stderr=subprocess.PIPE,
                     text=True,
                     pass_fds=handover_fds,
-                    env=linkorder.environment(binary),
                     **popen,
                 )
             except OSError as exc:

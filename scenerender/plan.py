@@ -41,7 +41,7 @@ class EncodeSettings:
     # A finished scene: the picture of plain veryfast at crf 20, well above x264's default 23.
     # veryfast's hexagon motion search and second subpel pass cost a quarter to a third of its
     # CPU for at most 0.2 dB; the diamond search with one subpel pass at half a step lower crf
-    # gives the same picture or better for that much less CPU (measured: README, "Encoding").
+    # gives the same picture or better for that much less CPU (measured: docs/performance.md, "Encoding").
     # Memory: every frame x264 holds at 1080p costs 6 MiB (a frame waiting in the lookahead)
     # to 10 MiB (a reference, with its half-pel planes). Without the B-pyramid a B-frame is
     # never a reference, so two fewer references are kept (22 MiB), and a lookahead of 8

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from scenerender import linkorder
 from scenerender.errors import InputMediaError, InputRefusedError
 
 # Containers we read. Anything else (playlists, concat lists, image sequences, raw
@@ -244,8 +241,7 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: st
     """What ``ffprobe -of json`` says of one local file (call ``refuse_reference_files`` first)."""
     cmd = probe_command(ffprobe, path)
     try:
-        env = linkorder.environment(ffprobe)
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False, env=env)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
     except FileNotFoundError as exc:
         raise InputMediaError(input_path, f"ffprobe not found ({ffprobe}); install ffmpeg") from exc
     except subprocess.TimeoutExpired as exc:
@@ -260,108 +256,3 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: st
     except ValueError as exc:
         raise InputMediaError(input_path, "ffprobe returned no readable description") from exc
     return data
-
-
-FileIdentity = tuple[int, int, int, int]  # device, inode, size, modification time (ns)
-
-
-def file_identity(path: Path) -> FileIdentity | None:
-    """Which file ``path`` is now (through symlinks: the private dir links local inputs); None if none."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-class EarlyProbes:
-    """ffprobe started on a local render's input files while the CLI is still loading Python.
-
-    Loading the CLI's libraries keeps one core busy for 0.3-0.5 s with the other idle, and
-    the probes come right after it on the critical path. These run in that idle time, at
-    most ``workers`` at once so they do not slow the loading down. The render takes a result
-    only for the very file it resolved (same device, inode, size and modification time,
-    before and after the probe) and from the same ffprobe; everything else (refusals,
-    failures, files nobody asked about) is probed again the ordinary way, so errors read
-    exactly as they would without this.
-    """
-
-    def __init__(self, ffprobe: str, workers: int) -> None:
-        self.ffprobe = ffprobe
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="early-probe")
-        self._lock = threading.Lock()
-        self._started: dict[FileIdentity, Future[str | None]] = {}
-        self._processes: set[subprocess.Popen[str]] = set()
-        self.taken = 0
-
-    def start(self, path: Path) -> None:
-        """Queue a probe of ``path`` if it is a regular file that is not a playlist or list."""
-        identity = file_identity(path) if path.is_file() else None
-        if identity is None:
-            return
-        try:
-            refuse_reference_files(path, "")
-        except (OSError, InputRefusedError):
-            return
-        with self._lock:
-            if identity not in self._started:
-                self._started[identity] = self._pool.submit(self._run, path, identity)
-
-    def _run(self, path: Path, identity: FileIdentity) -> str | None:
-        try:
-            process = subprocess.Popen(
-                probe_command(self.ffprobe, path),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                env=linkorder.environment(self.ffprobe),
-            )
-        except OSError:
-            return None
-        with self._lock:
-            self._processes.add(process)
-        try:
-            stdout, _ = process.communicate(timeout=PROBE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            return None
-        finally:
-            with self._lock:
-                self._processes.discard(process)
-        unchanged = file_identity(path) == identity
-        return stdout if process.returncode == 0 and unchanged else None
-
-    def take(self, path: Path, ffprobe: str) -> dict[str, Any] | None:
-        """ffprobe's description of ``path`` if one was started on this very file; else None.
-
-        A probe still queued is dropped (the caller probes now rather than wait behind others).
-        """
-        if ffprobe != self.ffprobe:
-            return None
-        identity = file_identity(path)
-        with self._lock:
-            started = self._started.pop(identity, None) if identity else None
-        if started is None or started.cancel():
-            return None
-        stdout = started.result()
-        if stdout is None or file_identity(path) != identity:
-            return None
-        try:
-            data = json.loads(stdout)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        with self._lock:
-            self.taken += 1
-        return data
-
-    def close(self) -> None:
-        """Drop what is queued and stop what runs (a render that failed before its probes)."""
-        with self._lock:
-            for started in self._started.values():
-                started.cancel()
-            for process in self._processes:
-                process.kill()
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -23,13 +23,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from scenerender import plan
+from scenerender import deliverables, plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
-from scenerender.probe import EarlyProbes, MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.timeline import Timeline, build_timeline
@@ -62,7 +62,9 @@ class RenderResult:
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
     audio_encoders: int = 0  # AAC encoders that shared the audio's encode (one per core when the video is copied)
     probes_reused: int = 0  # inputs whose ffprobe description came from the cache
-    probes_early: int = 0  # inputs probed while the CLI was still loading (local renders)
+    sidecars: dict[str, str] = field(default_factory=dict)  # kind -> file beside the MP4 (docs/deliverables.md)
+    captions_burned: bool = False
+    qc: dict[str, Any] = field(default_factory=dict)  # the quality report, measured on the output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +83,6 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
-    early_probes: EarlyProbes | None = None  # ffprobe started while the CLI loaded (scenerender.entry)
 
     @property
     def cores(self) -> int:
@@ -185,16 +186,14 @@ def _probe_cached(
     cache: SegmentCache | None,
     digests: Digests,
     reused: list[str],
-    early: EarlyProbes | None = None,
     url: str | None = None,
 ) -> MediaInfo:
     """Probe, or take ffprobe's description of these bytes from the cache (a full render after
-    its preview) or from a probe started on this very file while the CLI loaded."""
+    its preview)."""
     refuse_reference_files(path, input_path)  # on the bytes at hand, always
 
     def fresh() -> dict[str, Any]:
-        started = early.take(path, ffprobe) if early is not None else None
-        return started if started is not None else probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
+        return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
 
     if cache is None:
         return parse_probe(path, fresh(), input_path)
@@ -224,12 +223,10 @@ def fetch_and_probe(
     cache: SegmentCache | None = None,
     digests: Digests | None = None,
     reused: list[str] | None = None,
-    early: EarlyProbes | None = None,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
     With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
-    ``early``: probes the CLI started before the spec was validated, taken where they match.
     """
     digests = digests or Digests()
     reused = reused if reused is not None else []
@@ -255,7 +252,7 @@ def fetch_and_probe(
             info = known.result()
         else:
             try:
-                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, early, url)
+                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, url)
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise
@@ -277,8 +274,6 @@ def fetch_and_probe(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if early is not None:
-            early.close()  # what it has not handed over by now nobody needs
 
 
 def render(
@@ -307,7 +302,6 @@ def render(
             cache=opts.segment_cache,
             digests=digests,
             reused=probes_reused,
-            early=opts.early_probes,
         )
         timeline = build_timeline(spec, probes)
         tracker.finish("fetch")
@@ -374,7 +368,11 @@ def render(
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
+            extras = deliverables.make(spec, timeline, part, work, runner)
+            timings.update(extras.timings)
             publish_file(part, out_path)
+            result.sidecars = extras.publish(out_path)
+            result.qc = extras.qc
         finally:
             part.unlink(missing_ok=True)
         tracker.finish("measure")
@@ -388,7 +386,6 @@ def render(
     result.audio_reused = audio.reused
     result.audio_encoders = audio.encoders
     result.probes_reused = len(probes_reused)
-    result.probes_early = opts.early_probes.taken if opts.early_probes is not None else 0
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
 

@@ -139,12 +139,6 @@ class Settings(BaseSettings):
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
-    # Read from the environment by scenerender.linkorder itself (before the settings load).
-    link_order_dir: str = Field(
-        "",
-        description="Where `python -m scenerender.linkorder` keeps the load order of ffmpeg's libraries "
-        "(empty: ~/.cache/scenerender/link-order).",
-    )
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     cpus: int = Field(
         0,

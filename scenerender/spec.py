@@ -53,6 +53,13 @@ class Output(_Model):
     preview: bool = Field(False, description="Quick low-resolution review render (at most 480p).")
     duration_policy: Literal["video", "longest"] = "video"
     filename: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,124}\.mp4$")] | None = None
+    # Sidecars (docs/deliverables.md): written beside the MP4.
+    captions: Literal["srt", "vtt", "both", "none"] | None = Field(
+        None, description="Caption files from the clips' text; default both when any clip has text."
+    )
+    burn_captions: bool = Field(False, description="Also burn the captions into the picture (re-encodes it).")
+    poster_at: Seconds | None = Field(None, description="Scene time of the poster frame; default chosen (docs).")
+    stems: bool = Field(False, description="Write a FLAC per role and an M&E track beside the MP4.")
 
     @field_validator("resolution")
     @classmethod
@@ -142,6 +149,23 @@ class Audio(_Model):
     loudness: Loudness | None = Loudness()
 
 
+QcCheck = Literal[
+    "black_picture",
+    "frozen_picture",
+    "dialogue_silent",
+    "clipping",
+    "dialogue_under_music",
+    "caption_overrun",
+    "still_copy",
+]
+
+
+class Qc(_Model):
+    """The quality report (docs/deliverables.md): findings are warnings unless named here."""
+
+    fail_on: Annotated[list[QcCheck], Field(max_length=16)] = []
+
+
 class JobSpec(_Model):
     """A job spec, version 1."""
 
@@ -154,6 +178,7 @@ class JobSpec(_Model):
     output: Output = Output()
     segments: Annotated[list[Segment], Field(min_length=1, max_length=500)]
     audio: Audio = Audio()
+    qc: Qc = Qc()
 
     def inputs(self, *, muted_tracks: bool = True) -> list[tuple[str, str]]:
         """Every input URL with its JSON path (``segments[2].url``), segments first, in spec order;
@@ -225,6 +250,19 @@ def _semantic_errors(spec: JobSpec) -> list[ErrorDetail]:
                     details.append(ErrorDetail(f"{where}.{field}", f"only narration and dialogue clips carry {field}"))
         if clip.duration is not None and clip.fade_in + clip.fade_out > clip.duration:
             details.append(ErrorDetail(f"{where}.fade_out", "fade_in + fade_out is longer than the clip"))
+    details += _sidecar_errors(spec)
+    return details
+
+
+def _sidecar_errors(spec: JobSpec) -> list[ErrorDetail]:
+    """Sidecars asked for without what they are made from."""
+    has_text = any(clip.text and clip.text.strip() for clip in spec.audio.clips if clip.type in SPEECH_TYPES)
+    details: list[ErrorDetail] = []
+    if not has_text:
+        if spec.output.captions in ("srt", "vtt", "both"):
+            details.append(ErrorDetail("output.captions", "no narration or dialogue clip has text"))
+        if spec.output.burn_captions:
+            details.append(ErrorDetail("output.burn_captions", "no narration or dialogue clip has text"))
     return details
 
 

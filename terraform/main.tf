@@ -1,5 +1,7 @@
 data "google_project" "this" {
   project_id = var.project_id
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 locals {
@@ -20,8 +22,6 @@ locals {
     renderer_job         = "${var.name_prefix}-renderer"
     jobs_collection      = "render_jobs"
   }
-
-  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
   # The names are scenerender.settings.Settings fields (SCENERENDER_<FIELD>); the tests read
   # them from that class, so the code and this deployment cannot drift apart.

@@ -224,3 +224,25 @@ def picture_quality(path: Path, sources: list[Path], *, width: int, height: int,
     ssim, psnr = _SSIM.search(done.stderr), _PSNR.search(done.stderr)
     assert ssim and psnr, done.stderr[-1000:]
     return float(psnr[1]), float(ssim[1])
+
+
+def envelope_db(samples: Samples, *, window_s: float = 0.005, sample_rate: int = SAMPLE_RATE) -> Samples:
+    """RMS level (dBFS) of consecutive windows of ``window_s`` seconds."""
+    size = int(window_s * sample_rate)
+    count = len(samples) // size
+    frames = samples[: count * size].astype(np.float64).reshape(count, size)
+    return (10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)).astype(np.float32)
+
+
+def sound_onset(
+    samples: Samples, *, after: float, before: float, threshold_db: float = -30.0, sample_rate: int = SAMPLE_RATE
+) -> float:
+    """When broadband sound (speech) starts in [after, before): the start of the first 5 ms window
+    within ``threshold_db`` of the loudest window there."""
+    window = 0.005
+    levels = envelope_db(samples, window_s=window, sample_rate=sample_rate)
+    first, last = int(after / window), min(len(levels), int(before / window))
+    span = levels[first:last]
+    if len(span) == 0 or span.max() < -80:
+        raise AssertionError(f"no sound in [{after}, {before})")
+    return float((first + int(np.argmax(span >= span.max() + threshold_db))) * window)

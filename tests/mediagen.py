@@ -77,3 +77,20 @@ def make_speech(path: Path, text: str, *, voice: str = "en") -> Path:
 def make_not_media(path: Path) -> Path:
     path.write_text("this is a note, not a video\n")
     return path
+
+
+def make_spoken_line(path: Path, text: str, *, lead_silence: float = 0.0, voice: str = "en") -> Path:
+    """espeak-ng speech that starts sounding at its first sample (espeak's own lead-in cut),
+    after ``lead_silence`` seconds of silence: a clip whose onset is known exactly."""
+    raw = path.with_name(path.stem + ".raw.wav")
+    make_speech(raw, text, voice=voice)
+    delay = f",adelay={round(lead_silence * 1000)}:all=1" if lead_silence else ""
+    run_ffmpeg(
+        "-i",
+        str(raw),
+        "-af",
+        f"silenceremove=start_periods=1:start_threshold=-45dB:start_silence=0{delay},aresample=48000",
+        str(path),
+    )
+    raw.unlink()
+    return path

@@ -52,7 +52,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     cloud = DevStack(
         get_settings(),
         state_dir=tmp_path_factory.mktemp("exec-devstack"),
-        ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port),
+        ports=Ports(
+            pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port, web=free_port()
+        ),
         executions=True,
     )
     try:
