@@ -30,6 +30,7 @@ locals {
     "settings.py",
     "spec.py",
     "storage.py",
+    "sweeper.py",
     "timeline.py",
     "workitems.py",
   ]

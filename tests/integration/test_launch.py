@@ -43,6 +43,7 @@ STACK_ENV = {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     saved = dict(os.environ)
+    _forget_clients()  # another module's stack may have made them, for its own emulators
     os.environ.update(STACK_ENV)
     os.environ["SCENERENDER_WORK_DIR"] = str(tmp_path_factory.mktemp("exec-worker-tmp"))
     get_settings.cache_clear()
@@ -67,8 +68,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         cloud.down()
         os.environ.clear()
         os.environ.update(saved)
-        get_settings.cache_clear()
-        clients.reset()
+        _forget_clients()
+
+
+def _forget_clients() -> None:
+    from scenerender import bus
+
+    get_settings.cache_clear()
+    clients.reset()
+    bus._subscriber.cache_clear()
 
 
 def _free(port: int) -> bool:
