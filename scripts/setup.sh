@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)  # the CLI tests drive `watch` on a real terminal
 # Debian's Chromium: the browser tests drive it with Playwright (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then

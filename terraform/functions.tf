@@ -31,6 +31,7 @@ locals {
     "spec.py",
     "storage.py",
     "sweeper.py",
+    "tenancy.py",
     "timeline.py",
     "workitems.py",
   ]

@@ -43,5 +43,8 @@ locals {
     SCENERENDER_SIGNED_URL_TTL_S     = tostring(var.signed_url_ttl_s)
     SCENERENDER_MAX_ATTEMPTS         = tostring(var.max_delivery_attempts)
     SCENERENDER_ALLOWED_GS_BUCKETS   = join(",", concat([local.names.media_bucket], var.allowed_input_buckets))
+
+    # In the media bucket a user's spec reads only users/{uid}/; the extra buckets are shared whole.
+    SCENERENDER_SHARED_MEDIA_PREFIXES = join(",", [for b in var.allowed_input_buckets : "gs://${b}/"])
   }
 }

@@ -113,14 +113,26 @@ class User:
         self.email = f"u-{uuid.uuid4().hex[:10]}@scenerender.test"
         self.uid = ""
 
-    def sign_up(self, shot: str | None = None) -> None:
+    def sign_up(self, shot: str | None = None, *, keyboard: bool = False) -> None:
         page = self.page
         page.goto(self.web)
-        page.get_by_label("Email").fill(self.email)
-        page.get_by_label("Password").fill(PASSWORD)
-        if shot:
-            screenshot(page, shot)
-        page.get_by_role("button", name="Create account").click()
+        page.get_by_role("heading", name="Sign in").wait_for()
+        if keyboard:
+            # Keyboard only: the heading has focus; Tab moves through the labelled fields in order.
+            page.keyboard.press("Tab")
+            page.keyboard.type(self.email)
+            page.keyboard.press("Tab")
+            page.keyboard.type(PASSWORD)
+            page.keyboard.press("Tab")  # Sign in
+            page.keyboard.press("Tab")  # Create account
+            assert page.evaluate("document.activeElement.id") == "signup"
+            page.keyboard.press("Enter")
+        else:
+            page.get_by_label("Email").fill(self.email)
+            page.get_by_label("Password").fill(PASSWORD)
+            if shot:
+                screenshot(page, shot)
+            page.get_by_role("button", name="Create account").click()
         page.wait_for_function("document.body.dataset.user")
         page.get_by_role("heading", name="My renders").wait_for()
         self.uid = page.evaluate("document.body.dataset.user")
@@ -197,6 +209,7 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
         timeout=RENDER_TIMEOUT_MS,
     )
     ended_at = time.time()
+    announced = page.locator("#live").inner_text()
     changes: list[dict[str, Any]] = page.evaluate("window.__changes")
     same_document = page.evaluate("window.__document_marker") == marker
     doc = clients.jobs().get(job_id)
@@ -208,6 +221,7 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
         "changes": changes,
         "same_document": same_document,
         "requests": window,
+        "announced": announced,
     }
 
 
@@ -225,6 +239,7 @@ def test_progress_advances_live_through_the_stages(director: User, rendered: dic
     assert progress == sorted(progress), "the bar never goes back"
     assert distinct_progress[-1] == 1.0
     assert rendered["same_document"], "the page was reloaded"
+    assert rendered["announced"] == f"Job {rendered['job_id']}: completed"  # said to screen readers (aria-live)
     requests = rendered["requests"]
     # Polling would ask the API (or fetch the document) once per update. The page asked the API
     # nothing after its POST, and its listener's channel carried every update in fewer requests.
@@ -270,7 +285,7 @@ def test_download_button_fetches_the_mp4(director: User, rendered: dict[str, Any
 
 def test_my_renders_lists_the_job(director: User, rendered: dict[str, Any]) -> None:
     page = director.page
-    page.get_by_role("link", name="My renders").click()
+    page.get_by_role("link", name="My renders", exact=True).click()
     row = page.locator(f'li.job[data-job-id="{rendered["job_id"]}"]')
     row.wait_for()
     assert row.get_attribute("data-status") == "COMPLETED"
@@ -283,11 +298,11 @@ def test_my_renders_lists_the_job(director: User, rendered: dict[str, Any]) -> N
 
 
 def test_another_user_never_sees_the_first_users_jobs(browser: Any, web: str, rendered: dict[str, Any]) -> None:
-    other = User(browser, web)
+    other = User(browser, web, width=375)  # a phone
     try:
-        other.sign_up()
+        other.sign_up(keyboard=True)
         page = other.page
-        page.wait_for_selector('#jobs[aria-busy="false"]')
+        page.wait_for_selector('#jobs[aria-busy="false"]', state="attached")
         assert page.locator("li.job").count() == 0
         assert page.locator("#no-jobs").is_visible()
         job_id = rendered["job_id"]
@@ -375,3 +390,23 @@ def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -
     progress = sorted({c["progress"] for c in changes if c["progress"] is not None})
     assert len(progress) >= 3, progress
     assert "3 of 3 done" in page.locator("#batch-counts").inner_text()
+
+
+def test_re_render_runs_the_same_job_again(director: User, rendered: dict[str, Any]) -> None:
+    """Re-render on the job page sends the spec this browser sent; the job runs again, the first run in its history."""
+    page = director.page
+    job_id = rendered["job_id"]
+    page.goto(f"{director.web}#/job/{job_id}")
+    page.get_by_role("button", name="Re-render").click()
+    page.wait_for_function(
+        "['QUEUED', 'RUNNING'].includes(document.querySelector('#job-state [data-status]')?.dataset.status)",
+        timeout=60_000,
+    )
+    page.wait_for_function(
+        "document.querySelector('#job-state [data-status]')?.dataset.status === 'COMPLETED'",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+    doc = clients.jobs().get(job_id)
+    assert doc is not None and doc["status"] == "COMPLETED"
+    assert len(doc.get("history") or []) == 1
+    assert page.locator("#video").get_attribute("src") == doc["output"]["url"]

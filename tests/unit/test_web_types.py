@@ -1,4 +1,6 @@
-"""The web client's spec types are generated from the schema the pipeline validates with.
+"""The web client's checks that need no browser: generated types, type-checking, its node tests.
+
+The spec types are generated from the schema the pipeline validates with.
 
 web/src/spec.ts is `scenerender schema` through json-schema-to-typescript (web/gen-types.mjs):
 a spec field added or changed in scenerender/spec.py without regenerating it fails here, and
@@ -63,3 +65,13 @@ def test_client_type_checks() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_spec_reading_in_the_page() -> None:
+    """web/test/*.test.mjs under node's test runner: located JSON errors, segment and track summaries."""
+    node_tools()
+    done = subprocess.run(
+        ["node", "--test", "test/"], cwd=WEB, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout

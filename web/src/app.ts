@@ -74,12 +74,30 @@ function elapsed(job: JobDoc): number | null {
   return end ? (end.getTime() - start.getTime()) / 1000 : null;
 }
 
+const PLAIN: Record<string, string> = {
+  INVALID_SPEC: "The spec has a mistake: fix the fields listed below.",
+  INPUT_UNREACHABLE: "An input file could not be fetched.",
+  INPUT_REFUSED: "An input file is not one this job may read.",
+  INPUT_INVALID_MEDIA: "An input file is not usable video or audio.",
+  LIMIT_EXCEEDED: "The job is over one of the service's limits.",
+  RENDER_FAILED: "The render itself failed.",
+  TIMEOUT: "The render took too long and was stopped.",
+  INTERNAL: "Something went wrong on the service's side; rendering again may work.",
+  UNAUTHENTICATED: "Your sign-in has expired: sign in again.",
+  FORBIDDEN: "That id belongs to another user.",
+  NOT_FOUND: "There is no such job.",
+  CONFLICT: "That job is still running, or its id is taken.",
+  TOO_MANY_JOBS: "You have as many jobs queued or running as allowed: wait for some to finish.",
+  "permission-denied": "You may not see this: it belongs to another user.",
+};
+
 /** An error in plain words: what went wrong, and each field or input it concerns. */
 function errorBlock(error: { code: string; message: string; details?: Problem[] }, role = "alert"): HTMLElement {
   const details = error.details ?? [];
   return h(
     "div",
     { class: "error", role, "data-error-code": error.code },
+    PLAIN[error.code] ? h("p", { class: "error-plain" }, PLAIN[error.code]) : null,
     h("p", {}, h("strong", { class: "error-code" }, error.code), " ", error.message),
     details.length > 0 &&
       h(

@@ -262,7 +262,11 @@ export class SceneRenderClient {
    * whose details locate each problem (`segments[0].url: ...`).
    */
   async submit(spec: JobSpec | BatchFile | string): Promise<Submitted> {
-    const body = typeof spec === "string" ? spec : JSON.stringify(spec);
+    // The signed-in user owns what they submit: an object without an owner names them (the API
+    // refuses any other uid; it is written out so the job reads the same on either door).
+    const uid = this.auth.currentUser?.uid;
+    const owned = typeof spec !== "string" && !spec.owner_uid && uid ? { ...spec, owner_uid: uid } : spec;
+    const body = typeof owned === "string" ? owned : JSON.stringify(owned);
     return (await this.api("/", {
       method: "POST",
       headers: { "Content-Type": "application/json" },

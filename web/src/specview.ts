@@ -25,23 +25,112 @@ export interface SpecSummary {
 /** JSON text to an object, or where it breaks ("line 3, column 7"). */
 export function parseSpecText(text: string): { data: Record<string, unknown> | null; problems: Problem[] } {
   if (!text.trim()) return { data: null, problems: [] };
+  let data: unknown;
   try {
-    const data: unknown = JSON.parse(text);
-    if (data === null || typeof data !== "object" || Array.isArray(data)) {
-      return { data: null, problems: [{ path: "", problem: "a job spec is a JSON object ({ … })" }] };
-    }
-    return { data: data as Record<string, unknown>, problems: [] };
+    data = JSON.parse(text);
   } catch (error) {
-    const message = (error as Error).message;
-    const at = /position (\d+)/.exec(message);
-    let where = "";
-    if (at) {
-      const before = text.slice(0, Number(at[1]));
-      const line = before.split("\n").length;
-      where = `line ${line}, column ${before.length - before.lastIndexOf("\n")}`;
-    }
-    return { data: null, problems: [{ path: where, problem: `not valid JSON: ${message}` }] };
+    const at = syntaxErrorAt(text);
+    const before = text.slice(0, at);
+    const line = before.split("\n").length;
+    const column = at - (before.lastIndexOf("\n") + 1) + 1;
+    return {
+      data: null,
+      problems: [{ path: `line ${line}, column ${column}`, problem: `not valid JSON: ${(error as Error).message}` }],
+    };
   }
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    return { data: null, problems: [{ path: "", problem: "a job spec is a JSON object ({ … })" }] };
+  }
+  return { data: data as Record<string, unknown>, problems: [] };
+}
+
+/**
+ * The offset of the first character JSON does not allow. Browsers word (and place) JSON.parse's
+ * errors differently, and Chromium's often give no position at all, so the text is scanned here.
+ */
+export function syntaxErrorAt(text: string): number {
+  let i = 0;
+  class Stop extends Error {}
+  const fail = (): never => {
+    throw new Stop();
+  };
+  const ws = (): void => {
+    while (i < text.length && " \t\r\n".includes(text[i] ?? "")) i++;
+  };
+  const literal = (word: string): void => {
+    for (const ch of word) if (text[i++] !== ch) return void (i--, fail());
+  };
+  const string = (): void => {
+    i++; // the opening quote
+    while (i < text.length) {
+      const ch = text[i] ?? "";
+      if (ch === '"') return void i++;
+      if (ch < " ") fail();
+      if (ch === "\\") {
+        i++;
+        if (text[i] === "u") {
+          for (let k = 1; k <= 4; k++) if (!/[0-9a-fA-F]/.test(text[i + k] ?? "")) return void ((i += k), fail());
+          i += 5;
+          continue;
+        }
+        if (!'"\\/bfnrt'.includes(text[i] ?? "x")) fail();
+      }
+      i++;
+    }
+    fail();
+  };
+  const number = (): void => {
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!m || !m[0] || m[0] === "-") fail();
+    i += m?.[0].length ?? 0;
+  };
+  const value = (): void => {
+    ws();
+    const ch = text[i];
+    if (ch === "{") {
+      i++;
+      ws();
+      if (text[i] === "}") return void i++;
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail();
+        string();
+        ws();
+        if (text[i] !== ":") fail();
+        i++;
+        value();
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === "}") return void i++;
+        else fail();
+      }
+    }
+    if (ch === "[") {
+      i++;
+      ws();
+      if (text[i] === "]") return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === "]") return void i++;
+        else fail();
+      }
+    }
+    if (ch === '"') return string();
+    if (ch === "t") return literal("true");
+    if (ch === "f") return literal("false");
+    if (ch === "n") return literal("null");
+    return number();
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail();
+  } catch (error) {
+    if (!(error instanceof Stop)) throw error;
+  }
+  return Math.min(i, text.length);
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
