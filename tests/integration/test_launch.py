@@ -97,7 +97,7 @@ def media(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     out = {}
     for name, seconds in (("short.mp4", 1.0), ("long.mp4", 2.0)):
         path = make_video(folder / name, width=640, height=360, fps=25, duration=seconds)
-        uri = f"gs://{settings.media_bucket}/launch/{name}"
+        uri = f"gs://{settings.media_bucket}/users/director-1/launch/{name}"
         clients.blobs().upload_file(path, uri, content_type="video/mp4")
         out[name] = uri
     return out
@@ -108,6 +108,7 @@ def spec(job_id: str, url: str, segments: int = 1, **output: Any) -> dict[str, A
         "version": 1,
         "job_id": job_id,
         "project_id": "p",
+        "owner_uid": "director-1",
         "scene_id": "s",
         "output": {"resolution": "640x360", **output},
         "segments": [{"id": f"s{i}", "url": url} for i in range(segments)],
@@ -244,7 +245,7 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     scenes = [spec(f"it-kill-{i}", media["long.mp4"], segments=5, resolution="1280x720") for i in range(3)]
     for scene in scenes:
         del scene["job_id"]
-    drop("it-kill", {"version": 1, "batch_id": "it-kill", "scenes": scenes})
+    drop("it-kill", {"version": 1, "batch_id": "it-kill", "owner_uid": "director-1", "scenes": scenes})
     ids = [f"it-kill-{i:03d}" for i in range(1, 4)]
     jobs = clients.jobs()
     running = wait_for(ids[0], lambda d: d.get("execution") and True, 60)
@@ -277,7 +278,8 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
         if job_id in killed:
             assert doc["attempt"] == 2, doc
     outputs = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-kill-")
-    assert sorted(outputs) == sorted(f"gs://{settings.render_bucket}/renders/{j}/{j}.mp4" for j in ids)
+    # One MP4 per scene, the one on its job: nothing partial from the killed tasks.
+    assert sorted(outputs) == sorted(str((jobs.get(j) or {})["output"]["uri"]) for j in ids)
     batch = jobs.get_batch("it-kill") or {}
     assert batch["status"] == "COMPLETED" and batch["counts"]["COMPLETED"] == 3
 
