@@ -118,9 +118,7 @@ def render_options(settings: Settings) -> RenderOptions:
     from scenerender.cache import LocalSegmentCache, default_cache_dir
 
     cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
-    return RenderOptions.from_settings(
-        settings, segment_cache=cache if settings.segment_cache else None
-    )
+    return RenderOptions.from_settings(settings, segment_cache=cache if settings.segment_cache else None)
 
 
 def progress_bar(enabled: bool) -> Progress:

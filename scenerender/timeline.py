@@ -144,6 +144,18 @@ def _available(path: str, field_name: str, total: float, trim: float, wanted: fl
     return min(wanted, left)
 
 
+def _check_readable(path: str, url: str, who: str, stream: str, readable: float | None, needed: float) -> None:
+    """A file cut short (its header promises more than it holds) is refused where the render
+    would need what is missing: padded out, it would complete with frozen picture or silence."""
+    if readable is not None and needed > readable + LENGTH_TOLERANCE_S:
+        raise InputMediaError(
+            path,
+            f"the file is cut short: {who} needs {needed:.3f} s of its {stream}, and only {readable:.3f} s of it "
+            "is in the file (its header says more: an interrupted download or copy?)",
+            url=url,
+        )
+
+
 def _merge(intervals: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
     merged: list[tuple[float, float]] = []
     for start, end in sorted(intervals):
@@ -168,6 +180,13 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
         if info.video is None:
             raise InputMediaError(f"{where}.url", "no video stream", url=seg.url)
         used = _available(where, "duration", info.video_duration, seg.trim_start, seg.duration)
+        _check_readable(
+            f"{where}.url", seg.url, f"segment {seg.id!r}", "picture", info.readable_video, seg.trim_start + used
+        )
+        if seg.volume > 0:
+            _check_readable(
+                f"{where}.url", seg.url, f"segment {seg.id!r}", "sound", info.readable_audio, seg.trim_start + used
+            )
         frames = max(1, round(used * fps))
         segments.append(
             PlacedSegment(
@@ -197,6 +216,9 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
         if info.audio is None:
             raise InputMediaError(f"{where}.url", "no audio stream", url=clip.url)
         length = _available(where, "duration", info.audio_duration, clip.trim_start, clip.duration)
+        _check_readable(
+            f"{where}.url", clip.url, f"the {clip.type} clip", "sound", info.readable_audio, clip.trim_start + length
+        )
         if clip.segment_id is not None:
             anchor = by_id[clip.segment_id]
             if clip.offset is not None:

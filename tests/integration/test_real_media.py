@@ -4,6 +4,7 @@ every click found at the sample, against the timeline."""
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests import measure
-from tests.integration.test_render import render, write_spec
+from tests.integration.test_render import render, run_cli, write_spec
 from tests.mediagen import make_clicks, make_stamped, mux_offset
 
 pytestmark = pytest.mark.integration
@@ -127,3 +128,27 @@ def test_each_stream_is_placed_by_its_own_start_time(tmp_path: Path, copied: boo
     heard = {"late-sound": [0.68, 1.68], "late-picture": [0.7]}
     clicks = [3 * k + t for k, n in enumerate(names) for t in heard[n]]
     assert_in_sync(out, result, fps=Fraction(30), segment_frames=[90, 90], clicks=clicks)
+
+
+def test_a_file_cut_short_is_refused_naming_the_segment_and_both_lengths(tmp_path: Path) -> None:
+    # Index first (as uploads are), then cut in the middle of its media data: the header
+    # still promises 4 s. Copied as it is, the render completed with 1 s of video against 2 s
+    # of sound; encoded, the last frame would be held.
+    whole = make_stamped(tmp_path / "whole.mp4", duration=4, audio_duration=4, output_args=("-movflags", "+faststart"))
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 30},
+            "segments": [{"id": "ok", "url": "whole.mp4"}, {"id": "cut", "url": "cut.mp4", "volume": 1.0}],
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    assert done.returncode == 3, done.stderr
+    text = done.stderr
+    assert "INPUT_INVALID_MEDIA" in text, text
+    assert "segments[1].url" in text and "segment 'cut'" in text and "needs 4.000 s" in text, text
+    have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
+    assert 1.0 < have < 3.5, text
+    assert not (tmp_path / "out.mp4").exists()
