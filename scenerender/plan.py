@@ -51,6 +51,11 @@ class EncodeSettings:
     FULL_CRF: ClassVar[float] = 19.5
     FULL_X264_PARAMS: ClassVar[str] = "me=dia:subme=1:b-pyramid=none:rc-lookahead=8"
     PREVIEW_CRF: ClassVar[float] = 30
+    # ultrafast alone turns off every High-profile tool, and x264 then writes Constrained
+    # Baseline whatever -profile:v asks; the 8x8 transform makes the preview High as the
+    # contract promises, at the same CPU and size (20 s of 480p: 1.06 s against 1.05 s user,
+    # 5.51 MB against 5.50 MB, three runs each).
+    PREVIEW_X264_PARAMS: ClassVar[str] = "8x8dct=1"
 
     @classmethod
     def full(cls) -> EncodeSettings:
@@ -59,7 +64,7 @@ class EncodeSettings:
     @classmethod
     def for_timeline(cls, timeline: Timeline) -> EncodeSettings:
         if timeline.preview:
-            return cls(preset="ultrafast", crf=cls.PREVIEW_CRF)
+            return cls(preset="ultrafast", crf=cls.PREVIEW_CRF, x264_params=cls.PREVIEW_X264_PARAMS)
         return cls.full()
 
     def encoder_args(self) -> list[str]:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from scenerender import deliverables, plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
+from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
@@ -84,6 +85,7 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
+    all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
     limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
 
     @property
@@ -225,11 +227,18 @@ def fetch_and_probe(
     cache: SegmentCache | None = None,
     digests: Digests | None = None,
     reused: list[str] | None = None,
+    all_errors: bool = False,
+    problems: list[SceneRenderError] | None = None,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
     With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
+    ``all_errors``: an input that fails does not stop the others; every input's problem is
+    raised together (a user at a terminal fixes them in one round; the pipeline stops at the first).
+    ``problems``: as ``all_errors``, but they are added to this list and the inputs that could
+    be probed are returned (``validate --probe`` goes on to place those).
     """
+    all_errors = all_errors or problems is not None
     digests = digests or Digests()
     reused = reused if reused is not None else []
     wanted: dict[str, str] = {}
@@ -240,6 +249,20 @@ def fetch_and_probe(
     # Several URLs may name one file (a reused sound, a link): it is probed once, and a
     # thread that wants a file another is probing waits for that probe instead of starting one.
     by_file: dict[Path, Future[MediaInfo]] = {}
+
+    failed: list[tuple[int, InputError]] = []
+    order = {url: n for n, url in enumerate(wanted)}
+
+    def one_or_record(item: tuple[str, str]) -> tuple[str, MediaInfo | None]:
+        try:
+            return one(item)
+        except InputError as exc:
+            if not all_errors:
+                raise
+            with lock:
+                if all(exc is not seen for _, seen in failed):  # one file behind several URLs: once
+                    failed.append((order[item[0]], exc))
+            return item[0], None
 
     def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
         nonlocal done
@@ -268,7 +291,13 @@ def fetch_and_probe(
     # A few at a time: each probe is a process, and more than the cores only costs memory.
     pool = ThreadPoolExecutor(max_workers=min(4, len(wanted)))
     try:
-        return dict(pool.map(one, wanted.items()))
+        probed = dict(pool.map(one_or_record, wanted.items()))
+        if failed:
+            found: list[SceneRenderError] = [exc for _, exc in sorted(failed, key=lambda pair: pair[0])]
+            if problems is None:
+                raise collected(found)
+            problems.extend(found)
+        return {url: info for url, info in probed.items() if info is not None}
     except BaseException:
         # A failed input or a stop: downloads in flight end at their next chunk, and those not
         # started never start, so the error (or the exit) waits for no download of the rest.
@@ -304,6 +333,7 @@ def render(
             cache=opts.segment_cache,
             digests=digests,
             reused=probes_reused,
+            all_errors=opts.all_errors,
         )
         timeline = build_timeline(spec, probes)
         if opts.limits is not None:

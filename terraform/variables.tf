@@ -12,12 +12,22 @@ variable "region" {
   description = "Region of the buckets, functions, Cloud Run job and Artifact Registry."
   type        = string
   default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1."
+  }
 }
 
 variable "firestore_location" {
   description = "Location of the Firestore database (a region or a multi-region such as eur3)."
   type        = string
   default     = "eur3"
+
+  validation {
+    condition     = can(regex("^([a-z]+-[a-z]+[0-9]|eur3|nam5|nam7)$", var.firestore_location))
+    error_message = "firestore_location must be a region (europe-west1) or a Firestore multi-region (eur3, nam5, nam7)."
+  }
 }
 
 variable "name_prefix" {

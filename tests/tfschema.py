@@ -1,16 +1,20 @@
 """Terraform provider schemas read from the prebuilt CDKTF bindings on PyPI.
 
 Providers cannot be downloaded on these machines, so ``terraform providers schema`` cannot
-run. Each ``cdktf-cdktf-provider-*`` wheel (pinned in requirements-infra.txt, installed by
-terraform/check.sh into .venv-infra) carries its provider's schema as a jsii assembly
+run. Each ``cdktf-cdktf-provider-*`` wheel (pinned in requirements-tfschema.txt, installed
+by scripts/setup.sh into .venv with --no-deps) carries its provider's schema as a jsii assembly
 (``_jsii/*.jsii.tgz`` → ``package/.jsii``, JSON): one class per resource and data source
 whose docs name the Terraform type and the provider version it was generated from, and one
 struct per block whose properties link to the argument's Terraform name
 (``...#create_duration Sleep#create_duration``). This module turns that into::
 
     {"provider": "google", "version": "6.50.0",
-     "resources": {type: Block}, "data": {type: Block}, "config": Block}
+     "resources": {type: Block}, "data": {type: Block}, "config": Block,
+     "exports": {"resources": {type: [attribute, ...]}, "data": {...}}}
     Block = {"attributes": [name, ...], "blocks": {name: Block}}
+
+``exports`` are the attributes an expression may read from a resource (``.email``,
+``.output_sha256``): the class's instance properties, arguments and computed ones alike.
 
 The google assembly is ~100 MB of JSON (15 s to load), so the derived schema is cached
 beside it, keyed by the archive's size and mtime.
@@ -18,7 +22,6 @@ beside it, keyed by the archive's size and mtime.
 
 from __future__ import annotations
 
-import glob
 import json
 import re
 import sys
@@ -28,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).parents[1]
-INFRA_VENV = ROOT / ".venv-infra"
 
 _REPRESENTS = re.compile(
     r"Represents a \{@link https://registry\.terraform\.io/providers/hashicorp/([\w-]+)/([\d.]+)/docs"
@@ -37,6 +39,8 @@ _REPRESENTS = re.compile(
 _ANCHOR = re.compile(r"Docs at Terraform Registry: \{@link \S+#(\w+) ")
 
 Block = dict[str, Any]
+# Bumped when derive() changes what it writes, so an old cache is not read.
+FORMAT = 2
 
 
 class SchemaMissing(RuntimeError):
@@ -44,9 +48,7 @@ class SchemaMissing(RuntimeError):
 
 
 def _site_packages() -> list[Path]:
-    found = [Path(p) for p in sys.path if p]
-    found += [Path(p) for p in glob.glob(str(INFRA_VENV / "lib" / "python*" / "site-packages"))]
-    return found
+    return [Path(p) for p in sys.path if p]
 
 
 def assembly_archive(package: str) -> Path:
@@ -56,8 +58,8 @@ def assembly_archive(package: str) -> Path:
         if hits:
             return hits[-1]
     raise SchemaMissing(
-        f"cdktf-cdktf-provider-{package.replace('_', '-')} is not installed: run terraform/check.sh "
-        "(it makes .venv-infra from requirements-infra.txt) or pip install -r requirements-infra.txt"
+        f"cdktf-cdktf-provider-{package.replace('_', '-')} is not installed: run scripts/setup.sh "
+        "(or pip install --no-deps -r requirements-tfschema.txt)"
     )
 
 
@@ -96,10 +98,28 @@ def _block(fqn: str, types: dict[str, Any], seen: tuple[str, ...] = ()) -> Block
     return {"attributes": sorted(attributes), "blocks": blocks}
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def _exports(kind: dict[str, Any]) -> list[str]:
+    names = {
+        _snake(p["name"]) for p in kind.get("properties", []) if not p.get("static") and not p["name"].endswith("Input")
+    }
+    return sorted(names)
+
+
 def derive(assembly: dict[str, Any]) -> dict[str, Any]:
     """The schema of every resource, data source and the provider block in one assembly."""
     types: dict[str, Any] = assembly["types"]
-    out: dict[str, Any] = {"resources": {}, "data": {}, "config": None, "provider": None, "version": None}
+    out: dict[str, Any] = {
+        "resources": {},
+        "data": {},
+        "config": None,
+        "provider": None,
+        "version": None,
+        "exports": {"resources": {}, "data": {}},
+    }
     for kind in types.values():
         if kind.get("kind") != "class":
             continue
@@ -115,7 +135,9 @@ def derive(assembly: dict[str, Any]) -> dict[str, Any]:
         if section is None:
             out.update(provider=provider, version=version, config=block)
         else:
-            out["resources" if section == "resources" else "data"][tf_name] = block
+            where = "resources" if section == "resources" else "data"
+            out[where][tf_name] = block
+            out["exports"][where][tf_name] = _exports(kind)
     assert out["provider"], "no provider class in the assembly"
     return out
 
@@ -125,7 +147,7 @@ def provider_schema(package: str) -> dict[str, Any]:
     """The derived schema of one provider package, from the cache when it is current."""
     archive = assembly_archive(package)
     stat = archive.stat()
-    cache_file = archive.parent / f".scenerender-schema-{stat.st_size}-{int(stat.st_mtime)}.json"
+    cache_file = archive.parent / f".scenerender-schema-v{FORMAT}-{stat.st_size}-{int(stat.st_mtime)}.json"
     try:
         cached: dict[str, Any] = json.loads(cache_file.read_text())
         return cached

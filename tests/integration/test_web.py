@@ -390,3 +390,23 @@ def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -
     progress = sorted({c["progress"] for c in changes if c["progress"] is not None})
     assert len(progress) >= 3, progress
     assert "3 of 3 done" in page.locator("#batch-counts").inner_text()
+
+
+def test_re_render_runs_the_same_job_again(director: User, rendered: dict[str, Any]) -> None:
+    """Re-render on the job page sends the spec this browser sent; the job runs again, the first run in its history."""
+    page = director.page
+    job_id = rendered["job_id"]
+    page.goto(f"{director.web}#/job/{job_id}")
+    page.get_by_role("button", name="Re-render").click()
+    page.wait_for_function(
+        "['QUEUED', 'RUNNING'].includes(document.querySelector('#job-state [data-status]')?.dataset.status)",
+        timeout=60_000,
+    )
+    page.wait_for_function(
+        "document.querySelector('#job-state [data-status]')?.dataset.status === 'COMPLETED'",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+    doc = clients.jobs().get(job_id)
+    assert doc is not None and doc["status"] == "COMPLETED"
+    assert len(doc.get("history") or []) == 1
+    assert page.locator("#video").get_attribute("src") == doc["output"]["url"]

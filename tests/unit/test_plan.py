@@ -211,7 +211,8 @@ def test_encode_settings_reach_x264_as_given() -> None:
     preview_tl = make({"output": {"fps": 30, "preview": True}, "segments": [{"id": "a", "url": "p.mp4"}]}, probes)
     preview_enc = plan.EncodeSettings.for_timeline(preview_tl)
     preview = plan.normalize_command(whole(preview_tl), preview_tl, Path("p.mp4"), preview_enc).argv
-    assert preview[preview.index("-crf") + 1] == "30" and "-x264-params" not in preview
+    assert preview[preview.index("-crf") + 1] == "30"
+    assert preview[preview.index("-x264-params") + 1] == "8x8dct=1"  # High profile, not Constrained Baseline
 
 
 def test_every_input_is_limited_to_local_files() -> None:

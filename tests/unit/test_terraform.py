@@ -608,8 +608,9 @@ def test_variables_are_typed_and_described_and_outputs_described() -> None:
 def test_one_service_account_per_component() -> None:
     accounts = resources()["google_service_account"]
     assert {"builder", "image_builder"} <= set(accounts)
-    for name, body in accounts.items():
-        assert body["depends_on"] == ["${time_sleep.apis_settle}"], name
+    # Each waits for the IAM API (the graph test above checks every resource does).
+    for name in accounts:
+        assert reaches(f"google_service_account.{name}", "time_sleep.apis_settle"), name
 
 
 def test_the_api_signs_uploads_only_under_users_and_browsers_can_reach_it() -> None:
@@ -642,3 +643,14 @@ def test_the_api_signs_uploads_only_under_users_and_browsers_can_reach_it() -> N
     assert everyone == [("google_cloud_run_service_iam_member", "api_public")]
     media_cors = next(d["cors"] for d in resources()["google_storage_bucket"]["media"]["dynamic"] if "cors" in d)
     assert "x-goog-content-length-range" in block(media_cors, "content")["response_header"]
+
+
+def test_every_variable_but_booleans_is_validated() -> None:
+    """What the operator types (ids, regions, origins, addresses, policies) is checked at plan."""
+    for name, body in variables().items():
+        kind = str(body["type"])
+        if kind in ("${bool}", "bool"):
+            continue
+        if name in ("allowed_input_buckets", "google_oauth_client_secret", "teardown"):
+            continue  # bucket names GCS checks itself; a secret; two booleans
+        assert body.get("validation"), f"variable {name} is not validated"

@@ -1,7 +1,7 @@
 """Every resource, data source, argument and block in terraform/*.tf exists in its provider's schema.
 
 No provider can be downloaded here, so there is no ``terraform validate``. The schemas come
-from the prebuilt CDKTF bindings pinned in requirements-infra.txt (tests/tfschema.py reads
+from the prebuilt CDKTF bindings pinned in requirements-tfschema.txt (tests/tfschema.py reads
 them), and the HCL from python-hcl2, which marks what was written as a block. So a misspelt
 argument, an argument of the wrong block, a block written as ``name = {...}`` or an
 attribute written as a block, and a resource type the provider does not have all fail here;
@@ -11,6 +11,7 @@ values (an enum's spelling, a reference's target) are not checked.
 from __future__ import annotations
 
 import io
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -131,6 +132,46 @@ def check_tree(tree: dict[str, Any], schema_of: Any) -> list[str]:
     return problems
 
 
+REFERENCE = re.compile(
+    r"(?<![\w.-])(data\.)?([a-z][a-z0-9]*_[a-z0-9_]+)\.([a-z_][a-z0-9_-]*)(\[[^\]]*\])?(?:\.([a-z_][a-z0-9_]*))?"
+)
+
+
+def check_references(all_trees: list[dict[str, Any]], schema_of: Any) -> list[str]:
+    """Problems of the expressions' references: to a resource nobody declared, or an attribute
+    the resource type does not have (``google_service_account.x.emial``)."""
+    declared: dict[tuple[str, str, str], str] = {}
+    for tree in all_trees:
+        for section, index in (("resource", "resources"), ("data", "data")):
+            for entry in tree.get(section, []):
+                for kind_label, named in entry.items():
+                    for name_label, body in named.items():
+                        if not name_label.startswith("__"):
+                            kind = unquote(kind_label)
+                            declared[(index, kind, unquote(name_label))] = provider_of(kind, body)
+    known = {
+        (index, kind)
+        for package in PACKAGES.values()
+        for index in ("resources", "data")
+        for kind in schema_of(package)[index]
+    }
+    problems: list[str] = []
+    for tree in all_trees:
+        text = json.dumps({k: v for k, v in tree.items() if k in ("resource", "data", "output", "locals")})
+        for is_data, kind, name, _index, attribute in REFERENCE.findall(text):
+            index = "data" if is_data else "resources"
+            if (index, kind) not in known:
+                continue
+            address = f"{'data.' if is_data else ''}{kind}.{name}"
+            if (index, kind, name) not in declared:
+                problems.append(f"{address}: referenced, never declared")
+                continue
+            exports = schema_of(PACKAGES[declared[(index, kind, name)]])["exports"][index][kind]
+            if attribute and attribute not in exports:
+                problems.append(f"{address}.{attribute}: {kind} has no attribute {attribute}")
+    return sorted(set(problems))
+
+
 @cache
 def trees() -> dict[str, dict[str, Any]]:
     out = {}
@@ -153,6 +194,34 @@ def test_every_type_argument_and_block_exists_in_the_provider_schemas() -> None:
     # The check saw the whole configuration, not an empty parse.
     kinds = {unquote(k) for tree in trees().values() for e in tree.get("resource", []) for k in e}
     assert {"google_cloud_run_v2_job", "google_cloudfunctions2_function", "time_sleep"} <= kinds
+
+
+def test_every_reference_names_a_declared_resource_and_an_attribute_it_has() -> None:
+    problems = check_references(list(trees().values()), schema)
+    assert not problems, "\n".join(problems)
+    # It read the configuration's references, not nothing (192 of them today).
+    seen = [m for tree in trees().values() for m in REFERENCE.findall(json.dumps(tree)) if m[1].startswith("google_")]
+    assert len(seen) > 100, len(seen)
+
+
+def test_the_reference_check_finds_what_it_is_for() -> None:
+    wrong = """
+    resource "google_service_account" "a" { account_id = "a" }
+    data "google_project" "p" {}
+    resource "google_storage_bucket_iam_member" "m" {
+      bucket = google_storage_bucket.missing.name
+      role   = "roles/storage.objectViewer"
+      member = google_service_account.a.memberz
+    }
+    output "o" {
+      value = [google_service_account.a.email, data.google_project.p.numbr, data.google_project.p.number]
+    }
+    """
+    assert check_references([hcl2.load(io.StringIO(wrong))], schema) == [
+        "data.google_project.p.numbr: google_project has no attribute numbr",
+        "google_service_account.a.memberz: google_service_account has no attribute memberz",
+        "google_storage_bucket.missing: referenced, never declared",
+    ]
 
 
 def test_the_schema_versions_satisfy_versions_tf() -> None:
