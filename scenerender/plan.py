@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from scenerender import adts
 from scenerender.errors import RenderError
-from scenerender.probe import DEMUXER_WHITELIST, VideoInfo
+from scenerender.probe import DEMUXER_WHITELIST, MediaInfo, VideoInfo
 from scenerender.timeline import PlacedClip, PlacedSegment, Timeline
 
 SAMPLE_RATE = 48000
@@ -594,6 +594,18 @@ def _segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[
     return inputs, pieces, n - first_input
 
 
+# Codecs whose every decode is the file's samples and nothing else. Others carry encoder
+# priming and padding (AAC 1024+ samples, Opus its pre-skip, MP3 its LAME delay) that one
+# decode trims (edit list, pre-skip, LAME tag) but a demuxer loop (-stream_loop) decodes again
+# on every pass: 31 ms of silence per loop, the music 615 ms late after 30 loops. They are
+# decoded once and looped in memory (aloop), which costs the clip's length in float samples.
+_EXACT_LOOP_CODECS = ("pcm_", "flac")
+
+
+def _loops_exactly(source: MediaInfo) -> bool:
+    return source.audio is not None and source.audio.codec.startswith(_EXACT_LOOP_CODECS)
+
+
 def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
     """Every clip placed at its sample, faded, looped and ducked; summed without rescaling.
 
@@ -614,7 +626,12 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
     for clip in timeline.clips:
         # Whole-file loops are looped by the demuxer (constant memory); a trimmed loop is
         # looped in memory by aloop, since only that part repeats.
-        looped_input = clip.loop and clip.trim_start == 0 and clip.length >= clip.source.audio_duration - 1e-3
+        looped_input = (
+            clip.loop
+            and clip.trim_start == 0
+            and clip.length >= clip.source.audio_duration - 1e-3
+            and _loops_exactly(clip.source)
+        )
         inputs += _input(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
         chains.append(_clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
         labels.append(f"[c{clip.index}]")

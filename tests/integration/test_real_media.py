@@ -285,3 +285,38 @@ def test_hdr_segments_are_tone_mapped_beside_sdr_and_the_output_is_bt709(tmp_pat
         if name != "sdr":
             untreated = patches(source, 0.5)
             assert max(abs(a - b) for a, b in zip(got, untreated, strict=True)) >= 25, (name, got, untreated)
+
+
+@pytest.fixture(scope="module")
+def thirty_seconds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.mediagen import make_video
+
+    folder = tmp_path_factory.mktemp("loops")
+    make_video(folder / "scene.mp4", width=320, height=180, fps=10, duration=30, audio=False)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"),
+    [(".m4a", ("-c:a", "aac")), (".opus", ("-c:a", "libopus")), (".mp3", ("-c:a", "libmp3lame")), (".wav", ())],
+)
+def test_looped_music_is_seamless_in_every_codec(thirty_seconds: Path, suffix: str, codec: tuple[str, ...]) -> None:
+    # One second of music with a click on its first sample, looped 30 times: each click must
+    # land on its second. A demuxer loop decoded the encoder's priming on every pass (AAC:
+    # 31 ms of silence per loop, 615 ms late after 30).
+    make_clicks(thirty_seconds / f"bar{suffix}", duration=1.0, clicks=(0.0,), args=("-ac", "2", *codec))
+    spec = write_spec(
+        thirty_seconds,
+        {
+            "output": {"resolution": "320x180", "fps": 10},
+            "segments": [{"id": "s", "url": "scene.mp4"}],
+            "audio": {"clips": [{"type": "music", "url": f"bar{suffix}", "loop": True}], "loudness": None},
+        },
+        f"loop{suffix}.json",
+    )
+    out = thirty_seconds / f"loop{suffix}.mp4"
+    render(spec, out)
+    onsets = measure.click_onsets(measure.decode_audio(out))
+    assert len(onsets) == 30, onsets
+    late = [round(t - k, 4) for k, t in enumerate(onsets)]
+    assert max(abs(x) for x in late) <= 0.005, late
