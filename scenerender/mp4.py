@@ -40,6 +40,7 @@ class Track:
     offset_runs: list[tuple[int, int]] = field(default_factory=list)  # ctts: (samples, composition offset)
     sync_samples: list[int] | None = None  # stss: 1-based numbers of the keyframes; None: every sample is one
     media_start: int = 0  # the first presented edit's media time: where presentation time 0 is
+    sample_sizes: list[int] = field(default_factory=list)  # stsz: bytes of each sample, in decode order
 
     @property
     def sample_deltas(self) -> Counter[int]:
@@ -175,6 +176,9 @@ def _parse_into(track: Track, data: bytes) -> None:
             (count,) = struct.unpack_from(">I", body, 4)
             fmt = ">Ii" if body[0] == 1 else ">II"  # version 1: signed offsets
             track.offset_runs = [struct.unpack_from(fmt, body, 8 + 8 * i) for i in range(count)]
+        elif kind == b"stsz":
+            uniform, count = struct.unpack_from(">II", body, 4)
+            track.sample_sizes = [uniform] * count if uniform else list(struct.unpack_from(f">{count}I", body, 12))
         elif kind == b"stss":
             (count,) = struct.unpack_from(">I", body, 4)
             track.sync_samples = list(struct.unpack_from(f">{count}I", body, 8))
@@ -237,3 +241,39 @@ def _at_samples(runs: list[tuple[int, int]], wanted: list[int], *, cumulative: b
         first += count
         before += count * value
     return found
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    time_s: float  # presentation time
+    size: int  # bytes
+    key: bool
+
+
+def video_samples(path: Path) -> list[VideoSample]:
+    """Every sample of the first video track in presentation order: time, size, keyframe.
+
+    Read from the sample tables of a file this package wrote (the render's output), so the
+    quality report can look for frozen or black stretches (runs of tiny frames) without
+    decoding the picture. Empty when the tables cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            _, _, tracks = _parse_moov(_find_moov(f, size))
+    except (OSError, struct.error, ValueError):
+        return []
+    video = next((t for t in tracks if t.handler == "vide"), None)
+    if video is None or video.timescale <= 0 or not video.sample_sizes:
+        return []
+    numbers = list(range(1, len(video.sample_sizes) + 1))
+    decode = _at_samples(video.decode_runs, numbers, cumulative=True)
+    offsets = _at_samples(video.offset_runs, numbers, cumulative=False) if video.offset_runs else [0] * len(numbers)
+    if len(decode) != len(numbers) or len(offsets) != len(numbers):
+        return []
+    keys = set(video.sync_samples) if video.sync_samples is not None else set(numbers)
+    samples = [
+        VideoSample((d + o - video.media_start) / video.timescale, size, n in keys)
+        for n, d, o, size in zip(numbers, decode, offsets, video.sample_sizes, strict=True)
+    ]
+    return sorted(samples, key=lambda s: s.time_s)
