@@ -6,10 +6,15 @@ trying again later can succeed::
 
     SceneRenderError                 INTERNAL             exit 1
     ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
+    │   └── LimitExceededError       LIMIT_EXCEEDED       exit 2   (names the limit)
     ├── InputError                                        exit 3   (names the input)
     │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
     │   └── InputMediaError          INPUT_INVALID_MEDIA
+    ├── NotFoundError                NOT_FOUND            exit 2   (a job or batch id that
+    │                                                               names nothing)
+    ├── CloudUnavailableError        INTERNAL             exit 1   (no cloud answers: the
+    │                                                               client says how to start one)
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
     │   └── RenderTimeoutError       TIMEOUT
     └── TransientError               INTERNAL             exit 1   (retryable: cloud
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,10 @@ class ErrorDetail:
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
+
+    def to_cli_dict(self) -> dict[str, str]:
+        """The form of ``--json`` output (CONTRACT.md section 3)."""
+        return {"path": self.path, "problem": self.message}
 
 
 class SceneRenderError(Exception):
@@ -73,10 +82,21 @@ class SpecError(SceneRenderError):
     exit_code = 2
 
     @classmethod
-    def from_details(cls, details: list[ErrorDetail]) -> SpecError:
+    def from_details(cls, details: list[ErrorDetail]) -> Self:
         head = str(details[0]) if details else "invalid spec"
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         return cls(f"{head}{more}", details=details)
+
+
+class LimitExceededError(SpecError):
+    """The spec asks for more than a configured limit allows (scene length, pixels x seconds,
+    segments, clips, object size); the message names the setting, so an operator knows what to raise.
+
+    A subclass of ``SpecError``: the same spec will never pass, and every door treats it as a
+    refused spec (exit 2, HTTP 400), with its own code.
+    """
+
+    code = "LIMIT_EXCEEDED"
 
 
 class InputError(SceneRenderError):
@@ -113,6 +133,20 @@ class InputMediaError(InputError):
     """The input was fetched but is not usable media (not media, no video stream, zero length)."""
 
     code = "INPUT_INVALID_MEDIA"
+
+
+class NotFoundError(SceneRenderError):
+    """The job or batch an id names does not exist (and no spec for it is on its way)."""
+
+    code = "NOT_FOUND"
+    exit_code = 2
+
+
+class CloudUnavailableError(SceneRenderError):
+    """No cloud answers the client (no local cloud running, or the one it was pointed at is gone)."""
+
+    code = "INTERNAL"
+    exit_code = 1
 
 
 class RenderError(SceneRenderError):
@@ -164,6 +198,30 @@ class Stopped(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return f"stopped by {signal.Signals(self.signum).name}"
+
+
+def collected(problems: list[SceneRenderError]) -> SceneRenderError:
+    """Many problems found in one round as one error that lists them all.
+
+    Any spec problem makes it a ``SpecError`` (exit 2; the input problems are listed beside
+    the spec's); input problems alone keep the first one's class and code (exit 3).
+    """
+    details = [d for p in problems for d in (p.details or [ErrorDetail("", p.message)])]
+    if len(problems) == 1:
+        return problems[0]
+    if not problems:
+        return SpecError.from_details(details)
+    spec_problems = [p for p in problems if isinstance(p, SpecError)]
+    if spec_problems:
+        return type(spec_problems[0]).from_details(details)  # a limit stays LIMIT_EXCEEDED
+    first = problems[0]
+    if isinstance(first, InputError):
+        many = type(first)(first.input_path, first.reason, url=first.url)
+        many.details = details
+        if len(details) > 1:
+            many.message += f" (and {len(details) - 1} more)"
+        return many
+    return first
 
 
 def all_error_classes() -> list[type[SceneRenderError]]:

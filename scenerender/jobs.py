@@ -55,6 +55,19 @@ def translate_error(exc: Exception, what: str) -> Exception:
     return SceneRenderError(f"Firestore error ({what}): {exc}")
 
 
+def may_take(doc: dict[str, Any], owner_uid: Any) -> bool:
+    """Whether ``owner_uid`` may write over this job or batch document: it is theirs, or it
+    has no owner and never rendered anything (an invalid spec that named no owner left it).
+
+    A job or batch belongs to its first owner for good (CONTRACT.md section 5).
+    """
+    owner = doc.get("owner_uid")
+    if owner:
+        return bool(owner_uid) and owner == owner_uid
+    rendered = doc.get("output") or any(isinstance(h, dict) and h.get("output") for h in doc.get("history") or [])
+    return not rendered
+
+
 def beat_is_fresh(beat: Any, stale_after_s: float) -> bool:
     """A heartbeat timestamp recent enough that its writer counts as alive."""
     return isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < stale_after_s
@@ -92,6 +105,7 @@ class JobStore:
         self.stale_after_s = settings.heartbeat_stale_s
         self.collection = client.collection(settings.jobs_collection)
         self.batches = client.collection(settings.batches_collection)
+        self.refusals = client.collection(settings.refusals_collection)
 
     def _ref(self, job_id: str) -> Any:
         return self.collection.document(job_id)
@@ -174,11 +188,13 @@ class JobStore:
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
         """A new spec for an ended job: back to QUEUED, the earlier run kept in ``history``.
 
-        False (and nothing changed) while the job is still QUEUED or RUNNING.
+        False (and nothing changed) while the job is still QUEUED or RUNNING, or when the job
+        is not ``fields["owner_uid"]``'s to render: checked in the same transaction, so no
+        other owner can slip in between the caller's check and the write.
         """
 
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc.get("status") not in TERMINAL:
+            if doc.get("status") not in TERMINAL or not may_take(doc, fields.get("owner_uid")):
                 return None
             earlier = {
                 k: doc.get(k)
@@ -274,6 +290,53 @@ class JobStore:
         """-> FAILED with the error block; False if the job had already ended."""
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error})
 
+    def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
+        """A refused bucket drop, kept apart from the job it named (whose owner never sees it).
+
+        Create-only under an id made from the event, so a redelivery records it once.
+        """
+        try:
+            self.refusals.document(refusal_id).create({**fields, "created_at": firestore.SERVER_TIMESTAMP})
+        except (gexc.AlreadyExists, gexc.Conflict):
+            pass
+        except Exception as exc:
+            raise translate_error(exc, f"record refusal {refusal_id}") from exc
+
+    def claim_batch(
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> str | None:
+        """Make ``owner_uid`` the owner of the batch, or find it is someone else's.
+
+        One transaction: the batch is created with ``initial`` and ``fields`` if it does not exist, an
+        ownerless one (an unreadable batch file made it) is taken, and one of ``owner_uid``'s
+        gets ``fields``. Returns the other owner when the batch is not ``owner_uid``'s
+        (nothing written then), else None.
+        """
+        ref = self.batches.document(batch_id)
+        other: list[str] = []
+
+        @firestore.transactional
+        def run(transaction: Any) -> None:
+            other.clear()
+            snap = ref.get(transaction=transaction)
+            doc = dict(snap.to_dict() or {}) if snap.exists else {}
+            now = firestore.SERVER_TIMESTAMP
+            if not snap.exists:
+                empty = {"status": "QUEUED", "counts": {}, "total": 0, "progress": 0.0, "eta_s": None, "failed": []}
+                ids = {"batch_id": batch_id, "owner_uid": owner_uid}
+                first = {**empty, **(initial or {}), **fields, **ids}
+                transaction.create(ref, {**first, "created_at": now, "updated_at": now})
+            elif not may_take(doc, owner_uid):
+                other.append(str(doc.get("owner_uid")))
+            elif fields or doc.get("owner_uid") != owner_uid:  # nothing to write for a scene joining its owner's batch
+                transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
+
+        try:
+            run(self.client.transaction())
+        except Exception as exc:
+            raise translate_error(exc, f"claim batch {batch_id}") from exc
+        return other[0] if other else None
+
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
         """The job documents of one batch."""
         try:
@@ -313,7 +376,10 @@ class JobStore:
         raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        snap = self.batches.document(batch_id).get()
+        try:
+            snap = self.batches.document(batch_id).get()
+        except Exception as exc:
+            raise translate_error(exc, f"read batch {batch_id}") from exc
         return dict(snap.to_dict() or {}) if snap.exists else None
 
     def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:

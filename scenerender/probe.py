@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -59,6 +60,21 @@ class VideoInfo:
     rotation: int
     sar: Fraction
     extradata_hash: str
+    start_time: float = 0.0  # of the stream, on the file's clock (an edit list or a mux may delay it)
+    field_order: str = "progressive"  # ffprobe's: progressive, tt, bb, tb, bt, unknown
+    color_transfer: str = ""  # bt709, smpte2084 (PQ), arib-std-b67 (HLG), ...
+    color_primaries: str = ""
+    color_space: str = ""
+
+    @property
+    def interlaced(self) -> bool:
+        """Coded as fields, by the stream's own word (``unknown`` and absent are taken as progressive)."""
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+    @property
+    def hdr(self) -> str | None:
+        """``"pq"`` or ``"hlg"`` when the stream says it is HDR; None for SDR."""
+        return {"smpte2084": "pq", "arib-std-b67": "hlg"}.get(self.color_transfer)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -75,6 +91,7 @@ class AudioInfo:
     channels: int
     channel_layout: str
     duration: float | None
+    start_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,12 @@ class MediaInfo:
     size_bytes: int
     video: VideoInfo | None
     audio: AudioInfo | None
+    start_time: float = 0.0  # the earliest stream's: where ffmpeg puts time 0 when it reads the file
+
+    @property
+    def video_lead(self) -> float:
+        """Seconds from the file's time 0 (as ffmpeg reads it) to its first frame of picture."""
+        return max(0.0, self.video.start_time - self.start_time) if self.video else 0.0
 
     @property
     def audio_duration(self) -> float:
@@ -138,6 +161,15 @@ def _float(value: Any) -> float | None:
     return number if number == number and number >= 0 else None
 
 
+def _seconds(value: Any) -> float:
+    """A start time: may be negative (priming before an edit list), 0 when absent."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
 def _rotation(stream: dict[str, Any]) -> int:
     for side in stream.get("side_data_list", []) or []:
         if "rotation" in side:
@@ -175,6 +207,11 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 rotation=_rotation(stream),
                 sar=_fraction(stream.get("sample_aspect_ratio"), Fraction(1)),
                 extradata_hash=str(stream.get("extradata_hash", "")),
+                start_time=_seconds(stream.get("start_time")),
+                field_order=str(stream.get("field_order", "progressive")),
+                color_transfer=str(stream.get("color_transfer", "")),
+                color_primaries=str(stream.get("color_primaries", "")),
+                color_space=str(stream.get("color_space", "")),
             )
         elif kind == "audio" and audio is None:
             audio = AudioInfo(
@@ -183,6 +220,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 channels=int(stream.get("channels", 0) or 0),
                 channel_layout=str(stream.get("channel_layout", "")),
                 duration=_float(stream.get("duration")),
+                start_time=_seconds(stream.get("start_time")),
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")
@@ -204,6 +242,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         size_bytes=int(fmt.get("size", 0) or 0),
         video=video,
         audio=audio,
+        start_time=_seconds(fmt.get("start_time")),
     )
 
 

@@ -26,12 +26,14 @@ from typing import Any, ClassVar, Literal, Protocol
 from scenerender import deliverables, plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
+from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
 from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
+from scenerender.tenancy import SceneLimits
 from scenerender.timeline import Timeline, build_timeline
 
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
@@ -83,6 +85,8 @@ class RenderOptions:
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
     claim_poll_s: float = 0.5
+    all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
+    limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
 
     @property
     def cores(self) -> int:
@@ -223,11 +227,18 @@ def fetch_and_probe(
     cache: SegmentCache | None = None,
     digests: Digests | None = None,
     reused: list[str] | None = None,
+    all_errors: bool = False,
+    problems: list[SceneRenderError] | None = None,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
     With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
+    ``all_errors``: an input that fails does not stop the others; every input's problem is
+    raised together (a user at a terminal fixes them in one round; the pipeline stops at the first).
+    ``problems``: as ``all_errors``, but they are added to this list and the inputs that could
+    be probed are returned (``validate --probe`` goes on to place those).
     """
+    all_errors = all_errors or problems is not None
     digests = digests or Digests()
     reused = reused if reused is not None else []
     wanted: dict[str, str] = {}
@@ -238,6 +249,20 @@ def fetch_and_probe(
     # Several URLs may name one file (a reused sound, a link): it is probed once, and a
     # thread that wants a file another is probing waits for that probe instead of starting one.
     by_file: dict[Path, Future[MediaInfo]] = {}
+
+    failed: list[tuple[int, InputError]] = []
+    order = {url: n for n, url in enumerate(wanted)}
+
+    def one_or_record(item: tuple[str, str]) -> tuple[str, MediaInfo | None]:
+        try:
+            return one(item)
+        except InputError as exc:
+            if not all_errors:
+                raise
+            with lock:
+                if all(exc is not seen for _, seen in failed):  # one file behind several URLs: once
+                    failed.append((order[item[0]], exc))
+            return item[0], None
 
     def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
         nonlocal done
@@ -266,7 +291,13 @@ def fetch_and_probe(
     # A few at a time: each probe is a process, and more than the cores only costs memory.
     pool = ThreadPoolExecutor(max_workers=min(4, len(wanted)))
     try:
-        return dict(pool.map(one, wanted.items()))
+        probed = dict(pool.map(one_or_record, wanted.items()))
+        if failed:
+            found: list[SceneRenderError] = [exc for _, exc in sorted(failed, key=lambda pair: pair[0])]
+            if problems is None:
+                raise collected(found)
+            problems.extend(found)
+        return {url: info for url, info in probed.items() if info is not None}
     except BaseException:
         # A failed input or a stop: downloads in flight end at their next chunk, and those not
         # started never start, so the error (or the exit) waits for no download of the rest.
@@ -302,8 +333,13 @@ def render(
             cache=opts.segment_cache,
             digests=digests,
             reused=probes_reused,
+            all_errors=opts.all_errors,
         )
         timeline = build_timeline(spec, probes)
+        if opts.limits is not None:
+            # Only probing tells how long a segment without a duration is: refused here, before
+            # a single frame or sample is rendered (a 2,000 h scene would fill the disk first).
+            opts.limits.check(float(timeline.duration), (timeline.width, timeline.height))
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
 
@@ -317,7 +353,9 @@ def render(
         list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
-        final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
+        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+        copied = [plan.VideoPart(seg.source.path, seg.duration) for seg in timeline.segments]
+        final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
 
@@ -420,7 +458,7 @@ def _normalize_segments(
     urls: list[str],
     file_digests: Digests,
     audio_job: Callable[[], None],
-) -> tuple[list[Path], SegmentCounts]:
+) -> tuple[list[plan.VideoPart], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it.
 
@@ -605,7 +643,11 @@ def _normalize_segments(
     for key, indices in units.items():
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)
-    return [c.output for c in commands], SegmentCounts.of(
+    parts = [
+        plan.VideoPart(c.output, (p.frames + p.hold_frames) / timeline.fps)
+        for p, c in zip(pieces, commands, strict=True)
+    ]
+    return parts, SegmentCounts.of(
         {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
     )
 

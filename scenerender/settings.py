@@ -87,7 +87,28 @@ class Settings(BaseSettings):
     allowed_gs_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Buckets inputs may be read from (empty: any bucket)."
     )
+    shared_media_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="gs:// prefixes every user's spec may read (e.g. gs://media/shared/), besides the user's own "
+        "users/{uid}/ in the media bucket; anything else is refused (empty: only the user's own media).",
+    )
+    refusals_collection: str = Field(
+        "render_refusals",
+        description="Firestore collection of refused bucket drops (another owner's id, an unusable object name); "
+        "read by the backends that drop specs, never by end users.",
+    )
     max_spec_bytes: int = Field(1024 * 1024, ge=1, description="Largest job_spec.json accepted.")
+    max_batch_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="Largest batch file accepted (read from the object's metadata first)."
+    )
+    max_scene_s: float = Field(1800.0, gt=0, description="Longest scene rendered, in seconds (the whole timeline).")
+    max_pixel_seconds: float = Field(
+        1920 * 1080 * 1800.0,
+        gt=0,
+        description="Largest output width x height x scene seconds (default: 30 min of 1080p, 7.5 min of 2160p).",
+    )
+    max_segments: int = Field(500, ge=1, description="Most segments in one scene.")
+    max_clips: int = Field(1000, ge=0, description="Most audio clips in one scene.")
     max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
     max_attempts: int = Field(5, ge=1, le=100, description="Render attempts before a job is failed.")
     lease_s: int = Field(60, ge=10, le=600, description="Ack deadline the worker keeps extending while it renders.")
@@ -102,6 +123,12 @@ class Settings(BaseSettings):
     )
     render_timeout_s: int = Field(3600, ge=1, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
+    watch_grace_s: float = Field(
+        15.0,
+        ge=0,
+        description="`scenerender watch` of an id whose spec exists waits this long for its job to appear "
+        "(NOT_FOUND after); with neither job nor spec it answers NOT_FOUND at once.",
+    )
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
@@ -117,12 +144,21 @@ class Settings(BaseSettings):
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
     ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")
 
-    @field_validator("allowed_gs_buckets", mode="before")
+    @field_validator("allowed_gs_buckets", "shared_media_prefixes", mode="before")
     @classmethod
-    def _split_buckets(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         # Environment variables hold one comma-separated string, not a JSON list.
         if isinstance(value, str):
             return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    @field_validator("shared_media_prefixes")
+    @classmethod
+    def _gs_prefixes(cls, value: list[str]) -> list[str]:
+        # A prefix without its trailing slash would share gs://media/shared-not-really/ too.
+        for prefix in value:
+            if not prefix.startswith("gs://") or not prefix.endswith("/") or len(prefix.split("/")) < 4:
+                raise ValueError(f"{prefix!r}: a shared prefix is gs://BUCKET/ or gs://BUCKET/FOLDER/ (ending in /)")
         return value
 
     @classmethod

@@ -41,7 +41,8 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
 class BlobStore(Protocol):
     """What SceneRender needs of object storage."""
 
-    def read_bytes(self, uri: str) -> bytes: ...
+    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
+    def size(self, uri: str, *, generation: str | None = None) -> int: ...
     def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None: ...
     def upload_file(self, src: Path, uri: str, *, content_type: str) -> None: ...
     def write_bytes(
@@ -76,16 +77,30 @@ class GcsBlobStore:
                 client = storage.Client(project=settings.project_id)
         self.client = client
 
-    def _blob(self, uri: str) -> storage.Blob:
+    def _blob(self, uri: str, generation: str | None = None) -> storage.Blob:
         bucket, name = parse_gs_uri(uri)
-        blob: storage.Blob = self.client.bucket(bucket).blob(name)
+        blob: storage.Blob = self.client.bucket(bucket).blob(name, generation=int(generation) if generation else None)
         return blob
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; with ``generation``, exactly that generation (FileNotFoundError once
+        it is replaced); with ``max_bytes``, never more than ``max_bytes + 1`` bytes are read."""
         try:
-            return bytes(self._blob(uri).download_as_bytes())
+            end = None if max_bytes is None else max_bytes  # inclusive: one byte more tells "too large"
+            return bytes(self._blob(uri, generation).download_as_bytes(start=0 if end is not None else None, end=end))
+        except gexc.RequestRangeNotSatisfiable:
+            return b""  # an empty object has no byte 0
         except Exception as exc:
             raise _translate(exc, uri) from exc
+
+    def size(self, uri: str, *, generation: str | None = None) -> int:
+        """The object's size from its metadata, without reading it."""
+        blob = self._blob(uri, generation)
+        try:
+            blob.reload()
+        except Exception as exc:
+            raise _translate(exc, uri) from exc
+        return int(blob.size or 0)
 
     def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None:
         blob = self._blob(uri)

@@ -44,5 +44,5 @@ resource "google_cloud_run_v2_job" "renderer" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_settle]
 }

@@ -226,6 +226,58 @@ def picture_quality(path: Path, sources: list[Path], *, width: int, height: int,
     return float(psnr[1]), float(ssim[1])
 
 
+def frame_stamps(path: Path, *, bits: int = 12) -> list[int]:
+    """The source frame number stamped on every frame of ``path`` (``tests.mediagen.stamp_filter``),
+    in presentation order: each output frame's top sixth averaged into ``bits`` cells."""
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            f"crop=iw:ih/6:0:0,scale={bits}:1:flags=area",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    cells = np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, bits)
+    weights = 1 << np.arange(bits)
+    return [int(v) for v in ((cells > 128) * weights).sum(axis=1)]
+
+
+def click_onsets(
+    samples: Samples, *, threshold: float = 0.2, gap: float = 0.05, sample_rate: int = SAMPLE_RATE
+) -> list[float]:
+    """Where each click starts (seconds), to the sample: the first sample over ``threshold``
+    of full scale after at least ``gap`` seconds under it."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if len(loud) == 0:
+        return []
+    starts = loud[np.concatenate(([True], np.diff(loud) > gap * sample_rate))]
+    return [float(s / sample_rate) for s in starts]
+
+
+def stream_durations(path: Path) -> tuple[float, float]:
+    """(video, audio) stream durations as ffprobe reports them."""
+    streams = probe(path)["streams"]
+    video = next(float(s["duration"]) for s in streams if s["codec_type"] == "video")
+    audio = next(float(s["duration"]) for s in streams if s["codec_type"] == "audio")
+    return video, audio
+
+
 def envelope_db(samples: Samples, *, window_s: float = 0.005, sample_rate: int = SAMPLE_RATE) -> Samples:
     """RMS level (dBFS) of consecutive windows of ``window_s`` seconds."""
     size = int(window_s * sample_rate)

@@ -20,6 +20,7 @@ from scenerender import clients
 from scenerender.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
+from tests.integration.conftest import SHARED_PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -75,7 +76,7 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     assert progress == sorted(progress) and progress[-1] == 1.0
 
     output = doc["output"]
-    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/it-ok.mp4"
+    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/{doc['run_id']}/it-ok.mp4"
     assert output["url_expires_at"].timestamp() - time.time() == pytest.approx(settings.signed_url_ttl_s, abs=120)
     downloaded = tmp_path / "pipeline.mp4"
     with httpx.stream("GET", output["url"], timeout=30) as response:
@@ -122,12 +123,14 @@ def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket
     drop(settings, "jobs/it-bad.json", bad)
     doc = wait_for_end("it-bad")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INVALID_SPEC"
-    assert doc["error"]["details"] == [{"path": "segments[0].volumme", "message": "unknown field"}]
+    assert doc["error"]["details"] == [
+        {"path": "segments[0].volumme", "message": "unknown field (did you mean `volume`?)"}
+    ]
     assert clients.blobs().exists(f"gs://{settings.spec_bucket}/jobs/it-bad.json")
 
 
 def test_an_unreachable_input_ends_failed_naming_the_input(settings: Settings, scene_media: dict[str, str]) -> None:
-    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/it/missing.mp4"})
+    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/missing.mp4"})
     drop(settings, "jobs/it-missing.json", spec_for("it-missing", media))
     doc = wait_for_end("it-missing")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_UNREACHABLE"
@@ -154,7 +157,7 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     doc = clients.jobs().get("it-twice") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), doc.get("error")
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
-        f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"
+        f"gs://{settings.render_bucket}/renders/it-twice/{doc['run_id']}/it-twice.mp4"
     ]
 
 
@@ -232,7 +235,7 @@ def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings
     doc = clients.jobs().get("it-dup") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and doc["finished_at"] == finished
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/") == [
-        f"gs://{settings.render_bucket}/renders/it-dup/it-dup.mp4"
+        f"gs://{settings.render_bucket}/renders/it-dup/{doc['run_id']}/it-dup.mp4"
     ]
 
 

@@ -18,18 +18,22 @@ CONTRACT_CODES = {
     "INPUT_UNREACHABLE",
     "INPUT_REFUSED",
     "INPUT_INVALID_MEDIA",
+    "LIMIT_EXCEEDED",
     "RENDER_FAILED",
     "TIMEOUT",
     "INTERNAL",
+    "NOT_FOUND",  # the API's (section 4) and the CLI's `watch` of an id that names nothing
 }
 EXIT_CODES = {
     "INVALID_SPEC": {2},
     "INPUT_UNREACHABLE": {3},
     "INPUT_REFUSED": {3},
     "INPUT_INVALID_MEDIA": {3},
+    "LIMIT_EXCEEDED": {2},
     "RENDER_FAILED": {4},
     "TIMEOUT": {4},
     "INTERNAL": {1},
+    "NOT_FOUND": {2},
 }
 
 

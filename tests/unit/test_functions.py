@@ -26,7 +26,7 @@ SPEC = {
     "project_id": "p",
     "scene_id": "s",
     "owner_uid": "u1",
-    "segments": [{"id": "a", "url": "gs://scenerender-media/a.mp4"}],
+    "segments": [{"id": "a", "url": "gs://scenerender-media/users/u1/a.mp4"}],
 }
 
 
