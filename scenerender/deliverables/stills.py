@@ -83,8 +83,16 @@ def sheet_times(timeline: Timeline, keyframes: Sequence[float]) -> list[float]:
     return times
 
 
+EXPRESSION_GROUP = 20  # ffmpeg's expression parser nests a call per term of a sum: it gives up near 100
+
+
 def _near(times: Sequence[float], tolerance: float) -> str:
-    return "+".join(f"lt(abs(t-{t:.6f}),{tolerance:.6f})" for t in times)
+    """True (1) for a frame within ``tolerance`` of any of ``times``: sums of at most
+    ``EXPRESSION_GROUP`` terms, grouped in brackets as often as needed."""
+    terms = [f"lt(abs(t-{t:.6f}),{tolerance:.6f})" for t in times]
+    while len(terms) > EXPRESSION_GROUP:
+        terms = ["(" + "+".join(terms[i : i + EXPRESSION_GROUP]) + ")" for i in range(0, len(terms), EXPRESSION_GROUP)]
+    return "+".join(terms)
 
 
 @dataclass(frozen=True)
