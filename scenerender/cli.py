@@ -728,9 +728,9 @@ def submit_cmd(
         from scenerender.remote import submit_with_api
 
         session, api, jobs = signed_in(user)
-        answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside)
+        names: dict[str, str] = {}
+        answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
         batch_id, uri = str(answer["batch_id"]), str(answer["spec_uri"])
-        names = api.uploads
         err.print(f"submitted {uri} as batch {batch_id} (user {session.email or session.uid})", highlight=False)
         if not as_json:
             out.print(batch_id)
@@ -759,9 +759,9 @@ def submit_cmd(
     from scenerender.remote import submit_with_api
 
     session, api, jobs = signed_in(user)
-    answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside)
+    names = {}
+    answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
     job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
-    names = api.uploads
     err.print(f"submitted {uri} as job {job_id} (user {session.email or session.uid})", highlight=False)
     if not as_json:
         out.print(job_id)

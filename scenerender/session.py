@@ -217,7 +217,6 @@ class ApiClient:
             )
         self.base_url = base_url.rstrip("/")
         self.session = session
-        self.uploads: dict[str, str] = {}  # gs:// URI -> the local path uploaded there, for messages
         self.http = httpx.Client(
             timeout=TIMEOUT_S, headers={"Authorization": f"Bearer {session.id_token}"}, follow_redirects=False
         )
@@ -279,7 +278,6 @@ class ApiClient:
                 raise TransientError(f"upload of {path} failed: {exc}") from exc
             if response.status_code not in (200, 201):
                 raise SceneRenderError(f"upload of {path} failed: HTTP {response.status_code} {response.text[:200]}")
-        self.uploads[str(ticket["uri"])] = str(path)
         return str(ticket["uri"])
 
     def close(self) -> None:
