@@ -180,8 +180,12 @@ def output_target(
         return path, [ErrorDetail(option, f"{path} is a folder")]
     if not _writable(folder):
         problems.append(ErrorDetail(option, f"cannot write in {folder} (permission denied or read-only)"))
-    if path.exists() and not force:
-        problems.append(ErrorDetail(option, f"{path} exists; pass --force to replace it"))
+    if not force:
+        from scenerender.deliverables import SUFFIXES, sidecar_path
+
+        # The sidecars go beside the MP4 under its stem: an earlier render's are not replaced silently either.
+        existing = [p for p in (path, *(sidecar_path(path, kind) for kind in SUFFIXES)) if p.exists()]
+        problems += [ErrorDetail(option, f"{p} exists; pass --force to replace it") for p in existing]
     if spec is not None:
         problems += output_clashes(spec, spec_path, path, option)
     return path, problems

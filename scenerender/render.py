@@ -30,7 +30,7 @@ from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
-from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.probe import MediaInfo, probe_data, read_probe, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.tenancy import SceneLimits
@@ -200,7 +200,7 @@ def _probe_cached(
         return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
 
     if cache is None:
-        return parse_probe(path, fresh(), input_path)
+        return read_probe(path, fresh(), input_path)
     key = "probe-" + hashlib.sha256(f"{PROBE_CACHE_VERSION}\n{digests(path)}".encode()).hexdigest()
     with tempfile.TemporaryDirectory(prefix="scenerender-probe-") as tmp:
         entry = Path(tmp) / "probe.json"
@@ -211,11 +211,11 @@ def _probe_cached(
                 data = None
             if isinstance(data, dict):
                 reused.append(input_path)
-                return parse_probe(path, data, input_path)
+                return read_probe(path, data, input_path)
         data = fresh()
         entry.write_text(json.dumps(data), encoding="utf-8")
         cache.store(key, entry)
-    return parse_probe(path, data, input_path)
+    return read_probe(path, data, input_path)
 
 
 def fetch_and_probe(

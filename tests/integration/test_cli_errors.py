@@ -157,6 +157,13 @@ def test_a_folder_output_is_named_as_in_the_pipeline_and_never_overwritten_witho
     assert problems(json_error(again, "INVALID_SPEC")) == {
         "--output": f"{out_dir / 'scene-9.mp4'} exists; pass --force to replace it"
     }
+    (out_dir / "scene-9.mp4").unlink()
+    (out_dir / "scene-9.srt").write_text("an earlier render's captions")
+    sidecar = run("render", spec, "-o", out_dir, "--json")
+    assert sidecar.returncode == 2
+    assert problems(json_error(sidecar, "INVALID_SPEC")) == {
+        "--output": f"{out_dir / 'scene-9.srt'} exists; pass --force to replace it"
+    }
     forced = run("render", spec, "-o", f"{out_dir}/", "--force", "--json")
     assert forced.returncode == 0, forced.stderr
     named = write(media, {"output": {"filename": "final.mp4"}, "segments": [{"id": "a", "url": "a.mp4"}]}, "n.json")
