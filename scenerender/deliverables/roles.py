@@ -96,16 +96,27 @@ def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *
         else:
             mix = f"amix=inputs={len(labels)}:duration=longest:normalize=0:dropout_transition=0"
             chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[r_{name}]")
+    # A role written twice (levels and a stem) is split: a filter output is mapped once.
+    wanted = [o.role.name for o in outputs] + ([EVERYTHING.name] if scan else [])
+    mapped: dict[str, list[str]] = {}
+    for name in dict.fromkeys(wanted):
+        count = wanted.count(name)
+        if count == 1:
+            mapped[name] = [f"[r_{name}]"]
+        else:
+            mapped[name] = [f"[r_{name}_{i}]" for i in range(count)]
+            chains.append(f"[r_{name}]asplit={count}{''.join(mapped[name])}")
     args: list[str] = []
     for out in outputs:
+        label = mapped[out.role.name].pop(0)
         if out.levels:
-            args += ["-map", f"[r_{out.role.name}]", "-c:a", "pcm_f32le", "-ar", str(LEVEL_RATE), "-ac", "1"]
+            args += ["-map", label, "-c:a", "pcm_f32le", "-ar", str(LEVEL_RATE), "-ac", "1"]
             args += ["-f", "f32le", str(out.path)]
         else:
-            args += ["-map", f"[r_{out.role.name}]", "-c:a", "pcm_f32le", "-ar", str(plan.SAMPLE_RATE), "-ac", "2"]
+            args += ["-map", label, "-c:a", "pcm_f32le", "-ar", str(plan.SAMPLE_RATE), "-ac", "2"]
             args += ["-rf64", "auto", "-f", "wav", str(out.path)]
     if scan:
-        chains.append(f"[r_{EVERYTHING.name}]{plan.EBUR128_SCAN}[scanned]")
+        chains.append(f"{mapped[EVERYTHING.name].pop(0)}{plan.EBUR128_SCAN}[scanned]")
         args += ["-map", "[scanned]", "-f", "null", "-"]
     argv = ["ffmpeg", "-y", *inputs, "-filter_complex_script", str(script), *args]
     return plan.Command(

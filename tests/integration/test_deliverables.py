@@ -257,3 +257,49 @@ def test_the_contact_sheet_has_one_labelled_tile_per_segment(flawed_scene: Path,
         assert np.abs(tile - expected).mean() < 12, i  # the segment's own picture (its keyframe)
         assert (band > 200).sum() > 50 and (band[:, 200:] > 200).sum() < (band[:, :200] > 200).sum(), i  # text
     assert sheet[4:184, 4 + 324 : 4 + 324 + 320].mean() < 30  # s1 is the black one
+
+
+def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> None:
+    make_video(tmp_path / "v.mp4", width=640, height=360, fps=30, duration=3.0, audio=False)
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night?")
+    make_spoken_line(tmp_path / "told.wav", "Once upon a time.")
+    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.3, channels=2)
+    make_tone_burst(tmp_path / "door.wav", freq=900, duration=0.3, amplitude=0.5)
+    spec = write_spec(
+        tmp_path,
+        "stems.json",
+        output={"resolution": "640x360", "stems": True},
+        segments=[{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
+        audio={
+            "clips": [
+                {"type": "narration", "url": "told.wav", "start": 0.2},
+                {"type": "dialogue", "url": "line.wav", "segment_id": "b", "offset": 0.3},
+                {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
+                {"type": "sfx", "url": "door.wav", "start": 2.5},
+            ]
+        },
+    )
+    out = tmp_path / "stems.mp4"
+    result = render_json(spec, out)
+    names = {k: v for k, v in result["sidecars"].items() if k.startswith("stem_")}
+    assert set(names) == {"stem_dialogue", "stem_narration", "stem_music", "stem_sfx", "stem_me"}
+    stems = {k: measure.decode_audio(tmp_path / v) for k, v in names.items()}
+    mix = measure.decode_audio(out)
+    # The scene's length exactly (the MP4's decode runs up to one AAC frame past it).
+    assert all(len(s) == 6 * measure.SAMPLE_RATE for s in stems.values()) and len(mix) - len(stems["stem_me"]) < 1024
+    n = min(len(mix), *(len(s) for s in stems.values()))
+    total = sum(stems[k][:n] for k in ("stem_dialogue", "stem_narration", "stem_music", "stem_sfx"))
+    level = 10 * np.log10(np.mean(mix[:n].astype(np.float64) ** 2))
+    summed = 10 * np.log10(np.mean(total.astype(np.float64) ** 2))
+    residual = 10 * np.log10(np.mean((mix[:n] - total).astype(np.float64) ** 2))
+    assert abs(level - summed) <= 0.5 and residual < level - 20, (level, summed, residual)
+    m_and_e = stems["stem_me"][:n]
+    body = slice(0, n - measure.SAMPLE_RATE // 20)  # amix ends its last frame a few ms early, as in the mix
+    assert np.abs(m_and_e - (stems["stem_music"][:n] + stems["stem_sfx"][:n]))[body].max() < 1e-3
+    # No speech energy in the M&E where the dialogue sounds: it is the music alone there.
+    dialogue = stems["stem_dialogue"]
+    start = int(3.3 * measure.SAMPLE_RATE)
+    speaking = slice(start, start + int(1.0 * measure.SAMPLE_RATE))
+    assert 10 * np.log10(np.mean(dialogue[speaking].astype(np.float64) ** 2)) > -40
+    leak = m_and_e[speaking] - stems["stem_music"][:n][speaking]
+    assert np.abs(leak).max() < 1e-3
