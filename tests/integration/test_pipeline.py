@@ -251,11 +251,17 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     """The CLI's door: a spec naming local files, ``submit --download FOLDER`` (implies --wait)."""
     local = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
     spec_path = tmp_path / "scene.json"
-    spec_path.write_text(json.dumps(spec_for("it-cli", local)))
+    # No owner_uid: the API names the signed-in user (a spec naming another is refused, 403).
+    spec_path.write_text(json.dumps({k: v for k, v in spec_for("it-cli", local).items() if k != "owner_uid"}))
     folder = tmp_path / "downloads"
     folder.mkdir()
+    outside = subprocess.run(
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path)], capture_output=True, text=True, timeout=300
+    )
+    # The media sits in another folder than the spec: not uploaded unless asked for.
+    assert outside.returncode == 2 and "--allow-outside" in outside.stderr, outside.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder)],
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder), "--allow-outside"],
         capture_output=True,
         text=True,
         timeout=300,
