@@ -406,7 +406,7 @@ def render(
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
-            extras = deliverables.make(spec, timeline, part, work, runner)
+            extras = deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
             timings.update(extras.timings)
             publish_file(part, out_path)
             result.sidecars = extras.publish(out_path)
