@@ -403,6 +403,10 @@ def render(
                 runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
+            if spec.output.burn_captions:
+                t_burn = time.monotonic()
+                deliverables.burn_captions(spec, timeline, part, work, runner)
+                timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
@@ -416,6 +420,9 @@ def render(
         tracker.finish("measure")
     timings["total_s"] = time.monotonic() - t0
     result.timings = {k: round(v, 3) for k, v in timings.items()}
+    if spec.output.burn_captions:
+        blockers = [*blockers, deliverables.BURN_BLOCKER]
+        result.captions_burned = True
     result.fast_path = not blockers
     result.fast_path_blockers = blockers
     result.segments_encoded = counts.encoded

@@ -191,6 +191,63 @@ def make(
     return made
 
 
+BURN_BLOCKER = "output.burn_captions: the captions are burned into the picture (one encode of the whole scene)"
+
+
+def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runner: FFmpegRunner) -> None:
+    """Burn the captions into ``mp4``'s picture (libass, bundled font), in place; the sound is copied.
+
+    One encode of the joined picture after the render, with the segments' encoder settings:
+    a render that copied its segments encodes once here, one that normalised them twice.
+    """
+    cues = captions.build_cues(spec, timeline)
+    script = work / "captions.ass"
+    graph = work / "burn.filtergraph"
+    write_files(
+        {
+            script: captions.to_ass(cues, timeline.width, timeline.height),
+            # The path is escaped for the filter's option parser, then for the graph's.
+            graph: "subtitles=filename='" + str(script).replace("\\", "/").replace("'", "") + "'",
+        }
+    )
+    enc = plan.EncodeSettings.for_timeline(timeline)
+    burned = mp4.with_name(mp4.name + ".burned.mp4")
+    argv = [
+        "ffmpeg",
+        "-y",
+        "-protocol_whitelist",
+        "file",
+        "-i",
+        str(mp4),
+        "-filter_script:v",
+        str(graph),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0",
+        *enc.encoder_args(),
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(max(1, round(enc.gop_seconds * timeline.fps))),
+        "-c:a",
+        "copy",
+        "-map_metadata",
+        "-1",
+        "-video_track_timescale",
+        str(plan.track_timescale(timeline.fps)),
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(burned),
+    ]
+    runner.run(argv, duration_s=float(timeline.duration))
+    burned.replace(mp4)
+
+
 def make_stills(
     spec: JobSpec, timeline: Timeline, mp4: Path, samples: list[VideoSample], out_dir: Path, runner: FFmpegRunner
 ) -> dict[str, Path]:

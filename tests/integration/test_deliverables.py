@@ -303,3 +303,27 @@ def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> N
     assert 10 * np.log10(np.mean(dialogue[speaking].astype(np.float64) ** 2)) > -40
     leak = m_and_e[speaking] - stems["stem_music"][:n][speaking]
     assert np.abs(leak).max() < 1e-3
+
+
+def test_burned_captions_show_at_their_cue_and_nowhere_else(speech_scene: Path, tmp_path: Path) -> None:
+    spec = json.loads((speech_scene / "speech.json").read_text(encoding="utf-8"))
+    spec["output"]["burn_captions"] = True
+    burn = write_spec(speech_scene, "burn.json", **{k: v for k, v in spec.items() if k not in BASE_KEYS})
+    plain = render_json(speech_scene / "speech.json", tmp_path / "plain.mp4")
+    burned = render_json(burn, tmp_path / "burned.mp4")
+    assert burned["captions_burned"] is True and plain["captions_burned"] is False
+    assert burned["fast_path"] is False and any("burn_captions" in b for b in burned["fast_path_blockers"])
+    assert burned["duration_s"] == plain["duration_s"] and abs(burned["av_drift_ms"]) <= 1000 / 30
+
+    def caption_area_difference(at: float) -> int:
+        """Pixels of the bottom of the frame (where captions sit) that the burn changed outright:
+        the re-encode alone moves none of them by more than a few levels."""
+        a = measure.gray_frame(tmp_path / "plain.mp4", at).astype(np.int16)
+        b = measure.gray_frame(tmp_path / "burned.mp4", at).astype(np.int16)
+        return int((np.abs(a - b)[int(360 * 0.7) :] > 60).sum())
+
+    # Cues: 0.4-2.39 narration, 3.0-3.85 Ava, 4.05-4.63 Ben (Hebrew and CJK), 7.3-9.0.
+    for inside in (1.0, 3.4, 4.3, 8.0):
+        assert caption_area_difference(inside) > 150, inside
+    for outside in (0.2, 2.7, 6.0):
+        assert caption_area_difference(outside) < 10, outside
