@@ -84,6 +84,7 @@ class RenderOptions:
     segment_cache: SegmentCache | None = None
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
+    deliverables: bool = True  # sidecars and the QC report (docs/deliverables.md); burned captions regardless
     claim_poll_s: float = 0.5
     all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
     limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
@@ -104,6 +105,7 @@ class RenderOptions:
                 "cpus": settings.cpus,
                 "memory_mb": settings.memory_mb,
                 "split_min_segments": settings.split_min_segments,
+                "deliverables": settings.deliverables,
                 "timeout_s": float(settings.render_timeout_s),
                 "work_dir": settings.work_dir or None,
                 **overrides,
@@ -410,7 +412,11 @@ def render(
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
-            extras = deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
+            extras = (
+                deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
+                if opts.deliverables
+                else deliverables.Deliverables()
+            )
             timings.update(extras.timings)
             publish_file(part, out_path)
             result.sidecars = extras.publish(out_path)
