@@ -119,7 +119,6 @@ def make(
             roles.RoleOutput(role, out_dir / f"stem-{role.name}.wav", levels=False) for role in roles.STEM_ROLES
         ]
     output_audio = out_dir / "output.f32"
-    grey = out_dir / "confirm.grey"
     wanted = qc.frames_wanted(runs, timeline)
     scan: list[plan.LoudnessScan] = []
 
@@ -145,19 +144,28 @@ def make(
 
     def measure_job() -> None:
         runner.run(roles.output_audio_command(mp4, output_audio))
-        if wanted:
-            runner.run(stills.grey_frames_command(mp4, wanted, grey))
 
-    jobs = [timed("stills_s", stills_job), timed("qc_measure_s", measure_job)]
+    # The confirming frames in two halves, one per core: each may decode most of a GOP.
+    halves = [wanted[: len(wanted) // 2], wanted[len(wanted) // 2 :]]
+    grey_parts = [out_dir / f"confirm-{n}.grey" for n in range(2)]
+
+    def frames_job(n: int) -> Callable[[], None]:
+        def run() -> None:
+            runner.run(stills.grey_frames_command(mp4, halves[n], grey_parts[n]))
+
+        return run
+
+    jobs = [timed("stills_s", stills_job), timed("qc_audio_s", measure_job)]
     if role_outputs:
         jobs.insert(1, timed("roles_s", roles_job))
+    jobs += [timed(f"qc_frames_{n}_s", frames_job(n)) for n in range(2) if halves[n]]
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="deliverables") as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()
 
     started = time.monotonic()
     size = stills.ANALYSIS_SIZE[0] * stills.ANALYSIS_SIZE[1]
-    blob = grey.read_bytes() if wanted else b""
+    blob = b"".join(part.read_bytes() for part, half in zip(grey_parts, halves, strict=True) if half)
     frames = {t: blob[i * size : (i + 1) * size] for i, t in enumerate(wanted) if (i + 1) * size <= len(blob)}
     findings = qc.picture_findings(runs, frames, timeline, stills.ANALYSIS_SIZE)
     output_levels = roles.read_levels(output_audio, rate=plan.SAMPLE_RATE, channels=2)

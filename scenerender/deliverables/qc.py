@@ -103,7 +103,7 @@ def segment_at(timeline: Timeline, t: float) -> str | None:
 @dataclass(frozen=True)
 class StillRun:
     start: float  # the first frame showing the picture that then does not change
-    last: float  # the last frame of the run (its presentation time)
+    last: float  # the frame compared with it: the run's last, or the first past MIN_STILL_S (less to decode)
     end: float  # where the run stops showing (last + one frame)
 
 
@@ -134,7 +134,10 @@ def still_runs(samples: Sequence[VideoSample], frame_s: float, tiny: int) -> lis
         while repeats(j + 1):
             j += 1
         start = samples[i - 1].time_s if i > 0 else samples[i].time_s
-        runs.append(StillRun(start, samples[j].time_s, samples[j].time_s + frame_s))
+        # Confirming a run decodes from the keyframe before its compared frame: the frame just
+        # past MIN_STILL_S proves the finding, and its tiny frames vouch for the rest.
+        probe = next((samples[k].time_s for k in range(i, j + 1) if samples[k].time_s > start + MIN_STILL_S), None)
+        runs.append(StillRun(start, samples[j].time_s if probe is None else probe, samples[j].time_s + frame_s))
         i = j + 1
     return runs
 

@@ -216,7 +216,10 @@ def grey_frames_command(mp4: Path, times: Sequence[float], out: Path) -> list[st
     width, height = ANALYSIS_SIZE
     argv = ["ffmpeg", "-y"]
     for t in times:
-        argv += ["-ss", f"{max(0.0, t):.6f}", "-protocol_whitelist", "file", "-i", str(mp4)]
+        # One thread and no deblocking: these frames are compared with each other, not shown,
+        # and a 1080p decoder's frame threads hold dozens of frames each (700 MB for ten).
+        argv += ["-threads", "1", "-skip_loop_filter", "all", "-ss", f"{max(0.0, t):.6f}"]
+        argv += ["-protocol_whitelist", "file", "-i", str(mp4)]
     chains = [f"[{i}:v]trim=end_frame=1,scale={width}:{height},format=gray[g{i}]" for i in range(len(times))]
     chains.append("".join(f"[g{i}]" for i in range(len(times))) + f"concat=n={len(times)}:v=1:a=0[all]")
     return [

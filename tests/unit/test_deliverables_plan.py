@@ -46,12 +46,13 @@ def test_still_runs_are_tiny_frames_broken_at_keyframes_and_joined_when_the_pict
     runs = qc.still_runs(_samples(sizes, {0, 10, 20}), 0.1, tiny=100)
     assert [(r.start, round(r.end, 3)) for r in runs] == [(0.0, 1.0), (1.0, 2.0)]
     same = bytes(100)
-    joined = qc.confirmed_runs(runs, {0.0: same, 0.9: same, 1.0: same, 1.9: same}, 0.1)
+    assert [round(r.last, 3) for r in runs] == [0.6, 1.6]  # compared: the first frame past 0.5 s
+    joined = qc.confirmed_runs(runs, {0.0: same, 0.6: same, 1.0: same, 1.6: same}, 0.1)
     assert [(r.start, round(r.end, 3)) for r in joined] == [(0.0, 2.0)]
     other = bytes([50]) * 100
-    apart = qc.confirmed_runs(runs, {0.0: same, 0.9: same, 1.0: other, 1.9: other}, 0.1)
+    apart = qc.confirmed_runs(runs, {0.0: same, 0.6: same, 1.0: other, 1.6: other}, 0.1)
     assert len(apart) == 2
-    moving = qc.confirmed_runs(runs, {0.0: same, 0.9: other, 1.0: other, 1.9: same}, 0.1)
+    moving = qc.confirmed_runs(runs, {0.0: same, 0.6: other, 1.0: other, 1.6: same}, 0.1)
     assert moving == []
 
 
