@@ -671,6 +671,14 @@ def finish(
     if download_to is not None:
         download(str(output["url"]), download_to)
         err.print(f"downloaded to {download_to}")
+        from scenerender.deliverables import SUFFIXES
+
+        # Captions, stills and stems beside it, named as `scenerender render` names them.
+        for kind, sidecar in (output.get("sidecars") or {}).items():
+            if kind in SUFFIXES and isinstance(sidecar, dict) and sidecar.get("url"):
+                beside = download_to.with_name(download_to.stem + SUFFIXES[kind])
+                download(str(sidecar["url"]), beside)
+                err.print(f"downloaded to {beside}")
     if as_json:
         result = {"job_id": job_id, "status": doc.get("status"), "output": output}
         if download_to is not None:

@@ -403,10 +403,14 @@ def render(
                 runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
+            if spec.output.burn_captions:
+                t_burn = time.monotonic()
+                deliverables.burn_captions(spec, timeline, part, work, runner)
+                timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
-            extras = deliverables.make(spec, timeline, part, work, runner)
+            extras = deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
             timings.update(extras.timings)
             publish_file(part, out_path)
             result.sidecars = extras.publish(out_path)
@@ -416,6 +420,9 @@ def render(
         tracker.finish("measure")
     timings["total_s"] = time.monotonic() - t0
     result.timings = {k: round(v, 3) for k, v in timings.items()}
+    if spec.output.burn_captions:
+        blockers = [*blockers, deliverables.BURN_BLOCKER]
+        result.captions_burned = True
     result.fast_path = not blockers
     result.fast_path_blockers = blockers
     result.segments_encoded = counts.encoded
