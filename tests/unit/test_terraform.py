@@ -347,6 +347,7 @@ def test_firestore_indexes_serve_the_job_queries() -> None:
         (("owner_uid", "ASCENDING"), ("created_at", "DESCENDING")),
         (("batch_id", "ASCENDING"), ("status", "ASCENDING")),
         (("status", "ASCENDING"), ("updated_at", "ASCENDING")),
+        (("owner_uid", "ASCENDING"), ("status", "ASCENDING")),  # JobStore.count_active
     }
     index = resources()["google_firestore_index"]["jobs"]
     assert index["collection"] == "${local.names.jobs_collection}"
