@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -29,10 +30,15 @@ TARGET = 1.25
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--moving", action="store_true", help="every segment a moving pattern (the reference has static ones: findings)"
+    )
     args = parser.parse_args()
+    # As bench_render's comparisons: no segment cache, so every render makes its audio and probes.
+    os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
     with tempfile.TemporaryDirectory(prefix="bench-deliverables-") as tmp:
         work = Path(tmp)
-        spec_path = make_scene(work, segments=10, seconds=5.0, size="1920x1080", fps=30)
+        spec_path = make_scene(work, segments=10, seconds=5.0, size="1920x1080", fps=30, one_pattern=args.moving)
         spec = json.loads(spec_path.read_text())
         texts = ["Long ago, in a quiet town by the sea.", "Where were you last night?", "Out."]
         speakers = [None, {"id": "ava", "name": "Ava"}, {"id": "ben", "name": "Ben"}]
@@ -62,8 +68,12 @@ def main() -> None:
         results = Path(__file__).resolve().parent / "results"
         results.mkdir(exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        (results / f"deliverables-{stamp}.json").write_text(
-            json.dumps({"machine": speed, "runs": [asdict(r) for r in runs], "ratio": ratio, "turns": turns}, indent=2)
+        scene = "moving" if args.moving else "reference"
+        (results / f"deliverables-{scene}-{stamp}.json").write_text(
+            json.dumps(
+                {"scene": scene, "machine": speed, "runs": [asdict(r) for r in runs], "ratio": ratio, "turns": turns},
+                indent=2,
+            )
         )
 
 
