@@ -256,6 +256,43 @@ def _at_samples(runs: list[tuple[int, int]], wanted: list[int], *, cumulative: b
 
 
 @dataclass(frozen=True)
+class VideoSample:
+    time_s: float  # presentation time
+    size: int  # bytes
+    key: bool
+
+
+def video_samples(path: Path) -> list[VideoSample]:
+    """Every sample of the first video track in presentation order: time, size, keyframe.
+
+    Read from the sample tables of a file this package wrote (the render's output), so the
+    quality report can look for frozen or black stretches (runs of tiny frames) without
+    decoding the picture. Empty when the tables cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            _, _, tracks = _parse_moov(_find_moov(f, size))
+    except (OSError, struct.error, ValueError):
+        return []
+    video = next((t for t in tracks if t.handler == "vide"), None)
+    if video is None or video.timescale <= 0 or not video.sample_count:
+        return []
+    sizes = video.sample_sizes or [video.sample_size] * video.sample_count
+    numbers = list(range(1, len(sizes) + 1))
+    decode = _at_samples(video.decode_runs, numbers, cumulative=True)
+    offsets = _at_samples(video.offset_runs, numbers, cumulative=False) if video.offset_runs else [0] * len(numbers)
+    if len(decode) != len(numbers) or len(offsets) != len(numbers):
+        return []
+    keys = set(video.sync_samples) if video.sync_samples is not None else set(numbers)
+    samples = [
+        VideoSample((d + o - video.media_start) / video.timescale, size, n in keys)
+        for n, d, o, size in zip(numbers, decode, offsets, sizes, strict=True)
+    ]
+    return sorted(samples, key=lambda s: s.time_s)
+
+
+@dataclass(frozen=True)
 class Readable:
     """How much of an input's first video and audio track the file really holds (seconds as
     presented); None for a track it has not. Less than the header says: the file was cut short."""
