@@ -188,7 +188,10 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     fmt = data.get("format") or {}
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if not format_names & ALLOWED_FORMATS:
-        raise InputRefusedError(input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format")
+        raise InputRefusedError(
+            input_path,
+            f"the container is {fmt.get('format_name', '?')!r}, which is not accepted; accepted: {ACCEPTED_CONTAINERS}",
+        )
     streams = data.get("streams", [])
     if len(streams) > MAX_STREAMS:
         raise InputRefusedError(input_path, f"{len(streams)} streams; at most {MAX_STREAMS} are accepted")
@@ -267,9 +270,31 @@ REFERENCE_SIGNATURES: tuple[bytes, ...] = (
 )
 
 
+ACCEPTED_CONTAINERS = (
+    "MP4/MOV (.mp4 .mov .m4a .3gp), Matroska/WebM, WAV, W64, AIFF, CAF, MP3, AAC (ADTS), FLAC, Ogg, AVI, MPEG-TS"
+)
+# Containers people do use that the renderer does not read (yet): named, with the accepted
+# list, instead of ffprobe's "Invalid argument" from the demuxer whitelist.
+UNACCEPTED_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, bytes.fromhex("060e2b34020501010d0102"), "MXF"),
+    (0, b"\x89PNG", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+)
+
+
 def refuse_reference_files(path: Path, input_path: str) -> None:
+    """Refuse, on the first bytes, lists that name other media and containers not accepted."""
     with open(path, "rb") as fh:
-        head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        raw = fh.read(512)
+    for offset, magic, name in UNACCEPTED_SIGNATURES:
+        if raw[offset : offset + len(magic)] == magic:
+            raise InputRefusedError(
+                input_path, f"the container is {name}, which is not accepted; accepted: {ACCEPTED_CONTAINERS}"
+            )
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     for signature in REFERENCE_SIGNATURES:
         if head.startswith(signature.lower()):
             raise InputRefusedError(input_path, "playlists, lists and manifests that reference other media are refused")

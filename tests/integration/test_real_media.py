@@ -320,3 +320,24 @@ def test_looped_music_is_seamless_in_every_codec(thirty_seconds: Path, suffix: s
     assert len(onsets) == 30, onsets
     late = [round(t - k, 4) for k, t in enumerate(onsets)]
     assert max(abs(x) for x in late) <= 0.005, late
+
+
+@pytest.mark.parametrize(
+    ("suffix", "args", "name"),
+    [
+        (".gif", (), "GIF"),
+        (".webp", ("-c:v", "libwebp_anim", "-loop", "0"), "WebP"),
+        (".mxf", ("-c:v", "mpeg2video"), "MXF"),
+    ],
+)
+def test_unaccepted_containers_are_refused_naming_the_container_and_the_accepted_list(
+    tmp_path: Path, suffix: str, args: tuple[str, ...], name: str
+) -> None:
+    from tests.mediagen import run_ffmpeg
+
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=160x90:r=25:d=1", *args, str(tmp_path / f"seg{suffix}"))
+    spec = write_spec(tmp_path, {"segments": [{"id": "a", "url": f"seg{suffix}"}]})
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    assert done.returncode == 3, done.stderr
+    assert "INPUT_REFUSED" in done.stderr and "segments[0].url" in done.stderr, done.stderr
+    assert f"the container is {name}" in done.stderr and "accepted: MP4/MOV" in done.stderr, done.stderr
