@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,10 @@ class Ports:
     gcs: int = 4443
     functions: int = 8090  # the functions, in FUNCTIONS order, on this port and the next ones
     web: int = 8080  # the web client (scenerender.webserve), when it is built
+    auth: int = 9099  # the Firebase Auth emulator (the Firebase SDKs' default port)
+    # The Firebase CLI's own hub and logging ports, named so that two stacks do not collide.
+    auth_hub: int = 4400
+    auth_logging: int = 4500
 
     def function_port(self, name: str) -> int:
         return self.functions + list(FUNCTIONS).index(name)
@@ -261,8 +266,45 @@ def fake_gcs_binary() -> Path:
     return binary
 
 
+def repo_root() -> Path:
+    return Path(scenerender.__file__).resolve().parent.parent
+
+
 def functions_source() -> Path:
-    return Path(scenerender.__file__).resolve().parent.parent / "functions" / "main.py"
+    return repo_root() / "functions" / "main.py"
+
+
+def firebase_cli() -> Path:
+    """The pinned Firebase CLI that scripts/setup.sh installs (``SCENERENDER_FIREBASE_CLI``, then
+    tools/firebase, then PATH)."""
+    import shutil
+
+    for candidate in (
+        os.environ.get("SCENERENDER_FIREBASE_CLI", ""),
+        str(repo_root() / "tools" / "firebase" / "node_modules" / ".bin" / "firebase"),
+        shutil.which("firebase") or "",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise DevStackError("the Firebase CLI is not installed: run scripts/setup.sh (npm ci in tools/firebase)")
+
+
+def load_firestore_rules(port: int, project_id: str, rules: Path) -> None:
+    """Load ``rules`` into the Firestore emulator, as Terraform releases them in the cloud."""
+    body = json.dumps({"rules": {"files": [{"name": rules.name, "content": rules.read_text()}]}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/emulator/v1/projects/{project_id}:securityRules",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            if response.status != 200:
+                raise DevStackError(f"the Firestore emulator refused {rules}: HTTP {response.status}")
+    except OSError as exc:
+        detail = exc.read().decode(errors="replace")[:2000] if isinstance(exc, urllib.error.HTTPError) else str(exc)
+        raise DevStackError(f"could not load {rules} into the Firestore emulator: {detail}") from exc
 
 
 def write_service_account_key(path: Path, project_id: str) -> None:
@@ -343,6 +385,8 @@ class DevStack:
             "SCENERENDER_PROJECT_ID": self.state.project_id,
             "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
             "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
+            # The functions accept the Auth emulator's unsigned tokens only with this set.
+            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{p.auth}",
             "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
             # The same input allow-list as terraform/main.tf: the media bucket (each user's
             # users/{uid}/, and the prefixes the operator shares), never the render bucket.
@@ -428,17 +472,33 @@ class DevStack:
         """Start ``argv`` in its own process group, logging to the state dir; wait until ``ready``
         and, with ``port``, until the port is served by this very process group (a server that
         held the port before would answer ``ready`` too)."""
+        self.wait_ready(name, self.spawn(name, argv, env, port), ready, port)
+
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str], port: int = 0, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in its own process group, logging to the state dir; recorded at once."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / f"{name}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
             )
         self._children[proc.pid] = proc
         self.state.processes.append(
             ProcessRecord(name, proc.pid, argv, str(log_path), port=port, started=start_ticks(proc.pid) or 0)
         )
         self._save()
+        return proc
+
+    def wait_ready(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], port: int = 0) -> None:
+        log_path = self.state_dir / f"{name}.log"
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -471,11 +531,14 @@ class DevStack:
     def _all_ports(self) -> list[int]:
         p = self.state.ports
         web = [p.web] if self.web_running() else []
-        return [p.pubsub, p.firestore, p.gcs, *(p.function_port(n) for n in FUNCTIONS), *web]
+        return [p.pubsub, p.firestore, p.gcs, p.auth, *(p.function_port(n) for n in FUNCTIONS), *web]
 
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
         base_env = {**os.environ, **self.env()}
+        # The Firebase CLI takes the longest to start (node loads the whole CLI): started
+        # first, waited for last.
+        auth = self._spawn_auth(base_env)
         self.start_process(
             "pubsub",
             [
@@ -499,6 +562,9 @@ class DevStack:
             lambda: http_ok(f"http://127.0.0.1:{p.firestore}/"),
             p.firestore,
         )
+        # Local clients that read with a user's ID token meet the same rules as in the cloud (the
+        # pipeline's own clients read as the emulator's admin, as its service accounts bypass rules).
+        load_firestore_rules(p.firestore, s.project_id, repo_root() / "firestore.rules")
         self._create_topics(base_env)
         self.start_process(
             "gcs",
@@ -557,6 +623,7 @@ class DevStack:
                 port,
             )
         self._create_push_subscriptions(base_env)
+        self.wait_ready("auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"), p.auth)
         self._start_web(base_env)
         # Workers on one machine share its cores, as tasks of a Cloud Run job each have their own.
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
@@ -567,6 +634,33 @@ class DevStack:
                 f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], worker_env, lambda: True
             )
 
+    def _spawn_auth(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """The Firebase Auth emulator, configured by a firebase.json of its own (no UI, every port named)."""
+        p = self.state.ports
+        folder = self.state_dir / "firebase"
+        folder.mkdir(parents=True, exist_ok=True)
+        local = {"host": "127.0.0.1"}
+        config = {
+            "emulators": {
+                "auth": {**local, "port": p.auth},
+                "hub": {**local, "port": p.auth_hub},
+                "logging": {**local, "port": p.auth_logging},
+                "ui": {"enabled": False},
+            }
+        }
+        (folder / "firebase.json").write_text(json.dumps(config, indent=2))
+        argv = [
+            str(firebase_cli()),
+            "emulators:start",
+            "--only",
+            "auth",
+            "--project",
+            self.settings.project_id,
+            "--config",
+            str(folder / "firebase.json"),
+        ]
+        return self.spawn("auth", argv, env, p.auth, cwd=folder)
+
     def _start_web(self, env: dict[str, str]) -> None:
         """The web client's server, if the page is built (scripts/setup.sh builds web/dist)."""
         from scenerender.webserve import dist_dir, web_config, write_json
@@ -574,7 +668,7 @@ class DevStack:
         if not (dist_dir() / "index.html").is_file():
             return
         p = self.state.ports
-        config = web_config(self.settings, auth_host=None, firestore_host=f"127.0.0.1:{p.firestore}")
+        config = web_config(self.settings, auth_host=f"127.0.0.1:{p.auth}", firestore_host=f"127.0.0.1:{p.firestore}")
         write_json(self.web_config_path, config)
         self.start_process(
             "web",

@@ -7,18 +7,28 @@ trying again later can succeed::
     SceneRenderError                 INTERNAL             exit 1
     ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
     │   └── LimitExceededError       LIMIT_EXCEEDED       exit 2   (names the limit)
+    │       └── BodyTooLargeError    LIMIT_EXCEEDED                (HTTP 413)
     ├── InputError                                        exit 3   (names the input)
     │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
     │   └── InputMediaError          INPUT_INVALID_MEDIA
     ├── NotFoundError                NOT_FOUND            exit 2   (a job or batch id that
-    │                                                               names nothing)
+    │                                                               names nothing; HTTP 404)
     ├── CloudUnavailableError        INTERNAL             exit 1   (no cloud answers: the
     │                                                               client says how to start one)
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
     │   └── RenderTimeoutError       TIMEOUT
-    └── TransientError               INTERNAL             exit 1   (retryable: cloud
-                                                                    service unavailable)
+    ├── TransientError               INTERNAL             exit 1   (retryable: cloud
+    │                                                               service unavailable)
+    └── ApiError                                          exit 1   (the HTTP API's refusals)
+        ├── UnauthenticatedError     UNAUTHENTICATED               (HTTP 401)
+        ├── ForbiddenError           FORBIDDEN            exit 2   (HTTP 403)
+        ├── MethodNotAllowedError    METHOD_NOT_ALLOWED            (HTTP 405)
+        ├── ConflictError            CONFLICT             exit 2   (HTTP 409)
+        └── TooManyJobsError         TOO_MANY_JOBS                 (HTTP 429)
+
+Each class also carries the HTTP status the API answers it with (``http_status``): 400 for
+a spec or input refused, 503 for a transient failure, 500 only for a bug.
 
 Third-party exceptions (google.api_core, httpx, subprocess) are translated into this
 tree once, where they are caught, with ``raise ... from exc``.
@@ -60,6 +70,7 @@ class SceneRenderError(Exception):
     code: ClassVar[str] = "INTERNAL"
     exit_code: ClassVar[int] = 1
     retryable: ClassVar[bool] = False
+    http_status: ClassVar[int] = 500
 
     def __init__(self, message: str, *, details: list[ErrorDetail] | None = None) -> None:
         super().__init__(message)
@@ -80,6 +91,7 @@ class SpecError(SceneRenderError):
 
     code = "INVALID_SPEC"
     exit_code = 2
+    http_status = 400
 
     @classmethod
     def from_details(cls, details: list[ErrorDetail]) -> Self:
@@ -99,11 +111,18 @@ class LimitExceededError(SpecError):
     code = "LIMIT_EXCEEDED"
 
 
+class BodyTooLargeError(LimitExceededError):
+    """An HTTP request body is larger than the API takes (``max_api_body_bytes``)."""
+
+    http_status = 413
+
+
 class InputError(SceneRenderError):
     """An input could not be used; ``input_path`` is where the spec names it (``segments[2].url``)."""
 
     code = "INPUT_INVALID_MEDIA"
     exit_code = 3
+    http_status = 400
 
     def __init__(self, input_path: str, reason: str, *, url: str | None = None) -> None:
         where = f"{input_path} ({url})" if url else input_path
@@ -136,10 +155,12 @@ class InputMediaError(InputError):
 
 
 class NotFoundError(SceneRenderError):
-    """The job or batch an id names does not exist (and no spec for it is on its way)."""
+    """The job or batch an id names does not exist (and no spec for it is on its way); on the API
+    also another user's, which it answers exactly as a missing one."""
 
     code = "NOT_FOUND"
     exit_code = 2
+    http_status = 404
 
 
 class CloudUnavailableError(SceneRenderError):
@@ -175,6 +196,50 @@ class TransientError(SceneRenderError):
 
     code = "INTERNAL"
     retryable = True
+    http_status = 503
+
+
+class ApiError(SceneRenderError):
+    """The HTTP API refuses a request for who sent it or what it asks, not for its spec."""
+
+    code = "INTERNAL"
+
+
+class UnauthenticatedError(ApiError):
+    """No Firebase ID token, or one that does not verify (expired, forged, another project's)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class ForbiddenError(ApiError):
+    """The signed-in user may not do this (a spec naming another ``owner_uid``)."""
+
+    code = "FORBIDDEN"
+    exit_code = 2
+    http_status = 403
+
+
+class MethodNotAllowedError(ApiError):
+    """The path does not take this HTTP method, or the path does not exist."""
+
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+
+class ConflictError(ApiError):
+    """The job or batch id belongs to another user for good; nothing was written."""
+
+    code = "CONFLICT"
+    exit_code = 2
+    http_status = 409
+
+
+class TooManyJobsError(ApiError):
+    """The user already has as many jobs queued or running as ``max_active_jobs_per_owner`` allows."""
+
+    code = "TOO_MANY_JOBS"
+    http_status = 429
 
 
 class Stopped(KeyboardInterrupt):

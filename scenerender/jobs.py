@@ -406,6 +406,21 @@ class JobStore:
         except Exception as exc:
             raise translate_error(exc, "find stuck jobs") from exc
 
+    def count_active(self, owner_uid: str) -> int:
+        """How many of ``owner_uid``'s jobs are QUEUED or RUNNING (the API's per-owner cap).
+
+        One aggregation query: equality on ``owner_uid`` and ``in`` on ``status`` are served by
+        Firestore's single-field indexes (merged), so no composite index is needed.
+        """
+        try:
+            query = self.collection.where(filter=firestore.FieldFilter("owner_uid", "==", owner_uid)).where(
+                filter=firestore.FieldFilter("status", "in", [JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+            )
+            aggregation: Any = query.count(alias="active")
+            return int(next(r.value for batch in aggregation.get() for r in batch if r.alias == "active"))
+        except Exception as exc:
+            raise translate_error(exc, f"count active jobs of {owner_uid}") from exc
+
     def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).
 

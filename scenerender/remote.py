@@ -13,9 +13,18 @@ from typing import Any
 import httpx
 
 from scenerender.cache import file_digest
-from scenerender.errors import ErrorDetail, NotFoundError, SceneRenderError, all_error_classes
+from scenerender.errors import (
+    ErrorDetail,
+    InputUnreachableError,
+    NotFoundError,
+    SceneRenderError,
+    SpecError,
+    all_error_classes,
+)
+from scenerender.inputs import is_local_path, local_file
 from scenerender.jobs import TERMINAL, JobStore
 from scenerender.pipeline import spec_object_name
+from scenerender.session import ApiClient
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, load_json, parse_spec
 from scenerender.storage import GcsBlobStore
@@ -93,6 +102,74 @@ def upload_local_media(
         if isinstance(item, dict) and isinstance(item.get("url"), str):
             item["url"] = rewrite(item["url"])
     return result
+
+
+def upload_local_files(
+    spec_path: Path,
+    raw: dict[str, Any],
+    upload: Callable[[Path], str],
+    *,
+    allow_outside: bool = False,
+    prefix: str = "",
+) -> dict[str, Any]:
+    """Upload inputs the spec names by local path with ``upload`` (-> gs:// URI), and point the
+    spec at them.
+
+    Only files in the spec's folder (or below it) are sent unless ``allow_outside``: a spec
+    from elsewhere must not be able to make the command line upload ``../../.ssh/id_rsa``.
+    """
+    base = spec_path.resolve().parent
+    uploaded: dict[str, str] = {}
+    outside: list[ErrorDetail] = []
+
+    def rewrite(where: str, url: str) -> str:
+        if not is_local_path(url):
+            return url
+        if url not in uploaded:
+            local = local_file(url, base).resolve()
+            if not allow_outside and not local.is_relative_to(base):
+                outside.append(
+                    ErrorDetail(where, f"{url} is outside the spec's folder {base}; pass --allow-outside to upload it")
+                )
+                return url
+            if not local.is_file():
+                raise InputUnreachableError(where, "no such file", url=str(local))
+            uploaded[url] = upload(local)
+        return uploaded[url]
+
+    result: dict[str, Any] = json.loads(json.dumps(raw))
+    for index, item in enumerate(result.get("segments", [])):
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            item["url"] = rewrite(f"{prefix}segments[{index}].url", item["url"])
+    for index, item in enumerate((result.get("audio") or {}).get("clips", [])):
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            item["url"] = rewrite(f"{prefix}audio.clips[{index}].url", item["url"])
+    if outside:
+        raise SpecError.from_details(outside)
+    return result
+
+
+def submit_with_api(
+    spec_path: Path, api: ApiClient, settings: Settings, *, allow_outside: bool = False
+) -> dict[str, Any]:
+    """Validate ``spec_path`` (a spec or a batch) here, upload its local media through the API's
+    upload door, and POST it: the API's answer (``job_id`` or ``batch_id``, ``spec_generation``)."""
+    from scenerender.batch import is_batch, parse_batch
+
+    raw_bytes = spec_path.read_bytes()
+    if is_batch(raw_bytes):
+        parse_batch(raw_bytes)
+        data = load_json(raw_bytes, max_bytes=len(raw_bytes) + 1, what="batch")
+        data["scenes"] = [
+            upload_local_files(spec_path, scene, api.upload, allow_outside=allow_outside, prefix=f"scenes[{i}].")
+            for i, scene in enumerate(data["scenes"])
+        ]
+    else:
+        spec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
+        raw = load_json(raw_bytes, max_bytes=settings.max_spec_bytes)
+        data = upload_local_files(spec_path, raw, api.upload, allow_outside=allow_outside)
+        data["job_id"] = spec.job_id or default_job_id(spec_path.name)
+    return api.submit(json.dumps(data).encode())
 
 
 def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[str, str, int]:

@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     max_segments: int = Field(500, ge=1, description="Most segments in one scene.")
     max_clips: int = Field(1000, ge=0, description="Most audio clips in one scene.")
     max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
+    # The HTTP API (scenerender.api): end users, each signed in with a Firebase ID token.
+    max_api_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1, description="Largest HTTP API request body; a larger one is refused with 413."
+    )
+    max_active_jobs_per_owner: int = Field(
+        20, ge=1, description="Jobs one user may have QUEUED or RUNNING at once; more are refused with 429."
+    )
+    upload_url_ttl_s: int = Field(
+        900, ge=60, le=SEVEN_DAYS_S, description="Lifetime of the signed PUT URLs POST /uploads returns."
+    )
     max_attempts: int = Field(5, ge=1, le=100, description="Render attempts before a job is failed.")
     lease_s: int = Field(60, ge=10, le=600, description="Ack deadline the worker keeps extending while it renders.")
     heartbeat_s: float = Field(10.0, gt=0, description="How often a rendering worker beats on its job.")

@@ -52,6 +52,7 @@ class BlobStore(Protocol):
     def delete(self, uri: str) -> None: ...
     def list_uris(self, prefix_uri: str) -> list[str]: ...
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]: ...
+    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
 
 
 def _translate(exc: Exception, uri: str) -> Exception:
@@ -164,9 +165,24 @@ class GcsBlobStore:
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]:
         """A V4 signed GET URL, at most 7 days. Signs with the key file when there is one,
         otherwise through IAM signBlob as the runtime service account (Cloud Run has no key)."""
+        return self._sign(uri, ttl_s, method="GET")
+
+    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]:
+        """A V4 signed PUT URL for exactly this object: the signature covers its path, the content
+        type and ``x-goog-content-length-range`` (0..max_bytes), so the holder can write this one
+        object, of that type and at most that size, and nothing else."""
+        return self._sign(
+            uri,
+            ttl_s,
+            method="PUT",
+            content_type=content_type,
+            headers={"x-goog-content-length-range": f"0,{max_bytes}"},
+        )
+
+    def _sign(self, uri: str, ttl_s: int, **extra: Any) -> tuple[str, datetime]:
         ttl = timedelta(seconds=min(ttl_s, SEVEN_DAYS_S))
         expires = datetime.now(UTC).replace(microsecond=0) + ttl
-        kwargs: dict[str, Any] = {"version": "v4", "expiration": ttl, "method": "GET"}
+        kwargs: dict[str, Any] = {"version": "v4", "expiration": ttl, **extra}
         if self.settings.signing_endpoint:
             kwargs["api_access_endpoint"] = self.settings.signing_endpoint
         key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")

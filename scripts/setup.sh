@@ -10,6 +10,8 @@ command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)  # the CLI tests drive `watch` on a real terminal
 # Debian's Chromium: the browser tests drive it with Playwright (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The Firebase Auth emulator (`scenerender dev up`) runs on Node from the pinned firebase-tools.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
@@ -30,6 +32,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import scenerender.cli, google.cloud.firestore, functions_framework" 
   echo "$want" > "$stamp"
+fi
+# The pinned Firebase CLI (tools/firebase/package-lock.json) for the Auth emulator: npm ci, only
+# when the lock file changed since the last install (the first takes minutes: re2 is compiled).
+fb=tools/firebase
+fb_want=$(sha256sum "$fb/package-lock.json" | cut -d' ' -f1)
+if [ ! -x "$fb/node_modules/.bin/firebase" ] || [ "$(cat "$fb/node_modules/.scenerender-stamp" 2>/dev/null)" != "$fb_want" ]; then
+  (cd "$fb" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$fb_want" > "$fb/node_modules/.scenerender-stamp"
 fi
 # The package's bytecode, compiled once here: an editable install leaves it to each run, and
 # with PYTHONDONTWRITEBYTECODE set every `scenerender` start compiles the whole package again.

@@ -9,6 +9,7 @@ locals {
   function_modules = [
     "__init__.py",
     "adts.py",
+    "api.py",
     "audio.py",
     "batch.py",
     "bus.py",
@@ -18,6 +19,7 @@ locals {
     "deliverables/captions.py",
     "errors.py",
     "ffmpeg.py",
+    "identity.py",
     "inputs.py",
     "jobs.py",
     "launcher.py",

@@ -36,7 +36,12 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
         get_settings(),
         state_dir=tmp_path_factory.mktemp("devstack"),
         ports=Ports(
-            pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port, web=free_port()
+            pubsub=free_port(),
+            firestore=free_port(),
+            gcs=free_port(),
+            functions=functions_port,
+            web=free_port(),
+            auth=free_port(),
         ),
         workers=WORKERS,
     )

@@ -174,17 +174,23 @@ def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scen
 
 
 def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> None:
+    """The API's round trip, as a user signed in to the Auth emulator (more in test_identity_api.py)."""
+    from scenerender.session import sign_in
+
     api = cloud.env()["SCENERENDER_API_URL"]
-    created = httpx.post(api, content=json.dumps(spec_for("it-http", scene_media)), timeout=30)
+    me = {"Authorization": f"Bearer {sign_in('http-user@example.com').id_token}"}
+    body = {k: v for k, v in spec_for("it-http", scene_media).items() if k != "owner_uid"}
+    created = httpx.post(api, content=json.dumps(body), headers=me, timeout=30)
     assert created.status_code == 202, created.text
     assert created.json()["job_id"] == "it-http"
     doc = wait_for_end("it-http")
     assert doc["status"] == "COMPLETED"
-    fetched = httpx.get(api, params={"job_id": "it-http"}, timeout=30)
+    fetched = httpx.get(api, params={"job_id": "it-http"}, headers=me, timeout=30)
     assert fetched.status_code == 200 and fetched.json()["status"] == "COMPLETED"
-    assert httpx.get(api, params={"job_id": "nope"}, timeout=30).status_code == 404
-    refused = httpx.post(api, content=b'{"version": 1}', timeout=30)
+    assert httpx.get(api, params={"job_id": "nope"}, headers=me, timeout=30).status_code == 404
+    refused = httpx.post(api, content=b'{"version": 1}', headers=me, timeout=30)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_SPEC"
+    assert httpx.post(api, content=json.dumps(body), timeout=30).status_code == 401
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(

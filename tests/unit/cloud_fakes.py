@@ -52,6 +52,12 @@ class FakeBlobs:
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]:
         return f"https://signed.example/{uri[5:]}?X-Goog-Signature=abc", datetime.now(UTC) + timedelta(seconds=ttl_s)
 
+    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]:
+        return f"https://signed.example/{uri[5:]}?put=1", datetime.now(UTC) + timedelta(seconds=ttl_s)
+
+    def exists(self, uri: str) -> bool:
+        return uri in self.objects
+
 
 class FakeJobs:
     def __init__(self) -> None:
@@ -67,6 +73,10 @@ class FakeJobs:
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.docs.get(job_id))
+
+    def count_active(self, owner_uid: str) -> int:
+        active = ("QUEUED", "RUNNING")
+        return sum(d.get("owner_uid") == owner_uid and d.get("status") in active for d in self.docs.values())
 
     def mark_running(self, job_id: str, worker: str = "") -> int:
         doc = self.docs[job_id]

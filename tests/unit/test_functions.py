@@ -147,21 +147,29 @@ def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, Fa
     assert jobs.docs["scene-1"]["status"] == "FAILED" and jobs.docs["scene-1"]["error"] == error
 
 
-def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch) -> None:
+    # More of the API in test_api.py; here, the round trip beside the other functions.
+    from scenerender.identity import EMULATOR_ENV
+    from tests.tokens import bearer, forged_token
+
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
     blobs, jobs, _ = stores
     http = client("http_api", "http")
-    created = http.post("/", data=json.dumps(SPEC))
+    u1 = bearer(forged_token("u1", get_settings().project_id))
+    created = http.post("/", data=json.dumps(SPEC), headers=u1)
     assert created.status_code == 202 and created.json == {
         "job_id": "scene-1",
         "spec_uri": "gs://scenerender-specs/jobs/scene-1.json",
+        "spec_generation": "1",
     }
     assert json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"]) == SPEC
-    assert http.get("/?job_id=scene-1").status_code == 404
-    jobs.create_job("scene-1", {"status": "QUEUED"})
-    assert http.get("/?job_id=scene-1").json["status"] == "QUEUED"
-    refused = http.post("/", data=b'{"version": 2}')
+    assert http.get("/?job_id=scene-1", headers=u1).status_code == 404
+    jobs.create_job("scene-1", {"status": "QUEUED", "owner_uid": "u1"})
+    assert http.get("/?job_id=scene-1", headers=u1).json["status"] == "QUEUED"
+    refused = http.post("/", data=b'{"version": 2}', headers=u1)
     assert refused.status_code == 400 and refused.json["error"]["code"] == "INVALID_SPEC"
-    assert http.put("/").status_code == 405
+    assert http.put("/", headers=u1).status_code == 405
+    assert http.post("/", data=json.dumps(SPEC)).status_code == 401
 
 
 def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
