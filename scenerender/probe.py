@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from scenerender import mp4
 from scenerender.errors import InputMediaError, InputRefusedError
 
 # Containers we read. Anything else (playlists, concat lists, image sequences, raw
@@ -105,6 +106,10 @@ class MediaInfo:
     video: VideoInfo | None
     audio: AudioInfo | None
     start_time: float = 0.0  # the earliest stream's: where ffmpeg puts time 0 when it reads the file
+    # What the file really holds of each stream when that is less than its header says (an
+    # MP4 cut mid-mdat by a failed download or copy); None: all of it, or not known.
+    readable_video: float | None = None
+    readable_audio: float | None = None
 
     @property
     def video_lead(self) -> float:
@@ -273,7 +278,31 @@ def refuse_reference_files(path: Path, input_path: str) -> None:
 def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo:
     """Probe one local file; errors name ``input_path`` (``segments[2].url``)."""
     refuse_reference_files(path, input_path)
-    return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+    return read_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+
+
+def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
+    """``parse_probe``, and for an MP4/MOV how much of each stream the file really holds.
+
+    ffprobe reports an MP4's lengths from its header, which a file cut mid-``mdat`` keeps
+    whole: its sample table is checked against the file's size (``mp4.readable_lengths``,
+    milliseconds, no decode), so a short file is refused instead of padded out.
+    """
+    info = parse_probe(path, data, input_path)
+    if not set(info.format_name.split(",")) & {"mov", "mp4"}:
+        return info
+    readable = mp4.readable_lengths(path)
+    if readable is None:
+        return info
+
+    def short(have: float | None, header: float | None) -> float | None:
+        return have if have is not None and header is not None and have < header - 0.001 else None
+
+    return replace(
+        info,
+        readable_video=short(readable.video_s, info.video.duration if info.video else None),
+        readable_audio=short(readable.audio_s, info.audio.duration if info.audio else None),
+    )
 
 
 def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: str | None = None) -> dict[str, Any]:
