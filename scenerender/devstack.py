@@ -653,7 +653,8 @@ class DevStack:
     def _spawn_auth(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """The Firebase Auth emulator, configured by a firebase.json of its own (no UI, every port named)."""
         p = self.state.ports
-        folder = self.state_dir / "firebase"
+        # Absolute: the CLI runs in this folder (its debug log goes there), and the state dir may be relative.
+        folder = (self.state_dir / "firebase").resolve()
         folder.mkdir(parents=True, exist_ok=True)
         local = {"host": "127.0.0.1"}
         config = {

@@ -648,7 +648,8 @@ def _render_and_report(
             uri = output_uri(settings, job_id, str(request["run_id"]), spec)
             write("upload", 0.99)
             blobs.upload_file(local, uri, content_type="video/mp4")
-        report.update(status="COMPLETED", output_uri=uri, result=result.to_dict())
+            sidecar_uris = upload_sidecars(blobs, local, uri, result.sidecars)
+        report.update(status="COMPLETED", output_uri=uri, sidecar_uris=sidecar_uris, result=result.to_dict())
     except SceneRenderError as exc:
         if exc.retryable and attempt < settings.max_attempts:
             log.warning("job %s attempt %d: %s; left for redelivery", job_id, attempt, exc.message)
@@ -669,6 +670,19 @@ def _render_and_report(
     return WorkOutcome(ack=True, status=report["status"])
 
 
+def upload_sidecars(blobs: Blobs, local: Path, uri: str, sidecars: dict[str, str]) -> dict[str, str]:
+    """Captions, stills and stems beside the MP4 under the run's prefix (``<name>.vtt`` next to
+    ``<name>.mp4``); kind -> URI. docs/deliverables.md."""
+    from scenerender.deliverables import SUFFIXES, content_type
+
+    stem = uri.removesuffix(".mp4")
+    uris: dict[str, str] = {}
+    for kind, name in sidecars.items():
+        uris[kind] = stem + SUFFIXES[kind]
+        blobs.upload_file(local.with_name(name), uris[kind], content_type=content_type(kind))
+    return uris
+
+
 def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs) -> bool:
     """Write the renderer's report on the job: COMPLETED with a signed URL, or FAILED."""
     job_id = str(report["job_id"])
@@ -676,6 +690,12 @@ def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, j
         uri = str(report["output_uri"])
         url, expires = blobs.signed_url(uri, settings.signed_url_ttl_s)
         output = {"uri": uri, "url": url, "url_expires_at": expires, **report.get("result", {})}
+        # Each sidecar with its own signed URL (the result names only its file).
+        signed: dict[str, dict[str, Any]] = {}
+        for kind, sidecar_uri in (report.get("sidecar_uris") or {}).items():
+            sidecar_url, sidecar_expires = blobs.signed_url(str(sidecar_uri), settings.signed_url_ttl_s)
+            signed[str(kind)] = {"uri": sidecar_uri, "url": sidecar_url, "url_expires_at": sidecar_expires}
+        output["sidecars"] = signed
         changed = jobs.complete(job_id, output)
     else:
         error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}

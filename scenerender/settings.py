@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     )
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
+    deliverables: bool = Field(
+        True, description="Captions, poster, contact sheet, stems and the QC report (false: the MP4 only; benchmarks)."
+    )
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     cpus: int = Field(
