@@ -11,6 +11,7 @@ in the real clients (on the emulators or on GCP) or, in a unit test, a fake.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from scenerender.batch import BatchSpec, is_batch, parse_batch, scene_spec, scene_weight, spec_hash, summarize
+from scenerender.budget import check_memory
 from scenerender.cache import BlobSegmentCache
 from scenerender.errors import ErrorDetail, InputRefusedError, LimitExceededError, SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
@@ -624,6 +626,12 @@ def _render_and_report(
         # The spec function checked the spec; checked again here, as the request may come from elsewhere.
         check_spec(spec, settings, owner_uid=spec.owner_uid)
         policy = FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, spec.owner_uid))
+        # /tmp is memory on Cloud Run: a render that cannot fit is refused with the numbers before
+        # anything is fetched, and no input may be larger than what the rest leaves.
+        need = check_memory(spec, settings, lambda url: _object_size(blobs, url))
+        if need is not None:
+            largest = max((_object_size(blobs, url) or 0 for _, url in spec.inputs()), default=0)
+            policy = dataclasses.replace(policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)))
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer
         claims = (
@@ -681,6 +689,16 @@ def upload_sidecars(blobs: Blobs, local: Path, uri: str, sidecars: dict[str, str
         uris[kind] = stem + SUFFIXES[kind]
         blobs.upload_file(local.with_name(name), uris[kind], content_type=content_type(kind))
     return uris
+
+
+def _object_size(blobs: Blobs, url: str) -> int | None:
+    """A gs:// input's size from its metadata; None for others or a missing object (the fetch says so)."""
+    if not url.startswith("gs://"):
+        return None
+    try:
+        return blobs.size(url)
+    except (FileNotFoundError, SceneRenderError):
+        return None
 
 
 def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs) -> bool:

@@ -143,7 +143,12 @@ class Settings(BaseSettings):
     )
     max_segments: int = Field(500, ge=1, description="Most segments in one scene.")
     max_clips: int = Field(1000, ge=0, description="Most audio clips in one scene.")
-    max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
+    max_input_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Largest single input file fetched; in the pipeline also no more than the memory budget "
+        "leaves (scenerender.budget: /tmp is memory on Cloud Run).",
+    )
     # The HTTP API (scenerender.api): end users, each signed in with a Firebase ID token.
     max_api_body_bytes: int = Field(
         2 * 1024 * 1024, ge=1, description="Largest HTTP API request body; a larger one is refused with 413."

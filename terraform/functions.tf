@@ -12,6 +12,7 @@ locals {
     "api.py",
     "audio.py",
     "batch.py",
+    "budget.py",
     "bus.py",
     "cache.py",
     "clients.py",
