@@ -23,7 +23,6 @@ from tests.cli_run import SCENERENDER, run
 from tests.mediagen import make_not_media, make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
-OWNER = "user-cli"
 
 
 def cloud_env() -> dict[str, str]:
@@ -41,7 +40,7 @@ def scene(folder: Path, job_id: str, *, segments: int = 1, seconds: float = 1.0)
         "job_id": job_id,
         "project_id": "p",
         "scene_id": job_id,
-        "owner_uid": OWNER,
+        # No owner_uid: the API names the signed-in user (the CLI's default local user).
         # 720p from 360p sources: every segment is encoded, so the job runs long enough to be watched.
         "output": {"resolution": "720p"},
         "segments": [{"id": f"s{i}", "url": f"seg-{i}.mp4"} for i in range(segments)],
@@ -152,7 +151,7 @@ def test_batch_errors_name_the_users_own_paths(cloud: DevStack, tmp_path: Path) 
     make_not_media(tmp_path / "broken" / "clip.mp4")
     bad = {**scene(tmp_path, "cli-batch-bad"), "segments": [{"id": "s0", "url": "broken/clip.mp4"}]}
     batch = tmp_path / "batch.json"
-    batch.write_text(json.dumps({"version": 1, "batch_id": "cli-batch", "owner_uid": OWNER, "scenes": [good, bad]}))
+    batch.write_text(json.dumps({"version": 1, "batch_id": "cli-batch", "scenes": [good, bad]}))
     done = run("submit", batch, "--wait", "--json", env=cloud_env(), timeout=300)
     assert done.returncode == 3, done.stderr
     error = json.loads(done.stdout)["error"]
