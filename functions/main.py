@@ -14,8 +14,10 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from scenerender import clients, identity, pipeline
+from scenerender import clients, identity, pipeline, sweeper
 from scenerender.api import Api, ApiRequest
+from scenerender.errors import SceneRenderError
+from scenerender.launcher import launcher_for
 from scenerender.logs import configure_logging
 from scenerender.settings import get_settings
 
@@ -41,6 +43,7 @@ def on_spec_uploaded(event: CloudEvent) -> None:
         blobs=clients.blobs(),
         jobs=clients.jobs(),
         bus=clients.bus(),
+        launcher=launcher_for(settings),
     )
 
 
@@ -94,3 +97,17 @@ def http_api(request: flask.Request) -> flask.Response:
     return flask.Response(
         response.json(), status=response.status, headers=response.headers, mimetype="application/json"
     )
+
+
+@functions_framework.http
+def on_sweep(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Cloud Scheduler's call: launch for queued requests no execution serves, end jobs whose
+    executions died (``scenerender.sweeper``). Answers what it did."""
+    settings = get_settings()
+    try:
+        report = sweeper.sweep(settings=settings, jobs=clients.jobs(), launcher=launcher_for(settings))
+    except SceneRenderError as exc:
+        # Scheduler records the failure and calls again at the next tick.
+        log.error("sweep failed: %s", exc.message)
+        return {"error": exc.to_dict()}, 503
+    return report.to_dict(), 200

@@ -287,6 +287,15 @@ def probe_problems(spec: JobSpec | None, spec_path: Path, settings: Settings) ->
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result (or the error) as JSON on stdout.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        metavar="EMAIL",
+        help="Who you are on the local cloud: signed in to its Auth emulator "
+        "(default: $SCENERENDER_USER, then local-user@example.com).",
+    ),
+]
 
 
 @app.command("render")
@@ -574,7 +583,22 @@ def dev_status(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-def follow_with_bar(job_id: str, generation: int | None, *, grace_s: float | None = None) -> dict[str, Any]:
+def signed_in(user: str | None) -> tuple[Any, Any, Any]:
+    """(session, API client, job store) of the signed-in user: what they submit goes through the
+    API with their ID token, and what they read from Firestore is read with it (the rules apply)."""
+    from scenerender import clients
+    from scenerender.session import ApiClient, sign_in, user_jobs
+
+    session = sign_in(user)
+    api = ApiClient(os.environ.get("SCENERENDER_API_URL", ""), session)
+    # Against the cloud the command line reads with the operator's own credentials (IAM).
+    jobs = user_jobs(get_settings(), session) if os.environ.get("FIRESTORE_EMULATOR_HOST") else clients.jobs()
+    return session, api, jobs
+
+
+def follow_with_bar(
+    job_id: str, generation: int | None, *, grace_s: float | None = None, jobs: Any = None
+) -> dict[str, Any]:
     from scenerender import clients
     from scenerender.pipeline import spec_object_name
     from scenerender.remote import follow
@@ -591,7 +615,7 @@ def follow_with_bar(job_id: str, generation: int | None, *, grace_s: float | Non
             )
 
         doc = follow(
-            clients.jobs(),
+            jobs or clients.jobs(),
             job_id,
             on_update=show,
             generation=generation,
@@ -647,6 +671,14 @@ def finish(
     if download_to is not None:
         download(str(output["url"]), download_to)
         err.print(f"downloaded to {download_to}")
+        from scenerender.deliverables import SUFFIXES
+
+        # Captions, stills and stems beside it, named as `scenerender render` names them.
+        for kind, sidecar in (output.get("sidecars") or {}).items():
+            if kind in SUFFIXES and isinstance(sidecar, dict) and sidecar.get("url"):
+                beside = download_to.with_name(download_to.stem + SUFFIXES[kind])
+                download(str(sidecar["url"]), beside)
+                err.print(f"downloaded to {beside}")
     if as_json:
         result = {"job_id": job_id, "status": doc.get("status"), "output": output}
         if download_to is not None:
@@ -680,8 +712,13 @@ def submit_cmd(
     ] = None,
     force: ForceOption = False,
     as_json: JsonOption = False,
+    user: UserOption = None,
+    allow_outside: Annotated[
+        bool, typer.Option("--allow-outside", help="Also upload local files outside the spec's folder.")
+    ] = False,
 ) -> None:
-    """Put SPEC (a job spec or a batch file) in the spec bucket, local media uploaded first; optionally follow it."""
+    """Send SPEC (a job spec or a batch file) to the API as the signed-in user, local media
+    uploaded first through its upload door; optionally follow it."""
     from scenerender.batch import is_batch, parse_batch, scene_spec
 
     settings = get_settings()
@@ -696,16 +733,18 @@ def submit_cmd(
         if missing:
             raise collected(missing)
         use_dev_env()
-        from scenerender import clients
-        from scenerender.remote import submit_batch, user_paths
+        from scenerender.remote import submit_with_api
 
-        names = user_paths(spec_path, load_json(raw, max_bytes=len(raw) + 1), get_settings().media_bucket)
-        batch_id, uri, _ = submit_batch(spec_path, get_settings(), clients.blobs())
-        err.print(f"submitted {uri} as batch {batch_id}", highlight=False)
+        session, api, jobs = signed_in(user)
+        names: dict[str, str] = {}
+        answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
+        batch_id, uri = str(answer["batch_id"]), str(answer["spec_uri"])
+        err.print(f"submitted {uri} as batch {batch_id} (user {session.email or session.uid})", highlight=False)
         if not as_json:
             out.print(batch_id)
         if wait or download_to is not None:
-            doc = following(batch_id, lambda: follow_batch_with_bar(batch_id), "batch")
+            api.wait_until_visible("batch_id", batch_id)
+            doc = following(batch_id, lambda: follow_batch_with_bar(batch_id, jobs=jobs), "batch")
             finish_batch(doc, as_json=as_json, names=names)
         elif as_json:
             out.print_json(json.dumps({"batch_id": batch_id, "spec_uri": uri}))
@@ -725,16 +764,18 @@ def submit_cmd(
     if missing:
         raise collected(missing)
     use_dev_env()
-    from scenerender import clients
-    from scenerender.remote import submit, user_paths
+    from scenerender.remote import submit_with_api
 
-    names = user_paths(spec_path, data, get_settings().media_bucket)
-    job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
-    err.print(f"submitted {uri} as job {job_id}", highlight=False)
+    session, api, jobs = signed_in(user)
+    names = {}
+    answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
+    job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
+    err.print(f"submitted {uri} as job {job_id} (user {session.email or session.uid})", highlight=False)
     if not as_json:
         out.print(job_id)
     if wait or target is not None:
-        doc = following(job_id, lambda: follow_with_bar(job_id, generation))
+        api.wait_until_visible("job_id", job_id)
+        doc = following(job_id, lambda: follow_with_bar(job_id, generation, jobs=jobs))
         finish(doc, target, as_json=as_json, names=names)
     elif as_json:
         out.print_json(json.dumps({"job_id": job_id, "spec_uri": uri}))
@@ -746,6 +787,7 @@ def watch_cmd(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="A job id (or, with --batch, a batch id).")],
     batch: Annotated[bool, typer.Option("--batch", help="ID is a batch: follow all its scenes.")] = False,
     as_json: JsonOption = False,
+    user: UserOption = None,
 ) -> None:
     """Follow one job (or a batch) live until it ends.
 
@@ -756,13 +798,14 @@ def watch_cmd(
     check_id(job_id, "ID")
     use_dev_env()
     grace = get_settings().watch_grace_s
+    _, _, jobs = signed_in(user)  # read as the user: another user's job is as missing as none
     if batch:
-        finish_batch(follow_batch_with_bar(job_id, grace_s=grace), as_json=as_json)
+        finish_batch(follow_batch_with_bar(job_id, grace_s=grace, jobs=jobs), as_json=as_json)
     else:
-        finish(follow_with_bar(job_id, None, grace_s=grace), None, as_json=as_json)
+        finish(follow_with_bar(job_id, None, grace_s=grace, jobs=jobs), None, as_json=as_json)
 
 
-def follow_batch_with_bar(batch_id: str, *, grace_s: float | None = None) -> dict[str, Any]:
+def follow_batch_with_bar(batch_id: str, *, grace_s: float | None = None, jobs: Any = None) -> dict[str, Any]:
     from scenerender import clients
     from scenerender.pipeline import spec_object_name
     from scenerender.remote import follow_batch
@@ -783,7 +826,7 @@ def follow_batch_with_bar(batch_id: str, *, grace_s: float | None = None) -> dic
             )
 
         return follow_batch(
-            clients.jobs(),
+            jobs or clients.jobs(),
             batch_id,
             on_update=show,
             grace_s=grace_s,
@@ -831,12 +874,13 @@ def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the sample scene and the MP4 go.")] = Path("out/demo"),
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the local cloud up afterwards.")] = False,
     as_json: JsonOption = False,
+    user: UserOption = None,
 ) -> None:
     """The main job end to end: local cloud up, sample media, submit, follow, download."""
     import time
 
     from scenerender import clients
-    from scenerender.remote import submit
+    from scenerender.remote import submit_with_api
     from scenerender.sample import make_sample_scene
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -851,10 +895,15 @@ def demo_cmd(
     get_settings.cache_clear()
     clients.reset()
     try:
-        job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
-        err.print(f"submitted {uri} as job {job_id}; following render_jobs/{job_id}", highlight=False)
+        session, api, jobs = signed_in(user)
+        answer = submit_with_api(spec_path, api, get_settings())
+        job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
+        err.print(
+            f"submitted {uri} as job {job_id} (user {session.email}); following render_jobs/{job_id}", highlight=False
+        )
         target = out_dir / f"{job_id}.mp4"
-        finish(following(job_id, lambda: follow_with_bar(job_id, generation)), target, as_json=as_json)
+        api.wait_until_visible("job_id", job_id)
+        finish(following(job_id, lambda: follow_with_bar(job_id, generation, jobs=jobs)), target, as_json=as_json)
         if not as_json:
             out.print(str(target.resolve()))
     finally:

@@ -35,6 +35,7 @@ FUNCTIONS = {
     "report": ("on_render_reported", "cloudevent"),
     "api": ("http_api", "http"),
     "dead": ("on_render_dead_lettered", "cloudevent"),
+    "sweep": ("on_sweep", "http"),
 }
 
 
@@ -343,11 +344,15 @@ class DevStack:
         ports: Ports | None = None,
         workers: int = 1,
         fixed_ports: set[str] | None = None,
+        executions: bool = False,
     ) -> None:
+        """``executions``: no long-running workers; the functions launch executions of local worker
+        processes (``launcher.LocalLauncher``), as they launch Cloud Run executions in the cloud."""
         self.settings = settings
         self.state_dir = state_dir or Path(os.environ.get("SCENERENDER_DEV_DIR", ".scenerender/dev"))
         self.ports = ports or Ports()
-        self.workers = workers
+        self.workers = 0 if executions else workers
+        self.executions = executions
         # Ports the user chose (``--gcs-port``): taken ones are an error, not replaced by free ones.
         self.fixed_ports = set(fixed_ports or ())
         self.notes: list[str] = []  # what `up` changed on its own (a port taken by another process)
@@ -388,6 +393,7 @@ class DevStack:
             # The functions accept the Auth emulator's unsigned tokens only with this set.
             "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{p.auth}",
             "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
+            **({Settings.env_name("local_executions_dir"): str(self.executions_dir)} if self.executions else {}),
             # The same input allow-list as terraform/main.tf: the media bucket (each user's
             # users/{uid}/, and the prefixes the operator shares), never the render bucket.
             Settings.env_name("allowed_gs_buckets"): ",".join(
@@ -398,6 +404,10 @@ class DevStack:
                 dict.fromkeys([*self.settings.shared_media_prefixes, f"gs://{self.settings.media_bucket}/samples/"])
             ),
         }
+
+    @property
+    def executions_dir(self) -> Path:
+        return (self.state_dir / "executions").resolve()
 
     @property
     def web_url(self) -> str:
@@ -629,6 +639,12 @@ class DevStack:
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
         if self.workers == 1:
             worker_env.setdefault("SCENERENDER_SPLIT_MIN_SEGMENTS", "0")  # nobody to share encodes with
+        if self.executions:
+            # The executions' tasks start from this environment, as a Cloud Run job's tasks start
+            # from its template (launcher.LocalLauncher; jobs.run overrides go on top).
+            self.executions_dir.mkdir(parents=True, exist_ok=True)
+            template = {k: v for k, v in base_env.items() if k != Settings.env_name("cpus")}
+            (self.executions_dir / "template-env.json").write_text(json.dumps(template))
         for index in range(self.workers):
             self.start_process(
                 f"worker-{index}", [sys.executable, "-m", "scenerender.worker", "--serve"], worker_env, lambda: True
@@ -637,7 +653,8 @@ class DevStack:
     def _spawn_auth(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """The Firebase Auth emulator, configured by a firebase.json of its own (no UI, every port named)."""
         p = self.state.ports
-        folder = self.state_dir / "firebase"
+        # Absolute: the CLI runs in this folder (its debug log goes there), and the state dir may be relative.
+        folder = (self.state_dir / "firebase").resolve()
         folder.mkdir(parents=True, exist_ok=True)
         local = {"host": "127.0.0.1"}
         config = {
@@ -744,6 +761,10 @@ class DevStack:
         """Stop every process group this stack started (newest first); returns their names."""
         state = self.load() or self.state
         stopped: list[str] = []
+        if self.executions_dir.exists():
+            from scenerender.launcher import LocalLauncher
+
+            stopped += [f"execution task {pid}" for pid in LocalLauncher(self.executions_dir).stop_all()]
         # A group whose leader is gone is still ours while it has members: Linux does not give
         # a pid that is some group's id to a new process.
         ours = [r for r in state.processes if record_present(r) or (not pid_alive(r.pid) and group_alive(r.pid))]

@@ -185,6 +185,14 @@ class RenderError(SceneRenderError):
         return f"{self.message}\n{self.stderr_tail}" if self.stderr_tail else self.message
 
 
+class QcFailedError(RenderError):
+    """The quality report found something the spec's ``qc.fail_on`` names (RENDER_FAILED)."""
+
+    def __init__(self, message: str, *, details: list[ErrorDetail]) -> None:
+        super().__init__(message)
+        self.details = list(details)
+
+
 class RenderTimeoutError(RenderError):
     """The render ran past its time limit."""
 

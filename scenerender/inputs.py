@@ -71,7 +71,7 @@ class FetchPolicy:
 
     local_base: Path | None = None  # local renders only: relative paths are resolved against the spec's folder
     allowed_gs_buckets: tuple[str, ...] = ()
-    max_bytes: int = 4 * 1024**3
+    max_bytes: int = 2 * 1024**3
     timeout_s: float = 30.0  # connect and per-read
     total_timeout_s: float = 600.0  # a whole download, so a slow drip cannot hold a worker
     max_redirects: int = MAX_REDIRECTS

@@ -155,7 +155,7 @@ class JobStore:
             raise translate_error(exc, f"update job {job_id}") from exc
         return result
 
-    def mark_running(self, job_id: str, worker: str = "") -> int:
+    def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int:
         """QUEUED, or RUNNING without a live worker -> RUNNING; returns the attempt.
 
         0 if the job has ended; ``BUSY`` if another worker is alive on it (its heartbeat is fresh).
@@ -176,6 +176,9 @@ class JobStore:
                 "worker": worker,
                 "heartbeat_at": firestore.SERVER_TIMESTAMP,
             }
+            if execution:
+                # The execution the sweeper asks about is the one actually rendering the job.
+                fields["execution"] = execution
             if doc.get("status") == JobStatus.QUEUED:
                 fields["started_at"] = firestore.SERVER_TIMESTAMP
             return fields
@@ -219,6 +222,11 @@ class JobStore:
                 "started_at": None,
                 "finished_at": None,
                 "request_published": False,
+                # The new run is launched afresh: the earlier run's execution is not its own.
+                "execution": "",
+                "launch_state": None,
+                "launches": 0,
+                "launch_error": None,
                 "created_at": firestore.SERVER_TIMESTAMP,
             }
 
@@ -259,6 +267,54 @@ class JobStore:
             self._ref(job_id).update({"request_published": False})
         except Exception as exc:
             raise translate_error(exc, f"update job {job_id}") from exc
+
+    def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool:
+        """Claim the next launch for this job: True for exactly one caller.
+
+        The job must be QUEUED or RUNNING with its request published, its recorded execution
+        still ``expected_execution`` ("" for none), and no other launch in flight (one
+        requested less than ``stale_s`` ago).
+        """
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc.get("status") not in (JobStatus.QUEUED, JobStatus.RUNNING) or not doc.get("request_published"):
+                return None
+            if str(doc.get("execution") or "") != expected_execution:
+                return None
+            asked = doc.get("launch_requested_at")
+            if doc.get("launch_state") == "requested" and beat_is_fresh(asked, stale_s):
+                return None
+            return {"launch_state": "requested", "launch_requested_at": firestore.SERVER_TIMESTAMP}
+
+        return self._transition(job_id, change) is not None
+
+    def record_launch(self, job_id: str, execution: str, task_count: int) -> None:
+        """The claimed launch started ``execution``."""
+        self.note(
+            job_id,
+            {
+                "launch_state": "launched",
+                "execution": execution,
+                "execution_tasks": task_count,
+                "launched_at": firestore.SERVER_TIMESTAMP,
+                "launches": firestore.Increment(1),
+                "launch_error": None,
+            },
+        )
+
+    def release_launch(self, job_id: str, error: dict[str, Any]) -> None:
+        """The claimed launch failed: recorded, and claimable again at once."""
+        self.note(job_id, {"launch_state": "failed", "launch_error": error})
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Every QUEUED or RUNNING job document (the sweeper's round)."""
+        try:
+            snaps = self.collection.where(
+                filter=firestore.FieldFilter("status", "in", [JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+            ).stream()
+            return [{**(snap.to_dict() or {}), "job_id": snap.id} for snap in snaps]
+        except Exception as exc:
+            raise translate_error(exc, "find unfinished jobs") from exc
 
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
         """Stage and progress of a RUNNING job; a lower progress than recorded is ignored."""
@@ -388,23 +444,6 @@ class JobStore:
                 callback(dict(snap.to_dict() or {}) if snap.exists else None)
 
         return self.batches.document(batch_id).on_snapshot(on_snapshot)
-
-    def stale_running(self, older_than_s: float) -> list[str]:
-        """RUNNING jobs whose last heartbeat (or start) is older than ``older_than_s``."""
-        cutoff = datetime.now(UTC).timestamp() - older_than_s
-        try:
-            snaps = self.collection.where(
-                filter=firestore.FieldFilter("status", "==", JobStatus.RUNNING.value)
-            ).stream()
-            found = []
-            for snap in snaps:
-                doc = snap.to_dict() or {}
-                beat = doc.get("heartbeat_at") or doc.get("started_at") or doc.get("updated_at")
-                if isinstance(beat, datetime) and beat.timestamp() < cutoff:
-                    found.append(snap.id)
-            return found
-        except Exception as exc:
-            raise translate_error(exc, "find stuck jobs") from exc
 
     def count_active(self, owner_uid: str) -> int:
         """How many of ``owner_uid``'s jobs are QUEUED or RUNNING (the API's per-owner cap).

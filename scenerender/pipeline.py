@@ -11,6 +11,7 @@ in the real clients (on the emulators or on GCP) or, in a unit test, a fake.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,11 +26,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from scenerender.batch import BatchSpec, is_batch, parse_batch, scene_spec, scene_weight, spec_hash, summarize
+from scenerender.budget import check_memory
 from scenerender.cache import BlobSegmentCache
 from scenerender.errors import ErrorDetail, InputRefusedError, LimitExceededError, SceneRenderError, SpecError
 from scenerender.inputs import FetchPolicy, InputResolver
 from scenerender.jobs import beat_is_fresh, keep_beating, may_take
-from scenerender.launcher import start_renderer
+from scenerender.launcher import Launcher, LaunchRecords, current_execution, launch, launcher_for
 from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec, default_job_id, parse_spec
@@ -59,16 +61,16 @@ class Blobs(Protocol):
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, Any]: ...
 
 
-class Jobs(Protocol):
+class Jobs(LaunchRecords, Protocol):
     def create_job(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def mark_running(self, job_id: str, worker: str = "") -> int: ...
+    def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int: ...
     def heartbeat(self, job_id: str) -> None: ...
     def claim_publish(self, job_id: str, generation: str) -> bool: ...
     def release_publish(self, job_id: str) -> None: ...
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def note(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    def stale_running(self, older_than_s: float) -> list[str]: ...
+    def unfinished(self) -> list[dict[str, Any]]: ...
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]: ...
     def get_batch(self, batch_id: str) -> dict[str, Any] | None: ...
     def claim_batch(
@@ -115,7 +117,9 @@ class SpecEvent:
         return self.event_type == FINALIZE and self.name.startswith(SPEC_PREFIX) and self.name.endswith(".json")
 
 
-def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus) -> str | None:
+def accept_spec(
+    event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Jobs, bus: Bus, launcher: Launcher | None = None
+) -> str | None:
     """Validate a dropped spec; queue its job (or record why not). Returns the job id, if any.
 
     The object is read at exactly the event's generation, after its size is read from its
@@ -142,7 +146,7 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         log.info("spec %s: refused unread: %s", event.uri, exc.message)
         return named_id
     if is_batch(raw):
-        return accept_batch(event, raw, settings=settings, jobs=jobs, bus=bus)
+        return accept_batch(event, raw, settings=settings, jobs=jobs, bus=bus, launcher=launcher)
     job_id = _job_id_from_raw(raw) or named_id
     owner: str | None = _job_id_from_raw(raw, key="owner_uid")
     try:
@@ -179,6 +183,9 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
             return job_id
         if _same_event(existing, event):
             if existing.get("status") != "QUEUED" or existing.get("request_published"):
+                # The request is out; its launch may have failed (jobs.run: 403, 429, 5xx). Launching
+                # is its own recorded step: done only if no execution is recorded yet.
+                launch_requests([job_id], jobs=jobs, settings=settings, launcher=launcher)
                 log.info("job %s: event redelivered; nothing new", job_id)
                 return job_id
             # An earlier delivery of this event created the job but died before publishing.
@@ -207,14 +214,16 @@ def accept_spec(event: SpecEvent, *, settings: Settings, blobs: Blobs, jobs: Job
         log.info("job %s: another delivery of this event sends its request", job_id)
         return job_id
     publish_request(jobs, bus, settings, job_id, render_request(job_id, event, spec, run_id))
-    start_renderer(settings)
+    launch_requests([job_id], jobs=jobs, settings=settings, launcher=launcher)
     log.info("job %s queued from %s", job_id, event.uri)
     if spec.batch_id:
         refresh_batch(jobs, spec.batch_id)
     return job_id
 
 
-def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs, bus: Bus) -> str | None:
+def accept_batch(
+    event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs, bus: Bus, launcher: Launcher | None = None
+) -> str | None:
     """Fan a batch file out into one job per scene. Dropped again, it re-runs only the scenes
     that failed (or changed); completed and running scenes are left alone.
 
@@ -245,7 +254,7 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
         _refuse_conflict(event, jobs, job_id=None, owner_uid=owner, batch_id=batch.batch_id, what="batch")
         return batch.batch_id
     refresh_batch(jobs, batch.batch_id)
-    queued_any = False
+    mine: list[str] = []
     for index in range(len(batch.scenes)):
         spec = scene_spec(batch, index)
         job_id = str(spec.job_id)
@@ -265,11 +274,14 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
             "run_id": new_run_id(),
         }
         run_id = str(fields["run_id"])
-        if not jobs.create_job(job_id, fields):
+        if jobs.create_job(job_id, fields):
+            mine.append(job_id)
+        else:
             existing_job = jobs.get(job_id) or {}
             if not may_take(existing_job, owner):
                 _refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=batch.batch_id, what="job")
                 continue
+            mine.append(job_id)
             if _same_event(existing_job, event):
                 # Redelivered: only a scene whose request was never sent is sent now.
                 if existing_job.get("status") != "QUEUED" or existing_job.get("request_published"):
@@ -296,9 +308,10 @@ def accept_batch(event: SpecEvent, raw: bytes, *, settings: Settings, jobs: Jobs
                 "spec": spec.model_dump(mode="json"),
             },
         )
-        queued_any = True
-    if queued_any:
-        start_renderer(settings)
+    # Every scene of this owner whose request is out and has no execution yet, this delivery's
+    # or an earlier one's whose launch failed: one execution, a task per scene up to
+    # launch_parallelism.
+    launch_requests(mine, jobs=jobs, settings=settings, launcher=launcher)
     refresh_batch(jobs, batch.batch_id)
     log.info("batch %s: %d scenes from %s", batch.batch_id, len(batch.scenes), event.uri)
     return batch.batch_id
@@ -465,6 +478,12 @@ def publish_request(jobs: Jobs, bus: Bus, settings: Settings, job_id: str, reque
         raise
 
 
+def launch_requests(job_ids: list[str], *, jobs: Jobs, settings: Settings, launcher: Launcher | None) -> None:
+    """Launch an execution for these jobs' published requests, unless one was launched already
+    (``scenerender.launcher``). A failed launch raises: the event is redelivered and tries again."""
+    launch(job_ids, jobs=jobs, launcher=launcher or launcher_for(settings), settings=settings)
+
+
 def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None) -> None:
     """Recompute the batch document from its jobs (counts, weighted progress, ETA, status).
 
@@ -541,7 +560,7 @@ def run_render_request(
     if current is None or current.get("status") in TERMINAL:
         log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
-    attempt = jobs.mark_running(job_id, worker=worker_id())
+    attempt = jobs.mark_running(job_id, worker=worker_id(), execution=current_execution())
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request): let this copy come back
         # later, when that render has ended (then it is dropped) or its worker is gone.
@@ -607,6 +626,12 @@ def _render_and_report(
         # The spec function checked the spec; checked again here, as the request may come from elsewhere.
         check_spec(spec, settings, owner_uid=spec.owner_uid)
         policy = FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, spec.owner_uid))
+        # /tmp is memory on Cloud Run: a render that cannot fit is refused with the numbers before
+        # anything is fetched, and no input may be larger than what the rest leaves.
+        need = check_memory(spec, settings, lambda url: _object_size(blobs, url))
+        if need is not None:
+            largest = max((_object_size(blobs, url) or 0 for _, url in spec.inputs()), default=0)
+            policy = dataclasses.replace(policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)))
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer
         claims = (
@@ -631,7 +656,8 @@ def _render_and_report(
             uri = output_uri(settings, job_id, str(request["run_id"]), spec)
             write("upload", 0.99)
             blobs.upload_file(local, uri, content_type="video/mp4")
-        report.update(status="COMPLETED", output_uri=uri, result=result.to_dict())
+            sidecar_uris = upload_sidecars(blobs, local, uri, result.sidecars)
+        report.update(status="COMPLETED", output_uri=uri, sidecar_uris=sidecar_uris, result=result.to_dict())
     except SceneRenderError as exc:
         if exc.retryable and attempt < settings.max_attempts:
             log.warning("job %s attempt %d: %s; left for redelivery", job_id, attempt, exc.message)
@@ -652,6 +678,29 @@ def _render_and_report(
     return WorkOutcome(ack=True, status=report["status"])
 
 
+def upload_sidecars(blobs: Blobs, local: Path, uri: str, sidecars: dict[str, str]) -> dict[str, str]:
+    """Captions, stills and stems beside the MP4 under the run's prefix (``<name>.vtt`` next to
+    ``<name>.mp4``); kind -> URI. docs/deliverables.md."""
+    from scenerender.deliverables import SUFFIXES, content_type
+
+    stem = uri.removesuffix(".mp4")
+    uris: dict[str, str] = {}
+    for kind, name in sidecars.items():
+        uris[kind] = stem + SUFFIXES[kind]
+        blobs.upload_file(local.with_name(name), uris[kind], content_type=content_type(kind))
+    return uris
+
+
+def _object_size(blobs: Blobs, url: str) -> int | None:
+    """A gs:// input's size from its metadata; None for others or a missing object (the fetch says so)."""
+    if not url.startswith("gs://"):
+        return None
+    try:
+        return blobs.size(url)
+    except (FileNotFoundError, SceneRenderError):
+        return None
+
+
 def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs) -> bool:
     """Write the renderer's report on the job: COMPLETED with a signed URL, or FAILED."""
     job_id = str(report["job_id"])
@@ -659,6 +708,12 @@ def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, j
         uri = str(report["output_uri"])
         url, expires = blobs.signed_url(uri, settings.signed_url_ttl_s)
         output = {"uri": uri, "url": url, "url_expires_at": expires, **report.get("result", {})}
+        # Each sidecar with its own signed URL (the result names only its file).
+        signed: dict[str, dict[str, Any]] = {}
+        for kind, sidecar_uri in (report.get("sidecar_uris") or {}).items():
+            sidecar_url, sidecar_expires = blobs.signed_url(str(sidecar_uri), settings.signed_url_ttl_s)
+            signed[str(kind)] = {"uri": sidecar_uri, "url": sidecar_url, "url_expires_at": sidecar_expires}
+        output["sidecars"] = signed
         changed = jobs.complete(job_id, output)
     else:
         error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}
@@ -695,22 +750,6 @@ def record_dead_letter(
         "details": last.get("details") or [],
     }
     return jobs.fail(job_id, error)
-
-
-def fail_stuck_jobs(*, settings: Settings, jobs: Jobs) -> list[str]:
-    """Jobs RUNNING with no heartbeat for ``stuck_after_s``: their worker is gone and no
-    redelivery came to take them over, so they end FAILED/TIMEOUT instead of RUNNING for ever."""
-    failed = []
-    for job_id in jobs.stale_running(settings.stuck_after_s):
-        error = {
-            "code": "TIMEOUT",
-            "message": f"worker lost: no heartbeat for {settings.stuck_after_s:.0f} s",
-            "details": [],
-        }
-        if jobs.fail(job_id, error):
-            log.warning("job %s: %s", job_id, error["message"])
-            failed.append(job_id)
-    return failed
 
 
 def spec_object_name(job_id: str) -> str:

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from scenerender import adts
 from scenerender.errors import RenderError
-from scenerender.probe import DEMUXER_WHITELIST
+from scenerender.probe import DEMUXER_WHITELIST, MediaInfo, VideoInfo
 from scenerender.timeline import PlacedClip, PlacedSegment, Timeline
 
 SAMPLE_RATE = 48000
@@ -125,6 +125,10 @@ def copy_blockers(timeline: Timeline) -> list[str]:
             reasons.append(f"{name}: container {seg.source.format_name} is not MP4/MOV")
         if v.codec != "h264" or v.profile != "High":
             reasons.append(f"{name}: codec {v.codec} {v.profile}, not H.264 High")
+        if v.hdr is not None:
+            reasons.append(f"{name}: HDR ({v.hdr}), tone-mapped to SDR")
+        if v.interlaced:
+            reasons.append(f"{name}: interlaced ({v.field_order}), deinterlaced")
         if v.pix_fmt != "yuv420p":
             reasons.append(f"{name}: pixel format {v.pix_fmt}, not yuv420p")
         if v.rotation:
@@ -377,9 +381,14 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
     else:
         # Output slots are whole numbers on the 1/fps clock: the piece keeps its own from there.
         select = [rate, f"trim=start_pts={piece.first_frame}", "setpts=PTS-STARTPTS"]
+    video = piece.segment.source.video
+    assert video is not None  # the timeline places only segments with a picture
     chain = ",".join(
         [
+            *_deinterlace(video, fps),
             *select,
+            *_tone_map(video),
+            *_square_pixels(video),
             _fit_filter(timeline),
             "setsar=1",
             "format=yuv420p",
@@ -409,6 +418,7 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
         str(_gop_frames(enc, fps, frames)),
         "-threads",
         str(threads),
+        *BT709_TAGS,
         "-video_track_timescale",
         str(track_timescale(fps)),
         "-an",
@@ -421,6 +431,47 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
         str(out),
     ]
     return Command(argv=argv, output=out, duration_s=float(frames / fps))
+
+
+# Every output is SDR BT.709, and says so, whatever its sources were tagged (or not).
+BT709_TAGS = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
+
+
+def _deinterlace(video: VideoInfo, fps: Fraction) -> list[str]:
+    """bwdif on a source coded as fields (its field order says so), before the rate
+    conversion: a field per frame when the output rate is about the field rate (50i -> 50p),
+    else a frame per frame."""
+    if not video.interlaced:
+        return []
+    mode = "send_field" if video.fps > 0 and fps > video.fps * Fraction(3, 2) else "send_frame"
+    return [f"bwdif=mode={mode}:parity=auto:deint=all"]
+
+
+# HDR to SDR: to linear light (100 nits the SDR white), BT.709 primaries, Hable's curve
+# (keeps highlights' detail without greying the picture: desat=0), then BT.709's transfer.
+_TRANSFER = {"pq": "smpte2084", "hlg": "arib-std-b67"}
+
+
+def _tone_map(video: VideoInfo) -> list[str]:
+    hdr = video.hdr
+    if hdr is None:
+        return []
+    return [
+        f"zscale=tin={_TRANSFER[hdr]}:pin=bt2020:min=bt2020nc:t=linear:npl=100",
+        "format=gbrpf32le",
+        "zscale=p=bt709",
+        "tonemap=tonemap=hable:desat=0",
+        "zscale=t=bt709:m=bt709:r=tv",
+        "format=yuv420p",
+    ]
+
+
+def _square_pixels(video: VideoInfo) -> list[str]:
+    """An anamorphic source (1440x1080 at SAR 4:3, 720x576 at 64:45) stretched to its display
+    shape first, so letterbox, crop and stretch fit the picture as it is meant to be seen."""
+    if video.sar in (Fraction(1), Fraction(0)):
+        return []
+    return ["scale=trunc(iw*sar/2)*2:ih", "setsar=1"]
 
 
 def _gop(enc: EncodeSettings, fps: Fraction) -> int:
@@ -543,6 +594,18 @@ def _segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[
     return inputs, pieces, n - first_input
 
 
+# Codecs whose every decode is the file's samples and nothing else. Others carry encoder
+# priming and padding (AAC 1024+ samples, Opus its pre-skip, MP3 its LAME delay) that one
+# decode trims (edit list, pre-skip, LAME tag) but a demuxer loop (-stream_loop) decodes again
+# on every pass: 31 ms of silence per loop, the music 615 ms late after 30 loops. They are
+# decoded once and looped in memory (aloop), which costs the clip's length in float samples.
+_EXACT_LOOP_CODECS = ("pcm_", "flac")
+
+
+def _loops_exactly(source: MediaInfo) -> bool:
+    return source.audio is not None and source.audio.codec.startswith(_EXACT_LOOP_CODECS)
+
+
 def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
     """Every clip placed at its sample, faded, looped and ducked; summed without rescaling.
 
@@ -563,7 +626,12 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
     for clip in timeline.clips:
         # Whole-file loops are looped by the demuxer (constant memory); a trimmed loop is
         # looped in memory by aloop, since only that part repeats.
-        looped_input = clip.loop and clip.trim_start == 0 and clip.length >= clip.source.audio_duration - 1e-3
+        looped_input = (
+            clip.loop
+            and clip.trim_start == 0
+            and clip.length >= clip.source.audio_duration - 1e-3
+            and _loops_exactly(clip.source)
+        )
         inputs += _input(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
         chains.append(_clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
         labels.append(f"[c{clip.index}]")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from scenerender import mp4
 from scenerender.errors import InputMediaError, InputRefusedError
 
 # Containers we read. Anything else (playlists, concat lists, image sequences, raw
@@ -105,6 +106,10 @@ class MediaInfo:
     video: VideoInfo | None
     audio: AudioInfo | None
     start_time: float = 0.0  # the earliest stream's: where ffmpeg puts time 0 when it reads the file
+    # What the file really holds of each stream when that is less than its header says (an
+    # MP4 cut mid-mdat by a failed download or copy); None: all of it, or not known.
+    readable_video: float | None = None
+    readable_audio: float | None = None
 
     @property
     def video_lead(self) -> float:
@@ -183,7 +188,10 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     fmt = data.get("format") or {}
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if not format_names & ALLOWED_FORMATS:
-        raise InputRefusedError(input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format")
+        raise InputRefusedError(
+            input_path,
+            f"the container is {fmt.get('format_name', '?')!r}, which is not accepted; accepted: {ACCEPTED_CONTAINERS}",
+        )
     streams = data.get("streams", [])
     if len(streams) > MAX_STREAMS:
         raise InputRefusedError(input_path, f"{len(streams)} streams; at most {MAX_STREAMS} are accepted")
@@ -262,9 +270,31 @@ REFERENCE_SIGNATURES: tuple[bytes, ...] = (
 )
 
 
+ACCEPTED_CONTAINERS = (
+    "MP4/MOV (.mp4 .mov .m4a .3gp), Matroska/WebM, WAV, W64, AIFF, CAF, MP3, AAC (ADTS), FLAC, Ogg, AVI, MPEG-TS"
+)
+# Containers people do use that the renderer does not read (yet): named, with the accepted
+# list, instead of ffprobe's "Invalid argument" from the demuxer whitelist.
+UNACCEPTED_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, bytes.fromhex("060e2b34020501010d0102"), "MXF"),
+    (0, b"\x89PNG", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+)
+
+
 def refuse_reference_files(path: Path, input_path: str) -> None:
+    """Refuse, on the first bytes, lists that name other media and containers not accepted."""
     with open(path, "rb") as fh:
-        head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        raw = fh.read(512)
+    for offset, magic, name in UNACCEPTED_SIGNATURES:
+        if raw[offset : offset + len(magic)] == magic:
+            raise InputRefusedError(
+                input_path, f"the container is {name}, which is not accepted; accepted: {ACCEPTED_CONTAINERS}"
+            )
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     for signature in REFERENCE_SIGNATURES:
         if head.startswith(signature.lower()):
             raise InputRefusedError(input_path, "playlists, lists and manifests that reference other media are refused")
@@ -273,7 +303,31 @@ def refuse_reference_files(path: Path, input_path: str) -> None:
 def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo:
     """Probe one local file; errors name ``input_path`` (``segments[2].url``)."""
     refuse_reference_files(path, input_path)
-    return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+    return read_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+
+
+def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
+    """``parse_probe``, and for an MP4/MOV how much of each stream the file really holds.
+
+    ffprobe reports an MP4's lengths from its header, which a file cut mid-``mdat`` keeps
+    whole: its sample table is checked against the file's size (``mp4.readable_lengths``,
+    milliseconds, no decode), so a short file is refused instead of padded out.
+    """
+    info = parse_probe(path, data, input_path)
+    if not set(info.format_name.split(",")) & {"mov", "mp4"}:
+        return info
+    readable = mp4.readable_lengths(path)
+    if readable is None:
+        return info
+
+    def short(have: float | None, header: float | None) -> float | None:
+        return have if have is not None and header is not None and have < header - 0.001 else None
+
+    return replace(
+        info,
+        readable_video=short(readable.video_s, info.video.duration if info.video else None),
+        readable_audio=short(readable.audio_s, info.audio.duration if info.audio else None),
+    )
 
 
 def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: str | None = None) -> dict[str, Any]:

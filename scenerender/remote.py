@@ -111,6 +111,7 @@ def upload_local_files(
     *,
     allow_outside: bool = False,
     prefix: str = "",
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Upload inputs the spec names by local path with ``upload`` (-> gs:// URI), and point the
     spec at them.
@@ -135,6 +136,8 @@ def upload_local_files(
             if not local.is_file():
                 raise InputUnreachableError(where, "no such file", url=str(local))
             uploaded[url] = upload(local)
+            if names is not None:  # the upload's URI -> the path the user wrote, for messages
+                names[uploaded[url]] = url
         return uploaded[url]
 
     result: dict[str, Any] = json.loads(json.dumps(raw))
@@ -150,7 +153,12 @@ def upload_local_files(
 
 
 def submit_with_api(
-    spec_path: Path, api: ApiClient, settings: Settings, *, allow_outside: bool = False
+    spec_path: Path,
+    api: ApiClient,
+    settings: Settings,
+    *,
+    allow_outside: bool = False,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Validate ``spec_path`` (a spec or a batch) here, upload its local media through the API's
     upload door, and POST it: the API's answer (``job_id`` or ``batch_id``, ``spec_generation``)."""
@@ -161,13 +169,15 @@ def submit_with_api(
         parse_batch(raw_bytes)
         data = load_json(raw_bytes, max_bytes=len(raw_bytes) + 1, what="batch")
         data["scenes"] = [
-            upload_local_files(spec_path, scene, api.upload, allow_outside=allow_outside, prefix=f"scenes[{i}].")
+            upload_local_files(
+                spec_path, scene, api.upload, allow_outside=allow_outside, prefix=f"scenes[{i}].", names=names
+            )
             for i, scene in enumerate(data["scenes"])
         ]
     else:
         spec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
         raw = load_json(raw_bytes, max_bytes=settings.max_spec_bytes)
-        data = upload_local_files(spec_path, raw, api.upload, allow_outside=allow_outside)
+        data = upload_local_files(spec_path, raw, api.upload, allow_outside=allow_outside, names=names)
         data["job_id"] = spec.job_id or default_job_id(spec_path.name)
     return api.submit(json.dumps(data).encode())
 

@@ -30,7 +30,7 @@ from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
-from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.probe import MediaInfo, probe_data, read_probe, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.tenancy import SceneLimits
@@ -84,6 +84,7 @@ class RenderOptions:
     segment_cache: SegmentCache | None = None
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
+    deliverables: bool = True  # sidecars and the QC report (docs/deliverables.md); burned captions regardless
     claim_poll_s: float = 0.5
     all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
     limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
@@ -104,6 +105,7 @@ class RenderOptions:
                 "cpus": settings.cpus,
                 "memory_mb": settings.memory_mb,
                 "split_min_segments": settings.split_min_segments,
+                "deliverables": settings.deliverables,
                 "timeout_s": float(settings.render_timeout_s),
                 "work_dir": settings.work_dir or None,
                 **overrides,
@@ -200,7 +202,7 @@ def _probe_cached(
         return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
 
     if cache is None:
-        return parse_probe(path, fresh(), input_path)
+        return read_probe(path, fresh(), input_path)
     key = "probe-" + hashlib.sha256(f"{PROBE_CACHE_VERSION}\n{digests(path)}".encode()).hexdigest()
     with tempfile.TemporaryDirectory(prefix="scenerender-probe-") as tmp:
         entry = Path(tmp) / "probe.json"
@@ -211,11 +213,11 @@ def _probe_cached(
                 data = None
             if isinstance(data, dict):
                 reused.append(input_path)
-                return parse_probe(path, data, input_path)
+                return read_probe(path, data, input_path)
         data = fresh()
         entry.write_text(json.dumps(data), encoding="utf-8")
         cache.store(key, entry)
-    return parse_probe(path, data, input_path)
+    return read_probe(path, data, input_path)
 
 
 def fetch_and_probe(
@@ -403,10 +405,18 @@ def render(
                 runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
+            if spec.output.burn_captions:
+                t_burn = time.monotonic()
+                deliverables.burn_captions(spec, timeline, part, work, runner)
+                timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
-            extras = deliverables.make(spec, timeline, part, work, runner)
+            extras = (
+                deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
+                if opts.deliverables
+                else deliverables.Deliverables()
+            )
             timings.update(extras.timings)
             publish_file(part, out_path)
             result.sidecars = extras.publish(out_path)
@@ -416,6 +426,9 @@ def render(
         tracker.finish("measure")
     timings["total_s"] = time.monotonic() - t0
     result.timings = {k: round(v, 3) for k, v in timings.items()}
+    if spec.output.burn_captions:
+        blockers = [*blockers, deliverables.BURN_BLOCKER]
+        result.captions_burned = True
     result.fast_path = not blockers
     result.fast_path_blockers = blockers
     result.segments_encoded = counts.encoded

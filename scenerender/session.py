@@ -97,26 +97,93 @@ def _uid_of(token: str) -> str:
         raise UnauthenticatedError(f"{TOKEN_ENV} is not an ID token") from exc
 
 
-class IdTokenCredentials(AnonymousCredentials):
-    """Credentials that make the Firestore emulator see the user: google-cloud-firestore sends
-    ``Authorization: Bearer <id_token>`` to the emulator when its credentials carry one (the
-    emulator evaluates the rules' ``request.auth`` from it)."""
+def _bearer_channel(host: str, id_token: str) -> Any:
+    """An insecure gRPC channel to the Firestore emulator that sends ``authorization: Bearer
+    <id_token>`` with every call, unary and streaming (the realtime listener), so the emulator
+    evaluates the rules' ``request.auth`` as this user. (google-cloud-firestore's own emulator
+    channel passes the token as a channel option, which reaches no call: the emulator then
+    reads as its admin, and the rules never apply.)"""
+    import collections
 
-    def __init__(self, id_token: str) -> None:
-        super().__init__()
-        self.id_token = id_token
+    import grpc
+
+    class Details(
+        collections.namedtuple(
+            "Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+        ),
+        grpc.ClientCallDetails,  # type: ignore[misc]
+    ):
+        pass
+
+    class Bearer(
+        grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+        grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+        grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+        grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+    ):
+        def _details(self, details: Any) -> Any:
+            metadata = [*(details.metadata or []), ("authorization", f"Bearer {id_token}")]
+            return Details(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                getattr(details, "wait_for_ready", None),
+                getattr(details, "compression", None),
+            )
+
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            return continuation(self._details(details), request)
+
+        def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+            return continuation(self._details(details), request)
+
+        def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+            return continuation(self._details(details), requests)
+
+        def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+            return continuation(self._details(details), requests)
+
+    return grpc.intercept_channel(grpc.insecure_channel(host), Bearer())
 
 
 def user_jobs(settings: Settings, session: Session) -> Any:
-    """A ``JobStore`` that reads as the user (emulator only), so firestore.rules apply to it."""
+    """A ``JobStore`` that reads as the user (emulator only), so firestore.rules apply to it.
+
+    The rules deny a document that is another user's and one that does not exist alike, so
+    for this store a denied read is "no such job of yours" (None), as the API's 404 is.
+    """
+    from google.api_core import exceptions as gexc
     from google.cloud import firestore
 
     from scenerender.jobs import JobStore
 
     if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
         raise SceneRenderError("reading Firestore as a user needs the Firestore emulator (the local cloud)")
-    client = firestore.Client(project=settings.project_id, credentials=IdTokenCredentials(session.id_token))
-    return JobStore(client, settings)
+
+    class UserJobStore(JobStore):
+        def get(self, job_id: str) -> dict[str, Any] | None:
+            try:
+                return super().get(job_id)
+            except SceneRenderError as exc:
+                if isinstance(exc.__cause__, gexc.PermissionDenied):
+                    return None
+                raise
+
+        def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+            try:
+                return super().get_batch(batch_id)
+            except SceneRenderError as exc:
+                if isinstance(exc.__cause__, gexc.PermissionDenied):
+                    return None
+                raise
+
+    class UserClient(firestore.Client):
+        def _emulator_channel(self, transport: Any) -> Any:
+            return _bearer_channel(str(self._emulator_host), session.id_token)
+
+    client = UserClient(project=settings.project_id, credentials=AnonymousCredentials())
+    return UserJobStore(client, settings)
 
 
 def error_from_body(status: int, body: Any) -> SceneRenderError:

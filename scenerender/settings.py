@@ -73,6 +73,40 @@ class Settings(BaseSettings):
         "",
         description="Cloud Run job started per render request (empty: a local worker drains the queue).",
     )
+    local_executions_dir: str = Field(
+        "",
+        description="Local cloud only, with no renderer_job: an execution is a set of worker processes "
+        "started and tracked here (empty: long-running local workers drain the queue, nothing is launched).",
+    )
+    launch_parallelism: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Most tasks one execution of the renderer runs: a launch for N queued scenes asks for "
+        "min(N, this) tasks (jobs.run taskCount override). Terraform sets it from the job's parallelism.",
+    )
+    launch_grace_s: float = Field(
+        120.0,
+        gt=0,
+        description="The sweeper leaves a launch this young alone (its execution may not be listed yet).",
+    )
+    start_deadline_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A job launched this long ago whose execution never started (quota, image) ends FAILED/TIMEOUT.",
+    )
+    max_launches: int = Field(
+        5, ge=1, le=100, description="Executions launched for one job before the sweeper gives it up as FAILED/TIMEOUT."
+    )
+    task_timeout_s: int = Field(
+        0,
+        ge=0,
+        description="The renderer task's timeout (Terraform: the job's); a worker takes no request whose "
+        "estimated render does not fit in the time left (0: no limit).",
+    )
+    task_exit_file: str = Field(
+        "", description="Local executions only: where the worker writes its exit status (set by the launcher)."
+    )
     jobs_collection: str = Field("render_jobs", description="Firestore collection of job documents.")
     batches_collection: str = Field("render_batches", description="Firestore collection of batches.")
     signed_url_ttl_s: int = Field(
@@ -109,7 +143,12 @@ class Settings(BaseSettings):
     )
     max_segments: int = Field(500, ge=1, description="Most segments in one scene.")
     max_clips: int = Field(1000, ge=0, description="Most audio clips in one scene.")
-    max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
+    max_input_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Largest single input file fetched; in the pipeline also no more than the memory budget "
+        "leaves (scenerender.budget: /tmp is memory on Cloud Run).",
+    )
     # The HTTP API (scenerender.api): end users, each signed in with a Firebase ID token.
     max_api_body_bytes: int = Field(
         2 * 1024 * 1024, ge=1, description="Largest HTTP API request body; a larger one is refused with 413."
@@ -141,6 +180,9 @@ class Settings(BaseSettings):
     )
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
+    deliverables: bool = Field(
+        True, description="Captions, poster, contact sheet, stems and the QC report (false: the MP4 only; benchmarks)."
+    )
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     cpus: int = Field(

@@ -152,6 +152,22 @@ def _available(
     return min(wanted, left)
 
 
+def _check_readable(
+    problems: list[SceneRenderError], path: str, url: str, who: str, stream: str, readable: float | None, needed: float
+) -> None:
+    """A file cut short (its header promises more than it holds) is refused where the render
+    would need what is missing: padded out, it would complete with frozen picture or silence."""
+    if readable is not None and needed > readable + LENGTH_TOLERANCE_S:
+        problems.append(
+            InputMediaError(
+                path,
+                f"the file is cut short: {who} needs {needed:.3f} s of its {stream}, and only {readable:.3f} s of it "
+                "is in the file (its header says more: an interrupted download or copy?)",
+                url=url,
+            )
+        )
+
+
 def _merge(intervals: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
     merged: list[tuple[float, float]] = []
     for start, end in sorted(intervals):
@@ -190,6 +206,11 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
             used = seg.duration or 1.0
         else:
             used = _available(where, "duration", info.video_duration, seg.trim_start, seg.duration, problems)
+            needed = seg.trim_start + used
+            who = f"segment {seg.id!r}"
+            _check_readable(problems, f"{where}.url", seg.url, who, "picture", info.readable_video, needed)
+            if seg.volume > 0:
+                _check_readable(problems, f"{where}.url", seg.url, who, "sound", info.readable_audio, needed)
         frames = max(1, round(used * fps))
         segments.append(
             PlacedSegment(
@@ -223,6 +244,8 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
             problems.append(InputMediaError(f"{where}.url", "no audio stream", url=clip.url))
             continue
         length = _available(where, "duration", info.audio_duration, clip.trim_start, clip.duration, problems)
+        who = f"the {clip.type} clip"
+        _check_readable(problems, f"{where}.url", clip.url, who, "sound", info.readable_audio, clip.trim_start + length)
         if clip.segment_id is not None:
             if clip.segment_id not in by_id:  # its segment could not be probed
                 continue

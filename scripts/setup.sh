@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+# Captions and contact-sheet labels (libass, drawtext): DejaVu Sans, CJK from Droid Sans Fallback.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+[ -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] || need_apt+=(fonts-droid-fallback)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)  # the CLI tests drive `watch` on a real terminal
 # Debian's Chromium: the browser tests drive it with Playwright (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

@@ -46,12 +46,14 @@ resource "google_firebaserules_release" "firestore" {
 }
 
 # The queries the job documents serve: a user's jobs newest first, a batch by status,
-# and the sweep for jobs stuck in a status.
+# the sweep for jobs stuck in a status, and the API's count of a user's queued and running
+# jobs (JobStore.count_active, the per-owner cap).
 locals {
   job_indexes = {
     owner_created = [["owner_uid", "ASCENDING"], ["created_at", "DESCENDING"]]
     batch_status  = [["batch_id", "ASCENDING"], ["status", "ASCENDING"]]
     status_update = [["status", "ASCENDING"], ["updated_at", "ASCENDING"]]
+    owner_status  = [["owner_uid", "ASCENDING"], ["status", "ASCENDING"]]
   }
 }
 

@@ -72,12 +72,7 @@ resource "google_pubsub_topic_iam_member" "spec_function_queues_requests" {
   member = google_service_account.spec_function.member
 }
 
-resource "google_cloud_run_v2_job_iam_member" "spec_function_runs_renderer" {
-  name     = google_cloud_run_v2_job.renderer.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = google_service_account.spec_function.member
-}
+# The spec function launches the renderer: sweeper.tf, launchers.
 
 # --- completion trigger: reads renders to sign URLs for them, signs as itself
 resource "google_storage_bucket_iam_member" "report_function_reads_renders" {

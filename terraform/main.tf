@@ -39,6 +39,7 @@ locals {
     SCENERENDER_SEGMENT_TOPIC        = local.names.segment_topic
     SCENERENDER_SEGMENT_SUBSCRIPTION = local.names.segment_subscription
     SCENERENDER_RENDERER_JOB         = local.names.renderer_job
+    SCENERENDER_LAUNCH_PARALLELISM   = tostring(var.renderer.parallelism) # tasks one launch asks for, at most
     SCENERENDER_JOBS_COLLECTION      = local.names.jobs_collection
     SCENERENDER_SIGNED_URL_TTL_S     = tostring(var.signed_url_ttl_s)
     SCENERENDER_MAX_ATTEMPTS         = tostring(var.max_delivery_attempts)

@@ -298,3 +298,21 @@ def sound_onset(
     if len(span) == 0 or span.max() < -80:
         raise AssertionError(f"no sound in [{after}, {before})")
     return float((first + int(np.argmax(span >= span.max() + threshold_db))) * window)
+
+
+_IDET = re.compile(r"Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)")
+
+
+def interlace_detection(path: Path) -> tuple[int, int]:
+    """(frames ffmpeg's idet finds interlaced, frames it finds progressive)."""
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-nostats", "-i", str(path), "-map", "0:v:0", "-vf", "idet", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    found = _IDET.findall(done.stderr)
+    assert found, done.stderr[-1000:]
+    tff, bff, progressive = map(int, found[-1])
+    return tff + bff, progressive

@@ -163,3 +163,40 @@ def make_spoken_line(path: Path, text: str, *, lead_silence: float = 0.0, voice:
     )
     raw.unlink()
     return path
+
+
+def make_still_of_last_frame(source: Path, path: Path, *, duration: float, fps: int = 30) -> Path:
+    """A video that only shows ``source``'s last frame (a generator that returned its input)."""
+    frames = round(duration * fps)
+    run_ffmpeg(
+        "-i",
+        str(source),
+        "-vf",
+        f"reverse,trim=end_frame=1,loop=loop={frames - 1}:size=1:start=0,setpts=N/{fps}/TB",
+        "-frames:v",
+        str(frames),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        str(fps),
+        "-an",
+        str(path),
+    )
+    return path
+
+
+def make_silence(path: Path, *, duration: float) -> Path:
+    run_ffmpeg("-f", "lavfi", "-i", f"anullsrc=r=48000:cl=mono,atrim=end={duration}", str(path))
+    return path
+
+
+def pad_audio(source: Path, path: Path, *, trailing: float) -> Path:
+    """``source`` with ``trailing`` seconds of silence after it (a TTS line with a long tail)."""
+    run_ffmpeg("-i", str(source), "-af", f"apad=pad_dur={trailing}", str(path))
+    return path

@@ -23,7 +23,6 @@ from tests.cli_run import SCENERENDER, run
 from tests.mediagen import make_not_media, make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
-OWNER = "user-cli"
 
 
 def cloud_env() -> dict[str, str]:
@@ -41,7 +40,7 @@ def scene(folder: Path, job_id: str, *, segments: int = 1, seconds: float = 1.0)
         "job_id": job_id,
         "project_id": "p",
         "scene_id": job_id,
-        "owner_uid": OWNER,
+        # No owner_uid: the API names the signed-in user (the CLI's default local user).
         # 720p from 360p sources: every segment is encoded, so the job runs long enough to be watched.
         "output": {"resolution": "720p"},
         "segments": [{"id": f"s{i}", "url": f"seg-{i}.mp4"} for i in range(segments)],
@@ -119,6 +118,9 @@ def test_watch_shows_the_live_bar_then_the_result_and_an_unknown_job_is_not_foun
     screen = terminal.until(r"EXIT=\d+", timeout_s=30)[-1]
     assert "[NOT_FOUND]" in screen and "no-such-job-24" in screen and "EXIT=2" in screen, screen
     assert time.monotonic() - started < 15  # neither job nor spec: at once, not after the grace
+    batch = run("watch", "--batch", "no-such-batch-24", "--json", env=cloud_env(), timeout=60)
+    assert batch.returncode == 2, batch.stderr
+    assert json.loads(batch.stdout)["error"]["code"] == "NOT_FOUND"
 
 
 def test_ctrl_c_on_submit_wait_says_the_job_goes_on(cloud: DevStack, tmp_path: Path) -> None:
@@ -149,7 +151,7 @@ def test_batch_errors_name_the_users_own_paths(cloud: DevStack, tmp_path: Path) 
     make_not_media(tmp_path / "broken" / "clip.mp4")
     bad = {**scene(tmp_path, "cli-batch-bad"), "segments": [{"id": "s0", "url": "broken/clip.mp4"}]}
     batch = tmp_path / "batch.json"
-    batch.write_text(json.dumps({"version": 1, "batch_id": "cli-batch", "owner_uid": OWNER, "scenes": [good, bad]}))
+    batch.write_text(json.dumps({"version": 1, "batch_id": "cli-batch", "scenes": [good, bad]}))
     done = run("submit", batch, "--wait", "--json", env=cloud_env(), timeout=300)
     assert done.returncode == 3, done.stderr
     error = json.loads(done.stdout)["error"]

@@ -54,7 +54,6 @@ def render_on(folder: Path, env: dict[str, str], job_id: str) -> dict[str, Any]:
                 "job_id": job_id,
                 "project_id": "p",
                 "scene_id": "s",
-                "owner_uid": "user-dev",
                 "segments": [{"id": "a", "url": "seg.mp4"}],
             }
         )

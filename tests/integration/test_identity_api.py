@@ -230,3 +230,25 @@ def test_fuzzed_requests_never_get_a_500(
     if response.status_code >= 400 and method != "HEAD":
         error = response.json()["error"]
         assert set(error) == {"code", "message", "details"}
+
+
+def test_watch_reads_as_the_signed_in_user(alice: Session, scene_media: dict[str, str], api: str) -> None:
+    """`scenerender watch` reads Firestore with the user's token: the owner follows the job, another
+    user meets the rules and gets NOT_FOUND, as for a job that does not exist."""
+    import subprocess
+    import sys
+
+    created = httpx.post(api, content=users_spec("it-watched", scene_media), headers=auth(alice), timeout=30)
+    assert created.status_code == 202, created.text
+    wait_for_end("it-watched")
+    env = {**os.environ, "SCENERENDER_WATCH_GRACE_S": "3"}
+
+    def watch(user: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "scenerender", "watch", "it-watched", "--user", user, "--json"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+    own = watch("alice@example.com")
+    assert own.returncode == 0 and json.loads(own.stdout)["status"] == "COMPLETED", own.stderr
+    other = watch("mallory@example.com")
+    assert other.returncode == 2, other.stderr
+    assert json.loads(other.stdout)["error"]["code"] == "NOT_FOUND"

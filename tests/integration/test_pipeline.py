@@ -103,6 +103,13 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     )
     assert downloaded.stat().st_size == pytest.approx(local.stat().st_size, rel=0.01)
     assert output["size_bytes"] == downloaded.stat().st_size and output["duration_s"] == pytest.approx(2.0, abs=0.04)
+    # The sidecars went up beside the MP4, each with its own signed URL (docs/deliverables.md).
+    assert set(output["sidecars"]) == {"poster", "contact_sheet"}
+    for kind, suffix in (("poster", ".poster.jpg"), ("contact_sheet", ".sheet.jpg")):
+        sidecar = output["sidecars"][kind]
+        assert sidecar["uri"] == output["uri"].removesuffix(".mp4") + suffix
+        response = httpx.get(sidecar["url"], timeout=30)
+        assert response.status_code == 200 and response.content[:3] == b"\xff\xd8\xff"  # a JPEG
 
 
 def iter_queue(q: queue.Queue[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
@@ -251,11 +258,17 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     """The CLI's door: a spec naming local files, ``submit --download FOLDER`` (implies --wait)."""
     local = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
     spec_path = tmp_path / "scene.json"
-    spec_path.write_text(json.dumps(spec_for("it-cli", local)))
+    # No owner_uid: the API names the signed-in user (a spec naming another is refused, 403).
+    spec_path.write_text(json.dumps({k: v for k, v in spec_for("it-cli", local).items() if k != "owner_uid"}))
     folder = tmp_path / "downloads"
     folder.mkdir()
+    outside = subprocess.run(
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path)], capture_output=True, text=True, timeout=300
+    )
+    # The media sits in another folder than the spec: not uploaded unless asked for.
+    assert outside.returncode == 2 and "--allow-outside" in outside.stderr, outside.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder)],
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder), "--allow-outside"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -263,5 +276,6 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "it-cli"
-    assert [p.name for p in folder.iterdir()] == ["it-cli.mp4"]  # and no partial download beside it
+    # The MP4 and its sidecars beside it, as `render` names them, and no partial download.
+    assert sorted(p.name for p in folder.iterdir()) == ["it-cli.mp4", "it-cli.poster.jpg", "it-cli.sheet.jpg"]
     assert float(measure.probe(folder / "it-cli.mp4")["format"]["duration"]) == pytest.approx(2.0, abs=1 / 30)

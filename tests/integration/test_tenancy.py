@@ -384,3 +384,38 @@ def test_a_scene_whose_spec_tells_its_length_is_refused_before_any_work(settings
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED" and doc["stage"] == "validate"
     assert doc["error"]["details"][0]["path"] == "segments" and "max_scene_s" in doc["error"]["message"]
     assert not doc.get("attempt")  # no render request was sent
+
+
+# --- races ---------------------------------------------------------------------------------
+
+
+def test_owners_racing_for_one_batch_id_leave_exactly_one_owner(settings: Settings) -> None:
+    """``claim_batch`` is one Firestore transaction: eight owners at once, one wins, the rest learn its name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = clients.jobs()
+    owners = [f"racer-{i}" for i in range(8)]
+    with ThreadPoolExecutor(len(owners)) as pool:
+        answers = list(pool.map(lambda o: jobs.claim_batch("it-race-batch", o, {"spec_uri": o}), owners))
+    winners = [o for o, other in zip(owners, answers, strict=True) if other is None]
+    assert len(winners) == 1, answers
+    doc = jobs.get_batch("it-race-batch") or {}
+    assert doc["owner_uid"] == winners[0] and doc["spec_uri"] == winners[0]
+    assert {other for other in answers if other is not None} == {winners[0]}
+
+
+def test_two_owners_dropping_one_new_job_id_at_once_leave_one_job(
+    settings: Settings, scene_media: dict[str, str]
+) -> None:
+    names = {"alice": "jobs/race/alice.json", "mallory": "jobs/race/mallory.json"}
+    bodies = {owner: spec_for("it-race", owner, own_media(settings, scene_media, owner)) for owner in names}
+    for owner, name in names.items():
+        drop(settings, name, bodies[owner])
+    doc = wait_for_end("it-race")
+    winner = doc["owner_uid"]
+    loser = next(o for o in names if o != winner)
+    refused = wait_refused(settings, f"gs://{settings.spec_bucket}/{names[loser]}")
+    assert [(r["job_id"], r["owner_uid"], r["error"]["code"]) for r in refused] == [("it-race", loser, "CONFLICT")]
+    time.sleep(2)
+    after = clients.jobs().get("it-race") or {}
+    assert after["owner_uid"] == winner and after["spec_uri"].endswith(names[winner]) and not after.get("history")

@@ -78,7 +78,7 @@ class FakeJobs:
         active = ("QUEUED", "RUNNING")
         return sum(d.get("owner_uid") == owner_uid and d.get("status") in active for d in self.docs.values())
 
-    def mark_running(self, job_id: str, worker: str = "") -> int:
+    def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int:
         doc = self.docs[job_id]
         if doc["status"] in ("COMPLETED", "FAILED"):
             return 0
@@ -131,8 +131,25 @@ class FakeJobs:
     def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
         self.refusals.setdefault(refusal_id, copy.deepcopy(fields))
 
-    def stale_running(self, older_than_s: float) -> list[str]:
-        return [j for j, d in self.docs.items() if d["status"] == "RUNNING" and d.get("beat_age_s", 0) > older_than_s]
+    def unfinished(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.docs.values() if d["status"] in ("QUEUED", "RUNNING")]
+
+    def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool:
+        doc = self.docs[job_id]
+        if doc["status"] not in ("QUEUED", "RUNNING") or not doc.get("request_published"):
+            return False
+        if str(doc.get("execution") or "") != expected_execution or doc.get("launch_state") == "requested":
+            return False
+        doc.update(launch_state="requested")
+        return True
+
+    def record_launch(self, job_id: str, execution: str, task_count: int) -> None:
+        doc = self.docs[job_id]
+        doc.update(launch_state="launched", execution=execution, execution_tasks=task_count, launch_error=None)
+        doc.update(launches=doc.get("launches", 0) + 1)
+
+    def release_launch(self, job_id: str, error: dict[str, Any]) -> None:
+        self.docs[job_id].update(launch_state="failed", launch_error=copy.deepcopy(error))
 
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self.docs.values() if d.get("batch_id") == batch_id]

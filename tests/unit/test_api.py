@@ -70,7 +70,9 @@ def test_the_token_owns_the_job_and_a_missing_owner_is_filled_in(
     blobs, _ = stores
     created = http.post("/", data=spec(), headers=user("alice"))
     assert created.status_code == 202, created.json
-    assert created.json["job_id"] == "scene-1" and created.json["spec_uri"] == "gs://scenerender-specs/jobs/scene-1.json"
+    assert (
+        created.json["job_id"] == "scene-1" and created.json["spec_uri"] == "gs://scenerender-specs/jobs/scene-1.json"
+    )
     stored = json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"])
     assert stored["owner_uid"] == "alice" and stored["job_id"] == "scene-1"
 
@@ -114,8 +116,20 @@ def test_get_returns_a_job_only_to_its_owner(http: FlaskClient, stores: tuple[Fa
 
 
 @pytest.mark.parametrize(
-    "query", ["job_id=a/b", "job_id=.", "job_id=..", "job_id=__x__", "job_id=", "job_id=" + "a" * 129, "", "x=1",
-              "job_id=a%00b", "job_id=a&batch_id=b", "batch_id=..%2F"]
+    "query",
+    [
+        "job_id=a/b",
+        "job_id=.",
+        "job_id=..",
+        "job_id=__x__",
+        "job_id=",
+        "job_id=" + "a" * 129,
+        "",
+        "x=1",
+        "job_id=a%00b",
+        "job_id=a&batch_id=b",
+        "batch_id=..%2F",
+    ],
 )
 def test_invalid_ids_are_400(http: FlaskClient, query: str) -> None:
     response = http.get(f"/?{query}", headers=user("alice"))

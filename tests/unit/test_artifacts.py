@@ -25,6 +25,7 @@ from tests.unit.test_terraform import locals_, parsed
 ROOT = Path(__file__).parents[2]
 MAIN = ROOT / "functions" / "main.py"
 WORKER = ROOT / "scenerender" / "worker.py"
+DOCKERFILE = ROOT / "renderer_image" / "Dockerfile"
 
 
 def requirement_names(path: Path) -> dict[str, str]:
@@ -168,3 +169,13 @@ def test_the_image_holds_what_the_worker_imports_and_nothing_of_the_cli() -> Non
 def test_the_modules_left_out_are_not_needed_by_the_functions_or_the_worker(module: str) -> None:
     path = ROOT / "scenerender" / module
     assert path not in imports.closure(MAIN) and path not in imports.closure(WORKER)
+
+
+def test_cloud_build_uploads_the_image_context_and_nothing_else() -> None:
+    lines = (ROOT / ".gcloudignore").read_text().splitlines()
+    rules = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert rules[0] == "/*", "everything is left out first"
+    let_in = {r[2:].rstrip("/") for r in rules if r.startswith("!/")}
+    # Exactly what the Dockerfile copies, the Dockerfile itself and its ignore file.
+    copies = {c.split()[0].rstrip("/") for c in re.findall(r"^COPY (\S+)", DOCKERFILE.read_text(), re.M)}
+    assert let_in == copies | {"renderer_image", ".dockerignore"}, let_in

@@ -217,13 +217,20 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
 
 
 def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
-    from scenerender import pipeline
+    from datetime import UTC, datetime, timedelta
+
+    from scenerender import sweeper
+    from scenerender.launcher import AlwaysOnWorkers
 
     _, jobs, _ = stores
     settings = get_settings()
-    jobs.create_job("gone", {"status": "RUNNING", "beat_age_s": settings.stuck_after_s + 1})
-    jobs.create_job("alive", {"status": "RUNNING", "beat_age_s": 5})
-    jobs.create_job("done", {"status": "COMPLETED", "beat_age_s": settings.stuck_after_s + 1})
-    assert pipeline.fail_stuck_jobs(settings=settings, jobs=jobs) == ["gone"]
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(seconds=settings.stuck_after_s + 1)
+    jobs.create_job("gone", {"status": "RUNNING", "heartbeat_at": long_ago})
+    jobs.create_job("alive", {"status": "RUNNING", "heartbeat_at": now - timedelta(seconds=5)})
+    jobs.create_job("done", {"status": "COMPLETED", "heartbeat_at": long_ago})
+    report = sweeper.sweep(settings=settings, jobs=jobs, launcher=AlwaysOnWorkers(), now=now)
+    assert list(report.failed) == ["gone"] and report.launched is None
     assert jobs.docs["gone"]["status"] == "FAILED" and jobs.docs["gone"]["error"]["code"] == "TIMEOUT"
+    assert jobs.docs["gone"]["error"]["message"].startswith("worker lost: no heartbeat for 1801 s")
     assert jobs.docs["alive"]["status"] == "RUNNING" and jobs.docs["done"]["status"] == "COMPLETED"
