@@ -685,7 +685,10 @@ class DevStack:
         if not (dist_dir() / "index.html").is_file():
             return
         p = self.state.ports
-        config = web_config(self.settings, auth_host=f"127.0.0.1:{p.auth}", firestore_host=f"127.0.0.1:{p.firestore}")
+        # The page signs in against the Auth emulator (connectAuthEmulator wants a URL).
+        config = web_config(
+            self.settings, auth_host=f"http://127.0.0.1:{p.auth}", firestore_host=f"127.0.0.1:{p.firestore}"
+        )
         write_json(self.web_config_path, config)
         self.start_process(
             "web",

@@ -118,6 +118,9 @@ def test_watch_shows_the_live_bar_then_the_result_and_an_unknown_job_is_not_foun
     screen = terminal.until(r"EXIT=\d+", timeout_s=30)[-1]
     assert "[NOT_FOUND]" in screen and "no-such-job-24" in screen and "EXIT=2" in screen, screen
     assert time.monotonic() - started < 15  # neither job nor spec: at once, not after the grace
+    batch = run("watch", "--batch", "no-such-batch-24", "--json", env=cloud_env(), timeout=60)
+    assert batch.returncode == 2, batch.stderr
+    assert json.loads(batch.stdout)["error"]["code"] == "NOT_FOUND"
 
 
 def test_ctrl_c_on_submit_wait_says_the_job_goes_on(cloud: DevStack, tmp_path: Path) -> None:

@@ -154,9 +154,11 @@ def test_a_folder_output_is_named_as_in_the_pipeline_and_never_overwritten_witho
     assert json.loads(first.stdout)["output"] == str(out_dir / "scene-9.mp4")
     again = run("render", spec, "-o", out_dir, "--json")
     assert again.returncode == 2
-    assert problems(json_error(again, "INVALID_SPEC")) == {
-        "--output": f"{out_dir / 'scene-9.mp4'} exists; pass --force to replace it"
-    }
+    refused = [(d["path"], d["problem"]) for d in json_error(again, "INVALID_SPEC")["details"]]
+    assert ("--output", f"{out_dir / 'scene-9.mp4'} exists; pass --force to replace it") in refused
+    for sidecar in out_dir.glob("scene-9.*"):  # whatever sidecars the render wrote beside it
+        if sidecar.suffix != ".mp4":
+            sidecar.unlink()
     (out_dir / "scene-9.mp4").unlink()
     (out_dir / "scene-9.srt").write_text("an earlier render's captions")
     sidecar = run("render", spec, "-o", out_dir, "--json")
@@ -212,7 +214,9 @@ def test_help_is_clean() -> None:
         done = run(*command, "--help", env=bare_env(COLUMNS="200"))
         assert done.returncode == 0 and "<bool>" not in done.stdout, done.stdout
     up = run("dev", "up", "--help", env=bare_env(COLUMNS="200")).stdout
-    assert "First of 4 consecutive ports for the functions" in up and "three" not in up
+    from scenerender.devstack import FUNCTIONS
+
+    assert f"First of {len(FUNCTIONS)} consecutive ports for the functions" in up and "three" not in up
 
 
 def test_usage_errors_are_json_too() -> None:
@@ -234,6 +238,14 @@ def test_submit_names_missing_local_files_before_it_needs_a_cloud(tmp_path: Path
         "segments[1].url": f"file not found: {tmp_path / 'sub' / 'x.mp4'}",
     }
     assert "FileNotFoundError" not in done.stderr
+    scene = {"version": 1, "project_id": "p", "scene_id": "s", "segments": [{"id": "a", "url": "gone.mp4"}]}
+    batch = tmp_path / "batch.json"
+    batch.write_text(json.dumps({"version": 1, "batch_id": "b-2", "scenes": [scene]}))
+    done = run("submit", batch, "--json", cwd=tmp_path, env=bare_env())
+    assert done.returncode == 3, done.stderr
+    assert problems(json_error(done, "INPUT_UNREACHABLE")) == {
+        "scenes[0].segments[0].url": f"file not found: {tmp_path / 'gone.mp4'}"
+    }
 
 
 def test_no_cloud_is_exit_1_at_once_saying_to_run_dev_up(media: Path, tmp_path: Path) -> None:

@@ -290,11 +290,32 @@ export class SceneRenderClient {
    * `onChange(null)` while the job does not exist yet.
    */
   watch(jobId: string, onChange: (job: JobDoc | null) => void, onError?: (e: FirestoreError) => void): Unsubscribe {
-    return onSnapshot(
-      doc(this.db, this.jobsCollection, jobId),
-      (snap) => onChange(snap.exists() ? (plain({ job_id: jobId, ...snap.data() }) as JobDoc) : null),
-      onError,
-    );
+    // Right after a submission the document does not exist yet, and the rules refuse reading a
+    // missing document (they cannot see its owner): the listener is attached again, for a while.
+    const deadline = Date.now() + 60_000;
+    let stop: Unsubscribe = () => undefined;
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attach = (): void => {
+      stop = onSnapshot(
+        doc(this.db, this.jobsCollection, jobId),
+        (snap) => onChange(snap.exists() ? (plain({ job_id: jobId, ...snap.data() }) as JobDoc) : null),
+        (error) => {
+          if (error.code === "permission-denied" && Date.now() < deadline && !stopped) {
+            onChange(null);
+            timer = setTimeout(attach, 400);
+          } else {
+            onError?.(error);
+          }
+        },
+      );
+    };
+    attach();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      stop();
+    };
   }
 
   /** Follow a batch document live (counts, weighted progress, ETA). */
@@ -303,11 +324,30 @@ export class SceneRenderClient {
     onChange: (batch: BatchDoc | null) => void,
     onError?: (e: FirestoreError) => void,
   ): Unsubscribe {
-    return onSnapshot(
-      doc(this.db, this.batchesCollection, batchId),
-      (snap) => onChange(snap.exists() ? (plain({ batch_id: batchId, ...snap.data() }) as BatchDoc) : null),
-      onError,
-    );
+    const deadline = Date.now() + 60_000;
+    let stop: Unsubscribe = () => undefined;
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attach = (): void => {
+      stop = onSnapshot(
+        doc(this.db, this.batchesCollection, batchId),
+        (snap) => onChange(snap.exists() ? (plain({ batch_id: batchId, ...snap.data() }) as BatchDoc) : null),
+        (error) => {
+          if (error.code === "permission-denied" && Date.now() < deadline && !stopped) {
+            onChange(null);
+            timer = setTimeout(attach, 400); // not created yet: see watch()
+          } else {
+            onError?.(error);
+          }
+        },
+      );
+    };
+    attach();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      stop();
+    };
   }
 
   /** Follow the signed-in user's jobs, newest first (the query the rules allow: owner_uid == me). */
