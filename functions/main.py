@@ -14,8 +14,10 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from scenerender import clients, pipeline
+from scenerender import clients, identity, pipeline, sweeper
+from scenerender.api import Api, ApiRequest
 from scenerender.errors import SceneRenderError
+from scenerender.launcher import launcher_for
 from scenerender.logs import configure_logging
 from scenerender.settings import get_settings
 
@@ -41,6 +43,7 @@ def on_spec_uploaded(event: CloudEvent) -> None:
         blobs=clients.blobs(),
         jobs=clients.jobs(),
         bus=clients.bus(),
+        launcher=launcher_for(settings),
     )
 
 
@@ -72,27 +75,39 @@ def on_render_dead_lettered(event: CloudEvent) -> None:
 
 
 @functions_framework.http
-def http_api(request: flask.Request) -> flask.typing.ResponseReturnValue:
-    """POST a spec (stored like a dropped file; returns the job id); GET ?job_id= (the job document)."""
+def http_api(request: flask.Request) -> flask.Response:
+    """The end users' HTTP API (scenerender.api): POST a spec, GET a job, POST /uploads."""
     settings = get_settings()
-    if request.method == "POST":
-        raw = request.get_data(cache=False)
-        try:
-            job_id, uri = pipeline.submit_spec_bytes(
-                raw,
-                settings=settings,
-                name_hint=request.args.get("name", ""),
-                write=lambda u, data: clients.blobs().write_bytes(u, data, content_type="application/json"),
-            )
-        except SceneRenderError as exc:
-            return {"error": exc.to_dict()}, 400 if exc.exit_code == 2 else 503
-        return {"job_id": job_id, "spec_uri": uri}, 202
-    if request.method == "GET":
-        job_id = request.args.get("job_id", "")
-        if not job_id:
-            return {"error": {"code": "INVALID_SPEC", "message": "job_id: required", "details": []}}, 400
-        job = clients.jobs().get(job_id)
-        if job is None:
-            return {"error": {"code": "NOT_FOUND", "message": f"no job {job_id!r}", "details": []}}, 404
-        return flask.Response(json.dumps(job, default=str), mimetype="application/json")
-    return {"error": {"code": "METHOD", "message": "use GET or POST", "details": []}}, 405
+    api = Api(
+        settings=settings,
+        jobs=clients.jobs(),
+        blobs=clients.blobs(),
+        verify=identity.verifier(settings.project_id).verify,
+    )
+    response = api.handle(
+        ApiRequest(
+            method=request.method,
+            path=request.path,
+            args=request.args.to_dict(),
+            authorization=request.headers.get("Authorization"),
+            read=request.stream.read,
+            content_length=request.content_length,
+        )
+    )
+    return flask.Response(
+        response.json(), status=response.status, headers=response.headers, mimetype="application/json"
+    )
+
+
+@functions_framework.http
+def on_sweep(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Cloud Scheduler's call: launch for queued requests no execution serves, end jobs whose
+    executions died (``scenerender.sweeper``). Answers what it did."""
+    settings = get_settings()
+    try:
+        report = sweeper.sweep(settings=settings, jobs=clients.jobs(), launcher=launcher_for(settings))
+    except SceneRenderError as exc:
+        # Scheduler records the failure and calls again at the next tick.
+        log.error("sweep failed: %s", exc.message)
+        return {"error": exc.to_dict()}, 503
+    return report.to_dict(), 200

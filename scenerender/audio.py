@@ -59,7 +59,7 @@ def audio_key(mix: plan.Command, timeline: Timeline, work: Path, file_digests: D
 class FinalMux:
     """The finished MP4 the audio may be muxed into as it is encoded, beside these video pieces."""
 
-    pieces: list[Path]
+    pieces: list[plan.VideoPart]
     list_path: Path
     out: Path
 

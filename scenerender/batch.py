@@ -16,7 +16,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 
 from scenerender.errors import ErrorDetail, SpecError
-from scenerender.spec import Id, JobSpec, _friendly, _Model, _semantic_errors, json_path
+from scenerender.spec import (
+    MAX_SPEC_BYTES,
+    Id,
+    JobSpec,
+    _friendly,
+    _merge_details,
+    _Model,
+    cross_reference_errors,
+    json_path,
+    load_json,
+)
 
 UNKNOWN_SEGMENT_S = 5.0  # weight of a segment whose length the spec does not give
 
@@ -31,27 +41,33 @@ class BatchSpec(_Model):
 def is_batch(raw: bytes) -> bool:
     """A batch file is a JSON object with ``scenes`` (anything else is parsed as one spec)."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8", errors="replace").removeprefix("\ufeff"))
     except (ValueError, RecursionError):
         return False
     return isinstance(data, dict) and "scenes" in data
 
 
-def parse_batch(raw: bytes) -> BatchSpec:
-    """Validate a batch file; errors carry their paths (``scenes[2].segments[0].url``)."""
-    try:
-        batch = BatchSpec.model_validate(json.loads(raw))
-    except ValidationError as exc:
-        raise SpecError.from_details(
-            [ErrorDetail(json_path(e["loc"]), _friendly(dict(e))) for e in exc.errors()]
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise SpecError.from_details([ErrorDetail("", f"batch is not valid JSON: {exc}")]) from exc
-    details = [
+def parse_batch(raw: bytes, *, max_bytes: int = 200 * MAX_SPEC_BYTES) -> BatchSpec:
+    """Validate a batch file; every problem, typed or cross-reference, carries its path
+    (``scenes[2].segments[0].url``), all in one round."""
+    data = load_json(raw, max_bytes=max_bytes, what="batch")
+    if not isinstance(data, dict):
+        raise SpecError.from_details([ErrorDetail("", "batch must be a JSON object")])
+    scenes = data.get("scenes")
+    cross = [
         ErrorDetail(f"scenes[{i}].{d.path}", d.message)
-        for i, scene in enumerate(batch.scenes)
-        for d in _semantic_errors(scene)
+        for i, scene in enumerate(scenes if isinstance(scenes, list) else [])
+        if isinstance(scene, dict)
+        for d in cross_reference_errors(scene)
     ]
+    try:
+        batch = BatchSpec.model_validate(data)
+    except ValidationError as exc:
+        typed = [ErrorDetail(json_path(e["loc"]), _friendly(dict(e), BatchSpec)) for e in exc.errors()]
+        raise SpecError.from_details(_merge_details(typed, cross)) from None
+    except RecursionError as exc:
+        raise SpecError.from_details([ErrorDetail("", "batch is nested too deeply")]) from exc
+    details = list(cross)
     ids = [scene_job_id(batch, i) for i in range(len(batch.scenes))]
     details += [
         ErrorDetail(f"scenes[{i}].job_id", f'duplicate job id "{j}"') for i, j in enumerate(ids) if j in ids[:i]

@@ -12,22 +12,44 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer import _click as click  # typer 0.29 carries its own click; its exceptions are these
 
-from scenerender.errors import ErrorDetail, SceneRenderError, SpecError, Stopped
+from scenerender.errors import (
+    CloudUnavailableError,
+    ErrorDetail,
+    InputUnreachableError,
+    SceneRenderError,
+    SpecError,
+    Stopped,
+    collected,
+)
 from scenerender.inputs import FetchPolicy, InputResolver, is_local_path, local_file
 from scenerender.render import RenderOptions, fetch_and_probe, private_dir, render
 from scenerender.settings import Settings, get_settings
-from scenerender.spec import JobSpec, json_schema, parse_spec
-from scenerender.timeline import build_timeline
+from scenerender.spec import ID_PATTERN, JobSpec, default_job_id, json_schema, load_json, repaired_spec, spec_errors
+from scenerender.timeline import Timeline, build_timeline
+
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: typer.core.TyperOption, ctx: click.Context) -> str | None:
+    # typer labels on/off flags `<bool>` in --help, as if they took a value: they do not.
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]  # one place, see above
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -42,14 +64,16 @@ R = TypeVar("R")
 
 
 def guarded(fn: Callable[P, R]) -> Callable[P, R]:
-    """Translate the error tree into a message and the contract's exit code."""
+    """Translate the error tree into a message and the contract's exit code; with ``--json``
+    (an ``as_json`` parameter), the error object on stdout too."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except SceneRenderError as exc:
-            report_error(exc)
+            report_error(exc, as_json)
             raise typer.Exit(exc.exit_code) from None
         except Stopped as stopped:
             err.print(f"[red]{stopped}[/red]")
@@ -62,12 +86,20 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
         except Exception as exc:
             logging.getLogger(__name__).debug("internal error", exc_info=True)
             err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False)
+            if as_json:
+                print_error_json("INTERNAL", f"{type(exc).__name__}: {exc}", [])
             raise typer.Exit(1) from None
 
     return wrapper
 
 
-def report_error(exc: SceneRenderError) -> None:
+def print_error_json(code: str, message: str, details: list[dict[str, str]]) -> None:
+    """CONTRACT.md section 3: ``{"error": {"code", "message", "details": [{"path", "problem"}]}}`` on stdout."""
+    sys.stdout.write(json.dumps({"error": {"code": code, "message": message, "details": details}}, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def report_error(exc: SceneRenderError, as_json: bool = False) -> None:
     err.print(f"[red]error[/red] [{exc.code}] {exc.message}", highlight=False)
     if len(exc.details) > 1:
         for detail in exc.details:
@@ -75,13 +107,97 @@ def report_error(exc: SceneRenderError) -> None:
     tail = getattr(exc, "stderr_tail", "")
     if tail:
         err.print(tail, highlight=False, markup=False)
+    if as_json:
+        print_error_json(exc.code, exc.message, [d.to_cli_dict() for d in exc.details])
+
+
+def read_spec_file(path: Path, what: str = "SPEC") -> bytes:
+    """The bytes of the spec file the command line names (exit 2, located, if there are none)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        problem = f"no such file: {path}"
+    except IsADirectoryError:
+        problem = f"is a folder, not a spec file: {path}"
+    except OSError as exc:
+        problem = f"cannot read {path}: {exc.strerror}"
+    raise SpecError.from_details([ErrorDetail(what, problem)])
 
 
 def load_spec(path: Path) -> JobSpec:
-    if not path.is_file():
-        raise SpecError.from_details([ErrorDetail("SPEC", f"no such file: {path}")])
-    settings = get_settings()
-    return parse_spec(path.read_bytes(), max_bytes=settings.max_spec_bytes)
+    spec, problems, _ = read_spec(path)
+    if spec is None:
+        raise SpecError.from_details(problems)
+    return spec
+
+
+def read_spec(path: Path) -> tuple[JobSpec | None, list[ErrorDetail], Any]:
+    """(the spec at ``path`` or None, every problem with it, its JSON); a file that is not
+    JSON at all stops here."""
+    data = load_json(read_spec_file(path), max_bytes=get_settings().max_spec_bytes)
+    spec, problems = spec_errors(data)
+    return spec, problems, data
+
+
+def check_id(value: str, what: str) -> str:
+    """A job or batch id given on the command line (exit 2 if it is not one)."""
+    if not re.fullmatch(ID_PATTERN, value):
+        raise SpecError.from_details(
+            [ErrorDetail(what, f"{value!r} is not a valid id (letters, digits, `_`, `.`, `-`; at most 128)")]
+        )
+    return value
+
+
+def output_name(spec: JobSpec, spec_path: Path) -> str:
+    """The MP4's name when only a folder is given: the same as the pipeline's object
+    (``output.filename``, else ``{job_id}.mp4``, the job id defaulting to the spec file's name)."""
+    return spec.output.filename or f"{spec.job_id or default_job_id(spec_path.name)}.mp4"
+
+
+def output_target(
+    spec: JobSpec | None, spec_path: Path, given: str, *, force: bool, option: str = "--output"
+) -> tuple[Path, list[ErrorDetail]]:
+    """Where the MP4 goes, and every problem with it, found before anything is fetched.
+
+    A folder (existing, or written with a trailing ``/``) gets the file named as in the
+    pipeline; a file that exists is replaced only with ``--force``; the folder must exist
+    and be writable; the spec and its local inputs are never overwritten.
+    """
+    path = Path(given)
+    as_folder = given.endswith(("/", os.sep)) or path.is_dir()
+    if as_folder:
+        if not path.is_dir():
+            return path, [ErrorDetail(option, f"folder does not exist: {given} (create it first, or name a file)")]
+        if spec is None:
+            return path, []
+        path = path / output_name(spec, spec_path)
+    problems: list[ErrorDetail] = []
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        return path, [ErrorDetail(option, f"folder {what}: {folder}")]
+    if path.is_dir():
+        return path, [ErrorDetail(option, f"{path} is a folder")]
+    if not _writable(folder):
+        problems.append(ErrorDetail(option, f"cannot write in {folder} (permission denied or read-only)"))
+    if not force:
+        from scenerender.deliverables import SUFFIXES, sidecar_path
+
+        # The sidecars go beside the MP4 under its stem: an earlier render's are not replaced silently either.
+        existing = [p for p in (path, *(sidecar_path(path, kind) for kind in SUFFIXES)) if p.exists()]
+        problems += [ErrorDetail(option, f"{p} exists; pass --force to replace it") for p in existing]
+    if spec is not None:
+        problems += output_clashes(spec, spec_path, path, option)
+    return path, problems
+
+
+def _writable(folder: Path) -> bool:
+    # A real try, not os.access: root passes access() on folders it still cannot write (/proc, read-only mounts).
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".scenerender-write-test-"):
+            return True
+    except OSError:
+        return False
 
 
 def output_clashes(spec: JobSpec, spec_path: Path, output: Path, option: str = "--output") -> list[ErrorDetail]:
@@ -114,12 +230,14 @@ def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
     return FetchPolicy.from_settings(settings, local_base=spec_path.resolve().parent)
 
 
-def render_options(settings: Settings) -> RenderOptions:
+def render_options(settings: Settings, *, all_errors: bool = False) -> RenderOptions:
     from scenerender.cache import LocalSegmentCache, default_cache_dir
 
     cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
     return RenderOptions.from_settings(
-        settings, segment_cache=cache if settings.segment_cache else None
+        settings,
+        segment_cache=cache if settings.segment_cache else None,
+        all_errors=all_errors,
     )
 
 
@@ -135,68 +253,165 @@ def progress_bar(enabled: bool) -> Progress:
     )
 
 
+def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings) -> Timeline:
+    """Fetch and probe every input and place it; every input's and placement's problem at once."""
+    from scenerender.errors import InputError
+
+    policy = local_policy(spec_path, settings)
+    problems: list[SceneRenderError] = []
+    with private_dir(settings.work_dir or None) as work:
+        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, problems=problems)
+        try:
+            timeline = build_timeline(spec, probes)
+        except (SpecError, InputError) as exc:
+            problems.append(exc)
+        except SceneRenderError:
+            if not problems:  # an input without a probe: only when its own problem is listed
+                raise
+    if problems:
+        raise collected(problems)
+    return timeline
+
+
+def probe_problems(spec: JobSpec | None, spec_path: Path, settings: Settings) -> list[SceneRenderError]:
+    """What probing the inputs finds wrong with ``spec`` (a spec repaired around its static
+    problems, so those found by probing come in the same round); [] if there is no spec."""
+    if spec is None:
+        return []
+    try:
+        probe_timeline(spec, spec_path, settings)
+    except SceneRenderError as exc:
+        return [exc]
+    return []
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result (or the error) as JSON on stdout.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace an existing output file.")]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        metavar="EMAIL",
+        help="Who you are on the local cloud: signed in to its Auth emulator "
+        "(default: $SCENERENDER_USER, then local-user@example.com).",
+    ),
+]
+
+
 @app.command("render")
 @guarded
 def render_cmd(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="job_spec.json")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where the MP4 goes (a file or a folder).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result object as JSON.")] = False,
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="OUT",
+            help="The MP4 to write, or an existing folder (the file is then named output.filename, "
+            "else JOB_ID.mp4, as in the pipeline).",
+        ),
+    ],
+    force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Render SPEC on this machine (no cloud needed)."""
     settings = get_settings()
-    spec = load_spec(spec_path)
-    if output.is_dir():
-        output = output / (spec.output.filename or f"{spec.job_id or spec.scene_id}.mp4")
-    if not output.parent.is_dir():
-        raise SpecError.from_details([ErrorDetail("--output", f"folder does not exist: {output.parent}")])
-    clashes = output_clashes(spec, spec_path, output)
-    if clashes:
-        raise SpecError.from_details(clashes)
+    spec, problems, data = read_spec(spec_path)
+    checked = spec or repaired_spec(data)
+    target, output_problems = output_target(checked, spec_path, output, force=force)
+    if output_problems:
+        # Before anything is fetched: a wrong -o would only show once the inputs are downloaded.
+        raise SpecError.from_details(problems + output_problems)
+    if spec is None:
+        raise collected([SpecError.from_details(problems), *probe_problems(checked, spec_path, settings)])
     policy = local_policy(spec_path, settings)
     with progress_bar(sys.stderr.isatty() and not as_json) as bar:
         task = bar.add_task("render", total=1.0)
         result = render(
             spec,
-            output,
+            target,
             lambda d: InputResolver(d, policy),
-            options=render_options(settings),
+            options=render_options(settings, all_errors=True),
             progress=lambda stage, f: bar.update(task, completed=f, description=stage),
         )
     if as_json:
-        out.print_json(json.dumps({"output": str(output), **result.to_dict()}))
+        out.print_json(json.dumps({"output": str(target), **result.to_dict()}))
     else:
         path = "copy (fast path)" if result.fast_path else f"{result.segments_encoded} segments normalised"
         loudness = "silent" if result.loudness_lufs is None else f"{result.loudness_lufs} LUFS"
         err.print(
-            f"wrote {output}: {result.duration_s:.3f} s {result.width}x{result.height}@{result.fps:g}, "
+            f"wrote {target}: {result.duration_s:.3f} s {result.width}x{result.height}@{result.fps:g}, "
             f"{result.size_bytes / 1e6:.1f} MB, {loudness}, video by {path}, "
             f"{result.timings.get('total_s', 0):.1f} s",
             highlight=False,
         )
 
 
+def _prefixed(exc: SceneRenderError, prefix: str) -> SceneRenderError:
+    """The same problem located inside a batch (``scenes[2].segments[0].url``)."""
+    from scenerender.errors import InputError
+
+    details = [ErrorDetail(f"{prefix}.{d.path}" if d.path else prefix, d.message) for d in exc.details]
+    if isinstance(exc, InputError):
+        moved = type(exc)(f"{prefix}.{exc.input_path}", exc.reason, url=exc.url)
+        moved.details = details
+        return moved
+    if isinstance(exc, SpecError):
+        return SpecError.from_details(details)
+    return exc
+
+
+def validate_batch(raw: bytes, spec_path: Path, probe_inputs: bool, as_json: bool) -> None:
+    from scenerender.batch import parse_batch, scene_spec
+
+    settings = get_settings()
+    batch = parse_batch(raw)
+    if probe_inputs:
+        found = [
+            _prefixed(problem, f"scenes[{index}]")
+            for index in range(len(batch.scenes))
+            for problem in probe_problems(scene_spec(batch, index), spec_path, settings)
+        ]
+        if found:
+            raise collected(found)
+    if as_json:
+        out.print_json(json.dumps({"valid": True, "batch_id": batch.batch_id, "scenes": len(batch.scenes)}))
+    else:
+        err.print(f"{spec_path}: valid batch {batch.batch_id} ({len(batch.scenes)} scenes)", highlight=False)
+
+
 @app.command("validate")
 @guarded
 def validate_cmd(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A job spec or a batch file.")],
     probe_inputs: Annotated[
         bool, typer.Option("--probe", help="Fetch and probe every input; show the timeline.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Check SPEC; with --probe, a dry run that shows the timeline without rendering."""
-    spec = load_spec(spec_path)
+    """Check SPEC (every problem in one round); with --probe, a dry run that shows the timeline without rendering."""
+    from scenerender.batch import is_batch
+
+    settings = get_settings()
+    raw = read_spec_file(spec_path)
+    if is_batch(raw):
+        validate_batch(raw, spec_path, probe_inputs, as_json)
+        return
+    data = load_json(raw, max_bytes=settings.max_spec_bytes)
+    spec, problems = spec_errors(data)
     if not probe_inputs:
+        if spec is None:
+            raise SpecError.from_details(problems)
         if as_json:
             out.print_json(json.dumps({"valid": True}))
         else:
             err.print(f"{spec_path}: valid ({len(spec.segments)} segments, {len(spec.audio.clips)} clips)")
         return
-    settings = get_settings()
-    policy = local_policy(spec_path, settings)
-    with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe)
-        timeline = build_timeline(spec, probes)
+    if spec is None:
+        checked = repaired_spec(data)
+        raise collected([SpecError.from_details(problems), *probe_problems(checked, spec_path, settings)])
+    timeline = probe_timeline(spec, spec_path, settings)
     from scenerender.plan import copy_blockers
 
     report = dry_run_report(spec, timeline, copy_blockers(timeline))
@@ -265,26 +480,32 @@ def dev_stack(workers: int = 1, **ports: int) -> Any:
 
     defaults = Ports()
     chosen = Ports(**{k: v or getattr(defaults, k) for k, v in ports.items()}) if ports else defaults
-    return DevStack(get_settings(), ports=chosen, workers=workers)
+    return DevStack(get_settings(), ports=chosen, workers=workers, fixed_ports={k for k, v in ports.items() if v})
 
 
 def use_dev_env() -> None:
-    """Point this process at the local cloud when one is running and no cloud is configured."""
-    if os.environ.get("PUBSUB_EMULATOR_HOST") or os.environ.get("SCENERENDER_CLOUD") == "gcp":
+    """Point this process at the local cloud when one is running and no cloud is configured.
+
+    Fails at once (exit 1, in well under 2 s) when nothing answers: no stack in this folder,
+    or variables left in the shell by an earlier ``eval "$(scenerender dev up)"`` that point
+    at a stack since stopped. Never a long retry against a closed port.
+    """
+    from scenerender.health import require_cloud
+
+    if os.environ.get("SCENERENDER_CLOUD") == "gcp":
+        return
+    if any(os.environ.get(name) for name in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")):
+        require_cloud(dict(os.environ), 'set in this shell (by an earlier `eval "$(scenerender dev up)"`?)')
         return
     stack = dev_stack()
     state = stack.load()
     if state is None:
-        raise SpecError.from_details(
-            [
-                ErrorDetail(
-                    "",
-                    "no local cloud is running: start it with `scenerender dev up` "
-                    "(or set the Google Cloud environment)",
-                )
-            ]
+        raise CloudUnavailableError(
+            f"no local cloud is running (none in {stack.state_dir.resolve()}): start it with "
+            '`eval "$(scenerender dev up)"` (or set SCENERENDER_CLOUD=gcp and the Google Cloud environment)'
         )
     stack.state = state
+    require_cloud(stack.env(), f"recorded in {stack.state_file}")
     os.environ.update(stack.env())
     get_settings.cache_clear()
 
@@ -293,42 +514,96 @@ def use_dev_env() -> None:
 @guarded
 def dev_up(
     workers: Annotated[int, typer.Option(min=0, help="Renderer worker processes.")] = 1,
-    pubsub_port: Annotated[int, typer.Option()] = 0,
-    firestore_port: Annotated[int, typer.Option()] = 0,
-    gcs_port: Annotated[int, typer.Option()] = 0,
-    functions_port: Annotated[int, typer.Option(help="First of three ports for the functions.")] = 0,
+    pubsub_port: Annotated[int, typer.Option(help="Pub/Sub emulator port (default 8085, or a free one).")] = 0,
+    firestore_port: Annotated[int, typer.Option(help="Firestore emulator port (default 8086, or a free one).")] = 0,
+    gcs_port: Annotated[int, typer.Option(help="fake-gcs-server port (default 4443, or a free one).")] = 0,
+    functions_port: Annotated[int, typer.Option(help=functions_port_help())] = 0,
+    as_json: JsonOption = False,
 ) -> None:
-    """Start the local cloud (or reuse the running one) and print the environment a shell needs."""
+    """Start the local cloud (or reuse the one this folder runs) and print the environment a shell needs.
+
+    A default port another process holds is replaced by a free one (and said so); a port
+    given with an option that is taken is an error naming the process that holds it.
+    """
     stack = dev_stack(workers, pubsub=pubsub_port, firestore=firestore_port, gcs=gcs_port, functions=functions_port)
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, workers)"):
         started = stack.up()
+    for note in stack.notes:
+        err.print(note, highlight=False)
     err.print("local cloud " + ("started" if started else "already running, reused") + f" ({stack.state_dir})")
+    if stack.web_running():
+        if started:
+            publish_web_samples(stack)
+        err.print(f"web client: {stack.web_url}", highlight=False)
+    if as_json:
+        out.print_json(json.dumps({"started": started, "state_dir": str(stack.state_dir), "env": stack.env()}))
+        return
     for key, value in stack.env().items():
         out.print(f"export {key}={value}", highlight=False, soft_wrap=True)
 
 
+def functions_port_help() -> str:
+    from scenerender.devstack import FUNCTIONS
+
+    return (
+        f"First of {len(FUNCTIONS)} consecutive ports for the functions ({', '.join(FUNCTIONS)}); "
+        "default 8090, or a free run."
+    )
+
+
+def publish_web_samples(stack: Any) -> None:
+    """The sample scene's media in the media bucket, offered on the web client's New render screen."""
+    from scenerender import clients
+    from scenerender.webserve import sample_specs
+
+    os.environ.update(stack.env())
+    get_settings.cache_clear()
+    clients.reset()
+    with err.status("making the sample scene for the web client"):
+        stack.publish_web_samples(sample_specs(get_settings()))
+
+
 @dev_app.command("down")
 @guarded
-def dev_down() -> None:
-    """Stop what `dev up` started (and nothing else)."""
+def dev_down(as_json: JsonOption = False) -> None:
+    """Stop what `dev up` started in this folder (and nothing else)."""
     stopped = dev_stack().down()
+    if as_json:
+        out.print_json(json.dumps({"stopped": stopped}))
     err.print("stopped: " + (", ".join(stopped) or "nothing was running"))
 
 
 @dev_app.command("status")
 @guarded
-def dev_status() -> None:
-    """Which parts of the local cloud are running."""
+def dev_status(as_json: JsonOption = False) -> None:
+    """Whether this folder's local cloud is running: each process alive and answering on its own port."""
     status = dev_stack().status()
     out.print_json(json.dumps(status))
     if not status["running"]:
         raise typer.Exit(1)
 
 
-def follow_with_bar(job_id: str, generation: int | None) -> dict[str, Any]:
+def signed_in(user: str | None) -> tuple[Any, Any, Any]:
+    """(session, API client, job store) of the signed-in user: what they submit goes through the
+    API with their ID token, and what they read from Firestore is read with it (the rules apply)."""
     from scenerender import clients
+    from scenerender.session import ApiClient, sign_in, user_jobs
+
+    session = sign_in(user)
+    api = ApiClient(os.environ.get("SCENERENDER_API_URL", ""), session)
+    # Against the cloud the command line reads with the operator's own credentials (IAM).
+    jobs = user_jobs(get_settings(), session) if os.environ.get("FIRESTORE_EMULATOR_HOST") else clients.jobs()
+    return session, api, jobs
+
+
+def follow_with_bar(
+    job_id: str, generation: int | None, *, grace_s: float | None = None, jobs: Any = None
+) -> dict[str, Any]:
+    from scenerender import clients
+    from scenerender.pipeline import spec_object_name
     from scenerender.remote import follow
 
+    spec_uri = f"gs://{get_settings().spec_bucket}/{spec_object_name(job_id)}"
     with progress_bar(sys.stderr.isatty()) as bar:
         task = bar.add_task("queued", total=1.0)
 
@@ -339,20 +614,54 @@ def follow_with_bar(job_id: str, generation: int | None) -> dict[str, Any]:
                 description=str(doc.get("stage") or doc.get("status", "").lower()),
             )
 
-        doc = follow(clients.jobs(), job_id, on_update=show, generation=generation)
+        doc = follow(
+            jobs or clients.jobs(),
+            job_id,
+            on_update=show,
+            generation=generation,
+            grace_s=grace_s,
+            spec_exists=lambda: clients.blobs().exists(spec_uri),
+        )
     return doc
 
 
-def finish(doc: dict[str, Any], download_to: Path | None) -> None:
+def following(job_id: str, follow_fn: Callable[[], dict[str, Any]], what: str = "job") -> dict[str, Any]:
+    """Run ``follow_fn``; on Ctrl-C, say that the job goes on without us and how to follow it again."""
+    try:
+        return follow_fn()
+    except KeyboardInterrupt:
+        flag = " --batch" if what == "batch" else ""
+        err.print(f"{what} {job_id} continues; watch it with `scenerender watch{flag} {job_id}`", highlight=False)
+        raise
+
+
+def with_user_paths(text: str, names: dict[str, str]) -> str:
+    """A message about uploaded media, with the paths the user wrote instead of the uploads' URIs."""
+    for uri, user in names.items():
+        text = text.replace(uri, user)
+    return text
+
+
+def finish(
+    doc: dict[str, Any], download_to: Path | None, *, as_json: bool = False, names: dict[str, str] | None = None
+) -> None:
     from scenerender.remote import download, exit_code_for
 
+    names = names or {}
     job_id = doc.get("job_id")
     if doc.get("status") == "FAILED":
         error = doc.get("error") or {}
-        err.print(f"[red]job {job_id} FAILED[/red] [{error.get('code')}] {error.get('message')}", highlight=False)
-        for detail in error.get("details") or []:
-            err.print(f"  {detail.get('path')}: {detail.get('message')}", markup=False, highlight=False)
-        raise typer.Exit(exit_code_for(str(error.get("code"))))
+        code, message = str(error.get("code")), with_user_paths(str(error.get("message")), names)
+        details = [
+            {"path": str(d.get("path", "")), "problem": with_user_paths(str(d.get("message", "")), names)}
+            for d in error.get("details") or []
+        ]
+        err.print(f"[red]job {job_id} FAILED[/red] [{code}] {message}", highlight=False)
+        for detail in details:
+            err.print(f"  {detail['path']}: {detail['problem']}", markup=False, highlight=False)
+        if as_json:
+            print_error_json(code, message, details)
+        raise typer.Exit(exit_code_for(code))
     output = doc.get("output") or {}
     err.print(
         f"job {job_id} COMPLETED: {output.get('duration_s')} s {output.get('width')}x{output.get('height')}, "
@@ -362,48 +671,114 @@ def finish(doc: dict[str, Any], download_to: Path | None) -> None:
     if download_to is not None:
         download(str(output["url"]), download_to)
         err.print(f"downloaded to {download_to}")
+        from scenerender.deliverables import SUFFIXES
+
+        # Captions, stills and stems beside it, named as `scenerender render` names them.
+        for kind, sidecar in (output.get("sidecars") or {}).items():
+            if kind in SUFFIXES and isinstance(sidecar, dict) and sidecar.get("url"):
+                beside = download_to.with_name(download_to.stem + SUFFIXES[kind])
+                download(str(sidecar["url"]), beside)
+                err.print(f"downloaded to {beside}")
+    if as_json:
+        result = {"job_id": job_id, "status": doc.get("status"), "output": output}
+        if download_to is not None:
+            result["downloaded"] = str(download_to)
+        out.print_json(json.dumps(result, default=str))
+
+
+def local_input_problems(spec: JobSpec, spec_path: Path, prefix: str = "") -> list[SceneRenderError]:
+    """Inputs the spec names by a local path that has no file (exit 3, each named), found
+    before anything is uploaded."""
+    base = spec_path.resolve().parent
+    return [
+        InputUnreachableError(prefix + where, f"file not found: {local_file(url, base)}", url=url)
+        for where, url in spec.inputs()
+        if is_local_path(url) and not local_file(url, base).is_file()
+    ]
 
 
 @app.command("submit")
 @guarded
 def submit_cmd(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="A job spec or a batch file.")],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job live until it ends.")] = False,
     download_to: Annotated[
-        Path | None, typer.Option("--download", help="Download the MP4 here, a file or a folder (implies --wait).")
+        str | None,
+        typer.Option(
+            "--download",
+            metavar="OUT",
+            help="Download the MP4 here, a file or an existing folder (named as in the pipeline; implies --wait).",
+        ),
     ] = None,
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+    user: UserOption = None,
+    allow_outside: Annotated[
+        bool, typer.Option("--allow-outside", help="Also upload local files outside the spec's folder.")
+    ] = False,
 ) -> None:
-    """Put SPEC (a job spec or a batch file) in the spec bucket, local media uploaded first; optionally follow it."""
-    from scenerender import clients
-    from scenerender.batch import is_batch
-    from scenerender.remote import submit, submit_batch
+    """Send SPEC (a job spec or a batch file) to the API as the signed-in user, local media
+    uploaded first through its upload door; optionally follow it."""
+    from scenerender.batch import is_batch, parse_batch, scene_spec
 
-    if not spec_path.is_file():
-        raise SpecError.from_details([ErrorDetail("SPEC", f"no such file: {spec_path}")])
-    batch = is_batch(spec_path.read_bytes())
-    # Checked now, not after the render: a wrong path would only show once the MP4 is made.
-    if download_to is not None and not batch and not download_to.is_dir():
-        if not download_to.parent.is_dir():
-            problem = f"folder does not exist: {download_to.parent}"
-            raise SpecError.from_details([ErrorDetail("--download", problem)])
-        clashes = output_clashes(load_spec(spec_path), spec_path, download_to, "--download")
-        if clashes:
-            raise SpecError.from_details(clashes)
-    use_dev_env()
-    if batch:
-        batch_id, uri, _ = submit_batch(spec_path, get_settings(), clients.blobs())
-        err.print(f"submitted {uri} as batch {batch_id}", highlight=False)
-        out.print(batch_id)
+    settings = get_settings()
+    raw = read_spec_file(spec_path)
+    if is_batch(raw):
+        batch = parse_batch(raw)
+        missing = [
+            p
+            for i in range(len(batch.scenes))
+            for p in local_input_problems(scene_spec(batch, i), spec_path, f"scenes[{i}].")
+        ]
+        if missing:
+            raise collected(missing)
+        use_dev_env()
+        from scenerender.remote import submit_with_api
+
+        session, api, jobs = signed_in(user)
+        names: dict[str, str] = {}
+        answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
+        batch_id, uri = str(answer["batch_id"]), str(answer["spec_uri"])
+        err.print(f"submitted {uri} as batch {batch_id} (user {session.email or session.uid})", highlight=False)
+        if not as_json:
+            out.print(batch_id)
         if wait or download_to is not None:
-            finish_batch(follow_batch_with_bar(batch_id))
+            api.wait_until_visible("batch_id", batch_id)
+            doc = following(batch_id, lambda: follow_batch_with_bar(batch_id, jobs=jobs), "batch")
+            finish_batch(doc, as_json=as_json, names=names)
+        elif as_json:
+            out.print_json(json.dumps({"batch_id": batch_id, "spec_uri": uri}))
         return
-    job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
-    err.print(f"submitted {uri} as job {job_id}", highlight=False)
-    out.print(job_id)
-    if wait or download_to is not None:
-        if download_to is not None and download_to.is_dir():
-            download_to = download_to / f"{job_id}.mp4"
-        finish(follow_with_bar(job_id, generation), download_to)
+    data = load_json(raw, max_bytes=settings.max_spec_bytes)
+    spec, problems = spec_errors(data)
+    target: Path | None = None
+    if download_to is not None:
+        # Checked now, not after the render: a wrong path would only show once the MP4 is made.
+        target, output_problems = output_target(
+            spec or repaired_spec(data), spec_path, download_to, force=force, option="--download"
+        )
+        problems += output_problems
+    if spec is None or problems:
+        raise SpecError.from_details(problems)
+    missing = local_input_problems(spec, spec_path)
+    if missing:
+        raise collected(missing)
+    use_dev_env()
+    from scenerender.remote import submit_with_api
+
+    session, api, jobs = signed_in(user)
+    names = {}
+    answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
+    job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
+    err.print(f"submitted {uri} as job {job_id} (user {session.email or session.uid})", highlight=False)
+    if not as_json:
+        out.print(job_id)
+    if wait or target is not None:
+        api.wait_until_visible("job_id", job_id)
+        doc = following(job_id, lambda: follow_with_bar(job_id, generation, jobs=jobs))
+        finish(doc, target, as_json=as_json, names=names)
+    elif as_json:
+        out.print_json(json.dumps({"job_id": job_id, "spec_uri": uri}))
 
 
 @app.command("watch")
@@ -411,19 +786,31 @@ def submit_cmd(
 def watch_cmd(
     job_id: Annotated[str, typer.Argument(metavar="ID", help="A job id (or, with --batch, a batch id).")],
     batch: Annotated[bool, typer.Option("--batch", help="ID is a batch: follow all its scenes.")] = False,
+    as_json: JsonOption = False,
+    user: UserOption = None,
 ) -> None:
-    """Follow one job (or a batch) live until it ends."""
+    """Follow one job (or a batch) live until it ends.
+
+    An id that names no job, and no spec on its way to becoming one, is NOT_FOUND (exit 2)
+    at once; one whose spec is there but whose job does not appear within
+    SCENERENDER_WATCH_GRACE_S seconds, then.
+    """
+    check_id(job_id, "ID")
     use_dev_env()
+    grace = get_settings().watch_grace_s
+    _, _, jobs = signed_in(user)  # read as the user: another user's job is as missing as none
     if batch:
-        finish_batch(follow_batch_with_bar(job_id))
+        finish_batch(follow_batch_with_bar(job_id, grace_s=grace, jobs=jobs), as_json=as_json)
     else:
-        finish(follow_with_bar(job_id, None), None)
+        finish(follow_with_bar(job_id, None, grace_s=grace, jobs=jobs), None, as_json=as_json)
 
 
-def follow_batch_with_bar(batch_id: str) -> dict[str, Any]:
+def follow_batch_with_bar(batch_id: str, *, grace_s: float | None = None, jobs: Any = None) -> dict[str, Any]:
     from scenerender import clients
+    from scenerender.pipeline import spec_object_name
     from scenerender.remote import follow_batch
 
+    spec_uri = f"gs://{get_settings().spec_bucket}/{spec_object_name(batch_id)}"
     with progress_bar(sys.stderr.isatty()) as bar:
         task = bar.add_task("batch", total=1.0)
 
@@ -438,13 +825,20 @@ def follow_batch_with_bar(batch_id: str) -> dict[str, Any]:
                 + (f", ETA {eta:.0f} s" if eta else ""),
             )
 
-        return follow_batch(clients.jobs(), batch_id, on_update=show)
+        return follow_batch(
+            jobs or clients.jobs(),
+            batch_id,
+            on_update=show,
+            grace_s=grace_s,
+            spec_exists=lambda: clients.blobs().exists(spec_uri),
+        )
 
 
-def finish_batch(doc: dict[str, Any]) -> None:
+def finish_batch(doc: dict[str, Any], *, as_json: bool = False, names: dict[str, str] | None = None) -> None:
     from scenerender import clients
     from scenerender.remote import exit_code_for
 
+    names = names or {}
     counts = doc.get("counts") or {}
     err.print(
         f"batch {doc.get('batch_id')} {doc.get('status')}: {counts.get('COMPLETED', 0)} of "
@@ -452,15 +846,26 @@ def finish_batch(doc: dict[str, Any]) -> None:
         highlight=False,
     )
     if doc.get("error"):
-        err.print(f"  {doc['error'].get('message')}", markup=False, highlight=False)
+        message = with_user_paths(str(doc["error"].get("message")), names)
+        err.print(f"  {message}", markup=False, highlight=False)
+        if as_json:
+            print_error_json(str(doc["error"].get("code") or "INVALID_SPEC"), message, [])
         raise typer.Exit(2)
     failed = doc.get("failed") or []
+    details: list[dict[str, str]] = []
+    codes: list[str] = []
     for job_id in failed:
         error = (clients.jobs().get(job_id) or {}).get("error") or {}
-        err.print(f"  {job_id}: [{error.get('code')}] {error.get('message')}", markup=False, highlight=False)
+        message = with_user_paths(str(error.get("message")), names)
+        codes.append(str(error.get("code")))
+        details.append({"path": str(job_id), "problem": f"[{error.get('code')}] {message}"})
+        err.print(f"  {job_id}: [{error.get('code')}] {message}", markup=False, highlight=False)
     if failed:
-        first = (clients.jobs().get(failed[0]) or {}).get("error") or {}
-        raise typer.Exit(exit_code_for(str(first.get("code"))))
+        if as_json:
+            print_error_json(codes[0], f"{len(failed)} of {doc.get('total', 0)} scenes failed", details)
+        raise typer.Exit(exit_code_for(codes[0]))
+    if as_json:
+        out.print_json(json.dumps({"batch_id": doc.get("batch_id"), "status": doc.get("status"), "counts": counts}))
 
 
 @app.command("demo")
@@ -468,12 +873,14 @@ def finish_batch(doc: dict[str, Any]) -> None:
 def demo_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the sample scene and the MP4 go.")] = Path("out/demo"),
     keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the local cloud up afterwards.")] = False,
+    as_json: JsonOption = False,
+    user: UserOption = None,
 ) -> None:
     """The main job end to end: local cloud up, sample media, submit, follow, download."""
     import time
 
     from scenerender import clients
-    from scenerender.remote import submit
+    from scenerender.remote import submit_with_api
     from scenerender.sample import make_sample_scene
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -482,15 +889,23 @@ def demo_cmd(
     stack = dev_stack()
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, worker)"):
         started = stack.up()
+    for note in stack.notes:
+        err.print(note, highlight=False)
     os.environ.update(stack.env())
     get_settings.cache_clear()
     clients.reset()
     try:
-        job_id, uri, generation = submit(spec_path, get_settings(), clients.blobs())
-        err.print(f"submitted {uri} as job {job_id}; following render_jobs/{job_id}", highlight=False)
+        session, api, jobs = signed_in(user)
+        answer = submit_with_api(spec_path, api, get_settings())
+        job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
+        err.print(
+            f"submitted {uri} as job {job_id} (user {session.email}); following render_jobs/{job_id}", highlight=False
+        )
         target = out_dir / f"{job_id}.mp4"
-        finish(follow_with_bar(job_id, generation), target)
-        out.print(str(target.resolve()))
+        api.wait_until_visible("job_id", job_id)
+        finish(following(job_id, lambda: follow_with_bar(job_id, generation, jobs=jobs)), target, as_json=as_json)
+        if not as_json:
+            out.print(str(target.resolve()))
     finally:
         if started and not keep_running:
             stack.down()
@@ -504,7 +919,26 @@ def schema_cmd() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:
+        # A wrong option or argument: exit 2 as click has it, and with --json the contract's error object too.
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        if "--json" in sys.argv[1:]:
+            param = getattr(exc, "param", None)
+            where = ""
+            if isinstance(param, typer.core.TyperOption):
+                where = max(param.opts, key=len)
+            elif param is not None:
+                where = param.human_readable_name
+            print_error_json("INVALID_SPEC", exc.format_message(), [{"path": where, "problem": exc.format_message()}])
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("[red]aborted[/red]")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

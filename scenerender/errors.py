@@ -6,14 +6,29 @@ trying again later can succeed::
 
     SceneRenderError                 INTERNAL             exit 1
     ├── SpecError                    INVALID_SPEC         exit 2   (details: JSON paths)
+    │   └── LimitExceededError       LIMIT_EXCEEDED       exit 2   (names the limit)
+    │       └── BodyTooLargeError    LIMIT_EXCEEDED                (HTTP 413)
     ├── InputError                                        exit 3   (names the input)
     │   ├── InputUnreachableError    INPUT_UNREACHABLE
     │   ├── InputRefusedError        INPUT_REFUSED
     │   └── InputMediaError          INPUT_INVALID_MEDIA
+    ├── NotFoundError                NOT_FOUND            exit 2   (a job or batch id that
+    │                                                               names nothing; HTTP 404)
+    ├── CloudUnavailableError        INTERNAL             exit 1   (no cloud answers: the
+    │                                                               client says how to start one)
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
     │   └── RenderTimeoutError       TIMEOUT
-    └── TransientError               INTERNAL             exit 1   (retryable: cloud
-                                                                    service unavailable)
+    ├── TransientError               INTERNAL             exit 1   (retryable: cloud
+    │                                                               service unavailable)
+    └── ApiError                                          exit 1   (the HTTP API's refusals)
+        ├── UnauthenticatedError     UNAUTHENTICATED               (HTTP 401)
+        ├── ForbiddenError           FORBIDDEN            exit 2   (HTTP 403)
+        ├── MethodNotAllowedError    METHOD_NOT_ALLOWED            (HTTP 405)
+        ├── ConflictError            CONFLICT             exit 2   (HTTP 409)
+        └── TooManyJobsError         TOO_MANY_JOBS                 (HTTP 429)
+
+Each class also carries the HTTP status the API answers it with (``http_status``): 400 for
+a spec or input refused, 503 for a transient failure, 500 only for a bug.
 
 Third-party exceptions (google.api_core, httpx, subprocess) are translated into this
 tree once, where they are caught, with ``raise ... from exc``.
@@ -28,7 +43,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,10 @@ class ErrorDetail:
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
 
+    def to_cli_dict(self) -> dict[str, str]:
+        """The form of ``--json`` output (CONTRACT.md section 3)."""
+        return {"path": self.path, "problem": self.message}
+
 
 class SceneRenderError(Exception):
     """Base of every error SceneRender raises on purpose."""
@@ -51,6 +70,7 @@ class SceneRenderError(Exception):
     code: ClassVar[str] = "INTERNAL"
     exit_code: ClassVar[int] = 1
     retryable: ClassVar[bool] = False
+    http_status: ClassVar[int] = 500
 
     def __init__(self, message: str, *, details: list[ErrorDetail] | None = None) -> None:
         super().__init__(message)
@@ -71,12 +91,30 @@ class SpecError(SceneRenderError):
 
     code = "INVALID_SPEC"
     exit_code = 2
+    http_status = 400
 
     @classmethod
-    def from_details(cls, details: list[ErrorDetail]) -> SpecError:
+    def from_details(cls, details: list[ErrorDetail]) -> Self:
         head = str(details[0]) if details else "invalid spec"
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         return cls(f"{head}{more}", details=details)
+
+
+class LimitExceededError(SpecError):
+    """The spec asks for more than a configured limit allows (scene length, pixels x seconds,
+    segments, clips, object size); the message names the setting, so an operator knows what to raise.
+
+    A subclass of ``SpecError``: the same spec will never pass, and every door treats it as a
+    refused spec (exit 2, HTTP 400), with its own code.
+    """
+
+    code = "LIMIT_EXCEEDED"
+
+
+class BodyTooLargeError(LimitExceededError):
+    """An HTTP request body is larger than the API takes (``max_api_body_bytes``)."""
+
+    http_status = 413
 
 
 class InputError(SceneRenderError):
@@ -84,6 +122,7 @@ class InputError(SceneRenderError):
 
     code = "INPUT_INVALID_MEDIA"
     exit_code = 3
+    http_status = 400
 
     def __init__(self, input_path: str, reason: str, *, url: str | None = None) -> None:
         where = f"{input_path} ({url})" if url else input_path
@@ -115,6 +154,22 @@ class InputMediaError(InputError):
     code = "INPUT_INVALID_MEDIA"
 
 
+class NotFoundError(SceneRenderError):
+    """The job or batch an id names does not exist (and no spec for it is on its way); on the API
+    also another user's, which it answers exactly as a missing one."""
+
+    code = "NOT_FOUND"
+    exit_code = 2
+    http_status = 404
+
+
+class CloudUnavailableError(SceneRenderError):
+    """No cloud answers the client (no local cloud running, or the one it was pointed at is gone)."""
+
+    code = "INTERNAL"
+    exit_code = 1
+
+
 class RenderError(SceneRenderError):
     """ffmpeg failed; ``stderr_tail`` holds its last lines."""
 
@@ -130,6 +185,14 @@ class RenderError(SceneRenderError):
         return f"{self.message}\n{self.stderr_tail}" if self.stderr_tail else self.message
 
 
+class QcFailedError(RenderError):
+    """The quality report found something the spec's ``qc.fail_on`` names (RENDER_FAILED)."""
+
+    def __init__(self, message: str, *, details: list[ErrorDetail]) -> None:
+        super().__init__(message)
+        self.details = list(details)
+
+
 class RenderTimeoutError(RenderError):
     """The render ran past its time limit."""
 
@@ -141,6 +204,50 @@ class TransientError(SceneRenderError):
 
     code = "INTERNAL"
     retryable = True
+    http_status = 503
+
+
+class ApiError(SceneRenderError):
+    """The HTTP API refuses a request for who sent it or what it asks, not for its spec."""
+
+    code = "INTERNAL"
+
+
+class UnauthenticatedError(ApiError):
+    """No Firebase ID token, or one that does not verify (expired, forged, another project's)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class ForbiddenError(ApiError):
+    """The signed-in user may not do this (a spec naming another ``owner_uid``)."""
+
+    code = "FORBIDDEN"
+    exit_code = 2
+    http_status = 403
+
+
+class MethodNotAllowedError(ApiError):
+    """The path does not take this HTTP method, or the path does not exist."""
+
+    code = "METHOD_NOT_ALLOWED"
+    http_status = 405
+
+
+class ConflictError(ApiError):
+    """The job or batch id belongs to another user for good; nothing was written."""
+
+    code = "CONFLICT"
+    exit_code = 2
+    http_status = 409
+
+
+class TooManyJobsError(ApiError):
+    """The user already has as many jobs queued or running as ``max_active_jobs_per_owner`` allows."""
+
+    code = "TOO_MANY_JOBS"
+    http_status = 429
 
 
 class Stopped(KeyboardInterrupt):
@@ -156,6 +263,30 @@ class Stopped(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return f"stopped by {signal.Signals(self.signum).name}"
+
+
+def collected(problems: list[SceneRenderError]) -> SceneRenderError:
+    """Many problems found in one round as one error that lists them all.
+
+    Any spec problem makes it a ``SpecError`` (exit 2; the input problems are listed beside
+    the spec's); input problems alone keep the first one's class and code (exit 3).
+    """
+    details = [d for p in problems for d in (p.details or [ErrorDetail("", p.message)])]
+    if len(problems) == 1:
+        return problems[0]
+    if not problems:
+        return SpecError.from_details(details)
+    spec_problems = [p for p in problems if isinstance(p, SpecError)]
+    if spec_problems:
+        return type(spec_problems[0]).from_details(details)  # a limit stays LIMIT_EXCEEDED
+    first = problems[0]
+    if isinstance(first, InputError):
+        many = type(first)(first.input_path, first.reason, url=first.url)
+        many.details = details
+        if len(details) > 1:
+            many.message += f" (and {len(details) - 1} more)"
+        return many
+    return first
 
 
 def all_error_classes() -> list[type[SceneRenderError]]:

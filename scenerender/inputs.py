@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import httpx
 
     from scenerender.settings import Settings
+    from scenerender.tenancy import MediaScope
 
 GsDownloader = Callable[[str, Path, int], None]
 """``(gs_uri, dest, max_bytes)``: copies one object to ``dest``; raises FileNotFoundError if missing."""
@@ -33,6 +34,11 @@ HostResolver = Callable[[str, int], list[str]]
 """``(host, port)`` -> the addresses it resolves to (injectable, so tests can map names)."""
 
 MAX_REDIRECTS = 5
+CREDENTIALS_HINT = (
+    "no Google credentials to read gs:// inputs: run `gcloud auth application-default login`, "
+    "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
+    "(or STORAGE_EMULATOR_HOST=HOST:PORT to read from a local GCS emulator)"
+)
 # Names that reach the machine's own metadata server, whatever they resolve to.
 BLOCKED_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.goog"})
 
@@ -65,7 +71,7 @@ class FetchPolicy:
 
     local_base: Path | None = None  # local renders only: relative paths are resolved against the spec's folder
     allowed_gs_buckets: tuple[str, ...] = ()
-    max_bytes: int = 4 * 1024**3
+    max_bytes: int = 2 * 1024**3
     timeout_s: float = 30.0  # connect and per-read
     total_timeout_s: float = 600.0  # a whole download, so a slow drip cannot hold a worker
     max_redirects: int = MAX_REDIRECTS
@@ -73,15 +79,22 @@ class FetchPolicy:
     # on loopback, no TLS) hand in a narrower check and allow plain HTTP.
     address_check: Callable[[str], str | None] = address_refusal
     allow_plain_http: bool = False
+    # The pipeline's renders: only the media the job's owner may read (checked again at each
+    # fetch although the spec function checked the spec: the request may not come from it).
+    # None for local renders, where the user reads with their own credentials.
+    media_scope: MediaScope | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, local_base: Path | None = None) -> FetchPolicy:
+    def from_settings(
+        cls, settings: Settings, local_base: Path | None = None, *, media_scope: MediaScope | None = None
+    ) -> FetchPolicy:
         """The configured policy: every door (CLI, worker, helper) fetches under the same one."""
         return cls(
             local_base=local_base,
             allowed_gs_buckets=tuple(settings.allowed_gs_buckets),
             max_bytes=settings.max_input_bytes,
             timeout_s=settings.fetch_timeout_s,
+            media_scope=media_scope,
         )
 
 
@@ -165,11 +178,20 @@ class InputResolver:
         bucket = urlsplit(url).netloc
         if self.policy.allowed_gs_buckets and bucket not in self.policy.allowed_gs_buckets:
             raise InputRefusedError(input_path, f"bucket {bucket!r} is not an allowed input bucket", url=url)
+        refusal = self.policy.media_scope.refusal(url) if self.policy.media_scope is not None else None
+        if refusal is not None:
+            raise InputRefusedError(input_path, refusal, url=url)
         if self._gs_download is None:
+            from google.auth.exceptions import DefaultCredentialsError
+
             from scenerender.settings import get_settings
             from scenerender.storage import GcsBlobStore
 
-            store = GcsBlobStore(get_settings())
+            try:
+                store = GcsBlobStore(get_settings())
+            except DefaultCredentialsError as exc:
+                # A user's own machine, most often: say how to authenticate, not what google.auth raised.
+                raise InputUnreachableError(input_path, CREDENTIALS_HINT, url=url) from exc
             self._gs_download = lambda uri, dest, cap: store.download(uri, dest, max_bytes=cap)
         dest = self._target(url, Path(urlsplit(url).path).suffix)
         partial = dest.with_name(dest.name + ".part")

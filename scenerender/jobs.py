@@ -55,6 +55,19 @@ def translate_error(exc: Exception, what: str) -> Exception:
     return SceneRenderError(f"Firestore error ({what}): {exc}")
 
 
+def may_take(doc: dict[str, Any], owner_uid: Any) -> bool:
+    """Whether ``owner_uid`` may write over this job or batch document: it is theirs, or it
+    has no owner and never rendered anything (an invalid spec that named no owner left it).
+
+    A job or batch belongs to its first owner for good (CONTRACT.md section 5).
+    """
+    owner = doc.get("owner_uid")
+    if owner:
+        return bool(owner_uid) and owner == owner_uid
+    rendered = doc.get("output") or any(isinstance(h, dict) and h.get("output") for h in doc.get("history") or [])
+    return not rendered
+
+
 def beat_is_fresh(beat: Any, stale_after_s: float) -> bool:
     """A heartbeat timestamp recent enough that its writer counts as alive."""
     return isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < stale_after_s
@@ -92,6 +105,7 @@ class JobStore:
         self.stale_after_s = settings.heartbeat_stale_s
         self.collection = client.collection(settings.jobs_collection)
         self.batches = client.collection(settings.batches_collection)
+        self.refusals = client.collection(settings.refusals_collection)
 
     def _ref(self, job_id: str) -> Any:
         return self.collection.document(job_id)
@@ -141,7 +155,7 @@ class JobStore:
             raise translate_error(exc, f"update job {job_id}") from exc
         return result
 
-    def mark_running(self, job_id: str, worker: str = "") -> int:
+    def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int:
         """QUEUED, or RUNNING without a live worker -> RUNNING; returns the attempt.
 
         0 if the job has ended; ``BUSY`` if another worker is alive on it (its heartbeat is fresh).
@@ -162,6 +176,9 @@ class JobStore:
                 "worker": worker,
                 "heartbeat_at": firestore.SERVER_TIMESTAMP,
             }
+            if execution:
+                # The execution the sweeper asks about is the one actually rendering the job.
+                fields["execution"] = execution
             if doc.get("status") == JobStatus.QUEUED:
                 fields["started_at"] = firestore.SERVER_TIMESTAMP
             return fields
@@ -174,11 +191,13 @@ class JobStore:
     def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
         """A new spec for an ended job: back to QUEUED, the earlier run kept in ``history``.
 
-        False (and nothing changed) while the job is still QUEUED or RUNNING.
+        False (and nothing changed) while the job is still QUEUED or RUNNING, or when the job
+        is not ``fields["owner_uid"]``'s to render: checked in the same transaction, so no
+        other owner can slip in between the caller's check and the write.
         """
 
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc.get("status") not in TERMINAL:
+            if doc.get("status") not in TERMINAL or not may_take(doc, fields.get("owner_uid")):
                 return None
             earlier = {
                 k: doc.get(k)
@@ -203,6 +222,11 @@ class JobStore:
                 "started_at": None,
                 "finished_at": None,
                 "request_published": False,
+                # The new run is launched afresh: the earlier run's execution is not its own.
+                "execution": "",
+                "launch_state": None,
+                "launches": 0,
+                "launch_error": None,
                 "created_at": firestore.SERVER_TIMESTAMP,
             }
 
@@ -244,6 +268,54 @@ class JobStore:
         except Exception as exc:
             raise translate_error(exc, f"update job {job_id}") from exc
 
+    def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool:
+        """Claim the next launch for this job: True for exactly one caller.
+
+        The job must be QUEUED or RUNNING with its request published, its recorded execution
+        still ``expected_execution`` ("" for none), and no other launch in flight (one
+        requested less than ``stale_s`` ago).
+        """
+
+        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+            if doc.get("status") not in (JobStatus.QUEUED, JobStatus.RUNNING) or not doc.get("request_published"):
+                return None
+            if str(doc.get("execution") or "") != expected_execution:
+                return None
+            asked = doc.get("launch_requested_at")
+            if doc.get("launch_state") == "requested" and beat_is_fresh(asked, stale_s):
+                return None
+            return {"launch_state": "requested", "launch_requested_at": firestore.SERVER_TIMESTAMP}
+
+        return self._transition(job_id, change) is not None
+
+    def record_launch(self, job_id: str, execution: str, task_count: int) -> None:
+        """The claimed launch started ``execution``."""
+        self.note(
+            job_id,
+            {
+                "launch_state": "launched",
+                "execution": execution,
+                "execution_tasks": task_count,
+                "launched_at": firestore.SERVER_TIMESTAMP,
+                "launches": firestore.Increment(1),
+                "launch_error": None,
+            },
+        )
+
+    def release_launch(self, job_id: str, error: dict[str, Any]) -> None:
+        """The claimed launch failed: recorded, and claimable again at once."""
+        self.note(job_id, {"launch_state": "failed", "launch_error": error})
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Every QUEUED or RUNNING job document (the sweeper's round)."""
+        try:
+            snaps = self.collection.where(
+                filter=firestore.FieldFilter("status", "in", [JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+            ).stream()
+            return [{**(snap.to_dict() or {}), "job_id": snap.id} for snap in snaps]
+        except Exception as exc:
+            raise translate_error(exc, "find unfinished jobs") from exc
+
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
         """Stage and progress of a RUNNING job; a lower progress than recorded is ignored."""
 
@@ -273,6 +345,53 @@ class JobStore:
     def fail(self, job_id: str, error: dict[str, Any]) -> bool:
         """-> FAILED with the error block; False if the job had already ended."""
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error})
+
+    def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
+        """A refused bucket drop, kept apart from the job it named (whose owner never sees it).
+
+        Create-only under an id made from the event, so a redelivery records it once.
+        """
+        try:
+            self.refusals.document(refusal_id).create({**fields, "created_at": firestore.SERVER_TIMESTAMP})
+        except (gexc.AlreadyExists, gexc.Conflict):
+            pass
+        except Exception as exc:
+            raise translate_error(exc, f"record refusal {refusal_id}") from exc
+
+    def claim_batch(
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> str | None:
+        """Make ``owner_uid`` the owner of the batch, or find it is someone else's.
+
+        One transaction: the batch is created with ``initial`` and ``fields`` if it does not exist, an
+        ownerless one (an unreadable batch file made it) is taken, and one of ``owner_uid``'s
+        gets ``fields``. Returns the other owner when the batch is not ``owner_uid``'s
+        (nothing written then), else None.
+        """
+        ref = self.batches.document(batch_id)
+        other: list[str] = []
+
+        @firestore.transactional
+        def run(transaction: Any) -> None:
+            other.clear()
+            snap = ref.get(transaction=transaction)
+            doc = dict(snap.to_dict() or {}) if snap.exists else {}
+            now = firestore.SERVER_TIMESTAMP
+            if not snap.exists:
+                empty = {"status": "QUEUED", "counts": {}, "total": 0, "progress": 0.0, "eta_s": None, "failed": []}
+                ids = {"batch_id": batch_id, "owner_uid": owner_uid}
+                first = {**empty, **(initial or {}), **fields, **ids}
+                transaction.create(ref, {**first, "created_at": now, "updated_at": now})
+            elif not may_take(doc, owner_uid):
+                other.append(str(doc.get("owner_uid")))
+            elif fields or doc.get("owner_uid") != owner_uid:  # nothing to write for a scene joining its owner's batch
+                transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
+
+        try:
+            run(self.client.transaction())
+        except Exception as exc:
+            raise translate_error(exc, f"claim batch {batch_id}") from exc
+        return other[0] if other else None
 
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
         """The job documents of one batch."""
@@ -313,7 +432,10 @@ class JobStore:
         raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        snap = self.batches.document(batch_id).get()
+        try:
+            snap = self.batches.document(batch_id).get()
+        except Exception as exc:
+            raise translate_error(exc, f"read batch {batch_id}") from exc
         return dict(snap.to_dict() or {}) if snap.exists else None
 
     def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
@@ -323,22 +445,20 @@ class JobStore:
 
         return self.batches.document(batch_id).on_snapshot(on_snapshot)
 
-    def stale_running(self, older_than_s: float) -> list[str]:
-        """RUNNING jobs whose last heartbeat (or start) is older than ``older_than_s``."""
-        cutoff = datetime.now(UTC).timestamp() - older_than_s
+    def count_active(self, owner_uid: str) -> int:
+        """How many of ``owner_uid``'s jobs are QUEUED or RUNNING (the API's per-owner cap).
+
+        One aggregation query: equality on ``owner_uid`` and ``in`` on ``status`` are served by
+        Firestore's single-field indexes (merged), so no composite index is needed.
+        """
         try:
-            snaps = self.collection.where(
-                filter=firestore.FieldFilter("status", "==", JobStatus.RUNNING.value)
-            ).stream()
-            found = []
-            for snap in snaps:
-                doc = snap.to_dict() or {}
-                beat = doc.get("heartbeat_at") or doc.get("started_at") or doc.get("updated_at")
-                if isinstance(beat, datetime) and beat.timestamp() < cutoff:
-                    found.append(snap.id)
-            return found
+            query = self.collection.where(filter=firestore.FieldFilter("owner_uid", "==", owner_uid)).where(
+                filter=firestore.FieldFilter("status", "in", [JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+            )
+            aggregation: Any = query.count(alias="active")
+            return int(next(r.value for batch in aggregation.get() for r in batch if r.alias == "active"))
         except Exception as exc:
-            raise translate_error(exc, "find stuck jobs") from exc
+            raise translate_error(exc, f"count active jobs of {owner_uid}") from exc
 
     def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).

@@ -10,6 +10,7 @@ times of its keyframes are read here, as a hint of where a long segment is best 
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ class Track:
     offset_runs: list[tuple[int, int]] = field(default_factory=list)  # ctts: (samples, composition offset)
     sync_samples: list[int] | None = None  # stss: 1-based numbers of the keyframes; None: every sample is one
     media_start: int = 0  # the first presented edit's media time: where presentation time 0 is
+    sample_size: int = 0  # stsz: the size of every sample, or 0 when each has its own (sample_sizes)
+    sample_count: int = 0
+    sample_sizes: list[int] = field(default_factory=list)
+    chunk_runs: list[tuple[int, int]] = field(default_factory=list)  # stsc: (first chunk, samples per chunk)
+    chunk_offsets: list[int] = field(default_factory=list)  # stco/co64
 
     @property
     def sample_deltas(self) -> Counter[int]:
@@ -178,6 +184,16 @@ def _parse_into(track: Track, data: bytes) -> None:
         elif kind == b"stss":
             (count,) = struct.unpack_from(">I", body, 4)
             track.sync_samples = list(struct.unpack_from(f">{count}I", body, 8))
+        elif kind == b"stsz":
+            track.sample_size, track.sample_count = struct.unpack_from(">II", body, 4)
+            if not track.sample_size:  # one size for all is kept once (PCM has a sample per audio sample)
+                track.sample_sizes = list(struct.unpack_from(f">{track.sample_count}I", body, 12))
+        elif kind == b"stsc":
+            (count,) = struct.unpack_from(">I", body, 4)
+            track.chunk_runs = [struct.unpack_from(">II", body, 8 + 12 * i) for i in range(count)]
+        elif kind in (b"stco", b"co64"):
+            (count,) = struct.unpack_from(">I", body, 4)
+            track.chunk_offsets = list(struct.unpack_from(f">{count}{'I' if kind == b'stco' else 'Q'}", body, 8))
         elif kind == b"stsd" and track.handler == "vide" and not track.width:
             # Full box (4) + entry count (4), then the first entry: box header (8), sample
             # entry (8), pre-defined and reserved (16), width (2), height (2).
@@ -237,3 +253,101 @@ def _at_samples(runs: list[tuple[int, int]], wanted: list[int], *, cumulative: b
         first += count
         before += count * value
     return found
+
+
+@dataclass(frozen=True)
+class VideoSample:
+    time_s: float  # presentation time
+    size: int  # bytes
+    key: bool
+
+
+def video_samples(path: Path) -> list[VideoSample]:
+    """Every sample of the first video track in presentation order: time, size, keyframe.
+
+    Read from the sample tables of a file this package wrote (the render's output), so the
+    quality report can look for frozen or black stretches (runs of tiny frames) without
+    decoding the picture. Empty when the tables cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            _, _, tracks = _parse_moov(_find_moov(f, size))
+    except (OSError, struct.error, ValueError):
+        return []
+    video = next((t for t in tracks if t.handler == "vide"), None)
+    if video is None or video.timescale <= 0 or not video.sample_count:
+        return []
+    sizes = video.sample_sizes or [video.sample_size] * video.sample_count
+    numbers = list(range(1, len(sizes) + 1))
+    decode = _at_samples(video.decode_runs, numbers, cumulative=True)
+    offsets = _at_samples(video.offset_runs, numbers, cumulative=False) if video.offset_runs else [0] * len(numbers)
+    if len(decode) != len(numbers) or len(offsets) != len(numbers):
+        return []
+    keys = set(video.sync_samples) if video.sync_samples is not None else set(numbers)
+    samples = [
+        VideoSample((d + o - video.media_start) / video.timescale, size, n in keys)
+        for n, d, o, size in zip(numbers, decode, offsets, sizes, strict=True)
+    ]
+    return sorted(samples, key=lambda s: s.time_s)
+
+
+@dataclass(frozen=True)
+class Readable:
+    """How much of an input's first video and audio track the file really holds (seconds as
+    presented); None for a track it has not. Less than the header says: the file was cut short."""
+
+    video_s: float | None
+    audio_s: float | None
+
+
+def readable_lengths(path: Path) -> Readable | None:
+    """What a decode of ``path`` can reach: each track's samples up to the first one whose bytes
+    lie past the end of the file (a download or copy cut mid-``mdat``). None when the file
+    cannot be read as MP4 here (another container, or a moov too large to read)."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            movie_timescale, _, tracks = _parse_moov(_find_moov(f, size, _INPUT_MOOV_MAX_BYTES))
+    except (OSError, struct.error, ValueError, ZeroDivisionError):
+        return None
+    lengths = {}
+    for handler in ("vide", "soun"):
+        track = next((t for t in tracks if t.handler == handler), None)
+        lengths[handler] = _readable_seconds(track, size, movie_timescale) if track is not None else None
+    return Readable(lengths["vide"], lengths["soun"])
+
+
+def _readable_seconds(track: Track, file_size: int, movie_timescale: int) -> float | None:
+    if track.timescale <= 0 or not track.chunk_offsets or not track.chunk_runs:
+        return None
+    presented = track.media_duration / track.timescale
+    if track.edit_duration is not None and movie_timescale > 0:
+        presented = track.edit_duration / movie_timescale
+    readable = _samples_in_file(track, file_size)
+    if readable >= sum(count for count, _ in track.decode_runs):
+        return presented
+    # The decode time of the first sample that is not there, on the presentation clock (within
+    # a frame or two of reordering: enough to tell 2 s from the 4 s a header promises).
+    (ticks,) = _at_samples(track.decode_runs, [readable + 1], cumulative=True)
+    return min(presented, max(0, ticks - track.media_start) / track.timescale)
+
+
+def _samples_in_file(track: Track, file_size: int) -> int:
+    """How many of the track's samples, in decode order, lie wholly inside the file."""
+    sample = 0
+    runs = track.chunk_runs
+    for run, (first_chunk, per_chunk) in enumerate(runs):
+        last_chunk = runs[run + 1][0] - 1 if run + 1 < len(runs) else len(track.chunk_offsets)
+        for chunk in range(first_chunk, min(last_chunk, len(track.chunk_offsets)) + 1):
+            start = track.chunk_offsets[chunk - 1]
+            count = min(per_chunk, track.sample_count - sample)
+            if track.sample_size:
+                inside = max(0, min(count, (file_size - start) // track.sample_size))
+            else:
+                ends = itertools.accumulate(track.sample_sizes[sample : sample + count], initial=start)
+                inside = sum(1 for end in itertools.islice(ends, 1, None) if end <= file_size)
+            sample += inside
+            if inside < count or sample >= track.sample_count:
+                return sample
+    return sample

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from scenerender import mp4
 from scenerender.errors import InputMediaError, InputRefusedError
 
 # Containers we read. Anything else (playlists, concat lists, image sequences, raw
@@ -59,6 +61,21 @@ class VideoInfo:
     rotation: int
     sar: Fraction
     extradata_hash: str
+    start_time: float = 0.0  # of the stream, on the file's clock (an edit list or a mux may delay it)
+    field_order: str = "progressive"  # ffprobe's: progressive, tt, bb, tb, bt, unknown
+    color_transfer: str = ""  # bt709, smpte2084 (PQ), arib-std-b67 (HLG), ...
+    color_primaries: str = ""
+    color_space: str = ""
+
+    @property
+    def interlaced(self) -> bool:
+        """Coded as fields, by the stream's own word (``unknown`` and absent are taken as progressive)."""
+        return self.field_order in ("tt", "bb", "tb", "bt")
+
+    @property
+    def hdr(self) -> str | None:
+        """``"pq"`` or ``"hlg"`` when the stream says it is HDR; None for SDR."""
+        return {"smpte2084": "pq", "arib-std-b67": "hlg"}.get(self.color_transfer)
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -75,6 +92,7 @@ class AudioInfo:
     channels: int
     channel_layout: str
     duration: float | None
+    start_time: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,16 @@ class MediaInfo:
     size_bytes: int
     video: VideoInfo | None
     audio: AudioInfo | None
+    start_time: float = 0.0  # the earliest stream's: where ffmpeg puts time 0 when it reads the file
+    # What the file really holds of each stream when that is less than its header says (an
+    # MP4 cut mid-mdat by a failed download or copy); None: all of it, or not known.
+    readable_video: float | None = None
+    readable_audio: float | None = None
+
+    @property
+    def video_lead(self) -> float:
+        """Seconds from the file's time 0 (as ffmpeg reads it) to its first frame of picture."""
+        return max(0.0, self.video.start_time - self.start_time) if self.video else 0.0
 
     @property
     def audio_duration(self) -> float:
@@ -138,6 +166,15 @@ def _float(value: Any) -> float | None:
     return number if number == number and number >= 0 else None
 
 
+def _seconds(value: Any) -> float:
+    """A start time: may be negative (priming before an edit list), 0 when absent."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
+
+
 def _rotation(stream: dict[str, Any]) -> int:
     for side in stream.get("side_data_list", []) or []:
         if "rotation" in side:
@@ -151,7 +188,10 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     fmt = data.get("format") or {}
     format_names = set(str(fmt.get("format_name", "")).split(","))
     if not format_names & ALLOWED_FORMATS:
-        raise InputRefusedError(input_path, f"container {fmt.get('format_name', '?')!r} is not an allowed media format")
+        raise InputRefusedError(
+            input_path,
+            f"the container is {fmt.get('format_name', '?')!r}, which is not accepted; accepted: {ACCEPTED_CONTAINERS}",
+        )
     streams = data.get("streams", [])
     if len(streams) > MAX_STREAMS:
         raise InputRefusedError(input_path, f"{len(streams)} streams; at most {MAX_STREAMS} are accepted")
@@ -175,6 +215,11 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 rotation=_rotation(stream),
                 sar=_fraction(stream.get("sample_aspect_ratio"), Fraction(1)),
                 extradata_hash=str(stream.get("extradata_hash", "")),
+                start_time=_seconds(stream.get("start_time")),
+                field_order=str(stream.get("field_order", "progressive")),
+                color_transfer=str(stream.get("color_transfer", "")),
+                color_primaries=str(stream.get("color_primaries", "")),
+                color_space=str(stream.get("color_space", "")),
             )
         elif kind == "audio" and audio is None:
             audio = AudioInfo(
@@ -183,6 +228,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 channels=int(stream.get("channels", 0) or 0),
                 channel_layout=str(stream.get("channel_layout", "")),
                 duration=_float(stream.get("duration")),
+                start_time=_seconds(stream.get("start_time")),
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")
@@ -204,6 +250,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         size_bytes=int(fmt.get("size", 0) or 0),
         video=video,
         audio=audio,
+        start_time=_seconds(fmt.get("start_time")),
     )
 
 
@@ -223,9 +270,31 @@ REFERENCE_SIGNATURES: tuple[bytes, ...] = (
 )
 
 
+ACCEPTED_CONTAINERS = (
+    "MP4/MOV (.mp4 .mov .m4a .3gp), Matroska/WebM, WAV, W64, AIFF, CAF, MP3, AAC (ADTS), FLAC, Ogg, AVI, MPEG-TS"
+)
+# Containers people do use that the renderer does not read (yet): named, with the accepted
+# list, instead of ffprobe's "Invalid argument" from the demuxer whitelist.
+UNACCEPTED_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (8, b"WEBP", "WebP"),
+    (0, bytes.fromhex("060e2b34020501010d0102"), "MXF"),
+    (0, b"\x89PNG", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+)
+
+
 def refuse_reference_files(path: Path, input_path: str) -> None:
+    """Refuse, on the first bytes, lists that name other media and containers not accepted."""
     with open(path, "rb") as fh:
-        head = fh.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+        raw = fh.read(512)
+    for offset, magic, name in UNACCEPTED_SIGNATURES:
+        if raw[offset : offset + len(magic)] == magic:
+            raise InputRefusedError(
+                input_path, f"the container is {name}, which is not accepted; accepted: {ACCEPTED_CONTAINERS}"
+            )
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     for signature in REFERENCE_SIGNATURES:
         if head.startswith(signature.lower()):
             raise InputRefusedError(input_path, "playlists, lists and manifests that reference other media are refused")
@@ -234,7 +303,31 @@ def refuse_reference_files(path: Path, input_path: str) -> None:
 def probe(path: Path, *, input_path: str, ffprobe: str = "ffprobe") -> MediaInfo:
     """Probe one local file; errors name ``input_path`` (``segments[2].url``)."""
     refuse_reference_files(path, input_path)
-    return parse_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+    return read_probe(path, probe_data(path, input_path=input_path, ffprobe=ffprobe), input_path)
+
+
+def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
+    """``parse_probe``, and for an MP4/MOV how much of each stream the file really holds.
+
+    ffprobe reports an MP4's lengths from its header, which a file cut mid-``mdat`` keeps
+    whole: its sample table is checked against the file's size (``mp4.readable_lengths``,
+    milliseconds, no decode), so a short file is refused instead of padded out.
+    """
+    info = parse_probe(path, data, input_path)
+    if not set(info.format_name.split(",")) & {"mov", "mp4"}:
+        return info
+    readable = mp4.readable_lengths(path)
+    if readable is None:
+        return info
+
+    def short(have: float | None, header: float | None) -> float | None:
+        return have if have is not None and header is not None and have < header - 0.001 else None
+
+    return replace(
+        info,
+        readable_video=short(readable.video_s, info.video.duration if info.video else None),
+        readable_audio=short(readable.audio_s, info.audio.duration if info.audio else None),
+    )
 
 
 def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: str | None = None) -> dict[str, Any]:

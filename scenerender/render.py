@@ -23,15 +23,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from scenerender import plan
+from scenerender import deliverables, plan
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
+from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.inputs import InputResolver
 from scenerender.mp4 import keyframe_times, read_movie
-from scenerender.probe import MediaInfo, parse_probe, probe_data, refuse_reference_files
+from scenerender.probe import MediaInfo, probe_data, read_probe, refuse_reference_files
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
+from scenerender.tenancy import SceneLimits
 from scenerender.timeline import Timeline, build_timeline
 
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
@@ -62,6 +64,9 @@ class RenderResult:
     audio_reused: bool = False  # the encoded audio came from the cache (e.g. full render after its preview)
     audio_encoders: int = 0  # AAC encoders that shared the audio's encode (one per core when the video is copied)
     probes_reused: int = 0  # inputs whose ffprobe description came from the cache
+    sidecars: dict[str, str] = field(default_factory=dict)  # kind -> file beside the MP4 (docs/deliverables.md)
+    captions_burned: bool = False
+    qc: dict[str, Any] = field(default_factory=dict)  # the quality report, measured on the output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +84,10 @@ class RenderOptions:
     segment_cache: SegmentCache | None = None
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
+    deliverables: bool = True  # sidecars and the QC report (docs/deliverables.md); burned captions regardless
     claim_poll_s: float = 0.5
+    all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
+    limits: SceneLimits | None = None  # the pipeline's cost limits, held to the probed timeline
 
     @property
     def cores(self) -> int:
@@ -97,6 +105,7 @@ class RenderOptions:
                 "cpus": settings.cpus,
                 "memory_mb": settings.memory_mb,
                 "split_min_segments": settings.split_min_segments,
+                "deliverables": settings.deliverables,
                 "timeout_s": float(settings.render_timeout_s),
                 "work_dir": settings.work_dir or None,
                 **overrides,
@@ -193,7 +202,7 @@ def _probe_cached(
         return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
 
     if cache is None:
-        return parse_probe(path, fresh(), input_path)
+        return read_probe(path, fresh(), input_path)
     key = "probe-" + hashlib.sha256(f"{PROBE_CACHE_VERSION}\n{digests(path)}".encode()).hexdigest()
     with tempfile.TemporaryDirectory(prefix="scenerender-probe-") as tmp:
         entry = Path(tmp) / "probe.json"
@@ -204,11 +213,11 @@ def _probe_cached(
                 data = None
             if isinstance(data, dict):
                 reused.append(input_path)
-                return parse_probe(path, data, input_path)
+                return read_probe(path, data, input_path)
         data = fresh()
         entry.write_text(json.dumps(data), encoding="utf-8")
         cache.store(key, entry)
-    return parse_probe(path, data, input_path)
+    return read_probe(path, data, input_path)
 
 
 def fetch_and_probe(
@@ -220,11 +229,18 @@ def fetch_and_probe(
     cache: SegmentCache | None = None,
     digests: Digests | None = None,
     reused: list[str] | None = None,
+    all_errors: bool = False,
+    problems: list[SceneRenderError] | None = None,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
     With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
+    ``all_errors``: an input that fails does not stop the others; every input's problem is
+    raised together (a user at a terminal fixes them in one round; the pipeline stops at the first).
+    ``problems``: as ``all_errors``, but they are added to this list and the inputs that could
+    be probed are returned (``validate --probe`` goes on to place those).
     """
+    all_errors = all_errors or problems is not None
     digests = digests or Digests()
     reused = reused if reused is not None else []
     wanted: dict[str, str] = {}
@@ -235,6 +251,20 @@ def fetch_and_probe(
     # Several URLs may name one file (a reused sound, a link): it is probed once, and a
     # thread that wants a file another is probing waits for that probe instead of starting one.
     by_file: dict[Path, Future[MediaInfo]] = {}
+
+    failed: list[tuple[int, InputError]] = []
+    order = {url: n for n, url in enumerate(wanted)}
+
+    def one_or_record(item: tuple[str, str]) -> tuple[str, MediaInfo | None]:
+        try:
+            return one(item)
+        except InputError as exc:
+            if not all_errors:
+                raise
+            with lock:
+                if all(exc is not seen for _, seen in failed):  # one file behind several URLs: once
+                    failed.append((order[item[0]], exc))
+            return item[0], None
 
     def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
         nonlocal done
@@ -263,7 +293,13 @@ def fetch_and_probe(
     # A few at a time: each probe is a process, and more than the cores only costs memory.
     pool = ThreadPoolExecutor(max_workers=min(4, len(wanted)))
     try:
-        return dict(pool.map(one, wanted.items()))
+        probed = dict(pool.map(one_or_record, wanted.items()))
+        if failed:
+            found: list[SceneRenderError] = [exc for _, exc in sorted(failed, key=lambda pair: pair[0])]
+            if problems is None:
+                raise collected(found)
+            problems.extend(found)
+        return {url: info for url, info in probed.items() if info is not None}
     except BaseException:
         # A failed input or a stop: downloads in flight end at their next chunk, and those not
         # started never start, so the error (or the exit) waits for no download of the rest.
@@ -299,8 +335,13 @@ def render(
             cache=opts.segment_cache,
             digests=digests,
             reused=probes_reused,
+            all_errors=opts.all_errors,
         )
         timeline = build_timeline(spec, probes)
+        if opts.limits is not None:
+            # Only probing tells how long a segment without a duration is: refused here, before
+            # a single frame or sample is rendered (a 2,000 h scene would fill the disk first).
+            opts.limits.check(float(timeline.duration), (timeline.width, timeline.height))
         tracker.finish("fetch")
         timings["fetch_probe_s"] = time.monotonic() - t0
 
@@ -314,7 +355,9 @@ def render(
         list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
-        final = None if blockers else FinalMux([seg.source.path for seg in timeline.segments], list_path, part)
+        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+        copied = [plan.VideoPart(seg.source.path, seg.duration) for seg in timeline.segments]
+        final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
 
@@ -362,15 +405,30 @@ def render(
                 runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
+            if spec.output.burn_captions:
+                t_burn = time.monotonic()
+                deliverables.burn_captions(spec, timeline, part, work, runner)
+                timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
+            extras = (
+                deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
+                if opts.deliverables
+                else deliverables.Deliverables()
+            )
+            timings.update(extras.timings)
             publish_file(part, out_path)
+            result.sidecars = extras.publish(out_path)
+            result.qc = extras.qc
         finally:
             part.unlink(missing_ok=True)
         tracker.finish("measure")
     timings["total_s"] = time.monotonic() - t0
     result.timings = {k: round(v, 3) for k, v in timings.items()}
+    if spec.output.burn_captions:
+        blockers = [*blockers, deliverables.BURN_BLOCKER]
+        result.captions_burned = True
     result.fast_path = not blockers
     result.fast_path_blockers = blockers
     result.segments_encoded = counts.encoded
@@ -413,7 +471,7 @@ def _normalize_segments(
     urls: list[str],
     file_digests: Digests,
     audio_job: Callable[[], None],
-) -> tuple[list[Path], SegmentCounts]:
+) -> tuple[list[plan.VideoPart], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it.
 
@@ -598,7 +656,11 @@ def _normalize_segments(
     for key, indices in units.items():
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)
-    return [c.output for c in commands], SegmentCounts.of(
+    parts = [
+        plan.VideoPart(c.output, (p.frames + p.hold_frames) / timeline.fps)
+        for p, c in zip(pieces, commands, strict=True)
+    ]
+    return parts, SegmentCounts.of(
         {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
     )
 

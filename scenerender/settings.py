@@ -73,6 +73,40 @@ class Settings(BaseSettings):
         "",
         description="Cloud Run job started per render request (empty: a local worker drains the queue).",
     )
+    local_executions_dir: str = Field(
+        "",
+        description="Local cloud only, with no renderer_job: an execution is a set of worker processes "
+        "started and tracked here (empty: long-running local workers drain the queue, nothing is launched).",
+    )
+    launch_parallelism: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Most tasks one execution of the renderer runs: a launch for N queued scenes asks for "
+        "min(N, this) tasks (jobs.run taskCount override). Terraform sets it from the job's parallelism.",
+    )
+    launch_grace_s: float = Field(
+        120.0,
+        gt=0,
+        description="The sweeper leaves a launch this young alone (its execution may not be listed yet).",
+    )
+    start_deadline_s: float = Field(
+        1800.0,
+        gt=0,
+        description="A job launched this long ago whose execution never started (quota, image) ends FAILED/TIMEOUT.",
+    )
+    max_launches: int = Field(
+        5, ge=1, le=100, description="Executions launched for one job before the sweeper gives it up as FAILED/TIMEOUT."
+    )
+    task_timeout_s: int = Field(
+        0,
+        ge=0,
+        description="The renderer task's timeout (Terraform: the job's); a worker takes no request whose "
+        "estimated render does not fit in the time left (0: no limit).",
+    )
+    task_exit_file: str = Field(
+        "", description="Local executions only: where the worker writes its exit status (set by the launcher)."
+    )
     jobs_collection: str = Field("render_jobs", description="Firestore collection of job documents.")
     batches_collection: str = Field("render_batches", description="Firestore collection of batches.")
     signed_url_ttl_s: int = Field(
@@ -87,8 +121,44 @@ class Settings(BaseSettings):
     allowed_gs_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Buckets inputs may be read from (empty: any bucket)."
     )
+    shared_media_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="gs:// prefixes every user's spec may read (e.g. gs://media/shared/), besides the user's own "
+        "users/{uid}/ in the media bucket; anything else is refused (empty: only the user's own media).",
+    )
+    refusals_collection: str = Field(
+        "render_refusals",
+        description="Firestore collection of refused bucket drops (another owner's id, an unusable object name); "
+        "read by the backends that drop specs, never by end users.",
+    )
     max_spec_bytes: int = Field(1024 * 1024, ge=1, description="Largest job_spec.json accepted.")
-    max_input_bytes: int = Field(4 * 1024**3, ge=1, description="Largest single input file fetched.")
+    max_batch_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="Largest batch file accepted (read from the object's metadata first)."
+    )
+    max_scene_s: float = Field(1800.0, gt=0, description="Longest scene rendered, in seconds (the whole timeline).")
+    max_pixel_seconds: float = Field(
+        1920 * 1080 * 1800.0,
+        gt=0,
+        description="Largest output width x height x scene seconds (default: 30 min of 1080p, 7.5 min of 2160p).",
+    )
+    max_segments: int = Field(500, ge=1, description="Most segments in one scene.")
+    max_clips: int = Field(1000, ge=0, description="Most audio clips in one scene.")
+    max_input_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Largest single input file fetched; in the pipeline also no more than the memory budget "
+        "leaves (scenerender.budget: /tmp is memory on Cloud Run).",
+    )
+    # The HTTP API (scenerender.api): end users, each signed in with a Firebase ID token.
+    max_api_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1, description="Largest HTTP API request body; a larger one is refused with 413."
+    )
+    max_active_jobs_per_owner: int = Field(
+        20, ge=1, description="Jobs one user may have QUEUED or RUNNING at once; more are refused with 429."
+    )
+    upload_url_ttl_s: int = Field(
+        900, ge=60, le=SEVEN_DAYS_S, description="Lifetime of the signed PUT URLs POST /uploads returns."
+    )
     max_attempts: int = Field(5, ge=1, le=100, description="Render attempts before a job is failed.")
     lease_s: int = Field(60, ge=10, le=600, description="Ack deadline the worker keeps extending while it renders.")
     heartbeat_s: float = Field(10.0, gt=0, description="How often a rendering worker beats on its job.")
@@ -102,8 +172,17 @@ class Settings(BaseSettings):
     )
     render_timeout_s: int = Field(3600, ge=1, description="Longest a single render may run.")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Connect/read timeout of one HTTP fetch.")
+    watch_grace_s: float = Field(
+        15.0,
+        ge=0,
+        description="`scenerender watch` of an id whose spec exists waits this long for its job to appear "
+        "(NOT_FOUND after); with neither job nor spec it answers NOT_FOUND at once.",
+    )
     work_dir: str = Field("", description="Where private temp dirs are made (empty: the system temp dir).")
     segment_cache: bool = Field(True, description="Reuse normalised segments already encoded with the same inputs.")
+    deliverables: bool = Field(
+        True, description="Captions, poster, contact sheet, stems and the QC report (false: the MP4 only; benchmarks)."
+    )
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     cpus: int = Field(
@@ -117,12 +196,21 @@ class Settings(BaseSettings):
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
     ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")
 
-    @field_validator("allowed_gs_buckets", mode="before")
+    @field_validator("allowed_gs_buckets", "shared_media_prefixes", mode="before")
     @classmethod
-    def _split_buckets(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         # Environment variables hold one comma-separated string, not a JSON list.
         if isinstance(value, str):
             return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    @field_validator("shared_media_prefixes")
+    @classmethod
+    def _gs_prefixes(cls, value: list[str]) -> list[str]:
+        # A prefix without its trailing slash would share gs://media/shared-not-really/ too.
+        for prefix in value:
+            if not prefix.startswith("gs://") or not prefix.endswith("/") or len(prefix.split("/")) < 4:
+                raise ValueError(f"{prefix!r}: a shared prefix is gs://BUCKET/ or gs://BUCKET/FOLDER/ (ending in /)")
         return value
 
     @classmethod

@@ -6,10 +6,13 @@ reported with the JSON path of the field (``audio.clips[3].segment_id``), all at
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+import types
+import typing
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
@@ -53,6 +56,13 @@ class Output(_Model):
     preview: bool = Field(False, description="Quick low-resolution review render (at most 480p).")
     duration_policy: Literal["video", "longest"] = "video"
     filename: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,124}\.mp4$")] | None = None
+    # Sidecars (docs/deliverables.md): written beside the MP4.
+    captions: Literal["srt", "vtt", "both", "none"] | None = Field(
+        None, description="Caption files from the clips' text; default both when any clip has text."
+    )
+    burn_captions: bool = Field(False, description="Also burn the captions into the picture (re-encodes it).")
+    poster_at: Seconds | None = Field(None, description="Scene time of the poster frame; default chosen (docs).")
+    stems: bool = Field(False, description="Write a FLAC per role and an M&E track beside the MP4.")
 
     @field_validator("resolution")
     @classmethod
@@ -142,6 +152,23 @@ class Audio(_Model):
     loudness: Loudness | None = Loudness()
 
 
+QcCheck = Literal[
+    "black_picture",
+    "frozen_picture",
+    "dialogue_silent",
+    "clipping",
+    "dialogue_under_music",
+    "caption_overrun",
+    "still_copy",
+]
+
+
+class Qc(_Model):
+    """The quality report (docs/deliverables.md): findings are warnings unless named here."""
+
+    fail_on: Annotated[list[QcCheck], Field(max_length=16)] = []
+
+
 class JobSpec(_Model):
     """A job spec, version 1."""
 
@@ -154,6 +181,7 @@ class JobSpec(_Model):
     output: Output = Output()
     segments: Annotated[list[Segment], Field(min_length=1, max_length=500)]
     audio: Audio = Audio()
+    qc: Qc = Qc()
 
     def inputs(self, *, muted_tracks: bool = True) -> list[tuple[str, str]]:
         """Every input URL with its JSON path (``segments[2].url``), segments first, in spec order;
@@ -184,10 +212,13 @@ def json_path(loc: Iterable[int | str]) -> str:
     return path
 
 
-def _friendly(error: dict[str, Any]) -> str:
+def _friendly(error: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
-        return "unknown field"
+        loc = tuple(error.get("loc", ()))
+        known = _fields_at(model or JobSpec, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]) if loc else "", known, n=1, cutoff=0.6)
+        return f"unknown field (did you mean `{close[0]}`?)" if close else "unknown field"
     if kind == "missing":
         return "required"
     if kind == "string_pattern_mismatch":
@@ -197,68 +228,231 @@ def _friendly(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation can hold (through Optional, list[...] and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType, list, typing.Annotated) or origin is Annotated:
+        return [m for arg in get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def _fields_at(model: type[BaseModel], loc: Iterable[int | str]) -> list[str]:
+    """The field names a model accepts at ``loc`` (``('audio', 'clips', 3)`` -> Clip's fields)."""
+    models = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt: list[type[BaseModel]] = []
+        for current in models:
+            field = current.model_fields.get(part)
+            if field is not None:
+                nxt += _models_in(field.annotation)
+        models = nxt
+    return sorted({name for m in models for name in m.model_fields})
+
+
 def _semantic_errors(spec: JobSpec) -> list[ErrorDetail]:
-    """Rules that span fields; probes are not needed for these."""
+    """Rules that span fields, on a valid spec; probes are not needed for these."""
+    return cross_reference_errors(spec.model_dump(exclude_none=True)) + _sidecar_errors(spec)
+
+
+def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def cross_reference_errors(data: dict[str, Any]) -> list[ErrorDetail]:
+    """Rules that span fields, checked on the raw JSON object so that they are reported in the
+    same round as type errors elsewhere in the spec (a field of the wrong type is skipped here:
+    the model's own check reports it)."""
     details: list[ErrorDetail] = []
     seen: dict[str, int] = {}
-    for index, segment in enumerate(spec.segments):
-        if segment.id in seen:
+    for index, segment in _dicts(data.get("segments")):
+        seg_id = segment.get("id")
+        if not isinstance(seg_id, str):
+            continue
+        if seg_id in seen:
             details.append(
-                ErrorDetail(
-                    f"segments[{index}].id",
-                    f'duplicate id "{segment.id}" (also segments[{seen[segment.id]}])',
-                )
+                ErrorDetail(f"segments[{index}].id", f'duplicate id "{seg_id}" (also segments[{seen[seg_id]}])')
             )
         else:
-            seen[segment.id] = index
-    for index, clip in enumerate(spec.audio.clips):
+            seen[seg_id] = index
+    audio = data.get("audio")
+    clips = _dicts(audio.get("clips")) if isinstance(audio, dict) else []
+    for index, clip in clips:
         where = f"audio.clips[{index}]"
-        if clip.start is not None and clip.segment_id is not None:
+        segment_id = clip.get("segment_id")
+        if clip.get("start") is not None and segment_id is not None:
             details.append(ErrorDetail(f"{where}.start", "give either start or segment_id, not both"))
-        if clip.offset is not None and clip.segment_id is None:
+        if clip.get("offset") is not None and segment_id is None:
             details.append(ErrorDetail(f"{where}.offset", "offset needs segment_id"))
-        if clip.segment_id is not None and clip.segment_id not in seen:
-            details.append(ErrorDetail(f"{where}.segment_id", f'no segment "{clip.segment_id}"'))
-        if clip.type not in SPEECH_TYPES:
+        if isinstance(segment_id, str) and segment_id not in seen:
+            close = difflib.get_close_matches(segment_id, list(seen), n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            details.append(ErrorDetail(f"{where}.segment_id", f'no segment "{segment_id}"{hint}'))
+        if clip.get("type") in ("music", "sfx"):
             for field in ("character", "text"):
-                if getattr(clip, field) is not None:
+                if clip.get(field) is not None:
                     details.append(ErrorDetail(f"{where}.{field}", f"only narration and dialogue clips carry {field}"))
-        if clip.duration is not None and clip.fade_in + clip.fade_out > clip.duration:
+        duration = _number(clip.get("duration"))
+        fades = [_number(clip.get("fade_in", 0.0)), _number(clip.get("fade_out", 0.0))]
+        if duration is not None and None not in fades and sum(f or 0.0 for f in fades) > duration:
             details.append(ErrorDetail(f"{where}.fade_out", "fade_in + fade_out is longer than the clip"))
     return details
 
 
-def parse_spec(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_SPEC_BYTES) -> JobSpec:
-    """Parse and validate a job spec; raises ``SpecError`` listing every located problem."""
-    if isinstance(raw, dict):
-        data: Any = raw
-    else:
-        blob = raw.encode("utf-8") if isinstance(raw, str) else raw
-        if len(blob) > max_bytes:
-            raise SpecError.from_details([ErrorDetail("", f"spec is {len(blob)} bytes; the limit is {max_bytes}")])
-        try:
-            text = blob.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise SpecError.from_details(
-                [ErrorDetail("", f"spec is not UTF-8 ({exc.reason} at byte {exc.start})")]
-            ) from exc
-        try:
-            data = json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise SpecError.from_details([ErrorDetail("", f"spec is not valid JSON: {exc}")]) from exc
+def _sidecar_errors(spec: JobSpec) -> list[ErrorDetail]:
+    """Sidecars asked for without what they are made from."""
+    has_text = any(clip.text and clip.text.strip() for clip in spec.audio.clips if clip.type in SPEECH_TYPES)
+    details: list[ErrorDetail] = []
+    if not has_text:
+        if spec.output.captions in ("srt", "vtt", "both"):
+            details.append(ErrorDetail("output.captions", "no narration or dialogue clip has text"))
+        if spec.output.burn_captions:
+            details.append(ErrorDetail("output.burn_captions", "no narration or dialogue clip has text"))
+    return details
+
+
+def _merge_details(*groups: list[ErrorDetail]) -> list[ErrorDetail]:
+    """One list, in order; a later problem at a path already reported is left out."""
+    merged: list[ErrorDetail] = []
+    paths: set[str] = set()
+    for group in groups:
+        for detail in group:
+            if detail.path in paths and detail.path:
+                continue
+            paths.add(detail.path)
+            merged.append(detail)
+    return merged
+
+
+class _Duplicates(dict[str, Any]):
+    """A JSON object that had some of its keys more than once (``json.loads`` keeps the last)."""
+
+    duplicates: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    repeated: list[str] = []
+    for key, value in pairs:
+        if key in obj and key not in repeated:
+            repeated.append(key)
+        obj[key] = value
+    if not repeated:
+        return obj
+    marked = _Duplicates(obj)
+    marked.duplicates = repeated
+    return marked
+
+
+def _duplicate_keys(value: Any, path: str = "") -> list[ErrorDetail]:
+    found: list[ErrorDetail] = []
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", []):
+            where = f"{path}.{key}" if path else key
+            found.append(
+                ErrorDetail(where, "key given more than once (JSON keeps only one: which one you meant is unclear)")
+            )
+        for key, item in value.items():
+            found += _duplicate_keys(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _duplicate_keys(item, f"{path}[{index}]")
+    return found
+
+
+def load_json(raw: bytes | str, *, max_bytes: int = MAX_SPEC_BYTES, what: str = "spec") -> Any:
+    """The JSON document of a spec or batch file, as the contract reads it: UTF-8 (a byte-order
+    mark, which some editors write, is accepted), at most ``max_bytes``, no NaN/Infinity, and no
+    key given twice in one object (refused with its path: JSON parsers disagree on which wins)."""
+    blob = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if len(blob) > max_bytes:
+        raise SpecError.from_details([ErrorDetail("", f"{what} is {len(blob)} bytes; the limit is {max_bytes}")])
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError.from_details(
+            [ErrorDetail("", f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})")]
+        ) from exc
+    text = text.removeprefix("\ufeff")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs)
+    except (ValueError, RecursionError) as exc:
+        raise SpecError.from_details([ErrorDetail("", f"{what} is not valid JSON: {exc}")]) from exc
+    duplicates = _duplicate_keys(data)
+    if duplicates:
+        raise SpecError.from_details(duplicates)
+    return data
+
+
+def spec_errors(data: Any) -> tuple[JobSpec | None, list[ErrorDetail]]:
+    """Validate a parsed spec object: (the spec, []) or (None, every problem, located)."""
     if not isinstance(data, dict):
-        raise SpecError.from_details([ErrorDetail("", "spec must be a JSON object")])
+        return None, [ErrorDetail("", "spec must be a JSON object")]
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
-        details = [ErrorDetail(json_path(e["loc"]), _friendly(dict(e))) for e in exc.errors()]
-        raise SpecError.from_details(details) from None
-    except RecursionError as exc:
-        raise SpecError.from_details([ErrorDetail("", "spec is nested too deeply")]) from exc
+        typed = [ErrorDetail(json_path(e["loc"]), _friendly(dict(e))) for e in exc.errors()]
+        return None, _merge_details(typed, cross_reference_errors(data))
+    except RecursionError:
+        return None, [ErrorDetail("", "spec is nested too deeply")]
     problems = _semantic_errors(spec)
-    if problems:
+    return (None, problems) if problems else (spec, [])
+
+
+def parse_spec(raw: bytes | str | dict[str, Any], *, max_bytes: int = MAX_SPEC_BYTES) -> JobSpec:
+    """Parse and validate a job spec; raises ``SpecError`` listing every located problem."""
+    data: Any = raw if isinstance(raw, dict) else load_json(raw, max_bytes=max_bytes)
+    spec, problems = spec_errors(data)
+    if spec is None:
         raise SpecError.from_details(problems)
     return spec
+
+
+def repaired_spec(data: Any) -> JobSpec | None:
+    """A spec with the fields that have problems left out, for checks that need media
+    (``validate --probe``): their problems are reported in the same round as the others.
+    None when that leaves no valid spec (a required field is wrong)."""
+    if not isinstance(data, dict):
+        return None
+    current: Any = json.loads(json.dumps(data))
+    for _ in range(4):
+        spec, problems = spec_errors(current)
+        if spec is not None:
+            return spec
+        removed = False
+        for detail in problems:
+            removed |= _remove_path(current, detail.path)
+        if not removed:
+            return None
+    return None
+
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_REQUIRED_LEAVES = frozenset({"version", "project_id", "scene_id", "segments", "id", "url", "type", "name"})
+
+
+def _remove_path(data: Any, path: str) -> bool:
+    """Drop the optional field at ``path`` (so its default applies); False if it cannot be."""
+    parts: list[str | int] = [m[1] if m[1] else int(m[2]) for m in _PART.finditer(path)]
+    if not parts or not isinstance(parts[-1], str) or parts[-1] in _REQUIRED_LEAVES:
+        return False
+    node = data
+    for part in parts[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(node, dict) and parts[-1] in node:
+        del node[parts[-1]]
+        return True
+    return False
 
 
 def _reject_constant(name: str) -> float:

@@ -41,7 +41,8 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
 class BlobStore(Protocol):
     """What SceneRender needs of object storage."""
 
-    def read_bytes(self, uri: str) -> bytes: ...
+    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
+    def size(self, uri: str, *, generation: str | None = None) -> int: ...
     def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None: ...
     def upload_file(self, src: Path, uri: str, *, content_type: str) -> None: ...
     def write_bytes(
@@ -51,6 +52,7 @@ class BlobStore(Protocol):
     def delete(self, uri: str) -> None: ...
     def list_uris(self, prefix_uri: str) -> list[str]: ...
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]: ...
+    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
 
 
 def _translate(exc: Exception, uri: str) -> Exception:
@@ -76,16 +78,30 @@ class GcsBlobStore:
                 client = storage.Client(project=settings.project_id)
         self.client = client
 
-    def _blob(self, uri: str) -> storage.Blob:
+    def _blob(self, uri: str, generation: str | None = None) -> storage.Blob:
         bucket, name = parse_gs_uri(uri)
-        blob: storage.Blob = self.client.bucket(bucket).blob(name)
+        blob: storage.Blob = self.client.bucket(bucket).blob(name, generation=int(generation) if generation else None)
         return blob
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; with ``generation``, exactly that generation (FileNotFoundError once
+        it is replaced); with ``max_bytes``, never more than ``max_bytes + 1`` bytes are read."""
         try:
-            return bytes(self._blob(uri).download_as_bytes())
+            end = None if max_bytes is None else max_bytes  # inclusive: one byte more tells "too large"
+            return bytes(self._blob(uri, generation).download_as_bytes(start=0 if end is not None else None, end=end))
+        except gexc.RequestRangeNotSatisfiable:
+            return b""  # an empty object has no byte 0
         except Exception as exc:
             raise _translate(exc, uri) from exc
+
+    def size(self, uri: str, *, generation: str | None = None) -> int:
+        """The object's size from its metadata, without reading it."""
+        blob = self._blob(uri, generation)
+        try:
+            blob.reload()
+        except Exception as exc:
+            raise _translate(exc, uri) from exc
+        return int(blob.size or 0)
 
     def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None:
         blob = self._blob(uri)
@@ -149,9 +165,24 @@ class GcsBlobStore:
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]:
         """A V4 signed GET URL, at most 7 days. Signs with the key file when there is one,
         otherwise through IAM signBlob as the runtime service account (Cloud Run has no key)."""
+        return self._sign(uri, ttl_s, method="GET")
+
+    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]:
+        """A V4 signed PUT URL for exactly this object: the signature covers its path, the content
+        type and ``x-goog-content-length-range`` (0..max_bytes), so the holder can write this one
+        object, of that type and at most that size, and nothing else."""
+        return self._sign(
+            uri,
+            ttl_s,
+            method="PUT",
+            content_type=content_type,
+            headers={"x-goog-content-length-range": f"0,{max_bytes}"},
+        )
+
+    def _sign(self, uri: str, ttl_s: int, **extra: Any) -> tuple[str, datetime]:
         ttl = timedelta(seconds=min(ttl_s, SEVEN_DAYS_S))
         expires = datetime.now(UTC).replace(microsecond=0) + ttl
-        kwargs: dict[str, Any] = {"version": "v4", "expiration": ttl, "method": "GET"}
+        kwargs: dict[str, Any] = {"version": "v4", "expiration": ttl, **extra}
         if self.settings.signing_endpoint:
             kwargs["api_access_endpoint"] = self.settings.signing_endpoint
         key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from scenerender.errors import ErrorDetail, InputMediaError, SpecError
+from scenerender.errors import ErrorDetail, InputMediaError, SceneRenderError, SpecError, collected
 from scenerender.probe import MediaInfo
 from scenerender.spec import SPEECH_TYPES, Clip, Ducking, JobSpec, Loudness
 
@@ -93,36 +93,79 @@ class Timeline:
         return self.video_frames / self.fps
 
 
-def output_fps(spec: JobSpec, first: MediaInfo) -> Fraction:
+def output_fps(spec: JobSpec, first: MediaInfo | None) -> Fraction:
     if spec.output.fps is not None:
         for decimal, exact in _NTSC.items():
             if abs(spec.output.fps - decimal) < 0.005:
                 return exact
         return Fraction(spec.output.fps).limit_denominator(1001)
-    if first.video is not None and first.video.fps > 0:
-        return first.video.fps
+    if first is not None and first.video is not None and first.video.fps > 0:
+        return nearest_standard_rate(first.video.fps)
     return DEFAULT_FPS
 
 
-def _available(path: str, field_name: str, total: float, trim: float, wanted: float | None) -> float:
-    """Length used from a source of ``total`` seconds; errors are spec errors at ``path``."""
+# The rates players and editors expect. A first segment's own rate may be anything: a
+# variable-rate phone clip averages 49050000/1796977, which no MP4 time base holds exactly.
+STANDARD_RATES = (
+    Fraction(24000, 1001),
+    Fraction(24),
+    Fraction(25),
+    Fraction(30000, 1001),
+    Fraction(30),
+    Fraction(50),
+    Fraction(60000, 1001),
+    Fraction(60),
+)
+
+
+def nearest_standard_rate(rate: Fraction) -> Fraction:
+    """The standard rate nearest ``rate`` (by ratio, so 12.5 fps is nearer 23.976 than 60)."""
+    return min(STANDARD_RATES, key=lambda r: abs(math.log(r / rate)))
+
+
+def _available(
+    path: str, field_name: str, total: float, trim: float, wanted: float | None, problems: list[SceneRenderError]
+) -> float:
+    """Length used from a source of ``total`` seconds; problems (spec errors at ``path``) are
+    added to ``problems`` and a stand-in length returned, so the rest is still checked."""
     if trim >= total:
-        raise SpecError.from_details(
-            [ErrorDetail(f"{path}.trim_start", f"{trim:g} s is past the end of the source ({total:.3f} s)")]
+        problems.append(
+            SpecError.from_details(
+                [ErrorDetail(f"{path}.trim_start", f"{trim:g} s is past the end of the source ({total:.3f} s)")]
+            )
         )
+        return wanted if wanted is not None else max(total, 1e-3)
     left = total - trim
     if wanted is None:
         return left
     if wanted > left + LENGTH_TOLERANCE_S:
-        raise SpecError.from_details(
-            [
-                ErrorDetail(
-                    f"{path}.{field_name}",
-                    f"{wanted:g} s is longer than the source ({left:.3f} s after trim_start)",
-                )
-            ]
+        problems.append(
+            SpecError.from_details(
+                [
+                    ErrorDetail(
+                        f"{path}.{field_name}",
+                        f"{wanted:g} s is longer than the source ({left:.3f} s after trim_start)",
+                    )
+                ]
+            )
         )
     return min(wanted, left)
+
+
+def _check_readable(
+    problems: list[SceneRenderError], path: str, url: str, who: str, stream: str, readable: float | None, needed: float
+) -> None:
+    """A file cut short (its header promises more than it holds) is refused where the render
+    would need what is missing: padded out, it would complete with frozen picture or silence."""
+    if readable is not None and needed > readable + LENGTH_TOLERANCE_S:
+        problems.append(
+            InputMediaError(
+                path,
+                f"the file is cut short: {who} needs {needed:.3f} s of its {stream}, and only {readable:.3f} s of it "
+                "is in the file (its header says more: an interrupted download or copy?)",
+                url=url,
+            )
+        )
 
 
 def _merge(intervals: list[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
@@ -136,19 +179,38 @@ def _merge(intervals: list[tuple[float, float]]) -> tuple[tuple[float, float], .
 
 
 def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
-    """Place every segment and enabled clip. ``probes`` maps each URL to its probe."""
-    first = probes[spec.segments[0].url]
+    """Place every segment and enabled clip. ``probes`` maps each URL to its probe.
+
+    Every problem is found in one pass and raised together (``errors.collected``). An input
+    missing from ``probes`` (it could not be fetched: reported already) is left out, so the
+    others are still checked; placements that depend on its length are then not judged.
+    """
+    problems: list[SceneRenderError] = []
+    first = probes.get(spec.segments[0].url)
     fps = output_fps(spec, first)
     width, height = spec.output.size()
 
     segments: list[PlacedSegment] = []
     frame_cursor = 0
+    video_known = True
     for index, seg in enumerate(spec.segments):
-        info = probes[seg.url]
         where = f"segments[{index}]"
+        maybe = probes.get(seg.url)
+        if maybe is None:
+            video_known = False
+            frame_cursor += max(1, round((seg.duration or 1.0) * fps))
+            continue
+        info = maybe
         if info.video is None:
-            raise InputMediaError(f"{where}.url", "no video stream", url=seg.url)
-        used = _available(where, "duration", info.video_duration, seg.trim_start, seg.duration)
+            problems.append(InputMediaError(f"{where}.url", "no video stream", url=seg.url))
+            used = seg.duration or 1.0
+        else:
+            used = _available(where, "duration", info.video_duration, seg.trim_start, seg.duration, problems)
+            needed = seg.trim_start + used
+            who = f"segment {seg.id!r}"
+            _check_readable(problems, f"{where}.url", seg.url, who, "picture", info.readable_video, needed)
+            if seg.volume > 0:
+                _check_readable(problems, f"{where}.url", seg.url, who, "sound", info.readable_audio, needed)
         frames = max(1, round(used * fps))
         segments.append(
             PlacedSegment(
@@ -174,11 +236,19 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
         if not spec.audio.tracks.enabled(clip.type):
             continue
         where = f"audio.clips[{index}]"
-        info = probes[clip.url]
+        maybe_clip = probes.get(clip.url)
+        if maybe_clip is None:
+            continue
+        info = maybe_clip
         if info.audio is None:
-            raise InputMediaError(f"{where}.url", "no audio stream", url=clip.url)
-        length = _available(where, "duration", info.audio_duration, clip.trim_start, clip.duration)
+            problems.append(InputMediaError(f"{where}.url", "no audio stream", url=clip.url))
+            continue
+        length = _available(where, "duration", info.audio_duration, clip.trim_start, clip.duration, problems)
+        who = f"the {clip.type} clip"
+        _check_readable(problems, f"{where}.url", clip.url, who, "sound", info.readable_audio, clip.trim_start + length)
         if clip.segment_id is not None:
+            if clip.segment_id not in by_id:  # its segment could not be probed
+                continue
             anchor = by_id[clip.segment_id]
             if clip.offset is not None:
                 offset, field_name = clip.offset, "offset"
@@ -190,20 +260,30 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
             start = float(anchor.start) + offset
         else:
             start, field_name = (clip.start or 0.0), "start"
-        if start >= video_end:
-            raise SpecError.from_details(
-                [
-                    ErrorDetail(
-                        f"{where}.{field_name}",
-                        f"starts at {start:.3f} s, at or after the end of the video ({video_end:.3f} s)",
-                    )
-                ]
+        if start >= video_end and video_known:
+            problems.append(
+                SpecError.from_details(
+                    [
+                        ErrorDetail(
+                            f"{where}.{field_name}",
+                            f"starts at {start:.3f} s, at or after the end of the video ({video_end:.3f} s)",
+                        )
+                    ]
+                )
             )
+            continue
         if clip.fade_in + clip.fade_out > length + 1e-9:
-            raise SpecError.from_details(
-                [ErrorDetail(f"{where}.fade_out", f"fade_in + fade_out is longer than the clip ({length:.3f} s)")]
+            problems.append(
+                SpecError.from_details(
+                    [ErrorDetail(f"{where}.fade_out", f"fade_in + fade_out is longer than the clip ({length:.3f} s)")]
+                )
             )
+            continue
         placed.append((index, clip, info, start, length))
+    if problems:
+        raise collected(problems)
+    if not video_known or len(placed) < sum(spec.audio.tracks.enabled(c.type) for c in spec.audio.clips):
+        raise SceneRenderError("an input has no probe")  # its own problem was reported by whoever fetched it
 
     hold_frames = 0
     if spec.output.duration_policy == "longest":

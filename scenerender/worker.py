@@ -7,24 +7,35 @@ job is already final. Between requests it first takes segment encodes that a lon
 another worker shares out (``scenerender.workitems``): they unblock a scene already running.
 Job mode drains both subscriptions and exits after ``idle_exit_s`` with nothing to do;
 ``--serve`` keeps pulling (local use).
+
+A task has a timeout (``task_timeout_s``, from Terraform). Before it renders a request it
+compares the render's estimate (``scenerender.budget``) with the time it has left: a render
+that would not fit is handed back (nack) for another execution, which it launches, and the
+task takes nothing more. Stuck jobs are not swept here: ``scenerender.sweeper`` runs on a
+schedule, whether or not any execution is alive.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from scenerender import clients, pipeline
+from scenerender.budget import estimated_render_s
 from scenerender.bus import LeasedMessage, pull_one
-from scenerender.errors import SceneRenderError
+from scenerender.errors import SceneRenderError, SpecError
 from scenerender.jobs import ProgressThrottle
+from scenerender.launcher import current_execution, launch, launcher_for
 from scenerender.logs import configure_logging
 from scenerender.settings import Settings, get_settings
+from scenerender.spec import parse_spec
 from scenerender.workitems import run_item, worker_id
 
 log = logging.getLogger("scenerender.worker")
@@ -42,7 +53,23 @@ class Stop:
         self.requested = True
 
 
-def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
+HANDED_BACK = "HANDED_BACK"
+
+
+class Task:
+    """This task's clock: when it started and how long it may run (``task_timeout_s``)."""
+
+    def __init__(self, settings: Settings, started: float | None = None) -> None:
+        self.timeout_s = settings.task_timeout_s
+        self.started = time.monotonic() if started is None else started
+        self.handed_back = False
+
+    def left_s(self) -> float | None:
+        """Seconds until the task's timeout; None without one."""
+        return self.timeout_s - (time.monotonic() - self.started) if self.timeout_s else None
+
+
+def process_one(settings: Settings, *, timeout_s: float, task: Task | None = None) -> bool | None:
     """Handle one shared segment encode, else one render request. None: nothing came; else
     whether the message was acknowledged.
 
@@ -58,7 +85,7 @@ def process_one(settings: Settings, *, timeout_s: float) -> bool | None:
     message = pull_one(settings.render_subscription, timeout_s=timeout_s)
     if message is None:
         return None
-    return handle_request(settings, message)
+    return handle_request(settings, message, task=task)
 
 
 def handle_item(settings: Settings, item: LeasedMessage) -> None:
@@ -75,8 +102,46 @@ def handle_item(settings: Settings, item: LeasedMessage) -> None:
         )
 
 
-def handle_request(settings: Settings, message: LeasedMessage) -> bool:
+def hand_back_if_late(settings: Settings, message: LeasedMessage, task: Task) -> bool:
+    """Give the request back, and launch an execution for it, if its render would outlast this task."""
+    left = task.left_s()
+    if left is None:
+        return False
+    try:
+        spec = parse_spec(json.dumps(message.data.get("spec") or {}).encode())
+    except SpecError:
+        return False  # the render reports it
+    estimate = estimated_render_s(spec, settings)
+    if estimate <= left:
+        return False
+    job_id = str(message.data.get("job_id", "?"))
+    message.nack()
+    task.handed_back = True
+    jobs = clients.jobs()
+    execution = current_execution()
+    reason = {"execution": execution, "estimate_s": round(estimate, 1), "task_left_s": round(left, 1)}
+    log.info("job %s: estimated %.0f s, %.0f s left in this task: handed back", job_id, estimate, left)
+    try:
+        jobs.note(job_id, {"handed_back": reason})
+        doc = jobs.get(job_id) or {}
+        # A fresh execution, whatever the job recorded: this one's tasks are all as late.
+        launch(
+            [job_id],
+            jobs=jobs,
+            launcher=launcher_for(settings),
+            settings=settings,
+            expected={job_id: str(doc.get("execution") or "")},
+        )
+    except SceneRenderError as exc:
+        # The request is back in the queue; the sweeper launches for it if nothing else does.
+        log.warning("job %s: launch after hand-back failed: %s", job_id, exc.message)
+    return True
+
+
+def handle_request(settings: Settings, message: LeasedMessage, task: Task | None = None) -> bool:
     with message:
+        if task is not None and hand_back_if_late(settings, message, task):
+            return False
         job_id = str(message.data.get("job_id", "?"))
         jobs = clients.jobs()
         throttle = ProgressThrottle(lambda stage, value: jobs.set_progress(job_id, stage, value))
@@ -120,14 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.get("CLOUD_RUN_TASK_INDEX", "0"),
         os.environ.get("CLOUD_RUN_TASK_COUNT", "1"),
     )
+    task = Task(settings)
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    idle = 0
     idle_since = time.monotonic()
-    while not stop.requested:
+    while not stop.requested and not task.handed_back:
         try:
-            handled = process_one(settings, timeout_s=args.pull_timeout)
+            handled = process_one(settings, timeout_s=args.pull_timeout, task=task)
         except Exception:
             # The message (if any) went back for redelivery; a worker that dies here would
             # leave every other request waiting for a lease to run out.
@@ -135,21 +200,16 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1)
             continue
         if handled is None:
-            idle += 1
-            if idle == 1:
-                # An idle worker has time to look for jobs whose worker vanished for good.
-                try:
-                    pipeline.fail_stuck_jobs(settings=settings, jobs=clients.jobs())
-                except SceneRenderError as exc:
-                    log.warning("stuck-job sweep failed: %s", exc.message)
             # A task does not leave at the first empty pull: a scene another task is still
             # planning may be about to share its segments.
             if not args.serve and time.monotonic() - idle_since >= settings.idle_exit_s:
                 log.info("nothing to do for %.0f s; exiting", settings.idle_exit_s)
                 break
         else:
-            idle = 0
             idle_since = time.monotonic()
+    if settings.task_exit_file:
+        # The local launcher's record that this task ended on its own (a killed one writes nothing).
+        Path(settings.task_exit_file).write_text("0\n")
     return 0
 
 

@@ -38,6 +38,7 @@ from scenerender.inputs import FetchPolicy, InputResolver
 from scenerender.jobs import beat_is_fresh, keep_beating, translate_error
 from scenerender.render import SegmentTask, private_dir
 from scenerender.settings import Settings
+from scenerender.tenancy import MediaScope
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,10 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
             inputs.mkdir()
             resolver = InputResolver(
                 inputs,
-                FetchPolicy.from_settings(settings),
+                # The job owner's media only, as the scene's own worker fetches it.
+                FetchPolicy.from_settings(
+                    settings, media_scope=MediaScope.from_settings(settings, job.get("owner_uid"))
+                ),
                 gs_download=lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap),
             )
             source = resolver.resolve(item.source_url, item.input_path)

@@ -1,5 +1,48 @@
-# The function source: functions/main.py, the scenerender package beside it and the pinned
-# requirements. The object is named by the archive's hash, so a code change redeploys.
+# The function source: functions/main.py, the scenerender modules it imports and the locked
+# runtime requirements, nothing else (not the CLI, the local cloud or the worker; and no
+# typer, rich or GCS emulator wheel). tests/unit/test_artifacts.py checks that this list is
+# exactly what main.py reaches through its imports, and tests/integration/
+# test_function_archive.py imports main.py from these files in a venv made from the
+# archive's requirements alone. The object is named by the archive's hash, so a change of
+# any of them redeploys.
+locals {
+  function_modules = [
+    "__init__.py",
+    "adts.py",
+    "api.py",
+    "audio.py",
+    "batch.py",
+    "budget.py",
+    "bus.py",
+    "cache.py",
+    "clients.py",
+    "deliverables/__init__.py",
+    "deliverables/captions.py",
+    "deliverables/qc.py",
+    "deliverables/roles.py",
+    "deliverables/stills.py",
+    "errors.py",
+    "ffmpeg.py",
+    "identity.py",
+    "inputs.py",
+    "jobs.py",
+    "launcher.py",
+    "logs.py",
+    "mp4.py",
+    "pipeline.py",
+    "plan.py",
+    "probe.py",
+    "render.py",
+    "settings.py",
+    "spec.py",
+    "storage.py",
+    "sweeper.py",
+    "tenancy.py",
+    "timeline.py",
+    "workitems.py",
+  ]
+}
+
 data "archive_file" "functions" {
   type        = "zip"
   output_path = "${path.module}/.build/functions.zip"
@@ -9,13 +52,14 @@ data "archive_file" "functions" {
     filename = "main.py"
   }
 
+  # Cloud Functions installs requirements.txt; the lock pins every transitive package.
   source {
-    content  = file("${path.module}/../requirements.txt")
+    content  = file("${path.module}/../requirements.lock")
     filename = "requirements.txt"
   }
 
   dynamic "source" {
-    for_each = fileset("${path.module}/../scenerender", "*.py")
+    for_each = toset(local.function_modules)
     content {
       content  = file("${path.module}/../scenerender/${source.value}")
       filename = "scenerender/${source.value}"
@@ -41,9 +85,10 @@ resource "google_cloudfunctions2_function" "spec" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_spec_uploaded"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "on_spec_uploaded"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -69,7 +114,7 @@ resource "google_cloudfunctions2_function" "spec" {
     service_account_email = google_service_account.spec_trigger.email
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
 
 resource "google_cloudfunctions2_function" "report" {
@@ -77,9 +122,10 @@ resource "google_cloudfunctions2_function" "report" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_render_reported"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "on_render_reported"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -107,7 +153,7 @@ resource "google_cloudfunctions2_function" "report" {
     service_account_email = google_service_account.report_trigger.email
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
 
 # Render requests Pub/Sub gave up on: their jobs end FAILED with the last error seen.
@@ -116,9 +162,10 @@ resource "google_cloudfunctions2_function" "dead_letter" {
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "on_render_dead_lettered"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "on_render_dead_lettered"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -144,20 +191,21 @@ resource "google_cloudfunctions2_function" "dead_letter" {
     service_account_email = google_service_account.dead_letter_trigger.email
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }
 
-# HTTP API for clients that cannot write to GCS. It requires IAM authentication (no
-# allUsers grant): callers need roles/run.invoker on it, granted by whoever adopts it.
+# The end users' HTTP API (scenerender.api): POST a spec, GET a job, POST /uploads. Every
+# request carries a Firebase ID token, which the function verifies; see iam.tf api_public.
 resource "google_cloudfunctions2_function" "api" {
-  # checkov:skip=CKV_GCP_124: its callers are outside any VPC by design; every call needs IAM authentication (no allUsers)
+  # checkov:skip=CKV_GCP_124: its callers are browsers and apps outside any VPC by design; every request is authenticated by its Firebase ID token
   name     = "${local.prefix}-http-api"
   location = var.region
 
   build_config {
-    runtime         = "python311"
-    entry_point     = "http_api"
-    service_account = google_service_account.builder.id
+    runtime           = "python311"
+    entry_point       = "http_api"
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
     source {
       storage_source {
         bucket = local.function_source.bucket
@@ -168,12 +216,14 @@ resource "google_cloudfunctions2_function" "api" {
 
   service_config {
     service_account_email = google_service_account.api_function.email
-    environment_variables = local.common_env
-    available_memory      = "512M"
-    timeout_seconds       = 60
-    max_instance_count    = 10
-    ingress_settings      = "ALLOW_ALL"
+    environment_variables = merge(local.common_env, {
+      SCENERENDER_SIGNER_SERVICE_ACCOUNT = google_service_account.api_function.email
+    })
+    available_memory   = "512M"
+    timeout_seconds    = 60
+    max_instance_count = 10
+    ingress_settings   = "ALLOW_ALL"
   }
 
-  depends_on = [google_project_iam_member.builder]
+  depends_on = [time_sleep.build_iam_settle]
 }

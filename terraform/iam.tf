@@ -4,26 +4,36 @@
 resource "google_service_account" "spec_function" {
   account_id   = "${local.prefix}-spec-fn"
   display_name = "SceneRender spec trigger"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_service_account" "report_function" {
   account_id   = "${local.prefix}-report-fn"
   display_name = "SceneRender completion trigger (signs URLs)"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_service_account" "api_function" {
   account_id   = "${local.prefix}-api-fn"
   display_name = "SceneRender HTTP API"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_service_account" "dead_letter_function" {
   account_id   = "${local.prefix}-dead-fn"
   display_name = "SceneRender dead-letter handler"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_service_account" "renderer" {
   account_id   = "${local.prefix}-renderer"
   display_name = "SceneRender renderer job"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 # Each event function's Eventarc trigger has its own identity, so a trigger can invoke only
@@ -31,21 +41,22 @@ resource "google_service_account" "renderer" {
 resource "google_service_account" "spec_trigger" {
   account_id   = "${local.prefix}-spec-trg"
   display_name = "SceneRender Eventarc trigger of the spec function"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_service_account" "dead_letter_trigger" {
   account_id   = "${local.prefix}-dead-trg"
   display_name = "SceneRender Eventarc trigger of the dead-letter function"
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_service_account" "report_trigger" {
   account_id   = "${local.prefix}-report-trg"
   display_name = "SceneRender Eventarc trigger of the completion function"
-}
 
-resource "google_service_account" "builder" {
-  account_id   = "${local.prefix}-builder"
-  display_name = "SceneRender function builds"
+  depends_on = [time_sleep.apis_settle]
 }
 
 # --- spec trigger: reads specs, writes job documents, queues requests, starts the renderer
@@ -61,12 +72,7 @@ resource "google_pubsub_topic_iam_member" "spec_function_queues_requests" {
   member = google_service_account.spec_function.member
 }
 
-resource "google_cloud_run_v2_job_iam_member" "spec_function_runs_renderer" {
-  name     = google_cloud_run_v2_job.renderer.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = google_service_account.spec_function.member
-}
+# The spec function launches the renderer: sweeper.tf, launchers.
 
 # --- completion trigger: reads renders to sign URLs for them, signs as itself
 resource "google_storage_bucket_iam_member" "report_function_reads_renders" {
@@ -75,10 +81,33 @@ resource "google_storage_bucket_iam_member" "report_function_reads_renders" {
   member = google_service_account.report_function.member
 }
 
-resource "google_service_account_iam_member" "report_function_signs_as_itself" {
-  service_account_id = google_service_account.report_function.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = google_service_account.report_function.member
+# Signing a URL is one IAM call, signBlob, made as the signer itself (no key file exists).
+# roles/iam.serviceAccountTokenCreator would also let it mint access and ID tokens as
+# itself; this role has signBlob alone. Each signer may sign only as itself.
+resource "google_project_iam_custom_role" "url_signer" {
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_url_signer"
+  title       = "SceneRender URL signer"
+  description = "Sign blobs (V4 signed URLs) as a service account; nothing else."
+  permissions = ["iam.serviceAccounts.signBlob"]
+
+  depends_on = [time_sleep.apis_settle]
+}
+
+locals {
+  # The accounts that sign URLs, each as itself: the completion function (download URLs)
+  # and the HTTP API (upload URLs).
+  url_signers = {
+    report = google_service_account.report_function
+    api    = google_service_account.api_function # POST /uploads: signed PUT URLs
+  }
+}
+
+resource "google_service_account_iam_member" "signs_as_itself" {
+  for_each           = local.url_signers
+  service_account_id = each.value.name
+  role               = google_project_iam_custom_role.url_signer.name
+  member             = each.value.member
 }
 
 # --- HTTP API: writes specs (the same path as a dropped file), reads job documents.
@@ -91,12 +120,44 @@ resource "google_project_iam_custom_role" "spec_writer" {
   title       = "SceneRender spec writer"
   description = "Create and replace spec objects; no reading or listing."
   permissions = ["storage.objects.create", "storage.objects.delete"]
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_storage_bucket_iam_member" "api_function_writes_specs" {
   bucket = google_storage_bucket.specs.name
   role   = google_project_iam_custom_role.spec_writer.name
   member = google_service_account.api_function.member
+}
+
+# POST /uploads: the API signs a PUT URL for one object under users/{uid}/ of the media
+# bucket, and the upload then acts with the API's permissions, so the API may create objects
+# there (and see whether one is already there, for uploads that name their sha256): only
+# under users/, held there by a condition.
+resource "google_storage_bucket_iam_member" "api_function_signs_uploads" {
+  for_each = toset(["roles/storage.objectCreator", "roles/storage.objectViewer"])
+  bucket   = google_storage_bucket.media.name
+  role     = each.value
+  member   = google_service_account.api_function.member
+
+  condition {
+    title       = "users/ only"
+    description = "End users' uploads; not the operator's media."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.media.name}/objects/users/\")"
+  }
+}
+
+# Browsers call the API with a Firebase ID token, which Cloud Run's own IAM check does not
+# accept; the function verifies the token itself (scenerender.identity) on every request,
+# so the service lets every caller reach it. Without var.api_public only IAM-authenticated
+# callers (roles/run.invoker) reach it, and browsers cannot.
+resource "google_cloud_run_service_iam_member" "api_public" {
+  # checkov:skip=CKV_GCP_102: the API authenticates every request itself with a Firebase ID token; Cloud Run IAM cannot check those
+  count    = var.api_public ? 1 : 0
+  location = var.region
+  service  = google_cloudfunctions2_function.api.name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }
 
 # --- renderer: pulls requests, reads media, writes renders, reports
@@ -165,8 +226,11 @@ resource "google_project_iam_member" "api_reads_firestore" {
   member  = google_service_account.api_function.member
 }
 
-# --- Eventarc: each trigger account receives events and invokes only its own function's
-# Cloud Run service (a 2nd-gen function runs as a service of the same name).
+# --- Eventarc: each trigger account invokes only its own function's Cloud Run service (a
+# 2nd-gen function runs as a service of the same name). The triggers are Pub/Sub-sourced:
+# Pub/Sub pushes to the function with the trigger account's ID token, so that account needs
+# run.invoker and nothing else (roles/eventarc.eventReceiver is for events Eventarc itself
+# delivers from other sources).
 locals {
   triggers = {
     spec = {
@@ -187,14 +251,6 @@ locals {
   }
 }
 
-resource "google_project_iam_member" "trigger_receives_events" {
-  # eventarc.eventReceiver has no narrower resource than the project.
-  for_each = local.triggers
-  project  = var.project_id
-  role     = "roles/eventarc.eventReceiver"
-  member   = each.value.member
-}
-
 resource "google_cloud_run_service_iam_member" "trigger_invokes_its_function" {
   for_each = local.triggers
   location = var.region
@@ -203,20 +259,22 @@ resource "google_cloud_run_service_iam_member" "trigger_invokes_its_function" {
   member   = each.value.member
 }
 
-# Pub/Sub mints the push tokens the triggers authenticate with (needed on projects made
-# before April 2021, harmless after).
+# Pub/Sub mints the push ID tokens the triggers authenticate with (needed on projects made
+# before April 2021, harmless after). Minting an ID token is getOpenIdToken alone; the
+# predefined roles/iam.serviceAccountTokenCreator would add access tokens and signBlob.
+resource "google_project_iam_custom_role" "push_token_minter" {
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_push_token_minter"
+  title       = "SceneRender push token minter"
+  description = "Mint OpenID Connect tokens as a trigger account, for Pub/Sub push; nothing else."
+  permissions = ["iam.serviceAccounts.getOpenIdToken"]
+
+  depends_on = [time_sleep.apis_settle]
+}
+
 resource "google_service_account_iam_member" "pubsub_agent_mints_trigger_tokens" {
   for_each           = local.triggers
   service_account_id = each.value.name
-  role               = "roles/iam.serviceAccountTokenCreator"
+  role               = google_project_iam_custom_role.push_token_minter.name
   member             = local.pubsub_agent
-}
-
-# --- builds of the function sources run as their own account, not the default compute one
-resource "google_project_iam_member" "builder" {
-  # checkov:skip=CKV_GCP_49: Cloud Functions builds need the builder role at project level; this account does nothing but build
-  for_each = toset(["roles/cloudbuild.builds.builder", "roles/logging.logWriter"])
-  project  = var.project_id
-  role     = each.value
-  member   = google_service_account.builder.member
 }

@@ -1,5 +1,7 @@
 data "google_project" "this" {
   project_id = var.project_id
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 locals {
@@ -21,8 +23,6 @@ locals {
     jobs_collection      = "render_jobs"
   }
 
-  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-
   # The names are scenerender.settings.Settings fields (SCENERENDER_<FIELD>); the tests read
   # them from that class, so the code and this deployment cannot drift apart.
   common_env = {
@@ -39,9 +39,13 @@ locals {
     SCENERENDER_SEGMENT_TOPIC        = local.names.segment_topic
     SCENERENDER_SEGMENT_SUBSCRIPTION = local.names.segment_subscription
     SCENERENDER_RENDERER_JOB         = local.names.renderer_job
+    SCENERENDER_LAUNCH_PARALLELISM   = tostring(var.renderer.parallelism) # tasks one launch asks for, at most
     SCENERENDER_JOBS_COLLECTION      = local.names.jobs_collection
     SCENERENDER_SIGNED_URL_TTL_S     = tostring(var.signed_url_ttl_s)
     SCENERENDER_MAX_ATTEMPTS         = tostring(var.max_delivery_attempts)
     SCENERENDER_ALLOWED_GS_BUCKETS   = join(",", concat([local.names.media_bucket], var.allowed_input_buckets))
+
+    # In the media bucket a user's spec reads only users/{uid}/; the extra buckets are shared whole.
+    SCENERENDER_SHARED_MEDIA_PREFIXES = join(",", [for b in var.allowed_input_buckets : "gs://${b}/"])
   }
 }

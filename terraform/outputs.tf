@@ -51,7 +51,7 @@ output "dead_letter_subscription" {
 }
 
 output "artifact_repository" {
-  description = "Push the renderer image here."
+  description = "The renderer image's repository (scripts/deploy.sh builds into it)."
   value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
 }
 
@@ -67,5 +67,43 @@ output "service_accounts" {
     dead_letter_function = google_service_account.dead_letter_function.email
     dead_letter_trigger  = google_service_account.dead_letter_trigger.email
     builder              = google_service_account.builder.email
+    image_builder        = google_service_account.image_builder.email
+  }
+}
+
+output "source_bucket" {
+  description = "Function source archives, and the renderer's build context (scripts/deploy.sh stages it under cloudbuild/)."
+  value       = google_storage_bucket.sources.name
+}
+
+output "image_build" {
+  description = "What `gcloud builds submit` needs for the renderer image: the account it runs as (cloudbuild.yaml _BUILDER) and the staging directory of its source."
+  value = {
+    service_account = google_service_account.image_builder.email
+    staging_dir     = "gs://${google_storage_bucket.sources.name}/cloudbuild"
+  }
+}
+
+output "auth" {
+  description = "End-user sign-in: the Identity Platform providers turned on and the domains sign-in pages may run on."
+  value = {
+    email_password     = var.auth.email_password
+    google             = var.auth.google_client_id != ""
+    authorized_domains = google_identity_platform_config.auth.authorized_domains
+  }
+}
+
+output "alert_policies" {
+  description = "Cloud Monitoring alert policies (dead letters, renderer errors, failed executions) by key."
+  value       = { for key, policy in google_monitoring_alert_policy.pipeline : key => policy.name }
+}
+
+output "buckets" {
+  description = "Every bucket of the deployment by role (scripts/deploy.sh prints it)."
+  value = {
+    specs   = google_storage_bucket.specs.name
+    renders = google_storage_bucket.renders.name
+    media   = google_storage_bucket.media.name
+    sources = google_storage_bucket.sources.name
   }
 }

@@ -4,13 +4,18 @@
 # render_requests --(after max_delivery_attempts)--> dead_letter --> on_render_dead_lettered (job FAILED)
 #                                                               \-> dead_letter_keep (a copy kept for inspection)
 
+# Cloud Storage's service agent publishes the spec notifications; reading it makes it exist.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_pubsub_topic" "spec_events" {
   # checkov:skip=CKV_GCP_83: Google-managed encryption; the messages carry object names only
   name = local.names.spec_topic
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_pubsub_topic_iam_member" "gcs_publishes_spec_events" {
@@ -32,11 +37,15 @@ resource "google_storage_notification" "specs" {
 resource "google_pubsub_topic" "render_requests" {
   # checkov:skip=CKV_GCP_83: Google-managed encryption, as for the spec bucket whose specs these requests carry
   name = local.names.render_topic
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_pubsub_topic" "dead_letter" {
   # checkov:skip=CKV_GCP_83: Google-managed encryption, as for the request topic it receives from
   name = local.names.dead_letter_topic
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_pubsub_subscription" "render_requests" {
@@ -89,6 +98,8 @@ resource "google_pubsub_subscription_iam_member" "agent_acks_render_requests" {
 resource "google_pubsub_topic" "render_reports" {
   # checkov:skip=CKV_GCP_83: Google-managed encryption; reports carry object names and measurements
   name = local.names.completion_topic
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 # A long scene's segment encodes, shared out by the task that holds its render request.
@@ -97,6 +108,8 @@ resource "google_pubsub_topic" "render_reports" {
 resource "google_pubsub_topic" "segment_work" {
   # checkov:skip=CKV_GCP_83: Google-managed encryption, as for the request topic whose scenes these items are part of
   name = local.names.segment_topic
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_pubsub_subscription" "segment_work" {

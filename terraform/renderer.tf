@@ -32,7 +32,8 @@ resource "google_cloud_run_v2_job" "renderer" {
             SCENERENDER_RENDER_TIMEOUT_S   = tostring(var.renderer.timeout_s - 30)
             SCENERENDER_SPLIT_MIN_SEGMENTS = tostring(var.renderer.task_count > 1 ? var.renderer.split_min_segments : 0) # one task: nobody to share with
             SCENERENDER_IDLE_EXIT_S        = tostring(var.renderer.idle_exit_s)
-            SCENERENDER_CPUS               = var.renderer.cpu # the limit, which os.cpu_count() inside the container does not report
+            SCENERENDER_TASK_TIMEOUT_S     = tostring(var.renderer.timeout_s) # a task takes no render it cannot finish
+            SCENERENDER_CPUS               = var.renderer.cpu                 # the limit, which os.cpu_count() inside the container does not report
             SCENERENDER_MEMORY_MB          = tostring(tonumber(trimsuffix(var.renderer.memory, "Gi")) * 1024)
           })
           content {
@@ -44,5 +45,5 @@ resource "google_cloud_run_v2_job" "renderer" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_settle]
 }

@@ -7,7 +7,7 @@ resource "google_storage_bucket" "specs" {
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  force_destroy               = false
+  force_destroy               = var.teardown.force_destroy_buckets
 
   versioning {
     enabled = true
@@ -22,7 +22,7 @@ resource "google_storage_bucket" "specs" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_storage_bucket" "renders" {
@@ -32,6 +32,20 @@ resource "google_storage_bucket" "renders" {
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
+  force_destroy               = var.teardown.force_destroy_buckets
+
+  # A web page fetches or streams a finished render through its signed URL: the browser
+  # needs CORS to read the response (and Range requests to seek in a <video>). No origin is
+  # allowed unless configured; the signature, not CORS, is what keeps others out.
+  dynamic "cors" {
+    for_each = length(var.web_origins) > 0 ? [1] : []
+    content {
+      origin          = var.web_origins
+      method          = ["GET", "HEAD"]
+      response_header = ["Content-Type", "Content-Length", "Content-Range", "Accept-Ranges", "Range", "ETag"]
+      max_age_seconds = 3600
+    }
+  }
 
   lifecycle_rule {
     condition {
@@ -43,7 +57,7 @@ resource "google_storage_bucket" "renders" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_storage_bucket" "media" {
@@ -53,17 +67,31 @@ resource "google_storage_bucket" "media" {
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
+  force_destroy               = var.teardown.force_destroy_buckets
 
-  depends_on = [google_project_service.apis]
+  # Browsers upload inputs with a signed PUT URL (POST /uploads on the HTTP API), sending the
+  # headers the signature covers (Content-Type, x-goog-content-length-range).
+  dynamic "cors" {
+    for_each = length(var.web_origins) > 0 ? [1] : []
+    content {
+      origin          = var.web_origins
+      method          = ["PUT"]
+      response_header = ["Content-Type", "x-goog-content-length-range", "ETag"]
+      max_age_seconds = 3600
+    }
+  }
+
+  depends_on = [time_sleep.apis_settle]
 }
 
 resource "google_storage_bucket" "sources" {
-  # checkov:skip=CKV_GCP_62: holds only function source archives written by Terraform
+  # checkov:skip=CKV_GCP_62: holds only function source archives written by Terraform and build contexts staged by deploy.sh
   # checkov:skip=CKV_GCP_78: archives are named by content hash, never overwritten
   name                        = local.names.source_bucket
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
+  force_destroy               = var.teardown.force_destroy_buckets
 
-  depends_on = [google_project_service.apis]
+  depends_on = [time_sleep.apis_settle]
 }

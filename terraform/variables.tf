@@ -12,12 +12,22 @@ variable "region" {
   description = "Region of the buckets, functions, Cloud Run job and Artifact Registry."
   type        = string
   default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1."
+  }
 }
 
 variable "firestore_location" {
   description = "Location of the Firestore database (a region or a multi-region such as eur3)."
   type        = string
   default     = "eur3"
+
+  validation {
+    condition     = can(regex("^([a-z]+-[a-z]+[0-9]|eur3|nam5|nam7)$", var.firestore_location))
+    error_message = "firestore_location must be a region (europe-west1) or a Firestore multi-region (eur3, nam5, nam7)."
+  }
 }
 
 variable "name_prefix" {
@@ -118,4 +128,73 @@ variable "allowed_input_buckets" {
   description = "Extra buckets inputs may be read from (the media bucket is always allowed)."
   type        = list(string)
   default     = []
+}
+
+variable "web_origins" {
+  description = "Origins of the web pages that use the pipeline (e.g. https://films.example.com): CORS on the render and media buckets, and authorized sign-in domains. Empty: no browser access."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.web_origins : can(regex("^(https://[a-z0-9.-]+(:[0-9]+)?|http://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?)$", o))])
+    error_message = "web_origins: each an origin without path, https:// (http:// only for localhost), e.g. https://films.example.com."
+  }
+}
+
+variable "auth" {
+  description = "End-user sign-in (Identity Platform): email/password on or off, and the OAuth client id of Google sign-in (empty: Google sign-in off; its secret is google_oauth_client_secret)."
+  type = object({
+    email_password   = optional(bool, true)
+    google_client_id = optional(string, "")
+  })
+  default = {}
+
+  validation {
+    condition     = var.auth.google_client_id == "" || endswith(var.auth.google_client_id, ".apps.googleusercontent.com")
+    error_message = "auth.google_client_id must be an OAuth client id (...apps.googleusercontent.com) or empty."
+  }
+}
+
+variable "google_oauth_client_secret" {
+  description = "Secret of the OAuth client in auth.google_client_id (pass it as TF_VAR_google_oauth_client_secret, never on the command line)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "firestore_deletion_policy" {
+  description = "What `terraform destroy` does to the Firestore database: ABANDON (default: forget it, keep the data) or DELETE. teardown.delete_firestore overrides it."
+  type        = string
+  default     = "ABANDON"
+
+  validation {
+    condition     = contains(["ABANDON", "DELETE"], var.firestore_deletion_policy)
+    error_message = "firestore_deletion_policy must be ABANDON or DELETE."
+  }
+}
+
+variable "teardown" {
+  description = "Set both to true and apply before `terraform destroy` to remove everything (scripts/deploy.sh --destroy does): buckets are deleted with their objects, and the Firestore database loses its delete protection and is deleted."
+  type = object({
+    force_destroy_buckets = optional(bool, false)
+    delete_firestore      = optional(bool, false)
+  })
+  default = {}
+}
+
+variable "alert_emails" {
+  description = "Email addresses told when a render request is dead-lettered or a renderer execution fails. Empty: the alert policies still record incidents in Cloud Monitoring."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "alert_emails must be email addresses."
+  }
+}
+
+variable "api_public" {
+  description = "Let every caller reach the HTTP API, which checks each request's Firebase ID token itself (browsers cannot pass Cloud Run's IAM check). false: only callers granted roles/run.invoker."
+  type        = bool
+  default     = true
 }

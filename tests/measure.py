@@ -224,3 +224,95 @@ def picture_quality(path: Path, sources: list[Path], *, width: int, height: int,
     ssim, psnr = _SSIM.search(done.stderr), _PSNR.search(done.stderr)
     assert ssim and psnr, done.stderr[-1000:]
     return float(psnr[1]), float(ssim[1])
+
+
+def frame_stamps(path: Path, *, bits: int = 12) -> list[int]:
+    """The source frame number stamped on every frame of ``path`` (``tests.mediagen.stamp_filter``),
+    in presentation order: each output frame's top sixth averaged into ``bits`` cells."""
+    done = subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            f"crop=iw:ih/6:0:0,scale={bits}:1:flags=area",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    cells = np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, bits)
+    weights = 1 << np.arange(bits)
+    return [int(v) for v in ((cells > 128) * weights).sum(axis=1)]
+
+
+def click_onsets(
+    samples: Samples, *, threshold: float = 0.2, gap: float = 0.05, sample_rate: int = SAMPLE_RATE
+) -> list[float]:
+    """Where each click starts (seconds), to the sample: the first sample over ``threshold``
+    of full scale after at least ``gap`` seconds under it."""
+    loud = np.flatnonzero(np.abs(samples) > threshold)
+    if len(loud) == 0:
+        return []
+    starts = loud[np.concatenate(([True], np.diff(loud) > gap * sample_rate))]
+    return [float(s / sample_rate) for s in starts]
+
+
+def stream_durations(path: Path) -> tuple[float, float]:
+    """(video, audio) stream durations as ffprobe reports them."""
+    streams = probe(path)["streams"]
+    video = next(float(s["duration"]) for s in streams if s["codec_type"] == "video")
+    audio = next(float(s["duration"]) for s in streams if s["codec_type"] == "audio")
+    return video, audio
+
+
+def envelope_db(samples: Samples, *, window_s: float = 0.005, sample_rate: int = SAMPLE_RATE) -> Samples:
+    """RMS level (dBFS) of consecutive windows of ``window_s`` seconds."""
+    size = int(window_s * sample_rate)
+    count = len(samples) // size
+    frames = samples[: count * size].astype(np.float64).reshape(count, size)
+    return (10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)).astype(np.float32)
+
+
+def sound_onset(
+    samples: Samples, *, after: float, before: float, threshold_db: float = -30.0, sample_rate: int = SAMPLE_RATE
+) -> float:
+    """When broadband sound (speech) starts in [after, before): the start of the first 5 ms window
+    within ``threshold_db`` of the loudest window there."""
+    window = 0.005
+    levels = envelope_db(samples, window_s=window, sample_rate=sample_rate)
+    first, last = int(after / window), min(len(levels), int(before / window))
+    span = levels[first:last]
+    if len(span) == 0 or span.max() < -80:
+        raise AssertionError(f"no sound in [{after}, {before})")
+    return float((first + int(np.argmax(span >= span.max() + threshold_db))) * window)
+
+
+_IDET = re.compile(r"Multi frame detection: TFF:\s*(\d+) BFF:\s*(\d+) Progressive:\s*(\d+)")
+
+
+def interlace_detection(path: Path) -> tuple[int, int]:
+    """(frames ffmpeg's idet finds interlaced, frames it finds progressive)."""
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-nostats", "-i", str(path), "-map", "0:v:0", "-vf", "idet", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    found = _IDET.findall(done.stderr)
+    assert found, done.stderr[-1000:]
+    tff, bff, progressive = map(int, found[-1])
+    return tff + bff, progressive

@@ -13,6 +13,7 @@ from scenerender.devstack import FUNCTIONS, DevStack, Ports, free_port
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2
+SHARED_PREFIX = "shared/"
 # Short leases and heartbeats, so a killed worker's job is redelivered and taken over in
 # seconds rather than a minute (the Pub/Sub emulator's shortest ack deadline is 10 s).
 FAST_RECOVERY = {"SCENERENDER_LEASE_S": "10", "SCENERENDER_HEARTBEAT_S": "1", "SCENERENDER_HEARTBEAT_STALE_S": "6"}
@@ -25,6 +26,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     os.environ.update(FAST_RECOVERY)
     # The workers' private dirs: the tests that SIGKILL a worker leave its dir, here and not in /tmp.
     os.environ["SCENERENDER_WORK_DIR"] = str(tmp_path_factory.mktemp("worker-tmp"))
+    # The operator's shared library: media every test user's spec may read (SHARED_PREFIX).
+    os.environ[Settings.env_name("shared_media_prefixes")] = f"gs://{Settings().media_bucket}/{SHARED_PREFIX}"
     get_settings.cache_clear()
     functions_port = free_port()
     while any(not _free(functions_port + i) for i in range(len(FUNCTIONS))):
@@ -32,7 +35,14 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     stack = DevStack(
         get_settings(),
         state_dir=tmp_path_factory.mktemp("devstack"),
-        ports=Ports(pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port),
+        ports=Ports(
+            pubsub=free_port(),
+            firestore=free_port(),
+            gcs=free_port(),
+            functions=functions_port,
+            web=free_port(),
+            auth=free_port(),
+        ),
         workers=WORKERS,
     )
     stack.up()
@@ -78,7 +88,7 @@ def scene_media(cloud: DevStack, settings: Settings, tmp_path_factory: pytest.Te
     }
     uris = {"dir": str(folder)}
     for name, path in files.items():
-        uri = f"gs://{settings.media_bucket}/it/{name}"
+        uri = f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/{name}"
         clients.blobs().upload_file(path, uri, content_type="application/octet-stream")
         uris[name] = uri
     return uris

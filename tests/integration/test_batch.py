@@ -13,6 +13,7 @@ import pytest
 
 from scenerender import clients
 from scenerender.settings import Settings
+from tests.integration.conftest import SHARED_PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -51,7 +52,7 @@ def wait_batch_end(seen: queue.Queue[dict[str, Any] | None], timeout_s: float = 
 def test_a_batch_reports_live_and_a_retry_renders_only_the_failed_scene(
     settings: Settings, scene_media: dict[str, str], tmp_path: Path
 ) -> None:
-    missing = f"gs://{settings.media_bucket}/it/later.mp4"
+    missing = f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/later.mp4"
     spec_uri = f"gs://{settings.spec_bucket}/jobs/it-batch.json"
     jobs = clients.jobs()
     seen: queue.Queue[dict[str, Any] | None] = queue.Queue()

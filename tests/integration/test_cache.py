@@ -39,16 +39,17 @@ def test_a_scene_rendered_again_reuses_every_segment_and_one_changed_source_is_e
     uris = []
     for i in range(4):  # bytes of their own (the tone): no other test's entries apply
         path = make_video(tmp_path / f"c{i}.mp4", width=640, height=360, fps=25, duration=1.0, tone=510 + 20 * i)
-        uri = f"gs://{settings.media_bucket}/cache-test/c{i}.mp4"
+        uri = f"gs://{settings.media_bucket}/users/cache-user/c{i}.mp4"
         clients.blobs().upload_file(path, uri, content_type="video/mp4")
         uris.append(uri)
-    line = f"gs://{settings.media_bucket}/cache-test/line.wav"
+    line = f"gs://{settings.media_bucket}/users/cache-user/line.wav"
     clients.blobs().upload_file(make_tone_burst(tmp_path / "line.wav", freq=1000, duration=0.3), line, content_type="x")
     spec = {
         "version": 1,
         "job_id": JOB,
         "project_id": "p",
         "scene_id": "s",
+        "owner_uid": "cache-user",
         "output": {"resolution": "720p", "fps": 30},
         "segments": [{"id": f"s{i}", "url": uri} for i, uri in enumerate(uris)],
         "audio": {"clips": [{"type": "dialogue", "url": line, "segment_id": "s2", "offset": 0.25}]},

@@ -25,13 +25,14 @@ def test_a_killed_worker_is_replaced_and_the_job_completes_once(
     cloud: DevStack, settings: Settings, tmp_path: Path
 ) -> None:
     source = make_video(tmp_path / "long.mp4", width=640, height=360, fps=25, duration=2.0)
-    uri = f"gs://{settings.media_bucket}/crash/long.mp4"
+    uri = f"gs://{settings.media_bucket}/users/crash-user/long.mp4"
     clients.blobs().upload_file(source, uri, content_type="video/mp4")
     spec = {
         "version": 1,
         "job_id": "it-crash",
         "project_id": "p",
         "scene_id": "s",
+        "owner_uid": "crash-user",
         "output": {"resolution": "1080p", "fps": 30},
         "segments": [{"id": f"s{i}", "url": uri} for i in range(10)],
     }
@@ -65,8 +66,10 @@ def test_a_killed_worker_is_replaced_and_the_job_completes_once(
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 2, doc
     assert doc["worker"] != f"{doc['worker'].rsplit(':', 1)[0]}:{victim}"
     objects = clients.blobs().list_uris(renders)
-    assert objects == [f"{renders}it-crash.mp4"]
+    videos = [o for o in objects if o.endswith(".mp4")]  # beside it, the run's sidecars (poster, sheet)
+    assert videos == [f"{renders}{doc['run_id']}/it-crash.mp4"]  # one MP4: the run's, written once
+    assert all(o.startswith(f"{renders}{doc['run_id']}/") for o in objects)  # all under the finished run
     assert set(seen_before_end) <= set(objects)  # nothing else (no partial or temp object) ever appeared
     out = tmp_path / "out.mp4"
-    out.write_bytes(clients.blobs().read_bytes(objects[0]))
+    out.write_bytes(clients.blobs().read_bytes(videos[0]))
     assert measure.count_frames(out) == 600 and doc["output"]["size_bytes"] == out.stat().st_size

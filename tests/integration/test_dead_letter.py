@@ -82,14 +82,18 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
 def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(settings: Settings) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from scenerender import pipeline
+    from scenerender import sweeper
+    from scenerender.launcher import AlwaysOnWorkers
 
     jobs = clients.jobs()
     long_ago = datetime.now(UTC) - timedelta(hours=2)
     jobs.create_job("it-stuck", {"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})
     jobs.create_job("it-busy", {"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP})
-    failed = pipeline.fail_stuck_jobs(settings=settings.model_copy(update={"stuck_after_s": 3600}), jobs=jobs)
-    assert "it-stuck" in failed and "it-busy" not in failed
+    # The sweeper (no longer a worker's idle chore); the local stack's workers are always on.
+    report = sweeper.sweep(
+        settings=settings.model_copy(update={"stuck_after_s": 3600}), jobs=jobs, launcher=AlwaysOnWorkers()
+    )
+    assert "it-stuck" in report.failed and "it-busy" not in report.failed
     doc = jobs.get("it-stuck") or {}
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "TIMEOUT"
     assert (jobs.get("it-busy") or {})["status"] == "RUNNING"

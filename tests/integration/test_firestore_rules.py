@@ -144,3 +144,14 @@ def test_no_client_writes(firestore: str, path: str) -> None:
     if path == "render_jobs/job-a":  # and nothing changed
         kept = httpx.get(doc_url(firestore, path), headers=as_user("alice"), timeout=10)
         assert kept.json()["fields"]["status"]["stringValue"] == "COMPLETED"
+
+
+def test_refusal_records_are_read_by_no_client(firestore: str) -> None:
+    """``render_refusals``: what another owner's drop asked for, kept from every end user, even
+    the one it names (only the backends, through IAM, read it)."""
+    url = doc_url(firestore, "render_refusals/r-1")
+    fields = {"owner_uid": {"stringValue": "mallory"}, "job_id": {"stringValue": "job-a"}}
+    created = httpx.patch(url, headers={"Authorization": "Bearer owner"}, json={"fields": fields}, timeout=10)
+    assert created.status_code == 200, created.text
+    for who, headers in {"named": as_user("mallory"), "job owner": as_user("alice"), **STRANGERS}.items():
+        assert httpx.get(url, headers=headers, timeout=10).status_code == 403, who

@@ -20,6 +20,7 @@ from scenerender import clients
 from scenerender.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
+from tests.integration.conftest import SHARED_PREFIX
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -75,7 +76,7 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     assert progress == sorted(progress) and progress[-1] == 1.0
 
     output = doc["output"]
-    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/it-ok.mp4"
+    assert output["uri"] == f"gs://{settings.render_bucket}/renders/it-ok/{doc['run_id']}/it-ok.mp4"
     assert output["url_expires_at"].timestamp() - time.time() == pytest.approx(settings.signed_url_ttl_s, abs=120)
     downloaded = tmp_path / "pipeline.mp4"
     with httpx.stream("GET", output["url"], timeout=30) as response:
@@ -102,6 +103,13 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     )
     assert downloaded.stat().st_size == pytest.approx(local.stat().st_size, rel=0.01)
     assert output["size_bytes"] == downloaded.stat().st_size and output["duration_s"] == pytest.approx(2.0, abs=0.04)
+    # The sidecars went up beside the MP4, each with its own signed URL (docs/deliverables.md).
+    assert set(output["sidecars"]) == {"poster", "contact_sheet"}
+    for kind, suffix in (("poster", ".poster.jpg"), ("contact_sheet", ".sheet.jpg")):
+        sidecar = output["sidecars"][kind]
+        assert sidecar["uri"] == output["uri"].removesuffix(".mp4") + suffix
+        response = httpx.get(sidecar["url"], timeout=30)
+        assert response.status_code == 200 and response.content[:3] == b"\xff\xd8\xff"  # a JPEG
 
 
 def iter_queue(q: queue.Queue[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
@@ -122,12 +130,14 @@ def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket
     drop(settings, "jobs/it-bad.json", bad)
     doc = wait_for_end("it-bad")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INVALID_SPEC"
-    assert doc["error"]["details"] == [{"path": "segments[0].volumme", "message": "unknown field"}]
+    assert doc["error"]["details"] == [
+        {"path": "segments[0].volumme", "message": "unknown field (did you mean `volume`?)"}
+    ]
     assert clients.blobs().exists(f"gs://{settings.spec_bucket}/jobs/it-bad.json")
 
 
 def test_an_unreachable_input_ends_failed_naming_the_input(settings: Settings, scene_media: dict[str, str]) -> None:
-    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/it/missing.mp4"})
+    media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/missing.mp4"})
     drop(settings, "jobs/it-missing.json", spec_for("it-missing", media))
     doc = wait_for_end("it-missing")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_UNREACHABLE"
@@ -154,7 +164,7 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     doc = clients.jobs().get("it-twice") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), doc.get("error")
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
-        f"gs://{settings.render_bucket}/renders/it-twice/it-twice.mp4"
+        f"gs://{settings.render_bucket}/renders/it-twice/{doc['run_id']}/it-twice.mp4"
     ]
 
 
@@ -171,17 +181,23 @@ def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scen
 
 
 def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> None:
+    """The API's round trip, as a user signed in to the Auth emulator (more in test_identity_api.py)."""
+    from scenerender.session import sign_in
+
     api = cloud.env()["SCENERENDER_API_URL"]
-    created = httpx.post(api, content=json.dumps(spec_for("it-http", scene_media)), timeout=30)
+    me = {"Authorization": f"Bearer {sign_in('http-user@example.com').id_token}"}
+    body = {k: v for k, v in spec_for("it-http", scene_media).items() if k != "owner_uid"}
+    created = httpx.post(api, content=json.dumps(body), headers=me, timeout=30)
     assert created.status_code == 202, created.text
     assert created.json()["job_id"] == "it-http"
     doc = wait_for_end("it-http")
     assert doc["status"] == "COMPLETED"
-    fetched = httpx.get(api, params={"job_id": "it-http"}, timeout=30)
+    fetched = httpx.get(api, params={"job_id": "it-http"}, headers=me, timeout=30)
     assert fetched.status_code == 200 and fetched.json()["status"] == "COMPLETED"
-    assert httpx.get(api, params={"job_id": "nope"}, timeout=30).status_code == 404
-    refused = httpx.post(api, content=b'{"version": 1}', timeout=30)
+    assert httpx.get(api, params={"job_id": "nope"}, headers=me, timeout=30).status_code == 404
+    refused = httpx.post(api, content=b'{"version": 1}', headers=me, timeout=30)
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "INVALID_SPEC"
+    assert httpx.post(api, content=json.dumps(body), timeout=30).status_code == 401
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
@@ -232,7 +248,7 @@ def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings
     doc = clients.jobs().get("it-dup") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and doc["finished_at"] == finished
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/") == [
-        f"gs://{settings.render_bucket}/renders/it-dup/it-dup.mp4"
+        f"gs://{settings.render_bucket}/renders/it-dup/{doc['run_id']}/it-dup.mp4"
     ]
 
 
@@ -242,11 +258,17 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     """The CLI's door: a spec naming local files, ``submit --download FOLDER`` (implies --wait)."""
     local = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
     spec_path = tmp_path / "scene.json"
-    spec_path.write_text(json.dumps(spec_for("it-cli", local)))
+    # No owner_uid: the API names the signed-in user (a spec naming another is refused, 403).
+    spec_path.write_text(json.dumps({k: v for k, v in spec_for("it-cli", local).items() if k != "owner_uid"}))
     folder = tmp_path / "downloads"
     folder.mkdir()
+    outside = subprocess.run(
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path)], capture_output=True, text=True, timeout=300
+    )
+    # The media sits in another folder than the spec: not uploaded unless asked for.
+    assert outside.returncode == 2 and "--allow-outside" in outside.stderr, outside.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder)],
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path), "--download", str(folder), "--allow-outside"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -254,5 +276,6 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "it-cli"
-    assert [p.name for p in folder.iterdir()] == ["it-cli.mp4"]  # and no partial download beside it
+    # The MP4 and its sidecars beside it, as `render` names them, and no partial download.
+    assert sorted(p.name for p in folder.iterdir()) == ["it-cli.mp4", "it-cli.poster.jpg", "it-cli.sheet.jpg"]
     assert float(measure.probe(folder / "it-cli.mp4")["format"]["duration"]) == pytest.approx(2.0, abs=1 / 30)

@@ -40,6 +40,7 @@ def scene(source_uri: str, line_uri: str, job_id: str) -> dict[str, Any]:
         "job_id": job_id,
         "project_id": "p",
         "scene_id": job_id,
+        "owner_uid": "split-user",
         "output": {"resolution": "720p", "fps": 30},
         "segments": [
             {"id": f"s{i}", "url": source_uri, "trim_start": i * SEGMENT_S, "duration": SEGMENT_S}
@@ -58,7 +59,7 @@ def upload_media(tmp_path: Path, settings: Settings, name: str, tone: float) -> 
     line = make_tone_burst(tmp_path / f"{name}-line.wav", freq=1000, duration=0.5)
     uris = []
     for path in (source, line):
-        uri = f"gs://{settings.media_bucket}/split/{path.name}"
+        uri = f"gs://{settings.media_bucket}/users/split-user/{path.name}"
         clients.blobs().upload_file(path, uri, content_type="application/octet-stream")
         uris.append(uri)
     return uris[0], uris[1], source, line
@@ -83,7 +84,7 @@ def wait_for_end(job_id: str, timeout_s: float = 240) -> dict[str, Any]:
 
 
 def download_output(settings: Settings, job_id: str, dest: Path) -> Path:
-    dest.write_bytes(clients.blobs().read_bytes(f"gs://{settings.render_bucket}/renders/{job_id}/{job_id}.mp4"))
+    dest.write_bytes(clients.blobs().read_bytes(clients.jobs().get(job_id)["output"]["uri"]))  # type: ignore[index]
     return dest
 
 

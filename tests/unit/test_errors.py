@@ -18,18 +18,49 @@ CONTRACT_CODES = {
     "INPUT_UNREACHABLE",
     "INPUT_REFUSED",
     "INPUT_INVALID_MEDIA",
+    "LIMIT_EXCEEDED",
     "RENDER_FAILED",
     "TIMEOUT",
     "INTERNAL",
+    "NOT_FOUND",  # the API's (section 4) and the CLI's `watch` of an id that names nothing
+    # The HTTP API's refusals (docs/api.md)
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "METHOD_NOT_ALLOWED",
+    "CONFLICT",
+    "TOO_MANY_JOBS",
 }
 EXIT_CODES = {
     "INVALID_SPEC": {2},
     "INPUT_UNREACHABLE": {3},
     "INPUT_REFUSED": {3},
     "INPUT_INVALID_MEDIA": {3},
+    "LIMIT_EXCEEDED": {2},
     "RENDER_FAILED": {4},
     "TIMEOUT": {4},
     "INTERNAL": {1},
+    "NOT_FOUND": {2},
+    "UNAUTHENTICATED": {1},
+    "FORBIDDEN": {2},
+    "METHOD_NOT_ALLOWED": {1},
+    "CONFLICT": {2},
+    "TOO_MANY_JOBS": {1},
+}
+HTTP_STATUS = {
+    "INVALID_SPEC": {400},
+    "LIMIT_EXCEEDED": {400, 413},
+    "INPUT_UNREACHABLE": {400},
+    "INPUT_REFUSED": {400},
+    "INPUT_INVALID_MEDIA": {400},
+    "RENDER_FAILED": {500},
+    "TIMEOUT": {500},
+    "INTERNAL": {500, 503},
+    "UNAUTHENTICATED": {401},
+    "FORBIDDEN": {403},
+    "NOT_FOUND": {404},
+    "METHOD_NOT_ALLOWED": {405},
+    "CONFLICT": {409},
+    "TOO_MANY_JOBS": {429},
 }
 
 
@@ -37,6 +68,7 @@ EXIT_CODES = {
 def test_every_error_class_is_mapped(cls: type[SceneRenderError]) -> None:
     assert cls.code in CONTRACT_CODES
     assert cls.exit_code in EXIT_CODES[cls.code]
+    assert cls.http_status in HTTP_STATUS[cls.code]
     assert cls.__doc__, "each error says what it means"
 
 

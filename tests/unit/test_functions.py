@@ -26,7 +26,7 @@ SPEC = {
     "project_id": "p",
     "scene_id": "s",
     "owner_uid": "u1",
-    "segments": [{"id": "a", "url": "gs://scenerender-media/a.mp4"}],
+    "segments": [{"id": "a", "url": "gs://scenerender-media/users/u1/a.mp4"}],
 }
 
 
@@ -147,21 +147,29 @@ def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, Fa
     assert jobs.docs["scene-1"]["status"] == "FAILED" and jobs.docs["scene-1"]["error"] == error
 
 
-def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch) -> None:
+    # More of the API in test_api.py; here, the round trip beside the other functions.
+    from scenerender.identity import EMULATOR_ENV
+    from tests.tokens import bearer, forged_token
+
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
     blobs, jobs, _ = stores
     http = client("http_api", "http")
-    created = http.post("/", data=json.dumps(SPEC))
+    u1 = bearer(forged_token("u1", get_settings().project_id))
+    created = http.post("/", data=json.dumps(SPEC), headers=u1)
     assert created.status_code == 202 and created.json == {
         "job_id": "scene-1",
         "spec_uri": "gs://scenerender-specs/jobs/scene-1.json",
+        "spec_generation": "1",
     }
     assert json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"]) == SPEC
-    assert http.get("/?job_id=scene-1").status_code == 404
-    jobs.create_job("scene-1", {"status": "QUEUED"})
-    assert http.get("/?job_id=scene-1").json["status"] == "QUEUED"
-    refused = http.post("/", data=b'{"version": 2}')
+    assert http.get("/?job_id=scene-1", headers=u1).status_code == 404
+    jobs.create_job("scene-1", {"status": "QUEUED", "owner_uid": "u1"})
+    assert http.get("/?job_id=scene-1", headers=u1).json["status"] == "QUEUED"
+    refused = http.post("/", data=b'{"version": 2}', headers=u1)
     assert refused.status_code == 400 and refused.json["error"]["code"] == "INVALID_SPEC"
-    assert http.put("/").status_code == 405
+    assert http.put("/", headers=u1).status_code == 405
+    assert http.post("/", data=json.dumps(SPEC)).status_code == 401
 
 
 def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
@@ -209,13 +217,20 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
 
 
 def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
-    from scenerender import pipeline
+    from datetime import UTC, datetime, timedelta
+
+    from scenerender import sweeper
+    from scenerender.launcher import AlwaysOnWorkers
 
     _, jobs, _ = stores
     settings = get_settings()
-    jobs.create_job("gone", {"status": "RUNNING", "beat_age_s": settings.stuck_after_s + 1})
-    jobs.create_job("alive", {"status": "RUNNING", "beat_age_s": 5})
-    jobs.create_job("done", {"status": "COMPLETED", "beat_age_s": settings.stuck_after_s + 1})
-    assert pipeline.fail_stuck_jobs(settings=settings, jobs=jobs) == ["gone"]
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(seconds=settings.stuck_after_s + 1)
+    jobs.create_job("gone", {"status": "RUNNING", "heartbeat_at": long_ago})
+    jobs.create_job("alive", {"status": "RUNNING", "heartbeat_at": now - timedelta(seconds=5)})
+    jobs.create_job("done", {"status": "COMPLETED", "heartbeat_at": long_ago})
+    report = sweeper.sweep(settings=settings, jobs=jobs, launcher=AlwaysOnWorkers(), now=now)
+    assert list(report.failed) == ["gone"] and report.launched is None
     assert jobs.docs["gone"]["status"] == "FAILED" and jobs.docs["gone"]["error"]["code"] == "TIMEOUT"
+    assert jobs.docs["gone"]["error"]["message"].startswith("worker lost: no heartbeat for 1801 s")
     assert jobs.docs["alive"]["status"] == "RUNNING" and jobs.docs["done"]["status"] == "COMPLETED"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -210,7 +211,8 @@ def test_encode_settings_reach_x264_as_given() -> None:
     preview_tl = make({"output": {"fps": 30, "preview": True}, "segments": [{"id": "a", "url": "p.mp4"}]}, probes)
     preview_enc = plan.EncodeSettings.for_timeline(preview_tl)
     preview = plan.normalize_command(whole(preview_tl), preview_tl, Path("p.mp4"), preview_enc).argv
-    assert preview[preview.index("-crf") + 1] == "30" and "-x264-params" not in preview
+    assert preview[preview.index("-crf") + 1] == "30"
+    assert preview[preview.index("-x264-params") + 1] == "8x8dct=1"  # High profile, not Constrained Baseline
 
 
 def test_every_input_is_limited_to_local_files() -> None:
@@ -225,7 +227,9 @@ def test_every_input_is_limited_to_local_files() -> None:
     commands = [
         plan.normalize_command(whole(tl), tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
         plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
-        plan.assemble_command(tl, [Path("a.mp4")], Path("l.txt"), Path("a.m4a"), Path("o.mp4")).argv,
+        plan.assemble_command(
+            tl, [plan.VideoPart(Path("a.mp4"), Fraction(2))], Path("l.txt"), Path("a.m4a"), Path("o.mp4")
+        ).argv,
     ]
     for argv in commands:
         inputs = [i for i, arg in enumerate(argv) if arg == "-i"]
@@ -238,8 +242,23 @@ def test_every_input_is_limited_to_local_files() -> None:
 
 
 def test_concat_list_quotes_paths() -> None:
-    text = plan.concat_list([Path("/w/a.mp4"), Path("/w/it's.mp4")])
-    assert text.splitlines() == ["ffconcat version 1.0", "file '/w/a.mp4'", "file '/w/it'\\''s.mp4'"]
+    text = plan.concat_list(
+        [plan.VideoPart(Path("/w/a.mp4"), Fraction(1)), plan.VideoPart(Path("/w/it's.mp4"), Fraction(2))]
+    )
+    files = [line for line in text.splitlines() if line.startswith("file")]
+    assert text.startswith("ffconcat version 1.0\n") and files == ["file '/w/a.mp4'", "file '/w/it'\\''s.mp4'"]
+
+
+def test_concat_durations_are_the_pictures_and_never_accumulate_rounding() -> None:
+    # 120 segments of 119 frames at 24 fps (4.958333... s each) and 150 frames at 29.97.
+    for frames, fps in ((119, Fraction(24)), (150, Fraction(30000, 1001)), (1, Fraction(24000, 1001))):
+        parts = [plan.VideoPart(Path(f"{i}.mp4"), frames / fps) for i in range(120)]
+        durations = [line.split()[1] for line in plan.concat_list(parts).splitlines() if line.startswith("duration")]
+        assert len(durations) == 120
+        starts = [0, *itertools.accumulate(round(Fraction(d) * 1_000_000) for d in durations)]
+        for i, start_us in enumerate(starts):
+            # Where the demuxer starts file i: its exact scene time, rounded once to the microsecond.
+            assert abs(start_us - i * frames / fps * 1_000_000) <= Fraction(1, 2), (fps, i)
 
 
 def test_mix_places_each_clip_at_its_sample() -> None:
@@ -426,7 +445,9 @@ def test_a_chunk_encodes_its_stretch_with_the_same_gain() -> None:
 
 def test_the_joined_stream_gets_the_timestamps_one_encode_has() -> None:
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=50)})
-    cmd = plan.assemble_command(tl, [Path("v.mp4")], Path("l.txt"), 9, Path("o.part"), audio_copy=Path("a.m4a"))
+    cmd = plan.assemble_command(
+        tl, [plan.VideoPart(Path("v.mp4"), Fraction(50))], Path("l.txt"), 9, Path("o.part"), audio_copy=Path("a.m4a")
+    )
     argv = cmd.argv
     # 2 400 000 samples + 1024 of encoder delay = 2345 frames, the last one 768 samples long;
     # the same stamps on both outputs (the MP4 and the cache's M4A).
@@ -447,12 +468,13 @@ def test_the_joined_stream_gets_the_timestamps_one_encode_has() -> None:
 
 def test_final_mux_copies_both_and_puts_the_index_first() -> None:
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=3)})
-    cmd = plan.assemble_command(tl, [Path("v.mp4"), Path("w.mp4")], Path("l.txt"), Path("a.m4a"), Path("o.part"))
+    parts = [plan.VideoPart(Path("v.mp4"), Fraction(3)), plan.VideoPart(Path("w.mp4"), Fraction(1))]
+    cmd = plan.assemble_command(tl, parts, Path("l.txt"), Path("a.m4a"), Path("o.part"))
     argv = cmd.argv
     assert argv[argv.index("-c") + 1] == "copy" and argv[argv.index("-movflags") + 1] == "+faststart"
     assert "-bsf:a" not in argv  # an M4A has its timestamps
     assert "-copyts" in argv  # the audio's encoder delay must not shift the picture
-    assert cmd.files[Path("l.txt")] == plan.concat_list([Path("v.mp4"), Path("w.mp4")])
+    assert cmd.files[Path("l.txt")] == plan.concat_list(parts)
     assert argv[-1] == "o.part"
 
 

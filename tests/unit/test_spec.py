@@ -89,7 +89,7 @@ def test_defaults_follow_the_contract() -> None:
 
 def test_unknown_field_is_an_error_at_its_path() -> None:
     bad = minimal(segments=[{"id": "a", "url": "a.mp4", "volumme": 1}])
-    assert errors_of(bad) == ["segments[0].volumme: unknown field"]
+    assert errors_of(bad) == ["segments[0].volumme: unknown field (did you mean `volume`?)"]
 
 
 def test_every_problem_is_listed_with_its_path() -> None:
@@ -219,3 +219,49 @@ def test_inputs_are_listed_with_their_paths_and_muted_tracks_only_on_request() -
     # What the render fetches: the muted music is not among them.
     assert ("audio.clips[0].url", "bed.wav") not in spec.inputs(muted_tracks=False)
     assert len(spec.inputs(muted_tracks=False)) == 3
+
+
+def test_unknown_fields_get_the_nearest_known_name_at_their_own_level() -> None:
+    bad = minimal(output={"resolutoin": "720p"}, audio={"clips": [{"type": "sfx", "url": "x.wav", "strat": 1}]})
+    assert errors_of(bad) == [
+        "output.resolutoin: unknown field (did you mean `resolution`?)",
+        "audio.clips[0].strat: unknown field (did you mean `start`?)",
+    ]
+    assert errors_of(minimal(zzzz=1)) == ["zzzz: unknown field"]
+
+
+def test_type_and_cross_reference_errors_come_in_one_round() -> None:
+    bad = minimal(
+        segments=[{"id": "a", "url": "a.mp4", "volume": "loud"}, {"id": "a", "url": "b.mp4"}],
+        audio={"clips": [{"type": "dialogue", "url": "d.wav", "segment_id": "seg-9", "offset": "x"}]},
+    )
+    assert errors_of(bad) == [
+        "segments[0].volume: Input should be a valid number",
+        "audio.clips[0].offset: Input should be a valid number",
+        'segments[1].id: duplicate id "a" (also segments[0])',
+        'audio.clips[0].segment_id: no segment "seg-9"',
+    ]
+
+
+def test_a_byte_order_mark_is_accepted() -> None:
+    assert parse_spec(b"\xef\xbb\xbf" + json.dumps(minimal()).encode()).scene_id == "s"
+
+
+def test_duplicate_keys_are_refused_with_their_path() -> None:
+    raw = (
+        '{"version": 1, "project_id": "p", "scene_id": "s", "scene_id": "t",'
+        ' "segments": [{"id": "a", "url": "a.mp4", "url": "b.mp4"}]}'
+    )
+    assert errors_of(raw) == [
+        "scene_id: key given more than once (JSON keeps only one: which one you meant is unclear)",
+        "segments[0].url: key given more than once (JSON keeps only one: which one you meant is unclear)",
+    ]
+
+
+def test_repaired_spec_leaves_out_only_the_fields_with_problems() -> None:
+    from scenerender.spec import repaired_spec
+
+    bad = minimal(output={"resolution": "720p", "colour": 1}, segments=[{"id": "a", "url": "a.mp4", "volume": "x"}])
+    spec = repaired_spec(bad)
+    assert spec is not None and spec.output.resolution == "720p" and spec.segments[0].volume == 0.0
+    assert repaired_spec(minimal(segments=[{"id": "a"}])) is None  # a required field cannot be left out

@@ -25,9 +25,12 @@ PRIMITIVE_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 PROJECT_LEVEL_ROLES = {
     "roles/datastore.user",  # Firestore has no per-collection IAM; the rules guard end users
     "roles/datastore.viewer",
-    "roles/eventarc.eventReceiver",
-    "roles/cloudbuild.builds.builder",  # the function builder account only
-    "roles/logging.logWriter",
+    "roles/logging.logWriter",  # the two build accounts' build logs
+}
+# Granted at project level only under a condition that holds it to one bucket Terraform
+# does not own (Cloud Functions' staging bucket).
+CONDITIONAL_PROJECT_ROLES = {
+    "roles/storage.objectAdmin": 'resource.name.startsWith(\\"projects/_/buckets/gcf-v2-sources-'
 }
 
 
@@ -111,7 +114,7 @@ def test_every_function_and_the_job_run_as_their_own_account() -> None:
     accounts = {name: block(body, "service_config")["service_account_email"] for name, body in functions().items()}
     job = resources()["google_cloud_run_v2_job"]["renderer"]
     accounts["renderer"] = block(block(job, "template"), "template")["service_account"]
-    assert set(accounts) == {"spec", "report", "api", "dead_letter", "renderer"}
+    assert set(accounts) == {"spec", "report", "api", "dead_letter", "sweeper", "renderer"}
     assert len(set(accounts.values())) == len(accounts), accounts
     declared = resources()["google_service_account"]
     for account in accounts.values():
@@ -129,6 +132,7 @@ def test_the_function_entry_points_and_their_triggers() -> None:
         "report": "on_render_reported",
         "api": "http_api",
         "dead_letter": "on_render_dead_lettered",
+        "sweeper": "on_sweep",
     }
     source = (ROOT / "functions" / "main.py").read_text()
     for name in entry.values():
@@ -178,28 +182,32 @@ def test_each_event_trigger_has_its_own_account_that_invokes_only_its_function()
         "${each.value.function}",
         "${each.value.member}",
     )
-    receive = resources()["google_project_iam_member"]["trigger_receives_events"]
-    assert (receive["role"], receive["member"], receive["for_each"]) == (
-        "roles/eventarc.eventReceiver",
-        "${each.value.member}",
-        "${local.triggers}",
-    )
+    # Pub/Sub-sourced triggers: Pub/Sub pushes with the trigger account's token, so run.invoker
+    # is all it needs; eventarc.eventReceiver is for events Eventarc delivers itself.
+    roles = [g["role"] for g in resources()["google_project_iam_member"].values()]
+    assert "roles/eventarc.eventReceiver" not in roles
 
 
 def test_the_spec_function_may_start_only_the_renderer_job() -> None:
-    grant = resources()["google_cloud_run_v2_job_iam_member"]["spec_function_runs_renderer"]
+    grant = resources()["google_cloud_run_v2_job_iam_member"]["launchers"]
     assert grant["name"] == "${google_cloud_run_v2_job.renderer.name}"
-    assert grant["role"] == "roles/run.invoker"
-    assert grant["member"] == "${google_service_account.spec_function.member}"
+    assert grant["role"] == "${google_project_iam_custom_role.renderer_launcher.id}"
+    assert grant["for_each"]["spec"] == "${google_service_account.spec_function.member}"
+    role = resources()["google_project_iam_custom_role"]["renderer_launcher"]
+    # jobs.run with a taskCount override, and reading executions: nothing that changes the job.
+    assert role["permissions"] == ["run.jobs.run", "run.jobs.runWithOverrides", "run.executions.get"]
     assert locals_()["names"]["renderer_job"] == "${var.name_prefix}-renderer"
     assert resources()["google_cloud_run_v2_job"]["renderer"]["name"] == "${local.names.renderer_job}"
 
 
 def test_the_completion_function_signs_urls_as_itself() -> None:
-    grant = resources()["google_service_account_iam_member"]["report_function_signs_as_itself"]
-    assert grant["service_account_id"] == "${google_service_account.report_function.name}"
-    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
-    assert grant["member"] == "${google_service_account.report_function.member}"
+    grant = resources()["google_service_account_iam_member"]["signs_as_itself"]
+    assert (grant["for_each"], grant["service_account_id"], grant["member"]) == (
+        "${local.url_signers}",
+        "${each.value.name}",
+        "${each.value.member}",
+    )
+    assert locals_()["url_signers"]["report"] == "${google_service_account.report_function}"
     env = str(block(functions()["report"], "service_config")["environment_variables"])
     assert f"{Settings.env_name('signer_service_account')} = google_service_account.report_function.email" in env
 
@@ -215,7 +223,7 @@ def test_dead_letters_are_kept_and_pubsub_may_move_them() -> None:
     assert block(work, "retry_policy")["minimum_backoff"]
     assert subscriptions["dead_letter_keep"]["topic"] == "${google_pubsub_topic.dead_letter.id}"
     agent = "${local.pubsub_agent}"
-    assert locals_()["pubsub_agent"].endswith("@gcp-sa-pubsub.iam.gserviceaccount.com")
+    assert 'google_project_service_identity.agents["pubsub.googleapis.com"].email' in locals_()["pubsub_agent"]
     publish = resources()["google_pubsub_topic_iam_member"]["agent_publishes_dead_letters"]
     assert (publish["topic"], publish["role"], publish["member"]) == (
         "${google_pubsub_topic.dead_letter.id}",
@@ -266,7 +274,7 @@ def test_every_setting_the_code_requires_is_set_on_each_function_and_the_job() -
     required = {Settings.env_name(field) for field in REQUIRED_IN_CLOUD}
     known = {Settings.env_name(field) for field in Settings.model_fields}
     env = deployed_env()
-    assert set(env) == {"spec", "report", "api", "dead_letter", "renderer"}
+    assert set(env) == {"spec", "report", "api", "dead_letter", "sweeper", "renderer"}
     for component, names in env.items():
         assert required <= names, (component, required - names)
         assert names <= known, (component, names - known)  # no name the code does not read
@@ -291,6 +299,10 @@ def test_project_level_grants_are_only_those_iam_has_no_narrower_level_for() -> 
     for name, body in resources()["google_project_iam_member"].items():
         role = body["role"]
         roles = set(re.findall(r"roles/[\w.]+", str(body["for_each"]))) if role == "${each.value}" else {role}
+        if roles <= set(CONDITIONAL_PROJECT_ROLES) and "condition" in body:
+            expression = block(body, "condition")["expression"]
+            assert all(expression.startswith(CONDITIONAL_PROJECT_ROLES[r]) for r in roles), (name, expression)
+            continue
         assert roles <= PROJECT_LEVEL_ROLES, (name, roles - PROJECT_LEVEL_ROLES)
 
 
@@ -339,6 +351,7 @@ def test_firestore_indexes_serve_the_job_queries() -> None:
         (("owner_uid", "ASCENDING"), ("created_at", "DESCENDING")),
         (("batch_id", "ASCENDING"), ("status", "ASCENDING")),
         (("status", "ASCENDING"), ("updated_at", "ASCENDING")),
+        (("owner_uid", "ASCENDING"), ("status", "ASCENDING")),  # JobStore.count_active
     }
     index = resources()["google_firestore_index"]["jobs"]
     assert index["collection"] == "${local.names.jobs_collection}"
@@ -354,3 +367,304 @@ def test_terraform_fmt() -> None:
         ["terraform", "fmt", "-check", "-recursive", str(TERRAFORM)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- A first apply on a fresh project ---------------------------------------------------
+
+# The API each resource type calls. A type missing here fails the test below: add it with
+# its API (and the API to terraform/apis.tf).
+API_OF_PREFIX = {
+    "google_artifact_registry_": "artifactregistry.googleapis.com",
+    "google_cloud_run_": "run.googleapis.com",
+    "google_cloud_scheduler_": "cloudscheduler.googleapis.com",
+    "google_cloudfunctions2_": "cloudfunctions.googleapis.com",
+    "google_firebaserules_": "firebaserules.googleapis.com",
+    "google_firestore_": "firestore.googleapis.com",
+    "google_identity_platform_": "identitytoolkit.googleapis.com",
+    "google_logging_": "logging.googleapis.com",
+    "google_monitoring_": "monitoring.googleapis.com",
+    "google_project_iam_custom_role": "iam.googleapis.com",
+    "google_project_iam_": "cloudresourcemanager.googleapis.com",
+    "google_project_service_identity": "serviceusage.googleapis.com",
+    "google_project": "cloudresourcemanager.googleapis.com",
+    "google_pubsub_": "pubsub.googleapis.com",
+    "google_service_account": "iam.googleapis.com",
+    "google_storage_": "storage.googleapis.com",
+}
+# Types that call no Google API, or enable them.
+NO_API = {"google_project_service", "time_sleep", "archive_file"}
+# A 2nd-gen function is built by Cloud Build into Artifact Registry, runs on Cloud Run and
+# is triggered through Eventarc: all of these must be on before the first one.
+FUNCTION_APIS = {
+    "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "run.googleapis.com",
+    "eventarc.googleapis.com",
+    "pubsub.googleapis.com",
+}
+
+
+def enabled_apis() -> set[str]:
+    return set(re.findall(r"[a-z]+\.googleapis\.com", str(locals_()["apis"])))
+
+
+def api_of(kind: str) -> str | None:
+    if kind in NO_API:
+        return None
+    prefix = max((p for p in API_OF_PREFIX if kind.startswith(p)), key=len, default=None)
+    assert prefix, f"{kind}: which API does it call? Add it to API_OF_PREFIX"
+    return API_OF_PREFIX[prefix]
+
+
+@cache
+def graph() -> dict[str, set[str]]:
+    """Each resource and data source → the resources and data sources it references or depends on."""
+    nodes: dict[str, Any] = {}
+    for tree in parsed().values():
+        for section, prefix in (("resource", ""), ("data", "data.")):
+            for entry in tree.get(section, []):
+                for kind, named in entry.items():
+                    for name, body in named.items():
+                        nodes[f"{prefix}{kind}.{name}"] = body
+    ref = re.compile(r"\b((?:data\.)?[a-z][a-z0-9]*_[a-z0-9_]+\.[a-z0-9_]+)\b")
+    locals_text = {name: str(value) for name, value in locals_().items()}
+    edges: dict[str, set[str]] = {}
+    for node, body in nodes.items():
+        text = str(body)
+        # A reference through a local counts as a reference to what the local names.
+        for name, value in locals_text.items():
+            if f"local.{name}" in text:
+                text += value
+        edges[node] = {m for m in ref.findall(text) if m in nodes and m != node}
+    return edges
+
+
+def reaches(start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph()[node])
+    return False
+
+
+def test_every_api_a_resource_calls_is_enabled_and_waited_for() -> None:
+    apis = enabled_apis()
+    # Terraform itself needs these to enable the rest and to grant on the project.
+    assert {"iam.googleapis.com", "cloudresourcemanager.googleapis.com", "serviceusage.googleapis.com"} <= apis
+    assert apis >= FUNCTION_APIS
+    for node in graph():
+        kind = node.removeprefix("data.").split(".")[0]
+        api = api_of(kind)
+        if api is None:
+            continue
+        assert api in apis, (node, api)
+        # Through depends_on or references, everything waits for the APIs to be on.
+        assert reaches(node, "google_project_service.apis"), f"{node} can race the enabling of {api}"
+    settle = resources()["time_sleep"]["apis_settle"]
+    assert settle["depends_on"] == ["${google_project_service.apis}"]
+    assert resources()["google_project_service"]["apis"]["disable_on_destroy"] is False
+
+
+def test_service_agents_come_from_service_identities_not_spelt_out_addresses() -> None:
+    identities = resources()["google_project_service_identity"]["agents"]
+    assert identities["provider"] in ("${google-beta}", "google-beta")
+    assert {"pubsub.googleapis.com", "eventarc.googleapis.com"} <= set(
+        re.findall(r"[a-z]+\.googleapis\.com", str(identities["for_each"]))
+    )
+    text = "\n".join(p.read_text() for p in TERRAFORM.glob("*.tf"))
+    assert "gcp-sa-" not in text, "a service agent's address spelt out: use google_project_service_identity"
+    assert "google_project_service_identity" in str(locals_()["pubsub_agent"])
+
+
+def test_functions_wait_for_their_build_grants_to_propagate() -> None:
+    wait = resources()["time_sleep"]["build_iam_settle"]
+    assert wait["create_duration"] == "60s"
+    waited = set(wait["depends_on"])
+    for grant in (
+        "${google_project_iam_member.build_log_writers}",
+        "${google_artifact_registry_repository_iam_member.builder_pushes_function_images}",
+        "${google_storage_bucket_iam_member.builders_read_sources}",
+        "${google_project_service_identity.agents}",
+    ):
+        assert grant in waited, grant
+    for name, body in functions().items():
+        assert "${time_sleep.build_iam_settle}" in body["depends_on"], name
+        assert block(body, "build_config")["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+
+
+def test_builds_run_as_their_own_accounts_with_no_project_wide_storage() -> None:
+    roles = {g["role"] for kind, named in resources().items() if kind.endswith("_iam_member") for g in named.values()}
+    roles |= set(re.findall(r"roles/[\w.]+", str(resources()["google_project_iam_member"])))
+    assert "roles/cloudbuild.builds.builder" not in roles
+    assert "roles/iam.serviceAccountTokenCreator" not in roles
+    grants = [
+        g
+        for kind in ("google_storage_bucket_iam_member", "google_artifact_registry_repository_iam_member")
+        for g in resources()[kind].values()
+    ]
+    builder_grants = [g for g in grants if "builder" in str(g["member"]) or "builder" in str(g.get("for_each", ""))]
+    assert builder_grants
+    # The renderer image's build names its account, and its logs go to Cloud Logging (a
+    # user-specified build account cannot write to the default logs bucket).
+    cloudbuild = (ROOT / "renderer_image" / "cloudbuild.yaml").read_text()
+    assert re.search(
+        r"^serviceAccount: \"?projects/\$\{?PROJECT_ID\}?/serviceAccounts/\$\{_BUILDER\}", cloudbuild, re.M
+    )
+    assert re.search(r"^\s+logging: CLOUD_LOGGING_ONLY$", cloudbuild, re.M)
+
+
+def test_url_signing_is_signblob_alone_and_only_as_oneself() -> None:
+    role = resources()["google_project_iam_custom_role"]["url_signer"]
+    assert role["permissions"] == ["iam.serviceAccounts.signBlob"]
+    grant = resources()["google_service_account_iam_member"]["signs_as_itself"]
+    assert grant["role"] == "${google_project_iam_custom_role.url_signer.name}"
+    assert (grant["service_account_id"], grant["member"]) == ("${each.value.name}", "${each.value.member}")
+    assert "google_service_account.report_function" in str(locals_()["url_signers"])
+    minter = resources()["google_project_iam_custom_role"]["push_token_minter"]
+    assert minter["permissions"] == ["iam.serviceAccounts.getOpenIdToken"]
+
+
+def test_browsers_may_read_renders_and_put_media_from_the_configured_origins_only() -> None:
+    buckets = resources()["google_storage_bucket"]
+    for name, method in (("renders", ["GET", "HEAD"]), ("media", ["PUT"])):
+        (cors,) = [d["cors"] for d in buckets[name]["dynamic"] if "cors" in d]
+        assert cors["for_each"] == "${length(var.web_origins) > 0 ? [1] : []}"
+        content = block(cors, "content")
+        assert content["origin"] == "${var.web_origins}"
+        assert content["method"] == method
+    assert (
+        "Range"
+        in block(next(d["cors"] for d in buckets["renders"]["dynamic"] if "cors" in d), "content")["response_header"]
+    )
+    for name in ("specs", "sources"):
+        assert "cors" not in str(buckets[name].get("dynamic", "")), name
+
+
+def test_identity_platform_is_on_with_the_providers_the_variables_choose() -> None:
+    config = resources()["google_identity_platform_config"]["auth"]
+    email = block(block(config, "sign_in"), "email")
+    assert email["enabled"] == "${var.auth.email_password}"
+    assert "var.web_origins" in config["authorized_domains"]
+    google = resources()["google_identity_platform_default_supported_idp_config"]["google"]
+    assert google["idp_id"] == "google.com"
+    assert google["count"] == '${var.auth.google_client_id == "" ? 0 : 1}'
+    assert google["client_secret"] == "${var.google_oauth_client_secret}"
+    assert variables()["google_oauth_client_secret"]["sensitive"] is True
+
+
+def test_firestore_teardown_and_rules_changes() -> None:
+    database = resources()["google_firestore_database"]["default"]
+    assert "var.firestore_deletion_policy" in database["deletion_policy"]
+    assert "var.teardown.delete_firestore" in database["deletion_policy"]
+    assert "var.teardown.delete_firestore" in database["delete_protection_state"]
+    assert variables()["firestore_deletion_policy"]["default"] == "ABANDON"
+    ruleset = resources()["google_firebaserules_ruleset"]["firestore"]
+    assert block(ruleset, "lifecycle")["create_before_destroy"] is True
+    release = resources()["google_firebaserules_release"]["firestore"]
+    assert block(release, "lifecycle")["replace_triggered_by"] == ["${google_firebaserules_ruleset.firestore}"]
+    assert release["ruleset_name"].startswith("projects/${var.project_id}/rulesets/")
+    for name in ("specs", "renders", "media", "sources"):
+        assert resources()["google_storage_bucket"][name]["force_destroy"] == "${var.teardown.force_destroy_buckets}"
+
+
+def test_dead_letters_and_failed_executions_alert() -> None:
+    metrics = resources()["google_logging_metric"]
+    assert "google_cloudfunctions2_function.dead_letter.name" in metrics["dead_letters"]["filter"]
+    assert "google_cloud_run_v2_job.renderer.name" in metrics["renderer_errors"]["filter"]
+    alerts = locals_()["alerts"]
+    assert set(alerts) == {"dead_letters", "renderer_errors", "failed_executions"}
+    assert "google_logging_metric.dead_letters.name" in alerts["dead_letters"]["filter"]
+    assert "google_logging_metric.renderer_errors.name" in alerts["renderer_errors"]["filter"]
+    assert 'metric.labels.result=\\"failed\\"' in alerts["failed_executions"]["filter"]
+    policy = resources()["google_monitoring_alert_policy"]["pipeline"]
+    assert policy["for_each"] == "${local.alerts}"
+    assert "google_monitoring_notification_channel.email" in policy["notification_channels"]
+    assert reaches("google_monitoring_alert_policy.pipeline", "time_sleep.metrics_settle")
+
+
+def test_state_is_remote_and_never_committed() -> None:
+    terraform = parsed()["versions.tf"]["terraform"][0]
+    backend = block(terraform, "backend")
+    assert list(backend) == ["gcs"] and {k: v for k, v in backend["gcs"].items()} == {}, backend
+    lines = (ROOT / ".gitignore").read_text().splitlines()
+    ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert {"terraform.tfstate", "terraform.tfstate.*", "*.tfplan"} <= set(ignored)
+    assert not any(line.endswith("lock.hcl") for line in ignored), "the dependency lock file is committed"
+
+
+def variables() -> dict[str, dict[str, Any]]:
+    return {name: body for tree in parsed().values() for v in tree.get("variable", []) for name, body in v.items()}
+
+
+def test_variables_are_typed_and_described_and_outputs_described() -> None:
+    for name, body in variables().items():
+        assert body.get("type"), f"variable {name} has no type"
+        assert len(body.get("description", "")) > 20, f"variable {name} has no description"
+    outputs = {name: body for tree in parsed().values() for o in tree.get("output", []) for name, body in o.items()}
+    assert {"http_api_url", "spec_bucket", "render_bucket", "media_bucket", "image_build"} <= set(outputs)
+    for name, body in outputs.items():
+        assert len(body.get("description", "")) > 10, f"output {name} has no description"
+
+
+def test_one_service_account_per_component() -> None:
+    accounts = resources()["google_service_account"]
+    assert {"builder", "image_builder"} <= set(accounts)
+    # Each waits for the IAM API (the graph test above checks every resource does).
+    for name in accounts:
+        assert reaches(f"google_service_account.{name}", "time_sleep.apis_settle"), name
+
+
+def test_the_api_signs_uploads_only_under_users_and_browsers_can_reach_it() -> None:
+    grant = resources()["google_storage_bucket_iam_member"]["api_function_signs_uploads"]
+    assert grant["bucket"] == "${google_storage_bucket.media.name}"
+    assert grant["member"] == "${google_service_account.api_function.member}"
+    assert re.findall(r"roles/[\w.]+", grant["for_each"]) == [
+        "roles/storage.objectCreator",
+        "roles/storage.objectViewer",
+    ]
+    assert block(grant, "condition")["expression"].endswith('/objects/users/\\")')
+    assert locals_()["url_signers"]["api"] == "${google_service_account.api_function}"
+    env = str(block(functions()["api"], "service_config")["environment_variables"])
+    assert f"{Settings.env_name('signer_service_account')} = google_service_account.api_function.email" in env
+    public = resources()["google_cloud_run_service_iam_member"]["api_public"]
+    assert (public["member"], public["role"], public["count"]) == (
+        "allUsers",
+        "roles/run.invoker",
+        "${var.api_public ? 1 : 0}",
+    )
+    assert public["service"] == "${google_cloudfunctions2_function.api.name}"
+    # The only allUsers grant there is.
+    everyone = [
+        (kind, name)
+        for kind, named in resources().items()
+        if kind.endswith("_iam_member")
+        for name, body in named.items()
+        if "allUsers" in str(body.get("member")) or "allAuthenticatedUsers" in str(body.get("member"))
+    ]
+    assert everyone == [("google_cloud_run_service_iam_member", "api_public")]
+    media_cors = next(d["cors"] for d in resources()["google_storage_bucket"]["media"]["dynamic"] if "cors" in d)
+    assert "x-goog-content-length-range" in block(media_cors, "content")["response_header"]
+
+
+def test_every_variable_but_booleans_is_validated() -> None:
+    """What the operator types (ids, regions, origins, addresses, policies) is checked at plan."""
+    for name, body in variables().items():
+        kind = str(body["type"])
+        if kind in ("${bool}", "bool"):
+            continue
+        if name in ("allowed_input_buckets", "google_oauth_client_secret", "teardown"):
+            continue  # bucket names GCS checks itself; a secret; two booleans
+        assert body.get("validation"), f"variable {name} is not validated"
+
+
+def test_every_checkov_skip_says_why() -> None:
+    text = "\n".join(p.read_text() for p in TERRAFORM.glob("*.tf"))
+    text += (ROOT / "renderer_image" / "Dockerfile").read_text()
+    skips = re.findall(r"checkov:skip=([A-Z_0-9]+)(.*)", text)
+    assert skips
+    for check, reason in skips:
+        assert re.fullmatch(r":\s*\S.{20,}", reason), f"{check} skipped without a reason"

@@ -167,3 +167,23 @@ def test_disabled_tracks_are_left_out_and_overlaps_are_found() -> None:
     assert [c.index for c in tl.clips] == [1, 2]
     assert tl.overlaps == ((1, 2),)
     assert tl.speech == ((1.0, 2.5),)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (Fraction(49050000, 1796977), Fraction(25)),  # a variable-rate phone clip's average (27.3)
+        (Fraction(24), Fraction(24)),
+        (Fraction(2997, 100), Fraction(30000, 1001)),
+        (Fraction(23976, 1000), Fraction(24000, 1001)),
+        (Fraction(5994, 100), Fraction(60000, 1001)),
+        (Fraction(48), Fraction(50)),
+        (Fraction(10), Fraction(24000, 1001)),  # an animated GIF's
+        (Fraction(120), Fraction(60)),
+    ],
+)
+def test_without_output_fps_the_rate_is_the_standard_one_nearest_the_first_segment(
+    source: Fraction, expected: Fraction
+) -> None:
+    probes = {"v.mp4": video("v.mp4", fps=source)}
+    assert timeline({"segments": [{"id": "a", "url": "v.mp4"}]}, probes).fps == expected

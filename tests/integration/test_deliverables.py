@@ -1,0 +1,329 @@
+"""Sidecars of `scenerender render` (docs/deliverables.md), measured on real outputs of generated scenes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from tests import measure
+from tests.cli import render_json
+from tests.mediagen import (
+    make_silence,
+    make_spoken_line,
+    make_still_of_last_frame,
+    make_tone_burst,
+    make_video,
+    pad_audio,
+)
+
+pytestmark = pytest.mark.integration
+
+ONSET_TOLERANCE_S = 0.020
+BASE_KEYS = ("version", "project_id", "scene_id")
+
+
+def run_render(spec: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "SCENERENDER_SEGMENT_CACHE": "false"},
+    )
+
+
+def write_spec(folder: Path, name: str, **fields: Any) -> Path:
+    path = folder / name
+    path.write_text(json.dumps({"version": 1, "project_id": "p", "scene_id": "s", **fields}, ensure_ascii=False))
+    return path
+
+
+_STAMP = r"(\d\d):(\d\d):(\d\d)[.,](\d\d\d)"
+_TIMING = re.compile(rf"^{_STAMP} --> {_STAMP}$", re.M)
+
+
+def cue_times(text: str) -> list[tuple[float, float]]:
+    def seconds(h: str, m: str, s: str, ms: str) -> float:
+        return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+    return [(seconds(*found.groups()[:4]), seconds(*found.groups()[4:])) for found in _TIMING.finditer(text)]
+
+
+@pytest.fixture(scope="module")
+def speech_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 3 s segments; narration trimmed into its file, two auto-sequenced lines, a looped line."""
+    folder = tmp_path_factory.mktemp("speech")
+    for name in ("a", "b", "c"):
+        make_video(folder / f"{name}.mp4", width=640, height=360, fps=30, duration=3.0, audio=False)
+    make_spoken_line(folder / "narration.wav", "Long ago, in a quiet town.", lead_silence=0.3)
+    make_spoken_line(folder / "ava.wav", "Where were you?")
+    make_spoken_line(folder / "ben.wav", "Out.")
+    make_spoken_line(folder / "loop.wav", "Again.")
+    ava, ben = {"id": "ava", "name": "Ava"}, {"id": "ben", "name": "בן"}
+    write_spec(
+        folder,
+        "speech.json",
+        output={"resolution": "640x360"},
+        segments=[{"id": n, "url": f"{n}.mp4"} for n in "abc"],
+        audio={
+            "clips": [
+                {"type": "narration", "url": "narration.wav", "start": 0.4, "trim_start": 0.3, "text": "Long ago."},
+                {"type": "dialogue", "url": "ava.wav", "segment_id": "b", "character": ava, "text": "Where were you?"},
+                {"type": "dialogue", "url": "ben.wav", "segment_id": "b", "character": ben, "text": "בחוץ. 外面。"},
+                {"type": "dialogue", "url": "loop.wav", "start": 7.3, "loop": True, "text": "Again."},
+            ]
+        },
+    )
+    return folder
+
+
+def test_caption_cues_start_where_the_spoken_clips_start_in_the_output(speech_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "speech.mp4"
+    result = render_json(speech_scene / "speech.json", out)
+    assert {k: v for k, v in result["sidecars"].items() if k in ("vtt", "srt")} == {
+        "vtt": "speech.vtt",
+        "srt": "speech.srt",
+    }
+    vtt = (tmp_path / "speech.vtt").read_text(encoding="utf-8")
+    srt = (tmp_path / "speech.srt").read_text(encoding="utf-8")
+    cues = cue_times(vtt)
+    assert cues == cue_times(srt) and len(cues) == 4
+    samples = measure.decode_audio(out)
+    ends = [cue[0] for cue in cues[1:]] + [cues[-1][1]]
+    for (start, _), limit in zip(cues, ends, strict=True):
+        onset = measure.sound_onset(samples, after=max(0.0, start - 0.25), before=limit)
+        assert abs(onset - start) <= ONSET_TOLERANCE_S, (start, onset)
+    # Trimmed narration at 0.4; Ava auto-sequenced at segment b's start; Ben after her probed
+    # length + 0.2 s; the looped line from 7.3 s to the scene's end.
+    assert cues[0][0] == pytest.approx(0.4, abs=0.001) and cues[1][0] == pytest.approx(3.0, abs=0.001)
+    assert cues[2][0] == pytest.approx(cues[1][1] + 0.2, abs=0.002)
+    assert cues[3] == pytest.approx((7.3, 9.0), abs=0.001)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(cues))
+    assert "<v Ava>Where were you?</v>" in vtt and "Ava: Where were you?" in srt
+    assert "<v בן>בחוץ. 外面。</v>" in vtt and "בן: בחוץ. 外面。" in srt
+
+
+def test_a_clean_scene_has_no_quality_findings(speech_scene: Path, tmp_path: Path) -> None:
+    result = render_json(speech_scene / "speech.json", tmp_path / "clean.mp4")
+    assert result["qc"]["findings"] == [] and result["qc"]["failed"] is False
+    assert set(result["qc"]["checks"]) == {
+        "black_picture",
+        "frozen_picture",
+        "still_copy",
+        "dialogue_silent",
+        "clipping",
+        "dialogue_under_music",
+        "caption_overrun",
+    }
+
+
+@pytest.fixture(scope="module")
+def flawed_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six 2 s segments and clips, each flaw in its own place:
+
+    s1 black; s3 the last frame of s2, held; s4 a still picture; dialogue 0 with 1.5 s of
+    silence after its words (its caption runs on); dialogue 1 silent; dialogue 2 under loud
+    music; a loud effect that clips in s5. Levels as mixed (loudness null).
+    """
+    folder = tmp_path_factory.mktemp("flawed")
+    make_video(folder / "s0.mp4", width=640, height=360, fps=30, duration=2.0, audio=False)
+    make_video(folder / "s1.mp4", width=640, height=360, fps=30, duration=2.0, audio=False, pattern="color")
+    make_video(folder / "s2.mp4", width=640, height=360, fps=30, duration=2.0, audio=False, grain=8)
+    make_still_of_last_frame(folder / "s2.mp4", folder / "s3.mp4", duration=2.0)
+    make_video(folder / "s4.mp4", width=640, height=360, fps=30, duration=2.0, audio=False, pattern="smptebars")
+    make_video(folder / "s5.mp4", width=640, height=360, fps=30, duration=2.0, audio=False)
+    make_spoken_line(folder / "line.wav", "Where were you?")
+    pad_audio(folder / "line.wav", folder / "tail.wav", trailing=1.5)
+    make_silence(folder / "silent.wav", duration=1.0)
+    make_spoken_line(folder / "under.wav", "Can you hear me?")
+    make_tone_burst(folder / "music.wav", freq=220, duration=2.0, amplitude=0.3, channels=2)
+    make_tone_burst(folder / "bang.wav", freq=500, duration=0.5, amplitude=0.9)
+    write_spec(
+        folder,
+        "flawed.json",
+        output={"resolution": "640x360"},
+        segments=[{"id": f"s{i}", "url": f"s{i}.mp4"} for i in range(6)],
+        audio={
+            "clips": [
+                {"type": "dialogue", "url": "tail.wav", "start": 0.2, "text": "Where were you?"},
+                {"type": "dialogue", "url": "silent.wav", "start": 4.2, "text": "..."},
+                {"type": "dialogue", "url": "under.wav", "start": 8.3, "text": "Can you hear me?"},
+                {"type": "music", "url": "music.wav", "start": 8.0, "volume": 2.0},
+                {"type": "sfx", "url": "bang.wav", "start": 10.5, "volume": 3.0},
+            ],
+            "ducking": {"enabled": False},
+            "loudness": None,
+        },
+    )
+    return folder
+
+
+def test_each_flaw_is_found_where_it_is_with_what_caused_it(flawed_scene: Path, tmp_path: Path) -> None:
+    result = render_json(flawed_scene / "flawed.json", tmp_path / "flawed.mp4")
+    found = {(f["check"], f["segment_id"], f["clip"]): f for f in result["qc"]["findings"]}
+    assert set(found) == {
+        ("caption_overrun", "s0", "audio.clips[0]"),
+        ("black_picture", "s1", None),
+        ("dialogue_silent", "s2", "audio.clips[1]"),
+        ("still_copy", "s3", None),
+        ("frozen_picture", "s4", None),
+        ("dialogue_under_music", "s4", "audio.clips[2]"),
+        ("clipping", "s5", "audio.clips[4]"),
+    }, result["qc"]["findings"]
+    assert all(f["severity"] == "warning" for f in found.values()) and result["qc"]["failed"] is False
+
+    def span(check: str) -> tuple[float, float]:
+        f = next(f for f in found.values() if f["check"] == check)
+        return f["start_s"], f["end_s"]
+
+    assert span("black_picture") == pytest.approx((2.0, 4.0), abs=0.04)
+    assert span("still_copy") == pytest.approx((6.0, 8.0), abs=0.04)
+    assert span("frozen_picture") == pytest.approx((8.0, 10.0), abs=0.04)
+    assert span("dialogue_silent") == pytest.approx((4.2, 5.2), abs=0.01)
+    clip_start, clip_end = span("clipping")
+    assert clip_start >= 10.45 and clip_end <= 11.05
+    voice_end, cue_end = span("caption_overrun")
+    assert 1.45 <= cue_end - voice_end <= 2.1  # the 1.5 s added, and espeak-ng's own short tail
+
+
+def test_qc_fail_on_fails_the_render_with_render_failed(flawed_scene: Path, tmp_path: Path) -> None:
+    spec = json.loads((flawed_scene / "flawed.json").read_text())
+    spec["qc"] = {"fail_on": ["clipping", "black_picture"]}
+    path = write_spec(flawed_scene, "strict.json", **{k: v for k, v in spec.items() if k not in BASE_KEYS})
+    out = tmp_path / "strict.mp4"
+    done = run_render(path, out)
+    assert done.returncode == 4, done.stderr
+    assert "[RENDER_FAILED] quality check failed" in done.stderr
+    assert "qc.fail_on (clipping): " in done.stderr and "qc.fail_on (black_picture): " in done.stderr
+    assert "frozen_picture" not in done.stderr  # a finding not named stays a warning
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing published, no sidecar either
+
+
+def jpeg_grey(path: Path, width: int | None = None, height: int | None = None) -> npt.NDArray[np.uint8]:
+    """A JPEG decoded to grey pixels (scaled when a size is given)."""
+    scale = ["-vf", f"scale={width}:{height}"] if width and height else []
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), *scale, "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        capture_output=True,
+        check=True,
+    )
+    info = next(s for s in measure.probe(path)["streams"] if s["codec_type"] == "video")
+    w, h = (width, height) if width and height else (int(info["width"]), int(info["height"]))
+    return np.frombuffer(done.stdout, dtype=np.uint8).reshape(h, w)
+
+
+def test_the_poster_is_never_black_and_poster_at_takes_that_frame(tmp_path: Path) -> None:
+    make_video(tmp_path / "lit.mp4", width=640, height=360, fps=30, duration=2.0, audio=False)
+    make_video(tmp_path / "dark.mp4", width=640, height=360, fps=30, duration=2.0, audio=False, pattern="color")
+    segments = [{"id": "lit", "url": "lit.mp4"}, {"id": "d1", "url": "dark.mp4"}, {"id": "d2", "url": "dark.mp4"}]
+    # The middle third (2-4 s) is all black: the rule falls back to the whole scene's keyframes.
+    spec = write_spec(tmp_path, "dark.json", output={"resolution": "640x360"}, segments=segments)
+    out = tmp_path / "out" / "dark.mp4"
+    out.parent.mkdir()
+    result = render_json(spec, out)
+    poster = jpeg_grey(out.with_name("dark.poster.jpg"))
+    assert poster.shape == (360, 640) and poster.mean() > 60
+    assert result["sidecars"]["poster"] == "dark.poster.jpg"
+
+    spec = write_spec(tmp_path, "at.json", output={"resolution": "640x360", "poster_at": 1.5}, segments=segments)
+    render_json(spec, out.with_name("at.mp4"))
+    chosen = jpeg_grey(out.with_name("at.poster.jpg")).astype(np.int16)
+    assert np.abs(chosen - measure.gray_frame(out.with_name("at.mp4"), 1.5)).mean() < 3
+    assert np.abs(chosen - measure.gray_frame(out.with_name("at.mp4"), 0.5)).mean() > 3  # a moving picture
+
+
+def test_the_contact_sheet_has_one_labelled_tile_per_segment(flawed_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sheet.mp4"
+    result = render_json(flawed_scene / "flawed.json", out)
+    sheet = jpeg_grey(tmp_path / result["sidecars"]["contact_sheet"])
+    # Six segments: 3 columns x 2 rows of 320x180 pictures over a 24 px label band, 4 px apart.
+    assert sheet.shape == (4 + 2 * (180 + 24 + 4), 4 + 3 * (320 + 4))
+    for i in range(6):
+        x, y = 4 + (i % 3) * 324, 4 + (i // 3) * 208
+        tile, band = sheet[y : y + 180, x : x + 320].astype(np.int16), sheet[y + 180 : y + 204, x : x + 320]
+        start = 2.0 * i
+        expected = measure.gray_frame(out, start).astype(np.int16)[::2, ::2]  # the tile's own size
+        assert np.abs(tile - expected).mean() < 12, i  # the segment's own picture (its keyframe)
+        assert (band > 200).sum() > 50 and (band[:, 200:] > 200).sum() < (band[:, :200] > 200).sum(), i  # text
+    assert sheet[4:184, 4 + 324 : 4 + 324 + 320].mean() < 30  # s1 is the black one
+
+
+def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> None:
+    make_video(tmp_path / "v.mp4", width=640, height=360, fps=30, duration=3.0, audio=False)
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night?")
+    make_spoken_line(tmp_path / "told.wav", "Once upon a time.")
+    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.3, channels=2)
+    make_tone_burst(tmp_path / "door.wav", freq=900, duration=0.3, amplitude=0.5)
+    spec = write_spec(
+        tmp_path,
+        "stems.json",
+        output={"resolution": "640x360", "stems": True},
+        segments=[{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
+        audio={
+            "clips": [
+                {"type": "narration", "url": "told.wav", "start": 0.2},
+                {"type": "dialogue", "url": "line.wav", "segment_id": "b", "offset": 0.3},
+                {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
+                {"type": "sfx", "url": "door.wav", "start": 2.5},
+            ]
+        },
+    )
+    out = tmp_path / "stems.mp4"
+    result = render_json(spec, out)
+    names = {k: v for k, v in result["sidecars"].items() if k.startswith("stem_")}
+    assert set(names) == {"stem_dialogue", "stem_narration", "stem_music", "stem_sfx", "stem_me"}
+    stems = {k: measure.decode_audio(tmp_path / v) for k, v in names.items()}
+    mix = measure.decode_audio(out)
+    # The scene's length exactly (the MP4's decode runs up to one AAC frame past it).
+    assert all(len(s) == 6 * measure.SAMPLE_RATE for s in stems.values()) and len(mix) - len(stems["stem_me"]) < 1024
+    n = min(len(mix), *(len(s) for s in stems.values()))
+    total = sum(stems[k][:n] for k in ("stem_dialogue", "stem_narration", "stem_music", "stem_sfx"))
+    level = 10 * np.log10(np.mean(mix[:n].astype(np.float64) ** 2))
+    summed = 10 * np.log10(np.mean(total.astype(np.float64) ** 2))
+    residual = 10 * np.log10(np.mean((mix[:n] - total).astype(np.float64) ** 2))
+    assert abs(level - summed) <= 0.5 and residual < level - 20, (level, summed, residual)
+    m_and_e = stems["stem_me"][:n]
+    body = slice(0, n - measure.SAMPLE_RATE // 20)  # amix ends its last frame a few ms early, as in the mix
+    assert np.abs(m_and_e - (stems["stem_music"][:n] + stems["stem_sfx"][:n]))[body].max() < 1e-3
+    # No speech energy in the M&E where the dialogue sounds: it is the music alone there.
+    dialogue = stems["stem_dialogue"]
+    start = int(3.3 * measure.SAMPLE_RATE)
+    speaking = slice(start, start + int(1.0 * measure.SAMPLE_RATE))
+    assert 10 * np.log10(np.mean(dialogue[speaking].astype(np.float64) ** 2)) > -40
+    leak = m_and_e[speaking] - stems["stem_music"][:n][speaking]
+    assert np.abs(leak).max() < 1e-3
+
+
+def test_burned_captions_show_at_their_cue_and_nowhere_else(speech_scene: Path, tmp_path: Path) -> None:
+    spec = json.loads((speech_scene / "speech.json").read_text(encoding="utf-8"))
+    spec["output"]["burn_captions"] = True
+    burn = write_spec(speech_scene, "burn.json", **{k: v for k, v in spec.items() if k not in BASE_KEYS})
+    plain = render_json(speech_scene / "speech.json", tmp_path / "plain.mp4")
+    burned = render_json(burn, tmp_path / "burned.mp4")
+    assert burned["captions_burned"] is True and plain["captions_burned"] is False
+    assert burned["fast_path"] is False and any("burn_captions" in b for b in burned["fast_path_blockers"])
+    assert burned["duration_s"] == plain["duration_s"] and abs(burned["av_drift_ms"]) <= 1000 / 30
+
+    def caption_area_difference(at: float) -> int:
+        """Pixels of the bottom of the frame (where captions sit) that the burn changed outright:
+        the re-encode alone moves none of them by more than a few levels."""
+        a = measure.gray_frame(tmp_path / "plain.mp4", at).astype(np.int16)
+        b = measure.gray_frame(tmp_path / "burned.mp4", at).astype(np.int16)
+        return int((np.abs(a - b)[int(360 * 0.7) :] > 60).sum())
+
+    # Cues: 0.4-2.39 narration, 3.0-3.85 Ava, 4.05-4.63 Ben (Hebrew and CJK), 7.3-9.0.
+    for inside in (1.0, 3.4, 4.3, 8.0):
+        assert caption_area_difference(inside) > 150, inside
+    for outside in (0.2, 2.7, 6.0):
+        assert caption_area_difference(outside) < 10, outside

@@ -1,0 +1,254 @@
+"""The HTTP API as hostile and honest users meet it: real HTTP to the functions on the local
+cloud, real ID tokens from the Firebase Auth emulator, Firestore with firestore.rules loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from scenerender import clients
+from scenerender.devstack import DevStack
+from scenerender.session import Session, sign_in
+from scenerender.settings import Settings
+from tests.integration.test_pipeline import spec_for, wait_for_end
+from tests.tokens import forged_token
+
+pytestmark = [pytest.mark.integration, pytest.mark.emulators]
+
+
+@pytest.fixture(scope="module")
+def api(cloud: DevStack) -> str:
+    return cloud.env()["SCENERENDER_API_URL"]
+
+
+@pytest.fixture(scope="module")
+def alice(cloud: DevStack) -> Session:
+    return sign_in("alice@example.com")
+
+
+@pytest.fixture(scope="module")
+def mallory(cloud: DevStack) -> Session:
+    return sign_in("mallory@example.com")
+
+
+def auth(session: Session) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session.id_token}"}
+
+
+def users_spec(job_id: str, media: dict[str, str], **extra: Any) -> bytes:
+    body = {k: v for k, v in spec_for(job_id, media, **extra).items() if k != "owner_uid"}
+    return json.dumps(body).encode()
+
+
+def firestore_get(settings: Settings, path: str, session: Session | None) -> httpx.Response:
+    host = os.environ["FIRESTORE_EMULATOR_HOST"]
+    url = f"http://{host}/v1/projects/{settings.project_id}/databases/(default)/documents/{path}"
+    headers = auth(session) if session else {}
+    return httpx.get(url, headers=headers, timeout=30)
+
+
+def test_a_takeover_by_api_is_409_and_the_owner_still_renders_again_with_history(
+    api: str, settings: Settings, scene_media: dict[str, str], alice: Session, mallory: Session
+) -> None:
+    created = httpx.post(api, content=users_spec("it-alice", scene_media), headers=auth(alice), timeout=30)
+    assert created.status_code == 202, created.text
+    first = wait_for_end("it-alice")
+    assert first["status"] == "COMPLETED" and first["owner_uid"] == alice.uid
+    spec_uri = f"gs://{settings.spec_bucket}/jobs/it-alice.json"
+    spec_before = clients.blobs().read_bytes(spec_uri)
+
+    # Mallory, with and without naming herself, and naming alice: refused, nothing written.
+    for body in (
+        users_spec("it-alice", scene_media),
+        json.dumps({**json.loads(users_spec("it-alice", scene_media)), "owner_uid": mallory.uid}).encode(),
+    ):
+        taken = httpx.post(api, content=body, headers=auth(mallory), timeout=30)
+        assert taken.status_code == 409, taken.text
+        assert taken.json()["error"]["code"] == "CONFLICT"
+        assert taken.json()["error"]["details"][0]["path"] == "job_id"
+    as_alice = json.dumps({**json.loads(users_spec("it-alice", scene_media)), "owner_uid": alice.uid}).encode()
+    assert httpx.post(api, content=as_alice, headers=auth(mallory), timeout=30).status_code == 403
+    time.sleep(2)
+    after = clients.jobs().get("it-alice") or {}
+    assert clients.blobs().read_bytes(spec_uri) == spec_before
+    assert after["owner_uid"] == alice.uid and after["status"] == "COMPLETED"
+    assert after["output"]["uri"] == first["output"]["uri"] and not after.get("history")
+
+    # Alice's own re-submission renders again and keeps the first run in history.
+    again = httpx.post(api, content=users_spec("it-alice", scene_media), headers=auth(alice), timeout=30)
+    assert again.status_code == 202, again.text
+    deadline = time.monotonic() + 120
+    while (doc := clients.jobs().get("it-alice") or {}).get("spec_generation") != again.json()["spec_generation"] or (
+        doc.get("status") not in ("COMPLETED", "FAILED")
+    ):
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.3)
+    assert doc["status"] == "COMPLETED" and doc["owner_uid"] == alice.uid
+    assert [run["output"]["uri"] for run in doc["history"]] == [first["output"]["uri"]]
+
+
+def test_another_users_job_is_not_readable_through_the_api_nor_through_the_rules(
+    api: str, settings: Settings, scene_media: dict[str, str], alice: Session, mallory: Session
+) -> None:
+    created = httpx.post(api, content=users_spec("it-private", scene_media), headers=auth(alice), timeout=30)
+    assert created.status_code == 202, created.text
+    wait_for_end("it-private")
+    own = httpx.get(api, params={"job_id": "it-private"}, headers=auth(alice), timeout=30)
+    assert own.status_code == 200 and own.json()["output"]["url"]
+    other = httpx.get(api, params={"job_id": "it-private"}, headers=auth(mallory), timeout=30)
+    missing = httpx.get(api, params={"job_id": "it-no-such-job"}, headers=auth(mallory), timeout=30)
+    assert other.status_code == missing.status_code == 404
+    assert other.json()["error"]["code"] == "NOT_FOUND" and "output" not in other.text
+    # The rules the cloud enforces, loaded by dev up: only the owner's token reads the document.
+    assert firestore_get(settings, "render_jobs/it-private", alice).status_code == 200
+    denied = firestore_get(settings, "render_jobs/it-private", mallory)
+    assert denied.status_code == 403 and "PERMISSION_DENIED" in denied.text
+    assert firestore_get(settings, "render_jobs/it-private", None).status_code == 403
+
+
+@pytest.mark.parametrize("job_id", ["a/b", ".", "..", "__x__", "", "a" * 129, "it-private/items/x", "%2e%2e"])
+def test_invalid_ids_are_400_never_500(api: str, alice: Session, job_id: str) -> None:
+    response = httpx.get(api, params={"job_id": job_id}, headers=auth(alice), timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["details"][0]["path"] == "job_id"
+
+
+def test_local_paths_are_400_at_once(api: str, alice: Session, scene_media: dict[str, str]) -> None:
+    body = json.loads(users_spec("it-local", scene_media))
+    body["segments"][1]["url"] = "media/b.mp4"
+    response = httpx.post(api, content=json.dumps(body), headers=auth(alice), timeout=30)
+    assert response.status_code == 400, response.text
+    assert [d["path"] for d in response.json()["error"]["details"]] == ["segments[1].url"]
+    assert clients.jobs().get("it-local") is None
+
+
+def test_the_per_owner_cap_is_429(api: str, settings: Settings, scene_media: dict[str, str]) -> None:
+    busy = sign_in("busy@example.com")
+    for index in range(settings.max_active_jobs_per_owner):
+        # Queued jobs of this user (written as the pipeline writes them; nothing renders them).
+        clients.jobs().create_job(f"it-busy-{index}", {"status": "QUEUED", "owner_uid": busy.uid})
+    refused = httpx.post(api, content=users_spec("it-busy-more", scene_media), headers=auth(busy), timeout=30)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "TOO_MANY_JOBS"
+    assert clients.jobs().get("it-busy-more") is None
+    # Another user is not held back by it.
+    other = sign_in("not-busy@example.com")
+    assert (
+        httpx.post(api, content=users_spec("it-not-busy", scene_media), headers=auth(other), timeout=30).status_code
+        == 202
+    )
+
+
+def test_the_upload_door_writes_under_the_users_prefix_only(api: str, settings: Settings, alice: Session) -> None:
+    data = b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000)
+    before = set(clients.blobs().list_uris(f"gs://{settings.media_bucket}/"))
+    ticket = httpx.post(
+        f"{api}/uploads",
+        json={"filename": "clip.mp4", "content_type": "video/mp4", "size": len(data)},
+        headers=auth(alice),
+        timeout=30,
+    )
+    assert ticket.status_code == 200, ticket.text
+    uri = ticket.json()["uri"]
+    assert uri.startswith(f"gs://{settings.media_bucket}/users/{alice.uid}/uploads/") and uri.endswith("/clip.mp4")
+    url = httpx.URL(ticket.json()["url"])
+    assert url.path == f"/{settings.media_bucket}/" + uri.split("/", 3)[3]
+    assert "x-goog-content-length-range" in url.params["X-Goog-SignedHeaders"]
+    put = httpx.put(str(url), content=data, headers=ticket.json()["headers"], timeout=30)
+    assert put.status_code in (200, 201), put.text
+    assert set(clients.blobs().list_uris(f"gs://{settings.media_bucket}/")) - before == {uri}
+    assert clients.blobs().read_bytes(uri) == data
+    for bad in ("../../x.mp4", "users/bob/x.mp4", ".x"):
+        refused = httpx.post(
+            f"{api}/uploads",
+            json={"filename": bad, "content_type": "video/mp4", "size": 10},
+            headers=auth(alice),
+            timeout=30,
+        )
+        assert refused.status_code == 400, refused.text
+
+
+TOKENS = st.sampled_from(["alice", "forged", "garbage", "none", "basic"])
+TEXT = st.text(max_size=40)
+
+
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    path=st.sampled_from(["/", "/jobs", "/uploads", "/x", "//", "/jobs/../uploads", "/%00"])
+    | TEXT.map(lambda t: "/" + t),
+    token=TOKENS,
+    query=st.dictionaries(st.sampled_from(["job_id", "batch_id", "name", "x"]), TEXT, max_size=3),
+    body=st.one_of(
+        st.binary(max_size=200),
+        TEXT.map(str.encode),
+        st.dictionaries(TEXT, st.one_of(TEXT, st.integers(), st.none()), max_size=5).map(
+            lambda d: json.dumps(d).encode()
+        ),
+        st.just(b'{"version": 1, "job_id": "it-fuzz", "project_id": "p", "scene_id": "s", "segments": []}'),
+        st.just(b'{"version": 1, "batch_id": "it-fuzz-b", "scenes": [{}]}'),
+        st.just(b'{"filename": "a.mp4", "content_type": "video/mp4", "size": 5}'),
+    ),
+    extra=st.dictionaries(
+        st.sampled_from(["Content-Type", "Content-Length", "X-Forwarded-For", "Origin"]), TEXT, max_size=2
+    ),
+)
+def test_fuzzed_requests_never_get_a_500(
+    api: str,
+    alice: Session,
+    method: str,
+    path: str,
+    token: str,
+    query: dict[str, str],
+    body: bytes,
+    extra: dict[str, str],
+) -> None:
+    headers = {k: v for k, v in extra.items() if v.isascii() and v.isprintable() and k != "Content-Length"}
+    tokens = {
+        "alice": f"Bearer {alice.id_token}",
+        "forged": f"Bearer {forged_token('alice', 'another-project')}",
+        "garbage": "Bearer x.y.z",
+        "basic": "Basic YWxpY2U6eA==",
+    }
+    if token in tokens:
+        headers["Authorization"] = tokens[token]
+    try:
+        response = httpx.request(method, api + path, params=query, content=body, headers=headers, timeout=30)
+    except httpx.InvalidURL:
+        return
+    assert response.status_code < 500, (method, path, query, body, response.text)
+    if response.status_code >= 400 and method != "HEAD":
+        error = response.json()["error"]
+        assert set(error) == {"code", "message", "details"}
+
+
+def test_watch_reads_as_the_signed_in_user(alice: Session, scene_media: dict[str, str], api: str) -> None:
+    """`scenerender watch` reads Firestore with the user's token: the owner follows the job, another
+    user meets the rules and gets NOT_FOUND, as for a job that does not exist."""
+    import subprocess
+    import sys
+
+    created = httpx.post(api, content=users_spec("it-watched", scene_media), headers=auth(alice), timeout=30)
+    assert created.status_code == 202, created.text
+    wait_for_end("it-watched")
+    env = {**os.environ, "SCENERENDER_WATCH_GRACE_S": "3"}
+
+    def watch(user: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "scenerender", "watch", "it-watched", "--user", user, "--json"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+
+    own = watch("alice@example.com")
+    assert own.returncode == 0 and json.loads(own.stdout)["status"] == "COMPLETED", own.stderr
+    other = watch("mallory@example.com")
+    assert other.returncode == 2, other.stderr
+    assert json.loads(other.stdout)["error"]["code"] == "NOT_FOUND"

@@ -1,0 +1,352 @@
+"""No stranded work, on a local cloud whose renderer runs as executions (``DevStack(executions=True)``).
+
+Nothing renders here unless something launches it: the spec function launches an execution
+(``launcher.LocalLauncher``: worker processes in job mode that exit when idle, as a Cloud Run
+job's tasks), and the sweeper function, called as Cloud Scheduler calls it, launches for
+requests no live execution serves and ends jobs whose executions died.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from scenerender import clients
+from scenerender.devstack import FUNCTIONS, DevStack, Ports, free_port
+from scenerender.launcher import LocalLauncher
+from scenerender.settings import Settings, get_settings
+from tests.integration.conftest import FAST_RECOVERY
+from tests.mediagen import make_video
+
+pytestmark = [pytest.mark.integration, pytest.mark.emulators]
+
+STACK_ENV = {
+    **FAST_RECOVERY,
+    # Tasks wait longer than a lease (10 s) before they leave, so a request a killed task held
+    # comes back to a task still there; an idle execution still ends within seconds.
+    "SCENERENDER_IDLE_EXIT_S": "12",
+    "SCENERENDER_LAUNCH_PARALLELISM": "2",
+    "SCENERENDER_LAUNCH_GRACE_S": "2",
+    "SCENERENDER_SPLIT_MIN_SEGMENTS": "0",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    saved = dict(os.environ)
+    _forget_clients()  # another module's stack may have made them, for its own emulators
+    os.environ.update(STACK_ENV)
+    os.environ["SCENERENDER_WORK_DIR"] = str(tmp_path_factory.mktemp("exec-worker-tmp"))
+    get_settings.cache_clear()
+    functions_port = free_port()
+    while any(not _free(functions_port + i) for i in range(len(FUNCTIONS))):
+        functions_port = free_port()
+    cloud = DevStack(
+        get_settings(),
+        state_dir=tmp_path_factory.mktemp("exec-devstack"),
+        ports=Ports(
+            pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port, web=free_port()
+        ),
+        executions=True,
+    )
+    try:
+        cloud.up()
+        os.environ.update(cloud.env())
+        get_settings.cache_clear()
+        clients.reset()
+        yield cloud
+    finally:
+        cloud.down()
+        os.environ.clear()
+        os.environ.update(saved)
+        _forget_clients()
+
+
+def _forget_clients() -> None:
+    from scenerender import bus
+
+    get_settings.cache_clear()
+    clients.reset()
+    bus._subscriber.cache_clear()
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def media(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("exec-media")
+    settings = get_settings()
+    out = {}
+    for name, seconds in (("short.mp4", 1.0), ("long.mp4", 2.0)):
+        path = make_video(folder / name, width=640, height=360, fps=25, duration=seconds)
+        uri = f"gs://{settings.media_bucket}/users/director-1/launch/{name}"
+        clients.blobs().upload_file(path, uri, content_type="video/mp4")
+        out[name] = uri
+    return out
+
+
+def spec(job_id: str, url: str, segments: int = 1, **output: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "job_id": job_id,
+        "project_id": "p",
+        "owner_uid": "director-1",
+        "scene_id": "s",
+        "output": {"resolution": "640x360", **output},
+        "segments": [{"id": f"s{i}", "url": url} for i in range(segments)],
+    }
+
+
+def drop(name: str, body: dict[str, Any]) -> None:
+    settings = get_settings()
+    clients.blobs().write_bytes(
+        f"gs://{settings.spec_bucket}/jobs/{name}.json", json.dumps(body).encode(), content_type="application/json"
+    )
+
+
+def wait_for(job_id: str, done: Any, timeout_s: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        doc = clients.jobs().get(job_id) or {}
+        if done(doc):
+            return doc
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.3)
+
+
+def ended(doc: dict[str, Any]) -> bool:
+    return doc.get("status") in ("COMPLETED", "FAILED")
+
+
+def sweep(stack: DevStack) -> dict[str, Any]:
+    """What Cloud Scheduler does: POST to the sweeper function."""
+    url = f"http://127.0.0.1:{stack.ports.function_port('sweep')}/"
+    with urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="POST"), timeout=60) as response:
+        report: dict[str, Any] = json.loads(response.read())
+    return report
+
+
+def queue_request(job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> None:
+    """A job as accept_spec leaves it (QUEUED, its request published), with ``fields`` on top."""
+    settings = get_settings()
+    uri = f"gs://{settings.spec_bucket}/jobs/{job_id}.json"
+    doc = {
+        "status": "QUEUED",
+        "stage": "queued",
+        "progress": 0.0,
+        "attempt": 0,
+        "spec_uri": uri,
+        "spec_generation": "1",
+        "request_published": True,
+        **fields,
+    }
+    assert clients.jobs().create_job(job_id, doc)
+    request = {"job_id": job_id, "spec_uri": uri, "spec_generation": "1", "spec": body}
+    clients.bus().publish(settings.render_topic, request, job_id=job_id)
+
+
+def quiet(stack: DevStack) -> None:
+    """Wait until every execution the earlier tests launched has ended (their idle tasks leave)."""
+    launcher = LocalLauncher(stack.executions_dir)
+    names = [p.stem for p in stack.executions_dir.glob("local-*.json")]
+    deadline = time.monotonic() + 60
+    while any(launcher.execution(n).alive for n in names):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+
+def idle_execution(stack: DevStack) -> str:
+    """An execution that found nothing to do and ended (SUCCEEDED), as a real one would."""
+    launcher = LocalLauncher(stack.executions_dir)
+    name = launcher.run(1)
+    deadline = time.monotonic() + 60
+    while launcher.execution(name).alive:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert launcher.execution(name).state == "SUCCEEDED"
+    return name
+
+
+def test_a_launch_that_fails_is_retried_and_the_job_completes(stack: DevStack, media: dict[str, str]) -> None:
+    """The stranded job of issue 22: jobs.run fails after the request is published. The event is
+    redelivered and, the launch being its own recorded step, launched again."""
+    executions = stack.executions_dir
+    saved = executions.with_name("executions.saved")
+    # The launcher breaks (its directory becomes a file: starting an execution fails, as a
+    # jobs.run answering 500 or 429 does), and mends a little later.
+    shutil.move(executions, saved)
+    executions.write_text("not a directory")
+    try:
+        drop("it-launch-retry", spec("it-launch-retry", media["short.mp4"]))
+        doc = wait_for("it-launch-retry", lambda d: d.get("launch_state") == "failed", 60)
+        assert doc["status"] == "QUEUED" and doc["request_published"] and not doc.get("execution")
+        assert "could not start local execution" in doc["launch_error"]["message"]
+        time.sleep(3)  # nothing renders it meanwhile: no execution exists
+        assert (clients.jobs().get("it-launch-retry") or {})["status"] == "QUEUED"
+    finally:
+        executions.unlink()
+        shutil.move(saved, executions)
+    doc = wait_for("it-launch-retry", ended)
+    assert doc["status"] == "COMPLETED", doc.get("error")
+    assert doc["execution"].startswith("local-") and doc["launches"] == 1 and doc["attempt"] == 1
+    assert doc["launch_state"] == "launched" and doc["launch_error"] is None
+
+
+def test_the_sweeper_launches_for_queued_requests_no_execution_serves(stack: DevStack, media: dict[str, str]) -> None:
+    ended_execution = idle_execution(stack)
+    # One job whose execution ended before it took the request; one whose every launch failed
+    # (the spec function gave up retrying).
+    queue_request(
+        "it-sweep-dead",
+        spec("it-sweep-dead", media["short.mp4"]),
+        {"launch_state": "launched", "execution": ended_execution, "launches": 1},
+    )
+    failure = {"code": "INTERNAL", "message": "HTTP 429 quota", "details": []}
+    queue_request(
+        "it-sweep-never",
+        spec("it-sweep-never", media["short.mp4"]),
+        {"launch_state": "failed", "launch_error": failure},
+    )
+    time.sleep(3)
+    assert all((clients.jobs().get(j) or {})["status"] == "QUEUED" for j in ("it-sweep-dead", "it-sweep-never"))
+    report = sweep(stack)
+    assert set(report["launched_for"]) >= {"it-sweep-dead", "it-sweep-never"}, report
+    assert "SUCCEEDED" in report["launched_for"]["it-sweep-dead"]
+    assert "HTTP 429 quota" in report["launched_for"]["it-sweep-never"]
+    for job_id, launches in (("it-sweep-dead", 2), ("it-sweep-never", 1)):
+        doc = wait_for(job_id, ended)
+        assert doc["status"] == "COMPLETED", doc.get("error")
+        assert doc["execution"] == report["launched"] and doc["launches"] == launches
+    assert sweep(stack)["launched"] is None  # nothing left to launch for
+
+
+def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
+    stack: DevStack, media: dict[str, str]
+) -> None:
+    settings = get_settings()
+    scenes = [spec(f"it-kill-{i}", media["long.mp4"], segments=5, resolution="1280x720") for i in range(3)]
+    for scene in scenes:
+        del scene["job_id"]
+    drop("it-kill", {"version": 1, "batch_id": "it-kill", "owner_uid": "director-1", "scenes": scenes})
+    ids = [f"it-kill-{i:03d}" for i in range(1, 4)]
+    jobs = clients.jobs()
+    running = wait_for(ids[0], lambda d: d.get("execution") and True, 60)
+    first = running["execution"]
+    launcher = LocalLauncher(stack.executions_dir)
+    assert len(launcher.tasks(first)) == 2  # three scenes, launch_parallelism 2: two tasks
+    deadline = time.monotonic() + 90
+    while not any(
+        (d := jobs.get(j) or {}).get("status") == "RUNNING" and float(d.get("progress") or 0) >= 0.1 for j in ids
+    ):
+        assert time.monotonic() < deadline, [jobs.get(j) for j in ids]
+        time.sleep(0.1)
+    for task in launcher.tasks(first):  # the whole execution dies, as a node lost with its tasks
+        os.killpg(int(task["pid"]), signal.SIGKILL)
+    killed = [j for j in ids if (jobs.get(j) or {}).get("status") == "RUNNING"]
+    assert killed
+    deadline = time.monotonic() + 240
+    relaunched: set[str] = set()
+    while not all(ended(jobs.get(j) or {}) for j in ids):
+        assert time.monotonic() < deadline, [jobs.get(j) for j in ids]
+        report = sweep(stack)
+        relaunched |= set(report["launched_for"])
+        time.sleep(2)
+    assert launcher.execution(first).state == "FAILED"
+    assert relaunched  # the sweeper launched the execution that finished the batch
+    for job_id in ids:
+        doc = jobs.get(job_id) or {}
+        assert doc["status"] == "COMPLETED", (job_id, doc.get("error"))
+        assert doc["execution"] != first
+        if job_id in killed:
+            assert doc["attempt"] == 2, doc
+    outputs = [
+        o for o in clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-kill-") if o.endswith(".mp4")
+    ]
+    # One MP4 per scene, the one on its job: nothing partial from the killed tasks.
+    assert sorted(outputs) == sorted(str((jobs.get(j) or {})["output"]["uri"]) for j in ids)
+    batch = jobs.get_batch("it-kill") or {}
+    assert batch["status"] == "COMPLETED" and batch["counts"]["COMPLETED"] == 3
+
+
+def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: DevStack, media: dict[str, str]) -> None:
+    settings = get_settings()
+    launcher = LocalLauncher(stack.executions_dir)
+    dead = launcher.run(1)
+    for task in launcher.tasks(dead):
+        os.killpg(int(task["pid"]), signal.SIGKILL)
+    while launcher.execution(dead).alive:
+        time.sleep(0.2)
+    stale = datetime.now(UTC) - timedelta(seconds=30)
+    jobs = clients.jobs()
+    jobs.create_job(
+        "it-dead-running",
+        {
+            "status": "RUNNING",
+            "attempt": settings.max_attempts,
+            "heartbeat_at": stale,
+            "request_published": True,
+            "execution": dead,
+            "launches": 1,
+        },
+    )
+    jobs.create_job(
+        "it-dead-queued",
+        {
+            "status": "QUEUED",
+            "attempt": 0,
+            "request_published": True,
+            "execution": dead,
+            "launches": settings.max_launches,
+            "launched_at": stale,
+        },
+    )
+    report = sweep(stack)
+    assert {"it-dead-running", "it-dead-queued"} <= set(report["failed"]), report
+    running = jobs.get("it-dead-running") or {}
+    assert running["status"] == "FAILED" and running["error"]["code"] == "TIMEOUT"
+    message = running["error"]["message"]
+    assert f"execution {dead} is FAILED" in message and "task(s) 0 ended without exiting cleanly" in message
+    assert f"attempt {settings.max_attempts} of {settings.max_attempts}" in message and "no attempts left" in message
+    queued = jobs.get("it-dead-queued") or {}
+    assert queued["status"] == "FAILED" and queued["error"]["code"] == "TIMEOUT"
+    assert f"{settings.max_launches} executions launched and none took the request" in queued["error"]["message"]
+
+
+def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_renders_it(
+    stack: DevStack, media: dict[str, str]
+) -> None:
+    quiet(stack)  # so only the late execution's task is there to take the request
+    launcher = LocalLauncher(stack.executions_dir)
+    # An execution whose tasks have 8 s in all (jobs.run's override, as a task near its
+    # timeout): a render estimated at 10 s or more does not fit.
+    late = launcher.run(1, env={Settings.env_name("task_timeout_s"): "8"})
+    body = spec("it-late", media["long.mp4"], segments=2)
+    queue_request("it-late", body, {"launch_state": "launched", "execution": late, "launches": 1})
+    doc = wait_for("it-late", ended, 120)
+    assert doc["status"] == "COMPLETED", doc.get("error")
+    handed = doc["handed_back"]
+    assert handed["execution"] == late and handed["estimate_s"] > handed["task_left_s"]
+    assert doc["execution"] != late and doc["launches"] == 2 and doc["attempt"] == 1
+    deadline = time.monotonic() + 30
+    while launcher.execution(late).alive:  # the late task took nothing more and left
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert launcher.execution(late).state == "SUCCEEDED"

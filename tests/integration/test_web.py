@@ -1,0 +1,414 @@
+"""The web client in Debian's headless Chromium, against the whole local cloud.
+
+The page (web/, served by the stack's web process) signs in against the Auth emulator, submits
+through the HTTP API with its ID token, and follows jobs with Firestore listeners under
+firestore.rules. Each test acts as a user would (fills fields, clicks) and checks what the page
+shows; screenshots of every screen go to docs/img/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scenerender import clients
+from scenerender.devstack import DevStack
+from scenerender.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.emulators]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh); Playwright never downloads one
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+PASSWORD = "web-test-password"
+RENDER_TIMEOUT_MS = int(os.environ.get("WEB_TEST_RENDER_TIMEOUT_MS", "240000"))
+
+# Records every change the page shows in its live regions, with the wall-clock time it showed it.
+OBSERVE = """
+() => {
+  window.__changes = [];
+  const read = () => {
+    const progress = document.querySelector('#job-state progress, #batch-state progress');
+    const status = document.querySelector('#job-state [data-status], #batch-state [data-status]');
+    const stage = document.querySelector('#stage');
+    const counts = document.querySelector('#batch-counts');
+    return {
+      t: performance.timeOrigin + performance.now(),
+      progress: progress ? Number(progress.dataset.progress) : null,
+      status: status ? status.dataset.status : null,
+      stage: stage ? stage.dataset.stage : null,
+      completed: counts ? Number(counts.dataset.completed) : null,
+    };
+  };
+  new MutationObserver(() => window.__changes.push(read()))
+    .observe(document.querySelector('main'), {childList: true, subtree: true, characterData: true});
+  window.__document_marker = Math.random();
+  return window.__document_marker;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def served(cloud: DevStack) -> str:
+    assert cloud.web_running(), "web/dist is not built: run scripts/setup.sh"
+    return cloud.web_url
+
+
+@pytest.fixture(scope="module")
+def web(served: str, cloud: DevStack, settings: Settings) -> str:
+    """The page's URL, with a short sample scene published (4 segments of 2 s)."""
+    from scenerender.webserve import sample_specs
+
+    if "auth" not in json.loads(cloud.web_config_path.read_text())["emulators"]:
+        pytest.skip("the local cloud runs no Firebase Auth emulator yet: the page cannot sign in")
+    cloud.publish_web_samples(sample_specs(settings, segments=4, seconds=2.0))
+    return served
+
+
+def test_the_page_holds_only_public_config(served: str, cloud: DevStack) -> None:
+    """The page, its bundle and config.json are served; nothing secret is in them; /api reaches the API."""
+    page = httpx.get(served, timeout=10)
+    assert page.status_code == 200 and 'src="app.js"' in page.text
+    config = httpx.get(served + "config.json", timeout=10).json()
+    assert set(config) <= {"firebase", "apiUrl", "emulators", "googleSignIn", "collections", "samples"}
+    assert set(config["firebase"]) <= {"apiKey", "projectId", "authDomain", "appId"}
+    bundle = httpx.get(served + "app.js", timeout=30).text
+    key = json.loads((cloud.state_dir / "signer-key.json").read_text())
+    for text in (page.text, json.dumps(config), bundle):
+        assert "PRIVATE KEY" not in text and key["client_email"] not in text
+    # The same-origin /api is the HTTP API: it answers with its own JSON error, not the static server's page.
+    answer = httpx.get(served + "api/?job_id=nobody", timeout=30)
+    assert answer.status_code in (400, 401, 404)
+    assert "code" in answer.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+class User:
+    """One person in their own browser context (own storage, own sign-in)."""
+
+    def __init__(self, browser: Any, web: str, *, width: int = 1100) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.requests: list[tuple[float, str, str]] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append((time.time(), r.method, r.url)))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.web = web
+        self.email = f"u-{uuid.uuid4().hex[:10]}@scenerender.test"
+        self.uid = ""
+
+    def sign_up(self, shot: str | None = None, *, keyboard: bool = False) -> None:
+        page = self.page
+        page.goto(self.web)
+        page.get_by_role("heading", name="Sign in").wait_for()
+        if keyboard:
+            # Keyboard only: the heading has focus; Tab moves through the labelled fields in order.
+            page.keyboard.press("Tab")
+            page.keyboard.type(self.email)
+            page.keyboard.press("Tab")
+            page.keyboard.type(PASSWORD)
+            page.keyboard.press("Tab")  # Sign in
+            page.keyboard.press("Tab")  # Create account
+            assert page.evaluate("document.activeElement.id") == "signup"
+            page.keyboard.press("Enter")
+        else:
+            page.get_by_label("Email").fill(self.email)
+            page.get_by_label("Password").fill(PASSWORD)
+            if shot:
+                screenshot(page, shot)
+            page.get_by_role("button", name="Create account").click()
+        page.wait_for_function("document.body.dataset.user")
+        page.get_by_role("heading", name="My renders").wait_for()
+        self.uid = page.evaluate("document.body.dataset.user")
+
+    def new_render(self, spec: dict[str, Any] | None = None, *, sample: str | None = None) -> None:
+        page = self.page
+        page.get_by_role("link", name="New render").first.click()
+        page.get_by_role("heading", name="New render").wait_for()
+        if sample:
+            page.get_by_label("Sample scene").select_option(label=sample)
+        else:
+            page.get_by_label("Or paste the job spec (JSON)").fill(json.dumps(spec, indent=2))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"web-{name}.png"), full_page=True)
+
+
+def sample_title(cloud: DevStack) -> str:
+    config = json.loads(cloud.web_config_path.read_text())
+    return str(config["samples"][0]["title"])
+
+
+def sample_spec(cloud: DevStack) -> dict[str, Any]:
+    config = json.loads(cloud.web_config_path.read_text())
+    spec: dict[str, Any] = config["samples"][0]["spec"]
+    return spec
+
+
+def ffprobe_duration(path: Path) -> float:
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_format", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return float(json.loads(done.stdout)["format"]["duration"])
+
+
+@pytest.fixture(scope="module")
+def director(browser: Any, web: str) -> Iterator[User]:
+    user = User(browser, web)
+    user.sign_up(shot="sign-in")
+    yield user
+    user.close()
+
+
+@pytest.fixture(scope="module")
+def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The sample scene submitted from the New render screen and followed to COMPLETED on its job page."""
+    page = director.page
+    director.new_render(sample=sample_title(cloud))
+    page.get_by_text("4 segments · scene 8.00 s").wait_for()
+    dialogue = [c["duration"] for c in sample_spec(cloud)["audio"]["clips"] if c["type"] == "dialogue"]
+    assert f"Dialogue: 2 clips, {sum(dialogue):.1f} s" in page.locator("#tracks").inner_text()
+    page.get_by_label("Resolution").select_option("360p")
+    screenshot(page, "new-render")
+    job_id = page.get_by_label("Job id").input_value()
+    page.get_by_role("button", name="Render").click()
+    page.get_by_role("heading", name=f"Job {job_id}").wait_for()
+    submitted_at = time.time()
+    marker = page.evaluate(OBSERVE)
+    page.wait_for_function(
+        "document.querySelector('#job-state [data-status]')?.dataset.status === 'RUNNING'", timeout=RENDER_TIMEOUT_MS
+    )
+    screenshot(page, "job-running")
+    page.wait_for_function(
+        "['COMPLETED', 'FAILED'].includes(document.querySelector('#job-state [data-status]')?.dataset.status)",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+    ended_at = time.time()
+    announced = page.locator("#live").inner_text()
+    changes: list[dict[str, Any]] = page.evaluate("window.__changes")
+    same_document = page.evaluate("window.__document_marker") == marker
+    doc = clients.jobs().get(job_id)
+    assert doc is not None
+    window = [r for r in director.requests if submitted_at <= r[0] <= ended_at]
+    return {
+        "job_id": job_id,
+        "doc": doc,
+        "changes": changes,
+        "same_document": same_document,
+        "requests": window,
+        "announced": announced,
+    }
+
+
+def test_progress_advances_live_through_the_stages(director: User, rendered: dict[str, Any]) -> None:
+    """Sign in, submit the sample scene, watch it: the listener moves the bar, with no reload and no polling."""
+    doc = rendered["doc"]
+    assert doc["status"] == "COMPLETED", doc.get("error")
+    changes = rendered["changes"]
+    stages = [c["stage"] for c in changes if c["stage"]]
+    distinct_stages = list(dict.fromkeys(stages))
+    progress = [c["progress"] for c in changes if c["progress"] is not None]
+    distinct_progress = sorted(set(progress))
+    assert len(distinct_stages) >= 3, distinct_stages
+    assert len(distinct_progress) >= 3, distinct_progress
+    assert progress == sorted(progress), "the bar never goes back"
+    assert distinct_progress[-1] == 1.0
+    assert rendered["same_document"], "the page was reloaded"
+    assert rendered["announced"] == f"Job {rendered['job_id']}: completed"  # said to screen readers (aria-live)
+    requests = rendered["requests"]
+    # Polling would ask the API (or fetch the document) once per update. The page asked the API
+    # nothing after its POST, and its listener's channel carried every update in fewer requests.
+    api_calls = [r for r in requests if "/api" in r[2] and r[1] != "POST"]
+    assert api_calls == []
+    firestore = [r for r in requests if "google.firestore" in r[2]]
+    video = [r for r in requests if r[2] == rendered["doc"]["output"]["url"]]
+    others = [r for r in requests if r not in firestore and r not in video and "/api" not in r[2]]
+    assert others == []
+    updates = len({(c["stage"], c["progress"], c["status"]) for c in changes})
+    assert len(firestore) < updates / 2, (len(firestore), updates, firestore)
+    assert director.errors == []
+
+
+def test_video_plays_the_signed_url_with_the_results_duration(director: User, rendered: dict[str, Any]) -> None:
+    page = director.page
+    output = rendered["doc"]["output"]
+    video = page.locator("#video")
+    assert video.get_attribute("src") == output["url"]
+    page.wait_for_function("document.querySelector('#video').readyState >= 1", timeout=30_000)
+    duration = page.evaluate("document.querySelector('#video').duration")
+    # The element's duration is the file's; the result's is measured on it: one output frame apart at most.
+    assert duration == pytest.approx(output["duration_s"], abs=1 / output["fps"]), (duration, output["duration_s"])
+    figures = page.locator("#figures").inner_text()
+    assert f"{output['duration_s']:.1f} s" in figures
+    assert "LUFS" in figures
+    screenshot(page, "job-completed")
+
+
+def test_download_button_fetches_the_mp4(director: User, rendered: dict[str, Any], tmp_path: Path) -> None:
+    page = director.page
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Download MP4").click()
+    target = tmp_path / "download.mp4"
+    info.value.save_as(target)
+    data = target.read_bytes()
+    assert data[4:8] == b"ftyp"
+    output = rendered["doc"]["output"]
+    assert len(data) == output["size_bytes"]
+    assert ffprobe_duration(target) == pytest.approx(output["duration_s"], abs=0.05)
+    assert info.value.suggested_filename == f"{rendered['job_id']}.mp4"
+
+
+def test_my_renders_lists_the_job(director: User, rendered: dict[str, Any]) -> None:
+    page = director.page
+    page.get_by_role("link", name="My renders", exact=True).click()
+    row = page.locator(f'li.job[data-job-id="{rendered["job_id"]}"]')
+    row.wait_for()
+    assert row.get_attribute("data-status") == "COMPLETED"
+    screenshot(page, "my-renders")
+    # Phone width: nothing wider than the screen.
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    screenshot(page, "my-renders-phone")
+    page.set_viewport_size({"width": 1100, "height": 900})
+
+
+def test_another_user_never_sees_the_first_users_jobs(browser: Any, web: str, rendered: dict[str, Any]) -> None:
+    other = User(browser, web, width=375)  # a phone
+    try:
+        other.sign_up(keyboard=True)
+        page = other.page
+        page.wait_for_selector('#jobs[aria-busy="false"]', state="attached")
+        assert page.locator("li.job").count() == 0
+        assert page.locator("#no-jobs").is_visible()
+        job_id = rendered["job_id"]
+        code = page.evaluate("id => window.scenerender.readJob(id).then(() => 'read', e => e.code)", job_id)
+        assert code == "permission-denied"
+        status = page.evaluate("id => window.scenerender.getJob(id).then(() => 200, e => e.status)", job_id)
+        assert status in (403, 404)
+        # The job page itself shows the refusal, not the job.
+        page.goto(f"{web}#/job/{job_id}")
+        page.get_by_text("permission-denied").wait_for(timeout=90_000)  # after the wait for creation
+        assert page.locator("#video").count() == 0
+    finally:
+        other.close()
+
+
+def test_an_invalid_spec_shows_the_located_error(director: User, cloud: DevStack) -> None:
+    page = director.page
+    spec = json.loads(json.dumps(sample_spec(cloud)))
+    spec["segments"][1]["duration"] = -2
+    director.new_render(spec)
+    page.get_by_role("button", name="Render").click()
+    error = page.locator("#submit-error [data-error-code]")
+    error.wait_for()
+    assert error.get_attribute("data-error-code") == "INVALID_SPEC"
+    assert "segments[1].duration" in error.inner_text()
+    screenshot(page, "invalid-spec")
+    # Broken JSON is located before anything is sent.
+    page.get_by_label("Or paste the job spec (JSON)").fill('{"version": 1,\n  "segments": [}')
+    assert "line 2" in page.locator("#summary").inner_text()
+    assert page.get_by_role("button", name="Render").is_disabled()
+
+
+def test_a_failed_job_shows_its_code_and_reason(director: User, cloud: DevStack, settings: Settings) -> None:
+    page = director.page
+    spec = json.loads(json.dumps(sample_spec(cloud)))
+    missing = f"gs://{settings.media_bucket}/users/{director.uid}/no-such-file.mp4"
+    spec["segments"][0]["url"] = missing
+    spec["job_id"] = f"fails-{uuid.uuid4().hex[:8]}"
+    director.new_render(spec)
+    page.get_by_role("button", name="Render").click()
+    page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
+    page.wait_for_function(
+        "document.querySelector('#job-state [data-status]')?.dataset.status === 'FAILED'", timeout=RENDER_TIMEOUT_MS
+    )
+    error = page.locator("#job-state [data-error-code]")
+    doc = clients.jobs().get(spec["job_id"])
+    assert doc is not None
+    assert error.get_attribute("data-error-code") == doc["error"]["code"]
+    assert doc["error"]["code"].startswith("INPUT_")
+    assert "no-such-file.mp4" in error.inner_text()
+    screenshot(page, "job-failed")
+
+
+def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -> None:
+    page = director.page
+    base = sample_spec(cloud)
+    batch_id = f"batch-{uuid.uuid4().hex[:8]}"
+    scenes = []
+    for i in range(3):
+        scene = json.loads(json.dumps(base))
+        scene["scene_id"] = f"scene-{i + 1}"
+        scene["segments"] = scene["segments"][: i + 1]
+        scene["output"] = {"resolution": "360p", "preview": True}
+        # The looped music alone: the other clips are placed for the whole sample's length.
+        scene["audio"]["clips"] = [c for c in scene["audio"]["clips"] if c["type"] == "music"]
+        scenes.append(scene)
+    director.new_render({"version": 1, "batch_id": batch_id, "scenes": scenes})
+    page.get_by_text("A batch of 3 scenes").wait_for()
+    page.get_by_role("button", name="Render").click()
+    page.get_by_role("heading", name=f"Batch {batch_id}").wait_for()
+    marker = page.evaluate(OBSERVE)
+    page.wait_for_function(
+        "Number(document.querySelector('#batch-counts')?.dataset.completed) >= 1", timeout=RENDER_TIMEOUT_MS
+    )
+    screenshot(page, "batch-running")
+    page.wait_for_function(
+        "document.querySelector('#batch-counts')?.dataset.completed === '3'", timeout=RENDER_TIMEOUT_MS
+    )
+    page.wait_for_function("document.querySelectorAll('#batch-jobs li.job[data-status=COMPLETED]').length === 3")
+    screenshot(page, "batch")
+    changes = page.evaluate("window.__changes")
+    assert page.evaluate("window.__document_marker") == marker
+    completed = [c["completed"] for c in changes if c["completed"] is not None]
+    assert completed == sorted(completed)
+    assert completed[-1] == 3 and len(set(completed)) >= 2, completed  # seen on the way, not only at the end
+    progress = sorted({c["progress"] for c in changes if c["progress"] is not None})
+    assert len(progress) >= 3, progress
+    assert "3 of 3 done" in page.locator("#batch-counts").inner_text()
+
+
+def test_re_render_runs_the_same_job_again(director: User, rendered: dict[str, Any]) -> None:
+    """Re-render on the job page sends the spec this browser sent; the job runs again, the first run in its history."""
+    page = director.page
+    job_id = rendered["job_id"]
+    page.goto(f"{director.web}#/job/{job_id}")
+    page.get_by_role("button", name="Re-render").click()
+    page.wait_for_function(
+        "['QUEUED', 'RUNNING'].includes(document.querySelector('#job-state [data-status]')?.dataset.status)",
+        timeout=60_000,
+    )
+    page.wait_for_function(
+        "document.querySelector('#job-state [data-status]')?.dataset.status === 'COMPLETED'",
+        timeout=RENDER_TIMEOUT_MS,
+    )
+    doc = clients.jobs().get(job_id)
+    assert doc is not None and doc["status"] == "COMPLETED"
+    assert len(doc.get("history") or []) == 1
+    assert page.locator("#video").get_attribute("src") == doc["output"]["url"]

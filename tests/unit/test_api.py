@@ -1,0 +1,200 @@
+"""The HTTP API through functions-framework's test client, with in-memory stores and the real
+token verifier in emulator mode (unsigned tokens). The integration tests run the same requests
+against the functions on the emulators, with the Auth emulator's own tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from functions_framework import create_app
+
+from scenerender import clients
+from scenerender.identity import EMULATOR_ENV
+from scenerender.settings import get_settings
+from tests.tokens import bearer, forged_token
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
+
+SOURCE = str(Path(__file__).parents[2] / "functions" / "main.py")
+SPEC: dict[str, Any] = {
+    "version": 1,
+    "job_id": "scene-1",
+    "project_id": "p",
+    "scene_id": "s",
+    "segments": [{"id": "a", "url": "https://cdn.example.com/a.mp4"}],
+}
+
+
+@pytest.fixture
+def stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeBlobs, FakeJobs]]:
+    monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
+    blobs, jobs = FakeBlobs(), FakeJobs()
+    with clients.override(blobs=blobs, jobs=jobs, bus=FakeBus()):
+        yield blobs, jobs
+
+
+@pytest.fixture
+def http(stores: tuple[FakeBlobs, FakeJobs]) -> FlaskClient:
+    return create_app("http_api", SOURCE, "http").test_client()
+
+
+def user(uid: str) -> dict[str, str]:
+    return bearer(forged_token(uid, get_settings().project_id))
+
+
+def spec(**changes: Any) -> bytes:
+    return json.dumps({**SPEC, **changes}).encode()
+
+
+def error(response: Any) -> dict[str, Any]:
+    body = response.json["error"]
+    assert set(body) == {"code", "message", "details"}
+    assert all(set(d) == {"path", "problem"} for d in body["details"])
+    return dict(body)
+
+
+def test_no_token_or_a_bad_one_is_401(http: FlaskClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic YTpi"}):
+        response = http.post("/", data=spec(), headers=headers)
+        assert response.status_code == 401 and error(response)["code"] == "UNAUTHENTICATED"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_the_token_owns_the_job_and_a_missing_owner_is_filled_in(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
+) -> None:
+    blobs, _ = stores
+    created = http.post("/", data=spec(), headers=user("alice"))
+    assert created.status_code == 202, created.json
+    assert (
+        created.json["job_id"] == "scene-1" and created.json["spec_uri"] == "gs://scenerender-specs/jobs/scene-1.json"
+    )
+    stored = json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"])
+    assert stored["owner_uid"] == "alice" and stored["job_id"] == "scene-1"
+
+
+def test_a_spec_naming_another_owner_is_403(http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]) -> None:
+    response = http.post("/", data=spec(owner_uid="alice"), headers=user("mallory"))
+    assert response.status_code == 403
+    assert error(response)["details"][0]["path"] == "owner_uid"
+    assert stores[0].objects == {}
+
+
+def test_another_users_job_id_or_batch_id_is_409_and_nothing_is_written(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
+) -> None:
+    blobs, jobs = stores
+    jobs.create_job("scene-1", {"status": "COMPLETED", "owner_uid": "alice"})
+    jobs.batches["b-1"] = {"batch_id": "b-1", "owner_uid": "alice"}
+    taken = http.post("/", data=spec(), headers=user("mallory"))
+    assert taken.status_code == 409 and error(taken)["details"][0]["path"] == "job_id"
+    joined = http.post("/", data=spec(job_id="other", batch_id="b-1"), headers=user("mallory"))
+    assert joined.status_code == 409 and error(joined)["details"][0]["path"] == "batch_id"
+    batch = {"version": 1, "batch_id": "b-2", "scenes": [{**SPEC, "job_id": "scene-1"}]}
+    by_batch = http.post("/", data=json.dumps(batch), headers=user("mallory"))
+    assert by_batch.status_code == 409 and error(by_batch)["details"][0]["path"] == "scenes[0].job_id"
+    assert blobs.objects == {}
+    # Its owner re-renders it.
+    assert http.post("/", data=spec(), headers=user("alice")).status_code == 202
+
+
+def test_get_returns_a_job_only_to_its_owner(http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]) -> None:
+    _, jobs = stores
+    jobs.create_job("scene-1", {"status": "QUEUED", "owner_uid": "alice"})
+    own = http.get("/?job_id=scene-1", headers=user("alice"))
+    assert own.status_code == 200 and own.json["status"] == "QUEUED"
+    other = http.get("/?job_id=scene-1", headers=user("mallory"))
+    missing = http.get("/?job_id=nope", headers=user("mallory"))
+    # Another user's job and a missing one answer alike: existence is not told.
+    assert other.status_code == missing.status_code == 404
+    assert error(other)["code"] == "NOT_FOUND"
+    assert http.get("/?job_id=scene-1").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "job_id=a/b",
+        "job_id=.",
+        "job_id=..",
+        "job_id=__x__",
+        "job_id=",
+        "job_id=" + "a" * 129,
+        "",
+        "x=1",
+        "job_id=a%00b",
+        "job_id=a&batch_id=b",
+        "batch_id=..%2F",
+    ],
+)
+def test_invalid_ids_are_400(http: FlaskClient, query: str) -> None:
+    response = http.get(f"/?{query}", headers=user("alice"))
+    assert response.status_code == 400, response.json
+    assert error(response)["code"] == "INVALID_SPEC"
+
+
+def test_a_body_over_the_limit_is_413(http: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCENERENDER_MAX_API_BODY_BYTES", "1000")
+    get_settings.cache_clear()
+    response = http.post("/", data=b" " * 1001 + spec(), headers=user("alice"))
+    assert response.status_code == 413 and error(response)["code"] == "LIMIT_EXCEEDED"
+
+
+def test_the_per_owner_cap_is_429(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, jobs = stores
+    monkeypatch.setenv("SCENERENDER_MAX_ACTIVE_JOBS_PER_OWNER", "2")
+    get_settings.cache_clear()
+    jobs.create_job("a1", {"status": "QUEUED", "owner_uid": "alice"})
+    jobs.create_job("a2", {"status": "RUNNING", "owner_uid": "alice"})
+    jobs.create_job("b1", {"status": "QUEUED", "owner_uid": "bob"})
+    refused = http.post("/", data=spec(job_id="a3"), headers=user("alice"))
+    assert refused.status_code == 429 and error(refused)["code"] == "TOO_MANY_JOBS"
+    assert http.post("/", data=spec(job_id="b2"), headers=user("bob")).status_code == 202
+    jobs.docs["a2"]["status"] = "COMPLETED"
+    assert http.post("/", data=spec(job_id="a3"), headers=user("alice")).status_code == 202
+
+
+def test_local_paths_are_400_with_their_paths(http: FlaskClient) -> None:
+    body = {
+        **SPEC,
+        "segments": [{"id": "a", "url": "media/a.mp4"}, {"id": "b", "url": "gs://m/b.mp4"}],
+        "audio": {"clips": [{"type": "sfx", "url": "file:///etc/passwd"}]},
+    }
+    response = http.post("/", data=json.dumps(body), headers=user("alice"))
+    assert response.status_code == 400
+    assert [d["path"] for d in error(response)["details"]] == ["segments[0].url", "audio.clips[0].url"]
+
+
+def test_uploads_are_signed_under_the_users_prefix(http: FlaskClient) -> None:
+    ask = {"filename": "seg-1.mp4", "content_type": "video/mp4", "size": 1234}
+    response = http.post("/uploads", data=json.dumps(ask), headers=user("alice"))
+    assert response.status_code == 200, response.json
+    assert response.json["uri"].startswith("gs://scenerender-media/users/alice/uploads/")
+    assert response.json["uri"].endswith("/seg-1.mp4") and response.json["method"] == "PUT"
+    for bad in (
+        {**ask, "filename": "../x.mp4"},
+        {**ask, "filename": "a/b.mp4"},
+        {**ask, "filename": ".hidden"},
+        {**ask, "size": 0},
+        {**ask, "size": 10**13},
+        {**ask, "content_type": "text/html\r\nX: y"},
+        {**ask, "extra": 1},
+        {"filename": "a.mp4"},
+    ):
+        refused = http.post("/uploads", data=json.dumps(bad), headers=user("alice"))
+        assert refused.status_code == 400, (bad, refused.json)
+    assert http.post("/uploads", data=json.dumps(ask)).status_code == 401
+
+
+def test_methods_paths_and_preflight(http: FlaskClient) -> None:
+    assert http.put("/", headers=user("alice")).status_code == 405
+    assert http.get("/uploads", headers=user("alice")).status_code == 405
+    assert http.get("/nope", headers=user("alice")).status_code == 404
+    preflight = http.options("/", headers={"Origin": "http://localhost:5000"})
+    assert preflight.status_code == 204 and "Authorization" in preflight.headers["Access-Control-Allow-Headers"]

@@ -1,0 +1,93 @@
+"""The render's cost before it starts (scenerender.budget) and the Cloud Run launcher's API calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scenerender import pipeline
+from scenerender.budget import estimated_render_s, memory_need
+from scenerender.launcher import CloudRunLauncher, execution_from_resource
+from scenerender.settings import Settings
+from scenerender.spec import parse_spec
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
+
+MEDIA = "gs://scenerender-media/users/u1/big.mp4"
+
+
+def scene(duration: float, resolution: str = "1080p") -> dict[str, Any]:
+    return {
+        "version": 1,
+        "job_id": "j",
+        "project_id": "p",
+        "scene_id": "s",
+        "owner_uid": "u1",
+        "output": {"resolution": resolution},
+        "segments": [{"id": "a", "url": MEDIA, "duration": duration}],
+    }
+
+
+def test_the_time_estimate_grows_with_length_and_pixels_and_shrinks_with_cores() -> None:
+    settings = Settings(cpus=2)
+    short, long = (estimated_render_s(parse_spec(scene(d)), settings) for d in (10.0, 100.0))
+    small = estimated_render_s(parse_spec(scene(100.0, "640x360")), settings)
+    more_cores = estimated_render_s(parse_spec(scene(100.0)), Settings(cpus=8))
+    assert 10 < short < long and small < long and more_cores < long
+
+
+def test_a_render_that_cannot_fit_in_memory_is_refused_with_the_numbers_before_any_fetch() -> None:
+    blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
+    blobs.objects[MEDIA] = b"\0" * (300 * 1024 * 1024)
+    settings = Settings(memory_mb=1024, cpus=2)
+    need = memory_need(parse_spec(scene(60.0)), settings, lambda url: len(blobs.objects[url]))
+    assert need.inputs == 300 * 1024 * 1024 and need.total > need.memory
+    jobs.create_job("j", {"status": "QUEUED", "owner_uid": "u1"})
+    fetched: list[str] = []
+    outcome = pipeline.run_render_request(
+        {"job_id": "j", "spec": scene(60.0)},
+        settings=settings,
+        blobs=blobs,
+        jobs=jobs,
+        bus=bus,
+        gs_download=lambda uri, dest, cap: fetched.append(uri),
+    )
+    assert outcome.ack and outcome.status == "FAILED" and fetched == []
+    error = bus.published[-1][1]["error"]
+    assert error["code"] == "LIMIT_EXCEEDED" and error["message"].startswith("memory_mb: the render needs about")
+    assert "inputs 300 MiB" in error["message"] and "the renderer has 1,024 MiB" in error["message"]
+    assert error["details"] == [{"path": "segments[0].url", "message": "300 MiB to fetch"}]
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status_code, self._body, self.text = status, body, str(body)
+
+    def json(self) -> dict[str, Any]:
+        return self._body
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, Any]] = []
+
+    def post(self, url: str, *, json: Any, timeout: float) -> FakeResponse:
+        self.posts.append((url, json))
+        return FakeResponse(200, {"name": "operations/x", "metadata": {"name": "projects/p/jobs/r/executions/r-1"}})
+
+    def get(self, url: str, *, timeout: float) -> FakeResponse:
+        return FakeResponse(404, {})
+
+
+def test_cloud_run_launches_with_a_task_count_and_reads_executions() -> None:
+    session = FakeSession()
+    launcher = CloudRunLauncher(Settings(project_id="p", region="r", renderer_job="job"), session=session)
+    assert launcher.run(3) == "projects/p/jobs/r/executions/r-1"
+    assert session.posts == [
+        ("https://run.googleapis.com/v2/projects/p/locations/r/jobs/job:run", {"overrides": {"taskCount": 3}})
+    ]
+    assert launcher.execution("projects/p/jobs/r/executions/gone").state == "NOT_FOUND"
+    assert execution_from_resource("e", {"taskCount": 2}).state == "PENDING"
+    assert execution_from_resource("e", {"startTime": "t", "runningCount": 1}).alive
+    failed = execution_from_resource("e", {"startTime": "t", "completionTime": "t", "taskCount": 2, "failedCount": 1})
+    assert failed.state == "FAILED" and "1 failed" in failed.detail
+    done = {"startTime": "t", "completionTime": "t", "taskCount": 2, "succeededCount": 2}
+    assert execution_from_resource("e", done).state == "SUCCEEDED"

@@ -1,0 +1,78 @@
+"""The client's side of the API: its error bodies back into the error tree, and which local files
+`submit` may upload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scenerender.errors import (
+    BodyTooLargeError,
+    ConflictError,
+    InputRefusedError,
+    LimitExceededError,
+    NotFoundError,
+    SpecError,
+    TooManyJobsError,
+    TransientError,
+    UnauthenticatedError,
+)
+from scenerender.remote import upload_local_files
+from scenerender.session import error_from_body
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "cls"),
+    [
+        (401, "UNAUTHENTICATED", UnauthenticatedError),
+        (404, "NOT_FOUND", NotFoundError),
+        (409, "CONFLICT", ConflictError),
+        (429, "TOO_MANY_JOBS", TooManyJobsError),
+        (413, "LIMIT_EXCEEDED", BodyTooLargeError),
+        (400, "LIMIT_EXCEEDED", LimitExceededError),
+        (400, "INVALID_SPEC", SpecError),
+        (400, "INPUT_REFUSED", InputRefusedError),
+    ],
+)
+def test_api_errors_come_back_as_their_class(status: int, code: str, cls: type) -> None:
+    body = {"error": {"code": code, "message": "m", "details": [{"path": "segments[0].url", "problem": "p"}]}}
+    exc = error_from_body(status, body)
+    assert type(exc) is cls and exc.details[0].path == "segments[0].url"
+
+
+def test_a_body_that_is_not_ours_is_still_an_error() -> None:
+    assert isinstance(error_from_body(503, {"error": {"code": "INTERNAL", "message": "x"}}), TransientError)
+    assert error_from_body(502, "<html>").message == "the API answered HTTP 502"
+
+
+def test_only_files_in_the_specs_folder_are_uploaded_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "scene").mkdir()
+    (tmp_path / "scene" / "a.mp4").write_bytes(b"a")
+    (tmp_path / "secret.key").write_bytes(b"k")
+    spec_path = tmp_path / "scene" / "job.json"
+    raw = {
+        "segments": [{"id": "a", "url": "a.mp4"}, {"id": "b", "url": "../secret.key"}],
+        "audio": {"clips": [{"type": "sfx", "url": str(tmp_path / "secret.key")}, {"type": "sfx", "url": "gs://m/x"}]},
+    }
+    sent: list[Path] = []
+
+    def upload(path: Path) -> str:
+        sent.append(path)
+        return f"gs://media/users/u/uploads/{path.name}"
+
+    with pytest.raises(SpecError) as refused:
+        upload_local_files(spec_path, raw, upload)
+    assert [d.path for d in refused.value.details] == ["segments[1].url", "audio.clips[0].url"]
+    assert "--allow-outside" in refused.value.message
+    sent.clear()
+    names: dict[str, str] = {}
+    data = upload_local_files(spec_path, raw, upload, allow_outside=True, names=names)
+    assert [s["url"] for s in data["segments"]] == [
+        "gs://media/users/u/uploads/a.mp4",
+        "gs://media/users/u/uploads/secret.key",
+    ]
+    assert data["audio"]["clips"][1]["url"] == "gs://m/x"
+    assert names["gs://media/users/u/uploads/a.mp4"] == "a.mp4"
+    assert json.dumps(raw).count("gs://media") == 0  # the caller's spec is left as it was

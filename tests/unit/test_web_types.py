@@ -1,0 +1,77 @@
+"""The web client's checks that need no browser: generated types, type-checking, its node tests.
+
+The spec types are generated from the schema the pipeline validates with.
+
+web/src/spec.ts is `scenerender schema` through json-schema-to-typescript (web/gen-types.mjs):
+a spec field added or changed in scenerender/spec.py without regenerating it fails here, and
+the typed client (web/src/client.ts, which a TypeScript backend imports) must type-check.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from scenerender.spec import json_schema
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+REGENERATE = ".venv/bin/scenerender schema | node web/gen-types.mjs > web/src/spec.ts"
+
+
+def node_tools() -> None:
+    # setup.sh installs them (npm ci in web/); without them this check cannot be made, which is a failure.
+    if shutil.which("node") is None or not (WEB / "node_modules" / "json-schema-to-typescript").is_dir():
+        pytest.fail("web/node_modules is missing: run scripts/setup.sh (npm ci in web/)")
+
+
+def generate(schema: dict[str, object]) -> str:
+    done = subprocess.run(
+        ["node", str(WEB / "gen-types.mjs")],
+        input=json.dumps(schema),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_generated_spec_types_are_current() -> None:
+    node_tools()
+    assert (WEB / "src" / "spec.ts").read_text() == generate(json_schema()), f"stale: regenerate with {REGENERATE}"
+
+
+def test_a_schema_change_changes_the_types() -> None:
+    # The comparison above can fail: a field added to the schema shows in the generated types.
+    node_tools()
+    schema = json_schema()
+    schema["properties"]["priority"] = {"type": "integer", "title": "Priority"}  # type: ignore[index]
+    assert "priority?: Priority" in generate(schema)
+    assert "priority" not in (WEB / "src" / "spec.ts").read_text()
+
+
+def test_client_type_checks() -> None:
+    node_tools()
+    done = subprocess.run(
+        [str(WEB / "node_modules" / ".bin" / "tsc"), "--noEmit", "-p", str(WEB)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_spec_reading_in_the_page() -> None:
+    """web/test/*.test.mjs under node's test runner: located JSON errors, segment and track summaries."""
+    node_tools()
+    done = subprocess.run(
+        ["node", "--test", "test/"], cwd=WEB, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout
