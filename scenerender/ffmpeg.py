@@ -181,10 +181,6 @@ class FFmpegRunner:
         with self._lock:
             self._live.discard(proc)
 
-    @staticmethod
-    def cancelled_by_us(exc: BaseException) -> bool:
-        return isinstance(exc, RenderError) and exc.message == CANCELLED
-
     def _remaining(self) -> float | None:
         return max(0.1, self._deadline - time.monotonic()) if self._deadline is not None else None
 

@@ -66,8 +66,10 @@ def test_a_killed_worker_is_replaced_and_the_job_completes_once(
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 2, doc
     assert doc["worker"] != f"{doc['worker'].rsplit(':', 1)[0]}:{victim}"
     objects = clients.blobs().list_uris(renders)
-    assert objects == [f"{renders}{doc['run_id']}/it-crash.mp4"]  # one object: the run's, written once
+    videos = [o for o in objects if o.endswith(".mp4")]  # beside it, the run's sidecars (poster, sheet)
+    assert videos == [f"{renders}{doc['run_id']}/it-crash.mp4"]  # one MP4: the run's, written once
+    assert all(o.startswith(f"{renders}{doc['run_id']}/") for o in objects)  # all under the finished run
     assert set(seen_before_end) <= set(objects)  # nothing else (no partial or temp object) ever appeared
     out = tmp_path / "out.mp4"
-    out.write_bytes(clients.blobs().read_bytes(objects[0]))
+    out.write_bytes(clients.blobs().read_bytes(videos[0]))
     assert measure.count_frames(out) == 600 and doc["output"]["size_bytes"] == out.stat().st_size
