@@ -95,6 +95,9 @@ def keep_beating(beat: Callable[[], None], every_s: float, name: str) -> Iterato
         thread.join(timeout=5)
 
 
+CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
+
+
 class JobStore:
     """Reads and moves job documents."""
 
@@ -388,7 +391,9 @@ class JobStore:
                 transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
 
         try:
-            run(self.client.transaction())
+            # Owners racing for one new batch id contend on one document: more attempts than the
+            # default five, so contention alone does not turn a claim into a transient failure.
+            run(self.client.transaction(max_attempts=CLAIM_ATTEMPTS))
         except Exception as exc:
             raise translate_error(exc, f"claim batch {batch_id}") from exc
         return other[0] if other else None

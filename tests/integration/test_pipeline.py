@@ -163,9 +163,11 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     time.sleep(3)  # time for any duplicate render to show
     doc = clients.jobs().get("it-twice") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), doc.get("error")
-    assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/") == [
-        f"gs://{settings.render_bucket}/renders/it-twice/{doc['run_id']}/it-twice.mp4"
-    ]
+    # One run, one MP4; beside it only that run's sidecars (poster, contact sheet, captions).
+    run = f"gs://{settings.render_bucket}/renders/it-twice/{doc['run_id']}/"
+    objects = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/")
+    assert [o for o in objects if o.endswith(".mp4")] == [f"{run}it-twice.mp4"]
+    assert all(o.startswith(run) for o in objects), objects
 
 
 def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scene_media: dict[str, str]) -> None:
@@ -247,9 +249,11 @@ def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings
     time.sleep(5)
     doc = clients.jobs().get("it-dup") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and doc["finished_at"] == finished
-    assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/") == [
-        f"gs://{settings.render_bucket}/renders/it-dup/{doc['run_id']}/it-dup.mp4"
-    ]
+    # One run, one MP4; beside it only that run's sidecars (poster, contact sheet, captions).
+    run = f"gs://{settings.render_bucket}/renders/it-dup/{doc['run_id']}/"
+    objects = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/")
+    assert [o for o in objects if o.endswith(".mp4")] == [f"{run}it-dup.mp4"]
+    assert all(o.startswith(run) for o in objects), objects
 
 
 def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(

@@ -143,7 +143,9 @@ def test_another_owners_drop_for_a_job_changes_nothing_and_the_owner_renders_aga
     assert stable(after) == stable(first)  # owner, status, history, output, spec: untouched
     assert not after.get("resubmission_refused")  # nothing of mallory's is shown to alice
     renders = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-own/")
-    assert renders == [first["output"]["uri"]]
+    # Only the first run's objects: its MP4 and, beside it, its sidecars.
+    assert [o for o in renders if o.endswith(".mp4")] == [first["output"]["uri"]]
+    assert all(o.startswith(first["output"]["uri"].rsplit("/", 1)[0] + "/") for o in renders), renders
     assert download(first["output"]["url"]) == first_bytes
 
     # Alice's own re-submission renders again, keeps the first run, and has its own object:
