@@ -17,6 +17,7 @@ trying again later can succeed::
     ├── CloudUnavailableError        INTERNAL             exit 1   (no cloud answers: the
     │                                                               client says how to start one)
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
+    │   ├── OutOfSyncError           RENDER_FAILED                 (where picture and sound part)
     │   └── RenderTimeoutError       TIMEOUT
     ├── TransientError               INTERNAL             exit 1   (retryable: cloud
     │                                                               service unavailable)
@@ -187,6 +188,15 @@ class RenderError(SceneRenderError):
 
 class QcFailedError(RenderError):
     """The quality report found something the spec's ``qc.fail_on`` names (RENDER_FAILED)."""
+
+    def __init__(self, message: str, *, details: list[ErrorDetail]) -> None:
+        super().__init__(message)
+        self.details = list(details)
+
+
+class OutOfSyncError(RenderError):
+    """The output's picture and sound disagree by more than one frame somewhere (the sync
+    certificate, ``scenerender.sync``); ``details`` name each place, planned and measured."""
 
     def __init__(self, message: str, *, details: list[ErrorDetail]) -> None:
         super().__init__(message)

@@ -351,3 +351,57 @@ def _samples_in_file(track: Track, file_size: int) -> int:
             if inside < count or sample >= track.sample_count:
                 return sample
     return sample
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """The first video track's samples in decode order: when each is presented (seconds), how
+    many bytes it has and where they start in the file."""
+
+    times: list[float]
+    sizes: list[int]
+    offsets: list[int]
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+
+def video_sample_table(path: Path, *, first: int | None = None, max_moov_bytes: int = _MOOV_MAX_BYTES) -> SampleTable:
+    """The sample table of ``path``'s first video track (its ``first`` samples, if given), read
+    from the boxes without decoding; ``ValueError`` when the file is not MP4 or has no video."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            _, _, tracks = _parse_moov(_find_moov(f, size, max_moov_bytes))
+    except (OSError, struct.error) as exc:
+        raise ValueError(f"{path.name}: {exc}") from exc
+    video = next((t for t in tracks if t.handler == "vide"), None)
+    if video is None or video.timescale <= 0 or not video.sample_count:
+        raise ValueError(f"{path.name}: no video samples")
+    count = video.sample_count if first is None else min(first, video.sample_count)
+    sizes = (video.sample_sizes or [video.sample_size] * video.sample_count)[:count]
+    numbers = list(range(1, count + 1))
+    decode = _at_samples(video.decode_runs, numbers, cumulative=True)
+    offsets = _at_samples(video.offset_runs, numbers, cumulative=False) if video.offset_runs else [0] * count
+    places = _sample_offsets(video, count)
+    if len(decode) != count or len(offsets) != count or len(places) != count:
+        raise ValueError(f"{path.name}: the sample tables disagree")
+    times = [(d + o - video.media_start) / video.timescale for d, o in zip(decode, offsets, strict=True)]
+    return SampleTable(times, sizes, places)
+
+
+def _sample_offsets(track: Track, count: int) -> list[int]:
+    """File offsets of the track's first ``count`` samples, from its chunk tables."""
+    places: list[int] = []
+    sizes = track.sample_sizes
+    runs = track.chunk_runs
+    for run, (first_chunk, per_chunk) in enumerate(runs):
+        last_chunk = runs[run + 1][0] - 1 if run + 1 < len(runs) else len(track.chunk_offsets)
+        for chunk in range(first_chunk, min(last_chunk, len(track.chunk_offsets)) + 1):
+            at = track.chunk_offsets[chunk - 1]
+            for _ in range(per_chunk):
+                if len(places) >= count:
+                    return places
+                places.append(at)
+                at += sizes[len(places) - 1] if sizes else track.sample_size
+    return places

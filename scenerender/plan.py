@@ -492,6 +492,7 @@ class VideoPart:
 
     path: Path
     duration: Fraction
+    label: str = ""  # where it comes from, for the sync certificate: "segments[3] ('s3')"
 
 
 def concat_list(parts: Sequence[VideoPart]) -> str:

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
-from scenerender import deliverables, plan
+from scenerender import deliverables, plan, sync
 from scenerender.audio import AudioMade, FinalMux, make_audio
 from scenerender.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.errors import InputError, SceneRenderError, collected
@@ -34,7 +34,7 @@ from scenerender.probe import MediaInfo, probe_data, read_probe, refuse_referenc
 from scenerender.settings import Settings
 from scenerender.spec import JobSpec
 from scenerender.tenancy import SceneLimits
-from scenerender.timeline import Timeline, build_timeline
+from scenerender.timeline import PlacedSegment, Timeline, build_timeline
 
 PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
 
@@ -67,6 +67,7 @@ class RenderResult:
     sidecars: dict[str, str] = field(default_factory=dict)  # kind -> file beside the MP4 (docs/deliverables.md)
     captions_burned: bool = False
     qc: dict[str, Any] = field(default_factory=dict)  # the quality report, measured on the output
+    sync: dict[str, Any] = field(default_factory=dict)  # the sync certificate, measured on the output
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -356,7 +357,7 @@ def render(
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
         # Joined by their pictures' durations, not the files': the audio is the audio pass's.
-        copied = [plan.VideoPart(seg.source.path, seg.duration) for seg in timeline.segments]
+        copied = [plan.VideoPart(seg.source.path, seg.duration, _label(seg)) for seg in timeline.segments]
         final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
@@ -405,12 +406,18 @@ def render(
                 runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
+            # Before captions are burned: the certificate finds each part's frames by their
+            # bytes, which a burn re-encodes (frame for frame, so the timing it measures stays).
+            t_sync = time.monotonic()
+            certificate = sync.certify(part, timeline, pieces, runner, work)
+            timings["sync_s"] = time.monotonic() - t_sync
             if spec.output.burn_captions:
                 t_burn = time.monotonic()
                 deliverables.burn_captions(spec, timeline, part, work, runner)
                 timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
+            result.sync = certificate.to_dict()
             timings["measure_s"] = time.monotonic() - t3
             extras = (
                 deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
@@ -657,12 +664,20 @@ def _normalize_segments(
         for i in indices[1:]:
             _link(first_output(key), commands[i].output)
     parts = [
-        plan.VideoPart(c.output, (p.frames + p.hold_frames) / timeline.fps)
+        plan.VideoPart(
+            c.output,
+            (p.frames + p.hold_frames) / timeline.fps,
+            _label(p.segment) + (f" from its frame {p.first_frame}" if p.first_frame else ""),
+        )
         for p, c in zip(pieces, commands, strict=True)
     ]
     return parts, SegmentCounts.of(
         {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
     )
+
+
+def _label(seg: PlacedSegment) -> str:
+    return f"segments[{seg.index}] ({seg.id!r})"
 
 
 def _link(src: Path, dest: Path) -> None:
