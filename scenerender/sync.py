@@ -53,7 +53,13 @@ SEARCH_S = 0.5  # an onset is looked for this far either side of its planned tim
 REFERENCE_S = 3.0  # a reference's first sound is looked for in this much of it
 ONSET_LEVEL = 0.1  # a reference's onset: its first step at this fraction of its loudest step
 SILENT = 1e-4  # a reference whose loudest step is under this has nothing to find
-MIN_CORRELATION = 0.6  # a weaker match is not a measurement
+MIN_CORRELATION = 0.6  # an envelope match weaker than this is no candidate...
+MIN_WAVE_CORRELATION = 0.5  # ...and a waveform match weaker than this no measurement
+CANDIDATES = 3  # envelope matches tried on the waveform, best first
+WAVE_BEFORE = 160  # samples of a reference's waveform before its onset (20 ms)...
+WAVE_AFTER = 1200  # ...and after it (150 ms)
+FINE = 16  # the waveform is matched this many samples either side of an envelope match
+FADE_EDGE_S = 0.05  # a clip that fades in over longer has no edge to find
 HEAD_SAMPLES = 8  # a part is recognised in the output by this many sample sizes...
 HEAD_BYTES = 4096  # ...and its first sample's last bytes
 PARAMETER_SETS_MAX = 4096  # bytes a copy-join may add before a part's first keyframe
@@ -69,6 +75,7 @@ class Reference:
     offset_s: float  # where the reference starts on the source's decoded clock (>= 0)
     planned_s: float  # where that sample belongs in the output
     until_s: float  # heard until here in the output
+    fade_in_s: float = 0.0
 
 
 @dataclass
@@ -237,7 +244,8 @@ def references(timeline: Timeline) -> list[Reference]:
     for clip in timeline.clips:
         if clip.volume > 0:
             until = min(clip.end, scene_end)
-            found.append(Reference(f"{clip.path} ({clip.type})", clip.source.path, clip.trim_start, clip.start, until))
+            where = f"{clip.path} ({clip.type})"
+            found.append(Reference(where, clip.source.path, clip.trim_start, clip.start, until, clip.fade_in))
     for seg in timeline.segments:
         video, audio = seg.source.video, seg.source.audio
         if seg.volume <= 0 or video is None or audio is None:
@@ -313,7 +321,7 @@ def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Pa
     if len(samples) != wanted:
         raise RenderError(f"the sync decode gave {len(samples)} samples, not {wanted}")
     output = samples[:output_samples]
-    onsets: dict[tuple[Path, float], tuple[int, list[float]] | str] = {}
+    onsets: dict[tuple[Path, float], Onset | str] = {}
     for k, key in enumerate(distinct):
         start = output_samples + k * ref_samples
         onsets[key] = _reference_onset(samples[start : start + ref_samples])
@@ -321,19 +329,30 @@ def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Pa
     unmeasured: list[str] = []
     for ref in refs:
         found = onsets[(ref.path, ref.offset_s)]
+        if ref.fade_in_s > FADE_EDGE_S:
+            found = f"fades in over {ref.fade_in_s:g} s (no edge to find)"
         if isinstance(found, str):
             unmeasured.append(f"{ref.where}: {found}")
             continue
-        onset, pattern = found
-        planned = ref.planned_s + onset * STEP_S
+        planned = ref.planned_s + found.step * STEP_S
         if planned >= ref.until_s:
             continue  # its first sound comes after it stops being heard
-        lag = _locate(output, pattern, planned)
+        lag = _locate(output, found, planned)
         if lag is None:
             unmeasured.append(f"{ref.where}: no match within {SEARCH_S:g} s of {planned:.3f} s (masked?)")
             continue
         landings.append(Landing(ref.where, planned, planned + lag))
     return landings, unmeasured
+
+
+@dataclass(frozen=True)
+class Onset:
+    """A reference's first sound: its envelope step, the envelope around it, and its samples
+    from ``WAVE_BEFORE`` before it to ``WAVE_AFTER`` after (zeros before the reference began)."""
+
+    step: int
+    pattern: list[float]
+    wave: list[float]
 
 
 def _envelope(samples: Sequence[float], start: int, steps: int) -> list[float]:
@@ -346,49 +365,77 @@ def _envelope(samples: Sequence[float], start: int, steps: int) -> list[float]:
     return values
 
 
-def _reference_onset(samples: Sequence[float]) -> tuple[int, list[float]] | str:
-    """The step of a reference's first sound, and its envelope pattern around it; or why none."""
+def _window(samples: Sequence[float], start: int, length: int) -> list[float]:
+    """``length`` samples from ``start``; silence outside the signal."""
+    inside = list(samples[max(0, start) : max(0, start + length)])
+    before = [0.0] * min(length, max(0, -start))
+    return before + inside + [0.0] * (length - len(before) - len(inside))
+
+
+def _reference_onset(samples: Sequence[float]) -> Onset | str:
+    """A reference's first sound, or why it has none to find."""
     steps = len(samples) // STEP
     env = _envelope(samples, 0, steps)
     loudest = max(env, default=0.0)
     if loudest < SILENT:
         return f"silent in its first {REFERENCE_S:g} s"
     onset = next(i for i, v in enumerate(env) if v >= ONSET_LEVEL * loudest)
-    before = [0.0] * max(0, BEFORE - onset) + env[max(0, onset - BEFORE) : onset]
-    pattern = before + env[onset : onset + AFTER]
-    pattern += [0.0] * (BEFORE + AFTER - len(pattern))
-    return onset, pattern
+    pattern = _window(env, onset - BEFORE, BEFORE + AFTER)
+    wave = _window(samples, onset * STEP - WAVE_BEFORE, WAVE_BEFORE + WAVE_AFTER)
+    return Onset(onset, pattern, wave)
 
 
-def _locate(output: Sequence[float], pattern: list[float], planned_s: float) -> float | None:
-    """How late (seconds) ``pattern``'s onset sits in ``output`` against ``planned_s``; None
-    when no lag within ``SEARCH_S`` matches it well enough."""
-    reach = round(SEARCH_S / STEP_S)
-    n = len(pattern)
-    mean = sum(pattern) / n
-    centred = [v - mean for v in pattern]
-    norm = math.sqrt(sum(v * v for v in centred))
-    if norm == 0:
-        return None
-    anchor = round(planned_s * RATE)  # the output sample of the planned onset
-    env = _envelope(output, anchor - (BEFORE + reach) * STEP, n + 2 * reach)
-    sums = [0.0]
-    squares = [0.0]
-    for v in env:
+def _pearson(signal: Sequence[float], centred: Sequence[float], norm: float, lags: range) -> list[float]:
+    """Correlation of ``centred`` (mean removed, ``norm`` its length) with ``signal`` at each lag."""
+    n = len(centred)
+    sums, squares = [0.0], [0.0]
+    for v in signal:
         sums.append(sums[-1] + v)
         squares.append(squares[-1] + v * v)
     scores = []
-    for lag in range(2 * reach + 1):
+    for lag in lags:
         total = sums[lag + n] - sums[lag]
         var = squares[lag + n] - squares[lag] - total * total / n
-        cov = sum(map(operator.mul, env[lag : lag + n], centred))
+        cov = sum(map(operator.mul, signal[lag : lag + n], centred))
         scores.append(cov / (norm * math.sqrt(var)) if var > 1e-12 else 0.0)
-    best = max(range(len(scores)), key=scores.__getitem__)
-    if scores[best] < MIN_CORRELATION:
+    return scores
+
+
+def _centred(values: Sequence[float]) -> tuple[list[float], float]:
+    mean = sum(values) / len(values)
+    centred = [v - mean for v in values]
+    return centred, math.sqrt(sum(v * v for v in centred))
+
+
+def _locate(output: Sequence[float], onset: Onset, planned_s: float) -> float | None:
+    """How late (seconds) ``onset`` sits in ``output`` against ``planned_s``; None when nothing
+    within ``SEARCH_S`` matches it.
+
+    The envelope finds candidates (an edge of the right shape); the waveform decides among
+    them and places the best to the sample. An edge of some other sound has the shape, not
+    the waveform.
+    """
+    reach = round(SEARCH_S / STEP_S)
+    centred, norm = _centred(onset.pattern)
+    wave, wave_norm = _centred(onset.wave)
+    if norm == 0 or wave_norm == 0:
         return None
-    shift = 0.0
-    if 0 < best < len(scores) - 1:  # the peak between steps: a parabola through three
-        left, mid, right = scores[best - 1], scores[best], scores[best + 1]
-        curve = left - 2 * mid + right
-        shift = 0.5 * (left - right) / curve if curve < 0 else 0.0
-    return (best - reach + shift) * STEP_S + (anchor / RATE - planned_s)
+    anchor = round(planned_s * RATE)  # the output sample of the planned onset
+    env = _envelope(output, anchor - (BEFORE + reach) * STEP, len(centred) + 2 * reach)
+    scores = _pearson(env, centred, norm, range(2 * reach + 1))
+    peaks = [
+        i
+        for i in range(len(scores))
+        if scores[i] >= MIN_CORRELATION and scores[i] >= max(scores[max(0, i - 1) : i + 2])
+    ]
+    best: tuple[float, int] | None = None
+    for i in sorted(peaks, key=lambda i: -scores[i])[:CANDIDATES]:
+        at = anchor + (i - reach) * STEP  # the candidate onset, an output sample
+        signal = _window(output, at - WAVE_BEFORE - FINE, len(wave) + 2 * FINE)
+        fine = _pearson(signal, wave, wave_norm, range(2 * FINE + 1))
+        j = max(range(len(fine)), key=fine.__getitem__)
+        if fine[j] >= MIN_WAVE_CORRELATION and (best is None or fine[j] > best[0]):
+            best = (fine[j], at + j - FINE)
+    if best is None:
+        return None
+    return best[1] / RATE - planned_s
