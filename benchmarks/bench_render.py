@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the pictures are measured with the test suite's own meter
 
 from tests.measure import picture_quality  # noqa: E402
+from tests.mediagen import AAC_STEREO_48K, H264_HIGH  # noqa: E402
 
 SHORT_RUN_REPEATS = 5  # renders of about 2 s, run this many times in each turn (side_by_side)
 # A budget too small for two encodes at once (plan.parallel_jobs): one encode of two threads.
@@ -199,20 +200,8 @@ def make_scene(
             "lavfi",
             "-i",
             f"sine=f={200 + 40 * i}:d={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-profile:v",
-            "high",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-ar",
-            "48000",
-            "-ac",
-            "2",
+            *H264_HIGH,
+            *AAC_STEREO_48K,
             "-shortest",
             str(media / f"src-{i}.mp4"),
         )
@@ -333,7 +322,40 @@ def moviepy_python() -> Path:
 
 
 def scenerender(spec: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json"]
+    # --force: each turn renders to the same name again (sidecars included).
+    return [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json", "--force"]
+
+
+def before_and_after(tree: Path, work: Path, seconds: float, rounds: int) -> dict[str, object]:
+    """The matching (copied) scene rendered by this checkout and by ``tree``, the code before a
+    change (``git worktree add /tmp/base REV``), taking turns; the ratio after/before.
+
+    ``tree`` is run with this venv, its package first on PYTHONPATH. One more render of ours
+    with ``--json`` gives the time its stages took (the sync certificate's ``sync_s`` among them).
+    """
+    matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
+    os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
+    after_name, before_name = "scenerender (matching), this checkout", f"scenerender (matching), {tree}"
+    cases = [
+        (after_name, scenerender(matching, work / "after.mp4")),
+        (before_name, ["env", f"PYTHONPATH={tree}", *scenerender(matching, work / "before.mp4")]),
+    ]
+    repeats = {after_name: SHORT_RUN_REPEATS, before_name: SHORT_RUN_REPEATS}
+    after, before = side_by_side(cases, rounds=rounds, repeats=repeats)
+    done = subprocess.run(scenerender(matching, work / "after.mp4"), capture_output=True, text=True, check=True)
+    stages = json.loads(done.stdout)["timings"]
+    for r in (after, before):
+        print(f"{r.name}: wall {r.wall_s:.2f} s, CPU {r.cpu_s:.2f} s, peak {r.peak_mb:.0f} MB, turns {r.turn_walls}")
+    ratio = round(after.wall_s / before.wall_s, 3)
+    by_turn = sorted(round(a / b, 3) for a, b in zip(after.turn_walls, before.turn_walls, strict=True))
+    print(f"after/before (matching): {ratio}x (turn by turn: {', '.join(map(str, by_turn))})")
+    print(f"CPU after/before: {round(after.cpu_s / before.cpu_s, 3)}x; stages of one render: {stages}")
+    return {
+        "runs": [asdict(after), asdict(before)],
+        "after_over_before": ratio,
+        "turn_by_turn": by_turn,
+        "stages": stages,
+    }
 
 
 def rerender_after_one_change(work: Path, seconds: float) -> tuple[Run, Run]:
@@ -394,8 +416,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-moviepy", action="store_true", help="skip the MoviePy baseline")
     parser.add_argument("--quick", action="store_true", help="1 s segments (a smoke run, not the reference)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="TREE",
+        help="only the matching scene, this checkout against the code in TREE (a worktree of the commit before)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="turns of the --before comparison")
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 5.0
+    if args.before is not None:
+        speed = machine_speed()
+        with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
+            data = before_and_after(args.before.resolve(), Path(tmp), seconds, args.rounds)
+        data["machine_speed"] = {"before": speed, "after": machine_speed()}
+        print(f"machine speed before / after the runs: {data['machine_speed']}")
+        results = ROOT / "benchmarks" / "results"
+        results.mkdir(exist_ok=True)
+        (results / f"render-before-after-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(data, indent=2))
+        return
     rows: list[Run] = []
     ratios: dict[str, float] = {}
     turns: dict[str, list[float]] = {}

@@ -122,16 +122,15 @@ def certify(
     wrong += [o for o in onsets if abs(o.error_s) > frame_s + 1e-6]
     details = [
         ErrorDetail(x.where, f"at {x.measured_s:.3f} s in the output, planned {x.planned_s:.3f} s ({_late(x.error_s)})")
-        for x in sorted(wrong, key=lambda x: -abs(x.error_s))
+        for x in sorted(wrong, key=lambda x: x.planned_s)  # where it first goes wrong first
     ]
     drift = movie.audio.duration_s - movie.video.duration_s
     if abs(drift) > frame_s + 1e-6:
-        details.insert(
-            0,
+        details.append(
             ErrorDetail(
                 "output",
                 f"the sound is {movie.audio.duration_s:.3f} s long and the picture {movie.video.duration_s:.3f} s",
-            ),
+            )
         )
     if details:
         raise OutOfSyncError(

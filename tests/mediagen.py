@@ -6,6 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+# How a generator's segment is encoded: the copy path's profile (H.264 High yuv420p, AAC
+# 48 kHz stereo). The tests and benchmarks/bench_render.py make their media with these.
+H264_HIGH = ("-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p")
+AAC_STEREO_48K = ("-c:a", "aac", "-ar", "48000", "-ac", "2")
+
 
 def run_ffmpeg(*args: str) -> None:
     done = subprocess.run(
@@ -36,7 +41,7 @@ def make_video(
     if audio:
         layout = "mono" if channels == 1 else "stereo"
         args += ["-f", "lavfi", "-i", f"sine=f={tone}:r={sample_rate}:d={duration},aformat=channel_layouts={layout}"]
-    args += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p"]
+    args += H264_HIGH
     args += ["-c:a", "aac", "-ar", str(sample_rate), "-ac", str(channels)] if audio else []
     run_ffmpeg(*args, "-t", str(duration), str(path))
     return path
@@ -106,16 +111,7 @@ def make_stamped(
     duration: float = 2.0,
     audio_duration: float | None = None,
     clicks: tuple[float, ...] = (0.1,),
-    video_args: tuple[str, ...] = (
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-profile:v",
-        "high",
-        "-pix_fmt",
-        "yuv420p",
-    ),
+    video_args: tuple[str, ...] = H264_HIGH,
     audio_args: tuple[str, ...] = ("-c:a", "aac"),
     output_args: tuple[str, ...] = (),
     base: str = "testsrc2",
@@ -175,14 +171,7 @@ def make_still_of_last_frame(source: Path, path: Path, *, duration: float, fps: 
         f"reverse,trim=end_frame=1,loop=loop={frames - 1}:size=1:start=0,setpts=N/{fps}/TB",
         "-frames:v",
         str(frames),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-profile:v",
-        "high",
-        "-pix_fmt",
-        "yuv420p",
+        *H264_HIGH,
         "-r",
         str(fps),
         "-an",

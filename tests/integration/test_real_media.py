@@ -45,6 +45,11 @@ def assert_in_sync(
     assert len(onsets) == len(clicks), (onsets[:5], clicks[:5])
     late = max(abs(got - want) for got, want in zip(onsets, clicks, strict=True))
     assert late <= 0.005, late
+    # The render's own certificate agrees: every join and every segment's sound measured in place.
+    sync = result["sync"]
+    assert sync["boundaries_measured"] >= len(segment_frames) + 1, sync
+    assert sync["onsets_measured"] == len(segment_frames) and not sync["onsets_not_measured"], sync
+    assert sync["max_boundary_error_ms"] <= 1000 * frame and sync["max_onset_error_ms"] <= 20, sync
 
 
 def test_segment_audio_longer_than_its_picture_stays_on_the_copy_path_in_sync(tmp_path: Path) -> None:

@@ -1,0 +1,117 @@
+"""The sync certificate (``scenerender.sync``) on real renders: clean ones report where every
+boundary and onset landed, within a frame and 20 ms; a render made wrong on purpose (a plan
+function patched to misplace one clip or one join, as a bug would) is refused as
+RENDER_FAILED naming the place, and nothing is published."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scenerender import plan
+from scenerender.cli import load_spec, local_policy
+from scenerender.errors import OutOfSyncError
+from scenerender.inputs import InputResolver
+from scenerender.render import RenderOptions, RenderResult, render
+from scenerender.settings import Settings
+from tests.integration.test_render import write_spec
+from tests.mediagen import make_clicks, make_stamped
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("sync")
+    # Segments whose own sound clicks 0.1 s in; two clips that click at their first sample.
+    make_stamped(folder / "seg.mp4", duration=1, audio_duration=1, clicks=(0.1,))
+    make_clicks(folder / "line.wav", duration=0.5, clicks=(0.0,))
+    make_clicks(folder / "hit.m4a", duration=0.3, clicks=(0.0,), args=("-c:a", "aac"))
+    return folder
+
+
+def scene(media: Path, name: str, *, preview: bool = False) -> Path:
+    """Four 1 s segments and two clips; ``preview``: at another size, so every segment is encoded."""
+    return write_spec(
+        media,
+        {
+            "output": {"resolution": "256x144" if preview else "320x180", "fps": 30, "preview": preview},
+            "segments": [{"id": f"s{i}", "url": "seg.mp4", "volume": 1.0} for i in range(4)],
+            "audio": {
+                "clips": [
+                    {"type": "dialogue", "url": "line.wav", "segment_id": "s1", "offset": 0.45},
+                    {"type": "sfx", "url": "hit.m4a", "start": 2.7},
+                ],
+                "loudness": None,
+                "ducking": {"enabled": False},
+            },
+        },
+        f"{name}.json",
+    )
+
+
+def render_here(spec_path: Path, out: Path) -> RenderResult:
+    settings = Settings(segment_cache=False, deliverables=False)
+    policy = local_policy(spec_path, settings)
+    return render(
+        load_spec(spec_path), out, lambda d: InputResolver(d, policy), options=RenderOptions.from_settings(settings)
+    )
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["copy", "encode"])
+def test_a_clean_render_certifies_every_boundary_and_onset(media: Path, tmp_path: Path, preview: bool) -> None:
+    result = render_here(scene(media, f"clean-{preview}", preview=preview), tmp_path / "out.mp4")
+    assert result.fast_path is not preview
+    sync: dict[str, Any] = result.sync
+    assert sync["boundaries_measured"] == 5  # four segments' first frames and the picture's end
+    assert sync["onsets_measured"] == 6 and sync["onsets_not_measured"] == [], sync  # 4 segments' sound, 2 clips
+    assert sync["max_boundary_error_ms"] <= 1000 / 30 and sync["max_onset_error_ms"] <= 20, sync
+    assert "sync_s" in result.timings
+
+
+def test_a_clip_placed_late_is_refused_naming_it(media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug in the mix that puts the sfx clip 80 ms (2.4 frames) late.
+    chain = plan._clip_chain
+
+    def late(clip: Any, *args: Any, **kwargs: Any) -> str:
+        text = chain(clip, *args, **kwargs)
+        if clip.index == 1:
+            planned, late = round(clip.start * 48000), round((clip.start + 0.08) * 48000)
+            text = text.replace(f"adelay=delays={planned}S", f"adelay=delays={late}S")
+        return text
+
+    monkeypatch.setattr(plan, "_clip_chain", late)
+    out = tmp_path / "late.mp4"
+    with pytest.raises(OutOfSyncError) as caught:
+        render_here(scene(media, "late-clip"), out)
+    assert caught.value.code == "RENDER_FAILED"
+    assert "audio.clips[1] (sfx)" in caught.value.message and "planned 2.700 s" in caught.value.message
+    assert "80." in caught.value.message and "ms late" in caught.value.message, caught.value.message
+    assert [d.path for d in caught.value.details] == ["audio.clips[1] (sfx)"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("preview", [False, True], ids=["copy", "encode"])
+def test_a_join_that_slides_is_refused_naming_the_segment(
+    media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preview: bool
+) -> None:
+    # A bug in the join: the second part's picture lasts two frames longer than planned, so
+    # every later segment's picture starts 67 ms after its sound.
+    listing = plan.concat_list
+
+    def sliding(parts: Any) -> str:
+        parts = list(parts)
+        parts[1] = plan.VideoPart(parts[1].path, parts[1].duration + Fraction(2, 30), parts[1].label)
+        return listing(parts)
+
+    monkeypatch.setattr(plan, "concat_list", sliding)
+    out = tmp_path / "slid.mp4"
+    with pytest.raises(OutOfSyncError) as caught:
+        render_here(scene(media, f"slide-{preview}", preview=preview), out)
+    message = caught.value.message
+    assert "segments[2] ('s2')" in message and "planned 2.000 s" in message and "66.7 ms late" in message, message
+    assert "segments[3] ('s3')" in {d.path for d in caught.value.details}
+    assert not out.exists()
