@@ -81,7 +81,14 @@ export interface RenderResult {
   loudness_lufs?: number | null;
   true_peak_db?: number | null;
   av_drift_ms?: number;
-  sync?: { max_boundary_error_ms?: number; max_onset_error_ms?: number };
+  /** The sync certificate, measured on the output (docs/media.md). */
+  sync?: {
+    max_boundary_error_ms?: number;
+    max_onset_error_ms?: number | null;
+    boundaries_measured?: number;
+    onsets_measured?: number;
+    onsets_not_measured?: string[];
+  };
   timings?: Record<string, number>;
   [key: string]: unknown;
 }
