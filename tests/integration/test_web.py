@@ -517,3 +517,55 @@ def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(browser: Any, we
         assert user.errors == []
     finally:
         user.close()
+
+
+def test_google_sign_in_where_configured(browser: Any, web: str, cloud: DevStack) -> None:
+    """Google sign-in is offered only where config.json enables it, and wired to Firebase's popup.
+
+    The popup itself cannot be driven here: before it opens Google's window (the Auth emulator's
+    fake Google chooser, /emulator/auth/handler), the Firebase SDK loads Google's script from
+    https://apis.google.com/js/api.js for the window's message channel, and the emulator's
+    chooser loads its widgets from unpkg.com and apis.google.com too; these machines reach no
+    host but package registries. So the test blocks that script (as it is blocked here anyway)
+    and checks the page says so in plain words, then signs a Google account in through the
+    other Google door the client has: a Google ID token (the emulator takes a fake one).
+    """
+    from scenerender.webserve import write_json
+
+    config = json.loads(cloud.web_config_path.read_text())
+    assert config["googleSignIn"] is False  # not configured: not offered
+    before = User(browser, web)
+    try:
+        before.page.goto(web)
+        before.page.get_by_role("heading", name="Sign in").wait_for()
+        assert before.page.get_by_role("button", name="Sign in with Google").count() == 0
+    finally:
+        before.close()
+    user = User(browser, web)
+    try:
+        write_json(cloud.web_config_path, {**config, "googleSignIn": True})
+        user.context.route("https://apis.google.com/**", lambda route: route.abort())
+        popups: list[Any] = []
+        page = user.page
+        page.on("popup", lambda popup: popups.append(popup))
+        page.goto(web)
+        page.get_by_role("heading", name="Sign in").wait_for()
+        page.get_by_role("button", name="Sign in with Google").focus()
+        page.keyboard.press("Enter")
+        error = page.locator("#signin-error [data-error-code]")
+        error.wait_for()
+        assert "apis.google.com" in error.inner_text(), error.inner_text()
+        assert any(u.startswith("https://apis.google.com/js/api.js") for _, _, u in user.requests)
+        assert popups == []
+        assert page.locator("#live").inner_text() == "Sign-in failed"
+        email = f"g-{uuid.uuid4().hex[:10]}@gmail.test"
+        claims = json.dumps({"sub": uuid.uuid4().hex, "email": email, "email_verified": True})
+        page.evaluate("token => window.scenerender.signInWithGoogleIdToken(token)", claims)
+        page.get_by_role("heading", name="My renders").wait_for()
+        assert page.evaluate("window.scenerender.user.providerData.map(p => p.providerId)") == ["google.com"]
+        assert page.locator("#who").inner_text() == email
+        page.wait_for_selector('#jobs[aria-busy="false"]', state="attached")
+        assert page.locator("li.job").count() == 0  # a new account: nobody else's jobs
+    finally:
+        write_json(cloud.web_config_path, config)
+        user.close()

@@ -160,14 +160,14 @@ function showSignIn(): void {
     minlength: 6,
   });
   const problem = h("div", { id: "signin-error", role: "alert" });
-  const busy = async (work: () => Promise<unknown>): Promise<void> => {
+  const busy = async (work: () => Promise<unknown>, words: Record<string, string> = {}): Promise<void> => {
     problem.replaceChildren();
     announce("Signing in…");
     try {
       await work();
     } catch (error) {
       const code = (error as { code?: string }).code ?? "auth/error";
-      problem.append(errorBlock({ code, message: plainAuthError(code) }));
+      problem.append(errorBlock({ code, message: words[code] ?? plainAuthError(code) }));
       announce("Sign-in failed");
     }
   };
@@ -219,11 +219,28 @@ function showSignIn(): void {
   }
   if (config.googleSignIn) {
     others.append(
-      h("button", { type: "button", id: "google", onclick: () => void busy(() => client.signInWithGoogle()) }, "Sign in with Google"),
+      h(
+        "button",
+        { type: "button", id: "google", onclick: () => void busy(() => client.signInWithGoogle(), GOOGLE_ERRORS) },
+        "Sign in with Google",
+      ),
     );
   }
   screen("Sign in", form, others.childElementCount ? others : null, problem);
 }
+
+/** What goes wrong with Google's window, in plain words. */
+const GOOGLE_ERRORS: Record<string, string> = {
+  // The SDK loads Google's script (apis.google.com) before it opens the window: offline, or
+  // with that host blocked, it fails here.
+  "auth/internal-error": "Google sign-in could not start: Google's sign-in script (apis.google.com) did not load.",
+  "auth/network-request-failed": "Google sign-in could not start: Google's sign-in script (apis.google.com) did not load.",
+  "auth/popup-blocked": "The browser blocked Google's sign-in window: allow pop-ups for this page and try again.",
+  "auth/popup-closed-by-user": "Google's sign-in window was closed before signing in.",
+  "auth/cancelled-popup-request": "Google's sign-in window was closed before signing in.",
+  "auth/operation-not-allowed": "Google sign-in is not enabled for this project.",
+  "auth/unauthorized-domain": "This page's address is not among the project's authorised domains for Google sign-in.",
+};
 
 function plainAuthError(code: string): string {
   const words: Record<string, string> = {

@@ -15,6 +15,7 @@ import {
   GoogleAuthProvider,
   onAuthStateChanged,
   signInWithEmailAndPassword,
+  signInWithCredential,
   signInWithPopup,
   signOut,
   type User,
@@ -225,8 +226,18 @@ export class SceneRenderClient {
     }
   }
 
+  /** Google's own sign-in window (the Auth emulator's fake Google locally). */
   async signInWithGoogle(): Promise<User> {
     return (await signInWithPopup(this.auth, new GoogleAuthProvider())).user;
+  }
+
+  /**
+   * Sign in with a Google ID token the caller already holds (Google Identity Services' one-tap
+   * button, or a backend's own Google sign-in); the Auth emulator takes a fake one, a JSON
+   * object of claims (`{"sub", "email", "email_verified"}`).
+   */
+  async signInWithGoogleIdToken(idToken: string): Promise<User> {
+    return (await signInWithCredential(this.auth, GoogleAuthProvider.credential(idToken))).user;
   }
 
   signOut(): Promise<void> {
