@@ -38,6 +38,7 @@ locals {
     "spec.py",
     "storage.py",
     "sweeper.py",
+    "sync.py",
     "tenancy.py",
     "timeline.py",
     "workitems.py",
