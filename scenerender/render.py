@@ -413,7 +413,16 @@ def render(
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
             extras = (
-                deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
+                deliverables.make(
+                    spec,
+                    timeline,
+                    part,
+                    work,
+                    runner,
+                    loudness_lufs=result.loudness_lufs,
+                    # Copied and not burned over: the output's frames are the sources' own.
+                    sources_copied=final is not None and not spec.output.burn_captions,
+                )
                 if opts.deliverables
                 else deliverables.Deliverables()
             )
