@@ -11,6 +11,7 @@ locals {
     "cloud/__init__.py",
     "cloud/bus.py",
     "cloud/clients.py",
+    "cloud/google_errors.py",
     "cloud/identity.py",
     "cloud/jobs.py",
     "cloud/launcher.py",

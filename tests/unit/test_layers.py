@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.imports import PACKAGE, ROOT, module_name, package_files
+from tests.imports import PACKAGE, ROOT, module_file, module_name, package_files
 
 BASE = "base"
 MAY_IMPORT: dict[str, set[str]] = {
@@ -68,7 +68,7 @@ def imported_modules(path: Path) -> set[str]:
             names = [base]
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                if (ROOT.joinpath(*sub.split(".")).with_suffix(".py")).is_file() or ROOT.joinpath(*sub.split(".")).is_dir():
+                if module_file(sub) is not None:
                     names.append(sub)
         else:
             continue
