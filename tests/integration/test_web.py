@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scenerender import clients
-from scenerender.devstack import DevStack
+from scenerender.cloud import clients
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -67,7 +67,7 @@ def served(cloud: DevStack) -> str:
 @pytest.fixture(scope="module")
 def web(served: str, cloud: DevStack, settings: Settings) -> str:
     """The page's URL, with a short sample scene published (4 segments of 2 s)."""
-    from scenerender.webserve import sample_specs
+    from scenerender.dev.webserve import sample_specs
 
     if "auth" not in json.loads(cloud.web_config_path.read_text())["emulators"]:
         pytest.skip("the local cloud runs no Firebase Auth emulator yet: the page cannot sign in")
@@ -563,7 +563,7 @@ def test_google_sign_in_where_configured(browser: Any, web: str, cloud: DevStack
     and checks the page says so in plain words, then signs a Google account in through the
     other Google door the client has: a Google ID token (the emulator takes a fake one).
     """
-    from scenerender.webserve import write_json
+    from scenerender.dev.webserve import write_json
 
     config = json.loads(cloud.web_config_path.read_text())
     assert config["googleSignIn"] is False  # not configured: not offered

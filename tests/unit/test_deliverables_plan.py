@@ -7,10 +7,10 @@ import math
 from array import array
 from typing import Any
 
-from scenerender.deliverables import qc, roles, stills
-from scenerender.mp4 import VideoSample
-from scenerender.spec import parse_spec
-from scenerender.timeline import build_timeline
+from scenerender.core.deliverables import qc, roles, stills
+from scenerender.core.mp4 import VideoSample
+from scenerender.core.spec import parse_spec
+from scenerender.core.timeline import build_timeline
 from tests.unit.fakes import sound, video
 
 
