@@ -36,7 +36,7 @@ Each class also carries the HTTP status the API answers it with (``http_status``
 a spec or input refused, 503 for a transient failure, 500 only for a bug.
 
 Third-party exceptions are translated into this tree once, where they are caught, with
-``raise ... from exc``: Google's client errors by the one map in ``scenerender.google_errors``
+``raise ... from exc``: Google's client errors by the one map in ``scenerender.cloud.google_errors``
 (which also decides which of them are worth a retry); httpx's and subprocess's where the
 fetch and the ffmpeg runner catch them.
 
@@ -199,7 +199,7 @@ class QcFailedError(RenderError):
 
 class OutOfSyncError(RenderError):
     """The output's picture and sound disagree by more than one frame somewhere (the sync
-    certificate, ``scenerender.sync``); ``details`` name each place, planned and measured."""
+    certificate, ``scenerender.core.sync``); ``details`` name each place, planned and measured."""
 
     def __init__(self, message: str, *, details: list[ErrorDetail]) -> None:
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""The sync certificate (``scenerender.sync``) on real renders: clean ones report where every
+"""The sync certificate (``scenerender.core.sync``) on real renders: clean ones report where every
 boundary and onset landed, within a frame and 20 ms; a render made wrong on purpose (a plan
 function patched to misplace one clip or one join, as a bug would) is refused as
 RENDER_FAILED naming the place, and nothing is published."""
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from scenerender import plan
-from scenerender.cli import load_spec, local_policy
+from scenerender.cli.app import load_spec, local_policy
+from scenerender.core import plan
+from scenerender.core.inputs import InputResolver
+from scenerender.core.render import RenderOptions, RenderResult, render
 from scenerender.errors import OutOfSyncError
-from scenerender.inputs import InputResolver
-from scenerender.render import RenderOptions, RenderResult, render
 from scenerender.settings import Settings
 from tests.integration.test_render import write_spec
 from tests.mediagen import make_clicks, make_stamped

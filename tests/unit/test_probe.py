@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from scenerender.core.probe import parse_probe
 from scenerender.errors import InputMediaError, InputRefusedError
-from scenerender.probe import parse_probe
 
 
 def probe_json(**overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from scenerender import sync
+from scenerender.core import sync
 
 RATE = sync.RATE
 

@@ -1,0 +1,440 @@
+"""The sync certificate: where every segment boundary and sound onset landed in the output,
+measured on the output file against the timeline (CONTRACT.md section 2, issue #21).
+
+Measured on the file, not taken from the plan:
+
+- **Boundaries**, from the output's sample table, without decoding. The output's picture is
+  a copy-join of parts (the sources themselves on the copy path, the encoded pieces
+  otherwise), so each part's first samples are in the output byte for byte. They are looked
+  for near the sample the timeline puts them at (the same run of sample sizes, the same
+  picture data); their presentation time in the output is where that boundary landed. The
+  picture's end is the output's video track's end. A part whose first frame is not there at
+  all fails the render.
+- **Onsets**, from one decode of the output's sound (8 kHz mono) beside a plain decode of
+  the start of each clip and of each segment's own sound (the same process). Each
+  reference's first sound is found in its own decode; its energy envelope (2 ms steps, 50 ms
+  before the onset to 150 ms after) is matched against the output's within
+  ±``SEARCH_S`` of where the timeline puts it (Pearson correlation; the best lag refined
+  between steps). A match weaker than ``MIN_CORRELATION`` (the sound masked by louder
+  sound, or without an edge to find: a steady tone running on from the segment before) is
+  listed as not measured rather than guessed; so is a reference silent in its first
+  ``REFERENCE_S`` seconds.
+- ``av_drift_ms``: the output's audio track's length minus its video track's.
+
+Computed, not measured: the planned times themselves (``scenerender.timeline``). Not
+checked here: which source frame each output frame shows (the tests read frame stamps for
+that).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from scenerender.core import plan
+from scenerender.core.ffmpeg import FFmpegRunner, write_files
+from scenerender.core.mp4 import SampleTable, read_movie, video_sample_table
+from scenerender.core.probe import DEMUXER_WHITELIST
+from scenerender.core.timeline import Timeline
+from scenerender.errors import ErrorDetail, OutOfSyncError, RenderError
+
+RATE = 8000  # the sound is compared at this rate: an envelope needs no more
+STEP = 16  # samples per envelope step (2 ms)
+STEP_S = STEP / RATE
+BEFORE = 25  # envelope steps of a reference before its onset (50 ms)...
+AFTER = 75  # ...and after it (150 ms)
+SEARCH_S = 0.5  # an onset is looked for this far either side of its planned time
+REFERENCE_S = 3.0  # a reference's first sound is looked for in this much of it
+ONSET_LEVEL = 0.1  # a reference's onset: its first step at this fraction of its loudest step
+SILENT = 1e-4  # a reference whose loudest step is under this has nothing to find
+MIN_CORRELATION = 0.6  # an envelope match weaker than this is no candidate...
+MIN_WAVE_CORRELATION = 0.5  # ...and a waveform match weaker than this no measurement
+CANDIDATES = 3  # envelope matches tried on the waveform, best first
+WAVE_BEFORE = 160  # samples of a reference's waveform before its onset (20 ms)...
+WAVE_AFTER = 1200  # ...and after it (150 ms)
+FINE = 16  # the waveform is matched this many samples either side of an envelope match
+FADE_EDGE_S = 0.05  # a clip that fades in over longer has no edge to find
+HEAD_SAMPLES = 8  # a part is recognised in the output by this many sample sizes...
+HEAD_BYTES = 4096  # ...and its first sample's last bytes
+PARAMETER_SETS_MAX = 4096  # bytes a copy-join may add before a part's first keyframe
+MAX_LISTED = 20  # offenders and unmeasured onsets named, at most
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Sound that should start at a known output time: a clip, or a segment's own sound."""
+
+    where: str  # "audio.clips[2] (dialogue)", "segments[4] ('s4') sound"
+    path: Path
+    offset_s: float  # where the reference starts on the source's decoded clock (>= 0)
+    planned_s: float  # where that sample belongs in the output
+    until_s: float  # heard until here in the output
+    fade_in_s: float = 0.0
+
+
+@dataclass
+class SyncReport:
+    """``sync`` of the result (CONTRACT.md section 2)."""
+
+    max_boundary_error_ms: float
+    max_onset_error_ms: float | None  # None: no onset could be measured
+    boundaries_measured: int
+    onsets_measured: int
+    onsets_not_measured: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_boundary_error_ms": self.max_boundary_error_ms,
+            "max_onset_error_ms": self.max_onset_error_ms,
+            "boundaries_measured": self.boundaries_measured,
+            "onsets_measured": self.onsets_measured,
+            "onsets_not_measured": self.onsets_not_measured[:MAX_LISTED],
+        }
+
+
+@dataclass(frozen=True)
+class Landing:
+    where: str
+    planned_s: float
+    measured_s: float
+
+    @property
+    def error_s(self) -> float:
+        return self.measured_s - self.planned_s
+
+
+def certify(
+    out: Path, timeline: Timeline, parts: Sequence[plan.VideoPart], runner: FFmpegRunner, work: Path
+) -> SyncReport:
+    """Measure ``out`` (the joined, muxed render) against ``timeline``; ``OutOfSyncError``
+    when picture and sound disagree by more than one output frame anywhere."""
+    frame_s = 1 / float(timeline.fps)
+    boundaries = boundary_landings(out, timeline, parts)
+    movie = read_movie(out)
+    onsets, unmeasured = onset_landings(out, timeline, runner, work)
+    wrong = [b for b in boundaries if abs(b.error_s) > frame_s + 1e-6]
+    wrong += [o for o in onsets if abs(o.error_s) > frame_s + 1e-6]
+    details = [
+        ErrorDetail(x.where, f"at {x.measured_s:.3f} s in the output, planned {x.planned_s:.3f} s ({_late(x.error_s)})")
+        for x in sorted(wrong, key=lambda x: x.planned_s)  # where it first goes wrong first
+    ]
+    drift = movie.audio.duration_s - movie.video.duration_s
+    if abs(drift) > frame_s + 1e-6:
+        details.append(
+            ErrorDetail(
+                "output",
+                f"the sound is {movie.audio.duration_s:.3f} s long and the picture {movie.video.duration_s:.3f} s",
+            )
+        )
+    if details:
+        raise OutOfSyncError(
+            f"picture and sound are out of sync by more than one frame ({frame_s * 1000:.1f} ms): {details[0]}"
+            + (f" (and {len(details) - 1} more)" if len(details) > 1 else ""),
+            details=details[:MAX_LISTED],
+        )
+    return SyncReport(
+        max_boundary_error_ms=_ms(max((abs(b.error_s) for b in boundaries), default=0.0)),
+        max_onset_error_ms=_ms(max(abs(o.error_s) for o in onsets)) if onsets else None,
+        boundaries_measured=len(boundaries),
+        onsets_measured=len(onsets),
+        onsets_not_measured=unmeasured,
+    )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def _late(error_s: float) -> str:
+    return f"{abs(error_s) * 1000:.1f} ms {'late' if error_s > 0 else 'early'}"
+
+
+# ---------------------------------------------------------------------------- boundaries
+
+
+def boundary_landings(out: Path, timeline: Timeline, parts: Sequence[plan.VideoPart]) -> list[Landing]:
+    """Where each part's first frame and the picture's end landed in ``out``."""
+    try:
+        table = video_sample_table(out)
+    except ValueError as exc:
+        raise RenderError(f"the output's sample table could not be read: {exc}") from exc
+    heads: dict[Path, tuple[SampleTable, bytes]] = {}
+    landings: list[Landing] = []
+    planned = Fraction(0)
+    expected = 0  # the output sample the part's first frame should be
+    with out.open("rb") as output:
+        for n, part in enumerate(parts):
+            frames = round(part.duration * timeline.fps)
+            where = part.label or f"video part {n}"
+            if part.path not in heads:
+                try:
+                    head = video_sample_table(part.path, first=HEAD_SAMPLES, max_moov_bytes=64 << 20)
+                except ValueError as exc:
+                    raise RenderError(f"{where}: its sample table could not be read: {exc}") from exc
+                with part.path.open("rb") as f:
+                    f.seek(head.offsets[0])
+                    heads[part.path] = (head, _last_unit(f.read(head.sizes[0]))[-HEAD_BYTES:])
+            head, tail = heads[part.path]
+            found = _find_part(table, output, head, tail, expected, frames)
+            if found is None:
+                raise OutOfSyncError(
+                    f"{where}: its first frame is not in the output near {float(planned):.3f} s",
+                    details=[ErrorDetail(where, f"first frame not found near {float(planned):.3f} s")],
+                )
+            width = min(HEAD_SAMPLES, frames, len(table) - found)
+            landings.append(Landing(where, float(planned), min(table.times[found : found + width])))
+            planned += part.duration
+            expected += frames
+    movie = read_movie(out)
+    landings.append(Landing("the end of the picture", float(timeline.duration), movie.video.duration_s))
+    return landings
+
+
+def _find_part(
+    table: SampleTable, output: Any, head: SampleTable, tail: bytes, expected: int, frames: int
+) -> int | None:
+    """The output sample where a part whose first samples are ``head`` begins, nearest ``expected``.
+
+    Copy-joining may put the parameter sets in band before a part's first keyframe (the
+    concat demuxer's Annex B round trip: 39 bytes for 1080p H.264), so that sample is
+    matched by its end (the picture's slice data) and a size no smaller than the part's.
+    """
+    width = min(HEAD_SAMPLES, len(head), frames)
+    reach = max(1, frames // 2)
+    rest = head.sizes[1:width]
+    for distance in range(reach + 1):
+        for at in {expected - distance, expected + distance}:
+            if not 0 <= at <= len(table) - width or table.sizes[at + 1 : at + width] != rest:
+                continue
+            size = table.sizes[at]
+            if head.sizes[0] <= size <= head.sizes[0] + PARAMETER_SETS_MAX:
+                output.seek(table.offsets[at] + size - len(tail))
+                if output.read(len(tail)) == tail:
+                    return at
+    return None
+
+
+def _last_unit(sample: bytes) -> bytes:
+    """The last NAL unit of a length-prefixed (MP4) H.264 sample: the picture's slice data,
+    which a copy-join leaves as it is (parameter sets may be put in before it). The whole
+    sample when it does not parse as 4-byte length prefixes."""
+    at, last = 0, sample
+    while at + 4 <= len(sample):
+        length = int.from_bytes(sample[at : at + 4], "big")
+        if length == 0 or at + 4 + length > len(sample):
+            return sample
+        last, at = sample[at + 4 : at + 4 + length], at + 4 + length
+    return last if at == len(sample) else sample
+
+
+# ---------------------------------------------------------------------------- onsets
+
+
+def references(timeline: Timeline) -> list[Reference]:
+    """Every sound the timeline places: each clip heard, each segment's own sound."""
+    found: list[Reference] = []
+    scene_end = float(timeline.duration)
+    for clip in timeline.clips:
+        if clip.volume > 0:
+            until = min(clip.end, scene_end)
+            where = f"{clip.path} ({clip.type})"
+            found.append(Reference(where, clip.source.path, clip.trim_start, clip.start, until, clip.fade_in))
+    for seg in timeline.segments:
+        video, audio = seg.source.video, seg.source.audio
+        if seg.volume <= 0 or video is None or audio is None:
+            continue
+        # A plain decode's first sample is the sound's first (its start time on the file's
+        # clock); the segment starts at its picture's first frame, ``trim_start`` into it.
+        offset = seg.trim_start + video.start_time - audio.start_time
+        planned = float(seg.start)
+        if offset < 0:  # the sound starts after the segment's first frame
+            planned, offset = planned - offset, 0.0
+        until = float(seg.start + seg.duration)
+        found.append(Reference(f"segments[{seg.index}] ({seg.id!r}) sound", seg.source.path, offset, planned, until))
+    return found
+
+
+def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, dest: Path, script: Path) -> plan.Command:
+    """One ffmpeg: the output's sound, then each reference's first ``REFERENCE_S`` seconds,
+    all at ``RATE`` mono, back to back in one raw float stream of known lengths."""
+    ref_samples = round(REFERENCE_S * RATE)
+    inputs = ["-protocol_whitelist", "file", "-i", str(out)]
+    mono = "aformat=sample_fmts=flt:channel_layouts=mono"
+    chains = [
+        # first_pts=0: a sound track that starts after the file's time 0 keeps its delay.
+        f"[0:a:0]aresample={RATE}:first_pts=0,{mono},apad=whole_len={output_samples},"
+        f"atrim=end_sample={output_samples}[o]"
+    ]
+    for k, ref in enumerate(refs, start=1):
+        first = round(ref.offset_s * RATE)
+        # Read no further than needed (-t on the input); a plain decode, as any player makes it.
+        inputs += ["-t", f"{ref.offset_s + REFERENCE_S + 0.5:.6f}", "-protocol_whitelist", "file"]
+        inputs += ["-format_whitelist", DEMUXER_WHITELIST, "-i", str(ref.path)]
+        chains.append(
+            f"[{k}:a:0]aresample={RATE},{mono},atrim=start_sample={first},asetpts=N/SR/TB,"
+            f"apad=whole_len={ref_samples},atrim=end_sample={ref_samples}[r{k}]"
+        )
+    labels = "[o]" + "".join(f"[r{k}]" for k in range(1, len(refs) + 1))
+    chains.append(f"{labels}concat=n={len(refs) + 1}:v=0:a=1[all]")
+    argv = [
+        "ffmpeg",
+        "-y",
+        *inputs,
+        "-filter_complex_script",
+        str(script),
+        "-map",
+        "[all]",
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "f32le",
+        str(dest),
+    ]
+    return plan.Command(argv=argv, output=dest, duration_s=output_samples / RATE, files={script: ";\n".join(chains)})
+
+
+def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Path) -> tuple[list[Landing], list[str]]:
+    """Where each reference's first sound landed in ``out``; and the references not measured, with why."""
+    refs = [r for r in references(timeline) if r.planned_s < r.until_s]
+    if not refs:
+        return [], []
+    # One decode per distinct source and offset (120 segments of one file: one reference).
+    distinct = list(dict.fromkeys((r.path, r.offset_s) for r in refs))
+    sources = [Reference("", path, offset, 0.0, 0.0) for path, offset in distinct]
+    output_samples = math.ceil(float(timeline.duration) * RATE)
+    dest, script = work / "sync.f32", work / "sync.filtergraph"
+    command = decode_command(out, sources, output_samples, dest, script)
+    write_files(command.files)
+    runner.run(command.argv)
+    samples = array("f")
+    samples.frombytes(dest.read_bytes())
+    dest.unlink()
+    ref_samples = round(REFERENCE_S * RATE)
+    wanted = output_samples + ref_samples * len(sources)
+    if len(samples) != wanted:
+        raise RenderError(f"the sync decode gave {len(samples)} samples, not {wanted}")
+    output = samples[:output_samples]
+    onsets: dict[tuple[Path, float], Onset | str] = {}
+    for k, key in enumerate(distinct):
+        start = output_samples + k * ref_samples
+        onsets[key] = _reference_onset(samples[start : start + ref_samples])
+    landings: list[Landing] = []
+    unmeasured: list[str] = []
+    for ref in refs:
+        found = onsets[(ref.path, ref.offset_s)]
+        if ref.fade_in_s > FADE_EDGE_S:
+            found = f"fades in over {ref.fade_in_s:g} s (no edge to find)"
+        if isinstance(found, str):
+            unmeasured.append(f"{ref.where}: {found}")
+            continue
+        planned = ref.planned_s + found.step * STEP_S
+        if planned >= ref.until_s:
+            continue  # its first sound comes after it stops being heard
+        lag = _locate(output, found, planned)
+        if lag is None:
+            unmeasured.append(f"{ref.where}: no match within {SEARCH_S:g} s of {planned:.3f} s (masked?)")
+            continue
+        landings.append(Landing(ref.where, planned, planned + lag))
+    return landings, unmeasured
+
+
+@dataclass(frozen=True)
+class Onset:
+    """A reference's first sound: its envelope step, the envelope around it, and its samples
+    from ``WAVE_BEFORE`` before it to ``WAVE_AFTER`` after (zeros before the reference began)."""
+
+    step: int
+    pattern: list[float]
+    wave: list[float]
+
+
+def _envelope(samples: Sequence[float], start: int, steps: int) -> list[float]:
+    """Mean magnitude of each ``STEP`` samples from ``start`` (outside the signal: silence)."""
+    values = []
+    for i in range(steps):
+        a = start + i * STEP
+        block = samples[max(0, a) : max(0, a + STEP)]
+        values.append(sum(map(abs, block)) / STEP)
+    return values
+
+
+def _window(samples: Sequence[float], start: int, length: int) -> list[float]:
+    """``length`` samples from ``start``; silence outside the signal."""
+    inside = list(samples[max(0, start) : max(0, start + length)])
+    before = [0.0] * min(length, max(0, -start))
+    return before + inside + [0.0] * (length - len(before) - len(inside))
+
+
+def _reference_onset(samples: Sequence[float]) -> Onset | str:
+    """A reference's first sound, or why it has none to find."""
+    steps = len(samples) // STEP
+    env = _envelope(samples, 0, steps)
+    loudest = max(env, default=0.0)
+    if loudest < SILENT:
+        return f"silent in its first {REFERENCE_S:g} s"
+    onset = next(i for i, v in enumerate(env) if v >= ONSET_LEVEL * loudest)
+    pattern = _window(env, onset - BEFORE, BEFORE + AFTER)
+    wave = _window(samples, onset * STEP - WAVE_BEFORE, WAVE_BEFORE + WAVE_AFTER)
+    return Onset(onset, pattern, wave)
+
+
+def _pearson(signal: Sequence[float], centred: Sequence[float], norm: float, lags: range) -> list[float]:
+    """Correlation of ``centred`` (mean removed, ``norm`` its length) with ``signal`` at each lag."""
+    n = len(centred)
+    sums, squares = [0.0], [0.0]
+    for v in signal:
+        sums.append(sums[-1] + v)
+        squares.append(squares[-1] + v * v)
+    scores = []
+    for lag in lags:
+        total = sums[lag + n] - sums[lag]
+        var = squares[lag + n] - squares[lag] - total * total / n
+        cov = sum(map(operator.mul, signal[lag : lag + n], centred))
+        scores.append(cov / (norm * math.sqrt(var)) if var > 1e-12 else 0.0)
+    return scores
+
+
+def _centred(values: Sequence[float]) -> tuple[list[float], float]:
+    mean = sum(values) / len(values)
+    centred = [v - mean for v in values]
+    return centred, math.sqrt(sum(v * v for v in centred))
+
+
+def _locate(output: Sequence[float], onset: Onset, planned_s: float) -> float | None:
+    """How late (seconds) ``onset`` sits in ``output`` against ``planned_s``; None when nothing
+    within ``SEARCH_S`` matches it.
+
+    The envelope finds candidates (an edge of the right shape); the waveform decides among
+    them and places the best to the sample. An edge of some other sound has the shape, not
+    the waveform.
+    """
+    reach = round(SEARCH_S / STEP_S)
+    centred, norm = _centred(onset.pattern)
+    wave, wave_norm = _centred(onset.wave)
+    if norm == 0 or wave_norm == 0:
+        return None
+    anchor = round(planned_s * RATE)  # the output sample of the planned onset
+    env = _envelope(output, anchor - (BEFORE + reach) * STEP, len(centred) + 2 * reach)
+    scores = _pearson(env, centred, norm, range(2 * reach + 1))
+    peaks = [
+        i
+        for i in range(len(scores))
+        if scores[i] >= MIN_CORRELATION and scores[i] >= max(scores[max(0, i - 1) : i + 2])
+    ]
+    best: tuple[float, int] | None = None
+    for i in sorted(peaks, key=lambda i: -scores[i])[:CANDIDATES]:
+        at = anchor + (i - reach) * STEP  # the candidate onset, an output sample
+        signal = _window(output, at - WAVE_BEFORE - FINE, len(wave) + 2 * FINE)
+        fine = _pearson(signal, wave, wave_norm, range(2 * FINE + 1))
+        j = max(range(len(fine)), key=fine.__getitem__)
+        if fine[j] >= MIN_WAVE_CORRELATION and (best is None or fine[j] > best[0]):
+            best = (fine[j], at + j - FINE)
+    if best is None:
+        return None
+    return best[1] / RATE - planned_s
