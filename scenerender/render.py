@@ -36,7 +36,7 @@ from scenerender.spec import JobSpec
 from scenerender.tenancy import SceneLimits
 from scenerender.timeline import Timeline, build_timeline
 
-PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
+PROBE_CACHE_VERSION = "2"  # bump when probe_command asks ffprobe for something else
 
 ProgressFn = Callable[[str, float], None]
 """``(stage, overall fraction 0..1)``; fractions never decrease."""
