@@ -5,14 +5,17 @@ media is made here with ffmpeg: small, short, frame-stamped, click-timed."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests import measure
-from tests.integration.test_render import render, write_spec
+from tests.integration.test_real_media import assert_in_sync
+from tests.integration.test_render import render, run_cli, write_spec
 from tests.mediagen import make_stamped, run_ffmpeg, stamp_filter
 
 pytestmark = pytest.mark.integration
@@ -70,3 +73,124 @@ def test_an_animated_gif_plays_each_frame_for_its_own_delay_and_its_transparency
     frame = measure.gray_frame(out, 1.55)  # the GIF's sixth frame
     transparent, opaque = frame[100:170, 10:150], frame[100:170, 170:310]
     assert transparent.max() <= 20 and 60 <= opaque.mean() <= 110, (transparent.max(), opaque.mean())
+
+
+def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:
+    # Broadcast and editing exports: MPEG-2 picture, PCM sound, in MXF.
+    make_stamped(
+        tmp_path / "seg.mxf",
+        fps=25,
+        duration=2,
+        audio_duration=2,
+        clicks=(0.3,),
+        video_args=("-c:v", "mpeg2video", "-q:v", "2"),
+        audio_args=("-c:a", "pcm_s16le"),
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": f"s{i}", "url": "seg.mxf", "volume": 1.0} for i in range(2)],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert_in_sync(out, result, fps=Fraction(25), segment_frames=[50, 50], clicks=[0.3, 2.3])
+
+
+def cut(path: Path, fraction: float = 0.5) -> Path:
+    """The first part of ``path``'s bytes: an interrupted download or copy."""
+    data = path.read_bytes()
+    short = path.with_name("cut-" + path.name)
+    short.write_bytes(data[: int(len(data) * fraction)])
+    return short
+
+
+SEGMENT_FORMATS = {
+    # suffix: (video args, audio args, extra output args)
+    ".mov": (("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac"), ("-movflags", "+faststart")),
+    ".mkv": (("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac"), ()),
+    ".webm": (("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"), ("-c:a", "libopus"), ()),
+    ".ts": (("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac"), ()),
+    ".mxf": (("-c:v", "mpeg2video"), ("-c:a", "pcm_s16le"), ()),
+}
+
+
+@pytest.mark.parametrize("suffix", list(SEGMENT_FORMATS))
+def test_a_segment_cut_mid_stream_is_refused_naming_it_and_both_lengths(tmp_path: Path, suffix: str) -> None:
+    video_args, audio_args, output_args = SEGMENT_FORMATS[suffix]
+    whole = make_stamped(
+        tmp_path / f"whole{suffix}",
+        fps=25,
+        duration=4,
+        audio_duration=4,
+        video_args=video_args,
+        audio_args=audio_args,
+        output_args=output_args,
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [
+                {"id": "ok", "url": whole.name},
+                {"id": "cut", "url": cut(whole).name, "duration": 4.0, "volume": 1.0},
+            ],
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    text = done.stderr
+    if suffix == ".ts":
+        # MPEG-TS states no length of its own: ffprobe reports what the file holds, and the
+        # spec asking more is refused at its duration.
+        assert done.returncode == 2 and "INVALID_SPEC" in text and "segments[1].duration" in text, text
+        have = float(re.search(r"longer than the source \(([\d.]+) s", text)[1])  # type: ignore[index]
+    else:
+        assert done.returncode == 3 and "INPUT_INVALID_MEDIA" in text, text
+        assert "segments[1].url" in text and "segment 'cut'" in text and "needs 4.000 s" in text, text
+        have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
+    assert 0.5 < have < 3.5, text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "args"),
+    [
+        (".wav", ()),
+        (".mp3", ("-c:a", "libmp3lame")),
+        (".m4a", ("-c:a", "aac", "-movflags", "+faststart")),
+        (".flac", ()),
+        (".aiff", ()),
+    ],
+)
+def test_a_music_clip_cut_short_is_refused_naming_it_and_both_lengths(
+    tmp_path: Path, suffix: str, args: tuple[str, ...]
+) -> None:
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=6, audio_duration=6)
+    # A tone (music compresses to more than its header: cut, the header is kept, the sound not).
+    whole = tmp_path / f"music{suffix}"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=220:d=5,aeval=val(0)*(0.5+random(0)/4)", "-ac", "2", *args, str(whole))
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "s", "url": "seg.mp4"}],
+            "audio": {"clips": [{"type": "music", "url": cut(whole, 0.4).name, "start": 0.5}]},
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    text = done.stderr
+    if suffix == ".wav":
+        # WAV's length is what its data holds (ffprobe reads it so): nothing is missing, the
+        # clip is as long as what is there, and ends where the file does.
+        assert done.returncode == 0, text
+        samples = measure.decode_audio(tmp_path / "out.mp4")
+        assert measure.band_level_db(samples, freq=220, start=2.0, end=2.4) > -30
+        assert measure.band_level_db(samples, freq=220, start=2.7, end=5.5) < -60
+        return
+    assert not (tmp_path / "out.mp4").exists()
+    assert done.returncode == 3 and "INPUT_INVALID_MEDIA" in text and "audio.clips[0].url" in text, text
+    assert "the music clip needs 5.0" in text, text
+    have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
+    assert 1.0 < have < 3.0, text
