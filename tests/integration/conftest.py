@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scenerender import clients
-from scenerender.devstack import FUNCTIONS, DevStack, Ports, free_port
+from scenerender.cloud import clients
+from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports, free_port
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
-from scenerender.devstack import FUNCTIONS, DevStack, Ports, free_port
-from scenerender.launcher import LocalLauncher
+from scenerender.cloud import clients
+from scenerender.cloud.launcher import LocalLauncher
+from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports, free_port
 from scenerender.settings import Settings, get_settings
 from tests.integration.conftest import FAST_RECOVERY
 from tests.mediagen import make_video
@@ -72,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 
 
 def _forget_clients() -> None:
-    from scenerender import bus
+    from scenerender.cloud import bus
 
     get_settings.cache_clear()
     clients.reset()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from scenerender.batch import is_batch, parse_batch, scene_spec, summarize
 from scenerender.errors import SpecError
+from scenerender.pipeline.batch import is_batch, parse_batch, scene_spec, summarize
 
 SCENE = {"version": 1, "project_id": "p", "scene_id": "s", "segments": [{"id": "a", "url": "gs://m/a.mp4"}]}
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from scenerender.errors import InputMediaError, InputRefusedError
-from scenerender.probe import (
+from scenerender.core.probe import (
     CONTAINERS,
     DEMUXER_WHITELIST,
     PACKET_ENDS,
@@ -19,6 +18,7 @@ from scenerender.probe import (
     read_probe,
     refuse_reference_files,
 )
+from scenerender.errors import InputMediaError, InputRefusedError
 
 PCM = {"codec_type": "audio", "codec_name": "pcm_s16le"}
 
