@@ -194,3 +194,31 @@ def test_a_music_clip_cut_short_is_refused_naming_it_and_both_lengths(
     assert "the music clip needs 5.0" in text, text
     have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
     assert 1.0 < have < 3.0, text
+
+
+def test_a_matching_hdr_scene_is_not_copied_with_its_hdr_tags(tmp_path: Path) -> None:
+    # Every segment H.264 High yuv420p at the output's size and rate, but HLG: copied, the
+    # output would carry arib-std-b67 over pixels no SDR player shows right.
+    from tests.integration.test_real_media import TONE_MAP, patches
+
+    picture = "color=c=0xB43C3C:s=320x180:r=25:d=1,drawbox=x=160:y=0:w=160:h=180:c=0x808080:t=fill"
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", picture, "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"),
+        *("-pix_fmt", "yuv420p", "-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc"),
+        str(tmp_path / "hlg.mp4"),
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": f"s{i}", "url": "hlg.mp4"} for i in range(2)],
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert result["fast_path"] is False and "segments[0]: HDR (hlg), tone-mapped to SDR" in result["fast_path_blockers"]
+    video = video_stream(out)
+    assert (video["color_primaries"], video["color_transfer"], video["color_space"]) == ("bt709",) * 3, video
+    wanted = patches(tmp_path / "hlg.mp4", 0.5, TONE_MAP.format(transfer="arib-std-b67"))
+    for at in (0.5, 1.5):
+        assert max(abs(a - b) for a, b in zip(patches(out, at), wanted, strict=True)) <= 8, (at, wanted)
