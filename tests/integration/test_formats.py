@@ -16,7 +16,7 @@ import pytest
 from tests import measure
 from tests.integration.test_real_media import assert_in_sync
 from tests.integration.test_render import render, run_cli, write_spec
-from tests.mediagen import make_stamped, run_ffmpeg, stamp_filter
+from tests.mediagen import click_train, make_stamped, run_ffmpeg, stamp_filter
 
 pytestmark = pytest.mark.integration
 
@@ -280,3 +280,70 @@ def test_segments_in_every_common_codec_render_frame_exactly(
     out = tmp_path / "out.mp4"
     result = render(spec, out)
     assert_in_sync(out, result, fps=Fraction(25), segment_frames=[25, 25], clicks=[0.2, 1.2])
+
+
+def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", "2", "-"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    both = np.frombuffer(done.stdout, dtype=np.float32).reshape(-1, 2)
+    return both[:, 0], both[:, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "source_args", "args"),
+    [
+        (
+            "id3-cover.mp3",
+            (),
+            (
+                "-map",
+                "0:a",
+                "-map",
+                "1:v",
+                "-c:v",
+                "mjpeg",
+                "-disposition:v",
+                "attached_pic",
+                "-id3v2_version",
+                "3",
+                "-metadata",
+                "title=Line",
+            ),
+        ),
+        ("tts.wav", (), ("-ar", "22050", "-ac", "1")),
+        ("pcm24.wav", (), ("-c:a", "pcm_s24le")),
+        ("voice.ogg", (), ("-c:a", "libopus")),
+        ("centre.wav", ("-af", "pan=5.1|FC=c0"), ()),  # dialogue on the centre channel only
+    ],
+    ids=["mp3-id3-cover-art", "22.05k-mono", "24-bit-wav", "opus-ogg", "5.1-centre"],
+)
+def test_audio_files_as_tools_write_them_are_heard_on_time_in_both_channels(
+    tmp_path: Path, name: str, source_args: tuple[str, ...], args: tuple[str, ...]
+) -> None:
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=3)
+    cover = ("-f", "lavfi", "-i", "color=c=red:s=64x64:d=1") if "cover" in name else ()
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", click_train([0.4, 1.4], duration=2.0)), *cover, *source_args, *args, str(tmp_path / name)
+    )
+    streams = measure.probe(tmp_path / name)["streams"]
+    assert not cover or any(s["disposition"].get("attached_pic") for s in streams), streams  # a real cover
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "s", "url": "seg.mp4"}],
+            "audio": {"clips": [{"type": "dialogue", "url": name, "start": 0.5}], "loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    render(spec, out)
+    onsets = measure.click_onsets(measure.decode_audio(out))
+    assert len(onsets) == 2 and max(abs(a - b) for a, b in zip(onsets, [0.9, 1.9], strict=True)) <= 0.005, onsets
+    left, right = left_and_right(out)
+    for channel in (left, right):  # mono, and 5.1's centre, heard in both at one level
+        assert np.abs(channel[int(0.9 * 48000) : int(0.92 * 48000)]).max() > 0.1
+    assert np.abs(left).max() == pytest.approx(np.abs(right).max(), rel=0.05)
