@@ -347,3 +347,41 @@ def test_audio_files_as_tools_write_them_are_heard_on_time_in_both_channels(
     for channel in (left, right):  # mono, and 5.1's centre, heard in both at one level
         assert np.abs(channel[int(0.9 * 48000) : int(0.92 * 48000)]).max() > 0.1
     assert np.abs(left).max() == pytest.approx(np.abs(right).max(), rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("size", "pix_fmt", "tags"),
+    [
+        ("320x180", "yuv420p", ("-color_trc", "arib-std-b67")),  # transfer only: "no path between colorspaces"
+        (
+            "321x181",
+            "yuv444p10le",
+            ("-color_trc", "arib-std-b67", "-color_primaries", "bt2020", "-colorspace", "bt2020nc"),
+        ),
+    ],
+    ids=["hlg-transfer-tag-only", "hlg-odd-size"],
+)
+def test_hdr_sources_zscale_rejected_are_tone_mapped(
+    tmp_path: Path, size: str, pix_fmt: str, tags: tuple[str, ...]
+) -> None:
+    # The transfer-only one failed the render (zscale: "no path between colorspaces"; this
+    # test fails on that code). The odd-sized one is kept as coverage of the 4:4:4 ending.
+    from tests.integration.test_real_media import TONE_MAP, patches
+
+    picture = f"color=c=0xB43C3C:s={size}:r=25:d=1,drawbox=x=160:y=0:w=161:h=181:c=0x808080:t=fill,format={pix_fmt}"
+    run_ffmpeg("-f", "lavfi", "-i", picture, "-c:v", "libx264", "-preset", "veryfast", *tags, str(tmp_path / "hlg.mp4"))
+    spec = write_spec(
+        tmp_path, {"output": {"resolution": "320x180", "fps": 25}, "segments": [{"id": "a", "url": "hlg.mp4"}]}
+    )
+    out = tmp_path / "out.mp4"
+    render(spec, out)
+    video = video_stream(out)
+    assert (video["color_primaries"], video["color_transfer"], video["color_space"]) == ("bt709",) * 3, video
+    tagged = "setparams=color_primaries=bt2020:color_trc=arib-std-b67:colorspace=bt2020nc,"
+    # The chain as the renderer runs it (4:4:4 until scaled to the even output size), then
+    # 4:2:0 as the output is (``patches`` averages what shares a chroma sample).
+    chain = TONE_MAP.format(transfer="arib-std-b67").replace("format=yuv420p", "format=yuv444p")
+    wanted = patches(tmp_path / "hlg.mp4", 0.5, f"{tagged}{chain},scale=320:180,format=yuv420p")
+    got = patches(out, 0.5)
+    assert max(abs(a - b) for a, b in zip(got, wanted, strict=True)) <= 8, (got, wanted)
+    assert max(abs(a - b) for a, b in zip(got, patches(tmp_path / "hlg.mp4", 0.5), strict=True)) >= 25
