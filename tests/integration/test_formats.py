@@ -385,3 +385,25 @@ def test_hdr_sources_zscale_rejected_are_tone_mapped(
     got = patches(out, 0.5)
     assert max(abs(a - b) for a, b in zip(got, wanted, strict=True)) <= 8, (got, wanted)
     assert max(abs(a - b) for a, b in zip(got, patches(tmp_path / "hlg.mp4", 0.5), strict=True)) >= 25
+
+
+def test_a_variable_frame_rate_segment_shows_each_frame_at_its_own_time(tmp_path: Path) -> None:
+    # A phone's VFR: every fourth frame of a 30 fps stamped picture never made (its time kept
+    # by the others), written with -fps_mode vfr. Each output slot shows the latest frame
+    # that exists at its time.
+    picture = f"testsrc2=s=320x180:r=30:d=2,format=yuv420p,{stamp_filter()},select='mod(n\\,4)'"
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", picture, "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "veryfast"),
+        str(tmp_path / "vfr.mp4"),
+    )
+    kept = [n for n in range(60) if n % 4]
+    assert measure.frame_stamps(tmp_path / "vfr.mp4") == kept
+    spec = write_spec(
+        tmp_path, {"output": {"resolution": "320x180", "fps": 30}, "segments": [{"id": "a", "url": "vfr.mp4"}]}
+    )
+    out = tmp_path / "out.mp4"
+    render(spec, out)
+    stamps = measure.frame_stamps(out)
+    # The segment starts at its first frame (source time 1/30 s): slot n is source time (n + 1)/30.
+    assert stamps == [max(k for k in kept if k <= n + 1) for n in range(len(stamps))], stamps
+    assert len(stamps) == 59, len(stamps)  # to its last frame's end (2 s)
