@@ -36,7 +36,7 @@ from scenerender.core.timeline import Timeline, build_timeline
 from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.settings import Settings
 
-PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
+PROBE_CACHE_VERSION = "2"  # bump when probe_command asks ffprobe for something else
 
 ProgressFn = Callable[[str, float], None]
 """``(stage, overall fraction 0..1)``; fractions never decrease."""
@@ -413,7 +413,16 @@ def render(
             result = measure_output(part, audio.scan)
             timings["measure_s"] = time.monotonic() - t3
             extras = (
-                deliverables.make(spec, timeline, part, work, runner, loudness_lufs=result.loudness_lufs)
+                deliverables.make(
+                    spec,
+                    timeline,
+                    part,
+                    work,
+                    runner,
+                    loudness_lufs=result.loudness_lufs,
+                    # Copied and not burned over: the output's frames are the sources' own.
+                    sources_copied=final is not None and not spec.output.burn_captions,
+                )
                 if opts.deliverables
                 else deliverables.Deliverables()
             )

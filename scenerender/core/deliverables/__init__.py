@@ -87,11 +87,14 @@ def make(
     runner: FFmpegRunner,
     *,
     loudness_lufs: float | None,
+    sources_copied: bool = False,
 ) -> Deliverables:
     """Every sidecar the spec asks for and the quality report, from the finished (not yet
     published) ``mp4``; ``QcFailedError`` when a finding is one ``qc.fail_on`` names.
 
     ``loudness_lufs``: the output's measured loudness (the stems are brought to the mix's gain).
+    ``sources_copied``: the output's picture is its segments' sources, copied (the copy path,
+    nothing burned in): frames are decoded from the sources, each distinct one once.
     """
     out_dir = work / "deliverables"
     out_dir.mkdir(exist_ok=True)
@@ -145,28 +148,25 @@ def make(
     def measure_job() -> None:
         runner.run(roles.output_audio_command(mp4, output_audio))
 
-    # The confirming frames in two halves, one per core: each may decode most of a GOP.
-    halves = [wanted[: len(wanted) // 2], wanted[len(wanted) // 2 :]]
-    grey_parts = [out_dir / f"confirm-{n}.grey" for n in range(2)]
+    frames: dict[float, bytes] = {}
 
-    def frames_job(n: int) -> Callable[[], None]:
-        def run() -> None:
-            runner.run(stills.grey_frames_command(mp4, halves[n], grey_parts[n]))
+    def frames_job() -> None:
+        # Two stages: each run's first and last frame; then, only for the confirmed runs that
+        # start a segment, the previous segment's last frame (the costly one: most of a GOP).
+        frames.update(grey_frames(mp4, wanted, timeline, out_dir / "confirm-1.grey", runner, sources_copied))
+        more = [t for t in qc.previous_frames_wanted(runs, frames, timeline) if t not in frames]
+        frames.update(grey_frames(mp4, more, timeline, out_dir / "confirm-2.grey", runner, sources_copied))
 
-        return run
-
-    jobs = [timed("stills_s", stills_job), timed("qc_audio_s", measure_job)]
+    # The longest first: the frames (when there are runs to confirm), then the stills.
+    jobs = [timed("qc_frames_s", frames_job)] if wanted else []
+    jobs += [timed("stills_s", stills_job), timed("qc_audio_s", measure_job)]
     if role_outputs:
-        jobs.insert(1, timed("roles_s", roles_job))
-    jobs += [timed(f"qc_frames_{n}_s", frames_job(n)) for n in range(2) if halves[n]]
+        jobs.insert(len(jobs) - 1, timed("roles_s", roles_job))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="deliverables") as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()
 
     started = time.monotonic()
-    size = stills.ANALYSIS_SIZE[0] * stills.ANALYSIS_SIZE[1]
-    blob = b"".join(part.read_bytes() for part, half in zip(grey_parts, halves, strict=True) if half)
-    frames = {t: blob[i * size : (i + 1) * size] for i, t in enumerate(wanted) if (i + 1) * size <= len(blob)}
     findings = qc.picture_findings(runs, frames, timeline, stills.ANALYSIS_SIZE)
     output_levels = roles.read_levels(output_audio, rate=plan.SAMPLE_RATE, channels=2)
     speech = roles.read_levels(out_dir / "speech.f32", rate=roles.LEVEL_RATE, channels=1) if speaks else None
@@ -197,6 +197,40 @@ def make(
             made.files[f"stem_{o.role.name}"] = out
         made.timings["stems_s"] = round(time.monotonic() - started, 3)
     return made
+
+
+def grey_frames(
+    mp4: Path,
+    times: list[float],
+    timeline: Timeline,
+    out: Path,
+    runner: FFmpegRunner,
+    sources_copied: bool,
+) -> dict[float, bytes]:
+    """Small grey frames (``stills.ANALYSIS_SIZE``) of the output at ``times``, by time.
+
+    When the output's picture is its sources copied, a frame is the source's frame at the same
+    place in the segment: two segments made of one file (a reused shot) share their decodes.
+    """
+    if not times:
+        return {}
+    frame_s = 1 / float(timeline.fps)
+    where: dict[float, tuple[Path, float]] = {}
+    for t in times:
+        middle = t + frame_s / 2
+        seg = next((s for s in timeline.segments if s.start <= middle < s.start + s.duration), None)
+        if sources_copied and seg is not None:
+            where[t] = (seg.source.path.resolve(), round(t - float(seg.start) + seg.trim_start, 6))
+        else:
+            where[t] = (mp4, round(t, 6))
+    distinct = list(dict.fromkeys(where.values()))
+    # Each is sought a quarter frame early: the first frame at or after the seek point is it,
+    # whatever the rounding of its time.
+    runner.run(stills.grey_frames_command([(path, at - frame_s / 4) for path, at in distinct], out))
+    size = stills.ANALYSIS_SIZE[0] * stills.ANALYSIS_SIZE[1]
+    blob = out.read_bytes()
+    decoded = {key: blob[i * size : (i + 1) * size] for i, key in enumerate(distinct) if (i + 1) * size <= len(blob)}
+    return {t: decoded[key] for t, key in where.items() if key in decoded}
 
 
 BURN_BLOCKER = "output.burn_captions: the captions are burned into the picture (one encode of the whole scene)"

@@ -160,8 +160,8 @@ def confirmed_runs(runs: Sequence[StillRun], frames: dict[float, bytes], frame_s
 
 
 def frames_wanted(runs: Sequence[StillRun], timeline: Timeline) -> list[float]:
-    """The frames to decode to confirm ``runs``: each run's first and last, and, for a run that
-    starts a segment, the previous segment's last frame."""
+    """The frames to decode to confirm ``runs``: each run's first and last (the first stage;
+    ``previous_frames_wanted`` asks for the rest once these are known)."""
     frame_s = 1 / float(timeline.fps)
     # Only runs that could make a stretch over MIN_STILL_S, joined across keyframes, are decoded.
     groups: list[list[StillRun]] = []
@@ -177,9 +177,33 @@ def frames_wanted(runs: Sequence[StillRun], timeline: Timeline) -> list[float]:
             continue
         for run in group:
             wanted += [run.start, run.last]
-        if _segment_started(joined, timeline) is not None:
-            wanted.append(joined.start - frame_s)
     return wanted
+
+
+def previous_frames_wanted(runs: Sequence[StillRun], frames: dict[float, bytes], timeline: Timeline) -> list[float]:
+    """The second stage: for each confirmed run that starts (and covers) a segment, the previous
+    segment's last frame, which the still-copy check compares it with. Not decoded when a
+    confirmed still run ends where this one starts: its last decoded frame is that picture
+    (its tiny frames vouch for the ones up to the boundary). The previous segment's last frame
+    may be most of a GOP from its keyframe, so this is asked only where it decides a finding."""
+    frame_s = 1 / float(timeline.fps)
+    kept = confirmed_runs(runs, frames, frame_s)
+    return [
+        run.start - frame_s
+        for run in kept
+        if _segment_started(run, timeline) is not None and _previous_picture(run, kept, frames, frame_s) is None
+    ]
+
+
+def _previous_picture(
+    run: StillRun, kept: Sequence[StillRun], frames: dict[float, bytes], frame_s: float
+) -> bytes | None:
+    """The picture shown just before ``run``: decoded, or that of a confirmed still run ending there."""
+    before = frames.get(run.start - frame_s)
+    if before is not None:
+        return before
+    ending = next((k for k in kept if abs(k.end - run.start) < frame_s / 2), None)
+    return frames.get(ending.last) if ending is not None else None
 
 
 def _segment_started(run: StillRun, timeline: Timeline) -> int | None:
@@ -199,11 +223,12 @@ def picture_findings(
     frame_s = 1 / float(timeline.fps)
     width, height = size
     findings: list[Finding] = []
-    for run in confirmed_runs(runs, frames, frame_s):
+    kept = confirmed_runs(runs, frames, frame_s)
+    for run in kept:
         first = frames[run.start]
         seg_id = segment_at(timeline, run.start + frame_s / 2)
         started = _segment_started(run, timeline)
-        before = frames.get(run.start - frame_s)
+        before = _previous_picture(run, kept, frames, frame_s)
         black = frame_stats(first, width, height).mean_luma < BLACK_LUMA
         span = f"{run.start:.2f}-{run.end:.2f} s"
         if (

@@ -210,18 +210,19 @@ def frame_command(mp4: Path, at: float, out: Path) -> list[str]:
     ]
 
 
-def grey_frames_command(mp4: Path, times: Sequence[float], out: Path) -> list[str]:
-    """Small grey frames (``ANALYSIS_SIZE``) at each of ``times``, back to back in ``out``: each
-    input seeks exactly, decoding from the keyframe before its time only."""
+def grey_frames_command(frames: Sequence[tuple[Path, float]], out: Path) -> list[str]:
+    """Small grey frames (``ANALYSIS_SIZE``), for each (file, time) the first frame at or after
+    the time, back to back in ``out``: each input seeks, decoding from the keyframe before its
+    time only."""
     width, height = ANALYSIS_SIZE
     argv = ["ffmpeg", "-y"]
-    for t in times:
+    for path, t in frames:
         # One thread and no deblocking: these frames are compared with each other, not shown,
         # and a 1080p decoder's frame threads hold dozens of frames each (700 MB for ten).
         argv += ["-threads", "1", "-skip_loop_filter", "all", "-ss", f"{max(0.0, t):.6f}"]
-        argv += ["-protocol_whitelist", "file", "-i", str(mp4)]
-    chains = [f"[{i}:v]trim=end_frame=1,scale={width}:{height},format=gray[g{i}]" for i in range(len(times))]
-    chains.append("".join(f"[g{i}]" for i in range(len(times))) + f"concat=n={len(times)}:v=1:a=0[all]")
+        argv += ["-protocol_whitelist", "file", "-i", str(path)]
+    chains = [f"[{i}:v]trim=end_frame=1,scale={width}:{height},format=gray[g{i}]" for i in range(len(frames))]
+    chains.append("".join(f"[g{i}]" for i in range(len(frames))) + f"concat=n={len(frames)}:v=1:a=0[all]")
     return [
         *argv,
         "-filter_complex",
