@@ -160,7 +160,9 @@ def _parse_into(track: Track, data: bytes) -> None:
             _parse_into(track, body)
         elif kind == b"mdhd":
             track.timescale, track.media_duration = _timescale_and_duration(body)
-        elif kind == b"hdlr":
+        elif kind == b"hdlr" and body[4:8] != b"dhlr":
+            # A QuickTime .mov has a second hdlr, the data handler ("dhlr" "alis"), after the
+            # media's: taken as the track's, it hid every MOV's tracks (a cut .mov was copied).
             track.handler = body[8:12].decode("latin-1")
         elif kind == b"elst" and track.edit_duration is None:
             version = body[0]

@@ -387,6 +387,7 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
         [
             *_deinterlace(video, fps),
             *select,
+            *_flatten_alpha(video),
             *_tone_map(video),
             *_square_pixels(video),
             _fit_filter(timeline),
@@ -453,17 +454,36 @@ _TRANSFER = {"pq": "smpte2084", "hlg": "arib-std-b67"}
 
 
 def _tone_map(video: VideoInfo) -> list[str]:
+    """The tone-map, made to start whatever else the source says: its frames are given the
+    HDR tags the chain reads (a phone export tagged with its transfer alone made zscale fail
+    with "no path between colorspaces"), and it ends in 4:4:4 (zscale cannot subsample an
+    odd-sized picture; the fit's scale to the even output size does)."""
     hdr = video.hdr
     if hdr is None:
         return []
+    transfer = _TRANSFER[hdr]
     return [
-        f"zscale=tin={_TRANSFER[hdr]}:pin=bt2020:min=bt2020nc:t=linear:npl=100",
+        f"setparams=color_primaries=bt2020:color_trc={transfer}:colorspace=bt2020nc",
+        f"zscale=tin={transfer}:pin=bt2020:min=bt2020nc:t=linear:npl=100",
         "format=gbrpf32le",
         "zscale=p=bt709",
         "tonemap=tonemap=hable:desat=0",
         "zscale=t=bt709:m=bt709:r=tv",
-        "format=yuv420p",
+        "format=yuv444p",
     ]
+
+
+# Pixel formats that carry transparency (a GIF decodes to bgra; PNG-in-MOV, QuickTime
+# Animation and ProRes 4444 may too).
+_ALPHA_PREFIXES = ("yuva", "gbrap", "ya", "rgba", "bgra", "argb", "abgr", "pal8")
+
+
+def _flatten_alpha(video: VideoInfo) -> list[str]:
+    """Transparent pixels become black, as the bars around a letterboxed picture are:
+    dropping the alpha plane alone shows whatever colour they were stored with (often white)."""
+    if not video.pix_fmt.startswith(_ALPHA_PREFIXES):
+        return []
+    return ["format=rgba", "premultiply=inplace=1"]
 
 
 def _square_pixels(video: VideoInfo) -> list[str]:

@@ -36,7 +36,7 @@ from scenerender.core.timeline import Timeline, build_timeline
 from scenerender.errors import InputError, SceneRenderError, collected
 from scenerender.settings import Settings
 
-PROBE_CACHE_VERSION = "1"  # bump when probe_command asks ffprobe for something else
+PROBE_CACHE_VERSION = "2"  # bump when probe_command asks ffprobe for something else
 
 ProgressFn = Callable[[str, float], None]
 """``(stage, overall fraction 0..1)``; fractions never decrease."""
