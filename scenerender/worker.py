@@ -159,7 +159,7 @@ def handle_request(settings: Settings, message: LeasedMessage, task: Task | None
         if outcome.ack:
             message.ack()
         else:
-            message.nack()
+            message.nack(outcome.retry_after_s)
         log.info(
             "job %s: %s in %.1f s (delivery %s)",
             job_id,
