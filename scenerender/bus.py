@@ -17,7 +17,8 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from scenerender.errors import SceneRenderError, TransientError
+from scenerender.errors import SceneRenderError
+from scenerender.google_errors import translate
 from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,8 @@ def _subscriber() -> pubsub_v1.SubscriberClient:
     return pubsub_v1.SubscriberClient()
 
 
-def _translate(exc: Exception, what: str) -> Exception:
-    if isinstance(
-        exc, (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.ServerError, gexc.RetryError, gexc.TooManyRequests)
-    ):
-        return TransientError(f"Pub/Sub unavailable ({what}): {exc}")
-    return SceneRenderError(f"Pub/Sub error ({what}): {exc}")
+def _translate(exc: Exception, what: str) -> SceneRenderError:
+    return translate(exc, f"Pub/Sub: {what}")
 
 
 class Publisher:

@@ -19,7 +19,11 @@ trying again later can succeed::
     ├── RenderError                  RENDER_FAILED        exit 4   (stderr tail)
     │   └── RenderTimeoutError       TIMEOUT
     ├── TransientError               INTERNAL             exit 1   (retryable: cloud
-    │                                                               service unavailable)
+    │                                                               service unavailable; HTTP 503)
+    ├── MissingError                 INTERNAL             exit 1   (an object or document is
+    │                                                               not there; also FileNotFoundError)
+    ├── AlreadyWrittenError          INTERNAL             exit 1   (a create-only write found one
+    │                                                               there; also FileExistsError)
     └── ApiError                                          exit 1   (the HTTP API's refusals)
         ├── UnauthenticatedError     UNAUTHENTICATED               (HTTP 401)
         ├── ForbiddenError           FORBIDDEN            exit 2   (HTTP 403)
@@ -30,8 +34,10 @@ trying again later can succeed::
 Each class also carries the HTTP status the API answers it with (``http_status``): 400 for
 a spec or input refused, 503 for a transient failure, 500 only for a bug.
 
-Third-party exceptions (google.api_core, httpx, subprocess) are translated into this
-tree once, where they are caught, with ``raise ... from exc``.
+Third-party exceptions are translated into this tree once, where they are caught, with
+``raise ... from exc``: Google's client errors by the one map in ``scenerender.google_errors``
+(which also decides which of them are worth a retry); httpx's and subprocess's where the
+fetch and the ffmpeg runner catch them.
 
 Outside the tree, because it is not a failure: ``Stopped``, a ``KeyboardInterrupt`` the
 command line raises in its main thread when SIGTERM or SIGHUP asks it to stop. It unwinds
@@ -205,6 +211,16 @@ class TransientError(SceneRenderError):
     code = "INTERNAL"
     retryable = True
     http_status = 503
+
+
+class MissingError(SceneRenderError, FileNotFoundError):
+    """The object or document is not there (Google's 404). Also a ``FileNotFoundError``, so a
+    caller that asks "is it there?" catches it as it would for a local file."""
+
+
+class AlreadyWrittenError(SceneRenderError, FileExistsError):
+    """A create-only write found the object or document already there (409, or 412 on a
+    generation precondition). Also a ``FileExistsError``: the caller lost a race and says so."""
 
 
 class ApiError(SceneRenderError):

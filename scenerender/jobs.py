@@ -21,6 +21,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from scenerender.errors import SceneRenderError, TransientError
+from scenerender.google_errors import translate
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,21 +39,9 @@ BUSY = -1  # mark_running: another worker is alive on the job
 BATCH_WRITE_ATTEMPTS = 20
 
 
-def translate_error(exc: Exception, what: str) -> Exception:
-    """A Firestore client error as ours: transient ones may be retried."""
-    if isinstance(
-        exc,
-        (
-            gexc.ServiceUnavailable,
-            gexc.DeadlineExceeded,
-            gexc.ServerError,
-            gexc.Aborted,
-            gexc.RetryError,
-            gexc.TooManyRequests,
-        ),
-    ):
-        return TransientError(f"Firestore unavailable ({what}): {exc}")
-    return SceneRenderError(f"Firestore error ({what}): {exc}")
+def translate_error(exc: Exception, what: str) -> SceneRenderError:
+    """A Firestore client error as ours (``scenerender.google_errors`` decides what is transient)."""
+    return translate(exc, f"Firestore: {what}")
 
 
 def may_take(doc: dict[str, Any], owner_uid: Any) -> bool:

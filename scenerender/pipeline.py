@@ -558,8 +558,9 @@ def run_render_request(
     With ``items`` (and the segment cache on), a scene with many segments to encode shares
     them with the other workers (``scenerender.workitems``).
 
-    Permanent errors are reported as FAILED and acknowledged; transient ones leave the
-    message for redelivery, up to ``settings.max_attempts``.
+    Permanent errors, and exceptions outside the error tree (bugs), are reported as FAILED
+    and acknowledged at once; only ``retryable`` ones (``TransientError``) leave the message
+    for redelivery, up to ``settings.max_attempts``.
     """
     job_id = str(request["job_id"])
     current = jobs.get(job_id)
@@ -674,16 +675,11 @@ def _render_and_report(
             jobs.note(job_id, {"last_error": exc.to_dict()})
             return WorkOutcome(ack=False, status="RETRY")
         report.update(status="FAILED", error=exc.to_dict())
-    except Exception as exc:  # a bug or an unforeseen failure: recorded, never silent
+    except Exception as exc:
+        # A bug, or a failure nobody translated: redelivery would meet it again, so it is not
+        # retried as if transient; the job ends FAILED at once, with the exception named.
         log.exception("job %s attempt %d: internal error", job_id, attempt)
-        if attempt < settings.max_attempts:
-            jobs.note(
-                job_id, {"last_error": {"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}", "details": []}}
-            )
-            return WorkOutcome(ack=False, status="RETRY")
-        report.update(
-            status="FAILED", error={"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}", "details": []}
-        )
+        report.update(status="FAILED", error=SceneRenderError(f"{type(exc).__name__}: {exc}").to_dict())
     bus.publish(settings.completion_topic, report, job_id=job_id, status=report["status"])
     return WorkOutcome(ack=True, status=report["status"])
 

@@ -1,7 +1,8 @@
 """Cloud Storage behind a small interface (the GCS emulator when ``STORAGE_EMULATOR_HOST`` is set).
 
-google.api_core errors are translated here, once: a missing object is ``FileNotFoundError``,
-a lost create-only race is ``FileExistsError``, an unavailable service is ``TransientError``.
+Google's errors become the error tree's by ``scenerender.google_errors``: a missing object is a
+``MissingError`` (a ``FileNotFoundError``), a lost create-only race an ``AlreadyWrittenError``
+(a ``FileExistsError``), an unavailable service a ``TransientError``.
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from scenerender.errors import SceneRenderError, TransientError
+from scenerender.errors import SceneRenderError
+from scenerender.google_errors import translate
 from scenerender.settings import SEVEN_DAYS_S, Settings
-
-_TRANSIENT = (
-    gexc.TooManyRequests,
-    gexc.ServerError,
-    gexc.ServiceUnavailable,
-    gexc.RetryError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def parse_gs_uri(uri: str) -> tuple[str, str]:
@@ -55,14 +48,8 @@ class BlobStore(Protocol):
     def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
 
 
-def _translate(exc: Exception, uri: str) -> Exception:
-    if isinstance(exc, gexc.NotFound):
-        return FileNotFoundError(f"no object {uri}")
-    if isinstance(exc, gexc.PreconditionFailed):
-        return FileExistsError(f"object {uri} already exists")
-    if isinstance(exc, _TRANSIENT):
-        return TransientError(f"storage unavailable for {uri}: {exc}")
-    return SceneRenderError(f"storage error for {uri}: {exc}")
+def _translate(exc: Exception, uri: str) -> SceneRenderError:
+    return translate(exc, f"Cloud Storage: {uri}")
 
 
 class GcsBlobStore:

@@ -23,6 +23,7 @@ locals {
     "deliverables/stills.py",
     "errors.py",
     "ffmpeg.py",
+    "google_errors.py",
     "identity.py",
     "inputs.py",
     "jobs.py",

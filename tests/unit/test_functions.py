@@ -216,6 +216,67 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
     assert jobs.docs["scene-1"]["status"] == "FAILED"
 
 
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        ("RenderError", "RENDER_FAILED"),
+        ("InputUnreachableError", "INPUT_UNREACHABLE"),
+        ("SceneRenderError", "INTERNAL"),  # e.g. Firestore refusing a write: permanent by the map
+        ("KeyError", "INTERNAL"),  # a bug: redelivery would meet it again
+    ],
+)
+def test_a_permanent_error_or_a_bug_is_acknowledged_at_once_as_failed(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch, raised: str, code: str
+) -> None:
+    from scenerender import errors, pipeline
+
+    _, jobs, bus = stores
+    settings = get_settings()
+    assert settings.max_attempts > 1  # a retry would have been possible
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        if raised == "KeyError":
+            raise KeyError("status")
+        if raised == "InputUnreachableError":
+            raise errors.InputUnreachableError("segments[0].url", "object not found")
+        raise getattr(errors, raised)("it went wrong")
+
+    monkeypatch.setattr(pipeline, "render", fail)
+    jobs.create_job("scene-1", {"status": "QUEUED"})
+    outcome = pipeline.run_render_request(
+        {"job_id": "scene-1", "spec": SPEC}, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus
+    )
+    assert outcome.ack and outcome.status == "FAILED"
+    topic, report, attributes = bus.published[-1]
+    assert topic == settings.completion_topic and attributes["status"] == "FAILED"
+    assert report["attempt"] == 1 and report["error"]["code"] == code
+    assert "last_error" not in jobs.docs["scene-1"]  # nothing was left for a retry
+    if raised == "KeyError":
+        assert report["error"]["message"] == "KeyError: 'status'"
+
+
+def test_a_transient_error_is_left_for_redelivery(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.api_core import exceptions as gexc
+
+    from scenerender import pipeline
+    from scenerender.google_errors import translate
+
+    _, jobs, bus = stores
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise translate(gexc.ServiceUnavailable("down"), "Cloud Storage: gs://b/o")
+
+    monkeypatch.setattr(pipeline, "render", unavailable)
+    jobs.create_job("scene-1", {"status": "QUEUED"})
+    outcome = pipeline.run_render_request(
+        {"job_id": "scene-1", "spec": SPEC}, settings=get_settings(), blobs=FakeBlobs(), jobs=jobs, bus=bus
+    )
+    assert not outcome.ack and outcome.status == "RETRY" and bus.published == []
+    assert jobs.docs["scene-1"]["last_error"]["message"].startswith("Cloud Storage: gs://b/o: unavailable")
+
+
 def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
     from datetime import UTC, datetime, timedelta
 
