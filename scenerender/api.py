@@ -1,7 +1,7 @@
 """The HTTP API for end users (CONTRACT.md section 5), apart from the function that serves it.
 
     POST /            a job spec or a batch file  -> 202 {job_id | batch_id, spec_uri, spec_generation}
-    GET  /?job_id=    the caller's own job        -> 200 the job document
+    GET  /?job_id=    the caller's own job        -> 200 the job document and its accepted ``spec``
     GET  /?batch_id=  the caller's own batch      -> 200 the batch document
     POST /uploads     {filename, content_type, size, sha256?} -> 200 a V4 signed PUT URL under
                       gs://MEDIA_BUCKET/users/{uid}/
@@ -38,6 +38,7 @@ from scenerender.errors import (
     SceneRenderError,
     SpecError,
     TooManyJobsError,
+    TransientError,
     UnauthenticatedError,
 )
 from scenerender.identity import User, bearer_token
@@ -74,6 +75,7 @@ class ApiBlobs(Protocol):
         self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None
     ) -> int: ...
     def exists(self, uri: str) -> bool: ...
+    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
     def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
 
 
@@ -245,7 +247,39 @@ class Api:
         # Another user's job answers exactly as a missing one: its existence is not told either.
         if doc is None or doc.get("owner_uid") != user.uid:
             raise NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])
+        if key == "job_id":
+            # The owner's own spec, so any of their browsers can re-render or promote the job.
+            doc = {**doc, "spec": self.accepted_spec(value, doc)}
         return ApiResponse(200, doc)
+
+    def accepted_spec(self, job_id: str, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The spec the job document was last written from (a batch's scene as a spec of its own).
+
+        Read at the generation the document names: the object may since hold a resubmission
+        that was refused. ``None`` when that generation is gone (a lifecycle rule, a later
+        spec) or it cannot be read as a spec any more.
+        """
+        uri, generation = doc.get("spec_uri"), doc.get("spec_generation")
+        # Only the spec bucket: a job document names nothing else, and the API reads nothing else.
+        if not isinstance(uri, str) or not uri.startswith(f"gs://{self.settings.spec_bucket}/"):
+            return None
+        limit = max(self.settings.max_spec_bytes, self.settings.max_batch_bytes)
+        try:
+            raw = self.blobs.read_bytes(uri, generation=str(generation) if generation else None, max_bytes=limit)
+            data = load_json(raw, max_bytes=limit)
+            if not is_batch(raw):
+                return data if isinstance(data, dict) else None
+            batch = parse_batch(raw, max_bytes=limit)
+        except TransientError:
+            raise  # storage unavailable: 503, try again
+        except (FileNotFoundError, SceneRenderError):
+            return None
+        for index in range(len(batch.scenes)):
+            if scene_job_id(batch, index) == job_id:
+                scene: dict[str, Any] = dict(data["scenes"][index])
+                owner = scene.get("owner_uid") or data.get("owner_uid")
+                return {**scene, "job_id": job_id, "batch_id": batch.batch_id, "owner_uid": owner}
+        return None
 
     # -- POST /uploads -------------------------------------------------------------------------
 
@@ -344,7 +378,7 @@ def error_body(exc: SceneRenderError) -> dict[str, Any]:
         "error": {
             "code": exc.code,
             "message": exc.message,
-            "details": [{"path": d.path, "problem": d.message} for d in exc.details],
+            "details": [d.to_dict() for d in exc.details],
         }
     }
 

@@ -108,7 +108,7 @@ def report_error(exc: SceneRenderError, as_json: bool = False) -> None:
     if tail:
         err.print(tail, highlight=False, markup=False)
     if as_json:
-        print_error_json(exc.code, exc.message, [d.to_cli_dict() for d in exc.details])
+        print_error_json(exc.code, exc.message, [d.to_dict() for d in exc.details])
 
 
 def read_spec_file(path: Path, what: str = "SPEC") -> bytes:
@@ -653,7 +653,7 @@ def finish(
         error = doc.get("error") or {}
         code, message = str(error.get("code")), with_user_paths(str(error.get("message")), names)
         details = [
-            {"path": str(d.get("path", "")), "problem": with_user_paths(str(d.get("message", "")), names)}
+            {"path": str(d.get("path", "")), "problem": with_user_paths(str(d.get("problem", "")), names)}
             for d in error.get("details") or []
         ]
         err.print(f"[red]job {job_id} FAILED[/red] [{code}] {message}", highlight=False)

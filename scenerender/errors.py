@@ -63,10 +63,7 @@ class ErrorDetail:
         return f"{self.path}: {self.message}" if self.path else self.message
 
     def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "message": self.message}
-
-    def to_cli_dict(self) -> dict[str, str]:
-        """The form of ``--json`` output (CONTRACT.md section 3)."""
+        """The contract's form (CONTRACT.md section 3), the same on a job document, the API and ``--json``."""
         return {"path": self.path, "problem": self.message}
 
 

@@ -464,7 +464,7 @@ def _refuse_conflict(
     """Another owner's job or batch: nothing of it is touched; the refusal is recorded apart."""
     name = batch_id if what == "batch" else job_id
     message = f"{what} {name} belongs to another owner; nothing was changed"
-    error = {"code": "CONFLICT", "message": message, "details": [{"path": f"{what}_id", "message": message}]}
+    error = {"code": "CONFLICT", "message": message, "details": [{"path": f"{what}_id", "problem": message}]}
     _record_refusal(event, jobs, job_id=job_id, owner_uid=owner_uid, error=error, batch_id=batch_id)
     log.warning("spec %s (generation %s) refused: %s", event.uri, event.generation, message)
 

@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     upload_url_ttl_s: int = Field(
         900, ge=60, le=SEVEN_DAYS_S, description="Lifetime of the signed PUT URLs POST /uploads returns."
     )
+    web_google_sign_in: bool = Field(
+        False,
+        description="The local web page offers Google sign-in (the Auth emulator's fake Google; the "
+        "Firebase SDK's popup loads Google's script from apis.google.com, so it needs the internet).",
+    )
     max_attempts: int = Field(5, ge=1, le=100, description="Render attempts before a job is failed.")
     lease_s: int = Field(60, ge=10, le=600, description="Ack deadline the worker keeps extending while it renders.")
     heartbeat_s: float = Field(10.0, gt=0, description="How often a rendering worker beats on its job.")

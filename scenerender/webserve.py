@@ -42,7 +42,7 @@ def web_config(
         "firebase": {"apiKey": "fake-api-key", "projectId": settings.project_id, "authDomain": "127.0.0.1"},
         "apiUrl": API_PREFIX,
         "emulators": {"firestore": firestore_host, **({"auth": auth_host} if auth_host else {})},
-        "googleSignIn": False,
+        "googleSignIn": settings.web_google_sign_in,
         "collections": {"jobs": settings.jobs_collection, "batches": settings.batches_collection},
         "samples": samples or [],
     }

@@ -131,7 +131,7 @@ def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket
     doc = wait_for_end("it-bad")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INVALID_SPEC"
     assert doc["error"]["details"] == [
-        {"path": "segments[0].volumme", "message": "unknown field (did you mean `volume`?)"}
+        {"path": "segments[0].volumme", "problem": "unknown field (did you mean `volume`?)"}
     ]
     assert clients.blobs().exists(f"gs://{settings.spec_bucket}/jobs/it-bad.json")
 

@@ -216,7 +216,7 @@ def test_object_names_make_distinct_job_ids_or_are_refused(settings: Settings, s
         refused = wait_refused(settings, f"gs://{settings.spec_bucket}/{name}")
         assert refused[0]["job_id"] is None and refused[0]["error"]["code"] == "INVALID_SPEC"
         detail = refused[0]["error"]["details"][0]
-        assert detail["path"] == "job_id" and name in detail["message"]
+        assert detail["path"] == "job_id" and name in detail["problem"]
     assert clients.jobs().get("job") is None
 
 

@@ -115,6 +115,51 @@ def test_get_returns_a_job_only_to_its_owner(http: FlaskClient, stores: tuple[Fa
     assert http.get("/?job_id=scene-1").status_code == 401
 
 
+def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
+) -> None:
+    """Re-render and promote from any browser: the owner's GET carries the accepted spec, nobody else's."""
+    blobs, jobs = stores
+    sent = {**SPEC, "output": {"resolution": "480p", "preview": True}}
+    accepted = http.post("/", data=json.dumps(sent), headers=user("alice")).json
+    jobs.create_job(
+        "scene-1",
+        {
+            "status": "COMPLETED",
+            "owner_uid": "alice",
+            "spec_uri": accepted["spec_uri"],
+            "spec_generation": accepted["spec_generation"],
+        },
+    )
+    own = http.get("/?job_id=scene-1", headers=user("alice")).json
+    assert own["status"] == "COMPLETED"
+    assert own["spec"] == {**sent, "owner_uid": "alice"}
+    other = http.get("/?job_id=scene-1", headers=user("mallory"))
+    assert other.status_code == 404 and "spec" not in other.json and "preview" not in other.get_data(as_text=True)
+    # A batch's scene comes back as a spec of its own, its id, batch and owner filled in.
+    batch = {
+        "version": 1,
+        "batch_id": "b-1",
+        "scenes": [{**SPEC, "job_id": None, "scene_id": "one"}, {**SPEC, "job_id": None, "scene_id": "two"}],
+    }
+    answer = http.post("/", data=json.dumps(batch), headers=user("alice")).json
+    jobs.create_job(
+        "b-1-002",
+        {
+            "status": "FAILED",
+            "owner_uid": "alice",
+            "batch_id": "b-1",
+            "spec_uri": answer["spec_uri"],
+            "spec_generation": answer["spec_generation"],
+        },
+    )
+    scene = http.get("/?job_id=b-1-002", headers=user("alice")).json["spec"]
+    assert scene == {**SPEC, "scene_id": "two", "job_id": "b-1-002", "batch_id": "b-1", "owner_uid": "alice"}
+    # The generation the job was written from is gone (a later spec replaced it): no spec, not the new one.
+    blobs.generations[accepted["spec_uri"]] = "999"
+    assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] is None
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -54,7 +54,7 @@ def test_a_render_that_cannot_fit_in_memory_is_refused_with_the_numbers_before_a
     error = bus.published[-1][1]["error"]
     assert error["code"] == "LIMIT_EXCEEDED" and error["message"].startswith("memory_mb: the render needs about")
     assert "inputs 300 MiB" in error["message"] and "the renderer has 1,024 MiB" in error["message"]
-    assert error["details"] == [{"path": "segments[0].url", "message": "300 MiB to fetch"}]
+    assert error["details"] == [{"path": "segments[0].url", "problem": "300 MiB to fetch"}]
 
 
 class FakeResponse:

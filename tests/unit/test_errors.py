@@ -79,7 +79,7 @@ def test_every_contract_code_has_a_class() -> None:
 def test_input_errors_name_the_input() -> None:
     exc = InputUnreachableError("segments[2].url", "HTTP 404", url="https://x/a.mp4")
     assert str(exc) == "segments[2].url (https://x/a.mp4): HTTP 404"
-    assert exc.to_dict()["details"] == [{"path": "segments[2].url", "message": "HTTP 404"}]
+    assert exc.to_dict()["details"] == [{"path": "segments[2].url", "problem": "HTTP 404"}]
     assert not exc.retryable and not InputRefusedError("a", "b").retryable
 
 

@@ -43,7 +43,6 @@ function h<K extends keyof HTMLElementTagNameMap>(
 
 const LOCAL_USER = { email: "local-user@scenerender.test", password: "local-user-password" };
 const RESOLUTIONS = ["360p", "480p", "720p", "1080p", "1440p", "2160p"];
-const SUBMITTED_KEY = "scenerender.submitted"; // job id -> the spec this browser submitted (re-render)
 
 let client: SceneRenderClient;
 let config: WebConfig;
@@ -103,7 +102,7 @@ function errorBlock(error: { code: string; message: string; details?: Problem[] 
       h(
         "ul",
         { class: "error-details" },
-        ...details.map((d) => h("li", {}, d.path ? h("code", {}, d.path) : "", d.path ? ": " : "", d.problem ?? d.message ?? "")),
+        ...details.map((d) => h("li", {}, d.path ? h("code", {}, d.path) : "", d.path ? ": " : "", d.problem)),
       ),
   );
 }
@@ -114,20 +113,6 @@ function progressBar(value: number, label: string): HTMLProgressElement {
 
 function statusBadge(status: string): HTMLElement {
   return h("span", { class: `badge badge-${status.toLowerCase()}`, "data-status": status }, status);
-}
-
-function savedSpecs(): Record<string, JobSpec> {
-  try {
-    return JSON.parse(localStorage.getItem(SUBMITTED_KEY) ?? "{}") as Record<string, JobSpec>;
-  } catch {
-    return {};
-  }
-}
-
-function rememberSpec(jobId: string, spec: JobSpec): void {
-  const all = savedSpecs();
-  all[jobId] = spec;
-  localStorage.setItem(SUBMITTED_KEY, JSON.stringify(all));
 }
 
 // ---------------------------------------------------------------- routing
@@ -175,14 +160,14 @@ function showSignIn(): void {
     minlength: 6,
   });
   const problem = h("div", { id: "signin-error", role: "alert" });
-  const busy = async (work: () => Promise<unknown>): Promise<void> => {
+  const busy = async (work: () => Promise<unknown>, words: Record<string, string> = {}): Promise<void> => {
     problem.replaceChildren();
     announce("Signing in…");
     try {
       await work();
     } catch (error) {
       const code = (error as { code?: string }).code ?? "auth/error";
-      problem.append(errorBlock({ code, message: plainAuthError(code) }));
+      problem.append(errorBlock({ code, message: words[code] ?? plainAuthError(code) }));
       announce("Sign-in failed");
     }
   };
@@ -234,11 +219,28 @@ function showSignIn(): void {
   }
   if (config.googleSignIn) {
     others.append(
-      h("button", { type: "button", id: "google", onclick: () => void busy(() => client.signInWithGoogle()) }, "Sign in with Google"),
+      h(
+        "button",
+        { type: "button", id: "google", onclick: () => void busy(() => client.signInWithGoogle(), GOOGLE_ERRORS) },
+        "Sign in with Google",
+      ),
     );
   }
   screen("Sign in", form, others.childElementCount ? others : null, problem);
 }
+
+/** What goes wrong with Google's window, in plain words. */
+const GOOGLE_ERRORS: Record<string, string> = {
+  // The SDK loads Google's script (apis.google.com) before it opens the window: offline, or
+  // with that host blocked, it fails here.
+  "auth/internal-error": "Google sign-in could not start: Google's sign-in script (apis.google.com) did not load.",
+  "auth/network-request-failed": "Google sign-in could not start: Google's sign-in script (apis.google.com) did not load.",
+  "auth/popup-blocked": "The browser blocked Google's sign-in window: allow pop-ups for this page and try again.",
+  "auth/popup-closed-by-user": "Google's sign-in window was closed before signing in.",
+  "auth/cancelled-popup-request": "Google's sign-in window was closed before signing in.",
+  "auth/operation-not-allowed": "Google sign-in is not enabled for this project.",
+  "auth/unauthorized-domain": "This page's address is not among the project's authorised domains for Google sign-in.",
+};
 
 function plainAuthError(code: string): string {
   const words: Record<string, string> = {
@@ -423,7 +425,6 @@ function showNew(): void {
         return go(`#/batch/${encodeURIComponent(done.batch_id)}`);
       }
       const id = done.job_id ?? String(spec.job_id);
-      rememberSpec(id, spec as unknown as JobSpec);
       announce(`Job ${id} submitted`);
       go(`#/job/${encodeURIComponent(id)}`);
     } catch (error) {
@@ -525,11 +526,18 @@ async function saveBlob(job: JobDoc): Promise<void> {
   announce(`Downloaded ${job.job_id}.mp4`);
 }
 
+/** The spec of a preview, as the full-quality render of it: a job of its own beside the preview. */
+function promoted(spec: JobSpec, jobId: string): JobSpec {
+  const { batch_id: _batch, ...rest } = spec;
+  return { ...rest, job_id: `${jobId.slice(0, 123)}-full`, output: { ...spec.output, preview: false } };
+}
+
 async function resubmit(spec: JobSpec, status: HTMLElement): Promise<void> {
+  announce("Submitting…");
   try {
     const done = await client.submit(spec);
     const id = done.job_id ?? spec.job_id ?? "";
-    rememberSpec(id, spec);
+    announce(`Job ${id} submitted`);
     go(`#/job/${encodeURIComponent(id)}`);
   } catch (error) {
     const e = error instanceof ApiError ? error : new ApiError(0, "NETWORK", String(error));
@@ -545,12 +553,58 @@ function showJob(jobId: string): void {
   screen(`Job ${jobId}`, state, player, actions, problem, h("p", {}, h("a", { href: "#/" }, "← My renders")));
   let lastStatus = "";
   let shownUrl = "";
+  // The spec the job was accepted from, asked of the API once the job has ended (any browser
+  // of the owner's can re-render it): undefined until asked, null when the API has none.
+  let accepted: JobSpec | null | undefined;
+  let asking = false;
+  let latest: JobDoc | null = null;
+  const showActions = (job: JobDoc): void => {
+    latest = job;
+    const ended = job.status === "COMPLETED" || job.status === "FAILED";
+    if (ended && accepted === undefined && !asking) {
+      asking = true;
+      client
+        .getJob(jobId)
+        .then((owned) => {
+          accepted = owned.spec;
+        })
+        .catch(() => {
+          accepted = null; // the buttons stay away; the job itself is shown
+        })
+        .finally(() => {
+          asking = false;
+          if (latest) showActions(latest);
+        });
+    }
+    const url = job.status === "COMPLETED" ? job.output?.url : undefined;
+    const spec = ended ? accepted : null;
+    fill(
+      actions,
+      url
+        ? h(
+            "button",
+            {
+              type: "button",
+              id: "download",
+              onclick: () =>
+                void saveBlob(job).catch((e) => problem.replaceChildren(errorBlock({ code: "DOWNLOAD", message: String(e) }))),
+            },
+            "Download MP4",
+          )
+        : null,
+      spec ? h("button", { type: "button", id: "rerender", class: "secondary", onclick: () => void resubmit(spec, problem) }, "Re-render") : null,
+      spec && spec.output?.preview && job.status === "COMPLETED"
+        ? h("button", { type: "button", id: "promote", onclick: () => void resubmit(promoted(spec, jobId), problem) }, "Render full quality")
+        : null,
+    );
+  };
   cleanups.push(
     client.watch(
       jobId,
       (job) => {
         if (!job) {
-          fill(state, h("p", { "data-status": "WAITING" }, "Waiting for the job to appear…"));
+          // Until the service writes it; a job of another user's looks the same: never there.
+          fill(state, h("p", { "data-status": "WAITING" }, `Waiting for job ${jobId} to appear…`));
           return;
         }
         const progress = job.progress ?? 0;
@@ -567,36 +621,13 @@ function showJob(jobId: string): void {
           lastStatus = job.status;
         }
         const url = job.status === "COMPLETED" ? job.output?.url : undefined;
-        if (url && url !== shownUrl) {
-          shownUrl = url;
+        if ((url ?? "") !== shownUrl) {
+          shownUrl = url ?? ""; // a re-render in progress has no output yet: the old one is not offered
           player.replaceChildren(
-            h("video", { id: "video", controls: true, preload: "metadata", src: url, "aria-label": `Render of ${jobId}` }),
+            url ? h("video", { id: "video", controls: true, preload: "metadata", src: url, "aria-label": `Render of ${jobId}` }) : "",
           );
         }
-        const spec = savedSpecs()[jobId];
-        fill(actions, 
-          job.status === "COMPLETED" && url
-            ? h("button", { type: "button", id: "download", onclick: () => void saveBlob(job).catch((e) => problem.replaceChildren(errorBlock({ code: "DOWNLOAD", message: String(e) }))) }, "Download MP4")
-            : null,
-          spec && (job.status === "COMPLETED" || job.status === "FAILED")
-            ? h("button", { type: "button", id: "rerender", class: "secondary", onclick: () => void resubmit(spec, problem) }, "Re-render")
-            : null,
-          spec && spec.output?.preview && job.status === "COMPLETED"
-            ? h(
-                "button",
-                {
-                  type: "button",
-                  id: "promote",
-                  onclick: () =>
-                    void resubmit(
-                      { ...spec, job_id: `${jobId}-full`, output: { ...spec.output, preview: false } },
-                      problem,
-                    ),
-                },
-                "Render full quality",
-              )
-            : null,
-        );
+        showActions(job);
       },
       (error) => problem.replaceChildren(errorBlock({ code: error.code, message: error.message })),
     ),

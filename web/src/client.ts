@@ -15,6 +15,7 @@ import {
   GoogleAuthProvider,
   onAuthStateChanged,
   signInWithEmailAndPassword,
+  signInWithCredential,
   signInWithPopup,
   signOut,
   type User,
@@ -31,6 +32,7 @@ import {
   onSnapshot,
   orderBy,
   query,
+  type QueryConstraint,
   Timestamp,
   where,
 } from "firebase/firestore";
@@ -58,11 +60,10 @@ export interface WebConfig {
 
 export type JobStatus = "QUEUED" | "RUNNING" | "COMPLETED" | "FAILED";
 
-/** One located problem. The contract names its text `problem`; the pipeline writes `message`: both are read. */
+/** One located problem (docs/contract.md: one error object everywhere): a JSON path into the spec, and what is wrong there. */
 export interface ErrorDetail {
   path: string;
-  problem?: string;
-  message?: string;
+  problem: string;
 }
 
 export interface JobError {
@@ -111,6 +112,12 @@ export interface JobDoc {
   error?: JobError | null;
   output?: JobOutput | null;
   [key: string]: unknown;
+}
+
+/** The API's answer to its owner's GET of a job: the document and the spec it was accepted from. */
+export interface OwnedJob extends JobDoc {
+  /** `null` once the accepted spec object is gone (replaced, or the bucket's lifecycle). */
+  spec: JobSpec | null;
 }
 
 /** `render_batches/{batch_id}`: counts per status, progress weighted by scene length, ETA. */
@@ -219,8 +226,18 @@ export class SceneRenderClient {
     }
   }
 
+  /** Google's own sign-in window (the Auth emulator's fake Google locally). */
   async signInWithGoogle(): Promise<User> {
     return (await signInWithPopup(this.auth, new GoogleAuthProvider())).user;
+  }
+
+  /**
+   * Sign in with a Google ID token the caller already holds (Google Identity Services' one-tap
+   * button, or a backend's own Google sign-in); the Auth emulator takes a fake one, a JSON
+   * object of claims (`{"sub", "email", "email_verified"}`).
+   */
+  async signInWithGoogleIdToken(idToken: string): Promise<User> {
+    return (await signInWithCredential(this.auth, GoogleAuthProvider.credential(idToken))).user;
   }
 
   signOut(): Promise<void> {
@@ -274,9 +291,12 @@ export class SceneRenderClient {
     })) as Submitted;
   }
 
-  /** The job document through the API (owner-only), without a listener. */
-  async getJob(jobId: string): Promise<JobDoc> {
-    return plain(await this.api(`/?job_id=${encodeURIComponent(jobId)}`, { method: "GET" })) as JobDoc;
+  /**
+   * The job document through the API (owner-only), without a listener, with `spec`: the spec
+   * it was last accepted from, so any browser of its owner can re-render or promote it.
+   */
+  async getJob(jobId: string): Promise<OwnedJob> {
+    return plain(await this.api(`/?job_id=${encodeURIComponent(jobId)}`, { method: "GET" })) as OwnedJob;
   }
 
   /** Read a job document once, straight from Firestore (the rules admit only its owner). */
@@ -287,84 +307,68 @@ export class SceneRenderClient {
 
   /**
    * Follow one job live (a Firestore listener: every write the worker makes arrives, no polling).
-   * `onChange(null)` while the job does not exist yet.
+   * `onChange(null)` while the job does not exist yet, as far as the server can tell this user.
    */
   watch(jobId: string, onChange: (job: JobDoc | null) => void, onError?: (e: FirestoreError) => void): Unsubscribe {
-    // Right after a submission the document does not exist yet, and the rules refuse reading a
-    // missing document (they cannot see its owner): the listener is attached again, for a while.
-    const deadline = Date.now() + 60_000;
-    let stop: Unsubscribe = () => undefined;
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const attach = (): void => {
-      stop = onSnapshot(
-        doc(this.db, this.jobsCollection, jobId),
-        (snap) => onChange(snap.exists() ? (plain({ job_id: jobId, ...snap.data() }) as JobDoc) : null),
-        (error) => {
-          if (error.code === "permission-denied" && Date.now() < deadline && !stopped) {
-            onChange(null);
-            timer = setTimeout(attach, 400);
-          } else {
-            onError?.(error);
-          }
-        },
-      );
-    };
-    attach();
-    return () => {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      stop();
-    };
+    return this.watchOwned(this.jobsCollection, "job_id", jobId, (data) => ({ ...data, job_id: jobId }) as JobDoc, onChange, onError);
   }
 
-  /** Follow a batch document live (counts, weighted progress, ETA). */
+  /** Follow a batch document live (counts, weighted progress, ETA); `onChange(null)` until it exists. */
   watchBatch(
     batchId: string,
     onChange: (batch: BatchDoc | null) => void,
     onError?: (e: FirestoreError) => void,
   ): Unsubscribe {
-    const deadline = Date.now() + 60_000;
-    let stop: Unsubscribe = () => undefined;
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const attach = (): void => {
-      stop = onSnapshot(
-        doc(this.db, this.batchesCollection, batchId),
-        (snap) => onChange(snap.exists() ? (plain({ batch_id: batchId, ...snap.data() }) as BatchDoc) : null),
-        (error) => {
-          if (error.code === "permission-denied" && Date.now() < deadline && !stopped) {
-            onChange(null);
-            timer = setTimeout(attach, 400); // not created yet: see watch()
-          } else {
-            onError?.(error);
-          }
-        },
-      );
-    };
-    attach();
-    return () => {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-      stop();
-    };
+    return this.watchOwned(
+      this.batchesCollection,
+      "batch_id",
+      batchId,
+      (data) => ({ ...data, batch_id: batchId }) as BatchDoc,
+      onChange,
+      onError,
+    );
+  }
+
+  /**
+   * One of the user's documents by id, live, through the query `owner_uid == me && <id field> == id`.
+   *
+   * A listener on the document itself is refused while it does not exist (the rules cannot see
+   * an owner there), and refused alike when it is another user's: it would have to be attached
+   * again and again until the pipeline writes it. The query is one the rules allow; it is empty
+   * until the document is written, then carries every write, and stays empty for another
+   * user's document, so nobody learns that it exists. The id is matched on the field every
+   * job and batch document carries (`job_id`, `batch_id`): the Firestore emulator's rules
+   * refuse a query that filters on the document name itself.
+   */
+  private watchOwned<T>(
+    name: string,
+    idField: string,
+    id: string,
+    shape: (data: Record<string, unknown>) => T,
+    onChange: (value: T | null) => void,
+    onError?: (e: FirestoreError) => void,
+  ): Unsubscribe {
+    const owned = query(collection(this.db, name), where("owner_uid", "==", this.uid()), where(idField, "==", id));
+    return onSnapshot(
+      owned,
+      (snap) => {
+        const found = snap.docs.find((d) => d.id === id);
+        onChange(found ? (plain(shape(found.data())) as T) : null);
+      },
+      onError,
+    );
+  }
+
+  /** The signed-in user's uid: every listener is on their own documents. */
+  private uid(): string {
+    const uid = this.auth.currentUser?.uid;
+    if (!uid) throw new ApiError(401, "UNAUTHENTICATED", "sign in first");
+    return uid;
   }
 
   /** Follow the signed-in user's jobs, newest first (the query the rules allow: owner_uid == me). */
   watchMine(onChange: (jobs: JobDoc[]) => void, onError?: (e: FirestoreError) => void, max = 100): Unsubscribe {
-    const uid = this.auth.currentUser?.uid;
-    if (!uid) throw new ApiError(401, "UNAUTHENTICATED", "sign in first");
-    const mine = query(
-      collection(this.db, this.jobsCollection),
-      where("owner_uid", "==", uid),
-      orderBy("created_at", "desc"),
-      limit(max),
-    );
-    return onSnapshot(
-      mine,
-      (snap) => onChange(snap.docs.map((d) => plain({ job_id: d.id, ...d.data() }) as JobDoc)),
-      onError,
-    );
+    return this.watchJobs([orderBy("created_at", "desc"), limit(max)], onChange, onError);
   }
 
   /** The jobs of one batch, live. */
@@ -373,13 +377,16 @@ export class SceneRenderClient {
     onChange: (jobs: JobDoc[]) => void,
     onError?: (e: FirestoreError) => void,
   ): Unsubscribe {
-    const uid = this.auth.currentUser?.uid;
-    if (!uid) throw new ApiError(401, "UNAUTHENTICATED", "sign in first");
-    const jobs = query(
-      collection(this.db, this.jobsCollection),
-      where("owner_uid", "==", uid),
-      where("batch_id", "==", batchId),
-    );
+    return this.watchJobs([where("batch_id", "==", batchId)], onChange, onError);
+  }
+
+  /** The user's jobs that also meet `constraints`, live (owner_uid == me comes first: the rules ask it). */
+  private watchJobs(
+    constraints: QueryConstraint[],
+    onChange: (jobs: JobDoc[]) => void,
+    onError?: (e: FirestoreError) => void,
+  ): Unsubscribe {
+    const jobs = query(collection(this.db, this.jobsCollection), where("owner_uid", "==", this.uid()), ...constraints);
     return onSnapshot(
       jobs,
       (snap) => onChange(snap.docs.map((d) => plain({ job_id: d.id, ...d.data() }) as JobDoc)),

@@ -4,11 +4,10 @@
  * spec is validated by the API (one validator, the pipeline's); here it is only read.
  */
 
-export interface Problem {
-  path: string;
-  problem?: string;
-  message?: string;
-}
+import type { ErrorDetail } from "./client";
+
+/** One located problem, in the contract's form (the API's and the job document's). */
+export type Problem = ErrorDetail;
 
 export const TRACKS = ["narration", "dialogue", "music", "sfx"] as const;
 export type Track = (typeof TRACKS)[number];
