@@ -379,6 +379,6 @@ def test_a_render_bigger_than_the_renderers_memory_is_refused_with_the_numbers_b
     message = doc["error"]["message"]
     assert message.startswith("memory_mb: the render needs about inputs 96 MiB + intermediates "), message
     assert "the renderer has 2,048 MiB of memory, and its /tmp is memory on Cloud Run" in message
-    assert doc["error"]["details"] == [{"path": "segments[0].url", "message": "96 MiB to fetch"}]
+    assert doc["error"]["details"] == [{"path": "segments[0].url", "problem": "96 MiB to fetch"}]
     # Refused on its first attempt, before any stage of the render wrote progress.
     assert doc["attempt"] == 1 and float(doc["progress"]) == 0.0 and doc["execution"].startswith("local-")

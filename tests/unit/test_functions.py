@@ -339,3 +339,43 @@ def test_a_request_whose_job_another_worker_holds_comes_back_when_that_worker_wo
     alone = settings.model_copy(update={"split_min_segments": 0})  # no segment-work store
     assert worker.handle_request(alone, message) is False  # type: ignore[arg-type]
     assert message.given_back == [settings.heartbeat_stale_s]
+
+
+def test_a_request_whose_stores_fail_around_the_render_backs_off_instead_of_coming_straight_back(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen under load: a SIGKILLed worker left a transaction lock on its job, so the next
+    worker's mark_running failed; given back at once, the request came straight back, failed
+    again, and was dead-lettered in seconds (the job FAILED, a take-over due). It now stays
+    away one heartbeat_stale_s per delivery so far."""
+    from scenerender import pipeline, worker
+    from scenerender.errors import TransientError
+
+    settings = get_settings().model_copy(update={"split_min_segments": 0})
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise TransientError("Firestore: update job j: Transaction lock timeout")
+
+    class Message:
+        def __init__(self, delivery_attempt: int) -> None:
+            self.data = {"job_id": "j", "spec": SPEC}
+            self.delivery_attempt = delivery_attempt
+            self.given_back: list[float] = []
+
+        def __enter__(self) -> Message:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def ack(self) -> None:
+            raise AssertionError("not acknowledged: the render never ran")
+
+        def nack(self, delay_s: float = 0.0) -> None:
+            self.given_back.append(delay_s)
+
+    monkeypatch.setattr(pipeline, "run_render_request", locked)
+    for attempt in (1, 3):
+        message = Message(attempt)
+        assert worker.handle_request(settings, message) is False  # type: ignore[arg-type]
+        assert message.given_back == [settings.heartbeat_stale_s * attempt]
