@@ -21,7 +21,7 @@ from pathlib import Path
 # bench_render also puts the project root on the path, for the test suite's picture meter.
 from bench_render import ROOT, ffmpeg, timed
 
-from scenerender import plan
+from scenerender.core import plan
 from tests.measure import picture_quality
 
 PICTURES = {

@@ -42,8 +42,8 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=40)
     args = parser.parse_args()
 
-    from scenerender import clients
-    from scenerender.devstack import DevStack, Ports, free_port
+    from scenerender.cloud import clients
+    from scenerender.dev.devstack import DevStack, Ports, free_port
     from scenerender.settings import Settings, get_settings
     from tests.mediagen import make_tone_burst, make_video
 
@@ -74,7 +74,7 @@ def main() -> None:
             if count == 1:
                 env["SCENERENDER_SPLIT_MIN_SEGMENTS"] = "0"  # as Terraform and dev up set it for one worker
             for i in range(count):
-                argv = [sys.executable, "-m", "scenerender.worker", "--serve"]
+                argv = [sys.executable, "-m", "scenerender.pipeline.worker", "--serve"]
                 stack.start_process(f"worker-{i}-{cpus}", argv, env, lambda: True)
 
         cores = os.cpu_count() or 1

@@ -53,8 +53,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_web.json")
     args = parser.parse_args()
 
-    from scenerender import clients
-    from scenerender.devstack import DevStack, Ports, free_port
+    from scenerender.cloud import clients
+    from scenerender.dev.devstack import DevStack, Ports, free_port
     from scenerender.settings import get_settings
 
     with tempfile.TemporaryDirectory(prefix="scenerender-web-bench-") as tmp:
@@ -87,7 +87,7 @@ def main() -> None:
 def measure(stack: Any, writes: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    from scenerender import clients
+    from scenerender.cloud import clients
 
     jobs = clients.jobs()
     with sync_playwright() as p:

@@ -1,4 +1,4 @@
-"""Cloud Function entry points: unpack the event, call ``scenerender.pipeline``, record the outcome.
+"""Cloud Function entry points: unpack the event, call ``scenerender.pipeline.steps``, record the outcome.
 
 Deployed from this folder with the ``scenerender`` package beside it (see terraform/functions.tf).
 """
@@ -14,11 +14,12 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from scenerender import clients, identity, pipeline, sweeper
-from scenerender.api import Api, ApiRequest
+from scenerender.cloud import clients, identity
+from scenerender.cloud.launcher import launcher_for
 from scenerender.errors import SceneRenderError
-from scenerender.launcher import launcher_for
 from scenerender.logs import configure_logging
+from scenerender.pipeline import steps, sweeper
+from scenerender.pipeline.api import Api, ApiRequest
 from scenerender.settings import get_settings
 
 configure_logging()
@@ -37,8 +38,8 @@ def on_spec_uploaded(event: CloudEvent) -> None:
     """A spec bucket notification: validate the spec, queue the job (or record why not)."""
     attributes, _ = _message(event)
     settings = get_settings()
-    pipeline.accept_spec(
-        pipeline.SpecEvent.from_attributes(attributes),
+    steps.accept_spec(
+        steps.SpecEvent.from_attributes(attributes),
         settings=settings,
         blobs=clients.blobs(),
         jobs=clients.jobs(),
@@ -57,7 +58,7 @@ def on_render_reported(event: CloudEvent) -> None:
         # A malformed report can never succeed; acknowledge it instead of looping.
         log.error("unreadable render report dropped")
         return
-    pipeline.record_report(report, settings=get_settings(), blobs=clients.blobs(), jobs=clients.jobs())
+    steps.record_report(report, settings=get_settings(), blobs=clients.blobs(), jobs=clients.jobs())
 
 
 @functions_framework.cloud_event
@@ -69,14 +70,12 @@ def on_render_dead_lettered(event: CloudEvent) -> None:
     except ValueError:
         log.error("unreadable dead-lettered request dropped")
         return
-    pipeline.record_dead_letter(
-        request, attributes, jobs=clients.jobs(), stale_after_s=get_settings().heartbeat_stale_s
-    )
+    steps.record_dead_letter(request, attributes, jobs=clients.jobs(), stale_after_s=get_settings().heartbeat_stale_s)
 
 
 @functions_framework.http
 def http_api(request: flask.Request) -> flask.Response:
-    """The end users' HTTP API (scenerender.api): POST a spec, GET a job, POST /uploads."""
+    """The end users' HTTP API (scenerender.pipeline.api): POST a spec, GET a job, POST /uploads."""
     settings = get_settings()
     api = Api(
         settings=settings,
@@ -102,7 +101,7 @@ def http_api(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def on_sweep(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Cloud Scheduler's call: launch for queued requests no execution serves, end jobs whose
-    executions died (``scenerender.sweeper``). Answers what it did."""
+    executions died (``scenerender.pipeline.sweeper``). Answers what it did."""
     settings = get_settings()
     try:
         report = sweeper.sweep(settings=settings, jobs=clients.jobs(), launcher=launcher_for(settings))

@@ -35,7 +35,7 @@ Each class also carries the HTTP status the API answers it with (``http_status``
 a spec or input refused, 503 for a transient failure, 500 only for a bug.
 
 Third-party exceptions are translated into this tree once, where they are caught, with
-``raise ... from exc``: Google's client errors by the one map in ``scenerender.google_errors``
+``raise ... from exc``: Google's client errors by the one map in ``scenerender.cloud.google_errors``
 (which also decides which of them are worth a retry); httpx's and subprocess's where the
 fetch and the ffmpeg runner catch them.
 

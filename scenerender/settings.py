@@ -153,9 +153,9 @@ class Settings(BaseSettings):
         2 * 1024**3,
         ge=1,
         description="Largest single input file fetched; in the pipeline also no more than the memory budget "
-        "leaves (scenerender.budget: /tmp is memory on Cloud Run).",
+        "leaves (scenerender.pipeline.budget: /tmp is memory on Cloud Run).",
     )
-    # The HTTP API (scenerender.api): end users, each signed in with a Firebase ID token.
+    # The HTTP API (scenerender.pipeline.api): end users, each signed in with a Firebase ID token.
     max_api_body_bytes: int = Field(
         2 * 1024 * 1024, ge=1, description="Largest HTTP API request body; a larger one is refused with 413."
     )

@@ -33,7 +33,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # Schema data for the Terraform checks; --no-deps: nothing imports them (requirements-tfschema.txt).
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-tfschema.txt 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import scenerender.cli, google.cloud.firestore, functions_framework" 
+  .venv/bin/python -c "import scenerender.cli.app, google.cloud.firestore, functions_framework" 
   echo "$want" > "$stamp"
 fi
 # The pinned Firebase CLI (tools/firebase/package-lock.json) for the Auth emulator: npm ci, only

@@ -148,7 +148,7 @@ resource "google_storage_bucket_iam_member" "api_function_signs_uploads" {
 }
 
 # Browsers call the API with a Firebase ID token, which Cloud Run's own IAM check does not
-# accept; the function verifies the token itself (scenerender.identity) on every request,
+# accept; the function verifies the token itself (scenerender.cloud.identity) on every request,
 # so the service lets every caller reach it. Without var.api_public only IAM-authenticated
 # callers (roles/run.invoker) reach it, and browsers cannot.
 resource "google_cloud_run_service_iam_member" "api_public" {

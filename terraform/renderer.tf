@@ -1,6 +1,6 @@
 # The renderer is a Cloud Run job that drains the render-request and segment-work
 # subscriptions and exits when it is idle. The tasks of one execution share the queued
-# scenes, and a long scene's segment encodes (scenerender.workitems). The spec function, the
+# scenes, and a long scene's segment encodes (scenerender.pipeline.workitems). The spec function, the
 # sweeper and a task handing a request back start executions (jobs.run with a taskCount
 # override: a task per queued scene, up to parallelism; sweeper.tf). Idle cost is zero:
 # nothing runs between renders.

@@ -1,4 +1,4 @@
-# The sweeper (scenerender.sweeper): Cloud Scheduler calls it every few minutes, whether or
+# The sweeper (scenerender.pipeline.sweeper): Cloud Scheduler calls it every few minutes, whether or
 # not any renderer execution is alive, so no job stays QUEUED or RUNNING with nothing working
 # on it. It launches executions for queued requests whose execution ended (or never started)
 # and ends jobs whose executions died for good FAILED/TIMEOUT with the reason.
@@ -96,7 +96,7 @@ resource "google_cloud_run_service_iam_member" "scheduler_invokes_sweeper" {
 resource "google_cloud_scheduler_job" "sweep" {
   name        = "${local.prefix}-sweep"
   region      = var.region
-  description = "Launch for stranded render requests; end jobs whose executions died (scenerender.sweeper)."
+  description = "Launch for stranded render requests; end jobs whose executions died (scenerender.pipeline.sweeper)."
   schedule    = local.sweep_schedule
   time_zone   = "Etc/UTC"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
-from scenerender.devstack import FUNCTIONS, DevStack, Ports, free_run
+from scenerender.cloud import clients
+from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports, free_run
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2
@@ -51,7 +51,7 @@ def stack_ports() -> Ports:
 
 def forget_clients() -> None:
     """Drop the cached settings and clients: the next ones are made for the current environment."""
-    from scenerender import bus
+    from scenerender.cloud import bus
 
     get_settings.cache_clear()
     clients.reset()

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scenerender import adts, plan
-from scenerender.cli import load_spec, local_policy
+from scenerender.cli.app import load_spec, local_policy
+from scenerender.core import adts, plan
+from scenerender.core.inputs import InputResolver
+from scenerender.core.render import RenderOptions, render
 from scenerender.errors import RenderError
-from scenerender.inputs import InputResolver
-from scenerender.render import RenderOptions, render
 from scenerender.settings import Settings
 from tests import measure
 from tests.cli import render_json

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
+from scenerender.cloud import clients
 from scenerender.settings import Settings
 from tests.integration.conftest import SHARED_PREFIX
 

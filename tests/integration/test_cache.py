@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
+from scenerender.cloud import clients
 from scenerender.settings import Settings
 from tests import measure
 from tests.mediagen import make_tone_burst, make_video

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from scenerender.devstack import DevStack
+from scenerender.dev.devstack import DevStack
 from tests.cli_run import SCENERENDER, run
 from tests.mediagen import make_not_media, make_video
 

@@ -214,7 +214,7 @@ def test_help_is_clean() -> None:
         done = run(*command, "--help", env=bare_env(COLUMNS="200"))
         assert done.returncode == 0 and "<bool>" not in done.stdout, done.stdout
     up = run("dev", "up", "--help", env=bare_env(COLUMNS="200")).stdout
-    from scenerender.devstack import FUNCTIONS
+    from scenerender.dev.devstack import FUNCTIONS
 
     assert f"First of {len(FUNCTIONS)} consecutive ports for the functions" in up and "three" not in up
 
@@ -273,8 +273,8 @@ def test_watch_of_an_invalid_id_is_exit_2() -> None:
 
 
 def test_the_health_check_takes_well_under_two_seconds() -> None:
+    from scenerender.cloud.health import require_cloud
     from scenerender.errors import CloudUnavailableError
-    from scenerender.health import require_cloud
 
     started = time.monotonic()
     with pytest.raises(CloudUnavailableError) as info:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scenerender import clients
-from scenerender.devstack import DevStack
+from scenerender.cloud import clients
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
 from tests.mediagen import make_video
@@ -50,7 +50,10 @@ def test_a_killed_worker_is_replaced_and_the_job_completes_once(
     victim = int(str(doc["worker"]).rsplit(":", 1)[1])
     os.killpg(victim, signal.SIGKILL)  # the worker and its ffmpeg children, as a crashed container
     cloud.start_process(
-        "worker-replacement", [sys.executable, "-m", "scenerender.worker", "--serve"], {**os.environ}, lambda: True
+        "worker-replacement",
+        [sys.executable, "-m", "scenerender.pipeline.worker", "--serve"],
+        {**os.environ},
+        lambda: True,
     )
 
     renders = f"gs://{settings.render_bucket}/renders/it-crash/"

@@ -9,7 +9,7 @@ import time
 import pytest
 from google.cloud import firestore, pubsub_v1
 
-from scenerender import clients
+from scenerender.cloud import clients
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -68,12 +68,12 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
 
 
 def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(settings: Settings) -> None:
-    from scenerender import pipeline
+    from scenerender.pipeline import steps
 
     jobs = clients.jobs()
     jobs.create_job("it-alive", {"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP})
     attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
-    assert not pipeline.record_dead_letter(
+    assert not steps.record_dead_letter(
         {"job_id": "it-alive"}, attributes, jobs=jobs, stale_after_s=settings.heartbeat_stale_s
     )
     assert (jobs.get("it-alive") or {})["status"] == "RUNNING"
@@ -82,8 +82,8 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
 def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(settings: Settings) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from scenerender import sweeper
-    from scenerender.launcher import AlwaysOnWorkers
+    from scenerender.cloud.launcher import AlwaysOnWorkers
+    from scenerender.pipeline import sweeper
 
     jobs = clients.jobs()
     long_ago = datetime.now(UTC) - timedelta(hours=2)

@@ -12,10 +12,10 @@ from typing import ClassVar
 
 import pytest
 
+from scenerender.core.inputs import FetchPolicy, InputResolver, address_refusal
+from scenerender.core.render import fetch_and_probe
+from scenerender.core.spec import parse_spec
 from scenerender.errors import InputRefusedError, InputUnreachableError
-from scenerender.inputs import FetchPolicy, InputResolver, address_refusal
-from scenerender.render import fetch_and_probe
-from scenerender.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 PAYLOAD = b"\x00media" * 1000

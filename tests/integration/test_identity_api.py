@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from scenerender import clients
-from scenerender.devstack import DevStack
-from scenerender.session import Session, sign_in
+from scenerender.cloud import clients
+from scenerender.cloud.session import Session, sign_in
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 from tests.integration.test_pipeline import spec_for, wait_for_end
 from tests.tokens import forged_token

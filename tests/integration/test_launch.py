@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
-from scenerender.budget import MB as MIB
-from scenerender.budget import MemoryNeed, memory_need
-from scenerender.devstack import DevStack
-from scenerender.launcher import LocalLauncher
+from scenerender.cloud import clients
+from scenerender.cloud.launcher import LocalLauncher
+from scenerender.core.spec import parse_spec
+from scenerender.dev.devstack import DevStack
+from scenerender.pipeline.budget import MB as MIB
+from scenerender.pipeline.budget import MemoryNeed, memory_need
 from scenerender.settings import Settings, get_settings
-from scenerender.spec import parse_spec
 from tests.integration.conftest import FAST_RECOVERY, NO_SCHEDULER, local_cloud
 from tests.mediagen import make_video
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
+from scenerender.cloud import clients
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]

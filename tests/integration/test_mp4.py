@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scenerender.core.mp4 import keyframe_times, read_movie
 from scenerender.errors import RenderError
-from scenerender.mp4 import keyframe_times, read_movie
 from tests import measure
 from tests.mediagen import make_not_media, make_video, run_ffmpeg
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from scenerender import plan
-from scenerender.probe import probe
-from scenerender.spec import parse_spec
-from scenerender.timeline import Timeline, build_timeline
+from scenerender.core import plan
+from scenerender.core.probe import probe
+from scenerender.core.spec import parse_spec
+from scenerender.core.timeline import Timeline, build_timeline
 from tests import measure
 from tests.cli import render_json
 from tests.ffmpeg_log import busy_at, logging_ffmpeg, read_runs

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from google.cloud import pubsub_v1
 
-from scenerender import clients
-from scenerender.devstack import DevStack
+from scenerender.cloud import clients
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
 from tests.integration.conftest import SHARED_PREFIX
@@ -184,7 +184,7 @@ def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scen
 
 def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> None:
     """The API's round trip, as a user signed in to the Auth emulator (more in test_identity_api.py)."""
-    from scenerender.session import sign_in
+    from scenerender.cloud.session import sign_in
 
     api = cloud.env()["SCENERENDER_API_URL"]
     me = {"Authorization": f"Bearer {sign_in('http-user@example.com').id_token}"}

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from scenerender import clients
-from scenerender.bus import ensure_subscription, ensure_topic
-from scenerender.devstack import DevStack
+from scenerender.cloud import clients
+from scenerender.cloud.bus import ensure_subscription, ensure_topic
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
 from tests.cli import render_json
@@ -90,7 +90,7 @@ def download_output(settings: Settings, job_id: str, dest: Path) -> Path:
 
 def start_worker(cloud: DevStack, name: str, **env: str) -> int:
     cloud.start_process(
-        name, [sys.executable, "-m", "scenerender.worker", "--serve"], {**os.environ, **env}, lambda: True
+        name, [sys.executable, "-m", "scenerender.pipeline.worker", "--serve"], {**os.environ, **env}, lambda: True
     )
     return next(p.pid for p in cloud.state.processes if p.name == name)
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from google.cloud import firestore, pubsub_v1
 
-from scenerender import clients
-from scenerender.devstack import DevStack
+from scenerender.cloud import clients
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]

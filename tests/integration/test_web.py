@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from scenerender import clients
-from scenerender.devstack import DevStack
+from scenerender.cloud import clients
+from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -67,7 +67,7 @@ def served(cloud: DevStack) -> str:
 @pytest.fixture(scope="module")
 def web(served: str, cloud: DevStack, settings: Settings) -> str:
     """The page's URL, with a short sample scene published (4 segments of 2 s)."""
-    from scenerender.webserve import sample_specs
+    from scenerender.dev.webserve import sample_specs
 
     if "auth" not in json.loads(cloud.web_config_path.read_text())["emulators"]:
         pytest.skip("the local cloud runs no Firebase Auth emulator yet: the page cannot sign in")
@@ -131,6 +131,7 @@ class User:
         else:
             page.get_by_label("Email").fill(self.email)
             page.get_by_label("Password").fill(PASSWORD)
+            assert_accessible(page)
             if shot:
                 screenshot(page, shot)
             page.get_by_role("button", name="Create account").click()
@@ -171,6 +172,27 @@ class User:
 
     def close(self) -> None:
         self.context.close()
+
+
+# Every visible control on the screen without an accessible name: no label, no aria-label, no text.
+UNLABELLED = """
+() => [...document.querySelectorAll('input, select, textarea, button, progress, video')]
+  .filter((el) => el.offsetParent !== null || el === document.activeElement)
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+    && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map((el) => el.id || el.outerHTML.slice(0, 80))
+"""
+
+
+def assert_accessible(page: Any, *, width: int = 375) -> None:
+    """Every control of the screen is labelled, and at phone width nothing is wider than the screen."""
+    assert page.evaluate(UNLABELLED) == []
+    size = page.viewport_size
+    page.set_viewport_size({"width": width, "height": 800})
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    finally:
+        page.set_viewport_size(size)
 
 
 def screenshot(page: Any, name: str) -> None:
@@ -218,6 +240,7 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
     assert f"Dialogue: 2 clips, {sum(dialogue):.1f} s" in page.locator("#tracks").inner_text()
     page.get_by_label("Resolution").select_option("360p")
     screenshot(page, "new-render")
+    assert_accessible(page)
     job_id = page.get_by_label("Job id").input_value()
     page.get_by_role("button", name="Render").click()
     page.get_by_role("heading", name=f"Job {job_id}").wait_for()
@@ -291,6 +314,7 @@ def test_video_plays_the_signed_url_with_the_results_duration(director: User, re
     assert f"{output['duration_s']:.1f} s" in figures
     assert "LUFS" in figures
     screenshot(page, "job-completed")
+    assert_accessible(page)
 
 
 def test_download_button_fetches_the_mp4(director: User, rendered: dict[str, Any], tmp_path: Path) -> None:
@@ -386,7 +410,15 @@ def test_a_failed_job_shows_its_code_and_reason(director: User, cloud: DevStack,
     assert details and details[0]["path"] == "segments[0].url" and details[0]["problem"], details
     shown = error.locator(".error-details li").all_inner_texts()
     assert shown == [f"{d['path']}: {d['problem']}" for d in details]
+    # My renders shows it too, in the job's row.
+    page.get_by_role("link", name="My renders", exact=True).click()
+    row = page.locator(f'li.job[data-job-id="{spec["job_id"]}"] [data-error-code]')
+    row.wait_for()
+    assert row.get_attribute("data-error-code") == doc["error"]["code"]
+    assert row.locator(".error-details li").all_inner_texts() == shown
+    page.go_back()
     screenshot(page, "job-failed")
+    assert_accessible(page)
 
 
 def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -> None:
@@ -416,6 +448,7 @@ def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -
     )
     page.wait_for_function("document.querySelectorAll('#batch-jobs li.job[data-status=COMPLETED]').length === 3")
     screenshot(page, "batch")
+    assert_accessible(page)
     changes = page.evaluate("window.__changes")
     assert page.evaluate("window.__document_marker") == marker
     completed = [c["completed"] for c in changes if c["completed"] is not None]
@@ -530,7 +563,7 @@ def test_google_sign_in_where_configured(browser: Any, web: str, cloud: DevStack
     and checks the page says so in plain words, then signs a Google account in through the
     other Google door the client has: a Google ID token (the emulator takes a fake one).
     """
-    from scenerender.webserve import write_json
+    from scenerender.dev.webserve import write_json
 
     config = json.loads(cloud.web_config_path.read_text())
     assert config["googleSignIn"] is False  # not configured: not offered
@@ -569,3 +602,54 @@ def test_google_sign_in_where_configured(browser: Any, web: str, cloud: DevStack
     finally:
         write_json(cloud.web_config_path, config)
         user.close()
+
+
+def test_the_local_user_button_signs_in_the_development_account(browser: Any, web: str) -> None:
+    user = User(browser, web)
+    try:
+        page = user.page
+        page.goto(web)
+        page.get_by_role("button", name="Use the local user").click()
+        page.get_by_role("heading", name="My renders").wait_for()
+        assert page.locator("#who").inner_text() == "local-user@scenerender.test"
+        assert page.locator("#live").inner_text() == "Signed in as local-user@scenerender.test"
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("heading", name="Sign in").wait_for()
+        page.get_by_role("button", name="Use the local user").click()  # the account is reused
+        page.get_by_role("heading", name="My renders").wait_for()
+        assert user.errors == []
+    finally:
+        user.close()
+
+
+def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
+    director: User, cloud: DevStack, settings: Settings, tmp_path: Path
+) -> None:
+    """Upload a job_spec.json, untick a track, pick a resolution: the API stores that spec."""
+    spec = json.loads(json.dumps(sample_spec(cloud)))
+    spec["segments"] = spec["segments"][:1]
+    spec["audio"]["clips"] = [c for c in spec["audio"]["clips"] if c["type"] in ("music", "sfx")]
+    for clip in spec["audio"]["clips"]:
+        if "segment_id" in clip:
+            clip["segment_id"] = spec["segments"][0]["id"]
+    spec["job_id"] = f"upload-{uuid.uuid4().hex[:8]}"
+    upload = tmp_path / "job_spec.json"
+    upload.write_text(json.dumps(spec))
+    page = director.page
+    page.get_by_role("link", name="New render").first.click()
+    page.get_by_role("heading", name="New render").wait_for()
+    page.get_by_label("Or upload a job_spec.json").set_input_files(str(upload))
+    page.get_by_text("1 segment · scene 2.00 s").wait_for()
+    assert page.get_by_label("Job id").input_value() == spec["job_id"]
+    page.get_by_label("Music", exact=False).uncheck()
+    page.get_by_label("Resolution").select_option("360p")
+    page.get_by_label("Preview (quick, at most 480p)").check()
+    assert_accessible(page)
+    page.get_by_role("button", name="Render").click()
+    page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
+    stored = json.loads(clients.blobs().read_bytes(f"gs://{settings.spec_bucket}/jobs/{spec['job_id']}.json"))
+    assert stored["audio"]["tracks"]["music"] is False and stored["audio"]["tracks"]["sfx"] is True
+    assert stored["output"]["resolution"] == "360p" and stored["output"]["preview"] is True
+    assert stored["segments"] == spec["segments"] and stored["owner_uid"] == director.uid
+    director.wait_status("COMPLETED", "FAILED")
+    assert_accessible(page)

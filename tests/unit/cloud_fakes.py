@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scenerender.jobs import may_take
+from scenerender.cloud.jobs import may_take
 
 
 class FakeBlobs:

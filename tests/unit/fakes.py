@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from scenerender.probe import AudioInfo, MediaInfo, VideoInfo
+from scenerender.core.probe import AudioInfo, MediaInfo, VideoInfo
 
 
 def video(

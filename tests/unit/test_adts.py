@@ -7,7 +7,7 @@ from typing import Any, BinaryIO, cast
 
 import pytest
 
-from scenerender import adts
+from scenerender.core import adts
 from scenerender.errors import RenderError
 
 

@@ -13,8 +13,8 @@ import pytest
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
-from scenerender import clients
-from scenerender.identity import EMULATOR_ENV
+from scenerender.cloud import clients
+from scenerender.cloud.identity import EMULATOR_ENV
 from scenerender.settings import get_settings
 from tests.tokens import bearer, forged_token
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs

@@ -24,7 +24,7 @@ from tests.unit.test_terraform import locals_, parsed
 
 ROOT = Path(__file__).parents[2]
 MAIN = ROOT / "functions" / "main.py"
-WORKER = ROOT / "scenerender" / "worker.py"
+WORKER = ROOT / "scenerender" / "pipeline" / "worker.py"
 DOCKERFILE = ROOT / "renderer_image" / "Dockerfile"
 
 
@@ -118,7 +118,7 @@ def test_the_functions_archive_is_main_the_modules_it_imports_and_the_lock() -> 
     (dynamic,) = [d["source"] for d in archive["dynamic"]]
     assert dynamic["for_each"] == "${toset(local.function_modules)}"
     # Nothing of the command line or the local cloud.
-    assert not {"cli.py", "entry.py", "devstack.py", "__main__.py"} & listed
+    assert not {m for m in listed if m.startswith(("cli/", "dev/"))} and "__main__.py" not in listed
 
 
 def test_every_third_party_import_of_the_functions_and_the_worker_is_in_the_lock() -> None:
@@ -159,13 +159,13 @@ def test_the_image_holds_what_the_worker_imports_and_nothing_of_the_cli() -> Non
     dev_only = sorted(p.relative_to(ROOT).as_posix() for p in shipped - runtime)
     assert not dev_only, f"only the CLI or development uses these; add them to .dockerignore: {dev_only}"
     # The CLI modules are really out, and nothing but the image's own inputs goes in.
-    assert not in_image(ROOT / "scenerender" / "cli.py")
-    assert not in_image(ROOT / "scenerender" / "devstack.py")
+    assert not in_image(ROOT / "scenerender" / "cli" / "app.py")
+    assert not in_image(ROOT / "scenerender" / "dev" / "devstack.py")
     for name in ("tests", "benchmarks", "terraform", "functions", "docs", ".git", ".venv"):
         assert not in_image(ROOT / name / "x.py"), name
 
 
-@pytest.mark.parametrize("module", ["cli.py", "entry.py", "devstack.py"])
+@pytest.mark.parametrize("module", ["cli/app.py", "cli/entry.py", "dev/devstack.py"])
 def test_the_modules_left_out_are_not_needed_by_the_functions_or_the_worker(module: str) -> None:
     path = ROOT / "scenerender" / module
     assert path not in imports.closure(MAIN) and path not in imports.closure(WORKER)

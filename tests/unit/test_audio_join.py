@@ -1,4 +1,4 @@
-"""The join of chunk encodes (``scenerender.audio._join``) on frames built here: order, and memory."""
+"""The join of chunk encodes (``scenerender.core.audio._join``) on frames built here: order, and memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import cast
 
-from scenerender import adts, audio, plan
+from scenerender.core import adts, audio, plan
 from tests.unit.test_adts import frame
 
 

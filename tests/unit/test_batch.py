@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from scenerender.batch import is_batch, parse_batch, scene_spec, summarize
 from scenerender.errors import SpecError
+from scenerender.pipeline.batch import is_batch, parse_batch, scene_spec, summarize
 
 SCENE = {"version": 1, "project_id": "p", "scene_id": "s", "segments": [{"id": "a", "url": "gs://m/a.mp4"}]}
 
@@ -54,8 +54,8 @@ def test_a_scenes_end_by_report_or_dead_letter_ends_its_batch_and_a_lost_summary
     """The refresh after the last scene's end is the only thing that ends the batch: the
     dead-letter path does it too, and a refresh that fails there raises (the event comes
     back) instead of leaving the batch RUNNING for ever."""
-    from scenerender import pipeline
     from scenerender.errors import TransientError
+    from scenerender.pipeline import steps as pipeline
     from scenerender.settings import Settings
     from tests.unit.cloud_fakes import FakeBlobs, FakeJobs
 

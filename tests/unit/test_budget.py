@@ -1,14 +1,14 @@
-"""The render's cost before it starts (scenerender.budget) and the Cloud Run launcher's API calls."""
+"""The render's cost before it starts (scenerender.pipeline.budget) and the Cloud Run launcher's API calls."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from scenerender import pipeline
-from scenerender.budget import estimated_render_s, memory_need
-from scenerender.launcher import CloudRunLauncher, execution_from_resource
+from scenerender.cloud.launcher import CloudRunLauncher, execution_from_resource
+from scenerender.core.spec import parse_spec
+from scenerender.pipeline import steps
+from scenerender.pipeline.budget import estimated_render_s, memory_need
 from scenerender.settings import Settings
-from scenerender.spec import parse_spec
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
 MEDIA = "gs://scenerender-media/users/u1/big.mp4"
@@ -42,7 +42,7 @@ def test_a_render_that_cannot_fit_in_memory_is_refused_with_the_numbers_before_a
     assert need.inputs == 300 * 1024 * 1024 and need.total > need.memory
     jobs.create_job("j", {"status": "QUEUED", "owner_uid": "u1"})
     fetched: list[str] = []
-    outcome = pipeline.run_render_request(
+    outcome = steps.run_render_request(
         {"job_id": "j", "spec": scene(60.0)},
         settings=settings,
         blobs=blobs,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from scenerender.deliverables import caption_formats
-from scenerender.deliverables.captions import Cue, build_cues, columns, to_ass, to_srt, to_vtt, wrap
+from scenerender.core.deliverables import caption_formats
+from scenerender.core.deliverables.captions import Cue, build_cues, columns, to_ass, to_srt, to_vtt, wrap
+from scenerender.core.spec import JobSpec, parse_spec
+from scenerender.core.timeline import build_timeline
 from scenerender.errors import SpecError
-from scenerender.spec import JobSpec, parse_spec
-from scenerender.timeline import build_timeline
 from tests.unit.fakes import sound, video
 
 BASE: dict[str, Any] = {"version": 1, "project_id": "p", "scene_id": "s"}

@@ -15,7 +15,7 @@ CODE_LITERAL = re.compile(r"""["']code["']\s*:\s*["']([A-Z_]+)["']""")
 
 def answered_codes() -> set[str]:
     found = {cls.code for cls in all_error_classes()}
-    for path in [*(ROOT / "scenerender").glob("*.py"), *(ROOT / "functions").glob("*.py")]:
+    for path in [*(ROOT / "scenerender").rglob("*.py"), *(ROOT / "functions").glob("*.py")]:
         found |= set(CODE_LITERAL.findall(path.read_text(encoding="utf-8")))
     return found
 

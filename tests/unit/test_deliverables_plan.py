@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 from array import array
+from fractions import Fraction
 from typing import Any
 
-from scenerender.deliverables import qc, roles, stills
-from scenerender.mp4 import VideoSample
-from scenerender.spec import parse_spec
-from scenerender.timeline import build_timeline
+from scenerender.core.deliverables import qc, roles, stills
+from scenerender.core.mp4 import VideoSample
+from scenerender.core.spec import parse_spec
+from scenerender.core.timeline import Timeline, build_timeline
 from tests.unit.fakes import sound, video
 
 
@@ -83,3 +84,39 @@ def test_speech_over_music_by_6_db_or_more_is_clean_and_less_is_a_finding() -> N
         assert [f.check for f in findings] == (["dialogue_under_music"] if flagged else [])
     silent = qc.sound_findings(spec, timeline, [], output, _levels(lambda t: 0.0, 4.0), None)
     assert [(f.check, f.clip) for f in silent] == [("dialogue_silent", "audio.clips[0]")]
+
+
+def _three_segments() -> Timeline:
+    spec = parse_spec(
+        json.dumps(
+            {
+                "version": 1,
+                "project_id": "p",
+                "scene_id": "s",
+                "output": {"fps": 10},
+                "segments": [{"id": n, "url": f"{n}.mp4"} for n in "abc"],
+            }
+        )
+    )
+    probes = {f"{n}.mp4": video(f"{n}.mp4", seconds=1.0, fps=Fraction(10)) for n in "abc"}
+    return build_timeline(spec, probes)
+
+
+def test_the_previous_segments_last_frame_is_decoded_only_where_it_decides_a_still_copy() -> None:
+    # a moves; b and c are each still (tiny frames after their keyframes, 1 s each at 10 fps).
+    timeline = _three_segments()
+    sizes = [5000] * 10 + ([5000] + [20] * 9) * 2
+    runs = qc.still_runs(_samples(sizes, {0, 10, 20}), 0.1, tiny=100)
+    first = qc.frames_wanted(runs, timeline)
+    assert sorted(round(t, 3) for t in first) == [1.0, 1.6, 2.0, 2.6]  # not the costly 0.9
+    b, c = bytes([120]) * 100, bytes([200]) * 100
+    frames = {t: (b if t < 1.95 else c) for t in first}
+    # b starts after a moving segment: a's last frame (0.9) decides; c starts where b's
+    # confirmed still ends: b's decoded frame is the picture before it.
+    assert [round(t, 3) for t in qc.previous_frames_wanted(runs, frames, timeline)] == [0.9]
+    frames[0.9] = b  # b is a still copy of a's last frame; c is frozen, but no copy of b
+    findings = qc.picture_findings(runs, frames, timeline, (10, 10))
+    assert [(f.check, f.segment_id) for f in findings] == [("still_copy", "b"), ("frozen_picture", "c")]
+    # A run that is not confirmed (its picture changes slowly) asks for nothing more.
+    moving = {t: bytes([int(t * 40)]) * 100 for t in first}
+    assert qc.previous_frames_wanted(runs, moving, timeline) == []

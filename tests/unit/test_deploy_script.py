@@ -115,7 +115,7 @@ def test_the_image_tag_is_the_hash_of_what_goes_into_the_image(tmp_path: Path) -
     (tree / "tests").mkdir()
     (tree / "tests" / "test_x.py").write_text("x = 1\n")  # not in the image: same tag
     assert tag_of(dry_run(PROJECT, REGION, cwd=tree)) == first
-    with (tree / "scenerender" / "render.py").open("a") as fh:
+    with (tree / "scenerender" / "core" / "render.py").open("a") as fh:
         fh.write("\n# changed\n")
     assert tag_of(dry_run(PROJECT, REGION, cwd=tree)) != first
 

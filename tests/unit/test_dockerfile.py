@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).parents[2]
 DOCKERFILE = ROOT / "renderer_image" / "Dockerfile"
 CLOUDBUILD = ROOT / "renderer_image" / "cloudbuild.yaml"
-WORKER = ROOT / "scenerender" / "worker.py"
+WORKER = ROOT / "scenerender" / "pipeline" / "worker.py"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -76,7 +76,7 @@ def test_runs_as_a_non_root_user_set_before_the_entry_point() -> None:
 
 def test_entry_point_is_the_worker_module_in_exec_form() -> None:
     (entry,) = args_of("ENTRYPOINT")
-    assert json.loads(entry) == ["python", "-m", "scenerender.worker"]
+    assert json.loads(entry) == ["python", "-m", "scenerender.pipeline.worker"]
     assert not args_of("CMD")
 
 

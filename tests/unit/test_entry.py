@@ -8,7 +8,7 @@ import sys
 _SIGNALS_AFTER_START = """
 import signal, sys
 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
-from scenerender.entry import stop_on_signals
+from scenerender.cli.entry import stop_on_signals
 from scenerender.errors import Stopped
 stop_on_signals()
 print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)
@@ -29,7 +29,7 @@ def test_sigterm_unwinds_once_and_an_ignored_sighup_stays_ignored() -> None:
 
 _SIGNAL_TAKEN_BY_ANOTHER_THREAD = """
 import signal, threading, time
-from scenerender.entry import stop_on_signals
+from scenerender.cli.entry import stop_on_signals
 from scenerender.errors import Stopped
 stop_on_signals()
 other = threading.Thread(target=time.sleep, args=(30,), daemon=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from scenerender.cli.remote import follow
 from scenerender.errors import NotFoundError
-from scenerender.remote import follow
 
 
 class Silent:

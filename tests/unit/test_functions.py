@@ -15,7 +15,7 @@ from cloudevents.http import CloudEvent
 from flask.testing import FlaskClient
 from functions_framework import create_app
 
-from scenerender import clients
+from scenerender.cloud import clients
 from scenerender.settings import get_settings
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
@@ -149,7 +149,7 @@ def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, Fa
 
 def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch) -> None:
     # More of the API in test_api.py; here, the round trip beside the other functions.
-    from scenerender.identity import EMULATOR_ENV
+    from scenerender.cloud.identity import EMULATOR_ENV
     from tests.tokens import bearer, forged_token
 
     monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")
@@ -191,8 +191,8 @@ def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
 def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
     stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scenerender import pipeline
     from scenerender.errors import TransientError
+    from scenerender.pipeline import steps
 
     _, jobs, bus = stores
     settings = get_settings()
@@ -200,11 +200,11 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise TransientError("storage unavailable")
 
-    monkeypatch.setattr(pipeline, "render", unavailable)
+    monkeypatch.setattr(steps, "render", unavailable)
     jobs.create_job("scene-1", {"status": "QUEUED"})
     request = {"job_id": "scene-1", "spec": SPEC}
     outcomes = [
-        pipeline.run_render_request(request, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus)
+        steps.run_render_request(request, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus)
         for _ in range(settings.max_attempts)
     ]
     assert [o.ack for o in outcomes] == [False] * (settings.max_attempts - 1) + [True]
@@ -212,7 +212,7 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
     assert topic == settings.completion_topic and report["status"] == "FAILED"
     assert report["attempt"] == settings.max_attempts and report["error"]["message"] == "storage unavailable"
     assert jobs.docs["scene-1"]["last_error"]["message"] == "storage unavailable"
-    pipeline.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
+    steps.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
     assert jobs.docs["scene-1"]["status"] == "FAILED"
 
 
@@ -228,7 +228,8 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
 def test_a_permanent_error_or_a_bug_is_acknowledged_at_once_as_failed(
     stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch, raised: str, code: str
 ) -> None:
-    from scenerender import errors, pipeline
+    from scenerender import errors
+    from scenerender.pipeline import steps
 
     _, jobs, bus = stores
     settings = get_settings()
@@ -241,9 +242,9 @@ def test_a_permanent_error_or_a_bug_is_acknowledged_at_once_as_failed(
             raise errors.InputUnreachableError("segments[0].url", "object not found")
         raise getattr(errors, raised)("it went wrong")
 
-    monkeypatch.setattr(pipeline, "render", fail)
+    monkeypatch.setattr(steps, "render", fail)
     jobs.create_job("scene-1", {"status": "QUEUED"})
-    outcome = pipeline.run_render_request(
+    outcome = steps.run_render_request(
         {"job_id": "scene-1", "spec": SPEC}, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus
     )
     assert outcome.ack and outcome.status == "FAILED"
@@ -260,17 +261,17 @@ def test_a_transient_error_is_left_for_redelivery(
 ) -> None:
     from google.api_core import exceptions as gexc
 
-    from scenerender import pipeline
-    from scenerender.google_errors import translate
+    from scenerender.cloud.google_errors import translate
+    from scenerender.pipeline import steps
 
     _, jobs, bus = stores
 
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise translate(gexc.ServiceUnavailable("down"), "Cloud Storage: gs://b/o")
 
-    monkeypatch.setattr(pipeline, "render", unavailable)
+    monkeypatch.setattr(steps, "render", unavailable)
     jobs.create_job("scene-1", {"status": "QUEUED"})
-    outcome = pipeline.run_render_request(
+    outcome = steps.run_render_request(
         {"job_id": "scene-1", "spec": SPEC}, settings=get_settings(), blobs=FakeBlobs(), jobs=jobs, bus=bus
     )
     assert not outcome.ack and outcome.status == "RETRY" and bus.published == []
@@ -280,8 +281,8 @@ def test_a_transient_error_is_left_for_redelivery(
 def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from scenerender import sweeper
-    from scenerender.launcher import AlwaysOnWorkers
+    from scenerender.cloud.launcher import AlwaysOnWorkers
+    from scenerender.pipeline import sweeper
 
     _, jobs, _ = stores
     settings = get_settings()
@@ -303,8 +304,9 @@ def test_a_request_whose_job_another_worker_holds_comes_back_when_that_worker_wo
     """Given back at once, a BUSY request returns to an idle worker straight away and uses up
     its deliveries in seconds (dead-lettered: the job FAILED though its worker had died and a
     take-over was due). It comes back once the holder's heartbeat would be stale."""
-    from scenerender import pipeline, worker
-    from scenerender.jobs import BUSY
+    from scenerender.cloud.jobs import BUSY
+    from scenerender.pipeline import steps as pipeline
+    from scenerender.pipeline import worker
 
     blobs, jobs, bus = stores
     settings = get_settings()
@@ -348,8 +350,9 @@ def test_a_request_whose_stores_fail_around_the_render_backs_off_instead_of_comi
     worker's mark_running failed; given back at once, the request came straight back, failed
     again, and was dead-lettered in seconds (the job FAILED, a take-over due). It now stays
     away one heartbeat_stale_s per delivery so far."""
-    from scenerender import pipeline, worker
     from scenerender.errors import TransientError
+    from scenerender.pipeline import steps as pipeline
+    from scenerender.pipeline import worker
 
     settings = get_settings().model_copy(update={"split_min_segments": 0})
 

@@ -11,9 +11,9 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as gauth
 
-from scenerender import google_errors
+from scenerender.cloud import google_errors
+from scenerender.cloud.google_errors import MAP, error_class, translate
 from scenerender.errors import AlreadyWrittenError, MissingError, SceneRenderError, TransientError
-from scenerender.google_errors import MAP, error_class, translate
 
 # Changing this set changes what a worker retries: do it on purpose, with the docstring's table.
 TRANSIENT = {
@@ -158,7 +158,7 @@ def test_missing_and_already_written_are_also_the_builtin_errors_callers_catch()
 
 
 def test_the_three_adapters_translate_through_the_one_map() -> None:
-    from scenerender import bus, jobs, storage
+    from scenerender.cloud import bus, jobs, storage
 
     for exc in (gexc.Aborted("contention"), gexc.MethodNotImplemented("no"), gexc.ServiceUnavailable("down")):
         kinds = {

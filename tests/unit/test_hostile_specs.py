@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenerender import pipeline
+from scenerender.core.spec import parse_spec
 from scenerender.errors import SpecError
 from scenerender.logs import JsonFormatter, redact
+from scenerender.pipeline import steps
 from scenerender.settings import Settings
-from scenerender.spec import parse_spec
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
 json_values = st.recursive(
@@ -59,8 +59,8 @@ def test_parse_spec_raises_only_spec_errors_with_a_message(raw: bytes) -> None:
 def test_the_spec_trigger_records_every_drop(raw: bytes) -> None:
     blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
     blobs.objects["gs://scenerender-specs/jobs/fuzz.json"] = raw
-    event = pipeline.SpecEvent("scenerender-specs", "jobs/fuzz.json", "1", "OBJECT_FINALIZE")
-    job_id = pipeline.accept_spec(event, settings=Settings(), blobs=blobs, jobs=jobs, bus=bus)
+    event = steps.SpecEvent("scenerender-specs", "jobs/fuzz.json", "1", "OBJECT_FINALIZE")
+    job_id = steps.accept_spec(event, settings=Settings(), blobs=blobs, jobs=jobs, bus=bus)
     assert job_id is not None
     job = jobs.docs[job_id]
     if job["status"] == "FAILED":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scenerender.cloud.identity import EMULATOR_ENV, TokenVerifier, bearer_token
 from scenerender.errors import UnauthenticatedError
-from scenerender.identity import EMULATOR_ENV, TokenVerifier, bearer_token
 from tests.tokens import forged_token
 
 PROJECT = "identity-test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from scenerender.inputs import FetchPolicy, InputResolver
+from scenerender.core.inputs import FetchPolicy, InputResolver
 
 
 def test_one_file_named_two_ways_at_once_is_linked_once(tmp_path: Path) -> None:

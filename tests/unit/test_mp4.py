@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scenerender.core.mp4 import keyframe_times, read_movie
 from scenerender.errors import RenderError
-from scenerender.mp4 import keyframe_times, read_movie
 
 
 def box(kind: bytes, *parts: bytes, large: bool = False) -> bytes:

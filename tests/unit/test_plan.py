@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from scenerender import adts, plan
+from scenerender.core import adts, plan
+from scenerender.core.probe import DEMUXER_WHITELIST, MediaInfo
+from scenerender.core.spec import parse_spec
+from scenerender.core.timeline import Timeline, build_timeline
 from scenerender.errors import RenderError
-from scenerender.probe import DEMUXER_WHITELIST, MediaInfo
-from scenerender.spec import parse_spec
-from scenerender.timeline import Timeline, build_timeline
 from tests.unit.fakes import sound, video
 
 
@@ -485,7 +485,7 @@ def test_one_time_base_for_every_piece() -> None:
 
 
 def test_encodes_at_once_fit_the_memory_budget() -> None:
-    from scenerender.plan import encoder_mb, parallel_jobs
+    from scenerender.core.plan import encoder_mb, parallel_jobs
 
     hd = (1920, 1080)
     assert parallel_jobs(0, 10, 2) == (2, 1)  # no budget: one process per core

@@ -8,8 +8,19 @@ from typing import Any
 
 import pytest
 
+from scenerender.core.probe import (
+    CONTAINERS,
+    DEMUXER_WHITELIST,
+    PACKET_ENDS,
+    formats_markdown,
+    packet_ends,
+    parse_probe,
+    read_probe,
+    refuse_reference_files,
+)
 from scenerender.errors import InputMediaError, InputRefusedError
-from scenerender.probe import parse_probe
+
+PCM = {"codec_type": "audio", "codec_name": "pcm_s16le"}
 
 
 def probe_json(**overrides: Any) -> dict[str, Any]:
@@ -59,12 +70,12 @@ def test_streams_are_read_with_rotation_and_exact_rates() -> None:
         (probe_json(streams=[]), InputMediaError, "no audio or video stream"),
         (probe_json(streams=[{"codec_type": "audio", "codec_name": "aac"}] * 40), InputRefusedError, "40 streams"),
         (
-            probe_json(format={"format_name": "wav", "duration": "0"}, streams=[{"codec_type": "audio"}]),
+            probe_json(format={"format_name": "wav", "duration": "0"}, streams=[PCM]),
             InputMediaError,
             "zero duration",
         ),
         (
-            probe_json(format={"format_name": "wav", "duration": "90000"}, streams=[{"codec_type": "audio"}]),
+            probe_json(format={"format_name": "wav", "duration": "90000"}, streams=[PCM]),
             InputRefusedError,
             "90000 s long",
         ),
@@ -80,3 +91,73 @@ def test_huge_frames_are_refused() -> None:
     data["streams"][0].update(width=16384, height=16384)
     with pytest.raises(InputRefusedError, match="16384x16384"):
         parse_probe(Path("x"), data, "segments[0].url")
+
+
+def test_docs_list_the_formats_the_probe_accepts_and_refuses() -> None:
+    # docs/media.md prints the table itself: a container added, removed or renamed in
+    # CONTAINERS (or a codec, or a refusal) without the page following fails here.
+    page = (Path(__file__).parents[2] / "docs" / "media.md").read_text(encoding="utf-8")
+    begin, end = "<!-- formats table: begin -->\n", "<!-- formats table: end -->"
+    assert begin in page and end in page
+    shown = page.split(begin, 1)[1].split(end, 1)[0]
+    assert shown == formats_markdown()
+    for container in CONTAINERS:
+        assert f"| {container.name} |" in shown and container.demuxer in DEMUXER_WHITELIST.split(",")
+
+
+@pytest.mark.parametrize(
+    ("head", "name"),
+    [
+        (b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x12", "animated WebP"),  # animation + alpha flags
+        (b"RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x10", "WebP"),  # alpha only: a still
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "WebP"),
+        (b"\x89PNG\r\n\x1a\n", "PNG"),
+        (b"\x00\x00\x00\x18ftypheic", "HEIF/AVIF"),
+        (b"FLV\x01\x05", "FLV"),
+        (bytes.fromhex("3026b2758e66cf11a6d9"), "ASF/WMV"),
+    ],
+)
+def test_refused_formats_are_named_on_their_first_bytes(tmp_path: Path, head: bytes, name: str) -> None:
+    path = tmp_path / "x"
+    path.write_bytes(head + bytes(64))
+    with pytest.raises(InputRefusedError) as caught:
+        refuse_reference_files(path, "segments[3].url")
+    assert f"the container is {name}, which is not accepted" in str(caught.value)
+    assert caught.value.input_path == "segments[3].url" and "accepted: MP4/MOV, Matroska/WebM" in str(caught.value)
+
+
+@pytest.mark.parametrize("head", [b"GIF89a", b"\x00\x00\x00\x18ftypisom", b"RIFF\x00\x00\x00\x00WAVEfmt "])
+def test_accepted_formats_pass_the_first_bytes(tmp_path: Path, head: bytes) -> None:
+    path = tmp_path / "x"
+    path.write_bytes(head + bytes(64))
+    refuse_reference_files(path, "segments[0].url")
+
+
+def test_a_codec_outside_the_table_is_refused_by_name() -> None:
+    data = probe_json()
+    data["streams"][0]["codec_name"] = "cinepak"
+    with pytest.raises(
+        InputRefusedError, match=r"the video codec is 'cinepak', which is not accepted; accepted: H\.264"
+    ):
+        parse_probe(Path("x"), data, "segments[0].url")
+    data = probe_json()
+    data["streams"][1]["codec_name"] = "pcm_s24le"  # any PCM
+    assert parse_probe(Path("x"), data, "segments[0].url").audio is not None
+
+
+def test_packet_ends_take_each_streams_latest_end() -> None:
+    lines = ["0,0.000000,0.000000,0.040000", "1,0.021000,0.021000,0.021000", "0,N/A,1.960000,0.040000,"]
+    lines.append("1,N/A,N/A,0.02")
+    assert packet_ends(lines) == {"0": pytest.approx(2.0), "1": pytest.approx(0.042)}
+
+
+def test_a_container_whose_packets_end_early_is_cut_short_else_its_streams_get_their_lengths() -> None:
+    data = probe_json(format={"format_name": "matroska,webm", "duration": "4.021", "size": "1000"})
+    for stream in data["streams"]:
+        stream.pop("duration")
+    data["streams"][0]["index"], data["streams"][1]["index"] = 0, 1
+    whole = read_probe(Path("x"), {**data, PACKET_ENDS: {"0": 4.0, "1": 4.021}}, "segments[0].url")
+    assert (whole.readable_video, whole.readable_audio) == (None, None)
+    assert whole.video_duration == pytest.approx(4.0) and whole.audio_duration == pytest.approx(4.021)
+    cut = read_probe(Path("x"), {**data, PACKET_ENDS: {"0": 2.12, "1": 1.94}}, "segments[0].url")
+    assert (cut.readable_video, cut.readable_audio) == (pytest.approx(2.12), pytest.approx(1.94))

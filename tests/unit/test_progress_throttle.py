@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scenerender.jobs import ProgressThrottle
+from scenerender.cloud.jobs import ProgressThrottle
 
 
 class Clock:

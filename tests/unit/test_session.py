@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scenerender.cli.remote import upload_local_files
+from scenerender.cloud.session import error_from_body
 from scenerender.errors import (
     BodyTooLargeError,
     ConflictError,
@@ -19,8 +21,6 @@ from scenerender.errors import (
     TransientError,
     UnauthenticatedError,
 )
-from scenerender.remote import upload_local_files
-from scenerender.session import error_from_body
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from scenerender.core.spec import default_job_id, json_schema, parse_spec
 from scenerender.errors import SpecError
-from scenerender.spec import default_job_id, json_schema, parse_spec
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "version": 1,
@@ -259,7 +259,7 @@ def test_duplicate_keys_are_refused_with_their_path() -> None:
 
 
 def test_repaired_spec_leaves_out_only_the_fields_with_problems() -> None:
-    from scenerender.spec import repaired_spec
+    from scenerender.core.spec import repaired_spec
 
     bad = minimal(output={"resolution": "720p", "colour": 1}, segments=[{"id": "a", "url": "a.mp4", "volume": "x"}])
     spec = repaired_spec(bad)

@@ -8,11 +8,8 @@ from typing import Any
 
 import pytest
 
-from scenerender import pipeline
-from scenerender.errors import InputRefusedError, LimitExceededError, SpecError
-from scenerender.settings import Settings
-from scenerender.spec import parse_spec
-from scenerender.tenancy import (
+from scenerender.core.spec import parse_spec
+from scenerender.core.tenancy import (
     MediaScope,
     SceneLimits,
     check_limits,
@@ -20,6 +17,9 @@ from scenerender.tenancy import (
     job_id_from_object,
     valid_job_id,
 )
+from scenerender.errors import InputRefusedError, LimitExceededError, SpecError
+from scenerender.pipeline import steps
+from scenerender.settings import Settings
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
 SETTINGS = Settings()
@@ -167,8 +167,8 @@ def test_the_probed_length_is_held_to_the_limits() -> None:
 
 
 def accept(blobs: FakeBlobs, jobs: FakeJobs, bus: FakeBus, name: str, generation: str = "1") -> str | None:
-    event = pipeline.SpecEvent(SETTINGS.spec_bucket, name, generation, "OBJECT_FINALIZE")
-    return pipeline.accept_spec(event, settings=SETTINGS, blobs=blobs, jobs=jobs, bus=bus)
+    event = steps.SpecEvent(SETTINGS.spec_bucket, name, generation, "OBJECT_FINALIZE")
+    return steps.accept_spec(event, settings=SETTINGS, blobs=blobs, jobs=jobs, bus=bus)
 
 
 def put(blobs: FakeBlobs, name: str, body: dict[str, Any] | bytes, generation: str = "1") -> None:
@@ -237,8 +237,8 @@ def test_a_batch_over_its_limit_is_refused() -> None:
     blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
     scenes = [{k: v for k, v in spec().items() if k not in ("job_id", "owner_uid")}] * 20
     put(blobs, "jobs/b.json", {"version": 1, "batch_id": "b", "owner_uid": "alice", "scenes": scenes})
-    event = pipeline.SpecEvent(settings.spec_bucket, "jobs/b.json", "1", "OBJECT_FINALIZE")
-    pipeline.accept_spec(event, settings=settings, blobs=blobs, jobs=jobs, bus=bus)
+    event = steps.SpecEvent(settings.spec_bucket, "jobs/b.json", "1", "OBJECT_FINALIZE")
+    steps.accept_spec(event, settings=settings, blobs=blobs, jobs=jobs, bus=bus)
     assert "max_batch_bytes" in jobs.docs["b"]["error"]["message"] and bus.published == []
 
 
@@ -255,7 +255,7 @@ def test_the_api_door_applies_the_same_checks_and_names_the_owner() -> None:
     written: dict[str, bytes] = {}
 
     def submit(body: dict[str, Any], owner: str | None = None) -> tuple[str, str]:
-        return pipeline.submit_spec_bytes(
+        return steps.submit_spec_bytes(
             json.dumps(body).encode(), settings=SETTINGS, write=written.__setitem__, owner_uid=owner
         )
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from scenerender.core.probe import MediaInfo
+from scenerender.core.spec import parse_spec
+from scenerender.core.timeline import Timeline, build_timeline
 from scenerender.errors import InputMediaError, SpecError
-from scenerender.probe import MediaInfo
-from scenerender.spec import parse_spec
-from scenerender.timeline import Timeline, build_timeline
 from tests.unit.fakes import sound, video
 
 

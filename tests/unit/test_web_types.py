@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from scenerender.spec import json_schema
+from scenerender.core.spec import json_schema
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 REGENERATE = ".venv/bin/scenerender schema | node web/gen-types.mjs > web/src/spec.ts"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from scenerender.cache import materialize, segment_key, segment_template
-from scenerender.workitems import WorkItem
+from scenerender.core.cache import materialize, segment_key, segment_template
+from scenerender.pipeline.workitems import WorkItem
 
 SOURCE, OUTPUT = Path("/work/in/a.mp4"), Path("/work/norm/0001.mp4")
 ARGV = [
@@ -87,7 +87,7 @@ def test_the_decoder_and_filter_thread_options_stay_in_the_template() -> None:
 
 
 def test_tasks_of_a_cloud_run_job_have_distinct_worker_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    from scenerender.workitems import worker_id
+    from scenerender.pipeline.workitems import worker_id
 
     monkeypatch.setenv("CLOUD_RUN_EXECUTION", "renderer-x7k")
     ids = set()

@@ -55,6 +55,10 @@ function announce(text: string): void {
   live.textContent = text;
 }
 
+function count(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? "" : "s"}`;
+}
+
 function fmtSeconds(s: number | null | undefined): string {
   if (s === null || s === undefined || !Number.isFinite(s)) return "–";
   if (s < 60) return `${s.toFixed(1)} s`;
@@ -361,7 +365,7 @@ function showNew(): void {
           { id: "segments" },
           ...scenes.map((scene) => {
             const s = summarize(scene ?? {});
-            return h("li", {}, h("code", {}, String(scene?.scene_id ?? "?")), ` ${s.segments.length} segments · ${s.durationText}`);
+            return h("li", {}, h("code", {}, String(scene?.scene_id ?? "?")), ` ${count(s.segments.length, "segment")} · ${s.durationText}`);
           }),
         ),
       );
@@ -370,7 +374,7 @@ function showNew(): void {
     }
     if (!current || !parsed) return;
     summary.append(
-      h("p", { id: "scene-duration" }, `${current.segments.length} segments · scene ${current.durationText}`),
+      h("p", { id: "scene-duration" }, `${count(current.segments.length, "segment")} · scene ${current.durationText}`),
       h(
         "ol",
         { id: "segments" },

@@ -1,0 +1,237 @@
+"""The poster and the contact sheet, from the finished MP4's keyframes.
+
+Both read the output's sample table for where its keyframes are and decode only those
+(``-skip_frame nokey``): on the copy path that is a frame every GOP of the sources, not
+the whole scene. The poster rule (docs/deliverables.md): ``output.poster_at`` when given
+(that exact frame); otherwise, of the keyframes in the middle third of the scene (at most
+``POSTER_CANDIDATES``, evenly chosen), the sharpest that is not black; when every one is
+black, the same over all the scene's keyframes; with no keyframe in the middle third, the
+frame at the scene's middle. The sheet: one tile per segment, its keyframe nearest the
+segment's middle, labelled with the segment id and its start and end in the scene.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scenerender.core.timeline import Timeline
+
+POSTER_CANDIDATES = 8
+ANALYSIS_SIZE = (160, 90)  # candidates are compared at this size, in grey
+BLACK_LUMA = 28.0  # mean luma (0-255, limited range: black is 16) under which a frame is black
+LABEL_FONT = "DejaVu Sans"  # fonts-dejavu-core (scripts/setup.sh, the renderer image)
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    mean_luma: float
+    sharpness: float  # mean absolute difference of neighbouring pixels, across and down
+
+    @property
+    def black(self) -> bool:
+        return self.mean_luma < BLACK_LUMA
+
+
+def frame_stats(grey: bytes, width: int, height: int) -> FrameStats:
+    """Brightness and sharpness of one grey frame (``width * height`` bytes)."""
+    mean = sum(grey) / len(grey)
+    across = sum(map(abs, map(operator.sub, grey[1:], grey[:-1])))
+    down = sum(map(abs, map(operator.sub, grey[width:], grey[:-width])))
+    return FrameStats(mean, (across + down) / (2 * width * height))
+
+
+def mean_difference(a: bytes, b: bytes) -> float:
+    """Mean absolute difference of two grey frames of one size."""
+    total: int = sum(map(abs, map(operator.sub, a, b)))
+    return total / max(1, len(a))
+
+
+def evenly(times: Sequence[float], count: int = POSTER_CANDIDATES) -> list[float]:
+    """At most ``count`` of ``times``, evenly chosen."""
+    if len(times) <= count:
+        return list(times)
+    step = len(times) / count
+    return [times[int(i * step)] for i in range(count)]
+
+
+def poster_candidates(keyframes: Sequence[float], duration: float) -> list[float]:
+    """Keyframes in the middle third of the scene (at most ``POSTER_CANDIDATES``, evenly
+    chosen); without one there, the keyframe nearest the middle."""
+    middle = [t for t in keyframes if duration / 3 <= t < 2 * duration / 3]
+    if not middle and keyframes:
+        middle = [min(keyframes, key=lambda t: abs(t - duration / 2))]
+    return evenly(middle)
+
+
+def choose_poster(stats: Sequence[FrameStats]) -> int | None:
+    """Index of the sharpest frame that is not black; None when all are black."""
+    lit = [i for i, s in enumerate(stats) if not s.black]
+    return max(lit, key=lambda i: stats[i].sharpness) if lit else None
+
+
+def sheet_times(timeline: Timeline, keyframes: Sequence[float]) -> list[float]:
+    """Per segment, its keyframe nearest its middle (every segment of our output starts on one)."""
+    times: list[float] = []
+    for seg in timeline.segments:
+        start, end = float(seg.start), float(seg.start + seg.duration)
+        inside = [t for t in keyframes if start - 1e-3 <= t < end - 1e-3] or list(keyframes)
+        times.append(min(inside, key=lambda t: abs(t - (start + end) / 2)))
+    return times
+
+
+EXPRESSION_GROUP = 20  # ffmpeg's expression parser nests a call per term of a sum: it gives up near 100
+
+
+def _near(times: Sequence[float], tolerance: float) -> str:
+    """True (1) for a frame within ``tolerance`` of any of ``times``: sums of at most
+    ``EXPRESSION_GROUP`` terms, grouped in brackets as often as needed."""
+    terms = [f"lt(abs(t-{t:.6f}),{tolerance:.6f})" for t in times]
+    while len(terms) > EXPRESSION_GROUP:
+        terms = ["(" + "+".join(terms[i : i + EXPRESSION_GROUP]) + ")" for i in range(0, len(terms), EXPRESSION_GROUP)]
+    return "+".join(terms)
+
+
+@dataclass(frozen=True)
+class SheetLayout:
+    tile_width: int
+    tile_height: int  # the picture; the label band is below it
+    label_height: int
+    columns: int
+    rows: int
+
+    @classmethod
+    def for_timeline(cls, timeline: Timeline) -> SheetLayout:
+        count = len(timeline.segments)
+        tile_width = 320 if count <= 48 else 160
+        tile_height = max(2, round(tile_width * timeline.height / timeline.width / 2) * 2)
+        columns = min(count, max(1, math.ceil(math.sqrt(count * 1.5))))
+        return cls(tile_width, tile_height, 24 if tile_width >= 320 else 16, columns, math.ceil(count / columns))
+
+
+def _label(timeline: Timeline, index: int) -> str:
+    seg = timeline.segments[index]
+    # Segment ids are [A-Za-z0-9_.-]: nothing in the label is special to drawtext or the graph.
+    return f"{seg.id}  {float(seg.start):.2f}-{float(seg.start + seg.duration):.2f} s"
+
+
+def keyframe_pass(
+    mp4: Path,
+    timeline: Timeline,
+    *,
+    poster_times: Sequence[float],
+    tile_times: Sequence[float],
+    work: Path,
+) -> tuple[list[str], dict[Path, str]]:
+    """One decode of the chosen keyframes: poster candidates as JPEGs (``cand-NN.jpg``) and as
+    small grey frames (``cand.grey``), and the labelled contact sheet (``sheet.jpg``).
+
+    Returns the command and the files to write before it (its filter script).
+    """
+    tolerance = 0.5 / float(timeline.fps)
+    chains = []
+    outputs: list[str] = []
+    branches = int(bool(poster_times)) + int(bool(tile_times))
+    source = "[0:v]"
+    if branches == 2:
+        chains.append("[0:v]split=2[forposter][forsheet]")
+    if poster_times:
+        width, height = ANALYSIS_SIZE
+        chains.append(
+            f"{'[forposter]' if branches == 2 else source}select='{_near(poster_times, tolerance)}',split=2[pj][pa]"
+        )
+        chains.append(f"[pa]scale={width}:{height},format=gray[pg]")
+        outputs += [
+            "-map",
+            "[pj]",
+            "-fps_mode",
+            "passthrough",
+            "-q:v",
+            "2",
+            "-f",
+            "image2",
+            str(work / "cand-%02d.jpg"),
+        ]
+        outputs += ["-map", "[pg]", "-fps_mode", "passthrough", "-f", "rawvideo", str(work / "cand.grey")]
+    if tile_times:
+        layout = SheetLayout.for_timeline(timeline)
+        w, h, band = layout.tile_width, layout.tile_height, layout.label_height
+        labels = [
+            f"drawtext=font='{LABEL_FONT}':text='{_label(timeline, i)}':x=6:y={h + (band - band * 2 // 3) // 2}:"
+            f"fontsize={band * 2 // 3}:fontcolor=white:enable='lt(abs(t-{t:.6f}),{tolerance:.6f})'"
+            for i, t in enumerate(tile_times)
+        ]
+        chains.append(
+            f"{'[forsheet]' if branches == 2 else source}select='{_near(sorted(set(tile_times)), tolerance)}',"
+            f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
+            f"pad={w}:{h + band}:(ow-iw)/2:(oh-{band}-ih)/2:color=black,"
+            + ",".join(labels)
+            + f",tile=layout={layout.columns}x{layout.rows}:padding=4:margin=4:color=0x202020[sheet]"
+        )
+        outputs += ["-map", "[sheet]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(work / "sheet.jpg")]
+    script = work / "stills.filtergraph"
+    argv = [
+        "ffmpeg",
+        "-y",
+        "-skip_frame",
+        "nokey",
+        "-protocol_whitelist",
+        "file",
+        "-i",
+        str(mp4),
+        "-filter_complex_script",
+        str(script),
+        *outputs,
+    ]
+    return argv, {script: ";\n".join(chains)}
+
+
+def frame_command(mp4: Path, at: float, out: Path) -> list[str]:
+    """The frame shown at ``at`` seconds as a JPEG (exact: decoded from the keyframe before it)."""
+    return [
+        "ffmpeg",
+        "-y",
+        "-ss",
+        f"{at:.6f}",
+        "-protocol_whitelist",
+        "file",
+        "-i",
+        str(mp4),
+        "-frames:v",
+        "1",
+        "-q:v",
+        "2",
+        "-update",
+        "1",
+        str(out),
+    ]
+
+
+def grey_frames_command(frames: Sequence[tuple[Path, float]], out: Path) -> list[str]:
+    """Small grey frames (``ANALYSIS_SIZE``), for each (file, time) the first frame at or after
+    the time, back to back in ``out``: each input seeks, decoding from the keyframe before its
+    time only."""
+    width, height = ANALYSIS_SIZE
+    argv = ["ffmpeg", "-y"]
+    for path, t in frames:
+        # One thread and no deblocking: these frames are compared with each other, not shown,
+        # and a 1080p decoder's frame threads hold dozens of frames each (700 MB for ten).
+        argv += ["-threads", "1", "-skip_loop_filter", "all", "-ss", f"{max(0.0, t):.6f}"]
+        argv += ["-protocol_whitelist", "file", "-i", str(path)]
+    chains = [f"[{i}:v]trim=end_frame=1,scale={width}:{height},format=gray[g{i}]" for i in range(len(frames))]
+    chains.append("".join(f"[g{i}]" for i in range(len(frames))) + f"concat=n={len(frames)}:v=1:a=0[all]")
+    return [
+        *argv,
+        "-filter_complex",
+        ";".join(chains),
+        "-map",
+        "[all]",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        str(out),
+    ]

@@ -1,0 +1,211 @@
+"""The one place that runs ffmpeg: logs the command, streams progress, keeps the stderr tail."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from scenerender.errors import RenderError, RenderTimeoutError
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 40
+CANCELLED = "stopped because another part of the render failed"
+ProgressCallback = Callable[[float], None]
+
+
+def find_binary(name: str) -> str:
+    """``name`` as configured (env var FFMPEG/FFPROBE via settings), resolved on PATH."""
+    found = shutil.which(name)
+    if found is None:
+        raise RenderError(f"{name} not found: install ffmpeg (apt-get install -y ffmpeg) or set FFMPEG/FFPROBE")
+    return found
+
+
+QUIET = ["-nostdin", "-hide_banner", "-nostats"]  # no banner, no stats line, never reads the terminal
+
+
+def with_progress(cmd: list[str]) -> list[str]:
+    """``cmd`` with machine-readable progress on stdout (``-progress pipe:1``)."""
+    return [cmd[0], *QUIET, "-progress", "pipe:1", *cmd[1:]]
+
+
+class FFmpegRunner:
+    """Runs ffmpeg commands built elsewhere (see ``scenerender.core.plan``)."""
+
+    def __init__(self, ffmpeg: str = "ffmpeg", *, timeout_s: float | None = None) -> None:
+        self.ffmpeg = ffmpeg
+        self.timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s if timeout_s else None
+        self._live: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Stop every command still running (one part of the render failed: the rest is moot)."""
+        with self._lock:
+            self._cancelled = True
+            for proc in self._live:
+                proc.kill()
+
+    def iter_progress(
+        self, cmd: list[str], *, duration_s: float | None, handover_fds: tuple[int, ...] = ()
+    ) -> Generator[float, None, str]:
+        """Run ``cmd`` (argv[0] is replaced by the configured binary), yielding fractions done.
+
+        Returns the stderr tail (where filters such as ebur128 print their summary).
+        ``handover_fds`` are passed to the process (``pipe:N`` in ``cmd``) and closed here.
+        """
+        argv, proc = self._start(cmd, handover_fds, progress=True, stdout=subprocess.PIPE, bufsize=1)
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr = proc.stderr
+        reader = threading.Thread(target=lambda: tail.extend(line.rstrip() for line in stderr), daemon=True)
+        reader.start()
+        timer = self._start_watchdog(proc)
+        try:
+            for line in proc.stdout:
+                key, _, value = line.strip().partition("=")
+                if key == "out_time_us" and duration_s and value.lstrip("-").isdigit():
+                    yield min(1.0, max(0.0, int(value) / 1e6 / duration_s))
+                elif key == "progress" and value == "end":
+                    yield 1.0
+            code = proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            reader.join(timeout=5)
+            proc.stdout.close()
+            stderr.close()
+            self._forget(proc)
+        if self._cancelled and code != 0:
+            raise RenderError(CANCELLED, command=shlex.join(argv))
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise RenderTimeoutError(
+                f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
+            )
+        if code != 0:
+            raise RenderError(
+                f"ffmpeg failed with exit code {code}", stderr_tail="\n".join(tail), command=shlex.join(argv)
+            )
+        return "\n".join(tail)
+
+    def run(
+        self,
+        cmd: list[str],
+        *,
+        duration_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        handover_fds: tuple[int, ...] = (),
+    ) -> str:
+        """Run ``cmd`` to completion, reporting fractions to ``on_progress``; returns the stderr tail."""
+        progress = self.iter_progress(cmd, duration_s=duration_s, handover_fds=handover_fds)
+        while True:
+            try:
+                fraction = next(progress)
+            except StopIteration as done:
+                return str(done.value)
+            if on_progress is not None:
+                on_progress(fraction)
+
+    def capture_stderr(self, cmd: list[str], *, handover_fds: tuple[int, ...] = ()) -> str:
+        """Run ``cmd`` and return its whole stderr (for filters that report there, e.g. loudnorm).
+
+        ``handover_fds`` are passed to the process (``pipe:N`` in ``cmd``) and closed here.
+        """
+        argv, proc = self._start(cmd, handover_fds, progress=False, stdout=subprocess.DEVNULL)
+        with proc:
+            try:
+                _, stderr = proc.communicate(timeout=self._remaining())
+            except subprocess.TimeoutExpired as exc:
+                proc.kill()
+                proc.communicate()
+                raise RenderTimeoutError(
+                    f"render exceeded its time limit of {self.timeout_s:.0f} s", command=shlex.join(argv)
+                ) from exc
+            finally:
+                self._forget(proc)
+        if self._cancelled and proc.returncode != 0:
+            raise RenderError(CANCELLED, command=shlex.join(argv))
+        if proc.returncode != 0:
+            tail = "\n".join(stderr.splitlines()[-STDERR_TAIL_LINES:])
+            raise RenderError(
+                f"ffmpeg failed with exit code {proc.returncode}", stderr_tail=tail, command=shlex.join(argv)
+            )
+        return stderr
+
+    def _start(
+        self, cmd: list[str], handover_fds: tuple[int, ...], *, progress: bool, **popen: Any
+    ) -> tuple[list[str], subprocess.Popen[str]]:
+        """Start ``cmd`` (argv[0] replaced by the configured binary; stderr piped, text) as one of
+        this render's processes, which ``cancel`` stops; nothing starts once the render is
+        cancelled. ``handover_fds`` are closed here, whatever happens. Returns the argv run."""
+        try:
+            binary = find_binary(self.ffmpeg)
+            argv = with_progress([binary, *cmd[1:]]) if progress else [binary, *QUIET, *cmd[1:]]
+            if self._cancelled:
+                raise RenderError(CANCELLED, command=shlex.join(argv))
+            log.info("ffmpeg: %s", shlex.join(argv))
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    pass_fds=handover_fds,
+                    **popen,
+                )
+            except OSError as exc:
+                raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
+        finally:
+            _close_all(handover_fds)
+        with self._lock:
+            if self._cancelled:  # cancelled while it started
+                proc.kill()
+            self._live.add(proc)
+        return argv, proc
+
+    def _forget(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._live.discard(proc)
+
+    def _remaining(self) -> float | None:
+        return max(0.1, self._deadline - time.monotonic()) if self._deadline is not None else None
+
+    def _start_watchdog(self, proc: subprocess.Popen[str]) -> threading.Timer | None:
+        remaining = self._remaining()
+        if remaining is None:
+            return None
+        timer = threading.Timer(remaining, proc.kill)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def publish_file(tmp: Path, final: Path) -> None:
+    """Move a finished file into place atomically, so a reader never sees half of it."""
+    os.replace(tmp, final)
+
+
+def write_files(files: dict[Path, str]) -> None:
+    """The lists and filter scripts a command reads, written before it runs."""
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")

@@ -1,0 +1,396 @@
+"""The HTTP API for end users (CONTRACT.md section 5), apart from the function that serves it.
+
+    POST /            a job spec or a batch file  -> 202 {job_id | batch_id, spec_uri, spec_generation}
+    GET  /?job_id=    the caller's own job        -> 200 the job document and its accepted ``spec``
+    GET  /?batch_id=  the caller's own batch      -> 200 the batch document
+    POST /uploads     {filename, content_type, size, sha256?} -> 200 a V4 signed PUT URL under
+                      gs://MEDIA_BUCKET/users/{uid}/
+
+Every request needs ``Authorization: Bearer <Firebase ID token>``; the token's uid owns what
+it submits. Each refusal is one class of the error tree, answered with its ``http_status``
+and ``{"error": {"code", "message", "details": [{"path", "problem"}]}}``; docs/api.md lists
+them. The ownership checks here refuse early and write nothing; the spec function checks
+ownership again when it takes the spec (the record of truth), so a race between two users
+writing the same id at once still leaves the first owner's job alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from scenerender.cloud.identity import User, bearer_token
+from scenerender.core.inputs import is_local_path
+from scenerender.core.spec import ID_PATTERN, JobSpec, default_job_id, load_json, parse_spec
+from scenerender.core.tenancy import check_spec
+from scenerender.errors import (
+    BodyTooLargeError,
+    ConflictError,
+    ErrorDetail,
+    ForbiddenError,
+    MethodNotAllowedError,
+    NotFoundError,
+    SceneRenderError,
+    SpecError,
+    TooManyJobsError,
+    TransientError,
+    UnauthenticatedError,
+)
+from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id
+from scenerender.pipeline.steps import spec_object_name
+from scenerender.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOB_PATHS = frozenset({"/", "/jobs"})
+UPLOAD_PATH = "/uploads"
+ACTIVE = ("QUEUED", "RUNNING")
+_ID = re.compile(ID_PATTERN)
+CORS_HEADERS = {
+    # Tokens travel in a header, never in cookies, so a page of another origin cannot act as a
+    # user without that user's token: any origin may call (the web client runs on its own host).
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "3600",
+}
+
+
+class ApiJobs(Protocol):
+    def get(self, job_id: str) -> dict[str, Any] | None: ...
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None: ...
+    def count_active(self, owner_uid: str) -> int: ...
+
+
+class ApiBlobs(Protocol):
+    def write_bytes(
+        self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None
+    ) -> int: ...
+    def exists(self, uri: str) -> bool: ...
+    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
+    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """What the API needs of an HTTP request; ``read(n)`` returns at most ``n`` bytes of the body."""
+
+    method: str
+    path: str
+    args: Mapping[str, str]
+    authorization: str | None
+    read: Callable[[int], bytes]
+    content_length: int | None = None
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> str:
+        return json.dumps(self.body, default=_json_default) if self.body is not None else ""
+
+
+@dataclass(frozen=True)
+class Api:
+    """The API's stores and the token check, handed in by the function (or a test)."""
+
+    settings: Settings
+    jobs: ApiJobs
+    blobs: ApiBlobs
+    verify: Callable[[str], User]
+
+    def handle(self, request: ApiRequest) -> ApiResponse:
+        """Answer one request; never raises (a bug is a logged 500 without a trace in the body)."""
+        try:
+            response = self._route(request)
+        except SceneRenderError as exc:
+            response = error_response(exc)
+        except Exception as exc:
+            log.exception("API %s %s: internal error", request.method, request.path)
+            response = error_response(SceneRenderError(f"internal error ({type(exc).__name__})"))
+        return ApiResponse(response.status, response.body, {**CORS_HEADERS, **response.headers})
+
+    def _route(self, request: ApiRequest) -> ApiResponse:
+        method = request.method.upper()
+        if method == "OPTIONS":  # a browser's preflight carries no token
+            return ApiResponse(204, None)
+        user = self.verify(bearer_token(request.authorization))
+        path = "/" + request.path.strip("/")
+        if path in JOB_PATHS:
+            if method == "POST":
+                return self.submit(user, request)
+            if method == "GET":
+                return self.read(user, request.args)
+        elif path == UPLOAD_PATH:
+            if method == "POST":
+                return self.upload(user, request)
+        else:
+            raise NotFoundError(f"no such path {path[:200]!r}: use /, /jobs or /uploads")
+        raise MethodNotAllowedError(f"{path} does not take {method[:20]}", details=[ErrorDetail("method", method)])
+
+    # -- POST /: a spec or a batch -------------------------------------------------------------
+
+    def submit(self, user: User, request: ApiRequest) -> ApiResponse:
+        raw = read_body(request, self.settings.max_api_body_bytes)
+        if is_batch(raw):
+            return self._submit_batch(user, parse_batch(raw), raw)
+        spec = parse_spec(raw, max_bytes=self.settings.max_spec_bytes)
+        check_owner(user, spec.owner_uid, "owner_uid")
+        refuse_local_paths(spec)
+        name_hint = request.args.get("name", "")
+        job_id = spec.job_id or default_job_id(name_hint or f"job-{os.urandom(4).hex()}")
+        existing = self.jobs.get(job_id)
+        self._check_job_id(user, job_id, existing, "job_id")
+        if spec.batch_id:
+            self._check_batch_id(user, spec.batch_id, "batch_id")
+        # The same limits and media scope as the spec function applies to a bucket drop.
+        check_spec(spec, self.settings, owner_uid=user.uid)
+        new_work = 0 if existing is not None and existing.get("status") in ACTIVE else 1
+        self._check_cap(user, new_work)
+        data = load_json(raw, max_bytes=self.settings.max_spec_bytes)
+        # The stored spec names its owner and id, as a spec dropped by a trusted backend must.
+        data.update(owner_uid=user.uid, job_id=job_id)
+        uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(job_id)}"
+        generation = self.blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+        log.info("API: user %s submitted job %s (%s)", user.uid, job_id, uri)
+        return ApiResponse(202, {"job_id": job_id, "spec_uri": uri, "spec_generation": str(generation)})
+
+    def _submit_batch(self, user: User, batch: BatchSpec, raw: bytes) -> ApiResponse:
+        check_owner(user, batch.owner_uid, "owner_uid")
+        for index, scene in enumerate(batch.scenes):
+            check_owner(user, scene.owner_uid, f"scenes[{index}].owner_uid")
+            refuse_local_paths(scene, prefix=f"scenes[{index}].")
+            try:
+                check_spec(scene, self.settings, owner_uid=user.uid)
+            except SceneRenderError as exc:
+                exc.details = [ErrorDetail(f"scenes[{index}].{d.path}", d.message) for d in exc.details]
+                raise
+        self._check_batch_id(user, batch.batch_id, "batch_id")
+        new_work = 0
+        for index in range(len(batch.scenes)):
+            job_id = scene_job_id(batch, index)
+            existing = self.jobs.get(job_id)
+            self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
+            new_work += 0 if existing is not None and existing.get("status") in ACTIVE else 1
+        self._check_cap(user, new_work)
+        data = load_json(raw, max_bytes=self.settings.max_api_body_bytes, what="batch")
+        data["owner_uid"] = user.uid
+        for scene in data["scenes"]:
+            scene["owner_uid"] = user.uid
+        uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
+        generation = self.blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+        log.info("API: user %s submitted batch %s (%s)", user.uid, batch.batch_id, uri)
+        return ApiResponse(
+            202,
+            {
+                "batch_id": batch.batch_id,
+                "job_ids": [scene_job_id(batch, i) for i in range(len(batch.scenes))],
+                "spec_uri": uri,
+                "spec_generation": str(generation),
+            },
+        )
+
+    def _check_job_id(self, user: User, job_id: str, existing: dict[str, Any] | None, path: str) -> None:
+        # A job id belongs to its first owner for good. A job without an owner (an invalid spec
+        # that named none) may be taken only while it never rendered, as the spec function decides.
+        if existing is None or existing.get("owner_uid") == user.uid:
+            return
+        ownerless = not existing.get("owner_uid") and not existing.get("output") and not existing.get("history")
+        if not ownerless:
+            raise ConflictError(
+                f"{path}: job {job_id!r} belongs to another user; choose another id",
+                details=[ErrorDetail(path, f"job {job_id!r} belongs to another user")],
+            )
+
+    def _check_batch_id(self, user: User, batch_id: str, path: str) -> None:
+        existing = self.jobs.get_batch(batch_id)
+        if existing is not None and existing.get("owner_uid") != user.uid:
+            raise ConflictError(
+                f"{path}: batch {batch_id!r} belongs to another user; choose another id",
+                details=[ErrorDetail(path, f"batch {batch_id!r} belongs to another user")],
+            )
+
+    def _check_cap(self, user: User, new_jobs: int) -> None:
+        if new_jobs == 0:
+            return
+        cap = self.settings.max_active_jobs_per_owner
+        active = self.jobs.count_active(user.uid)
+        if active + new_jobs > cap:
+            raise TooManyJobsError(
+                f"you have {active} jobs queued or running and this adds {new_jobs}; "
+                f"the limit is {cap} (max_active_jobs_per_owner): wait for some to end",
+                details=[ErrorDetail("", f"{active} active + {new_jobs} new > {cap}")],
+            )
+
+    # -- GET /?job_id= | ?batch_id= --------------------------------------------------------------
+
+    def read(self, user: User, args: Mapping[str, str]) -> ApiResponse:
+        keys = [k for k in ("job_id", "batch_id") if k in args]
+        if len(keys) != 1:
+            raise SpecError.from_details([ErrorDetail("job_id", "give exactly one of job_id and batch_id")])
+        key = keys[0]
+        value = args[key]
+        if not _ID.fullmatch(value):
+            raise SpecError.from_details([ErrorDetail(key, f"not a valid id (pattern {ID_PATTERN})")])
+        doc = self.jobs.get(value) if key == "job_id" else self.jobs.get_batch(value)
+        # Another user's job answers exactly as a missing one: its existence is not told either.
+        if doc is None or doc.get("owner_uid") != user.uid:
+            raise NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])
+        if key == "job_id":
+            # The owner's own spec, so any of their browsers can re-render or promote the job.
+            doc = {**doc, "spec": self.accepted_spec(value, doc)}
+        return ApiResponse(200, doc)
+
+    def accepted_spec(self, job_id: str, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The spec the job document was last written from (a batch's scene as a spec of its own).
+
+        Read at the generation the document names: the object may since hold a resubmission
+        that was refused. ``None`` when that generation is gone (a lifecycle rule, a later
+        spec) or it cannot be read as a spec any more.
+        """
+        uri, generation = doc.get("spec_uri"), doc.get("spec_generation")
+        # Only the spec bucket: a job document names nothing else, and the API reads nothing else.
+        if not isinstance(uri, str) or not uri.startswith(f"gs://{self.settings.spec_bucket}/"):
+            return None
+        limit = max(self.settings.max_spec_bytes, self.settings.max_batch_bytes)
+        try:
+            raw = self.blobs.read_bytes(uri, generation=str(generation) if generation else None, max_bytes=limit)
+            data = load_json(raw, max_bytes=limit)
+            if not is_batch(raw):
+                return data if isinstance(data, dict) else None
+            batch = parse_batch(raw, max_bytes=limit)
+        except TransientError:
+            raise  # storage unavailable: 503, try again
+        except (FileNotFoundError, SceneRenderError):
+            return None
+        for index in range(len(batch.scenes)):
+            if scene_job_id(batch, index) == job_id:
+                scene: dict[str, Any] = dict(data["scenes"][index])
+                owner = scene.get("owner_uid") or data.get("owner_uid")
+                return {**scene, "job_id": job_id, "batch_id": batch.batch_id, "owner_uid": owner}
+        return None
+
+    # -- POST /uploads -------------------------------------------------------------------------
+
+    def upload(self, user: User, request: ApiRequest) -> ApiResponse:
+        raw = read_body(request, self.settings.max_api_body_bytes)
+        try:
+            ask = UploadRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            raise SpecError.from_details(
+                [ErrorDetail(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+            ) from None
+        if ask.size > self.settings.max_input_bytes:
+            raise SpecError.from_details(
+                [ErrorDetail("size", f"{ask.size} bytes; the largest input is {self.settings.max_input_bytes}")]
+            )
+        folder = ask.sha256[:32] if ask.sha256 else os.urandom(12).hex()
+        uri = f"{user_prefix(self.settings, user.uid)}uploads/{folder}/{ask.filename}"
+        exists = bool(ask.sha256) and self.blobs.exists(uri)
+        url, expires = self.blobs.signed_upload_url(
+            uri, self.settings.upload_url_ttl_s, content_type=ask.content_type, max_bytes=ask.size
+        )
+        return ApiResponse(
+            200,
+            {
+                "uri": uri,
+                "url": url,
+                "method": "PUT",
+                "headers": {"Content-Type": ask.content_type, "x-goog-content-length-range": f"0,{ask.size}"},
+                "expires_at": expires,
+                "exists": exists,
+            },
+        )
+
+
+class UploadRequest(BaseModel):
+    """The body of ``POST /uploads``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A plain file name: no folders, no leading dot, so the object lands where the URI says.
+    filename: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    content_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[A-Za-z0-9.+-]{1,100}$")]
+    size: Annotated[int, Field(ge=1)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+def user_prefix(settings: Settings, uid: str) -> str:
+    """Where a user's own media lives: only they may name it in a spec."""
+    return f"gs://{settings.media_bucket}/users/{uid}/"
+
+
+def check_owner(user: User, owner_uid: str | None, path: str) -> None:
+    """A spec sent by a user may name only that user as its owner (a missing one is filled in)."""
+    if owner_uid is not None and owner_uid != user.uid:
+        raise ForbiddenError(
+            f"{path}: is {owner_uid!r}, but you are signed in as {user.uid!r}",
+            details=[ErrorDetail(path, f"is {owner_uid!r}, not the signed-in user {user.uid!r}")],
+        )
+
+
+def refuse_local_paths(spec: JobSpec, *, prefix: str = "") -> None:
+    """Paths on the client's machine mean nothing to the pipeline: refused now, each located."""
+    details = [
+        ErrorDetail(
+            f"{prefix}{where}",
+            f"{url[:200]!r} is a local path; upload the file (POST /uploads) and name its gs:// URI",
+        )
+        for where, url in spec.inputs()
+        if is_local_path(url) or url.lower().startswith("file:")
+    ]
+    if details:
+        raise SpecError.from_details(details)
+
+
+def read_body(request: ApiRequest, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes: a larger one is refused before (or instead of) reading it all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    data = request.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(None, limit)
+    return data
+
+
+def _too_large(size: int | None, limit: int) -> BodyTooLargeError:
+    told = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return BodyTooLargeError(
+        f"request body is {told}; the limit is {limit} (max_api_body_bytes)",
+        details=[ErrorDetail("body", f"larger than max_api_body_bytes ({limit})")],
+    )
+
+
+def error_body(exc: SceneRenderError) -> dict[str, Any]:
+    """``{"error": {"code", "message", "details": [{"path", "problem"}]}}`` (docs/api.md)."""
+    return {
+        "error": {
+            "code": exc.code,
+            "message": exc.message,
+            "details": [d.to_dict() for d in exc.details],
+        }
+    }
+
+
+def error_response(exc: SceneRenderError) -> ApiResponse:
+    headers = {"WWW-Authenticate": 'Bearer realm="scenerender"'} if isinstance(exc, UnauthenticatedError) else {}
+    if exc.retryable:
+        headers["Retry-After"] = "5"
+    return ApiResponse(exc.http_status, error_body(exc), headers)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

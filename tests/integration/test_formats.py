@@ -1,0 +1,409 @@
+"""Formats users' tools write (issue #21): accepted ones render frame-exactly, refused ones
+are named with the accepted list, and files cut short are refused before the render. All the
+media is made here with ffmpeg: small, short, frame-stamped, click-timed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import measure
+from tests.integration.test_real_media import assert_in_sync
+from tests.integration.test_render import render, run_cli, write_spec
+from tests.mediagen import click_train, make_stamped, run_ffmpeg, stamp_filter
+
+pytestmark = pytest.mark.integration
+
+
+def video_stream(path: Path) -> dict[str, str]:
+    return next(s for s in measure.probe(path)["streams"] if s["codec_type"] == "video")
+
+
+def gif_frame_times(path: Path) -> list[float]:
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_entries", "packet=pts_time", str(path)],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    )
+    return [float(p["pts_time"]) for p in json.loads(done.stdout)["packets"]]
+
+
+def test_an_animated_gif_plays_each_frame_for_its_own_delay_and_its_transparency_is_black(tmp_path: Path) -> None:
+    # 20 frames with delays of their own (0.1, 0.2, 0.3 s: a GIF keeps them in centiseconds),
+    # the bottom-left quarter transparent, after a stamped MP4 second.
+    alpha = "geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(gt(Y,H/2)*lt(X,W/2),0,255)'"
+    picture = (
+        f"color=c=0x2040C0:s=320x180:r=10:d=2,format=yuv420p,{stamp_filter()},format=rgba,{alpha},"
+        "setpts='if(lt(N,10),N,10+(N-10)*2)/10/TB',split[a][b];[a]palettegen=reserve_transparent=1[p];"
+        "[b][p]paletteuse=alpha_threshold=128"
+    )
+    run_ffmpeg("-f", "lavfi", "-i", picture, "-fps_mode", "passthrough", str(tmp_path / "anim.gif"))
+    make_stamped(tmp_path / "first.mp4", duration=1, fps=10, audio_duration=1, clicks=(0.1,))
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 10},
+            "segments": [
+                {"id": "mp4", "url": "first.mp4", "volume": 1.0},
+                {"id": "gif", "url": "anim.gif", "duration": 2.8},
+            ],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert "segments[1]: container gif is not MP4/MOV" in result["fast_path_blockers"]
+    # What a plain decode of the GIF shows at each output slot: the last frame whose own time
+    # (the sum of the delays before it) rounds to that slot or earlier.
+    shown = gif_frame_times(tmp_path / "anim.gif")
+    assert len(set(np.diff(shown).round(2))) >= 3, shown  # its delays do differ
+    expected = [max(k for k, t in enumerate(shown) if round(t * 10) <= n) for n in range(28)]
+    assert measure.frame_stamps(out) == list(range(10)) + expected
+    video_s, audio_s = measure.stream_durations(out)
+    assert abs(video_s - 3.8) <= 0.001 and abs(audio_s - 3.8) <= 0.001, (video_s, audio_s)
+    assert [round(t, 3) for t in measure.click_onsets(measure.decode_audio(out))] == [pytest.approx(0.1, abs=0.005)]
+    frame = measure.gray_frame(out, 1.55)  # the GIF's sixth frame
+    transparent, opaque = frame[100:170, 10:150], frame[100:170, 170:310]
+    assert transparent.max() <= 20 and 60 <= opaque.mean() <= 110, (transparent.max(), opaque.mean())
+
+
+def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:
+    # Broadcast and editing exports: MPEG-2 picture, PCM sound, in MXF.
+    make_stamped(
+        tmp_path / "seg.mxf",
+        fps=25,
+        duration=2,
+        audio_duration=2,
+        clicks=(0.3,),
+        video_args=("-c:v", "mpeg2video", "-q:v", "2"),
+        audio_args=("-c:a", "pcm_s16le"),
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": f"s{i}", "url": "seg.mxf", "volume": 1.0} for i in range(2)],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert_in_sync(out, result, fps=Fraction(25), segment_frames=[50, 50], clicks=[0.3, 2.3])
+
+
+def cut(path: Path, fraction: float = 0.5) -> Path:
+    """The first part of ``path``'s bytes: an interrupted download or copy."""
+    data = path.read_bytes()
+    short = path.with_name("cut-" + path.name)
+    short.write_bytes(data[: int(len(data) * fraction)])
+    return short
+
+
+SEGMENT_FORMATS = {
+    # suffix: (video args, audio args, extra output args)
+    ".mov": (("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac"), ("-movflags", "+faststart")),
+    ".mkv": (("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac"), ()),
+    ".webm": (("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"), ("-c:a", "libopus"), ()),
+    ".ts": (("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac"), ()),
+    ".mxf": (("-c:v", "mpeg2video"), ("-c:a", "pcm_s16le"), ()),
+}
+
+
+@pytest.mark.parametrize("suffix", list(SEGMENT_FORMATS))
+def test_a_segment_cut_mid_stream_is_refused_naming_it_and_both_lengths(tmp_path: Path, suffix: str) -> None:
+    video_args, audio_args, output_args = SEGMENT_FORMATS[suffix]
+    whole = make_stamped(
+        tmp_path / f"whole{suffix}",
+        fps=25,
+        duration=4,
+        audio_duration=4,
+        video_args=video_args,
+        audio_args=audio_args,
+        output_args=output_args,
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [
+                {"id": "ok", "url": whole.name},
+                {"id": "cut", "url": cut(whole).name, "duration": 4.0, "volume": 1.0},
+            ],
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    text = done.stderr
+    if suffix == ".ts":
+        # MPEG-TS states no length of its own: ffprobe reports what the file holds, and the
+        # spec asking more is refused at its duration.
+        assert done.returncode == 2 and "INVALID_SPEC" in text and "segments[1].duration" in text, text
+        have = float(re.search(r"longer than the source \(([\d.]+) s", text)[1])  # type: ignore[index]
+    else:
+        assert done.returncode == 3 and "INPUT_INVALID_MEDIA" in text, text
+        assert "segments[1].url" in text and "segment 'cut'" in text and "needs 4.000 s" in text, text
+        have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
+    assert 0.5 < have < 3.5, text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "args"),
+    [
+        (".wav", ()),
+        (".mp3", ("-c:a", "libmp3lame")),
+        (".m4a", ("-c:a", "aac", "-movflags", "+faststart")),
+        (".flac", ()),
+        (".aiff", ()),
+    ],
+)
+def test_a_music_clip_cut_short_is_refused_naming_it_and_both_lengths(
+    tmp_path: Path, suffix: str, args: tuple[str, ...]
+) -> None:
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=6, audio_duration=6)
+    # A tone (music compresses to more than its header: cut, the header is kept, the sound not).
+    whole = tmp_path / f"music{suffix}"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=220:d=5,aeval=val(0)*(0.5+random(0)/4)", "-ac", "2", *args, str(whole))
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "s", "url": "seg.mp4"}],
+            "audio": {"clips": [{"type": "music", "url": cut(whole, 0.4).name, "start": 0.5}]},
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    text = done.stderr
+    if suffix == ".wav":
+        # WAV's length is what its data holds (ffprobe reads it so): nothing is missing, the
+        # clip is as long as what is there, and ends where the file does.
+        assert done.returncode == 0, text
+        samples = measure.decode_audio(tmp_path / "out.mp4")
+        assert measure.band_level_db(samples, freq=220, start=2.0, end=2.4) > -30
+        assert measure.band_level_db(samples, freq=220, start=2.7, end=5.5) < -60
+        return
+    assert not (tmp_path / "out.mp4").exists()
+    assert done.returncode == 3 and "INPUT_INVALID_MEDIA" in text and "audio.clips[0].url" in text, text
+    assert "the music clip needs 5.0" in text, text
+    have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
+    assert 1.0 < have < 3.0, text
+
+
+def test_a_matching_hdr_scene_is_not_copied_with_its_hdr_tags(tmp_path: Path) -> None:
+    # Every segment H.264 High yuv420p at the output's size and rate, but HLG: copied, the
+    # output would carry arib-std-b67 over pixels no SDR player shows right.
+    from tests.integration.test_real_media import TONE_MAP, patches
+
+    picture = "color=c=0xB43C3C:s=320x180:r=25:d=1,drawbox=x=160:y=0:w=160:h=180:c=0x808080:t=fill"
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", picture, "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"),
+        *("-pix_fmt", "yuv420p", "-color_primaries", "bt2020", "-color_trc", "arib-std-b67", "-colorspace", "bt2020nc"),
+        str(tmp_path / "hlg.mp4"),
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": f"s{i}", "url": "hlg.mp4"} for i in range(2)],
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert result["fast_path"] is False and "segments[0]: HDR (hlg), tone-mapped to SDR" in result["fast_path_blockers"]
+    video = video_stream(out)
+    assert (video["color_primaries"], video["color_transfer"], video["color_space"]) == ("bt709",) * 3, video
+    wanted = patches(tmp_path / "hlg.mp4", 0.5, TONE_MAP.format(transfer="arib-std-b67"))
+    for at in (0.5, 1.5):
+        assert max(abs(a - b) for a, b in zip(patches(out, at), wanted, strict=True)) <= 8, (at, wanted)
+
+
+# Known wrong outputs these tests found (strict: they fail the suite once fixed, so the mark goes).
+OPUS_IN_MATROSKA = pytest.mark.xfail(
+    strict=True,
+    reason="found here, not fixed (#21): Opus in Matroska/WebM plays 6.9 ms late (probably its pre-skip / CodecDelay "
+    "not trimmed as Ogg's is)",
+)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "video_args", "audio_args"),
+    [
+        (".mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=none"), ("-c:a", "aac")),
+        pytest.param(
+            ".webm",
+            ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"),
+            ("-c:a", "libopus"),
+            marks=OPUS_IN_MATROSKA,
+        ),
+        pytest.param(".mkv", ("-c:v", "libsvtav1", "-preset", "12"), ("-c:a", "libopus"), marks=OPUS_IN_MATROSKA),
+        (".mov", ("-c:v", "prores_ks", "-profile:v", "0"), ("-c:a", "pcm_s16le")),
+        pytest.param(
+            ".avi",
+            ("-c:v", "mpeg4", "-q:v", "2"),
+            ("-c:a", "libmp3lame"),
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="found here, not fixed (#21): an MPEG-4 Part 2 AVI segment comes out with its first "
+                "frame twice (52 frames for 50: 0, 0, 1, ...)",
+            ),
+        ),
+    ],
+    ids=["hevc", "vp9", "av1", "prores", "mpeg4"],
+)
+def test_segments_in_every_common_codec_render_frame_exactly(
+    tmp_path: Path, suffix: str, video_args: tuple[str, ...], audio_args: tuple[str, ...]
+) -> None:
+    make_stamped(
+        tmp_path / f"seg{suffix}",
+        fps=25,
+        duration=1,
+        audio_duration=1,
+        clicks=(0.2,),
+        video_args=video_args,
+        audio_args=audio_args,
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": f"s{i}", "url": f"seg{suffix}", "volume": 1.0} for i in range(2)],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert_in_sync(out, result, fps=Fraction(25), segment_frames=[25, 25], clicks=[0.2, 1.2])
+
+
+def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    done = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", "2", "-"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    both = np.frombuffer(done.stdout, dtype=np.float32).reshape(-1, 2)
+    return both[:, 0], both[:, 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "source_args", "args"),
+    [
+        (
+            "id3-cover.mp3",
+            (),
+            (
+                "-map",
+                "0:a",
+                "-map",
+                "1:v",
+                "-c:v",
+                "mjpeg",
+                "-disposition:v",
+                "attached_pic",
+                "-id3v2_version",
+                "3",
+                "-metadata",
+                "title=Line",
+            ),
+        ),
+        ("tts.wav", (), ("-ar", "22050", "-ac", "1")),
+        ("pcm24.wav", (), ("-c:a", "pcm_s24le")),
+        ("voice.ogg", (), ("-c:a", "libopus")),
+        ("centre.wav", ("-af", "pan=5.1|FC=c0"), ()),  # dialogue on the centre channel only
+    ],
+    ids=["mp3-id3-cover-art", "22.05k-mono", "24-bit-wav", "opus-ogg", "5.1-centre"],
+)
+def test_audio_files_as_tools_write_them_are_heard_on_time_in_both_channels(
+    tmp_path: Path, name: str, source_args: tuple[str, ...], args: tuple[str, ...]
+) -> None:
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=3)
+    cover = ("-f", "lavfi", "-i", "color=c=red:s=64x64:d=1") if "cover" in name else ()
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", click_train([0.4, 1.4], duration=2.0)), *cover, *source_args, *args, str(tmp_path / name)
+    )
+    streams = measure.probe(tmp_path / name)["streams"]
+    assert not cover or any(s["disposition"].get("attached_pic") for s in streams), streams  # a real cover
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "s", "url": "seg.mp4"}],
+            "audio": {"clips": [{"type": "dialogue", "url": name, "start": 0.5}], "loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    render(spec, out)
+    onsets = measure.click_onsets(measure.decode_audio(out))
+    assert len(onsets) == 2 and max(abs(a - b) for a, b in zip(onsets, [0.9, 1.9], strict=True)) <= 0.005, onsets
+    left, right = left_and_right(out)
+    for channel in (left, right):  # mono, and 5.1's centre, heard in both at one level
+        assert np.abs(channel[int(0.9 * 48000) : int(0.92 * 48000)]).max() > 0.1
+    assert np.abs(left).max() == pytest.approx(np.abs(right).max(), rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("size", "pix_fmt", "tags"),
+    [
+        ("320x180", "yuv420p", ("-color_trc", "arib-std-b67")),  # transfer only: "no path between colorspaces"
+        (
+            "321x181",
+            "yuv444p10le",
+            ("-color_trc", "arib-std-b67", "-color_primaries", "bt2020", "-colorspace", "bt2020nc"),
+        ),
+    ],
+    ids=["hlg-transfer-tag-only", "hlg-odd-size"],
+)
+def test_hdr_sources_zscale_rejected_are_tone_mapped(
+    tmp_path: Path, size: str, pix_fmt: str, tags: tuple[str, ...]
+) -> None:
+    # The transfer-only one failed the render (zscale: "no path between colorspaces"; this
+    # test fails on that code). The odd-sized one is kept as coverage of the 4:4:4 ending.
+    from tests.integration.test_real_media import TONE_MAP, patches
+
+    picture = f"color=c=0xB43C3C:s={size}:r=25:d=1,drawbox=x=160:y=0:w=161:h=181:c=0x808080:t=fill,format={pix_fmt}"
+    run_ffmpeg("-f", "lavfi", "-i", picture, "-c:v", "libx264", "-preset", "veryfast", *tags, str(tmp_path / "hlg.mp4"))
+    spec = write_spec(
+        tmp_path, {"output": {"resolution": "320x180", "fps": 25}, "segments": [{"id": "a", "url": "hlg.mp4"}]}
+    )
+    out = tmp_path / "out.mp4"
+    render(spec, out)
+    video = video_stream(out)
+    assert (video["color_primaries"], video["color_transfer"], video["color_space"]) == ("bt709",) * 3, video
+    tagged = "setparams=color_primaries=bt2020:color_trc=arib-std-b67:colorspace=bt2020nc,"
+    # The chain as the renderer runs it (4:4:4 until scaled to the even output size), then
+    # 4:2:0 as the output is (``patches`` averages what shares a chroma sample).
+    chain = TONE_MAP.format(transfer="arib-std-b67").replace("format=yuv420p", "format=yuv444p")
+    wanted = patches(tmp_path / "hlg.mp4", 0.5, f"{tagged}{chain},scale=320:180,format=yuv420p")
+    got = patches(out, 0.5)
+    assert max(abs(a - b) for a, b in zip(got, wanted, strict=True)) <= 8, (got, wanted)
+    assert max(abs(a - b) for a, b in zip(got, patches(tmp_path / "hlg.mp4", 0.5), strict=True)) >= 25
+
+
+def test_a_variable_frame_rate_segment_shows_each_frame_at_its_own_time(tmp_path: Path) -> None:
+    # A phone's VFR: every fourth frame of a 30 fps stamped picture never made (its time kept
+    # by the others), written with -fps_mode vfr. Each output slot shows the latest frame
+    # that exists at its time.
+    picture = f"testsrc2=s=320x180:r=30:d=2,format=yuv420p,{stamp_filter()},select='mod(n\\,4)'"
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", picture, "-fps_mode", "vfr", "-c:v", "libx264", "-preset", "veryfast"),
+        str(tmp_path / "vfr.mp4"),
+    )
+    kept = [n for n in range(60) if n % 4]
+    assert measure.frame_stamps(tmp_path / "vfr.mp4") == kept
+    spec = write_spec(
+        tmp_path, {"output": {"resolution": "320x180", "fps": 30}, "segments": [{"id": "a", "url": "vfr.mp4"}]}
+    )
+    out = tmp_path / "out.mp4"
+    render(spec, out)
+    stamps = measure.frame_stamps(out)
+    # The segment starts at its first frame (source time 1/30 s): slot n is source time (n + 1)/30.
+    assert stamps == [max(k for k in kept if k <= n + 1) for n in range(len(stamps))], stamps
+    assert len(stamps) == 59, len(stamps)  # to its last frame's end (2 s)
