@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         gt=0,
         description="A job launched this long ago whose execution never started (quota, image) ends FAILED/TIMEOUT.",
     )
+    sweep_interval_s: float = Field(
+        120.0,
+        ge=0,
+        description="How often the sweeper runs: Cloud Scheduler's schedule in the cloud (terraform/sweeper.tf), "
+        "the local cloud's scheduler process locally (scenerender.scheduler; 0: none, tests call the sweeper).",
+    )
     max_launches: int = Field(
         5, ge=1, le=100, description="Executions launched for one job before the sweeper gives it up as FAILED/TIMEOUT."
     )

@@ -1,7 +1,8 @@
 # The renderer is a Cloud Run job that drains the render-request and segment-work
-# subscriptions and exits when it is idle. With task_count > 1 the tasks of one execution
-# share the queued scenes, and a long scene's segment encodes (scenerender.pipeline.workitems). The spec function starts one execution per request (Cloud Run Admin API
-# jobs.run, no overrides), so it needs only roles/run.invoker on this job. Idle cost is zero:
+# subscriptions and exits when it is idle. The tasks of one execution share the queued
+# scenes, and a long scene's segment encodes (scenerender.pipeline.workitems). The spec function, the
+# sweeper and a task handing a request back start executions (jobs.run with a taskCount
+# override: a task per queued scene, up to parallelism; sweeper.tf). Idle cost is zero:
 # nothing runs between renders.
 resource "google_cloud_run_v2_job" "renderer" {
   name                = local.names.renderer_job

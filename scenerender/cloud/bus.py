@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import threading
 from functools import lru_cache
 from types import TracebackType
@@ -21,6 +22,7 @@ from scenerender.errors import SceneRenderError
 from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+MAX_ACK_DEADLINE_S = 600  # Pub/Sub's longest ack deadline
 
 
 @lru_cache(maxsize=1)
@@ -104,11 +106,13 @@ class LeasedMessage:
         self._stop()
         _subscriber().acknowledge(request={"subscription": self.subscription, "ack_ids": [self.ack_id]})
 
-    def nack(self) -> None:
-        """Give the message back now (deadline 0) for redelivery."""
+    def nack(self, delay_s: float = 0.0) -> None:
+        """Give the message back for redelivery: now, or after ``delay_s`` (its ack deadline
+        set to that, at most Pub/Sub's 600 s)."""
         self._stop()
+        deadline = min(MAX_ACK_DEADLINE_S, math.ceil(delay_s)) if delay_s > 0 else 0
         _subscriber().modify_ack_deadline(
-            request={"subscription": self.subscription, "ack_ids": [self.ack_id], "ack_deadline_seconds": 0}
+            request={"subscription": self.subscription, "ack_ids": [self.ack_id], "ack_deadline_seconds": deadline}
         )
 
     def __enter__(self) -> LeasedMessage:

@@ -633,6 +633,22 @@ class DevStack:
                 port,
             )
         self._create_push_subscriptions(base_env)
+        if s.sweep_interval_s > 0:
+            # Cloud Scheduler's part: the sweeper function called on a schedule, whether or not
+            # any worker or execution is alive (scenerender.dev.scheduler).
+            self.start_process(
+                "scheduler",
+                [
+                    sys.executable,
+                    "-m",
+                    "scenerender.dev.scheduler",
+                    f"http://127.0.0.1:{p.function_port('sweep')}/",
+                    "--every",
+                    str(s.sweep_interval_s),
+                ],
+                base_env,
+                lambda: True,
+            )
         self.wait_ready("auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"), p.auth)
         self._start_web(base_env)
         # Workers on one machine share its cores, as tasks of a Cloud Run job each have their own.

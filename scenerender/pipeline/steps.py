@@ -484,11 +484,13 @@ def launch_requests(job_ids: list[str], *, jobs: Jobs, settings: Settings, launc
     launch(job_ids, jobs=jobs, launcher=launcher or launcher_for(settings), settings=settings)
 
 
-def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None) -> None:
+def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = None, *, final: bool = False) -> None:
     """Recompute the batch document from its jobs (counts, weighted progress, ETA, status).
 
-    A failed refresh is logged, never raised: the next event of any scene refreshes it again,
-    and a job's own work must not fail because its batch's summary could not be written.
+    A failed refresh on the way is logged, never raised: a later event of a scene refreshes
+    it again, and a job's own work must not fail because its batch's summary could not be
+    written. The refresh after a job's end (``final``) raises: it may be the batch's last
+    event, and nothing else would end the batch, so the event is redelivered instead.
     """
     try:
         jobs.save_batch(
@@ -497,6 +499,8 @@ def refresh_batch(jobs: Jobs, batch_id: str, fields: dict[str, Any] | None = Non
             lambda created, doc: summarize(jobs.batch_jobs(batch_id), created_at=created, expected=doc.get("scenes")),
         )
     except SceneRenderError as exc:
+        if final:
+            raise
         log.warning("batch %s: summary not refreshed: %s", batch_id, exc.message)
 
 
@@ -530,10 +534,12 @@ def output_uri(settings: Settings, job_id: str, run_id: str, spec: JobSpec) -> s
 
 @dataclass
 class WorkOutcome:
-    """What the worker does with the message: ack it, or leave it for redelivery."""
+    """What the worker does with the message: ack it, or leave it for redelivery (after
+    ``retry_after_s``; 0: at once)."""
 
     ack: bool
     status: str
+    retry_after_s: float = 0.0
 
 
 def run_render_request(
@@ -563,9 +569,13 @@ def run_render_request(
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
     attempt = jobs.mark_running(job_id, worker=worker_id(), execution=current_execution())
     if attempt < 0:
-        # Another worker is alive on this job (a duplicate request): let this copy come back
-        # later, when that render has ended (then it is dropped) or its worker is gone.
-        return WorkOutcome(ack=False, status="BUSY")
+        # Another worker is alive on this job (a duplicate request, or the request of a worker
+        # killed moments ago): let this copy come back once that worker's heartbeat would be
+        # stale, when its render has ended (then it is dropped) or its worker is known gone.
+        # Given back at once, it would come straight back to an idle worker, BUSY again, and
+        # use up the subscription's delivery attempts in seconds: dead-lettered, the job
+        # would end FAILED although its worker had died and a take-over was due.
+        return WorkOutcome(ack=False, status="BUSY", retry_after_s=settings.heartbeat_stale_s)
     if attempt == 0:
         return WorkOutcome(ack=True, status="skipped")
     write_job = progress_writer or (lambda stage, value: jobs.set_progress(job_id, stage, value))
@@ -714,10 +724,16 @@ def record_report(report: dict[str, Any], *, settings: Settings, blobs: Blobs, j
     else:
         error = report.get("error") or {"code": "INTERNAL", "message": "renderer reported no error", "details": []}
         changed = jobs.fail(job_id, error)
+    _refresh_after_end(jobs, job_id)
+    return changed
+
+
+def _refresh_after_end(jobs: Jobs, job_id: str) -> None:
+    """The job ended (now, or at an earlier delivery of this event): its batch's summary, which
+    this may end, is written before the event is acknowledged."""
     batch_id = (jobs.get(job_id) or {}).get("batch_id")
     if batch_id:
-        refresh_batch(jobs, str(batch_id))
-    return changed
+        refresh_batch(jobs, str(batch_id), final=True)
 
 
 def record_dead_letter(
@@ -745,7 +761,9 @@ def record_dead_letter(
         + (f"; last error: {last.get('message')}" if last.get("message") else ""),
         "details": last.get("details") or [],
     }
-    return jobs.fail(job_id, error)
+    changed = jobs.fail(job_id, error)
+    _refresh_after_end(jobs, job_id)
+    return changed
 
 
 def spec_object_name(job_id: str) -> str:

@@ -139,6 +139,12 @@ def hand_back_if_late(settings: Settings, message: LeasedMessage, task: Task) ->
     return True
 
 
+def backoff_s(settings: Settings, delivery_attempt: int) -> float:
+    """How long a request that failed around its render stays away: one heartbeat_stale_s
+    (long enough for a dead holder's lock or heartbeat to lapse) per delivery so far."""
+    return settings.heartbeat_stale_s * max(1, delivery_attempt)
+
+
 def handle_request(settings: Settings, message: LeasedMessage, task: Task | None = None) -> bool:
     with message:
         if task is not None and hand_back_if_late(settings, message, task):
@@ -147,20 +153,30 @@ def handle_request(settings: Settings, message: LeasedMessage, task: Task | None
         jobs = clients.jobs()
         throttle = ProgressThrottle(lambda stage, value: jobs.set_progress(job_id, stage, value))
         started = time.monotonic()
-        outcome = steps.run_render_request(
-            message.data,
-            settings=settings,
-            blobs=clients.blobs(),
-            jobs=jobs,
-            bus=clients.bus(),
-            progress_writer=throttle,
-            items=clients.items() if settings.split_min_segments > 0 else None,
-        )
+        try:
+            outcome = steps.run_render_request(
+                message.data,
+                settings=settings,
+                blobs=clients.blobs(),
+                jobs=jobs,
+                bus=clients.bus(),
+                progress_writer=throttle,
+                items=clients.items() if settings.split_min_segments > 0 else None,
+            )
+        except Exception:
+            # The render's own errors are reported inside; what escapes is the stores failing
+            # around it (e.g. a transaction lock that a killed worker left on the job, until it
+            # expires). Given back at once, the request would come straight back and fail
+            # again, and the subscription's delivery attempts would be gone in seconds.
+            delay = backoff_s(settings, message.delivery_attempt)
+            log.exception("job %s: failed around the render; back in %.0f s", job_id, delay)
+            message.nack(delay)
+            return False
         throttle.flush()
         if outcome.ack:
             message.ack()
         else:
-            message.nack()
+            message.nack(outcome.retry_after_s)
         log.info(
             "job %s: %s in %.1f s (delivery %s)",
             job_id,

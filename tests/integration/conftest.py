@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scenerender.cloud import clients
-from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports, free_port
+from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports, free_run
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2
@@ -17,57 +19,79 @@ SHARED_PREFIX = "shared/"
 # Short leases and heartbeats, so a killed worker's job is redelivered and taken over in
 # seconds rather than a minute (the Pub/Sub emulator's shortest ack deadline is 10 s).
 FAST_RECOVERY = {"SCENERENDER_LEASE_S": "10", "SCENERENDER_HEARTBEAT_S": "1", "SCENERENDER_HEARTBEAT_STALE_S": "6"}
+# No scheduler calling the sweeper: the tests that sweep call it themselves, as Cloud
+# Scheduler would, so no tick of its own lands between a test's setup and its sweep
+# (tests/integration/test_scheduler.py runs a stack with one).
+NO_SCHEDULER = {"SCENERENDER_SWEEP_INTERVAL_S": "0"}
 
 
-@pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    """The whole local cloud on free ports, started once for the session and stopped after it."""
-    saved = dict(os.environ)
-    os.environ.update(FAST_RECOVERY)
-    # The workers' private dirs: the tests that SIGKILL a worker leave its dir, here and not in /tmp.
-    os.environ["SCENERENDER_WORK_DIR"] = str(tmp_path_factory.mktemp("worker-tmp"))
-    # The operator's shared library: media every test user's spec may read (SHARED_PREFIX).
-    os.environ[Settings.env_name("shared_media_prefixes")] = f"gs://{Settings().media_bucket}/{SHARED_PREFIX}"
-    get_settings.cache_clear()
-    functions_port = free_port()
-    while any(not _free(functions_port + i) for i in range(len(FUNCTIONS))):
-        functions_port = free_port()
-    stack = DevStack(
-        get_settings(),
-        state_dir=tmp_path_factory.mktemp("devstack"),
-        ports=Ports(
-            pubsub=free_port(),
-            firestore=free_port(),
-            gcs=free_port(),
-            functions=functions_port,
-            web=free_port(),
-            auth=free_port(),
-        ),
-        workers=WORKERS,
+def stack_ports() -> Ports:
+    """A free port for every service of a stack, no two the same (the Firebase CLI's hub and
+    logging ports too): several engineers' test runs start stacks on one machine at once, and
+    a default port another stack is about to bind is free when claimed and taken at start."""
+    taken: set[int] = set()
+
+    def run(count: int) -> int:
+        first = free_run(count, avoid=taken)
+        taken.update(range(first, first + count))
+        return first
+
+    functions = run(len(FUNCTIONS))
+    return Ports(
+        pubsub=run(1),
+        firestore=run(1),
+        gcs=run(1),
+        functions=functions,
+        web=run(1),
+        auth=run(1),
+        auth_hub=run(1),
+        auth_logging=run(1),
     )
-    stack.up()
-    os.environ.update(stack.env())
+
+
+def forget_clients() -> None:
+    """Drop the cached settings and clients: the next ones are made for the current environment."""
+    from scenerender.cloud import bus
+
     get_settings.cache_clear()
     clients.reset()
+    bus._subscriber.cache_clear()
+
+
+@contextlib.contextmanager
+def local_cloud(state_dir: Path, env: dict[str, str], **options: Any) -> Iterator[DevStack]:
+    """A whole local cloud on free ports, with ``env`` set while it runs and the process
+    environment and clients as they were after it stops. ``options`` go to ``DevStack``."""
+    saved = dict(os.environ)
+    forget_clients()  # another stack's clients, made for its own emulators
+    os.environ.update(env)
+    get_settings.cache_clear()
+    stack = DevStack(get_settings(), state_dir=state_dir, ports=stack_ports(), **options)
     try:
+        stack.up()
+        os.environ.update(stack.env())
+        forget_clients()
         yield stack
     finally:
         stack.down()
         os.environ.clear()
         os.environ.update(saved)
-        get_settings.cache_clear()
-        clients.reset()
+        forget_clients()
 
 
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+@pytest.fixture(scope="session")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """The whole local cloud on free ports, started once for the session and stopped after it."""
+    env = {
+        **FAST_RECOVERY,
+        **NO_SCHEDULER,
+        # The workers' private dirs: the tests that SIGKILL a worker leave its dir, here and not in /tmp.
+        "SCENERENDER_WORK_DIR": str(tmp_path_factory.mktemp("worker-tmp")),
+        # The operator's shared library: media every test user's spec may read (SHARED_PREFIX).
+        Settings.env_name("shared_media_prefixes"): f"gs://{Settings().media_bucket}/{SHARED_PREFIX}",
+    }
+    with local_cloud(tmp_path_factory.mktemp("devstack"), env, workers=WORKERS) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -22,15 +22,19 @@ import pytest
 
 from scenerender.cloud import clients
 from scenerender.cloud.launcher import LocalLauncher
-from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports, free_port
+from scenerender.core.spec import parse_spec
+from scenerender.dev.devstack import DevStack
+from scenerender.pipeline.budget import MB as MIB
+from scenerender.pipeline.budget import MemoryNeed, memory_need
 from scenerender.settings import Settings, get_settings
-from tests.integration.conftest import FAST_RECOVERY
+from tests.integration.conftest import FAST_RECOVERY, NO_SCHEDULER, local_cloud
 from tests.mediagen import make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 STACK_ENV = {
     **FAST_RECOVERY,
+    **NO_SCHEDULER,
     # Tasks wait longer than a lease (10 s) before they leave, so a request a killed task held
     # comes back to a task still there; an idle execution still ends within seconds.
     "SCENERENDER_IDLE_EXIT_S": "12",
@@ -42,52 +46,9 @@ STACK_ENV = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    saved = dict(os.environ)
-    _forget_clients()  # another module's stack may have made them, for its own emulators
-    os.environ.update(STACK_ENV)
-    os.environ["SCENERENDER_WORK_DIR"] = str(tmp_path_factory.mktemp("exec-worker-tmp"))
-    get_settings.cache_clear()
-    functions_port = free_port()
-    while any(not _free(functions_port + i) for i in range(len(FUNCTIONS))):
-        functions_port = free_port()
-    cloud = DevStack(
-        get_settings(),
-        state_dir=tmp_path_factory.mktemp("exec-devstack"),
-        ports=Ports(
-            pubsub=free_port(), firestore=free_port(), gcs=free_port(), functions=functions_port, web=free_port()
-        ),
-        executions=True,
-    )
-    try:
-        cloud.up()
-        os.environ.update(cloud.env())
-        get_settings.cache_clear()
-        clients.reset()
+    env = {**STACK_ENV, "SCENERENDER_WORK_DIR": str(tmp_path_factory.mktemp("exec-worker-tmp"))}
+    with local_cloud(tmp_path_factory.mktemp("exec-devstack"), env, executions=True) as cloud:
         yield cloud
-    finally:
-        cloud.down()
-        os.environ.clear()
-        os.environ.update(saved)
-        _forget_clients()
-
-
-def _forget_clients() -> None:
-    from scenerender.cloud import bus
-
-    get_settings.cache_clear()
-    clients.reset()
-    bus._subscriber.cache_clear()
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +91,16 @@ def wait_for(job_id: str, done: Any, timeout_s: float = 120) -> dict[str, Any]:
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.3)
+
+
+def wait_for_batch(batch_id: str, done: Any, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        doc = clients.jobs().get_batch(batch_id) or {}
+        if done(doc):
+            return doc
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.2)
 
 
 def ended(doc: dict[str, Any]) -> bool:
@@ -242,6 +213,9 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     stack: DevStack, media: dict[str, str]
 ) -> None:
     settings = get_settings()
+    # The earlier tests' executions wait idle_exit_s before they leave: one still pulling would
+    # take a scene, and its task is not among those killed here.
+    quiet(stack)
     scenes = [spec(f"it-kill-{i}", media["long.mp4"], segments=5, resolution="1280x720") for i in range(3)]
     for scene in scenes:
         del scene["job_id"]
@@ -260,7 +234,9 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
         time.sleep(0.1)
     for task in launcher.tasks(first):  # the whole execution dies, as a node lost with its tasks
         os.killpg(int(task["pid"]), signal.SIGKILL)
-    killed = [j for j in ids if (jobs.get(j) or {}).get("status") == "RUNNING"]
+    # The scenes the killed tasks held: RUNNING in the execution that died (a worker records
+    # its execution on the job when it takes it).
+    killed = [j for j in ids if (d := jobs.get(j) or {}).get("status") == "RUNNING" and d.get("execution") == first]
     assert killed
     deadline = time.monotonic() + 240
     relaunched: set[str] = set()
@@ -282,8 +258,10 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     ]
     # One MP4 per scene, the one on its job: nothing partial from the killed tasks.
     assert sorted(outputs) == sorted(str((jobs.get(j) or {})["output"]["uri"]) for j in ids)
-    batch = jobs.get_batch("it-kill") or {}
-    assert batch["status"] == "COMPLETED" and batch["counts"]["COMPLETED"] == 3
+    # The report function refreshes the batch's summary after it writes the job's end, so the
+    # last scene's job may be seen COMPLETED a moment before its batch.
+    batch = wait_for_batch("it-kill", lambda b: b.get("status") != "RUNNING", 30)
+    assert batch["status"] == "COMPLETED" and batch["counts"]["COMPLETED"] == 3, batch
 
 
 def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: DevStack, media: dict[str, str]) -> None:
@@ -350,3 +328,57 @@ def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_re
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert launcher.execution(late).state == "SUCCEEDED"
+
+
+def test_a_render_bigger_than_the_renderers_memory_is_refused_with_the_numbers_before_any_fetch(
+    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """/tmp is memory on Cloud Run: a spec whose inputs and intermediates exceed the memory the
+    job is given ends FAILED/LIMIT_EXCEEDED with the numbers, and nothing is fetched.
+
+    The job template gets the memory as Terraform writes it (renderer.memory = "2Gi" gives
+    SCENERENDER_MEMORY_MB = 2048). The scene is sized so that its intermediates and working
+    memory fit and its input, 96 MiB by the bucket's metadata, tips it over. The input is
+    not a video: a render that fetched and probed it would end with an input error instead.
+    """
+    quiet(stack)
+    settings = get_settings()
+    memory_mb, cpus, input_mib = 2048, 2, 96
+    big = tmp_path_factory.mktemp("exec-big") / "big.mp4"
+    big.write_bytes(bytes(input_mib * MIB))
+    uri = f"gs://{settings.media_bucket}/users/director-1/launch/big.mp4"
+    clients.blobs().upload_file(big, uri, content_type="video/mp4")
+    task = Settings(memory_mb=memory_mb, cpus=cpus)
+
+    def scene(duration: float) -> dict[str, Any]:
+        body = spec("it-memory", uri, resolution="1280x720", fps=30)
+        body["segments"][0]["duration"] = duration
+        return body
+
+    def need(duration: float, input_bytes: int) -> MemoryNeed:
+        return memory_need(parse_spec(json.dumps(scene(duration)).encode()), task, lambda url: input_bytes)
+
+    # The longest scene whose intermediates and working memory leave half the input's room.
+    low, high = 1.0, 1800.0
+    while high - low > 1:
+        mid = (low + high) / 2
+        low, high = (mid, high) if need(mid, 0).total + input_mib * MIB // 2 <= task.memory_mb * MIB else (low, mid)
+    duration = round(low)
+    assert need(duration, 0).total <= memory_mb * MIB < need(duration, input_mib * MIB).total
+
+    template_path = stack.executions_dir / LocalLauncher.TEMPLATE_ENV
+    template = template_path.read_text()
+    given = {Settings.env_name("memory_mb"): str(memory_mb), Settings.env_name("cpus"): str(cpus)}
+    template_path.write_text(json.dumps({**json.loads(template), **given}))
+    try:
+        drop("it-memory", scene(duration))
+        doc = wait_for("it-memory", ended, 120)
+    finally:
+        template_path.write_text(template)
+    assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED", doc.get("error")
+    message = doc["error"]["message"]
+    assert message.startswith("memory_mb: the render needs about inputs 96 MiB + intermediates "), message
+    assert "the renderer has 2,048 MiB of memory, and its /tmp is memory on Cloud Run" in message
+    assert doc["error"]["details"] == [{"path": "segments[0].url", "problem": "96 MiB to fetch"}]
+    # Refused on its first attempt, before any stage of the render wrote progress.
+    assert doc["attempt"] == 1 and float(doc["progress"]) == 0.0 and doc["execution"].startswith("local-")

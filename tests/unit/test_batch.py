@@ -48,3 +48,32 @@ def test_the_aggregate_weights_progress_by_scene_length_and_lists_failures() -> 
     assert doc["eta_s"] == pytest.approx(50 * 6 / 45, rel=0.01)
     ended = summarize([{**j, "status": "COMPLETED"} for j in jobs], created_at=0.0, now=1.0)
     assert ended["status"] == "COMPLETED" and ended["eta_s"] is None and ended["progress"] == 1.0
+
+
+def test_a_scenes_end_by_report_or_dead_letter_ends_its_batch_and_a_lost_summary_is_redelivered() -> None:
+    """The refresh after the last scene's end is the only thing that ends the batch: the
+    dead-letter path does it too, and a refresh that fails there raises (the event comes
+    back) instead of leaving the batch RUNNING for ever."""
+    from scenerender.errors import TransientError
+    from scenerender.pipeline import steps as pipeline
+    from scenerender.settings import Settings
+    from tests.unit.cloud_fakes import FakeBlobs, FakeJobs
+
+    jobs, settings = FakeJobs(), Settings()
+    for job_id in ("b-001", "b-002"):
+        jobs.create_job(job_id, {"status": "RUNNING", "batch_id": "b", "weight_s": 5.0})
+    pipeline.refresh_batch(jobs, "b")
+    assert jobs.batches["b"]["status"] == "RUNNING"
+    report = {"job_id": "b-001", "status": "FAILED", "error": {"code": "RENDER_FAILED", "message": "x", "details": []}}
+    pipeline.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
+    assert jobs.batches["b"]["counts"]["FAILED"] == 1 and jobs.batches["b"]["status"] == "RUNNING"
+    assert pipeline.record_dead_letter({"job_id": "b-002"}, {}, jobs=jobs, stale_after_s=45.0)
+    assert jobs.batches["b"]["status"] == "FAILED" and jobs.batches["b"]["failed"] == ["b-001", "b-002"]
+
+    def contended(*args: object, **kwargs: object) -> None:
+        raise TransientError("batch b: 20 conflicting writes in a row")
+
+    jobs.save_batch = contended  # type: ignore[method-assign]
+    with pytest.raises(TransientError):
+        pipeline.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
+    pipeline.refresh_batch(jobs, "b")  # on the way (a worker's progress): logged, not raised

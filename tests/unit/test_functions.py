@@ -296,3 +296,89 @@ def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlo
     assert jobs.docs["gone"]["status"] == "FAILED" and jobs.docs["gone"]["error"]["code"] == "TIMEOUT"
     assert jobs.docs["gone"]["error"]["message"].startswith("worker lost: no heartbeat for 1801 s")
     assert jobs.docs["alive"]["status"] == "RUNNING" and jobs.docs["done"]["status"] == "COMPLETED"
+
+
+def test_a_request_whose_job_another_worker_holds_comes_back_when_that_worker_would_be_stale(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given back at once, a BUSY request returns to an idle worker straight away and uses up
+    its deliveries in seconds (dead-lettered: the job FAILED though its worker had died and a
+    take-over was due). It comes back once the holder's heartbeat would be stale."""
+    from scenerender.cloud.jobs import BUSY
+    from scenerender.pipeline import steps as pipeline
+    from scenerender.pipeline import worker
+
+    blobs, jobs, bus = stores
+    settings = get_settings()
+    jobs.create_job("held", {"status": "RUNNING", "attempt": 1})
+    monkeypatch.setattr(jobs, "mark_running", lambda *args, **kwargs: BUSY)
+    outcome = pipeline.run_render_request(
+        {"job_id": "held", "spec": SPEC}, settings=settings, blobs=blobs, jobs=jobs, bus=bus
+    )
+    assert (outcome.ack, outcome.status, outcome.retry_after_s) == (False, "BUSY", settings.heartbeat_stale_s)
+    assert jobs.docs["held"]["attempt"] == 1 and not bus.published
+
+    class Message:
+        def __init__(self) -> None:
+            self.data = {"job_id": "held", "spec": SPEC}
+            self.delivery_attempt = 2
+            self.given_back: list[float] = []
+
+        def __enter__(self) -> Message:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def ack(self) -> None:
+            raise AssertionError("a BUSY request is not acknowledged")
+
+        def nack(self, delay_s: float = 0.0) -> None:
+            self.given_back.append(delay_s)
+
+    monkeypatch.setattr(pipeline, "run_render_request", lambda *args, **kwargs: outcome)
+    message = Message()
+    alone = settings.model_copy(update={"split_min_segments": 0})  # no segment-work store
+    assert worker.handle_request(alone, message) is False  # type: ignore[arg-type]
+    assert message.given_back == [settings.heartbeat_stale_s]
+
+
+def test_a_request_whose_stores_fail_around_the_render_backs_off_instead_of_coming_straight_back(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen under load: a SIGKILLed worker left a transaction lock on its job, so the next
+    worker's mark_running failed; given back at once, the request came straight back, failed
+    again, and was dead-lettered in seconds (the job FAILED, a take-over due). It now stays
+    away one heartbeat_stale_s per delivery so far."""
+    from scenerender.errors import TransientError
+    from scenerender.pipeline import steps as pipeline
+    from scenerender.pipeline import worker
+
+    settings = get_settings().model_copy(update={"split_min_segments": 0})
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise TransientError("Firestore: update job j: Transaction lock timeout")
+
+    class Message:
+        def __init__(self, delivery_attempt: int) -> None:
+            self.data = {"job_id": "j", "spec": SPEC}
+            self.delivery_attempt = delivery_attempt
+            self.given_back: list[float] = []
+
+        def __enter__(self) -> Message:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def ack(self) -> None:
+            raise AssertionError("not acknowledged: the render never ran")
+
+        def nack(self, delay_s: float = 0.0) -> None:
+            self.given_back.append(delay_s)
+
+    monkeypatch.setattr(pipeline, "run_render_request", locked)
+    for attempt in (1, 3):
+        message = Message(attempt)
+        assert worker.handle_request(settings, message) is False  # type: ignore[arg-type]
+        assert message.given_back == [settings.heartbeat_stale_s * attempt]

@@ -200,6 +200,28 @@ def test_the_spec_function_may_start_only_the_renderer_job() -> None:
     assert resources()["google_cloud_run_v2_job"]["renderer"]["name"] == "${local.names.renderer_job}"
 
 
+def test_cloud_scheduler_calls_the_sweeper_on_the_settings_schedule_and_alone_may() -> None:
+    """The sweep runs whether or not any execution is alive: Cloud Scheduler calls on_sweep with
+    an OIDC token of its own account, the only invoker, every ``sweep_interval_s`` (the local
+    cloud's scheduler, scenerender.scheduler, uses the same setting)."""
+    job = resources()["google_cloud_scheduler_job"]["sweep"]
+    assert job["schedule"] == "${local.sweep_schedule}"
+    minutes = re.fullmatch(r"\*/(\d+) \* \* \* \*", locals_()["sweep_schedule"])
+    assert minutes and int(minutes[1]) * 60 == Settings().sweep_interval_s
+    target = block(job, "http_target")
+    assert target["http_method"] == "POST"
+    assert target["uri"] == "${google_cloudfunctions2_function.sweeper.service_config[0].uri}"
+    oidc = block(target, "oidc_token")
+    assert oidc["service_account_email"] == "${google_service_account.sweeper_scheduler.email}"
+    invokers = [
+        g for g in resources()["google_cloud_run_service_iam_member"].values() if "sweeper" in str(g["service"])
+    ]
+    assert [(g["role"], g["member"]) for g in invokers] == [
+        ("roles/run.invoker", "${google_service_account.sweeper_scheduler.member}")
+    ]
+    assert block(functions()["sweeper"], "service_config")["max_instance_count"] == 1  # one sweep at a time
+
+
 def test_the_completion_function_signs_urls_as_itself() -> None:
     grant = resources()["google_service_account_iam_member"]["signs_as_itself"]
     assert (grant["for_each"], grant["service_account_id"], grant["member"]) == (
