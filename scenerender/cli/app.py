@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 import typer.core
@@ -48,6 +48,9 @@ from scenerender.errors import (
     collected,
 )
 from scenerender.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from scenerender.cloud.clients import Clients
 
 _display_type_rich = typer.core.TyperOption.display_type_rich
 
@@ -238,10 +241,19 @@ def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
     return FetchPolicy.from_settings(settings, local_base=spec_path.resolve().parent)
 
 
+def local_resolver(work: Path, policy: FetchPolicy, settings: Settings) -> InputResolver:
+    """Inputs fetched for a render on this machine: gs:// ones with the user's own credentials."""
+    from scenerender.cloud.storage import lazy_gs_download
+
+    return InputResolver(work, policy, gs_download=lazy_gs_download(settings))
+
+
 def render_options(settings: Settings, *, all_errors: bool = False) -> RenderOptions:
     from scenerender.core.cache import LocalSegmentCache, default_cache_dir
 
-    cache = LocalSegmentCache(Path(settings.cache_dir) if settings.cache_dir else default_cache_dir())
+    cache = LocalSegmentCache(
+        Path(settings.cache_dir) if settings.cache_dir else default_cache_dir(settings.cache_home)
+    )
     return RenderOptions.from_settings(
         settings,
         segment_cache=cache if settings.segment_cache else None,
@@ -268,7 +280,7 @@ def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings) -> Timeli
     policy = local_policy(spec_path, settings)
     problems: list[SceneRenderError] = []
     with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, InputResolver(work, policy), settings.ffprobe, problems=problems)
+        probes = fetch_and_probe(spec, local_resolver(work, policy, settings), settings.ffprobe, problems=problems)
         try:
             timeline = build_timeline(spec, probes)
         except (SpecError, InputError) as exc:
@@ -339,7 +351,7 @@ def render_cmd(
         result = render(
             spec,
             target,
-            lambda d: InputResolver(d, policy),
+            lambda d: local_resolver(d, policy, settings),
             options=render_options(settings, all_errors=True),
             progress=lambda stage, f: bar.update(task, completed=f, description=stage),
         )
@@ -483,29 +495,30 @@ dev_app = typer.Typer(no_args_is_help=True, help="The local cloud: emulators, fu
 app.add_typer(dev_app, name="dev")
 
 
-def dev_stack(workers: int = 1, **ports: int) -> Any:
+def dev_stack(settings: Settings, workers: int = 1, **ports: int) -> Any:
     from scenerender.dev.devstack import DevStack, Ports
 
     defaults = Ports()
     chosen = Ports(**{k: v or getattr(defaults, k) for k, v in ports.items()}) if ports else defaults
-    return DevStack(get_settings(), ports=chosen, workers=workers, fixed_ports={k for k, v in ports.items() if v})
+    return DevStack(settings, ports=chosen, workers=workers, fixed_ports={k for k, v in ports.items() if v})
 
 
-def use_dev_env() -> None:
-    """Point this process at the local cloud when one is running and no cloud is configured.
+def cloud_settings(settings: Settings) -> Settings:
+    """The settings that point this command at its cloud: Google Cloud (``SCENERENDER_CLOUD=gcp``),
+    the emulators the settings name, or else the local cloud this folder runs.
 
     Fails at once (exit 1, in well under 2 s) when nothing answers: no stack in this folder,
     or variables left in the shell by an earlier ``eval "$(scenerender dev up)"`` that point
     at a stack since stopped. Never a long retry against a closed port.
     """
-    from scenerender.cloud.health import require_cloud
+    from scenerender.cloud.health import addresses, require_cloud
 
-    if os.environ.get("SCENERENDER_CLOUD") == "gcp":
-        return
-    if any(os.environ.get(name) for name in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")):
-        require_cloud(dict(os.environ), 'set in this shell (by an earlier `eval "$(scenerender dev up)"`?)')
-        return
-    stack = dev_stack()
+    if settings.cloud == "gcp":
+        return settings
+    if settings.emulated:
+        require_cloud(addresses(settings), 'set in this shell (by an earlier `eval "$(scenerender dev up)"`?)')
+        return settings
+    stack = dev_stack(settings)
     state = stack.load()
     if state is None:
         raise CloudUnavailableError(
@@ -514,8 +527,15 @@ def use_dev_env() -> None:
         )
     stack.state = state
     require_cloud(stack.env(), f"recorded in {stack.state_file}")
-    os.environ.update(stack.env())
-    get_settings.cache_clear()
+    chosen: Settings = stack.client_settings()
+    return chosen
+
+
+def cloud_clients(settings: Settings) -> Clients:
+    """The clients of the cloud this command talks to (``cloud_settings``)."""
+    from scenerender.cloud.clients import Clients
+
+    return Clients(cloud_settings(settings))
 
 
 @dev_app.command("up")
@@ -533,7 +553,9 @@ def dev_up(
     A default port another process holds is replaced by a free one (and said so); a port
     given with an option that is taken is an error naming the process that holds it.
     """
-    stack = dev_stack(workers, pubsub=pubsub_port, firestore=firestore_port, gcs=gcs_port, functions=functions_port)
+    stack = dev_stack(
+        get_settings(), workers, pubsub=pubsub_port, firestore=firestore_port, gcs=gcs_port, functions=functions_port
+    )
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, workers)"):
         started = stack.up()
     for note in stack.notes:
@@ -561,21 +583,17 @@ def functions_port_help() -> str:
 
 def publish_web_samples(stack: Any) -> None:
     """The sample scene's media in the media bucket, offered on the web client's New render screen."""
-    from scenerender.cloud import clients
     from scenerender.dev.webserve import sample_specs
 
-    os.environ.update(stack.env())
-    get_settings.cache_clear()
-    clients.reset()
     with err.status("making the sample scene for the web client"):
-        stack.publish_web_samples(sample_specs(get_settings()))
+        stack.publish_web_samples(sample_specs(stack.client_settings()))
 
 
 @dev_app.command("down")
 @guarded
 def dev_down(as_json: JsonOption = False) -> None:
     """Stop what `dev up` started in this folder (and nothing else)."""
-    stopped = dev_stack().down()
+    stopped = dev_stack(get_settings()).down()
     if as_json:
         out.print_json(json.dumps({"stopped": stopped}))
     err.print("stopped: " + (", ".join(stopped) or "nothing was running"))
@@ -585,33 +603,32 @@ def dev_down(as_json: JsonOption = False) -> None:
 @guarded
 def dev_status(as_json: JsonOption = False) -> None:
     """Whether this folder's local cloud is running: each process alive and answering on its own port."""
-    status = dev_stack().status()
+    status = dev_stack(get_settings()).status()
     out.print_json(json.dumps(status))
     if not status["running"]:
         raise typer.Exit(1)
 
 
-def signed_in(user: str | None) -> tuple[Any, Any, Any]:
+def signed_in(user: str | None, clients: Clients) -> tuple[Any, Any, Any]:
     """(session, API client, job store) of the signed-in user: what they submit goes through the
     API with their ID token, and what they read from Firestore is read with it (the rules apply)."""
-    from scenerender.cloud import clients
     from scenerender.cloud.session import ApiClient, sign_in, user_jobs
 
-    session = sign_in(user)
-    api = ApiClient(os.environ.get("SCENERENDER_API_URL", ""), session)
+    settings = clients.settings
+    session = sign_in(user, settings)
+    api = ApiClient(settings.api_url, session)
     # Against the cloud the command line reads with the operator's own credentials (IAM).
-    jobs = user_jobs(get_settings(), session) if os.environ.get("FIRESTORE_EMULATOR_HOST") else clients.jobs()
+    jobs = user_jobs(settings, session) if settings.firestore_emulator_host else clients.jobs
     return session, api, jobs
 
 
 def follow_with_bar(
-    job_id: str, generation: int | None, *, grace_s: float | None = None, jobs: Any = None
+    job_id: str, generation: int | None, clients: Clients, jobs: Any, *, grace_s: float | None = None
 ) -> dict[str, Any]:
     from scenerender.cli.remote import follow
-    from scenerender.cloud import clients
     from scenerender.pipeline.steps import spec_object_name
 
-    spec_uri = f"gs://{get_settings().spec_bucket}/{spec_object_name(job_id)}"
+    spec_uri = f"gs://{clients.settings.spec_bucket}/{spec_object_name(job_id)}"
     with progress_bar(sys.stderr.isatty()) as bar:
         task = bar.add_task("queued", total=1.0)
 
@@ -623,12 +640,12 @@ def follow_with_bar(
             )
 
         doc = follow(
-            jobs or clients.jobs(),
+            jobs,
             job_id,
             on_update=show,
             generation=generation,
             grace_s=grace_s,
-            spec_exists=lambda: clients.blobs().exists(spec_uri),
+            spec_exists=lambda: clients.blobs.exists(spec_uri),
         )
     return doc
 
@@ -740,20 +757,20 @@ def submit_cmd(
         ]
         if missing:
             raise collected(missing)
-        use_dev_env()
+        clients = cloud_clients(settings)
         from scenerender.cli.remote import submit_with_api
 
-        session, api, jobs = signed_in(user)
+        session, api, jobs = signed_in(user, clients)
         names: dict[str, str] = {}
-        answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
+        answer = submit_with_api(spec_path, api, clients.settings, allow_outside=allow_outside, names=names)
         batch_id, uri = str(answer["batch_id"]), str(answer["spec_uri"])
         err.print(f"submitted {uri} as batch {batch_id} (user {session.email or session.uid})", highlight=False)
         if not as_json:
             out.print(batch_id)
         if wait or download_to is not None:
             api.wait_until_visible("batch_id", batch_id)
-            doc = following(batch_id, lambda: follow_batch_with_bar(batch_id, jobs=jobs), "batch")
-            finish_batch(doc, as_json=as_json, names=names)
+            doc = following(batch_id, lambda: follow_batch_with_bar(batch_id, clients, jobs), "batch")
+            finish_batch(doc, jobs, as_json=as_json, names=names)
         elif as_json:
             out.print_json(json.dumps({"batch_id": batch_id, "spec_uri": uri}))
         return
@@ -771,19 +788,19 @@ def submit_cmd(
     missing = local_input_problems(spec, spec_path)
     if missing:
         raise collected(missing)
-    use_dev_env()
+    clients = cloud_clients(settings)
     from scenerender.cli.remote import submit_with_api
 
-    session, api, jobs = signed_in(user)
+    session, api, jobs = signed_in(user, clients)
     names = {}
-    answer = submit_with_api(spec_path, api, get_settings(), allow_outside=allow_outside, names=names)
+    answer = submit_with_api(spec_path, api, clients.settings, allow_outside=allow_outside, names=names)
     job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
     err.print(f"submitted {uri} as job {job_id} (user {session.email or session.uid})", highlight=False)
     if not as_json:
         out.print(job_id)
     if wait or target is not None:
         api.wait_until_visible("job_id", job_id)
-        doc = following(job_id, lambda: follow_with_bar(job_id, generation, jobs=jobs))
+        doc = following(job_id, lambda: follow_with_bar(job_id, generation, clients, jobs))
         finish(doc, target, as_json=as_json, names=names)
     elif as_json:
         out.print_json(json.dumps({"job_id": job_id, "spec_uri": uri}))
@@ -804,21 +821,22 @@ def watch_cmd(
     SCENERENDER_WATCH_GRACE_S seconds, then.
     """
     check_id(job_id, "ID")
-    use_dev_env()
-    grace = get_settings().watch_grace_s
-    _, _, jobs = signed_in(user)  # read as the user: another user's job is as missing as none
+    clients = cloud_clients(get_settings())
+    grace = clients.settings.watch_grace_s
+    _, _, jobs = signed_in(user, clients)  # read as the user: another user's job is as missing as none
     if batch:
-        finish_batch(follow_batch_with_bar(job_id, grace_s=grace, jobs=jobs), as_json=as_json)
+        finish_batch(follow_batch_with_bar(job_id, clients, jobs, grace_s=grace), jobs, as_json=as_json)
     else:
-        finish(follow_with_bar(job_id, None, grace_s=grace, jobs=jobs), None, as_json=as_json)
+        finish(follow_with_bar(job_id, None, clients, jobs, grace_s=grace), None, as_json=as_json)
 
 
-def follow_batch_with_bar(batch_id: str, *, grace_s: float | None = None, jobs: Any = None) -> dict[str, Any]:
+def follow_batch_with_bar(
+    batch_id: str, clients: Clients, jobs: Any, *, grace_s: float | None = None
+) -> dict[str, Any]:
     from scenerender.cli.remote import follow_batch
-    from scenerender.cloud import clients
     from scenerender.pipeline.steps import spec_object_name
 
-    spec_uri = f"gs://{get_settings().spec_bucket}/{spec_object_name(batch_id)}"
+    spec_uri = f"gs://{clients.settings.spec_bucket}/{spec_object_name(batch_id)}"
     with progress_bar(sys.stderr.isatty()) as bar:
         task = bar.add_task("batch", total=1.0)
 
@@ -834,17 +852,16 @@ def follow_batch_with_bar(batch_id: str, *, grace_s: float | None = None, jobs: 
             )
 
         return follow_batch(
-            jobs or clients.jobs(),
+            jobs,
             batch_id,
             on_update=show,
             grace_s=grace_s,
-            spec_exists=lambda: clients.blobs().exists(spec_uri),
+            spec_exists=lambda: clients.blobs.exists(spec_uri),
         )
 
 
-def finish_batch(doc: dict[str, Any], *, as_json: bool = False, names: dict[str, str] | None = None) -> None:
+def finish_batch(doc: dict[str, Any], jobs: Any, *, as_json: bool = False, names: dict[str, str] | None = None) -> None:
     from scenerender.cli.remote import exit_code_for
-    from scenerender.cloud import clients
 
     names = names or {}
     counts = doc.get("counts") or {}
@@ -863,7 +880,7 @@ def finish_batch(doc: dict[str, Any], *, as_json: bool = False, names: dict[str,
     details: list[dict[str, str]] = []
     codes: list[str] = []
     for job_id in failed:
-        error = (clients.jobs().get(job_id) or {}).get("error") or {}
+        error = (jobs.get(job_id) or {}).get("error") or {}
         message = with_user_paths(str(error.get("message")), names)
         codes.append(str(error.get("code")))
         details.append({"path": str(job_id), "problem": f"[{error.get('code')}] {message}"})
@@ -888,30 +905,30 @@ def demo_cmd(
     import time
 
     from scenerender.cli.remote import submit_with_api
-    from scenerender.cloud import clients
     from scenerender.dev.sample import make_sample_scene
 
+    settings = get_settings()
     out_dir.mkdir(parents=True, exist_ok=True)
     err.print(f"making the sample scene in {out_dir}")
-    spec_path = make_sample_scene(out_dir, job_id=f"demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    stack = dev_stack()
+    spec_path = make_sample_scene(out_dir, job_id=f"demo-{time.strftime('%Y%m%d-%H%M%S')}", ffmpeg=settings.ffmpeg)
+    stack = dev_stack(settings)
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, worker)"):
         started = stack.up()
     for note in stack.notes:
         err.print(note, highlight=False)
-    os.environ.update(stack.env())
-    get_settings.cache_clear()
-    clients.reset()
+    from scenerender.cloud.clients import Clients
+
+    clients = Clients(stack.client_settings())
     try:
-        session, api, jobs = signed_in(user)
-        answer = submit_with_api(spec_path, api, get_settings())
+        session, api, jobs = signed_in(user, clients)
+        answer = submit_with_api(spec_path, api, clients.settings)
         job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
         err.print(
             f"submitted {uri} as job {job_id} (user {session.email}); following render_jobs/{job_id}", highlight=False
         )
         target = out_dir / f"{job_id}.mp4"
         api.wait_until_visible("job_id", job_id)
-        finish(following(job_id, lambda: follow_with_bar(job_id, generation, jobs=jobs)), target, as_json=as_json)
+        finish(following(job_id, lambda: follow_with_bar(job_id, generation, clients, jobs)), target, as_json=as_json)
         if not as_json:
             out.print(str(target.resolve()))
     finally:

@@ -27,7 +27,7 @@ from typing import Any
 
 import scenerender
 from scenerender.errors import SceneRenderError
-from scenerender.settings import Settings
+from scenerender.settings import Settings, child_env
 
 START_TIMEOUT_S = 90.0
 FUNCTIONS = {
@@ -271,17 +271,35 @@ def repo_root() -> Path:
     return Path(scenerender.__file__).resolve().parent.parent
 
 
-def functions_source() -> Path:
-    return repo_root() / "functions" / "main.py"
+def functions_source(settings: Settings) -> Path:
+    """The functions' ``main.py`` the local cloud serves: ``SCENERENDER_FUNCTIONS_SOURCE``, else
+    functions/main.py of the checkout the package is installed from (an editable install).
+
+    The functions are deployed from that folder (terraform/functions.tf), not from the
+    package, so a package installed from a wheel has none: the setting names it.
+    """
+    name = Settings.env_name("functions_source")
+    if settings.functions_source:
+        given = Path(settings.functions_source)
+        if not given.is_file():
+            raise DevStackError(f"{name}={given}: no such file (the functions' main.py of a SceneRender checkout)")
+        return given
+    found = repo_root() / "functions" / "main.py"
+    if not found.is_file():
+        raise DevStackError(
+            f"the local cloud serves the Cloud Functions from a SceneRender checkout's functions/main.py, and "
+            f"there is none beside the installed package ({found}): set {name} to its path"
+        )
+    return found
 
 
-def firebase_cli() -> Path:
+def firebase_cli(settings: Settings) -> Path:
     """The pinned Firebase CLI that scripts/setup.sh installs (``SCENERENDER_FIREBASE_CLI``, then
     tools/firebase, then PATH)."""
     import shutil
 
     for candidate in (
-        os.environ.get("SCENERENDER_FIREBASE_CLI", ""),
+        settings.firebase_cli,
         str(repo_root() / "tools" / "firebase" / "node_modules" / ".bin" / "firebase"),
         shutil.which("firebase") or "",
     ):
@@ -349,7 +367,7 @@ class DevStack:
         """``executions``: no long-running workers; the functions launch executions of local worker
         processes (``launcher.LocalLauncher``), as they launch Cloud Run executions in the cloud."""
         self.settings = settings
-        self.state_dir = state_dir or Path(os.environ.get("SCENERENDER_DEV_DIR", ".scenerender/dev"))
+        self.state_dir = state_dir or Path(settings.dev_dir)
         self.ports = ports or Ports()
         self.workers = 0 if executions else workers
         self.executions = executions
@@ -378,32 +396,42 @@ class DevStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(asdict(self.state), indent=2))
 
-    def env(self) -> dict[str, str]:
-        """The environment a shell or process needs to use this stack."""
+    def overrides(self) -> dict[str, Any]:
+        """The settings that point a client at this stack (``Settings`` field -> value)."""
         p = self.state.ports
         return {
-            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{p.pubsub}",
-            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{p.firestore}",
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{p.gcs}",
-            "GOOGLE_CLOUD_PROJECT": self.state.project_id,
-            "GOOGLE_APPLICATION_CREDENTIALS": str((self.state_dir / "signer-key.json").resolve()),
-            "SCENERENDER_PROJECT_ID": self.state.project_id,
-            "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
-            "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
+            "pubsub_emulator_host": f"127.0.0.1:{p.pubsub}",
+            "firestore_emulator_host": f"127.0.0.1:{p.firestore}",
+            "storage_emulator_host": f"http://127.0.0.1:{p.gcs}",
+            "credentials_file": str((self.state_dir / "signer-key.json").resolve()),
+            "project_id": self.state.project_id,
+            "signing_endpoint": f"http://127.0.0.1:{p.gcs}",
+            "api_url": f"http://127.0.0.1:{p.function_port('api')}",
             # The functions accept the Auth emulator's unsigned tokens only with this set.
-            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{p.auth}",
-            "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
-            **({Settings.env_name("local_executions_dir"): str(self.executions_dir)} if self.executions else {}),
+            "auth_emulator_host": f"127.0.0.1:{p.auth}",
+            "dev_dir": str(self.state_dir.resolve()),
+            **({"local_executions_dir": str(self.executions_dir)} if self.executions else {}),
             # The same input allow-list as terraform/main.tf: the media bucket (each user's
             # users/{uid}/, and the prefixes the operator shares), never the render bucket.
-            Settings.env_name("allowed_gs_buckets"): ",".join(
-                self.settings.allowed_gs_buckets or [self.settings.media_bucket]
-            ),
+            "allowed_gs_buckets": self.settings.allowed_gs_buckets or [self.settings.media_bucket],
             # Plus the sample scenes dev up publishes for the web page (scenerender.dev.webserve).
-            Settings.env_name("shared_media_prefixes"): ",".join(
+            "shared_media_prefixes": list(
                 dict.fromkeys([*self.settings.shared_media_prefixes, f"gs://{self.settings.media_bucket}/samples/"])
             ),
         }
+
+    def client_settings(self) -> Settings:
+        """The settings of a client of this stack: this process's, pointed at the stack."""
+        return self.settings.model_copy(update=self.overrides())
+
+    def env(self) -> dict[str, str]:
+        """The environment a shell or child process needs to use this stack."""
+        env = {
+            Settings.env_name(field): ",".join(value) if isinstance(value, list) else str(value)
+            for field, value in self.overrides().items()
+        }
+        # Google's clients in a child find the project here (the emulators have no metadata server).
+        return {"GOOGLE_CLOUD_PROJECT": self.state.project_id, **env}
 
     @property
     def executions_dir(self) -> Path:
@@ -545,7 +573,7 @@ class DevStack:
 
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
-        base_env = {**os.environ, **self.env()}
+        base_env = child_env(self.env())
         # The Firebase CLI takes the longest to start (node loads the whole CLI): started
         # first, waited for last.
         auth = self._spawn_auth(base_env)
@@ -575,7 +603,7 @@ class DevStack:
         # Local clients that read with a user's ID token meet the same rules as in the cloud (the
         # pipeline's own clients read as the emulator's admin, as its service accounts bypass rules).
         load_firestore_rules(p.firestore, s.project_id, repo_root() / "firestore.rules")
-        self._create_topics(base_env)
+        self._create_topics()
         self.start_process(
             "gcs",
             [
@@ -620,7 +648,7 @@ class DevStack:
                     "--target",
                     target,
                     "--source",
-                    str(functions_source()),
+                    str(functions_source(s)),
                     "--signature-type",
                     signature,
                     "--host",
@@ -632,7 +660,7 @@ class DevStack:
                 functools.partial(port_answers, port),
                 port,
             )
-        self._create_push_subscriptions(base_env)
+        self._create_push_subscriptions()
         if s.sweep_interval_s > 0:
             # Cloud Scheduler's part: the sweeper function called on a schedule, whether or not
             # any worker or execution is alive (scenerender.dev.scheduler).
@@ -686,7 +714,7 @@ class DevStack:
         }
         (folder / "firebase.json").write_text(json.dumps(config, indent=2))
         argv = [
-            str(firebase_cli()),
+            str(firebase_cli(self.settings)),
             "emulators:start",
             "--only",
             "auth",
@@ -727,15 +755,10 @@ class DevStack:
             p.web,
         )
 
-    def _with_env(self, env: dict[str, str]) -> Settings:
-        for key in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
-            os.environ[key] = env[key]
-        return self.settings
-
-    def _create_topics(self, env: dict[str, str]) -> None:
+    def _create_topics(self) -> None:
         from scenerender.cloud.bus import ensure_subscription, ensure_topic
 
-        s = self._with_env(env)
+        s = self.client_settings()
         for topic in (s.spec_topic, s.render_topic, s.completion_topic, s.dead_letter_topic, s.segment_topic):
             ensure_topic(s, topic)
         ensure_subscription(s, s.segment_subscription, s.segment_topic, ack_deadline_s=s.lease_s)
@@ -749,10 +772,10 @@ class DevStack:
         )
         ensure_subscription(s, f"{s.dead_letter_topic}-keep", s.dead_letter_topic)
 
-    def _create_push_subscriptions(self, env: dict[str, str]) -> None:
+    def _create_push_subscriptions(self) -> None:
         from scenerender.cloud.bus import ensure_subscription
 
-        s, p = self._with_env(env), self.state.ports
+        s, p = self.client_settings(), self.state.ports
         ensure_subscription(
             s, f"{s.spec_topic}-function", s.spec_topic, push_endpoint=f"http://127.0.0.1:{p.function_port('spec')}/"
         )
@@ -772,7 +795,7 @@ class DevStack:
     def _create_buckets(self) -> None:
         from scenerender.cloud.storage import GcsBlobStore
 
-        store = GcsBlobStore(self.settings)
+        store = GcsBlobStore(self.client_settings())
         for name in (self.settings.spec_bucket, self.settings.render_bucket, self.settings.media_bucket):
             store.ensure_bucket(name)
 

@@ -38,7 +38,7 @@ from scenerender.core.inputs import FetchPolicy, InputResolver
 from scenerender.core.render import SegmentTask, private_dir
 from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
-from scenerender.settings import Settings
+from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,15 @@ ClaimState = Literal["mine", "done", "held"]
 ITEM_TTL = timedelta(days=1)
 
 
-def worker_id() -> str:
+def worker_id(settings: Settings | None = None) -> str:
     """This process, as job and item documents name it (unique across tasks and machines).
 
     Tasks of a Cloud Run job may share a host name and a PID (each is PID 1 of its own
     container), so there the execution and the task index come first.
     """
-    task = os.environ.get("CLOUD_RUN_TASK_INDEX")
-    where = f"{os.environ.get('CLOUD_RUN_EXECUTION', 'run')}/task-{task}/" if task is not None else ""
+    settings = settings or get_settings()
+    task = settings.cloud_run_task_index
+    where = f"{settings.cloud_run_execution or 'run'}/task-{task}/" if task is not None else ""
     return f"{where}{socket.gethostname()}:{os.getpid()}"
 
 
