@@ -10,7 +10,7 @@ import pytest
 from google.cloud import firestore, pubsub_v1
 
 from scenerender.cloud import clients
-from scenerender.messages import JobDocument
+from scenerender.messages import DeadLetter, JobDocument
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -78,10 +78,8 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
         "it-alive",
         JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
     )
-    attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
-    assert not steps.record_dead_letter(
-        {"job_id": "it-alive"}, attributes, jobs=jobs, stale_after_s=settings.heartbeat_stale_s
-    )
+    letter = DeadLetter(job_id="it-alive", deliveries=5)
+    assert not steps.record_dead_letter(letter, jobs=jobs, stale_after_s=settings.heartbeat_stale_s)
     assert (jobs.get("it-alive") or {})["status"] == "RUNNING"
 
 
