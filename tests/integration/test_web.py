@@ -653,3 +653,61 @@ def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
     assert stored["segments"] == spec["segments"] and stored["owner_uid"] == director.uid
     director.wait_status("COMPLETED", "FAILED")
     assert_accessible(page)
+
+
+def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud: DevStack) -> None:
+    """A resubmission while the job runs replaces the spec object and is refused by the spec
+    function; the owner's GET still gives the spec the job was accepted from, so Re-render
+    sends that one (not the refused one, and not nothing)."""
+    page = director.page
+    spec = json.loads(json.dumps(sample_spec(cloud)))
+    job_id = f"survives-{uuid.uuid4().hex[:8]}"
+    # Slow enough (1080p at 60 fps) that the resubmission reaches the spec function while it runs.
+    spec.update(job_id=job_id, output={"resolution": "1080p", "fps": 60})
+    first = page.evaluate("s => window.scenerender.submit(s)", spec)
+    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
+    while (doc := clients.jobs().get(job_id) or {}).get("status") != "RUNNING":
+        assert time.monotonic() < deadline and doc.get("status") not in ("COMPLETED", "FAILED"), doc
+        time.sleep(0.1)
+    refused_spec = {**spec, "scene_id": "refused-resubmission"}
+    second = page.evaluate("s => window.scenerender.submit(s)", refused_spec)
+    assert second["spec_generation"] != first["spec_generation"]
+    while (doc := clients.jobs().get(job_id) or {}).get("resubmission_refused", {}).get("spec_generation") != second[
+        "spec_generation"
+    ]:
+        assert time.monotonic() < deadline and doc.get("spec_generation") == first["spec_generation"], doc
+        time.sleep(0.1)
+    assert "still RUNNING" in doc["resubmission_refused"]["reason"]
+    owned = page.evaluate("id => window.scenerender.getJob(id)", job_id)
+    assert owned["spec_generation"] == first["spec_generation"]
+    assert owned["spec"] == {**spec, "owner_uid": director.uid}
+    # On its job page, once it has ended, Re-render is offered with that spec.
+    page.goto(f"{director.web}#/job/{job_id}")
+    director.wait_status("COMPLETED", "FAILED")
+    page.get_by_role("button", name="Re-render").wait_for()
+    assert director.errors == []
+
+
+def test_an_old_job_documents_details_show_their_message(browser: Any, web: str) -> None:
+    """Job documents written before the contract's `{path, problem}` carry `{path, message}`:
+    the page shows the words too, not the path alone, on the job page and in My renders."""
+    user = User(browser, web)
+    try:
+        user.sign_up()
+        page = user.page
+        job_id = f"old-{uuid.uuid4().hex[:8]}"
+        old = {"path": "segments[0].url", "message": "file not found: gs://media/a.mp4"}
+        error = {"code": "INPUT_UNREACHABLE", "message": "an input could not be fetched", "details": [old]}
+        fields = {"status": "FAILED", "stage": "fetch", "progress": 0.0, "owner_uid": user.uid, "error": error}
+        assert clients.jobs().create_job(job_id, fields)
+        page.goto(f"{web}#/job/{job_id}")
+        user.wait_status("FAILED", timeout=30_000)
+        shown = page.locator("#job-state [data-error-code] .error-details li").all_inner_texts()
+        assert shown == ["segments[0].url: file not found: gs://media/a.mp4"]
+        page.get_by_role("link", name="My renders", exact=True).click()
+        row = page.locator(f'li.job[data-job-id="{job_id}"] .error-details li')
+        row.wait_for()
+        assert row.all_inner_texts() == shown
+        assert user.errors == []
+    finally:
+        user.close()
