@@ -691,3 +691,17 @@ def test_every_checkov_skip_says_why() -> None:
     assert skips
     for check, reason in skips:
         assert re.fullmatch(r":\s*\S.{20,}", reason), f"{check} skipped without a reason"
+
+
+def test_the_outputs_name_every_function_account_bucket_and_the_sweep() -> None:
+    """An operator finds each part of the deployment from `terraform output` alone."""
+    outputs = {name: body for tree in parsed().values() for o in tree.get("output", []) for name, body in o.items()}
+    text = {name: str(body["value"]) for name, body in outputs.items()}
+    for name in functions():
+        assert f"google_cloudfunctions2_function.{name}" in text["functions"], name
+    for name in resources()["google_service_account"]:
+        assert f"google_service_account.{name}.email" in text["service_accounts"], name
+    for name in resources()["google_storage_bucket"]:
+        assert f"google_storage_bucket.{name}.name" in text["buckets"], name
+    assert "google_cloud_scheduler_job.sweep.name" in text["sweeper"]
+    assert "google_cloudfunctions2_function.sweeper.name" in text["sweeper"]
