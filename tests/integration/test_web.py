@@ -219,6 +219,15 @@ def sample_spec(cloud: DevStack) -> dict[str, Any]:
     return spec
 
 
+def short_spec(cloud: DevStack, segments: int, job_id: str) -> dict[str, Any]:
+    """The sample's first segments with its looped music alone (the other clips are placed for its whole length)."""
+    spec = sample_spec(cloud)
+    spec["segments"] = spec["segments"][:segments]
+    spec["audio"]["clips"] = [c for c in spec["audio"]["clips"] if c["type"] == "music"]
+    spec["job_id"] = job_id
+    return spec
+
+
 def ffprobe_duration(path: Path) -> float:
     done = subprocess.run(
         ["ffprobe", "-v", "error", "-of", "json", "-show_format", str(path)],
@@ -503,10 +512,7 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
     browser: Any, web: str, director: User, cloud: DevStack
 ) -> None:
     """A preview rendered in one browser is promoted in another: a full-quality job of its own."""
-    spec = json.loads(json.dumps(sample_spec(cloud)))
-    spec["segments"] = spec["segments"][:2]
-    spec["audio"]["clips"] = [c for c in spec["audio"]["clips"] if c["type"] == "music"]
-    spec["job_id"] = f"preview-{uuid.uuid4().hex[:8]}"
+    spec = short_spec(cloud, 2, f"preview-{uuid.uuid4().hex[:8]}")
     director.new_render(spec)
     director.page.get_by_label("Resolution").select_option("720p")
     director.page.get_by_label("Preview (quick, at most 480p)").check()
@@ -823,10 +829,7 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
             time.sleep(0.1)
         user = User(browser, static)
         user.sign_up()
-        spec = json.loads(json.dumps(sample_spec(cloud)))
-        spec["segments"] = spec["segments"][:1]
-        spec["audio"]["clips"] = [c for c in spec["audio"]["clips"] if c["type"] == "music"]
-        spec["job_id"] = f"static-{uuid.uuid4().hex[:8]}"
+        spec = short_spec(cloud, 1, f"static-{uuid.uuid4().hex[:8]}")
         user.new_render(spec)
         user.page.get_by_label("Resolution").select_option("360p")
         user.page.get_by_role("button", name="Render").click()
