@@ -3,8 +3,9 @@
 ``scenerender dev up`` runs ``python -m scenerender.dev.webserve`` as one of its processes. It serves
 ``web/dist`` (built by ``scripts/setup.sh``), ``/config.json`` from the file the stack wrote (the
 emulators' hosts, the project id: public values only), and proxies ``/api/...`` to the HTTP API
-function, so the page calls the API on its own origin, as Firebase Hosting's rewrite does in the
-cloud (docs/web.md). The sample scenes the page offers are published here too.
+function, so the page calls the API on its own origin. Deployed, the page calls the API at its
+own URL, across origins (CORS; docs/web.md, and test_web's static deploy test does the same
+here). The sample scenes the page offers are published here too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import scenerender
 from scenerender.settings import Settings
 
 if TYPE_CHECKING:
-    from scenerender.cloud.storage import BlobStore
+    from scenerender.ports import Blobs
 
 # Request headers the API needs from the page; everything else (cookies among them) stays here.
 FORWARDED = ("Authorization", "Content-Type", "Content-Length", "Accept")
@@ -59,7 +60,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def sample_specs(
-    settings: Settings, blobs: BlobStore | None = None, *, segments: int = 6, seconds: float = 2.0
+    settings: Settings, blobs: Blobs | None = None, *, segments: int = 6, seconds: float = 2.0
 ) -> list[dict[str, Any]]:
     """Make the sample scene's media, upload it under ``samples/`` in the media bucket (through
     ``blobs``, default the settings' own store), return the page's samples.
