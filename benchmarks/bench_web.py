@@ -54,7 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from scenerender.cloud import clients
-    from scenerender.dev.devstack import DevStack, Ports, free_port
+    from scenerender.dev.devstack import DevStack, Ports
+    from scenerender.dev.procs import free_port
     from scenerender.settings import get_settings
 
     with tempfile.TemporaryDirectory(prefix="scenerender-web-bench-") as tmp:

@@ -1,4 +1,9 @@
-"""What an input really is, read with ``ffprobe -of json`` (never by scraping stderr)."""
+"""What an input really is, read with ``ffprobe -of json`` (never by scraping stderr).
+
+Size: one concern, an input's probe turned into ``MediaInfo``: the table of accepted
+containers and codecs (docs/media.md is printed from it), the JSON parse and the packet scan
+that corrects a stream's length. A new format touches all three, so they are read together.
+"""
 
 from __future__ import annotations
 

@@ -801,7 +801,7 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
     bucket or Firebase Hosting serves it; Python's http.server here), with apiUrl the API's own
     URL, another origin: the browser's CORS checks pass, a job is submitted and followed, and
     Re-render gets its spec back (GET across origins too)."""
-    from scenerender.dev.devstack import free_port
+    from scenerender.dev.procs import free_port
     from scenerender.dev.webserve import dist_dir
 
     site = tmp_path / "site"
