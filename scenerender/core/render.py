@@ -507,7 +507,7 @@ def _normalize_segments(
 
     def jobs_for(count: int) -> tuple[int, int]:
         return plan.parallel_jobs(
-            opts.parallelism, count, opts.cpus, memory_mb=opts.memory_mb, frame_size=(timeline.width, timeline.height)
+            opts.parallelism, count, opts.cores, memory_mb=opts.memory_mb, frame_size=(timeline.width, timeline.height)
         )
 
     pieces = plan.plan_pieces(timeline, enc, keyframes, cores=opts.cores, jobs_for=jobs_for)
