@@ -6,9 +6,11 @@ import json
 import math
 from array import array
 from fractions import Fraction
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
-from scenerender.core.deliverables import qc, roles, stills
+from scenerender.core.deliverables import GREY_FRAMES_PER_PROCESS, grey_frames, qc, roles, stills
+from scenerender.core.ffmpeg import FFmpegRunner
 from scenerender.core.mp4 import VideoSample
 from scenerender.core.spec import parse_spec
 from scenerender.core.timeline import Timeline, build_timeline
@@ -120,3 +122,29 @@ def test_the_previous_segments_last_frame_is_decoded_only_where_it_decides_a_sti
     # A run that is not confirmed (its picture changes slowly) asks for nothing more.
     moving = {t: bytes([int(t * 40)]) * 100 for t in first}
     assert qc.previous_frames_wanted(runs, moving, timeline) == []
+
+
+class _GreyFrames:
+    """Stands in for ffmpeg in ``grey_frames``: each input's frame filled with its seek time's tenths."""
+
+    def __init__(self) -> None:
+        self.inputs: list[int] = []
+
+    def run(self, argv: list[str], **_: Any) -> str:
+        seeks = [float(argv[i + 1]) for i, arg in enumerate(argv) if arg == "-ss"]
+        self.inputs.append(len(seeks))
+        size = stills.ANALYSIS_SIZE[0] * stills.ANALYSIS_SIZE[1]
+        Path(argv[-1]).write_bytes(b"".join(bytes([round(s * 10) % 256]) * size for s in seeks))
+        return ""
+
+
+def test_frames_to_confirm_are_decoded_a_few_inputs_per_process(tmp_path: Path) -> None:
+    # A scene of many still segments asks for hundreds of frames; one ffmpeg input each held
+    # 4.2 GB in one process. Batched, each process holds a few, and every frame still lands.
+    timeline = _three_segments()
+    times = [round(0.1 * k + 0.05, 3) for k in range(20)]
+    fake = _GreyFrames()
+    frames = grey_frames(Path("out.mp4"), times, timeline, tmp_path / "g.grey", cast(FFmpegRunner, fake), False)
+    assert max(fake.inputs) <= GREY_FRAMES_PER_PROCESS and sum(fake.inputs) == 20 and len(fake.inputs) > 1
+    frame_s = 1 / float(timeline.fps)
+    assert {t: frame[0] for t, frame in frames.items()} == {t: round((t - frame_s / 4) * 10) for t in times}
