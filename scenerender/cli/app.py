@@ -26,8 +26,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from typer import _click as click  # typer 0.29 carries its own click; its exceptions are these
 
+from scenerender.core.fetch import fetch_and_probe
 from scenerender.core.inputs import FetchPolicy, InputResolver, is_local_path, local_file
-from scenerender.core.render import RenderOptions, fetch_and_probe, private_dir, render
+from scenerender.core.render import RenderOptions, private_dir, render
 from scenerender.core.spec import (
     ID_PATTERN,
     JobSpec,

@@ -33,9 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from scenerender.cloud.jobs import beat_is_fresh, keep_beating, translate_error
 from scenerender.core import plan
 from scenerender.core.cache import OUTPUT, SOURCE, BlobSegmentCache, file_digest, materialize, segment_key
+from scenerender.core.encode_queue import SegmentTask
 from scenerender.core.ffmpeg import FFmpegRunner
 from scenerender.core.inputs import FetchPolicy, InputResolver
-from scenerender.core.render import RenderOptions, SegmentTask, private_dir
+from scenerender.core.render import RenderOptions, private_dir
 from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
 from scenerender.settings import Settings
