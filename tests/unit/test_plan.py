@@ -226,7 +226,7 @@ def test_every_input_is_limited_to_local_files() -> None:
     )
     commands = [
         plan.normalize_command(whole(tl), tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
-        plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
+        plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g.txt")).argv,
         plan.assemble_command(
             tl, [plan.VideoPart(Path("a.mp4"), Fraction(2))], Path("l.txt"), Path("a.m4a"), Path("o.mp4")
         ).argv,
@@ -270,7 +270,7 @@ def test_mix_places_each_clip_at_its_sample() -> None:
         },
         probes,
     )
-    cmd = plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt"))
+    cmd = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g.txt"))
     graph = cmd.files[Path("g.txt")]
     assert "adelay=delays=204000S:all=1" in graph  # (4 + 0.25) s * 48000
     assert "apad=whole_len=384000,atrim=end_sample=384000" in graph  # 8 s exactly
@@ -286,7 +286,7 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
         },
         probes,
     )
-    argv = plan.audio_mix_command(whole, Path("m.wav"), Path("g")).argv
+    argv = plan.audio_mix_command(plan.plan_mix(whole), Path("m.wav"), Path("g")).argv
     assert argv[argv.index("-stream_loop") + 1] == "-1"
     part = make(
         {
@@ -295,7 +295,7 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
         },
         probes,
     )
-    cmd = plan.audio_mix_command(part, Path("m.wav"), Path("g"))
+    cmd = plan.audio_mix_command(plan.plan_mix(part), Path("m.wav"), Path("g"))
     assert "-stream_loop" not in cmd.argv and "aloop=loop=-1:size=96000" in cmd.files[Path("g")]
 
 
@@ -338,7 +338,7 @@ def test_ducking_curve_follows_the_timeline() -> None:
         },
         probes,
     )
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     expr = graph.split("volume=volume='")[1].split("'")[0]
     assert _gain_at(expr, 2.0) == pytest.approx(1.0)
     assert _gain_at(expr, 2.9) == pytest.approx(10 ** (-6 / 20))  # halfway down the attack
@@ -362,12 +362,12 @@ def test_no_ducking_when_disabled() -> None:
         },
         probes,
     )
-    assert "eval=frame" not in plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    assert "eval=frame" not in plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
 
 
 def test_silent_scene_mixes_silence_of_the_exact_length() -> None:
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=2)})
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     assert graph.startswith("anullsrc=r=48000:cl=stereo") and "atrim=end_sample=96000" in graph
 
 

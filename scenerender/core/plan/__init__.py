@@ -32,16 +32,28 @@ from scenerender.core.plan.audio_encode import (
     audio_chunks,
     audio_encode_command,
 )
-from scenerender.core.plan.audio_mix import DUCK_STEP_SAMPLES, END_FADE_S, audio_mix_command, mix_scan_command
+from scenerender.core.plan.audio_mix import (
+    DUCK_STEP_SAMPLES,
+    END_FADE_S,
+    Mix,
+    audio_mix_command,
+    mix_scan_command,
+    plan_mix,
+)
 from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_timescale
 from scenerender.core.plan.loudness import (
     AAC_PRIMING_SAMPLES,
     EBUR128_SCAN,
+    LEVEL_CORRECTIONS,
+    LOUDNESS_TOLERANCE_LU,
+    NO_CORRECTION,
+    PEAK_STEP_DB,
     TRUE_PEAK_MARGIN_DB,
     LevelCorrection,
     LoudnessScan,
     encoded_scan_command,
     loudness_scan_command,
+    next_correction,
     parse_ebur128,
 )
 from scenerender.core.plan.output import assemble_command
@@ -103,7 +115,11 @@ __all__ = [
     "ENCODE_S_PER_MEGAPIXEL_FRAME",
     "END_FADE_S",
     "FRAME_THREAD_LOSS",
+    "LEVEL_CORRECTIONS",
+    "LOUDNESS_TOLERANCE_LU",
     "MEMORY_HEADROOM",
+    "NO_CORRECTION",
+    "PEAK_STEP_DB",
     "PIECE_MAX_GOPS",
     "PIECE_OVERHEAD",
     "PIECE_SEEK_MARGIN_FRAMES",
@@ -114,6 +130,7 @@ __all__ = [
     "EncodeSettings",
     "LevelCorrection",
     "LoudnessScan",
+    "Mix",
     "Piece",
     "VideoPart",
     "assemble_command",
@@ -130,11 +147,13 @@ __all__ = [
     "estimated_wall",
     "loudness_scan_command",
     "mix_scan_command",
+    "next_correction",
     "normalize_command",
     "parallel_jobs",
     "parse_ebur128",
     "piece_cost",
     "piece_limit",
+    "plan_mix",
     "plan_pieces",
     "segment_pieces",
     "total_samples",

@@ -3,6 +3,7 @@ bed, summed to a float WAV (measured for loudness on the way)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, to_samples
@@ -110,13 +111,18 @@ def _loops_exactly(source: MediaInfo) -> bool:
     return source.audio is not None and source.audio.codec.startswith(_EXACT_LOOP_CODECS)
 
 
-def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
-    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling.
+@dataclass(frozen=True)
+class Mix:
+    """A timeline's mix as ffmpeg inputs and a filter graph that ends in ``[mix]``: what the
+    mixed samples depend on (the audio cache's address), whatever is then done with them."""
 
-    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
-    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
-    ``mix_scan_command`` on another core.
-    """
+    inputs: list[str]
+    chains: list[str]
+    duration_s: float
+
+
+def plan_mix(timeline: Timeline) -> Mix:
+    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling."""
     total = to_samples(timeline.duration)
     inputs: list[str] = []
     chains: list[str] = []
@@ -152,12 +158,22 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             else "anull"
         )
         chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[mix]")
-    chains.append("[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]"))
-    graph = ";\n".join(chains)
+    return Mix(inputs, chains, float(timeline.duration))
+
+
+def audio_mix_command(mix: Mix, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
+    """The mix to a float WAV.
+
+    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
+    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
+    ``mix_scan_command`` on another core.
+    """
+    scan = "[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]")
+    graph = ";\n".join([*mix.chains, scan])
     argv = [
         "ffmpeg",
         "-y",
-        *inputs,
+        *mix.inputs,
         "-filter_complex_script",
         str(script_path),
         "-map",
@@ -179,7 +195,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             else ["-map", "[scan]", "-c:a", "pcm_f32le", "-f", "f32le", f"pipe:{scan_fd}"]
         ),
     ]
-    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
+    return Command(argv=argv, output=out, duration_s=mix.duration_s, files={script_path: graph})
 
 
 def mix_scan_command(fd: int) -> list[str]:

@@ -1,5 +1,6 @@
-"""Loudness: the EBU R128 scans, what they print, and the gain (and limiter) that brings a
-mix to its target under the true-peak ceiling."""
+"""Loudness: the EBU R128 scans, what they print, and the policy that brings a mix to its
+target under the true-peak ceiling: the gain (and limiter) of the encode, how close its
+result must land, and what the next encode changes when it does not (``next_correction``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scenerender.core.plan.command import SAMPLE_RATE, input_args
+from scenerender.core.spec import Loudness
 from scenerender.core.timeline import Timeline
 from scenerender.errors import RenderError
 
 TRUE_PEAK_MARGIN_DB = 0.5  # AAC encoding adds inter-sample peaks; aim this far under the ceiling
+LOUDNESS_TOLERANCE_LU = 0.5  # an encoded result this close to the target is on it
+LEVEL_CORRECTIONS = 4  # re-encodes allowed when the result is off the loudness target or over the peak ceiling
+PEAK_STEP_DB = 0.2  # a peak over the ceiling is aimed this far under it on the next encode
 
 
 EBUR128_SCAN = "ebur128=peak=true:framelog=verbose"
@@ -113,3 +118,20 @@ def loudness_chain(timeline: Timeline, scan: LoudnessScan | None, correction: Le
                 f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
             ]
     return chain
+
+
+def next_correction(
+    target: Loudness | None, result: LoudnessScan, correction: LevelCorrection
+) -> LevelCorrection | None:
+    """What the next encode changes after one that gave ``result`` with ``correction``;
+    None when the result stands (on target and under the ceiling, silent, or no target)."""
+    if target is None or result.silent:
+        return None
+    off_target = target.target_lufs - result.integrated_lufs
+    over_ceiling = result.true_peak_db - target.true_peak_db
+    if abs(off_target) <= LOUDNESS_TOLERANCE_LU and over_ceiling <= 0:
+        return None
+    return LevelCorrection(
+        gain_db=correction.gain_db + (off_target if abs(off_target) > LOUDNESS_TOLERANCE_LU else 0.0),
+        headroom_db=correction.headroom_db + (over_ceiling + PEAK_STEP_DB if over_ceiling > 0 else 0.0),
+    )
