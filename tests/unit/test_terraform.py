@@ -432,10 +432,11 @@ def test_buckets_have_uniform_access_and_no_public_access() -> None:
         if g["bucket"] == "${google_storage_bucket.specs.name}" and g["role"] != "roles/storage.objectViewer"
     ]
     assert [g["member"] for g in writers] == ["${google_service_account.api_function.member}"]
-    # Writing a spec may replace one (a re-submission), but never read or list the others.
+    # Writing a spec may replace one (a re-submission); reading one by name gives its owner the
+    # accepted spec back (GET /?job_id=, after the owner check); listing them is never needed.
     assert writers[0]["role"] == "${google_project_iam_custom_role.spec_writer.name}"
     role = resources()["google_project_iam_custom_role"]["spec_writer"]
-    assert sorted(role["permissions"]) == ["storage.objects.create", "storage.objects.delete"]
+    assert sorted(role["permissions"]) == ["storage.objects.create", "storage.objects.delete", "storage.objects.get"]
 
 
 def test_function_source_is_named_by_content_hash() -> None:
