@@ -76,7 +76,8 @@ def test_the_image_is_built_as_the_image_builder_into_the_repository_terraform_n
     account_id = resources()["google_service_account"]["image_builder"]["account_id"]
     assert account_id == "${local.prefix}-image-builder"
     assert subs["_BUILDER"] == f"scenerender-image-builder@{PROJECT}.iam.gserviceaccount.com"
-    assert resources()["google_artifact_registry_repository"]["docker"]["for_each"]["images"]["id"] == "${var.name_prefix}"
+    repositories = resources()["google_artifact_registry_repository"]["docker"]["for_each"]
+    assert repositories["images"]["id"] == "${var.name_prefix}"
     assert subs["_REPOSITORY"] == "scenerender" and subs["_REGION"] == REGION
     assert locals_()["names"]["source_bucket"] == "${var.project_id}-${var.name_prefix}-sources"
     staging = build[build.index("--gcs-source-staging-dir") + 1]

@@ -46,7 +46,7 @@ GONE = Execution("exec-1", "NOT_FOUND")
         (queued(request_published=False), None, "leave", "request not published yet"),
         # QUEUED, no execution recorded.
         (queued(launch_state="requested", launch_requested_at=ago(119)), None, "leave", "a launch is in flight"),
-        (queued(launch_state="requested", launch_requested_at=ago(121)), None, "launch", "no execution was ever started"),
+        (queued(launch_state="requested", launch_requested_at=ago(121)), None, "launch", "no execution was ever"),
         (queued(created_at=ago(30)), None, "leave", "the spec function is still launching"),
         (queued(), None, "launch", "no execution was ever started"),
         (

@@ -597,7 +597,8 @@ def test_functions_wait_for_their_build_grants_to_propagate() -> None:
         assert grant in waited, grant
     for name, body in functions().items():
         assert "${time_sleep.build_iam_settle}" in body["depends_on"], name
-        assert block(body, "build_config")["docker_repository"] == '${google_artifact_registry_repository.docker["functions"].id}'
+        repository = block(body, "build_config")["docker_repository"]
+        assert repository == '${google_artifact_registry_repository.docker["functions"].id}'
 
 
 def test_builds_run_as_their_own_accounts_with_no_project_wide_storage() -> None:
