@@ -1,12 +1,15 @@
-"""The poster and the contact sheet, from the finished MP4's keyframes.
+"""The poster and the contact sheet, from the picture's keyframes, in the quality report's pass.
 
-Both read the output's sample table for where its keyframes are and decode only those
-(``-skip_frame nokey``): on the copy path that is a frame every GOP of the sources, not
-the whole scene. The poster rule (docs/deliverables.md): ``output.poster_at`` when given
-(that exact frame); otherwise, of the keyframes in the middle third of the scene (at most
+Where the keyframes are comes from the output's sample table (on the copy path, from its
+sources' tables, before the output exists); one ffmpeg decodes the picture's reference
+frames only (``picture_pass``), picks the keyframes it wants for these, and hands every
+frame it decoded, small and grey, to the quality report.
+
+The poster rule (docs/deliverables.md): ``output.poster_at`` when given (that exact
+frame); otherwise, of the keyframes in the middle third of the scene (at most
 ``POSTER_CANDIDATES``, evenly chosen), the sharpest that is not black; when every one is
 black, the same over all the scene's keyframes; with no keyframe in the middle third, the
-frame at the scene's middle. The sheet: one tile per segment, its keyframe nearest the
+keyframe nearest the middle. The sheet: one tile per segment, its keyframe nearest the
 segment's middle, labelled with the segment id and its start and end in the scene.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from scenerender.core.timeline import Timeline
 
 POSTER_CANDIDATES = 8
 ANALYSIS_SIZE = (160, 90)  # candidates are compared at this size, in grey
+QC_SIZE = (80, 45)  # the quality report's frames: the scene's every reference frame, in grey
 BLACK_LUMA = 28.0  # mean luma (0-255, limited range: black is 16) under which a frame is black
 LABEL_FONT = "DejaVu Sans"  # fonts-dejavu-core (scripts/setup.sh, the renderer image)
 
@@ -118,31 +123,53 @@ def _label(timeline: Timeline, index: int) -> str:
     return f"{seg.id}  {float(seg.start):.2f}-{float(seg.start + seg.duration):.2f} s"
 
 
-def keyframe_pass(
-    mp4: Path,
+def picture_input(mp4: Path) -> list[str]:
+    """The input arguments that read a finished MP4's picture."""
+    return ["-protocol_whitelist", "file", "-i", str(mp4)]
+
+
+def sources_input(concat_list: Path) -> list[str]:
+    """The input arguments that read a copy-path output's picture before it is made: its
+    sources joined by the concat demuxer, packet for packet what the output will hold."""
+    return ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", str(concat_list)]
+
+
+def picture_pass(
+    source: Sequence[str],
     timeline: Timeline,
     *,
     poster_times: Sequence[float],
     tile_times: Sequence[float],
     work: Path,
+    qc_frames: Path | None = None,
 ) -> tuple[list[str], dict[Path, str]]:
-    """One decode of the chosen keyframes: poster candidates as JPEGs (``cand-NN.jpg``) and as
-    small grey frames (``cand.grey``), and the labelled contact sheet (``sheet.jpg``).
+    """One decode of the picture's reference frames (B-frames are skipped: the decoder's
+    ``-skip_frame bidir``; the keyframes and P-frames are all decoded, as they must be).
+
+    From it: the poster candidates (keyframes at ``poster_times``) as JPEGs (``cand-NN.jpg``)
+    and as small grey frames (``cand.grey``); the labelled contact sheet (``sheet.jpg``) of the
+    keyframes at ``tile_times``; and with ``qc_frames``, every decoded frame in grey at
+    ``QC_SIZE`` back to back in that file, each logged by ``showinfo`` with its time
+    (``parse_frame_times``): what the quality report looks at for black and frozen pictures.
+    ``source``: ``picture_input`` or ``sources_input``.
 
     Returns the command and the files to write before it (its filter script).
     """
     tolerance = 0.5 / float(timeline.fps)
     chains = []
     outputs: list[str] = []
-    branches = int(bool(poster_times)) + int(bool(tile_times))
-    source = "[0:v]"
-    if branches == 2:
-        chains.append("[0:v]split=2[forposter][forsheet]")
+    branches = [name for name, wanted in (("poster", poster_times), ("sheet", tile_times), ("qc", qc_frames)) if wanted]
+    if len(branches) > 1:
+        chains.append(f"[0:v]split={len(branches)}" + "".join(f"[for{name}]" for name in branches))
+    else:
+        branches = branches or ["none"]
+
+    def entry(name: str) -> str:
+        return f"[for{name}]" if len(branches) > 1 else "[0:v]"
+
     if poster_times:
         width, height = ANALYSIS_SIZE
-        chains.append(
-            f"{'[forposter]' if branches == 2 else source}select='{_near(poster_times, tolerance)}',split=2[pj][pa]"
-        )
+        chains.append(f"{entry('poster')}select='{_near(poster_times, tolerance)}',split=2[pj][pa]")
         chains.append(f"[pa]scale={width}:{height},format=gray[pg]")
         outputs += [
             "-map",
@@ -165,73 +192,45 @@ def keyframe_pass(
             for i, t in enumerate(tile_times)
         ]
         chains.append(
-            f"{'[forsheet]' if branches == 2 else source}select='{_near(sorted(set(tile_times)), tolerance)}',"
+            f"{entry('sheet')}select='{_near(sorted(set(tile_times)), tolerance)}',"
             f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
             f"pad={w}:{h + band}:(ow-iw)/2:(oh-{band}-ih)/2:color=black,"
             + ",".join(labels)
             + f",tile=layout={layout.columns}x{layout.rows}:padding=4:margin=4:color=0x202020[sheet]"
         )
         outputs += ["-map", "[sheet]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(work / "sheet.jpg")]
+    if qc_frames is not None:
+        width, height = QC_SIZE
+        # Area averaging: grain (temporal noise) averages out over the pixels each one covers,
+        # so a grainy still compares as still and a grainy black as black.
+        chains.append(f"{entry('qc')}scale={width}:{height}:flags=area,format=gray,showinfo[qc]")
+        outputs += ["-map", "[qc]", "-fps_mode", "passthrough", "-f", "rawvideo", str(qc_frames)]
     script = work / "stills.filtergraph"
-    argv = [
-        "ffmpeg",
-        "-y",
-        "-skip_frame",
-        "nokey",
-        "-protocol_whitelist",
-        "file",
-        "-i",
-        str(mp4),
-        "-filter_complex_script",
-        str(script),
-        *outputs,
-    ]
+    argv = ["ffmpeg", "-y", "-skip_frame", "bidir", *source, "-filter_complex_script", str(script), *outputs]
     return argv, {script: ";\n".join(chains)}
 
 
-def frame_command(mp4: Path, at: float, out: Path) -> list[str]:
+_SHOWINFO_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.]+)")
+
+
+def parse_frame_times(stderr: str) -> list[float]:
+    """The time of each frame ``showinfo`` logged, in order."""
+    return [float(found) for found in _SHOWINFO_TIME.findall(stderr)]
+
+
+def frame_command(source: Sequence[str], at: float, out: Path) -> list[str]:
     """The frame shown at ``at`` seconds as a JPEG (exact: decoded from the keyframe before it)."""
     return [
         "ffmpeg",
         "-y",
         "-ss",
         f"{at:.6f}",
-        "-protocol_whitelist",
-        "file",
-        "-i",
-        str(mp4),
+        *source,
         "-frames:v",
         "1",
         "-q:v",
         "2",
         "-update",
         "1",
-        str(out),
-    ]
-
-
-def grey_frames_command(frames: Sequence[tuple[Path, float]], out: Path) -> list[str]:
-    """Small grey frames (``ANALYSIS_SIZE``), for each (file, time) the first frame at or after
-    the time, back to back in ``out``: each input seeks, decoding from the keyframe before its
-    time only."""
-    width, height = ANALYSIS_SIZE
-    argv = ["ffmpeg", "-y"]
-    for path, t in frames:
-        # One thread and no deblocking: these frames are compared with each other, not shown,
-        # and a 1080p decoder's frame threads hold dozens of frames each (700 MB for ten).
-        argv += ["-threads", "1", "-skip_loop_filter", "all", "-ss", f"{max(0.0, t):.6f}"]
-        argv += ["-protocol_whitelist", "file", "-i", str(path)]
-    chains = [f"[{i}:v]trim=end_frame=1,scale={width}:{height},format=gray[g{i}]" for i in range(len(frames))]
-    chains.append("".join(f"[g{i}]" for i in range(len(frames))) + f"concat=n={len(frames)}:v=1:a=0[all]")
-    return [
-        *argv,
-        "-filter_complex",
-        ";".join(chains),
-        "-map",
-        "[all]",
-        "-fps_mode",
-        "passthrough",
-        "-f",
-        "rawvideo",
         str(out),
     ]
