@@ -197,6 +197,32 @@ def test_each_flaw_is_found_where_it_is_with_what_caused_it(flawed_scene: Path, 
     assert 1.45 <= cue_end - voice_end <= 2.1  # the 1.5 s added, and espeak-ng's own short tail
 
 
+@pytest.mark.parametrize("path", ["copied", "normalised"])
+def test_grainy_black_and_grainy_still_pictures_are_found_and_grainy_motion_is_not(path: str, tmp_path: Path) -> None:
+    """Generators' black and frozen stretches carry grain too (noise=alls=8:allf=t): every frame
+    is large and changes a little, yet the picture is black or still; a grainy moving
+    picture is not. On the copy path (the sources' frames) and the normalising one (the output's)."""
+    size = {"width": 640, "height": 360, "fps": 30, "duration": 2.0, "audio": False, "grain": 8}
+    make_video(tmp_path / "moving.mp4", **size)
+    make_video(tmp_path / "black.mp4", **size, pattern="color")
+    make_video(tmp_path / "still.mp4", **size, pattern="smptebars")
+    make_video(tmp_path / "other.mp4", **size, pattern="testsrc")
+    output = {"resolution": "640x360" if path == "copied" else "480x270"}
+    names = ("moving", "black", "still", "other")
+    spec = write_spec(tmp_path, "grain.json", output=output, segments=[{"id": n, "url": f"{n}.mp4"} for n in names])
+    result = render_json(spec, tmp_path / "grain.mp4")
+    assert result["fast_path"] is (path == "copied")
+    found = {(f["check"], f["segment_id"]): (f["start_s"], f["end_s"]) for f in result["qc"]["findings"]}
+    assert set(found) == {("black_picture", "black"), ("frozen_picture", "still")}, result["qc"]["findings"]
+    # Its first frame is a keyframe and its last a P-frame, both decoded: the spans are exact.
+    assert found[("black_picture", "black")] == pytest.approx((2.0, 4.0), abs=0.04)
+    assert found[("frozen_picture", "still")] == pytest.approx((4.0, 6.0), abs=0.04)
+    spec = write_spec(
+        tmp_path, "motion.json", output=output, segments=[{"id": n, "url": f"{n}.mp4"} for n in ("moving", "other")]
+    )
+    assert render_json(spec, tmp_path / "motion.mp4")["qc"]["findings"] == []
+
+
 def test_qc_fail_on_fails_the_render_with_render_failed(flawed_scene: Path, tmp_path: Path) -> None:
     spec = json.loads((flawed_scene / "flawed.json").read_text())
     spec["qc"] = {"fail_on": ["clipping", "black_picture"]}
@@ -303,6 +329,56 @@ def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> N
     assert 10 * np.log10(np.mean(dialogue[speaking].astype(np.float64) ** 2)) > -40
     leak = m_and_e[speaking] - stems["stem_music"][:n][speaking]
     assert np.abs(leak).max() < 1e-3
+
+
+def test_stems_of_a_hot_scene_are_written_at_the_mixs_gain_and_differ_only_where_the_limiter_acted(
+    tmp_path: Path,
+) -> None:
+    """A quiet scene with two 10 ms full-scale clicks: bringing it to -14 LUFS lifts the clicks
+    far over the true-peak ceiling, so the limiter acts on them (and the level correction adds
+    gain for what it took). The stems take the mix's gain, not its limiting: they sum to the
+    mix within 0.5 dB, exactly away from the clicks, and hold the peaks the limiter took off."""
+    make_video(tmp_path / "v.mp4", width=640, height=360, fps=30, duration=3.0, audio=False)
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night? I waited for hours.")
+    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.05, channels=2)
+    make_tone_burst(tmp_path / "click.wav", freq=1500, duration=0.01, amplitude=0.99)
+    spec = write_spec(
+        tmp_path,
+        "hot.json",
+        output={"resolution": "640x360", "stems": True},
+        segments=[{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
+        audio={
+            "clips": [
+                {"type": "dialogue", "url": "line.wav", "start": 0.2, "volume": 0.05},
+                {"type": "music", "url": "bed.wav", "loop": True},
+                {"type": "sfx", "url": "click.wav", "start": 4.0},
+                {"type": "sfx", "url": "click.wav", "start": 5.0},
+            ]
+        },
+    )
+    out = tmp_path / "hot.mp4"
+    result = render_json(spec, out)
+    assert result["loudness_lufs"] == pytest.approx(-14.0, abs=0.5) and result["true_peak_db"] <= -1.0
+    names = {k: v for k, v in result["sidecars"].items() if k.startswith("stem_")}
+    assert len(names) == 5  # never dropped
+    stems = {k: measure.decode_audio(tmp_path / v) for k, v in names.items()}
+    mix = measure.decode_audio(out)
+    n = min(len(mix), *(len(s) for s in stems.values()))
+    total = sum(stems[k][:n] for k in ("stem_dialogue", "stem_narration", "stem_music", "stem_sfx"))
+
+    def db(x: npt.NDArray[np.float32]) -> float:
+        return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2)))
+
+    assert abs(db(mix[:n]) - db(total)) <= 0.5, (db(mix[:n]), db(total))
+    rate = measure.SAMPLE_RATE
+    # Away from the clicks (50 ms on either side: the limiter's attack and release) the
+    # stems null against the mix; at the clicks they are louder by what the limiter took.
+    away = np.ones(n, dtype=bool)
+    for click in (4.0, 5.0):
+        away[int((click - 0.05) * rate) : int((click + 0.06) * rate)] = False
+    assert db((mix[:n] - total)[away]) < db(mix[:n][away]) - 25
+    at_click = slice(int(4.0 * rate), int(4.01 * rate))
+    assert np.abs(total[at_click]).max() > 1.5 * np.abs(mix[at_click]).max()
 
 
 def test_burned_captions_show_at_their_cue_and_nowhere_else(speech_scene: Path, tmp_path: Path) -> None:

@@ -101,8 +101,8 @@ class Maker:
 
     ``start_from_sources`` (the copy path, nothing burned in: the output's picture is its
     sources' packets) starts at once, while the audio is made, what needs no output: the
-    picture pass (poster, sheet, the report's frames) over the sources joined, and the mix's
-    roles. ``finish`` does the rest on the finished MP4 (everything, when nothing started
+    poster and sheet from the sources joined, the report's frames from each distinct source,
+    and the mix's roles. ``finish`` does the rest on the finished MP4 (everything, when nothing started
     early). ``close`` waits for what was started; call it whatever happened.
     """
 
@@ -126,10 +126,10 @@ class Maker:
         self.frames: list[qc.Frame] = []
         self.samples: list[VideoSample] = []
         self.scan: list[plan.LoudnessScan] = []
-        # Two workers: the picture pass and the roles when they start after the output; one
-        # job holds a single worker while the audio is being made, so they take turns then.
+        # The report's frames, the stills and the roles, two at a time (one ffmpeg thread each).
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deliverables")
-        self._picture: Future[None] | None = None
+        self._picture: list[Future[None]] = []
+        self._from_sources = False  # the picture is read from the sources (start_from_sources)
         self._roles: Future[None] | None = None
 
     def _timed(self, name: str, job: Callable[[], object]) -> None:
@@ -137,25 +137,19 @@ class Maker:
         job()
         self.made.timings[name] = round(time.monotonic() - began, 3)
 
-    def _picture_job(self, source: list[str], samples: list[VideoSample]) -> None:
-        self.samples = samples
-        self._timed("picture_s", lambda: self._picture_pass(source))
+    def _stills_job(self, source: list[str]) -> None:
+        self._timed("stills_s", lambda: self._stills(source))
 
-    def _picture_pass(self, source: list[str]) -> None:
+    def _stills(self, source: list[str]) -> None:
         spec, timeline, out_dir = self.spec, self.timeline, self.out_dir
         keyframes = [s.time_s for s in self.samples if s.key]
         duration = float(timeline.duration)
         candidates = [] if spec.output.poster_at is not None else stills.poster_candidates(keyframes, duration)
         tiles = stills.sheet_times(timeline, keyframes) if keyframes else []
-        grey = out_dir / "qc.grey"
-        argv, files = stills.picture_pass(
-            source, timeline, poster_times=candidates, tile_times=tiles, work=out_dir, qc_frames=grey
-        )
-        write_files(files)
-        times = stills.parse_frame_times(self.runner.capture_stderr(argv))
-        size = stills.QC_SIZE[0] * stills.QC_SIZE[1]
-        blob = grey.read_bytes()
-        self.frames = [qc.Frame(t, blob[i * size : (i + 1) * size]) for i, t in enumerate(times[: len(blob) // size])]
+        if candidates or tiles:
+            argv, files = stills.picture_pass(source, timeline, poster_times=candidates, tile_times=tiles, work=out_dir)
+            write_files(files)
+            self.runner.run(argv)
         if tiles:
             self.made.files["contact_sheet"] = out_dir / "sheet.jpg"
         poster = out_dir / "poster.jpg"
@@ -172,9 +166,48 @@ class Maker:
             (out_dir / f"cand-{chosen + 1:02d}.jpg").replace(poster)
         else:
             at = spec.output.poster_at if spec.output.poster_at is not None else duration / 2
-            last = max(0.0, duration - 1 / float(timeline.fps))
-            self.runner.run(stills.frame_command(source, min(at, last), poster))
+            at = min(at, max(0.0, duration - 1 / float(timeline.fps)))
+            if self._from_sources:
+                # The frame of the segment's own file (a seek through the concat demuxer is not exact).
+                seg = next((s for s in timeline.segments if at < float(s.start + s.duration)), timeline.segments[-1])
+                source, at = stills.picture_input(seg.source.path), at - float(seg.start)
+            self.runner.run(stills.frame_command(source, at, poster))
         self.made.files["poster"] = poster
+
+    def _qc_frames_job(self, mp4: Path | None) -> None:
+        self._timed("qc_frames_s", lambda: self._qc_frames(mp4))
+
+    def _qc_frames(self, mp4: Path | None) -> None:
+        """The report's frames, on the scene's clock: of ``mp4``; without it (the copy path), of
+        each distinct source once (a shot used twice is decoded once), placed where its
+        segments are."""
+        timeline = self.timeline
+        files = [mp4] if mp4 is not None else list(dict.fromkeys(seg.source.path for seg in timeline.segments))
+        grey = self.out_dir / "qc.grey"
+        argv = stills.qc_frames_command([stills.picture_input(f) for f in files], grey)
+        times = stills.parse_frame_times(self.runner.capture_stderr(argv), len(files))
+        size = stills.QC_SIZE[0] * stills.QC_SIZE[1]
+        blob = grey.read_bytes()
+        fps = float(timeline.fps)
+        by_file: dict[Path, list[qc.Frame]] = {}
+        offset = 0
+        for path, stamps in zip(files, times, strict=True):
+            # On each file's own clock and the frame grid: a demuxer's times start at the
+            # container's first timestamp (B-frame delay), the sample table's at the first frame.
+            count = min(len(stamps), len(blob) // size - offset)
+            by_file[path] = [
+                qc.Frame(round((t - stamps[0]) * fps) / fps, blob[(offset + i) * size : (offset + i + 1) * size])
+                for i, t in enumerate(stamps[:count])
+            ]
+            offset += count
+        if mp4 is not None:
+            self.frames = by_file[mp4]
+            return
+        frames: list[qc.Frame] = []
+        for seg in timeline.segments:
+            start, length = float(seg.start), float(seg.duration)
+            frames += [qc.Frame(start + f.time, f.grey) for f in by_file[seg.source.path] if f.time < length - 1e-6]
+        self.frames = frames
 
     def _roles_job(self) -> None:
         if not self.role_outputs:
@@ -201,20 +234,20 @@ class Maker:
         listing = self.out_dir / "picture.ffconcat"
         parts = [plan.VideoPart(seg.source.path, seg.duration) for seg in self.timeline.segments]
         write_files({listing: plan.concat_list(parts)})
-        source = stills.sources_input(listing)
+        self.samples, self._from_sources = samples, True
+        self._picture = [
+            self._pool.submit(self._qc_frames_job, None),
+            self._pool.submit(self._stills_job, stills.sources_input(listing)),
+        ]
+        self._roles = self._pool.submit(self._roles_job)
 
-        def both() -> None:
-            self._picture_job(source, samples)
-            self._roles_job()
-
-        # One worker: the audio being made beside it is the render's longest part.
-        self._picture = self._roles = self._pool.submit(both)
-
-    def finish(self, mp4: Path, *, loudness_lufs: float | None) -> Deliverables:
+    def finish(self, mp4: Path, *, loudness_lufs: float | None, mix_gain: plan.MixGain | None = None) -> Deliverables:
         """Every sidecar the spec asks for and the quality report, from the finished (not yet
         published) ``mp4``; ``QcFailedError`` when a finding is one ``qc.fail_on`` names.
 
-        ``loudness_lufs``: the output's measured loudness (the stems are brought to the mix's gain).
+        ``mix_gain``: the gain the mix was brought to its loudness with (the stems take it);
+        without it (audio reused from the cache), the output's measured ``loudness_lufs``
+        against the mix's tells it.
         """
         spec, timeline, out_dir, made = self.spec, self.timeline, self.out_dir, self.made
         started = time.monotonic()
@@ -224,8 +257,12 @@ class Maker:
             write_files({path: captions.to_vtt(cues) if kind == "vtt" else captions.to_srt(cues)})
             made.files[kind] = path
         made.timings["captions_s"] = round(time.monotonic() - started, 3)
-        if self._picture is None:
-            self._picture = self._pool.submit(self._picture_job, stills.picture_input(mp4), video_samples(mp4))
+        if not self._picture:
+            self.samples = video_samples(mp4)
+            self._picture = [
+                self._pool.submit(self._qc_frames_job, mp4),
+                self._pool.submit(self._stills_job, stills.picture_input(mp4)),
+            ]
         if self._roles is None:
             self._roles = self._pool.submit(self._roles_job)
         levels_file = out_dir / "output.f32"
@@ -233,7 +270,7 @@ class Maker:
         peaks = roles.parse_peaks(self.runner.capture_stderr(roles.output_levels_command(mp4, levels_file)))
         made.timings["qc_audio_s"] = round(time.monotonic() - began, 3)
         began = time.monotonic()
-        for future in (self._picture, self._roles):
+        for future in (*self._picture, self._roles):
             future.result()
         made.timings["waited_s"] = round(time.monotonic() - began, 3)
 
@@ -255,14 +292,20 @@ class Maker:
             )
         if spec.output.stems:
             began = time.monotonic()
-            self._encode_stems(loudness_lufs)
+            self._encode_stems(loudness_lufs, mix_gain)
             made.timings["stems_s"] = round(time.monotonic() - began, 3)
         return made
 
-    def _encode_stems(self, loudness_lufs: float | None) -> None:
-        # The stems at the gain that brought the mix to its measured loudness: they add up to it.
+    def _encode_stems(self, loudness_lufs: float | None, mix_gain: plan.MixGain | None) -> None:
+        # The stems at the very gain the mix took: they add up to it (where a limiter acted
+        # on the mix, they hold the peaks it took off: docs/deliverables.md).
         scan = self.scan[0] if self.scan else None
-        gain = loudness_lufs - scan.integrated_lufs if scan and loudness_lufs is not None and not scan.silent else 0.0
+        if mix_gain is not None:
+            gain = mix_gain.gain_db
+        elif self.timeline.loudness is not None and scan and loudness_lufs is not None and not scan.silent:
+            gain = loudness_lufs - scan.integrated_lufs
+        else:
+            gain = 0.0
         stems = [o for o in self.role_outputs if not o.levels]
         outs = [self.out_dir / f"stem-{o.role.name}.flac" for o in stems]
         self.runner.run(roles.stem_encode_command([o.path for o in stems], gain, outs))

@@ -1,9 +1,9 @@
-"""The poster and the contact sheet, from the picture's keyframes, in the quality report's pass.
+"""The poster and the contact sheet, from the picture's keyframes; the quality report's frames.
 
 Where the keyframes are comes from the output's sample table (on the copy path, from its
-sources' tables, before the output exists); one ffmpeg decodes the picture's reference
-frames only (``picture_pass``), picks the keyframes it wants for these, and hands every
-frame it decoded, small and grey, to the quality report.
+sources' tables, before the output exists); one ffmpeg decodes those only (``picture_pass``)
+and picks the ones it wants. The quality report's frames come from another decode
+(``qc_frames_command``): every reference frame, small and grey.
 
 The poster rule (docs/deliverables.md): ``output.poster_at`` when given (that exact
 frame); otherwise, of the keyframes in the middle third of the scene (at most
@@ -47,12 +47,6 @@ def frame_stats(grey: bytes, width: int, height: int) -> FrameStats:
     across = sum(map(abs, map(operator.sub, grey[1:], grey[:-1])))
     down = sum(map(abs, map(operator.sub, grey[width:], grey[:-width])))
     return FrameStats(mean, (across + down) / (2 * width * height))
-
-
-def mean_difference(a: bytes, b: bytes) -> float:
-    """Mean absolute difference of two grey frames of one size."""
-    total: int = sum(map(abs, map(operator.sub, a, b)))
-    return total / max(1, len(a))
 
 
 def evenly(times: Sequence[float], count: int = POSTER_CANDIDATES) -> list[float]:
@@ -141,31 +135,25 @@ def picture_pass(
     poster_times: Sequence[float],
     tile_times: Sequence[float],
     work: Path,
-    qc_frames: Path | None = None,
 ) -> tuple[list[str], dict[Path, str]]:
-    """One decode of the picture's reference frames (B-frames are skipped: the decoder's
-    ``-skip_frame bidir``; the keyframes and P-frames are all decoded, as they must be).
-
-    From it: the poster candidates (keyframes at ``poster_times``) as JPEGs (``cand-NN.jpg``)
-    and as small grey frames (``cand.grey``); the labelled contact sheet (``sheet.jpg``) of the
-    keyframes at ``tile_times``; and with ``qc_frames``, every decoded frame in grey at
-    ``QC_SIZE`` back to back in that file, each logged by ``showinfo`` with its time
-    (``parse_frame_times``): what the quality report looks at for black and frozen pictures.
-    ``source``: ``picture_input`` or ``sources_input``.
+    """One decode of the picture's keyframes only (``-skip_frame nokey``): the poster
+    candidates (keyframes at ``poster_times``) as JPEGs (``cand-NN.jpg``) and as small grey
+    frames (``cand.grey``); the labelled contact sheet (``sheet.jpg``) of the keyframes at
+    ``tile_times``. ``source``: ``picture_input`` or ``sources_input``.
 
     Returns the command and the files to write before it (its filter script).
     """
     tolerance = 0.5 / float(timeline.fps)
     chains = []
     outputs: list[str] = []
-    branches = [name for name, wanted in (("poster", poster_times), ("sheet", tile_times), ("qc", qc_frames)) if wanted]
-    if len(branches) > 1:
-        chains.append(f"[0:v]split={len(branches)}" + "".join(f"[for{name}]" for name in branches))
-    else:
-        branches = branches or ["none"]
+    branches = [name for name, wanted in (("poster", poster_times), ("sheet", tile_times)) if wanted]
+    # Times from the first frame shown (a keyframe, the scene's 0): the concat demuxer's start
+    # where the first file's first timestamp is, a B-frame delay after it.
+    chains.append("[0:v]setpts=PTS-STARTPTS" + (f",split={len(branches)}" if len(branches) > 1 else ""))
+    chains[-1] += "".join(f"[for{name}]" for name in branches) if len(branches) > 1 else "[forall]"
 
     def entry(name: str) -> str:
-        return f"[for{name}]" if len(branches) > 1 else "[0:v]"
+        return f"[for{name}]" if len(branches) > 1 else "[forall]"
 
     if poster_times:
         width, height = ANALYSIS_SIZE
@@ -199,23 +187,41 @@ def picture_pass(
             + f",tile=layout={layout.columns}x{layout.rows}:padding=4:margin=4:color=0x202020[sheet]"
         )
         outputs += ["-map", "[sheet]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(work / "sheet.jpg")]
-    if qc_frames is not None:
-        width, height = QC_SIZE
-        # Area averaging: grain (temporal noise) averages out over the pixels each one covers,
-        # so a grainy still compares as still and a grainy black as black.
-        chains.append(f"{entry('qc')}scale={width}:{height}:flags=area,format=gray,showinfo[qc]")
-        outputs += ["-map", "[qc]", "-fps_mode", "passthrough", "-f", "rawvideo", str(qc_frames)]
     script = work / "stills.filtergraph"
-    argv = ["ffmpeg", "-y", "-skip_frame", "bidir", *source, "-filter_complex_script", str(script), *outputs]
+    argv = ["ffmpeg", "-y", "-skip_frame", "nokey", *source, "-filter_complex_script", str(script), *outputs]
     return argv, {script: ";\n".join(chains)}
 
 
-_SHOWINFO_TIME = re.compile(r"\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.]+)")
+def qc_frames_command(sources: Sequence[Sequence[str]], out: Path) -> list[str]:
+    """The reference frames (``-skip_frame bidir``) of each of ``sources`` (input arguments),
+    in grey at ``QC_SIZE``, one source after the other in ``out``; each frame's time is
+    logged by ``showinfo@i<n>`` for source n (``parse_frame_times``).
+
+    One decoding thread each: the pass runs beside the audio, on the core it leaves idle;
+    frame threads would add a sixth to its CPU time for a wall time nobody waits for.
+    """
+    width, height = QC_SIZE
+    argv = ["ffmpeg", "-y"]
+    chains = []
+    for i, source in enumerate(sources):
+        argv += ["-threads", "1", "-skip_frame", "bidir", *source]
+        # Area averaging: grain (temporal noise) averages out over the pixels each one covers,
+        # so a grainy still compares as still and a grainy black as black.
+        chains.append(f"[{i}:v]scale={width}:{height}:flags=area,format=gray,showinfo@i{i}[q{i}]")
+    chains.append("".join(f"[q{i}]" for i in range(len(sources))) + f"concat=n={len(sources)}:v=1:a=0[qc]")
+    graph = ";".join(chains)
+    return [*argv, "-filter_complex", graph, "-map", "[qc]", "-fps_mode", "passthrough", "-f", "rawvideo", str(out)]
 
 
-def parse_frame_times(stderr: str) -> list[float]:
-    """The time of each frame ``showinfo`` logged, in order."""
-    return [float(found) for found in _SHOWINFO_TIME.findall(stderr)]
+_SHOWINFO_TIME = re.compile(r"\[showinfo@i(\d+) @ [^\]]*\]\s*n:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.]+)")
+
+
+def parse_frame_times(stderr: str, sources: int) -> list[list[float]]:
+    """The time of each frame ``qc_frames_command`` logged, in order, for each source."""
+    times: list[list[float]] = [[] for _ in range(sources)]
+    for index, value in _SHOWINFO_TIME.findall(stderr):
+        times[int(index)].append(float(value))
+    return times
 
 
 def frame_command(source: Sequence[str], at: float, out: Path) -> list[str]:

@@ -40,8 +40,10 @@ from scenerender.core.plan.loudness import (
     TRUE_PEAK_MARGIN_DB,
     LevelCorrection,
     LoudnessScan,
+    MixGain,
     encoded_scan_command,
     loudness_scan_command,
+    mix_gain,
     parse_ebur128,
 )
 from scenerender.core.plan.output import assemble_command
@@ -114,6 +116,7 @@ __all__ = [
     "EncodeSettings",
     "LevelCorrection",
     "LoudnessScan",
+    "MixGain",
     "Piece",
     "VideoPart",
     "assemble_command",
@@ -129,6 +132,7 @@ __all__ = [
     "encoder_mb",
     "estimated_wall",
     "loudness_scan_command",
+    "mix_gain",
     "mix_scan_command",
     "normalize_command",
     "parallel_jobs",
