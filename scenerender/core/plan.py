@@ -584,6 +584,26 @@ def _clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timeli
     return f"[{input_label}]{','.join(steps)}[{label}]"
 
 
+# A segment's sound from further in than this is read from a seek, not decoded from the
+# file's start (a 580 s trim: 0.6 s instead of 9.8 s). The seek goes SOUND_SEEK_MARGIN_S
+# before the first sample needed, so the decoder is warm (AAC's overlap, Opus's pre-roll)
+# when it gets there; ffmpeg's exact seek keeps the file's clock (tested to the sample).
+SOUND_SEEK_FROM_S = 5.0
+SOUND_SEEK_MARGIN_S = 1.0
+
+
+def sound_seek(seg: PlacedSegment) -> tuple[int, int]:
+    """Where a segment's sound is read from (``-ss``, in samples at 48 kHz: a whole number
+    of milliseconds, 0 for no seek) and its first sample after that seek; negative: that
+    many samples of silence come first (sound a muxer wrote early, ``AudioInfo.delay``)."""
+    delay = seg.source.audio.delay if seg.source.audio else 0.0
+    first = _samples(seg.trim_start + seg.source.video_lead) - _samples(delay)
+    if first < _samples(SOUND_SEEK_FROM_S):
+        return 0, first
+    seek = (first - _samples(SOUND_SEEK_MARGIN_S)) // (SAMPLE_RATE // 1000) * (SAMPLE_RATE // 1000)
+    return seek, first - seek
+
+
 def _segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[str], int]:
     """The segments' own sound as one stream: each piece cut or padded to its exact sample span.
 
@@ -597,13 +617,15 @@ def _segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[
         begin, end = _samples(seg.start), _samples(seg.start + seg.duration)
         length = end - begin
         if seg.volume > 0 and seg.has_audio:
-            inputs += _input(seg.source.path)
             # The sound is placed by its own timestamps (first_pts=0: silence before a stream
             # that starts late, none of what comes before the file's time 0), and the segment
             # starts at the picture's first frame.
-            first = _samples(seg.trim_start + seg.source.video_lead)
+            seek, first = sound_seek(seg)
+            inputs += _input(seg.source.path, *(["-ss", _f(seek / SAMPLE_RATE)] if seek else []))
+            late = f"adelay=delays={-first}S:all=1," if first < 0 else ""
+            first = max(0, first)
             pieces.append(
-                f"[{n}:a:0]aresample={SAMPLE_RATE}:first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"[{n}:a:0]aresample={SAMPLE_RATE}:first_pts=0,{late}aformat=sample_fmts=fltp:channel_layouts=stereo,"
                 f"atrim=start_sample={first}:end_sample={first + length},asetpts=N/SR/TB,"
                 f"apad=whole_len={length},volume={_f(seg.volume)}[p{seg.index}]"
             )
