@@ -56,6 +56,9 @@ SILENT = 1e-4  # a reference whose loudest step is under this has nothing to fin
 MIN_CORRELATION = 0.6  # an envelope match weaker than this is no candidate...
 MIN_WAVE_CORRELATION = 0.5  # ...and a waveform match weaker than this no measurement
 CANDIDATES = 3  # envelope matches tried on the waveform, best first
+# Waveform matches this close to the best are the same sound (a click or a beat that repeats
+# in the next segment; a codec's noise tells them apart by less): the nearest to the plan is it.
+SAME_SOUND = 0.05
 WAVE_BEFORE = 160  # samples of a reference's waveform before its onset (20 ms)...
 WAVE_AFTER = 1200  # ...and after it (150 ms)
 FINE = 16  # the waveform is matched this many samples either side of an envelope match
@@ -442,14 +445,16 @@ def _locate(output: Sequence[float], onset: Onset, planned_s: float) -> float | 
         for i in range(len(scores))
         if scores[i] >= MIN_CORRELATION and scores[i] >= max(scores[max(0, i - 1) : i + 2])
     ]
-    best: tuple[float, int] | None = None
+    matches: list[tuple[float, int]] = []
     for i in sorted(peaks, key=lambda i: -scores[i])[:CANDIDATES]:
         at = anchor + (i - reach) * STEP  # the candidate onset, an output sample
         signal = _window(output, at - WAVE_BEFORE - FINE, len(wave) + 2 * FINE)
         fine = _pearson(signal, wave, wave_norm, range(2 * FINE + 1))
         j = max(range(len(fine)), key=fine.__getitem__)
-        if fine[j] >= MIN_WAVE_CORRELATION and (best is None or fine[j] > best[0]):
-            best = (fine[j], at + j - FINE)
-    if best is None:
+        if fine[j] >= MIN_WAVE_CORRELATION:
+            matches.append((fine[j], at + j - FINE))
+    if not matches:
         return None
-    return best[1] / RATE - planned_s
+    best = max(score for score, _ in matches)
+    landed = min((at for score, at in matches if score >= best - SAME_SOUND), key=lambda at: abs(at - anchor))
+    return landed / RATE - planned_s
