@@ -112,14 +112,16 @@ resource "google_service_account_iam_member" "signs_as_itself" {
 
 # --- HTTP API: writes specs (the same path as a dropped file), reads job documents.
 # A re-submitted job overwrites its spec object, and an overwrite needs delete as well as
-# create; no predefined role has just those two (objectUser would add reading and listing
-# every spec), so this custom role does. The bucket's versioning keeps what is replaced.
+# create. GET /?job_id= gives a job's owner the spec it was accepted from (re-render from any
+# browser), so the API reads spec objects by name, after checking the job's owner; it never
+# lists them. No predefined role has just those three (objectUser would add listing), so this
+# custom role does. The bucket's versioning keeps what is replaced.
 resource "google_project_iam_custom_role" "spec_writer" {
   project     = var.project_id
   role_id     = "${replace(local.prefix, "-", "_")}_spec_writer"
   title       = "SceneRender spec writer"
-  description = "Create and replace spec objects; no reading or listing."
-  permissions = ["storage.objects.create", "storage.objects.delete"]
+  description = "Create, replace and read spec objects by name; no listing."
+  permissions = ["storage.objects.create", "storage.objects.delete", "storage.objects.get"]
 
   depends_on = [time_sleep.apis_settle]
 }

@@ -41,7 +41,17 @@ output "functions" {
       on_render_reported      = google_cloudfunctions2_function.report
       on_render_dead_lettered = google_cloudfunctions2_function.dead_letter
       http_api                = google_cloudfunctions2_function.api
+      on_sweep                = google_cloudfunctions2_function.sweeper
     } : key => { name = fn.name, url = fn.url }
+  }
+}
+
+output "sweeper" {
+  description = "The sweep that launches for stranded render requests and ends jobs whose executions died: the Cloud Scheduler job (run it now with `gcloud scheduler jobs run NAME --location REGION`), its schedule, and the function it calls."
+  value = {
+    scheduler_job = google_cloud_scheduler_job.sweep.name
+    schedule      = google_cloud_scheduler_job.sweep.schedule
+    function      = google_cloudfunctions2_function.sweeper.name
   }
 }
 
@@ -68,6 +78,8 @@ output "service_accounts" {
     dead_letter_trigger  = google_service_account.dead_letter_trigger.email
     builder              = google_service_account.builder.email
     image_builder        = google_service_account.image_builder.email
+    sweeper_function     = google_service_account.sweeper_function.email
+    sweeper_scheduler    = google_service_account.sweeper_scheduler.email
   }
 }
 

@@ -51,6 +51,7 @@ from scenerender.settings import Settings
 log = logging.getLogger(__name__)
 
 JOB_PATHS = frozenset({"/", "/jobs"})
+SUBMITTED_PREFIX = "submitted/"  # copies of the spec objects the API wrote, one per generation
 UPLOAD_PATH = "/uploads"
 ACTIVE = ("QUEUED", "RUNNING")
 _ID = re.compile(ID_PATTERN)
@@ -162,7 +163,7 @@ class Api:
         # The stored spec names its owner and id, as a spec dropped by a trusted backend must.
         data.update(owner_uid=user.uid, job_id=job_id)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(job_id)}"
-        generation = self.blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+        generation = self._write_spec(uri, json.dumps(data).encode())
         log.info("API: user %s submitted job %s (%s)", user.uid, job_id, uri)
         return ApiResponse(202, {"job_id": job_id, "spec_uri": uri, "spec_generation": str(generation)})
 
@@ -189,7 +190,7 @@ class Api:
         for scene in data["scenes"]:
             scene["owner_uid"] = user.uid
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
-        generation = self.blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+        generation = self._write_spec(uri, json.dumps(data).encode())
         log.info("API: user %s submitted batch %s (%s)", user.uid, batch.batch_id, uri)
         return ApiResponse(
             202,
@@ -200,6 +201,22 @@ class Api:
                 "spec_generation": str(generation),
             },
         )
+
+    def _write_spec(self, uri: str, data: bytes) -> int:
+        """Write the spec object (it starts the job), then a copy of it named by its generation.
+
+        The spec function may refuse this generation (the job still runs, another owner's id)
+        after it has replaced the one the job was accepted from; the job document keeps naming
+        the accepted generation, and its copy is what ``GET /?job_id=`` reads. Object versioning
+        would keep that generation too, but only as long as the bucket's lifecycle keeps it.
+        """
+        generation = self.blobs.write_bytes(uri, data, content_type="application/json")
+        try:
+            self.blobs.write_bytes(submitted_copy_uri(uri, str(generation)), data, content_type="application/json")
+        except SceneRenderError as exc:
+            # The job is submitted either way; only a later re-render from another browser may miss its spec.
+            log.warning("API: the copy of %s generation %s was not written: %s", uri, generation, exc.message)
+        return generation
 
     def _check_job_id(self, user: User, job_id: str, existing: dict[str, Any] | None, path: str) -> None:
         # A job id belongs to its first owner for good. A job without an owner (an invalid spec
@@ -255,9 +272,10 @@ class Api:
     def accepted_spec(self, job_id: str, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """The spec the job document was last written from (a batch's scene as a spec of its own).
 
-        Read at the generation the document names: the object may since hold a resubmission
-        that was refused. ``None`` when that generation is gone (a lifecycle rule, a later
-        spec) or it cannot be read as a spec any more.
+        Read from the copy the API kept of the generation the document names (``_write_spec``):
+        the object itself may since hold a resubmission that was refused. Without a copy (a spec
+        dropped into the bucket), the object at that generation, while versioning keeps it.
+        ``None`` when neither is there or it cannot be read as a spec any more.
         """
         uri, generation = doc.get("spec_uri"), doc.get("spec_generation")
         # Only the spec bucket: a job document names nothing else, and the API reads nothing else.
@@ -265,7 +283,7 @@ class Api:
             return None
         limit = max(self.settings.max_spec_bytes, self.settings.max_batch_bytes)
         try:
-            raw = self.blobs.read_bytes(uri, generation=str(generation) if generation else None, max_bytes=limit)
+            raw = self._read_accepted(uri, str(generation) if generation else None, limit)
             data = load_json(raw, max_bytes=limit)
             if not is_batch(raw):
                 return data if isinstance(data, dict) else None
@@ -280,6 +298,14 @@ class Api:
                 owner = scene.get("owner_uid") or data.get("owner_uid")
                 return {**scene, "job_id": job_id, "batch_id": batch.batch_id, "owner_uid": owner}
         return None
+
+    def _read_accepted(self, uri: str, generation: str | None, limit: int) -> bytes:
+        if generation:
+            try:
+                return self.blobs.read_bytes(submitted_copy_uri(uri, generation), max_bytes=limit)
+            except FileNotFoundError:
+                pass
+        return self.blobs.read_bytes(uri, generation=generation, max_bytes=limit)
 
     # -- POST /uploads -------------------------------------------------------------------------
 
@@ -324,6 +350,16 @@ class UploadRequest(BaseModel):
     content_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[A-Za-z0-9.+-]{1,100}$")]
     size: Annotated[int, Field(ge=1)]
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+def submitted_copy_uri(spec_uri: str, generation: str) -> str:
+    """Where the API keeps a copy of one generation of a spec object it wrote.
+
+    Outside ``jobs/``, so the bucket's notification (and the spec function) never sees it:
+    ``gs://SPECS/jobs/ID.json`` generation G is copied to ``gs://SPECS/submitted/jobs/ID/G.json``.
+    """
+    bucket, _, name = spec_uri.removeprefix("gs://").partition("/")
+    return f"gs://{bucket}/{SUBMITTED_PREFIX}{name.removesuffix('.json')}/{generation}.json"
 
 
 def user_prefix(settings: Settings, uid: str) -> str:

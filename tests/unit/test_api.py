@@ -155,7 +155,15 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
     )
     scene = http.get("/?job_id=b-1-002", headers=user("alice")).json["spec"]
     assert scene == {**SPEC, "scene_id": "two", "job_id": "b-1-002", "batch_id": "b-1", "owner_uid": "alice"}
-    # The generation the job was written from is gone (a later spec replaced it): no spec, not the new one.
+    # A later resubmission replaced the object and was refused (the job kept its accepted
+    # generation): the accepted spec still comes back, not the refused one.
+    refused = http.post("/", data=json.dumps({**sent, "scene_id": "refused"}), headers=user("alice")).json
+    assert refused["spec_generation"] != accepted["spec_generation"]
+    assert json.loads(blobs.objects[accepted["spec_uri"]])["scene_id"] == "refused"
+    assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] == {**sent, "owner_uid": "alice"}
+    # Neither the copy nor that generation is there any more (the object replaced, without versioning): no spec.
+    for uri in [u for u in blobs.objects if u.startswith(f"gs://{get_settings().spec_bucket}/submitted/")]:
+        del blobs.objects[uri]
     blobs.generations[accepted["spec_uri"]] = "999"
     assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] is None
 

@@ -351,10 +351,11 @@ def test_buckets_have_uniform_access_and_no_public_access() -> None:
         if g["bucket"] == "${google_storage_bucket.specs.name}" and g["role"] != "roles/storage.objectViewer"
     ]
     assert [g["member"] for g in writers] == ["${google_service_account.api_function.member}"]
-    # Writing a spec may replace one (a re-submission), but never read or list the others.
+    # Writing a spec may replace one (a re-submission); reading one by name gives its owner the
+    # accepted spec back (GET /?job_id=, after the owner check); listing them is never needed.
     assert writers[0]["role"] == "${google_project_iam_custom_role.spec_writer.name}"
     role = resources()["google_project_iam_custom_role"]["spec_writer"]
-    assert sorted(role["permissions"]) == ["storage.objects.create", "storage.objects.delete"]
+    assert sorted(role["permissions"]) == ["storage.objects.create", "storage.objects.delete", "storage.objects.get"]
 
 
 def test_function_source_is_named_by_content_hash() -> None:
@@ -690,3 +691,17 @@ def test_every_checkov_skip_says_why() -> None:
     assert skips
     for check, reason in skips:
         assert re.fullmatch(r":\s*\S.{20,}", reason), f"{check} skipped without a reason"
+
+
+def test_the_outputs_name_every_function_account_bucket_and_the_sweep() -> None:
+    """An operator finds each part of the deployment from `terraform output` alone."""
+    outputs = {name: body for tree in parsed().values() for o in tree.get("output", []) for name, body in o.items()}
+    text = {name: str(body["value"]) for name, body in outputs.items()}
+    for name in functions():
+        assert f"google_cloudfunctions2_function.{name}" in text["functions"], name
+    for name in resources()["google_service_account"]:
+        assert f"google_service_account.{name}.email" in text["service_accounts"], name
+    for name in resources()["google_storage_bucket"]:
+        assert f"google_storage_bucket.{name}.name" in text["buckets"], name
+    assert "google_cloud_scheduler_job.sweep.name" in text["sweeper"]
+    assert "google_cloudfunctions2_function.sweeper.name" in text["sweeper"]
