@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Static checks of the deployment (providers cannot be downloaded here, so no init or plan):
-# terraform fmt, then checkov over the HCL and over the renderer Dockerfile. Quiet on
-# success; prints the failures and exits non-zero otherwise.
+# terraform fmt, checkov over the HCL and over the renderer Dockerfile, then the provider
+# schema test (every resource, argument and block against the google/google-beta/time/archive
+# schemas, and their versions against versions.tf: tests/unit/test_terraform_schema.py). Quiet
+# on success apart from checkov's counts; prints the failures and exits non-zero otherwise.
 #
 # checkov lives in its own venv (.venv-infra, or $INFRA_VENV): its many dependencies would
 # otherwise fight the project's pins. The venv is (re)made when requirements-infra.txt changes.
@@ -34,3 +36,14 @@ fi
 checkov=("$venv/bin/checkov" --skip-download --quiet --compact)
 "${checkov[@]}" -d terraform/ --framework terraform
 "${checkov[@]}" -f renderer_image/Dockerfile --framework dockerfile
+
+# The schema test needs the project's venv (scripts/setup.sh installs the CDKTF schema wheels).
+if [ ! -x .venv/bin/python ]; then
+  echo "check.sh: .venv missing: run scripts/setup.sh first (the schema test runs in it)" >&2
+  exit 1
+fi
+if ! out=$(.venv/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_terraform_schema.py 2>&1); then
+  echo "$out" >&2
+  echo "check.sh: the provider schema test failed" >&2
+  exit 1
+fi

@@ -14,6 +14,7 @@ import pytest
 from scenerender.cli.app import load_spec, local_policy
 from scenerender.core import plan
 from scenerender.core.inputs import InputResolver
+from scenerender.core.plan import audio_mix, output
 from scenerender.core.render import RenderOptions, RenderResult, render
 from scenerender.errors import OutOfSyncError
 from scenerender.settings import Settings
@@ -74,7 +75,7 @@ def test_a_clean_render_certifies_every_boundary_and_onset(media: Path, tmp_path
 
 def test_a_clip_placed_late_is_refused_naming_it(media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A bug in the mix that puts the sfx clip 80 ms (2.4 frames) late.
-    chain = plan._clip_chain
+    chain = audio_mix.clip_chain
 
     def late(clip: Any, *args: Any, **kwargs: Any) -> str:
         text = chain(clip, *args, **kwargs)
@@ -83,7 +84,7 @@ def test_a_clip_placed_late_is_refused_naming_it(media: Path, tmp_path: Path, mo
             text = text.replace(f"adelay=delays={planned}S", f"adelay=delays={late}S")
         return text
 
-    monkeypatch.setattr(plan, "_clip_chain", late)
+    monkeypatch.setattr(audio_mix, "clip_chain", late)
     out = tmp_path / "late.mp4"
     with pytest.raises(OutOfSyncError) as caught:
         render_here(scene(media, "late-clip"), out)
@@ -107,7 +108,7 @@ def test_a_join_that_slides_is_refused_naming_the_segment(
         parts[1] = plan.VideoPart(parts[1].path, parts[1].duration + Fraction(2, 30), parts[1].label)
         return listing(parts)
 
-    monkeypatch.setattr(plan, "concat_list", sliding)
+    monkeypatch.setattr(output, "concat_list", sliding)
     out = tmp_path / "slid.mp4"
     with pytest.raises(OutOfSyncError) as caught:
         render_here(scene(media, f"slide-{preview}", preview=preview), out)

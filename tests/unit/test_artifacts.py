@@ -11,15 +11,15 @@ archive in a venv made from its requirements alone.
 from __future__ import annotations
 
 import ast
-import fnmatch
 import re
 import sys
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from tests import imports
+from tests import dockerignore, imports
 from tests.unit.test_terraform import locals_, parsed
 
 ROOT = Path(__file__).parents[2]
@@ -130,19 +130,49 @@ def test_every_third_party_import_of_the_functions_and_the_worker_is_in_the_lock
             assert provided & lock, f"{name} imports {top} ({provided}) but requirements.lock does not install it"
 
 
-def dockerignore() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+@cache
+def build_context() -> frozenset[str]:
+    """What Docker sends from the repository root (its .dockerignore applied as Docker applies it)."""
+    return frozenset(dockerignore.build_context(ROOT))
 
 
 def in_image(path: Path) -> bool:
+    """Whether a file of the tree is copied into the image: in the context and under a COPY source."""
     rel = path.relative_to(ROOT).as_posix()
-    for pattern in dockerignore():
-        if fnmatch.fnmatch(rel, pattern) or rel.startswith(pattern + "/"):
-            return False
-        if pattern.startswith("**/") and any(fnmatch.fnmatch(part, pattern[3:]) for part in rel.split("/")):
-            return False
-    return True
+    return rel in build_context() and any(rel == s or rel.startswith(s + "/") for s in copy_sources())
+
+
+def copy_sources() -> set[str]:
+    return {c.split()[0].rstrip("/") for c in re.findall(r"^COPY (\S+)", DOCKERFILE.read_text(), re.M)}
+
+
+# Names no image may carry, wherever they stand: the tests, the local cloud, the web client,
+# benchmarks and tools, packages of development, and the requirements beside the runtime's.
+DEV_ONLY_PARTS = {
+    "tests", "dev", "web", "benchmarks", "tools", "node_modules", "docs", "terraform", "functions",
+    "scripts", ".git", ".venv", ".venv-infra", "__pycache__", "cli", "scenerender.egg-info",
+}  # fmt: skip
+DEV_ONLY_FILES = {
+    "requirements-dev.txt", "requirements-cli.txt", "requirements-bench.txt", "requirements-infra.txt",
+    "requirements-tfschema.txt", "requirements.txt", "pyproject.toml", "conftest.py", "__main__.py",
+}  # fmt: skip
+
+
+def test_the_build_context_holds_the_runtime_package_and_the_lock_and_nothing_dev_only() -> None:
+    context = build_context()
+    bad = sorted(
+        rel for rel in context if set(rel.split("/")[:-1]) & DEV_ONLY_PARTS or rel.split("/")[-1] in DEV_ONLY_FILES
+    )
+    assert not bad, f"dev-only files in the image's build context (fix .dockerignore): {bad[:20]}"
+    assert not [rel for rel in context if rel.endswith((".pyc", ".pyo"))]
+    # Exactly the lock and the package's runtime modules: what the worker or the functions
+    # import (the image runs the worker; the functions' modules are the same package).
+    runtime = {p.relative_to(ROOT).as_posix() for p in imports.closure(WORKER) | imports.closure(MAIN) | {WORKER}}
+    package = {rel for rel in context if rel.startswith("scenerender/")}
+    assert context == package | {"requirements.lock"}, sorted(context - package)
+    extra, missing = sorted(package - runtime), sorted(runtime - package)
+    assert not extra, f"only the CLI or development uses these; add them to .dockerignore: {extra}"
+    assert not missing, f"the worker needs these and .dockerignore leaves them out: {missing}"
 
 
 def test_the_image_holds_what_the_worker_imports_and_nothing_of_the_cli() -> None:
@@ -153,16 +183,67 @@ def test_the_image_holds_what_the_worker_imports_and_nothing_of_the_cli() -> Non
     for path in shipped:
         bad = third_party_imports({path}) & forbidden_imports
         assert not bad, f"{path.relative_to(ROOT)} imports {bad} and would ship in the image: add it to .dockerignore"
-    # Nothing that neither the worker nor the functions import (the CLI, the local cloud, the
-    # web client's dev server, samples) ships.
-    runtime = needed | imports.closure(MAIN)
-    dev_only = sorted(p.relative_to(ROOT).as_posix() for p in shipped - runtime)
-    assert not dev_only, f"only the CLI or development uses these; add them to .dockerignore: {dev_only}"
-    # The CLI modules are really out, and nothing but the image's own inputs goes in.
     assert not in_image(ROOT / "scenerender" / "cli" / "app.py")
     assert not in_image(ROOT / "scenerender" / "dev" / "devstack.py")
-    for name in ("tests", "benchmarks", "terraform", "functions", "docs", ".git", ".venv"):
-        assert not in_image(ROOT / name / "x.py"), name
+    assert not in_image(ROOT / "scenerender" / "dev" / "scheduler.py")
+
+
+def test_the_image_installs_the_runtime_requirements_and_only_them() -> None:
+    """The lock the image installs is the runtime set: every runtime requirement at its pin, and
+    nothing the CLI or the tools alone need, directly or pulled in by a dependency."""
+    lock = requirement_names(ROOT / "requirements.lock")
+    runtime = requirement_names(ROOT / "requirements.txt")
+    assert {name: lock.get(name) for name in runtime} == runtime
+    assert not dev_and_cli_only() & set(lock), dev_and_cli_only() & set(lock)
+    assert "requirements.lock" in copy_sources() and "requirements.lock" in build_context()
+    text = DOCKERFILE.read_text()
+    assert re.search(r"pip install [^\n]*--no-deps -r requirements\.lock", text)
+    assert not re.search(r"requirements(-\w+)?\.txt", text.split("\nFROM", 1)[1]), "the image installs the lock alone"
+
+
+# Docker's own examples (docs.docker.com/build/concepts/context/#dockerignore-files) and the
+# rules of moby/patternmatcher, each of which fnmatch gets wrong or a prefix test misses.
+@pytest.mark.parametrize(
+    ("lines", "path", "left_out"),
+    [
+        (["*/temp*"], "somedir/temporary.txt", True),
+        (["*/temp*"], "somedir/sub/temporary.txt", False),  # * does not cross /
+        (["*/temp*"], "temp", False),
+        (["*/*/temp*"], "somedir/subdir/temporary.txt", True),
+        (["temp?"], "tempa", True),
+        (["temp?"], "somedir/tempa", False),  # anchored at the root, unlike .gitignore
+        (["*.md", "!README*.md", "README-secret.md"], "README-secret.md", True),
+        (["*.md", "!README*.md", "README-secret.md"], "README.md", False),
+        (["*.md", "README-secret.md", "!README*.md"], "README-secret.md", False),  # the last match wins
+        (["*.pyc"], "scenerender/x.pyc", False),  # fnmatch would say True
+        (["**/*.pyc"], "scenerender/core/x.pyc", True),
+        (["**/*.pyc"], "x.pyc", True),
+        (["**/__pycache__"], "a/b/__pycache__/c.pyc", True),  # a parent directory matches
+        (["tests"], "tests/unit/test_x.py", True),
+        (["tests"], "scenerender/tests/x.py", False),
+        (["/tests/"], "tests/x.py", True),  # leading and trailing slashes are dropped
+        (["web/**"], "web/node_modules/a/b.js", True),
+        (["*", "!scenerender"], "scenerender/core/plan.py", False),
+        (["*", "!scenerender"], "scenerender.egg-info/PKG-INFO", True),
+        (["*", "!scenerender", "scenerender/dev"], "scenerender/dev/devstack.py", True),
+        (["# tests", "tests"], "tests/a", True),
+        (["  # not a comment"], "# not a comment", True),  # only a line starting with # is one
+        (["a/../b"], "b/x", True),  # cleaned like a path
+        (["[ab]x"], "bx", True),
+        ([r"\*x"], "*x", True),
+        ([r"\*x"], "ax", False),
+    ],
+)
+def test_dockerignore_is_read_as_docker_reads_it(lines: list[str], path: str, left_out: bool) -> None:
+    assert dockerignore.excluded(path, dockerignore.read_patterns("\n".join(lines))) is left_out
+
+
+def test_the_build_context_walk_lets_back_in_below_left_out_directories(tmp_path: Path) -> None:
+    for rel in ("a/keep.py", "a/drop.py", "a/b/keep.py", "c/keep.py", "top.txt", ".dockerignore"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    (tmp_path / ".dockerignore").write_text("a\nc\n*.txt\n!a/keep.py\n!**/b/keep.py\n")
+    assert dockerignore.build_context(tmp_path) == {"a/keep.py", "a/b/keep.py", ".dockerignore"}
 
 
 @pytest.mark.parametrize("module", ["cli/app.py", "cli/entry.py", "dev/devstack.py"])

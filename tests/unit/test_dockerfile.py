@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -46,11 +48,50 @@ def test_base_is_a_slim_python_pinned_to_an_exact_version() -> None:
     assert set(re.findall(r'runtime\s*=\s*"(\w+)"', functions_tf)) == {"python311"}
 
 
-def test_installs_debian_ffmpeg_without_extras_and_cleans_the_lists() -> None:
+def apt_pins() -> dict[str, str]:
+    """Package → exact version of the one ``apt-get install`` line."""
+    apt = [r for r in args_of("RUN") if "apt-get install" in r]
+    assert len(apt) == 1, apt
+    words = [w.strip('"') for w in apt[0].split("apt-get install", 1)[1].split("&&", 1)[0].split()]
+    assert words[:2] == ["-y", "--no-install-recommends"], words
+    pins: dict[str, str] = {}
+    for word in words[2:]:
+        name, sep, version = word.partition("=")
+        assert sep and version and not set(version) & set("*?[]"), f"{word}: not pinned to one exact version"
+        pins[name] = version
+    return pins
+
+
+def installed_version(package: str) -> str | None:
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def test_installs_debian_ffmpeg_pinned_exactly_without_extras_and_cleans_the_lists() -> None:
     runs = args_of("RUN")
-    apt = [r for r in runs if "apt-get install" in r]
-    assert len(apt) == 1 and re.search(r'apt-get install -y --no-install-recommends "ffmpeg=7:5\.1\.\*"', apt[0]), apt
-    assert "apt-get update" in apt[0] and "rm -rf /var/lib/apt/lists/*" in apt[0]
+    (apt,) = [r for r in runs if "apt-get install" in r]
+    assert apt.startswith("apt-get update &&") and apt.endswith("&& rm -rf /var/lib/apt/lists/*"), apt
+    pins = apt_pins()
+    # Every binary of Debian's ffmpeg source package, at one version: ffmpeg alone would
+    # accept any libavcodec59 >= 7:5.0.
+    ffmpeg_binaries = {
+        "ffmpeg", "libavcodec59", "libavdevice59", "libavfilter8", "libavformat59",
+        "libavutil57", "libpostproc56", "libswresample4", "libswscale6",
+    }  # fmt: skip
+    assert ffmpeg_binaries <= set(pins), ffmpeg_binaries - set(pins)
+    assert len({pins[name] for name in ffmpeg_binaries}) == 1, {name: pins[name] for name in ffmpeg_binaries}
+    assert pins["ffmpeg"].startswith("7:5.1."), "bookworm's ffmpeg 5.1 line, as the base image is bookworm"
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a Debian machine: no dpkg to compare with")
+def test_the_image_pins_the_debian_versions_the_tests_run_with() -> None:
+    """The image renders with the ffmpeg (and libass, zimg, fonts) the media tests verified."""
+    wrong = {name: (version, installed_version(name)) for name, version in apt_pins().items()}
+    wrong = {name: pair for name, pair in wrong.items() if pair[0] != pair[1]}
+    assert not wrong, (
+        "renderer_image/Dockerfile pins (Dockerfile, installed here): "
+        f"{wrong}; move the pins to what apt-cache policy shows (or upgrade this machine)"
+    )
 
 
 def test_installs_the_pinned_requirements_and_copies_only_the_package() -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scenerender.core import plan
+from scenerender.core.plan.audio_mix import clip_chain, segment_bed
+from scenerender.core.plan.command import input_args
 from scenerender.core.timeline import Timeline
 
 LEVEL_RATE = 8000  # the rate the quality report measures levels at
@@ -64,7 +66,7 @@ def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *
     chains: list[str] = []
     n = 0
     if "bed" in uses:
-        bed_inputs, bed_chains, n = plan._segment_bed(timeline, 0)
+        bed_inputs, bed_chains, n = segment_bed(timeline, 0)
         inputs += bed_inputs
         chains += bed_chains
     for clip in timeline.clips:
@@ -72,8 +74,8 @@ def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *
             continue
         # As the mix does it (plan.audio_mix_command): whole-file loops by the demuxer.
         looped_input = clip.loop and clip.trim_start == 0 and clip.length >= clip.source.audio_duration - 1e-3
-        inputs += plan._input(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
-        chains.append(plan._clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
+        inputs += input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
+        chains.append(clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
         n += 1
     feeds: dict[str, list[str]] = {name: [] for name in roles}
     for label, names in uses.items():
