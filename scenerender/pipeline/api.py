@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -46,6 +46,7 @@ from scenerender.errors import (
 )
 from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id
 from scenerender.pipeline.steps import spec_object_name
+from scenerender.ports import Blobs, Jobs
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 JOB_PATHS = frozenset({"/", "/jobs"})
 SUBMITTED_PREFIX = "submitted/"  # copies of the spec objects the API wrote, one per generation
 UPLOAD_PATH = "/uploads"
-ACTIVE = ("QUEUED", "RUNNING")
 _ID = re.compile(ID_PATTERN)
 CORS_HEADERS = {
     # Tokens travel in a header, never in cookies, so a page of another origin cannot act as a
@@ -63,21 +63,6 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "3600",
 }
-
-
-class ApiJobs(Protocol):
-    def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None: ...
-    def count_active(self, owner_uid: str) -> int: ...
-
-
-class ApiBlobs(Protocol):
-    def write_bytes(
-        self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None
-    ) -> int: ...
-    def exists(self, uri: str) -> bool: ...
-    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
-    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
 
 
 @dataclass(frozen=True)
@@ -107,8 +92,8 @@ class Api:
     """The API's stores and the token check, handed in by the function (or a test)."""
 
     settings: Settings
-    jobs: ApiJobs
-    blobs: ApiBlobs
+    jobs: Jobs
+    blobs: Blobs
     verify: Callable[[str], User]
 
     def handle(self, request: ApiRequest) -> ApiResponse:
@@ -157,8 +142,7 @@ class Api:
             self._check_batch_id(user, spec.batch_id, "batch_id")
         # The same limits and media scope as the spec function applies to a bucket drop.
         check_spec(spec, self.settings, owner_uid=user.uid)
-        new_work = 0 if existing is not None and existing.get("status") in ACTIVE else 1
-        self._check_cap(user, new_work)
+        self._take_slots(user, [job_id])
         data = load_json(raw, max_bytes=self.settings.max_spec_bytes)
         # The stored spec names its owner and id, as a spec dropped by a trusted backend must.
         data.update(owner_uid=user.uid, job_id=job_id)
@@ -178,13 +162,10 @@ class Api:
                 exc.details = [ErrorDetail(f"scenes[{index}].{d.path}", d.message) for d in exc.details]
                 raise
         self._check_batch_id(user, batch.batch_id, "batch_id")
-        new_work = 0
-        for index in range(len(batch.scenes)):
-            job_id = scene_job_id(batch, index)
-            existing = self.jobs.get(job_id)
-            self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
-            new_work += 0 if existing is not None and existing.get("status") in ACTIVE else 1
-        self._check_cap(user, new_work)
+        job_ids = [scene_job_id(batch, index) for index in range(len(batch.scenes))]
+        for index, job_id in enumerate(job_ids):
+            self._check_job_id(user, job_id, self.jobs.get(job_id), f"scenes[{index}].job_id")
+        self._take_slots(user, job_ids)
         data = load_json(raw, max_bytes=self.settings.max_api_body_bytes, what="batch")
         data["owner_uid"] = user.uid
         for scene in data["scenes"]:
@@ -238,16 +219,20 @@ class Api:
                 details=[ErrorDetail(path, f"batch {batch_id!r} belongs to another user")],
             )
 
-    def _check_cap(self, user: User, new_jobs: int) -> None:
-        if new_jobs == 0:
-            return
+    def _take_slots(self, user: User, job_ids: list[str]) -> None:
+        """Reserve the per-owner cap's slots for these jobs, or refuse them all (429).
+
+        The last check before the spec is written, and one transaction (``ports.OwnerSlots``):
+        a user's concurrent submissions cannot all count the same free slots. A job already
+        QUEUED or RUNNING takes no second slot (its resubmission is the spec function's to refuse).
+        """
         cap = self.settings.max_active_jobs_per_owner
-        active = self.jobs.count_active(user.uid)
-        if active + new_jobs > cap:
+        claim = self.jobs.reserve_slots(user.uid, job_ids, cap)
+        if not claim.granted:
             raise TooManyJobsError(
-                f"you have {active} jobs queued or running and this adds {new_jobs}; "
+                f"you have {claim.held} jobs queued or running and this adds {claim.new}; "
                 f"the limit is {cap} (max_active_jobs_per_owner): wait for some to end",
-                details=[ErrorDetail("", f"{active} active + {new_jobs} new > {cap}")],
+                details=[ErrorDetail("", f"{claim.held} active + {claim.new} new > {cap}")],
             )
 
     # -- GET /?job_id= | ?batch_id= --------------------------------------------------------------

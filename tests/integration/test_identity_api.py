@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from scenerender.cloud import clients
 from scenerender.cloud.session import Session, sign_in
 from scenerender.dev.devstack import DevStack
+from scenerender.messages import JobDocument
 from scenerender.settings import Settings
 from tests.integration.test_pipeline import spec_for, wait_for_end
 from tests.tokens import forged_token
@@ -134,7 +135,9 @@ def test_the_per_owner_cap_is_429(api: str, settings: Settings, scene_media: dic
     busy = sign_in("busy@example.com")
     for index in range(settings.max_active_jobs_per_owner):
         # Queued jobs of this user (written as the pipeline writes them; nothing renders them).
-        clients.jobs().create_job(f"it-busy-{index}", {"status": "QUEUED", "owner_uid": busy.uid})
+        clients.jobs().create_job(
+            f"it-busy-{index}", JobDocument.model_validate({"status": "QUEUED", "owner_uid": busy.uid})
+        )
     refused = httpx.post(api, content=users_spec("it-busy-more", scene_media), headers=auth(busy), timeout=30)
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "TOO_MANY_JOBS"

@@ -27,6 +27,7 @@ import pytest
 
 from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
+from scenerender.messages import ErrorBlock, JobDocument, JobStatus
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -561,13 +562,13 @@ def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(browser: Any, we
         marker = page.evaluate(OBSERVE)
         written_at = time.time()
         jobs = clients.jobs()
-        assert jobs.create_job(job_id, {"status": "QUEUED", "stage": "queued", "progress": 0.0, "owner_uid": user.uid})
+        assert jobs.create_job(job_id, JobDocument(status=JobStatus.QUEUED, stage="queued", owner_uid=user.uid))
         user.wait_status("QUEUED", timeout=30_000)
         shown = next(c for c in page.evaluate("window.__changes") if c["status"] == "QUEUED")
         print(f"job written -> shown on the page: {(shown['t'] / 1000 - written_at) * 1000:.0f} ms")
         assert page.evaluate("window.__document_marker") == marker
         # Every later write arrives on the same listener.
-        jobs.fail(job_id, {"code": "INTERNAL", "message": "stopped by the test", "details": []})
+        jobs.fail(job_id, ErrorBlock.internal("stopped by the test"))
         user.wait_status("FAILED", timeout=30_000)
         assert user.errors == []
     finally:
