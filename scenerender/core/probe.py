@@ -56,7 +56,14 @@ CONTAINERS: tuple[Container, ...] = (
         length_in_header=True,
         note="the first audio track is heard (broadcast MXF often puts each channel on its own track)",
     ),
-    Container("AVI", ".avi", "avi", frozenset({"avi"})),
+    Container(
+        "AVI",
+        ".avi",
+        "avi",
+        frozenset({"avi"}),
+        note="chunk n is frame slot n (an empty chunk repeats the frame before); with B-frames (Xvid/DivX) the "
+        "first frame is at the stream's start, as its sound expects; read from its start, never seeked",
+    ),
     Container(
         "GIF (animated)",
         ".gif",
@@ -213,6 +220,11 @@ class VideoInfo:
     color_primaries: str = ""
     color_space: str = ""
     index: int = 0  # the stream's, in the file
+    # How much later than its container slot ffmpeg's decode puts each frame: an AVI keeps no
+    # presentation times, and with B-frames (has_b_frames, Xvid/DivX style) ffmpeg times each
+    # frame by the packet after it. AVI's own rule (chunk n is slot n, frames in display order)
+    # puts the first frame at the stream's start, in step with its sound.
+    decode_delay: float = 0.0
 
     @property
     def interlaced(self) -> bool:
@@ -241,6 +253,9 @@ class AudioInfo:
     duration: float | None
     start_time: float = 0.0
     index: int = 0
+    # Seconds its sound is to be heard later than its timestamps say: a known muxer error
+    # (``lavf_opus_error``), undone where the segment's sound is placed.
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -356,6 +371,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             _check_codec(input_path, "video", str(stream.get("codec_name", "")), VIDEO_CODECS)
             fps = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
             frames = stream.get("nb_frames")
+            delayed = int(stream.get("has_b_frames", 0) or 0) if "avi" in format_names and fps > 0 else 0
             video = VideoInfo(
                 index=int(stream.get("index", 0)),
                 codec=str(stream.get("codec_name", "")),
@@ -375,6 +391,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 color_transfer=str(stream.get("color_transfer", "")),
                 color_primaries=str(stream.get("color_primaries", "")),
                 color_space=str(stream.get("color_space", "")),
+                decode_delay=float(delayed / fps) if delayed else 0.0,
             )
         elif kind == "audio" and audio is None:
             _check_codec(input_path, "audio", str(stream.get("codec_name", "")), AUDIO_CODECS)
@@ -461,6 +478,8 @@ def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     (``PACKET_ENDS``). A short file is then refused instead of padded out.
     """
     info = parse_probe(path, data, input_path)
+    if info.audio is not None and (error := lavf_opus_error(path, data)):
+        info = replace(info, audio=replace(info.audio, delay=error))
     names = set(info.format_name.split(","))
     if names & {"mov", "mp4"}:
         readable = mp4.readable_lengths(path)
@@ -480,6 +499,43 @@ def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         readable_video=short(video_s, info.video.duration if info.video else None),
         readable_audio=short(audio_s, info.audio.duration if info.audio else None),
     )
+
+
+# ffmpeg's Matroska muxer up to Lavf 59.30 (ffmpeg 5.1, Debian 12's) wrote an Opus track's
+# CodecDelay (its pre-skip, 6.5 ms) but not the audio blocks' offset that goes with it: the
+# encoder's timestamps already count the pre-skip, and the demuxer subtracts CodecDelay
+# again, so every such file's sound reads a CodecDelay early against its picture. Most WebM
+# of those years is affected (VP9/AV1 + Opus exports, remuxed downloads); Ladybird's player
+# corrects the same files (LadybirdBrowser/ladybird#6685). The amount is CodecDelay in the
+# track's ticks, as the demuxer rounded it (7 ms for 6.5).
+_LAVF_OPUS_FIXED = (59, 31)
+_LAVF = re.compile(r"Lavf(\d+)\.(\d+)\.\d+")
+
+
+def lavf_opus_error(path: Path, data: dict[str, Any]) -> float:
+    """Seconds by which ``path``'s Opus sound reads early (0.0 for files not so written)."""
+    fmt = data.get("format") or {}
+    if not set(str(fmt.get("format_name", "")).split(",")) & {"matroska", "webm"}:
+        return 0.0
+    written = _LAVF.fullmatch(str((fmt.get("tags") or {}).get("ENCODER", "")))
+    if written is None or (int(written[1]), int(written[2])) >= _LAVF_OPUS_FIXED:
+        return 0.0
+    streams = data.get("streams", [])
+    if not any(s.get("codec_type") == "video" for s in streams):
+        return 0.0  # sound alone: nothing to be early against
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if audio is None or audio.get("codec_name") != "opus":
+        return 0.0
+    with open(path, "rb") as fh:  # CodecPrivate (OpusHead) sits in Tracks, at the file's start
+        head = fh.read(1 << 16)
+    at = head.find(b"OpusHead")
+    if at < 0 or at + 12 > len(head):
+        return 0.0
+    pre_skip = int.from_bytes(head[at + 10 : at + 12], "little")  # in 48 kHz samples (RFC 7845)
+    tick = _fraction(audio.get("time_base"), Fraction(1, 1000))
+    # av_rescale_q rounds to nearest, halves away from zero
+    ticks = math.floor(Fraction(pre_skip, 48000) / tick + Fraction(1, 2))
+    return float(ticks * tick)
 
 
 # A file is cut short when its packets end this much before the length its header states

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_terraform import parsed, resources, variables
+from tests.unit.test_terraform import instance_keys, parsed, resources, variables
 
 ROOT = Path(__file__).parents[2]
 DOC = (ROOT / "docs" / "deploy.md").read_text()
@@ -43,11 +43,13 @@ def test_every_test_named_exists() -> None:
 
 
 def test_every_terraform_address_named_exists() -> None:
-    addresses = {t for t in TICKED if re.fullmatch(r"(google|time)_\w+\.\w+", t)}
+    addresses = {t for t in TICKED if re.fullmatch(r'(google|time)_\w+\.\w+(\["\w+"\])?', t)}
     assert len(addresses) > 8, addresses
     for address in addresses:
-        kind, name = address.split(".")
+        kind, name, key = re.fullmatch(r'(\w+)\.(\w+)(?:\["(\w+)"\])?', address).groups()  # type: ignore[union-attr]
         assert name in resources().get(kind, {}), address
+        if key is not None:  # an instance of a for_each
+            assert key in instance_keys(resources()[kind][name]["for_each"]), address
     locals_named = {t.removeprefix("local.") for t in TICKED if t.startswith("local.")}
     declared = {k for tree in parsed().values() for e in tree.get("locals", []) for k in e}
     assert locals_named and locals_named <= declared, locals_named - declared

@@ -13,6 +13,7 @@ from scenerender.core.probe import (
     DEMUXER_WHITELIST,
     PACKET_ENDS,
     formats_markdown,
+    lavf_opus_error,
     packet_ends,
     parse_probe,
     read_probe,
@@ -161,3 +162,48 @@ def test_a_container_whose_packets_end_early_is_cut_short_else_its_streams_get_t
     assert whole.video_duration == pytest.approx(4.0) and whole.audio_duration == pytest.approx(4.021)
     cut = read_probe(Path("x"), {**data, PACKET_ENDS: {"0": 2.12, "1": 1.94}}, "segments[0].url")
     assert (cut.readable_video, cut.readable_audio) == (pytest.approx(2.12), pytest.approx(1.94))
+
+
+def test_an_avi_with_b_frames_has_the_decode_delay_its_frames_are_timed_with() -> None:
+    # AVI keeps no presentation times: with B-frames ffmpeg times each frame by the packet
+    # after it, one frame late; MP4 keeps its times, so nothing is owed there.
+    avi = {"format_name": "avi", "duration": "2.0", "size": "1000"}
+    stream = {**probe_json()["streams"][0], "codec_name": "mpeg4", "avg_frame_rate": "25/1", "has_b_frames": 1}
+    info = parse_probe(Path("x.avi"), probe_json(format=avi, streams=[stream]), "segments[0].url")
+    assert info.video is not None and info.video.decode_delay == pytest.approx(0.04)
+    info = parse_probe(Path("x.mp4"), probe_json(streams=[stream]), "segments[0].url")
+    assert info.video is not None and info.video.decode_delay == 0.0
+
+
+def _opus_in_matroska(tmp_path: Path, encoder: str, pre_skip: int = 312) -> tuple[Path, dict[str, Any]]:
+    # The file's first bytes as a Matroska header holds them: OpusHead in CodecPrivate.
+    path = tmp_path / "v.webm"
+    head = b"OpusHead\x01\x02" + pre_skip.to_bytes(2, "little") + b"\0" * 9
+    path.write_bytes(b"\x1a\x45\xdf\xa3" + b"\0" * 200 + head)
+    data = {
+        "format": {"format_name": "matroska,webm", "tags": {"ENCODER": encoder}},
+        "streams": [
+            {"codec_type": "video", "codec_name": "vp9", "time_base": "1/1000"},
+            {"codec_type": "audio", "codec_name": "opus", "time_base": "1/1000", "start_time": "-0.007000"},
+        ],
+    }
+    return path, data
+
+
+@pytest.mark.parametrize(
+    ("encoder", "pre_skip", "early"),
+    [
+        ("Lavf59.27.100", 312, 0.007),  # ffmpeg 5.1: 6.5 ms of pre-skip, 7 of Matroska's ticks
+        ("Lavf58.76.100", 3840, 0.08),
+        ("Lavf60.3.100", 312, 0.0),  # written right since
+        ("Lavf", 312, 0.0),  # bitexact: the version is not known, nothing is guessed
+        ("libwebm-0.2.1.0", 312, 0.0),  # a browser's MediaRecorder
+    ],
+)
+def test_opus_that_old_ffmpeg_muxed_early_into_matroska_is_known_by_how_much(
+    tmp_path: Path, encoder: str, pre_skip: int, early: float
+) -> None:
+    path, data = _opus_in_matroska(tmp_path, encoder, pre_skip)
+    assert lavf_opus_error(path, data) == pytest.approx(early)
+    data["streams"][1]["codec_name"] = "aac"  # only Opus has its CodecDelay mishandled
+    assert lavf_opus_error(path, data) == 0.0

@@ -32,7 +32,13 @@ from scenerender.core.plan.audio_encode import (
     audio_chunks,
     audio_encode_command,
 )
-from scenerender.core.plan.audio_mix import DUCK_STEP_SAMPLES, END_FADE_S, audio_mix_command, mix_scan_command
+from scenerender.core.plan.audio_mix import (
+    DUCK_STEP_SAMPLES,
+    END_FADE_S,
+    audio_mix_command,
+    mix_scan_command,
+    sound_seek,
+)
 from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_timescale
 from scenerender.core.plan.loudness import (
     AAC_PRIMING_SAMPLES,
@@ -137,6 +143,7 @@ __all__ = [
     "piece_limit",
     "plan_pieces",
     "segment_pieces",
+    "sound_seek",
     "total_samples",
     "track_timescale",
 ]

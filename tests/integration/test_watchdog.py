@@ -1,0 +1,50 @@
+"""Every ffmpeg runs under a watchdog: one that makes no progress (an input that never comes,
+a filter that hangs) is killed and the render fails naming it, instead of holding its job
+until the render's time limit (or forever, without one)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from scenerender.core.ffmpeg import FFmpegRunner
+from scenerender.errors import RenderError, RenderTimeoutError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("how", ["run", "capture_stderr"])
+def test_an_ffmpeg_that_makes_no_progress_is_stopped_naming_its_command(tmp_path: Path, how: str) -> None:
+    fifo = tmp_path / "never-written.wav"
+    os.mkfifo(fifo)  # ffmpeg waits to open it: no progress line ever comes
+    runner = FFmpegRunner(stall_s=2)
+    began = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        getattr(runner, how)(["ffmpeg", "-y", "-i", str(fifo), "-f", "wav", str(tmp_path / "out.wav")])
+    took = time.monotonic() - began
+    assert 2 <= took < 15, took
+    error = caught.value
+    assert not isinstance(error, RenderTimeoutError) and error.code == "RENDER_FAILED"
+    assert "reading never-written.wav into out.wav made no progress for 2 s" in str(error), str(error)
+    assert str(fifo) in error.command
+
+
+def test_a_slow_ffmpeg_that_makes_progress_is_not_stopped(tmp_path: Path) -> None:
+    # Read at its own pace (-re): 4 s of work, a progress line every half second, each under
+    # the 3 s the watchdog waits.
+    runner = FFmpegRunner(stall_s=3)
+    out = tmp_path / "slow.wav"
+    fractions: list[float] = []
+    runner.run(
+        ["ffmpeg", "-y", "-re", "-f", "lavfi", "-i", "sine=d=4", str(out)], duration_s=4, on_progress=fractions.append
+    )
+    assert out.stat().st_size > 4 * 44100 and fractions[-1] == 1.0
+
+
+def test_the_render_time_limit_still_applies(tmp_path: Path) -> None:
+    runner = FFmpegRunner(timeout_s=1.5)
+    with pytest.raises(RenderTimeoutError):
+        runner.run(["ffmpeg", "-y", "-re", "-f", "lavfi", "-i", "sine=d=20", str(tmp_path / "x.wav")])
