@@ -643,6 +643,14 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: st
         other = _NOT_ON_WHITELIST.search(done.stderr)
         if other is not None:
             raise InputRefusedError(input_path, _not_accepted(f"{other[1]!r} (ffmpeg's name)"), url=url)
+        if "moov atom not found" in done.stderr and (why := mp4.missing_index(path)) is not None:
+            raise InputMediaError(
+                input_path,
+                f"the file is cut: no index (moov) found; {why}. An interrupted download or copy? "
+                "Copy or re-export it (exports that move the index to the front, 'faststart', keep a cut "
+                "file's start readable)",
+                url=url,
+            )
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed"
         # ffprobe names the file it was given: a link in the private dir, which means nothing to the user.
         reason = reason.removeprefix(f"{path}: ").replace(str(path), path.name)

@@ -155,6 +155,33 @@ def test_a_segment_cut_mid_stream_is_refused_naming_it_and_both_lengths(tmp_path
     assert 0.5 < have < 3.5, text
 
 
+@pytest.mark.parametrize("where", ["segments", "audio.clips"])
+def test_an_mp4_cut_before_its_index_is_refused_as_cut(tmp_path: Path, where: str) -> None:
+    # A plain export writes its index (moov) last: a cut copy has media data and no index.
+    whole = make_stamped(tmp_path / "whole.mp4", fps=25, duration=4, audio_duration=4)
+    assert measure.probe(whole)["format"]["format_name"].startswith("mov")
+    short = cut(whole, 0.6)
+    segments = [{"id": "ok", "url": whole.name}]
+    clips: list[dict[str, Any]] = []
+    if where == "segments":
+        segments.append({"id": "cut", "url": short.name})
+    else:
+        clips.append({"type": "music", "url": short.name, "start": 0.5})
+    spec = write_spec(
+        tmp_path,
+        {"output": {"resolution": "320x180", "fps": 25}, "segments": segments, "audio": {"clips": clips}},
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    text = done.stderr
+    assert done.returncode == 3 and "INPUT_INVALID_MEDIA" in text, text
+    located = "segments[1].url (cut-whole.mp4)" if where == "segments" else "audio.clips[0].url (cut-whole.mp4)"
+    assert located in text and "the file is cut: no index (moov) found" in text, text
+    size = short.stat().st_size
+    assert f"it ends at byte {size:,} inside its media data" in text and "re-export" in text, text
+    assert "Invalid data" not in text, text
+
+
 @pytest.mark.parametrize(
     ("suffix", "args"),
     [
