@@ -54,7 +54,8 @@ CONTAINERS: tuple[Container, ...] = (
         "mxf",
         frozenset({"mxf"}),
         length_in_header=True,
-        note="the first audio track is heard (broadcast MXF often puts each channel on its own track)",
+        note="a mono track per channel (broadcast): the first two are heard as left and right, the others not; "
+        "otherwise its first audio track is heard",
     ),
     Container(
         "AVI",
@@ -256,6 +257,9 @@ class AudioInfo:
     # Seconds its sound is to be heard later than its timestamps say: a known muxer error
     # (``lavf_opus_error``), undone where the segment's sound is placed.
     delay: float = 0.0
+    # Broadcast MXF puts each channel on its own mono track, left then right: the ordinal
+    # (among the file's audio streams) of the track heard on the right, the first on the left.
+    right_track: int | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +410,8 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")
+    if audio is not None and format_names & {"mxf"}:
+        audio = replace(audio, right_track=_right_track([s for s in streams if s.get("codec_type") == "audio"]))
     duration = _float(fmt.get("duration")) or max(
         (d for d in (video.duration if video else None, audio.duration if audio else None) if d), default=0.0
     )
@@ -426,6 +432,15 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         audio=audio,
         start_time=_seconds(fmt.get("start_time")),
     )
+
+
+def _right_track(tracks: list[dict[str, Any]]) -> int | None:
+    """1 when the first two audio tracks are mono at one rate (an MXF's left and right), else None."""
+    if len(tracks) < 2 or any(int(t.get("channels", 0) or 0) != 1 for t in tracks[:2]):
+        return None
+    if tracks[0].get("sample_rate") != tracks[1].get("sample_rate"):
+        return None
+    return 1
 
 
 # Files that name other files or hosts (playlists, concat lists, manifests): refused on

@@ -100,6 +100,37 @@ def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:
     assert_in_sync(out, result, fps=Fraction(25), segment_frames=[50, 50], clicks=[0.3, 2.3])
 
 
+def test_an_mxf_with_a_mono_track_per_channel_is_heard_left_and_right(tmp_path: Path) -> None:
+    # Broadcast MXF: one mono PCM track per channel. Tracks 1 and 2 are left and right
+    # (clicks at 0.3 and 0.6 s); 3 and 4 (a second pair, or music and effects) are not heard.
+    clicks = [0.3, 0.6, 0.9, 1.2]
+    sources = [a for t in clicks for a in ("-f", "lavfi", "-i", click_train([t], duration=2.0))]
+    picture = f"testsrc2=s=320x180:r=25:d=2,format=yuv420p,{stamp_filter()}"
+    maps = [a for k in range(5) for a in ("-map", str(k))]
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", picture, *sources, *maps),
+        *("-c:v", "mpeg2video", "-q:v", "2", "-c:a", "pcm_s16le", str(tmp_path / "seg.mxf")),
+    )
+    tracks = [s for s in measure.probe(tmp_path / "seg.mxf")["streams"] if s["codec_type"] == "audio"]
+    assert [t["channels"] for t in tracks] == [1, 1, 1, 1], tracks
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "a", "url": "seg.mxf", "volume": 1.0}],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    left, right = left_and_right(out)
+    assert measure.click_onsets(left) == [pytest.approx(0.3, abs=0.002)], measure.click_onsets(left)
+    assert measure.click_onsets(right) == [pytest.approx(0.6, abs=0.002)], measure.click_onsets(right)
+    assert measure.frame_stamps(out) == list(range(50))
+    # The certificate hears the segment as the render does (both tracks): its first click found.
+    assert result["sync"]["onsets_measured"] == 1 and result["sync"]["max_onset_error_ms"] <= 1, result["sync"]
+
+
 def cut(path: Path, fraction: float = 0.5) -> Path:
     """The first part of ``path``'s bytes: an interrupted download or copy."""
     data = path.read_bytes()
