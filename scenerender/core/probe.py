@@ -46,7 +46,14 @@ CONTAINERS: tuple[Container, ...] = (
         frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}),
         note="the only container the copy path takes; a cut file is found on its sample table",
     ),
-    Container("Matroska/WebM", ".mkv .webm", "matroska", frozenset({"matroska", "webm"}), length_in_header=True),
+    Container(
+        "Matroska/WebM",
+        ".mkv .webm",
+        "matroska",
+        frozenset({"matroska", "webm"}),
+        length_in_header=True,
+        note="written as a stream (a live muxer, a browser's MediaRecorder: no Duration), as long as its packets",
+    ),
     Container("MPEG-TS", ".ts .m2ts .mts", "mpegts", frozenset({"mpegts"})),
     Container(
         "MXF",
@@ -415,6 +422,11 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     duration = _float(fmt.get("duration")) or max(
         (d for d in (video.duration if video else None, audio.duration if audio else None) if d), default=0.0
     )
+    ends = data.get(PACKET_ENDS)
+    if duration <= 0 and isinstance(ends, dict):
+        # A Matroska a live or streaming muxer wrote (to a pipe) has no Duration: its packets say.
+        start = _seconds(fmt.get("start_time"))
+        duration = max((_stream_length(ends, int(i), start) for i in ends if str(i).isdigit()), default=0.0)
     if duration <= 0:
         raise InputMediaError(input_path, "media has zero duration")
     if duration > MAX_DURATION_S:

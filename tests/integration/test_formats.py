@@ -186,6 +186,49 @@ def test_a_segment_cut_mid_stream_is_refused_naming_it_and_both_lengths(tmp_path
     assert 0.5 < have < 3.5, text
 
 
+@pytest.mark.parametrize(
+    ("suffix", "video_args", "audio_args"),
+    [
+        (".mkv", ("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac")),
+        # A browser's MediaRecorder writes WebM as it records: no Duration, no Cues.
+        (".webm", ("-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"), ("-c:a", "libopus")),
+    ],
+    ids=["mkv", "webm-recorder"],
+)
+def test_matroska_written_as_a_stream_has_no_duration_and_renders_from_its_packets(
+    tmp_path: Path, suffix: str, video_args: tuple[str, ...], audio_args: tuple[str, ...]
+) -> None:
+    # Written to a pipe, the muxer cannot go back for the Duration element (nor the Cues).
+    fmt = "webm" if suffix == ".webm" else "matroska"
+    picture = f"testsrc2=s=320x180:r=25:d=2,format=yuv420p,{stamp_filter()}"
+    sources = ("-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", click_train([0.3], duration=2))
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", *sources, *video_args, *audio_args, "-f", fmt, "-"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    live = tmp_path / f"live{suffix}"
+    live.write_bytes(done.stdout)
+    assert "duration" not in measure.probe(live)["format"], measure.probe(live)["format"]
+    out, result = render_twice(live)
+    assert_in_sync(out, result, fps=Fraction(25), segment_frames=[50, 50], clicks=[0.3, 2.3])
+    # Cut, it still states no length: it is as long as what it holds (the cut check, which
+    # compares the packets with the header, has nothing to misfire on); asked for more, the
+    # spec is refused at its duration.
+    short = cut(live, 0.5)
+    for asked, code in ((None, 0), (2.0, 2)):
+        segment: dict[str, Any] = {"id": "cut", "url": short.name, **({"duration": asked} if asked else {})}
+        spec = write_spec(tmp_path, {"output": {"resolution": "320x180", "fps": 25}, "segments": [segment]})
+        done_cut = run_cli("render", spec, "-o", tmp_path / f"cut-{code}.mp4")
+        assert done_cut.returncode == code, done_cut.stderr
+        if code:
+            assert "INVALID_SPEC" in done_cut.stderr and "segments[0].duration" in done_cut.stderr, done_cut.stderr
+        else:
+            frames = len(measure.frame_stamps(tmp_path / "cut-0.mp4"))
+            assert measure.frame_stamps(tmp_path / "cut-0.mp4") == list(range(frames)) and 10 < frames < 45, frames
+
+
 @pytest.mark.parametrize("where", ["segments", "audio.clips"])
 def test_an_mp4_cut_before_its_index_is_refused_as_cut(tmp_path: Path, where: str) -> None:
     # A plain export writes its index (moov) last: a cut copy has media data and no index.
@@ -297,16 +340,21 @@ def render_one_twice(
         video_args=video_args,
         audio_args=audio_args,
     )
+    return source, *render_twice(source)
+
+
+def render_twice(source: Path) -> tuple[Path, dict[str, Any]]:
+    """``source`` as two segments in a row, at 320x180 and 25 fps: (the output, the result)."""
     spec = write_spec(
-        tmp_path,
+        source.parent,
         {
             "output": {"resolution": "320x180", "fps": 25},
             "segments": [{"id": f"s{i}", "url": source.name, "volume": 1.0} for i in range(2)],
             "audio": {"loudness": None},
         },
     )
-    out = tmp_path / "out.mp4"
-    return source, out, render(spec, out)
+    out = source.parent / "out.mp4"
+    return out, render(spec, out)
 
 
 @pytest.mark.parametrize(

@@ -225,3 +225,15 @@ def test_an_mxfs_first_two_mono_tracks_are_left_and_right(
     fmt = {"format_name": format_name, "duration": "2.0", "size": "1000"}
     info = parse_probe(Path("x"), probe_json(format=fmt, streams=[probe_json()["streams"][0], *tracks]), "s")
     assert info.audio is not None and info.audio.right_track == right
+
+
+def test_matroska_without_a_duration_is_as_long_as_its_packets() -> None:
+    # Written as a stream (a live muxer, a browser's MediaRecorder): no Duration, no tags.
+    streams = [{k: v for k, v in s.items() if k != "duration"} for s in probe_json()["streams"]]
+    data = probe_json(format={"format_name": "matroska,webm", "size": "1000"}, streams=streams)
+    with pytest.raises(InputMediaError, match="zero duration"):
+        parse_probe(Path("x.webm"), data, "segments[0].url")
+    data[PACKET_ENDS] = {"0": 2.04, "1": 2.0}
+    info = read_probe(Path("x.webm"), data, "segments[0].url")
+    assert info.duration == pytest.approx(2.04) and info.readable_video is None
+    assert info.video is not None and info.video.duration == pytest.approx(2.04)
