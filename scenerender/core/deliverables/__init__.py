@@ -130,6 +130,7 @@ class Maker:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="deliverables")
         self._picture: list[Future[None]] = []
         self._from_sources = False  # the picture is read from the sources (start_from_sources)
+        self._jobs = runner  # what the pool's jobs run with (start_from_sources lowers it)
         self._roles: Future[None] | None = None
 
     def _timed(self, name: str, job: Callable[[], object]) -> None:
@@ -149,7 +150,7 @@ class Maker:
         if candidates or tiles:
             argv, files = stills.picture_pass(source, timeline, poster_times=candidates, tile_times=tiles, work=out_dir)
             write_files(files)
-            self.runner.run(argv)
+            self._jobs.run(argv)
         if tiles:
             self.made.files["contact_sheet"] = out_dir / "sheet.jpg"
         poster = out_dir / "poster.jpg"
@@ -160,7 +161,7 @@ class Maker:
                 wider = stills.evenly(keyframes)
                 argv, files = stills.picture_pass(source, timeline, poster_times=wider, tile_times=[], work=out_dir)
                 write_files(files)
-                self.runner.run(argv)
+                self._jobs.run(argv)
                 chosen = _choose_poster(out_dir, len(wider), brightest=True)
             assert chosen is not None
             (out_dir / f"cand-{chosen + 1:02d}.jpg").replace(poster)
@@ -171,7 +172,7 @@ class Maker:
                 # The frame of the segment's own file (a seek through the concat demuxer is not exact).
                 seg = next((s for s in timeline.segments if at < float(s.start + s.duration)), timeline.segments[-1])
                 source, at = stills.picture_input(seg.source.path), at - float(seg.start)
-            self.runner.run(stills.frame_command(source, at, poster))
+            self._jobs.run(stills.frame_command(source, at, poster))
         self.made.files["poster"] = poster
 
     def _qc_frames_job(self, mp4: Path | None) -> None:
@@ -185,7 +186,7 @@ class Maker:
         files = [mp4] if mp4 is not None else list(dict.fromkeys(seg.source.path for seg in timeline.segments))
         grey = self.out_dir / "qc.grey"
         argv = stills.qc_frames_command([stills.picture_input(f) for f in files], grey)
-        times = stills.parse_frame_times(self.runner.capture_stderr(argv), len(files))
+        times = stills.parse_frame_times(self._jobs.capture_stderr(argv), len(files))
         size = stills.QC_SIZE[0] * stills.QC_SIZE[1]
         blob = grey.read_bytes()
         fps = float(timeline.fps)
@@ -219,7 +220,7 @@ class Maker:
                 self.timeline, self.role_outputs, self.out_dir / "roles.filtergraph", scan=stems
             )
             write_files(command.files)
-            log = self.runner.capture_stderr(command.argv)
+            log = self._jobs.capture_stderr(command.argv)
             if stems:
                 self.scan.append(plan.parse_ebur128(log))
 
@@ -227,6 +228,8 @@ class Maker:
 
     def start_from_sources(self) -> None:
         """Start the picture pass over the sources and the roles (see the class)."""
+        # Beside the audio, which is the render's longest part: these take the CPU it leaves.
+        self._jobs = self.runner.lowered()
         samples = source_samples(self.timeline)
         if not samples:
             self._roles = self._pool.submit(self._roles_job)
@@ -276,10 +279,17 @@ class Maker:
 
         began = time.monotonic()
         findings = qc.picture_findings(self.frames, self.samples, timeline, stills.QC_SIZE)
-        output_levels = roles.read_levels(levels_file, rate=roles.LEVEL_RATE, channels=1)
+        # Only the output's peaks are looked at (clipping): astats found them at full rate.
+        output_levels = roles.read_levels(levels_file, rate=roles.LEVEL_RATE, channels=1, peaks=False)
         output_levels.peaks = peaks
-        speech = roles.read_levels(out_dir / "speech.f32", rate=roles.LEVEL_RATE, channels=1) if self.speaks else None
-        music = roles.read_levels(out_dir / "music.f32", rate=roles.LEVEL_RATE, channels=1) if self.speaks else None
+        speech, music = (
+            (
+                roles.read_levels(out_dir / f"{role}.f32", rate=roles.LEVEL_RATE, channels=1, peaks=False)
+                for role in ("speech", "music")
+            )
+            if self.speaks
+            else (None, None)
+        )
         findings += qc.sound_findings(spec, timeline, cues, output_levels, speech, music)
         made.qc = qc.report(spec, findings)
         made.timings["qc_s"] = round(time.monotonic() - began, 3)

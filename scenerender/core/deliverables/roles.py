@@ -211,20 +211,20 @@ def _blocks(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         yield block
 
 
-def read_levels(path: Path, *, rate: int, channels: int) -> Levels:
+def read_levels(path: Path, *, rate: int, channels: int, peaks: bool = True) -> Levels:
     """Read raw float samples in blocks (a long scene never sits in memory whole): keep the
     first channel at ``LEVEL_RATE`` (every n-th sample: a level, not a waveform, is wanted)
-    and the peak of each window over every channel."""
+    and, with ``peaks``, the peak of each window over every channel."""
     step = max(1, rate // LEVEL_RATE)
     window = round(PEAK_WINDOW_S * rate) * channels  # floats per peak window
     block_floats = window * 20
-    samples, peaks = array("f"), array("f")
+    samples, extremes = array("f"), array("f")
     with path.open("rb") as stream:
         for block in _blocks(stream, block_floats * 4):
             values = array("f")
             values.frombytes(block[: len(block) // 4 * 4])
             samples.extend(values[0 :: step * channels])
-            for i in range(0, len(values), window):
+            for i in range(0, len(values), window) if peaks else ():
                 part = values[i : i + window]
-                peaks.append(max(max(part), -min(part)))
-    return Levels(rate=rate // step, samples=samples, peaks=peaks)
+                extremes.append(max(max(part), -min(part)))
+    return Levels(rate=rate // step, samples=samples, peaks=extremes)
