@@ -425,7 +425,9 @@ def render(
             result.sync = certificate.to_dict()
             timings["measure_s"] = time.monotonic() - t3
             extras = (
-                maker.finish(part, loudness_lufs=result.loudness_lufs, mix_gain=audio.gain)
+                maker.finish(
+                    part, loudness_lufs=result.loudness_lufs, true_peak_db=result.true_peak_db, mix_gain=audio.gain
+                )
                 if maker is not None
                 else deliverables.Deliverables()
             )

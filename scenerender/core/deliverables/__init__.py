@@ -9,6 +9,7 @@ sidecar is made in the render's private dir and moved beside the MP4 only with i
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,6 +118,9 @@ class Maker:
             self.role_outputs += [
                 roles.RoleOutput(roles.SPEECH, self.out_dir / "speech.f32", levels=True),
                 roles.RoleOutput(roles.MUSIC, self.out_dir / "music.f32", levels=True),
+                # The whole mix, for silence where speech is placed when the output's own
+                # audio need not be decoded (``finish``).
+                roles.RoleOutput(roles.EVERYTHING, self.out_dir / "mix.f32", levels=True),
             ]
         if spec.output.stems:
             self.role_outputs += [
@@ -244,13 +248,24 @@ class Maker:
         ]
         self._roles = self._pool.submit(self._roles_job)
 
-    def finish(self, mp4: Path, *, loudness_lufs: float | None, mix_gain: plan.MixGain | None = None) -> Deliverables:
+    def finish(
+        self,
+        mp4: Path,
+        *,
+        loudness_lufs: float | None,
+        true_peak_db: float | None = None,
+        mix_gain: plan.MixGain | None = None,
+    ) -> Deliverables:
         """Every sidecar the spec asks for and the quality report, from the finished (not yet
         published) ``mp4``; ``QcFailedError`` when a finding is one ``qc.fail_on`` names.
 
         ``mix_gain``: the gain the mix was brought to its loudness with (the stems take it);
         without it (audio reused from the cache), the output's measured ``loudness_lufs``
-        against the mix's tells it.
+        against the mix's tells it. ``true_peak_db``: the output's, as measured.
+
+        The output's audio is decoded only when it could clip (a true peak at 0 dBTP or over:
+        no sample can reach full scale under it) or the gain its mix took is not known;
+        otherwise silence is looked for in the mix's levels at that gain.
         """
         spec, timeline, out_dir, made = self.spec, self.timeline, self.out_dir, self.made
         started = time.monotonic()
@@ -268,10 +283,16 @@ class Maker:
             ]
         if self._roles is None:
             self._roles = self._pool.submit(self._roles_job)
-        levels_file = out_dir / "output.f32"
-        began = time.monotonic()
-        peaks = roles.parse_peaks(self.runner.capture_stderr(roles.output_levels_command(mp4, levels_file)))
-        made.timings["qc_audio_s"] = round(time.monotonic() - began, 3)
+        gain_db = mix_gain.gain_db if mix_gain is not None else (0.0 if timeline.loudness is None else None)
+        can_clip = true_peak_db is None or true_peak_db >= 0.0
+        decode = can_clip or (self.speaks and gain_db is None)
+        # The levels silence is looked for in: the output's own, or the mix's at its gain.
+        levels_file = out_dir / "output.f32" if decode else out_dir / "mix.f32"
+        peaks = array("f")
+        if decode:
+            began = time.monotonic()
+            peaks = roles.parse_peaks(self.runner.capture_stderr(roles.output_levels_command(mp4, levels_file)))
+            made.timings["qc_audio_s"] = round(time.monotonic() - began, 3)
         began = time.monotonic()
         for future in (*self._picture, self._roles):
             future.result()
@@ -280,7 +301,11 @@ class Maker:
         began = time.monotonic()
         findings = qc.picture_findings(self.frames, self.samples, timeline, stills.QC_SIZE)
         # Only the output's peaks are looked at (clipping): astats found them at full rate.
-        output_levels = roles.read_levels(levels_file, rate=roles.LEVEL_RATE, channels=1, peaks=False)
+        output_levels = (
+            roles.read_levels(levels_file, rate=roles.LEVEL_RATE, channels=1, peaks=False)
+            if levels_file.exists()
+            else roles.Levels(rate=roles.LEVEL_RATE, samples=array("f"), peaks=array("f"))
+        )
         output_levels.peaks = peaks
         speech, music = (
             (
@@ -290,7 +315,9 @@ class Maker:
             if self.speaks
             else (None, None)
         )
-        findings += qc.sound_findings(spec, timeline, cues, output_levels, speech, music)
+        findings += qc.sound_findings(
+            spec, timeline, cues, output_levels, speech, music, output_gain_db=0.0 if decode else gain_db or 0.0
+        )
         made.qc = qc.report(spec, findings)
         made.timings["qc_s"] = round(time.monotonic() - began, 3)
         if made.qc["failed"]:

@@ -283,7 +283,11 @@ def sound_findings(
     output: Levels,
     speech: Levels | None,
     music: Levels | None,
+    *,
+    output_gain_db: float = 0.0,
 ) -> list[Finding]:
+    """The sound's findings. ``output``: the output's levels (its peaks for clipping), or the
+    mix's before the loudness gain, with ``output_gain_db`` the gain the output took."""
     findings: list[Finding] = []
     scene_end = float(timeline.duration)
     last_cue_end: dict[int, float] = {}
@@ -296,7 +300,7 @@ def sound_findings(
         if end - start < WINDOW_S:
             continue
         seg_id = segment_at(timeline, start)
-        in_output = max(db for _, db in window_levels(output, start, end))
+        in_output = max(db for _, db in window_levels(output, start, end)) + output_gain_db
         own = window_levels(speech, start, end) if speech is not None else []
         loudest = max((db for _, db in own), default=0.0)
         if in_output < SILENT_DB or loudest < SILENT_DB:
