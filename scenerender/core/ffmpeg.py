@@ -107,6 +107,17 @@ class FFmpegRunner:
             child.cancel()
         return child
 
+    def restore_priority(self) -> None:
+        """Run this (lowered) runner's processes, those running and those to come, at the usual
+        priority again: what they were beside is done, and the render now waits for them.
+        Where raising a priority is not allowed (no CAP_SYS_NICE), they stay lowered."""
+        with self._lock:
+            self.niceness = 0
+            live = list(self._live)
+        for proc in live:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, proc.pid, 0)
+
     def cancel(self) -> None:
         """Stop every command still running (one part of the render failed: the rest is moot)."""
         with self._lock:

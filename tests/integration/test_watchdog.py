@@ -64,6 +64,8 @@ def test_a_lowered_runner_runs_its_ffmpeg_at_a_lower_priority_and_stops_with_the
             time.sleep(0.02)
         for proc in list(background._live):
             seen.append(os.getpriority(os.PRIO_PROCESS, proc.pid))
+            background.restore_priority()  # what it ran beside is done: the usual priority again
+            seen.append(os.getpriority(os.PRIO_PROCESS, proc.pid))
         runner.cancel()  # the render failed elsewhere: the lowered runner's work stops too
 
     watcher = threading.Thread(target=watch)
@@ -72,5 +74,6 @@ def test_a_lowered_runner_runs_its_ffmpeg_at_a_lower_priority_and_stops_with_the
     with pytest.raises(RenderError) as caught:
         background.run(["ffmpeg", "-y", "-re", "-f", "lavfi", "-i", "sine=d=20", str(tmp_path / "x.wav")])
     watcher.join()
-    assert seen == [os.getpriority(os.PRIO_PROCESS, 0) + 10]
+    usual = os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen == [usual + 10, usual]
     assert time.monotonic() - began < 10 and "stopped because another part of the render failed" in str(caught.value)

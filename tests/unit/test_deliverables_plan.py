@@ -7,6 +7,7 @@ import math
 import random
 from array import array
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from scenerender.core.deliverables import qc, roles, stills
@@ -147,3 +148,28 @@ def test_a_still_runs_end_is_the_last_frame_the_sample_table_shows_repeating_it(
     for table, end in ((samples, 0.9), (grainy, 0.7)):
         found = qc.picture_findings(frames, table, timeline, stills.QC_SIZE)
         assert [(f.check, f.segment_id, f.start, round(f.end, 3)) for f in found] == [("frozen_picture", "a", 0.0, end)]
+
+
+def test_the_stills_decode_keyframes_only_and_the_reports_frames_each_source_once_without_b_frames(
+    tmp_path: Path,
+) -> None:
+    timeline = _three_segments()
+    listing = tmp_path / "picture.ffconcat"
+    argv, files = stills.picture_pass(
+        stills.sources_input(listing), timeline, poster_times=[1.0], tile_times=[0.0, 1.0, 2.0], work=tmp_path
+    )
+    # Keyframes only, read from the sources joined (the copy path: before the output exists).
+    assert argv[argv.index("-skip_frame") + 1] == "nokey" and argv[argv.index("-i") + 1] == str(listing)
+    assert argv[argv.index("-f") + 1] == "concat"
+    graph = files[tmp_path / "stills.filtergraph"]
+    assert graph.startswith("[0:v]setpts=PTS-STARTPTS,split=2")  # times from the first frame shown
+    sources = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    qc_argv = stills.qc_frames_command([stills.picture_input(p) for p in sources], tmp_path / "qc.grey")
+    assert [qc_argv[i + 1] for i, a in enumerate(qc_argv) if a == "-skip_frame"] == ["bidir", "bidir"]
+    assert [qc_argv[i + 1] for i, a in enumerate(qc_argv) if a == "-threads"] == ["1", "1"]
+    log = "\n".join(
+        f"[showinfo@i{i} @ 0x55] n:   {n} pts:  {n * 512} pts_time:{0.021 + n / 10:.6f} pos: 48 fmt:gray"
+        for i in (0, 1)
+        for n in range(3)
+    )
+    assert stills.parse_frame_times(log, 2) == [[0.021, 0.121, 0.221]] * 2

@@ -242,11 +242,12 @@ class Maker:
         parts = [plan.VideoPart(seg.source.path, seg.duration) for seg in self.timeline.segments]
         write_files({listing: plan.concat_list(parts)})
         self.samples, self._from_sources = samples, True
+        # The shortest first, so that it is not the one left running when the audio is done.
+        self._roles = self._pool.submit(self._roles_job)
         self._picture = [
             self._pool.submit(self._qc_frames_job, None),
             self._pool.submit(self._stills_job, stills.sources_input(listing)),
         ]
-        self._roles = self._pool.submit(self._roles_job)
 
     def finish(
         self,
@@ -268,6 +269,9 @@ class Maker:
         otherwise silence is looked for in the mix's levels at that gain.
         """
         spec, timeline, out_dir, made = self.spec, self.timeline, self.out_dir, self.made
+        # What the early jobs ran beside is done: the render waits for them now (on a shared
+        # machine, lowered, they would wait for everyone else's work).
+        self._jobs.restore_priority()
         started = time.monotonic()
         cues = captions.build_cues(spec, timeline)
         for kind in caption_formats(spec):
