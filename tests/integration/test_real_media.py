@@ -337,6 +337,10 @@ def test_looped_music_is_seamless_in_every_codec(thirty_seconds: Path, suffix: s
         (".png", ("-frames:v", "1"), "PNG"),
         (".flv", ("-c:v", "flv1"), "FLV"),
         (".nut", ("-c:v", "ffv1"), "'nut' (ffmpeg's name)"),  # no signature of ours: named by ffmpeg
+        (".webp", ("-c:v", "libwebp", "-frames:v", "1"), "WebP"),
+        (".jpg", ("-frames:v", "1"), "JPEG"),
+        (".wmv", ("-c:v", "wmv2"), "ASF/WMV"),
+        (".mpg", ("-c:v", "mpeg2video", "-f", "vob"), "MPEG program stream (.mpg/.vob)"),
     ],
 )
 def test_unaccepted_containers_are_refused_naming_the_container_and_the_accepted_list(

@@ -237,3 +237,13 @@ def test_matroska_without_a_duration_is_as_long_as_its_packets() -> None:
     info = read_probe(Path("x.webm"), data, "segments[0].url")
     assert info.duration == pytest.approx(2.04) and info.readable_video is None
     assert info.video is not None and info.video.duration == pytest.approx(2.04)
+
+
+def test_aac_in_adts_has_its_encoders_priming_to_drop() -> None:
+    # No edit list in ADTS: a plain decode keeps the encoder's 1024 samples before the sound.
+    adts = {"format_name": "aac", "duration": "2.0", "size": "1000"}
+    aac = probe_json()["streams"][1]  # 44.1 kHz
+    info = parse_probe(Path("x.aac"), probe_json(format=adts, streams=[aac]), "audio.clips[0].url")
+    assert info.priming == pytest.approx(1024 / 44100)
+    info = parse_probe(Path("x.m4a"), probe_json(streams=[aac]), "audio.clips[0].url")  # its edit list says
+    assert info.priming == 0.0

@@ -49,7 +49,8 @@ def clip_chain(clip: PlacedClip, label: str, pads: str, timeline: Timeline, loop
     play = clip.end - clip.start
     steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
     if not looped_input:
-        first, last = to_samples(clip.trim_start), to_samples(clip.trim_start + clip.length)
+        start = clip.trim_start + clip.source.priming
+        first, last = to_samples(start), to_samples(start + clip.length)
         steps.append(f"atrim=start_sample={first}:end_sample={last}")
     steps.append("asetpts=N/SR/TB")
     if clip.loop and not looped_input:
