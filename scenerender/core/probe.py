@@ -56,7 +56,14 @@ CONTAINERS: tuple[Container, ...] = (
         length_in_header=True,
         note="the first audio track is heard (broadcast MXF often puts each channel on its own track)",
     ),
-    Container("AVI", ".avi", "avi", frozenset({"avi"})),
+    Container(
+        "AVI",
+        ".avi",
+        "avi",
+        frozenset({"avi"}),
+        note="chunk n is frame slot n (an empty chunk repeats the frame before); with B-frames (Xvid/DivX) the "
+        "first frame is at the stream's start, as its sound expects; read from its start, never seeked",
+    ),
     Container(
         "GIF (animated)",
         ".gif",
@@ -213,6 +220,11 @@ class VideoInfo:
     color_primaries: str = ""
     color_space: str = ""
     index: int = 0  # the stream's, in the file
+    # How much later than its container slot ffmpeg's decode puts each frame: an AVI keeps no
+    # presentation times, and with B-frames (has_b_frames, Xvid/DivX style) ffmpeg times each
+    # frame by the packet after it. AVI's own rule (chunk n is slot n, frames in display order)
+    # puts the first frame at the stream's start, in step with its sound.
+    decode_delay: float = 0.0
 
     @property
     def interlaced(self) -> bool:
@@ -359,6 +371,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             _check_codec(input_path, "video", str(stream.get("codec_name", "")), VIDEO_CODECS)
             fps = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
             frames = stream.get("nb_frames")
+            delayed = int(stream.get("has_b_frames", 0) or 0) if "avi" in format_names and fps > 0 else 0
             video = VideoInfo(
                 index=int(stream.get("index", 0)),
                 codec=str(stream.get("codec_name", "")),
@@ -378,6 +391,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 color_transfer=str(stream.get("color_transfer", "")),
                 color_primaries=str(stream.get("color_primaries", "")),
                 color_space=str(stream.get("color_space", "")),
+                decode_delay=float(delayed / fps) if delayed else 0.0,
             )
         elif kind == "audio" and audio is None:
             _check_codec(input_path, "audio", str(stream.get("codec_name", "")), AUDIO_CODECS)

@@ -9,6 +9,7 @@ import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,34 +225,12 @@ def test_a_matching_hdr_scene_is_not_copied_with_its_hdr_tags(tmp_path: Path) ->
         assert max(abs(a - b) for a, b in zip(patches(out, at), wanted, strict=True)) <= 8, (at, wanted)
 
 
-# Known wrong outputs these tests found are marked xfail (strict: they fail the suite once
-# fixed, so the mark goes).
-@pytest.mark.parametrize(
-    ("suffix", "video_args", "audio_args"),
-    [
-        (".mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=none"), ("-c:a", "aac")),
-        # Opus in Matroska as ffmpeg 5.1 writes it: its sound 7 ms early by its timestamps
-        # (probe.lavf_opus_error), heard on time.
-        (".webm", ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"), ("-c:a", "libopus")),
-        (".mkv", ("-c:v", "libsvtav1", "-preset", "12"), ("-c:a", "libopus")),
-        (".mov", ("-c:v", "prores_ks", "-profile:v", "0"), ("-c:a", "pcm_s16le")),
-        pytest.param(
-            ".avi",
-            ("-c:v", "mpeg4", "-q:v", "2"),
-            ("-c:a", "libmp3lame"),
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="found here, not fixed (#21): an MPEG-4 Part 2 AVI segment comes out with its first "
-                "frame twice (52 frames for 50: 0, 0, 1, ...)",
-            ),
-        ),
-    ],
-    ids=["hevc", "vp9", "av1", "prores", "mpeg4"],
-)
-def test_segments_in_every_common_codec_render_frame_exactly(
+def render_one_twice(
     tmp_path: Path, suffix: str, video_args: tuple[str, ...], audio_args: tuple[str, ...]
-) -> None:
-    make_stamped(
+) -> tuple[Path, Path, dict[str, Any]]:
+    """A 1 s stamped 25 fps segment (a click at 0.2 s) in this format, rendered twice in a row:
+    (the source, the output, the result)."""
+    source = make_stamped(
         tmp_path / f"seg{suffix}",
         fps=25,
         duration=1,
@@ -264,13 +243,81 @@ def test_segments_in_every_common_codec_render_frame_exactly(
         tmp_path,
         {
             "output": {"resolution": "320x180", "fps": 25},
-            "segments": [{"id": f"s{i}", "url": f"seg{suffix}", "volume": 1.0} for i in range(2)],
+            "segments": [{"id": f"s{i}", "url": source.name, "volume": 1.0} for i in range(2)],
             "audio": {"loudness": None},
         },
     )
     out = tmp_path / "out.mp4"
-    result = render(spec, out)
+    return source, out, render(spec, out)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "video_args", "audio_args"),
+    [
+        (".mp4", ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=none"), ("-c:a", "aac")),
+        # Opus in Matroska as ffmpeg 5.1 writes it: its sound 7 ms early by its timestamps
+        # (probe.lavf_opus_error), heard on time.
+        (".webm", ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"), ("-c:a", "libopus")),
+        (".mkv", ("-c:v", "libsvtav1", "-preset", "12"), ("-c:a", "libopus")),
+        (".mov", ("-c:v", "prores_ks", "-profile:v", "0"), ("-c:a", "pcm_s16le")),
+        # The same pictures with sound in another codec: VP9 and AV1 decoding is exact on its own.
+        (".webm", ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"), ("-c:a", "libvorbis")),
+        (".mp4", ("-c:v", "libsvtav1", "-preset", "12"), ("-c:a", "aac")),
+    ],
+    ids=["hevc", "vp9", "av1", "prores", "vp9-vorbis", "av1-mp4"],
+)
+def test_segments_in_every_common_codec_render_frame_exactly(
+    tmp_path: Path, suffix: str, video_args: tuple[str, ...], audio_args: tuple[str, ...]
+) -> None:
+    _, out, result = render_one_twice(tmp_path, suffix, video_args, audio_args)
     assert_in_sync(out, result, fps=Fraction(25), segment_frames=[25, 25], clicks=[0.2, 1.2])
+
+
+def avi_slots(path: Path, frames: int) -> list[int]:
+    """What an AVI shows at each of its first ``frames`` slots, by AVI's own rule: chunk n is
+    slot n (an empty chunk repeats the frame before), and the frames, in display order (read
+    from their stamps), take the slots of their chunks in order."""
+    done = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-of", "json", "-show_entries", "packet=dts", str(path)],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    )
+    slots = sorted(int(p["dts"]) for p in json.loads(done.stdout)["packets"])  # time base 1/fps
+    stamps = measure.frame_stamps(path)
+    assert len(stamps) == len(slots), (stamps, slots)
+    return [stamps[max(k for k, slot in enumerate(slots) if slot <= n)] for n in range(frames)]
+
+
+@pytest.mark.parametrize(
+    ("video_args", "audio_args"),
+    [
+        # MP3's priming makes ffmpeg's AVI muxer start the picture a slot late: the file holds
+        # an empty (repeat) chunk after its first frame, and is 26 slots long.
+        (("-c:v", "mpeg4", "-q:v", "2"), ("-c:a", "libmp3lame")),
+        # B-frames, as Xvid/DivX write them: AVI keeps no presentation times (ffmpeg's decode
+        # times each frame a slot late), and a seek landed on a non-keyframe (a grey, smeared
+        # first GOP; this test fails on that code).
+        (("-c:v", "mpeg4", "-q:v", "2", "-bf", "2"), ("-c:a", "libmp3lame")),
+    ],
+    ids=["mp3-priming", "b-frames"],
+)
+def test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot(
+    tmp_path: Path, video_args: tuple[str, ...], audio_args: tuple[str, ...]
+) -> None:
+    source, out, result = render_one_twice(tmp_path, ".avi", video_args, audio_args)
+    frames = round(float(video_stream(source)["duration"]) * 25)
+    assert frames in (25, 26), frames
+    expected = avi_slots(source, frames)
+    assert sorted(set(expected)) == list(range(25)), expected  # every source frame is shown
+    assert measure.frame_stamps(out) == expected * 2
+    assert measure.stream_durations(out) == pytest.approx((frames * 2 / 25,) * 2, abs=0.001)
+    # The sound where a plain decode of the file has it (AVI's sound has no times either), in each segment.
+    (click,) = measure.click_onsets(measure.decode_audio(source))
+    onsets = measure.click_onsets(measure.decode_audio(out))
+    assert onsets == [pytest.approx(click, abs=0.002), pytest.approx(click + frames / 25, abs=0.002)], (click, onsets)
+    assert result["sync"]["max_boundary_error_ms"] <= 40 and result["sync"]["max_onset_error_ms"] <= 20
 
 
 def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -517,6 +517,20 @@ def test_the_dearest_encodes_are_known_before_they_start() -> None:
     assert costs["busy"] == pytest.approx(costs["long"], rel=0.15)
 
 
+def test_an_avi_segment_is_read_from_its_start_and_trimmed_in_the_filter() -> None:
+    # ffmpeg 5.1 seeks a B-frame AVI 3/23 s early and lands on a non-keyframe: no -ss; the
+    # trim (and the B-frame decode delay, one frame) is cut by the filter, frame-exactly.
+    source = video("p.avi", fps=Fraction(25), seconds=4.0)
+    assert source.video is not None
+    source = replace(source, format_name="avi", video=replace(source.video, decode_delay=0.04))
+    tl = make({"output": {"fps": 25}, "segments": [{"id": "a", "url": "p.avi", "trim_start": 1.0}]}, {"p.avi": source})
+    argv = plan.normalize_command(whole(tl), tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18)).argv
+    assert "-ss" not in argv and float(argv[argv.index("-t") + 1]) > 4.0
+    chain = argv[argv.index("-vf") + 1]
+    assert "trim=start=1.04,fps=25/1:start_time=1.04,setpts=PTS-STARTPTS" in chain, chain
+    assert argv[argv.index("-frames:v") + 1] == "75"
+
+
 def test_a_segments_sound_far_into_its_file_is_read_from_a_seek_on_the_files_clock() -> None:
     # 600 s of phone footage, trimmed at 579.5 s: decoded from the file's start, 9.8 s of
     # AAC before the first sample heard; from a seek a second before it, 0.6 s.

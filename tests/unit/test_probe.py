@@ -164,6 +164,17 @@ def test_a_container_whose_packets_end_early_is_cut_short_else_its_streams_get_t
     assert (cut.readable_video, cut.readable_audio) == (pytest.approx(2.12), pytest.approx(1.94))
 
 
+def test_an_avi_with_b_frames_has_the_decode_delay_its_frames_are_timed_with() -> None:
+    # AVI keeps no presentation times: with B-frames ffmpeg times each frame by the packet
+    # after it, one frame late; MP4 keeps its times, so nothing is owed there.
+    avi = {"format_name": "avi", "duration": "2.0", "size": "1000"}
+    stream = {**probe_json()["streams"][0], "codec_name": "mpeg4", "avg_frame_rate": "25/1", "has_b_frames": 1}
+    info = parse_probe(Path("x.avi"), probe_json(format=avi, streams=[stream]), "segments[0].url")
+    assert info.video is not None and info.video.decode_delay == pytest.approx(0.04)
+    info = parse_probe(Path("x.mp4"), probe_json(streams=[stream]), "segments[0].url")
+    assert info.video is not None and info.video.decode_delay == 0.0
+
+
 def _opus_in_matroska(tmp_path: Path, encoder: str, pre_skip: int = 312) -> tuple[Path, dict[str, Any]]:
     # The file's first bytes as a Matroska header holds them: OpusHead in CodecPrivate.
     path = tmp_path / "v.webm"
