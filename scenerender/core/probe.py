@@ -46,7 +46,14 @@ CONTAINERS: tuple[Container, ...] = (
         frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}),
         note="the only container the copy path takes; a cut file is found on its sample table",
     ),
-    Container("Matroska/WebM", ".mkv .webm", "matroska", frozenset({"matroska", "webm"}), length_in_header=True),
+    Container(
+        "Matroska/WebM",
+        ".mkv .webm",
+        "matroska",
+        frozenset({"matroska", "webm"}),
+        length_in_header=True,
+        note="written as a stream (a live muxer, a browser's MediaRecorder: no Duration), as long as its packets",
+    ),
     Container("MPEG-TS", ".ts .m2ts .mts", "mpegts", frozenset({"mpegts"})),
     Container(
         "MXF",
@@ -54,7 +61,8 @@ CONTAINERS: tuple[Container, ...] = (
         "mxf",
         frozenset({"mxf"}),
         length_in_header=True,
-        note="the first audio track is heard (broadcast MXF often puts each channel on its own track)",
+        note="a mono track per channel (broadcast): the first two are heard as left and right, the others not; "
+        "otherwise its first audio track is heard",
     ),
     Container(
         "AVI",
@@ -256,6 +264,9 @@ class AudioInfo:
     # Seconds its sound is to be heard later than its timestamps say: a known muxer error
     # (``lavf_opus_error``), undone where the segment's sound is placed.
     delay: float = 0.0
+    # Broadcast MXF puts each channel on its own mono track, left then right: the ordinal
+    # (among the file's audio streams) of the track heard on the right, the first on the left.
+    right_track: int | None = None
 
 
 @dataclass(frozen=True)
@@ -406,9 +417,16 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")
+    if audio is not None and format_names & {"mxf"}:
+        audio = replace(audio, right_track=_right_track([s for s in streams if s.get("codec_type") == "audio"]))
     duration = _float(fmt.get("duration")) or max(
         (d for d in (video.duration if video else None, audio.duration if audio else None) if d), default=0.0
     )
+    ends = data.get(PACKET_ENDS)
+    if duration <= 0 and isinstance(ends, dict):
+        # A Matroska a live or streaming muxer wrote (to a pipe) has no Duration: its packets say.
+        start = _seconds(fmt.get("start_time"))
+        duration = max((_stream_length(ends, int(i), start) for i in ends if str(i).isdigit()), default=0.0)
     if duration <= 0:
         raise InputMediaError(input_path, "media has zero duration")
     if duration > MAX_DURATION_S:
@@ -426,6 +444,15 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         audio=audio,
         start_time=_seconds(fmt.get("start_time")),
     )
+
+
+def _right_track(tracks: list[dict[str, Any]]) -> int | None:
+    """1 when the first two audio tracks are mono at one rate (an MXF's left and right), else None."""
+    if len(tracks) < 2 or any(int(t.get("channels", 0) or 0) != 1 for t in tracks[:2]):
+        return None
+    if tracks[0].get("sample_rate") != tracks[1].get("sample_rate"):
+        return None
+    return 1
 
 
 # Files that name other files or hosts (playlists, concat lists, manifests): refused on
@@ -643,6 +670,14 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: st
         other = _NOT_ON_WHITELIST.search(done.stderr)
         if other is not None:
             raise InputRefusedError(input_path, _not_accepted(f"{other[1]!r} (ffmpeg's name)"), url=url)
+        if "moov atom not found" in done.stderr and (why := mp4.missing_index(path)) is not None:
+            raise InputMediaError(
+                input_path,
+                f"the file is cut: no index (moov) found; {why}. An interrupted download or copy? "
+                "Copy or re-export it (exports that move the index to the front, 'faststart', keep a cut "
+                "file's start readable)",
+                url=url,
+            )
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed"
         # ffprobe names the file it was given: a link in the private dir, which means nothing to the user.
         reason = reason.removeprefix(f"{path}: ").replace(str(path), path.name)

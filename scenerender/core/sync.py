@@ -83,6 +83,7 @@ class Reference:
     # from ``seek_s`` (``plan.sound_seek``); a clip's from its first decoded sample.
     timestamped: bool = False
     seek_s: float = 0.0
+    right_track: int | None = None  # heard as the render hears it (``plan.track_pads``)
 
 
 @dataclass
@@ -266,7 +267,16 @@ def references(timeline: Timeline) -> list[Reference]:
         until = float(seg.start + seg.duration)
         where = f"segments[{seg.index}] ({seg.id!r}) sound"
         found.append(
-            Reference(where, seg.source.path, offset, planned, until, timestamped=True, seek_s=seek / plan.SAMPLE_RATE)
+            Reference(
+                where,
+                seg.source.path,
+                offset,
+                planned,
+                until,
+                timestamped=True,
+                seek_s=seek / plan.SAMPLE_RATE,
+                right_track=audio.right_track,
+            )
         )
     return found
 
@@ -290,7 +300,8 @@ def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, de
         inputs += ["-format_whitelist", DEMUXER_WHITELIST, "-i", str(ref.path)]
         clock = ":first_pts=0" if ref.timestamped else ""
         chains.append(
-            f"[{k}:a:0]aresample={RATE}{clock},{mono},atrim=start_sample={first},asetpts=N/SR/TB,"
+            f"{plan.track_pads(k, ref.right_track)}aresample={RATE}{clock},{mono},"
+            f"atrim=start_sample={first},asetpts=N/SR/TB,"
             f"apad=whole_len={ref_samples},atrim=end_sample={ref_samples}[r{k}]"
         )
     labels = "[o]" + "".join(f"[r{k}]" for k in range(1, len(refs) + 1))

@@ -100,6 +100,37 @@ def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:
     assert_in_sync(out, result, fps=Fraction(25), segment_frames=[50, 50], clicks=[0.3, 2.3])
 
 
+def test_an_mxf_with_a_mono_track_per_channel_is_heard_left_and_right(tmp_path: Path) -> None:
+    # Broadcast MXF: one mono PCM track per channel. Tracks 1 and 2 are left and right
+    # (clicks at 0.3 and 0.6 s); 3 and 4 (a second pair, or music and effects) are not heard.
+    clicks = [0.3, 0.6, 0.9, 1.2]
+    sources = [a for t in clicks for a in ("-f", "lavfi", "-i", click_train([t], duration=2.0))]
+    picture = f"testsrc2=s=320x180:r=25:d=2,format=yuv420p,{stamp_filter()}"
+    maps = [a for k in range(5) for a in ("-map", str(k))]
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", picture, *sources, *maps),
+        *("-c:v", "mpeg2video", "-q:v", "2", "-c:a", "pcm_s16le", str(tmp_path / "seg.mxf")),
+    )
+    tracks = [s for s in measure.probe(tmp_path / "seg.mxf")["streams"] if s["codec_type"] == "audio"]
+    assert [t["channels"] for t in tracks] == [1, 1, 1, 1], tracks
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "a", "url": "seg.mxf", "volume": 1.0}],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    left, right = left_and_right(out)
+    assert measure.click_onsets(left) == [pytest.approx(0.3, abs=0.002)], measure.click_onsets(left)
+    assert measure.click_onsets(right) == [pytest.approx(0.6, abs=0.002)], measure.click_onsets(right)
+    assert measure.frame_stamps(out) == list(range(50))
+    # The certificate hears the segment as the render does (both tracks): its first click found.
+    assert result["sync"]["onsets_measured"] == 1 and result["sync"]["max_onset_error_ms"] <= 1, result["sync"]
+
+
 def cut(path: Path, fraction: float = 0.5) -> Path:
     """The first part of ``path``'s bytes: an interrupted download or copy."""
     data = path.read_bytes()
@@ -153,6 +184,76 @@ def test_a_segment_cut_mid_stream_is_refused_naming_it_and_both_lengths(tmp_path
         assert "segments[1].url" in text and "segment 'cut'" in text and "needs 4.000 s" in text, text
         have = float(re.search(r"only ([\d.]+) s", text)[1])  # type: ignore[index]
     assert 0.5 < have < 3.5, text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "video_args", "audio_args"),
+    [
+        (".mkv", ("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "aac")),
+        # A browser's MediaRecorder writes WebM as it records: no Duration, no Cues.
+        (".webm", ("-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "1M"), ("-c:a", "libopus")),
+    ],
+    ids=["mkv", "webm-recorder"],
+)
+def test_matroska_written_as_a_stream_has_no_duration_and_renders_from_its_packets(
+    tmp_path: Path, suffix: str, video_args: tuple[str, ...], audio_args: tuple[str, ...]
+) -> None:
+    # Written to a pipe, the muxer cannot go back for the Duration element (nor the Cues).
+    fmt = "webm" if suffix == ".webm" else "matroska"
+    picture = f"testsrc2=s=320x180:r=25:d=2,format=yuv420p,{stamp_filter()}"
+    sources = ("-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", click_train([0.3], duration=2))
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", *sources, *video_args, *audio_args, "-f", fmt, "-"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    live = tmp_path / f"live{suffix}"
+    live.write_bytes(done.stdout)
+    assert "duration" not in measure.probe(live)["format"], measure.probe(live)["format"]
+    out, result = render_twice(live)
+    assert_in_sync(out, result, fps=Fraction(25), segment_frames=[50, 50], clicks=[0.3, 2.3])
+    # Cut, it still states no length: it is as long as what it holds (the cut check, which
+    # compares the packets with the header, has nothing to misfire on); asked for more, the
+    # spec is refused at its duration.
+    short = cut(live, 0.5)
+    for asked, code in ((None, 0), (2.0, 2)):
+        segment: dict[str, Any] = {"id": "cut", "url": short.name, **({"duration": asked} if asked else {})}
+        spec = write_spec(tmp_path, {"output": {"resolution": "320x180", "fps": 25}, "segments": [segment]})
+        done_cut = run_cli("render", spec, "-o", tmp_path / f"cut-{code}.mp4")
+        assert done_cut.returncode == code, done_cut.stderr
+        if code:
+            assert "INVALID_SPEC" in done_cut.stderr and "segments[0].duration" in done_cut.stderr, done_cut.stderr
+        else:
+            frames = len(measure.frame_stamps(tmp_path / "cut-0.mp4"))
+            assert measure.frame_stamps(tmp_path / "cut-0.mp4") == list(range(frames)) and 10 < frames < 45, frames
+
+
+@pytest.mark.parametrize("where", ["segments", "audio.clips"])
+def test_an_mp4_cut_before_its_index_is_refused_as_cut(tmp_path: Path, where: str) -> None:
+    # A plain export writes its index (moov) last: a cut copy has media data and no index.
+    whole = make_stamped(tmp_path / "whole.mp4", fps=25, duration=4, audio_duration=4)
+    assert measure.probe(whole)["format"]["format_name"].startswith("mov")
+    short = cut(whole, 0.6)
+    segments = [{"id": "ok", "url": whole.name}]
+    clips: list[dict[str, Any]] = []
+    if where == "segments":
+        segments.append({"id": "cut", "url": short.name})
+    else:
+        clips.append({"type": "music", "url": short.name, "start": 0.5})
+    spec = write_spec(
+        tmp_path,
+        {"output": {"resolution": "320x180", "fps": 25}, "segments": segments, "audio": {"clips": clips}},
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+    text = done.stderr
+    assert done.returncode == 3 and "INPUT_INVALID_MEDIA" in text, text
+    located = "segments[1].url (cut-whole.mp4)" if where == "segments" else "audio.clips[0].url (cut-whole.mp4)"
+    assert located in text and "the file is cut: no index (moov) found" in text, text
+    size = short.stat().st_size
+    assert f"it ends at byte {size:,} inside its media data" in text and "re-export" in text, text
+    assert "Invalid data" not in text, text
 
 
 @pytest.mark.parametrize(
@@ -239,16 +340,21 @@ def render_one_twice(
         video_args=video_args,
         audio_args=audio_args,
     )
+    return source, *render_twice(source)
+
+
+def render_twice(source: Path) -> tuple[Path, dict[str, Any]]:
+    """``source`` as two segments in a row, at 320x180 and 25 fps: (the output, the result)."""
     spec = write_spec(
-        tmp_path,
+        source.parent,
         {
             "output": {"resolution": "320x180", "fps": 25},
             "segments": [{"id": f"s{i}", "url": source.name, "volume": 1.0} for i in range(2)],
             "audio": {"loudness": None},
         },
     )
-    out = tmp_path / "out.mp4"
-    return source, out, render(spec, out)
+    out = source.parent / "out.mp4"
+    return out, render(spec, out)
 
 
 @pytest.mark.parametrize(

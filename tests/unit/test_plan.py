@@ -565,3 +565,19 @@ def test_sound_a_muxer_wrote_early_is_delayed_by_that_much() -> None:
     graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
     assert "aresample=48000:first_pts=0,adelay=delays=336S:all=1," in graph
     assert "atrim=start_sample=0:end_sample=96000" in graph
+
+
+def test_an_mxfs_left_and_right_tracks_are_joined_where_its_sound_is_read() -> None:
+    source = video("v.mxf", seconds=2)
+    assert source.audio is not None
+    paired = replace(source, audio=replace(source.audio, right_track=1))
+    tl = make(
+        {
+            "segments": [{"id": "a", "url": "v.mxf", "volume": 1}],
+            "audio": {"clips": [{"type": "music", "url": "v.mxf", "start": 0}]},
+        },
+        {"v.mxf": paired},
+    )
+    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    join = "[{n}:a:0][{n}:a:1]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,aresample=48000"
+    assert join.format(n=0) in graph and join.format(n=1) in graph, graph

@@ -221,3 +221,33 @@ def test_every_test_docs_media_names_as_proof_exists() -> None:
     assert len(named) >= 30, named
     missing = [(f, t) for f, t in named if f"def {t}(" not in (root / f).read_text(encoding="utf-8")]
     assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("format_name", "channels", "right"),
+    [
+        ("mxf", (1, 1, 1, 1), 1),  # broadcast: a mono track per channel, the first two left and right
+        ("mxf", (2, 1), None),  # a stereo first track is heard as it is
+        ("mxf", (1,), None),
+        ("mov,mp4,m4a,3gp,3g2,mj2", (1, 1), None),  # two mono tracks in MP4 are languages, not channels
+    ],
+)
+def test_an_mxfs_first_two_mono_tracks_are_left_and_right(
+    format_name: str, channels: tuple[int, ...], right: int | None
+) -> None:
+    tracks = [{**PCM, "index": k + 1, "channels": n, "sample_rate": "48000"} for k, n in enumerate(channels)]
+    fmt = {"format_name": format_name, "duration": "2.0", "size": "1000"}
+    info = parse_probe(Path("x"), probe_json(format=fmt, streams=[probe_json()["streams"][0], *tracks]), "s")
+    assert info.audio is not None and info.audio.right_track == right
+
+
+def test_matroska_without_a_duration_is_as_long_as_its_packets() -> None:
+    # Written as a stream (a live muxer, a browser's MediaRecorder): no Duration, no tags.
+    streams = [{k: v for k, v in s.items() if k != "duration"} for s in probe_json()["streams"]]
+    data = probe_json(format={"format_name": "matroska,webm", "size": "1000"}, streams=streams)
+    with pytest.raises(InputMediaError, match="zero duration"):
+        parse_probe(Path("x.webm"), data, "segments[0].url")
+    data[PACKET_ENDS] = {"0": 2.04, "1": 2.0}
+    info = read_probe(Path("x.webm"), data, "segments[0].url")
+    assert info.duration == pytest.approx(2.04) and info.readable_video is None
+    assert info.video is not None and info.video.duration == pytest.approx(2.04)

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from scenerender.core import plan
 from scenerender.core.plan.audio_mix import clip_chain, segment_bed
-from scenerender.core.plan.command import input_args
+from scenerender.core.plan.command import input_args, sound_pads
 from scenerender.core.timeline import Timeline
 
 LEVEL_RATE = 8000  # the rate the quality report measures levels at
@@ -75,7 +75,7 @@ def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *
         # As the mix does it (plan.audio_mix_command): whole-file loops by the demuxer.
         looped_input = clip.loop and clip.trim_start == 0 and clip.length >= clip.source.audio_duration - 1e-3
         inputs += input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
-        chains.append(clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
+        chains.append(clip_chain(clip, f"c{clip.index}", sound_pads(clip.source, n), timeline, looped_input))
         n += 1
     feeds: dict[str, list[str]] = {name: [] for name in roles}
     for label, names in uses.items():

@@ -39,7 +39,7 @@ from scenerender.core.plan.audio_mix import (
     mix_scan_command,
     sound_seek,
 )
-from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_timescale
+from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_pads, track_timescale
 from scenerender.core.plan.loudness import (
     AAC_PRIMING_SAMPLES,
     EBUR128_SCAN,
@@ -145,5 +145,6 @@ __all__ = [
     "segment_pieces",
     "sound_seek",
     "total_samples",
+    "track_pads",
     "track_timescale",
 ]

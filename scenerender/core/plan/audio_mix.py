@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, to_samples
+from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, sound_pads, to_samples
 from scenerender.core.plan.loudness import EBUR128_SCAN
 from scenerender.core.plan.pieces import demuxer_seeks
 from scenerender.core.probe import MediaInfo
@@ -44,7 +44,8 @@ def _duck_expression(timeline: Timeline) -> str | None:
     return f"if(isnan(t),1,pow(10,{secs(duck.music_db)}*{envelope}/20))"
 
 
-def clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timeline, looped_input: bool) -> str:
+def clip_chain(clip: PlacedClip, label: str, pads: str, timeline: Timeline, looped_input: bool) -> str:
+    """The clip heard, from ``pads`` (``sound_pads``: where its input's sound comes from) to ``[label]``."""
     # The clip's own fades sit at its natural end; the scene cut (with its fade) comes later, on the mix.
     play = clip.end - clip.start
     steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
@@ -65,7 +66,7 @@ def clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timelin
     expr = _duck_expression(timeline) if clip.type == "music" else None
     if expr is not None:
         steps += [f"asetnsamples=n={DUCK_STEP_SAMPLES}:p=0", f"volume=volume='{expr}':eval=frame"]
-    return f"[{input_label}]{','.join(steps)}[{label}]"
+    return f"{pads}{','.join(steps)}[{label}]"
 
 
 # A segment's sound from further in than this is read from a seek, not decoded from the
@@ -109,7 +110,8 @@ def segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[s
             late = f"adelay=delays={-first}S:all=1," if first < 0 else ""
             first = max(0, first)
             pieces.append(
-                f"[{n}:a:0]aresample={SAMPLE_RATE}:first_pts=0,{late}aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"{sound_pads(seg.source, n)}aresample={SAMPLE_RATE}:first_pts=0,{late}"
+                "aformat=sample_fmts=fltp:channel_layouts=stereo,"
                 f"atrim=start_sample={first}:end_sample={first + length},asetpts=N/SR/TB,"
                 f"apad=whole_len={length},volume={secs(seg.volume)}[p{seg.index}]"
             )
@@ -160,7 +162,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             and _loops_exactly(clip.source)
         )
         inputs += input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
-        chains.append(clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
+        chains.append(clip_chain(clip, f"c{clip.index}", sound_pads(clip.source, n), timeline, looped_input))
         labels.append(f"[c{clip.index}]")
         n += 1
     tail = [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
