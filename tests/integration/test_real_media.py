@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests import measure
@@ -55,24 +56,46 @@ def assert_in_sync(
     assert sync["max_boundary_error_ms"] <= 1000 * frame and sync["max_onset_error_ms"] <= 20, sync
 
 
-def test_segment_audio_longer_than_its_picture_stays_on_the_copy_path_in_sync(tmp_path: Path) -> None:
-    # Generator and phone exports: 5 s of picture with 5.5 s of sound. Joined by the file's
-    # length, each later segment would start 0.5 s late (frozen frames at every join).
-    make_stamped(tmp_path / "long.mp4", duration=5, audio_duration=5.5, clicks=(0.2, 5.3))
+def render_files(folder: Path, names: list[str]) -> tuple[Path, dict[str, Any]]:
+    """A 320x180, 30 fps scene of one segment per name (``NAME.mp4``), each heard in full."""
     spec = write_spec(
-        tmp_path,
+        folder,
         {
             "output": {"resolution": "320x180", "fps": 30},
-            "segments": [{"id": f"s{i}", "url": "long.mp4", "volume": 1.0} for i in range(4)],
+            "segments": [{"id": f"s{i}", "url": f"{n}.mp4", "volume": 1.0} for i, n in enumerate(names)],
             "audio": {"loudness": None},
         },
     )
-    out = tmp_path / "out.mp4"
-    result = render(spec, out)
+    out = folder / "out.mp4"
+    return out, render(spec, out)
+
+
+@pytest.mark.parametrize(
+    ("sound_s", "clicks", "heard"),
+    [
+        (5.5, (0.2, 5.3), (0.2,)),  # the click 5.3 s in falls past the picture: not heard
+        (4.0, (0.2, 3.5), (0.2, 3.5)),  # the last second of each segment is silence
+    ],
+    ids=["longer", "shorter"],
+)
+def test_segment_sound_longer_or_shorter_than_its_picture_stays_on_the_copy_path_in_sync(
+    tmp_path: Path, sound_s: float, clicks: tuple[float, ...], heard: tuple[float, ...]
+) -> None:
+    # Generator and phone exports: 5 s of picture with 5.5 s of sound (or 4). Joined by the
+    # file's sound, each later segment would start 0.5 s late (frozen frames at every join),
+    # or 1 s early.
+    make_stamped(tmp_path / "seg.mp4", duration=5, audio_duration=sound_s, clicks=clicks)
+    out, result = render_files(tmp_path, ["seg"] * 4)
     assert result["fast_path"] is True and result["segments_copied"] == 4, result["fast_path_blockers"]
     assert result["duration_s"] == pytest.approx(20.0, abs=0.001)
-    # The clicks 5.3 s into each file fall past its picture: they are not heard.
-    assert_in_sync(out, result, fps=Fraction(30), segment_frames=[150] * 4, clicks=[5 * k + 0.2 for k in range(4)])
+    assert_in_sync(
+        out, result, fps=Fraction(30), segment_frames=[150] * 4, clicks=[5 * k + t for k in range(4) for t in heard]
+    )
+    if sound_s < 5:
+        samples = measure.decode_audio(out)
+        for k in range(4):
+            gap = samples[int((5 * k + sound_s + 0.02) * 48000) : int((5 * k + 4.98) * 48000)]
+            assert np.abs(gap).max() < 0.01, (k, float(np.abs(gap).max()))
 
 
 @pytest.mark.parametrize(
@@ -121,16 +144,7 @@ def test_each_stream_is_placed_by_its_own_start_time(tmp_path: Path, copied: boo
     mux_offset(picture, sound, tmp_path / "late-sound.mp4", audio_offset=0.48)
     mux_offset(picture, sound, tmp_path / "late-picture.mp4", video_offset=0.5)
     names = ["late-sound", "late-sound"] if copied else ["late-picture", "late-sound"]
-    spec = write_spec(
-        tmp_path,
-        {
-            "output": {"resolution": "320x180", "fps": 30},
-            "segments": [{"id": f"s{i}", "url": f"{n}.mp4", "volume": 1.0} for i, n in enumerate(names)],
-            "audio": {"loudness": None},
-        },
-    )
-    out = tmp_path / "out.mp4"
-    result = render(spec, out)
+    out, result = render_files(tmp_path, names)
     assert result["fast_path"] is copied, result["fast_path_blockers"]
     if not copied:
         assert "segments[0]: picture starts 0.500 s into the file" in result["fast_path_blockers"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,19 @@ def test_opus_that_old_ffmpeg_muxed_early_into_matroska_is_known_by_how_much(
     assert lavf_opus_error(path, data) == pytest.approx(early)
     data["streams"][1]["codec_name"] = "aac"  # only Opus has its CodecDelay mishandled
     assert lavf_opus_error(path, data) == 0.0
+
+
+def test_every_test_docs_media_names_as_proof_exists() -> None:
+    # "How each case is proven" maps issue #21's bullets to tests: a renamed or deleted test
+    # must not leave a bullet pointing at nothing.
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "media.md").read_text(encoding="utf-8")
+    section = page[page.index("## How each case is proven") :].split("\n## ", 1)[0]
+    short = {f"{name}::": f"tests/integration/test_{name}.py::" for name in ("real_media", "formats", "placement")}
+    named = re.findall(r"`([\w/.]+\.py)::(test_\w+)", "".join(short.get(w, w) for w in re.split(r"(\w+::)", section)))
+    assert len(named) >= 30, named
+    missing = [(f, t) for f, t in named if f"def {t}(" not in (root / f).read_text(encoding="utf-8")]
+    assert not missing, missing
 
 
 @pytest.mark.parametrize(

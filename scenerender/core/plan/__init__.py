@@ -46,8 +46,10 @@ from scenerender.core.plan.loudness import (
     TRUE_PEAK_MARGIN_DB,
     LevelCorrection,
     LoudnessScan,
+    MixGain,
     encoded_scan_command,
     loudness_scan_command,
+    mix_gain,
     parse_ebur128,
 )
 from scenerender.core.plan.output import assemble_command
@@ -120,6 +122,7 @@ __all__ = [
     "EncodeSettings",
     "LevelCorrection",
     "LoudnessScan",
+    "MixGain",
     "Piece",
     "VideoPart",
     "assemble_command",
@@ -135,6 +138,7 @@ __all__ = [
     "encoder_mb",
     "estimated_wall",
     "loudness_scan_command",
+    "mix_gain",
     "mix_scan_command",
     "normalize_command",
     "parallel_jobs",
