@@ -463,6 +463,20 @@ def test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot(
     onsets = measure.click_onsets(measure.decode_audio(out))
     assert onsets == [pytest.approx(click, abs=0.002), pytest.approx(click + frames / 25, abs=0.002)], (click, onsets)
     assert result["sync"]["max_boundary_error_ms"] <= 40 and result["sync"]["max_onset_error_ms"] <= 20
+    # Trimmed (an AVI is read from its start, the trim made in the filter): 3 slots in, 10 long.
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "t", "url": source.name, "trim_start": 0.12, "duration": 0.4, "volume": 1.0}],
+            "audio": {"loudness": None},
+        },
+        "trimmed.json",
+    )
+    render(spec, tmp_path / "trimmed.mp4")
+    assert measure.frame_stamps(tmp_path / "trimmed.mp4") == expected[3:13]
+    onsets = measure.click_onsets(measure.decode_audio(tmp_path / "trimmed.mp4"))
+    assert onsets == [pytest.approx(click - 0.12, abs=0.002)], (click, onsets)
 
 
 def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:
