@@ -252,7 +252,8 @@ def references(timeline: Timeline) -> list[Reference]:
         if clip.volume > 0:
             until = min(clip.end, scene_end)
             where = f"{clip.path} ({clip.type})"
-            found.append(Reference(where, clip.source.path, clip.trim_start, clip.start, until, clip.fade_in))
+            offset = clip.trim_start + clip.source.priming
+            found.append(Reference(where, clip.source.path, offset, clip.start, until, clip.fade_in))
     for seg in timeline.segments:
         video, audio = seg.source.video, seg.source.audio
         if seg.volume <= 0 or video is None or audio is None:

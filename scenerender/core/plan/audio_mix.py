@@ -7,6 +7,7 @@ from pathlib import Path
 
 from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, sound_pads, to_samples
 from scenerender.core.plan.loudness import EBUR128_SCAN
+from scenerender.core.plan.pieces import demuxer_seeks
 from scenerender.core.probe import MediaInfo
 from scenerender.core.timeline import PlacedClip, PlacedSegment, Timeline
 
@@ -49,7 +50,8 @@ def clip_chain(clip: PlacedClip, label: str, pads: str, timeline: Timeline, loop
     play = clip.end - clip.start
     steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
     if not looped_input:
-        first, last = to_samples(clip.trim_start), to_samples(clip.trim_start + clip.length)
+        start = clip.trim_start + clip.source.priming
+        first, last = to_samples(start), to_samples(start + clip.length)
         steps.append(f"atrim=start_sample={first}:end_sample={last}")
     steps.append("asetpts=N/SR/TB")
     if clip.loop and not looped_input:
@@ -82,7 +84,7 @@ def sound_seek(seg: PlacedSegment) -> tuple[int, int]:
     many samples of silence come first (sound a muxer wrote early, ``AudioInfo.delay``)."""
     delay = seg.source.audio.delay if seg.source.audio else 0.0
     first = to_samples(seg.trim_start + seg.source.video_lead) - to_samples(delay)
-    if first < to_samples(SOUND_SEEK_FROM_S):
+    if first < to_samples(SOUND_SEEK_FROM_S) or not demuxer_seeks(seg):  # AVI: read from its start
         return 0, first
     seek = (first - to_samples(SOUND_SEEK_MARGIN_S)) // (SAMPLE_RATE // 1000) * (SAMPLE_RATE // 1000)
     return seek, first - seek
