@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from scenerender.core.mp4 import video_samples
 from tests import measure
 from tests.cli import render_json
 from tests.measure import Samples
@@ -222,6 +223,46 @@ def test_grainy_black_and_grainy_still_pictures_are_found_and_grainy_motion_is_n
         tmp_path, "motion.json", output=output, segments=[{"id": n, "url": f"{n}.mp4"} for n in ("moving", "other")]
     )
     assert render_json(spec, tmp_path / "motion.mp4")["qc"]["findings"] == []
+
+
+def test_the_copy_paths_early_reads_match_the_output_and_silence_is_found_from_the_mix(tmp_path: Path) -> None:
+    """On the copy path the sidecars read the sources before the output exists: its sample
+    table is theirs, each segment's from its start (what ``source_samples`` assumes). Its
+    audio is not decoded when it cannot clip: a silent line is found in the mix's levels at
+    the gain the output took (loudness normalised, true peak under 0 dBTP)."""
+    make_video(tmp_path / "a.mp4", width=640, height=360, fps=30, duration=2.0, audio=False)
+    make_video(tmp_path / "b.mp4", width=640, height=360, fps=30, duration=2.0, audio=False, pattern="testsrc")
+    make_spoken_line(tmp_path / "line.wav", "Where were you?")
+    make_silence(tmp_path / "silent.wav", duration=1.0)
+    spec = write_spec(
+        tmp_path,
+        "early.json",
+        output={"resolution": "640x360"},
+        segments=[{"id": "a", "url": "a.mp4"}, {"id": "b", "url": "b.mp4"}, {"id": "c", "url": "a.mp4"}],
+        audio={
+            "clips": [
+                {"type": "dialogue", "url": "line.wav", "start": 0.3, "text": "Where were you?"},
+                {"type": "dialogue", "url": "silent.wav", "start": 3.0, "text": "..."},
+            ]
+        },
+    )
+    out = tmp_path / "early.mp4"
+    result = render_json(spec, out)
+    assert result["fast_path"] is True and result["true_peak_db"] < 0
+    assert "qc_audio_s" not in result["timings"]  # the output's audio was not decoded
+    found = [(f["check"], f["clip"], f["start_s"], f["end_s"]) for f in result["qc"]["findings"]]
+    assert found == [("dialogue_silent", "audio.clips[1]", 3.0, 4.0)], found
+    joined = [
+        (2.0 * i + s.time_s, s.size, s.key)
+        for i, name in enumerate(("a", "b", "a"))
+        for s in video_samples(tmp_path / f"{name}.mp4")
+    ]
+    made = [(s.time_s, s.size, s.key) for s in video_samples(out)]
+    # Keyframes at the same places; every other frame the same bytes (a keyframe gains 38 bytes
+    # in the mux, which no check reads: a keyframe always ends a run of repeated frames).
+    assert [key for *_, key in made] == [key for *_, key in joined]
+    assert [size for _, size, key in made if not key] == [size for _, size, key in joined if not key]
+    assert max(abs(a[0] - b[0]) for a, b in zip(made, joined, strict=True)) < 0.001
 
 
 def test_qc_fail_on_fails_the_render_with_render_failed(flawed_scene: Path, tmp_path: Path) -> None:
