@@ -1,7 +1,8 @@
 """What a render delivers beside the MP4: captions, a poster, a contact sheet, stems, a QC report.
 
-``render`` calls two hooks: ``burn`` (before the output is measured: burning captions
-re-encodes the picture) and ``make`` (on the finished MP4, before it is published). Each
+``render`` calls ``burn_captions`` (before the output is measured: burning captions
+re-encodes the picture) and a ``Maker``: started from the sources while the audio is made
+(the copy path), finished on the finished MP4 before it is published. Each
 sidecar is made in the render's private dir and moved beside the MP4 only with it, named
 ``<mp4 stem><suffix>`` (``SUFFIXES``). The contract side is docs/deliverables.md.
 """
@@ -356,23 +357,6 @@ class Maker:
     def close(self) -> None:
         """Wait for what was started (a failed render cancels its runner first: soon)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def make(
-    spec: JobSpec,
-    timeline: Timeline,
-    mp4: Path,
-    work: Path,
-    runner: FFmpegRunner,
-    *,
-    loudness_lufs: float | None,
-) -> Deliverables:
-    """Every sidecar and the quality report, all from the finished ``mp4`` (``Maker``)."""
-    maker = Maker(spec, timeline, work, runner)
-    try:
-        return maker.finish(mp4, loudness_lufs=loudness_lufs)
-    finally:
-        maker.close()
 
 
 BURN_BLOCKER = "output.burn_captions: the captions are burned into the picture (one encode of the whole scene)"
