@@ -4,8 +4,8 @@ Each finding has its time range and the segment or clip responsible. The checks
 (docs/deliverables.md):
 
   black_picture, frozen_picture  a stretch over 0.5 s: the picture's reference frames (every
-                                 keyframe and P-frame; B-frames are skipped: 63 of 150
-                                 frames of a moving x264 segment) at 80x45 grey, area-averaged so
+                                 keyframe and P-frame; B-frames skipped: 63 of the 150
+                                 frames of a moving x264 segment decoded) at 80x45 grey, so
                                  grain averages out, show the stretch's first frame's picture
                                  (``same_picture``). The sample table places its end to the
                                  frame where the frames after the last decoded one repeat it
