@@ -32,16 +32,24 @@ from scenerender.core.plan.audio_encode import (
     audio_chunks,
     audio_encode_command,
 )
-from scenerender.core.plan.audio_mix import DUCK_STEP_SAMPLES, END_FADE_S, audio_mix_command, mix_scan_command
-from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_timescale
+from scenerender.core.plan.audio_mix import (
+    DUCK_STEP_SAMPLES,
+    END_FADE_S,
+    audio_mix_command,
+    mix_scan_command,
+    sound_seek,
+)
+from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_pads, track_timescale
 from scenerender.core.plan.loudness import (
     AAC_PRIMING_SAMPLES,
     EBUR128_SCAN,
     TRUE_PEAK_MARGIN_DB,
     LevelCorrection,
     LoudnessScan,
+    MixGain,
     encoded_scan_command,
     loudness_scan_command,
+    mix_gain,
     parse_ebur128,
 )
 from scenerender.core.plan.output import assemble_command
@@ -114,6 +122,7 @@ __all__ = [
     "EncodeSettings",
     "LevelCorrection",
     "LoudnessScan",
+    "MixGain",
     "Piece",
     "VideoPart",
     "assemble_command",
@@ -129,6 +138,7 @@ __all__ = [
     "encoder_mb",
     "estimated_wall",
     "loudness_scan_command",
+    "mix_gain",
     "mix_scan_command",
     "normalize_command",
     "parallel_jobs",
@@ -137,6 +147,8 @@ __all__ = [
     "piece_limit",
     "plan_pieces",
     "segment_pieces",
+    "sound_seek",
     "total_samples",
+    "track_pads",
     "track_timescale",
 ]
