@@ -6,18 +6,19 @@ Deployed from this folder with the ``scenerender`` package beside it (see terraf
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from typing import Any
 
 import flask
 import functions_framework
 from cloudevents.http import CloudEvent
+from pydantic import ValidationError
 
 from scenerender.cloud import clients, identity
 from scenerender.cloud.launcher import launcher_for
 from scenerender.errors import SceneRenderError
 from scenerender.logs import configure_logging
+from scenerender.messages import DeadLetter, RenderReport
 from scenerender.pipeline import steps, sweeper
 from scenerender.pipeline.api import Api, ApiRequest
 from scenerender.settings import get_settings
@@ -53,10 +54,10 @@ def on_render_reported(event: CloudEvent) -> None:
     """A renderer report: the job ends COMPLETED with a signed URL, or FAILED with its error."""
     _, body = _message(event)
     try:
-        report = json.loads(body)
-    except ValueError:
+        report = RenderReport.model_validate_json(body)
+    except ValidationError as exc:
         # A malformed report can never succeed; acknowledge it instead of looping.
-        log.error("unreadable render report dropped")
+        log.error("unreadable render report dropped: %s", exc.errors(include_url=False)[:3])
         return
     steps.record_report(report, settings=get_settings(), blobs=clients.blobs(), jobs=clients.jobs())
 
@@ -65,12 +66,9 @@ def on_render_reported(event: CloudEvent) -> None:
 def on_render_dead_lettered(event: CloudEvent) -> None:
     """A render request that ran out of deliveries: its job ends FAILED with the last error."""
     attributes, body = _message(event)
-    try:
-        request = json.loads(body)
-    except ValueError:
-        log.error("unreadable dead-lettered request dropped")
-        return
-    steps.record_dead_letter(request, attributes, jobs=clients.jobs(), stale_after_s=get_settings().heartbeat_stale_s)
+    steps.record_dead_letter(
+        DeadLetter.from_message(body, attributes), jobs=clients.jobs(), stale_after_s=get_settings().heartbeat_stale_s
+    )
 
 
 @functions_framework.http

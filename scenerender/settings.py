@@ -137,6 +137,11 @@ class Settings(BaseSettings):
         description="Firestore collection of refused bucket drops (another owner's id, an unusable object name); "
         "read by the backends that drop specs, never by end users.",
     )
+    owners_collection: str = Field(
+        "render_owners",
+        description="Firestore collection of each user's reserved job slots (the per-owner cap, taken "
+        "atomically; scenerender.cloud.owner_slots); read by the API only, never by end users.",
+    )
     max_spec_bytes: int = Field(1024 * 1024, ge=1, description="Largest job_spec.json accepted.")
     max_batch_bytes: int = Field(
         4 * 1024 * 1024, ge=1, description="Largest batch file accepted (read from the object's metadata first)."

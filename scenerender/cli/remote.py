@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from scenerender.cloud.jobs import TERMINAL, JobStore
+from scenerender.cloud.jobs import JobStore
 from scenerender.cloud.session import ApiClient
 from scenerender.cloud.storage import GcsBlobStore
 from scenerender.core.cache import file_digest
@@ -26,6 +26,7 @@ from scenerender.errors import (
     SpecError,
     all_error_classes,
 )
+from scenerender.messages import has_ended
 from scenerender.pipeline.steps import spec_object_name
 from scenerender.settings import Settings
 
@@ -227,7 +228,7 @@ def follow_batch(
                 continue
             seen = True
             on_update(doc)
-            if doc.get("status") in TERMINAL:
+            if has_ended(doc.get("status")):
                 return doc
         raise SceneRenderError(f"batch {batch_id} did not end within {timeout_s:.0f} s")
     finally:
@@ -288,7 +289,7 @@ def follow(
             if generation is not None and str(doc.get("spec_generation")) != str(generation):
                 continue
             on_update(doc)
-            if doc.get("status") in TERMINAL:
+            if has_ended(doc.get("status")):
                 return doc
     finally:
         watch.unsubscribe()

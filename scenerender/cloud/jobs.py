@@ -8,35 +8,47 @@ and progress never decreases.
 from __future__ import annotations
 
 import logging
-import random
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from enum import StrEnum
+from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from scenerender.cloud.batch_docs import BatchDocuments
 from scenerender.cloud.google_errors import translate
-from scenerender.errors import SceneRenderError, TransientError
+from scenerender.cloud.liveness import beat_is_fresh
+from scenerender.cloud.owner_slots import OwnerSlotDocuments
+from scenerender.errors import SceneRenderError
+from scenerender.messages import ACTIVE, ErrorBlock, JobDocument, JobStatus, has_ended, is_active, may_take
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-class JobStatus(StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-
-
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
 BUSY = -1  # mark_running: another worker is alive on the job
-BATCH_WRITE_ATTEMPTS = 20
+
+
+def run_start(
+    doc: dict[str, Any], worker: str, execution: str, stale_after_s: float, stamp: Any
+) -> dict[str, Any] | int:
+    """What ``mark_running`` writes on ``doc`` (``stamp``: the time to record), or why it writes
+    nothing: 0 when the job has ended, ``BUSY`` when another worker is alive on it."""
+    if has_ended(doc.get("status")):
+        return 0
+    if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), stale_after_s):
+        return BUSY
+    fields: dict[str, Any] = {
+        "status": JobStatus.RUNNING.value,
+        "attempt": int(doc.get("attempt") or 0) + 1,
+        "stage": "starting",
+        "worker": worker,
+        "heartbeat_at": stamp,
+    }
+    if execution:
+        # The execution the sweeper asks about is the one actually rendering the job.
+        fields["execution"] = execution
+    if doc.get("status") == JobStatus.QUEUED:
+        fields["started_at"] = stamp
+    return fields
 
 
 def translate_error(exc: Exception, what: str) -> SceneRenderError:
@@ -44,51 +56,8 @@ def translate_error(exc: Exception, what: str) -> SceneRenderError:
     return translate(exc, f"Firestore: {what}")
 
 
-def may_take(doc: dict[str, Any], owner_uid: Any) -> bool:
-    """Whether ``owner_uid`` may write over this job or batch document: it is theirs, or it
-    has no owner and never rendered anything (an invalid spec that named no owner left it).
-
-    A job or batch belongs to its first owner for good (CONTRACT.md section 5).
-    """
-    owner = doc.get("owner_uid")
-    if owner:
-        return bool(owner_uid) and owner == owner_uid
-    rendered = doc.get("output") or any(isinstance(h, dict) and h.get("output") for h in doc.get("history") or [])
-    return not rendered
-
-
-def beat_is_fresh(beat: Any, stale_after_s: float) -> bool:
-    """A heartbeat timestamp recent enough that its writer counts as alive."""
-    return isinstance(beat, datetime) and (datetime.now(UTC) - beat).total_seconds() < stale_after_s
-
-
-@contextmanager
-def keep_beating(beat: Callable[[], None], every_s: float, name: str) -> Iterator[None]:
-    """Call ``beat`` every ``every_s`` while the block runs, so a sweep or a claimant can tell a
-    live worker from a dead one. A failed beat is logged; the next one may get through."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.wait(every_s):
-            try:
-                beat()
-            except SceneRenderError as exc:
-                log.warning("%s: heartbeat failed: %s", name, exc.message)
-
-    thread = threading.Thread(target=loop, name=name, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
-
-
-class JobStore:
-    """Reads and moves job documents."""
+class JobStore(BatchDocuments, OwnerSlotDocuments):
+    """Reads and moves job documents (and, through its mixins, batches, refusals and owner slots)."""
 
     def __init__(self, client: firestore.Client, settings: Settings) -> None:
         self.client = client
@@ -98,18 +67,19 @@ class JobStore:
         self.collection = client.collection(settings.jobs_collection)
         self.batches = client.collection(settings.batches_collection)
         self.refusals = client.collection(settings.refusals_collection)
+        self.owners = client.collection(settings.owners_collection)
 
     def _ref(self, job_id: str) -> Any:
         return self.collection.document(job_id)
 
-    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
+    def create_job(self, job_id: str, doc: JobDocument) -> bool:
         """Create the job document; False if it already exists (nothing is changed then)."""
         now = firestore.SERVER_TIMESTAMP
-        doc = {"job_id": job_id, "created_at": now, "updated_at": now, **fields}
-        if doc.get("status") in TERMINAL:
-            doc["finished_at"] = now
+        fields = {"job_id": job_id, "created_at": now, "updated_at": now, **doc.wire()}
+        if doc.status.ended:
+            fields["finished_at"] = now
         try:
-            self._ref(job_id).create(doc)
+            self._ref(job_id).create(fields)
         except gexc.AlreadyExists:
             return False
         except gexc.Conflict:
@@ -156,71 +126,27 @@ class JobStore:
 
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
             nonlocal busy
-            if doc.get("status") in TERMINAL:
-                return None
-            if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), self.stale_after_s):
-                busy = True
-                return None
-            fields: dict[str, Any] = {
-                "status": JobStatus.RUNNING.value,
-                "attempt": int(doc.get("attempt") or 0) + 1,
-                "stage": "starting",
-                "worker": worker,
-                "heartbeat_at": firestore.SERVER_TIMESTAMP,
-            }
-            if execution:
-                # The execution the sweeper asks about is the one actually rendering the job.
-                fields["execution"] = execution
-            if doc.get("status") == JobStatus.QUEUED:
-                fields["started_at"] = firestore.SERVER_TIMESTAMP
-            return fields
+            start = run_start(doc, worker, execution, self.stale_after_s, firestore.SERVER_TIMESTAMP)
+            busy = start == BUSY
+            return start if isinstance(start, dict) else None
 
         fields = self._transition(job_id, change)
         if busy:
             return BUSY
         return int(fields["attempt"]) if fields else 0
 
-    def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
+    def requeue(self, job_id: str, doc: JobDocument) -> bool:
         """A new spec for an ended job: back to QUEUED, the earlier run kept in ``history``.
 
         False (and nothing changed) while the job is still QUEUED or RUNNING, or when the job
-        is not ``fields["owner_uid"]``'s to render: checked in the same transaction, so no
+        is not ``doc.owner_uid``'s to render: checked in the same transaction, so no
         other owner can slip in between the caller's check and the write.
         """
 
-        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc.get("status") not in TERMINAL or not may_take(doc, fields.get("owner_uid")):
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:
+            if not has_ended(current.get("status")) or not may_take(current, doc.owner_uid):
                 return None
-            earlier = {
-                k: doc.get(k)
-                for k in (
-                    "status",
-                    "spec_uri",
-                    "spec_generation",
-                    "attempt",
-                    "output",
-                    "error",
-                    "started_at",
-                    "finished_at",
-                )
-            }
-            return {
-                **fields,
-                "history": [*(doc.get("history") or []), earlier],
-                "attempt": 0,
-                "progress": 0.0,
-                "output": None,
-                "error": None,
-                "started_at": None,
-                "finished_at": None,
-                "request_published": False,
-                # The new run is launched afresh: the earlier run's execution is not its own.
-                "execution": "",
-                "launch_state": None,
-                "launches": 0,
-                "launch_error": None,
-                "created_at": firestore.SERVER_TIMESTAMP,
-            }
+            return {**doc.rerun(current), "created_at": firestore.SERVER_TIMESTAMP}
 
         return self._transition(job_id, change) is not None
 
@@ -269,7 +195,7 @@ class JobStore:
         """
 
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc.get("status") not in (JobStatus.QUEUED, JobStatus.RUNNING) or not doc.get("request_published"):
+            if not is_active(doc.get("status")) or not doc.get("request_published"):
                 return None
             if str(doc.get("execution") or "") != expected_execution:
                 return None
@@ -294,15 +220,15 @@ class JobStore:
             },
         )
 
-    def release_launch(self, job_id: str, error: dict[str, Any]) -> None:
+    def release_launch(self, job_id: str, error: ErrorBlock) -> None:
         """The claimed launch failed: recorded, and claimable again at once."""
-        self.note(job_id, {"launch_state": "failed", "launch_error": error})
+        self.note(job_id, {"launch_state": "failed", "launch_error": error.wire()})
 
     def unfinished(self) -> list[dict[str, Any]]:
         """Every QUEUED or RUNNING job document (the sweeper's round)."""
         try:
             snaps = self.collection.where(
-                filter=firestore.FieldFilter("status", "in", [JobStatus.QUEUED.value, JobStatus.RUNNING.value])
+                filter=firestore.FieldFilter("status", "in", [s.value for s in ACTIVE])
             ).stream()
             return [{**(snap.to_dict() or {}), "job_id": snap.id} for snap in snaps]
         except Exception as exc:
@@ -321,7 +247,7 @@ class JobStore:
 
     def _finish(self, job_id: str, fields: dict[str, Any]) -> bool:
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc.get("status") in TERMINAL:
+            if has_ended(doc.get("status")):
                 return None  # never backwards, never twice
             return {**fields, "finished_at": firestore.SERVER_TIMESTAMP}
 
@@ -334,125 +260,9 @@ class JobStore:
             {"status": JobStatus.COMPLETED.value, "stage": "done", "progress": 1.0, "output": output, "error": None},
         )
 
-    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
+    def fail(self, job_id: str, error: ErrorBlock) -> bool:
         """-> FAILED with the error block; False if the job had already ended."""
-        return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error})
-
-    def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
-        """A refused bucket drop, kept apart from the job it named (whose owner never sees it).
-
-        Create-only under an id made from the event, so a redelivery records it once.
-        """
-        try:
-            self.refusals.document(refusal_id).create({**fields, "created_at": firestore.SERVER_TIMESTAMP})
-        except (gexc.AlreadyExists, gexc.Conflict):
-            pass
-        except Exception as exc:
-            raise translate_error(exc, f"record refusal {refusal_id}") from exc
-
-    def claim_batch(
-        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
-    ) -> str | None:
-        """Make ``owner_uid`` the owner of the batch, or find it is someone else's.
-
-        One transaction: the batch is created with ``initial`` and ``fields`` if it does not exist, an
-        ownerless one (an unreadable batch file made it) is taken, and one of ``owner_uid``'s
-        gets ``fields``. Returns the other owner when the batch is not ``owner_uid``'s
-        (nothing written then), else None.
-        """
-        ref = self.batches.document(batch_id)
-        other: list[str] = []
-
-        @firestore.transactional
-        def run(transaction: Any) -> None:
-            other.clear()
-            snap = ref.get(transaction=transaction)
-            doc = dict(snap.to_dict() or {}) if snap.exists else {}
-            now = firestore.SERVER_TIMESTAMP
-            if not snap.exists:
-                empty = {"status": "QUEUED", "counts": {}, "total": 0, "progress": 0.0, "eta_s": None, "failed": []}
-                ids = {"batch_id": batch_id, "owner_uid": owner_uid}
-                first = {**empty, **(initial or {}), **fields, **ids}
-                transaction.create(ref, {**first, "created_at": now, "updated_at": now})
-            elif not may_take(doc, owner_uid):
-                other.append(str(doc.get("owner_uid")))
-            elif fields or doc.get("owner_uid") != owner_uid:  # nothing to write for a scene joining its owner's batch
-                transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
-
-        try:
-            # Owners racing for one new batch id contend on one document: more attempts than the
-            # default five, so contention alone does not turn a claim into a transient failure.
-            run(self.client.transaction(max_attempts=CLAIM_ATTEMPTS))
-        except Exception as exc:
-            raise translate_error(exc, f"claim batch {batch_id}") from exc
-        return other[0] if other else None
-
-    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
-        """The job documents of one batch."""
-        try:
-            snaps = self.collection.where(filter=firestore.FieldFilter("batch_id", "==", batch_id)).stream()
-            return [dict(snap.to_dict() or {}) for snap in snaps]
-        except Exception as exc:
-            raise translate_error(exc, f"read batch {batch_id}") from exc
-
-    def save_batch(
-        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
-    ) -> None:
-        """Create or refresh ``render_batches/{batch_id}``: ``summary(created_at, doc)`` gives the aggregate.
-
-        Optimistic, not a transaction: every worker and function refreshes the same document,
-        and locking transactions on it contend (the emulator's worst of all). Each write is
-        conditional on the version read, retried on a conflict; progress never decreases.
-        """
-        ref = self.batches.document(batch_id)
-        try:
-            for _ in range(BATCH_WRITE_ATTEMPTS):
-                snap = ref.get()
-                doc = dict(snap.to_dict() or {}) if snap.exists else {}
-                created = doc.get("created_at")
-                created_s = created.timestamp() if isinstance(created, datetime) else time.time()
-                new = {**fields, **summary(created_s, {**doc, **fields}), "updated_at": firestore.SERVER_TIMESTAMP}
-                try:
-                    if snap.exists:
-                        new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
-                        ref.update(new, option=self.client.write_option(last_update_time=snap.update_time))
-                    else:
-                        ref.create({**new, "batch_id": batch_id, "created_at": firestore.SERVER_TIMESTAMP})
-                    return
-                except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted):
-                    time.sleep(random.uniform(0.02, 0.2))  # someone wrote first: read again
-        except Exception as exc:
-            raise translate_error(exc, f"update batch {batch_id}") from exc
-        raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
-
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        try:
-            snap = self.batches.document(batch_id).get()
-        except Exception as exc:
-            raise translate_error(exc, f"read batch {batch_id}") from exc
-        return dict(snap.to_dict() or {}) if snap.exists else None
-
-    def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
-        def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
-            for snap in snapshots:
-                callback(dict(snap.to_dict() or {}) if snap.exists else None)
-
-        return self.batches.document(batch_id).on_snapshot(on_snapshot)
-
-    def count_active(self, owner_uid: str) -> int:
-        """How many of ``owner_uid``'s jobs are QUEUED or RUNNING (the API's per-owner cap).
-
-        One aggregation query: equality on ``owner_uid`` and ``in`` on ``status`` are served by
-        Firestore's single-field indexes (merged), so no composite index is needed.
-        """
-        try:
-            query = self.collection.where(filter=firestore.FieldFilter("owner_uid", "==", owner_uid)).where(
-                filter=firestore.FieldFilter("status", "in", [JobStatus.QUEUED.value, JobStatus.RUNNING.value])
-            )
-            aggregation: Any = query.count(alias="active")
-            return int(next(r.value for batch in aggregation.get() for r in batch if r.alias == "active"))
-        except Exception as exc:
-            raise translate_error(exc, f"count active jobs of {owner_uid}") from exc
+        return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error.wire()})
 
     def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).
@@ -465,53 +275,3 @@ class JobStore:
                 callback(dict(snap.to_dict() or {}) if snap.exists else None)
 
         return self._ref(job_id).on_snapshot(on_snapshot)
-
-
-class ProgressThrottle:
-    """Forwards (stage, progress) at most once per ``interval_s``; a new stage sooner, after ``stage_interval_s``.
-
-    The render reports many times a second; the job document needs about one write a second.
-    A short scene passes through its six stages in under a second: writing each at once
-    would cost the database more than the render (and listeners cannot see them anyway).
-    """
-
-    def __init__(
-        self,
-        write: Callable[[str, float], None],
-        *,
-        interval_s: float = 1.0,
-        stage_interval_s: float = 0.3,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._write = write
-        self._interval = interval_s
-        self._stage_interval = stage_interval_s
-        self._clock = clock
-        self._last_at = float("-inf")
-        self._last_stage = ""
-        self._best = 0.0
-        self._pending: tuple[str, float] | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, stage: str, progress: float) -> None:
-        with self._lock:
-            if progress < self._best:
-                return
-            self._best = progress
-            now = self._clock()
-            waited = now - self._last_at
-            if waited >= self._interval or (stage != self._last_stage and waited >= self._stage_interval):
-                self._last_at, self._last_stage, self._pending = now, stage, None
-                send = True
-            else:
-                self._pending = (stage, progress)
-                send = False
-        if send:
-            self._write(stage, progress)
-
-    def flush(self) -> None:
-        """Write the last value held back, if any."""
-        with self._lock:
-            pending, self._pending = self._pending, None
-        if pending is not None:
-            self._write(*pending)

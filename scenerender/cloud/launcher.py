@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from scenerender.errors import SceneRenderError, TransientError
+from scenerender.messages import ErrorBlock
+from scenerender.ports import LaunchRecords
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,14 +76,6 @@ class Launcher(Protocol):
     def execution(self, name: str) -> Execution: ...
 
 
-class LaunchRecords(Protocol):
-    """The job store's side of a launch (``scenerender.cloud.jobs.JobStore``)."""
-
-    def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool: ...
-    def record_launch(self, job_id: str, execution: str, task_count: int) -> None: ...
-    def release_launch(self, job_id: str, error: dict[str, Any]) -> None: ...
-
-
 def launch(
     job_ids: list[str],
     *,
@@ -107,7 +101,7 @@ def launch(
         name = launcher.run(tasks)
     except SceneRenderError as exc:
         for job_id in claimed:
-            jobs.release_launch(job_id, exc.to_dict())
+            jobs.release_launch(job_id, ErrorBlock.of(exc))
         log.warning("launch for %d job(s) failed: %s", len(claimed), exc.message)
         raise
     for job_id in claimed:

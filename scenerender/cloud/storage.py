@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
@@ -31,29 +31,12 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
-class BlobStore(Protocol):
-    """What SceneRender needs of object storage."""
-
-    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
-    def size(self, uri: str, *, generation: str | None = None) -> int: ...
-    def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None: ...
-    def upload_file(self, src: Path, uri: str, *, content_type: str) -> None: ...
-    def write_bytes(
-        self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None
-    ) -> int: ...
-    def exists(self, uri: str) -> bool: ...
-    def delete(self, uri: str) -> None: ...
-    def list_uris(self, prefix_uri: str) -> list[str]: ...
-    def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]: ...
-    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
-
-
 def _translate(exc: Exception, uri: str) -> SceneRenderError:
     return translate(exc, f"Cloud Storage: {uri}")
 
 
 class GcsBlobStore:
-    """``BlobStore`` on google-cloud-storage."""
+    """``scenerender.ports.Blobs`` on google-cloud-storage."""
 
     def __init__(self, settings: Settings, client: storage.Client | None = None) -> None:
         self.settings = settings

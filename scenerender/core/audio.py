@@ -66,6 +66,7 @@ class AudioMade:
     reused: bool = False  # taken from the cache
     encoders: int = 0  # AAC encoders that shared the encode (0: reused)
     muxed: bool = False  # the FinalMux's output holds the finished MP4 with this audio
+    gain: plan.MixGain | None = None  # what brought the mix to the loudness target (None: reused, or none)
 
 
 def make_audio(
@@ -121,7 +122,8 @@ def make_audio(
         result = encode(correction)
     if cache is not None and key is not None:
         cache.store(key, audio_out)
-    return AudioMade(result, encoders=max(1, len(chunks)), muxed=bool(chunks))
+    gain = plan.mix_gain(timeline, scan, correction)
+    return AudioMade(result, encoders=max(1, len(chunks)), muxed=bool(chunks), gain=gain)
 
 
 def _mix_and_scan(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from scenerender.errors import SceneRenderError
+from scenerender.ports import Blobs
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = "1"  # bump when the encoded output changes for the same arguments
@@ -113,15 +114,10 @@ class LocalSegmentCache:
         return True
 
 
-class Objects(Protocol):
-    def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None: ...
-    def upload_file(self, src: Path, uri: str, *, content_type: str) -> None: ...
-
-
 class BlobSegmentCache:
     """Objects under ``gs://RENDER_BUCKET/cache/segments/`` (the pipeline; a lifecycle rule expires them)."""
 
-    def __init__(self, blobs: Objects, bucket: str) -> None:
+    def __init__(self, blobs: Blobs, bucket: str) -> None:
         self.blobs = blobs
         self.prefix = f"gs://{bucket}/cache/segments"
 

@@ -200,6 +200,11 @@ def render(
         final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
+        maker = deliverables.Maker(spec, timeline, work, runner) if opts.deliverables else None
+        if maker is not None and final is not None and not spec.output.burn_captions:
+            # Copied and not burned over: the output's picture is its sources' packets, so the
+            # picture's sidecars and checks start now, on the cores the audio leaves idle.
+            maker.start_from_sources()
 
         def audio_job() -> None:
             started = time.monotonic()
@@ -272,24 +277,22 @@ def render(
             result.sync = certificate.to_dict()
             timings["measure_s"] = time.monotonic() - t3
             extras = (
-                deliverables.make(
-                    spec,
-                    timeline,
-                    part,
-                    work,
-                    runner,
-                    loudness_lufs=result.loudness_lufs,
-                    # Copied and not burned over: the output's frames are the sources' own.
-                    sources_copied=final is not None and not spec.output.burn_captions,
+                maker.finish(
+                    part, loudness_lufs=result.loudness_lufs, true_peak_db=result.true_peak_db, mix_gain=audio.gain
                 )
-                if opts.deliverables
+                if maker is not None
                 else deliverables.Deliverables()
             )
             timings.update(extras.timings)
             publish_file(part, out_path)
             result.sidecars = extras.publish(out_path)
             result.qc = extras.qc
+        except BaseException:
+            runner.cancel()  # what the sidecars still run is moot now
+            raise
         finally:
+            if maker is not None:
+                maker.close()
             part.unlink(missing_ok=True)
         tracker.finish("measure")
     timings["total_s"] = time.monotonic() - t0

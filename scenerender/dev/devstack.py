@@ -79,6 +79,7 @@ class State:
     ports: Ports
     project_id: str
     processes: list[ProcessRecord] = field(default_factory=list)
+    executions: bool = False  # the renderer's mode the stack was started in (``DevStack(executions=)``)
 
 
 def free_port() -> int:
@@ -356,7 +357,7 @@ class DevStack:
         # Ports the user chose (``--gcs-port``): taken ones are an error, not replaced by free ones.
         self.fixed_ports = set(fixed_ports or ())
         self.notes: list[str] = []  # what `up` changed on its own (a port taken by another process)
-        self.state = State(ports=self.ports, project_id=settings.project_id)
+        self.state = State(ports=self.ports, project_id=settings.project_id, executions=executions)
         # Our own children: kept so they can be waited for (and not warned about) when stopped.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -372,6 +373,7 @@ class DevStack:
             ports=Ports(**raw["ports"]),
             project_id=raw["project_id"],
             processes=[ProcessRecord(**p) for p in raw["processes"]],
+            executions=bool(raw.get("executions", False)),
         )
 
     def _save(self) -> None:
@@ -393,7 +395,7 @@ class DevStack:
             # The functions accept the Auth emulator's unsigned tokens only with this set.
             "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{p.auth}",
             "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
-            **({Settings.env_name("local_executions_dir"): str(self.executions_dir)} if self.executions else {}),
+            **({Settings.env_name("local_executions_dir"): str(self.executions_dir)} if self.state.executions else {}),
             # The same input allow-list as terraform/main.tf: the media bucket (each user's
             # users/{uid}/, and the prefixes the operator shares), never the render bucket.
             Settings.env_name("allowed_gs_buckets"): ",".join(
@@ -448,6 +450,7 @@ class DevStack:
             "state_dir": where,
             "processes": alive,
             "ports": asdict(state.ports),
+            "executions": state.executions,
             "problems": problems,
         }
 
@@ -527,9 +530,15 @@ class DevStack:
         if existing is not None:
             self.state = existing
             if self.status()["running"]:
+                if existing.executions != self.executions:
+                    running, asked = ("with", "without") if existing.executions else ("without", "with")
+                    raise DevStackError(
+                        f"this folder's local cloud runs {running} --executions; run `scenerender dev down` "
+                        f"first to start it {asked}"
+                    )
                 return False
             self.down()
-            self.state = State(ports=self.ports, project_id=self.settings.project_id)
+            self.state = State(ports=self.ports, project_id=self.settings.project_id, executions=self.executions)
         self.claim_ports()
         try:
             self._start_all()

@@ -3,8 +3,9 @@
 ``scenerender dev up`` runs ``python -m scenerender.dev.webserve`` as one of its processes. It serves
 ``web/dist`` (built by ``scripts/setup.sh``), ``/config.json`` from the file the stack wrote (the
 emulators' hosts, the project id: public values only), and proxies ``/api/...`` to the HTTP API
-function, so the page calls the API on its own origin, as Firebase Hosting's rewrite does in the
-cloud (docs/web.md). The sample scenes the page offers are published here too.
+function, so the page calls the API on its own origin. Deployed, the page calls the API at its
+own URL, across origins (CORS; docs/web.md, and test_web's static deploy test does the same
+here). The sample scenes the page offers are published here too.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -46,13 +46,14 @@ from scenerender.errors import (
 )
 from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id
 from scenerender.pipeline.steps import spec_object_name
+from scenerender.ports import Blobs, Jobs
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JOB_PATHS = frozenset({"/", "/jobs"})
+SUBMITTED_PREFIX = "submitted/"  # copies of the spec objects the API wrote, one per generation
 UPLOAD_PATH = "/uploads"
-ACTIVE = ("QUEUED", "RUNNING")
 _ID = re.compile(ID_PATTERN)
 CORS_HEADERS = {
     # Tokens travel in a header, never in cookies, so a page of another origin cannot act as a
@@ -62,21 +63,6 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "3600",
 }
-
-
-class ApiJobs(Protocol):
-    def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None: ...
-    def count_active(self, owner_uid: str) -> int: ...
-
-
-class ApiBlobs(Protocol):
-    def write_bytes(
-        self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None
-    ) -> int: ...
-    def exists(self, uri: str) -> bool: ...
-    def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes: ...
-    def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]: ...
 
 
 @dataclass(frozen=True)
@@ -106,8 +92,8 @@ class Api:
     """The API's stores and the token check, handed in by the function (or a test)."""
 
     settings: Settings
-    jobs: ApiJobs
-    blobs: ApiBlobs
+    jobs: Jobs
+    blobs: Blobs
     verify: Callable[[str], User]
 
     def handle(self, request: ApiRequest) -> ApiResponse:
@@ -156,13 +142,12 @@ class Api:
             self._check_batch_id(user, spec.batch_id, "batch_id")
         # The same limits and media scope as the spec function applies to a bucket drop.
         check_spec(spec, self.settings, owner_uid=user.uid)
-        new_work = 0 if existing is not None and existing.get("status") in ACTIVE else 1
-        self._check_cap(user, new_work)
+        self._take_slots(user, [job_id])
         data = load_json(raw, max_bytes=self.settings.max_spec_bytes)
         # The stored spec names its owner and id, as a spec dropped by a trusted backend must.
         data.update(owner_uid=user.uid, job_id=job_id)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(job_id)}"
-        generation = self.blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+        generation = self._write_spec(uri, json.dumps(data).encode())
         log.info("API: user %s submitted job %s (%s)", user.uid, job_id, uri)
         return ApiResponse(202, {"job_id": job_id, "spec_uri": uri, "spec_generation": str(generation)})
 
@@ -177,19 +162,16 @@ class Api:
                 exc.details = [ErrorDetail(f"scenes[{index}].{d.path}", d.message) for d in exc.details]
                 raise
         self._check_batch_id(user, batch.batch_id, "batch_id")
-        new_work = 0
-        for index in range(len(batch.scenes)):
-            job_id = scene_job_id(batch, index)
-            existing = self.jobs.get(job_id)
-            self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
-            new_work += 0 if existing is not None and existing.get("status") in ACTIVE else 1
-        self._check_cap(user, new_work)
+        job_ids = [scene_job_id(batch, index) for index in range(len(batch.scenes))]
+        for index, job_id in enumerate(job_ids):
+            self._check_job_id(user, job_id, self.jobs.get(job_id), f"scenes[{index}].job_id")
+        self._take_slots(user, job_ids)
         data = load_json(raw, max_bytes=self.settings.max_api_body_bytes, what="batch")
         data["owner_uid"] = user.uid
         for scene in data["scenes"]:
             scene["owner_uid"] = user.uid
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
-        generation = self.blobs.write_bytes(uri, json.dumps(data).encode(), content_type="application/json")
+        generation = self._write_spec(uri, json.dumps(data).encode())
         log.info("API: user %s submitted batch %s (%s)", user.uid, batch.batch_id, uri)
         return ApiResponse(
             202,
@@ -200,6 +182,22 @@ class Api:
                 "spec_generation": str(generation),
             },
         )
+
+    def _write_spec(self, uri: str, data: bytes) -> int:
+        """Write the spec object (it starts the job), then a copy of it named by its generation.
+
+        The spec function may refuse this generation (the job still runs, another owner's id)
+        after it has replaced the one the job was accepted from; the job document keeps naming
+        the accepted generation, and its copy is what ``GET /?job_id=`` reads. Object versioning
+        would keep that generation too, but only as long as the bucket's lifecycle keeps it.
+        """
+        generation = self.blobs.write_bytes(uri, data, content_type="application/json")
+        try:
+            self.blobs.write_bytes(submitted_copy_uri(uri, str(generation)), data, content_type="application/json")
+        except SceneRenderError as exc:
+            # The job is submitted either way; only a later re-render from another browser may miss its spec.
+            log.warning("API: the copy of %s generation %s was not written: %s", uri, generation, exc.message)
+        return generation
 
     def _check_job_id(self, user: User, job_id: str, existing: dict[str, Any] | None, path: str) -> None:
         # A job id belongs to its first owner for good. A job without an owner (an invalid spec
@@ -221,16 +219,20 @@ class Api:
                 details=[ErrorDetail(path, f"batch {batch_id!r} belongs to another user")],
             )
 
-    def _check_cap(self, user: User, new_jobs: int) -> None:
-        if new_jobs == 0:
-            return
+    def _take_slots(self, user: User, job_ids: list[str]) -> None:
+        """Reserve the per-owner cap's slots for these jobs, or refuse them all (429).
+
+        The last check before the spec is written, and one transaction (``ports.OwnerSlots``):
+        a user's concurrent submissions cannot all count the same free slots. A job already
+        QUEUED or RUNNING takes no second slot (its resubmission is the spec function's to refuse).
+        """
         cap = self.settings.max_active_jobs_per_owner
-        active = self.jobs.count_active(user.uid)
-        if active + new_jobs > cap:
+        claim = self.jobs.reserve_slots(user.uid, job_ids, cap)
+        if not claim.granted:
             raise TooManyJobsError(
-                f"you have {active} jobs queued or running and this adds {new_jobs}; "
+                f"you have {claim.held} jobs queued or running and this adds {claim.new}; "
                 f"the limit is {cap} (max_active_jobs_per_owner): wait for some to end",
-                details=[ErrorDetail("", f"{active} active + {new_jobs} new > {cap}")],
+                details=[ErrorDetail("", f"{claim.held} active + {claim.new} new > {cap}")],
             )
 
     # -- GET /?job_id= | ?batch_id= --------------------------------------------------------------
@@ -255,9 +257,10 @@ class Api:
     def accepted_spec(self, job_id: str, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """The spec the job document was last written from (a batch's scene as a spec of its own).
 
-        Read at the generation the document names: the object may since hold a resubmission
-        that was refused. ``None`` when that generation is gone (a lifecycle rule, a later
-        spec) or it cannot be read as a spec any more.
+        Read from the copy the API kept of the generation the document names (``_write_spec``):
+        the object itself may since hold a resubmission that was refused. Without a copy (a spec
+        dropped into the bucket), the object at that generation, while versioning keeps it.
+        ``None`` when neither is there or it cannot be read as a spec any more.
         """
         uri, generation = doc.get("spec_uri"), doc.get("spec_generation")
         # Only the spec bucket: a job document names nothing else, and the API reads nothing else.
@@ -265,7 +268,7 @@ class Api:
             return None
         limit = max(self.settings.max_spec_bytes, self.settings.max_batch_bytes)
         try:
-            raw = self.blobs.read_bytes(uri, generation=str(generation) if generation else None, max_bytes=limit)
+            raw = self._read_accepted(uri, str(generation) if generation else None, limit)
             data = load_json(raw, max_bytes=limit)
             if not is_batch(raw):
                 return data if isinstance(data, dict) else None
@@ -280,6 +283,14 @@ class Api:
                 owner = scene.get("owner_uid") or data.get("owner_uid")
                 return {**scene, "job_id": job_id, "batch_id": batch.batch_id, "owner_uid": owner}
         return None
+
+    def _read_accepted(self, uri: str, generation: str | None, limit: int) -> bytes:
+        if generation:
+            try:
+                return self.blobs.read_bytes(submitted_copy_uri(uri, generation), max_bytes=limit)
+            except FileNotFoundError:
+                pass
+        return self.blobs.read_bytes(uri, generation=generation, max_bytes=limit)
 
     # -- POST /uploads -------------------------------------------------------------------------
 
@@ -324,6 +335,16 @@ class UploadRequest(BaseModel):
     content_type: Annotated[str, StringConstraints(pattern=r"^[a-z]+/[A-Za-z0-9.+-]{1,100}$")]
     size: Annotated[int, Field(ge=1)]
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+def submitted_copy_uri(spec_uri: str, generation: str) -> str:
+    """Where the API keeps a copy of one generation of a spec object it wrote.
+
+    Outside ``jobs/``, so the bucket's notification (and the spec function) never sees it:
+    ``gs://SPECS/jobs/ID.json`` generation G is copied to ``gs://SPECS/submitted/jobs/ID/G.json``.
+    """
+    bucket, _, name = spec_uri.removeprefix("gs://").partition("/")
+    return f"gs://{bucket}/{SUBMITTED_PREFIX}{name.removesuffix('.json')}/{generation}.json"
 
 
 def user_prefix(settings: Settings, uid: str) -> str:

@@ -27,6 +27,7 @@ from scenerender.core.spec import (
     load_json,
 )
 from scenerender.errors import ErrorDetail, SpecError
+from scenerender.messages import TERMINAL, JobStatus, has_ended
 
 UNKNOWN_SEGMENT_S = 5.0  # weight of a segment whose length the spec does not give
 
@@ -110,29 +111,30 @@ def summarize(
     """
     now = time.time() if now is None else now
     present = {str(j.get("job_id")) for j in jobs}
-    jobs = [*jobs, *({"job_id": j, "status": "QUEUED"} for j in (expected or []) if j not in present)]
-    counts = {s: 0 for s in ("QUEUED", "RUNNING", "COMPLETED", "FAILED")}
+    jobs = [*jobs, *({"job_id": j, "status": JobStatus.QUEUED.value} for j in (expected or []) if j not in present)]
+    counts = {s.value: 0 for s in JobStatus}
     total_weight = done_weight = 0.0
     for job in jobs:
         status = str(job.get("status"))
         counts[status] = counts.get(status, 0) + 1
         weight = float(job.get("weight_s") or 1.0)
         total_weight += weight
-        fraction = 1.0 if status in ("COMPLETED", "FAILED") else float(job.get("progress") or 0.0)
+        fraction = 1.0 if has_ended(status) else float(job.get("progress") or 0.0)
         done_weight += weight * fraction
     progress = done_weight / total_weight if total_weight else 0.0
-    ended = counts["COMPLETED"] + counts["FAILED"] == len(jobs) and jobs
+    ended = sum(counts[s] for s in TERMINAL) == len(jobs) and jobs
     if ended:
-        status = "FAILED" if counts["FAILED"] else "COMPLETED"
+        summary = JobStatus.FAILED if counts[JobStatus.FAILED] else JobStatus.COMPLETED
     else:
-        status = "RUNNING" if counts["RUNNING"] or counts["COMPLETED"] or counts["FAILED"] else "QUEUED"
+        started = counts[JobStatus.RUNNING] or counts[JobStatus.COMPLETED] or counts[JobStatus.FAILED]
+        summary = JobStatus.RUNNING if started else JobStatus.QUEUED
     elapsed = max(0.0, now - created_at)
     eta = None if ended or progress <= 0.01 else round(elapsed * (1 - progress) / progress, 1)
     return {
-        "status": status,
+        "status": summary.value,
         "counts": counts,
         "total": len(jobs),
         "progress": round(progress, 4),
         "eta_s": eta,
-        "failed": sorted(str(j.get("job_id")) for j in jobs if j.get("status") == "FAILED"),
+        "failed": sorted(str(j.get("job_id")) for j in jobs if j.get("status") == JobStatus.FAILED),
     }

@@ -29,8 +29,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from scenerender.cloud.launcher import Execution, Launcher, launch
-from scenerender.errors import SceneRenderError
-from scenerender.pipeline.steps import Jobs, refresh_batch
+from scenerender.errors import RenderTimeoutError, SceneRenderError
+from scenerender.messages import ErrorBlock, JobStatus
+from scenerender.pipeline.steps import refresh_batch
+from scenerender.ports import Jobs
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,9 @@ def _age(value: Any, now: datetime) -> float | None:
 def judge(doc: dict[str, Any], execution: Execution | None, settings: Settings, now: datetime) -> Verdict:
     """What the sweeper does with one QUEUED or RUNNING job (see the module's docstring)."""
     launches = int(doc.get("launches") or 0)
-    if doc.get("status") == "QUEUED":
+    if doc.get("status") == JobStatus.QUEUED:
         return _judge_queued(doc, execution, settings, now, launches)
-    if doc.get("status") == "RUNNING":
+    if doc.get("status") == JobStatus.RUNNING:
         return _judge_running(doc, execution, settings, now, launches)
     return Verdict("leave")
 
@@ -142,7 +144,7 @@ def sweep(*, settings: Settings, jobs: Jobs, launcher: Launcher, now: datetime |
             continue
         verdict = judge(doc, states.get(name), settings, now)
         if verdict.action == "fail":
-            if jobs.fail(job_id, {"code": "TIMEOUT", "message": verdict.reason, "details": []}):
+            if jobs.fail(job_id, ErrorBlock.of(RenderTimeoutError(verdict.reason))):
                 log.warning("job %s: FAILED/TIMEOUT: %s", job_id, verdict.reason)
                 report.failed[job_id] = verdict.reason
                 if doc.get("batch_id"):

@@ -27,13 +27,16 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from pydantic import ValidationError
+
 from scenerender.cloud import clients
 from scenerender.cloud.bus import LeasedMessage, pull_one
-from scenerender.cloud.jobs import ProgressThrottle
 from scenerender.cloud.launcher import current_execution, launch, launcher_for
+from scenerender.cloud.progress import ProgressThrottle
 from scenerender.core.spec import parse_spec
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.logs import configure_logging
+from scenerender.messages import RenderRequest
 from scenerender.pipeline import steps
 from scenerender.pipeline.budget import estimated_render_s
 from scenerender.pipeline.workitems import run_item, worker_id
@@ -103,19 +106,19 @@ def handle_item(settings: Settings, item: LeasedMessage) -> None:
         )
 
 
-def hand_back_if_late(settings: Settings, message: LeasedMessage, task: Task) -> bool:
+def hand_back_if_late(settings: Settings, request: RenderRequest, message: LeasedMessage, task: Task) -> bool:
     """Give the request back, and launch an execution for it, if its render would outlast this task."""
     left = task.left_s()
     if left is None:
         return False
     try:
-        spec = parse_spec(json.dumps(message.data.get("spec") or {}).encode())
+        spec = parse_spec(json.dumps(request.spec).encode())
     except SpecError:
         return False  # the render reports it
     estimate = estimated_render_s(spec, settings)
     if estimate <= left:
         return False
-    job_id = str(message.data.get("job_id", "?"))
+    job_id = request.job_id
     message.nack()
     task.handed_back = True
     jobs = clients.jobs()
@@ -147,15 +150,22 @@ def backoff_s(settings: Settings, delivery_attempt: int) -> float:
 
 def handle_request(settings: Settings, message: LeasedMessage, task: Task | None = None) -> bool:
     with message:
-        if task is not None and hand_back_if_late(settings, message, task):
+        try:
+            request = RenderRequest.model_validate(message.data)
+        except ValidationError as exc:
+            # No job to record it on, and no delivery will ever read better: dropped, loudly.
+            log.error("render request %s dropped: %s", message.message_id, exc.errors(include_url=False)[:3])
+            message.ack()
+            return True
+        if task is not None and hand_back_if_late(settings, request, message, task):
             return False
-        job_id = str(message.data.get("job_id", "?"))
+        job_id = request.job_id
         jobs = clients.jobs()
         throttle = ProgressThrottle(lambda stage, value: jobs.set_progress(job_id, stage, value))
         started = time.monotonic()
         try:
             outcome = steps.run_render_request(
-                message.data,
+                request,
                 settings=settings,
                 blobs=clients.blobs(),
                 jobs=jobs,

@@ -25,12 +25,13 @@ import socket
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from google.cloud import firestore
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from scenerender.cloud.jobs import beat_is_fresh, keep_beating, translate_error
+from scenerender.cloud.jobs import translate_error
+from scenerender.cloud.liveness import beat_is_fresh, keep_beating
 from scenerender.core import plan
 from scenerender.core.cache import OUTPUT, SOURCE, BlobSegmentCache, file_digest, materialize, segment_key
 from scenerender.core.encode_queue import SegmentTask
@@ -39,6 +40,8 @@ from scenerender.core.inputs import FetchPolicy, InputResolver
 from scenerender.core.render import RenderOptions, private_dir
 from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
+from scenerender.messages import JobStatus
+from scenerender.ports import Blobs, Bus, Jobs
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -178,14 +181,10 @@ def beating(items: ItemStore, job_id: str, key: str, holder: str, every_s: float
     return keep_beating(lambda: items.beat(job_id, key, holder), every_s, f"item {key[:12]} of job {job_id}")
 
 
-class Publisher(Protocol):
-    def publish_many(self, topic_name: str, payloads: list[dict[str, Any]], **attributes: str) -> None: ...
-
-
 class JobSegmentClaims:
     """The assembler's side: ``scenerender.core.render.SegmentClaims`` for one job."""
 
-    def __init__(self, job_id: str, items: ItemStore, bus: Publisher, settings: Settings) -> None:
+    def __init__(self, job_id: str, items: ItemStore, bus: Bus, settings: Settings) -> None:
         self.job_id = job_id
         self.items = items
         self.bus = bus
@@ -214,15 +213,6 @@ class JobSegmentClaims:
         self.items.release(self.job_id, key, self.holder, "the assembler's encode failed")
 
 
-class Jobs(Protocol):
-    def get(self, job_id: str) -> dict[str, Any] | None: ...
-
-
-class Blobs(Protocol):
-    def download(self, uri: str, dest: Any, *, max_bytes: int | None = None) -> None: ...
-    def upload_file(self, src: Any, uri: str, *, content_type: str) -> None: ...
-
-
 def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jobs, items: ItemStore) -> str:
     """A helper's side: encode one work item into the segment cache. Returns what happened.
 
@@ -235,7 +225,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
         log.error("work item dropped: %s", exc.errors(include_url=False)[:3])
         return "invalid"
     job = jobs.get(item.job_id) or {}
-    if job.get("status") != "RUNNING":
+    if job.get("status") != JobStatus.RUNNING:
         return "job not running"
     holder = worker_id()
     state = items.claim(item.job_id, item.key, holder, item.index)

@@ -10,6 +10,7 @@ import pytest
 from google.cloud import firestore, pubsub_v1
 
 from scenerender.cloud import clients
+from scenerender.messages import DeadLetter, JobDocument
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -22,7 +23,9 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
     function then fails the job with the last error recorded, and the message is kept."""
     jobs = clients.jobs()
     last_error = {"code": "INPUT_UNREACHABLE", "message": "segments[0].url: storage unavailable", "details": []}
-    jobs.create_job("it-poison", {"status": "QUEUED", "attempt": 4, "last_error": last_error})
+    jobs.create_job(
+        "it-poison", JobDocument.model_validate({"status": "QUEUED", "attempt": 4, "last_error": last_error})
+    )
     subscriber = pubsub_v1.SubscriberClient()
     publisher = pubsub_v1.PublisherClient()
     topic = publisher.topic_path(settings.project_id, "it-poison-requests")
@@ -71,11 +74,12 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
     from scenerender.pipeline import steps
 
     jobs = clients.jobs()
-    jobs.create_job("it-alive", {"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP})
-    attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
-    assert not steps.record_dead_letter(
-        {"job_id": "it-alive"}, attributes, jobs=jobs, stale_after_s=settings.heartbeat_stale_s
+    jobs.create_job(
+        "it-alive",
+        JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
     )
+    letter = DeadLetter(job_id="it-alive", deliveries=5)
+    assert not steps.record_dead_letter(letter, jobs=jobs, stale_after_s=settings.heartbeat_stale_s)
     assert (jobs.get("it-alive") or {})["status"] == "RUNNING"
 
 
@@ -87,8 +91,13 @@ def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(setting
 
     jobs = clients.jobs()
     long_ago = datetime.now(UTC) - timedelta(hours=2)
-    jobs.create_job("it-stuck", {"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})
-    jobs.create_job("it-busy", {"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP})
+    jobs.create_job(
+        "it-stuck", JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})
+    )
+    jobs.create_job(
+        "it-busy",
+        JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
+    )
     # The sweeper (no longer a worker's idle chore); the local stack's workers are always on.
     report = sweeper.sweep(
         settings=settings.model_copy(update={"stuck_after_s": 3600}), jobs=jobs, launcher=AlwaysOnWorkers()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.cli_run import bare_env, run
@@ -67,6 +69,10 @@ def render_on(folder: Path, env: dict[str, str], job_id: str) -> dict[str, Any]:
 def test_two_folders_run_two_working_stacks_and_a_taken_chosen_port_is_refused(folders: dict[str, Path]) -> None:
     a, first = up(folders["a"])
     assert a.returncode == 0, a.stderr
+    # dev up serves the web client (issue #25) and prints its URL; the page answers there.
+    web = re.search(r"^web client: (http://127\.0\.0\.1:\d+/)$", a.stderr, re.MULTILINE)
+    assert web, a.stderr
+    assert 'src="app.js"' in httpx.get(web[1], timeout=30).text
     b, second = up(folders["b"])
     assert b.returncode == 0, b.stderr
     ports_a, ports_b = (status(f)[1]["ports"] for f in (folders["a"], folders["b"]))

@@ -24,6 +24,7 @@ from scenerender.cloud import clients
 from scenerender.cloud.launcher import LocalLauncher
 from scenerender.core.spec import parse_spec
 from scenerender.dev.devstack import DevStack
+from scenerender.messages import JobDocument
 from scenerender.pipeline.budget import MB as MIB
 from scenerender.pipeline.budget import MemoryNeed, memory_need
 from scenerender.settings import Settings, get_settings
@@ -129,7 +130,7 @@ def queue_request(job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> 
         "request_published": True,
         **fields,
     }
-    assert clients.jobs().create_job(job_id, doc)
+    assert clients.jobs().create_job(job_id, JobDocument.model_validate(doc))
     request = {"job_id": job_id, "spec_uri": uri, "spec_generation": "1", "spec": body}
     clients.bus().publish(settings.render_topic, request, job_id=job_id)
 
@@ -276,25 +277,29 @@ def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: D
     jobs = clients.jobs()
     jobs.create_job(
         "it-dead-running",
-        {
-            "status": "RUNNING",
-            "attempt": settings.max_attempts,
-            "heartbeat_at": stale,
-            "request_published": True,
-            "execution": dead,
-            "launches": 1,
-        },
+        JobDocument.model_validate(
+            {
+                "status": "RUNNING",
+                "attempt": settings.max_attempts,
+                "heartbeat_at": stale,
+                "request_published": True,
+                "execution": dead,
+                "launches": 1,
+            }
+        ),
     )
     jobs.create_job(
         "it-dead-queued",
-        {
-            "status": "QUEUED",
-            "attempt": 0,
-            "request_published": True,
-            "execution": dead,
-            "launches": settings.max_launches,
-            "launched_at": stale,
-        },
+        JobDocument.model_validate(
+            {
+                "status": "QUEUED",
+                "attempt": 0,
+                "request_published": True,
+                "execution": dead,
+                "launches": settings.max_launches,
+                "launched_at": stale,
+            }
+        ),
     )
     report = sweep(stack)
     assert {"it-dead-running", "it-dead-queued"} <= set(report["failed"]), report

@@ -20,6 +20,7 @@ from google.cloud import firestore, pubsub_v1
 
 from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
+from scenerender.messages import JobDocument
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -265,7 +266,9 @@ def test_the_worker_refuses_media_outside_the_owners_scope_whoever_sent_the_requ
     same scope by the worker at fetch time."""
     alice = own_media(settings, scene_media, "alice")
     spec = spec_for("it-scope-worker", "mallory", alice)
-    clients.jobs().create_job("it-scope-worker", {"status": "QUEUED", "owner_uid": "mallory", "attempt": 0})
+    clients.jobs().create_job(
+        "it-scope-worker", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "mallory", "attempt": 0})
+    )
     clients.bus().publish(settings.render_topic, {"job_id": "it-scope-worker", "spec": spec}, job_id="it-scope-worker")
     doc = wait_for_end("it-scope-worker")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_REFUSED", doc.get("error")
@@ -319,12 +322,16 @@ def test_an_oversized_batch_is_refused_from_its_metadata_unread(
 
 def _dir_bytes(root: Path) -> int:
     total = 0
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except OSError:
-            continue
+    # os.walk, not Path.rglob: a worker may remove a folder while it is walked (rglob raises
+    # FileNotFoundError from inside its iterator then); what vanished is skipped.
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            try:
+                if not path.is_symlink():
+                    total += path.stat().st_size
+            except OSError:
+                continue
     return total
 
 

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
+import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,7 @@ import pytest
 
 from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
+from scenerender.messages import ErrorBlock, JobDocument, JobStatus
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -42,12 +49,14 @@ OBSERVE = """
     const status = document.querySelector('#job-state [data-status], #batch-state [data-status]');
     const stage = document.querySelector('#stage');
     const counts = document.querySelector('#batch-counts');
+    const eta = document.querySelector('#batch-eta');
     return {
       t: performance.timeOrigin + performance.now(),
       progress: progress ? Number(progress.dataset.progress) : null,
       status: status ? status.dataset.status : null,
       stage: stage ? stage.dataset.stage : null,
       completed: counts ? Number(counts.dataset.completed) : null,
+      eta: eta ? eta.textContent : null,
     };
   };
   new MutationObserver(() => window.__changes.push(read()))
@@ -83,8 +92,9 @@ def test_the_page_holds_only_public_config(served: str, cloud: DevStack) -> None
     assert set(config) <= {"firebase", "apiUrl", "emulators", "googleSignIn", "collections", "samples"}
     assert set(config["firebase"]) <= {"apiKey", "projectId", "authDomain", "appId"}
     bundle = httpx.get(served + "app.js", timeout=30).text
+    source_map = httpx.get(served + "app.js.map", timeout=30).text
     key = json.loads((cloud.state_dir / "signer-key.json").read_text())
-    for text in (page.text, json.dumps(config), bundle):
+    for text in (page.text, json.dumps(config), bundle, source_map):
         assert "PRIVATE KEY" not in text and key["client_email"] not in text
     # The same-origin /api is the HTTP API: it answers with its own JSON error, not the static server's page.
     answer = httpx.get(served + "api/?job_id=nobody", timeout=30)
@@ -211,6 +221,15 @@ def sample_spec(cloud: DevStack) -> dict[str, Any]:
     return spec
 
 
+def short_spec(cloud: DevStack, segments: int, job_id: str) -> dict[str, Any]:
+    """The sample's first segments with its looped music alone (the other clips are placed for its whole length)."""
+    spec = sample_spec(cloud)
+    spec["segments"] = spec["segments"][:segments]
+    spec["audio"]["clips"] = [c for c in spec["audio"]["clips"] if c["type"] == "music"]
+    spec["job_id"] = job_id
+    return spec
+
+
 def ffprobe_duration(path: Path) -> float:
     done = subprocess.run(
         ["ffprobe", "-v", "error", "-of", "json", "-show_format", str(path)],
@@ -310,9 +329,13 @@ def test_video_plays_the_signed_url_with_the_results_duration(director: User, re
     duration = page.evaluate("document.querySelector('#video').duration")
     # The element's duration is the file's; the result's is measured on it: one output frame apart at most.
     assert duration == pytest.approx(output["duration_s"], abs=1 / output["fps"]), (duration, output["duration_s"])
-    figures = page.locator("#figures").inner_text()
-    assert f"{output['duration_s']:.1f} s" in figures
-    assert "LUFS" in figures
+    # The result's measured figures: duration, loudness, A/V drift (and frame, peak, size).
+    terms, values = (page.locator(f"#figures {tag}").all_inner_texts() for tag in ("dt", "dd"))
+    shown = dict(zip(terms, values, strict=True))
+    assert shown["Duration"] == f"{output['duration_s']:.1f} s"
+    assert shown["Loudness"] == f"{output['loudness_lufs']:.1f} LUFS"
+    assert shown["A/V drift"] == f"{output['av_drift_ms']:.1f} ms"
+    assert shown["Frame"] == f"{output['width']}\N{MULTIPLICATION SIGN}{output['height']} @ {output['fps']:g} fps"
     screenshot(page, "job-completed")
     assert_accessible(page)
 
@@ -456,7 +479,11 @@ def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -
     assert completed[-1] == 3 and len(set(completed)) >= 2, completed  # seen on the way, not only at the end
     progress = sorted({c["progress"] for c in changes if c["progress"] is not None})
     assert len(progress) >= 3, progress
+    # The ETA is shown while scenes remain (from the weighted progress so far), and goes at the end.
+    etas = [c["eta"] for c in changes if c["completed"] is not None and c["completed"] < 3]
+    assert any(re.search(r"ETA \d", e or "") for e in etas), etas
     assert "3 of 3 done" in page.locator("#batch-counts").inner_text()
+    assert page.locator("#batch-eta").inner_text() == "100 % · ETA \N{EN DASH}"
 
 
 def test_re_render_from_another_browser_runs_the_same_job_again(
@@ -487,10 +514,7 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
     browser: Any, web: str, director: User, cloud: DevStack
 ) -> None:
     """A preview rendered in one browser is promoted in another: a full-quality job of its own."""
-    spec = json.loads(json.dumps(sample_spec(cloud)))
-    spec["segments"] = spec["segments"][:2]
-    spec["audio"]["clips"] = [c for c in spec["audio"]["clips"] if c["type"] == "music"]
-    spec["job_id"] = f"preview-{uuid.uuid4().hex[:8]}"
+    spec = short_spec(cloud, 2, f"preview-{uuid.uuid4().hex[:8]}")
     director.new_render(spec)
     director.page.get_by_label("Resolution").select_option("720p")
     director.page.get_by_label("Preview (quick, at most 480p)").check()
@@ -539,13 +563,13 @@ def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(browser: Any, we
         marker = page.evaluate(OBSERVE)
         written_at = time.time()
         jobs = clients.jobs()
-        assert jobs.create_job(job_id, {"status": "QUEUED", "stage": "queued", "progress": 0.0, "owner_uid": user.uid})
+        assert jobs.create_job(job_id, JobDocument(status=JobStatus.QUEUED, stage="queued", owner_uid=user.uid))
         user.wait_status("QUEUED", timeout=30_000)
         shown = next(c for c in page.evaluate("window.__changes") if c["status"] == "QUEUED")
         print(f"job written -> shown on the page: {(shown['t'] / 1000 - written_at) * 1000:.0f} ms")
         assert page.evaluate("window.__document_marker") == marker
         # Every later write arrives on the same listener.
-        jobs.fail(job_id, {"code": "INTERNAL", "message": "stopped by the test", "details": []})
+        jobs.fail(job_id, ErrorBlock.internal("stopped by the test"))
         user.wait_status("FAILED", timeout=30_000)
         assert user.errors == []
     finally:
@@ -555,13 +579,18 @@ def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(browser: Any, we
 def test_google_sign_in_where_configured(browser: Any, web: str, cloud: DevStack) -> None:
     """Google sign-in is offered only where config.json enables it, and wired to Firebase's popup.
 
-    The popup itself cannot be driven here: before it opens Google's window (the Auth emulator's
-    fake Google chooser, /emulator/auth/handler), the Firebase SDK loads Google's script from
-    https://apis.google.com/js/api.js for the window's message channel, and the emulator's
-    chooser loads its widgets from unpkg.com and apis.google.com too; these machines reach no
-    host but package registries. So the test blocks that script (as it is blocked here anyway)
-    and checks the page says so in plain words, then signs a Google account in through the
-    other Google door the client has: a Google ID token (the emulator takes a fake one).
+    The popup cannot complete here, with the emulator or without. Both ends of its relay (and of
+    the redirect flow's) are Google's gapi.iframes, loaded from https://apis.google.com/js/api.js:
+    the SDK loads it in the page to open the Auth emulator's helper iframe (/emulator/auth/iframe),
+    and that iframe loads it again to pass the chooser's answer back to the page (without it the
+    emulator says "Error loading gapi.iframe! Please check your Internet connection"). These
+    machines reach no host but package registries, and a stand-in for Google's script would test
+    the stand-in. What works offline, and is tested: the button is offered only where configured;
+    pressed, it tries Google's script and says in plain words that it did not load; the
+    emulator's own chooser (/emulator/auth/handler, its unpkg.com styles optional) lists the
+    Google account; and the client's other Google door, a Google ID token
+    (signInWithCredential with GoogleAuthProvider.credential: Google's one-tap button gives one;
+    the emulator takes an unsigned one), signs that account in, the chooser's token the same user.
     """
     from scenerender.dev.webserve import write_json
 
@@ -599,6 +628,25 @@ def test_google_sign_in_where_configured(browser: Any, web: str, cloud: DevStack
         assert page.locator("#who").inner_text() == email
         page.wait_for_selector('#jobs[aria-busy="false"]', state="attached")
         assert page.locator("li.job").count() == 0  # a new account: nobody else's jobs
+        uid = user.page.evaluate("document.body.dataset.user")
+        # The emulator's own Google chooser (the page its popup shows) works offline and lists
+        # that account; the ID token it would hand back through the relay signs the same user in.
+        chooser = user.context.new_page()
+        chooser.route(re.compile(r"https://(unpkg\.com|fonts\.googleapis\.com)/.*"), lambda route: route.abort())
+        chooser.goto(
+            f"{config['emulators']['auth']}/emulator/auth/handler?apiKey={config['firebase']['apiKey']}"
+            "&appName=%5BDEFAULT%5D&authType=signInViaPopup&providerId=google.com&eventId=1"
+        )
+        account = chooser.locator(".js-reuse-account", has_text=email)
+        account.wait_for()
+        token = urllib.parse.unquote(account.get_attribute("data-id-token") or "")
+        assert json.loads(token)["email"] == email
+        chooser.close()
+        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("heading", name="Sign in").wait_for()
+        page.evaluate("token => window.scenerender.signInWithGoogleIdToken(token)", token)
+        page.get_by_role("heading", name="My renders").wait_for()
+        assert page.evaluate("document.body.dataset.user") == uid
     finally:
         write_json(cloud.web_config_path, config)
         user.close()
@@ -653,3 +701,154 @@ def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
     assert stored["segments"] == spec["segments"] and stored["owner_uid"] == director.uid
     director.wait_status("COMPLETED", "FAILED")
     assert_accessible(page)
+
+
+def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud: DevStack) -> None:
+    """A resubmission while the job runs replaces the spec object and is refused by the spec
+    function; the owner's GET still gives the spec the job was accepted from, so Re-render
+    sends that one (not the refused one, and not nothing)."""
+    page = director.page
+    spec = json.loads(json.dumps(sample_spec(cloud)))
+    job_id = f"survives-{uuid.uuid4().hex[:8]}"
+    # Slow enough (1080p at 60 fps) that the resubmission reaches the spec function while it runs.
+    spec.update(job_id=job_id, output={"resolution": "1080p", "fps": 60})
+    first = page.evaluate("s => window.scenerender.submit(s)", spec)
+    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
+    while (doc := clients.jobs().get(job_id) or {}).get("status") != "RUNNING":
+        assert time.monotonic() < deadline and doc.get("status") not in ("COMPLETED", "FAILED"), doc
+        time.sleep(0.1)
+    refused_spec = {**spec, "scene_id": "refused-resubmission"}
+    second = page.evaluate("s => window.scenerender.submit(s)", refused_spec)
+    assert second["spec_generation"] != first["spec_generation"]
+    while (doc := clients.jobs().get(job_id) or {}).get("resubmission_refused", {}).get("spec_generation") != second[
+        "spec_generation"
+    ]:
+        assert time.monotonic() < deadline and doc.get("spec_generation") == first["spec_generation"], doc
+        time.sleep(0.1)
+    assert "still RUNNING" in doc["resubmission_refused"]["reason"]
+    owned = page.evaluate("id => window.scenerender.getJob(id)", job_id)
+    assert owned["spec_generation"] == first["spec_generation"]
+    assert owned["spec"] == {**spec, "owner_uid": director.uid}
+    # On its job page, once it has ended, Re-render is offered with that spec.
+    page.goto(f"{director.web}#/job/{job_id}")
+    director.wait_status("COMPLETED", "FAILED")
+    page.get_by_role("button", name="Re-render").wait_for()
+    assert director.errors == []
+
+
+def test_an_old_job_documents_details_show_their_message(browser: Any, web: str) -> None:
+    """Job documents written before the contract's `{path, problem}` carry `{path, message}`:
+    the page shows the words too, not the path alone, on the job page and in My renders."""
+    user = User(browser, web)
+    try:
+        user.sign_up()
+        page = user.page
+        job_id = f"old-{uuid.uuid4().hex[:8]}"
+        old = {"path": "segments[0].url", "message": "file not found: gs://media/a.mp4"}
+        error = {"code": "INPUT_UNREACHABLE", "message": "an input could not be fetched", "details": [old]}
+        fields = {"status": "FAILED", "stage": "fetch", "progress": 0.0, "owner_uid": user.uid, "error": error}
+        # Written as such a document was stored (the job store's typed writes say `problem` now).
+        clients.jobs().collection.document(job_id).create({**fields, "job_id": job_id, "created_at": datetime.now(UTC)})
+        page.goto(f"{web}#/job/{job_id}")
+        user.wait_status("FAILED", timeout=30_000)
+        shown = page.locator("#job-state [data-error-code] .error-details li").all_inner_texts()
+        assert shown == ["segments[0].url: file not found: gs://media/a.mp4"]
+        page.get_by_role("link", name="My renders", exact=True).click()
+        row = page.locator(f'li.job[data-job-id="{job_id}"] .error-details li')
+        row.wait_for()
+        assert row.all_inner_texts() == shown
+        assert user.errors == []
+    finally:
+        user.close()
+
+
+def test_my_renders_is_live_and_newest_first(browser: Any, web: str) -> None:
+    """My renders follows the user's jobs as they are written, with no reload and no request of
+    its own: a new job appears at the top, and its row's bar and stage move with the worker's
+    own progress writes (the job store's set_progress, as the worker calls it)."""
+    user = User(browser, web)
+    try:
+        user.sign_up()
+        page = user.page
+        jobs = clients.jobs()
+        older, newer = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("older", "newer"))
+        done = JobDocument(
+            status=JobStatus.COMPLETED, stage="done", progress=1.0, owner_uid=user.uid, output={"duration_s": 8.0}
+        )
+        assert jobs.create_job(older, done)
+        page.locator(f'li.job[data-job-id="{older}"]').wait_for()
+        assert "scene 8.0 s" in page.locator(f'li.job[data-job-id="{older}"] .job-meta').inner_text()
+        marker = page.evaluate(OBSERVE)
+        before = len(user.requests)
+        assert jobs.create_job(newer, JobDocument.queued(owner_uid=user.uid))
+        page.locator(f'li.job[data-job-id="{newer}"]').wait_for()
+        assert page.locator("li.job").evaluate_all("rows => rows.map(r => r.dataset.jobId)") == [newer, older]
+        jobs.mark_running(newer)
+        row = page.locator(f'li.job[data-job-id="{newer}"]')
+        for value in (0.25, 0.5, 0.75):
+            jobs.set_progress(newer, "encode", value)
+            row.locator(f'progress[data-progress="{value:.4f}"]').wait_for(timeout=30_000)
+        assert row.get_attribute("data-status") == "RUNNING"
+        assert "Stage: encode · 75 %" in row.locator(".job-stage").inner_text()
+        assert page.evaluate("window.__document_marker") == marker
+        asked = [r for r in user.requests[before:] if "google.firestore" not in r[2]]
+        assert asked == [], asked  # nothing but the listener's channel
+        assert user.errors == []
+    finally:
+        user.close()
+
+
+def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
+    browser: Any, web: str, cloud: DevStack, tmp_path: Path
+) -> None:
+    """docs/web.md's deploy: web/dist plus a config.json, on a plain static file server (as a
+    bucket or Firebase Hosting serves it; Python's http.server here), with apiUrl the API's own
+    URL, another origin: the browser's CORS checks pass, a job is submitted and followed, and
+    Re-render gets its spec back (GET across origins too)."""
+    from scenerender.dev.devstack import free_port
+    from scenerender.dev.webserve import dist_dir
+
+    site = tmp_path / "site"
+    shutil.copytree(dist_dir(), site)
+    api = cloud.env()["SCENERENDER_API_URL"]
+    config = {**json.loads(cloud.web_config_path.read_text()), "apiUrl": api}
+    (site / "config.json").write_text(json.dumps(config))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    user = None
+    try:
+        static = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(static, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the static server did not start"
+            time.sleep(0.1)
+        user = User(browser, static)
+        user.sign_up()
+        spec = short_spec(cloud, 1, f"static-{uuid.uuid4().hex[:8]}")
+        user.new_render(spec)
+        user.page.get_by_label("Resolution").select_option("360p")
+        user.page.get_by_role("button", name="Render").click()
+        user.page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
+        user.wait_status("COMPLETED", "FAILED")
+        doc = clients.jobs().get(spec["job_id"])
+        assert doc is not None and doc["status"] == "COMPLETED", doc
+        user.page.get_by_role("button", name="Re-render").wait_for()
+        to_api = [(m, u) for _, m, u in user.requests if u.startswith(api)]
+        assert ("POST", f"{api}/") in to_api and ("GET", f"{api}/?job_id={spec['job_id']}") in to_api, to_api
+        assert not [u for _, _, u in user.requests if u.startswith(static + "api")]
+        assert user.errors == []
+    finally:
+        if user is not None:
+            user.close()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

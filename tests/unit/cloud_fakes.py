@@ -1,32 +1,52 @@
-"""In-memory stand-ins for the stores, for unit tests of the pipeline's doors.
+"""In-memory stand-ins for the stores (``scenerender.ports``), for unit tests of the pipeline's doors.
 
-The integration tests run the same doors on the real emulators.
+tests/integration/test_ports.py runs one contract suite on these and on the real adapters
+(on the emulators), so what a unit test learns from a fake holds for the real store.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scenerender.cloud.jobs import may_take
+from scenerender.cloud.jobs import run_start
+from scenerender.cloud.liveness import beat_is_fresh
+from scenerender.cloud.owner_slots import reservation_holds
+from scenerender.errors import AlreadyWrittenError, LimitExceededError, MissingError
+from scenerender.messages import ErrorBlock, JobDocument, JobStatus, has_ended, is_active, may_take
+from scenerender.ports import SlotClaim
+
+HEARTBEAT_STALE_S = 45.0  # Settings().heartbeat_stale_s
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class FakeBlobs:
-    """Objects by URI; ``generations`` holds an object's generation when a test sets one (as
-    GCS without versioning, only the latest generation can be read)."""
+    """Objects by URI, each write a new generation (as GCS without versioning, only the latest
+    generation can be read); ``generations`` may also be set by a test."""
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.generations: dict[str, str] = {}
         self.reads: list[str] = []  # every URI whose bytes were read
+        self._next_generation = 0
 
     def _check_generation(self, uri: str, generation: str | None) -> None:
         if uri not in self.objects:
-            raise FileNotFoundError(uri)
+            raise MissingError(f"Cloud Storage: {uri}: not found")
         if generation is not None and uri in self.generations and self.generations[uri] != generation:
-            raise FileNotFoundError(f"{uri}#{generation}")
+            raise MissingError(f"Cloud Storage: {uri}#{generation}: not found")
+
+    def _put(self, uri: str, data: bytes) -> int:
+        self._next_generation += 1
+        self.objects[uri] = data
+        self.generations[uri] = str(self._next_generation)
+        return self._next_generation
 
     def read_bytes(self, uri: str, *, generation: str | None = None, max_bytes: int | None = None) -> bytes:
         self._check_generation(uri, generation)
@@ -39,73 +59,167 @@ class FakeBlobs:
         return len(self.objects[uri])
 
     def write_bytes(self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None) -> int:
-        self.objects[uri] = data
-        self.generations.pop(uri, None)
-        return len(self.objects)
+        current = self.generations.get(uri, "?" if uri in self.objects else "0")
+        if if_generation_match is not None and current != str(if_generation_match):
+            raise AlreadyWrittenError(f"Cloud Storage: {uri}: generation is not {if_generation_match}")
+        return self._put(uri, data)
 
     def download(self, uri: str, dest: Path, *, max_bytes: int | None = None) -> None:
-        dest.write_bytes(self.read_bytes(uri))
+        self._check_generation(uri, None)
+        data = self.objects[uri]
+        if max_bytes is not None and len(data) > max_bytes:
+            raise LimitExceededError(f"{uri} is {len(data)} bytes; the limit is {max_bytes}")
+        dest.write_bytes(data)
 
     def upload_file(self, src: Path, uri: str, *, content_type: str) -> None:
-        self.objects[uri] = src.read_bytes()
+        self._put(uri, src.read_bytes())
 
     def signed_url(self, uri: str, ttl_s: int) -> tuple[str, datetime]:
-        return f"https://signed.example/{uri[5:]}?X-Goog-Signature=abc", datetime.now(UTC) + timedelta(seconds=ttl_s)
+        expires = _now().replace(microsecond=0) + timedelta(seconds=ttl_s)
+        return f"https://signed.example/{uri[5:]}?X-Goog-Signature=abc", expires
 
     def signed_upload_url(self, uri: str, ttl_s: int, *, content_type: str, max_bytes: int) -> tuple[str, datetime]:
-        return f"https://signed.example/{uri[5:]}?put=1", datetime.now(UTC) + timedelta(seconds=ttl_s)
+        expires = _now().replace(microsecond=0) + timedelta(seconds=ttl_s)
+        return f"https://signed.example/{uri[5:]}?put=1", expires
 
     def exists(self, uri: str) -> bool:
         return uri in self.objects
 
+    def delete(self, uri: str) -> None:
+        self.objects.pop(uri, None)  # deleting what is gone is no error
+        self.generations.pop(uri, None)
+
+    def list_uris(self, prefix_uri: str) -> list[str]:
+        return sorted(uri for uri in self.objects if uri.startswith(prefix_uri))
+
 
 class FakeJobs:
+    """``ports.Jobs`` in dicts: ``docs`` (jobs), ``batches``, ``refusals`` and ``owners`` (slots)."""
+
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.refusals: dict[str, dict[str, Any]] = {}
+        self.owners: dict[str, dict[str, datetime]] = {}
 
-    def create_job(self, job_id: str, fields: dict[str, Any]) -> bool:
+    def create_job(self, job_id: str, doc: JobDocument) -> bool:
         if job_id in self.docs:
             return False
-        self.docs[job_id] = {"job_id": job_id, **copy.deepcopy(fields)}
+        now = _now()
+        fields = {"job_id": job_id, "created_at": now, "updated_at": now, **copy.deepcopy(doc.wire())}
+        if doc.status.ended:
+            fields["finished_at"] = now
+        self.docs[job_id] = fields
         return True
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.docs.get(job_id))
 
-    def count_active(self, owner_uid: str) -> int:
-        active = ("QUEUED", "RUNNING")
-        return sum(d.get("owner_uid") == owner_uid and d.get("status") in active for d in self.docs.values())
+    def _update(self, job_id: str, fields: dict[str, Any]) -> None:
+        if job_id not in self.docs:
+            raise MissingError(f"Firestore: update job {job_id}: not found")
+        self.docs[job_id].update(copy.deepcopy(fields), updated_at=_now())
 
     def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int:
-        doc = self.docs[job_id]
-        if doc["status"] in ("COMPLETED", "FAILED"):
-            return 0
-        doc["status"] = "RUNNING"
-        doc["attempt"] = doc.get("attempt", 0) + 1
-        return int(doc["attempt"])
+        doc = self.docs.get(job_id)
+        start = run_start(doc, worker, execution, HEARTBEAT_STALE_S, _now()) if doc is not None else 0
+        if not isinstance(start, dict):
+            return start
+        self._update(job_id, start)
+        return int(start["attempt"])
 
     def heartbeat(self, job_id: str) -> None:
-        self.docs[job_id]["heartbeat"] = True
+        self._update(job_id, {"heartbeat_at": _now()})
 
     def claim_publish(self, job_id: str, generation: str) -> bool:
-        doc = self.docs[job_id]
-        if doc["status"] != "QUEUED" or doc.get("request_published") or str(doc.get("spec_generation")) != generation:
+        doc = self.docs.get(job_id) or {}
+        fresh = doc.get("status") == JobStatus.QUEUED and not doc.get("request_published")
+        if not fresh or str(doc.get("spec_generation")) != str(generation):
             return False
-        doc["request_published"] = True
+        self._update(job_id, {"request_published": True})
         return True
 
     def release_publish(self, job_id: str) -> None:
-        self.docs[job_id]["request_published"] = False
+        self._update(job_id, {"request_published": False})
 
-    def requeue(self, job_id: str, fields: dict[str, Any]) -> bool:
-        doc = self.docs[job_id]
-        if doc["status"] not in ("COMPLETED", "FAILED") or not may_take(doc, fields.get("owner_uid")):
+    def requeue(self, job_id: str, doc: JobDocument) -> bool:
+        current = self.docs.get(job_id)
+        if current is None or not has_ended(current.get("status")) or not may_take(current, doc.owner_uid):
             return False
-        history = [*doc.get("history", []), {"status": doc["status"], "output": doc.get("output")}]
-        self.docs[job_id] = {"job_id": job_id, **copy.deepcopy(fields), "history": history}
+        self._update(job_id, {**doc.rerun(current), "created_at": _now()})
         return True
+
+    def note(self, job_id: str, fields: dict[str, Any]) -> None:
+        self._update(job_id, fields)
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.docs.values() if is_active(d.get("status"))]
+
+    def reserve_slots(self, owner_uid: str, job_ids: Sequence[str], cap: int) -> SlotClaim:
+        reserved = self.owners.get(owner_uid, {})
+        mine = {j for j, d in self.docs.items() if d.get("owner_uid") == owner_uid and is_active(d.get("status"))}
+        now = _now()
+        keep = {j: at for j, at in reserved.items() if j in mine or reservation_holds(self.docs.get(j), at, now)}
+        held = mine | set(keep)
+        new = [j for j in dict.fromkeys(job_ids) if j not in held]
+        claim = SlotClaim(held=len(held), new=len(new), granted=len(held) + len(new) <= cap or not new)
+        if claim.granted:
+            self.owners[owner_uid] = {**keep, **dict.fromkeys(new, now)}
+        return claim
+
+    def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool:
+        doc = self.docs.get(job_id) or {}
+        if not is_active(doc.get("status")) or not doc.get("request_published"):
+            return False
+        if str(doc.get("execution") or "") != expected_execution:
+            return False
+        if doc.get("launch_state") == "requested" and beat_is_fresh(doc.get("launch_requested_at"), stale_s):
+            return False
+        self._update(job_id, {"launch_state": "requested", "launch_requested_at": _now()})
+        return True
+
+    def record_launch(self, job_id: str, execution: str, task_count: int) -> None:
+        launches = int(self.docs[job_id].get("launches") or 0) + 1
+        self._update(
+            job_id,
+            {
+                "launch_state": "launched",
+                "execution": execution,
+                "execution_tasks": task_count,
+                "launched_at": _now(),
+                "launches": launches,
+                "launch_error": None,
+            },
+        )
+
+    def release_launch(self, job_id: str, error: ErrorBlock) -> None:
+        self._update(job_id, {"launch_state": "failed", "launch_error": error.wire()})
+
+    def set_progress(self, job_id: str, stage: str, progress: float) -> None:
+        doc = self.docs.get(job_id) or {}
+        if doc.get("status") != JobStatus.RUNNING:
+            return
+        value = max(float(doc.get("progress") or 0.0), min(1.0, progress))
+        self._update(job_id, {"stage": stage, "progress": value, "heartbeat_at": _now()})
+
+    def _finish(self, job_id: str, fields: dict[str, Any]) -> bool:
+        doc = self.docs.get(job_id)
+        if doc is None or has_ended(doc.get("status")):
+            return False
+        self._update(job_id, {**fields, "finished_at": _now()})
+        return True
+
+    def complete(self, job_id: str, output: dict[str, Any]) -> bool:
+        fields = {"status": JobStatus.COMPLETED.value, "stage": "done", "progress": 1.0, "output": output}
+        return self._finish(job_id, {**fields, "error": None})
+
+    def fail(self, job_id: str, error: ErrorBlock) -> bool:
+        return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error.wire()})
+
+    # -- batches and refusals ------------------------------------------------------------
+
+    def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
+        self.refusals.setdefault(refusal_id, {**copy.deepcopy(fields), "created_at": _now()})
 
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.batches.get(batch_id))
@@ -114,73 +228,27 @@ class FakeJobs:
         self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
     ) -> str | None:
         doc = self.batches.get(batch_id)
+        now = _now()
         if doc is None:
-            self.batches[batch_id] = {
-                **copy.deepcopy(initial or {}),
-                "batch_id": batch_id,
-                "progress": 0.0,
-                **copy.deepcopy(fields),
-                "owner_uid": owner_uid,
-            }
+            empty = {"status": JobStatus.QUEUED.value, "counts": {}, "total": 0, "progress": 0.0, "eta_s": None}
+            first = {**empty, "failed": [], **copy.deepcopy(initial or {}), **copy.deepcopy(fields)}
+            self.batches[batch_id] = {**first, "batch_id": batch_id, "owner_uid": owner_uid, "created_at": now}
             return None
         if not may_take(doc, owner_uid):
             return str(doc.get("owner_uid"))
-        doc.update({**copy.deepcopy(fields), "owner_uid": owner_uid})
+        doc.update({**copy.deepcopy(fields), "owner_uid": owner_uid, "updated_at": now})
         return None
-
-    def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
-        self.refusals.setdefault(refusal_id, copy.deepcopy(fields))
-
-    def unfinished(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(d) for d in self.docs.values() if d["status"] in ("QUEUED", "RUNNING")]
-
-    def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool:
-        doc = self.docs[job_id]
-        if doc["status"] not in ("QUEUED", "RUNNING") or not doc.get("request_published"):
-            return False
-        if str(doc.get("execution") or "") != expected_execution or doc.get("launch_state") == "requested":
-            return False
-        doc.update(launch_state="requested")
-        return True
-
-    def record_launch(self, job_id: str, execution: str, task_count: int) -> None:
-        doc = self.docs[job_id]
-        doc.update(launch_state="launched", execution=execution, execution_tasks=task_count, launch_error=None)
-        doc.update(launches=doc.get("launches", 0) + 1)
-
-    def release_launch(self, job_id: str, error: dict[str, Any]) -> None:
-        self.docs[job_id].update(launch_state="failed", launch_error=copy.deepcopy(error))
 
     def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self.docs.values() if d.get("batch_id") == batch_id]
 
-    def save_batch(self, batch_id: str, fields: dict[str, Any], summary: Any) -> None:
-        doc = self.batches.setdefault(batch_id, {"batch_id": batch_id})
-        new = {**fields, **summary(0.0, {**doc, **fields})}
-        new["progress"] = max(doc.get("progress", 0.0), new["progress"])
-        doc.update(new)
-
-    def note(self, job_id: str, fields: dict[str, Any]) -> None:
-        self.docs[job_id].update(copy.deepcopy(fields))
-
-    def set_progress(self, job_id: str, stage: str, progress: float) -> None:
-        doc = self.docs[job_id]
-        if doc["status"] == "RUNNING" and progress >= doc.get("progress", 0.0):
-            doc.update(stage=stage, progress=progress)
-
-    def complete(self, job_id: str, output: dict[str, Any]) -> bool:
-        doc = self.docs[job_id]
-        if doc["status"] in ("COMPLETED", "FAILED"):
-            return False
-        doc.update(status="COMPLETED", output=output, progress=1.0)
-        return True
-
-    def fail(self, job_id: str, error: dict[str, Any]) -> bool:
-        doc = self.docs[job_id]
-        if doc["status"] in ("COMPLETED", "FAILED"):
-            return False
-        doc.update(status="FAILED", error=error)
-        return True
+    def save_batch(
+        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        doc = self.batches.setdefault(batch_id, {"batch_id": batch_id, "created_at": _now()})
+        new = {**fields, **summary(doc["created_at"].timestamp(), {**doc, **fields})}
+        new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
+        doc.update(new, updated_at=_now())
 
 
 class FakeBus:

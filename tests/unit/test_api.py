@@ -15,6 +15,7 @@ from functions_framework import create_app
 
 from scenerender.cloud import clients
 from scenerender.cloud.identity import EMULATOR_ENV
+from scenerender.messages import JobDocument
 from scenerender.settings import get_settings
 from tests.tokens import bearer, forged_token
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
@@ -88,7 +89,7 @@ def test_another_users_job_id_or_batch_id_is_409_and_nothing_is_written(
     http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
 ) -> None:
     blobs, jobs = stores
-    jobs.create_job("scene-1", {"status": "COMPLETED", "owner_uid": "alice"})
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "COMPLETED", "owner_uid": "alice"}))
     jobs.batches["b-1"] = {"batch_id": "b-1", "owner_uid": "alice"}
     taken = http.post("/", data=spec(), headers=user("mallory"))
     assert taken.status_code == 409 and error(taken)["details"][0]["path"] == "job_id"
@@ -104,7 +105,7 @@ def test_another_users_job_id_or_batch_id_is_409_and_nothing_is_written(
 
 def test_get_returns_a_job_only_to_its_owner(http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]) -> None:
     _, jobs = stores
-    jobs.create_job("scene-1", {"status": "QUEUED", "owner_uid": "alice"})
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "alice"}))
     own = http.get("/?job_id=scene-1", headers=user("alice"))
     assert own.status_code == 200 and own.json["status"] == "QUEUED"
     other = http.get("/?job_id=scene-1", headers=user("mallory"))
@@ -124,12 +125,14 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
     accepted = http.post("/", data=json.dumps(sent), headers=user("alice")).json
     jobs.create_job(
         "scene-1",
-        {
-            "status": "COMPLETED",
-            "owner_uid": "alice",
-            "spec_uri": accepted["spec_uri"],
-            "spec_generation": accepted["spec_generation"],
-        },
+        JobDocument.model_validate(
+            {
+                "status": "COMPLETED",
+                "owner_uid": "alice",
+                "spec_uri": accepted["spec_uri"],
+                "spec_generation": accepted["spec_generation"],
+            }
+        ),
     )
     own = http.get("/?job_id=scene-1", headers=user("alice")).json
     assert own["status"] == "COMPLETED"
@@ -145,17 +148,27 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
     answer = http.post("/", data=json.dumps(batch), headers=user("alice")).json
     jobs.create_job(
         "b-1-002",
-        {
-            "status": "FAILED",
-            "owner_uid": "alice",
-            "batch_id": "b-1",
-            "spec_uri": answer["spec_uri"],
-            "spec_generation": answer["spec_generation"],
-        },
+        JobDocument.model_validate(
+            {
+                "status": "FAILED",
+                "owner_uid": "alice",
+                "batch_id": "b-1",
+                "spec_uri": answer["spec_uri"],
+                "spec_generation": answer["spec_generation"],
+            }
+        ),
     )
     scene = http.get("/?job_id=b-1-002", headers=user("alice")).json["spec"]
     assert scene == {**SPEC, "scene_id": "two", "job_id": "b-1-002", "batch_id": "b-1", "owner_uid": "alice"}
-    # The generation the job was written from is gone (a later spec replaced it): no spec, not the new one.
+    # A later resubmission replaced the object and was refused (the job kept its accepted
+    # generation): the accepted spec still comes back, not the refused one.
+    refused = http.post("/", data=json.dumps({**sent, "scene_id": "refused"}), headers=user("alice")).json
+    assert refused["spec_generation"] != accepted["spec_generation"]
+    assert json.loads(blobs.objects[accepted["spec_uri"]])["scene_id"] == "refused"
+    assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] == {**sent, "owner_uid": "alice"}
+    # Neither the copy nor that generation is there any more (the object replaced, without versioning): no spec.
+    for uri in [u for u in blobs.objects if u.startswith(f"gs://{get_settings().spec_bucket}/submitted/")]:
+        del blobs.objects[uri]
     blobs.generations[accepted["spec_uri"]] = "999"
     assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] is None
 
@@ -195,9 +208,9 @@ def test_the_per_owner_cap_is_429(
     _, jobs = stores
     monkeypatch.setenv("SCENERENDER_MAX_ACTIVE_JOBS_PER_OWNER", "2")
     get_settings.cache_clear()
-    jobs.create_job("a1", {"status": "QUEUED", "owner_uid": "alice"})
-    jobs.create_job("a2", {"status": "RUNNING", "owner_uid": "alice"})
-    jobs.create_job("b1", {"status": "QUEUED", "owner_uid": "bob"})
+    jobs.create_job("a1", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "alice"}))
+    jobs.create_job("a2", JobDocument.model_validate({"status": "RUNNING", "owner_uid": "alice"}))
+    jobs.create_job("b1", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "bob"}))
     refused = http.post("/", data=spec(job_id="a3"), headers=user("alice"))
     assert refused.status_code == 429 and error(refused)["code"] == "TOO_MANY_JOBS"
     assert http.post("/", data=spec(job_id="b2"), headers=user("bob")).status_code == 202

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from scenerender.errors import SpecError
+from scenerender.messages import JobDocument
 from scenerender.pipeline.batch import is_batch, parse_batch, scene_spec, summarize
 
 SCENE = {"version": 1, "project_id": "p", "scene_id": "s", "segments": [{"id": "a", "url": "gs://m/a.mp4"}]}
@@ -54,20 +55,21 @@ def test_a_scenes_end_by_report_or_dead_letter_ends_its_batch_and_a_lost_summary
     """The refresh after the last scene's end is the only thing that ends the batch: the
     dead-letter path does it too, and a refresh that fails there raises (the event comes
     back) instead of leaving the batch RUNNING for ever."""
-    from scenerender.errors import TransientError
+    from scenerender.errors import RenderError, TransientError
+    from scenerender.messages import DeadLetter, ErrorBlock, RenderReport
     from scenerender.pipeline import steps as pipeline
     from scenerender.settings import Settings
     from tests.unit.cloud_fakes import FakeBlobs, FakeJobs
 
     jobs, settings = FakeJobs(), Settings()
     for job_id in ("b-001", "b-002"):
-        jobs.create_job(job_id, {"status": "RUNNING", "batch_id": "b", "weight_s": 5.0})
+        jobs.create_job(job_id, JobDocument.model_validate({"status": "RUNNING", "batch_id": "b", "weight_s": 5.0}))
     pipeline.refresh_batch(jobs, "b")
     assert jobs.batches["b"]["status"] == "RUNNING"
-    report = {"job_id": "b-001", "status": "FAILED", "error": {"code": "RENDER_FAILED", "message": "x", "details": []}}
+    report = RenderReport.failed("b-001", 1, ErrorBlock.of(RenderError("x")))
     pipeline.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
     assert jobs.batches["b"]["counts"]["FAILED"] == 1 and jobs.batches["b"]["status"] == "RUNNING"
-    assert pipeline.record_dead_letter({"job_id": "b-002"}, {}, jobs=jobs, stale_after_s=45.0)
+    assert pipeline.record_dead_letter(DeadLetter(job_id="b-002"), jobs=jobs, stale_after_s=45.0)
     assert jobs.batches["b"]["status"] == "FAILED" and jobs.batches["b"]["failed"] == ["b-001", "b-002"]
 
     def contended(*args: object, **kwargs: object) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from scenerender.cloud.launcher import CloudRunLauncher, execution_from_resource
 from scenerender.core.spec import parse_spec
+from scenerender.messages import JobDocument, RenderRequest
 from scenerender.pipeline import steps
 from scenerender.pipeline.budget import estimated_render_s, memory_need
 from scenerender.settings import Settings
@@ -40,10 +41,10 @@ def test_a_render_that_cannot_fit_in_memory_is_refused_with_the_numbers_before_a
     settings = Settings(memory_mb=1024, cpus=2)
     need = memory_need(parse_spec(scene(60.0)), settings, lambda url: len(blobs.objects[url]))
     assert need.inputs == 300 * 1024 * 1024 and need.total > need.memory
-    jobs.create_job("j", {"status": "QUEUED", "owner_uid": "u1"})
+    jobs.create_job("j", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "u1"}))
     fetched: list[str] = []
     outcome = steps.run_render_request(
-        {"job_id": "j", "spec": scene(60.0)},
+        RenderRequest(job_id="j", spec=scene(60.0)),
         settings=settings,
         blobs=blobs,
         jobs=jobs,

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from scenerender.cloud import clients
+from scenerender.messages import JobDocument, RenderReport, RenderRequest
 from scenerender.settings import get_settings
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
@@ -118,7 +119,7 @@ def test_an_invalid_spec_is_recorded_failed_with_every_path(stores: tuple[FakeBl
 
 def test_a_completion_report_signs_a_url(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
     _, jobs, _ = stores
-    jobs.create_job("scene-1", {"status": "RUNNING"})
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "RUNNING"}))
     report = {
         "job_id": "scene-1",
         "attempt": 1,
@@ -134,7 +135,7 @@ def test_a_completion_report_signs_a_url(stores: tuple[FakeBlobs, FakeJobs, Fake
 
 def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
     _, jobs, _ = stores
-    jobs.create_job("scene-1", {"status": "RUNNING"})
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "RUNNING"}))
     error: dict[str, Any] = {
         "code": "INPUT_UNREACHABLE",
         "message": "segments[0].url: object not found",
@@ -144,7 +145,9 @@ def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, Fa
         "on_render_reported",
         pubsub_event({}, json.dumps({"job_id": "scene-1", "status": "FAILED", "error": error}).encode()),
     )
-    assert jobs.docs["scene-1"]["status"] == "FAILED" and jobs.docs["scene-1"]["error"] == error
+    # A report of before the contract named a detail's text ``problem`` reads the same.
+    recorded = {**error, "details": [{"path": "segments[0].url", "problem": "object not found"}]}
+    assert jobs.docs["scene-1"]["status"] == "FAILED" and jobs.docs["scene-1"]["error"] == recorded
 
 
 def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,7 +167,7 @@ def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeyp
     }
     assert json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"]) == SPEC
     assert http.get("/?job_id=scene-1", headers=u1).status_code == 404
-    jobs.create_job("scene-1", {"status": "QUEUED", "owner_uid": "u1"})
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "u1"}))
     assert http.get("/?job_id=scene-1", headers=u1).json["status"] == "QUEUED"
     refused = http.post("/", data=b'{"version": 2}', headers=u1)
     assert refused.status_code == 400 and refused.json["error"]["code"] == "INVALID_SPEC"
@@ -184,7 +187,9 @@ def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
     post("on_spec_uploaded", notification("jobs/scene-1.json", generation="3"))
     job = jobs.docs["scene-1"]
     assert job["status"] == "QUEUED" and job["spec_generation"] == "3"
-    assert job["history"] == [{"status": "COMPLETED", "output": {"uri": "gs://r/old.mp4"}}]
+    assert [(h["status"], h["output"], h["spec_generation"]) for h in job["history"]] == [
+        ("COMPLETED", {"uri": "gs://r/old.mp4"}, "1")
+    ]
     assert len(bus.published) == 2
 
 
@@ -200,19 +205,20 @@ def test_a_transient_error_every_time_fails_the_job_at_the_last_attempt(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise TransientError("storage unavailable")
 
-    monkeypatch.setattr(steps, "render", unavailable)
-    jobs.create_job("scene-1", {"status": "QUEUED"})
-    request = {"job_id": "scene-1", "spec": SPEC}
-    outcomes = [
-        steps.run_render_request(request, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus)
-        for _ in range(settings.max_attempts)
-    ]
+    monkeypatch.setattr(steps.rendering, "render", unavailable)
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED"}))
+    request = RenderRequest(job_id="scene-1", spec=SPEC)
+    outcomes = []
+    for _ in range(settings.max_attempts):
+        # The redelivery comes back once the last attempt's heartbeat is stale (sooner, it is BUSY).
+        jobs.docs["scene-1"].pop("heartbeat_at", None)
+        outcomes.append(steps.run_render_request(request, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus))
     assert [o.ack for o in outcomes] == [False] * (settings.max_attempts - 1) + [True]
     topic, report, _ = bus.published[-1]
     assert topic == settings.completion_topic and report["status"] == "FAILED"
     assert report["attempt"] == settings.max_attempts and report["error"]["message"] == "storage unavailable"
     assert jobs.docs["scene-1"]["last_error"]["message"] == "storage unavailable"
-    steps.record_report(report, settings=settings, blobs=FakeBlobs(), jobs=jobs)
+    steps.record_report(RenderReport.model_validate(report), settings=settings, blobs=FakeBlobs(), jobs=jobs)
     assert jobs.docs["scene-1"]["status"] == "FAILED"
 
 
@@ -242,10 +248,10 @@ def test_a_permanent_error_or_a_bug_is_acknowledged_at_once_as_failed(
             raise errors.InputUnreachableError("segments[0].url", "object not found")
         raise getattr(errors, raised)("it went wrong")
 
-    monkeypatch.setattr(steps, "render", fail)
-    jobs.create_job("scene-1", {"status": "QUEUED"})
+    monkeypatch.setattr(steps.rendering, "render", fail)
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED"}))
     outcome = steps.run_render_request(
-        {"job_id": "scene-1", "spec": SPEC}, settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus
+        RenderRequest(job_id="scene-1", spec=SPEC), settings=settings, blobs=FakeBlobs(), jobs=jobs, bus=bus
     )
     assert outcome.ack and outcome.status == "FAILED"
     topic, report, attributes = bus.published[-1]
@@ -269,10 +275,10 @@ def test_a_transient_error_is_left_for_redelivery(
     def unavailable(*args: Any, **kwargs: Any) -> Any:
         raise translate(gexc.ServiceUnavailable("down"), "Cloud Storage: gs://b/o")
 
-    monkeypatch.setattr(steps, "render", unavailable)
-    jobs.create_job("scene-1", {"status": "QUEUED"})
+    monkeypatch.setattr(steps.rendering, "render", unavailable)
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED"}))
     outcome = steps.run_render_request(
-        {"job_id": "scene-1", "spec": SPEC}, settings=get_settings(), blobs=FakeBlobs(), jobs=jobs, bus=bus
+        RenderRequest(job_id="scene-1", spec=SPEC), settings=get_settings(), blobs=FakeBlobs(), jobs=jobs, bus=bus
     )
     assert not outcome.ack and outcome.status == "RETRY" and bus.published == []
     assert jobs.docs["scene-1"]["last_error"]["message"].startswith("Cloud Storage: gs://b/o: unavailable")
@@ -288,9 +294,11 @@ def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlo
     settings = get_settings()
     now = datetime.now(UTC)
     long_ago = now - timedelta(seconds=settings.stuck_after_s + 1)
-    jobs.create_job("gone", {"status": "RUNNING", "heartbeat_at": long_ago})
-    jobs.create_job("alive", {"status": "RUNNING", "heartbeat_at": now - timedelta(seconds=5)})
-    jobs.create_job("done", {"status": "COMPLETED", "heartbeat_at": long_ago})
+    jobs.create_job("gone", JobDocument.model_validate({"status": "RUNNING", "heartbeat_at": long_ago}))
+    jobs.create_job(
+        "alive", JobDocument.model_validate({"status": "RUNNING", "heartbeat_at": now - timedelta(seconds=5)})
+    )
+    jobs.create_job("done", JobDocument.model_validate({"status": "COMPLETED", "heartbeat_at": long_ago}))
     report = sweeper.sweep(settings=settings, jobs=jobs, launcher=AlwaysOnWorkers(), now=now)
     assert list(report.failed) == ["gone"] and report.launched is None
     assert jobs.docs["gone"]["status"] == "FAILED" and jobs.docs["gone"]["error"]["code"] == "TIMEOUT"
@@ -310,10 +318,10 @@ def test_a_request_whose_job_another_worker_holds_comes_back_when_that_worker_wo
 
     blobs, jobs, bus = stores
     settings = get_settings()
-    jobs.create_job("held", {"status": "RUNNING", "attempt": 1})
+    jobs.create_job("held", JobDocument.model_validate({"status": "RUNNING", "attempt": 1}))
     monkeypatch.setattr(jobs, "mark_running", lambda *args, **kwargs: BUSY)
     outcome = pipeline.run_render_request(
-        {"job_id": "held", "spec": SPEC}, settings=settings, blobs=blobs, jobs=jobs, bus=bus
+        RenderRequest(job_id="held", spec=SPEC), settings=settings, blobs=blobs, jobs=jobs, bus=bus
     )
     assert (outcome.ack, outcome.status, outcome.retry_after_s) == (False, "BUSY", settings.heartbeat_stale_s)
     assert jobs.docs["held"]["attempt"] == 1 and not bus.published

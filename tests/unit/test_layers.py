@@ -3,7 +3,7 @@
     cli, dev            the doors and the local cloud: may import anything below
     pipeline            the serverless steps: may import core and cloud
     core    cloud       the render, the Google adapters: neither knows the other
-    errors, settings, logs (the package root): import nothing of the package
+    errors, settings, logs, messages, ports (the package root): import only each other
 
 Every import statement counts, a function's lazy import and a TYPE_CHECKING one included:
 a lazy import only hides the dependency from a reader, it does not remove it.

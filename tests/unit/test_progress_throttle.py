@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scenerender.cloud.jobs import ProgressThrottle
+from scenerender.cloud.progress import ProgressThrottle
 
 
 class Clock:

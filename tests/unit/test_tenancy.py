@@ -192,12 +192,12 @@ def test_another_owners_spec_leaves_a_refusal_and_the_job_untouched() -> None:
     put(blobs, "jobs/j.json", spec("alice"))
     accept(blobs, jobs, bus, "jobs/j.json")
     jobs.docs["j"].update(status="COMPLETED", output={"uri": "gs://r/renders/j/r1/j.mp4"})
-    before = json.dumps(jobs.docs["j"], sort_keys=True)
+    before = json.dumps(jobs.docs["j"], sort_keys=True, default=str)
     for name, owner in (("jobs/j.json", "mallory"), ("jobs/x/j.json", "mallory")):
         put(blobs, name, spec(owner), generation="2")
         accept(blobs, jobs, bus, name, "2")
         accept(blobs, jobs, bus, name, "2")  # redelivered: one record
-    assert json.dumps(jobs.docs["j"], sort_keys=True) == before and len(bus.published) == 1
+    assert json.dumps(jobs.docs["j"], sort_keys=True, default=str) == before and len(bus.published) == 1
     assert sorted((r["spec_uri"].split("/", 3)[3], r["error"]["code"]) for r in jobs.refusals.values()) == [
         ("jobs/j.json", "CONFLICT"),
         ("jobs/x/j.json", "CONFLICT"),
@@ -205,7 +205,7 @@ def test_another_owners_spec_leaves_a_refusal_and_the_job_untouched() -> None:
     # An invalid spec naming alice's job but not alice: refused apart as well.
     put(blobs, "jobs/j.json", {**spec("mallory"), "colour": "red"}, generation="3")
     accept(blobs, jobs, bus, "jobs/j.json", "3")
-    assert json.dumps(jobs.docs["j"], sort_keys=True) == before and len(jobs.refusals) == 3
+    assert json.dumps(jobs.docs["j"], sort_keys=True, default=str) == before and len(jobs.refusals) == 3
 
 
 def test_an_ownerless_failed_job_may_be_taken_by_its_first_owner() -> None:

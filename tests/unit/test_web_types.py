@@ -10,6 +10,7 @@ the typed client (web/src/client.ts, which a TypeScript backend imports) must ty
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,3 +76,26 @@ def test_spec_reading_in_the_page() -> None:
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout
+
+
+def test_the_page_is_on_the_pinned_firebase_sdk() -> None:
+    """firebase@12.19.0 exactly (13.x wants a newer Node than these machines have), in the lock too."""
+    package = json.loads((WEB / "package.json").read_text())
+    lock = json.loads((WEB / "package-lock.json").read_text())
+    assert package["dependencies"]["firebase"] == "12.19.0"
+    assert lock["packages"]["node_modules/firebase"]["version"] == "12.19.0"
+
+
+def test_the_readme_shows_a_screenshot_the_browser_tests_take() -> None:
+    """The README's picture of the web client is a file in the repository that
+    tests/integration/test_web.py writes, so every run of the browser tests makes it current."""
+    root = WEB.parent
+    shown = set(re.findall(r"\((docs/img/web-[\w-]+\.png)\)", (root / "README.md").read_text()))
+    assert shown, "the README shows no screenshot of the web client"
+    listed = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", *sorted(shown)], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr  # committed, not only on this machine
+    source = (root / "tests" / "integration" / "test_web.py").read_text()
+    taken = {f"docs/img/web-{name}.png" for name in re.findall(r'(?:screenshot\(\w+, |shot=)"([\w-]+)"', source)}
+    assert shown <= taken, shown - taken

@@ -184,6 +184,24 @@ function plain(value: unknown): unknown {
   return value;
 }
 
+/**
+ * A document as the page reads it: Timestamps as Dates, and its error's details as the
+ * contract's `{path, problem}`. Documents written before the contract named it `problem`
+ * carry `{path, message}`; their words are kept, under `problem`.
+ */
+function fromDoc(value: Record<string, unknown>): Record<string, unknown> {
+  const data = plain(value) as Record<string, unknown>;
+  const error = data.error as { details?: unknown } | null | undefined;
+  if (error && Array.isArray(error.details)) {
+    const details = (error.details as Record<string, unknown>[]).map((d) => ({
+      path: typeof d?.path === "string" ? d.path : "",
+      problem: String(d?.problem ?? d?.message ?? ""),
+    }));
+    data.error = { ...error, details };
+  }
+  return data;
+}
+
 export const TERMINAL: ReadonlySet<JobStatus> = new Set<JobStatus>(["COMPLETED", "FAILED"]);
 
 export class SceneRenderClient {
@@ -303,13 +321,13 @@ export class SceneRenderClient {
    * it was last accepted from, so any browser of its owner can re-render or promote it.
    */
   async getJob(jobId: string): Promise<OwnedJob> {
-    return plain(await this.api(`/?job_id=${encodeURIComponent(jobId)}`, { method: "GET" })) as OwnedJob;
+    return fromDoc((await this.api(`/?job_id=${encodeURIComponent(jobId)}`, { method: "GET" })) as Record<string, unknown>) as OwnedJob;
   }
 
   /** Read a job document once, straight from Firestore (the rules admit only its owner). */
   async readJob(jobId: string): Promise<JobDoc | null> {
     const snap = await getDoc(doc(this.db, this.jobsCollection, jobId));
-    return snap.exists() ? (plain({ job_id: jobId, ...snap.data() }) as JobDoc) : null;
+    return snap.exists() ? (fromDoc({ job_id: jobId, ...snap.data() }) as JobDoc) : null;
   }
 
   /**
@@ -360,7 +378,7 @@ export class SceneRenderClient {
       owned,
       (snap) => {
         const found = snap.docs.find((d) => d.id === id);
-        onChange(found ? (plain(shape(found.data())) as T) : null);
+        onChange(found ? (fromDoc(shape(found.data()) as Record<string, unknown>) as T) : null);
       },
       onError,
     );
@@ -396,7 +414,7 @@ export class SceneRenderClient {
     const jobs = query(collection(this.db, this.jobsCollection), where("owner_uid", "==", this.uid()), ...constraints);
     return onSnapshot(
       jobs,
-      (snap) => onChange(snap.docs.map((d) => plain({ job_id: d.id, ...d.data() }) as JobDoc)),
+      (snap) => onChange(snap.docs.map((d) => fromDoc({ job_id: d.id, ...d.data() }) as JobDoc)),
       onError,
     );
   }

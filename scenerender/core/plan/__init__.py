@@ -39,8 +39,9 @@ from scenerender.core.plan.audio_mix import (
     audio_mix_command,
     mix_scan_command,
     plan_mix,
+    sound_seek,
 )
-from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_timescale
+from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_pads, track_timescale
 from scenerender.core.plan.loudness import (
     AAC_PRIMING_SAMPLES,
     EBUR128_SCAN,
@@ -51,8 +52,10 @@ from scenerender.core.plan.loudness import (
     TRUE_PEAK_MARGIN_DB,
     LevelCorrection,
     LoudnessScan,
+    MixGain,
     encoded_scan_command,
     loudness_scan_command,
+    mix_gain,
     next_correction,
     parse_ebur128,
 )
@@ -131,6 +134,7 @@ __all__ = [
     "LevelCorrection",
     "LoudnessScan",
     "Mix",
+    "MixGain",
     "Piece",
     "VideoPart",
     "assemble_command",
@@ -146,6 +150,7 @@ __all__ = [
     "encoder_mb",
     "estimated_wall",
     "loudness_scan_command",
+    "mix_gain",
     "mix_scan_command",
     "next_correction",
     "normalize_command",
@@ -156,6 +161,8 @@ __all__ = [
     "plan_mix",
     "plan_pieces",
     "segment_pieces",
+    "sound_seek",
     "total_samples",
+    "track_pads",
     "track_timescale",
 ]

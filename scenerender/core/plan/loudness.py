@@ -99,24 +99,45 @@ class LevelCorrection:
 NO_CORRECTION = LevelCorrection()
 
 
+@dataclass(frozen=True)
+class MixGain:
+    """What ``loudness_chain`` does to the mix: this gain (dB, as the chain writes it), then,
+    when ``limited``, a limiter (the stems take the gain: docs/deliverables.md)."""
+
+    gain_db: float
+    limited: bool
+
+
+def mix_gain(timeline: Timeline, scan: LoudnessScan | None, correction: LevelCorrection) -> MixGain | None:
+    """The gain that brings the mix to the loudness target; None when none is applied."""
+    loud = timeline.loudness
+    if loud is None or scan is None or scan.silent:
+        return None
+    ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB - correction.headroom_db
+    gain = loud.target_lufs - scan.integrated_lufs + correction.gain_db
+    return MixGain(round(gain, 2), scan.true_peak_db + gain > ceiling)
+
+
 def loudness_chain(timeline: Timeline, scan: LoudnessScan | None, correction: LevelCorrection) -> list[str]:
     """The mix brought to the loudness target: one linear gain when it keeps the true peak
     under the ceiling; otherwise the same gain followed by a limiter working at 4x the rate
     (so it catches peaks between samples)."""
-    chain: list[str] = []
+    gain = mix_gain(timeline, scan, correction)
     loud = timeline.loudness
-    if loud is not None and scan is not None and not scan.silent:
+    if gain is None or loud is None:
+        return []
+    chain = [f"volume={gain.gain_db:.2f}dB"]
+    if gain.limited:
         ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB - correction.headroom_db
-        gain = loud.target_lufs - scan.integrated_lufs + correction.gain_db
-        chain.append(f"volume={gain:.2f}dB")
-        if scan.true_peak_db + gain > ceiling:
-            limit = max(0.0625, 10 ** (ceiling / 20))
-            chain += [
-                f"aresample={4 * SAMPLE_RATE}",
-                f"alimiter=limit={limit:.4f}:attack=0.5:release=20:level=false",
-                f"aresample={SAMPLE_RATE}",
-                f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
-            ]
+        limit = max(0.0625, 10 ** (ceiling / 20))
+        # latency=true: the limiter's look-ahead (its attack) would otherwise delay the whole
+        # mix by 0.5 ms against the picture and against the stems (which must null with it).
+        chain += [
+            f"aresample={4 * SAMPLE_RATE}",
+            f"alimiter=limit={limit:.4f}:attack=0.5:release=20:level=false:latency=true",
+            f"aresample={SAMPLE_RATE}",
+            f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
+        ]
     return chain
 
 

@@ -1,0 +1,143 @@
+"""Batch documents and refusal records in Firestore: ``render_batches/{batch_id}``, ``render_refusals``.
+
+The batch side of ``scenerender.cloud.jobs.JobStore`` (which it is mixed into): a batch's
+document is claimed by its first owner in one transaction, and refreshed optimistically
+from its jobs by every step that moves one of them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from scenerender.cloud.google_errors import translate
+from scenerender.errors import TransientError
+from scenerender.messages import JobStatus, may_take
+
+BATCH_WRITE_ATTEMPTS = 20
+CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
+
+
+class BatchDocuments:
+    """Reads and writes batch documents and refusal records (mixed into ``JobStore``)."""
+
+    client: firestore.Client
+    collection: Any  # the job documents, which a batch's summary reads
+    batches: Any
+    refusals: Any
+
+    def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
+        """A refused bucket drop, kept apart from the job it named (whose owner never sees it).
+
+        Create-only under an id made from the event, so a redelivery records it once.
+        """
+        try:
+            self.refusals.document(refusal_id).create({**fields, "created_at": firestore.SERVER_TIMESTAMP})
+        except (gexc.AlreadyExists, gexc.Conflict):
+            pass
+        except Exception as exc:
+            raise translate(exc, f"Firestore: record refusal {refusal_id}") from exc
+
+    def claim_batch(
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+    ) -> str | None:
+        """Make ``owner_uid`` the owner of the batch, or find it is someone else's.
+
+        One transaction: the batch is created with ``initial`` and ``fields`` if it does not exist, an
+        ownerless one (an unreadable batch file made it) is taken, and one of ``owner_uid``'s
+        gets ``fields``. Returns the other owner when the batch is not ``owner_uid``'s
+        (nothing written then), else None.
+        """
+        ref = self.batches.document(batch_id)
+        other: list[str] = []
+
+        @firestore.transactional
+        def run(transaction: Any) -> None:
+            other.clear()
+            snap = ref.get(transaction=transaction)
+            doc = dict(snap.to_dict() or {}) if snap.exists else {}
+            now = firestore.SERVER_TIMESTAMP
+            if not snap.exists:
+                empty = {
+                    "status": JobStatus.QUEUED.value,
+                    "counts": {},
+                    "total": 0,
+                    "progress": 0.0,
+                    "eta_s": None,
+                    "failed": [],
+                }
+                ids = {"batch_id": batch_id, "owner_uid": owner_uid}
+                first = {**empty, **(initial or {}), **fields, **ids}
+                transaction.create(ref, {**first, "created_at": now, "updated_at": now})
+            elif not may_take(doc, owner_uid):
+                other.append(str(doc.get("owner_uid")))
+            elif fields or doc.get("owner_uid") != owner_uid:  # nothing to write for a scene joining its owner's batch
+                transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
+
+        try:
+            # Owners racing for one new batch id contend on one document: more attempts than the
+            # default five, so contention alone does not turn a claim into a transient failure.
+            run(self.client.transaction(max_attempts=CLAIM_ATTEMPTS))
+        except Exception as exc:
+            raise translate(exc, f"Firestore: claim batch {batch_id}") from exc
+        return other[0] if other else None
+
+    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
+        """The job documents of one batch."""
+        try:
+            snaps = self.collection.where(filter=firestore.FieldFilter("batch_id", "==", batch_id)).stream()
+            return [dict(snap.to_dict() or {}) for snap in snaps]
+        except Exception as exc:
+            raise translate(exc, f"Firestore: read batch {batch_id}") from exc
+
+    def save_batch(
+        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        """Create or refresh ``render_batches/{batch_id}``: ``summary(created_at, doc)`` gives the aggregate.
+
+        Optimistic, not a transaction: every worker and function refreshes the same document,
+        and locking transactions on it contend (the emulator's worst of all). Each write is
+        conditional on the version read, retried on a conflict; progress never decreases.
+        """
+        ref = self.batches.document(batch_id)
+        try:
+            for _ in range(BATCH_WRITE_ATTEMPTS):
+                snap = ref.get()
+                doc = dict(snap.to_dict() or {}) if snap.exists else {}
+                created = doc.get("created_at")
+                created_s = created.timestamp() if isinstance(created, datetime) else time.time()
+                new = {**fields, **summary(created_s, {**doc, **fields}), "updated_at": firestore.SERVER_TIMESTAMP}
+                try:
+                    if snap.exists:
+                        new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
+                        ref.update(new, option=self.client.write_option(last_update_time=snap.update_time))
+                    else:
+                        ref.create({**new, "batch_id": batch_id, "created_at": firestore.SERVER_TIMESTAMP})
+                    return
+                except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Conflict, gexc.Aborted):
+                    time.sleep(random.uniform(0.02, 0.2))  # someone wrote first: read again
+        except Exception as exc:
+            raise translate(exc, f"Firestore: update batch {batch_id}") from exc
+        raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
+
+    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        try:
+            snap = self.batches.document(batch_id).get()
+        except Exception as exc:
+            raise translate(exc, f"Firestore: read batch {batch_id}") from exc
+        return dict(snap.to_dict() or {}) if snap.exists else None
+
+    def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
+        """Call ``callback`` with the batch document on every change; ``.unsubscribe()`` the result to stop."""
+
+        def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
+            for snap in snapshots:
+                callback(dict(snap.to_dict() or {}) if snap.exists else None)
+
+        return self.batches.document(batch_id).on_snapshot(on_snapshot)
