@@ -189,6 +189,23 @@ class DeadLetter(_Wire):
         return last.model_copy(update={"message": f"{gave_up}; last error: {last.message}"})
 
 
+# What ``history`` keeps of a run when its job runs again, and what the new run starts from.
+EARLIER_RUN = ("status", "spec_uri", "spec_generation", "attempt", "output", "error", "started_at", "finished_at")
+NEW_RUN: dict[str, Any] = {
+    "attempt": 0,
+    "progress": 0.0,
+    "output": None,
+    "error": None,
+    "started_at": None,
+    "finished_at": None,
+    "request_published": False,
+    "execution": "",
+    "launch_state": None,
+    "launches": 0,
+    "launch_error": None,
+}
+
+
 class JobDocument(BaseModel):
     """``render_jobs/{job_id}`` (docs/contract.md section 4).
 
@@ -220,33 +237,9 @@ class JobDocument(BaseModel):
     updated_at: datetime | None = None
 
     @classmethod
-    def queued(
-        cls,
-        *,
-        spec_uri: str,
-        spec_generation: str,
-        project_id: str | None,
-        scene_id: str | None,
-        owner_uid: str | None,
-        batch_id: str | None,
-        run_id: str,
-        **more: Any,
-    ) -> JobDocument:
-        """A new run's document: QUEUED, nothing done yet."""
-        return cls(
-            status=JobStatus.QUEUED,
-            stage="queued",
-            progress=0.0,
-            attempt=0,
-            spec_uri=spec_uri,
-            spec_generation=spec_generation,
-            project_id=project_id,
-            scene_id=scene_id,
-            owner_uid=owner_uid,
-            batch_id=batch_id,
-            run_id=run_id,
-            **more,
-        )
+    def queued(cls, **fields: Any) -> JobDocument:
+        """A new run's document: QUEUED, nothing done yet; ``fields`` name its spec, owner and run."""
+        return cls(status=JobStatus.QUEUED, stage="queued", progress=0.0, attempt=0, **fields)
 
     @classmethod
     def refused(cls, *, spec_uri: str, spec_generation: str, owner_uid: str | None, error: ErrorBlock) -> JobDocument:
@@ -260,6 +253,13 @@ class JobDocument(BaseModel):
             owner_uid=owner_uid,
             error=error,
         )
+
+    def rerun(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The fields that turn an ended job (``current``, as stored) into this new run of it:
+        the earlier run kept in ``history``, everything of it reset (its execution too: the new
+        run is launched afresh). Not ``created_at``: the store stamps it."""
+        earlier = {k: current.get(k) for k in EARLIER_RUN}
+        return {**self.wire(), "history": [*(current.get("history") or []), earlier], **NEW_RUN}
 
     @field_serializer("status")
     def _status(self, status: JobStatus) -> str:

@@ -63,10 +63,11 @@ class OwnerSlots(Protocol):
     """The per-owner cap on QUEUED and RUNNING jobs (``max_active_jobs_per_owner``).
 
     Counting the active jobs and then writing a spec is a check-then-write race: a user's
-    concurrent submissions would all count the same jobs and all pass. A claim is therefore
-    one transaction on the owner's own record: it counts the owner's active jobs and the
-    slots reserved for submissions whose jobs do not exist yet, and reserves the new job ids
-    only if they fit, so of N concurrent submissions exactly as many as fit are granted.
+    concurrent submissions would all count the same jobs and all pass. A claim therefore
+    counts the owner's active jobs and the slots reserved for submissions whose jobs do not
+    exist yet, and takes slots for the new job ids only if they fit, atomically (on
+    Firestore: create-only slot documents, ``scenerender.cloud.owner_slots``), so of N
+    concurrent submissions exactly as many as fit are granted.
     """
 
     def reserve_slots(self, owner_uid: str, job_ids: Sequence[str], cap: int) -> SlotClaim: ...

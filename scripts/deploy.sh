@@ -112,7 +112,7 @@ deploy() {
   # What the image build needs, before the image: Terraform makes the repository and the
   # build account (build.tf) and waits for the grants to settle (time_sleep.image_builder_ready).
   tf apply -input=false -auto-approve "${tf_vars[@]}" \
-    -target=google_artifact_registry_repository.images -target=time_sleep.image_builder_ready "${tf_extra[@]}"
+    '-target=google_artifact_registry_repository.docker["images"]' -target=time_sleep.image_builder_ready "${tf_extra[@]}"
   if exists gcloud artifacts docker images describe "$image" --project "$project"; then
     echo "deploy.sh: ${image} is already built" >&2
   else

@@ -18,38 +18,6 @@ resource "google_service_account" "image_builder" {
   depends_on = [time_sleep.apis_settle]
 }
 
-# The functions' build images go to a repository of ours (build_config.docker_repository),
-# so the builder writes there and nowhere else; without it Cloud Functions makes and uses
-# gcf-artifacts, which would need a grant on a repository Terraform does not own.
-resource "google_artifact_registry_repository" "functions" {
-  # checkov:skip=CKV_GCP_84: build images of our own open-source dependencies; Google-managed encryption is enough
-  location      = var.region
-  repository_id = "${var.name_prefix}-functions"
-  format        = "DOCKER"
-  description   = "SceneRender functions' build images (written by Cloud Functions' builds)"
-
-  cleanup_policy_dry_run = false
-
-  cleanup_policies {
-    id     = "delete-old"
-    action = "DELETE"
-    condition {
-      tag_state  = "ANY"
-      older_than = "2592000s"
-    }
-  }
-
-  cleanup_policies {
-    id     = "keep-recent"
-    action = "KEEP"
-    most_recent_versions {
-      keep_count = 10
-    }
-  }
-
-  depends_on = [time_sleep.apis_settle]
-}
-
 # Build logs: IAM has no level narrower than the project for writing logs.
 resource "google_project_iam_member" "build_log_writers" {
   for_each = {
@@ -62,15 +30,15 @@ resource "google_project_iam_member" "build_log_writers" {
 }
 
 resource "google_artifact_registry_repository_iam_member" "builder_pushes_function_images" {
-  location   = google_artifact_registry_repository.functions.location
-  repository = google_artifact_registry_repository.functions.name
+  location   = google_artifact_registry_repository.docker["functions"].location
+  repository = google_artifact_registry_repository.docker["functions"].name
   role       = "roles/artifactregistry.writer"
   member     = google_service_account.builder.member
 }
 
 resource "google_artifact_registry_repository_iam_member" "image_builder_pushes_renderer_images" {
-  location   = google_artifact_registry_repository.images.location
-  repository = google_artifact_registry_repository.images.name
+  location   = google_artifact_registry_repository.docker["images"].location
+  repository = google_artifact_registry_repository.docker["images"].name
   role       = "roles/artifactregistry.writer"
   member     = google_service_account.image_builder.member
 }

@@ -28,7 +28,9 @@ locals {
     "core/deliverables/qc.py",
     "core/deliverables/roles.py",
     "core/deliverables/stills.py",
+    "core/encode_queue.py",
     "core/ffmpeg.py",
+    "core/fetch.py",
     "core/inputs.py",
     "core/mp4.py",
     "core/plan/__init__.py",
@@ -98,156 +100,84 @@ resource "google_storage_bucket_object" "functions_source" {
   source = data.archive_file.functions.output_path
 }
 
+# Every 2nd-gen function is one build of the same archive, with its own entry point (its
+# name too, dashed), account and limits: the defaults, less what its row says otherwise.
+#   spec         a spec dropped in the bucket (or POSTed): validate, record, queue, launch
+#   report       a render's report: the job ends, with a signed URL
+#   dead_letter  render requests Pub/Sub gave up on: their jobs end FAILED with the last error
+#   api          the end users' HTTP API (scenerender.pipeline.api): browsers outside any VPC
+#                call it, each request with a Firebase ID token it verifies (iam.tf api_public)
+#   sweeper      called by Cloud Scheduler (sweeper.tf) from outside any VPC, IAM (OIDC)
+#                guarding it; one at a time, as two sweeps would only find the same jobs
 locals {
-  function_source = {
-    bucket = google_storage_bucket.sources.name
-    object = google_storage_bucket_object.functions_source.name
+  function_defaults = { memory = "512M", timeout_s = 60, max_instances = 20, ingress = "ALLOW_INTERNAL_ONLY", signs_urls = false }
+
+  function_settings = {
+    spec        = { entry_point = "on_spec_uploaded", timeout_s = 120 }
+    report      = { entry_point = "on_render_reported", signs_urls = true }
+    dead_letter = { entry_point = "on_render_dead_lettered", memory = "256M", max_instances = 5 }
+    api         = { entry_point = "http_api", signs_urls = true, max_instances = 10, ingress = "ALLOW_ALL" }
+    sweeper     = { entry_point = "on_sweep", memory = "256M", timeout_s = 120, max_instances = 1, ingress = "ALLOW_ALL" }
+  }
+
+  functions = { for key, fn in local.function_settings : key => merge(local.function_defaults, fn) }
+
+  # Each function runs as its own account (iam.tf grants each what its code does).
+  function_accounts = {
+    spec        = google_service_account.spec_function.email
+    report      = google_service_account.report_function.email
+    dead_letter = google_service_account.dead_letter_function.email
+    api         = google_service_account.api_function.email
+    sweeper     = google_service_account.sweeper_function.email
+  }
+
+  # The event functions: the topic that feeds each, and the account its Eventarc trigger
+  # pushes as (iam.tf local.triggers: each may invoke only its own function).
+  event_triggers = {
+    spec        = { topic = google_pubsub_topic.spec_events.id, account = google_service_account.spec_trigger.email }
+    report      = { topic = google_pubsub_topic.render_reports.id, account = google_service_account.report_trigger.email }
+    dead_letter = { topic = google_pubsub_topic.dead_letter.id, account = google_service_account.dead_letter_trigger.email }
   }
 }
 
-resource "google_cloudfunctions2_function" "spec" {
-  name     = "${local.prefix}-on-spec-uploaded"
+resource "google_cloudfunctions2_function" "functions" {
+  # checkov:skip=CKV_GCP_124: the event functions are ALLOW_INTERNAL_ONLY; the HTTP API (browsers, Firebase ID token on every request) and the sweeper (Cloud Scheduler, OIDC) are called from outside any VPC by design
+  for_each = local.functions
+  name     = "${local.prefix}-${replace(each.value.entry_point, "_", "-")}"
   location = var.region
 
   build_config {
     runtime           = "python311"
-    entry_point       = "on_spec_uploaded"
+    entry_point       = each.value.entry_point
     service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
+    docker_repository = google_artifact_registry_repository.docker["functions"].id
     source {
       storage_source {
-        bucket = local.function_source.bucket
-        object = local.function_source.object
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.functions_source.name
       }
     }
   }
 
   service_config {
-    service_account_email = google_service_account.spec_function.email
-    environment_variables = local.common_env
-    available_memory      = "512M"
-    timeout_seconds       = 120
-    max_instance_count    = 20
-    ingress_settings      = "ALLOW_INTERNAL_ONLY"
+    service_account_email = local.function_accounts[each.key]
+    # The functions that sign URLs (download, upload) sign as themselves (iam.tf url_signers).
+    environment_variables = merge(local.common_env, each.value.signs_urls ? { SCENERENDER_SIGNER_SERVICE_ACCOUNT = local.function_accounts[each.key] } : {})
+    available_memory      = each.value.memory
+    timeout_seconds       = each.value.timeout_s
+    max_instance_count    = each.value.max_instances
+    ingress_settings      = each.value.ingress
   }
 
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.spec_events.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.spec_trigger.email
-  }
-
-  depends_on = [time_sleep.build_iam_settle]
-}
-
-resource "google_cloudfunctions2_function" "report" {
-  name     = "${local.prefix}-on-render-reported"
-  location = var.region
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = "on_render_reported"
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-    source {
-      storage_source {
-        bucket = local.function_source.bucket
-        object = local.function_source.object
-      }
+  dynamic "event_trigger" {
+    for_each = { for key, trigger in local.event_triggers : key => trigger if key == each.key }
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = event_trigger.value.topic
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = event_trigger.value.account
     }
-  }
-
-  service_config {
-    service_account_email = google_service_account.report_function.email
-    environment_variables = merge(local.common_env, {
-      SCENERENDER_SIGNER_SERVICE_ACCOUNT = google_service_account.report_function.email
-    })
-    available_memory   = "512M"
-    timeout_seconds    = 60
-    max_instance_count = 20
-    ingress_settings   = "ALLOW_INTERNAL_ONLY"
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.render_reports.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.report_trigger.email
-  }
-
-  depends_on = [time_sleep.build_iam_settle]
-}
-
-# Render requests Pub/Sub gave up on: their jobs end FAILED with the last error seen.
-resource "google_cloudfunctions2_function" "dead_letter" {
-  name     = "${local.prefix}-on-render-dead-lettered"
-  location = var.region
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = "on_render_dead_lettered"
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-    source {
-      storage_source {
-        bucket = local.function_source.bucket
-        object = local.function_source.object
-      }
-    }
-  }
-
-  service_config {
-    service_account_email = google_service_account.dead_letter_function.email
-    environment_variables = local.common_env
-    available_memory      = "256M"
-    timeout_seconds       = 60
-    max_instance_count    = 5
-    ingress_settings      = "ALLOW_INTERNAL_ONLY"
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.dead_letter.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.dead_letter_trigger.email
-  }
-
-  depends_on = [time_sleep.build_iam_settle]
-}
-
-# The end users' HTTP API (scenerender.pipeline.api): POST a spec, GET a job, POST /uploads. Every
-# request carries a Firebase ID token, which the function verifies; see iam.tf api_public.
-resource "google_cloudfunctions2_function" "api" {
-  # checkov:skip=CKV_GCP_124: its callers are browsers and apps outside any VPC by design; every request is authenticated by its Firebase ID token
-  name     = "${local.prefix}-http-api"
-  location = var.region
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = "http_api"
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-    source {
-      storage_source {
-        bucket = local.function_source.bucket
-        object = local.function_source.object
-      }
-    }
-  }
-
-  service_config {
-    service_account_email = google_service_account.api_function.email
-    environment_variables = merge(local.common_env, {
-      SCENERENDER_SIGNER_SERVICE_ACCOUNT = google_service_account.api_function.email
-    })
-    available_memory   = "512M"
-    timeout_seconds    = 60
-    max_instance_count = 10
-    ingress_settings   = "ALLOW_ALL"
   }
 
   depends_on = [time_sleep.build_iam_settle]

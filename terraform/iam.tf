@@ -157,33 +157,29 @@ resource "google_cloud_run_service_iam_member" "api_public" {
   # checkov:skip=CKV_GCP_102: the API authenticates every request itself with a Firebase ID token; Cloud Run IAM cannot check those
   count    = var.api_public ? 1 : 0
   location = var.region
-  service  = google_cloudfunctions2_function.api.name
+  service  = google_cloudfunctions2_function.functions["api"].name
   role     = "roles/run.invoker"
   member   = "allUsers"
 }
 
-# --- renderer: pulls requests, reads media, writes renders, reports
-resource "google_pubsub_subscription_iam_member" "renderer_pulls_requests" {
-  subscription = google_pubsub_subscription.render_requests.id
+# --- renderer: pulls requests and segment work, shares segments, reports, reads media,
+# writes renders. Segment work: a task shares a long scene's encodes, and every task takes them.
+resource "google_pubsub_subscription_iam_member" "renderer_pulls" {
+  for_each = {
+    requests = google_pubsub_subscription.render_requests.id
+    segments = google_pubsub_subscription.segment_work.id
+  }
+  subscription = each.value
   role         = "roles/pubsub.subscriber"
   member       = google_service_account.renderer.member
 }
 
-# Segment work: a task shares a long scene's encodes; every task takes them.
-resource "google_pubsub_topic_iam_member" "renderer_shares_segments" {
-  topic  = google_pubsub_topic.segment_work.id
-  role   = "roles/pubsub.publisher"
-  member = google_service_account.renderer.member
-}
-
-resource "google_pubsub_subscription_iam_member" "renderer_takes_segments" {
-  subscription = google_pubsub_subscription.segment_work.id
-  role         = "roles/pubsub.subscriber"
-  member       = google_service_account.renderer.member
-}
-
-resource "google_pubsub_topic_iam_member" "renderer_reports" {
-  topic  = google_pubsub_topic.render_reports.id
+resource "google_pubsub_topic_iam_member" "renderer_publishes" {
+  for_each = {
+    segments = google_pubsub_topic.segment_work.id
+    reports  = google_pubsub_topic.render_reports.id
+  }
+  topic  = each.value
   role   = "roles/pubsub.publisher"
   member = google_service_account.renderer.member
 }
@@ -238,17 +234,17 @@ locals {
     spec = {
       member   = google_service_account.spec_trigger.member
       name     = google_service_account.spec_trigger.name
-      function = google_cloudfunctions2_function.spec.name
+      function = google_cloudfunctions2_function.functions["spec"].name
     }
     report = {
       member   = google_service_account.report_trigger.member
       name     = google_service_account.report_trigger.name
-      function = google_cloudfunctions2_function.report.name
+      function = google_cloudfunctions2_function.functions["report"].name
     }
     dead_letter = {
       member   = google_service_account.dead_letter_trigger.member
       name     = google_service_account.dead_letter_trigger.name
-      function = google_cloudfunctions2_function.dead_letter.name
+      function = google_cloudfunctions2_function.functions["dead_letter"].name
     }
   }
 }

@@ -13,34 +13,39 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [time_sleep.apis_settle]
 }
 
-# One request to the dead-letter function per message Pub/Sub moved to the dead-letter
-# topic (a retried delivery counts again, which an alert on "more than zero" does not mind).
-resource "google_logging_metric" "dead_letters" {
-  name        = "${local.prefix}/dead_lettered_requests"
-  description = "Render requests delivered to the dead-letter function (their jobs end FAILED)."
-  filter      = <<-EOT
-    resource.type="cloud_run_revision"
-    resource.labels.service_name="${google_cloudfunctions2_function.dead_letter.name}"
-    log_id("run.googleapis.com/requests")
-  EOT
-
-  metric_descriptor {
-    metric_kind = "DELTA"
-    value_type  = "INT64"
-    unit        = "1"
+# Log-based metrics, each a count of matching log lines (DELTA, INT64).
+locals {
+  log_metrics = {
+    # One request to the dead-letter function per message Pub/Sub moved to the dead-letter
+    # topic (a retried delivery counts again, which an alert on "more than zero" does not mind).
+    dead_letters = {
+      name        = "dead_lettered_requests"
+      description = "Render requests delivered to the dead-letter function (their jobs end FAILED)."
+      filter      = <<-EOT
+        resource.type="cloud_run_revision"
+        resource.labels.service_name="${google_cloudfunctions2_function.functions["dead_letter"].name}"
+        log_id("run.googleapis.com/requests")
+      EOT
+    }
+    # Error lines of the renderer: its own (a render that failed, with the job id) and Cloud
+    # Run's for a task that exited non-zero or ran out of time or memory.
+    renderer_errors = {
+      name        = "renderer_errors"
+      description = "Log lines of severity ERROR or worse from the renderer job's tasks."
+      filter      = <<-EOT
+        resource.type="cloud_run_job"
+        resource.labels.job_name="${google_cloud_run_v2_job.renderer.name}"
+        severity>=ERROR
+      EOT
+    }
   }
 }
 
-# Error lines of the renderer: its own (a render that failed, with the job id) and Cloud
-# Run's for a task that exited non-zero or ran out of time or memory.
-resource "google_logging_metric" "renderer_errors" {
-  name        = "${local.prefix}/renderer_errors"
-  description = "Log lines of severity ERROR or worse from the renderer job's tasks."
-  filter      = <<-EOT
-    resource.type="cloud_run_job"
-    resource.labels.job_name="${google_cloud_run_v2_job.renderer.name}"
-    severity>=ERROR
-  EOT
+resource "google_logging_metric" "pipeline" {
+  for_each    = local.log_metrics
+  name        = "${local.prefix}/${each.value.name}"
+  description = each.value.description
+  filter      = each.value.filter
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -54,19 +59,19 @@ resource "google_logging_metric" "renderer_errors" {
 resource "time_sleep" "metrics_settle" {
   create_duration = "30s"
 
-  depends_on = [google_logging_metric.dead_letters, google_logging_metric.renderer_errors]
+  depends_on = [google_logging_metric.pipeline]
 }
 
 locals {
   alerts = {
     dead_letters = {
       name   = "SceneRender: render requests dead-lettered"
-      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.dead_letters.name}\" AND resource.type=\"cloud_run_revision\""
+      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.pipeline["dead_letters"].name}\" AND resource.type=\"cloud_run_revision\""
       doc    = "A render request ran out of deliveries; its job is FAILED with the last error. The request is kept in the ${google_pubsub_subscription.dead_letter_keep.name} subscription for 7 days (docs/deploy.md: Alerts)."
     }
     renderer_errors = {
       name   = "SceneRender: renderer errors"
-      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.renderer_errors.name}\" AND resource.type=\"cloud_run_job\""
+      filter = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.pipeline["renderer_errors"].name}\" AND resource.type=\"cloud_run_job\""
       doc    = "The renderer logged an error: a failed render or a task that died. See the job's executions in Cloud Run (docs/deploy.md: Alerts)."
     }
     failed_executions = {

@@ -30,19 +30,14 @@ output "renderer_job" {
 
 output "http_api_url" {
   description = "URL of the HTTP API (IAM-authenticated)."
-  value       = google_cloudfunctions2_function.api.url
+  value       = google_cloudfunctions2_function.functions["api"].url
 }
 
 output "functions" {
-  description = "Name and URL of each 2nd-gen function (the event functions' URLs accept only their Eventarc triggers)."
+  description = "Name and URL of each 2nd-gen function, by entry point (the event functions' URLs accept only their Eventarc triggers)."
   value = {
-    for key, fn in {
-      on_spec_uploaded        = google_cloudfunctions2_function.spec
-      on_render_reported      = google_cloudfunctions2_function.report
-      on_render_dead_lettered = google_cloudfunctions2_function.dead_letter
-      http_api                = google_cloudfunctions2_function.api
-      on_sweep                = google_cloudfunctions2_function.sweeper
-    } : key => { name = fn.name, url = fn.url }
+    for key, fn in google_cloudfunctions2_function.functions :
+    local.functions[key].entry_point => { name = fn.name, url = fn.url }
   }
 }
 
@@ -51,7 +46,7 @@ output "sweeper" {
   value = {
     scheduler_job = google_cloud_scheduler_job.sweep.name
     schedule      = google_cloud_scheduler_job.sweep.schedule
-    function      = google_cloudfunctions2_function.sweeper.name
+    function      = google_cloudfunctions2_function.functions["sweeper"].name
   }
 }
 
@@ -62,25 +57,21 @@ output "dead_letter_subscription" {
 
 output "artifact_repository" {
   description = "The renderer image's repository (scripts/deploy.sh builds into it)."
-  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.docker["images"].repository_id}"
 }
 
 output "service_accounts" {
-  description = "The account of each component."
-  value = {
-    spec_function        = google_service_account.spec_function.email
-    report_function      = google_service_account.report_function.email
-    api_function         = google_service_account.api_function.email
-    renderer             = google_service_account.renderer.email
-    spec_trigger         = google_service_account.spec_trigger.email
-    report_trigger       = google_service_account.report_trigger.email
-    dead_letter_function = google_service_account.dead_letter_function.email
-    dead_letter_trigger  = google_service_account.dead_letter_trigger.email
-    builder              = google_service_account.builder.email
-    image_builder        = google_service_account.image_builder.email
-    sweeper_function     = google_service_account.sweeper_function.email
-    sweeper_scheduler    = google_service_account.sweeper_scheduler.email
-  }
+  description = "The account of each component: each function's (KEY_function), each event trigger's (KEY_trigger), the renderer's, the builds' and Cloud Scheduler's."
+  value = merge(
+    { for key, email in local.function_accounts : "${key}_function" => email },
+    { for key, trigger in local.event_triggers : "${key}_trigger" => trigger.account },
+    {
+      renderer          = google_service_account.renderer.email
+      builder           = google_service_account.builder.email
+      image_builder     = google_service_account.image_builder.email
+      sweeper_scheduler = google_service_account.sweeper_scheduler.email
+    },
+  )
 }
 
 output "source_bucket" {

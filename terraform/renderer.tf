@@ -31,7 +31,7 @@ resource "google_cloud_run_v2_job" "renderer" {
         dynamic "env" {
           for_each = merge(local.common_env, {
             SCENERENDER_RENDER_TIMEOUT_S   = tostring(var.renderer.timeout_s - 30)
-            SCENERENDER_SPLIT_MIN_SEGMENTS = tostring(var.renderer.task_count > 1 ? var.renderer.split_min_segments : 0) # one task: nobody to share with
+            SCENERENDER_SPLIT_MIN_SEGMENTS = tostring(var.renderer.parallelism > 1 ? var.renderer.split_min_segments : 0) # launches ask for at most parallelism tasks: with one, nobody to share with
             SCENERENDER_IDLE_EXIT_S        = tostring(var.renderer.idle_exit_s)
             SCENERENDER_TASK_TIMEOUT_S     = tostring(var.renderer.timeout_s) # a task takes no render it cannot finish
             SCENERENDER_CPUS               = var.renderer.cpu                 # the limit, which os.cpu_count() inside the container does not report

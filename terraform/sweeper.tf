@@ -54,41 +54,12 @@ resource "google_project_iam_member" "sweeper_writes_jobs" {
   member  = google_service_account.sweeper_function.member
 }
 
-resource "google_cloudfunctions2_function" "sweeper" {
-  # checkov:skip=CKV_GCP_124: Cloud Scheduler's HTTP calls do not count as internal traffic; only the scheduler's account may invoke it (OIDC, IAM below)
-  name     = "${local.prefix}-on-sweep"
-  location = var.region
-
-  build_config {
-    runtime           = "python311"
-    entry_point       = "on_sweep"
-    service_account   = google_service_account.builder.id
-    docker_repository = google_artifact_registry_repository.functions.id
-    source {
-      storage_source {
-        bucket = local.function_source.bucket
-        object = local.function_source.object
-      }
-    }
-  }
-
-  service_config {
-    service_account_email = google_service_account.sweeper_function.email
-    environment_variables = local.common_env
-    available_memory      = "256M"
-    timeout_seconds       = 120
-    # One sweep at a time: two would only find the same jobs (their launches are claimed).
-    max_instance_count = 1
-    ingress_settings   = "ALLOW_ALL" # Cloud Scheduler calls from outside any VPC; IAM (OIDC) guards it
-  }
-
-  depends_on = [time_sleep.build_iam_settle]
-}
+# The function itself is local.functions.sweeper (functions.tf).
 
 # Only the scheduler's account may call it (no allUsers).
 resource "google_cloud_run_service_iam_member" "scheduler_invokes_sweeper" {
   location = var.region
-  service  = google_cloudfunctions2_function.sweeper.name
+  service  = google_cloudfunctions2_function.functions["sweeper"].name
   role     = "roles/run.invoker"
   member   = google_service_account.sweeper_scheduler.member
 }
@@ -106,11 +77,11 @@ resource "google_cloud_scheduler_job" "sweep" {
 
   http_target {
     http_method = "POST"
-    uri         = google_cloudfunctions2_function.sweeper.service_config[0].uri
+    uri         = google_cloudfunctions2_function.functions["sweeper"].service_config[0].uri
 
     oidc_token {
       service_account_email = google_service_account.sweeper_scheduler.email
-      audience              = google_cloudfunctions2_function.sweeper.service_config[0].uri
+      audience              = google_cloudfunctions2_function.functions["sweeper"].service_config[0].uri
     }
   }
 

@@ -63,7 +63,7 @@ variable "signed_url_ttl_s" {
 }
 
 variable "renderer" {
-  description = "Cloud Run job sizing and scale-out: CPU, memory, per-task timeout, retries, tasks per execution and how many run at once, the fewest segment encodes a scene shares with the other tasks (0: never), and how long an idle task waits for work before it exits."
+  description = "Cloud Run job sizing and scale-out: CPU, memory, per-task timeout, retries, the most tasks one launch asks for (parallelism: a launch for N queued scenes asks for min(N, parallelism)), the tasks of an execution started by hand without overrides (task_count), the fewest segment encodes a scene shares with the other tasks (0: never; only with parallelism > 1), and how long an idle task waits for work before it exits."
   type = object({
     cpu                = optional(string, "4")
     memory             = optional(string, "8Gi")

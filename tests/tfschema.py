@@ -11,7 +11,11 @@ struct per block whose properties link to the argument's Terraform name
     {"provider": "google", "version": "6.50.0",
      "resources": {type: Block}, "data": {type: Block}, "config": Block,
      "exports": {"resources": {type: [attribute, ...]}, "data": {...}}}
-    Block = {"attributes": [name, ...], "blocks": {name: Block}}
+    Block = {"attributes": [name, ...], "blocks": {name: Block},
+             "required": [name, ...], "single": [block name, ...]}
+
+``required`` are the arguments and blocks the provider demands (not ``optional`` in the
+assembly); ``single`` the blocks it allows at most once (typed as the struct, not a list).
 
 ``exports`` are the attributes an expression may read from a resource (``.email``,
 ``.output_sha256``): the class's instance properties, arguments and computed ones alike.
@@ -40,7 +44,7 @@ _ANCHOR = re.compile(r"Docs at Terraform Registry: \{@link \S+#(\w+) ")
 
 Block = dict[str, Any]
 # Bumped when derive() changes what it writes, so an old cache is not read.
-FORMAT = 2
+FORMAT = 3
 
 
 class SchemaMissing(RuntimeError):
@@ -86,16 +90,24 @@ def _struct_of(kind: dict[str, Any], types: dict[str, Any]) -> str | None:
 def _block(fqn: str, types: dict[str, Any], seen: tuple[str, ...] = ()) -> Block:
     attributes: list[str] = []
     blocks: dict[str, Block] = {}
+    required: list[str] = []
+    single: list[str] = []
     if fqn in seen:  # a recursive schema (none in these providers so far): stop, keep it open
-        return {"attributes": [], "blocks": {}, "recursive": True}
+        return {"attributes": [], "blocks": {}, "required": [], "single": [], "recursive": True}
     for prop in types[fqn].get("properties", []):
         name = _property_name(prop)
         struct = _struct_of(prop["type"], types)
         if struct:
             blocks[name] = _block(struct, types, (*seen, fqn))
+            # A block of at most one (max_items = 1) is typed as the struct itself; a list
+            # block as an array of it (or IResolvable).
+            if "fqn" in prop["type"]:
+                single.append(name)
         else:
             attributes.append(name)
-    return {"attributes": sorted(attributes), "blocks": blocks}
+        if not prop.get("optional"):  # required arguments and blocks (min_items >= 1)
+            required.append(name)
+    return {"attributes": sorted(attributes), "blocks": blocks, "required": sorted(required), "single": sorted(single)}
 
 
 def _snake(name: str) -> str:

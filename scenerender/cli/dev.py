@@ -22,12 +22,13 @@ if TYPE_CHECKING:
 dev_app = typer.Typer(no_args_is_help=True, help="The local cloud: emulators, functions and workers.")
 
 
-def dev_stack(settings: Settings, workers: int = 1, **ports: int) -> Any:
+def dev_stack(settings: Settings, workers: int = 1, executions: bool = False, **ports: int) -> Any:
     from scenerender.dev.devstack import DevStack, Ports
 
     defaults = Ports()
     chosen = Ports(**{k: v or getattr(defaults, k) for k, v in ports.items()}) if ports else defaults
-    return DevStack(settings, ports=chosen, workers=workers, fixed_ports={k for k, v in ports.items() if v})
+    fixed = {k for k, v in ports.items() if v}
+    return DevStack(settings, ports=chosen, workers=workers, fixed_ports=fixed, executions=executions)
 
 
 def cloud_settings(settings: Settings) -> Settings:
@@ -73,21 +74,39 @@ def dev_up(
     firestore_port: Annotated[int, typer.Option(help="Firestore emulator port (default 8086, or a free one).")] = 0,
     gcs_port: Annotated[int, typer.Option(help="fake-gcs-server port (default 4443, or a free one).")] = 0,
     functions_port: Annotated[int, typer.Option(help=functions_port_help())] = 0,
+    executions: Annotated[
+        bool,
+        typer.Option(
+            "--executions",
+            help="Render as the cloud does: no always-on workers; the spec function and the sweeper launch "
+            "executions of worker processes that exit when idle (Cloud Run job tasks). --workers is then unused.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Start the local cloud (or reuse the one this folder runs) and print the environment a shell needs.
 
     A default port another process holds is replaced by a free one (and said so); a port
     given with an option that is taken is an error naming the process that holds it.
+    Either way the sweeper is called every SCENERENDER_SWEEP_INTERVAL_S (120 s; 0: never), as
+    Cloud Scheduler calls it: with always-on workers it only ends jobs whose worker died, with
+    --executions it also launches executions for queued work no live execution serves.
     """
     stack = dev_stack(
-        get_settings(), workers, pubsub=pubsub_port, firestore=firestore_port, gcs=gcs_port, functions=functions_port
+        get_settings(),
+        workers,
+        executions,
+        pubsub=pubsub_port,
+        firestore=firestore_port,
+        gcs=gcs_port,
+        functions=functions_port,
     )
     with err.status("starting the local cloud (Pub/Sub, Firestore, GCS emulators, functions, workers)"):
         started = stack.up()
     for note in stack.notes:
         err.print(note, highlight=False)
     err.print("local cloud " + ("started" if started else "already running, reused") + f" ({stack.state_dir})")
+    err.print(renderer_mode(stack), highlight=False)
     if stack.web_running():
         if started:
             publish_web_samples(stack)
@@ -97,6 +116,18 @@ def dev_up(
         return
     for key, value in stack.env().items():
         out.print(f"export {key}={value}", highlight=False, soft_wrap=True)
+
+
+def renderer_mode(stack: Any) -> str:
+    every = stack.settings.sweep_interval_s
+    sweeps = f"the sweeper runs every {every:g} s" if every > 0 else "no sweeps (SCENERENDER_SWEEP_INTERVAL_S=0)"
+    if stack.executions:
+        return f"renderer: executions launched by the spec function and the sweeper, as on Cloud Run; {sweeps}"
+    workers = sum(1 for process in stack.state.processes if process.name.startswith("worker-"))
+    return (
+        f"renderer: {workers} always-on worker(s); {sweeps}, ending jobs whose worker died "
+        "(--executions: render as the cloud does)"
+    )
 
 
 def functions_port_help() -> str:

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from scenerender.cli.console import ForceOption, JsonOption, err, guarded, out, progress_bar
 from scenerender.cli.specfiles import output_target, read_spec, read_spec_file
+from scenerender.core.fetch import fetch_and_probe
 from scenerender.core.inputs import FetchPolicy, InputResolver
-from scenerender.core.render import RenderOptions, fetch_and_probe, private_dir, render
+from scenerender.core.render import RenderOptions, private_dir, render
 from scenerender.core.spec import JobSpec, load_json, repaired_spec, spec_errors
 from scenerender.core.timeline import Timeline, build_timeline
 from scenerender.errors import ErrorDetail, SceneRenderError, SpecError, collected

@@ -27,6 +27,30 @@ log = logging.getLogger(__name__)
 BUSY = -1  # mark_running: another worker is alive on the job
 
 
+def run_start(
+    doc: dict[str, Any], worker: str, execution: str, stale_after_s: float, stamp: Any
+) -> dict[str, Any] | int:
+    """What ``mark_running`` writes on ``doc`` (``stamp``: the time to record), or why it writes
+    nothing: 0 when the job has ended, ``BUSY`` when another worker is alive on it."""
+    if has_ended(doc.get("status")):
+        return 0
+    if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), stale_after_s):
+        return BUSY
+    fields: dict[str, Any] = {
+        "status": JobStatus.RUNNING.value,
+        "attempt": int(doc.get("attempt") or 0) + 1,
+        "stage": "starting",
+        "worker": worker,
+        "heartbeat_at": stamp,
+    }
+    if execution:
+        # The execution the sweeper asks about is the one actually rendering the job.
+        fields["execution"] = execution
+    if doc.get("status") == JobStatus.QUEUED:
+        fields["started_at"] = stamp
+    return fields
+
+
 def translate_error(exc: Exception, what: str) -> SceneRenderError:
     """A Firestore client error as ours (``scenerender.cloud.google_errors`` decides what is transient)."""
     return translate(exc, f"Firestore: {what}")
@@ -102,24 +126,9 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
 
         def change(doc: dict[str, Any]) -> dict[str, Any] | None:
             nonlocal busy
-            if has_ended(doc.get("status")):
-                return None
-            if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), self.stale_after_s):
-                busy = True
-                return None
-            fields: dict[str, Any] = {
-                "status": JobStatus.RUNNING.value,
-                "attempt": int(doc.get("attempt") or 0) + 1,
-                "stage": "starting",
-                "worker": worker,
-                "heartbeat_at": firestore.SERVER_TIMESTAMP,
-            }
-            if execution:
-                # The execution the sweeper asks about is the one actually rendering the job.
-                fields["execution"] = execution
-            if doc.get("status") == JobStatus.QUEUED:
-                fields["started_at"] = firestore.SERVER_TIMESTAMP
-            return fields
+            start = run_start(doc, worker, execution, self.stale_after_s, firestore.SERVER_TIMESTAMP)
+            busy = start == BUSY
+            return start if isinstance(start, dict) else None
 
         fields = self._transition(job_id, change)
         if busy:
@@ -134,41 +143,10 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         other owner can slip in between the caller's check and the write.
         """
 
-        fields = doc.wire()
-
         def change(current: dict[str, Any]) -> dict[str, Any] | None:
             if not has_ended(current.get("status")) or not may_take(current, doc.owner_uid):
                 return None
-            earlier = {
-                k: current.get(k)
-                for k in (
-                    "status",
-                    "spec_uri",
-                    "spec_generation",
-                    "attempt",
-                    "output",
-                    "error",
-                    "started_at",
-                    "finished_at",
-                )
-            }
-            return {
-                **fields,
-                "history": [*(current.get("history") or []), earlier],
-                "attempt": 0,
-                "progress": 0.0,
-                "output": None,
-                "error": None,
-                "started_at": None,
-                "finished_at": None,
-                "request_published": False,
-                # The new run is launched afresh: the earlier run's execution is not its own.
-                "execution": "",
-                "launch_state": None,
-                "launches": 0,
-                "launch_error": None,
-                "created_at": firestore.SERVER_TIMESTAMP,
-            }
+            return {**doc.rerun(current), "created_at": firestore.SERVER_TIMESTAMP}
 
         return self._transition(job_id, change) is not None
 

@@ -322,6 +322,40 @@ def readable_lengths(path: Path) -> Readable | None:
     return Readable(lengths["vide"], lengths["soun"])
 
 
+def missing_index(path: Path) -> str | None:
+    """Why an MP4/MOV that ffprobe could not open has no index, read from its top-level boxes;
+    None when it does not look like one, or has a moov.
+
+    An export writes its sample table (moov) after the media data unless it is moved to the
+    front: a copy cut short loses it whole, and so does a recording whose writer never finished.
+    """
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            pos, kinds = 0, []
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(16)
+                declared, kind = struct.unpack_from(">I4s", head)
+                if declared == 1 and len(head) >= 16:
+                    (declared,) = struct.unpack_from(">Q", head, 8)
+                kinds.append(kind)
+                if not pos and kind not in (b"ftyp", b"wide", b"free", b"skip", b"mdat"):
+                    return None  # not an MP4/MOV
+                if kind == b"moov":
+                    return None
+                if declared == 0:  # "to the end of the file": the writer never came back to size it
+                    return "its media data was never closed (a recording or export that did not finish)"
+                if declared < 8:
+                    break
+                if pos + declared > size:
+                    return f"it ends at byte {size:,} inside its media data, which runs to byte {pos + declared:,}"
+                pos += declared
+    except (OSError, struct.error):
+        return None
+    return "it ends after its media data" if b"mdat" in kinds else None
+
+
 def _readable_seconds(track: Track, file_size: int, movie_timescale: int) -> float | None:
     if track.timescale <= 0 or not track.chunk_offsets or not track.chunk_runs:
         return None

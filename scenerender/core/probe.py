@@ -51,7 +51,14 @@ CONTAINERS: tuple[Container, ...] = (
         frozenset({"mov", "mp4", "m4a", "3gp", "3g2", "mj2"}),
         note="the only container the copy path takes; a cut file is found on its sample table",
     ),
-    Container("Matroska/WebM", ".mkv .webm", "matroska", frozenset({"matroska", "webm"}), length_in_header=True),
+    Container(
+        "Matroska/WebM",
+        ".mkv .webm",
+        "matroska",
+        frozenset({"matroska", "webm"}),
+        length_in_header=True,
+        note="written as a stream (a live muxer, a browser's MediaRecorder: no Duration), as long as its packets",
+    ),
     Container("MPEG-TS", ".ts .m2ts .mts", "mpegts", frozenset({"mpegts"})),
     Container(
         "MXF",
@@ -59,9 +66,17 @@ CONTAINERS: tuple[Container, ...] = (
         "mxf",
         frozenset({"mxf"}),
         length_in_header=True,
-        note="the first audio track is heard (broadcast MXF often puts each channel on its own track)",
+        note="a mono track per channel (broadcast): the first two are heard as left and right, the others not; "
+        "otherwise its first audio track is heard",
     ),
-    Container("AVI", ".avi", "avi", frozenset({"avi"})),
+    Container(
+        "AVI",
+        ".avi",
+        "avi",
+        frozenset({"avi"}),
+        note="chunk n is frame slot n (an empty chunk repeats the frame before); with B-frames (Xvid/DivX) the "
+        "first frame is at the stream's start, as its sound expects; read from its start, never seeked",
+    ),
     Container(
         "GIF (animated)",
         ".gif",
@@ -218,6 +233,11 @@ class VideoInfo:
     color_primaries: str = ""
     color_space: str = ""
     index: int = 0  # the stream's, in the file
+    # How much later than its container slot ffmpeg's decode puts each frame: an AVI keeps no
+    # presentation times, and with B-frames (has_b_frames, Xvid/DivX style) ffmpeg times each
+    # frame by the packet after it. AVI's own rule (chunk n is slot n, frames in display order)
+    # puts the first frame at the stream's start, in step with its sound.
+    decode_delay: float = 0.0
 
     @property
     def interlaced(self) -> bool:
@@ -246,6 +266,16 @@ class AudioInfo:
     duration: float | None
     start_time: float = 0.0
     index: int = 0
+    # Seconds its sound is to be heard later than its timestamps say: a known muxer error
+    # (``lavf_opus_error``), undone where the segment's sound is placed.
+    delay: float = 0.0
+    # Broadcast MXF puts each channel on its own mono track, left then right: the ordinal
+    # (among the file's audio streams) of the track heard on the right, the first on the left.
+    right_track: int | None = None
+    # Seconds of encoder priming a plain decode keeps because nothing in the file says to drop
+    # it: AAC in ADTS has no edit list, and every AAC-LC encoder primes at least 1024 samples
+    # (ffmpeg's exactly; Apple's 2112). Dropped where a clip is read.
+    priming: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -268,6 +298,11 @@ class MediaInfo:
     def video_lead(self) -> float:
         """Seconds from the file's time 0 (as ffmpeg reads it) to its first frame of picture."""
         return max(0.0, self.video.start_time - self.start_time) if self.video else 0.0
+
+    @property
+    def priming(self) -> float:
+        """Seconds at the start of its decoded sound that are the encoder's, not the sound's."""
+        return self.audio.priming if self.audio is not None else 0.0
 
     @property
     def audio_duration(self) -> float:
@@ -361,6 +396,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             _check_codec(input_path, "video", str(stream.get("codec_name", "")), VIDEO_CODECS)
             fps = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
             frames = stream.get("nb_frames")
+            delayed = int(stream.get("has_b_frames", 0) or 0) if "avi" in format_names and fps > 0 else 0
             video = VideoInfo(
                 index=int(stream.get("index", 0)),
                 codec=str(stream.get("codec_name", "")),
@@ -380,6 +416,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 color_transfer=str(stream.get("color_transfer", "")),
                 color_primaries=str(stream.get("color_primaries", "")),
                 color_space=str(stream.get("color_space", "")),
+                decode_delay=float(delayed / fps) if delayed else 0.0,
             )
         elif kind == "audio" and audio is None:
             _check_codec(input_path, "audio", str(stream.get("codec_name", "")), AUDIO_CODECS)
@@ -394,9 +431,18 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")
+    if audio is not None and audio.codec == "aac" and format_names & {"aac"} and audio.sample_rate > 0:
+        audio = replace(audio, priming=ADTS_AAC_PRIMING / audio.sample_rate)
+    if audio is not None and format_names & {"mxf"}:
+        audio = replace(audio, right_track=_right_track([s for s in streams if s.get("codec_type") == "audio"]))
     duration = _float(fmt.get("duration")) or max(
         (d for d in (video.duration if video else None, audio.duration if audio else None) if d), default=0.0
     )
+    ends = data.get(PACKET_ENDS)
+    if duration <= 0 and isinstance(ends, dict):
+        # A Matroska a live or streaming muxer wrote (to a pipe) has no Duration: its packets say.
+        start = _seconds(fmt.get("start_time"))
+        duration = max((_stream_length(ends, int(i), start) for i in ends if str(i).isdigit()), default=0.0)
     if duration <= 0:
         raise InputMediaError(input_path, "media has zero duration")
     if duration > MAX_DURATION_S:
@@ -414,6 +460,18 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         audio=audio,
         start_time=_seconds(fmt.get("start_time")),
     )
+
+
+ADTS_AAC_PRIMING = 1024  # samples: an AAC-LC frame, the least any encoder puts before the sound
+
+
+def _right_track(tracks: list[dict[str, Any]]) -> int | None:
+    """1 when the first two audio tracks are mono at one rate (an MXF's left and right), else None."""
+    if len(tracks) < 2 or any(int(t.get("channels", 0) or 0) != 1 for t in tracks[:2]):
+        return None
+    if tracks[0].get("sample_rate") != tracks[1].get("sample_rate"):
+        return None
+    return 1
 
 
 # Files that name other files or hosts (playlists, concat lists, manifests): refused on
@@ -466,6 +524,8 @@ def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
     (``PACKET_ENDS``). A short file is then refused instead of padded out.
     """
     info = parse_probe(path, data, input_path)
+    if info.audio is not None and (error := lavf_opus_error(path, data)):
+        info = replace(info, audio=replace(info.audio, delay=error))
     names = set(info.format_name.split(","))
     if names & {"mov", "mp4"}:
         readable = mp4.readable_lengths(path)
@@ -485,6 +545,43 @@ def read_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         readable_video=short(video_s, info.video.duration if info.video else None),
         readable_audio=short(audio_s, info.audio.duration if info.audio else None),
     )
+
+
+# ffmpeg's Matroska muxer up to Lavf 59.30 (ffmpeg 5.1, Debian 12's) wrote an Opus track's
+# CodecDelay (its pre-skip, 6.5 ms) but not the audio blocks' offset that goes with it: the
+# encoder's timestamps already count the pre-skip, and the demuxer subtracts CodecDelay
+# again, so every such file's sound reads a CodecDelay early against its picture. Most WebM
+# of those years is affected (VP9/AV1 + Opus exports, remuxed downloads); Ladybird's player
+# corrects the same files (LadybirdBrowser/ladybird#6685). The amount is CodecDelay in the
+# track's ticks, as the demuxer rounded it (7 ms for 6.5).
+_LAVF_OPUS_FIXED = (59, 31)
+_LAVF = re.compile(r"Lavf(\d+)\.(\d+)\.\d+")
+
+
+def lavf_opus_error(path: Path, data: dict[str, Any]) -> float:
+    """Seconds by which ``path``'s Opus sound reads early (0.0 for files not so written)."""
+    fmt = data.get("format") or {}
+    if not set(str(fmt.get("format_name", "")).split(",")) & {"matroska", "webm"}:
+        return 0.0
+    written = _LAVF.fullmatch(str((fmt.get("tags") or {}).get("ENCODER", "")))
+    if written is None or (int(written[1]), int(written[2])) >= _LAVF_OPUS_FIXED:
+        return 0.0
+    streams = data.get("streams", [])
+    if not any(s.get("codec_type") == "video" for s in streams):
+        return 0.0  # sound alone: nothing to be early against
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if audio is None or audio.get("codec_name") != "opus":
+        return 0.0
+    with open(path, "rb") as fh:  # CodecPrivate (OpusHead) sits in Tracks, at the file's start
+        head = fh.read(1 << 16)
+    at = head.find(b"OpusHead")
+    if at < 0 or at + 12 > len(head):
+        return 0.0
+    pre_skip = int.from_bytes(head[at + 10 : at + 12], "little")  # in 48 kHz samples (RFC 7845)
+    tick = _fraction(audio.get("time_base"), Fraction(1, 1000))
+    # av_rescale_q rounds to nearest, halves away from zero
+    ticks = math.floor(Fraction(pre_skip, 48000) / tick + Fraction(1, 2))
+    return float(ticks * tick)
 
 
 # A file is cut short when its packets end this much before the length its header states
@@ -592,6 +689,14 @@ def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: st
         other = _NOT_ON_WHITELIST.search(done.stderr)
         if other is not None:
             raise InputRefusedError(input_path, _not_accepted(f"{other[1]!r} (ffmpeg's name)"), url=url)
+        if "moov atom not found" in done.stderr and (why := mp4.missing_index(path)) is not None:
+            raise InputMediaError(
+                input_path,
+                f"the file is cut: no index (moov) found; {why}. An interrupted download or copy? "
+                "Copy or re-export it (exports that move the index to the front, 'faststart', keep a cut "
+                "file's start readable)",
+                url=url,
+            )
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed"
         # ffprobe names the file it was given: a link in the private dir, which means nothing to the user.
         reason = reason.removeprefix(f"{path}: ").replace(str(path), path.name)

@@ -59,6 +59,9 @@ SILENT = 1e-4  # a reference whose loudest step is under this has nothing to fin
 MIN_CORRELATION = 0.6  # an envelope match weaker than this is no candidate...
 MIN_WAVE_CORRELATION = 0.5  # ...and a waveform match weaker than this no measurement
 CANDIDATES = 3  # envelope matches tried on the waveform, best first
+# Waveform matches this close to the best are the same sound (a click or a beat that repeats
+# in the next segment; a codec's noise tells them apart by less): the nearest to the plan is it.
+SAME_SOUND = 0.05
 WAVE_BEFORE = 160  # samples of a reference's waveform before its onset (20 ms)...
 WAVE_AFTER = 1200  # ...and after it (150 ms)
 FINE = 16  # the waveform is matched this many samples either side of an envelope match
@@ -79,6 +82,11 @@ class Reference:
     planned_s: float  # where that sample belongs in the output
     until_s: float  # heard until here in the output
     fade_in_s: float = 0.0
+    # A segment's sound is read as the render reads it: on the file's clock (first_pts=0),
+    # from ``seek_s`` (``plan.sound_seek``); a clip's from its first decoded sample.
+    timestamped: bool = False
+    seek_s: float = 0.0
+    right_track: int | None = None  # heard as the render hears it (``plan.track_pads``)
 
 
 @dataclass
@@ -247,19 +255,33 @@ def references(timeline: Timeline) -> list[Reference]:
         if clip.volume > 0:
             until = min(clip.end, scene_end)
             where = f"{clip.path} ({clip.type})"
-            found.append(Reference(where, clip.source.path, clip.trim_start, clip.start, until, clip.fade_in))
+            offset = clip.trim_start + clip.source.priming
+            found.append(Reference(where, clip.source.path, offset, clip.start, until, clip.fade_in))
     for seg in timeline.segments:
         video, audio = seg.source.video, seg.source.audio
         if seg.volume <= 0 or video is None or audio is None:
             continue
-        # A plain decode's first sample is the sound's first (its start time on the file's
-        # clock); the segment starts at its picture's first frame, ``trim_start`` into it.
-        offset = seg.trim_start + video.start_time - audio.start_time
-        planned = float(seg.start)
+        # Decoded on the file's clock, as a player places it (Opus in Matroska starts a
+        # pre-skip after its first packet's time): the segment starts at its picture's
+        # first frame, ``trim_start`` into it; sound a muxer wrote early is heard later.
+        seek, first = plan.sound_seek(seg)
+        offset, planned = first / plan.SAMPLE_RATE, float(seg.start)
         if offset < 0:  # the sound starts after the segment's first frame
             planned, offset = planned - offset, 0.0
         until = float(seg.start + seg.duration)
-        found.append(Reference(f"segments[{seg.index}] ({seg.id!r}) sound", seg.source.path, offset, planned, until))
+        where = f"segments[{seg.index}] ({seg.id!r}) sound"
+        found.append(
+            Reference(
+                where,
+                seg.source.path,
+                offset,
+                planned,
+                until,
+                timestamped=True,
+                seek_s=seek / plan.SAMPLE_RATE,
+                right_track=audio.right_track,
+            )
+        )
     return found
 
 
@@ -277,10 +299,13 @@ def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, de
     for k, ref in enumerate(refs, start=1):
         first = round(ref.offset_s * RATE)
         # Read no further than needed (-t on the input); a plain decode, as any player makes it.
-        inputs += ["-t", f"{ref.offset_s + REFERENCE_S + 0.5:.6f}", "-protocol_whitelist", "file"]
+        seek = ["-ss", f"{ref.seek_s:.6f}"] if ref.seek_s else []
+        inputs += [*seek, "-t", f"{ref.offset_s + REFERENCE_S + 0.5:.6f}", "-protocol_whitelist", "file"]
         inputs += ["-format_whitelist", DEMUXER_WHITELIST, "-i", str(ref.path)]
+        clock = ":first_pts=0" if ref.timestamped else ""
         chains.append(
-            f"[{k}:a:0]aresample={RATE},{mono},atrim=start_sample={first},asetpts=N/SR/TB,"
+            f"{plan.track_pads(k, ref.right_track)}aresample={RATE}{clock},{mono},"
+            f"atrim=start_sample={first},asetpts=N/SR/TB,"
             f"apad=whole_len={ref_samples},atrim=end_sample={ref_samples}[r{k}]"
         )
     labels = "[o]" + "".join(f"[r{k}]" for k in range(1, len(refs) + 1))
@@ -302,14 +327,19 @@ def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, de
     return plan.Command(argv=argv, output=dest, duration_s=output_samples / RATE, files={script: ";\n".join(chains)})
 
 
+def _source(ref: Reference) -> tuple[Path, float, bool, float]:
+    """What a reference decodes: references alike are decoded once (120 segments of one file)."""
+    return ref.path, ref.offset_s, ref.timestamped, ref.seek_s
+
+
 def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Path) -> tuple[list[Landing], list[str]]:
     """Where each reference's first sound landed in ``out``; and the references not measured, with why."""
     refs = [r for r in references(timeline) if r.planned_s < r.until_s]
     if not refs:
         return [], []
     # One decode per distinct source and offset (120 segments of one file: one reference).
-    distinct = list(dict.fromkeys((r.path, r.offset_s) for r in refs))
-    sources = [Reference("", path, offset, 0.0, 0.0) for path, offset in distinct]
+    distinct = list(dict.fromkeys(_source(r) for r in refs))
+    sources = [Reference("", path, offset, 0.0, 0.0, timestamped=t, seek_s=seek) for path, offset, t, seek in distinct]
     output_samples = math.ceil(float(timeline.duration) * RATE)
     dest, script = work / "sync.f32", work / "sync.filtergraph"
     command = decode_command(out, sources, output_samples, dest, script)
@@ -323,14 +353,14 @@ def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Pa
     if len(samples) != wanted:
         raise RenderError(f"the sync decode gave {len(samples)} samples, not {wanted}")
     output = samples[:output_samples]
-    onsets: dict[tuple[Path, float], Onset | str] = {}
+    onsets: dict[tuple[Path, float, bool, float], Onset | str] = {}
     for k, key in enumerate(distinct):
         start = output_samples + k * ref_samples
         onsets[key] = _reference_onset(samples[start : start + ref_samples])
     landings: list[Landing] = []
     unmeasured: list[str] = []
     for ref in refs:
-        found = onsets[(ref.path, ref.offset_s)]
+        found = onsets[_source(ref)]
         if ref.fade_in_s > FADE_EDGE_S:
             found = f"fades in over {ref.fade_in_s:g} s (no edge to find)"
         if isinstance(found, str):
@@ -430,14 +460,16 @@ def _locate(output: Sequence[float], onset: Onset, planned_s: float) -> float | 
         for i in range(len(scores))
         if scores[i] >= MIN_CORRELATION and scores[i] >= max(scores[max(0, i - 1) : i + 2])
     ]
-    best: tuple[float, int] | None = None
+    matches: list[tuple[float, int]] = []
     for i in sorted(peaks, key=lambda i: -scores[i])[:CANDIDATES]:
         at = anchor + (i - reach) * STEP  # the candidate onset, an output sample
         signal = _window(output, at - WAVE_BEFORE - FINE, len(wave) + 2 * FINE)
         fine = _pearson(signal, wave, wave_norm, range(2 * FINE + 1))
         j = max(range(len(fine)), key=fine.__getitem__)
-        if fine[j] >= MIN_WAVE_CORRELATION and (best is None or fine[j] > best[0]):
-            best = (fine[j], at + j - FINE)
-    if best is None:
+        if fine[j] >= MIN_WAVE_CORRELATION:
+            matches.append((fine[j], at + j - FINE))
+    if not matches:
         return None
-    return best[1] / RATE - planned_s
+    best = max(score for score, _ in matches)
+    landed = min((at for score, at in matches if score >= best - SAME_SOUND), key=lambda at: abs(at - anchor))
+    return landed / RATE - planned_s

@@ -93,6 +93,7 @@ class State:
     ports: Ports
     project_id: str
     processes: list[ProcessRecord] = field(default_factory=list)
+    executions: bool = False  # the renderer's mode the stack was started in (``DevStack(executions=)``)
 
 
 class DevStack:
@@ -118,7 +119,7 @@ class DevStack:
         # Ports the user chose (``--gcs-port``): taken ones are an error, not replaced by free ones.
         self.fixed_ports = set(fixed_ports or ())
         self.notes: list[str] = []  # what `up` changed on its own (a port taken by another process)
-        self.state = State(ports=self.ports, project_id=settings.project_id)
+        self.state = State(ports=self.ports, project_id=settings.project_id, executions=executions)
         # Our own children: kept so they can be waited for (and not warned about) when stopped.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -134,6 +135,7 @@ class DevStack:
             ports=Ports(**raw["ports"]),
             project_id=raw["project_id"],
             processes=[ProcessRecord(**p) for p in raw["processes"]],
+            executions=bool(raw.get("executions", False)),
         )
 
     def _save(self) -> None:
@@ -154,7 +156,7 @@ class DevStack:
             # The functions accept the Auth emulator's unsigned tokens only with this set.
             "auth_emulator_host": f"127.0.0.1:{p.auth}",
             "dev_dir": str(self.state_dir.resolve()),
-            **({"local_executions_dir": str(self.executions_dir)} if self.executions else {}),
+            **({"local_executions_dir": str(self.executions_dir)} if self.state.executions else {}),
             # The same input allow-list as terraform/main.tf: the media bucket (each user's
             # users/{uid}/, and the prefixes the operator shares), never the render bucket.
             "allowed_gs_buckets": self.settings.allowed_gs_buckets or [self.settings.media_bucket],
@@ -220,6 +222,7 @@ class DevStack:
             "state_dir": where,
             "processes": alive,
             "ports": asdict(state.ports),
+            "executions": state.executions,
             "problems": problems,
         }
 
@@ -299,9 +302,15 @@ class DevStack:
         if existing is not None:
             self.state = existing
             if self.status()["running"]:
+                if existing.executions != self.executions:
+                    running, asked = ("with", "without") if existing.executions else ("without", "with")
+                    raise DevStackError(
+                        f"this folder's local cloud runs {running} --executions; run `scenerender dev down` "
+                        f"first to start it {asked}"
+                    )
                 return False
             self.down()
-            self.state = State(ports=self.ports, project_id=self.settings.project_id)
+            self.state = State(ports=self.ports, project_id=self.settings.project_id, executions=self.executions)
         self.claim_ports()
         try:
             self._start_all()

@@ -34,9 +34,10 @@ from scenerender.cloud.jobs import translate_error
 from scenerender.cloud.liveness import beat_is_fresh, keep_beating
 from scenerender.core import plan
 from scenerender.core.cache import OUTPUT, SOURCE, BlobSegmentCache, file_digest, materialize, segment_key
+from scenerender.core.encode_queue import SegmentTask
 from scenerender.core.ffmpeg import FFmpegRunner
 from scenerender.core.inputs import FetchPolicy, InputResolver
-from scenerender.core.render import SegmentTask, private_dir
+from scenerender.core.render import RenderOptions, private_dir
 from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
 from scenerender.messages import JobStatus
@@ -253,7 +254,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
                 items.release(item.job_id, item.key, holder, "the source changed since the scene was planned")
                 return "source changed"
             out = work / "segment.mp4"
-            _, threads = plan.parallel_jobs(settings.parallelism, 1, settings.cpus)
+            _, threads = plan.parallel_jobs(settings.parallelism, 1, RenderOptions.from_settings(settings).cores)
             argv = materialize(item.template, ffmpeg="ffmpeg", source=source, output=out, threads=threads)
             FFmpegRunner(settings.ffmpeg, timeout_s=float(settings.render_timeout_s)).run(
                 argv, duration_s=item.duration_s

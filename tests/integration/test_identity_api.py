@@ -3,9 +3,12 @@ cloud, real ID tokens from the Firebase Auth emulator, Firestore with firestore.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -14,10 +17,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from scenerender.cloud import clients
+from scenerender.cloud import clients, identity
 from scenerender.cloud.session import Session, sign_in
 from scenerender.dev.devstack import DevStack
 from scenerender.messages import JobDocument
+from scenerender.pipeline.api import Api, ApiRequest, ApiResponse
 from scenerender.settings import Settings
 from tests.integration.test_pipeline import spec_for, wait_for_end
 from tests.tokens import forged_token
@@ -148,6 +152,54 @@ def test_the_per_owner_cap_is_429(api: str, settings: Settings, scene_media: dic
         httpx.post(api, content=users_spec("it-not-busy", scene_media), headers=auth(other), timeout=30).status_code
         == 202
     )
+
+
+def test_concurrent_submissions_over_the_cap_accept_exactly_the_cap(
+    settings: Settings, scene_media: dict[str, str]
+) -> None:
+    """One user fires N specs at once, more than the cap: counting the active jobs and then
+    writing would let every one of them see the same free slots. The slots are taken in one
+    transaction on Firestore, so exactly the cap is accepted and the rest get the contract's
+    429 TOO_MANY_JOBS, with nothing of theirs written.
+
+    In process, so the N requests truly overlap (threads released together), on the Firestore
+    and GCS emulators; the specs go to a bucket of their own that starts no job."""
+    cap, fired = 4, 12
+    bucket = "it-cap-race-specs"
+    clients.blobs().ensure_bucket(bucket)
+    racing = settings.model_copy(update={"spec_bucket": bucket, "max_active_jobs_per_owner": cap})
+    user = sign_in("racer@example.com")
+    api = Api(
+        settings=racing,
+        jobs=clients.jobs(),
+        blobs=clients.blobs(),
+        verify=identity.verifier(settings.project_id).verify,
+    )
+    bodies = [users_spec(f"it-race-{i:02d}", scene_media) for i in range(fired)]
+    start = threading.Barrier(fired)
+
+    def submit(body: bytes) -> ApiResponse:
+        start.wait(timeout=60)
+        return api.handle(ApiRequest("POST", "/", {}, f"Bearer {user.id_token}", io.BytesIO(body).read, len(body)))
+
+    with ThreadPoolExecutor(max_workers=fired) as pool:
+        responses = list(pool.map(submit, bodies))
+    accepted = sorted(str((r.body or {})["job_id"]) for r in responses if r.status == 202)
+    refused = [r for r in responses if r.status != 202]
+    assert len(accepted) == cap, [(r.status, r.body) for r in responses]
+    assert all(r.status == 429 and (r.body or {})["error"]["code"] == "TOO_MANY_JOBS" for r in refused), refused
+    assert sorted(clients.blobs().list_uris(f"gs://{bucket}/jobs/")) == [
+        f"gs://{bucket}/jobs/{job_id}.json" for job_id in accepted
+    ]
+    # Full: one more is refused too, and an accepted one sent again takes no second slot.
+    more = users_spec("it-race-more", scene_media)
+    again = users_spec(accepted[0], scene_media)
+    assert submit_alone(api, user, more).status == 429
+    assert submit_alone(api, user, again).status == 202
+
+
+def submit_alone(api: Api, user: Session, body: bytes) -> ApiResponse:
+    return api.handle(ApiRequest("POST", "/", {}, f"Bearer {user.id_token}", io.BytesIO(body).read, len(body)))
 
 
 def test_the_upload_door_writes_under_the_users_prefix_only(api: str, settings: Settings, alice: Session) -> None:

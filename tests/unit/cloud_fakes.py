@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scenerender.cloud.jobs import BUSY
+from scenerender.cloud.jobs import run_start
 from scenerender.cloud.liveness import beat_is_fresh
 from scenerender.cloud.owner_slots import reservation_holds
 from scenerender.errors import AlreadyWrittenError, LimitExceededError, MissingError
@@ -59,7 +59,8 @@ class FakeBlobs:
         return len(self.objects[uri])
 
     def write_bytes(self, uri: str, data: bytes, *, content_type: str, if_generation_match: int | None = None) -> int:
-        if if_generation_match is not None and self.generations.get(uri, "0") != str(if_generation_match):
+        current = self.generations.get(uri, "?" if uri in self.objects else "0")
+        if if_generation_match is not None and current != str(if_generation_match):
             raise AlreadyWrittenError(f"Cloud Storage: {uri}: generation is not {if_generation_match}")
         return self._put(uri, data)
 
@@ -85,8 +86,7 @@ class FakeBlobs:
         return uri in self.objects
 
     def delete(self, uri: str) -> None:
-        self._check_generation(uri, None)
-        del self.objects[uri]
+        self.objects.pop(uri, None)  # deleting what is gone is no error
         self.generations.pop(uri, None)
 
     def list_uris(self, prefix_uri: str) -> list[str]:
@@ -122,23 +122,11 @@ class FakeJobs:
 
     def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int:
         doc = self.docs.get(job_id)
-        if doc is None or has_ended(doc.get("status")):
-            return 0
-        if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), HEARTBEAT_STALE_S):
-            return BUSY
-        fields: dict[str, Any] = {
-            "status": JobStatus.RUNNING.value,
-            "attempt": int(doc.get("attempt") or 0) + 1,
-            "stage": "starting",
-            "worker": worker,
-            "heartbeat_at": _now(),
-        }
-        if execution:
-            fields["execution"] = execution
-        if doc.get("status") == JobStatus.QUEUED:
-            fields["started_at"] = _now()
-        self._update(job_id, fields)
-        return int(fields["attempt"])
+        start = run_start(doc, worker, execution, HEARTBEAT_STALE_S, _now()) if doc is not None else 0
+        if not isinstance(start, dict):
+            return start
+        self._update(job_id, start)
+        return int(start["attempt"])
 
     def heartbeat(self, job_id: str) -> None:
         self._update(job_id, {"heartbeat_at": _now()})
@@ -158,27 +146,7 @@ class FakeJobs:
         current = self.docs.get(job_id)
         if current is None or not has_ended(current.get("status")) or not may_take(current, doc.owner_uid):
             return False
-        keys = ("status", "spec_uri", "spec_generation", "attempt", "output", "error", "started_at", "finished_at")
-        earlier = {k: current.get(k) for k in keys}
-        self._update(
-            job_id,
-            {
-                **doc.wire(),
-                "history": [*(current.get("history") or []), earlier],
-                "attempt": 0,
-                "progress": 0.0,
-                "output": None,
-                "error": None,
-                "started_at": None,
-                "finished_at": None,
-                "request_published": False,
-                "execution": "",
-                "launch_state": None,
-                "launches": 0,
-                "launch_error": None,
-                "created_at": _now(),
-            },
-        )
+        self._update(job_id, {**doc.rerun(current), "created_at": _now()})
         return True
 
     def note(self, job_id: str, fields: dict[str, Any]) -> None:

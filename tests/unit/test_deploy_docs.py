@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_terraform import parsed, resources, variables
+from tests.unit.test_terraform import instance_keys, parsed, resources, variables
 
 ROOT = Path(__file__).parents[2]
 DOC = (ROOT / "docs" / "deploy.md").read_text()
@@ -43,11 +43,13 @@ def test_every_test_named_exists() -> None:
 
 
 def test_every_terraform_address_named_exists() -> None:
-    addresses = {t for t in TICKED if re.fullmatch(r"(google|time)_\w+\.\w+", t)}
+    addresses = {t for t in TICKED if re.fullmatch(r'(google|time)_\w+\.\w+(\["\w+"\])?', t)}
     assert len(addresses) > 8, addresses
     for address in addresses:
-        kind, name = address.split(".")
+        kind, name, key = re.fullmatch(r'(\w+)\.(\w+)(?:\["(\w+)"\])?', address).groups()  # type: ignore[union-attr]
         assert name in resources().get(kind, {}), address
+        if key is not None:  # an instance of a for_each
+            assert key in instance_keys(resources()[kind][name]["for_each"]), address
     locals_named = {t.removeprefix("local.") for t in TICKED if t.startswith("local.")}
     declared = {k for tree in parsed().values() for e in tree.get("locals", []) for k in e}
     assert locals_named and locals_named <= declared, locals_named - declared
@@ -98,3 +100,16 @@ def test_the_cost_table_is_the_benchmark_times_the_price(bench: str, label: str,
 
     per_execution = idle * (vcpu * cpu_price + gib * mem_price)
     assert f"**{per_execution:.5f} USD**" in DOC
+
+
+def test_every_promise_of_the_issue_names_what_keeps_it() -> None:
+    """The map of issue 22's bullets: each row names a test, a file or a Terraform address
+    (which the tests above prove exist), or says it is shown by the documentation alone."""
+    table = DOC.split("### What makes each promise of issue 22 true", 1)[1].split("###", 1)[0]
+    rows = [r for r in re.findall(r"^\| (.+) \| (.+) \|$", table, re.M) if r[0] not in ("promise", "---")]
+    assert len(rows) >= 25, len(rows)
+    thing = re.compile(r"test_\w+|[\w./-]+\.\w+|(google|time|data)_?[\w.]+(\[\"\w+\"\])?")
+    for promise, kept_by in rows:
+        named = re.findall(r"`([^`]+)`", kept_by)
+        assert any(thing.fullmatch(n) for n in named) or "docs only" in kept_by, promise
+    assert "### Verified only by reading the documentation" in DOC

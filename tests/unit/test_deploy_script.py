@@ -49,7 +49,7 @@ def test_deploy_bootstraps_state_and_repository_before_the_image_and_applies_las
     state = index(cmds, "gcloud", "storage", "buckets", "create", f"gs://{PROJECT}-tfstate")
     versioning = index(cmds, "gcloud", "storage", "buckets", "update", f"gs://{PROJECT}-tfstate", "--versioning")
     init = index(cmds, "terraform", "init", f"-backend-config=bucket={PROJECT}-tfstate")
-    bootstrap = index(cmds, "terraform", "apply", "-target=google_artifact_registry_repository.images")
+    bootstrap = index(cmds, "terraform", "apply", '-target=google_artifact_registry_repository.docker["images"]')
     build = index(cmds, "gcloud", "builds", "submit")
     apply = index(cmds, "terraform", "apply", start=bootstrap + 1)
     url = index(cmds, "terraform", "output", "-raw", "http_api_url")
@@ -76,7 +76,8 @@ def test_the_image_is_built_as_the_image_builder_into_the_repository_terraform_n
     account_id = resources()["google_service_account"]["image_builder"]["account_id"]
     assert account_id == "${local.prefix}-image-builder"
     assert subs["_BUILDER"] == f"scenerender-image-builder@{PROJECT}.iam.gserviceaccount.com"
-    assert resources()["google_artifact_registry_repository"]["images"]["repository_id"] == "${var.name_prefix}"
+    repositories = resources()["google_artifact_registry_repository"]["docker"]["for_each"]
+    assert repositories["images"]["id"] == "${var.name_prefix}"
     assert subs["_REPOSITORY"] == "scenerender" and subs["_REGION"] == REGION
     assert locals_()["names"]["source_bucket"] == "${var.project_id}-${var.name_prefix}-sources"
     staging = build[build.index("--gcs-source-staging-dir") + 1]
@@ -92,7 +93,7 @@ def test_the_image_is_built_as_the_image_builder_into_the_repository_terraform_n
     assert (
         "${google_artifact_registry_repository_iam_member.image_builder_pushes_renderer_images}" in ready["depends_on"]
     )
-    assert block(resources()["google_artifact_registry_repository"]["images"], "cleanup_policies")
+    assert block(resources()["google_artifact_registry_repository"]["docker"], "cleanup_policies")
 
 
 def copy_tree(tmp_path: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scenerender.core.mp4 import keyframe_times, read_movie
+from scenerender.core.mp4 import keyframe_times, missing_index, read_movie
 from scenerender.errors import RenderError
 
 
@@ -135,3 +135,32 @@ def test_keyframe_times_from_the_sample_table(tmp_path: Path) -> None:
 def test_an_input_moov_too_large_to_be_a_real_one_is_not_read(tmp_path: Path) -> None:
     assert keyframe_times(keyframed(tmp_path / "k.mp4", padding=3 << 20)) is not None
     assert keyframe_times(keyframed(tmp_path / "huge.mp4", padding=5 << 20)) is None
+
+
+def _box(kind: bytes, body: bytes, size: int | None = None) -> bytes:
+    return struct.pack(">I4s", len(body) + 8 if size is None else size, kind) + body
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        # Cut inside the media data: the index after it is gone.
+        (
+            _box(b"ftyp", b"isom") + _box(b"mdat", b"x" * 100, size=5000),
+            "it ends at byte 120 inside its media data, which runs to byte 5,012",
+        ),
+        # The writer never came back to size its media data (a crashed recorder).
+        (_box(b"ftyp", b"isom") + _box(b"mdat", b"x" * 100, size=0), "never closed"),
+        # Whole media data, then nothing.
+        (_box(b"ftyp", b"isom") + _box(b"mdat", b"x" * 100), "it ends after its media data"),
+        # An index: not this problem.
+        (_box(b"ftyp", b"isom") + _box(b"moov", b"") + _box(b"mdat", b"x", size=5000), None),
+        (b"RIFF" + b"\0" * 100, None),
+    ],
+    ids=["cut-mid-mdat", "mdat-never-sized", "ends-after-mdat", "has-moov", "not-mp4"],
+)
+def test_why_an_mp4_has_no_index(tmp_path: Path, data: bytes, why: str | None) -> None:
+    path = tmp_path / "x.mp4"
+    path.write_bytes(data)
+    found = missing_index(path)
+    assert found == why if why is None else (found is not None and why in found), found

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ def test_every_input_is_limited_to_local_files() -> None:
     )
     commands = [
         plan.normalize_command(whole(tl), tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
-        plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
+        plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g.txt")).argv,
         plan.assemble_command(
             tl, [plan.VideoPart(Path("a.mp4"), Fraction(2))], Path("l.txt"), Path("a.m4a"), Path("o.mp4")
         ).argv,
@@ -270,7 +271,7 @@ def test_mix_places_each_clip_at_its_sample() -> None:
         },
         probes,
     )
-    cmd = plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt"))
+    cmd = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g.txt"))
     graph = cmd.files[Path("g.txt")]
     assert "adelay=delays=204000S:all=1" in graph  # (4 + 0.25) s * 48000
     assert "apad=whole_len=384000,atrim=end_sample=384000" in graph  # 8 s exactly
@@ -286,7 +287,7 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
         },
         probes,
     )
-    argv = plan.audio_mix_command(whole, Path("m.wav"), Path("g")).argv
+    argv = plan.audio_mix_command(plan.plan_mix(whole), Path("m.wav"), Path("g")).argv
     assert argv[argv.index("-stream_loop") + 1] == "-1"
     part = make(
         {
@@ -295,7 +296,7 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
         },
         probes,
     )
-    cmd = plan.audio_mix_command(part, Path("m.wav"), Path("g"))
+    cmd = plan.audio_mix_command(plan.plan_mix(part), Path("m.wav"), Path("g"))
     assert "-stream_loop" not in cmd.argv and "aloop=loop=-1:size=96000" in cmd.files[Path("g")]
 
 
@@ -338,7 +339,7 @@ def test_ducking_curve_follows_the_timeline() -> None:
         },
         probes,
     )
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     expr = graph.split("volume=volume='")[1].split("'")[0]
     assert _gain_at(expr, 2.0) == pytest.approx(1.0)
     assert _gain_at(expr, 2.9) == pytest.approx(10 ** (-6 / 20))  # halfway down the attack
@@ -362,12 +363,12 @@ def test_no_ducking_when_disabled() -> None:
         },
         probes,
     )
-    assert "eval=frame" not in plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    assert "eval=frame" not in plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
 
 
 def test_silent_scene_mixes_silence_of_the_exact_length() -> None:
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=2)})
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     assert graph.startswith("anullsrc=r=48000:cl=stereo") and "atrim=end_sample=96000" in graph
 
 
@@ -514,3 +515,69 @@ def test_the_dearest_encodes_are_known_before_they_start() -> None:
     assert costs["long"] == pytest.approx(2 * costs["flat"])  # same picture, twice the frames
     # Measured at veryfast: 5 s of the busy pattern 5.0-6.0 CPU-s, 5 s of the flat one 2.2-2.8.
     assert costs["busy"] == pytest.approx(costs["long"], rel=0.15)
+
+
+def test_an_avi_segment_is_read_from_its_start_and_trimmed_in_the_filter() -> None:
+    # ffmpeg 5.1 seeks a B-frame AVI 3/23 s early and lands on a non-keyframe: no -ss; the
+    # trim (and the B-frame decode delay, one frame) is cut by the filter, frame-exactly.
+    source = video("p.avi", fps=Fraction(25), seconds=4.0)
+    assert source.video is not None
+    source = replace(source, format_name="avi", video=replace(source.video, decode_delay=0.04))
+    tl = make({"output": {"fps": 25}, "segments": [{"id": "a", "url": "p.avi", "trim_start": 1.0}]}, {"p.avi": source})
+    argv = plan.normalize_command(whole(tl), tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18)).argv
+    assert "-ss" not in argv and float(argv[argv.index("-t") + 1]) > 4.0
+    chain = argv[argv.index("-vf") + 1]
+    assert "trim=start=1.04,fps=25/1:start_time=1.04,setpts=PTS-STARTPTS" in chain, chain
+    assert argv[argv.index("-frames:v") + 1] == "75"
+
+
+def test_a_segments_sound_far_into_its_file_is_read_from_a_seek_on_the_files_clock() -> None:
+    # 600 s of phone footage, trimmed at 579.5 s: decoded from the file's start, 9.8 s of
+    # AAC before the first sample heard; from a seek a second before it, 0.6 s.
+    probes = {"long.mp4": video("long.mp4", seconds=600), "short.mp4": video("short.mp4", seconds=4)}
+    tl = make(
+        {
+            "segments": [
+                {"id": "a", "url": "long.mp4", "trim_start": 579.5, "duration": 2, "volume": 1},
+                {"id": "b", "url": "short.mp4", "trim_start": 1, "duration": 2, "volume": 1},
+            ]
+        },
+        probes,
+    )
+    assert plan.sound_seek(tl.segments[0]) == (578_500 * 48, 48000)  # whole milliseconds, 1 s ahead
+    assert plan.sound_seek(tl.segments[1]) == (0, 48000)  # near the start: decoded from it
+    cmd = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g"))
+    inputs = [cmd.argv[k : k + 2] for k, arg in enumerate(cmd.argv) if arg == "-ss"]
+    assert inputs == [["-ss", "578.5"]]
+    graph = cmd.files[Path("g")]
+    assert "first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo,atrim=start_sample=48000:end_sample=144000" in (
+        graph
+    )
+
+
+def test_sound_a_muxer_wrote_early_is_delayed_by_that_much() -> None:
+    # ffmpeg 5.1's Opus in Matroska: 7 ms early by its timestamps (probe.lavf_opus_error).
+    source = video("v.webm", seconds=2)
+    assert source.audio is not None
+    early = replace(source, audio=replace(source.audio, delay=0.007))
+    tl = make({"segments": [{"id": "a", "url": "v.webm", "volume": 1}]}, {"v.webm": early})
+    assert plan.sound_seek(tl.segments[0]) == (0, -336)
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
+    assert "aresample=48000:first_pts=0,adelay=delays=336S:all=1," in graph
+    assert "atrim=start_sample=0:end_sample=96000" in graph
+
+
+def test_an_mxfs_left_and_right_tracks_are_joined_where_its_sound_is_read() -> None:
+    source = video("v.mxf", seconds=2)
+    assert source.audio is not None
+    paired = replace(source, audio=replace(source.audio, right_track=1))
+    tl = make(
+        {
+            "segments": [{"id": "a", "url": "v.mxf", "volume": 1}],
+            "audio": {"clips": [{"type": "music", "url": "v.mxf", "start": 0}]},
+        },
+        {"v.mxf": paired},
+    )
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
+    join = "[{n}:a:0][{n}:a:1]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,aresample=48000"
+    assert join.format(n=0) in graph and join.format(n=1) in graph, graph

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from scenerender.core.probe import (
     DEMUXER_WHITELIST,
     PACKET_ENDS,
     formats_markdown,
+    lavf_opus_error,
     packet_ends,
     parse_probe,
     read_probe,
@@ -161,3 +163,101 @@ def test_a_container_whose_packets_end_early_is_cut_short_else_its_streams_get_t
     assert whole.video_duration == pytest.approx(4.0) and whole.audio_duration == pytest.approx(4.021)
     cut = read_probe(Path("x"), {**data, PACKET_ENDS: {"0": 2.12, "1": 1.94}}, "segments[0].url")
     assert (cut.readable_video, cut.readable_audio) == (pytest.approx(2.12), pytest.approx(1.94))
+
+
+def test_an_avi_with_b_frames_has_the_decode_delay_its_frames_are_timed_with() -> None:
+    # AVI keeps no presentation times: with B-frames ffmpeg times each frame by the packet
+    # after it, one frame late; MP4 keeps its times, so nothing is owed there.
+    avi = {"format_name": "avi", "duration": "2.0", "size": "1000"}
+    stream = {**probe_json()["streams"][0], "codec_name": "mpeg4", "avg_frame_rate": "25/1", "has_b_frames": 1}
+    info = parse_probe(Path("x.avi"), probe_json(format=avi, streams=[stream]), "segments[0].url")
+    assert info.video is not None and info.video.decode_delay == pytest.approx(0.04)
+    info = parse_probe(Path("x.mp4"), probe_json(streams=[stream]), "segments[0].url")
+    assert info.video is not None and info.video.decode_delay == 0.0
+
+
+def _opus_in_matroska(tmp_path: Path, encoder: str, pre_skip: int = 312) -> tuple[Path, dict[str, Any]]:
+    # The file's first bytes as a Matroska header holds them: OpusHead in CodecPrivate.
+    path = tmp_path / "v.webm"
+    head = b"OpusHead\x01\x02" + pre_skip.to_bytes(2, "little") + b"\0" * 9
+    path.write_bytes(b"\x1a\x45\xdf\xa3" + b"\0" * 200 + head)
+    data = {
+        "format": {"format_name": "matroska,webm", "tags": {"ENCODER": encoder}},
+        "streams": [
+            {"codec_type": "video", "codec_name": "vp9", "time_base": "1/1000"},
+            {"codec_type": "audio", "codec_name": "opus", "time_base": "1/1000", "start_time": "-0.007000"},
+        ],
+    }
+    return path, data
+
+
+@pytest.mark.parametrize(
+    ("encoder", "pre_skip", "early"),
+    [
+        ("Lavf59.27.100", 312, 0.007),  # ffmpeg 5.1: 6.5 ms of pre-skip, 7 of Matroska's ticks
+        ("Lavf58.76.100", 3840, 0.08),
+        ("Lavf60.3.100", 312, 0.0),  # written right since
+        ("Lavf", 312, 0.0),  # bitexact: the version is not known, nothing is guessed
+        ("libwebm-0.2.1.0", 312, 0.0),  # a browser's MediaRecorder
+    ],
+)
+def test_opus_that_old_ffmpeg_muxed_early_into_matroska_is_known_by_how_much(
+    tmp_path: Path, encoder: str, pre_skip: int, early: float
+) -> None:
+    path, data = _opus_in_matroska(tmp_path, encoder, pre_skip)
+    assert lavf_opus_error(path, data) == pytest.approx(early)
+    data["streams"][1]["codec_name"] = "aac"  # only Opus has its CodecDelay mishandled
+    assert lavf_opus_error(path, data) == 0.0
+
+
+def test_every_test_docs_media_names_as_proof_exists() -> None:
+    # "How each case is proven" maps issue #21's bullets to tests: a renamed or deleted test
+    # must not leave a bullet pointing at nothing.
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "media.md").read_text(encoding="utf-8")
+    section = page[page.index("## How each case is proven") :].split("\n## ", 1)[0]
+    short = {f"{name}::": f"tests/integration/test_{name}.py::" for name in ("real_media", "formats", "placement")}
+    named = re.findall(r"`([\w/.]+\.py)::(test_\w+)", "".join(short.get(w, w) for w in re.split(r"(\w+::)", section)))
+    assert len(named) >= 30, named
+    missing = [(f, t) for f, t in named if f"def {t}(" not in (root / f).read_text(encoding="utf-8")]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    ("format_name", "channels", "right"),
+    [
+        ("mxf", (1, 1, 1, 1), 1),  # broadcast: a mono track per channel, the first two left and right
+        ("mxf", (2, 1), None),  # a stereo first track is heard as it is
+        ("mxf", (1,), None),
+        ("mov,mp4,m4a,3gp,3g2,mj2", (1, 1), None),  # two mono tracks in MP4 are languages, not channels
+    ],
+)
+def test_an_mxfs_first_two_mono_tracks_are_left_and_right(
+    format_name: str, channels: tuple[int, ...], right: int | None
+) -> None:
+    tracks = [{**PCM, "index": k + 1, "channels": n, "sample_rate": "48000"} for k, n in enumerate(channels)]
+    fmt = {"format_name": format_name, "duration": "2.0", "size": "1000"}
+    info = parse_probe(Path("x"), probe_json(format=fmt, streams=[probe_json()["streams"][0], *tracks]), "s")
+    assert info.audio is not None and info.audio.right_track == right
+
+
+def test_matroska_without_a_duration_is_as_long_as_its_packets() -> None:
+    # Written as a stream (a live muxer, a browser's MediaRecorder): no Duration, no tags.
+    streams = [{k: v for k, v in s.items() if k != "duration"} for s in probe_json()["streams"]]
+    data = probe_json(format={"format_name": "matroska,webm", "size": "1000"}, streams=streams)
+    with pytest.raises(InputMediaError, match="zero duration"):
+        parse_probe(Path("x.webm"), data, "segments[0].url")
+    data[PACKET_ENDS] = {"0": 2.04, "1": 2.0}
+    info = read_probe(Path("x.webm"), data, "segments[0].url")
+    assert info.duration == pytest.approx(2.04) and info.readable_video is None
+    assert info.video is not None and info.video.duration == pytest.approx(2.04)
+
+
+def test_aac_in_adts_has_its_encoders_priming_to_drop() -> None:
+    # No edit list in ADTS: a plain decode keeps the encoder's 1024 samples before the sound.
+    adts = {"format_name": "aac", "duration": "2.0", "size": "1000"}
+    aac = probe_json()["streams"][1]  # 44.1 kHz
+    info = parse_probe(Path("x.aac"), probe_json(format=adts, streams=[aac]), "audio.clips[0].url")
+    assert info.priming == pytest.approx(1024 / 44100)
+    info = parse_probe(Path("x.m4a"), probe_json(streams=[aac]), "audio.clips[0].url")  # its edit list says
+    assert info.priming == 0.0

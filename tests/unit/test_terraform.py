@@ -81,8 +81,89 @@ def block(body: dict[str, Any], name: str) -> dict[str, Any]:
     return first
 
 
+EACH_VALUE = re.compile(r"\$\{(?:each|event_trigger)\.value\.(\w+)\}")
+
+
+def instantiate(body: Any, values: dict[str, Any]) -> Any:
+    """A for_each body with ``each.value.X`` (and a dynamic block's ``NAME.value.X``) replaced by
+    one instance's values, as Terraform would: a whole ``${each.value.X}`` takes the value
+    itself, one inside a template its text."""
+    if isinstance(body, dict):
+        return {k: instantiate(v, values) for k, v in body.items()}
+    if isinstance(body, list):
+        return [instantiate(v, values) for v in body]
+    if isinstance(body, str):
+        whole = EACH_VALUE.fullmatch(body)
+        if whole:
+            return values[whole[1]]
+        return EACH_VALUE.sub(lambda m: str(values[m[1]]).removeprefix("${").removesuffix("}"), body)
+    return body
+
+
+def instances(kind: str) -> dict[str, dict[str, Any]]:
+    """Every instance of a resource type by address: a for_each over a literal map expanded with
+    ``each.value``/``each.key`` put in (``name["key"]``), any other resource as it is."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, body in resources().get(kind, {}).items():
+        for_each = body.get("for_each")
+        if not isinstance(for_each, dict):
+            out[name] = body
+            continue
+        for key, value in for_each.items():
+
+            def put(v: Any, key: str = key, value: Any = value) -> Any:
+                if isinstance(v, dict):
+                    return {k: put(x) for k, x in v.items()}
+                if isinstance(v, list):
+                    return [put(x) for x in v]
+                return {"${each.value}": value, "${each.key}": key}.get(v, v) if isinstance(v, str) else v
+
+            out[f'{name}["{key}"]'] = {k: put(v) for k, v in body.items() if k != "for_each"}
+    return out
+
+
+# The two expressions of the functions' resource that read more than each.value, and what
+# they come to for one function (the helper below applies them as Terraform would).
+SIGNER_ENV = (
+    "${merge(local.common_env, each.value.signs_urls ? "
+    "{SCENERENDER_SIGNER_SERVICE_ACCOUNT = local.function_accounts[each.key]} : {})}"
+)
+ITS_TRIGGER = "${{for key, trigger in local.event_triggers : key => trigger if key == each.key}}"
+
+
+@cache
 def functions() -> dict[str, dict[str, Any]]:
-    return resources()["google_cloudfunctions2_function"]
+    """Each function as if written out alone: the for_each resource over local.functions (its
+    row of local.function_settings over local.function_defaults), instantiated for each key:
+    its account and signer variable put in, its dynamic event_trigger expanded where
+    local.event_triggers has it."""
+    (template,) = resources()["google_cloudfunctions2_function"].values()
+    assert template["for_each"] == "${local.functions}"
+    assert locals_()["functions"] == (
+        "${{for key, fn in local.function_settings : key => merge(local.function_defaults, fn)}}"
+    )
+    config = block(template, "service_config")
+    assert config["service_account_email"] == "${local.function_accounts[each.key]}"
+    assert config["environment_variables"] == SIGNER_ENV, config["environment_variables"]
+    (dynamic,) = template["dynamic"]
+    assert dynamic["event_trigger"]["for_each"] == ITS_TRIGGER
+    triggers = locals_()["event_triggers"]
+    out: dict[str, dict[str, Any]] = {}
+    for key, settings in locals_()["function_settings"].items():
+        values = {**locals_()["function_defaults"], **settings}
+        account = locals_()["function_accounts"][key]
+        body = instantiate({k: v for k, v in template.items() if k not in ("for_each", "dynamic")}, values)
+        service = block(body, "service_config")
+        service["service_account_email"] = account
+        service["environment_variables"] = (
+            f"${{merge(local.common_env, {{SCENERENDER_SIGNER_SERVICE_ACCOUNT = {account[2:-1]}}})}}"
+            if values["signs_urls"]
+            else "${local.common_env}"
+        )
+        if key in triggers:
+            body["event_trigger"] = [instantiate(block(dynamic["event_trigger"], "content"), triggers[key])]
+        out[key] = body
+    return out
 
 
 def job_container() -> dict[str, Any]:
@@ -171,7 +252,7 @@ def test_each_event_trigger_has_its_own_account_that_invokes_only_its_function()
         assert account == f"${{google_service_account.{name}_trigger.email}}", name
         assert wiring[name]["member"] == f"${{google_service_account.{name}_trigger.member}}"
         assert wiring[name]["name"] == f"${{google_service_account.{name}_trigger.name}}"
-        assert wiring[name]["function"] == f"${{google_cloudfunctions2_function.{name}.name}}"
+        assert wiring[name]["function"] == f'${{google_cloudfunctions2_function.functions["{name}"].name}}'
     runtime = {block(functions()[name], "service_config")["service_account_email"] for name in event_functions}
     triggers = {block(functions()[name], "event_trigger")["service_account_email"] for name in event_functions}
     assert not runtime & triggers and len(triggers) == len(event_functions)
@@ -210,7 +291,7 @@ def test_cloud_scheduler_calls_the_sweeper_on_the_settings_schedule_and_alone_ma
     assert minutes and int(minutes[1]) * 60 == Settings().sweep_interval_s
     target = block(job, "http_target")
     assert target["http_method"] == "POST"
-    assert target["uri"] == "${google_cloudfunctions2_function.sweeper.service_config[0].uri}"
+    assert target["uri"] == '${google_cloudfunctions2_function.functions["sweeper"].service_config[0].uri}'
     oidc = block(target, "oidc_token")
     assert oidc["service_account_email"] == "${google_service_account.sweeper_scheduler.email}"
     invokers = [
@@ -271,12 +352,12 @@ def test_the_renderer_tasks_share_segment_work_and_only_they_do() -> None:
     renderer = "${google_service_account.renderer.member}"
     publishers = [
         g
-        for g in resources()["google_pubsub_topic_iam_member"].values()
+        for g in instances("google_pubsub_topic_iam_member").values()
         if g["topic"] == "${google_pubsub_topic.segment_work.id}"
     ]
     takers = [
         g
-        for g in resources()["google_pubsub_subscription_iam_member"].values()
+        for g in instances("google_pubsub_subscription_iam_member").values()
         if g["subscription"] == "${google_pubsub_subscription.segment_work.id}"
     ]
     assert [(g["role"], g["member"]) for g in publishers] == [("roles/pubsub.publisher", renderer)]
@@ -516,7 +597,8 @@ def test_functions_wait_for_their_build_grants_to_propagate() -> None:
         assert grant in waited, grant
     for name, body in functions().items():
         assert "${time_sleep.build_iam_settle}" in body["depends_on"], name
-        assert block(body, "build_config")["docker_repository"] == "${google_artifact_registry_repository.functions.id}"
+        repository = block(body, "build_config")["docker_repository"]
+        assert repository == '${google_artifact_registry_repository.docker["functions"].id}'
 
 
 def test_builds_run_as_their_own_accounts_with_no_project_wide_storage() -> None:
@@ -595,13 +677,14 @@ def test_firestore_teardown_and_rules_changes() -> None:
 
 
 def test_dead_letters_and_failed_executions_alert() -> None:
-    metrics = resources()["google_logging_metric"]
-    assert "google_cloudfunctions2_function.dead_letter.name" in metrics["dead_letters"]["filter"]
+    assert resources()["google_logging_metric"]["pipeline"]["for_each"] == "${local.log_metrics}"
+    metrics = locals_()["log_metrics"]
+    assert 'google_cloudfunctions2_function.functions["dead_letter"].name' in metrics["dead_letters"]["filter"]
     assert "google_cloud_run_v2_job.renderer.name" in metrics["renderer_errors"]["filter"]
     alerts = locals_()["alerts"]
     assert set(alerts) == {"dead_letters", "renderer_errors", "failed_executions"}
-    assert "google_logging_metric.dead_letters.name" in alerts["dead_letters"]["filter"]
-    assert "google_logging_metric.renderer_errors.name" in alerts["renderer_errors"]["filter"]
+    assert 'google_logging_metric.pipeline["dead_letters"].name' in alerts["dead_letters"]["filter"]
+    assert 'google_logging_metric.pipeline["renderer_errors"].name' in alerts["renderer_errors"]["filter"]
     assert 'metric.labels.result=\\"failed\\"' in alerts["failed_executions"]["filter"]
     policy = resources()["google_monitoring_alert_policy"]["pipeline"]
     assert policy["for_each"] == "${local.alerts}"
@@ -659,7 +742,7 @@ def test_the_api_signs_uploads_only_under_users_and_browsers_can_reach_it() -> N
         "roles/run.invoker",
         "${var.api_public ? 1 : 0}",
     )
-    assert public["service"] == "${google_cloudfunctions2_function.api.name}"
+    assert public["service"] == '${google_cloudfunctions2_function.functions["api"].name}'
     # The only allUsers grant there is.
     everyone = [
         (kind, name)
@@ -697,11 +780,55 @@ def test_the_outputs_name_every_function_account_bucket_and_the_sweep() -> None:
     """An operator finds each part of the deployment from `terraform output` alone."""
     outputs = {name: body for tree in parsed().values() for o in tree.get("output", []) for name, body in o.items()}
     text = {name: str(body["value"]) for name, body in outputs.items()}
-    for name in functions():
-        assert f"google_cloudfunctions2_function.{name}" in text["functions"], name
+    assert "for key, fn in google_cloudfunctions2_function.functions :" in text["functions"]
+    # Each account directly, or through the functions' and their triggers' tables.
+    assert "for key, email in local.function_accounts" in text["service_accounts"]
+    assert "for key, trigger in local.event_triggers" in text["service_accounts"]
+    listed = text["service_accounts"] + str(locals_()["function_accounts"]) + str(locals_()["event_triggers"])
     for name in resources()["google_service_account"]:
-        assert f"google_service_account.{name}.email" in text["service_accounts"], name
+        assert f"google_service_account.{name}.email" in listed, name
     for name in resources()["google_storage_bucket"]:
         assert f"google_storage_bucket.{name}.name" in text["buckets"], name
     assert "google_cloud_scheduler_job.sweep.name" in text["sweeper"]
-    assert "google_cloudfunctions2_function.sweeper.name" in text["sweeper"]
+    assert 'google_cloudfunctions2_function.functions["sweeper"].name' in text["sweeper"]
+
+
+def instance_keys(for_each: Any) -> set[str]:
+    """The keys of a for_each: a literal map's, or a local's (local.functions: function_settings')."""
+    if isinstance(for_each, dict):
+        return set(for_each)
+    name = str(for_each).removeprefix("${local.").removesuffix("}")
+    value = locals_()[name]
+    if isinstance(value, str):  # { for key, x in local.other : key => ... }
+        source = re.fullmatch(r"\$\{\{for \w+, \w+ in local\.(\w+) : .*\}\}", value)
+        assert source, value
+        value = locals_()[source[1]]
+    return set(value)
+
+
+def test_the_worker_is_told_the_time_memory_and_cores_its_task_has() -> None:
+    """The remaining-time check and the memory budget use the job's own limits, passed from the
+    same variables the job is sized with; and a launch asks for at most the job's parallelism."""
+    job = resources()["google_cloud_run_v2_job"]["renderer"]
+    task = block(block(job, "template"), "template")
+    container = job_container()
+    limits = block(container, "resources")["limits"]
+    assert (task["timeout"], limits["memory"], limits["cpu"]) == (
+        "${var.renderer.timeout_s}s",
+        "${var.renderer.memory}",
+        "${var.renderer.cpu}",
+    )
+    (env,) = [d["env"] for d in container["dynamic"] if "env" in d]
+    text = str(env["for_each"])
+    for field, expression in (
+        ("task_timeout_s", "tostring(var.renderer.timeout_s)"),
+        ("memory_mb", 'tostring(tonumber(trimsuffix(var.renderer.memory, "Gi")) * 1024)'),
+        ("cpus", "var.renderer.cpu"),
+        # Segment sharing needs a second task, which only a launch of more than one can have.
+        ("split_min_segments", "tostring(var.renderer.parallelism > 1 ? var.renderer.split_min_segments : 0)"),
+    ):
+        assert f"{Settings.env_name(field)} = {expression}" in text, field
+    # The MiB arithmetic holds only for whole GiB, which the variable's validation demands.
+    memory_rules = [v["condition"] for v in variables()["renderer"]["validation"] if "memory" in v["condition"]]
+    assert memory_rules == ['${can(regex("^[1-9][0-9]*Gi$", var.renderer.memory))}'], memory_rules
+    assert locals_()["common_env"][Settings.env_name("launch_parallelism")] == "${tostring(var.renderer.parallelism)}"

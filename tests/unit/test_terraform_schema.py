@@ -5,7 +5,8 @@ from the prebuilt CDKTF bindings pinned in requirements-tfschema.txt (tests/tfsc
 them), and the HCL from python-hcl2, which marks what was written as a block. So a misspelt
 argument, an argument of the wrong block, a block written as ``name = {...}`` or an
 attribute written as a block, and a resource type the provider does not have all fail here;
-values (an enum's spelling, a reference's target) are not checked.
+a missing required argument or block, and a block the provider allows once written twice
+also fail; values (an enum's spelling, a reference's target) are not checked.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def check_body(body: dict[str, Any], schema: dict[str, Any], where: str, *, top:
             if not is_block(value):
                 problems.append(f"{at}: a block, written as an attribute")
                 continue
+            if key in schema.get("single", []) and len(value) > 1:
+                problems.append(f"{at}: written {len(value)} times, the provider allows one")
             for entry in value:
                 problems += check_body(entry, schema["blocks"][key], at, top=False)
         elif key in schema["attributes"]:
@@ -85,6 +88,10 @@ def check_body(body: dict[str, Any], schema: dict[str, Any], where: str, *, top:
                 problems.append(f"{at}: an attribute, written as a block")
         else:
             problems.append(f"{at}: no such argument or block")
+    given = {k for k in body if not k.startswith("__")}
+    for entry in body.get("dynamic", []):
+        given |= {unquote(label) for label in entry if not label.startswith("__")}
+    problems += [f"{where}: missing required {name}" for name in schema.get("required", []) if name not in given]
     return problems
 
 
@@ -288,6 +295,16 @@ def test_the_checker_finds_what_it_is_for() -> None:
     }
     resource "time_sleep" "t" { create_duraton = "1s" }
     provider "google" { projct = "p" }
+    resource "google_storage_bucket" "c" {
+      name     = "z"
+      location = "EU"
+      versioning { enabled = true }
+      versioning { enabled = false }
+      lifecycle_rule {
+        condition { age = 3 }
+      }
+    }
+    resource "google_service_account" "no_id" { display_name = "x" }
     """
     problems = check_tree(hcl2.load(io.StringIO(wrong)), schema)
     expected = [
@@ -303,6 +320,10 @@ def test_the_checker_finds_what_it_is_for() -> None:
         "google_project_service_identity",
         "resource.time_sleep.t.create_duraton: no such argument or block",
         "provider.google.projct: no such argument or block",
+        "resource.google_storage_bucket.a: missing required location",
+        "resource.google_storage_bucket.c.versioning: written 2 times, the provider allows one",
+        "resource.google_storage_bucket.c.lifecycle_rule: missing required action",
+        "resource.google_service_account.no_id: missing required account_id",
     ]
     assert sorted(problems) == sorted(expected)
 
@@ -316,3 +337,17 @@ def test_version_constraints_are_read_as_terraform_reads_them() -> None:
     assert not tfschema.satisfies("6.51.0", "~> 6.50.0")
     assert tfschema.satisfies("0.13.1", ">= 0.9, < 1.0")
     assert not tfschema.satisfies("2.7.1", "!= 2.7.1")
+
+
+def test_the_checker_sees_the_whole_configuration() -> None:
+    """No file or kind of block is passed over: a module directory, or a block kind the checker
+    does not read (module, moved, import, check), fails here until the checker learns it."""
+    nested = sorted(
+        p.relative_to(TERRAFORM).as_posix()
+        for p in TERRAFORM.rglob("*.tf")
+        if p.parent != TERRAFORM and ".terraform" not in p.parts
+    )
+    assert not nested, f"HCL below terraform/ is not schema-checked yet: {nested}"
+    kinds = {k for tree in trees().values() for k in tree if not k.startswith("__")}
+    assert kinds <= {"resource", "data", "provider", "terraform", "variable", "output", "locals"}, kinds
+    assert {"resource", "data", "provider", "terraform", "variable", "output", "locals"} <= kinds

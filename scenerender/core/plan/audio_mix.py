@@ -3,12 +3,14 @@ bed, summed to a float WAV (measured for loudness on the way)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, to_samples
+from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, sound_pads, to_samples
 from scenerender.core.plan.loudness import EBUR128_SCAN
+from scenerender.core.plan.pieces import demuxer_seeks
 from scenerender.core.probe import MediaInfo
-from scenerender.core.timeline import PlacedClip, Timeline
+from scenerender.core.timeline import PlacedClip, PlacedSegment, Timeline
 
 END_FADE_S = 0.5  # audio running past the scene end fades out over this long (contract)
 DUCK_STEP_SAMPLES = 480  # 10 ms: the volume expression is evaluated once per frame of this size
@@ -43,12 +45,14 @@ def _duck_expression(timeline: Timeline) -> str | None:
     return f"if(isnan(t),1,pow(10,{secs(duck.music_db)}*{envelope}/20))"
 
 
-def clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timeline, looped_input: bool) -> str:
+def clip_chain(clip: PlacedClip, label: str, pads: str, timeline: Timeline, looped_input: bool) -> str:
+    """The clip heard, from ``pads`` (``sound_pads``: where its input's sound comes from) to ``[label]``."""
     # The clip's own fades sit at its natural end; the scene cut (with its fade) comes later, on the mix.
     play = clip.end - clip.start
     steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
     if not looped_input:
-        first, last = to_samples(clip.trim_start), to_samples(clip.trim_start + clip.length)
+        start = clip.trim_start + clip.source.priming
+        first, last = to_samples(start), to_samples(start + clip.length)
         steps.append(f"atrim=start_sample={first}:end_sample={last}")
     steps.append("asetpts=N/SR/TB")
     if clip.loop and not looped_input:
@@ -64,7 +68,27 @@ def clip_chain(clip: PlacedClip, label: str, input_label: str, timeline: Timelin
     expr = _duck_expression(timeline) if clip.type == "music" else None
     if expr is not None:
         steps += [f"asetnsamples=n={DUCK_STEP_SAMPLES}:p=0", f"volume=volume='{expr}':eval=frame"]
-    return f"[{input_label}]{','.join(steps)}[{label}]"
+    return f"{pads}{','.join(steps)}[{label}]"
+
+
+# A segment's sound from further in than this is read from a seek, not decoded from the
+# file's start (a 580 s trim: 0.6 s instead of 9.8 s). The seek goes SOUND_SEEK_MARGIN_S
+# before the first sample needed, so the decoder is warm (AAC's overlap, Opus's pre-roll)
+# when it gets there; ffmpeg's exact seek keeps the file's clock (tested to the sample).
+SOUND_SEEK_FROM_S = 5.0
+SOUND_SEEK_MARGIN_S = 1.0
+
+
+def sound_seek(seg: PlacedSegment) -> tuple[int, int]:
+    """Where a segment's sound is read from (``-ss``, in samples at 48 kHz: a whole number
+    of milliseconds, 0 for no seek) and its first sample after that seek; negative: that
+    many samples of silence come first (sound a muxer wrote early, ``AudioInfo.delay``)."""
+    delay = seg.source.audio.delay if seg.source.audio else 0.0
+    first = to_samples(seg.trim_start + seg.source.video_lead) - to_samples(delay)
+    if first < to_samples(SOUND_SEEK_FROM_S) or not demuxer_seeks(seg):  # AVI: read from its start
+        return 0, first
+    seek = (first - to_samples(SOUND_SEEK_MARGIN_S)) // (SAMPLE_RATE // 1000) * (SAMPLE_RATE // 1000)
+    return seek, first - seek
 
 
 def segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[str], int]:
@@ -80,13 +104,16 @@ def segment_bed(timeline: Timeline, first_input: int) -> tuple[list[str], list[s
         begin, end = to_samples(seg.start), to_samples(seg.start + seg.duration)
         length = end - begin
         if seg.volume > 0 and seg.has_audio:
-            inputs += input_args(seg.source.path)
             # The sound is placed by its own timestamps (first_pts=0: silence before a stream
             # that starts late, none of what comes before the file's time 0), and the segment
             # starts at the picture's first frame.
-            first = to_samples(seg.trim_start + seg.source.video_lead)
+            seek, first = sound_seek(seg)
+            inputs += input_args(seg.source.path, *(["-ss", secs(seek / SAMPLE_RATE)] if seek else []))
+            late = f"adelay=delays={-first}S:all=1," if first < 0 else ""
+            first = max(0, first)
             pieces.append(
-                f"[{n}:a:0]aresample={SAMPLE_RATE}:first_pts=0,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                f"{sound_pads(seg.source, n)}aresample={SAMPLE_RATE}:first_pts=0,{late}"
+                "aformat=sample_fmts=fltp:channel_layouts=stereo,"
                 f"atrim=start_sample={first}:end_sample={first + length},asetpts=N/SR/TB,"
                 f"apad=whole_len={length},volume={secs(seg.volume)}[p{seg.index}]"
             )
@@ -110,13 +137,18 @@ def _loops_exactly(source: MediaInfo) -> bool:
     return source.audio is not None and source.audio.codec.startswith(_EXACT_LOOP_CODECS)
 
 
-def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
-    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling.
+@dataclass(frozen=True)
+class Mix:
+    """A timeline's mix as ffmpeg inputs and a filter graph that ends in ``[mix]``: what the
+    mixed samples depend on (the audio cache's address), whatever is then done with them."""
 
-    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
-    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
-    ``mix_scan_command`` on another core.
-    """
+    inputs: list[str]
+    chains: list[str]
+    duration_s: float
+
+
+def plan_mix(timeline: Timeline) -> Mix:
+    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling."""
     total = to_samples(timeline.duration)
     inputs: list[str] = []
     chains: list[str] = []
@@ -137,7 +169,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             and _loops_exactly(clip.source)
         )
         inputs += input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
-        chains.append(clip_chain(clip, f"c{clip.index}", f"{n}:a:0", timeline, looped_input))
+        chains.append(clip_chain(clip, f"c{clip.index}", sound_pads(clip.source, n), timeline, looped_input))
         labels.append(f"[c{clip.index}]")
         n += 1
     tail = [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
@@ -152,12 +184,22 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             else "anull"
         )
         chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[mix]")
-    chains.append("[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]"))
-    graph = ";\n".join(chains)
+    return Mix(inputs, chains, float(timeline.duration))
+
+
+def audio_mix_command(mix: Mix, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
+    """The mix to a float WAV.
+
+    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
+    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
+    ``mix_scan_command`` on another core.
+    """
+    scan = "[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]")
+    graph = ";\n".join([*mix.chains, scan])
     argv = [
         "ffmpeg",
         "-y",
-        *inputs,
+        *mix.inputs,
         "-filter_complex_script",
         str(script_path),
         "-map",
@@ -179,7 +221,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             else ["-map", "[scan]", "-c:a", "pcm_f32le", "-f", "f32le", f"pipe:{scan_fd}"]
         ),
     ]
-    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
+    return Command(argv=argv, output=out, duration_s=mix.duration_s, files={script_path: graph})
 
 
 def mix_scan_command(fd: int) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from scenerender.core.probe import DEMUXER_WHITELIST
+from scenerender.core.probe import DEMUXER_WHITELIST, MediaInfo
 from scenerender.core.timeline import Timeline
 
 SAMPLE_RATE = 48000
@@ -50,3 +50,16 @@ def track_timescale(fps: Fraction) -> int:
 
 def micros(us: int) -> str:
     return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+def sound_pads(source: MediaInfo, n: int) -> str:
+    """The start of a filter chain reading input ``n``'s sound (``track_pads``)."""
+    return track_pads(n, source.audio.right_track if source.audio is not None else None)
+
+
+def track_pads(n: int, right_track: int | None) -> str:
+    """Input ``n``'s first audio stream, or, with ``right_track``, an MXF's first two mono
+    tracks joined as left and right (``AudioInfo.right_track``)."""
+    if right_track is None:
+        return f"[{n}:a:0]"
+    return f"[{n}:a:0][{n}:a:{right_track}]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,"

@@ -100,6 +100,24 @@ def _seeks_exactly(seg: PlacedSegment) -> bool:
     return bool(set(seg.source.format_name.split(",")) & COPY_FORMATS) and video is not None and video.fps > 0
 
 
+def demuxer_seeks(seg: PlacedSegment) -> bool:
+    """Whether ``-ss`` may seek the source's demuxer (else the trim is made in the filter).
+
+    Not AVI: with B-frames (MPEG-4 Part 2 as Xvid/DivX and ffmpeg write it) ffmpeg 5.1 seeks
+    3/23 s before the target, and an AVI seek to before its start lands on a non-keyframe:
+    every frame up to the next keyframe decoded from missing references (a grey, smeared
+    first GOP, even at ``-ss 0``). An AVI segment is one piece (``_seeks_exactly``) read from
+    its start.
+    """
+    return "avi" not in seg.source.format_name.split(",")
+
+
+def _read_from(seg: PlacedSegment) -> float:
+    """Where on ffmpeg's decode clock of the file (time 0 its start) the segment's first frame is."""
+    assert seg.source.video is not None
+    return seg.trim_start + seg.source.video_lead + seg.source.video.decode_delay
+
+
 def _seek_margin(seg: PlacedSegment) -> Fraction:
     """How far ahead of a piece's first frame its seek goes: ``PIECE_SEEK_MARGIN_FRAMES`` source frames."""
     assert seg.source.video is not None  # a piece starts mid-segment only in a video that seeks exactly
@@ -127,6 +145,8 @@ def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
     # -ss counts from the file's time 0, which is its earliest stream's start: a picture that
     # starts later (an edit list, a mux with -itsoffset) is read from its own first frame.
     trim = seg.trim_start + seg.source.video_lead
+    if not demuxer_seeks(seg):
+        return input_args(seg.source.path, "-threads", "1", "-t", secs(_read_from(seg) + read_s))
     if piece.first_frame == 0:
         return input_args(seg.source.path, "-threads", "1", "-ss", secs(trim), "-t", secs(read_s))
     trim_us = round(trim * 1_000_000)
@@ -148,7 +168,12 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
     frames = piece.frames + piece.hold_frames
     fps = timeline.fps
     rate = f"fps={fps.numerator}/{fps.denominator}"
-    if piece.first_frame == 0:
+    if not demuxer_seeks(piece.segment):
+        # Read from the file's start: the trim dropped as -ss's exact seek drops it (frames
+        # before it gone), then the same slots on the trim's clock.
+        trim = secs(_read_from(piece.segment))
+        select = [f"trim=start={trim}", f"{rate}:start_time={trim}", "setpts=PTS-STARTPTS"]
+    elif piece.first_frame == 0:
         # The rate conversion before the scaling in either case: only the frames kept are scaled.
         select = [f"{rate}:start_time=0"]
     else:

@@ -20,15 +20,15 @@ from scenerender.cloud.launcher import Launcher
 from scenerender.core.spec import default_job_id, parse_spec
 from scenerender.core.tenancy import check_spec, job_id_from_object, require_owner
 from scenerender.errors import InputRefusedError, LimitExceededError, SpecError
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus, may_take
+from scenerender.messages import ErrorBlock, JobStatus, may_take
 from scenerender.pipeline.batch import is_batch, summarize
 from scenerender.pipeline.steps.accept_batch import accept_batch
 from scenerender.pipeline.steps.events import (
     SpecEvent,
     id_from_raw,
     is_stale,
-    new_run_id,
     object_job_id,
+    queued_document,
     read_spec_object,
     same_event,
     spec_object_name,
@@ -82,16 +82,8 @@ def accept_spec(
         refuse(event, jobs, job_id=job_id, owner_uid=owner, error=ErrorBlock.of(exc))
         log.info("job %s: refused: %s", job_id, exc.message)
         return job_id
-    run_id = new_run_id()
-    queued = JobDocument.queued(
-        spec_uri=event.uri,
-        spec_generation=event.generation,
-        project_id=spec.project_id,
-        scene_id=spec.scene_id,
-        owner_uid=owner,
-        batch_id=spec.batch_id,
-        run_id=run_id,
-    )
+    queued = queued_document(event, spec, owner_uid=owner, batch_id=spec.batch_id)
+    run_id = queued.run_id
     joined = summarize([], created_at=time.time(), expected=[job_id])
     if spec.batch_id and jobs.claim_batch(spec.batch_id, owner, {}, joined) is not None:
         refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=spec.batch_id, what="batch")

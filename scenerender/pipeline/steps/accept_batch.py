@@ -14,9 +14,16 @@ from scenerender.cloud.launcher import Launcher
 from scenerender.core.spec import JobSpec
 from scenerender.core.tenancy import check_spec
 from scenerender.errors import ErrorDetail, InputRefusedError, SpecError
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus, may_take
+from scenerender.messages import ErrorBlock, JobStatus, may_take
 from scenerender.pipeline.batch import BatchSpec, parse_batch, scene_spec, scene_weight, spec_hash, summarize
-from scenerender.pipeline.steps.events import SpecEvent, id_from_raw, is_stale, new_run_id, object_job_id, same_event
+from scenerender.pipeline.steps.events import (
+    SpecEvent,
+    id_from_raw,
+    is_stale,
+    object_job_id,
+    queued_document,
+    same_event,
+)
 from scenerender.pipeline.steps.refusals import refuse_batch, refuse_conflict
 from scenerender.pipeline.steps.requests import launch_requests, publish_request, refresh_batch, render_request
 from scenerender.ports import Bus, Jobs
@@ -62,14 +69,11 @@ def accept_batch(
     for index in range(len(batch.scenes)):
         spec = scene_spec(batch, index)
         job_id = str(spec.job_id)
-        queued = JobDocument.queued(
-            spec_uri=event.uri,
-            spec_generation=event.generation,
-            project_id=spec.project_id,
-            scene_id=spec.scene_id,
+        queued = queued_document(
+            event,
+            spec,
             owner_uid=owner,
             batch_id=batch.batch_id,
-            run_id=new_run_id(),
             spec_hash=spec_hash(spec),
             weight_s=scene_weight(spec),
         )

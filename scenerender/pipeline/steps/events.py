@@ -11,8 +11,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from scenerender.core.spec import JobSpec
 from scenerender.core.tenancy import SPEC_PREFIX, job_id_from_object, object_size_refusal, valid_job_id
 from scenerender.errors import SpecError
+from scenerender.messages import JobDocument
 from scenerender.pipeline.batch import is_batch
 from scenerender.ports import Blobs
 from scenerender.settings import Settings
@@ -71,6 +73,22 @@ def read_spec_object(event: SpecEvent, settings: Settings, blobs: Blobs) -> byte
         if refused is not None:
             raise refused
     return raw
+
+
+def queued_document(
+    event: SpecEvent, spec: JobSpec, *, owner_uid: str | None, batch_id: str | None, **more: Any
+) -> JobDocument:
+    """A new run's QUEUED document for the job of ``spec``, from the object ``event`` names."""
+    return JobDocument.queued(
+        spec_uri=event.uri,
+        spec_generation=event.generation,
+        project_id=spec.project_id,
+        scene_id=spec.scene_id,
+        owner_uid=owner_uid,
+        batch_id=batch_id,
+        run_id=new_run_id(),
+        **more,
+    )
 
 
 def new_run_id() -> str:
