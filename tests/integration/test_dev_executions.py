@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from scenerender.dev.devstack import FUNCTIONS, free_port, free_run
+from scenerender.dev.devstack import FUNCTIONS
+from scenerender.dev.procs import free_port, free_run
 from tests.cli_run import bare_env, run
 from tests.mediagen import make_video
 
