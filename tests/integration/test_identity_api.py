@@ -173,7 +173,7 @@ def test_concurrent_submissions_over_the_cap_accept_exactly_the_cap(
         settings=racing,
         jobs=clients.jobs(),
         blobs=clients.blobs(),
-        verify=identity.verifier(settings.project_id).verify,
+        verify=identity.verifier(settings).verify,
     )
     bodies = [users_spec(f"it-race-{i:02d}", scene_media) for i in range(fired)]
     start = threading.Barrier(fired)
