@@ -61,6 +61,8 @@ class Run:
     peak_mb: float  # PSS of the whole tree
     peak_rss_mb: float  # RSS summed over the tree (shared pages counted in every process)
     turn_walls: list[float] = field(default_factory=list)  # one per turn, in the order the turns ran
+    turn_cpus: list[float] = field(default_factory=list)  # the CPU-s of the run each turn_walls entry came from
+    turn_loads: list[float] = field(default_factory=list)  # the 1-minute load average as each turn began
 
 
 def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: int = 1) -> Run:
@@ -113,19 +115,32 @@ def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[
     """
     repeats = repeats or {}
     timings: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
-    turn_walls: dict[str, list[float]] = {name: [] for name, _ in cases}
+    turn_runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in cases}
+    turn_loads: dict[str, list[float]] = {name: [] for name, _ in cases}
     for turn in range(rounds):
         # Each turn starts with the next case: none always follows the same one (after
         # MoviePy's 2 GB, say), so what a run leaves behind meets every case alike.
         for name, argv in cases[turn % len(cases) :] + cases[: turn % len(cases)]:
+            turn_loads[name].append(round(os.getloadavg()[0], 2))
             this_turn = [timed(name, argv, None) for _ in range(repeats.get(name, 1))]
             timings[name] += this_turn
-            turn_walls[name].append(round(sorted(w for w, _ in this_turn)[len(this_turn) // 2], 2))
+            turn_runs[name].append(sorted(this_turn)[len(this_turn) // 2])
     runs = []
     for name, argv in cases:
         sampled = measure(name, argv, timed_runs=0)
         wall, cpu = sorted(timings[name])[len(timings[name]) // 2]
-        runs.append(Run(name, round(wall, 2), round(cpu, 2), sampled.peak_mb, sampled.peak_rss_mb, turn_walls[name]))
+        runs.append(
+            Run(
+                name,
+                round(wall, 2),
+                round(cpu, 2),
+                sampled.peak_mb,
+                sampled.peak_rss_mb,
+                [round(w, 2) for w, _ in turn_runs[name]],
+                [round(c, 2) for _, c in turn_runs[name]],
+                turn_loads[name],
+            )
+        )
     return runs
 
 
@@ -333,6 +348,39 @@ def scenerender(spec: Path, out: Path) -> list[str]:
 BEFORE_AFTER_CASES = ("matching", "normalising", "long", "memory")
 
 
+def render_in(tree: Path, spec: Path, out: Path, env: list[str]) -> list[str]:
+    """``scenerender render`` with ``tree``'s package, whatever folder the benchmark runs from.
+
+    ``-P``: ``python -m`` would otherwise put the current folder first on ``sys.path``, ahead of
+    PYTHONPATH, and a run started from a checkout's root would render with that checkout's
+    package on both sides (every side-by-side before this check was such a run). ``--force``
+    only where the tree's CLI has it (older trees overwrite without it and refuse the option).
+    """
+    argv = ["env", f"PYTHONPATH={tree}", *env, sys.executable, "-P", "-m", "scenerender"]
+    imported = subprocess.run(
+        [*argv[:-2], "-c", "import scenerender; print(scenerender.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not Path(imported).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"{tree}: its side would import scenerender from {imported}, not from the tree")
+    helptext = subprocess.run([*argv, "render", "--help"], capture_output=True, text=True, check=True).stdout
+    force = ["--force"] if "--force" in helptext else []
+    return [*argv, "render", str(spec), "-o", str(out), "--json", *force]
+
+
+def tree_state(tree: Path) -> str:
+    """The tree's commit, ``+changes`` when its package differs from that commit."""
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    changed = subprocess.run(
+        ["git", "-C", str(tree), "status", "--porcelain", "--untracked-files=no", "--", "scenerender"],
+        capture_output=True,
+        text=True,
+    )
+    return head.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
+
+
 def before_and_after(
     tree: Path, work: Path, seconds: float, rounds: int, *, cases: list[str], before_env: list[str]
 ) -> dict[str, object]:
@@ -340,11 +388,13 @@ def before_and_after(
     REV``), on bench_render's scenes: 10 x 1080p30 that match (copied), 10 that need
     normalising (720p25 -> 1080p30), 3 long segments encoded as pieces, 100 x 1080p30 for
     memory. Each case's two renders take turns (the 2-second matching render five times in
-    a row each turn); the ratio after/before per case and per turn.
+    a row each turn); the ratio after/before per case and per turn, of wall and of CPU
+    (CPU-s move less with the machine's load than wall time), with the load as each turn began.
 
-    Both run with this venv, their own package first on PYTHONPATH; ``before_env``
-    (``KEY=VALUE``) is set for the before side only, so ``--before . --before-env X=Y``
-    measures a switch on the same code.
+    Both run with this venv, their own package first on PYTHONPATH (checked: see render_in);
+    ``before_env`` (``KEY=VALUE``) is set for the before side only, so ``--before .
+    --before-env X=Y`` measures a switch on the same code. ``SCENERENDER_*`` variables of the
+    benchmark's own environment reach both sides and are recorded.
     """
     os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"  # every render encodes
     scenes = {
@@ -362,27 +412,39 @@ def before_and_after(
         spec = scenes[case]()
         after_name, before_name = f"after: {case}", f"before: {case}"
         both = [
-            (after_name, ["env", f"PYTHONPATH={ROOT}", *scenerender(spec, work / "after.mp4")]),
-            (before_name, ["env", f"PYTHONPATH={tree}", *before_env, *scenerender(spec, work / "before.mp4")]),
+            (after_name, render_in(ROOT, spec, work / "after.mp4", [])),
+            (before_name, render_in(tree, spec, work / "before.mp4", before_env)),
         ]
         repeats = {after_name: SHORT_RUN_REPEATS, before_name: SHORT_RUN_REPEATS} if case == "matching" else {}
         after, before = side_by_side(both, rounds=1 if case == "memory" else rounds, repeats=repeats)
         done = subprocess.run(both[0][1], capture_output=True, text=True, check=True)
         ratio = round(after.wall_s / before.wall_s, 3)
-        by_turn = sorted(round(a / b, 3) for a, b in zip(after.turn_walls, before.turn_walls, strict=True))
+        cpu_ratio = round(after.cpu_s / before.cpu_s, 3)
+        by_turn = [round(a / b, 3) for a, b in zip(after.turn_walls, before.turn_walls, strict=True)]
+        cpu_by_turn = [round(a / b, 3) for a, b in zip(after.turn_cpus, before.turn_cpus, strict=True)]
         print(
             f"{case}: after {after.wall_s:.2f} s / {after.cpu_s:.2f} CPU-s / {after.peak_mb:.0f} MB, before "
-            f"{before.wall_s:.2f} s / {before.cpu_s:.2f} CPU-s / {before.peak_mb:.0f} MB: after/before {ratio}x "
-            f"(turns {', '.join(map(str, by_turn))})",
+            f"{before.wall_s:.2f} s / {before.cpu_s:.2f} CPU-s / {before.peak_mb:.0f} MB: after/before {ratio}x, "
+            f"CPU {cpu_ratio}x (turns in order: wall {by_turn}, CPU {cpu_by_turn}, load {after.turn_loads})",
             flush=True,
         )
         results[case] = {
             "runs": [asdict(after), asdict(before)],
             "after_over_before": ratio,
+            "cpu_after_over_before": cpu_ratio,
             "turn_by_turn": by_turn,
+            "cpu_turn_by_turn": cpu_by_turn,
             "stages_after": json.loads(done.stdout)["timings"],
         }
-    return {"before": str(tree), "before_env": before_env, "rounds": rounds, "cases": results}
+    return {
+        "before": str(tree),
+        "before_commit": tree_state(tree),
+        "after_commit": tree_state(ROOT),
+        "before_env": before_env,
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("SCENERENDER_")},
+        "rounds": rounds,
+        "cases": results,
+    }
 
 
 def rerender_after_one_change(work: Path, seconds: float) -> tuple[Run, Run]:
@@ -459,6 +521,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 5.0
     if args.before is not None:
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         speed = machine_speed()
         with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
             cases = args.case or list(BEFORE_AFTER_CASES)
@@ -466,6 +529,7 @@ def main() -> None:
                 args.before.resolve(), Path(tmp), seconds, args.rounds, cases=cases, before_env=args.before_env
             )
         data["machine_speed"] = {"before": speed, "after": machine_speed()}
+        data["started"], data["load_at_end"] = started, [round(x, 2) for x in os.getloadavg()]
         print(f"machine speed before / after the runs: {data['machine_speed']}")
         results = ROOT / "benchmarks" / "results"
         results.mkdir(exist_ok=True)
