@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from scenerender.cloud import clients
-    from scenerender.dev.devstack import DevStack, Ports, free_port
+    from scenerender.dev.devstack import DevStack, Ports
+    from scenerender.dev.procs import free_port
     from scenerender.settings import Settings, get_settings
     from tests.mediagen import make_tone_burst, make_video
 

@@ -1,6 +1,10 @@
 """Render speed and memory against named baselines, measured side by side in one run.
 
     .venv/bin/python benchmarks/bench_render.py [--quick] [--no-moviepy]
+    .venv/bin/python benchmarks/bench_render.py --before TREE [--rounds 3] [--case matching ...]
+
+The second form is a change's check (``before_and_after``): this checkout against the code
+in TREE on the scenes below, taking turns.
 
 Reference scene: 10 segments of 5 s 1080p30 H.264 + AAC, a narration clip, two dialogue
 clips and a music bed shorter than the scene (looped), once with flat test patterns and once
@@ -326,36 +330,59 @@ def scenerender(spec: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "scenerender", "render", str(spec), "-o", str(out), "--json", "--force"]
 
 
-def before_and_after(tree: Path, work: Path, seconds: float, rounds: int) -> dict[str, object]:
-    """The matching (copied) scene rendered by this checkout and by ``tree``, the code before a
-    change (``git worktree add /tmp/base REV``), taking turns; the ratio after/before.
+BEFORE_AFTER_CASES = ("matching", "normalising", "long", "memory")
 
-    ``tree`` is run with this venv, its package first on PYTHONPATH. One more render of ours
-    with ``--json`` gives the time its stages took (the sync certificate's ``sync_s`` among them).
+
+def before_and_after(
+    tree: Path, work: Path, seconds: float, rounds: int, *, cases: list[str], before_env: list[str]
+) -> dict[str, object]:
+    """This checkout against ``tree``, the code before a change (``git worktree add /tmp/base
+    REV``), on bench_render's scenes: 10 x 1080p30 that match (copied), 10 that need
+    normalising (720p25 -> 1080p30), 3 long segments encoded as pieces, 100 x 1080p30 for
+    memory. Each case's two renders take turns (the 2-second matching render five times in
+    a row each turn); the ratio after/before per case and per turn.
+
+    Both run with this venv, their own package first on PYTHONPATH; ``before_env``
+    (``KEY=VALUE``) is set for the before side only, so ``--before . --before-env X=Y``
+    measures a switch on the same code.
     """
-    matching = make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30)
-    os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"
-    after_name, before_name = "scenerender (matching), this checkout", f"scenerender (matching), {tree}"
-    cases = [
-        (after_name, scenerender(matching, work / "after.mp4")),
-        (before_name, ["env", f"PYTHONPATH={tree}", *scenerender(matching, work / "before.mp4")]),
-    ]
-    repeats = {after_name: SHORT_RUN_REPEATS, before_name: SHORT_RUN_REPEATS}
-    after, before = side_by_side(cases, rounds=rounds, repeats=repeats)
-    done = subprocess.run(scenerender(matching, work / "after.mp4"), capture_output=True, text=True, check=True)
-    stages = json.loads(done.stdout)["timings"]
-    for r in (after, before):
-        print(f"{r.name}: wall {r.wall_s:.2f} s, CPU {r.cpu_s:.2f} s, peak {r.peak_mb:.0f} MB, turns {r.turn_walls}")
-    ratio = round(after.wall_s / before.wall_s, 3)
-    by_turn = sorted(round(a / b, 3) for a, b in zip(after.turn_walls, before.turn_walls, strict=True))
-    print(f"after/before (matching): {ratio}x (turn by turn: {', '.join(map(str, by_turn))})")
-    print(f"CPU after/before: {round(after.cpu_s / before.cpu_s, 3)}x; stages of one render: {stages}")
-    return {
-        "runs": [asdict(after), asdict(before)],
-        "after_over_before": ratio,
-        "turn_by_turn": by_turn,
-        "stages": stages,
+    os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"  # every render encodes
+    scenes = {
+        "matching": lambda: make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30),
+        "normalising": lambda: make_scene(
+            work / "normalising", segments=10, seconds=seconds, size="1280x720", fps=25, distinct=10
+        ),
+        "long": lambda: make_scene(
+            work / "long", segments=3, seconds=4 * seconds, size="1280x720", fps=25, distinct=3, one_pattern=True
+        ),
+        "memory": lambda: make_scene(work / "mem", segments=100, seconds=seconds, size="1920x1080", fps=30),
     }
+    results: dict[str, object] = {}
+    for case in cases:
+        spec = scenes[case]()
+        after_name, before_name = f"after: {case}", f"before: {case}"
+        both = [
+            (after_name, ["env", f"PYTHONPATH={ROOT}", *scenerender(spec, work / "after.mp4")]),
+            (before_name, ["env", f"PYTHONPATH={tree}", *before_env, *scenerender(spec, work / "before.mp4")]),
+        ]
+        repeats = {after_name: SHORT_RUN_REPEATS, before_name: SHORT_RUN_REPEATS} if case == "matching" else {}
+        after, before = side_by_side(both, rounds=1 if case == "memory" else rounds, repeats=repeats)
+        done = subprocess.run(both[0][1], capture_output=True, text=True, check=True)
+        ratio = round(after.wall_s / before.wall_s, 3)
+        by_turn = sorted(round(a / b, 3) for a, b in zip(after.turn_walls, before.turn_walls, strict=True))
+        print(
+            f"{case}: after {after.wall_s:.2f} s / {after.cpu_s:.2f} CPU-s / {after.peak_mb:.0f} MB, before "
+            f"{before.wall_s:.2f} s / {before.cpu_s:.2f} CPU-s / {before.peak_mb:.0f} MB: after/before {ratio}x "
+            f"(turns {', '.join(map(str, by_turn))})",
+            flush=True,
+        )
+        results[case] = {
+            "runs": [asdict(after), asdict(before)],
+            "after_over_before": ratio,
+            "turn_by_turn": by_turn,
+            "stages_after": json.loads(done.stdout)["timings"],
+        }
+    return {"before": str(tree), "before_env": before_env, "rounds": rounds, "cases": results}
 
 
 def rerender_after_one_change(work: Path, seconds: float) -> tuple[Run, Run]:
@@ -420,15 +447,24 @@ def main() -> None:
         "--before",
         type=Path,
         metavar="TREE",
-        help="only the matching scene, this checkout against the code in TREE (a worktree of the commit before)",
+        help="instead of the baselines: this checkout against the code in TREE (a worktree of the commit before)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="turns of the --before comparison")
+    parser.add_argument(
+        "--case", action="append", choices=BEFORE_AFTER_CASES, help="with --before: only these scenes (default: all)"
+    )
+    parser.add_argument(
+        "--before-env", action="append", default=[], metavar="KEY=VALUE", help="with --before: set for TREE's side"
+    )
     args = parser.parse_args()
     seconds = 1.0 if args.quick else 5.0
     if args.before is not None:
         speed = machine_speed()
         with tempfile.TemporaryDirectory(prefix="scenerender-bench-") as tmp:
-            data = before_and_after(args.before.resolve(), Path(tmp), seconds, args.rounds)
+            cases = args.case or list(BEFORE_AFTER_CASES)
+            data = before_and_after(
+                args.before.resolve(), Path(tmp), seconds, args.rounds, cases=cases, before_env=args.before_env
+            )
         data["machine_speed"] = {"before": speed, "after": machine_speed()}
         print(f"machine speed before / after the runs: {data['machine_speed']}")
         results = ROOT / "benchmarks" / "results"

@@ -54,7 +54,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from scenerender.cloud import clients
-    from scenerender.dev.devstack import DevStack, Ports, free_port
+    from scenerender.dev.devstack import DevStack, Ports
+    from scenerender.dev.procs import free_port
     from scenerender.settings import get_settings
 
     with tempfile.TemporaryDirectory(prefix="scenerender-web-bench-") as tmp:
@@ -88,6 +89,7 @@ def measure(stack: Any, writes: int) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from scenerender.cloud import clients
+    from scenerender.messages import JobDocument
 
     jobs = clients.jobs()
     with sync_playwright() as p:
@@ -100,10 +102,7 @@ def measure(stack: Any, writes: int) -> dict[str, Any]:
         page.wait_for_function("document.body.dataset.user")
         uid = page.evaluate("document.body.dataset.user")
         job_id = f"web-bench-{uuid.uuid4().hex[:8]}"
-        jobs.create_job(
-            job_id,
-            {"status": "QUEUED", "stage": "queued", "progress": 0.0, "owner_uid": uid, "project_id": "bench"},
-        )
+        jobs.create_job(job_id, JobDocument.queued(owner_uid=uid, project_id="bench"))
         assert jobs.mark_running(job_id, worker="bench") == 1
         page.goto(f"{stack.web_url}#/job/{job_id}")
         page.wait_for_function("document.querySelector('#job-state [data-status]')?.dataset.status === 'RUNNING'")

@@ -79,7 +79,7 @@ def http_api(request: flask.Request) -> flask.Response:
         settings=settings,
         jobs=clients.jobs(),
         blobs=clients.blobs(),
-        verify=identity.verifier(settings.project_id).verify,
+        verify=identity.verifier(settings).verify,
     )
     response = api.handle(
         ApiRequest(

@@ -1,5 +1,10 @@
 """All configuration in one class, read from the environment.
 
+The environment variable names are declared here once, and this is the only module that
+reads the process environment (tests/unit/test_settings_only.py): the rest of the package
+takes a ``Settings`` (or clients made from one) as an argument, and a child process is
+given its environment as a dict (``child_env``), never by changing this process's.
+
 The environment variable names are declared here once. Terraform sets the same names on
 the functions and the renderer job, and the tests read them from this class, so the
 three cannot drift apart.
@@ -7,6 +12,8 @@ three cannot drift apart.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Annotated
 
@@ -211,6 +218,63 @@ class Settings(BaseSettings):
     )
     ffmpeg: str = Field("ffmpeg", validation_alias="FFMPEG", description="ffmpeg binary (FFMPEG, then PATH).")
     ffprobe: str = Field("ffprobe", validation_alias="FFPROBE", description="ffprobe binary (FFPROBE, then PATH).")
+    cache_home: str = Field(
+        "", validation_alias="XDG_CACHE_HOME", description="The user's cache folder (empty: ~/.cache)."
+    )
+    # Where the command line and the local cloud find things (scenerender.cli, scenerender.dev).
+    cloud: str = Field(
+        "",
+        description="`gcp`: the command line talks to Google Cloud as configured; otherwise to the local "
+        "cloud the emulator variables below (or this folder's `scenerender dev up`) point at.",
+    )
+    dev_dir: str = Field(".scenerender/dev", description="Where `scenerender dev up` keeps its state and logs.")
+    api_url: str = Field("", description="The HTTP API the command line submits to (dev up prints it).")
+    user: str = Field("", description="Local cloud: the email the command line signs in with (default local-user).")
+    id_token: str = Field("", description="Against the cloud: the Firebase ID token the command line acts with.")
+    firebase_cli: str = Field(
+        "", description="The Firebase CLI that runs the Auth emulator (empty: tools/firebase's, then PATH)."
+    )
+    functions_source: str = Field(
+        "",
+        description="The functions' main.py the local cloud serves (empty: functions/main.py of the checkout "
+        "the package is installed from).",
+    )
+    # Read by Google's and Firebase's own libraries from the environment too; read here so the
+    # package's own code takes them from this class and passes them on explicitly.
+    pubsub_emulator_host: str = Field(
+        "", validation_alias="PUBSUB_EMULATOR_HOST", description="Pub/Sub emulator HOST:PORT (empty: Google Cloud)."
+    )
+    firestore_emulator_host: str = Field(
+        "", validation_alias="FIRESTORE_EMULATOR_HOST", description="Firestore emulator HOST:PORT."
+    )
+    storage_emulator_host: str = Field(
+        "", validation_alias="STORAGE_EMULATOR_HOST", description="GCS emulator URL (http://HOST:PORT)."
+    )
+    auth_emulator_host: str = Field(
+        "",
+        validation_alias="FIREBASE_AUTH_EMULATOR_HOST",
+        description="Firebase Auth emulator HOST:PORT: its unsigned tokens are accepted (dev only).",
+    )
+    credentials_file: str = Field(
+        "",
+        validation_alias="GOOGLE_APPLICATION_CREDENTIALS",
+        description="A service-account key file; signed URLs are signed with it when present.",
+    )
+    # Set by Cloud Run on each task of a job execution (and by launcher.LocalLauncher locally).
+    cloud_run_execution: str = Field(
+        "", validation_alias="CLOUD_RUN_EXECUTION", description="The execution this task belongs to."
+    )
+    cloud_run_task_index: int | None = Field(
+        None, validation_alias="CLOUD_RUN_TASK_INDEX", description="This task's index (None: not a task)."
+    )
+    cloud_run_task_count: int = Field(
+        1, ge=1, validation_alias="CLOUD_RUN_TASK_COUNT", description="Tasks in this execution."
+    )
+
+    @property
+    def emulated(self) -> bool:
+        """Pointed at the local cloud's emulators rather than Google Cloud."""
+        return bool(self.pubsub_emulator_host or self.firestore_emulator_host)
 
     @field_validator("allowed_gs_buckets", "shared_media_prefixes", mode="before")
     @classmethod
@@ -243,3 +307,11 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Settings of this process (cached; tests call ``get_settings.cache_clear()``)."""
     return Settings()
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process: this process's (PATH, HOME, ...) plus ``extra``.
+
+    Google's and Firebase's libraries in the child read their emulator variables from it.
+    """
+    return {**os.environ, **(extra or {})}

@@ -16,39 +16,31 @@ SAMPLE_RATE = 48000
 Samples = npt.NDArray[np.float32]
 
 
-def probe(path: Path) -> dict[str, Any]:
+def ffprobe_json(path: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
-        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
-
-
-def count_frames(path: Path) -> int:
-    done = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-of",
-            "json",
-            "-show_entries",
-            "stream=nb_read_packets",
-            str(path),
-        ],
+        ["ffprobe", "-v", "error", "-of", "json", *args, str(path)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    return int(json.loads(done.stdout)["streams"][0]["nb_read_packets"])
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def probe(path: Path) -> dict[str, Any]:
+    return ffprobe_json(path, "-show_streams", "-show_format")
+
+
+def frame_times(path: Path) -> list[float]:
+    """Each picture frame's own time (seconds), in the order they are shown."""
+    frames = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "frame=pts_time")["frames"]
+    return [float(f["pts_time"]) for f in frames]
+
+
+def count_frames(path: Path) -> int:
+    found = ffprobe_json(path, "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets")
+    return int(found["streams"][0]["nb_read_packets"])
 
 
 def decode_audio(path: Path, *, sample_rate: int = SAMPLE_RATE) -> Samples:

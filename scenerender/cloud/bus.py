@@ -1,6 +1,7 @@
 """Pub/Sub: publishing JSON messages and pulling render requests one at a time, leased.
 
-The Pub/Sub emulator is used when ``PUBSUB_EMULATOR_HOST`` is set (the client reads it).
+The Pub/Sub emulator is used when the settings name one (``pubsub_emulator_host``): the
+clients are pointed at it explicitly, whatever this process's environment says.
 """
 
 from __future__ import annotations
@@ -25,9 +26,35 @@ log = logging.getLogger(__name__)
 MAX_ACK_DEADLINE_S = 600  # Pub/Sub's longest ack deadline
 
 
-@lru_cache(maxsize=1)
-def _subscriber() -> pubsub_v1.SubscriberClient:
-    return pubsub_v1.SubscriberClient()
+def _insecure(host: str) -> Any:
+    # Google's clients find the emulator only through PUBSUB_EMULATOR_HOST; handed an insecure
+    # channel to the settings' emulator instead, they need no variable (nor credentials).
+    import grpc
+
+    return grpc.insecure_channel(target=host)
+
+
+def publisher_client(settings: Settings) -> pubsub_v1.PublisherClient:
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    host = settings.pubsub_emulator_host
+    kwargs: dict[str, Any] = {"transport": PublisherGrpcTransport(channel=_insecure(host))} if host else {}
+    return pubsub_v1.PublisherClient(**kwargs)
+
+
+def subscriber_client(settings: Settings) -> pubsub_v1.SubscriberClient:
+    """The subscriber client for the settings' Pub/Sub (one per process and emulator: it holds a channel)."""
+    return _subscriber(settings.pubsub_emulator_host)
+
+
+@lru_cache(maxsize=4)
+def _subscriber(emulator_host: str) -> pubsub_v1.SubscriberClient:
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    kwargs: dict[str, Any] = (
+        {"transport": SubscriberGrpcTransport(channel=_insecure(emulator_host))} if emulator_host else {}
+    )
+    return pubsub_v1.SubscriberClient(**kwargs)
 
 
 def _translate(exc: Exception, what: str) -> SceneRenderError:
@@ -39,7 +66,7 @@ class Publisher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = pubsub_v1.PublisherClient()
+        self.client = publisher_client(settings)
 
     def topic_path(self, name: str) -> str:
         return str(self.client.topic_path(self.settings.project_id, name))
@@ -69,8 +96,9 @@ class Publisher:
 class LeasedMessage:
     """One pulled message whose lease is extended in the background until ack or nack."""
 
-    def __init__(self, subscription: str, received: Any, lease_s: int) -> None:
+    def __init__(self, subscription: str, received: Any, lease_s: int, subscriber: pubsub_v1.SubscriberClient) -> None:
         self.subscription = subscription
+        self._subscriber = subscriber
         self.lease_s = lease_s
         self.ack_id: str = received.ack_id
         self.message_id: str = received.message.message_id
@@ -88,7 +116,7 @@ class LeasedMessage:
         # Renders outlast any ack deadline: extend well before it runs out.
         while not self._done.wait(self.lease_s / 3):
             try:
-                _subscriber().modify_ack_deadline(
+                self._subscriber.modify_ack_deadline(
                     request={
                         "subscription": self.subscription,
                         "ack_ids": [self.ack_id],
@@ -104,14 +132,14 @@ class LeasedMessage:
 
     def ack(self) -> None:
         self._stop()
-        _subscriber().acknowledge(request={"subscription": self.subscription, "ack_ids": [self.ack_id]})
+        self._subscriber.acknowledge(request={"subscription": self.subscription, "ack_ids": [self.ack_id]})
 
     def nack(self, delay_s: float = 0.0) -> None:
         """Give the message back for redelivery: now, or after ``delay_s`` (its ack deadline
         set to that, at most Pub/Sub's 600 s)."""
         self._stop()
         deadline = min(MAX_ACK_DEADLINE_S, math.ceil(delay_s)) if delay_s > 0 else 0
-        _subscriber().modify_ack_deadline(
+        self._subscriber.modify_ack_deadline(
             request={"subscription": self.subscription, "ack_ids": [self.ack_id], "ack_deadline_seconds": deadline}
         )
 
@@ -130,20 +158,21 @@ class LeasedMessage:
 def pull_one(subscription_name: str, *, timeout_s: float, settings: Settings | None = None) -> LeasedMessage | None:
     """Pull at most one message, waiting up to ``timeout_s``; None when there is none."""
     settings = settings or get_settings()
-    path = _subscriber().subscription_path(settings.project_id, subscription_name)
+    subscriber = subscriber_client(settings)
+    path = subscriber.subscription_path(settings.project_id, subscription_name)
     try:
-        response = _subscriber().pull(request={"subscription": path, "max_messages": 1}, timeout=timeout_s)
+        response = subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=timeout_s)
     except (gexc.DeadlineExceeded, gexc.RetryError):
         return None
     except Exception as exc:
         raise _translate(exc, f"pull from {subscription_name}") from exc
     if not response.received_messages:
         return None
-    return LeasedMessage(path, response.received_messages[0], settings.lease_s)
+    return LeasedMessage(path, response.received_messages[0], settings.lease_s, subscriber)
 
 
 def ensure_topic(settings: Settings, name: str) -> str:
-    publisher = pubsub_v1.PublisherClient()
+    publisher = publisher_client(settings)
     path = str(publisher.topic_path(settings.project_id, name))
     with contextlib.suppress(gexc.AlreadyExists):
         publisher.create_topic(request={"name": path})
@@ -161,7 +190,7 @@ def ensure_subscription(
     max_delivery_attempts: int = 5,
 ) -> str:
     """Create the subscription if it is missing (idempotent)."""
-    subscriber = _subscriber()
+    subscriber = subscriber_client(settings)
     path = str(subscriber.subscription_path(settings.project_id, name))
     request: dict[str, Any] = {
         "name": path,

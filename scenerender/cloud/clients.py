@@ -1,41 +1,91 @@
-"""The real cloud clients, made once per process from the settings (emulators honoured).
+"""The real cloud clients of one ``Settings``, emulators honoured from the settings themselves.
 
-The doors (functions, worker, CLI) take their stores from here; the pipeline steps take
-them as arguments, so tests can hand in others.
+``Clients(settings)`` makes each Google client on first use, pointed at the emulators the
+settings name (``pubsub_emulator_host`` ...) or at Google Cloud: nothing here reads or
+writes the process environment, so a command can talk to the local cloud it just started
+by handing down ``Clients(stack_settings)``.
+
+The doors (functions, worker) take the process's own, ``clients.default()`` (the settings
+read from the environment at start); the pipeline steps take the stores as arguments, so
+tests can hand in others (``override``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from functools import cached_property, lru_cache
+from typing import Any
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
 
 from scenerender.cloud.bus import Publisher
 from scenerender.cloud.jobs import JobStore
 from scenerender.cloud.storage import GcsBlobStore
-from scenerender.settings import get_settings
-
-if TYPE_CHECKING:
-    from scenerender.pipeline.workitems import ItemStore
+from scenerender.settings import Settings, get_settings
 
 _overrides: dict[str, Any] = {}
 
 
+def firestore_client(settings: Settings) -> firestore.Client:
+    """A Firestore client for the settings' project, on the emulator they name if any."""
+    host = settings.firestore_emulator_host
+    if not host:
+        return firestore.Client(project=settings.project_id)
+    return EmulatorFirestore(host, project=settings.project_id)
+
+
+class EmulatorFirestore(firestore.Client):
+    """A Firestore client on the emulator at ``host``.
+
+    google-cloud-firestore takes the emulator's address only from FIRESTORE_EMULATOR_HOST,
+    read once in its constructor into ``_emulator_host`` (used when its channel is made, on
+    first call); set here from the settings instead, so this process's environment does
+    not decide which Firestore it talks to.
+    """
+
+    def __init__(self, host: str, **kwargs: Any) -> None:
+        credentials = kwargs.pop("credentials", None) or AnonymousCredentials()  # type: ignore[no-untyped-call]
+        super().__init__(credentials=credentials, **kwargs)
+        self._emulator_host = host
+
+
+class Clients:
+    """The stores of one ``Settings``, each made on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def blobs(self) -> GcsBlobStore:
+        return GcsBlobStore(self.settings)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(firestore_client(self.settings), self.settings)
+
+    @cached_property
+    def bus(self) -> Publisher:
+        return Publisher(self.settings)
+
+
+@lru_cache(maxsize=1)
+def default() -> Clients:
+    """The process's clients, for the settings read from its environment at start."""
+    return Clients(get_settings())
+
+
 def blobs() -> GcsBlobStore:
-    return _overrides.get("blobs") or _blobs()
+    return _overrides.get("blobs") or default().blobs
 
 
 def jobs() -> JobStore:
-    return _overrides.get("jobs") or _jobs()
-
-
-def items() -> ItemStore:
-    return _overrides.get("items") or _items()
+    return _overrides.get("jobs") or default().jobs
 
 
 def bus() -> Publisher:
-    return _overrides.get("bus") or _bus()
+    return _overrides.get("bus") or default().bus
 
 
 @contextmanager
@@ -50,32 +100,6 @@ def override(**stores: Any) -> Iterator[None]:
         _overrides.update(previous)
 
 
-@lru_cache(maxsize=1)
-def _blobs() -> GcsBlobStore:
-    return GcsBlobStore(get_settings())
-
-
-@lru_cache(maxsize=1)
-def _jobs() -> JobStore:
-    from google.cloud import firestore
-
-    settings = get_settings()
-    return JobStore(firestore.Client(project=settings.project_id), settings)
-
-
-@lru_cache(maxsize=1)
-def _items() -> ItemStore:
-    from scenerender.pipeline.workitems import ItemStore
-
-    return ItemStore(jobs().client, get_settings())
-
-
-@lru_cache(maxsize=1)
-def _bus() -> Publisher:
-    return Publisher(get_settings())
-
-
 def reset() -> None:
-    """Forget the clients (tests that change the environment)."""
-    for factory in (_blobs, _jobs, _items, _bus):
-        factory.cache_clear()
+    """Forget the process's clients (tests that change the environment)."""
+    default.cache_clear()

@@ -2,7 +2,7 @@
 
 The Google clients retry a closed port for about two minutes before they give up; a user who
 stopped the local cloud (or never started one) wants to hear that at once, and what to do.
-Only the standard library is used, so the check costs nothing on top of the command's start.
+Only the standard library (and the settings) is used, so the check costs nothing on top of the command's start.
 """
 
 from __future__ import annotations
@@ -11,16 +11,23 @@ import socket
 from urllib.parse import urlsplit
 
 from scenerender.errors import CloudUnavailableError, ErrorDetail
+from scenerender.settings import Settings
 
-# Where a client finds the local cloud; each is checked with a short TCP connect before use.
-CLOUD_ADDRESS_VARS = (
-    "STORAGE_EMULATOR_HOST",
-    "FIRESTORE_EMULATOR_HOST",
-    "PUBSUB_EMULATOR_HOST",
-    "FIREBASE_AUTH_EMULATOR_HOST",
-    "SCENERENDER_API_URL",
-)
 HEALTH_TIMEOUT_S = 0.4
+CLOUD_ADDRESS_FIELDS = (
+    "storage_emulator_host",
+    "firestore_emulator_host",
+    "pubsub_emulator_host",
+    "auth_emulator_host",
+    "api_url",
+)
+# Where a client finds the local cloud; each is checked with a short TCP connect before use.
+CLOUD_ADDRESS_VARS = tuple(Settings.env_name(f) for f in CLOUD_ADDRESS_FIELDS)
+
+
+def addresses(settings: Settings) -> dict[str, str]:
+    """The cloud addresses ``settings`` name, by their environment variable (as ``unanswered`` takes them)."""
+    return {Settings.env_name(f): str(getattr(settings, f)) for f in CLOUD_ADDRESS_FIELDS}
 
 
 def _address(value: str) -> tuple[str, int] | None:

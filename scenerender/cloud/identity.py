@@ -13,7 +13,6 @@ firebase-admin's exceptions are translated into the error tree here, once.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,9 @@ from firebase_admin import auth, credentials
 from firebase_admin import exceptions as fb_exceptions
 
 from scenerender.errors import TransientError, UnauthenticatedError
+from scenerender.settings import Settings
 
-EMULATOR_ENV = "FIREBASE_AUTH_EMULATOR_HOST"
+EMULATOR_ENV = Settings.env_name("auth_emulator_host")
 _app_names = itertools.count()
 _lock = threading.Lock()
 
@@ -48,15 +48,15 @@ class _NoCredentials(credentials.Base):  # type: ignore[misc]
 
 
 class TokenVerifier:
-    """Verifies ID tokens for one project; reads ``FIREBASE_AUTH_EMULATOR_HOST`` once, when made.
+    """Verifies ID tokens for one project.
 
-    Each verifier has its own firebase-admin app, so a test can make one with the variable
-    and one without in the same process.
+    firebase-admin reads ``FIREBASE_AUTH_EMULATOR_HOST`` itself, from the environment, when the
+    app's first token is verified. Each verifier has its own firebase-admin app, so a test can
+    make one with the variable and one without in the same process.
     """
 
     def __init__(self, project_id: str) -> None:
         self.project_id = project_id
-        self.emulated = bool(os.environ.get(EMULATOR_ENV))
         self._app = firebase_admin.initialize_app(
             _NoCredentials(), options={"projectId": project_id}, name=f"scenerender-auth-{next(_app_names)}"
         )
@@ -94,12 +94,13 @@ class TokenVerifier:
 _verifiers: dict[tuple[str, str], TokenVerifier] = {}
 
 
-def verifier(project_id: str) -> TokenVerifier:
-    """The process's verifier for ``project_id`` (one per value of the emulator variable)."""
-    key = (project_id, os.environ.get(EMULATOR_ENV, ""))
+def verifier(settings: Settings) -> TokenVerifier:
+    """The process's verifier for the settings' project (one per value of the emulator variable,
+    ``Settings.auth_emulator_host``, that firebase-admin reads too)."""
+    key = (settings.project_id, settings.auth_emulator_host)
     with _lock:
         if key not in _verifiers:
-            _verifiers[key] = TokenVerifier(project_id)
+            _verifiers[key] = TokenVerifier(settings.project_id)
         return _verifiers[key]
 
 

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from scenerender.errors import SceneRenderError, TransientError
 from scenerender.messages import ErrorBlock
 from scenerender.ports import LaunchRecords
-from scenerender.settings import Settings
+from scenerender.settings import Settings, child_env, get_settings
 
 log = logging.getLogger(__name__)
 RUN_API = "https://run.googleapis.com/v2"
@@ -124,10 +124,10 @@ def launch(
     return name
 
 
-def current_execution() -> str:
+def current_execution(settings: Settings | None = None) -> str:
     """The execution this process is a task of (Cloud Run sets CLOUD_RUN_EXECUTION, and so does
     ``LocalLauncher``); "" outside one."""
-    return os.environ.get("CLOUD_RUN_EXECUTION", "")
+    return (settings or get_settings()).cloud_run_execution
 
 
 def launcher_for(settings: Settings) -> Launcher:
@@ -264,7 +264,7 @@ class LocalLauncher:
     def _template(self) -> dict[str, str]:
         path = self.root / self.TEMPLATE_ENV
         if not path.exists():
-            return dict(os.environ)
+            return child_env()
         return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
 
     def _start_task(self, name: str, index: int, count: int, base: dict[str, str]) -> dict[str, Any]:

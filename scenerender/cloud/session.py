@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from google.auth.credentials import AnonymousCredentials
 
-from scenerender.cloud.identity import EMULATOR_ENV
 from scenerender.errors import (
     ErrorDetail,
     InputError,
@@ -33,11 +30,10 @@ from scenerender.errors import (
     UnauthenticatedError,
     all_error_classes,
 )
-from scenerender.settings import Settings
+from scenerender.settings import Settings, get_settings
 
 DEFAULT_USER = "local-user@example.com"
-USER_ENV = "SCENERENDER_USER"
-TOKEN_ENV = "SCENERENDER_ID_TOKEN"
+TOKEN_ENV = Settings.env_name("id_token")
 # The Auth emulator takes any API key; accounts it makes are local, so one fixed password serves.
 EMULATOR_API_KEY = "fake-api-key"
 EMULATOR_PASSWORD = "scenerender-local-password"
@@ -53,16 +49,17 @@ class Session:
     id_token: str
 
 
-def sign_in(email: str | None = None) -> Session:
+def sign_in(email: str | None = None, settings: Settings | None = None) -> Session:
     """Sign in as ``email`` (default: ``SCENERENDER_USER``, then local-user@example.com).
 
-    With the Auth emulator (``FIREBASE_AUTH_EMULATOR_HOST``) the account is made on first
+    With the Auth emulator (``settings.auth_emulator_host``) the account is made on first
     use; otherwise the ID token comes from ``SCENERENDER_ID_TOKEN``.
     """
-    email = email or os.environ.get(USER_ENV) or DEFAULT_USER
-    host = os.environ.get(EMULATOR_ENV, "")
+    settings = settings or get_settings()
+    email = email or settings.user or DEFAULT_USER
+    host = settings.auth_emulator_host
     if not host:
-        token = os.environ.get(TOKEN_ENV, "")
+        token = settings.id_token
         if not token:
             raise UnauthenticatedError(
                 f"not signed in: run against the local cloud (scenerender dev up starts the Auth emulator) "
@@ -154,11 +151,11 @@ def user_jobs(settings: Settings, session: Session) -> Any:
     for this store a denied read is "no such job of yours" (None), as the API's 404 is.
     """
     from google.api_core import exceptions as gexc
-    from google.cloud import firestore
 
+    from scenerender.cloud.clients import EmulatorFirestore
     from scenerender.cloud.jobs import JobStore
 
-    if not os.environ.get("FIRESTORE_EMULATOR_HOST"):
+    if not settings.firestore_emulator_host:
         raise SceneRenderError("reading Firestore as a user needs the Firestore emulator (the local cloud)")
 
     class UserJobStore(JobStore):
@@ -178,11 +175,11 @@ def user_jobs(settings: Settings, session: Session) -> Any:
                     return None
                 raise
 
-    class UserClient(firestore.Client):
+    class UserClient(EmulatorFirestore):
         def _emulator_channel(self, transport: Any) -> Any:
             return _bearer_channel(str(self._emulator_host), session.id_token)
 
-    client = UserClient(project=settings.project_id, credentials=AnonymousCredentials())
+    client = UserClient(settings.firestore_emulator_host, project=settings.project_id)
     return UserJobStore(client, settings)
 
 

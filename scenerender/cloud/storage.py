@@ -7,7 +7,7 @@ Google's errors become the error tree's by ``scenerender.cloud.google_errors``: 
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,32 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
+CREDENTIALS_HINT = (
+    "no Google credentials to read gs:// inputs: run `gcloud auth application-default login`, "
+    "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
+    "(or STORAGE_EMULATOR_HOST=HOST:PORT to read from a local GCS emulator)"
+)
+
+
+def lazy_gs_download(settings: Settings) -> Callable[[str, Path, int], None]:
+    """A gs:// downloader for ``core.inputs.InputResolver`` whose store is made on its first
+    use: a render with no gs:// input needs no Google credentials."""
+    made: list[GcsBlobStore] = []
+
+    def download(uri: str, dest: Path, max_bytes: int) -> None:
+        if not made:
+            from google.auth.exceptions import DefaultCredentialsError
+
+            try:
+                made.append(GcsBlobStore(settings))
+            except DefaultCredentialsError as exc:
+                # A user's own machine, most often: say how to authenticate, not what google.auth raised.
+                raise SceneRenderError(CREDENTIALS_HINT) from exc
+        made[0].download(uri, dest, max_bytes=max_bytes)
+
+    return download
+
+
 def _translate(exc: Exception, uri: str) -> SceneRenderError:
     return translate(exc, f"Cloud Storage: {uri}")
 
@@ -40,10 +66,16 @@ class GcsBlobStore:
 
     def __init__(self, settings: Settings, client: storage.Client | None = None) -> None:
         self.settings = settings
-        self.emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+        self.emulated = bool(settings.storage_emulator_host)
         if client is None:
             if self.emulated:
-                client = storage.Client(project=settings.project_id, credentials=AnonymousCredentials())
+                # The emulator's address from the settings, not STORAGE_EMULATOR_HOST: the
+                # process's environment does not decide which cloud it talks to.
+                client = storage.Client(
+                    project=settings.project_id,
+                    credentials=AnonymousCredentials(),
+                    client_options={"api_endpoint": settings.storage_emulator_host},
+                )
             else:
                 client = storage.Client(project=settings.project_id)
         self.client = client
@@ -155,7 +187,7 @@ class GcsBlobStore:
         kwargs: dict[str, Any] = {"version": "v4", "expiration": ttl, **extra}
         if self.settings.signing_endpoint:
             kwargs["api_access_endpoint"] = self.settings.signing_endpoint
-        key_file = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS", "")
+        key_file = self.settings.credentials_file
         try:
             if key_file and Path(key_file).is_file():
                 from google.oauth2 import service_account

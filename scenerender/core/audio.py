@@ -28,30 +28,26 @@ from scenerender.core.ffmpeg import FFmpegRunner, write_files
 from scenerender.core.timeline import Timeline
 from scenerender.errors import RenderError
 
-LOUDNESS_TOLERANCE_LU = 0.5
 AUDIO_CACHE_VERSION = "1"  # bump when the audio plan's output changes for the same inputs
-LEVEL_CORRECTIONS = 4  # re-encodes allowed when the result is off the loudness target or over the peak ceiling
-PEAK_STEP_DB = 0.2  # a peak over the ceiling is aimed this far under it on the next encode
 
 FractionFn = Callable[[float], None]
 WRITE_BATCH_FRAMES = 32  # frames waited for before a write to the mux...
 WRITE_MAX_FRAMES = 256  # ...and at most this many in one (a waiting chunk's backlog goes in pieces)
 
 
-def audio_key(mix: plan.Command, timeline: Timeline, work: Path, file_digests: Digests) -> str:
+def audio_key(mix: plan.Mix, timeline: Timeline, work: Path, file_digests: Digests) -> str:
     """Content address of the encoded audio: every input's bytes, the whole mix and the loudness target.
 
     Nothing in it depends on the picture, so a full render finds the audio of its preview.
-    Called before the mix's own files are written: the only files its arguments name are inputs.
     """
     parts = [AUDIO_CACHE_VERSION, repr(timeline.loudness), repr(timeline.duration)]
-    for arg in mix.argv[1:]:
+    for arg in mix.inputs:
         path = Path(arg)
         if path.is_absolute() and path.is_file():
             parts.append(file_digests(path))
         else:
             parts.append(arg.replace(str(work), "<work>"))
-    parts += [text.replace(str(work), "<work>") for text in mix.files.values()]
+    parts += [text.replace(str(work), "<work>") for text in mix.chains]
     return "audio-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -70,6 +66,7 @@ class AudioMade:
     reused: bool = False  # taken from the cache
     encoders: int = 0  # AAC encoders that shared the encode (0: reused)
     muxed: bool = False  # the FinalMux's output holds the finished MP4 with this audio
+    gain: plan.MixGain | None = None  # what brought the mix to the loudness target (None: reused, or none)
 
 
 def make_audio(
@@ -91,12 +88,13 @@ def make_audio(
     straight into the finished MP4 (the video pieces must be ready); ``audio_out`` is
     written either way.
     """
-    mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
+    mix = plan.plan_mix(timeline)
     key = audio_key(mix, timeline, work, file_digests or Digests()) if cache is not None else None
     if cache is not None and key is not None and cache.fetch(key, audio_out):
         # Measured again rather than remembered: the result describes these very bytes.
         return AudioMade(plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), reused=True)
-    scan = _mix_and_scan(timeline, work, runner, on_fraction, cores)
+    wav = work / "mix.wav"
+    scan = _mix_and_scan(mix, wav, timeline, work, runner, on_fraction, cores)
     chunks = plan.audio_chunks(plan.total_samples(timeline), cores) if final is not None else []
 
     def encode(correction: plan.LevelCorrection) -> plan.LoudnessScan:
@@ -104,53 +102,56 @@ def make_audio(
         # while the video is still being made, is measuring the output.
         nonlocal chunks
         if chunks and final is not None:
-            joined = _encode_in_chunks(
-                mix.output, timeline, scan, audio_out, final, correction, runner, on_fraction, chunks
-            )
+            joined = _encode_in_chunks(wav, timeline, scan, audio_out, final, correction, runner, on_fraction, chunks)
             if joined is not None:
                 return joined
             chunks = []  # no clean join in this mix: one encoder from now on
         if cores > 1:
-            return _encode_and_scan(mix.output, timeline, scan, audio_out, correction, runner, on_fraction)
-        single = plan.audio_encode_command(mix.output, timeline, scan, audio_out, correction=correction)
+            return _encode_and_scan(wav, timeline, scan, audio_out, correction, runner, on_fraction)
+        single = plan.audio_encode_command(wav, timeline, scan, audio_out, correction=correction)
         runner.run(single.argv, duration_s=single.duration_s, on_progress=lambda f: on_fraction(0.5 + 0.4 * f))
         return plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out)))
 
-    correction = plan.LevelCorrection()
-    for attempt in range(1 + LEVEL_CORRECTIONS):
+    correction = plan.NO_CORRECTION
+    result = encode(correction)
+    for _ in range(plan.LEVEL_CORRECTIONS):  # re-encodes while the result misses the target
+        following = plan.next_correction(timeline.loudness, result, correction)
+        if following is None:
+            break
+        correction = following
         result = encode(correction)
-        loud = timeline.loudness
-        if loud is None or result.silent:
-            break
-        off_target = loud.target_lufs - result.integrated_lufs
-        over_ceiling = result.true_peak_db - loud.true_peak_db
-        if (abs(off_target) <= LOUDNESS_TOLERANCE_LU and over_ceiling <= 0) or attempt == LEVEL_CORRECTIONS:
-            break
-        correction = plan.LevelCorrection(
-            gain_db=correction.gain_db + (off_target if abs(off_target) > LOUDNESS_TOLERANCE_LU else 0.0),
-            headroom_db=correction.headroom_db + (over_ceiling + PEAK_STEP_DB if over_ceiling > 0 else 0.0),
-        )
     if cache is not None and key is not None:
         cache.store(key, audio_out)
-    return AudioMade(result, encoders=max(1, len(chunks)), muxed=bool(chunks))
+    gain = plan.mix_gain(timeline, scan, correction)
+    return AudioMade(result, encoders=max(1, len(chunks)), muxed=bool(chunks), gain=gain)
 
 
 def _mix_and_scan(
-    timeline: Timeline, work: Path, runner: FFmpegRunner, on_fraction: FractionFn, cores: int
+    mix: plan.Mix,
+    wav: Path,
+    timeline: Timeline,
+    work: Path,
+    runner: FFmpegRunner,
+    on_fraction: FractionFn,
+    cores: int,
 ) -> plan.LoudnessScan | None:
     """The mix pass; with a core to spare, its loudness is scanned there, from a pipe, as it is made."""
+    script = work / "mix.filtergraph"
     if cores < 2:
-        mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph")
-        write_files(mix.files)
-        log = runner.run(mix.argv, duration_s=mix.duration_s, on_progress=lambda f: on_fraction(0.5 * f))
+        command = plan.audio_mix_command(mix, wav, script)
+        write_files(command.files)
+        log = runner.run(command.argv, duration_s=command.duration_s, on_progress=lambda f: on_fraction(0.5 * f))
         return plan.parse_ebur128(log) if timeline.loudness is not None else None
     scan_fd, mix_fd = os.pipe()
-    mix = plan.audio_mix_command(timeline, work / "mix.wav", work / "mix.filtergraph", scan_fd=mix_fd)
-    write_files(mix.files)
+    command = plan.audio_mix_command(mix, wav, script, scan_fd=mix_fd)
+    write_files(command.files)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan") as scan_pool:
         scanning = scan_pool.submit(runner.capture_stderr, plan.mix_scan_command(scan_fd), handover_fds=(scan_fd,))
         runner.run(
-            mix.argv, duration_s=mix.duration_s, on_progress=lambda f: on_fraction(0.5 * f), handover_fds=(mix_fd,)
+            command.argv,
+            duration_s=command.duration_s,
+            on_progress=lambda f: on_fraction(0.5 * f),
+            handover_fds=(mix_fd,),
         )
         log = scanning.result()
     return plan.parse_ebur128(log) if timeline.loudness is not None else None

@@ -141,8 +141,9 @@ class BlobSegmentCache:
         return True
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def default_cache_dir(cache_home: str = "") -> Path:
+    """The segment cache under the user's cache folder (``Settings.cache_home``, else ~/.cache)."""
+    base = cache_home or str(Path.home() / ".cache")
     return Path(base) / "scenerender" / "segments"
 
 

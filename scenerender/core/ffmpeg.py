@@ -46,6 +46,7 @@ def with_progress(cmd: list[str]) -> list[str]:
 # mount gone) or in a filter that hangs (a zscale tone-map did, once). It is killed, and the
 # render fails naming the command, instead of holding its job until the time limit.
 STALL_S = 60.0
+BACKGROUND_NICENESS = 10  # ``FFmpegRunner.lowered``: about a tenth of a core's share against the usual priority
 
 
 class _Watchdog:
@@ -90,6 +91,32 @@ class FFmpegRunner:
         self._live: set[subprocess.Popen[str]] = set()
         self._lock = threading.Lock()
         self._cancelled = False
+        self.niceness = 0
+        self._lowered: list[FFmpegRunner] = []
+
+    def lowered(self, niceness: int = BACKGROUND_NICENESS) -> FFmpegRunner:
+        """A runner for work beside the render's longest part: its processes run ``niceness``
+        lower, so they take the CPU the others leave idle rather than slow them. It keeps
+        this runner's time limit, and cancelling this runner cancels it."""
+        child = FFmpegRunner(self.ffmpeg, timeout_s=self.timeout_s, stall_s=self.stall_s)
+        child._deadline, child.niceness = self._deadline, niceness
+        with self._lock:
+            self._lowered.append(child)
+            cancelled = self._cancelled
+        if cancelled:
+            child.cancel()
+        return child
+
+    def restore_priority(self) -> None:
+        """Run this (lowered) runner's processes, those running and those to come, at the usual
+        priority again: what they were beside is done, and the render now waits for them.
+        Where raising a priority is not allowed (no CAP_SYS_NICE), they stay lowered."""
+        with self._lock:
+            self.niceness = 0
+            live = list(self._live)
+        for proc in live:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, proc.pid, 0)
 
     def cancel(self) -> None:
         """Stop every command still running (one part of the render failed: the rest is moot)."""
@@ -97,6 +124,9 @@ class FFmpegRunner:
             self._cancelled = True
             for proc in self._live:
                 proc.kill()
+            lowered = list(self._lowered)
+        for child in lowered:
+            child.cancel()
 
     def iter_progress(
         self, cmd: list[str], *, duration_s: float | None, handover_fds: tuple[int, ...] = ()
@@ -215,6 +245,11 @@ class FFmpegRunner:
                 raise RenderError(f"could not start ffmpeg: {exc}", command=shlex.join(argv)) from exc
         finally:
             _close_all(handover_fds)
+        if self.niceness:
+            # Right after it starts (Popen has no priority of its own, and a preexec_fn is
+            # unsafe beside threads): the first milliseconds at the usual priority cost nothing.
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, proc.pid, self.niceness)
         with self._lock:
             if self._cancelled:  # cancelled while it started
                 proc.kill()

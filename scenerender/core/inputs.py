@@ -34,11 +34,6 @@ HostResolver = Callable[[str, int], list[str]]
 """``(host, port)`` -> the addresses it resolves to (injectable, so tests can map names)."""
 
 MAX_REDIRECTS = 5
-CREDENTIALS_HINT = (
-    "no Google credentials to read gs:// inputs: run `gcloud auth application-default login`, "
-    "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
-    "(or STORAGE_EMULATOR_HOST=HOST:PORT to read from a local GCS emulator)"
-)
 # Names that reach the machine's own metadata server, whatever they resolve to.
 BLOCKED_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.goog"})
 
@@ -182,17 +177,9 @@ class InputResolver:
         if refusal is not None:
             raise InputRefusedError(input_path, refusal, url=url)
         if self._gs_download is None:
-            from google.auth.exceptions import DefaultCredentialsError
-
-            from scenerender.cloud.storage import GcsBlobStore
-            from scenerender.settings import get_settings
-
-            try:
-                store = GcsBlobStore(get_settings())
-            except DefaultCredentialsError as exc:
-                # A user's own machine, most often: say how to authenticate, not what google.auth raised.
-                raise InputUnreachableError(input_path, CREDENTIALS_HINT, url=url) from exc
-            self._gs_download = lambda uri, dest, cap: store.download(uri, dest, max_bytes=cap)
+            # The door hands in a downloader (scenerender.cloud.storage.lazy_gs_download):
+            # the render core knows no cloud client.
+            raise InputUnreachableError(input_path, "gs:// inputs cannot be read here (no storage client)", url=url)
         dest = self._target(url, Path(urlsplit(url).path).suffix)
         partial = dest.with_name(dest.name + ".part")
         try:

@@ -6,6 +6,8 @@ on the render's critical path (most of it the start of a process that links 215 
 libraries). Inputs are probed by ffprobe (``scenerender.core.probe``); of an input, only the
 times of its keyframes are read here, as a hint of where a long segment is best cut
 (``keyframe_times``): nothing the render produces depends on them being right.
+
+Size: one box reader; every public function walks the same parsed sample tables.
 """
 
 from __future__ import annotations

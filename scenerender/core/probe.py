@@ -1,4 +1,9 @@
-"""What an input really is, read with ``ffprobe -of json`` (never by scraping stderr)."""
+"""What an input really is, read with ``ffprobe -of json`` (never by scraping stderr).
+
+Size: one concern, an input's probe turned into ``MediaInfo``: the table of accepted
+containers and codecs (docs/media.md is printed from it), the JSON parse and the packet scan
+that corrects a stream's length. A new format touches all three, so they are read together.
+"""
 
 from __future__ import annotations
 
@@ -267,6 +272,10 @@ class AudioInfo:
     # Broadcast MXF puts each channel on its own mono track, left then right: the ordinal
     # (among the file's audio streams) of the track heard on the right, the first on the left.
     right_track: int | None = None
+    # Seconds of encoder priming a plain decode keeps because nothing in the file says to drop
+    # it: AAC in ADTS has no edit list, and every AAC-LC encoder primes at least 1024 samples
+    # (ffmpeg's exactly; Apple's 2112). Dropped where a clip is read.
+    priming: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -289,6 +298,11 @@ class MediaInfo:
     def video_lead(self) -> float:
         """Seconds from the file's time 0 (as ffmpeg reads it) to its first frame of picture."""
         return max(0.0, self.video.start_time - self.start_time) if self.video else 0.0
+
+    @property
+    def priming(self) -> float:
+        """Seconds at the start of its decoded sound that are the encoder's, not the sound's."""
+        return self.audio.priming if self.audio is not None else 0.0
 
     @property
     def audio_duration(self) -> float:
@@ -417,6 +431,8 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")
+    if audio is not None and audio.codec == "aac" and format_names & {"aac"} and audio.sample_rate > 0:
+        audio = replace(audio, priming=ADTS_AAC_PRIMING / audio.sample_rate)
     if audio is not None and format_names & {"mxf"}:
         audio = replace(audio, right_track=_right_track([s for s in streams if s.get("codec_type") == "audio"]))
     duration = _float(fmt.get("duration")) or max(
@@ -444,6 +460,9 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
         audio=audio,
         start_time=_seconds(fmt.get("start_time")),
     )
+
+
+ADTS_AAC_PRIMING = 1024  # samples: an AAC-LC frame, the least any encoder puts before the sound
 
 
 def _right_track(tracks: list[dict[str, Any]]) -> int | None:

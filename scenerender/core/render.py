@@ -6,37 +6,30 @@ the cloud beyond the ``InputResolver`` it is handed.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar
 
 from scenerender.core import deliverables, plan, sync
 from scenerender.core.audio import AudioMade, FinalMux, make_audio
-from scenerender.core.cache import Digests, SegmentCache, materialize, segment_key, segment_template
+from scenerender.core.cache import Digests, SegmentCache
+from scenerender.core.encode_queue import SegmentClaims, SegmentCounts, normalize_segments, segment_label
+from scenerender.core.fetch import fetch_and_probe
 from scenerender.core.ffmpeg import FFmpegRunner, publish_file, write_files
 from scenerender.core.inputs import InputResolver
-from scenerender.core.mp4 import keyframe_times, read_movie
-from scenerender.core.probe import MediaInfo, probe_data, read_probe, refuse_reference_files
+from scenerender.core.mp4 import read_movie
 from scenerender.core.spec import JobSpec
 from scenerender.core.tenancy import SceneLimits
-from scenerender.core.timeline import PlacedSegment, Timeline, build_timeline
-from scenerender.errors import InputError, SceneRenderError, collected
+from scenerender.core.timeline import build_timeline
 from scenerender.settings import Settings
-
-PROBE_CACHE_VERSION = "2"  # bump when probe_command asks ffprobe for something else
 
 ProgressFn = Callable[[str, float], None]
 """``(stage, overall fraction 0..1)``; fractions never decrease."""
@@ -114,36 +107,6 @@ class RenderOptions:
         )
 
 
-@dataclass(frozen=True)
-class SegmentTask:
-    """One encode another worker may take: everything it needs, nothing of this machine."""
-
-    key: str
-    index: int
-    source_url: str
-    input_path: str
-    source_digest: str
-    template: list[str]
-    duration_s: float
-
-
-class SegmentClaims(Protocol):
-    """Who encodes which segment of one render, across workers (``scenerender.pipeline.workitems``)."""
-
-    def offer(self, tasks: list[SegmentTask]) -> None:
-        """Make the tasks visible to other workers."""
-
-    def claim(self, key: str) -> Literal["mine", "done", "held"]:
-        """Take the task, unless it is done or another live worker holds it."""
-
-    def holding(self, key: str) -> AbstractContextManager[None]:
-        """Show the claim is alive while the block runs."""
-
-    def done(self, key: str) -> None: ...
-
-    def release(self, key: str) -> None: ...
-
-
 class _Progress:
     """Turns per-stage fractions into one overall fraction that never goes back.
 
@@ -184,130 +147,6 @@ def private_dir(base: str | None) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _probe_cached(
-    path: Path,
-    input_path: str,
-    ffprobe: str,
-    cache: SegmentCache | None,
-    digests: Digests,
-    reused: list[str],
-    url: str | None = None,
-) -> MediaInfo:
-    """Probe, or take ffprobe's description of these bytes from the cache (a full render after
-    its preview)."""
-    refuse_reference_files(path, input_path)  # on the bytes at hand, always
-
-    def fresh() -> dict[str, Any]:
-        return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
-
-    if cache is None:
-        return read_probe(path, fresh(), input_path)
-    key = "probe-" + hashlib.sha256(f"{PROBE_CACHE_VERSION}\n{digests(path)}".encode()).hexdigest()
-    with tempfile.TemporaryDirectory(prefix="scenerender-probe-") as tmp:
-        entry = Path(tmp) / "probe.json"
-        if cache.fetch(key, entry):
-            try:
-                data = json.loads(entry.read_text(encoding="utf-8"))
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                reused.append(input_path)
-                return read_probe(path, data, input_path)
-        data = fresh()
-        entry.write_text(json.dumps(data), encoding="utf-8")
-        cache.store(key, entry)
-    return read_probe(path, data, input_path)
-
-
-def fetch_and_probe(
-    spec: JobSpec,
-    resolver: InputResolver,
-    ffprobe: str,
-    on_fraction: Callable[[float], None] | None = None,
-    *,
-    cache: SegmentCache | None = None,
-    digests: Digests | None = None,
-    reused: list[str] | None = None,
-    all_errors: bool = False,
-    problems: list[SceneRenderError] | None = None,
-) -> dict[str, MediaInfo]:
-    """Fetch and probe every distinct input the render will use, in parallel.
-
-    With a cache, a file probed before (same bytes) is not probed again; ``reused`` lists them.
-    ``all_errors``: an input that fails does not stop the others; every input's problem is
-    raised together (a user at a terminal fixes them in one round; the pipeline stops at the first).
-    ``problems``: as ``all_errors``, but they are added to this list and the inputs that could
-    be probed are returned (``validate --probe`` goes on to place those).
-    """
-    all_errors = all_errors or problems is not None
-    digests = digests or Digests()
-    reused = reused if reused is not None else []
-    wanted: dict[str, str] = {}
-    for input_path, url in spec.inputs(muted_tracks=False):
-        wanted.setdefault(url, input_path)
-    lock = threading.Lock()
-    done = 0
-    # Several URLs may name one file (a reused sound, a link): it is probed once, and a
-    # thread that wants a file another is probing waits for that probe instead of starting one.
-    by_file: dict[Path, Future[MediaInfo]] = {}
-
-    failed: list[tuple[int, InputError]] = []
-    order = {url: n for n, url in enumerate(wanted)}
-
-    def one_or_record(item: tuple[str, str]) -> tuple[str, MediaInfo | None]:
-        try:
-            return one(item)
-        except InputError as exc:
-            if not all_errors:
-                raise
-            with lock:
-                if all(exc is not seen for _, seen in failed):  # one file behind several URLs: once
-                    failed.append((order[item[0]], exc))
-            return item[0], None
-
-    def one(item: tuple[str, str]) -> tuple[str, MediaInfo]:
-        nonlocal done
-        url, input_path = item
-        local = resolver.resolve(url, input_path)
-        with lock:
-            known = by_file.get(local)
-            if known is None:
-                mine: Future[MediaInfo] = Future()
-                by_file[local] = mine
-        if known is not None:
-            info = known.result()
-        else:
-            try:
-                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, url)
-            except BaseException as exc:
-                mine.set_exception(exc)
-                raise
-            mine.set_result(info)
-        with lock:
-            done += 1
-            if on_fraction:
-                on_fraction(done / len(wanted))
-        return url, info
-
-    # A few at a time: each probe is a process, and more than the cores only costs memory.
-    pool = ThreadPoolExecutor(max_workers=min(4, len(wanted)))
-    try:
-        probed = dict(pool.map(one_or_record, wanted.items()))
-        if failed:
-            found: list[SceneRenderError] = [exc for _, exc in sorted(failed, key=lambda pair: pair[0])]
-            if problems is None:
-                raise collected(found)
-            problems.extend(found)
-        return {url: info for url, info in probed.items() if info is not None}
-    except BaseException:
-        # A failed input or a stop: downloads in flight end at their next chunk, and those not
-        # started never start, so the error (or the exit) waits for no download of the rest.
-        resolver.stop()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def render(
@@ -357,10 +196,15 @@ def render(
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
         # Joined by their pictures' durations, not the files': the audio is the audio pass's.
-        copied = [plan.VideoPart(seg.source.path, seg.duration, _label(seg)) for seg in timeline.segments]
+        copied = [plan.VideoPart(seg.source.path, seg.duration, segment_label(seg)) for seg in timeline.segments]
         final = None if blockers else FinalMux(copied, list_path, part)
         audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
+        maker = deliverables.Maker(spec, timeline, work, runner) if opts.deliverables else None
+        if maker is not None and final is not None and not spec.output.burn_captions:
+            # Copied and not burned over: the output's picture is its sources' packets, so the
+            # picture's sidecars and checks start now, on the cores the audio leaves idle.
+            maker.start_from_sources()
 
         def audio_job() -> None:
             started = time.monotonic()
@@ -391,8 +235,21 @@ def render(
                         raise
                 pieces, counts = final.pieces, SegmentCounts()
             else:
-                pieces, counts = _normalize_segments(
-                    timeline, work, runner, opts, tracker, [seg.url for seg in spec.segments], digests, audio_job
+                pieces, counts = normalize_segments(
+                    timeline,
+                    work,
+                    runner,
+                    urls=[seg.url for seg in spec.segments],
+                    file_digests=digests,
+                    audio_job=audio_job,
+                    on_fraction=lambda f: tracker.stage("video", f),
+                    parallelism=opts.parallelism,
+                    cores=opts.cores,
+                    memory_mb=opts.memory_mb,
+                    cache=opts.segment_cache,
+                    claims=opts.segment_claims,
+                    split_min_segments=opts.split_min_segments,
+                    claim_poll_s=opts.claim_poll_s,
                 )
                 timings["video_s"] = time.monotonic() - t1
             audio = made[0]
@@ -420,24 +277,22 @@ def render(
             result.sync = certificate.to_dict()
             timings["measure_s"] = time.monotonic() - t3
             extras = (
-                deliverables.make(
-                    spec,
-                    timeline,
-                    part,
-                    work,
-                    runner,
-                    loudness_lufs=result.loudness_lufs,
-                    # Copied and not burned over: the output's frames are the sources' own.
-                    sources_copied=final is not None and not spec.output.burn_captions,
+                maker.finish(
+                    part, loudness_lufs=result.loudness_lufs, true_peak_db=result.true_peak_db, mix_gain=audio.gain
                 )
-                if opts.deliverables
+                if maker is not None
                 else deliverables.Deliverables()
             )
             timings.update(extras.timings)
             publish_file(part, out_path)
             result.sidecars = extras.publish(out_path)
             result.qc = extras.qc
+        except BaseException:
+            runner.cancel()  # what the sidecars still run is moot now
+            raise
         finally:
+            if maker is not None:
+                maker.close()
             part.unlink(missing_ok=True)
         tracker.finish("measure")
     timings["total_s"] = time.monotonic() - t0
@@ -455,245 +310,6 @@ def render(
     result.probes_reused = len(probes_reused)
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
-
-
-@dataclass
-class SegmentCounts:
-    encoded: int = 0  # segments made by an encode of this render (here or by a helper)
-    reused: int = 0  # taken from the cache, encoded by an earlier render
-    from_helpers: int = 0  # of ``encoded``, those another worker encoded
-
-    @classmethod
-    def of(cls, pieces: set[tuple[int, str]]) -> SegmentCounts:
-        """Counts by segment from how each piece was made: (segment index, "reused" | "encoded" | "helper").
-
-        A segment is reused when all of its pieces were, and came from helpers when any did."""
-        made: dict[int, set[str]] = {}
-        for index, outcome in pieces:
-            made.setdefault(index, set()).add(outcome)
-        return cls(
-            encoded=sum(outcomes != {"reused"} for outcomes in made.values()),
-            reused=sum(outcomes == {"reused"} for outcomes in made.values()),
-            from_helpers=sum("helper" in outcomes for outcomes in made.values()),
-        )
-
-
-def _normalize_segments(
-    timeline: Timeline,
-    work: Path,
-    runner: FFmpegRunner,
-    opts: RenderOptions,
-    tracker: _Progress,
-    urls: list[str],
-    file_digests: Digests,
-    audio_job: Callable[[], None],
-) -> tuple[list[plan.VideoPart], SegmentCounts]:
-    """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
-    or taken from the cache, or — when a ``SegmentClaims`` is given — by whichever worker claims it.
-
-    ``audio_job`` (the audio pass, one core) runs on the same cores: as the last job of the
-    queue when the encodes fill every core, beside them when they leave one free.
-    """
-    norm_dir = work / "normalized"
-    norm_dir.mkdir()
-    enc = plan.EncodeSettings.for_timeline(timeline)
-    limit = plan.piece_limit(enc, timeline.fps)
-    keyframes_of = functools.cache(keyframe_times)  # a source used by several segments is read once
-    keyframes = {
-        seg.index: times
-        for seg in timeline.segments
-        if seg.frames > limit and (times := keyframes_of(seg.source.path)) is not None
-    }
-
-    def jobs_for(count: int) -> tuple[int, int]:
-        return plan.parallel_jobs(
-            opts.parallelism, count, opts.cpus, memory_mb=opts.memory_mb, frame_size=(timeline.width, timeline.height)
-        )
-
-    pieces = plan.plan_pieces(timeline, enc, keyframes, cores=opts.cores, jobs_for=jobs_for)
-    workers, threads = jobs_for(len(pieces))
-    commands = [
-        plan.normalize_command(piece, timeline, norm_dir / f"{piece.segment.index:04d}-{n:03d}.mp4", enc)
-        for n, piece in enumerate(pieces)
-    ]
-    cache, claims = opts.segment_cache, opts.segment_claims
-    digests: dict[Path, str] = {}
-    for seg in timeline.segments:
-        source = seg.source.path.resolve()
-        if source not in digests:
-            # Without a cache, identical paths are identical content for the length of this render.
-            digests[source] = file_digests(source) if cache is not None else str(source)
-    units: dict[str, list[int]] = {}  # one encode serves every piece with the same address
-    templates: dict[str, list[str]] = {}
-    for i, (piece, command) in enumerate(zip(pieces, commands, strict=True)):
-        template = segment_template(command.argv, piece.segment.source.path, command.output)
-        key = segment_key(digests[piece.segment.source.path.resolve()], template)
-        units.setdefault(key, []).append(i)
-        templates.setdefault(key, template)
-
-    total = sum(c.duration_s for c in commands)
-    done: dict[int, float] = {}
-    lock = threading.Lock()
-    outcomes: dict[str, Literal["reused", "encoded", "helper"]] = {}
-
-    def report(key: str, fraction: float) -> None:
-        with lock:
-            for i in units[key]:
-                done[i] = fraction * commands[i].duration_s
-            tracker.stage("video", sum(done.values()) / total)
-
-    def first_output(key: str) -> Path:
-        return commands[units[key][0]].output
-
-    def encode(key: str) -> None:
-        i = units[key][0]
-        argv = materialize(
-            templates[key],
-            ffmpeg="ffmpeg",
-            source=pieces[i].segment.source.path,
-            output=first_output(key),
-            threads=threads,
-        )
-        runner.run(argv, duration_s=commands[i].duration_s, on_progress=lambda f: report(key, f))
-
-    def cached(key: str) -> bool:
-        return cache is not None and cache.fetch(key, first_output(key))
-
-    def task(key: str) -> SegmentTask:
-        i = units[key][0]
-        seg = pieces[i].segment
-        return SegmentTask(
-            key=key,
-            index=seg.index,
-            source_url=urls[seg.index],
-            input_path=f"segments[{seg.index}].url",
-            source_digest=digests[seg.source.path.resolve()],
-            template=templates[key],
-            duration_s=commands[i].duration_s,
-        )
-
-    # Cache lookups first, in parallel: what is left is the work to share out.
-    with ThreadPoolExecutor(max_workers=max(workers, 4)) as pool:
-        hits = dict(zip(units, pool.map(cached, units), strict=True))
-
-    def cost(key: str) -> float:
-        piece = pieces[units[key][0]]
-        return plan.encode_cost(piece.segment, piece.frames, (timeline.width, timeline.height))
-
-    # Dearest first: what is left at the end is short, and the cores finish together.
-    pending = sorted((key for key, hit in hits.items() if not hit), key=cost, reverse=True)
-    for key, hit in hits.items():
-        if hit:
-            outcomes[key] = "reused"
-            report(key, 1.0)
-    shared = claims is not None and cache is not None and len(pending) >= opts.split_min_segments > 0
-    if shared and claims is not None:
-        claims.offer([task(key) for key in pending])
-    waiting_rounds = 0
-
-    def settle(key: str) -> None:
-        """Encode ``key`` here, or take it from whoever did."""
-        nonlocal waiting_rounds
-        if not shared or claims is None:
-            encode(key)
-            if cache is not None:
-                cache.store(key, first_output(key))
-            outcomes[key] = "encoded"
-            return
-        state = claims.claim(key)
-        if state == "done" and cached(key):
-            outcomes[key] = "helper"
-            report(key, 1.0)
-            return
-        if state == "held":
-            # Another worker is encoding it: look again once the rest of the queue has been tried.
-            with lock:
-                queue.append(partial(settle, key))
-                waiting_rounds += 1
-                idle = waiting_rounds >= len(queue)
-                if idle:
-                    waiting_rounds = 0
-            if idle:
-                time.sleep(opts.claim_poll_s)
-            return
-        with lock:
-            waiting_rounds = 0
-        try:
-            with claims.holding(key):
-                encode(key)
-        except BaseException:
-            claims.release(key)
-            raise
-        if cache is not None and cache.store(key, first_output(key)):
-            claims.done(key)
-        else:
-            claims.release(key)
-        outcomes[key] = "encoded"
-
-    # Dearest first, the audio pass among the encodes by its own cost: what is left at the end
-    # is short, and the cores finish together. Queued last, the audio ran alone after pieces of
-    # equal length that ended together (a 30 s scene of long segments: 1.8 s on one core of
-    # two). With fewer encodes at once than cores (fewer segments, or a memory budget), each
-    # has several threads (plan.parallel_jobs) and the audio runs beside them rather than
-    # after them on one core.
-    queue: deque[Callable[[], None]] = deque(partial(settle, key) for key in pending)
-    beside = workers < opts.cores
-    if not beside:
-        audio_s = plan.audio_cost(timeline)
-        queue.insert(sum(cost(key) > audio_s for key in pending), audio_job)
-    failed = threading.Event()
-
-    def next_job() -> Callable[[], None] | None:
-        with lock:
-            return queue.popleft() if queue and not failed.is_set() else None
-
-    def drain() -> None:
-        try:
-            while (job := next_job()) is not None:
-                job()
-        except BaseException:
-            failed.set()  # the render is lost: the other threads take nothing more
-            raise
-
-    with ThreadPoolExecutor(max_workers=workers + beside) as pool:
-        drains = [pool.submit(drain) for _ in range(workers)] + ([pool.submit(audio_job)] if beside else [])
-        try:
-            # The first failure is the cause: the others are only stopped because of it.
-            first = wait(drains, return_when=FIRST_EXCEPTION).done
-            cause = next((f.exception() for f in first if f.exception() is not None), None)
-            if cause is not None:
-                raise cause
-        except BaseException:
-            # Ctrl-C/SIGTERM here, or one job failed: the other drains take nothing more and
-            # their encodes stop now, or leaving the pool would wait for the whole queue.
-            failed.set()
-            runner.cancel()
-            raise
-    for key, indices in units.items():
-        for i in indices[1:]:
-            _link(first_output(key), commands[i].output)
-    parts = [
-        plan.VideoPart(
-            c.output,
-            (p.frames + p.hold_frames) / timeline.fps,
-            _label(p.segment) + (f" from its frame {p.first_frame}" if p.first_frame else ""),
-        )
-        for p, c in zip(pieces, commands, strict=True)
-    ]
-    return parts, SegmentCounts.of(
-        {(pieces[i].segment.index, outcomes[key]) for key, indices in units.items() for i in indices}
-    )
-
-
-def _label(seg: PlacedSegment) -> str:
-    return f"segments[{seg.index}] ({seg.id!r})"
-
-
-def _link(src: Path, dest: Path) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
 
 
 def measure_output(path: Path, scan: plan.LoudnessScan) -> RenderResult:

@@ -24,6 +24,9 @@ Measured on the file, not taken from the plan:
 Computed, not measured: the planned times themselves (``scenerender.timeline``). Not
 checked here: which source frame each output frame shows (the tests read frame stamps for
 that).
+
+Size: this docstring is the method; the rest is one measurement read top to bottom
+(boundaries, then onsets, then their arithmetic), with nothing another module uses.
 """
 
 from __future__ import annotations
@@ -252,7 +255,8 @@ def references(timeline: Timeline) -> list[Reference]:
         if clip.volume > 0:
             until = min(clip.end, scene_end)
             where = f"{clip.path} ({clip.type})"
-            found.append(Reference(where, clip.source.path, clip.trim_start, clip.start, until, clip.fade_in))
+            offset = clip.trim_start + clip.source.priming
+            found.append(Reference(where, clip.source.path, offset, clip.start, until, clip.fade_in))
     for seg in timeline.segments:
         video, audio = seg.source.video, seg.source.audio
         if seg.volume <= 0 or video is None or audio is None:

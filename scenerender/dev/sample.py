@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +18,7 @@ LINES = (
 )
 
 
-def _ffmpeg(*args: str) -> None:
-    binary = os.environ.get("FFMPEG", "ffmpeg")
+def _ffmpeg(binary: str, *args: str) -> None:
     done = subprocess.run(
         [binary, "-nostdin", "-v", "error", "-y", *args], capture_output=True, text=True, check=False, timeout=300
     )
@@ -28,22 +26,28 @@ def _ffmpeg(*args: str) -> None:
         raise RenderError("could not make the sample media", stderr_tail=done.stderr[-2000:])
 
 
-def _voice(path: Path, voice: str, text: str, fallback_hz: int) -> None:
+def _voice(path: Path, voice: str, text: str, fallback_hz: int, ffmpeg: str) -> None:
     if shutil.which("espeak-ng"):
         subprocess.run(
             ["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True, timeout=60
         )
     else:  # a tone burst stands in for speech where espeak-ng is missing
-        _ffmpeg("-f", "lavfi", "-i", f"sine=f={fallback_hz}:d={max(0.6, len(text) / 16):.2f}", str(path))
+        _ffmpeg(ffmpeg, "-f", "lavfi", "-i", f"sine=f={fallback_hz}:d={max(0.6, len(text) / 16):.2f}", str(path))
 
 
-def make_sample_scene(dest: Path, *, segments: int = 6, seconds: float = 2.0, job_id: str = "sample-scene") -> Path:
-    """Write the sample media and its ``job_spec.json`` into ``dest``; returns the spec's path."""
+def make_sample_scene(
+    dest: Path, *, segments: int = 6, seconds: float = 2.0, job_id: str = "sample-scene", ffmpeg: str = "ffmpeg"
+) -> Path:
+    """Write the sample media and its ``job_spec.json`` into ``dest``; returns the spec's path.
+
+    ``ffmpeg``: the binary (``Settings.ffmpeg``).
+    """
     media = dest / "media"
     media.mkdir(parents=True, exist_ok=True)
     for i in range(segments):
         pattern = PATTERNS[i % len(PATTERNS)]
         _ffmpeg(
+            ffmpeg,
             "-f",
             "lavfi",
             "-i",
@@ -70,9 +74,10 @@ def make_sample_scene(dest: Path, *, segments: int = 6, seconds: float = 2.0, jo
             str(media / f"seg-{i + 1}.mp4"),
         )
     for index, (_, voice, text) in enumerate(LINES):
-        _voice(media / f"line-{index}.wav", voice, text, 500 + 200 * index)
+        _voice(media / f"line-{index}.wav", voice, text, 500 + 200 * index, ffmpeg)
     # A short chord, looped under the whole scene.
     _ffmpeg(
+        ffmpeg,
         "-f",
         "lavfi",
         "-i",
@@ -91,7 +96,9 @@ def make_sample_scene(dest: Path, *, segments: int = 6, seconds: float = 2.0, jo
         "2",
         str(media / "music.wav"),
     )
-    _ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=0.4:c=brown:a=0.6,afade=t=out:st=0.05:d=0.35", str(media / "door.wav"))
+    _ffmpeg(
+        ffmpeg, "-f", "lavfi", "-i", "anoisesrc=d=0.4:c=brown:a=0.6,afade=t=out:st=0.05:d=0.35", str(media / "door.wav")
+    )
 
     last = f"seg-{segments}"
     spec: dict[str, Any] = {

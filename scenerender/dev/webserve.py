@@ -18,10 +18,13 @@ import urllib.parse
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import scenerender
 from scenerender.settings import Settings
+
+if TYPE_CHECKING:
+    from scenerender.ports import Blobs
 
 # Request headers the API needs from the page; everything else (cookies among them) stays here.
 FORWARDED = ("Authorization", "Content-Type", "Content-Length", "Accept")
@@ -56,22 +59,28 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def sample_specs(settings: Settings, *, segments: int = 6, seconds: float = 2.0) -> list[dict[str, Any]]:
-    """Make the sample scene's media, upload it under ``samples/`` in the media bucket, return the page's samples.
+def sample_specs(
+    settings: Settings, blobs: Blobs | None = None, *, segments: int = 6, seconds: float = 2.0
+) -> list[dict[str, Any]]:
+    """Make the sample scene's media, upload it under ``samples/`` in the media bucket (through
+    ``blobs``, default the settings' own store), return the page's samples.
 
     The specs name each segment's length, so the page can show the scene's duration unprobed.
     """
-    from scenerender.cloud import clients
+    from scenerender.cloud.clients import Clients
     from scenerender.core.probe import probe
     from scenerender.dev.sample import make_sample_scene
 
     name = "harbour-night"
     prefix = f"gs://{settings.media_bucket}/samples/{name}"
     with tempfile.TemporaryDirectory(prefix="scenerender-samples-") as tmp:
-        spec_path = make_sample_scene(Path(tmp), segments=segments, seconds=seconds, job_id=name)
+        spec_path = make_sample_scene(
+            Path(tmp), segments=segments, seconds=seconds, job_id=name, ffmpeg=settings.ffmpeg
+        )
+        store = blobs or Clients(settings).blobs
         spec: dict[str, Any] = json.loads(spec_path.read_text())
         for local in sorted((Path(tmp) / "media").iterdir()):
-            clients.blobs().upload_file(local, f"{prefix}/{local.name}", content_type="application/octet-stream")
+            store.upload_file(local, f"{prefix}/{local.name}", content_type="application/octet-stream")
         for clip in spec["audio"]["clips"]:
             # The whole file, its length measured: the page shows each track's length from it.
             if not clip.get("loop"):

@@ -12,6 +12,9 @@ and ``{"error": {"code", "message", "details": [{"path", "problem"}]}}``; docs/a
 them. The ownership checks here refuse early and write nothing; the spec function checks
 ownership again when it takes the spec (the record of truth), so a race between two users
 writing the same id at once still leaves the first owner's job alone.
+
+Size: the four routes and their refusals, one door's whole surface (docs/api.md lists it
+in the same order).
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ planner's cost model (``scenerender.core.plan``), and both err on the high side:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from scenerender.core import plan
+from scenerender.core.render import RenderOptions
 from scenerender.core.spec import JobSpec
 from scenerender.errors import ErrorDetail, LimitExceededError, SceneRenderError
 from scenerender.pipeline.batch import UNKNOWN_SEGMENT_S
@@ -46,7 +46,7 @@ MB = 1024 * 1024
 
 
 def _cores(settings: Settings) -> int:
-    return settings.cpus or os.cpu_count() or 1
+    return RenderOptions.from_settings(settings).cores
 
 
 def _seconds(spec: JobSpec) -> float:

@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 from types import FrameType
 
@@ -39,7 +39,7 @@ from scenerender.logs import configure_logging
 from scenerender.messages import RenderRequest
 from scenerender.pipeline import steps
 from scenerender.pipeline.budget import estimated_render_s
-from scenerender.pipeline.workitems import run_item, worker_id
+from scenerender.pipeline.workitems import ItemStore, run_item, worker_id
 from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger("scenerender.pipeline.worker")
@@ -95,7 +95,7 @@ def process_one(settings: Settings, *, timeout_s: float, task: Task | None = Non
 def handle_item(settings: Settings, item: LeasedMessage) -> None:
     with item:
         started = time.monotonic()
-        done = run_item(item.data, settings=settings, blobs=clients.blobs(), jobs=clients.jobs(), items=clients.items())
+        done = run_item(item.data, settings=settings, blobs=clients.blobs(), jobs=clients.jobs(), items=item_store())
         item.ack()
         log.info(
             "segment %s of job %s: %s in %.1f s",
@@ -171,7 +171,7 @@ def handle_request(settings: Settings, message: LeasedMessage, task: Task | None
                 jobs=jobs,
                 bus=clients.bus(),
                 progress_writer=throttle,
-                items=clients.items() if settings.split_min_segments > 0 else None,
+                items=item_store() if settings.split_min_segments > 0 else None,
             )
         except Exception:
             # The render's own errors are reported inside; what escapes is the stores failing
@@ -197,6 +197,12 @@ def handle_request(settings: Settings, message: LeasedMessage, task: Task | None
         return outcome.ack
 
 
+@lru_cache(maxsize=1)
+def item_store() -> ItemStore:
+    """The process's work-item store, on the job store's Firestore client."""
+    return ItemStore(clients.jobs().client, get_settings())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenerender.pipeline.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep pulling instead of exiting when idle")
@@ -208,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     # free, not by index, so a task that dies leaves nothing assigned to it alone.
     log.info(
         "worker %s (task %s of %s)",
-        worker_id(),
-        os.environ.get("CLOUD_RUN_TASK_INDEX", "0"),
-        os.environ.get("CLOUD_RUN_TASK_COUNT", "1"),
+        worker_id(settings),
+        settings.cloud_run_task_index or 0,
+        settings.cloud_run_task_count,
     )
     task = Task(settings)
     stop = Stop()

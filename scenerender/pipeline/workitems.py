@@ -34,14 +34,15 @@ from scenerender.cloud.jobs import translate_error
 from scenerender.cloud.liveness import beat_is_fresh, keep_beating
 from scenerender.core import plan
 from scenerender.core.cache import OUTPUT, SOURCE, BlobSegmentCache, file_digest, materialize, segment_key
+from scenerender.core.encode_queue import SegmentTask
 from scenerender.core.ffmpeg import FFmpegRunner
 from scenerender.core.inputs import FetchPolicy, InputResolver
-from scenerender.core.render import SegmentTask, private_dir
+from scenerender.core.render import RenderOptions, private_dir
 from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
 from scenerender.messages import JobStatus
 from scenerender.ports import Blobs, Bus, Jobs
-from scenerender.settings import Settings
+from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,15 @@ ClaimState = Literal["mine", "done", "held"]
 ITEM_TTL = timedelta(days=1)
 
 
-def worker_id() -> str:
+def worker_id(settings: Settings | None = None) -> str:
     """This process, as job and item documents name it (unique across tasks and machines).
 
     Tasks of a Cloud Run job may share a host name and a PID (each is PID 1 of its own
     container), so there the execution and the task index come first.
     """
-    task = os.environ.get("CLOUD_RUN_TASK_INDEX")
-    where = f"{os.environ.get('CLOUD_RUN_EXECUTION', 'run')}/task-{task}/" if task is not None else ""
+    settings = settings or get_settings()
+    task = settings.cloud_run_task_index
+    where = f"{settings.cloud_run_execution or 'run'}/task-{task}/" if task is not None else ""
     return f"{where}{socket.gethostname()}:{os.getpid()}"
 
 
@@ -252,7 +254,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
                 items.release(item.job_id, item.key, holder, "the source changed since the scene was planned")
                 return "source changed"
             out = work / "segment.mp4"
-            _, threads = plan.parallel_jobs(settings.parallelism, 1, settings.cpus)
+            _, threads = plan.parallel_jobs(settings.parallelism, 1, RenderOptions.from_settings(settings).cores)
             argv = materialize(item.template, ffmpeg="ffmpeg", source=source, output=out, threads=threads)
             FFmpegRunner(settings.ffmpeg, timeout_s=float(settings.render_timeout_s)).run(
                 argv, duration_s=item.duration_s

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scenerender.cli.app import load_spec, local_policy
+from scenerender.cli.local import local_policy
+from scenerender.cli.specfiles import load_spec
 from scenerender.core import adts, plan
 from scenerender.core.inputs import InputResolver
 from scenerender.core.render import RenderOptions, render

@@ -51,7 +51,9 @@ class Terminal:
     """A tmux session on its own server: what a user's terminal shows, read as text."""
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
-        self.socket = f"scenerender-test-{name}-{os.getpid()}"
+        self.name = name
+        self.socket = ""
+        self.starts = 0
         self.env = env
 
     def tmux(self, *args: str) -> str:
@@ -61,6 +63,10 @@ class Terminal:
         return done.stdout
 
     def start(self, command: str) -> None:
+        # A server of its own for each start: `kill-server` returns before the old server has
+        # gone, and a new session on its socket meanwhile fails (seen under load).
+        self.starts += 1
+        self.socket = f"scenerender-test-{self.name}-{os.getpid()}-{self.starts}"
         # The command's exit code is printed when it ends, and the pane stays for the test to read.
         self.tmux("new-session", "-d", "-x", "100", "-y", "12", f"{command}; echo EXIT=$?; sleep 600")
 
@@ -81,7 +87,8 @@ class Terminal:
         raise AssertionError(f"{pattern!r} not seen within {timeout_s} s; last screen:\n{screens[-1]}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env, check=False)
+        if self.socket:
+            subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env, check=False)
 
 
 @pytest.fixture

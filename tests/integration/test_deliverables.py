@@ -15,8 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from scenerender.core.mp4 import video_samples
 from tests import measure
 from tests.cli import render_json
+from tests.measure import Samples
 from tests.mediagen import (
     make_silence,
     make_spoken_line,
@@ -197,6 +199,72 @@ def test_each_flaw_is_found_where_it_is_with_what_caused_it(flawed_scene: Path, 
     assert 1.45 <= cue_end - voice_end <= 2.1  # the 1.5 s added, and espeak-ng's own short tail
 
 
+@pytest.mark.parametrize("path", ["copied", "normalised"])
+def test_grainy_black_and_grainy_still_pictures_are_found_and_grainy_motion_is_not(path: str, tmp_path: Path) -> None:
+    """Generators' black and frozen stretches carry grain too (noise=alls=8:allf=t): every frame
+    is large and changes a little, yet the picture is black or still; a grainy moving
+    picture is not. On the copy path (the sources' frames) and the normalising one (the output's)."""
+    size = {"width": 640, "height": 360, "fps": 30, "duration": 2.0, "audio": False, "grain": 8}
+    make_video(tmp_path / "moving.mp4", **size)
+    make_video(tmp_path / "black.mp4", **size, pattern="color")
+    make_video(tmp_path / "still.mp4", **size, pattern="smptebars")
+    make_video(tmp_path / "other.mp4", **size, pattern="testsrc")
+    output = {"resolution": "640x360" if path == "copied" else "480x270"}
+    names = ("moving", "black", "still", "other")
+    spec = write_spec(tmp_path, "grain.json", output=output, segments=[{"id": n, "url": f"{n}.mp4"} for n in names])
+    result = render_json(spec, tmp_path / "grain.mp4")
+    assert result["fast_path"] is (path == "copied")
+    found = {(f["check"], f["segment_id"]): (f["start_s"], f["end_s"]) for f in result["qc"]["findings"]}
+    assert set(found) == {("black_picture", "black"), ("frozen_picture", "still")}, result["qc"]["findings"]
+    # Its first frame is a keyframe and its last a P-frame, both decoded: the spans are exact.
+    assert found[("black_picture", "black")] == pytest.approx((2.0, 4.0), abs=0.04)
+    assert found[("frozen_picture", "still")] == pytest.approx((4.0, 6.0), abs=0.04)
+    spec = write_spec(
+        tmp_path, "motion.json", output=output, segments=[{"id": n, "url": f"{n}.mp4"} for n in ("moving", "other")]
+    )
+    assert render_json(spec, tmp_path / "motion.mp4")["qc"]["findings"] == []
+
+
+def test_the_copy_paths_early_reads_match_the_output_and_silence_is_found_from_the_mix(tmp_path: Path) -> None:
+    """On the copy path the sidecars read the sources before the output exists: its sample
+    table is theirs, each segment's from its start (what ``source_samples`` assumes). Its
+    audio is not decoded when it cannot clip: a silent line is found in the mix's levels at
+    the gain the output took (loudness normalised, true peak under 0 dBTP)."""
+    make_video(tmp_path / "a.mp4", width=640, height=360, fps=30, duration=2.0, audio=False)
+    make_video(tmp_path / "b.mp4", width=640, height=360, fps=30, duration=2.0, audio=False, pattern="testsrc")
+    make_spoken_line(tmp_path / "line.wav", "Where were you?")
+    make_silence(tmp_path / "silent.wav", duration=1.0)
+    spec = write_spec(
+        tmp_path,
+        "early.json",
+        output={"resolution": "640x360"},
+        segments=[{"id": "a", "url": "a.mp4"}, {"id": "b", "url": "b.mp4"}, {"id": "c", "url": "a.mp4"}],
+        audio={
+            "clips": [
+                {"type": "dialogue", "url": "line.wav", "start": 0.3, "text": "Where were you?"},
+                {"type": "dialogue", "url": "silent.wav", "start": 3.0, "text": "..."},
+            ]
+        },
+    )
+    out = tmp_path / "early.mp4"
+    result = render_json(spec, out)
+    assert result["fast_path"] is True and result["true_peak_db"] < 0
+    assert "qc_audio_s" not in result["timings"]  # the output's audio was not decoded
+    found = [(f["check"], f["clip"], f["start_s"], f["end_s"]) for f in result["qc"]["findings"]]
+    assert found == [("dialogue_silent", "audio.clips[1]", 3.0, 4.0)], found
+    joined = [
+        (2.0 * i + s.time_s, s.size, s.key)
+        for i, name in enumerate(("a", "b", "a"))
+        for s in video_samples(tmp_path / f"{name}.mp4")
+    ]
+    made = [(s.time_s, s.size, s.key) for s in video_samples(out)]
+    # Keyframes at the same places; every other frame the same bytes (a keyframe gains 38 bytes
+    # in the mux, which no check reads: a keyframe always ends a run of repeated frames).
+    assert [key for *_, key in made] == [key for *_, key in joined]
+    assert [size for _, size, key in made if not key] == [size for _, size, key in joined if not key]
+    assert max(abs(a[0] - b[0]) for a, b in zip(made, joined, strict=True)) < 0.001
+
+
 def test_qc_fail_on_fails_the_render_with_render_failed(flawed_scene: Path, tmp_path: Path) -> None:
     spec = json.loads((flawed_scene / "flawed.json").read_text())
     spec["qc"] = {"fail_on": ["clipping", "black_picture"]}
@@ -259,50 +327,101 @@ def test_the_contact_sheet_has_one_labelled_tile_per_segment(flawed_scene: Path,
     assert sheet[4:184, 4 + 324 : 4 + 324 + 320].mean() < 30  # s1 is the black one
 
 
-def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> None:
-    make_video(tmp_path / "v.mp4", width=640, height=360, fps=30, duration=3.0, audio=False)
-    make_spoken_line(tmp_path / "line.wav", "Where were you last night?")
-    make_spoken_line(tmp_path / "told.wav", "Once upon a time.")
-    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.3, channels=2)
-    make_tone_burst(tmp_path / "door.wav", freq=900, duration=0.3, amplitude=0.5)
+STEM_ROLES = ("stem_dialogue", "stem_narration", "stem_music", "stem_sfx")
+
+
+def render_stems(
+    folder: Path, name: str, clips: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Samples], Samples]:
+    """Two 3 s segments of one picture under ``clips``, stems asked for: the result, the
+    stems decoded (kind -> samples) and the MP4's audio, cut to one length, with the four
+    roles' sum under the key ``sum``."""
+    make_video(folder / "v.mp4", width=640, height=360, fps=30, duration=3.0, audio=False)
     spec = write_spec(
-        tmp_path,
-        "stems.json",
+        folder,
+        f"{name}.json",
         output={"resolution": "640x360", "stems": True},
         segments=[{"id": "a", "url": "v.mp4"}, {"id": "b", "url": "v.mp4"}],
-        audio={
-            "clips": [
-                {"type": "narration", "url": "told.wav", "start": 0.2},
-                {"type": "dialogue", "url": "line.wav", "segment_id": "b", "offset": 0.3},
-                {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
-                {"type": "sfx", "url": "door.wav", "start": 2.5},
-            ]
-        },
+        audio={"clips": clips},
     )
-    out = tmp_path / "stems.mp4"
+    out = folder / f"{name}.mp4"
     result = render_json(spec, out)
     names = {k: v for k, v in result["sidecars"].items() if k.startswith("stem_")}
-    assert set(names) == {"stem_dialogue", "stem_narration", "stem_music", "stem_sfx", "stem_me"}
-    stems = {k: measure.decode_audio(tmp_path / v) for k, v in names.items()}
+    assert set(names) == {*STEM_ROLES, "stem_me"}  # every stem, whatever the mix went through
+    stems = {k: measure.decode_audio(folder / v) for k, v in names.items()}
     mix = measure.decode_audio(out)
     # The scene's length exactly (the MP4's decode runs up to one AAC frame past it).
     assert all(len(s) == 6 * measure.SAMPLE_RATE for s in stems.values()) and len(mix) - len(stems["stem_me"]) < 1024
     n = min(len(mix), *(len(s) for s in stems.values()))
-    total = sum(stems[k][:n] for k in ("stem_dialogue", "stem_narration", "stem_music", "stem_sfx"))
-    level = 10 * np.log10(np.mean(mix[:n].astype(np.float64) ** 2))
-    summed = 10 * np.log10(np.mean(total.astype(np.float64) ** 2))
-    residual = 10 * np.log10(np.mean((mix[:n] - total).astype(np.float64) ** 2))
+    stems = {k: v[:n] for k, v in stems.items()}
+    total = stems["stem_dialogue"] + stems["stem_narration"] + stems["stem_music"] + stems["stem_sfx"]
+    return result, {**stems, "sum": total}, mix[:n]
+
+
+def level_db(samples: Samples) -> float:
+    return float(10 * np.log10(np.mean(samples.astype(np.float64) ** 2)))
+
+
+def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> None:
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night?")
+    make_spoken_line(tmp_path / "told.wav", "Once upon a time.")
+    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.3, channels=2)
+    make_tone_burst(tmp_path / "door.wav", freq=900, duration=0.3, amplitude=0.5)
+    _, stems, mix = render_stems(
+        tmp_path,
+        "stems",
+        [
+            {"type": "narration", "url": "told.wav", "start": 0.2},
+            {"type": "dialogue", "url": "line.wav", "segment_id": "b", "offset": 0.3},
+            {"type": "music", "url": "bed.wav", "loop": True, "volume": 0.5},
+            {"type": "sfx", "url": "door.wav", "start": 2.5},
+        ],
+    )
+    level, summed, residual = level_db(mix), level_db(stems["sum"]), level_db(mix - stems["sum"])
     assert abs(level - summed) <= 0.5 and residual < level - 20, (level, summed, residual)
-    m_and_e = stems["stem_me"][:n]
+    m_and_e, n = stems["stem_me"], len(mix)
     body = slice(0, n - measure.SAMPLE_RATE // 20)  # amix ends its last frame a few ms early, as in the mix
-    assert np.abs(m_and_e - (stems["stem_music"][:n] + stems["stem_sfx"][:n]))[body].max() < 1e-3
+    assert np.abs(m_and_e - (stems["stem_music"] + stems["stem_sfx"]))[body].max() < 1e-3
     # No speech energy in the M&E where the dialogue sounds: it is the music alone there.
-    dialogue = stems["stem_dialogue"]
     start = int(3.3 * measure.SAMPLE_RATE)
     speaking = slice(start, start + int(1.0 * measure.SAMPLE_RATE))
-    assert 10 * np.log10(np.mean(dialogue[speaking].astype(np.float64) ** 2)) > -40
-    leak = m_and_e[speaking] - stems["stem_music"][:n][speaking]
+    assert level_db(stems["stem_dialogue"][speaking]) > -40
+    leak = m_and_e[speaking] - stems["stem_music"][speaking]
     assert np.abs(leak).max() < 1e-3
+
+
+def test_stems_of_a_hot_scene_are_written_at_the_mixs_gain_and_differ_only_where_the_limiter_acted(
+    tmp_path: Path,
+) -> None:
+    """A quiet scene with two 10 ms full-scale clicks: bringing it to -14 LUFS lifts the clicks
+    far over the true-peak ceiling, so the limiter acts on them (and the level correction adds
+    gain for what it took). The stems take the mix's gain, not its limiting: they sum to the
+    mix within 0.5 dB, exactly away from the clicks, and hold the peaks the limiter took off."""
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night? I waited for hours.")
+    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.05, channels=2)
+    make_tone_burst(tmp_path / "click.wav", freq=1500, duration=0.01, amplitude=0.99)
+    result, stems, mix = render_stems(
+        tmp_path,
+        "hot",
+        [
+            {"type": "dialogue", "url": "line.wav", "start": 0.2, "volume": 0.05},
+            {"type": "music", "url": "bed.wav", "loop": True},
+            {"type": "sfx", "url": "click.wav", "start": 4.0},
+            {"type": "sfx", "url": "click.wav", "start": 5.0},
+        ],
+    )
+    assert result["loudness_lufs"] == pytest.approx(-14.0, abs=0.5) and result["true_peak_db"] <= -1.0
+    total = stems["sum"]
+    assert abs(level_db(mix) - level_db(total)) <= 0.5, (level_db(mix), level_db(total))
+    rate = measure.SAMPLE_RATE
+    # Away from the clicks (50 ms on either side: the limiter's attack and release) the
+    # stems null against the mix; at the clicks they are louder by what the limiter took.
+    away = np.ones(len(mix), dtype=bool)
+    for click in (4.0, 5.0):
+        away[int((click - 0.05) * rate) : int((click + 0.06) * rate)] = False
+    assert level_db((mix - total)[away]) < level_db(mix[away]) - 25
+    at_click = slice(int(4.0 * rate), int(4.01 * rate))
+    assert np.abs(total[at_click]).max() > 1.5 * np.abs(mix[at_click]).max()
 
 
 def test_burned_captions_show_at_their_cue_and_nowhere_else(speech_scene: Path, tmp_path: Path) -> None:

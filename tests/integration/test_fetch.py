@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import pytest
 
+from scenerender.core.fetch import fetch_and_probe
 from scenerender.core.inputs import FetchPolicy, InputResolver, address_refusal
-from scenerender.core.render import fetch_and_probe
 from scenerender.core.spec import parse_spec
 from scenerender.errors import InputRefusedError, InputUnreachableError
 

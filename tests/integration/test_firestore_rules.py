@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scenerender.dev.devstack import free_port, http_ok
+from scenerender.dev.procs import free_port, http_ok
 
 pytestmark = pytest.mark.integration
 RULES = Path(__file__).parents[2] / "firestore.rules"

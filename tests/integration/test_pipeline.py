@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from google.cloud import pubsub_v1
 
@@ -263,7 +264,10 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     local = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
     spec_path = tmp_path / "scene.json"
     # No owner_uid: the API names the signed-in user (a spec naming another is refused, 403).
-    spec_path.write_text(json.dumps({k: v for k, v in spec_for("it-cli", local).items() if k != "owner_uid"}))
+    # Captions (the line's text) and stems asked for: every kind of sidecar comes down with it.
+    spec = spec_for("it-cli", local, output={"resolution": "640x360", "stems": True})
+    spec["audio"]["clips"][0] |= {"text": "Where were you?", "character": {"id": "ava", "name": "Ava"}}
+    spec_path.write_text(json.dumps({k: v for k, v in spec.items() if k != "owner_uid"}))
     folder = tmp_path / "downloads"
     folder.mkdir()
     outside = subprocess.run(
@@ -281,5 +285,16 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "it-cli"
     # The MP4 and its sidecars beside it, as `render` names them, and no partial download.
-    assert sorted(p.name for p in folder.iterdir()) == ["it-cli.mp4", "it-cli.poster.jpg", "it-cli.sheet.jpg"]
+    stems = ("dialogue", "narration", "music", "sfx", "me")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["it-cli.mp4", "it-cli.poster.jpg", "it-cli.sheet.jpg", "it-cli.vtt", "it-cli.srt"]
+        + [f"it-cli.{stem}.flac" for stem in stems]
+    )
     assert float(measure.probe(folder / "it-cli.mp4")["format"]["duration"]) == pytest.approx(2.0, abs=1 / 30)
+    # Each is the file the render made, whole: the captions carry the line, the stems the scene's length.
+    assert "<v Ava>Where were you?</v>" in (folder / "it-cli.vtt").read_text(encoding="utf-8")
+    assert "Ava: Where were you?" in (folder / "it-cli.srt").read_text(encoding="utf-8")
+    for stem in stems:
+        assert len(measure.decode_audio(folder / f"it-cli.{stem}.flac")) == 2 * measure.SAMPLE_RATE, stem
+    dialogue = measure.decode_audio(folder / "it-cli.dialogue.flac")
+    assert np.abs(dialogue).max() > 0.01 and np.abs(measure.decode_audio(folder / "it-cli.narration.flac")).max() == 0

@@ -1,12 +1,11 @@
 """Where pictures and sounds land (issue #21), on media made here: joins at every standard
 rate with and without trims, a variable-rate first segment choosing the output's rate,
-segment sound shorter than its picture and none at all on the copy path, a trim far into
+a segment without sound on the copy path, a trim far into
 its file, rotations. Every output frame's source frame read from its stamp, every click
 found at the sample, the render's own certificate checked beside."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests import measure
-from tests.integration.test_real_media import assert_in_sync
+from tests.integration.test_real_media import assert_in_sync, render_files
 from tests.integration.test_render import render, write_spec
 from tests.mediagen import H264_HIGH, click_train, make_stamped, run_ffmpeg, stamp_filter
 
@@ -65,28 +64,6 @@ def test_joins_land_on_frames_at_every_standard_rate_with_and_without_trims(tmp_
     )
 
 
-def frame_times(path: Path) -> list[float]:
-    done = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-of",
-            "json",
-            "-show_entries",
-            "frame=pts_time",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-        text=True,
-        timeout=60,
-    )
-    return [float(f["pts_time"]) for f in json.loads(done.stdout)["frames"]]
-
-
 def test_a_variable_rate_first_segment_without_an_output_rate_gets_the_nearest_standard_one(tmp_path: Path) -> None:
     # A phone's VFR: 30 fps with every 20th frame never made (57 frames in 2 s: an average
     # of 28.5). No output.fps: the output is 29.97 (nearest by ratio), never 28.5 or the
@@ -97,7 +74,7 @@ def test_a_variable_rate_first_segment_without_an_output_rate_gets_the_nearest_s
         *("-f", "lavfi", "-i", picture, "-f", "lavfi", "-i", click_train([0.3, 1.3], duration=2.0)),
         *("-fps_mode", "vfr", *H264_HIGH, "-c:a", "aac", str(tmp_path / "vfr.mp4")),
     )
-    times = frame_times(tmp_path / "vfr.mp4")
+    times = measure.frame_times(tmp_path / "vfr.mp4")
     kept = [n for n in range(60) if (n + 1) % 20]
     assert measure.frame_stamps(tmp_path / "vfr.mp4") == kept and len(times) == 57
     assert Fraction(video_stream(tmp_path / "vfr.mp4")["avg_frame_rate"]) not in (30, Fraction(30000, 1001))
@@ -131,46 +108,13 @@ def test_a_variable_rate_first_segment_without_an_output_rate_gets_the_nearest_s
     assert sync["max_boundary_error_ms"] <= 1000 / 29.97, sync
 
 
-def test_segment_sound_shorter_than_its_picture_is_padded_with_silence_on_the_copy_path(tmp_path: Path) -> None:
-    # 3 s of picture with 2 s of sound: the copy path keeps the picture; each segment's sound
-    # ends at 2 s and silence fills its last second, so the next segment's sound starts at
-    # its own first frame (joined by the file's sound, it would come 1 s early).
-    make_stamped(tmp_path / "short.mp4", duration=3, audio_duration=2, clicks=(0.2, 1.5))
-    spec = write_spec(
-        tmp_path,
-        {
-            "output": {"resolution": "320x180", "fps": 30},
-            "segments": [{"id": f"s{i}", "url": "short.mp4", "volume": 1.0} for i in range(3)],
-            "audio": {"loudness": None},
-        },
-    )
-    out = tmp_path / "out.mp4"
-    result = render(spec, out)
-    assert result["fast_path"] is True and result["segments_copied"] == 3, result["fast_path_blockers"]
-    clicks = [3 * k + t for k in range(3) for t in (0.2, 1.5)]
-    assert_in_sync(out, result, fps=Fraction(30), segment_frames=[90] * 3, clicks=clicks)
-    samples = measure.decode_audio(out)
-    for k in range(3):
-        gap = samples[int((3 * k + 2.02) * 48000) : int((3 * k + 2.98) * 48000)]
-        assert np.abs(gap).max() < 0.01, (k, float(np.abs(gap).max()))
-
-
 def test_a_segment_without_sound_is_silent_between_segments_with_sound(tmp_path: Path) -> None:
     # A generator's picture-only segment between two with sound: it is copied like them, its
     # three seconds silent, and the next segment's sound starts at its own first frame.
     make_stamped(tmp_path / "sound.mp4", duration=2, audio_duration=2, clicks=(0.2, 1.5))
     make_stamped(tmp_path / "mute.mp4", duration=3)
     names = ["sound", "mute", "sound"]
-    spec = write_spec(
-        tmp_path,
-        {
-            "output": {"resolution": "320x180", "fps": 30},
-            "segments": [{"id": f"s{i}", "url": f"{n}.mp4", "volume": 1.0} for i, n in enumerate(names)],
-            "audio": {"loudness": None},
-        },
-    )
-    out = tmp_path / "out.mp4"
-    result = render(spec, out)
+    out, result = render_files(tmp_path, names)
     assert result["fast_path"] is True, result["fast_path_blockers"]
     assert_in_sync(out, result, fps=Fraction(30), segment_frames=[60, 90, 60], clicks=[0.2, 1.5, 5.2, 6.5], heard=2)
     samples = measure.decode_audio(out)

@@ -13,7 +13,8 @@ import pytest
 
 from scenerender.cloud import clients
 from scenerender.cloud.launcher import LocalLauncher
-from scenerender.dev.devstack import DevStack, record_alive
+from scenerender.dev.devstack import DevStack
+from scenerender.dev.procs import record_alive
 from scenerender.settings import Settings, get_settings
 from tests.integration.conftest import FAST_RECOVERY, local_cloud
 from tests.integration.test_launch import ended, queue_request, spec, wait_for

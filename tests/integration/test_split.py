@@ -21,7 +21,8 @@ import pytest
 from scenerender.cloud import clients
 from scenerender.cloud.bus import ensure_subscription, ensure_topic
 from scenerender.dev.devstack import DevStack
-from scenerender.settings import Settings
+from scenerender.pipeline.workitems import ItemStore
+from scenerender.settings import Settings, get_settings
 from tests import measure
 from tests.cli import render_json
 from tests.mediagen import make_tone_burst, make_video
@@ -116,7 +117,7 @@ def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
     assert output["segments_encoded"] == SEGMENTS and output["segments_reused"] == 0
     assert output["segments_from_helpers"] >= 1, output
 
-    items = clients.items().items("it-split-three")
+    items = ItemStore(clients.jobs().client, get_settings()).items("it-split-three")
     assert len(items) == SEGMENTS and {i["status"] for i in items.values()} == {"DONE"}
     encoders = {i["done_by"] for i in items.values()}
     assert len(encoders) >= 2, encoders  # the encodes really were shared out
@@ -159,7 +160,7 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
         while held is None:
             assert time.monotonic() < deadline, "the victim never took a segment"
             assert (clients.jobs().get("it-split-kill") or {}).get("status") != "COMPLETED"
-            items = clients.items().items("it-split-kill")
+            items = ItemStore(clients.jobs().client, get_settings()).items("it-split-kill")
             held = next(
                 (
                     (k, i)
@@ -178,7 +179,7 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
     assert doc["attempt"] == 1  # the scene itself was never restarted
     assert time.monotonic() - killed_at < 60
     key, _ = held
-    item = clients.items().items("it-split-kill")[key]
+    item = ItemStore(clients.jobs().client, get_settings()).items("it-split-kill")[key]
     assert item["status"] == "DONE" and not item["done_by"].endswith(f":{victim}")
     assert item["attempt"] >= 2 and item["holders"][0].endswith(f":{victim}")
     out = download_output(settings, "it-split-kill", tmp_path / "out.mp4")

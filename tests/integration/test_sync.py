@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from scenerender.cli.app import load_spec, local_policy
+from scenerender.cli.local import local_policy
+from scenerender.cli.specfiles import load_spec
 from scenerender.core import plan
 from scenerender.core.inputs import InputResolver
 from scenerender.core.plan import audio_mix, output

@@ -5,6 +5,7 @@ until the render's time limit (or forever, without one)."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -48,3 +49,31 @@ def test_the_render_time_limit_still_applies(tmp_path: Path) -> None:
     runner = FFmpegRunner(timeout_s=1.5)
     with pytest.raises(RenderTimeoutError):
         runner.run(["ffmpeg", "-y", "-re", "-f", "lavfi", "-i", "sine=d=20", str(tmp_path / "x.wav")])
+
+
+def test_a_lowered_runner_runs_its_ffmpeg_at_a_lower_priority_and_stops_with_the_render(tmp_path: Path) -> None:
+    """The sidecars' work beside the audio (docs/deliverables.md) takes the CPU the audio leaves."""
+    runner = FFmpegRunner()
+    background = runner.lowered()
+    seen: list[int] = []
+
+    def watch() -> None:
+        # Its one process, once it runs: niceness 10 more than this test's.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not background._live:
+            time.sleep(0.02)
+        for proc in list(background._live):
+            seen.append(os.getpriority(os.PRIO_PROCESS, proc.pid))
+            background.restore_priority()  # what it ran beside is done: the usual priority again
+            seen.append(os.getpriority(os.PRIO_PROCESS, proc.pid))
+        runner.cancel()  # the render failed elsewhere: the lowered runner's work stops too
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    began = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        background.run(["ffmpeg", "-y", "-re", "-f", "lavfi", "-i", "sine=d=20", str(tmp_path / "x.wav")])
+    watcher.join()
+    usual = os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen == [usual + 10, usual]
+    assert time.monotonic() - began < 10 and "stopped because another part of the render failed" in str(caught.value)

@@ -19,6 +19,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -746,7 +747,8 @@ def test_an_old_job_documents_details_show_their_message(browser: Any, web: str)
         old = {"path": "segments[0].url", "message": "file not found: gs://media/a.mp4"}
         error = {"code": "INPUT_UNREACHABLE", "message": "an input could not be fetched", "details": [old]}
         fields = {"status": "FAILED", "stage": "fetch", "progress": 0.0, "owner_uid": user.uid, "error": error}
-        assert clients.jobs().create_job(job_id, fields)
+        # Written as such a document was stored (the job store's typed writes say `problem` now).
+        clients.jobs().collection.document(job_id).create({**fields, "job_id": job_id, "created_at": datetime.now(UTC)})
         page.goto(f"{web}#/job/{job_id}")
         user.wait_status("FAILED", timeout=30_000)
         shown = page.locator("#job-state [data-error-code] .error-details li").all_inner_texts()
@@ -770,13 +772,15 @@ def test_my_renders_is_live_and_newest_first(browser: Any, web: str) -> None:
         page = user.page
         jobs = clients.jobs()
         older, newer = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("older", "newer"))
-        done = {"status": "COMPLETED", "stage": "done", "progress": 1.0, "owner_uid": user.uid}
-        assert jobs.create_job(older, {**done, "output": {"duration_s": 8.0}})
+        done = JobDocument(
+            status=JobStatus.COMPLETED, stage="done", progress=1.0, owner_uid=user.uid, output={"duration_s": 8.0}
+        )
+        assert jobs.create_job(older, done)
         page.locator(f'li.job[data-job-id="{older}"]').wait_for()
         assert "scene 8.0 s" in page.locator(f'li.job[data-job-id="{older}"] .job-meta').inner_text()
         marker = page.evaluate(OBSERVE)
         before = len(user.requests)
-        assert jobs.create_job(newer, {"status": "QUEUED", "stage": "queued", "progress": 0.0, "owner_uid": user.uid})
+        assert jobs.create_job(newer, JobDocument.queued(owner_uid=user.uid))
         page.locator(f'li.job[data-job-id="{newer}"]').wait_for()
         assert page.locator("li.job").evaluate_all("rows => rows.map(r => r.dataset.jobId)") == [newer, older]
         jobs.mark_running(newer)
@@ -801,7 +805,7 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
     bucket or Firebase Hosting serves it; Python's http.server here), with apiUrl the API's own
     URL, another origin: the browser's CORS checks pass, a job is submitted and followed, and
     Re-render gets its spec back (GET across origins too)."""
-    from scenerender.dev.devstack import free_port
+    from scenerender.dev.procs import free_port
     from scenerender.dev.webserve import dist_dir
 
     site = tmp_path / "site"

@@ -3,10 +3,12 @@ answered codes the contract did not name)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from scenerender.errors import all_error_classes
+from tests.cli_run import run
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
@@ -34,3 +36,14 @@ def test_the_scan_finds_a_literal_code() -> None:
 def test_the_no_audio_result_and_the_preview_profile_are_documented() -> None:
     assert "`loudness_lufs` and `true_peak_db` are `null` when the output has no" in DOC
     assert "Preview renders (`output.preview: true`) are H.264 High" in DOC
+
+
+def test_the_contracts_schema_is_what_scenerender_schema_prints() -> None:
+    appendix = DOC.split("## Appendix: the JSON Schema of spec v1", 1)[1]
+    block = re.search(r"```json\n(.*?)\n```", appendix, re.S)
+    assert block is not None, "docs/contract.md has no schema block under its appendix"
+    printed = run("schema")
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(block[1]) == json.loads(printed.stdout), (
+        "docs/contract.md's schema is not the code's: paste `scenerender schema` into its appendix"
+    )

@@ -227,7 +227,7 @@ def test_every_input_is_limited_to_local_files() -> None:
     )
     commands = [
         plan.normalize_command(whole(tl), tl, Path("n.mp4"), plan.EncodeSettings("veryfast", 18)).argv,
-        plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt")).argv,
+        plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g.txt")).argv,
         plan.assemble_command(
             tl, [plan.VideoPart(Path("a.mp4"), Fraction(2))], Path("l.txt"), Path("a.m4a"), Path("o.mp4")
         ).argv,
@@ -271,7 +271,7 @@ def test_mix_places_each_clip_at_its_sample() -> None:
         },
         probes,
     )
-    cmd = plan.audio_mix_command(tl, Path("m.wav"), Path("g.txt"))
+    cmd = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g.txt"))
     graph = cmd.files[Path("g.txt")]
     assert "adelay=delays=204000S:all=1" in graph  # (4 + 0.25) s * 48000
     assert "apad=whole_len=384000,atrim=end_sample=384000" in graph  # 8 s exactly
@@ -287,7 +287,7 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
         },
         probes,
     )
-    argv = plan.audio_mix_command(whole, Path("m.wav"), Path("g")).argv
+    argv = plan.audio_mix_command(plan.plan_mix(whole), Path("m.wav"), Path("g")).argv
     assert argv[argv.index("-stream_loop") + 1] == "-1"
     part = make(
         {
@@ -296,7 +296,7 @@ def test_whole_file_loops_are_looped_by_the_demuxer_and_trimmed_loops_in_memory(
         },
         probes,
     )
-    cmd = plan.audio_mix_command(part, Path("m.wav"), Path("g"))
+    cmd = plan.audio_mix_command(plan.plan_mix(part), Path("m.wav"), Path("g"))
     assert "-stream_loop" not in cmd.argv and "aloop=loop=-1:size=96000" in cmd.files[Path("g")]
 
 
@@ -339,7 +339,7 @@ def test_ducking_curve_follows_the_timeline() -> None:
         },
         probes,
     )
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     expr = graph.split("volume=volume='")[1].split("'")[0]
     assert _gain_at(expr, 2.0) == pytest.approx(1.0)
     assert _gain_at(expr, 2.9) == pytest.approx(10 ** (-6 / 20))  # halfway down the attack
@@ -363,12 +363,12 @@ def test_no_ducking_when_disabled() -> None:
         },
         probes,
     )
-    assert "eval=frame" not in plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    assert "eval=frame" not in plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
 
 
 def test_silent_scene_mixes_silence_of_the_exact_length() -> None:
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=2)})
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     assert graph.startswith("anullsrc=r=48000:cl=stereo") and "atrim=end_sample=96000" in graph
 
 
@@ -546,7 +546,7 @@ def test_a_segments_sound_far_into_its_file_is_read_from_a_seek_on_the_files_clo
     )
     assert plan.sound_seek(tl.segments[0]) == (578_500 * 48, 48000)  # whole milliseconds, 1 s ahead
     assert plan.sound_seek(tl.segments[1]) == (0, 48000)  # near the start: decoded from it
-    cmd = plan.audio_mix_command(tl, Path("m.wav"), Path("g"))
+    cmd = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g"))
     inputs = [cmd.argv[k : k + 2] for k, arg in enumerate(cmd.argv) if arg == "-ss"]
     assert inputs == [["-ss", "578.5"]]
     graph = cmd.files[Path("g")]
@@ -562,7 +562,7 @@ def test_sound_a_muxer_wrote_early_is_delayed_by_that_much() -> None:
     early = replace(source, audio=replace(source.audio, delay=0.007))
     tl = make({"segments": [{"id": "a", "url": "v.webm", "volume": 1}]}, {"v.webm": early})
     assert plan.sound_seek(tl.segments[0]) == (0, -336)
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     assert "aresample=48000:first_pts=0,adelay=delays=336S:all=1," in graph
     assert "atrim=start_sample=0:end_sample=96000" in graph
 
@@ -578,6 +578,6 @@ def test_an_mxfs_left_and_right_tracks_are_joined_where_its_sound_is_read() -> N
         },
         {"v.mxf": paired},
     )
-    graph = plan.audio_mix_command(tl, Path("m.wav"), Path("g")).files[Path("g")]
+    graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     join = "[{n}:a:0][{n}:a:1]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,aresample=48000"
     assert join.format(n=0) in graph and join.format(n=1) in graph, graph

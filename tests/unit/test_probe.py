@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,19 @@ def test_opus_that_old_ffmpeg_muxed_early_into_matroska_is_known_by_how_much(
     assert lavf_opus_error(path, data) == 0.0
 
 
+def test_every_test_docs_media_names_as_proof_exists() -> None:
+    # "How each case is proven" maps issue #21's bullets to tests: a renamed or deleted test
+    # must not leave a bullet pointing at nothing.
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs" / "media.md").read_text(encoding="utf-8")
+    section = page[page.index("## How each case is proven") :].split("\n## ", 1)[0]
+    short = {f"{name}::": f"tests/integration/test_{name}.py::" for name in ("real_media", "formats", "placement")}
+    named = re.findall(r"`([\w/.]+\.py)::(test_\w+)", "".join(short.get(w, w) for w in re.split(r"(\w+::)", section)))
+    assert len(named) >= 30, named
+    missing = [(f, t) for f, t in named if f"def {t}(" not in (root / f).read_text(encoding="utf-8")]
+    assert not missing, missing
+
+
 @pytest.mark.parametrize(
     ("format_name", "channels", "right"),
     [
@@ -237,3 +251,13 @@ def test_matroska_without_a_duration_is_as_long_as_its_packets() -> None:
     info = read_probe(Path("x.webm"), data, "segments[0].url")
     assert info.duration == pytest.approx(2.04) and info.readable_video is None
     assert info.video is not None and info.video.duration == pytest.approx(2.04)
+
+
+def test_aac_in_adts_has_its_encoders_priming_to_drop() -> None:
+    # No edit list in ADTS: a plain decode keeps the encoder's 1024 samples before the sound.
+    adts = {"format_name": "aac", "duration": "2.0", "size": "1000"}
+    aac = probe_json()["streams"][1]  # 44.1 kHz
+    info = parse_probe(Path("x.aac"), probe_json(format=adts, streams=[aac]), "audio.clips[0].url")
+    assert info.priming == pytest.approx(1024 / 44100)
+    info = parse_probe(Path("x.m4a"), probe_json(streams=[aac]), "audio.clips[0].url")  # its edit list says
+    assert info.priming == 0.0

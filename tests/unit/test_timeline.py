@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -187,3 +188,14 @@ def test_without_output_fps_the_rate_is_the_standard_one_nearest_the_first_segme
 ) -> None:
     probes = {"v.mp4": video("v.mp4", fps=source)}
     assert timeline({"segments": [{"id": "a", "url": "v.mp4"}]}, probes).fps == expected
+
+
+def test_a_looped_adts_clip_needs_its_loop_length_given() -> None:
+    # ADTS states no length to the sample: a loop of its decoded frames repeats the padding.
+    probes = {"v.mp4": video("v.mp4", seconds=4), "m.aac": replace(sound("m.aac"), format_name="aac")}
+    clip: dict[str, Any] = {"type": "music", "url": "m.aac", "loop": True}
+    spec = {"segments": [{"id": "a", "url": "v.mp4"}], "audio": {"clips": [clip]}}
+    with pytest.raises(SpecError, match=r"audio.clips\[0\].loop: AAC in ADTS"):
+        timeline(spec, probes)
+    clip["duration"] = 0.5
+    assert timeline(spec, probes).clips[0].length == 0.5

@@ -88,12 +88,15 @@ def test_the_decoder_and_filter_thread_options_stay_in_the_template() -> None:
 
 def test_tasks_of_a_cloud_run_job_have_distinct_worker_ids(monkeypatch: pytest.MonkeyPatch) -> None:
     from scenerender.pipeline.workitems import worker_id
+    from scenerender.settings import Settings
 
+    # The variables Cloud Run sets on each task, read through Settings.
     monkeypatch.setenv("CLOUD_RUN_EXECUTION", "renderer-x7k")
     ids = set()
     for index in ("0", "1"):
         monkeypatch.setenv("CLOUD_RUN_TASK_INDEX", index)
-        ids.add(worker_id())
+        ids.add(worker_id(Settings()))
     assert len(ids) == 2 and all(i.startswith("renderer-x7k/task-") for i in ids)
     monkeypatch.delenv("CLOUD_RUN_TASK_INDEX")
-    assert worker_id().rsplit(":", 1)[1].isdigit() and "/" not in worker_id()
+    alone = worker_id(Settings())
+    assert alone.rsplit(":", 1)[1].isdigit() and "/" not in alone

@@ -3,11 +3,13 @@
 Each finding has its time range and the segment or clip responsible. The checks
 (docs/deliverables.md):
 
-  black_picture, frozen_picture  a stretch over 0.5 s. Found without decoding the scene: in
-                                 the output's sample table a picture that does not change
-                                 is a run of tiny frames (a few dozen bytes each, where a
-                                 changing picture takes kilobytes); each run is then
-                                 confirmed by decoding its first and last frame only.
+  black_picture, frozen_picture  a stretch over 0.5 s: the picture's reference frames (every
+                                 keyframe and P-frame; B-frames skipped: 63 of the 150
+                                 frames of a moving x264 segment decoded) at 80x45 grey, so
+                                 grain averages out, show the stretch's first frame's picture
+                                 (``same_picture``). The sample table places its end to the
+                                 frame where the frames after the last decoded one repeat it
+                                 (tiny frames).
   still_copy                     a segment whose picture is a still copy of the previous
                                  segment's last frame (a generator that returned its input).
   dialogue_silent                a narration or dialogue clip's span is silent in the output,
@@ -17,12 +19,12 @@ Each finding has its time range and the segment or clip responsible. The checks
                                  music (both measured from the mix's own chains, ducking on).
   caption_overrun                a caption stays up more than 0.5 s after its clip's voice ends.
 
-The picture checks miss a picture that is black or still but noisy (grain keeps its frames
-large); every check is a warning unless ``qc.fail_on`` names it.
+Every check is a warning unless ``qc.fail_on`` names it.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import operator
 from collections.abc import Sequence
@@ -31,7 +33,7 @@ from typing import Any
 
 from scenerender.core.deliverables.captions import Cue
 from scenerender.core.deliverables.roles import PEAK_WINDOW_S, Levels
-from scenerender.core.deliverables.stills import BLACK_LUMA, frame_stats, mean_difference
+from scenerender.core.deliverables.stills import BLACK_LUMA, frame_stats
 from scenerender.core.mp4 import VideoSample
 from scenerender.core.spec import SPEECH_TYPES, JobSpec
 from scenerender.core.timeline import Timeline
@@ -46,8 +48,14 @@ CHECKS = (
     "caption_overrun",
 )
 MIN_STILL_S = 0.5
-STILL_DIFFERENCE = 2.0  # mean absolute grey difference (0-255) under which two frames are one picture
-COPY_DIFFERENCE = 3.0  # the same across two encodes (a copy re-encoded as the next segment's keyframe)
+# Two frames (grey, QC_SIZE) show one picture when at most CHANGED_PIXELS of their pixels
+# differ by more than CHANGE_LEVEL. Not a mean: a small moving thing over a still background
+# moves the mean of a small frame less than grain does, but it moves a few pixels a lot.
+# Measured at 80x45: heavy grain (noise=alls=20) on a 640x360 still moves no pixel by more
+# than 11 levels; a moving test pattern moves 90 or more pixels by more than 12 in 0.1 s.
+CHANGE_LEVEL = 16
+CHANGED_PIXELS = 18  # 0.5 % of 80x45
+COPY_CHANGE_LEVEL = 24  # the same across two encodes (a copy re-encoded as the next segment's keyframe)
 SILENT_DB = -50.0  # a speech span whose loudest 50 ms stays under this is silent
 UNDER_MUSIC_DB = 6.0
 CAPTION_OVERRUN_S = 0.5
@@ -100,11 +108,42 @@ def segment_at(timeline: Timeline, t: float) -> str | None:
 # ---------------------------------------------------------------------------- picture
 
 
+def _over(level: int) -> list[int]:
+    """1 for a difference (-255..255, indexed as Python indexes a list) beyond ``level``, else 0."""
+    table = [0] * 511
+    for d in range(-255, 256):
+        table[d] = int(abs(d) > level)
+    return table
+
+
+_OVER = {level: _over(level) for level in (CHANGE_LEVEL, COPY_CHANGE_LEVEL)}
+
+
+def changed_pixels(a: bytes, b: bytes, level: int = CHANGE_LEVEL, enough: int = CHANGED_PIXELS + 1) -> int:
+    """How many pixels of two grey frames of one size differ by more than ``level``, counted
+    up to ``enough`` (then the answer is known). Decoded copies of one picture are often the
+    same bytes; a moving picture shows itself in every fourth pixel already."""
+    if a == b:
+        return 0
+    over = _OVER.get(level) or _over(level)
+    # Differences looked up in a table: the loop stays in C (a frame is 3,600 pixels, a scene
+    # thousands of frames).
+    sampled: int = sum(map(over.__getitem__, map(operator.sub, a[::4], b[::4])))
+    if sampled * 4 >= enough:
+        return sampled * 4
+    return sum(map(over.__getitem__, map(operator.sub, a, b)))
+
+
+def same_picture(a: bytes, b: bytes, level: int = CHANGE_LEVEL) -> bool:
+    return changed_pixels(a, b, level) <= CHANGED_PIXELS
+
+
 @dataclass(frozen=True)
-class StillRun:
-    start: float  # the first frame showing the picture that then does not change
-    last: float  # the frame compared with it: the run's last, or the first past MIN_STILL_S (less to decode)
-    end: float  # where the run stops showing (last + one frame)
+class Frame:
+    """A decoded picture of the scene, small and grey (``stills.QC_SIZE``)."""
+
+    time: float
+    grey: bytes
 
 
 def tiny_frame_bytes(width: int, height: int) -> int:
@@ -113,97 +152,65 @@ def tiny_frame_bytes(width: int, height: int) -> int:
     return 64 + width * height // 20000
 
 
-def still_runs(samples: Sequence[VideoSample], frame_s: float, tiny: int) -> list[StillRun]:
-    """Stretches of frames that repeat the picture before them (candidates: ``confirmed_runs``).
+@dataclass(frozen=True)
+class StillRun:
+    first: int  # index of its first frame (in the decoded frames)
+    last: int  # index of its last frame
+    start: float
+    end: float  # where it stops showing
 
-    A keyframe ends a stretch (it may show another picture: every segment starts on one);
-    ``confirmed_runs`` joins stretches on either side of one that show the same picture.
-    Stretches of at most one frame are left out.
+
+def still_runs(frames: Sequence[Frame], samples: Sequence[VideoSample], timeline: Timeline) -> list[StillRun]:
+    """Stretches of the decoded frames that show their first frame's picture (``same_picture``),
+    each within one segment (a segment's keyframe starts a new one; ``joined_runs``
+    joins them where the picture continues across a cut).
+
+    The frames are the reference frames (the pass skips B-frames): a run ends one frame after
+    its last, or later where the sample table shows that the frames after it repeat it
+    (tiny frames; grain keeps every frame large, so then the run ends at its last frame).
     """
-
-    def repeats(i: int) -> bool:
-        return 0 <= i < len(samples) and not samples[i].key and samples[i].size <= tiny
-
+    if not frames:
+        return []
+    frame_s = 1 / float(timeline.fps)
+    tiny = tiny_frame_bytes(timeline.width, timeline.height)
+    times = [s.time_s for s in samples]
+    ends = [float(seg.start + seg.duration) for seg in timeline.segments]
+    segment = [bisect.bisect_right(ends, f.time + 1e-6) for f in frames]
     runs: list[StillRun] = []
-    i = 0
-    while i < len(samples):
-        if not repeats(i):
-            i += 1
+    first = 0
+    for i in range(1, len(frames) + 1):
+        if i < len(frames) and segment[i] == segment[first] and same_picture(frames[first].grey, frames[i].grey):
             continue
-        j = i
-        while repeats(j + 1):
-            j += 1
-        start = samples[i - 1].time_s if i > 0 else samples[i].time_s
-        # Confirming a run decodes from the keyframe before its compared frame: the frame just
-        # past MIN_STILL_S proves the finding, and its tiny frames vouch for the rest.
-        probe = next((samples[k].time_s for k in range(i, j + 1) if samples[k].time_s > start + MIN_STILL_S), None)
-        runs.append(StillRun(start, samples[j].time_s if probe is None else probe, samples[j].time_s + frame_s))
-        i = j + 1
+        last = i - 1
+        if last > first:
+            end = frames[last].time + frame_s
+            limit = frames[i].time if i < len(frames) else float(timeline.duration)
+            k = bisect.bisect_right(times, frames[last].time + frame_s / 2)
+            while k < len(samples) and samples[k].time_s < limit - frame_s / 2:
+                if samples[k].key or samples[k].size > tiny:
+                    break
+                end = samples[k].time_s + frame_s
+                k += 1
+            runs.append(StillRun(first, last, frames[first].time, min(end, float(timeline.duration))))
+        first = i
     return runs
 
 
-def confirmed_runs(runs: Sequence[StillRun], frames: dict[float, bytes], frame_s: float) -> list[StillRun]:
-    """The runs whose first and last frames are one picture, joined where one continues the
-    last's picture across a keyframe; those longer than ``MIN_STILL_S``."""
+def joined_runs(runs: Sequence[StillRun], frames: Sequence[Frame], timeline: Timeline) -> list[StillRun]:
+    """Runs joined where one continues the last's picture from the next frame on (across a
+    cut); those longer than ``MIN_STILL_S``."""
+    frame_s = 1 / float(timeline.fps)
     kept: list[StillRun] = []
     for run in runs:
-        first, last = frames.get(run.start), frames.get(run.last)
-        if first is None or last is None or mean_difference(first, last) >= STILL_DIFFERENCE:
-            continue  # a slow, flat picture: small frames, but it moves
-        if kept and run.start - kept[-1].end < frame_s / 2:
-            before = frames.get(kept[-1].last)
-            if before is not None and mean_difference(before, first) < STILL_DIFFERENCE:
-                kept[-1] = StillRun(kept[-1].start, run.last, run.end)
-                continue
+        if (
+            kept
+            and run.start - kept[-1].end < frame_s / 2
+            and same_picture(frames[kept[-1].last].grey, frames[run.first].grey)
+        ):
+            kept[-1] = StillRun(kept[-1].first, run.last, kept[-1].start, run.end)
+            continue
         kept.append(run)
     return [run for run in kept if run.end - run.start > MIN_STILL_S + 1e-6]
-
-
-def frames_wanted(runs: Sequence[StillRun], timeline: Timeline) -> list[float]:
-    """The frames to decode to confirm ``runs``: each run's first and last (the first stage;
-    ``previous_frames_wanted`` asks for the rest once these are known)."""
-    frame_s = 1 / float(timeline.fps)
-    # Only runs that could make a stretch over MIN_STILL_S, joined across keyframes, are decoded.
-    groups: list[list[StillRun]] = []
-    for run in runs:
-        if groups and run.start - groups[-1][-1].end < frame_s / 2:
-            groups[-1].append(run)
-        else:
-            groups.append([run])
-    wanted: list[float] = []
-    for group in groups:
-        joined = StillRun(group[0].start, group[-1].last, group[-1].end)
-        if joined.end - joined.start <= MIN_STILL_S + 1e-6:
-            continue
-        for run in group:
-            wanted += [run.start, run.last]
-    return wanted
-
-
-def previous_frames_wanted(runs: Sequence[StillRun], frames: dict[float, bytes], timeline: Timeline) -> list[float]:
-    """The second stage: for each confirmed run that starts (and covers) a segment, the previous
-    segment's last frame, which the still-copy check compares it with. Not decoded when a
-    confirmed still run ends where this one starts: its last decoded frame is that picture
-    (its tiny frames vouch for the ones up to the boundary). The previous segment's last frame
-    may be most of a GOP from its keyframe, so this is asked only where it decides a finding."""
-    frame_s = 1 / float(timeline.fps)
-    kept = confirmed_runs(runs, frames, frame_s)
-    return [
-        run.start - frame_s
-        for run in kept
-        if _segment_started(run, timeline) is not None and _previous_picture(run, kept, frames, frame_s) is None
-    ]
-
-
-def _previous_picture(
-    run: StillRun, kept: Sequence[StillRun], frames: dict[float, bytes], frame_s: float
-) -> bytes | None:
-    """The picture shown just before ``run``: decoded, or that of a confirmed still run ending there."""
-    before = frames.get(run.start - frame_s)
-    if before is not None:
-        return before
-    ending = next((k for k in kept if abs(k.end - run.start) < frame_s / 2), None)
-    return frames.get(ending.last) if ending is not None else None
 
 
 def _segment_started(run: StillRun, timeline: Timeline) -> int | None:
@@ -217,26 +224,21 @@ def _segment_started(run: StillRun, timeline: Timeline) -> int | None:
 
 
 def picture_findings(
-    runs: Sequence[StillRun], frames: dict[float, bytes], timeline: Timeline, size: tuple[int, int]
+    frames: Sequence[Frame], samples: Sequence[VideoSample], timeline: Timeline, size: tuple[int, int]
 ) -> list[Finding]:
-    """The runs confirmed by their decoded frames (grey, ``size``), as findings."""
-    frame_s = 1 / float(timeline.fps)
+    """Black, frozen and still-copied stretches of the decoded frames (grey, ``size``)."""
     width, height = size
     findings: list[Finding] = []
-    kept = confirmed_runs(runs, frames, frame_s)
-    for run in kept:
-        first = frames[run.start]
-        seg_id = segment_at(timeline, run.start + frame_s / 2)
+    for run in joined_runs(still_runs(frames, samples, timeline), frames, timeline):
+        first = frames[run.first].grey
+        seg_id = segment_at(timeline, run.start + 1e-6)
         started = _segment_started(run, timeline)
-        before = _previous_picture(run, kept, frames, frame_s)
+        # The picture just before a run that starts a segment: the previous segment's last
+        # reference frame, which is its last frame (an encoder ends a stream on a P-frame).
+        before = frames[run.first - 1].grey if run.first > 0 else None
         black = frame_stats(first, width, height).mean_luma < BLACK_LUMA
         span = f"{run.start:.2f}-{run.end:.2f} s"
-        if (
-            started is not None
-            and before is not None
-            and not black
-            and mean_difference(before, first) < COPY_DIFFERENCE
-        ):
+        if started is not None and before is not None and not black and same_picture(before, first, COPY_CHANGE_LEVEL):
             previous = timeline.segments[started - 1].id
             message = f"segment {seg_id} is a still copy of the last frame of {previous} ({span})"
             findings.append(Finding("still_copy", run.start, run.end, message, seg_id))
@@ -281,7 +283,11 @@ def sound_findings(
     output: Levels,
     speech: Levels | None,
     music: Levels | None,
+    *,
+    output_gain_db: float = 0.0,
 ) -> list[Finding]:
+    """The sound's findings. ``output``: the output's levels (its peaks for clipping), or the
+    mix's before the loudness gain, with ``output_gain_db`` the gain the output took."""
     findings: list[Finding] = []
     scene_end = float(timeline.duration)
     last_cue_end: dict[int, float] = {}
@@ -294,7 +300,7 @@ def sound_findings(
         if end - start < WINDOW_S:
             continue
         seg_id = segment_at(timeline, start)
-        in_output = max(db for _, db in window_levels(output, start, end))
+        in_output = max(db for _, db in window_levels(output, start, end)) + output_gain_db
         own = window_levels(speech, start, end) if speech is not None else []
         loudest = max((db for _, db in own), default=0.0)
         if in_output < SILENT_DB or loudest < SILENT_DB:

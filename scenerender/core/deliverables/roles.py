@@ -8,6 +8,7 @@ for: float WAV stems, and 8 kHz mono for the quality report's level measurements
 
 from __future__ import annotations
 
+import re
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,8 +138,17 @@ def stem_encode_command(wavs: list[Path], gain_db: float, outs: list[Path]) -> l
     return argv
 
 
-def output_audio_command(mp4: Path, out: Path) -> list[str]:
-    """The output's audio decoded: 48 kHz stereo raw float (clipping), for ``read_levels``."""
+def output_levels_command(mp4: Path, out: Path) -> list[str]:
+    """The output's audio decoded once: its first channel at ``LEVEL_RATE`` as raw float in
+    ``out``, and the extremes of every ``PEAK_WINDOW_S`` over every channel logged by
+    ``astats`` (``parse_peaks``: clipping needs every sample, not a level)."""
+    window = round(PEAK_WINDOW_S * plan.SAMPLE_RATE)
+    graph = (
+        f"[0:a:0]asplit=2[l][p];[l]pan=mono|c0=c0,aresample={LEVEL_RATE}[levels];"
+        f"[p]asetnsamples=n={window}:p=0,"
+        "astats=metadata=1:reset=1:measure_perchannel=none:measure_overall=Min_level+Max_level,"
+        "ametadata=mode=print[peaks]"
+    )
     return [
         "ffmpeg",
         "-y",
@@ -146,18 +156,38 @@ def output_audio_command(mp4: Path, out: Path) -> list[str]:
         "file",
         "-i",
         str(mp4),
+        "-filter_complex",
+        graph,
         "-map",
-        "0:a:0",
+        "[levels]",
         "-c:a",
         "pcm_f32le",
-        "-ar",
-        str(plan.SAMPLE_RATE),
-        "-ac",
-        "2",
         "-f",
         "f32le",
         str(out),
+        "-map",
+        "[peaks]",
+        "-f",
+        "null",
+        "-",
     ]
+
+
+_EXTREME = re.compile(r"lavfi\.astats\.Overall\.(Min|Max)_level=(-?[\d.]+|-?inf|nan)")
+
+
+def parse_peaks(stderr: str) -> array[float]:
+    """The peak of each window ``output_levels_command`` logged, in order."""
+    peaks = array("f")
+    low: float | None = None
+    for kind, value in _EXTREME.findall(stderr):
+        number = float(value) if value != "nan" else 0.0
+        if kind == "Min":
+            low = number
+        else:
+            peaks.append(max(number, -(low if low is not None else 0.0)))
+            low = None
+    return peaks
 
 
 @dataclass
@@ -181,20 +211,20 @@ def _blocks(stream: BinaryIO, block_bytes: int) -> Iterator[bytes]:
         yield block
 
 
-def read_levels(path: Path, *, rate: int, channels: int) -> Levels:
+def read_levels(path: Path, *, rate: int, channels: int, peaks: bool = True) -> Levels:
     """Read raw float samples in blocks (a long scene never sits in memory whole): keep the
     first channel at ``LEVEL_RATE`` (every n-th sample: a level, not a waveform, is wanted)
-    and the peak of each window over every channel."""
+    and, with ``peaks``, the peak of each window over every channel."""
     step = max(1, rate // LEVEL_RATE)
     window = round(PEAK_WINDOW_S * rate) * channels  # floats per peak window
     block_floats = window * 20
-    samples, peaks = array("f"), array("f")
+    samples, extremes = array("f"), array("f")
     with path.open("rb") as stream:
         for block in _blocks(stream, block_floats * 4):
             values = array("f")
             values.frombytes(block[: len(block) // 4 * 4])
             samples.extend(values[0 :: step * channels])
-            for i in range(0, len(values), window):
+            for i in range(0, len(values), window) if peaks else ():
                 part = values[i : i + window]
-                peaks.append(max(max(part), -min(part)))
-    return Levels(rate=rate // step, samples=samples, peaks=peaks)
+                extremes.append(max(max(part), -min(part)))
+    return Levels(rate=rate // step, samples=samples, peaks=extremes)

@@ -1,12 +1,15 @@
-"""The poster and the contact sheet, from the finished MP4's keyframes.
+"""The poster and the contact sheet, from the picture's keyframes; the quality report's frames.
 
-Both read the output's sample table for where its keyframes are and decode only those
-(``-skip_frame nokey``): on the copy path that is a frame every GOP of the sources, not
-the whole scene. The poster rule (docs/deliverables.md): ``output.poster_at`` when given
-(that exact frame); otherwise, of the keyframes in the middle third of the scene (at most
+Where the keyframes are comes from the output's sample table (on the copy path, from its
+sources' tables, before the output exists); one ffmpeg decodes those only (``picture_pass``)
+and picks the ones it wants. The quality report's frames come from another decode
+(``qc_frames_command``): every reference frame, small and grey.
+
+The poster rule (docs/deliverables.md): ``output.poster_at`` when given (that exact
+frame); otherwise, of the keyframes in the middle third of the scene (at most
 ``POSTER_CANDIDATES``, evenly chosen), the sharpest that is not black; when every one is
 black, the same over all the scene's keyframes; with no keyframe in the middle third, the
-frame at the scene's middle. The sheet: one tile per segment, its keyframe nearest the
+keyframe nearest the middle. The sheet: one tile per segment, its keyframe nearest the
 segment's middle, labelled with the segment id and its start and end in the scene.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from scenerender.core.timeline import Timeline
 
 POSTER_CANDIDATES = 8
 ANALYSIS_SIZE = (160, 90)  # candidates are compared at this size, in grey
+QC_SIZE = (80, 45)  # the quality report's frames: the scene's every reference frame, in grey
 BLACK_LUMA = 28.0  # mean luma (0-255, limited range: black is 16) under which a frame is black
 LABEL_FONT = "DejaVu Sans"  # fonts-dejavu-core (scripts/setup.sh, the renderer image)
 
@@ -42,12 +47,6 @@ def frame_stats(grey: bytes, width: int, height: int) -> FrameStats:
     across = sum(map(abs, map(operator.sub, grey[1:], grey[:-1])))
     down = sum(map(abs, map(operator.sub, grey[width:], grey[:-width])))
     return FrameStats(mean, (across + down) / (2 * width * height))
-
-
-def mean_difference(a: bytes, b: bytes) -> float:
-    """Mean absolute difference of two grey frames of one size."""
-    total: int = sum(map(abs, map(operator.sub, a, b)))
-    return total / max(1, len(a))
 
 
 def evenly(times: Sequence[float], count: int = POSTER_CANDIDATES) -> list[float]:
@@ -118,31 +117,47 @@ def _label(timeline: Timeline, index: int) -> str:
     return f"{seg.id}  {float(seg.start):.2f}-{float(seg.start + seg.duration):.2f} s"
 
 
-def keyframe_pass(
-    mp4: Path,
+def picture_input(mp4: Path) -> list[str]:
+    """The input arguments that read a finished MP4's picture."""
+    return ["-protocol_whitelist", "file", "-i", str(mp4)]
+
+
+def sources_input(concat_list: Path) -> list[str]:
+    """The input arguments that read a copy-path output's picture before it is made: its
+    sources joined by the concat demuxer, packet for packet what the output will hold."""
+    return ["-f", "concat", "-safe", "0", "-protocol_whitelist", "file", "-i", str(concat_list)]
+
+
+def picture_pass(
+    source: Sequence[str],
     timeline: Timeline,
     *,
     poster_times: Sequence[float],
     tile_times: Sequence[float],
     work: Path,
 ) -> tuple[list[str], dict[Path, str]]:
-    """One decode of the chosen keyframes: poster candidates as JPEGs (``cand-NN.jpg``) and as
-    small grey frames (``cand.grey``), and the labelled contact sheet (``sheet.jpg``).
+    """One decode of the picture's keyframes only (``-skip_frame nokey``): the poster
+    candidates (keyframes at ``poster_times``) as JPEGs (``cand-NN.jpg``) and as small grey
+    frames (``cand.grey``); the labelled contact sheet (``sheet.jpg``) of the keyframes at
+    ``tile_times``. ``source``: ``picture_input`` or ``sources_input``.
 
     Returns the command and the files to write before it (its filter script).
     """
     tolerance = 0.5 / float(timeline.fps)
     chains = []
     outputs: list[str] = []
-    branches = int(bool(poster_times)) + int(bool(tile_times))
-    source = "[0:v]"
-    if branches == 2:
-        chains.append("[0:v]split=2[forposter][forsheet]")
+    branches = [name for name, wanted in (("poster", poster_times), ("sheet", tile_times)) if wanted]
+    # Times from the first frame shown (a keyframe, the scene's 0): the concat demuxer's start
+    # where the first file's first timestamp is, a B-frame delay after it.
+    chains.append("[0:v]setpts=PTS-STARTPTS" + (f",split={len(branches)}" if len(branches) > 1 else ""))
+    chains[-1] += "".join(f"[for{name}]" for name in branches) if len(branches) > 1 else "[forall]"
+
+    def entry(name: str) -> str:
+        return f"[for{name}]" if len(branches) > 1 else "[forall]"
+
     if poster_times:
         width, height = ANALYSIS_SIZE
-        chains.append(
-            f"{'[forposter]' if branches == 2 else source}select='{_near(poster_times, tolerance)}',split=2[pj][pa]"
-        )
+        chains.append(f"{entry('poster')}select='{_near(poster_times, tolerance)}',split=2[pj][pa]")
         chains.append(f"[pa]scale={width}:{height},format=gray[pg]")
         outputs += [
             "-map",
@@ -165,7 +180,7 @@ def keyframe_pass(
             for i, t in enumerate(tile_times)
         ]
         chains.append(
-            f"{'[forsheet]' if branches == 2 else source}select='{_near(sorted(set(tile_times)), tolerance)}',"
+            f"{entry('sheet')}select='{_near(sorted(set(tile_times)), tolerance)}',"
             f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
             f"pad={w}:{h + band}:(ow-iw)/2:(oh-{band}-ih)/2:color=black,"
             + ",".join(labels)
@@ -173,15 +188,16 @@ def keyframe_pass(
         )
         outputs += ["-map", "[sheet]", "-frames:v", "1", "-q:v", "3", "-update", "1", str(work / "sheet.jpg")]
     script = work / "stills.filtergraph"
+    # One decoding thread: a 1080p decoder's frame threads cost more CPU here (a frame or
+    # ten decoded) than the decoding itself (0.35 -> 0.21 s on the reference scene).
     argv = [
         "ffmpeg",
         "-y",
+        "-threads",
+        "1",
         "-skip_frame",
         "nokey",
-        "-protocol_whitelist",
-        "file",
-        "-i",
-        str(mp4),
+        *source,
         "-filter_complex_script",
         str(script),
         *outputs,
@@ -189,49 +205,54 @@ def keyframe_pass(
     return argv, {script: ";\n".join(chains)}
 
 
-def frame_command(mp4: Path, at: float, out: Path) -> list[str]:
+def qc_frames_command(sources: Sequence[Sequence[str]], out: Path) -> list[str]:
+    """The reference frames (``-skip_frame bidir``) of each of ``sources`` (input arguments),
+    in grey at ``QC_SIZE``, one source after the other in ``out``; each frame's time is
+    logged by ``showinfo@i<n>`` for source n (``parse_frame_times``).
+
+    One decoding thread each: the pass runs beside the audio, on the core it leaves idle;
+    frame threads would add a sixth to its CPU time for a wall time nobody waits for.
+    """
+    width, height = QC_SIZE
+    argv = ["ffmpeg", "-y"]
+    chains = []
+    for i, source in enumerate(sources):
+        # No deblocking either: at 80x45 it changes nothing the checks see (10 % of the decode).
+        argv += ["-threads", "1", "-skip_frame", "bidir", "-skip_loop_filter", "all", *source]
+        # Area averaging: grain (temporal noise) averages out over the pixels each one covers,
+        # so a grainy still compares as still and a grainy black as black.
+        chains.append(f"[{i}:v]scale={width}:{height}:flags=area,format=gray,showinfo@i{i}[q{i}]")
+    chains.append("".join(f"[q{i}]" for i in range(len(sources))) + f"concat=n={len(sources)}:v=1:a=0[qc]")
+    graph = ";".join(chains)
+    return [*argv, "-filter_complex", graph, "-map", "[qc]", "-fps_mode", "passthrough", "-f", "rawvideo", str(out)]
+
+
+_SHOWINFO_TIME = re.compile(r"\[showinfo@i(\d+) @ [^\]]*\]\s*n:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.]+)")
+
+
+def parse_frame_times(stderr: str, sources: int) -> list[list[float]]:
+    """The time of each frame ``qc_frames_command`` logged, in order, for each source."""
+    times: list[list[float]] = [[] for _ in range(sources)]
+    for index, value in _SHOWINFO_TIME.findall(stderr):
+        times[int(index)].append(float(value))
+    return times
+
+
+def frame_command(source: Sequence[str], at: float, out: Path) -> list[str]:
     """The frame shown at ``at`` seconds as a JPEG (exact: decoded from the keyframe before it)."""
     return [
         "ffmpeg",
         "-y",
+        "-threads",
+        "1",
         "-ss",
         f"{at:.6f}",
-        "-protocol_whitelist",
-        "file",
-        "-i",
-        str(mp4),
+        *source,
         "-frames:v",
         "1",
         "-q:v",
         "2",
         "-update",
         "1",
-        str(out),
-    ]
-
-
-def grey_frames_command(frames: Sequence[tuple[Path, float]], out: Path) -> list[str]:
-    """Small grey frames (``ANALYSIS_SIZE``), for each (file, time) the first frame at or after
-    the time, back to back in ``out``: each input seeks, decoding from the keyframe before its
-    time only."""
-    width, height = ANALYSIS_SIZE
-    argv = ["ffmpeg", "-y"]
-    for path, t in frames:
-        # One thread and no deblocking: these frames are compared with each other, not shown,
-        # and a 1080p decoder's frame threads hold dozens of frames each (700 MB for ten).
-        argv += ["-threads", "1", "-skip_loop_filter", "all", "-ss", f"{max(0.0, t):.6f}"]
-        argv += ["-protocol_whitelist", "file", "-i", str(path)]
-    chains = [f"[{i}:v]trim=end_frame=1,scale={width}:{height},format=gray[g{i}]" for i in range(len(frames))]
-    chains.append("".join(f"[g{i}]" for i in range(len(frames))) + f"concat=n={len(frames)}:v=1:a=0[all]")
-    return [
-        *argv,
-        "-filter_complex",
-        ";".join(chains),
-        "-map",
-        "[all]",
-        "-fps_mode",
-        "passthrough",
-        "-f",
-        "rawvideo",
         str(out),
     ]

@@ -3,10 +3,12 @@ bed, summed to a float WAV (measured for loudness on the way)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, sound_pads, to_samples
 from scenerender.core.plan.loudness import EBUR128_SCAN
+from scenerender.core.plan.pieces import demuxer_seeks
 from scenerender.core.probe import MediaInfo
 from scenerender.core.timeline import PlacedClip, PlacedSegment, Timeline
 
@@ -49,7 +51,8 @@ def clip_chain(clip: PlacedClip, label: str, pads: str, timeline: Timeline, loop
     play = clip.end - clip.start
     steps = [f"aresample={SAMPLE_RATE}", "aformat=sample_fmts=fltp:channel_layouts=stereo"]
     if not looped_input:
-        first, last = to_samples(clip.trim_start), to_samples(clip.trim_start + clip.length)
+        start = clip.trim_start + clip.source.priming
+        first, last = to_samples(start), to_samples(start + clip.length)
         steps.append(f"atrim=start_sample={first}:end_sample={last}")
     steps.append("asetpts=N/SR/TB")
     if clip.loop and not looped_input:
@@ -82,7 +85,7 @@ def sound_seek(seg: PlacedSegment) -> tuple[int, int]:
     many samples of silence come first (sound a muxer wrote early, ``AudioInfo.delay``)."""
     delay = seg.source.audio.delay if seg.source.audio else 0.0
     first = to_samples(seg.trim_start + seg.source.video_lead) - to_samples(delay)
-    if first < to_samples(SOUND_SEEK_FROM_S):
+    if first < to_samples(SOUND_SEEK_FROM_S) or not demuxer_seeks(seg):  # AVI: read from its start
         return 0, first
     seek = (first - to_samples(SOUND_SEEK_MARGIN_S)) // (SAMPLE_RATE // 1000) * (SAMPLE_RATE // 1000)
     return seek, first - seek
@@ -134,13 +137,18 @@ def _loops_exactly(source: MediaInfo) -> bool:
     return source.audio is not None and source.audio.codec.startswith(_EXACT_LOOP_CODECS)
 
 
-def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
-    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling.
+@dataclass(frozen=True)
+class Mix:
+    """A timeline's mix as ffmpeg inputs and a filter graph that ends in ``[mix]``: what the
+    mixed samples depend on (the audio cache's address), whatever is then done with them."""
 
-    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
-    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
-    ``mix_scan_command`` on another core.
-    """
+    inputs: list[str]
+    chains: list[str]
+    duration_s: float
+
+
+def plan_mix(timeline: Timeline) -> Mix:
+    """Every clip placed at its sample, faded, looped and ducked; summed without rescaling."""
     total = to_samples(timeline.duration)
     inputs: list[str] = []
     chains: list[str] = []
@@ -176,12 +184,22 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             else "anull"
         )
         chains.append(f"{''.join(labels)}{mix},{','.join(tail)}[mix]")
-    chains.append("[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]"))
-    graph = ";\n".join(chains)
+    return Mix(inputs, chains, float(timeline.duration))
+
+
+def audio_mix_command(mix: Mix, out: Path, script_path: Path, *, scan_fd: int | None = None) -> Command:
+    """The mix to a float WAV.
+
+    The EBU R128 scan rides along on a copy of the mix (no second decode of the WAV): in
+    this process, or — with ``scan_fd`` — as raw samples to ``pipe:scan_fd`` for
+    ``mix_scan_command`` on another core.
+    """
+    scan = "[mix]asplit=2[out][scan]" + ("" if scan_fd is not None else f";[scan]{EBUR128_SCAN}[scanned]")
+    graph = ";\n".join([*mix.chains, scan])
     argv = [
         "ffmpeg",
         "-y",
-        *inputs,
+        *mix.inputs,
         "-filter_complex_script",
         str(script_path),
         "-map",
@@ -203,7 +221,7 @@ def audio_mix_command(timeline: Timeline, out: Path, script_path: Path, *, scan_
             else ["-map", "[scan]", "-c:a", "pcm_f32le", "-f", "f32le", f"pipe:{scan_fd}"]
         ),
     ]
-    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={script_path: graph})
+    return Command(argv=argv, output=out, duration_s=mix.duration_s, files={script_path: graph})
 
 
 def mix_scan_command(fd: int) -> list[str]:

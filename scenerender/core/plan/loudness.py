@@ -1,5 +1,6 @@
-"""Loudness: the EBU R128 scans, what they print, and the gain (and limiter) that brings a
-mix to its target under the true-peak ceiling."""
+"""Loudness: the EBU R128 scans, what they print, and the policy that brings a mix to its
+target under the true-peak ceiling: the gain (and limiter) of the encode, how close its
+result must land, and what the next encode changes when it does not (``next_correction``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scenerender.core.plan.command import SAMPLE_RATE, input_args
+from scenerender.core.spec import Loudness
 from scenerender.core.timeline import Timeline
 from scenerender.errors import RenderError
 
 TRUE_PEAK_MARGIN_DB = 0.5  # AAC encoding adds inter-sample peaks; aim this far under the ceiling
+LOUDNESS_TOLERANCE_LU = 0.5  # an encoded result this close to the target is on it
+LEVEL_CORRECTIONS = 4  # re-encodes allowed when the result is off the loudness target or over the peak ceiling
+PEAK_STEP_DB = 0.2  # a peak over the ceiling is aimed this far under it on the next encode
 
 
 EBUR128_SCAN = "ebur128=peak=true:framelog=verbose"
@@ -94,22 +99,60 @@ class LevelCorrection:
 NO_CORRECTION = LevelCorrection()
 
 
+@dataclass(frozen=True)
+class MixGain:
+    """What ``loudness_chain`` does to the mix: this gain (dB, as the chain writes it), then,
+    when ``limited``, a limiter (the stems take the gain: docs/deliverables.md)."""
+
+    gain_db: float
+    limited: bool
+
+
+def mix_gain(timeline: Timeline, scan: LoudnessScan | None, correction: LevelCorrection) -> MixGain | None:
+    """The gain that brings the mix to the loudness target; None when none is applied."""
+    loud = timeline.loudness
+    if loud is None or scan is None or scan.silent:
+        return None
+    ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB - correction.headroom_db
+    gain = loud.target_lufs - scan.integrated_lufs + correction.gain_db
+    return MixGain(round(gain, 2), scan.true_peak_db + gain > ceiling)
+
+
 def loudness_chain(timeline: Timeline, scan: LoudnessScan | None, correction: LevelCorrection) -> list[str]:
     """The mix brought to the loudness target: one linear gain when it keeps the true peak
     under the ceiling; otherwise the same gain followed by a limiter working at 4x the rate
     (so it catches peaks between samples)."""
-    chain: list[str] = []
+    gain = mix_gain(timeline, scan, correction)
     loud = timeline.loudness
-    if loud is not None and scan is not None and not scan.silent:
+    if gain is None or loud is None:
+        return []
+    chain = [f"volume={gain.gain_db:.2f}dB"]
+    if gain.limited:
         ceiling = loud.true_peak_db - TRUE_PEAK_MARGIN_DB - correction.headroom_db
-        gain = loud.target_lufs - scan.integrated_lufs + correction.gain_db
-        chain.append(f"volume={gain:.2f}dB")
-        if scan.true_peak_db + gain > ceiling:
-            limit = max(0.0625, 10 ** (ceiling / 20))
-            chain += [
-                f"aresample={4 * SAMPLE_RATE}",
-                f"alimiter=limit={limit:.4f}:attack=0.5:release=20:level=false",
-                f"aresample={SAMPLE_RATE}",
-                f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
-            ]
+        limit = max(0.0625, 10 ** (ceiling / 20))
+        # latency=true: the limiter's look-ahead (its attack) would otherwise delay the whole
+        # mix by 0.5 ms against the picture and against the stems (which must null with it).
+        chain += [
+            f"aresample={4 * SAMPLE_RATE}",
+            f"alimiter=limit={limit:.4f}:attack=0.5:release=20:level=false:latency=true",
+            f"aresample={SAMPLE_RATE}",
+            f"aformat=sample_fmts=fltp:sample_rates={SAMPLE_RATE}:channel_layouts=stereo",
+        ]
     return chain
+
+
+def next_correction(
+    target: Loudness | None, result: LoudnessScan, correction: LevelCorrection
+) -> LevelCorrection | None:
+    """What the next encode changes after one that gave ``result`` with ``correction``;
+    None when the result stands (on target and under the ceiling, silent, or no target)."""
+    if target is None or result.silent:
+        return None
+    off_target = target.target_lufs - result.integrated_lufs
+    over_ceiling = result.true_peak_db - target.true_peak_db
+    if abs(off_target) <= LOUDNESS_TOLERANCE_LU and over_ceiling <= 0:
+        return None
+    return LevelCorrection(
+        gain_db=correction.gain_db + (off_target if abs(off_target) > LOUDNESS_TOLERANCE_LU else 0.0),
+        headroom_db=correction.headroom_db + (over_ceiling + PEAK_STEP_DB if over_ceiling > 0 else 0.0),
+    )

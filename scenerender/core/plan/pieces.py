@@ -100,7 +100,7 @@ def _seeks_exactly(seg: PlacedSegment) -> bool:
     return bool(set(seg.source.format_name.split(",")) & COPY_FORMATS) and video is not None and video.fps > 0
 
 
-def _demuxer_seeks(seg: PlacedSegment) -> bool:
+def demuxer_seeks(seg: PlacedSegment) -> bool:
     """Whether ``-ss`` may seek the source's demuxer (else the trim is made in the filter).
 
     Not AVI: with B-frames (MPEG-4 Part 2 as Xvid/DivX and ffmpeg write it) ffmpeg 5.1 seeks
@@ -145,7 +145,7 @@ def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
     # -ss counts from the file's time 0, which is its earliest stream's start: a picture that
     # starts later (an edit list, a mux with -itsoffset) is read from its own first frame.
     trim = seg.trim_start + seg.source.video_lead
-    if not _demuxer_seeks(seg):
+    if not demuxer_seeks(seg):
         return input_args(seg.source.path, "-threads", "1", "-t", secs(_read_from(seg) + read_s))
     if piece.first_frame == 0:
         return input_args(seg.source.path, "-threads", "1", "-ss", secs(trim), "-t", secs(read_s))
@@ -168,7 +168,7 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
     frames = piece.frames + piece.hold_frames
     fps = timeline.fps
     rate = f"fps={fps.numerator}/{fps.denominator}"
-    if not _demuxer_seeks(piece.segment):
+    if not demuxer_seeks(piece.segment):
         # Read from the file's start: the trim dropped as -ss's exact seek drops it (frames
         # before it gone), then the same slots on the trim's clock.
         trim = secs(_read_from(piece.segment))

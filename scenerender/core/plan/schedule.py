@@ -3,7 +3,6 @@ finishes sooner (``plan_pieces``), and how many encodes run at once (``parallel_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 
 from scenerender.core.plan.pieces import Piece, seek_ahead, segment_pieces
@@ -137,17 +136,17 @@ def audio_cost(timeline: Timeline) -> float:
 
 
 def parallel_jobs(
-    configured: int, pieces: int, cpus: int = 0, *, memory_mb: int = 0, frame_size: tuple[int, int] = (0, 0)
+    configured: int, pieces: int, cores: int, *, memory_mb: int = 0, frame_size: tuple[int, int] = (0, 0)
 ) -> tuple[int, int]:
     """(segments encoded at once, encoder threads each): one process per core, no oversubscription.
 
-    ``cpus`` is this worker's share of the machine when it is not the whole of it (a
-    container's CPU limit, which ``os.cpu_count`` does not see; several local workers).
-    With a ``memory_mb`` budget, fewer processes with more threads each when one process
-    per core would not fit: a little slower (frame threads start and drain with every
-    segment), never killed for memory.
+    ``cores`` is what this render may use (``RenderOptions.cores``, the one place that
+    decides it: a container's CPU limit, which ``os.cpu_count`` does not see, or a share of
+    the machine among several local workers). With a ``memory_mb`` budget, fewer processes
+    with more threads each when one process per core would not fit: a little slower (frame
+    threads start and drain with every segment), never killed for memory.
     """
-    cores = cpus or os.cpu_count() or 1
+    cores = max(1, cores)
     workers = max(1, min(configured or cores, pieces))
     if memory_mb and all(frame_size):
         budget = memory_mb * MEMORY_HEADROOM
