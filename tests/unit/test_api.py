@@ -218,6 +218,36 @@ def test_the_per_owner_cap_is_429(
     assert http.post("/", data=spec(job_id="a3"), headers=user("alice")).status_code == 202
 
 
+def test_a_batch_sent_again_takes_slots_only_for_the_scenes_that_run(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec function re-runs only a batch's failed or changed scenes; a completed, unchanged
+    scene takes no slot, or a user re-sending a finished batch would be refused (or hold slots)."""
+    from scenerender.messages import JobStatus
+    from scenerender.pipeline.batch import parse_batch, scene_spec, spec_hash
+
+    blobs, jobs = stores
+    monkeypatch.setenv("SCENERENDER_MAX_ACTIVE_JOBS_PER_OWNER", "2")
+    get_settings.cache_clear()
+    scenes = [{**SPEC, "job_id": f"b-{i}", "scene_id": f"s{i}"} for i in range(2)]
+    batch = {"version": 1, "batch_id": "b", "scenes": scenes}
+    assert http.post("/", data=json.dumps(batch), headers=user("alice")).status_code == 202
+    # The spec function ran both scenes to the end, from the batch as the API wrote it.
+    written = parse_batch(blobs.objects["gs://scenerender-specs/jobs/b.json"])
+    for index in range(2):
+        done = {"status": JobStatus.COMPLETED, "owner_uid": "alice", "spec_hash": spec_hash(scene_spec(written, index))}
+        jobs.create_job(f"b-{index}", JobDocument.model_validate(done))
+    jobs.create_job("other", JobDocument.model_validate({"status": "RUNNING", "owner_uid": "alice"}))
+    # One slot is left (2 - "other"): the same batch again runs nothing, so it takes none...
+    assert http.post("/", data=json.dumps(batch), headers=user("alice")).status_code == 202
+    # ...one changed scene takes the one slot, and two changed scenes are refused.
+    changed = {**batch, "scenes": [{**scenes[0], "scene_id": "new"}, scenes[1]]}
+    assert http.post("/", data=json.dumps(changed), headers=user("alice")).status_code == 202
+    both = {**batch, "scenes": [{**scene, "scene_id": "new2"} for scene in scenes]}
+    refused = http.post("/", data=json.dumps(both), headers=user("alice"))
+    assert refused.status_code == 429 and error(refused)["code"] == "TOO_MANY_JOBS"
+
+
 def test_local_paths_are_400_with_their_paths(http: FlaskClient) -> None:
     body = {
         **SPEC,
