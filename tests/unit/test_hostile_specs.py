@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from scenerender.core.spec import parse_spec
 from scenerender.errors import SpecError
 from scenerender.logs import JsonFormatter, redact
-from scenerender.pipeline.batch import is_batch
 from scenerender.pipeline import steps
+from scenerender.pipeline.batch import is_batch
 from scenerender.settings import Settings
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
 
