@@ -591,6 +591,44 @@ def test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot(
     assert onsets == [pytest.approx(click - 0.12, abs=0.002)], (click, onsets)
 
 
+@pytest.mark.parametrize(
+    "video_args",
+    [("-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60")],
+    ids=["mpeg4-b-frames", "xvid-b-frames"],
+)
+def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start_shows(
+    tmp_path: Path, video_args: tuple[str, ...]
+) -> None:
+    # 40 s of B-frame AVI (keyframes every 2.4 s), trimmed at 30.12 s: read from a keyframe
+    # ahead of the trim, not decoded from the start, and still each frame in its own slot.
+    source = make_stamped(
+        tmp_path / "long.avi",
+        fps=25,
+        duration=40,
+        audio_duration=40,
+        clicks=(30.5,),
+        video_args=video_args,
+        audio_args=("-c:a", "libmp3lame"),
+    )
+    frames = round(float(video_stream(source)["duration"]) * 25)
+    expected = avi_slots(source, frames)
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "t", "url": source.name, "trim_start": 30.12, "duration": 2, "volume": 1.0}],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert measure.frame_stamps(out) == expected[753:803]
+    (click,) = [t for t in measure.click_onsets(measure.decode_audio(source)) if t > 30]
+    onsets = measure.click_onsets(measure.decode_audio(out))
+    assert onsets == [pytest.approx(click - 30.12, abs=0.002)], (click, onsets)
+    assert result["sync"]["max_onset_error_ms"] <= 20, result["sync"]
+
+
 def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:
     done = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le", "-ac", "2", "-"],
