@@ -20,6 +20,7 @@ from tests import measure
 from tests.cli import render_json
 from tests.measure import Samples
 from tests.mediagen import (
+    make_clicks,
     make_silence,
     make_spoken_line,
     make_still_of_last_frame,
@@ -388,6 +389,56 @@ def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> N
     assert level_db(stems["stem_dialogue"][speaking]) > -40
     leak = m_and_e[speaking] - stems["stem_music"][speaking]
     assert np.abs(leak).max() < 1e-3
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".m4a", "aac"), (".opus", "libopus"), (".mp3", "libmp3lame")])
+def test_stems_of_looped_compressed_music_keep_the_mixs_loop_points(tmp_path: Path, suffix: str, codec: str) -> None:
+    """Half a second of music with a click on its first sample, in a codec with encoder
+    priming, looped 24 times under a quiet line. The mix loops it exactly (decoded once,
+    looped in memory); the stems are made with the mix's own loop code, so the music stem
+    clicks where the mix does and the stems null against the mix. (A demuxer loop decodes
+    the priming and padding again on every pass: the music stem drifts 10-30 ms a loop.)"""
+    make_clicks(tmp_path / f"bar{suffix}", duration=0.5, clicks=(0.0,), args=("-ac", "2", "-c:a", codec))
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night?")
+    for name in "abcd":
+        make_video(tmp_path / f"{name}.mp4", width=320, height=180, fps=30, duration=3.0, audio=False)
+    spec = write_spec(
+        tmp_path,
+        "loops.json",
+        output={"resolution": "320x180", "stems": True},
+        segments=[{"id": name, "url": f"{name}.mp4"} for name in "abcd"],
+        audio={
+            "clips": [
+                {"type": "dialogue", "url": "line.wav", "start": 5.2, "volume": 0.05},
+                {"type": "music", "url": f"bar{suffix}", "loop": True},
+            ],
+            "loudness": None,  # levels as mixed: the loop points, not the limiter, are under test
+        },
+    )
+    out = tmp_path / "loops.mp4"
+    result = render_json(spec, out)
+    rate = measure.SAMPLE_RATE
+    mix = measure.decode_audio(out)
+    stems = {k: measure.decode_audio(tmp_path / v) for k, v in result["sidecars"].items() if k.startswith("stem_")}
+    assert all(len(s) == 12 * rate for s in stems.values()), {k: len(s) for k, s in stems.items()}
+    n = 12 * rate
+    mix = mix[:n]
+    # Every loop's click, those ducked under the line (-12 dB) too: the threshold is between
+    # a ducked click (0.1 or more) and the quiet line (0.05 at most).
+    wanted = [0.5 * k for k in range(24)]
+    in_mix = measure.click_onsets(mix, threshold=0.08)
+    in_stem = measure.click_onsets(stems["stem_music"], threshold=0.08)
+    assert len(in_mix) == 24 and max(abs(a - b) for a, b in zip(in_mix, wanted, strict=True)) <= 0.005, in_mix
+    assert len(in_stem) == 24, in_stem
+    late = [round(a - b, 4) for a, b in zip(in_stem, in_mix, strict=True)]
+    assert max(abs(x) for x in late) <= 0.001, late
+    total = stems["stem_dialogue"] + stems["stem_narration"] + stems["stem_music"] + stems["stem_sfx"]
+    assert abs(level_db(mix) - level_db(total)) <= 0.5
+    # Null over the whole scene and over its last second, where a drifting loop is furthest off.
+    assert level_db(mix - total) < level_db(mix) - 20, (level_db(mix), level_db(mix - total))
+    last = slice(11 * rate, n - rate // 20)  # amix ends its last frame a few ms early, as in the mix
+    assert level_db((mix - total)[last]) < level_db(mix[last]) - 20
+    assert np.abs(stems["stem_me"] - stems["stem_music"] - stems["stem_sfx"])[: n - rate // 20].max() < 1e-3
 
 
 def test_stems_of_a_hot_scene_are_written_at_the_mixs_gain_and_differ_only_where_the_limiter_acted(
