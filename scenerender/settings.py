@@ -206,6 +206,11 @@ class Settings(BaseSettings):
     deliverables: bool = Field(
         True, description="Captions, poster, contact sheet, stems and the QC report (false: the MP4 only; benchmarks)."
     )
+    parallel_aac: bool = Field(
+        True,
+        description="With the video only copied, share the AAC encode among one encoder per core, joined frame "
+        "by frame (docs/performance.md); false: one encoder.",
+    )
     cache_dir: str = Field("", description="Local renders' segment cache (empty: ~/.cache/scenerender/segments).")
     parallelism: int = Field(0, ge=0, description="Segments normalised at once (0: one per core).")
     cpus: int = Field(

@@ -46,8 +46,8 @@ resource "google_firebaserules_release" "firestore" {
 }
 
 # The queries the job documents serve: a user's jobs newest first, a batch by status,
-# the sweep for jobs stuck in a status, and the API's count of a user's queued and running
-# jobs (JobStore.count_active, the per-owner cap).
+# the sweep for jobs stuck in a status, and the API's query of a user's queued and running
+# jobs (cloud/owner_slots.py, the per-owner cap).
 locals {
   job_indexes = {
     owner_created = [["owner_uid", "ASCENDING"], ["created_at", "DESCENDING"]]

@@ -33,7 +33,7 @@ from scenerender.settings import Settings
 
 def exit_code_for(error_code: str) -> int:
     """The CLI exit code of a job that ended with ``error_code`` (the same mapping as local errors)."""
-    codes = {cls.code: cls.exit_code for cls in all_error_classes() if cls.code != "INTERNAL"}
+    codes = {cls.code: cls.exit_code for cls in all_error_classes() if cls.code != SceneRenderError.code}
     return codes.get(error_code, 1)
 
 

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,15 +46,28 @@ from scenerender.settings import Settings, child_env, get_settings
 log = logging.getLogger(__name__)
 RUN_API = "https://run.googleapis.com/v2"
 LAUNCH_CLAIM_S = 60.0  # a launch "requested" longer ago than this died with its caller: claimable again
-ALIVE_STATES = frozenset({"PENDING", "RUNNING"})
+
+
+class ExecutionState(StrEnum):
+    """Where a Cloud Run job execution (or a local one) is; not a job's status (``messages.JobStatus``)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    NOT_FOUND = "NOT_FOUND"
+
+
+ALIVE_STATES = frozenset({ExecutionState.PENDING, ExecutionState.RUNNING})
 
 
 @dataclass(frozen=True)
 class Execution:
-    """What became of one execution: PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED or NOT_FOUND."""
+    """What became of one execution."""
 
     name: str
-    state: str
+    state: ExecutionState
     detail: str = ""
 
     @property
@@ -62,7 +76,7 @@ class Execution:
 
     @property
     def started(self) -> bool:
-        return self.state != "PENDING"
+        return self.state != ExecutionState.PENDING
 
     def describe(self) -> str:
         return f"execution {self.name} is {self.state}" + (f" ({self.detail})" if self.detail else "")
@@ -135,7 +149,7 @@ class AlwaysOnWorkers:
         return self.NAME
 
     def execution(self, name: str) -> Execution:
-        return Execution(name, "RUNNING", "long-running local workers")
+        return Execution(name, ExecutionState.RUNNING, "long-running local workers")
 
 
 class HttpSession(Protocol):
@@ -189,7 +203,7 @@ class CloudRunLauncher:
         except Exception as exc:
             raise TransientError(f"could not read {name}: {exc}") from exc
         if response.status_code == 404:
-            return Execution(name, "NOT_FOUND")
+            return Execution(name, ExecutionState.NOT_FOUND)
         if response.status_code >= 400:
             raise TransientError(f"could not read {name}: HTTP {response.status_code} {response.text[:300]}")
         return execution_from_resource(name, response.json())
@@ -207,13 +221,13 @@ def execution_from_resource(name: str, resource: dict[str, Any]) -> Execution:
     if completed.get("message"):
         detail += f"; {completed['message']}"
     if not resource.get("completionTime"):
-        return Execution(name, "RUNNING" if resource.get("startTime") else "PENDING", detail)
+        return Execution(name, ExecutionState.RUNNING if resource.get("startTime") else ExecutionState.PENDING, detail)
     if counts["cancelled"]:
-        return Execution(name, "CANCELLED", detail)
+        return Execution(name, ExecutionState.CANCELLED, detail)
     succeeded = completed.get("state") == "CONDITION_SUCCEEDED" or (
         counts["task"] > 0 and counts["succeeded"] == counts["task"]
     )
-    return Execution(name, "SUCCEEDED" if succeeded else "FAILED", detail)
+    return Execution(name, ExecutionState.SUCCEEDED if succeeded else ExecutionState.FAILED, detail)
 
 
 class LocalLauncher:
@@ -285,16 +299,18 @@ class LocalLauncher:
     def execution(self, name: str) -> Execution:
         path = self.root / f"{name}.json"
         if not path.exists():
-            return Execution(name, "NOT_FOUND")
+            return Execution(name, ExecutionState.NOT_FOUND)
         tasks = self.tasks(name)
         running = [t for t in tasks if _alive(int(t["pid"]), t.get("start_ticks"))]
         exits = {t["index"]: self.root / f"{name}.task-{t['index']}.exit" for t in tasks}
         failed = [i for i, p in exits.items() if not (p.exists() and p.read_text().strip() == "0")]
         if running:
-            return Execution(name, "RUNNING", f"{len(running)} of {len(tasks)} tasks running")
+            return Execution(name, ExecutionState.RUNNING, f"{len(running)} of {len(tasks)} tasks running")
         if failed:
-            return Execution(name, "FAILED", f"task(s) {', '.join(map(str, failed))} ended without exiting cleanly")
-        return Execution(name, "SUCCEEDED", f"{len(tasks)} tasks exited")
+            return Execution(
+                name, ExecutionState.FAILED, f"task(s) {', '.join(map(str, failed))} ended without exiting cleanly"
+            )
+        return Execution(name, ExecutionState.SUCCEEDED, f"{len(tasks)} tasks exited")
 
     def stop_all(self) -> list[int]:
         """SIGKILL every task of every execution here (the stack going down); their pids."""

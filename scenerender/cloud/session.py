@@ -194,7 +194,7 @@ def error_from_body(status: int, body: Any) -> SceneRenderError:
         if isinstance(d, dict)
     ]
     code, message = str(error.get("code")), str(error.get("message"))
-    candidates = [c for c in all_error_classes() if c.code == code and c.code != "INTERNAL"]
+    candidates = [c for c in all_error_classes() if c.code == code and c.code != SceneRenderError.code]
     cls = next((c for c in candidates if c.http_status == status), candidates[0] if candidates else None)
     if cls is None:
         return TransientError(message) if status == 503 else SceneRenderError(message, details=details)

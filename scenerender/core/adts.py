@@ -32,15 +32,6 @@ def frame_length(header: bytes) -> int:
     return ((header[3] & 0x03) << 11) | (header[4] << 3) | (header[5] >> 5)
 
 
-def read_frames(stream: BinaryIO) -> Iterator[bytes]:
-    """ADTS frames, one at a time, as they arrive on ``stream`` (a pipe from the encoder)."""
-    for run, lengths in read_frame_runs(stream):
-        offset = 0
-        for length in lengths:
-            yield run[offset : offset + length]
-            offset += length
-
-
 READ_SIZE = 1 << 14  # about 30 frames of 192 kb/s stereo
 
 

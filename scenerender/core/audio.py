@@ -1,10 +1,11 @@
 """The audio stream of a render: mix, bring to the loudness target, encode, measure.
 
 One mix pass writes the float WAV and measures it (EBU R128); the encode applies the gain
-(and, for a peaky mix, a limiter) and makes AAC-LC. With cores to spare — the video only
-copied — the encode is shared by one encoder per core, each on a stretch of the mix with
-a lead-in, and their frames are joined into one stream (``scenerender.core.adts``) that is
-muxed into the finished MP4 and measured there while the encoders still run.
+(and, for a peaky mix, a limiter) and makes AAC-LC in an M4A, measured as it is made. With
+cores to spare — the video only copied — and ``chunked``, the encode is shared by one
+encoder per core, each on a stretch of the mix with a lead-in, and their frames are joined
+into one stream (``scenerender.core.adts``) written to the M4A. The render muxes the M4A
+beside the video (``plan.assemble_command``); this stage never writes the MP4.
 """
 
 from __future__ import annotations
@@ -52,20 +53,10 @@ def audio_key(mix: plan.Mix, timeline: Timeline, work: Path, file_digests: Diges
 
 
 @dataclass(frozen=True)
-class FinalMux:
-    """The finished MP4 the audio may be muxed into as it is encoded, beside these video pieces."""
-
-    pieces: list[plan.VideoPart]
-    list_path: Path
-    out: Path
-
-
-@dataclass(frozen=True)
 class AudioMade:
     scan: plan.LoudnessScan  # EBU R128 scan of the encoded audio
     reused: bool = False  # taken from the cache
     encoders: int = 0  # AAC encoders that shared the encode (0: reused)
-    muxed: bool = False  # the FinalMux's output holds the finished MP4 with this audio
     gain: plan.MixGain | None = None  # what brought the mix to the loudness target (None: reused, or none)
 
 
@@ -79,14 +70,13 @@ def make_audio(
     file_digests: Digests | None = None,
     *,
     cores: int = 1,
-    final: FinalMux | None = None,
+    chunked: bool = False,
 ) -> AudioMade:
-    """Mix, bring to the loudness target, encode, or take it all from the cache.
+    """Mix, bring to the loudness target, encode to ``audio_out`` (M4A), or take it all from the cache.
 
     ``cores``: how many the audio may use (1 while the video is being encoded). With more
-    than one and a ``final`` mux, the encode is shared among them and its joined frames go
-    straight into the finished MP4 (the video pieces must be ready); ``audio_out`` is
-    written either way.
+    than one, the encoded audio is measured by a second process as it is made; with
+    ``chunked`` too, the encode is shared among them (``plan.audio_chunks``).
     """
     mix = plan.plan_mix(timeline)
     key = audio_key(mix, timeline, work, file_digests or Digests()) if cache is not None else None
@@ -95,14 +85,14 @@ def make_audio(
         return AudioMade(plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), reused=True)
     wav = work / "mix.wav"
     scan = _mix_and_scan(mix, wav, timeline, work, runner, on_fraction, cores)
-    chunks = plan.audio_chunks(plan.total_samples(timeline), cores) if final is not None else []
+    chunks = plan.audio_chunks(plan.total_samples(timeline), cores) if chunked else []
 
     def encode(correction: plan.LevelCorrection) -> plan.LoudnessScan:
         # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
         # while the video is still being made, is measuring the output.
         nonlocal chunks
-        if chunks and final is not None:
-            joined = _encode_in_chunks(wav, timeline, scan, audio_out, final, correction, runner, on_fraction, chunks)
+        if chunks:
+            joined = _encode_in_chunks(wav, timeline, scan, audio_out, correction, runner, on_fraction, chunks)
             if joined is not None:
                 return joined
             chunks = []  # no clean join in this mix: one encoder from now on
@@ -123,7 +113,7 @@ def make_audio(
     if cache is not None and key is not None:
         cache.store(key, audio_out)
     gain = plan.mix_gain(timeline, scan, correction)
-    return AudioMade(result, encoders=max(1, len(chunks)), muxed=bool(chunks), gain=gain)
+    return AudioMade(result, encoders=max(1, len(chunks)), gain=gain)
 
 
 def _mix_and_scan(
@@ -255,13 +245,13 @@ def _encode_in_chunks(
     timeline: Timeline,
     scan: plan.LoudnessScan | None,
     audio_out: Path,
-    final: FinalMux,
     correction: plan.LevelCorrection,
     runner: FFmpegRunner,
     on_fraction: FractionFn,
     chunks: list[plan.AudioChunk],
 ) -> plan.LoudnessScan | None:
-    """One encoder per chunk at once; their frames joined, scanned and muxed as they come.
+    """One encoder per chunk at once; their frames joined, written to ``audio_out`` and
+    measured as they come.
 
     Returns the scan of the joined stream, or None when some join found no frame where both
     encoders windowed alike (the caller then encodes in one piece; what was written here is
@@ -281,8 +271,7 @@ def _encode_in_chunks(
         _Frames(os.fdopen(read, "rb"), wav.with_name(f"chunk-{i}.aac")) for i, (read, _) in enumerate(encoder_pipes)
     ]
     sink = os.fdopen(mux_write, "wb")
-    mux = plan.assemble_command(timeline, final.pieces, final.list_path, mux_read, final.out, audio_copy=audio_out)
-    write_files(mux.files)
+    mux = plan.joined_audio_command(timeline, mux_read, audio_out)
     try:
         with ThreadPoolExecutor(max_workers=2 * len(chunks) + 1, thread_name_prefix="aac") as pool:
             encoders = [
@@ -344,7 +333,7 @@ def _join(
                 sink.write(output.span(start, upto))
                 sink.flush()
             except BrokenPipeError as exc:
-                raise RenderError("the final mux stopped reading the audio") from exc
+                raise RenderError("the audio mux stopped reading the joined frames") from exc
             position += upto - start
 
     for index, chunk in enumerate(chunks):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from scenerender.core import deliverables, plan, sync
-from scenerender.core.audio import AudioMade, FinalMux, make_audio
+from scenerender.core.audio import AudioMade, make_audio
 from scenerender.core.cache import Digests, SegmentCache
 from scenerender.core.encode_queue import SegmentClaims, SegmentCounts, normalize_segments, segment_label
 from scenerender.core.fetch import fetch_and_probe
@@ -78,6 +78,7 @@ class RenderOptions:
     segment_cache: SegmentCache | None = None
     segment_claims: SegmentClaims | None = None  # share the encodes with other workers
     split_min_segments: int = 4  # fewer encodes than this are not worth sharing
+    parallel_aac: bool = True  # the copy path's AAC encode shared among the cores (docs/performance.md)
     deliverables: bool = True  # sidecars and the QC report (docs/deliverables.md); burned captions regardless
     claim_poll_s: float = 0.5
     all_errors: bool = False  # every input's problem reported at once (the CLI), not only the first
@@ -100,6 +101,7 @@ class RenderOptions:
                 "memory_mb": settings.memory_mb,
                 "split_min_segments": settings.split_min_segments,
                 "deliverables": settings.deliverables,
+                "parallel_aac": settings.parallel_aac,
                 "timeout_s": float(settings.render_timeout_s),
                 "work_dir": settings.work_dir or None,
                 **overrides,
@@ -186,22 +188,17 @@ def render(
         timings["fetch_probe_s"] = time.monotonic() - t0
 
         # Video and audio do not depend on each other, so they share the cores. With the video
-        # only copied, its pieces are the sources themselves and the cores are the audio's: its
-        # encode is shared among them and muxed into the output as it comes. With segments to
-        # encode, the audio pass is one more job for the encoders' cores, not a process beside
-        # one encoder per core: that would only add its memory to theirs at the peak.
+        # only copied, its pieces are the sources themselves and the cores are the audio's (its
+        # encode shared among them: ``parallel_aac``). With segments to encode, the audio pass
+        # is one more job for the encoders' cores, not a process beside one encoder per core:
+        # that would only add its memory to theirs at the peak.
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
-        list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
-        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
-        copied = [plan.VideoPart(seg.source.path, seg.duration, segment_label(seg)) for seg in timeline.segments]
-        final = None if blockers else FinalMux(copied, list_path, part)
-        audio_cores = 1 if blockers else opts.cores
         made: list[AudioMade] = []
         maker = deliverables.Maker(spec, timeline, work, runner) if opts.deliverables else None
-        if maker is not None and final is not None and not spec.output.burn_captions:
+        if maker is not None and not blockers and not spec.output.burn_captions:
             # Copied and not burned over: the output's picture is its sources' packets, so the
             # picture's sidecars and checks start now, on the cores the audio leaves idle.
             maker.start_from_sources()
@@ -217,23 +214,18 @@ def render(
                     lambda f: tracker.stage("audio", f),
                     opts.segment_cache,
                     digests,
-                    cores=audio_cores,
-                    final=final,
+                    cores=1 if blockers else opts.cores,
+                    chunked=opts.parallel_aac and not blockers,
                 )
             )
             timings["audio_s"] = time.monotonic() - started
 
         try:
-            if final is not None:
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as audio_pool:
-                    try:
-                        audio_pool.submit(audio_job).result()
-                    except BaseException:
-                        # Ctrl-C/SIGTERM in this thread: the audio's encoders stop now, or
-                        # leaving the pool would wait for them to finish.
-                        runner.cancel()
-                        raise
-                pieces, counts = final.pieces, SegmentCounts()
+            if not blockers:
+                _run_alone(audio_job, runner)
+                # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+                pieces = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
+                counts = SegmentCounts()
             else:
                 pieces, counts = normalize_segments(
                     timeline,
@@ -257,10 +249,9 @@ def render(
             tracker.finish("audio")
 
             t2 = time.monotonic()
-            if not audio.muxed:
-                mux = plan.assemble_command(timeline, pieces, list_path, audio_out, part)
-                write_files(mux.files)
-                runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
+            mux = plan.assemble_command(timeline, pieces, work / "video.ffconcat", audio_out, part)
+            write_files(mux.files)
+            runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
             # Before captions are burned: the certificate finds each part's frames by their
@@ -310,6 +301,17 @@ def render(
     result.probes_reused = len(probes_reused)
     result.segments_copied = 0 if blockers else len(timeline.segments)
     return result
+
+
+def _run_alone(job: Callable[[], None], runner: FFmpegRunner) -> None:
+    """``job`` on a thread of its own, so that a stop (Ctrl-C, SIGTERM) reaching this thread
+    cancels its ffmpeg processes at once instead of waiting for them to finish."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio") as pool:
+        try:
+            pool.submit(job).result()
+        except BaseException:
+            runner.cancel()
+            raise
 
 
 def measure_output(path: Path, scan: plan.LoudnessScan) -> RenderResult:

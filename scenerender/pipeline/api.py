@@ -47,7 +47,8 @@ from scenerender.errors import (
     TransientError,
     UnauthenticatedError,
 )
-from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id
+from scenerender.messages import ErrorBlock, is_active
+from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id, scene_runs, scene_spec
 from scenerender.pipeline.steps import spec_object_name
 from scenerender.ports import Blobs, Jobs
 from scenerender.settings import Settings
@@ -165,14 +166,21 @@ class Api:
                 exc.details = [ErrorDetail(f"scenes[{index}].{d.path}", d.message) for d in exc.details]
                 raise
         self._check_batch_id(user, batch.batch_id, "batch_id")
-        job_ids = [scene_job_id(batch, index) for index in range(len(batch.scenes))]
-        for index, job_id in enumerate(job_ids):
-            self._check_job_id(user, job_id, self.jobs.get(job_id), f"scenes[{index}].job_id")
-        self._take_slots(user, job_ids)
         data = load_json(raw, max_bytes=self.settings.max_api_body_bytes, what="batch")
         data["owner_uid"] = user.uid
         for scene in data["scenes"]:
             scene["owner_uid"] = user.uid
+        # The scenes as the spec function will read them (with their owner), so a slot is taken
+        # only for a scene it will run: a completed, unchanged scene of a batch sent again runs not.
+        stored = parse_batch(json.dumps(data).encode(), max_bytes=self.settings.max_api_body_bytes)
+        running: list[str] = []
+        for index in range(len(batch.scenes)):
+            job_id = scene_job_id(batch, index)
+            existing = self.jobs.get(job_id)
+            self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
+            if existing is None or is_active(existing.get("status")) or scene_runs(existing, scene_spec(stored, index)):
+                running.append(job_id)
+        self._take_slots(user, running)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
         generation = self._write_spec(uri, json.dumps(data).encode())
         log.info("API: user %s submitted batch %s (%s)", user.uid, batch.batch_id, uri)
@@ -398,13 +406,7 @@ def _too_large(size: int | None, limit: int) -> BodyTooLargeError:
 
 def error_body(exc: SceneRenderError) -> dict[str, Any]:
     """``{"error": {"code", "message", "details": [{"path", "problem"}]}}`` (docs/api.md)."""
-    return {
-        "error": {
-            "code": exc.code,
-            "message": exc.message,
-            "details": [d.to_dict() for d in exc.details],
-        }
-    }
+    return {"error": ErrorBlock.of(exc).wire()}
 
 
 def error_response(exc: SceneRenderError) -> ApiResponse:

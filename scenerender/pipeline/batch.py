@@ -98,6 +98,17 @@ def spec_hash(spec: JobSpec) -> str:
     return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
+def scene_runs(existing: dict[str, Any] | None, spec: JobSpec) -> bool:
+    """Whether a dropped batch file runs this scene (``spec``, as ``scene_spec`` gives it) given its
+    job's document: a new scene, or one whose job failed or completed from another spec. A
+    completed unchanged scene is left alone, and so is one still QUEUED or RUNNING."""
+    if existing is None:
+        return True
+    status = existing.get("status")
+    changed = existing.get("spec_hash") != spec_hash(spec)
+    return status == JobStatus.FAILED or (status == JobStatus.COMPLETED and changed)
+
+
 def scene_weight(spec: JobSpec) -> float:
     return sum(s.duration if s.duration is not None else UNKNOWN_SEGMENT_S for s in spec.segments)
 

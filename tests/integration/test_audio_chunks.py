@@ -173,19 +173,20 @@ def test_without_a_clean_join_one_encoder_does_it_all(
     assert plan.audio_chunks(20 * 48000, 2)  # the scene was long enough to share: the join was refused
 
 
-def test_a_final_mux_that_fails_is_reported_as_itself(
+def test_an_audio_mux_that_fails_is_reported_as_itself(
     media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The mux that takes the joined frames dies at once (its video list is missing): the
-    # render fails with the mux's own error, not with "stopped reading", and leaves no file.
-    real = plan.assemble_command
+    # The mux that takes the joined frames dies at once (it is asked for a muxer that does not
+    # exist): the render fails with the mux's own error, not with "stopped reading", and
+    # leaves no file.
+    real = plan.joined_audio_command
 
-    def broken(timeline: Any, pieces: list[Path], list_path: Path, audio: Path | int, out: Path, **kw: Any) -> Any:
-        command = real(timeline, pieces, list_path, audio, out, **kw)
-        argv = [tmp_path / "missing.ffconcat" if arg == str(list_path) else arg for arg in command.argv]
-        return plan.Command(argv=[str(a) for a in argv], output=command.output, duration_s=command.duration_s)
+    def broken(timeline: Any, fd: int, out: Path) -> Any:
+        command = real(timeline, fd, out)
+        argv = ["no-such-muxer" if arg == "mp4" else arg for arg in command.argv]
+        return plan.Command(argv=argv, output=command.output, duration_s=command.duration_s)
 
-    monkeypatch.setattr(plan, "assemble_command", broken)
+    monkeypatch.setattr(plan, "joined_audio_command", broken)
     spec_path = scene(media, "muxfails", 20, [{"type": "dialogue", "url": "line.wav", "segment_id": "s5"}])
     settings = Settings(cpus=2, segment_cache=False)
     policy = local_policy(spec_path, settings)
@@ -194,5 +195,5 @@ def test_a_final_mux_that_fails_is_reported_as_itself(
         render(
             load_spec(spec_path), out, lambda d: InputResolver(d, policy), options=RenderOptions.from_settings(settings)
         )
-    assert "missing.ffconcat" in failed.value.stderr_tail and "stopped reading" not in str(failed.value)
+    assert "no-such-muxer" in failed.value.stderr_tail and "stopped reading" not in str(failed.value)
     assert not out.exists() and not list(tmp_path.glob(".never.mp4*"))

@@ -115,7 +115,8 @@ def test_gs_inputs_without_google_credentials_name_the_input_and_how_to_authenti
         "gs-inputs.json",
     )
     env = bare_env(HOME=str(tmp_path))  # no ~/.config/gcloud application default credentials either
-    for command in (["validate", spec, "--probe"], ["render", spec, "-o", tmp_path / "x.mp4"]):
+    commands: list[list[str | Path]] = [["validate", spec, "--probe"], ["render", spec, "-o", tmp_path / "x.mp4"]]
+    for command in commands:
         done = run(*command, "--json", env=env)
         assert done.returncode == 3, done.stderr
         found = problems(json_error(done, "INPUT_UNREACHABLE"))
@@ -161,9 +162,9 @@ def test_a_folder_output_is_named_as_in_the_pipeline_and_never_overwritten_witho
             sidecar.unlink()
     (out_dir / "scene-9.mp4").unlink()
     (out_dir / "scene-9.srt").write_text("an earlier render's captions")
-    sidecar = run("render", spec, "-o", out_dir, "--json")
-    assert sidecar.returncode == 2
-    assert problems(json_error(sidecar, "INVALID_SPEC")) == {
+    over_sidecar = run("render", spec, "-o", out_dir, "--json")
+    assert over_sidecar.returncode == 2
+    assert problems(json_error(over_sidecar, "INVALID_SPEC")) == {
         "--output": f"{out_dir / 'scene-9.srt'} exists; pass --force to replace it"
     }
     forced = run("render", spec, "-o", f"{out_dir}/", "--force", "--json")

@@ -204,7 +204,7 @@ def test_grainy_black_and_grainy_still_pictures_are_found_and_grainy_motion_is_n
     """Generators' black and frozen stretches carry grain too (noise=alls=8:allf=t): every frame
     is large and changes a little, yet the picture is black or still; a grainy moving
     picture is not. On the copy path (the sources' frames) and the normalising one (the output's)."""
-    size = {"width": 640, "height": 360, "fps": 30, "duration": 2.0, "audio": False, "grain": 8}
+    size: dict[str, Any] = {"width": 640, "height": 360, "fps": 30, "duration": 2.0, "audio": False, "grain": 8}
     make_video(tmp_path / "moving.mp4", **size)
     make_video(tmp_path / "black.mp4", **size, pattern="color")
     make_video(tmp_path / "still.mp4", **size, pattern="smptebars")

@@ -157,7 +157,8 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
         "eventType": "OBJECT_FINALIZE",
     }
     # Three more deliveries of the notification fake-gcs already sent, at the same moment.
-    futures = [publisher.publish(topic, base64.b64encode(b"{}"), **attributes) for _ in range(3)]
+    # The attributes are keyword arguments, which mypy would also match with ``retry``.
+    futures = [publisher.publish(topic, base64.b64encode(b"{}"), **attributes) for _ in range(3)]  # type: ignore[arg-type]
     for future in futures:
         future.result(timeout=30)
     doc = wait_for_end("it-twice")

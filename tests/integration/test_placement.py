@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from tests.mediagen import H264_HIGH, click_train, make_stamped, run_ffmpeg, sta
 pytestmark = pytest.mark.integration
 
 
-def video_stream(path: Path) -> dict[str, str]:
+def video_stream(path: Path) -> dict[str, Any]:
     return next(s for s in measure.probe(path)["streams"] if s["codec_type"] == "video")
 
 

@@ -114,7 +114,8 @@ def notify(settings: Settings, name: str, generation: int) -> None:
         "objectGeneration": str(generation),
         "eventType": "OBJECT_FINALIZE",
     }
-    publisher.publish(topic, base64.b64encode(b"{}"), **attributes).result(timeout=30)
+    # The attributes are keyword arguments, which mypy would also match with ``retry``.
+    publisher.publish(topic, base64.b64encode(b"{}"), **attributes).result(timeout=30)  # type: ignore[arg-type]
 
 
 # --- ownership -----------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def spec(**changes: Any) -> bytes:
 
 
 def error(response: Any) -> dict[str, Any]:
-    body = response.json["error"]
+    body = response.get_json()["error"]
     assert set(body) == {"code", "message", "details"}
     assert all(set(d) == {"path", "problem"} for d in body["details"])
     return dict(body)
@@ -70,9 +70,10 @@ def test_the_token_owns_the_job_and_a_missing_owner_is_filled_in(
 ) -> None:
     blobs, _ = stores
     created = http.post("/", data=spec(), headers=user("alice"))
-    assert created.status_code == 202, created.json
+    assert created.status_code == 202, created.get_json()
     assert (
-        created.json["job_id"] == "scene-1" and created.json["spec_uri"] == "gs://scenerender-specs/jobs/scene-1.json"
+        created.get_json()["job_id"] == "scene-1"
+        and created.get_json()["spec_uri"] == "gs://scenerender-specs/jobs/scene-1.json"
     )
     stored = json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"])
     assert stored["owner_uid"] == "alice" and stored["job_id"] == "scene-1"
@@ -107,7 +108,7 @@ def test_get_returns_a_job_only_to_its_owner(http: FlaskClient, stores: tuple[Fa
     _, jobs = stores
     jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "alice"}))
     own = http.get("/?job_id=scene-1", headers=user("alice"))
-    assert own.status_code == 200 and own.json["status"] == "QUEUED"
+    assert own.status_code == 200 and own.get_json()["status"] == "QUEUED"
     other = http.get("/?job_id=scene-1", headers=user("mallory"))
     missing = http.get("/?job_id=nope", headers=user("mallory"))
     # Another user's job and a missing one answer alike: existence is not told.
@@ -122,7 +123,7 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
     """Re-render and promote from any browser: the owner's GET carries the accepted spec, nobody else's."""
     blobs, jobs = stores
     sent = {**SPEC, "output": {"resolution": "480p", "preview": True}}
-    accepted = http.post("/", data=json.dumps(sent), headers=user("alice")).json
+    accepted = http.post("/", data=json.dumps(sent), headers=user("alice")).get_json()
     jobs.create_job(
         "scene-1",
         JobDocument.model_validate(
@@ -134,18 +135,18 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
             }
         ),
     )
-    own = http.get("/?job_id=scene-1", headers=user("alice")).json
+    own = http.get("/?job_id=scene-1", headers=user("alice")).get_json()
     assert own["status"] == "COMPLETED"
     assert own["spec"] == {**sent, "owner_uid": "alice"}
     other = http.get("/?job_id=scene-1", headers=user("mallory"))
-    assert other.status_code == 404 and "spec" not in other.json and "preview" not in other.get_data(as_text=True)
+    assert other.status_code == 404 and "spec" not in other.get_json() and "preview" not in other.get_data(as_text=True)
     # A batch's scene comes back as a spec of its own, its id, batch and owner filled in.
     batch = {
         "version": 1,
         "batch_id": "b-1",
         "scenes": [{**SPEC, "job_id": None, "scene_id": "one"}, {**SPEC, "job_id": None, "scene_id": "two"}],
     }
-    answer = http.post("/", data=json.dumps(batch), headers=user("alice")).json
+    answer = http.post("/", data=json.dumps(batch), headers=user("alice")).get_json()
     jobs.create_job(
         "b-1-002",
         JobDocument.model_validate(
@@ -158,19 +159,19 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
             }
         ),
     )
-    scene = http.get("/?job_id=b-1-002", headers=user("alice")).json["spec"]
+    scene = http.get("/?job_id=b-1-002", headers=user("alice")).get_json()["spec"]
     assert scene == {**SPEC, "scene_id": "two", "job_id": "b-1-002", "batch_id": "b-1", "owner_uid": "alice"}
     # A later resubmission replaced the object and was refused (the job kept its accepted
     # generation): the accepted spec still comes back, not the refused one.
-    refused = http.post("/", data=json.dumps({**sent, "scene_id": "refused"}), headers=user("alice")).json
+    refused = http.post("/", data=json.dumps({**sent, "scene_id": "refused"}), headers=user("alice")).get_json()
     assert refused["spec_generation"] != accepted["spec_generation"]
     assert json.loads(blobs.objects[accepted["spec_uri"]])["scene_id"] == "refused"
-    assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] == {**sent, "owner_uid": "alice"}
+    assert http.get("/?job_id=scene-1", headers=user("alice")).get_json()["spec"] == {**sent, "owner_uid": "alice"}
     # Neither the copy nor that generation is there any more (the object replaced, without versioning): no spec.
     for uri in [u for u in blobs.objects if u.startswith(f"gs://{get_settings().spec_bucket}/submitted/")]:
         del blobs.objects[uri]
     blobs.generations[accepted["spec_uri"]] = "999"
-    assert http.get("/?job_id=scene-1", headers=user("alice")).json["spec"] is None
+    assert http.get("/?job_id=scene-1", headers=user("alice")).get_json()["spec"] is None
 
 
 @pytest.mark.parametrize(
@@ -191,7 +192,7 @@ def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
 )
 def test_invalid_ids_are_400(http: FlaskClient, query: str) -> None:
     response = http.get(f"/?{query}", headers=user("alice"))
-    assert response.status_code == 400, response.json
+    assert response.status_code == 400, response.get_json()
     assert error(response)["code"] == "INVALID_SPEC"
 
 
@@ -218,6 +219,36 @@ def test_the_per_owner_cap_is_429(
     assert http.post("/", data=spec(job_id="a3"), headers=user("alice")).status_code == 202
 
 
+def test_a_batch_sent_again_takes_slots_only_for_the_scenes_that_run(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec function re-runs only a batch's failed or changed scenes; a completed, unchanged
+    scene takes no slot, or a user re-sending a finished batch would be refused (or hold slots)."""
+    from scenerender.messages import JobStatus
+    from scenerender.pipeline.batch import parse_batch, scene_spec, spec_hash
+
+    blobs, jobs = stores
+    monkeypatch.setenv("SCENERENDER_MAX_ACTIVE_JOBS_PER_OWNER", "2")
+    get_settings.cache_clear()
+    scenes = [{**SPEC, "job_id": f"b-{i}", "scene_id": f"s{i}"} for i in range(2)]
+    batch = {"version": 1, "batch_id": "b", "scenes": scenes}
+    assert http.post("/", data=json.dumps(batch), headers=user("alice")).status_code == 202
+    # The spec function ran both scenes to the end, from the batch as the API wrote it.
+    written = parse_batch(blobs.objects["gs://scenerender-specs/jobs/b.json"])
+    for index in range(2):
+        done = {"status": JobStatus.COMPLETED, "owner_uid": "alice", "spec_hash": spec_hash(scene_spec(written, index))}
+        jobs.create_job(f"b-{index}", JobDocument.model_validate(done))
+    jobs.create_job("other", JobDocument.model_validate({"status": "RUNNING", "owner_uid": "alice"}))
+    # One slot is left (2 - "other"): the same batch again runs nothing, so it takes none...
+    assert http.post("/", data=json.dumps(batch), headers=user("alice")).status_code == 202
+    # ...one changed scene takes the one slot, and two changed scenes are refused.
+    changed = {**batch, "scenes": [{**scenes[0], "scene_id": "new"}, scenes[1]]}
+    assert http.post("/", data=json.dumps(changed), headers=user("alice")).status_code == 202
+    both = {**batch, "scenes": [{**scene, "scene_id": "new2"} for scene in scenes]}
+    refused = http.post("/", data=json.dumps(both), headers=user("alice"))
+    assert refused.status_code == 429 and error(refused)["code"] == "TOO_MANY_JOBS"
+
+
 def test_local_paths_are_400_with_their_paths(http: FlaskClient) -> None:
     body = {
         **SPEC,
@@ -232,9 +263,9 @@ def test_local_paths_are_400_with_their_paths(http: FlaskClient) -> None:
 def test_uploads_are_signed_under_the_users_prefix(http: FlaskClient) -> None:
     ask = {"filename": "seg-1.mp4", "content_type": "video/mp4", "size": 1234}
     response = http.post("/uploads", data=json.dumps(ask), headers=user("alice"))
-    assert response.status_code == 200, response.json
-    assert response.json["uri"].startswith("gs://scenerender-media/users/alice/uploads/")
-    assert response.json["uri"].endswith("/seg-1.mp4") and response.json["method"] == "PUT"
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["uri"].startswith("gs://scenerender-media/users/alice/uploads/")
+    assert response.get_json()["uri"].endswith("/seg-1.mp4") and response.get_json()["method"] == "PUT"
     for bad in (
         {**ask, "filename": "../x.mp4"},
         {**ask, "filename": "a/b.mp4"},
@@ -246,7 +277,7 @@ def test_uploads_are_signed_under_the_users_prefix(http: FlaskClient) -> None:
         {"filename": "a.mp4"},
     ):
         refused = http.post("/uploads", data=json.dumps(bad), headers=user("alice"))
-        assert refused.status_code == 400, (bad, refused.json)
+        assert refused.status_code == 400, (bad, refused.get_json())
     assert http.post("/uploads", data=json.dumps(ask)).status_code == 401
 
 

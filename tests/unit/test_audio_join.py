@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import cast
 
 from scenerender.core import adts, audio, plan
-from tests.unit.test_adts import frame
+from tests.unit.test_adts import frame, read_frames
 
 
 class CountingSink:
@@ -56,7 +56,7 @@ def test_the_joined_stream_takes_each_frame_once(tmp_path: Path) -> None:
     chunks = plan.audio_chunks(total, 2)
     sink = io.BytesIO()
     join(chunks, streams(chunks), tmp_path, sink)
-    names = [f[adts.ADTS_HEADER + 2 :].decode() for f in adts.read_frames(io.BytesIO(sink.getvalue()))]
+    names = [f[adts.ADTS_HEADER + 2 :].decode() for f in read_frames(io.BytesIO(sink.getvalue()))]
     assert [int(n.split(":")[1]) for n in names] == list(range(adts.packet_count(total)))
     at = chunks[1].join_candidates[0]  # every frame windowed alike: the first candidate is clean
     assert all(n.startswith("0:") for n in names[:at]) and all(n.startswith("1:") for n in names[at:])

@@ -168,9 +168,9 @@ def test_http_post_then_get(stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeyp
     assert json.loads(blobs.objects["gs://scenerender-specs/jobs/scene-1.json"]) == SPEC
     assert http.get("/?job_id=scene-1", headers=u1).status_code == 404
     jobs.create_job("scene-1", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "u1"}))
-    assert http.get("/?job_id=scene-1", headers=u1).json["status"] == "QUEUED"
+    assert http.get("/?job_id=scene-1", headers=u1).get_json()["status"] == "QUEUED"
     refused = http.post("/", data=b'{"version": 2}', headers=u1)
-    assert refused.status_code == 400 and refused.json["error"]["code"] == "INVALID_SPEC"
+    assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "INVALID_SPEC"
     assert http.put("/", headers=u1).status_code == 405
     assert http.post("/", data=json.dumps(SPEC)).status_code == 401
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from scenerender.cloud.identity import EMULATOR_ENV, TokenVerifier, bearer_token
@@ -12,7 +14,7 @@ PROJECT = "identity-test"
 
 
 @pytest.fixture
-def emulated(monkeypatch: pytest.MonkeyPatch) -> TokenVerifier:
+def emulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenVerifier]:
     monkeypatch.setenv(EMULATOR_ENV, "127.0.0.1:9")  # never contacted: verification is local
     verifier = TokenVerifier(PROJECT)
     yield verifier
@@ -20,7 +22,7 @@ def emulated(monkeypatch: pytest.MonkeyPatch) -> TokenVerifier:
 
 
 @pytest.fixture
-def real(monkeypatch: pytest.MonkeyPatch) -> TokenVerifier:
+def real(monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenVerifier]:
     monkeypatch.delenv(EMULATOR_ENV, raising=False)
     verifier = TokenVerifier(PROJECT)
     yield verifier

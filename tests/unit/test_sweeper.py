@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud.launcher import Execution
+from scenerender.cloud.launcher import Execution, ExecutionState
 from scenerender.pipeline.sweeper import judge
 from scenerender.settings import Settings
 
@@ -33,10 +33,10 @@ def running(**fields: Any) -> dict[str, Any]:
     return {"status": "RUNNING", "attempt": 1, "launches": 1, **fields}
 
 
-RUN = Execution("exec-1", "RUNNING")
-PENDING = Execution("exec-1", "PENDING")
-FAILED = Execution("exec-1", "FAILED", "task 0 exited 137")
-GONE = Execution("exec-1", "NOT_FOUND")
+RUN = Execution("exec-1", ExecutionState.RUNNING)
+PENDING = Execution("exec-1", ExecutionState.PENDING)
+FAILED = Execution("exec-1", ExecutionState.FAILED, "task 0 exited 137")
+GONE = Execution("exec-1", ExecutionState.NOT_FOUND)
 
 
 @pytest.mark.parametrize(

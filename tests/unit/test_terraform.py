@@ -455,7 +455,7 @@ def test_firestore_indexes_serve_the_job_queries() -> None:
         (("owner_uid", "ASCENDING"), ("created_at", "DESCENDING")),
         (("batch_id", "ASCENDING"), ("status", "ASCENDING")),
         (("status", "ASCENDING"), ("updated_at", "ASCENDING")),
-        (("owner_uid", "ASCENDING"), ("status", "ASCENDING")),  # JobStore.count_active
+        (("owner_uid", "ASCENDING"), ("status", "ASCENDING")),  # owner_slots: a user's active jobs
     }
     index = resources()["google_firestore_index"]["jobs"]
     assert index["collection"] == "${local.names.jobs_collection}"

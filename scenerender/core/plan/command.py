@@ -63,3 +63,8 @@ def track_pads(n: int, right_track: int | None) -> str:
     if right_track is None:
         return f"[{n}:a:0]"
     return f"[{n}:a:0][{n}:a:{right_track}]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,"
+
+
+def adts_pipe_input(fd: int) -> list[str]:
+    """Raw AAC frames (ADTS) read from ``pipe:fd``, and nothing else."""
+    return ["-protocol_whitelist", "pipe", "-f", "aac", "-i", f"pipe:{fd}"]

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from scenerender.core.plan.command import SAMPLE_RATE, input_args
+from scenerender.core.plan.command import SAMPLE_RATE, adts_pipe_input, input_args
 from scenerender.core.spec import Loudness
 from scenerender.core.timeline import Timeline
 from scenerender.errors import RenderError
@@ -38,22 +38,12 @@ def encoded_scan_command(fd: int) -> list[str]:
     samples a decode of the M4A gives, bit for bit, so this measures the output's audio
     while it is being encoded instead of in a pass after it.
     """
-    return [
-        "ffmpeg",
-        "-protocol_whitelist",
-        "pipe",
-        "-f",
-        "aac",
-        "-i",
-        f"pipe:{fd}",
-        "-map",
-        "0:a:0",
-        "-af",
-        ENCODED_SCAN,
-        "-f",
-        "null",
-        "-",
-    ]
+    return ["ffmpeg", *adts_pipe_input(fd), *encoded_scan_output()]
+
+
+def encoded_scan_output() -> list[str]:
+    """The output options of a scan of encoded audio (input 0) read as ADTS: its summary ends stderr."""
+    return ["-map", "0:a:0", "-af", ENCODED_SCAN, "-f", "null", "-"]
 
 
 @dataclass(frozen=True)

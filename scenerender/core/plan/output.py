@@ -5,35 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from scenerender.core.plan.audio_encode import adts_timestamps
-from scenerender.core.plan.command import Command, input_args, total_samples, track_timescale
-from scenerender.core.plan.loudness import ENCODED_SCAN
+from scenerender.core.plan.command import Command, input_args, track_timescale
 from scenerender.core.plan.video import VideoPart, concat_list
 from scenerender.core.timeline import Timeline
 
 
 def assemble_command(
-    timeline: Timeline,
-    pieces: Sequence[VideoPart],
-    list_path: Path,
-    audio: Path | int,
-    out: Path,
-    *,
-    audio_copy: Path | None = None,
+    timeline: Timeline, pieces: Sequence[VideoPart], list_path: Path, audio: Path, out: Path
 ) -> Command:
-    """The finished MP4 in one copying pass: the video pieces joined, the audio beside them, index first.
-
-    ``audio`` is the encoded M4A, or the read end of a pipe of ADTS frames (the joined chunk
-    encodes), stamped here as one encoder would have stamped them; then ``audio_copy``
-    receives the audio alone as an M4A too (what the audio cache keeps), and the same
-    process measures it: the EBU R128 summary of ``encoded_scan_command`` ends its stderr.
-    """
-    if isinstance(audio, Path):
-        audio_input, stamps, scan = input_args(audio), [], []
-    else:
-        audio_input = ["-protocol_whitelist", "pipe", "-f", "aac", "-i", f"pipe:{audio}"]
-        stamps = ["-bsf:a", adts_timestamps(total_samples(timeline))]
-        scan = ["-map", "1:a:0", "-af", ENCODED_SCAN, "-f", "null", "-"]
+    """The finished MP4 in one copying pass: the video pieces joined, the encoded audio
+    (an M4A) beside them, index first."""
     argv = [
         "ffmpeg",
         "-y",
@@ -45,7 +26,7 @@ def assemble_command(
         "file",
         "-i",
         str(list_path),
-        *audio_input,
+        *input_args(audio),
         # Timestamps go through as they are: otherwise ffmpeg would delay the picture by the
         # audio's encoder delay (21 ms), which the MP4 edit list already accounts for.
         "-copyts",
@@ -55,7 +36,6 @@ def assemble_command(
         "1:a:0",
         "-c",
         "copy",
-        *stamps,
         "-map_metadata",
         "-1",
         "-video_track_timescale",
@@ -66,7 +46,4 @@ def assemble_command(
         "mp4",
         str(out),
     ]
-    if audio_copy is not None:
-        argv += ["-map", "1:a:0", "-c", "copy", *stamps, "-f", "mp4", str(audio_copy)]
-    argv += scan
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(pieces)})

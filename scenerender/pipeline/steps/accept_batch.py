@@ -15,7 +15,15 @@ from scenerender.core.spec import JobSpec
 from scenerender.core.tenancy import check_spec
 from scenerender.errors import ErrorDetail, InputRefusedError, SpecError
 from scenerender.messages import ErrorBlock, JobStatus, may_take
-from scenerender.pipeline.batch import BatchSpec, parse_batch, scene_spec, scene_weight, spec_hash, summarize
+from scenerender.pipeline.batch import (
+    BatchSpec,
+    parse_batch,
+    scene_runs,
+    scene_spec,
+    scene_weight,
+    spec_hash,
+    summarize,
+)
 from scenerender.pipeline.steps.events import (
     SpecEvent,
     id_from_raw,
@@ -91,12 +99,10 @@ def accept_batch(
                 if existing_job.get("status") != JobStatus.QUEUED or existing_job.get("request_published"):
                     continue
                 run_id = str(existing_job.get("run_id") or run_id)
-            else:
-                status = existing_job.get("status")
-                changed = existing_job.get("spec_hash") != queued.spec_hash
-                rerun = status == JobStatus.FAILED or (status == JobStatus.COMPLETED and changed)
-                if not rerun or is_stale(existing_job, event) or not jobs.requeue(job_id, queued):
-                    continue
+            elif (
+                not scene_runs(existing_job, spec) or is_stale(existing_job, event) or not jobs.requeue(job_id, queued)
+            ):
+                continue
         if not jobs.claim_publish(job_id, event.generation):
             continue
         publish_request(jobs, bus, settings, render_request(job_id, event, spec, run_id))
