@@ -54,7 +54,9 @@ def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings) -> Timeli
     policy = local_policy(spec_path, settings)
     problems: list[SceneRenderError] = []
     with private_dir(settings.work_dir or None) as work:
-        probes = fetch_and_probe(spec, local_resolver(work, policy, settings), settings.ffprobe, problems=problems)
+        probes = fetch_and_probe(
+            spec, local_resolver(work, policy, settings), settings.ffprobe, problems=problems, ffmpeg=settings.ffmpeg
+        )
         try:
             timeline = build_timeline(spec, probes)
         except (SpecError, InputError) as exc:

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from scenerender.core import webp
 from scenerender.core.cache import Digests, SegmentCache
 from scenerender.core.inputs import InputResolver
 from scenerender.core.probe import MediaInfo, probe_data, read_probe, refuse_reference_files
@@ -31,10 +32,17 @@ def _probe_cached(
     digests: Digests,
     reused: list[str],
     url: str | None = None,
+    *,
+    ffmpeg: str = "ffmpeg",
+    max_bytes: int = 2 * 1024**3,
 ) -> MediaInfo:
     """Probe, or take ffprobe's description of these bytes from the cache (a full render after
-    its preview)."""
+    its preview). An animated WebP is first converted (``webp.convert``): the MediaInfo is
+    its MOV's, which the render reads instead."""
     refuse_reference_files(path, input_path)  # on the bytes at hand, always
+    if webp.is_animated_webp(path):
+        # Its frames, which ffmpeg 5.1 cannot decode, as a lossless MOV that the render reads.
+        path = webp.convert(path, input_path=input_path, ffmpeg=ffmpeg, max_bytes=max_bytes).path
 
     def fresh() -> dict[str, Any]:
         return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
@@ -69,6 +77,7 @@ def fetch_and_probe(
     reused: list[str] | None = None,
     all_errors: bool = False,
     problems: list[SceneRenderError] | None = None,
+    ffmpeg: str = "ffmpeg",
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
@@ -117,7 +126,17 @@ def fetch_and_probe(
             info = known.result()
         else:
             try:
-                info = _probe_cached(local, input_path, ffprobe, cache, digests, reused, url)
+                info = _probe_cached(
+                    local,
+                    input_path,
+                    ffprobe,
+                    cache,
+                    digests,
+                    reused,
+                    url,
+                    ffmpeg=ffmpeg,
+                    max_bytes=resolver.policy.max_bytes,
+                )
             except BaseException as exc:
                 mine.set_exception(exc)
                 raise

@@ -33,7 +33,7 @@ class Container:
 
     name: str
     extensions: str
-    demuxer: str  # for -format_whitelist
+    demuxer: str  # for -format_whitelist; empty for a format no demuxer of ffmpeg's reads (animated WebP)
     format_names: frozenset[str]  # the parts of ffprobe's format_name
     # Its header states a length that a file cut short keeps (Matroska's Duration, MP3's Xing
     # frame count, FLAC's STREAMINFO, AIFF's and MXF's sizes): the packets are read to find
@@ -78,6 +78,15 @@ CONTAINERS: tuple[Container, ...] = (
         "first frame is at the stream's start, as its sound expects; read from its start, never seeked",
     ),
     Container(
+        "WebP (animated)",
+        ".webp",
+        "",  # never opened by ffmpeg, whose 5.1 cannot decode its frames: see core/webp.py
+        frozenset(),
+        note="decoded by libwebp (Pillow's), each frame composited and kept losslessly at its own time, "
+        "played once; a frame of 10 ms or less is shown for 100 ms, as browsers do; transparent pixels are "
+        "black; no sound",
+    ),
+    Container(
         "GIF (animated)",
         ".gif",
         "gif",
@@ -96,7 +105,7 @@ CONTAINERS: tuple[Container, ...] = (
 ALLOWED_FORMATS: frozenset[str] = frozenset().union(*(c.format_names for c in CONTAINERS))
 # The demuxers ffprobe/ffmpeg may use on an input (-format_whitelist): no playlist, list or
 # manifest demuxer can be picked by content sniffing.
-DEMUXER_WHITELIST = ",".join(c.demuxer for c in CONTAINERS)
+DEMUXER_WHITELIST = ",".join(c.demuxer for c in CONTAINERS if c.demuxer)
 ACCEPTED_CONTAINERS = ", ".join(c.name for c in CONTAINERS)
 
 # Codecs, by ffprobe's codec_name: what Debian's ffmpeg decodes and users' tools write. A
@@ -148,12 +157,7 @@ class Refused:
 
 
 REFUSED: tuple[Refused, ...] = (
-    # Checked first: an animated WebP is a WebP whose VP8X header has the animation flag.
-    Refused(
-        "animated WebP",
-        ((0, b"RIFF"), (8, b"WEBPVP8X")),
-        "Debian's ffmpeg (5.1) cannot decode animated WebP frames; convert it to MP4 (H.264) or GIF",
-    ),
+    # A still one: an animated WebP (its VP8X header's animation flag) is accepted (core/webp.py).
     Refused("WebP", ((8, b"WEBP"),), "a still image; segments are video"),
     Refused("PNG", ((0, b"\x89PNG"),), "a still image; segments are video"),
     Refused("JPEG", ((0, b"\xff\xd8\xff"),), "a still image; segments are video"),
@@ -167,7 +171,7 @@ REFUSED: tuple[Refused, ...] = (
 
 
 def _animated_webp(raw: bytes) -> bool:
-    # VP8X flags byte (offset 20): bit 1 is "animation".
+    # VP8X flags byte (offset 20): bit 1 is "animation" (as webp.is_animated_webp reads a file).
     return raw[8:16] == b"WEBPVP8X" and len(raw) > 20 and bool(raw[20] & 0x02)
 
 
@@ -175,7 +179,7 @@ def refusal_of(raw: bytes) -> tuple[str, str] | None:
     """(name, why) of a refused format these first bytes are, or None."""
     for refused in REFUSED:
         if all(raw[offset : offset + len(magic)] == magic for offset, magic in refused.signatures):
-            if refused.name == "animated WebP" and not _animated_webp(raw):
+            if refused.name == "WebP" and _animated_webp(raw):
                 continue
             return refused.name, refused.why
     return None

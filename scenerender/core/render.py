@@ -178,6 +178,7 @@ def render(
             digests=digests,
             reused=probes_reused,
             all_errors=opts.all_errors,
+            ffmpeg=opts.ffmpeg,
         )
         timeline = build_timeline(spec, probes)
         if opts.limits is not None:

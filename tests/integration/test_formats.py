@@ -76,6 +76,83 @@ def test_an_animated_gif_plays_each_frame_for_its_own_delay_and_its_transparency
     assert transparent.max() <= 20 and 60 <= opaque.mean() <= 110, (transparent.max(), opaque.mean())
 
 
+def set_webp_durations(path: Path, durations: list[int]) -> None:
+    """Rewrite each ANMF chunk's 24-bit frame duration (RIFF read here, not by the renderer's reader)."""
+    data = bytearray(path.read_bytes())
+    at, n = 12, 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        if data[at : at + 4] == b"ANMF":
+            data[at + 8 + 12 : at + 8 + 15] = durations[n].to_bytes(3, "little")
+            n += 1
+        at += 8 + size + (size & 1)
+    assert n == len(durations), (n, len(durations))
+    path.write_bytes(bytes(data))
+
+
+def test_an_animated_webp_plays_each_frame_for_its_own_duration_and_its_transparency_is_black(
+    tmp_path: Path,
+) -> None:
+    # 20 stamped frames (libwebp's animation encoder, in Debian's ffmpeg), the bottom-left
+    # quarter transparent, given durations of their own: uneven, one of 5 ms (shown for
+    # 100 ms, as browsers do) and a long last one. No `duration` in the spec: the segment
+    # lasts as its frames are shown, 2.5 s.
+    alpha = "geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(gt(Y,H/2)*lt(X,W/2),0,255)'"
+    picture = f"color=c=0x2040C0:s=320x180:r=10:d=2,format=yuv420p,{stamp_filter()},format=rgba,{alpha}"
+    webp = tmp_path / "anim.webp"
+    run_ffmpeg("-f", "lavfi", "-i", picture, "-frames:v", "20", "-c:v", "libwebp_anim", "-lossless", "1", str(webp))
+    durations = [70, 130, 40, 200, 70, 70, 70, 110, 90, 150, 60, 60, 60, 120, 80, 5, 50, 170, 100, 700]
+    set_webp_durations(webp, durations)
+    shown = [100 if d <= 10 else d for d in durations]
+    assert sum(shown) == 2500
+    make_stamped(tmp_path / "first.mp4", duration=1, fps=10, audio_duration=1, clicks=(0.1,))
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 10},
+            "segments": [{"id": "mp4", "url": "first.mp4", "volume": 1.0}, {"id": "webp", "url": "anim.webp"}],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    # Output slot n (at n/10 s) shows the last frame whose start, rounded to the nearest slot
+    # (halves up, as ffmpeg's fps filter rounds), is n or earlier.
+    starts = [sum(shown[:k]) for k in range(len(shown))]
+    expected = [max(k for k, ms in enumerate(starts) if (ms + 50) // 100 <= n) for n in range(25)]
+    assert measure.frame_stamps(out) == list(range(10)) + expected
+    video_s, audio_s = measure.stream_durations(out)
+    assert abs(video_s - 3.5) <= 0.001 and abs(audio_s - 3.5) <= 0.001, (video_s, audio_s)
+    assert result["duration_s"] == pytest.approx(3.5, abs=0.001)
+    assert [round(t, 3) for t in measure.click_onsets(measure.decode_audio(out))] == [pytest.approx(0.1, abs=0.005)]
+    frame = measure.gray_frame(out, 1.55)
+    transparent, opaque = frame[100:170, 10:150], frame[100:170, 170:310]
+    assert transparent.max() <= 20 and 60 <= opaque.mean() <= 110, (transparent.max(), opaque.mean())
+
+
+def test_an_animated_webp_decodes_to_the_same_bytes_anywhere_and_a_huge_one_is_refused(tmp_path: Path) -> None:
+    # A helper worker converts the WebP again and must find the assembler's bytes (the
+    # digest it checks, the cache address); decoded frames past the size limit are refused.
+    from scenerender.core import webp
+    from scenerender.core.cache import file_digest
+    from scenerender.errors import InputRefusedError
+
+    made = tmp_path / "made.webp"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=10:d=3", "-c:v", "libwebp_anim", str(made))
+    copies = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        copy = tmp_path / name / "in.webp"
+        copy.write_bytes(made.read_bytes())
+        copies.append(webp.convert(copy, input_path="segments[0].url"))
+    assert copies[0].frames == 30 and copies[0].duration_ms == copies[1].duration_ms
+    assert file_digest(copies[0].path) == file_digest(copies[1].path)
+    with pytest.raises(InputRefusedError) as caught:
+        webp.convert(tmp_path / "a" / "in.webp", input_path="segments[2].url", max_bytes=200_000)
+    assert caught.value.input_path == "segments[2].url" and "take more than 200000 bytes decoded" in str(caught.value)
+    assert not (tmp_path / "a" / "in.webp.frames.mov").exists()
+
+
 def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:
     # Broadcast and editing exports: MPEG-2 picture, PCM sound, in MXF.
     make_stamped(

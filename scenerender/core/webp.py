@@ -1,0 +1,200 @@
+"""Animated WebP made readable: Debian's ffmpeg (5.1) has no decoder for its frames
+(ANIM/ANMF chunks), so libwebp's own animation decoder (bundled in Pillow's wheel) composites
+each frame, and ffmpeg keeps the frames losslessly (FFV1 in MOV) at their own times.
+
+The result is an ordinary input for the rest of the render: a MOV beside the WebP in the
+job's private dir, whose frame k starts at the sum of the durations before it and whose
+last frame lasts its own duration (it is written twice, the copy a millisecond before the
+end, since ffmpeg gives a piped frame one tick). The conversion is bit-exact, so another
+worker that converts the same WebP (a shared segment encode) gets the same bytes and the
+same cache address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shlex
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from scenerender.errors import InputMediaError, InputRefusedError
+
+log = logging.getLogger(__name__)
+
+# A frame of 10 ms or less is shown for 100 ms, as browsers show animated images (a 0 ms
+# frame would otherwise share its time with the next and never be seen).
+SHORTEST_MS = 10
+INSTEAD_MS = 100
+CONVERT_TIMEOUT_S = 600.0
+MAX_DIMENSION = 8192  # as probe.MAX_DIMENSION: a canvas beyond it is refused before a frame is decoded
+
+
+def is_animated_webp(path: Path) -> bool:
+    """A RIFF WebP whose VP8X header has the animation flag (bit 1 of its flags byte)."""
+    with open(path, "rb") as fh:
+        head = fh.read(21)
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) > 20 and bool(head[20] & 0x02)
+
+
+def shown_ms(durations: list[int]) -> list[int]:
+    """How long each frame is shown: its own duration, 100 ms for one of 10 ms or less."""
+    return [d if d > SHORTEST_MS else INSTEAD_MS for d in durations]
+
+
+def pts_expression(durations: list[int]) -> str:
+    """A ``setpts`` expression giving frame N its start in milliseconds (the sum of the
+    durations before it), for a stream whose time base is 1 ms.
+
+    Frames of equal duration are one run, a line ``start + d*(N - first)``; the runs are
+    chosen among by a balanced tree of ``if(lt(N, ...))``, so each frame costs a few
+    comparisons even when every duration differs from the one before (a 24 fps animation
+    kept in whole milliseconds alternates 42, 41, 42).
+    """
+    runs: list[tuple[int, int, int]] = []  # (first frame, its start ms, duration ms)
+    start = 0
+    for n, d in enumerate(durations):
+        if not runs or runs[-1][2] != d:
+            runs.append((n, start, d))
+        start += d
+
+    def tree(lo: int, hi: int) -> str:
+        if hi - lo == 1:
+            first, at, d = runs[lo]
+            return f"{at}+{d}*(N-{first})"
+        mid = (lo + hi) // 2
+        return f"if(lt(N,{runs[mid][0]}),{tree(lo, mid)},{tree(mid, hi)})"
+
+    return tree(0, len(runs))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An animated WebP converted: the MOV, its frames and its length (ms, as shown)."""
+
+    path: Path
+    frames: int
+    duration_ms: int
+
+
+def frame_durations(path: Path) -> list[int]:
+    """Each frame's duration in ms, from its ANMF chunk's header (no pixel decoded)."""
+    durations: list[int] = []
+    with open(path, "rb") as fh:
+        fh.seek(12)  # RIFF, its size, WEBP
+        while len(head := fh.read(8)) == 8:
+            size = int.from_bytes(head[4:], "little")
+            if head[:4] == b"ANMF":
+                frame = fh.read(16)  # X, Y, width-1, height-1, duration: 24 bits each; flags
+                if len(frame) < 16:
+                    break
+                durations.append(int.from_bytes(frame[12:15], "little"))
+                size -= 16
+            fh.seek(size + (size & 1), 1)  # chunks are padded to an even length
+    return durations
+
+
+def _frames(image: Any) -> Iterator[bytes]:
+    """Each frame composited on the canvas (libwebp's animation decoder), in order."""
+    for n in range(image.n_frames):
+        image.seek(n)
+        yield image.tobytes()
+
+
+def convert(path: Path, *, input_path: str, ffmpeg: str = "ffmpeg", max_bytes: int = 2 * 1024**3) -> Decoded:
+    """``path`` (an animated WebP) as a lossless MOV beside it; errors name ``input_path``."""
+    from PIL import Image  # only a render that meets an animated WebP needs libwebp's decoder
+
+    out = path.with_name(path.name + ".frames.mov")
+    script = path.with_name(path.name + ".setpts")
+    try:
+        image = Image.open(path)
+    except (OSError, ValueError) as exc:
+        raise InputMediaError(input_path, f"not a readable animated WebP ({exc})") from exc
+    with contextlib.closing(image):
+        width, height = image.size
+        if max(width, height) > MAX_DIMENSION:
+            raise InputRefusedError(input_path, f"{width}x{height}; at most {MAX_DIMENSION} pixels a side is accepted")
+        if image.mode not in ("RGB", "RGBA"):
+            raise InputMediaError(input_path, f"an animated WebP in mode {image.mode}, not RGB(A)")
+        durations = shown_ms(frame_durations(path))
+        count = len(durations)
+        frames = int(getattr(image, "n_frames", 1))
+        if count == 0 or count != frames:
+            raise InputMediaError(input_path, f"an animated WebP of {frames} frames, {count} of them readable")
+        # The last frame twice: once at its time, once a tick before the end, so the stream
+        # lasts to the end of its last frame (a piped frame lasts one tick).
+        ticks = [*durations[:-1], durations[-1] - 1, 1]
+        script.write_text(f"setpts='{pts_expression(ticks)}'", encoding="utf-8")
+        alpha = image.mode == "RGBA"
+        argv = [
+            ffmpeg,
+            "-nostdin",
+            "-hide_banner",
+            "-v",
+            "error",
+            "-y",
+            *("-f", "rawvideo", "-pix_fmt", "rgba" if alpha else "rgb24", "-s", f"{width}x{height}"),
+            *("-framerate", "1000", "-i", "pipe:0"),
+            *("-filter_script:v", str(script), "-fps_mode", "passthrough"),
+            *("-c:v", "ffv1", "-pix_fmt", "bgra" if alpha else "bgr0", "-video_track_timescale", "1000"),
+            # Bit-exact: the same WebP gives the same bytes on every worker (cache address).
+            *("-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"),
+            *("-fs", str(max_bytes), "-f", "mov", str(out)),
+        ]
+        log.info("animated WebP %s: %d frames, %d ms: %s", input_path, count, sum(durations), shlex.join(argv))
+        try:
+            whole = _feed(argv, image, input_path)
+        finally:
+            script.unlink(missing_ok=True)
+    if not whole or out.stat().st_size >= max_bytes:  # ffmpeg stopped without an error: -fs was reached
+        out.unlink(missing_ok=True)
+        raise InputRefusedError(
+            input_path, f"its {count} frames of {width}x{height} take more than {max_bytes} bytes decoded"
+        )
+    return Decoded(out, count, sum(durations))
+
+
+def _feed(argv: list[str], image: Any, input_path: str) -> bool:
+    """Run ``argv`` with every frame of ``image`` on its stdin (the last one twice); False
+    when ffmpeg ended, without an error, before it took them all (its size limit)."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise InputMediaError(input_path, f"ffmpeg not found ({argv[0]}); install ffmpeg") from exc
+    with proc:  # closes its pipes, however this ends
+        stdin: IO[bytes] | None = proc.stdin
+        stderr: IO[bytes] | None = proc.stderr
+        assert stdin is not None and stderr is not None
+        err: list[bytes] = []
+        reader = threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)
+        reader.start()
+        timer = threading.Timer(CONVERT_TIMEOUT_S, proc.kill)
+        timer.start()
+        whole = False
+        try:
+            with contextlib.suppress(BrokenPipeError):  # ffmpeg stopped (-fs reached, killed): said below
+                pixels = b""
+                for pixels in _frames(image):
+                    stdin.write(pixels)
+                stdin.write(pixels)
+                whole = True
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            timer.cancel()
+            reader.join()
+    if code != 0:
+        tail = b"".join(err).decode(errors="replace").strip().splitlines()[-1:] or ["killed"]
+        if code < 0:
+            tail = [f"stopped after {CONVERT_TIMEOUT_S:.0f} s"]
+        raise InputMediaError(input_path, f"its frames could not be decoded ({tail[0]})")
+    return whole

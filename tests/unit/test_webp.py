@@ -1,0 +1,72 @@
+"""Animated WebP's timing, read without decoding a frame (scenerender/core/webp.py); its
+frames and their rendered times are tested in tests/integration/test_formats.py."""
+
+from __future__ import annotations
+
+import re
+from itertools import accumulate, pairwise
+from pathlib import Path
+
+import pytest
+
+from scenerender.core import webp
+
+
+def evaluate(expression: str, n: int) -> int:
+    """ffmpeg's expression language as pts_expression uses it: if, lt, +, *, -, integers, N."""
+    python = re.sub(r"\bif\(", "iff(", expression)
+    return int(eval(python, {"iff": lambda c, a, b: a if c else b, "lt": lambda a, b: a < b, "N": n}))
+
+
+@pytest.mark.parametrize(
+    "durations",
+    [
+        [40] * 50,  # one run: a line
+        [70] * 10 + [130] * 9 + [97, 1],  # runs, and the last frame's copy a tick before the end
+        [42, 41, 42] * 300,  # 24 fps in whole milliseconds: a run per frame, a tree of depth 10
+        [100],
+    ],
+)
+def test_each_frame_starts_at_the_sum_of_the_durations_before_it(durations: list[int]) -> None:
+    expression = webp.pts_expression(durations)
+    starts = [0, *accumulate(durations)][:-1]
+    assert [evaluate(expression, n) for n in range(len(durations))] == starts
+    runs = 1 + sum(a != b for a, b in pairwise(durations))
+    assert expression.count("if(") == runs - 1  # a node between runs, none within one
+
+
+def test_a_frame_of_ten_milliseconds_or_less_is_shown_for_a_hundred() -> None:
+    assert webp.shown_ms([0, 5, 10, 11, 40, 1000]) == [100, 100, 100, 11, 40, 1000]
+
+
+def riff(*chunks: bytes) -> bytes:
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def chunk(fourcc: bytes, payload: bytes) -> bytes:
+    return fourcc + len(payload).to_bytes(4, "little") + payload + (b"\0" if len(payload) % 2 else b"")
+
+
+def anmf(duration: int, image: bytes = b"VP8L-pixels") -> bytes:
+    header = bytes(12) + duration.to_bytes(3, "little") + b"\0"
+    return chunk(b"ANMF", header + chunk(b"VP8L", image))
+
+
+def test_frame_durations_are_read_from_the_anmf_chunks(tmp_path: Path) -> None:
+    vp8x = chunk(b"VP8X", bytes([0x12, 0, 0, 0]) + (99).to_bytes(3, "little") + (99).to_bytes(3, "little"))
+    anim = chunk(b"ANIM", bytes(4) + (0).to_bytes(2, "little"))
+    path = tmp_path / "a.webp"
+    # An odd-sized frame (padded) and metadata chunks between frames are stepped over.
+    path.write_bytes(riff(vp8x, anim, anmf(70, b"odd"), chunk(b"XMP ", b"<x/>"), anmf(130), anmf(5)))
+    assert webp.is_animated_webp(path)
+    assert webp.frame_durations(path) == [70, 130, 5]
+
+
+def test_a_still_webp_is_not_taken_for_an_animation(tmp_path: Path) -> None:
+    still = tmp_path / "s.webp"
+    still.write_bytes(riff(chunk(b"VP8X", bytes(10)), chunk(b"VP8L", b"pixels")))
+    assert not webp.is_animated_webp(still)
+    plain = tmp_path / "p.webp"
+    plain.write_bytes(riff(chunk(b"VP8 ", b"pixels")))
+    assert not webp.is_animated_webp(plain)
