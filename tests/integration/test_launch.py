@@ -14,7 +14,7 @@ import shutil
 import signal
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from scenerender.cloud import clients
 from scenerender.cloud.launcher import LocalLauncher
 from scenerender.core.spec import parse_spec
 from scenerender.dev.devstack import DevStack
-from scenerender.messages import JobDocument
+from scenerender.messages import BatchDocument, JobDocument, JobStatus
 from scenerender.pipeline.budget import MB as MIB
 from scenerender.pipeline.budget import MemoryNeed, memory_need
 from scenerender.settings import Settings, get_settings
@@ -95,11 +95,11 @@ def wait_for(job_id: str, done: Any, timeout_s: float = 120) -> dict[str, Any]:
         time.sleep(0.3)
 
 
-def wait_for_batch(batch_id: str, done: Any, timeout_s: float) -> dict[str, Any]:
+def wait_for_batch(batch_id: str, done: Callable[[BatchDocument], bool], timeout_s: float) -> BatchDocument:
     deadline = time.monotonic() + timeout_s
     while True:
-        doc = clients.jobs().get_batch(batch_id) or {}
-        if done(doc):
+        doc = clients.jobs().get_batch(batch_id)
+        if doc is not None and done(doc):
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.2)
@@ -282,8 +282,8 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     assert sorted(outputs) == sorted(str((jobs.get(j) or {})["output"]["uri"]) for j in ids)
     # The report function refreshes the batch's summary after it writes the job's end, so the
     # last scene's job may be seen COMPLETED a moment before its batch.
-    batch = wait_for_batch("it-kill", lambda b: b.get("status") != "RUNNING", 30)
-    assert batch["status"] == "COMPLETED" and batch["counts"]["COMPLETED"] == 3, batch
+    batch = wait_for_batch("it-kill", lambda b: b.status != JobStatus.RUNNING, 30)
+    assert batch.status == JobStatus.COMPLETED and batch.counts[JobStatus.COMPLETED] == 3, batch
 
 
 def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: DevStack, media: dict[str, str]) -> None:
