@@ -958,3 +958,28 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
             user.close()
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_node_backend_renders_with_the_typed_client(cloud: DevStack, web: str, tmp_path: Path) -> None:
+    """The typed client is importable outside the page: web/examples/backend.mjs bundles
+    web/src/client.ts for Node (firebase's Node build, its Firestore over gRPC), signs a user
+    up in the Auth emulator, submits through the API with the ID token, follows the job with
+    `watch` and writes the MP4 with `download`."""
+    job_id = f"backend-{uuid.uuid4().hex[:8]}"
+    spec = {**short_spec(cloud, 1, job_id), "output": {"resolution": "360p"}}
+    config = {**json.loads(cloud.web_config_path.read_text()), "apiUrl": cloud.env()["SCENERENDER_API_URL"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    email = f"backend-{uuid.uuid4().hex[:8]}@scenerender.test"
+    out = tmp_path / "out.mp4"
+    argv = ["node", str(Path(__file__).resolve().parents[2] / "web" / "examples" / "backend.mjs")]
+    argv += [str(tmp_path / "config.json"), str(tmp_path / "spec.json"), email, PASSWORD, str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=RENDER_TIMEOUT_MS / 1000, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    doc = clients.jobs().get(job_id)
+    assert doc is not None and doc["status"] == "COMPLETED", doc
+    assert result["job_id"] == job_id and doc["owner_uid"] == result["uid"]  # the token's user owns it
+    assert result["statuses"][-1] == "COMPLETED" and len(result["statuses"]) >= 2, result  # followed, not read once
+    assert result["bytes"] == doc["output"]["size_bytes"] == out.stat().st_size
+    assert ffprobe_duration(out) == pytest.approx(doc["output"]["duration_s"], abs=0.05)
