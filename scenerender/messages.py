@@ -271,3 +271,39 @@ class JobDocument(BaseModel):
         if self.error is not None:
             fields["error"] = self.error.wire()
         return fields
+
+
+class BatchDocument(BaseModel):
+    """``render_batches/{batch_id}`` (docs/contract.md section 4): the batch's scenes and the
+    summary of their jobs (``scenerender.pipeline.batch.summarize``), as read back.
+
+    Read leniently like ``JobDocument``: fields the pipeline adds later are kept as stored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    batch_id: str = ""
+    status: JobStatus = JobStatus.QUEUED
+    owner_uid: str | None = None
+    spec_uri: str = ""
+    spec_generation: str = ""
+    scenes: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    total: int = 0
+    progress: float = 0.0
+    eta_s: float | None = None
+    failed: list[str] = Field(default_factory=list)
+    error: ErrorBlock | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @field_serializer("status")
+    def _status(self, status: JobStatus) -> str:
+        return status.value  # Firestore stores the plain string
+
+    def stored(self) -> dict[str, Any]:
+        """The document's fields as read (the API's answer); an error block as it travels."""
+        fields = self.model_dump(exclude_unset=True)
+        if self.error is not None:
+            fields["error"] = self.error.wire()
+        return fields
