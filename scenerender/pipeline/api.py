@@ -257,7 +257,7 @@ class Api:
         if not _ID.fullmatch(value):
             raise SpecError.from_details([ErrorDetail(key, f"not a valid id (pattern {ID_PATTERN})")])
         batch = self.jobs.get_batch(value) if key == "batch_id" else None
-        doc = self.jobs.get(value) if key == "job_id" else batch.stored() if batch is not None else None
+        doc = self.jobs.get(value) if key == "job_id" else batch.wire() if batch is not None else None
         # Another user's job answers exactly as a missing one: its existence is not told either.
         if doc is None or doc.get("owner_uid") != user.uid:
             raise NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])

@@ -19,6 +19,7 @@ import pytest
 
 from scenerender.cli.local import local_policy
 from scenerender.cli.specfiles import load_spec
+from scenerender.core.deliverables.captions import Cue, to_ass
 from scenerender.core.inputs import InputResolver
 from scenerender.core.mp4 import video_samples
 from scenerender.core.render import RenderOptions, render
@@ -590,3 +591,28 @@ def test_burned_captions_show_at_their_cue_and_nowhere_else(speech_scene: Path, 
         assert caption_area_difference(inside) > 150, inside
     for outside in (0.2, 2.7, 6.0):
         assert caption_area_difference(outside) < 10, outside
+
+
+def test_burned_hebrew_and_cjk_find_a_glyph_for_every_character(tmp_path: Path) -> None:
+    """The burn test above sees pixels where a cue is, which boxes for missing glyphs would
+    also give. libass names every character no installed font has: the caption style's font
+    (DejaVu Sans) and its fallback (Droid Sans Fallback) have every Hebrew and CJK character
+    of the test's lines, and a character neither has (an Egyptian hieroglyph) is named."""
+
+    def missing(text: str) -> list[str]:
+        script = tmp_path / "cue.ass"
+        script.write_text(to_ass([Cue(0, 0.0, 1.0, "בן", (text,))], 640, 360), encoding="utf-8")
+        done = subprocess.run(
+            [
+                *("ffmpeg", "-hide_banner", "-f", "lavfi", "-i", "color=c=gray:s=640x360:d=1"),
+                *("-vf", f"subtitles=filename={script}", "-f", "null", "-"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return re.findall(r"failed to find any fallback with glyph (0x[0-9A-Fa-f]+)", done.stderr)
+
+    assert missing("בחוץ. 外面。 Where were you? 你去哪儿了") == []
+    assert set(missing("𓀀")) == {"0x13000"}

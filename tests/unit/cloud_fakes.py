@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,15 @@ class FakeBlobs:
 
     def list_uris(self, prefix_uri: str) -> list[str]:
         return sorted(uri for uri in self.objects if uri.startswith(prefix_uri))
+
+
+@dataclass(frozen=True)
+class FakeStores:
+    """``ports.Stores`` of fakes, as a door hands them down."""
+
+    blobs: FakeBlobs
+    jobs: FakeJobs
+    bus: FakeBus
 
 
 class FakeJobs:
