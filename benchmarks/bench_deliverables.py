@@ -50,20 +50,24 @@ def main() -> None:
         on = [*scenerender(spec_path, work / "on.mp4"), "--force"]
         off = ["env", "SCENERENDER_DELIVERABLES=false", *scenerender(spec_path, work / "off.mp4"), "--force"]
         speed = machine_speed()
+        load_before = os.getloadavg()
         runs = side_by_side(
             [("with sidecars + qc", on), ("mp4 only", off)],
             args.rounds,
             {n: 5 for n in ("with sidecars + qc", "mp4 only")},
         )
+        load_after = os.getloadavg()
         with_, without = runs
         ratio = with_.wall_s / without.wall_s
+        cpu_ratio = with_.cpu_s / without.cpu_s
         turns = sorted(round(a / b, 3) for a, b in zip(with_.turn_walls, without.turn_walls, strict=True))
         print(f"{'run':<24}{'wall s':>8}{'CPU s':>8}{'peak MB':>9}")
         for run in runs:
             print(f"{run.name:<24}{run.wall_s:>8.2f}{run.cpu_s:>8.2f}{run.peak_mb:>9.0f}")
         print(
             f"with/without: {ratio:.3f}x (turns {turns}); "
-            f"target <= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}"
+            f"target <= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}; CPU-s {cpu_ratio:.3f}x; "
+            f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
         )
         results = Path(__file__).resolve().parent / "results"
         results.mkdir(exist_ok=True)
@@ -71,7 +75,15 @@ def main() -> None:
         scene = "moving" if args.moving else "reference"
         (results / f"deliverables-{scene}-{stamp}.json").write_text(
             json.dumps(
-                {"scene": scene, "machine": speed, "runs": [asdict(r) for r in runs], "ratio": ratio, "turns": turns},
+                {
+                    "scene": scene,
+                    "machine": speed,
+                    "load_average": {"before": load_before, "after": load_after},
+                    "runs": [asdict(r) for r in runs],
+                    "ratio": ratio,
+                    "cpu_ratio": cpu_ratio,
+                    "turns": turns,
+                },
                 indent=2,
             )
         )

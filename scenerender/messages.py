@@ -206,17 +206,34 @@ NEW_RUN: dict[str, Any] = {
 }
 
 
-class JobDocument(BaseModel):
+class _Document(BaseModel):
+    """A Firestore document as read back: typed where read, everything else kept as stored."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    status: JobStatus
+    error: ErrorBlock | None = None
+
+    @field_serializer("status")
+    def _status(self, status: JobStatus) -> str:
+        return status.value  # Firestore stores the plain string
+
+    def wire(self) -> dict[str, Any]:
+        """The fields this model was given, as Firestore stores them (timestamps stay datetimes)."""
+        fields = self.model_dump(exclude_unset=True)
+        if self.error is not None:
+            fields["error"] = self.error.wire()
+        return fields
+
+
+class JobDocument(_Document):
     """``render_jobs/{job_id}`` (docs/contract.md section 4).
 
     The fields the contract, the CLI and the web client read are typed; the pipeline's own
     bookkeeping (launches, history, heartbeat, request_published...) is kept as it is stored.
     """
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-
     job_id: str = ""
-    status: JobStatus
     stage: str = ""
     progress: float = 0.0
     attempt: int = 0
@@ -229,7 +246,6 @@ class JobDocument(BaseModel):
     run_id: str = ""
     spec_hash: str | None = None
     weight_s: float | None = None
-    error: ErrorBlock | None = None
     output: dict[str, Any] | None = None
     created_at: datetime | None = None
     started_at: datetime | None = None
@@ -261,13 +277,24 @@ class JobDocument(BaseModel):
         earlier = {k: current.get(k) for k in EARLIER_RUN}
         return {**self.wire(), "history": [*(current.get("history") or []), earlier], **NEW_RUN}
 
-    @field_serializer("status")
-    def _status(self, status: JobStatus) -> str:
-        return status.value  # Firestore stores the plain string
 
-    def wire(self) -> dict[str, Any]:
-        """The fields this model was given, as Firestore stores them (timestamps stay datetimes)."""
-        fields = self.model_dump(exclude_unset=True)
-        if self.error is not None:
-            fields["error"] = self.error.wire()
-        return fields
+class BatchDocument(_Document):
+    """``render_batches/{batch_id}`` (docs/contract.md section 4): the batch's scenes and the
+    summary of their jobs (``scenerender.pipeline.batch.summarize``), as read back.
+
+    Read leniently like ``JobDocument``: fields the pipeline adds later are kept as stored.
+    """
+
+    batch_id: str = ""
+    status: JobStatus = JobStatus.QUEUED
+    owner_uid: str | None = None
+    spec_uri: str = ""
+    spec_generation: str = ""
+    scenes: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+    total: int = 0
+    progress: float = 0.0
+    eta_s: float | None = None
+    failed: list[str] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

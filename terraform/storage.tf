@@ -22,6 +22,22 @@ resource "google_storage_bucket" "specs" {
     }
   }
 
+  # The API's copies of the spec objects it wrote, one per generation (submitted/jobs/ID/GEN.json):
+  # what GET /?job_id= gives a job's owner to re-render or promote it from any browser. Each is
+  # written once under a name of its own, so num_newer_versions never ends one; they go by age.
+  # ANY state: the first deletion of a live object in this versioned bucket leaves a noncurrent
+  # version, which the same age then removes too.
+  lifecycle_rule {
+    condition {
+      age            = var.spec_copy_days
+      matches_prefix = ["submitted/"]
+      with_state     = "ANY"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [time_sleep.apis_settle]
 }
 

@@ -113,6 +113,17 @@ variable "retention_days" {
   }
 }
 
+variable "spec_copy_days" {
+  description = "Days the API's copies of submitted specs (submitted/ in the spec bucket) are kept: a job can be re-rendered or promoted from the web page for this long."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.spec_copy_days >= 1 && var.spec_copy_days <= 3650
+    error_message = "spec_copy_days must be between 1 and 3650."
+  }
+}
+
 variable "max_delivery_attempts" {
   description = "Deliveries of a render request before it goes to the dead-letter topic (Pub/Sub allows 5..100)."
   type        = number

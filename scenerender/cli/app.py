@@ -24,6 +24,7 @@ from typer import _click as click  # typer 0.29 carries its own click; its excep
 from scenerender.cli import dev, local, submit
 from scenerender.cli.console import err, out, print_error_json
 from scenerender.core.spec import json_schema
+from scenerender.errors import SpecError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -61,7 +62,8 @@ def main() -> None:
                 where = max(param.opts, key=len)
             elif param is not None:
                 where = param.human_readable_name
-            print_error_json("INVALID_SPEC", exc.format_message(), [{"path": where, "problem": exc.format_message()}])
+            problem = exc.format_message()
+            print_error_json(SpecError.code, problem, [{"path": where, "problem": problem}])
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("[red]aborted[/red]")

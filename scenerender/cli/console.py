@@ -67,7 +67,7 @@ def guarded(fn: Callable[P, R]) -> Callable[P, R]:
             logging.getLogger(__name__).debug("internal error", exc_info=True)
             err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False)
             if as_json:
-                print_error_json("INTERNAL", f"{type(exc).__name__}: {exc}", [])
+                print_error_json(SceneRenderError.code, f"{type(exc).__name__}: {exc}", [])
             raise typer.Exit(1) from None
 
     return wrapper

@@ -94,10 +94,11 @@ def finish(
     doc: dict[str, Any], download_to: Path | None, *, as_json: bool = False, names: dict[str, str] | None = None
 ) -> None:
     from scenerender.cli.remote import download, exit_code_for
+    from scenerender.messages import JobStatus
 
     names = names or {}
     job_id = doc.get("job_id")
-    if doc.get("status") == "FAILED":
+    if doc.get("status") == JobStatus.FAILED:
         error = doc.get("error") or {}
         code, message = str(error.get("code")), with_user_paths(str(error.get("message")), names)
         details = [
@@ -112,8 +113,8 @@ def finish(
         raise typer.Exit(exit_code_for(code))
     output = doc.get("output") or {}
     err.print(
-        f"job {job_id} COMPLETED: {output.get('duration_s')} s {output.get('width')}x{output.get('height')}, "
-        f"{output.get('uri')}",
+        f"job {job_id} {JobStatus.COMPLETED}: {output.get('duration_s')} s "
+        f"{output.get('width')}x{output.get('height')}, {output.get('uri')}",
         highlight=False,
     )
     if download_to is not None:
@@ -138,6 +139,7 @@ def follow_batch_with_bar(
     batch_id: str, clients: Clients, jobs: Any, *, grace_s: float | None = None
 ) -> dict[str, Any]:
     from scenerender.cli.remote import follow_batch
+    from scenerender.messages import JobStatus
     from scenerender.pipeline.steps import spec_object_name
 
     spec_uri = f"gs://{clients.settings.spec_bucket}/{spec_object_name(batch_id)}"
@@ -150,8 +152,8 @@ def follow_batch_with_bar(
             bar.update(
                 task,
                 completed=float(doc.get("progress") or 0.0),
-                description=f"{counts.get('COMPLETED', 0)}/{doc.get('total', 0)} done"
-                + (f", {counts.get('FAILED')} failed" if counts.get("FAILED") else "")
+                description=f"{counts.get(JobStatus.COMPLETED, 0)}/{doc.get('total', 0)} done"
+                + (f", {counts.get(JobStatus.FAILED)} failed" if counts.get(JobStatus.FAILED) else "")
                 + (f", ETA {eta:.0f} s" if eta else ""),
             )
 
@@ -166,11 +168,12 @@ def follow_batch_with_bar(
 
 def finish_batch(doc: dict[str, Any], jobs: Any, *, as_json: bool = False, names: dict[str, str] | None = None) -> None:
     from scenerender.cli.remote import exit_code_for
+    from scenerender.messages import JobStatus
 
     names = names or {}
     counts = doc.get("counts") or {}
     err.print(
-        f"batch {doc.get('batch_id')} {doc.get('status')}: {counts.get('COMPLETED', 0)} of "
+        f"batch {doc.get('batch_id')} {doc.get('status')}: {counts.get(JobStatus.COMPLETED, 0)} of "
         f"{doc.get('total', 0)} scenes completed",
         highlight=False,
     )
@@ -178,7 +181,7 @@ def finish_batch(doc: dict[str, Any], jobs: Any, *, as_json: bool = False, names
         message = with_user_paths(str(doc["error"].get("message")), names)
         err.print(f"  {message}", markup=False, highlight=False)
         if as_json:
-            print_error_json(str(doc["error"].get("code") or "INVALID_SPEC"), message, [])
+            print_error_json(str(doc["error"].get("code") or SpecError.code), message, [])
         raise typer.Exit(2)
     failed = doc.get("failed") or []
     details: list[dict[str, str]] = []

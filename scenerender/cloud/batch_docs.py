@@ -18,7 +18,7 @@ from google.cloud import firestore
 
 from scenerender.cloud.google_errors import translate
 from scenerender.errors import TransientError
-from scenerender.messages import JobStatus, may_take
+from scenerender.messages import BatchDocument, JobStatus, may_take
 
 BATCH_WRITE_ATTEMPTS = 20
 CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
@@ -126,12 +126,12 @@ class BatchDocuments:
             raise translate(exc, f"Firestore: update batch {batch_id}") from exc
         raise TransientError(f"batch {batch_id}: {BATCH_WRITE_ATTEMPTS} conflicting writes in a row")
 
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+    def get_batch(self, batch_id: str) -> BatchDocument | None:
         try:
             snap = self.batches.document(batch_id).get()
         except Exception as exc:
             raise translate(exc, f"Firestore: read batch {batch_id}") from exc
-        return dict(snap.to_dict() or {}) if snap.exists else None
+        return BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None
 
     def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
         """Call ``callback`` with the batch document on every change; ``.unsubscribe()`` the result to stop."""

@@ -5,9 +5,11 @@ settings name (``pubsub_emulator_host`` ...) or at Google Cloud: nothing here re
 writes the process environment, so a command can talk to the local cloud it just started
 by handing down ``Clients(stack_settings)``.
 
-The doors (functions, worker) take the process's own, ``clients.default()`` (the settings
-read from the environment at start); the pipeline steps take the stores as arguments, so
-tests can hand in others (``override``).
+The worker's ``main`` makes its ``Clients`` once and hands them down (``ports.Stores``).
+The Cloud Functions' entry points have no caller to hand them anything: they take the
+process's own, ``clients.default()`` (the settings read from the environment at start),
+which unit tests replace with fakes (``override``). The pipeline steps take the stores as
+arguments.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from scenerender.errors import (
     UnauthenticatedError,
     all_error_classes,
 )
+from scenerender.messages import BatchDocument
 from scenerender.settings import Settings, get_settings
 
 DEFAULT_USER = "local-user@example.com"
@@ -167,7 +168,7 @@ def user_jobs(settings: Settings, session: Session) -> Any:
                     return None
                 raise
 
-        def get_batch(self, batch_id: str) -> dict[str, Any] | None:
+        def get_batch(self, batch_id: str) -> BatchDocument | None:
             try:
                 return super().get_batch(batch_id)
             except SceneRenderError as exc:

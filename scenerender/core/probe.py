@@ -75,7 +75,8 @@ CONTAINERS: tuple[Container, ...] = (
         "avi",
         frozenset({"avi"}),
         note="chunk n is frame slot n (an empty chunk repeats the frame before); with B-frames (Xvid/DivX) the "
-        "first frame is at the stream's start, as its sound expects; read from its start, never seeked",
+        "first frame is at the stream's start, as its sound expects; trimmed in the filter on the file's clock, a far "
+        "trim read from a keyframe ahead of it",
     ),
     Container(
         "WebP (animated)",

@@ -28,6 +28,7 @@ from typing import Any
 
 from scenerender.dev.procs import (
     DevStackError,
+    PortTakenError,
     ProcessRecord,
     describe_holders,
     free_run,
@@ -58,6 +59,8 @@ from scenerender.dev.services import (
 from scenerender.settings import Settings, child_env
 
 START_TIMEOUT_S = 90.0
+PORT_TAKEN_S = 2.0  # a port held by another process this long while our piece starts: taken
+PORT_ATTEMPTS = 3  # starts of the whole stack when a claimed port is taken meanwhile
 FUNCTIONS = {
     "spec": ("on_spec_uploaded", "cloudevent"),
     "report": ("on_render_reported", "cloudevent"),
@@ -65,6 +68,11 @@ FUNCTIONS = {
     "dead": ("on_render_dead_lettered", "cloudevent"),
     "sweep": ("on_sweep", "http"),
 }
+
+
+def _held_by_another(pgid: int, port: int) -> bool:
+    """Something listens on or holds ``port`` and it is not the process group ``pgid``."""
+    return not port_free(port) and not group_listens(pgid, port)
 
 
 @dataclass
@@ -232,7 +240,8 @@ class DevStack:
         A default port another process holds (another folder's stack, most often) is replaced
         by a free one, noted in ``notes``; a port the user chose that is taken is an error that
         names the process holding it. (Between this check and the start another process may
-        still take one: the readiness check, which wants our own process on the port, catches it.)
+        still take one: the readiness check, which wants our own process on the port, says so,
+        and ``up`` starts again on other ports.)
         """
         ports = self.state.ports
         taken_by_us: set[int] = set()
@@ -283,18 +292,33 @@ class DevStack:
         return proc
 
     def wait_ready(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], port: int = 0) -> None:
+        """Wait until ``ready`` and, with ``port``, until this process group serves it. A port
+        another process holds for ``PORT_TAKEN_S`` while ours does not is ``PortTakenError``
+        at once (a server that cannot bind may retry for a while or keep running unbound)."""
         log_path = self.state_dir / f"{name}.log"
         deadline = time.monotonic() + START_TIMEOUT_S
+        taken_since: float | None = None
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
             if ready() and (not port or group_listens(proc.pid, port)):
                 return
+            if port and _held_by_another(proc.pid, port):
+                # Held twice a while apart, not the moment between our own bind and listen.
+                taken_since = taken_since or time.monotonic()
+                if time.monotonic() - taken_since >= PORT_TAKEN_S:
+                    break
+            else:
+                taken_since = None
             time.sleep(0.2)
         tail = log_path.read_text(errors="replace")[-2000:]
-        held = f"; port {port} is held by {describe_holders(port)}" if port and not port_free(port) else ""
+        taken = bool(port) and _held_by_another(proc.pid, port)
+        held = f"; port {port} is held by {describe_holders(port)}" if taken else ""
         what = "exited" if proc.poll() is not None else f"did not start within {START_TIMEOUT_S:.0f} s"
-        raise DevStackError(f"{name} {what}{held}; log {log_path}:\n{tail}")
+        if taken and proc.poll() is None:
+            what = "could not take its port"
+        message = f"{name} {what}{held}; log {log_path}:\n{tail}"
+        raise PortTakenError(message, port) if taken else DevStackError(message)
 
     def up(self) -> bool:
         """Start the stack, or reuse the one already running. Returns True if it started anything."""
@@ -311,13 +335,29 @@ class DevStack:
                 return False
             self.down()
             self.state = State(ports=self.ports, project_id=self.settings.project_id, executions=self.executions)
-        self.claim_ports()
-        try:
-            self._start_all()
-        except BaseException:
-            self.down()
-            raise
-        return True
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.claim_ports()
+            try:
+                self._start_all()
+                return True
+            except PortTakenError as exc:
+                # Claimed free, then taken by another process before our piece bound it (the
+                # pieces start one after another over tens of seconds). Unless the user chose
+                # that port, start again: claim_ports moves whatever is still held.
+                self.down()
+                if attempt == PORT_ATTEMPTS or exc.port in self._chosen_ports():
+                    raise
+                self.notes.append(f"port {exc.port} was taken while the stack started; starting again")
+                self.state = State(ports=self.ports, project_id=self.settings.project_id, executions=self.executions)
+            except BaseException:
+                self.down()
+                raise
+        raise AssertionError("unreachable")
+
+    def _chosen_ports(self) -> set[int]:
+        """The ports the user chose (``fixed_ports``), each service's whole span."""
+        ports = asdict(self.state.ports)
+        return {p for name in self.fixed_ports for p in range(ports[name], ports[name] + Ports.span(name))}
 
     def _all_ports(self) -> list[int]:
         p = self.state.ports

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import urllib.request
 from dataclasses import dataclass
@@ -29,7 +30,35 @@ class ProcessRecord:
     started: int = 0  # its start time (clock ticks since boot): a reused pid is not taken for it
 
 
+class PortTakenError(DevStackError):
+    """A port the stack claimed free was taken by another process before its piece bound it."""
+
+    def __init__(self, message: str, port: int) -> None:
+        super().__init__(message)
+        self.port = port
+
+
+# Free ports are drawn from below the kernel's ephemeral range, where nothing is handed out
+# unasked: in the range, any outgoing connection (the emulators' clients make hundreds) or
+# another process's bind to port 0 may take a port between the check and the bind.
+LOWEST_PORT = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port nothing listens on, below the ephemeral range when there is room there."""
+    high = _ephemeral_low()
+    if high - LOWEST_PORT >= 1000:
+        for _ in range(100):
+            port = secrets.SystemRandom().randrange(LOWEST_PORT, high)
+            if port_free(port):
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -224,7 +224,7 @@ class Api:
 
     def _check_batch_id(self, user: User, batch_id: str, path: str) -> None:
         existing = self.jobs.get_batch(batch_id)
-        if existing is not None and existing.get("owner_uid") != user.uid:
+        if existing is not None and existing.owner_uid != user.uid:
             raise ConflictError(
                 f"{path}: batch {batch_id!r} belongs to another user; choose another id",
                 details=[ErrorDetail(path, f"batch {batch_id!r} belongs to another user")],
@@ -256,7 +256,8 @@ class Api:
         value = args[key]
         if not _ID.fullmatch(value):
             raise SpecError.from_details([ErrorDetail(key, f"not a valid id (pattern {ID_PATTERN})")])
-        doc = self.jobs.get(value) if key == "job_id" else self.jobs.get_batch(value)
+        batch = self.jobs.get_batch(value) if key == "batch_id" else None
+        doc = self.jobs.get(value) if key == "job_id" else batch.wire() if batch is not None else None
         # Another user's job answers exactly as a missing one: its existence is not told either.
         if doc is None or doc.get("owner_uid") != user.uid:
             raise NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])

@@ -23,14 +23,13 @@ import logging
 import signal
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 from types import FrameType
 
 from pydantic import ValidationError
 
-from scenerender.cloud import clients
 from scenerender.cloud.bus import LeasedMessage, pull_one
+from scenerender.cloud.clients import Clients
 from scenerender.cloud.launcher import current_execution, launch, launcher_for
 from scenerender.cloud.progress import ProgressThrottle
 from scenerender.core.spec import parse_spec
@@ -40,6 +39,7 @@ from scenerender.messages import RenderRequest
 from scenerender.pipeline import steps
 from scenerender.pipeline.budget import estimated_render_s
 from scenerender.pipeline.workitems import ItemStore, run_item, worker_id
+from scenerender.ports import Stores
 from scenerender.settings import Settings, get_settings
 
 log = logging.getLogger("scenerender.pipeline.worker")
@@ -73,29 +73,32 @@ class Task:
         return self.timeout_s - (time.monotonic() - self.started) if self.timeout_s else None
 
 
-def process_one(settings: Settings, *, timeout_s: float, task: Task | None = None) -> bool | None:
+def process_one(
+    settings: Settings, stores: Stores, items: ItemStore | None, *, timeout_s: float, task: Task | None = None
+) -> bool | None:
     """Handle one shared segment encode, else one render request. None: nothing came; else
     whether the message was acknowledged.
 
     Items come first: they unblock a scene already running. Their pull waits only briefly
     (an empty pull returns at its deadline), so a queue of render requests is not slowed;
-    an item a short pull misses is still encoded, by its scene's own worker.
+    an item a short pull misses is still encoded, by its scene's own worker. ``items``: the
+    segment-work store (None: segments are not shared, ``split_min_segments`` 0).
     """
-    if settings.split_min_segments > 0:
+    if items is not None:
         item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S)
         if item is not None:
-            handle_item(settings, item)
+            handle_item(settings, stores, items, item)
             return True
     message = pull_one(settings.render_subscription, timeout_s=timeout_s)
     if message is None:
         return None
-    return handle_request(settings, message, task=task)
+    return handle_request(settings, stores, items, message, task=task)
 
 
-def handle_item(settings: Settings, item: LeasedMessage) -> None:
+def handle_item(settings: Settings, stores: Stores, items: ItemStore, item: LeasedMessage) -> None:
     with item:
         started = time.monotonic()
-        done = run_item(item.data, settings=settings, blobs=clients.blobs(), jobs=clients.jobs(), items=item_store())
+        done = run_item(item.data, settings=settings, blobs=stores.blobs, jobs=stores.jobs, items=items)
         item.ack()
         log.info(
             "segment %s of job %s: %s in %.1f s",
@@ -106,7 +109,9 @@ def handle_item(settings: Settings, item: LeasedMessage) -> None:
         )
 
 
-def hand_back_if_late(settings: Settings, request: RenderRequest, message: LeasedMessage, task: Task) -> bool:
+def hand_back_if_late(
+    settings: Settings, stores: Stores, request: RenderRequest, message: LeasedMessage, task: Task
+) -> bool:
     """Give the request back, and launch an execution for it, if its render would outlast this task."""
     left = task.left_s()
     if left is None:
@@ -121,7 +126,7 @@ def hand_back_if_late(settings: Settings, request: RenderRequest, message: Lease
     job_id = request.job_id
     message.nack()
     task.handed_back = True
-    jobs = clients.jobs()
+    jobs = stores.jobs
     execution = current_execution()
     reason = {"execution": execution, "estimate_s": round(estimate, 1), "task_left_s": round(left, 1)}
     log.info("job %s: estimated %.0f s, %.0f s left in this task: handed back", job_id, estimate, left)
@@ -148,7 +153,9 @@ def backoff_s(settings: Settings, delivery_attempt: int) -> float:
     return settings.heartbeat_stale_s * max(1, delivery_attempt)
 
 
-def handle_request(settings: Settings, message: LeasedMessage, task: Task | None = None) -> bool:
+def handle_request(
+    settings: Settings, stores: Stores, items: ItemStore | None, message: LeasedMessage, task: Task | None = None
+) -> bool:
     with message:
         try:
             request = RenderRequest.model_validate(message.data)
@@ -157,21 +164,21 @@ def handle_request(settings: Settings, message: LeasedMessage, task: Task | None
             log.error("render request %s dropped: %s", message.message_id, exc.errors(include_url=False)[:3])
             message.ack()
             return True
-        if task is not None and hand_back_if_late(settings, request, message, task):
+        if task is not None and hand_back_if_late(settings, stores, request, message, task):
             return False
         job_id = request.job_id
-        jobs = clients.jobs()
+        jobs = stores.jobs
         throttle = ProgressThrottle(lambda stage, value: jobs.set_progress(job_id, stage, value))
         started = time.monotonic()
         try:
             outcome = steps.run_render_request(
                 request,
                 settings=settings,
-                blobs=clients.blobs(),
+                blobs=stores.blobs,
                 jobs=jobs,
-                bus=clients.bus(),
+                bus=stores.bus,
                 progress_writer=throttle,
-                items=item_store() if settings.split_min_segments > 0 else None,
+                items=items,
             )
         except Exception:
             # The render's own errors are reported inside; what escapes is the stores failing
@@ -197,19 +204,17 @@ def handle_request(settings: Settings, message: LeasedMessage, task: Task | None
         return outcome.ack
 
 
-@lru_cache(maxsize=1)
-def item_store() -> ItemStore:
-    """The process's work-item store, on the job store's Firestore client."""
-    return ItemStore(clients.jobs().client, get_settings())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenerender.pipeline.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="keep pulling instead of exiting when idle")
     parser.add_argument("--pull-timeout", type=float, default=2.0, help="seconds one pull waits for a message")
     args = parser.parse_args(argv)
     configure_logging()
+    # The one place the worker reads its settings and makes its clients; the rest is handed them.
     settings = get_settings()
+    cloud = Clients(settings)
+    # The work-item store shares the job store's Firestore client.
+    items = ItemStore(cloud.jobs.client, settings) if settings.split_min_segments > 0 else None
     # A Cloud Run job's tasks all drain the same subscriptions: the work spreads by who is
     # free, not by index, so a task that dies leaves nothing assigned to it alone.
     log.info(
@@ -225,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     idle_since = time.monotonic()
     while not stop.requested and not task.handed_back:
         try:
-            handled = process_one(settings, timeout_s=args.pull_timeout, task=task)
+            handled = process_one(settings, cloud, items, timeout_s=args.pull_timeout, task=task)
         except Exception:
             # The message (if any) went back for redelivery; a worker that dies here would
             # leave every other request waiting for a lease to run out.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +17,18 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from scenerender.cli.local import local_policy
+from scenerender.cli.specfiles import load_spec
+from scenerender.core.deliverables.captions import Cue, to_ass
+from scenerender.core.inputs import InputResolver
 from scenerender.core.mp4 import video_samples
+from scenerender.core.render import RenderOptions, render
+from scenerender.settings import Settings
 from tests import measure
 from tests.cli import render_json
 from tests.measure import Samples
 from tests.mediagen import (
+    make_clicks,
     make_silence,
     make_spoken_line,
     make_still_of_last_frame,
@@ -128,6 +137,38 @@ def test_a_clean_scene_has_no_quality_findings(speech_scene: Path, tmp_path: Pat
         "dialogue_under_music",
         "caption_overrun",
     }
+
+
+def test_a_clean_scene_with_every_ingredient_has_no_quality_findings(tmp_path: Path) -> None:
+    """What a director would call clean: moving pictures (one grainy), narration and dialogue
+    with their text, music looped under them (ducked by default), an effect, the segments'
+    own sound, loudness-normalised; every check runs and none finds anything."""
+    make_video(tmp_path / "a.mp4", width=640, height=360, fps=30, duration=3.0)
+    make_video(tmp_path / "b.mp4", width=640, height=360, fps=30, duration=3.0, pattern="testsrc", grain=8)
+    make_video(tmp_path / "c.mp4", width=640, height=360, fps=30, duration=3.0, tone=440.0)
+    make_spoken_line(tmp_path / "told.wav", "Long ago, in a quiet town.")
+    make_spoken_line(tmp_path / "ava.wav", "Where were you?")
+    make_spoken_line(tmp_path / "ben.wav", "Out.")
+    make_tone_burst(tmp_path / "bed.wav", freq=220, duration=2.0, amplitude=0.1, channels=2)
+    make_tone_burst(tmp_path / "door.wav", freq=900, duration=0.3, amplitude=0.5)
+    spec = write_spec(
+        tmp_path,
+        "clean.json",
+        output={"resolution": "640x360"},
+        segments=[{"id": n, "url": f"{n}.mp4", "volume": 0.3} for n in "abc"],
+        audio={
+            "clips": [
+                {"type": "narration", "url": "told.wav", "start": 0.3, "text": "Long ago, in a quiet town."},
+                {"type": "dialogue", "url": "ava.wav", "segment_id": "b", "text": "Where were you?"},
+                {"type": "dialogue", "url": "ben.wav", "segment_id": "b", "text": "Out."},
+                {"type": "music", "url": "bed.wav", "loop": True},
+                {"type": "sfx", "url": "door.wav", "start": 7.0},
+            ]
+        },
+    )
+    result = render_json(spec, tmp_path / "clean.mp4")
+    assert result["qc"]["findings"] == [] and result["qc"]["failed"] is False, result["qc"]["findings"]
+    assert len(result["qc"]["checks"]) == 7
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +306,59 @@ def test_the_copy_paths_early_reads_match_the_output_and_silence_is_found_from_t
     assert max(abs(a[0] - b[0]) for a, b in zip(made, joined, strict=True)) < 0.001
 
 
+@pytest.mark.parametrize("path", ["copied", "normalised"])
+def test_the_poster_and_sheet_decode_only_keyframes_and_on_the_copy_path_never_the_output(
+    path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every ffmpeg a real render runs, from its log: the poster and sheet come from one pass
+    that decodes keyframes only (``-skip_frame nokey``). Copied, it reads the sources joined
+    and nothing the sidecars run reads the output (the reads of it are those of a render
+    without them); normalised, that one pass reads the output."""
+    for name in "abc":
+        make_video(tmp_path / f"{name}.mp4", width=640, height=360, fps=30, duration=2.0, audio=False)
+    make_spoken_line(tmp_path / "line.wav", "Where were you?")
+    spec = write_spec(
+        tmp_path,
+        "keys.json",
+        output={"resolution": "640x360" if path == "copied" else "480x270"},
+        segments=[{"id": n, "url": f"{n}.mp4"} for n in "abc"],
+        audio={"clips": [{"type": "dialogue", "url": "line.wav", "start": 0.5, "text": "Where were you?"}]},
+    )
+
+    def commands(deliverables: bool, name: str) -> tuple[list[list[str]], Path]:
+        settings = Settings(segment_cache=False, deliverables=deliverables)
+        out = tmp_path / name
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="scenerender.core.ffmpeg"):
+            result = render(
+                load_spec(spec),
+                out,
+                lambda d: InputResolver(d, local_policy(spec, settings)),
+                options=RenderOptions.from_settings(settings),
+            )
+        assert result.fast_path is (path == "copied")
+        ran = [shlex.split(r.getMessage().removeprefix("ffmpeg: ")) for r in caplog.records]
+        return [argv for argv in ran if argv], out
+
+    def reads(argv: list[str], name: str) -> bool:
+        return any(a == "-i" and Path(b).name.startswith(f".{name}.part") for a, b in itertools.pairwise(argv))
+
+    with_them, _ = commands(True, "with.mp4")
+    without, _ = commands(False, "without.mp4")
+    stills = [argv for argv in with_them if "-skip_frame" in argv and argv[argv.index("-skip_frame") + 1] == "nokey"]
+    assert len(stills) == 1, stills  # poster candidates and every tile, one pass
+    source = stills[0][stills[0].index("-i") + 1]
+    if path == "copied":
+        assert source.endswith(".ffconcat"), stills[0]
+        listed = Path(source).read_text() if Path(source).exists() else ""
+        assert listed == "" or all(f"{n}.mp4" in listed for n in "abc")
+        assert sum(reads(argv, "with.mp4") for argv in with_them) == sum(reads(argv, "without.mp4") for argv in without)
+    else:
+        assert Path(source).name.startswith(".with.mp4.part"), stills[0]
+    # Nothing else the sidecars run decodes every frame of the picture to make the stills.
+    assert not any("select=" in " ".join(argv) and "-skip_frame" not in argv for argv in with_them)
+
+
 def test_qc_fail_on_fails_the_render_with_render_failed(flawed_scene: Path, tmp_path: Path) -> None:
     spec = json.loads((flawed_scene / "flawed.json").read_text())
     spec["qc"] = {"fail_on": ["clipping", "black_picture"]}
@@ -382,12 +476,63 @@ def test_stems_sum_to_the_mix_and_the_m_and_e_has_no_speech(tmp_path: Path) -> N
     m_and_e, n = stems["stem_me"], len(mix)
     body = slice(0, n - measure.SAMPLE_RATE // 20)  # amix ends its last frame a few ms early, as in the mix
     assert np.abs(m_and_e - (stems["stem_music"] + stems["stem_sfx"]))[body].max() < 1e-3
-    # No speech energy in the M&E where the dialogue sounds: it is the music alone there.
-    start = int(3.3 * measure.SAMPLE_RATE)
-    speaking = slice(start, start + int(1.0 * measure.SAMPLE_RATE))
-    assert level_db(stems["stem_dialogue"][speaking]) > -40
-    leak = m_and_e[speaking] - stems["stem_music"][speaking]
-    assert np.abs(leak).max() < 1e-3
+    # No speech energy in the M&E where the dialogue or the narration sounds: it is the music alone there.
+    for role, at in (("stem_dialogue", 3.3), ("stem_narration", 0.2)):
+        start = int(at * measure.SAMPLE_RATE)
+        speaking = slice(start, start + int(1.0 * measure.SAMPLE_RATE))
+        assert level_db(stems[role][speaking]) > -40, role
+        leak = m_and_e[speaking] - stems["stem_music"][speaking]
+        assert np.abs(leak).max() < 1e-3, role
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".m4a", "aac"), (".opus", "libopus"), (".mp3", "libmp3lame")])
+def test_stems_of_looped_compressed_music_keep_the_mixs_loop_points(tmp_path: Path, suffix: str, codec: str) -> None:
+    """Half a second of music with a click on its first sample, in a codec with encoder
+    priming, looped 24 times under a quiet line. The mix loops it exactly (decoded once,
+    looped in memory); the stems are made with the mix's own loop code, so the music stem
+    clicks where the mix does and the stems null against the mix. (A demuxer loop decodes
+    the priming and padding again on every pass: the music stem drifts 10-30 ms a loop.)"""
+    make_clicks(tmp_path / f"bar{suffix}", duration=0.5, clicks=(0.0,), args=("-ac", "2", "-c:a", codec))
+    make_spoken_line(tmp_path / "line.wav", "Where were you last night?")
+    for name in "abcd":
+        make_video(tmp_path / f"{name}.mp4", width=320, height=180, fps=30, duration=3.0, audio=False)
+    spec = write_spec(
+        tmp_path,
+        "loops.json",
+        output={"resolution": "320x180", "stems": True},
+        segments=[{"id": name, "url": f"{name}.mp4"} for name in "abcd"],
+        audio={
+            "clips": [
+                {"type": "dialogue", "url": "line.wav", "start": 5.2, "volume": 0.05},
+                {"type": "music", "url": f"bar{suffix}", "loop": True},
+            ],
+            "loudness": None,  # levels as mixed: the loop points, not the limiter, are under test
+        },
+    )
+    out = tmp_path / "loops.mp4"
+    result = render_json(spec, out)
+    rate = measure.SAMPLE_RATE
+    mix = measure.decode_audio(out)
+    stems = {k: measure.decode_audio(tmp_path / v) for k, v in result["sidecars"].items() if k.startswith("stem_")}
+    assert all(len(s) == 12 * rate for s in stems.values()), {k: len(s) for k, s in stems.items()}
+    n = 12 * rate
+    mix = mix[:n]
+    # Every loop's click, those ducked under the line (-12 dB) too: the threshold is between
+    # a ducked click (0.1 or more) and the quiet line (0.05 at most).
+    wanted = [0.5 * k for k in range(24)]
+    in_mix = measure.click_onsets(mix, threshold=0.08)
+    in_stem = measure.click_onsets(stems["stem_music"], threshold=0.08)
+    assert len(in_mix) == 24 and max(abs(a - b) for a, b in zip(in_mix, wanted, strict=True)) <= 0.005, in_mix
+    assert len(in_stem) == 24, in_stem
+    late = [round(a - b, 4) for a, b in zip(in_stem, in_mix, strict=True)]
+    assert max(abs(x) for x in late) <= 0.001, late
+    total = stems["stem_dialogue"] + stems["stem_narration"] + stems["stem_music"] + stems["stem_sfx"]
+    assert abs(level_db(mix) - level_db(total)) <= 0.5
+    # Null over the whole scene and over its last second, where a drifting loop is furthest off.
+    assert level_db(mix - total) < level_db(mix) - 20, (level_db(mix), level_db(mix - total))
+    last = slice(11 * rate, n - rate // 20)  # amix ends its last frame a few ms early, as in the mix
+    assert level_db((mix - total)[last]) < level_db(mix[last]) - 20
+    assert np.abs(stems["stem_me"] - stems["stem_music"] - stems["stem_sfx"])[: n - rate // 20].max() < 1e-3
 
 
 def test_stems_of_a_hot_scene_are_written_at_the_mixs_gain_and_differ_only_where_the_limiter_acted(
@@ -446,3 +591,28 @@ def test_burned_captions_show_at_their_cue_and_nowhere_else(speech_scene: Path, 
         assert caption_area_difference(inside) > 150, inside
     for outside in (0.2, 2.7, 6.0):
         assert caption_area_difference(outside) < 10, outside
+
+
+def test_burned_hebrew_and_cjk_find_a_glyph_for_every_character(tmp_path: Path) -> None:
+    """The burn test above sees pixels where a cue is, which boxes for missing glyphs would
+    also give. libass names every character no installed font has: the caption style's font
+    (DejaVu Sans) and its fallback (Droid Sans Fallback) have every Hebrew and CJK character
+    of the test's lines, and a character neither has (an Egyptian hieroglyph) is named."""
+
+    def missing(text: str) -> list[str]:
+        script = tmp_path / "cue.ass"
+        script.write_text(to_ass([Cue(0, 0.0, 1.0, "בן", (text,))], 640, 360), encoding="utf-8")
+        done = subprocess.run(
+            [
+                *("ffmpeg", "-hide_banner", "-f", "lavfi", "-i", "color=c=gray:s=640x360:d=1"),
+                *("-vf", f"subtitles=filename={script}", "-f", "null", "-"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return re.findall(r"failed to find any fallback with glyph (0x[0-9A-Fa-f]+)", done.stderr)
+
+    assert missing("בחוץ. 外面。 Where were you? 你去哪儿了") == []
+    assert set(missing("𓀀")) == {"0x13000"}

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -134,3 +135,62 @@ def test_status_tells_the_truth_when_another_server_answers_on_a_port(folders: d
         if impostor is not None:
             impostor.terminate()
             impostor.wait(timeout=10)
+
+
+def test_a_port_taken_after_it_was_claimed_is_given_up_and_the_stack_starts_on_another(tmp_path: Path) -> None:
+    """`up` claims every port first, then starts the pieces one after another over tens of
+    seconds; meanwhile another process may take a claimed port. Here one does: a listener on
+    the Pub/Sub port, bound right after the claim. `up` sees the port held by a process not
+    of its own piece, stops what it started, claims again (moving that port) and starts a
+    stack that works. A port the user chose is not moved: the same race is an error naming
+    the holder."""
+    from scenerender.dev.devstack import DevStack
+    from scenerender.dev.procs import PortTakenError
+    from scenerender.settings import Settings
+    from tests.integration.conftest import stack_ports
+
+    intruders: list[socket.socket] = []
+
+    class Raced(DevStack):
+        def claim_ports(self) -> None:
+            super().claim_ports()
+            if not intruders:  # the first start only: the port is taken between claim and bind
+                intruder = socket.socket()
+                intruder.bind(("127.0.0.1", self.state.ports.pubsub))
+                intruder.listen()
+                intruders.append(intruder)
+
+    settings = Settings(sweep_interval_s=0)
+    stack = Raced(settings, state_dir=tmp_path / "raced", ports=stack_ports(), workers=0)
+    try:
+        assert stack.up()
+        taken = intruders[0].getsockname()[1]
+        assert stack.state.ports.pubsub != taken
+        notes = "\n".join(stack.notes)
+        assert f"port {taken} was taken while the stack started; starting again" in notes, notes
+        assert f"pubsub: port {taken} is taken by pid {os.getpid()}" in notes, notes
+        doc = stack.status()
+        assert doc["running"] and doc["problems"] == [], doc
+        # The stack works: a function answers (the sweeper reads Firestore), and the Pub/Sub
+        # emulator on its new port holds the topics the stack made.
+        sweep_url = f"http://127.0.0.1:{stack.state.ports.function_port('sweep')}/"
+        assert httpx.post(sweep_url, json={}, timeout=60).status_code == 200
+        topics = httpx.get(f"http://127.0.0.1:{stack.state.ports.pubsub}/v1/projects/{settings.project_id}/topics")
+        assert settings.render_topic in topics.text, topics.text
+    finally:
+        stack.down()
+        for intruder in intruders:
+            intruder.close()
+
+    intruders.clear()
+    chosen = Raced(settings, state_dir=tmp_path / "chosen", ports=stack_ports(), workers=0, fixed_ports={"pubsub"})
+    try:
+        with pytest.raises(PortTakenError) as refused:
+            chosen.up()
+        taken = intruders[0].getsockname()[1]
+        assert refused.value.port == taken and f"port {taken} is held by pid {os.getpid()}" in refused.value.message
+        assert chosen.load() is None  # stopped what it had started
+    finally:
+        chosen.down()
+        for intruder in intruders:
+            intruder.close()

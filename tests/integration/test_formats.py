@@ -208,6 +208,41 @@ def test_an_mxf_with_a_mono_track_per_channel_is_heard_left_and_right(tmp_path: 
     assert result["sync"]["onsets_measured"] == 1 and result["sync"]["max_onset_error_ms"] <= 1, result["sync"]
 
 
+@pytest.mark.parametrize("loop", [False, True], ids=["once", "looped"])
+def test_an_mxf_clip_with_a_mono_track_per_channel_is_heard_left_and_right(tmp_path: Path, loop: bool) -> None:
+    # The same rule for an audio clip (an MXF from an editing suite used as music or
+    # dialogue): tracks 1 and 2 are left and right, 3 and 4 are not heard. Placed at 1 s,
+    # and looped (a 2 s file, twice in a 5 s scene) where asked.
+    clicks = [0.3, 0.6, 0.9, 1.2]
+    sources = [a for t in clicks for a in ("-f", "lavfi", "-i", click_train([t], duration=2.0))]
+    maps = [a for k in range(5) for a in ("-map", str(k))]
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=2", *sources, *maps),
+        *("-c:v", "mpeg2video", "-q:v", "2", "-c:a", "pcm_s16le", str(tmp_path / "music.mxf")),
+    )
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=5)
+    clip: dict[str, Any] = {"type": "music", "url": "music.mxf", "start": 1.0}
+    if loop:
+        clip["loop"] = True  # to the scene's end: 1-3 s, 3-5 s
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "a", "url": "seg.mp4"}],
+            "audio": {"loudness": None, "clips": [clip]},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    left, right = left_and_right(out)
+    starts = [1.0, 3.0] if loop else [1.0]
+    heard_left, heard_right = measure.click_onsets(left), measure.click_onsets(right)
+    assert heard_left == [pytest.approx(t + 0.3, abs=0.002) for t in starts], heard_left
+    assert heard_right == [pytest.approx(t + 0.6, abs=0.002) for t in starts], heard_right
+    # The certificate hears the clip as the render does (both tracks): its first click found.
+    assert result["sync"]["onsets_measured"] == 1 and result["sync"]["max_onset_error_ms"] <= 1, result["sync"]
+
+
 def cut(path: Path, fraction: float = 0.5) -> Path:
     """The first part of ``path``'s bytes: an interrupted download or copy."""
     data = path.read_bytes()
@@ -554,6 +589,44 @@ def test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot(
     assert measure.frame_stamps(tmp_path / "trimmed.mp4") == expected[3:13]
     onsets = measure.click_onsets(measure.decode_audio(tmp_path / "trimmed.mp4"))
     assert onsets == [pytest.approx(click - 0.12, abs=0.002)], (click, onsets)
+
+
+@pytest.mark.parametrize(
+    "video_args",
+    [("-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60")],
+    ids=["mpeg4-b-frames", "xvid-b-frames"],
+)
+def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start_shows(
+    tmp_path: Path, video_args: tuple[str, ...]
+) -> None:
+    # 40 s of B-frame AVI (keyframes every 2.4 s), trimmed at 30.12 s: read from a keyframe
+    # ahead of the trim, not decoded from the start, and still each frame in its own slot.
+    source = make_stamped(
+        tmp_path / "long.avi",
+        fps=25,
+        duration=40,
+        audio_duration=40,
+        clicks=(30.5,),
+        video_args=video_args,
+        audio_args=("-c:a", "libmp3lame"),
+    )
+    frames = round(float(video_stream(source)["duration"]) * 25)
+    expected = avi_slots(source, frames)
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180", "fps": 25},
+            "segments": [{"id": "t", "url": source.name, "trim_start": 30.12, "duration": 2, "volume": 1.0}],
+            "audio": {"loudness": None},
+        },
+    )
+    out = tmp_path / "out.mp4"
+    result = render(spec, out)
+    assert measure.frame_stamps(out) == expected[753:803]
+    (click,) = [t for t in measure.click_onsets(measure.decode_audio(source)) if t > 30]
+    onsets = measure.click_onsets(measure.decode_audio(out))
+    assert onsets == [pytest.approx(click - 30.12, abs=0.002)], (click, onsets)
+    assert result["sync"]["max_onset_error_ms"] <= 20, result["sync"]
 
 
 def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:

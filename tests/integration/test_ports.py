@@ -185,12 +185,12 @@ def test_notes_are_merged_into_the_document(jobs: Jobs) -> None:
 def test_a_batch_belongs_to_its_first_owner(jobs: Jobs) -> None:
     batch = unique("batch")
     assert jobs.claim_batch(batch, "u1", {"spec_uri": "gs://s/jobs/b.json"}, {"total": 2}) is None
-    doc = jobs.get_batch(batch) or {}
-    assert doc["status"] == JobStatus.QUEUED and doc["total"] == 2 and doc["failed"] == []
+    doc = jobs.get_batch(batch)
+    assert doc is not None and doc.status == JobStatus.QUEUED and doc.total == 2 and doc.failed == []
     assert jobs.claim_batch(batch, "u2", {"spec_uri": "gs://s/jobs/other.json"}) == "u1"
     assert jobs.claim_batch(batch, "u1", {"spec_uri": "gs://s/jobs/b2.json"}) is None
-    doc = jobs.get_batch(batch) or {}
-    assert doc["owner_uid"] == "u1" and doc["spec_uri"] == "gs://s/jobs/b2.json"
+    doc = jobs.get_batch(batch)
+    assert doc is not None and doc.owner_uid == "u1" and doc.spec_uri == "gs://s/jobs/b2.json"
     job = unique("scene")
     jobs.create_job(job, queued(batch_id=batch))
     assert [d["job_id"] for d in jobs.batch_jobs(batch)] == [job]
@@ -209,8 +209,8 @@ def test_a_batch_summary_never_loses_progress(jobs: Jobs) -> None:
 
     jobs.save_batch(batch, {"scenes": ["a"]}, summary(0.5))
     jobs.save_batch(batch, {}, summary(0.2))
-    doc = jobs.get_batch(batch) or {}
-    assert doc["progress"] == 0.5 and doc["scenes"] == ["a"] and doc["batch_id"] == batch
+    doc = jobs.get_batch(batch)
+    assert doc is not None and doc.progress == 0.5 and doc.scenes == ["a"] and doc.batch_id == batch
     assert seen[-1]["scenes"] == ["a"]  # the summary is made from the document as stored
 
 

@@ -20,7 +20,7 @@ from google.cloud import firestore, pubsub_v1
 
 from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
-from scenerender.messages import JobDocument
+from scenerender.messages import BatchDocument, JobDocument, JobStatus
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -175,11 +175,11 @@ def test_another_owners_batch_cannot_take_a_batch_nor_can_a_plain_spec_join_it(
     first = wait_for_end("it-own-batch-001")
     assert first["status"] == "COMPLETED" and first["owner_uid"] == "alice", first.get("error")
 
-    def batch_ended() -> dict[str, Any] | None:
+    def batch_ended() -> BatchDocument | None:
         doc = clients.jobs().get_batch("it-own-batch")
-        return doc if doc and doc.get("status") == "COMPLETED" else None
+        return doc if doc and doc.status == JobStatus.COMPLETED else None
 
-    batch_doc: dict[str, Any] = wait_for("the batch to end", batch_ended)
+    batch_doc: BatchDocument = wait_for("the batch to end", batch_ended)
 
     name = "jobs/mallory/it-own-batch.json"
     drop(settings, name, batch("mallory", mallory))
@@ -195,9 +195,9 @@ def test_another_owners_batch_cannot_take_a_batch_nor_can_a_plain_spec_join_it(
     ]
     time.sleep(3)
     assert clients.jobs().get("it-own-join") is None
-    after = clients.jobs().get_batch("it-own-batch") or {}
-    assert after["owner_uid"] == "alice" and after["spec_uri"] == batch_doc["spec_uri"]
-    assert after["total"] == 1 and after["status"] == "COMPLETED"
+    after = clients.jobs().get_batch("it-own-batch")
+    assert after is not None and after.owner_uid == "alice" and after.spec_uri == batch_doc.spec_uri
+    assert after.total == 1 and after.status == JobStatus.COMPLETED
     assert stable(clients.jobs().get("it-own-batch-001") or {}) == stable(first)
 
 
@@ -409,8 +409,8 @@ def test_owners_racing_for_one_batch_id_leave_exactly_one_owner(settings: Settin
         answers = list(pool.map(lambda o: jobs.claim_batch("it-race-batch", o, {"spec_uri": o}), owners))
     winners = [o for o, other in zip(owners, answers, strict=True) if other is None]
     assert len(winners) == 1, answers
-    doc = jobs.get_batch("it-race-batch") or {}
-    assert doc["owner_uid"] == winners[0] and doc["spec_uri"] == winners[0]
+    doc = jobs.get_batch("it-race-batch")
+    assert doc is not None and doc.owner_uid == winners[0] and doc.spec_uri == winners[0]
     assert {other for other in answers if other is not None} == {winners[0]}
 
 

@@ -19,6 +19,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,12 @@ UNLABELLED = """
 """
 
 
-def assert_accessible(page: Any, *, width: int = 375) -> None:
-    """Every control of the screen is labelled, and at phone width nothing is wider than the screen."""
+def assert_accessible(page: Any, *, width: int = 320) -> None:
+    """Every control of the screen is labelled, status changes have their live region, and at
+    phone width (320 px, the narrowest phones in use) nothing is wider than the screen."""
     assert page.evaluate(UNLABELLED) == []
+    live = page.locator("#live")
+    assert (live.get_attribute("role"), live.get_attribute("aria-live")) == ("status", "polite")
     size = page.viewport_size
     page.set_viewport_size({"width": width, "height": 800})
     try:
@@ -391,6 +395,79 @@ def test_another_user_never_sees_the_first_users_jobs(browser: Any, web: str, re
         assert page.locator("#video").count() == 0 and other.errors == []
     finally:
         other.close()
+
+
+# The accessible name of the focused element (its label, aria-label or text), and its tag.
+FOCUSED = """
+() => {
+  const el = document.activeElement;
+  const label = el.labels && el.labels.length ? el.labels[0].textContent : null;
+  return [el.tagName.toLowerCase(), (label || el.getAttribute('aria-label') || el.textContent || '').trim()];
+}
+"""
+
+
+def tab_to(page: Any, name: str, *, back: bool = False, limit: int = 40) -> str:
+    """Press Tab (or Shift+Tab) until the control named ``name`` has focus: reachable by keyboard."""
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+        tag, focused = page.evaluate(FOCUSED)
+        if focused == name:
+            return str(tag)
+    raise AssertionError(f"{name!r} cannot be reached with {'Shift+Tab' if back else 'Tab'}")
+
+
+def assert_heading_focused(page: Any, title: str) -> None:
+    """A new screen puts the keyboard (and a screen reader) on its heading."""
+    page.get_by_role("heading", name=title).wait_for()
+    page.wait_for_function(
+        "t => document.activeElement.tagName === 'H1' && document.activeElement.textContent === t", arg=title
+    )
+
+
+def test_a_phone_user_renders_and_downloads_with_the_keyboard_alone(
+    browser: Any, web: str, cloud: DevStack, tmp_path: Path
+) -> None:
+    """At 320 px, without a pointer: sign up, open New render, choose the sample scene and a
+    resolution, Render, follow the job to the end (announced), download the MP4. Every screen
+    puts focus on its heading and fits the screen's width."""
+    user = User(browser, web, width=320)
+    try:
+        user.sign_up(keyboard=True)
+        page = user.page
+        assert_heading_focused(page, "My renders")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320
+        assert tab_to(page, "New render", back=True) == "a"  # the header's link, just before the screen
+        page.keyboard.press("Enter")
+        assert_heading_focused(page, "New render")
+        assert tab_to(page, "Sample scene") == "select"
+        page.keyboard.press("ArrowDown")  # the first sample
+        page.get_by_text("4 segments · scene 8.00 s").wait_for()
+        assert tab_to(page, "Resolution") == "select"
+        page.keyboard.type("3")  # the first choice that starts so: 360p
+        assert page.get_by_label("Resolution").input_value() == "360p"
+        job_id = page.get_by_label("Job id").input_value()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320
+        screenshot(page, "new-render-phone")
+        assert tab_to(page, "Render") == "button"
+        page.keyboard.press("Enter")
+        assert_heading_focused(page, f"Job {job_id}")
+        user.wait_status("COMPLETED", "FAILED")
+        assert user.status() == "COMPLETED"
+        assert page.locator("#live").inner_text() == f"Job {job_id}: completed"  # announced
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320
+        screenshot(page, "job-phone")
+        assert tab_to(page, "Download MP4") == "button"
+        with page.expect_download(timeout=60_000) as info:
+            page.keyboard.press("Enter")
+        target = tmp_path / "keyboard.mp4"
+        info.value.save_as(target)
+        doc = clients.jobs().get(job_id)
+        assert doc is not None and target.stat().st_size == doc["output"]["size_bytes"]
+        assert target.read_bytes()[4:8] == b"ftyp"
+        assert user.errors == []
+    finally:
+        user.close()
 
 
 def test_an_invalid_spec_shows_the_located_error(director: User, cloud: DevStack) -> None:
@@ -703,36 +780,65 @@ def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
     assert_accessible(page)
 
 
+@contextmanager
+def workers_paused(cloud: DevStack) -> Iterator[None]:
+    """Every live worker of the stack stopped (SIGSTOP to its process group, its ffmpeg children
+    too) until the block ends: a job queued meanwhile stays QUEUED for as long as the test needs,
+    however fast or slow the machine is. The records are checked to be the stack's own processes
+    (not a reused pid), and each is continued even when the block fails."""
+    from scenerender.dev.procs import record_alive
+
+    stopped: list[int] = []
+    try:
+        for record in cloud.state.processes:
+            if record.name.startswith("worker") and record_alive(record):
+                os.killpg(record.pid, signal.SIGSTOP)
+                stopped.append(record.pid)
+        assert stopped, "the stack runs no worker"
+        yield
+    finally:
+        for pgid in stopped:
+            os.killpg(pgid, signal.SIGCONT)
+
+
 def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud: DevStack) -> None:
-    """A resubmission while the job runs replaces the spec object and is refused by the spec
-    function; the owner's GET still gives the spec the job was accepted from, so Re-render
-    sends that one (not the refused one, and not nothing)."""
+    """A resubmission while the job is still queued replaces the spec object and is refused by
+    the spec function; the owner's GET still gives the spec the job was accepted from, so
+    Re-render sends that one (not the refused one, and not nothing), and the job renders it.
+
+    The workers are paused from before the first submission until the refusal is recorded, so
+    the job is still QUEUED when the resubmission reaches the spec function: a condition the
+    test holds, not a render it hopes is still running."""
     page = director.page
-    spec = json.loads(json.dumps(sample_spec(cloud)))
     job_id = f"survives-{uuid.uuid4().hex[:8]}"
-    # Slow enough (1080p at 60 fps) that the resubmission reaches the spec function while it runs.
-    spec.update(job_id=job_id, output={"resolution": "1080p", "fps": 60})
-    first = page.evaluate("s => window.scenerender.submit(s)", spec)
+    spec = {**short_spec(cloud, 1, job_id), "output": {"resolution": "360p"}}
     deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
-    while (doc := clients.jobs().get(job_id) or {}).get("status") != "RUNNING":
-        assert time.monotonic() < deadline and doc.get("status") not in ("COMPLETED", "FAILED"), doc
-        time.sleep(0.1)
-    refused_spec = {**spec, "scene_id": "refused-resubmission"}
-    second = page.evaluate("s => window.scenerender.submit(s)", refused_spec)
-    assert second["spec_generation"] != first["spec_generation"]
-    while (doc := clients.jobs().get(job_id) or {}).get("resubmission_refused", {}).get("spec_generation") != second[
-        "spec_generation"
-    ]:
-        assert time.monotonic() < deadline and doc.get("spec_generation") == first["spec_generation"], doc
-        time.sleep(0.1)
-    assert "still RUNNING" in doc["resubmission_refused"]["reason"]
-    owned = page.evaluate("id => window.scenerender.getJob(id)", job_id)
-    assert owned["spec_generation"] == first["spec_generation"]
-    assert owned["spec"] == {**spec, "owner_uid": director.uid}
-    # On its job page, once it has ended, Re-render is offered with that spec.
+    with workers_paused(cloud):
+        first = page.evaluate("s => window.scenerender.submit(s)", spec)
+        # Accepted (the job document names this generation) before anything else is sent.
+        while (doc := clients.jobs().get(job_id) or {}).get("spec_generation") != first["spec_generation"]:
+            assert time.monotonic() < deadline and not doc.get("status"), doc
+            time.sleep(0.1)
+        assert doc["status"] == "QUEUED", doc
+        refused_spec = {**spec, "scene_id": "refused-resubmission"}
+        second = page.evaluate("s => window.scenerender.submit(s)", refused_spec)
+        assert second["spec_generation"] != first["spec_generation"]
+        while (doc := clients.jobs().get(job_id) or {}).get("resubmission_refused", {}).get(
+            "spec_generation"
+        ) != second["spec_generation"]:
+            assert time.monotonic() < deadline and doc.get("spec_generation") == first["spec_generation"], doc
+            time.sleep(0.1)
+        assert doc["status"] == "QUEUED" and "still QUEUED" in doc["resubmission_refused"]["reason"], doc
+        owned = page.evaluate("id => window.scenerender.getJob(id)", job_id)
+        assert owned["spec_generation"] == first["spec_generation"]
+        assert owned["spec"] == {**spec, "owner_uid": director.uid}
+    # The workers go on: the job renders the accepted spec, and its page offers Re-render with it.
     page.goto(f"{director.web}#/job/{job_id}")
     director.wait_status("COMPLETED", "FAILED")
+    doc = clients.jobs().get(job_id) or {}
+    assert doc.get("status") == "COMPLETED" and doc["spec_generation"] == first["spec_generation"], doc
     page.get_by_role("button", name="Re-render").wait_for()
+    assert page.evaluate("id => window.scenerender.getJob(id)", job_id)["spec"]["scene_id"] == spec["scene_id"]
     assert director.errors == []
 
 
@@ -852,3 +958,28 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
             user.close()
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_node_backend_renders_with_the_typed_client(cloud: DevStack, web: str, tmp_path: Path) -> None:
+    """The typed client is importable outside the page: web/examples/backend.mjs bundles
+    web/src/client.ts for Node (firebase's Node build, its Firestore over gRPC), signs a user
+    up in the Auth emulator, submits through the API with the ID token, follows the job with
+    `watch` and writes the MP4 with `download`."""
+    job_id = f"backend-{uuid.uuid4().hex[:8]}"
+    spec = {**short_spec(cloud, 1, job_id), "output": {"resolution": "360p"}}
+    config = {**json.loads(cloud.web_config_path.read_text()), "apiUrl": cloud.env()["SCENERENDER_API_URL"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    email = f"backend-{uuid.uuid4().hex[:8]}@scenerender.test"
+    out = tmp_path / "out.mp4"
+    argv = ["node", str(Path(__file__).resolve().parents[2] / "web" / "examples" / "backend.mjs")]
+    argv += [str(tmp_path / "config.json"), str(tmp_path / "spec.json"), email, PASSWORD, str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=RENDER_TIMEOUT_MS / 1000, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    doc = clients.jobs().get(job_id)
+    assert doc is not None and doc["status"] == "COMPLETED", doc
+    assert result["job_id"] == job_id and doc["owner_uid"] == result["uid"]  # the token's user owns it
+    assert result["statuses"][-1] == "COMPLETED" and len(result["statuses"]) >= 2, result  # followed, not read once
+    assert result["bytes"] == doc["output"]["size_bytes"] == out.stat().st_size
+    assert ffprobe_duration(out) == pytest.approx(doc["output"]["duration_s"], abs=0.05)

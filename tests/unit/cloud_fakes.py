@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from scenerender.cloud.jobs import run_start
 from scenerender.cloud.liveness import beat_is_fresh
 from scenerender.cloud.owner_slots import reservation_holds
 from scenerender.errors import AlreadyWrittenError, LimitExceededError, MissingError
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus, has_ended, is_active, may_take
+from scenerender.messages import BatchDocument, ErrorBlock, JobDocument, JobStatus, has_ended, is_active, may_take
 from scenerender.ports import SlotClaim
 
 HEARTBEAT_STALE_S = 45.0  # Settings().heartbeat_stale_s
@@ -91,6 +92,15 @@ class FakeBlobs:
 
     def list_uris(self, prefix_uri: str) -> list[str]:
         return sorted(uri for uri in self.objects if uri.startswith(prefix_uri))
+
+
+@dataclass(frozen=True)
+class FakeStores:
+    """``ports.Stores`` of fakes, as a door hands them down."""
+
+    blobs: FakeBlobs
+    jobs: FakeJobs
+    bus: FakeBus
 
 
 class FakeJobs:
@@ -221,8 +231,9 @@ class FakeJobs:
     def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
         self.refusals.setdefault(refusal_id, {**copy.deepcopy(fields), "created_at": _now()})
 
-    def get_batch(self, batch_id: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.batches.get(batch_id))
+    def get_batch(self, batch_id: str) -> BatchDocument | None:
+        doc = self.batches.get(batch_id)
+        return BatchDocument.model_validate(copy.deepcopy(doc)) if doc is not None else None
 
     def claim_batch(
         self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None

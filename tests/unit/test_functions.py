@@ -18,7 +18,7 @@ from functions_framework import create_app
 from scenerender.cloud import clients
 from scenerender.messages import JobDocument, RenderReport, RenderRequest
 from scenerender.settings import get_settings
-from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs, FakeStores
 
 SOURCE = str(Path(__file__).parents[2] / "functions" / "main.py")
 SPEC = {
@@ -347,7 +347,7 @@ def test_a_request_whose_job_another_worker_holds_comes_back_when_that_worker_wo
     monkeypatch.setattr(pipeline, "run_render_request", lambda *args, **kwargs: outcome)
     message = Message()
     alone = settings.model_copy(update={"split_min_segments": 0})  # no segment-work store
-    assert worker.handle_request(alone, message) is False  # type: ignore[arg-type]
+    assert worker.handle_request(alone, FakeStores(*stores), None, message) is False  # type: ignore[arg-type]
     assert message.given_back == [settings.heartbeat_stale_s]
 
 
@@ -388,5 +388,5 @@ def test_a_request_whose_stores_fail_around_the_render_backs_off_instead_of_comi
     monkeypatch.setattr(pipeline, "run_render_request", locked)
     for attempt in (1, 3):
         message = Message(attempt)
-        assert worker.handle_request(settings, message) is False  # type: ignore[arg-type]
+        assert worker.handle_request(settings, FakeStores(*stores), None, message) is False  # type: ignore[arg-type]
         assert message.given_back == [settings.heartbeat_stale_s * attempt]

@@ -527,6 +527,23 @@ def test_an_avi_segment_is_read_from_its_start_and_trimmed_in_the_filter() -> No
     assert argv[argv.index("-frames:v") + 1] == "75"
 
 
+def test_an_avi_segment_trimmed_far_into_its_file_is_read_from_a_keyframe_ahead_on_the_files_clock() -> None:
+    # 600 s of B-frame AVI trimmed at 540 s: seeking to the index's keyframe 2 s ahead (nothing
+    # dropped there) and giving the seek back keeps every frame's time, so the filter's trim
+    # is the one a read from the start makes.
+    source = video("p.avi", fps=Fraction(25), seconds=600.0)
+    assert source.video is not None
+    source = replace(source, format_name="avi", video=replace(source.video, decode_delay=0.04))
+    spec = {"output": {"fps": 25}, "segments": [{"id": "a", "url": "p.avi", "trim_start": 540.0, "duration": 5}]}
+    tl = make(spec, {"p.avi": source})
+    argv = plan.normalize_command(whole(tl), tl, Path("/o/0.mp4"), plan.EncodeSettings("veryfast", 18)).argv
+    at = argv.index("-ss")
+    assert argv[at - 1 : at + 4] == ["-noaccurate_seek", "-ss", "538.040000", "-itsoffset", "538.040000"], argv
+    assert float(argv[argv.index("-t") + 1]) > 545.04
+    assert "trim=start=540.04,fps=25/1:start_time=540.04,setpts=PTS-STARTPTS" in argv[argv.index("-vf") + 1]
+    assert argv[argv.index("-frames:v") + 1] == "125"
+
+
 def test_a_segments_sound_far_into_its_file_is_read_from_a_seek_on_the_files_clock() -> None:
     # 600 s of phone footage, trimmed at 579.5 s: decoded from the file's start, 9.8 s of
     # AAC before the first sample heard; from a seek a second before it, 0.6 s.

@@ -421,6 +421,13 @@ def test_buckets_have_uniform_access_and_no_public_access() -> None:
     assert condition["age"] == "${var.retention_days}"
     assert {"renders/", "cache/"} <= set(condition["matches_prefix"])
     assert block(rule, "action")["type"] == "Delete"
+    # The API's spec copies (submitted/, what GET /?job_id= reads) expire by age, their
+    # noncurrent versions too; nothing under jobs/ (the live specs) is aged out.
+    rules = {block(r, "condition").get("matches_prefix", [""])[0]: r for r in buckets["specs"]["lifecycle_rule"]}
+    copies = block(rules["submitted/"], "condition")
+    assert copies == {"age": "${var.spec_copy_days}", "matches_prefix": ["submitted/"], "with_state": "ANY"}
+    assert block(rules["submitted/"], "action")["type"] == "Delete"
+    assert set(rules) == {"", "submitted/"} and "age" not in block(rules[""], "condition")
     # Only the spec bucket notifies, and no component may write to it but the HTTP API (which
     # writes specs, exactly like a client would).
     assert [n["bucket"] for n in resources()["google_storage_notification"].values()] == [

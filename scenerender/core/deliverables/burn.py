@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scenerender.core import plan
-from scenerender.core.deliverables import captions
+from scenerender.core.deliverables import captions, stills
 from scenerender.core.ffmpeg import FFmpegRunner, write_files
 from scenerender.core.spec import JobSpec
 from scenerender.core.timeline import Timeline
@@ -34,10 +34,7 @@ def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runn
     argv = [
         "ffmpeg",
         "-y",
-        "-protocol_whitelist",
-        "file",
-        "-i",
-        str(mp4),
+        *stills.picture_input(mp4),
         "-filter_script:v",
         str(graph),
         "-map",

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scenerender.core import plan
-from scenerender.core.plan.audio_mix import clip_chain, segment_bed
-from scenerender.core.plan.command import input_args, sound_pads
+from scenerender.core.plan.audio_mix import clip_sound, mix_tail, segment_bed
 from scenerender.core.timeline import Timeline
 
 LEVEL_RATE = 8000  # the rate the quality report measures levels at
@@ -52,7 +51,6 @@ class RoleOutput:
 def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *, scan: bool = False) -> plan.Command:
     """One pass writing each role of ``outputs``; with ``scan``, the whole mix's EBU R128
     summary (before the loudness gain) ends the stderr."""
-    total = plan.total_samples(timeline)
     roles = {o.role.name: o.role for o in outputs}
     if scan:
         roles[EVERYTHING.name] = EVERYTHING
@@ -73,10 +71,9 @@ def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *
     for clip in timeline.clips:
         if f"c{clip.index}" not in uses:
             continue
-        # As the mix does it (plan.audio_mix_command): whole-file loops by the demuxer.
-        looped_input = clip.loop and clip.trim_start == 0 and clip.length >= clip.source.audio_duration - 1e-3
-        inputs += input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
-        chains.append(clip_chain(clip, f"c{clip.index}", sound_pads(clip.source, n), timeline, looped_input))
+        clip_inputs, chain = clip_sound(clip, f"c{clip.index}", n, timeline)  # as the mix hears it
+        inputs += clip_inputs
+        chains.append(chain)
         n += 1
     feeds: dict[str, list[str]] = {name: [] for name in roles}
     for label, names in uses.items():
@@ -87,10 +84,7 @@ def roles_command(timeline: Timeline, outputs: list[RoleOutput], script: Path, *
             chains.append(f"[{label}]asplit={len(names)}{''.join(copies)}")
             for name, copy in zip(names, copies, strict=True):
                 feeds[name].append(copy)
-    tail = [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
-    if timeline.overruns and float(timeline.duration) > plan.END_FADE_S:
-        start = float(timeline.duration) - plan.END_FADE_S
-        tail.append(f"afade=t=out:st={start:.6f}:d={plan.END_FADE_S}")
+    tail = mix_tail(timeline)
     for name, labels in feeds.items():
         if not labels:
             chains.append(f"anullsrc=r={plan.SAMPLE_RATE}:cl=stereo,{','.join(tail)}[r_{name}]")

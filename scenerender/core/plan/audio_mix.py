@@ -137,6 +137,32 @@ def _loops_exactly(source: MediaInfo) -> bool:
     return source.audio is not None and source.audio.codec.startswith(_EXACT_LOOP_CODECS)
 
 
+def mix_tail(timeline: Timeline) -> list[str]:
+    """What ends the summed mix (and each of its roles): the scene's exact length in samples,
+    faded out over its last ``END_FADE_S`` when sound runs past the scene end."""
+    total = to_samples(timeline.duration)
+    tail = [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
+    if timeline.overruns and float(timeline.duration) > END_FADE_S:
+        tail.append(f"afade=t=out:st={secs(float(timeline.duration) - END_FADE_S)}:d={secs(END_FADE_S)}")
+    return tail
+
+
+def clip_sound(clip: PlacedClip, label: str, n: int, timeline: Timeline) -> tuple[list[str], str]:
+    """A clip as the mix hears it: its ffmpeg input arguments (input number ``n``) and its
+    chain to ``[label]``. Whatever else splits the mix (the stems, the report's levels) takes
+    its clips from here, so they are placed, trimmed and looped to the sample as in the mix."""
+    # Whole-file loops of exactly-decoding codecs are looped by the demuxer (constant memory);
+    # others, and a trimmed loop (only that part repeats), are looped in memory by aloop.
+    looped_input = (
+        clip.loop
+        and clip.trim_start == 0
+        and clip.length >= clip.source.audio_duration - 1e-3
+        and _loops_exactly(clip.source)
+    )
+    inputs = input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
+    return inputs, clip_chain(clip, label, sound_pads(clip.source, n), timeline, looped_input)
+
+
 @dataclass(frozen=True)
 class Mix:
     """A timeline's mix as ffmpeg inputs and a filter graph that ends in ``[mix]``: what the
@@ -149,7 +175,6 @@ class Mix:
 
 def plan_mix(timeline: Timeline) -> Mix:
     """Every clip placed at its sample, faded, looped and ducked; summed without rescaling."""
-    total = to_samples(timeline.duration)
     inputs: list[str] = []
     chains: list[str] = []
     labels: list[str] = []
@@ -160,21 +185,12 @@ def plan_mix(timeline: Timeline) -> Mix:
         chains += bed_chains
         labels.append("[bed]")
     for clip in timeline.clips:
-        # Whole-file loops are looped by the demuxer (constant memory); a trimmed loop is
-        # looped in memory by aloop, since only that part repeats.
-        looped_input = (
-            clip.loop
-            and clip.trim_start == 0
-            and clip.length >= clip.source.audio_duration - 1e-3
-            and _loops_exactly(clip.source)
-        )
-        inputs += input_args(clip.source.path, *(["-stream_loop", "-1"] if looped_input else []))
-        chains.append(clip_chain(clip, f"c{clip.index}", sound_pads(clip.source, n), timeline, looped_input))
+        clip_inputs, chain = clip_sound(clip, f"c{clip.index}", n, timeline)
+        inputs += clip_inputs
+        chains.append(chain)
         labels.append(f"[c{clip.index}]")
         n += 1
-    tail = [f"apad=whole_len={total}", f"atrim=end_sample={total}"]
-    if timeline.overruns and float(timeline.duration) > END_FADE_S:
-        tail.append(f"afade=t=out:st={secs(float(timeline.duration) - END_FADE_S)}:d={secs(END_FADE_S)}")
+    tail = mix_tail(timeline)
     if not labels:
         chains.append(f"anullsrc=r={SAMPLE_RATE}:cl=stereo,{','.join(tail)}[mix]")
     else:

@@ -61,7 +61,7 @@ def accept_batch(
         log.info("batch %s: refused: %s", batch_id, exc.message)
         return batch_id
     existing = jobs.get_batch(batch.batch_id)
-    if existing is not None and may_take(existing, owner) and is_stale(existing, event):
+    if existing is not None and may_take(existing.wire(), owner) and is_stale(existing.wire(), event):
         log.info("batch %s: generation %s is older than the accepted one", batch.batch_id, event.generation)
         return batch.batch_id
     # The batch knows its scenes before any job exists, so no view of it counts fewer.
