@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def set_webp_durations(path: Path, durations: list[int]) -> None:
 
 
 def test_an_animated_webp_plays_each_frame_for_its_own_duration_and_its_transparency_is_black(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 20 stamped frames (libwebp's animation encoder, in Debian's ffmpeg), the bottom-left
     # quarter transparent, given durations of their own: uneven, one of 5 ms (shown for
@@ -114,6 +115,19 @@ def test_an_animated_webp_plays_each_frame_for_its_own_duration_and_its_transpar
             "audio": {"loudness": None},
         },
     )
+    # The dry run reads its length from its chunks: with no ffmpeg to convert it, the same
+    # timeline (validate --probe needs only ffprobe, and never converts).
+    monkeypatch.setenv("FFMPEG", str(tmp_path / "no-ffmpeg"))
+    dry = run_cli("validate", spec, "--probe", "--json")
+    monkeypatch.delenv("FFMPEG")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["duration_s"] == pytest.approx(3.5, abs=1e-9) and report["fps"] == 10
+    assert [(row["id"], row["start"], row["end"]) for row in report["segments"]] == [
+        ("mp4", 0.0, pytest.approx(1.0, abs=1e-9)),
+        ("webp", pytest.approx(1.0, abs=1e-9), pytest.approx(3.5, abs=1e-9)),
+    ]
+    assert not list(tmp_path.rglob("*.frames.mov"))
     out = tmp_path / "out.mp4"
     result = render(spec, out)
     # Output slot n (at n/10 s) shows the last frame whose start, rounded to the nearest slot
@@ -135,6 +149,7 @@ def test_an_animated_webp_decodes_to_the_same_bytes_anywhere_and_a_huge_one_is_r
     # digest it checks, the cache address); decoded frames past the size limit are refused.
     from scenerender.core import webp
     from scenerender.core.cache import file_digest
+    from scenerender.core.probe import probe
     from scenerender.errors import InputRefusedError
 
     made = tmp_path / "made.webp"
@@ -147,9 +162,20 @@ def test_an_animated_webp_decodes_to_the_same_bytes_anywhere_and_a_huge_one_is_r
         copies.append(webp.convert(copy, input_path="segments[0].url"))
     assert copies[0].frames == 30 and copies[0].duration_ms == copies[1].duration_ms
     assert file_digest(copies[0].path) == file_digest(copies[1].path)
+    # What a dry run reports from the header alone is what probing the conversion finds.
+    header = webp.read_header(made, "segments[0].url")
+    described, probed = webp.describe(made, header), probe(copies[0].path, input_path="segments[0].url")
+    assert described.video is not None and probed.video is not None
+    assert (described.format_name, described.duration, described.audio) == (probed.format_name, probed.duration, None)
+    assert replace(described.video, extradata_hash="") == replace(probed.video, extradata_hash="")
+    # Its frames' bound is above what they take (FFV1 of testsrc2: a fifth of it).
+    assert copies[0].path.stat().st_size < header.decoded_bytes
+    # Past the size limit, refused on its header: no frame is decoded, no MOV begun.
+    (tmp_path / "a" / "in.webp.frames.mov").unlink()
     with pytest.raises(InputRefusedError) as caught:
         webp.convert(tmp_path / "a" / "in.webp", input_path="segments[2].url", max_bytes=200_000)
-    assert caught.value.input_path == "segments[2].url" and "take more than 200000 bytes decoded" in str(caught.value)
+    assert caught.value.input_path == "segments[2].url"
+    assert "its 30 frames of 320x180 take up to 8 MiB decoded; the largest input is 200,000 bytes" in str(caught.value)
     assert not (tmp_path / "a" / "in.webp.frames.mov").exists()
 
 
