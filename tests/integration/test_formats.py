@@ -617,16 +617,40 @@ def test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot(
     assert onsets == [pytest.approx(click - 0.12, abs=0.002)], (click, onsets)
 
 
+def segment_sound(tmp_path: Path, source: Path, segment: dict[str, Any], name: str) -> tuple[bytes, list[str]]:
+    """The mix's WAV (the segments' own sound, no clips) as the render plans it, and its ffmpeg
+    arguments: the audio pass alone, run here so its samples are compared before AAC."""
+    from scenerender.core import plan
+    from scenerender.core.probe import probe
+    from scenerender.core.spec import parse_spec
+    from scenerender.core.timeline import build_timeline
+
+    spec = {"version": 1, "project_id": "p", "scene_id": "s", "output": {"fps": 25}, "segments": [segment]}
+    timeline = build_timeline(parse_spec(json.dumps(spec)), {source.name: probe(source, input_path="segments[0].url")})
+    out, graph = tmp_path / f"{name}.wav", tmp_path / f"{name}.graph"
+    cmd = plan.audio_mix_command(plan.plan_mix(timeline), out, graph)
+    for path, text in cmd.files.items():
+        path.write_text(text, encoding="utf-8")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *cmd.argv[1:]], check=True, timeout=300)
+    return out.read_bytes(), cmd.argv
+
+
 @pytest.mark.parametrize(
-    "video_args",
-    [("-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60")],
-    ids=["mpeg4-b-frames", "xvid-b-frames"],
+    ("video_args", "audio_args"),
+    [
+        (("-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:a", "libmp3lame")),
+        (("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:a", "libmp3lame")),
+        (("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:a", "libmp3lame", "-ar", "44100")),
+    ],
+    ids=["mpeg4-b-frames", "xvid-b-frames", "xvid-mp3-44.1k"],
 )
 def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start_shows(
-    tmp_path: Path, video_args: tuple[str, ...]
+    tmp_path: Path, video_args: tuple[str, ...], audio_args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 40 s of B-frame AVI (keyframes every 2.4 s), trimmed at 30.12 s: read from a keyframe
     # ahead of the trim, not decoded from the start, and still each frame in its own slot.
+    # Its sound too is read from a seek (on its MP3 frames' grid: 24 ms at 48 kHz, 1.28 s at
+    # 44.1 kHz), and holds the samples a decode from its start gives, bit for bit.
     source = make_stamped(
         tmp_path / "long.avi",
         fps=25,
@@ -634,17 +658,14 @@ def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start
         audio_duration=40,
         clicks=(30.5,),
         video_args=video_args,
-        audio_args=("-c:a", "libmp3lame"),
+        audio_args=audio_args,
     )
     frames = round(float(video_stream(source)["duration"]) * 25)
     expected = avi_slots(source, frames)
+    segment = {"id": "t", "url": source.name, "trim_start": 30.12, "duration": 2, "volume": 1.0}
     spec = write_spec(
         tmp_path,
-        {
-            "output": {"resolution": "320x180", "fps": 25},
-            "segments": [{"id": "t", "url": source.name, "trim_start": 30.12, "duration": 2, "volume": 1.0}],
-            "audio": {"loudness": None},
-        },
+        {"output": {"resolution": "320x180", "fps": 25}, "segments": [segment], "audio": {"loudness": None}},
     )
     out = tmp_path / "out.mp4"
     result = render(spec, out)
@@ -653,6 +674,17 @@ def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start
     onsets = measure.click_onsets(measure.decode_audio(out))
     assert onsets == [pytest.approx(click - 30.12, abs=0.002)], (click, onsets)
     assert result["sync"]["max_onset_error_ms"] <= 20, result["sync"]
+    sought, argv = segment_sound(tmp_path, source, segment, "sought")
+    seek = float(argv[argv.index("-ss") + 1])
+    assert 28.0 <= seek < 29.12 and round(seek * 48000) % (1152 if "44100" not in audio_args else 61440) == 0, seek
+    from scenerender.core.plan import audio_mix
+
+    monkeypatch.setattr(audio_mix, "SOUND_SEEK_FROM_S", 1e9)  # the render before: decoded from the start
+    whole, argv = segment_sound(tmp_path, source, segment, "whole")
+    assert "-ss" not in argv
+    assert sought == whole
+    bed = measure.decode_audio(tmp_path / "sought.wav")
+    assert measure.click_onsets(bed) == [pytest.approx(click - 30.12, abs=0.002)]
 
 
 def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:
