@@ -85,7 +85,9 @@ CONTAINERS: tuple[Container, ...] = (
         frozenset(),
         note="decoded by libwebp (Pillow's), each frame composited and kept losslessly at its own time, "
         "played once; a frame of 10 ms or less is shown for 100 ms, as browsers do; transparent pixels are "
-        "black; no sound",
+        "black; no sound; its decoded size (every frame at 4.5 bytes a pixel) is counted against the memory "
+        "budget and the input size limit from its header, before a frame is decoded; `validate --probe` reads "
+        "its length from its header",
     ),
     Container(
         "GIF (animated)",
