@@ -53,8 +53,14 @@ def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings) -> Timeli
     policy = local_policy(spec_path, settings)
     problems: list[SceneRenderError] = []
     with private_dir(settings.work_dir or None) as work:
+        # A dry run: an animated WebP's length and size from its header, not from a conversion.
         probes = fetch_and_probe(
-            spec, local_resolver(work, policy, settings), settings.ffprobe, problems=problems, ffmpeg=settings.ffmpeg
+            spec,
+            local_resolver(work, policy, settings),
+            settings.ffprobe,
+            problems=problems,
+            ffmpeg=settings.ffmpeg,
+            convert=False,
         )
         try:
             timeline = build_timeline(spec, probes)

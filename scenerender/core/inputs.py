@@ -78,6 +78,9 @@ class FetchPolicy:
     # fetch although the spec function checked the spec: the request may not come from it).
     # None for local renders, where the user reads with their own credentials.
     media_scope: MediaScope | None = None
+    # The pipeline's memory budget: bytes it leaves for what inputs become when decoded (an
+    # animated WebP's frames, scenerender.core.webp); None without a budget.
+    memory_left: int | None = None
 
     @classmethod
     def from_settings(
