@@ -60,6 +60,7 @@ class Run:
     cpu_s: float
     peak_mb: float  # PSS of the whole tree
     peak_rss_mb: float  # RSS summed over the tree (shared pages counted in every process)
+    python_mb: float = 0.0  # PSS of the render's own (Python) process at the tree's peak
     turn_walls: list[float] = field(default_factory=list)  # one per turn, in the order the turns ran
     turn_cpus: list[float] = field(default_factory=list)  # the CPU-s of the run each turn_walls entry came from
     turn_loads: list[float] = field(default_factory=list)  # the 1-minute load average as each turn began
@@ -82,16 +83,19 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = psutil.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = peak_rss = 0
+    peak = peak_rss = python_at_peak = 0
     while proc.poll() is None:
-        pss = rss = 0
+        pss = rss = own = 0
         for p in [proc, *proc.children(recursive=True)]:
             try:
                 info = p.memory_full_info()
             except psutil.Error:
                 continue
             pss, rss = pss + info.pss, rss + info.rss
-        peak, peak_rss = max(peak, pss), max(peak_rss, rss)
+            own = info.pss if p is proc else own
+        if pss > peak:
+            peak, python_at_peak = pss, own
+        peak_rss = max(peak_rss, rss)
         time.sleep(0.05)
     wall = time.monotonic() - started
     if proc.returncode != 0:
@@ -100,7 +104,8 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if timings:
         wall, cpu = timings[len(timings) // 2]
-    return Run(name, round(wall, 2), round(cpu, 2), round(peak / 1e6, 1), round(peak_rss / 1e6, 1))
+    mb = [round(peak / 1e6, 1), round(peak_rss / 1e6, 1), round(python_at_peak / 1e6, 1)]
+    return Run(name, round(wall, 2), round(cpu, 2), *mb)
 
 
 def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[str, int] | None = None) -> list[Run]:
@@ -136,6 +141,7 @@ def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[
                 round(cpu, 2),
                 sampled.peak_mb,
                 sampled.peak_rss_mb,
+                sampled.python_mb,
                 [round(w, 2) for w, _ in turn_runs[name]],
                 [round(c, 2) for _, c in turn_runs[name]],
                 turn_loads[name],
@@ -397,6 +403,11 @@ def before_and_after(
     benchmark's own environment reach both sides and are recorded.
     """
     os.environ["SCENERENDER_SEGMENT_CACHE"] = "false"  # every render encodes
+    # Both packages' bytecode, compiled now: with PYTHONDONTWRITEBYTECODE set (as here) a tree
+    # without it, or with a module edited since, compiles it again on every render (0.2 CPU-s
+    # for this package, measured), which would be charged to that side's render.
+    for side in (ROOT, tree):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(side / "scenerender")], check=True)
     scenes = {
         "matching": lambda: make_scene(work / "matching", segments=10, seconds=seconds, size="1920x1080", fps=30),
         "normalising": lambda: make_scene(
@@ -423,8 +434,9 @@ def before_and_after(
         by_turn = [round(a / b, 3) for a, b in zip(after.turn_walls, before.turn_walls, strict=True)]
         cpu_by_turn = [round(a / b, 3) for a, b in zip(after.turn_cpus, before.turn_cpus, strict=True)]
         print(
-            f"{case}: after {after.wall_s:.2f} s / {after.cpu_s:.2f} CPU-s / {after.peak_mb:.0f} MB, before "
-            f"{before.wall_s:.2f} s / {before.cpu_s:.2f} CPU-s / {before.peak_mb:.0f} MB: after/before {ratio}x, "
+            f"{case}: after {after.wall_s:.2f} s / {after.cpu_s:.2f} CPU-s / {after.peak_mb:.0f} MB (Python "
+            f"{after.python_mb:.0f}), before {before.wall_s:.2f} s / {before.cpu_s:.2f} CPU-s / "
+            f"{before.peak_mb:.0f} MB (Python {before.python_mb:.0f}): after/before {ratio}x, "
             f"CPU {cpu_ratio}x (turns in order: wall {by_turn}, CPU {cpu_by_turn}, load {after.turn_loads})",
             flush=True,
         )
