@@ -104,8 +104,8 @@ def measure(name: str, argv: list[str], cwd: Path | None = None, *, timed_runs: 
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if timings:
         wall, cpu = timings[len(timings) // 2]
-    mb = [round(peak / 1e6, 1), round(peak_rss / 1e6, 1), round(python_at_peak / 1e6, 1)]
-    return Run(name, round(wall, 2), round(cpu, 2), *mb)
+    peak_mb, rss_mb, python_mb = (round(b / 1e6, 1) for b in (peak, peak_rss, python_at_peak))
+    return Run(name, round(wall, 2), round(cpu, 2), peak_mb, rss_mb, python_mb)
 
 
 def side_by_side(cases: list[tuple[str, list[str]]], rounds: int, repeats: dict[str, int] | None = None) -> list[Run]:
