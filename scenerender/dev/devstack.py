@@ -291,19 +291,29 @@ class DevStack:
         self._save()
         return proc
 
-    def wait_ready(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], port: int = 0) -> None:
-        """Wait until ``ready`` and, with ``port``, until this process group serves it. A port
-        another process holds for ``PORT_TAKEN_S`` while ours does not is ``PortTakenError``
-        at once (a server that cannot bind may retry for a while or keep running unbound)."""
+    def wait_ready(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        ready: Callable[[], bool],
+        port: int = 0,
+        also: tuple[int, ...] = (),
+    ) -> None:
+        """Wait until ``ready`` and, with ``port``, until this process group serves it (and the
+        ports ``also`` names: the Firebase CLI's hub and logging ports). A port another process
+        holds for ``PORT_TAKEN_S`` while ours does not is ``PortTakenError`` at once (a server
+        that cannot bind may retry for a while or keep running unbound); so is a piece that
+        exits while another process holds one of its ports (the Firebase CLI exits "port taken")."""
         log_path = self.state_dir / f"{name}.log"
+        ports = [q for q in (port, *also) if q]
         deadline = time.monotonic() + START_TIMEOUT_S
         taken_since: float | None = None
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            if ready() and (not port or group_listens(proc.pid, port)):
+            if ready() and all(group_listens(proc.pid, q) for q in ports):
                 return
-            if port and _held_by_another(proc.pid, port):
+            if any(_held_by_another(proc.pid, q) for q in ports):
                 # Held twice a while apart, not the moment between our own bind and listen.
                 taken_since = taken_since or time.monotonic()
                 if time.monotonic() - taken_since >= PORT_TAKEN_S:
@@ -312,13 +322,13 @@ class DevStack:
                 taken_since = None
             time.sleep(0.2)
         tail = log_path.read_text(errors="replace")[-2000:]
-        taken = bool(port) and _held_by_another(proc.pid, port)
-        held = f"; port {port} is held by {describe_holders(port)}" if taken else ""
+        taken = next((q for q in ports if _held_by_another(proc.pid, q)), 0)
+        held = f"; port {taken} is held by {describe_holders(taken)}" if taken else ""
         what = "exited" if proc.poll() is not None else f"did not start within {START_TIMEOUT_S:.0f} s"
         if taken and proc.poll() is None:
             what = "could not take its port"
         message = f"{name} {what}{held}; log {log_path}:\n{tail}"
-        raise PortTakenError(message, port) if taken else DevStackError(message)
+        raise PortTakenError(message, taken) if taken else DevStackError(message)
 
     def up(self) -> bool:
         """Start the stack, or reuse the one already running. Returns True if it started anything."""
@@ -423,7 +433,9 @@ class DevStack:
                 base_env,
                 lambda: True,
             )
-        self.wait_ready("auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"), p.auth)
+        self.wait_ready(
+            "auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"), p.auth, also=(p.auth_hub, p.auth_logging)
+        )
         self._start_web(base_env)
         # Workers on one machine share its cores, as tasks of a Cloud Run job each have their own.
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
