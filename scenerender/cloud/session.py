@@ -31,7 +31,7 @@ from scenerender.errors import (
     all_error_classes,
 )
 from scenerender.messages import BatchDocument
-from scenerender.settings import Settings, get_settings
+from scenerender.settings import Settings
 
 DEFAULT_USER = "local-user@example.com"
 TOKEN_ENV = Settings.env_name("id_token")
@@ -50,13 +50,12 @@ class Session:
     id_token: str
 
 
-def sign_in(email: str | None = None, settings: Settings | None = None) -> Session:
+def sign_in(email: str | None, settings: Settings) -> Session:
     """Sign in as ``email`` (default: ``SCENERENDER_USER``, then local-user@example.com).
 
     With the Auth emulator (``settings.auth_emulator_host``) the account is made on first
     use; otherwise the ID token comes from ``SCENERENDER_ID_TOKEN``.
     """
-    settings = settings or get_settings()
     email = email or settings.user or DEFAULT_USER
     host = settings.auth_emulator_host
     if not host:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenerender.dev.checkout import firestore_rules, web_dist
 from scenerender.dev.procs import (
     DevStackError,
     PortTakenError,
@@ -53,10 +54,9 @@ from scenerender.dev.services import (
     gcs_argv,
     load_firestore_rules,
     pubsub_argv,
-    repo_root,
     write_service_account_key,
 )
-from scenerender.settings import Settings, child_env
+from scenerender.settings import Settings, child_env, env_value
 
 START_TIMEOUT_S = 90.0
 PORT_TAKEN_S = 2.0  # a port held by another process this long while our piece starts: taken
@@ -180,10 +180,7 @@ class DevStack:
 
     def env(self) -> dict[str, str]:
         """The environment a shell or child process needs to use this stack."""
-        env = {
-            Settings.env_name(field): ",".join(value) if isinstance(value, list) else str(value)
-            for field, value in self.overrides().items()
-        }
+        env = {Settings.env_name(field): env_value(value) for field, value in self.overrides().items()}
         # Google's clients in a child find the project here (the emulators have no metadata server).
         return {"GOOGLE_CLOUD_PROJECT": self.state.project_id, **env}
 
@@ -369,14 +366,11 @@ class DevStack:
         ports = asdict(self.state.ports)
         return {p for name in self.fixed_ports for p in range(ports[name], ports[name] + Ports.span(name))}
 
-    def _all_ports(self) -> list[int]:
-        p = self.state.ports
-        web = [p.web] if self.web_running() else []
-        return [p.pubsub, p.firestore, p.gcs, p.auth, *(p.function_port(n) for n in FUNCTIONS), *web]
-
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
-        base_env = child_env(self.env())
+        # The pieces run with this stack's settings (those of a test's stack are given, not read
+        # from this process's environment), pointed at the stack.
+        base_env = child_env({**self.settings.env_vars(), **self.env()})
         # The Firebase CLI takes the longest to start (node loads the whole CLI): started
         # first, waited for last.
         auth = self._spawn_auth(base_env)
@@ -396,7 +390,7 @@ class DevStack:
         )
         # Local clients that read with a user's ID token meet the same rules as in the cloud (the
         # pipeline's own clients read as the emulator's admin, as its service accounts bypass rules).
-        load_firestore_rules(p.firestore, s.project_id, repo_root() / "firestore.rules")
+        load_firestore_rules(p.firestore, s.project_id, firestore_rules(s))
         create_topics(self.client_settings())
         self.start_process(
             "gcs",
@@ -466,9 +460,10 @@ class DevStack:
 
     def _start_web(self, env: dict[str, str]) -> None:
         """The web client's server, if the page is built (scripts/setup.sh builds web/dist)."""
-        from scenerender.dev.webserve import dist_dir, web_config, write_json
+        from scenerender.dev.webserve import web_config, write_json
 
-        if not (dist_dir() / "index.html").is_file():
+        dist = web_dist(self.settings)
+        if dist is None:
             return
         p = self.state.ports
         # The page signs in against the Auth emulator (connectAuthEmulator wants a URL).
@@ -488,6 +483,8 @@ class DevStack:
                 f"http://127.0.0.1:{p.function_port('api')}",
                 "--port",
                 str(p.web),
+                "--root",
+                str(dist.resolve()),
             ],
             env,
             functools.partial(port_answers, p.web),

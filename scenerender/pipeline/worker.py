@@ -85,11 +85,11 @@ def process_one(
     segment-work store (None: segments are not shared, ``split_min_segments`` 0).
     """
     if items is not None:
-        item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S)
+        item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S, settings=settings)
         if item is not None:
             handle_item(settings, stores, items, item)
             return True
-    message = pull_one(settings.render_subscription, timeout_s=timeout_s)
+    message = pull_one(settings.render_subscription, timeout_s=timeout_s, settings=settings)
     if message is None:
         return None
     return handle_request(settings, stores, items, message, task=task)
@@ -127,7 +127,7 @@ def hand_back_if_late(
     message.nack()
     task.handed_back = True
     jobs = stores.jobs
-    execution = current_execution()
+    execution = current_execution(settings)
     reason = {"execution": execution, "estimate_s": round(estimate, 1), "task_left_s": round(left, 1)}
     log.info("job %s: estimated %.0f s, %.0f s left in this task: handed back", job_id, estimate, left)
     try:

@@ -42,7 +42,7 @@ from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
 from scenerender.messages import JobStatus
 from scenerender.ports import Blobs, Bus, Jobs
-from scenerender.settings import Settings, get_settings
+from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,12 @@ ClaimState = Literal["mine", "done", "held"]
 ITEM_TTL = timedelta(days=1)
 
 
-def worker_id(settings: Settings | None = None) -> str:
+def worker_id(settings: Settings) -> str:
     """This process, as job and item documents name it (unique across tasks and machines).
 
     Tasks of a Cloud Run job may share a host name and a PID (each is PID 1 of its own
     container), so there the execution and the task index come first.
     """
-    settings = settings or get_settings()
     task = settings.cloud_run_task_index
     where = f"{settings.cloud_run_execution or 'run'}/task-{task}/" if task is not None else ""
     return f"{where}{socket.gethostname()}:{os.getpid()}"
@@ -191,7 +190,7 @@ class JobSegmentClaims:
         self.bus = bus
         self.topic = settings.segment_topic
         self.heartbeat_s = settings.heartbeat_s
-        self.holder = worker_id()
+        self.holder = worker_id(settings)
         self._index: dict[str, int] = {}
 
     def offer(self, tasks: list[SegmentTask]) -> None:
@@ -228,7 +227,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
     job = jobs.get(item.job_id) or {}
     if job.get("status") != JobStatus.RUNNING:
         return "job not running"
-    holder = worker_id()
+    holder = worker_id(settings)
     state = items.claim(item.job_id, item.key, holder, item.index)
     if state != "mine":
         return state

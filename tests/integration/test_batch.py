@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
 from scenerender.settings import Settings
 from tests.integration.conftest import SHARED_PREFIX
 
@@ -50,17 +50,15 @@ def wait_batch_end(seen: queue.Queue[dict[str, Any] | None], timeout_s: float = 
 
 
 def test_a_batch_reports_live_and_a_retry_renders_only_the_failed_scene(
-    settings: Settings, scene_media: dict[str, str], tmp_path: Path
+    stores: Clients, settings: Settings, scene_media: dict[str, str], tmp_path: Path
 ) -> None:
     missing = f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/later.mp4"
     spec_uri = f"gs://{settings.spec_bucket}/jobs/it-batch.json"
-    jobs = clients.jobs()
+    jobs = stores.jobs
     seen: queue.Queue[dict[str, Any] | None] = queue.Queue()
     watch = jobs.watch_batch("it-batch", seen.put)
     try:
-        clients.blobs().write_bytes(
-            spec_uri, batch_file(settings, scene_media, missing), content_type="application/json"
-        )
+        stores.blobs.write_bytes(spec_uri, batch_file(settings, scene_media, missing), content_type="application/json")
         docs = wait_batch_end(seen)
     finally:
         watch.unsubscribe()
@@ -75,13 +73,11 @@ def test_a_batch_reports_live_and_a_retry_renders_only_the_failed_scene(
     assert failed["error"]["code"] == "INPUT_UNREACHABLE" and failed["owner_uid"] == "director-1"
 
     # The broken input is fixed and the same batch dropped again: only that scene renders.
-    clients.blobs().upload_file(Path(scene_media["dir"]) / "a.mp4", missing, content_type="video/mp4")
+    stores.blobs.upload_file(Path(scene_media["dir"]) / "a.mp4", missing, content_type="video/mp4")
     seen = queue.Queue()
     watch = jobs.watch_batch("it-batch", seen.put)
     try:
-        clients.blobs().write_bytes(
-            spec_uri, batch_file(settings, scene_media, missing), content_type="application/json"
-        )
+        stores.blobs.write_bytes(spec_uri, batch_file(settings, scene_media, missing), content_type="application/json")
         time.sleep(1)
         docs = wait_batch_end(seen)
         while docs[-1]["status"] != "COMPLETED":

@@ -7,27 +7,28 @@ from __future__ import annotations
 import time
 
 import pytest
-from google.cloud import firestore, pubsub_v1
+from google.cloud import firestore
 
-from scenerender.cloud import clients
+from scenerender.cloud.bus import publisher_client, subscriber_client
+from scenerender.cloud.clients import Clients
 from scenerender.messages import DeadLetter, JobDocument
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 
-def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings: Settings) -> None:
+def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(stores: Clients, settings: Settings) -> None:
     """Pub/Sub's own dead-lettering (the emulator implements it): a subscription like the
     renderer's, whose consumer gives the request back every time (as a worker that crashes
     on it would), moves it to the dead-letter topic after 5 deliveries; the dead-letter
     function then fails the job with the last error recorded, and the message is kept."""
-    jobs = clients.jobs()
+    jobs = stores.jobs
     last_error = {"code": "INPUT_UNREACHABLE", "message": "segments[0].url: storage unavailable", "details": []}
     jobs.create_job(
         "it-poison", JobDocument.model_validate({"status": "QUEUED", "attempt": 4, "last_error": last_error})
     )
-    subscriber = pubsub_v1.SubscriberClient()
-    publisher = pubsub_v1.PublisherClient()
+    subscriber = subscriber_client(settings)
+    publisher = publisher_client(settings)
     topic = publisher.topic_path(settings.project_id, "it-poison-requests")
     publisher.create_topic(name=topic)
     source = subscriber.subscription_path(settings.project_id, "it-poison-worker")
@@ -42,7 +43,7 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
             },
         }
     )
-    clients.bus().publish("it-poison-requests", {"job_id": "it-poison", "spec": {}}, job_id="it-poison")
+    stores.bus.publish("it-poison-requests", {"job_id": "it-poison", "spec": {}}, job_id="it-poison")
     deliveries = 0
     deadline = time.monotonic() + 60
     # Keep consuming (and giving back) until Pub/Sub gives up on it: the emulator moves a
@@ -70,10 +71,12 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
     assert any(m.message.attributes.get("job_id") == "it-poison" for m in kept.received_messages)
 
 
-def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(settings: Settings) -> None:
+def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(
+    stores: Clients, settings: Settings
+) -> None:
     from scenerender.pipeline import steps
 
-    jobs = clients.jobs()
+    jobs = stores.jobs
     jobs.create_job(
         "it-alive",
         JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
@@ -83,13 +86,13 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
     assert (jobs.get("it-alive") or {})["status"] == "RUNNING"
 
 
-def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(settings: Settings) -> None:
+def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(stores: Clients, settings: Settings) -> None:
     from datetime import UTC, datetime, timedelta
 
     from scenerender.cloud.launcher import AlwaysOnWorkers
     from scenerender.pipeline import sweeper
 
-    jobs = clients.jobs()
+    jobs = stores.jobs
     long_ago = datetime.now(UTC) - timedelta(hours=2)
     jobs.create_job(
         "it-stuck", JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})

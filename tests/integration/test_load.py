@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
 from scenerender.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 JOBS = 50
 
 
-def test_fifty_specs_at_once(settings: Settings, scene_media: dict[str, str]) -> None:
+def test_fifty_specs_at_once(stores: Clients, settings: Settings, scene_media: dict[str, str]) -> None:
     ids = [f"it-load-{i:02d}" for i in range(JOBS)]
     started = time.monotonic()
     for job_id in ids:
@@ -28,12 +28,12 @@ def test_fifty_specs_at_once(settings: Settings, scene_media: dict[str, str]) ->
             "output": {"resolution": "640x360", "preview": True},
             "segments": [{"id": "a", "url": scene_media["a.mp4"]}],
         }
-        clients.blobs().write_bytes(
+        stores.blobs.write_bytes(
             f"gs://{settings.spec_bucket}/jobs/{job_id}.json",
             json.dumps(spec).encode(),
             content_type="application/json",
         )
-    jobs = clients.jobs()
+    jobs = stores.jobs
     pending = set(ids)
     docs: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 300
@@ -50,7 +50,7 @@ def test_fifty_specs_at_once(settings: Settings, scene_media: dict[str, str]) ->
     assert statuses.count("COMPLETED") == JOBS, [d.get("error") for d in docs.values() if d["status"] != "COMPLETED"]
     assert all(d["attempt"] == 1 for d in docs.values())  # none rendered twice
     outputs = [
-        o for o in clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-load-") if o.endswith(".mp4")
+        o for o in stores.blobs.list_uris(f"gs://{settings.render_bucket}/renders/it-load-") if o.endswith(".mp4")
     ]
     assert sorted(outputs) == sorted(d["output"]["uri"] for d in docs.values())  # one object per job
     assert all(d["output"]["uri"].endswith(f"/{d['job_id']}/{d['run_id']}/{d['job_id']}.mp4") for d in docs.values())

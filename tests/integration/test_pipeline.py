@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from google.cloud import pubsub_v1
 
-from scenerender.cloud import clients
-from scenerender.dev.devstack import DevStack
+from scenerender.cloud.bus import publisher_client
+from scenerender.cloud.clients import Clients
+from scenerender.ports import Jobs
 from scenerender.settings import Settings
 from tests import measure
-from tests.integration.conftest import SHARED_PREFIX
+from tests.integration.conftest import SHARED_PREFIX, LocalCloud
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -41,29 +41,30 @@ def spec_for(job_id: str, media: dict[str, str], **extra: Any) -> dict[str, Any]
     }
 
 
-def drop(settings: Settings, name: str, body: dict[str, Any] | bytes) -> int:
+def drop(stores: Clients, name: str, body: dict[str, Any] | bytes) -> int:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return clients.blobs().write_bytes(f"gs://{settings.spec_bucket}/{name}", data, content_type="application/json")
+    uri = f"gs://{stores.settings.spec_bucket}/{name}"
+    return stores.blobs.write_bytes(uri, data, content_type="application/json")
 
 
-def wait_for_end(job_id: str, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+def wait_for_end(jobs: Jobs, job_id: str, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        doc = clients.jobs().get(job_id)
+        doc = jobs.get(job_id)
         if doc and doc.get("status") in ("COMPLETED", "FAILED"):
             return doc
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not end: {clients.jobs().get(job_id)}")
+    raise AssertionError(f"job {job_id} did not end: {jobs.get(job_id)}")
 
 
 def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
-    settings: Settings, scene_media: dict[str, str], tmp_path: Path
+    settings: Settings, stores: Clients, scene_media: dict[str, str], tmp_path: Path
 ) -> None:
     updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    watch = clients.jobs().watch("it-ok", updates.put)
+    watch = stores.jobs.watch("it-ok", updates.put)
     try:
-        drop(settings, "jobs/it-ok.json", spec_for("it-ok", scene_media))
-        doc = wait_for_end("it-ok")
+        drop(stores, "jobs/it-ok.json", spec_for("it-ok", scene_media))
+        doc = wait_for_end(stores.jobs, "it-ok")
         time.sleep(0.5)  # the listener's last snapshots
     finally:
         watch.unsubscribe()
@@ -120,7 +121,9 @@ def iter_queue(q: queue.Queue[dict[str, Any] | None]) -> list[dict[str, Any] | N
     return items
 
 
-def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket(settings: Settings) -> None:
+def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket(
+    settings: Settings, stores: Clients
+) -> None:
     bad = {
         "version": 1,
         "job_id": "it-bad",
@@ -128,27 +131,31 @@ def test_an_invalid_spec_ends_failed_with_the_field_path_and_stays_in_the_bucket
         "scene_id": "s",
         "segments": [{"id": "a", "url": "gs://x/a.mp4", "volumme": 1}],
     }
-    drop(settings, "jobs/it-bad.json", bad)
-    doc = wait_for_end("it-bad")
+    drop(stores, "jobs/it-bad.json", bad)
+    doc = wait_for_end(stores.jobs, "it-bad")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INVALID_SPEC"
     assert doc["error"]["details"] == [
         {"path": "segments[0].volumme", "problem": "unknown field (did you mean `volume`?)"}
     ]
-    assert clients.blobs().exists(f"gs://{settings.spec_bucket}/jobs/it-bad.json")
+    assert stores.blobs.exists(f"gs://{settings.spec_bucket}/jobs/it-bad.json")
 
 
-def test_an_unreachable_input_ends_failed_naming_the_input(settings: Settings, scene_media: dict[str, str]) -> None:
+def test_an_unreachable_input_ends_failed_naming_the_input(
+    settings: Settings, stores: Clients, scene_media: dict[str, str]
+) -> None:
     media = dict(scene_media, **{"b.mp4": f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/missing.mp4"})
-    drop(settings, "jobs/it-missing.json", spec_for("it-missing", media))
-    doc = wait_for_end("it-missing")
+    drop(stores, "jobs/it-missing.json", spec_for("it-missing", media))
+    doc = wait_for_end(stores.jobs, "it-missing")
     assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_UNREACHABLE"
     assert doc["error"]["details"][0]["path"] == "segments[1].url"
     assert "it/missing.mp4" in doc["error"]["message"]
 
 
-def test_the_same_notification_twice_renders_once(settings: Settings, scene_media: dict[str, str]) -> None:
-    generation = drop(settings, "jobs/it-twice.json", spec_for("it-twice", scene_media))
-    publisher = pubsub_v1.PublisherClient()
+def test_the_same_notification_twice_renders_once(
+    settings: Settings, stores: Clients, scene_media: dict[str, str]
+) -> None:
+    generation = drop(stores, "jobs/it-twice.json", spec_for("it-twice", scene_media))
+    publisher = publisher_client(settings)
     topic = publisher.topic_path(settings.project_id, settings.spec_topic)
     attributes = {
         "bucketId": settings.spec_bucket,
@@ -161,40 +168,42 @@ def test_the_same_notification_twice_renders_once(settings: Settings, scene_medi
     futures = [publisher.publish(topic, base64.b64encode(b"{}"), **attributes) for _ in range(3)]  # type: ignore[arg-type]
     for future in futures:
         future.result(timeout=30)
-    doc = wait_for_end("it-twice")
+    doc = wait_for_end(stores.jobs, "it-twice")
     time.sleep(3)  # time for any duplicate render to show
-    doc = clients.jobs().get("it-twice") or {}
+    doc = stores.jobs.get("it-twice") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), doc.get("error")
     # One run, one MP4; beside it only that run's sidecars (poster, contact sheet, captions).
     run = f"gs://{settings.render_bucket}/renders/it-twice/{doc['run_id']}/"
-    objects = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-twice/")
+    objects = stores.blobs.list_uris(f"gs://{settings.render_bucket}/renders/it-twice/")
     assert [o for o in objects if o.endswith(".mp4")] == [f"{run}it-twice.mp4"]
     assert all(o.startswith(run) for o in objects), objects
 
 
-def test_objects_outside_jobs_and_outputs_start_nothing(settings: Settings, scene_media: dict[str, str]) -> None:
-    drop(settings, "other/it-outside.json", spec_for("it-outside", scene_media))
-    drop(settings, "jobs/it-notjson.txt", spec_for("it-notjson", scene_media))
+def test_objects_outside_jobs_and_outputs_start_nothing(
+    settings: Settings, stores: Clients, scene_media: dict[str, str]
+) -> None:
+    drop(stores, "other/it-outside.json", spec_for("it-outside", scene_media))
+    drop(stores, "jobs/it-notjson.txt", spec_for("it-notjson", scene_media))
     output_like = json.dumps(spec_for("it-output", scene_media)).encode()
-    clients.blobs().write_bytes(
+    stores.blobs.write_bytes(
         f"gs://{settings.render_bucket}/jobs/it-output.json", output_like, content_type="application/json"
     )
     time.sleep(4)
     for job_id in ("it-outside", "it-notjson", "it-output", "other-it-outside", "it-notjson.txt"):
-        assert clients.jobs().get(job_id) is None
+        assert stores.jobs.get(job_id) is None
 
 
-def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> None:
+def test_http_post_then_get(settings: Settings, stores: Clients, scene_media: dict[str, str]) -> None:
     """The API's round trip, as a user signed in to the Auth emulator (more in test_identity_api.py)."""
     from scenerender.cloud.session import sign_in
 
-    api = cloud.env()["SCENERENDER_API_URL"]
-    me = {"Authorization": f"Bearer {sign_in('http-user@example.com').id_token}"}
+    api = settings.api_url
+    me = {"Authorization": f"Bearer {sign_in('http-user@example.com', settings).id_token}"}
     body = {k: v for k, v in spec_for("it-http", scene_media).items() if k != "owner_uid"}
     created = httpx.post(api, content=json.dumps(body), headers=me, timeout=30)
     assert created.status_code == 202, created.text
     assert created.json()["job_id"] == "it-http"
-    doc = wait_for_end("it-http")
+    doc = wait_for_end(stores.jobs, "it-http")
     assert doc["status"] == "COMPLETED"
     fetched = httpx.get(api, params={"job_id": "it-http"}, headers=me, timeout=30)
     assert fetched.status_code == 200 and fetched.json()["status"] == "COMPLETED"
@@ -205,26 +214,26 @@ def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> Non
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
-    settings: Settings, scene_media: dict[str, str]
+    stores: Clients, scene_media: dict[str, str]
 ) -> None:
-    drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
-    first = wait_for_end("it-again")
+    drop(stores, "jobs/it-again.json", spec_for("it-again", scene_media))
+    first = wait_for_end(stores.jobs, "it-again")
     assert first["status"] == "COMPLETED"
     # Dropped again after it ended: rendered again, the earlier run kept in history.
     slow = spec_for("it-again", scene_media, output={"resolution": "1080p", "fps": 60})
-    generation = drop(settings, "jobs/it-again.json", slow)
+    generation = drop(stores, "jobs/it-again.json", slow)
     deadline = time.monotonic() + TIMEOUT_S
-    while (doc := clients.jobs().get("it-again") or {}).get("spec_generation") != str(generation) or doc.get(
+    while (doc := stores.jobs.get("it-again") or {}).get("spec_generation") != str(generation) or doc.get(
         "status"
     ) != "RUNNING":
         assert time.monotonic() < deadline, doc
         time.sleep(0.1)
     # Dropped while it runs: refused, with the reason on the job.
-    refused = drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
-    while not (clients.jobs().get("it-again") or {}).get("resubmission_refused"):
+    refused = drop(stores, "jobs/it-again.json", spec_for("it-again", scene_media))
+    while not (stores.jobs.get("it-again") or {}).get("resubmission_refused"):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    doc = wait_for_end("it-again")
+    doc = wait_for_end(stores.jobs, "it-again")
     assert doc["status"] == "COMPLETED" and doc["spec_generation"] == str(generation)
     assert doc["resubmission_refused"]["spec_generation"] == str(refused)
     assert "still RUNNING" in doc["resubmission_refused"]["reason"]
@@ -233,9 +242,11 @@ def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
     assert doc["output"]["height"] == 1080
 
 
-def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings, scene_media: dict[str, str]) -> None:
-    drop(settings, "jobs/it-dup.json", spec_for("it-dup", scene_media))
-    doc = wait_for_end("it-dup")
+def test_duplicate_render_requests_and_reports_change_nothing(
+    settings: Settings, stores: Clients, scene_media: dict[str, str]
+) -> None:
+    drop(stores, "jobs/it-dup.json", spec_for("it-dup", scene_media))
+    doc = wait_for_end(stores.jobs, "it-dup")
     assert doc["status"] == "COMPLETED"
     finished = doc["finished_at"]
     request = {"job_id": "it-dup", "spec": spec_for("it-dup", scene_media)}
@@ -246,33 +257,38 @@ def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings
         "error": {"code": "RENDER_FAILED", "message": "late duplicate", "details": []},
     }
     for _ in range(3):  # the request and a (contradicting) report, delivered again at once
-        clients.bus().publish(settings.render_topic, request, job_id="it-dup")
-        clients.bus().publish(settings.completion_topic, report, job_id="it-dup", status="FAILED")
+        stores.bus.publish(settings.render_topic, request, job_id="it-dup")
+        stores.bus.publish(settings.completion_topic, report, job_id="it-dup", status="FAILED")
     time.sleep(5)
-    doc = clients.jobs().get("it-dup") or {}
+    doc = stores.jobs.get("it-dup") or {}
     assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and doc["finished_at"] == finished
     # One run, one MP4; beside it only that run's sidecars (poster, contact sheet, captions).
     run = f"gs://{settings.render_bucket}/renders/it-dup/{doc['run_id']}/"
-    objects = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-dup/")
+    objects = stores.blobs.list_uris(f"gs://{settings.render_bucket}/renders/it-dup/")
     assert [o for o in objects if o.endswith(".mp4")] == [f"{run}it-dup.mp4"]
     assert all(o.startswith(run) for o in objects), objects
 
 
 def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
-    scene_media: dict[str, str], tmp_path: Path
+    local: LocalCloud, scene_media: dict[str, str], tmp_path: Path
 ) -> None:
     """The CLI's door: a spec naming local files, ``submit --download FOLDER`` (implies --wait)."""
-    local = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
+    files = {name: str(Path(scene_media["dir"]) / name) for name in ("a.mp4", "b.mp4", "line.wav")}
     spec_path = tmp_path / "scene.json"
     # No owner_uid: the API names the signed-in user (a spec naming another is refused, 403).
     # Captions (the line's text) and stems asked for: every kind of sidecar comes down with it.
-    spec = spec_for("it-cli", local, output={"resolution": "640x360", "stems": True})
+    spec = spec_for("it-cli", files, output={"resolution": "640x360", "stems": True})
     spec["audio"]["clips"][0] |= {"text": "Where were you?", "character": {"id": "ava", "name": "Ava"}}
     spec_path.write_text(json.dumps({k: v for k, v in spec.items() if k != "owner_uid"}))
     folder = tmp_path / "downloads"
     folder.mkdir()
+    env = local.env()
     outside = subprocess.run(
-        [sys.executable, "-m", "scenerender", "submit", str(spec_path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "scenerender", "submit", str(spec_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     # The media sits in another folder than the spec: not uploaded unless asked for.
     assert outside.returncode == 2 and "--allow-outside" in outside.stderr, outside.stderr
@@ -282,6 +298,7 @@ def test_submit_uploads_local_media_waits_and_downloads_into_a_folder(
         text=True,
         timeout=300,
         check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "it-cli"

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
 
-from scenerender.cloud import clients
-from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic
+from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic, subscriber_client
+from scenerender.cloud.clients import Clients
 from scenerender.cloud.jobs import BUSY
-from scenerender.dev.devstack import DevStack
 from scenerender.errors import SceneRenderError
 from scenerender.messages import ErrorBlock, JobDocument, JobStatus
 from scenerender.ports import Blobs, Bus, Jobs, SlotClaim
@@ -41,8 +39,8 @@ def unique(name: str) -> str:
 def jobs(request: pytest.FixtureRequest) -> Jobs:
     if request.param == "fake":
         return FakeJobs()
-    request.getfixturevalue("cloud")
-    return clients.jobs()
+    stores: Clients = request.getfixturevalue("stores")
+    return stores.jobs
 
 
 def queued(owner: str = "u1", **more: Any) -> JobDocument:
@@ -277,9 +275,8 @@ def blobs(request: pytest.FixtureRequest) -> Iterator[tuple[Blobs, str]]:
     if request.param == "fake":
         yield FakeBlobs(), f"gs://bucket/{unique('blobs')}/"
         return
-    request.getfixturevalue("cloud")
-    settings: Settings = request.getfixturevalue("settings")
-    yield clients.blobs(), f"gs://{settings.media_bucket}/{unique('blobs')}/"
+    stores: Clients = request.getfixturevalue("stores")
+    yield stores.blobs, f"gs://{stores.settings.media_bucket}/{unique('blobs')}/"
 
 
 def test_objects_are_written_read_listed_and_deleted(blobs: tuple[Blobs, str]) -> None:
@@ -370,11 +367,10 @@ def bus(request: pytest.FixtureRequest) -> BusUnderTest:
     if request.param == "fake":
         fake = FakeBus()
         return BusUnderTest(fake, topic, lambda n: [(p, a) for t, p, a in fake.published if t == topic])
-    request.getfixturevalue("cloud")
     settings: Settings = request.getfixturevalue("settings")
     ensure_topic(settings, topic)
     subscription = ensure_subscription(settings, topic + "-sub", topic)
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = subscriber_client(settings)
 
     def received(n: int) -> list[tuple[dict[str, Any], dict[str, str]]]:
         got: list[tuple[dict[str, Any], dict[str, str]]] = []
@@ -407,7 +403,9 @@ def test_many_bodies_are_published_at_once(bus: BusUnderTest) -> None:
     assert all(a == {"job_id": "j"} for _, a in got)
 
 
-def test_the_emulator_stack_is_up(cloud: DevStack) -> None:
+def test_the_real_side_ran_on_the_emulators(stores: Clients) -> None:
     # The real side of every pair above ran against these emulators, not against a default client.
-    env = cloud.env()
-    assert env["FIRESTORE_EMULATOR_HOST"] and env["PUBSUB_EMULATOR_HOST"] and env["STORAGE_EMULATOR_HOST"]
+    settings = stores.settings
+    assert settings.firestore_emulator_host and settings.pubsub_emulator_host and settings.storage_emulator_host
+    assert stores.jobs.client._emulator_host == settings.firestore_emulator_host
+    assert stores.blobs.emulated

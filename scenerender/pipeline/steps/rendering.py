@@ -77,7 +77,7 @@ def run_render_request(
     if current is None or has_ended(current.get("status")):
         log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
         return WorkOutcome(ack=True, status=str(current and current.get("status")))
-    attempt = jobs.mark_running(job_id, worker=worker_id(), execution=current_execution())
+    attempt = jobs.mark_running(job_id, worker=worker_id(settings), execution=current_execution(settings))
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request, or the request of a worker
         # killed moments ago): let this copy come back once that worker's heartbeat would be
