@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import subprocess
 import threading
@@ -98,11 +99,18 @@ def frame_durations(path: Path) -> list[int]:
     return durations
 
 
-def _frames(image: Any) -> Iterator[bytes]:
+def _frames(image: Any, input_path: str) -> Iterator[bytes]:
     """Each frame composited on the canvas (libwebp's animation decoder), in order."""
     for n in range(image.n_frames):
-        image.seek(n)
-        yield image.tobytes()
+        try:
+            image.seek(n)
+            pixels: bytes = image.tobytes()
+        except (OSError, ValueError) as exc:
+            # A frame's bitstream is damaged although its headers were read (Pillow says
+            # "failed to read next frame"): the user's file, not our fault.
+            why = f"its frame {n + 1} of {image.n_frames} cannot be decoded ({exc})"
+            raise InputMediaError(input_path, why) from exc
+        yield pixels
 
 
 def convert(path: Path, *, input_path: str, ffmpeg: str = "ffmpeg", max_bytes: int = 2 * 1024**3) -> Decoded:
@@ -110,6 +118,9 @@ def convert(path: Path, *, input_path: str, ffmpeg: str = "ffmpeg", max_bytes: i
     from PIL import Image  # only a render that meets an animated WebP needs libwebp's decoder
 
     out = path.with_name(path.name + ".frames.mov")
+    # Written under another name and renamed when whole: a conversion that fails or is
+    # stopped leaves no MOV that a later reader of ``out`` would take for the frames.
+    part = path.with_name(path.name + ".frames.part")
     script = path.with_name(path.name + ".setpts")
     try:
         image = Image.open(path)
@@ -144,18 +155,19 @@ def convert(path: Path, *, input_path: str, ffmpeg: str = "ffmpeg", max_bytes: i
             *("-c:v", "ffv1", "-pix_fmt", "bgra" if alpha else "bgr0", "-video_track_timescale", "1000"),
             # Bit-exact: the same WebP gives the same bytes on every worker (cache address).
             *("-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"),
-            *("-fs", str(max_bytes), "-f", "mov", str(out)),
+            *("-fs", str(max_bytes), "-f", "mov", str(part)),
         ]
         log.info("animated WebP %s: %d frames, %d ms: %s", input_path, count, sum(durations), shlex.join(argv))
         try:
             whole = _feed(argv, image, input_path)
+            if not whole or part.stat().st_size >= max_bytes:  # ffmpeg stopped without an error: -fs was reached
+                raise InputRefusedError(
+                    input_path, f"its {count} frames of {width}x{height} take more than {max_bytes} bytes decoded"
+                )
+            os.replace(part, out)
         finally:
             script.unlink(missing_ok=True)
-    if not whole or out.stat().st_size >= max_bytes:  # ffmpeg stopped without an error: -fs was reached
-        out.unlink(missing_ok=True)
-        raise InputRefusedError(
-            input_path, f"its {count} frames of {width}x{height} take more than {max_bytes} bytes decoded"
-        )
+            part.unlink(missing_ok=True)
     return Decoded(out, count, sum(durations))
 
 
@@ -179,7 +191,7 @@ def _feed(argv: list[str], image: Any, input_path: str) -> bool:
         try:
             with contextlib.suppress(BrokenPipeError):  # ffmpeg stopped (-fs reached, killed): said below
                 pixels = b""
-                for pixels in _frames(image):
+                for pixels in _frames(image, input_path):
                     stdin.write(pixels)
                 stdin.write(pixels)
                 whole = True

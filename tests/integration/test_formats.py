@@ -147,10 +147,50 @@ def test_an_animated_webp_decodes_to_the_same_bytes_anywhere_and_a_huge_one_is_r
         copies.append(webp.convert(copy, input_path="segments[0].url"))
     assert copies[0].frames == 30 and copies[0].duration_ms == copies[1].duration_ms
     assert file_digest(copies[0].path) == file_digest(copies[1].path)
+    (tmp_path / "c").mkdir()
+    huge = tmp_path / "c" / "in.webp"
+    huge.write_bytes(made.read_bytes())
     with pytest.raises(InputRefusedError) as caught:
-        webp.convert(tmp_path / "a" / "in.webp", input_path="segments[2].url", max_bytes=200_000)
+        webp.convert(huge, input_path="segments[2].url", max_bytes=200_000)
     assert caught.value.input_path == "segments[2].url" and "take more than 200000 bytes decoded" in str(caught.value)
-    assert not (tmp_path / "a" / "in.webp.frames.mov").exists()
+    assert [p.name for p in huge.parent.iterdir()] == ["in.webp"]  # nothing half-written left
+
+
+def test_an_animated_webp_with_a_damaged_frame_is_named_and_leaves_no_frames_behind(tmp_path: Path) -> None:
+    # Its headers read, so it is taken for an animation; the third frame's bitstream is
+    # damaged (400 bytes after its VP8 start code inverted), which libwebp finds only when it
+    # decodes that frame. The user gets exit 3 naming the segment, not an internal error.
+    from scenerender.core import webp
+    from scenerender.errors import InputMediaError
+
+    made = tmp_path / "made.webp"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=10:d=3", "-c:v", "libwebp_anim", str(made))
+    raw = bytearray(made.read_bytes())
+    third = raw.index(b"ANMF", raw.index(b"ANMF", raw.index(b"ANMF") + 1) + 1)
+    at = raw.index(b"\x9d\x01\x2a", third) + 10
+    raw[at : at + 400] = bytes(b ^ 0xFF for b in raw[at : at + 400])
+    damaged = tmp_path / "damaged" / "anim.webp"
+    damaged.parent.mkdir()
+    damaged.write_bytes(raw)
+    with pytest.raises(InputMediaError) as caught:
+        webp.convert(damaged, input_path="segments[1].url")
+    assert caught.value.input_path == "segments[1].url" and "frame 3 of 30" in str(caught.value), caught.value
+    assert sorted(p.name for p in damaged.parent.iterdir()) == ["anim.webp"]  # no MOV, part or script left
+
+    make_stamped(tmp_path / "first.mp4", duration=1, fps=10, audio_duration=1)
+    (tmp_path / "anim.webp").write_bytes(raw)
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180"},
+            "segments": [{"id": "mp4", "url": "first.mp4"}, {"id": "w", "url": "anim.webp"}],
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4", "--json")
+    assert done.returncode == 3, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "INPUT_INVALID_MEDIA" and error["details"][0]["path"] == "segments[1].url", error
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.mp4").exists()
 
 
 def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ import pytest
 
 from scenerender.cloud.bus import publisher_client
 from scenerender.cloud.clients import Clients
+from scenerender.dev.devstack import DevStack
 from scenerender.ports import Jobs
 from scenerender.settings import Settings
 from tests import measure
-from tests.integration.conftest import SHARED_PREFIX, LocalCloud
+from tests.integration.conftest import SHARED_PREFIX, LocalCloud, workers_held_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -214,32 +215,36 @@ def test_http_post_then_get(settings: Settings, stores: Clients, scene_media: di
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
-    stores: Clients, scene_media: dict[str, str]
+    cloud: DevStack, stores: Clients, scene_media: dict[str, str]
 ) -> None:
     drop(stores, "jobs/it-again.json", spec_for("it-again", scene_media))
     first = wait_for_end(stores.jobs, "it-again")
     assert first["status"] == "COMPLETED"
-    # Dropped again after it ended: rendered again, the earlier run kept in history.
-    slow = spec_for("it-again", scene_media, output={"resolution": "1080p", "fps": 60})
-    generation = drop(stores, "jobs/it-again.json", slow)
-    deadline = time.monotonic() + TIMEOUT_S
-    while (doc := stores.jobs.get("it-again") or {}).get("spec_generation") != str(generation) or doc.get(
-        "status"
-    ) != "RUNNING":
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.1)
-    # Dropped while it runs: refused, with the reason on the job.
-    refused = drop(stores, "jobs/it-again.json", spec_for("it-again", scene_media))
-    while not (stores.jobs.get("it-again") or {}).get("resubmission_refused"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # Dropped again after it ended: rendered again (at another size, to tell the runs apart),
+    # the earlier run kept in history.
+    again = spec_for("it-again", scene_media, output={"resolution": "480p"})
+    generation = drop(stores, "jobs/it-again.json", again)
+
+    def running() -> bool:
+        doc = stores.jobs.get("it-again") or {}
+        return doc.get("spec_generation") == str(generation) and doc.get("status") == "RUNNING"
+
+    # Dropped while it runs: refused, with the reason on the job. The workers are held while
+    # the job is RUNNING until the refusal is recorded, however fast the render would be.
+    with workers_held_when(cloud, running, timeout_s=TIMEOUT_S):
+        refused = drop(stores, "jobs/it-again.json", spec_for("it-again", scene_media))
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (doc := stores.jobs.get("it-again") or {}).get("resubmission_refused"):
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+        assert doc["status"] == "RUNNING", doc
     doc = wait_for_end(stores.jobs, "it-again")
     assert doc["status"] == "COMPLETED" and doc["spec_generation"] == str(generation)
     assert doc["resubmission_refused"]["spec_generation"] == str(refused)
     assert "still RUNNING" in doc["resubmission_refused"]["reason"]
     assert [h["status"] for h in doc["history"]] == ["COMPLETED"]
     assert doc["history"][0]["output"]["uri"] == first["output"]["uri"]
-    assert doc["output"]["height"] == 1080
+    assert doc["output"]["height"] == 480
 
 
 def test_duplicate_render_requests_and_reports_change_nothing(
