@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from scenerender.cloud import clients
-from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports
+from scenerender.dev.devstack import DevStack, Ports
+from scenerender.dev.functions import FUNCTIONS
 from scenerender.dev.procs import free_run, record_alive
 from scenerender.settings import Settings, get_settings
 

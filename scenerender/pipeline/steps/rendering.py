@@ -152,7 +152,9 @@ def _render_and_report(
         need = check_memory(spec, settings, lambda url: _object_size(blobs, url))
         if need is not None:
             largest = max((_object_size(blobs, url) or 0 for _, url in spec.inputs()), default=0)
-            policy = dataclasses.replace(policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)))
+            policy = dataclasses.replace(
+                policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)), memory_left=need.input_cap
+            )
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer
         claims = (
