@@ -30,7 +30,7 @@ from scenerender.errors import (
     UnauthenticatedError,
     all_error_classes,
 )
-from scenerender.messages import BatchDocument
+from scenerender.messages import BatchDocument, JobDocument
 from scenerender.settings import Settings, get_settings
 
 DEFAULT_USER = "local-user@example.com"
@@ -160,7 +160,7 @@ def user_jobs(settings: Settings, session: Session) -> Any:
         raise SceneRenderError("reading Firestore as a user needs the Firestore emulator (the local cloud)")
 
     class UserJobStore(JobStore):
-        def get(self, job_id: str) -> dict[str, Any] | None:
+        def get(self, job_id: str) -> JobDocument | None:
             try:
                 return super().get(job_id)
             except SceneRenderError as exc:
