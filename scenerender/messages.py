@@ -349,8 +349,9 @@ class HandedBack(_Wire):
 class JobDocument(_Document):
     """``render_jobs/{job_id}`` (docs/contract.md section 4).
 
-    The fields the contract, the CLI and the web client read are typed; the pipeline's own
-    bookkeeping (launches, history, heartbeat, request_published...) is kept as it is stored.
+    Read back from the store as this model (``ports.Jobs.get``, ``unfinished``, ``batch_jobs``,
+    ``JobStore.watch``): the contract's fields and the pipeline's own bookkeeping are typed; a
+    field a later version adds is kept as stored (``extra="allow"``).
     """
 
     job_id: str = ""

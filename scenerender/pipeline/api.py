@@ -84,7 +84,7 @@ class ApiRequest:
 @dataclass(frozen=True)
 class ApiResponse:
     status: int
-    body: dict[str, Any] | None
+    body: dict[str, Any] | None  # the HTTP body: a model's wire() (JobDocument, ErrorBlock...) or a receipt
     headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> str:

@@ -141,6 +141,8 @@ class ItemStore:
             raise translate_error(exc, f"claim item {key[:12]} of job {job_id}") from exc
         return outcome
 
+    # Work item documents are this store's own records (render_jobs/{id}/items/{key}), written
+    # and read only here and by the tests that inspect them: kept as Firestore holds them.
     def _if_holder(self, job_id: str, key: str, holder: str, fields: dict[str, Any]) -> None:
         ref = self._ref(job_id, key)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from google.cloud import firestore, pubsub_v1
+from google.cloud import pubsub_v1
 
 from scenerender.cloud import clients
 from scenerender.messages import DeadLetter, JobDocument
@@ -74,10 +74,8 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
     from scenerender.pipeline import steps
 
     jobs = clients.jobs()
-    jobs.create_job(
-        "it-alive",
-        JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
-    )
+    jobs.create_job("it-alive", JobDocument.model_validate({"status": "RUNNING", "attempt": 1}))
+    jobs.heartbeat("it-alive")  # its worker beats (the store stamps the time)
     letter = DeadLetter(job_id="it-alive", deliveries=5)
     assert not steps.record_dead_letter(letter, jobs=jobs, stale_after_s=settings.heartbeat_stale_s)
     assert (alive := jobs.get("it-alive")) is not None and alive.status == "RUNNING"
@@ -94,10 +92,8 @@ def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(setting
     jobs.create_job(
         "it-stuck", JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})
     )
-    jobs.create_job(
-        "it-busy",
-        JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
-    )
+    jobs.create_job("it-busy", JobDocument.model_validate({"status": "RUNNING", "attempt": 1}))
+    jobs.heartbeat("it-busy")
     # The sweeper (no longer a worker's idle chore); the local stack's workers are always on.
     report = sweeper.sweep(
         settings=settings.model_copy(update={"stuck_after_s": 3600}), jobs=jobs, launcher=AlwaysOnWorkers()

@@ -214,7 +214,7 @@ class FakeJobs:
         reserved = self.owners.get(owner_uid, {})
         mine = {j for j, d in self.docs.items() if d.get("owner_uid") == owner_uid and is_active(d.get("status"))}
         now = _now()
-        keep = {j: at for j, at in reserved.items() if j in mine or reservation_holds(self.docs.get(j), at, now)}
+        keep = {j: at for j, at in reserved.items() if j in mine or reservation_holds(self._read(j), at, now)}
         held = mine | set(keep)
         new = [j for j in dict.fromkeys(job_ids) if j not in held]
         claim = SlotClaim(held=len(held), new=len(new), granted=len(held) + len(new) <= cap or not new)
