@@ -24,7 +24,7 @@ from scenerender.dev.devstack import DevStack
 from scenerender.messages import JobDocument, JobOutput
 from scenerender.settings import Settings
 from tests import measure
-from tests.integration.conftest import SHARED_PREFIX
+from tests.integration.conftest import SHARED_PREFIX, workers_held_when
 from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -212,27 +212,30 @@ def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> Non
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
-    settings: Settings, scene_media: dict[str, str]
+    cloud: DevStack, settings: Settings, scene_media: dict[str, str]
 ) -> None:
     drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
     first = output_of(wait_for_end("it-again"))
-    # Dropped again after it ended: rendered again, the earlier run kept in history.
-    slow = spec_for("it-again", scene_media, output={"resolution": "1080p", "fps": 60})
-    generation = drop(settings, "jobs/it-again.json", slow)
-    deadline = time.monotonic() + TIMEOUT_S
-    while (again := clients.jobs().get("it-again")) is None or (again.spec_generation, again.status) != (
-        str(generation),
-        "RUNNING",
-    ):
-        assert time.monotonic() < deadline, again
-        time.sleep(0.1)
-    # Dropped while it runs: refused, with the reason on the job.
-    refused = drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
-    while (again := clients.jobs().get("it-again")) is None or again.resubmission_refused is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # Dropped again after it ended: rendered again (at another size, to tell the runs apart),
+    # the earlier run kept in history.
+    again = spec_for("it-again", scene_media, output={"resolution": "480p"})
+    generation = drop(settings, "jobs/it-again.json", again)
+
+    def running() -> bool:
+        doc = clients.jobs().get("it-again")
+        return doc is not None and doc.spec_generation == str(generation) and doc.status == "RUNNING"
+
+    # Dropped while it runs: refused, with the reason on the job. The workers are held while
+    # the job is RUNNING until the refusal is recorded, however fast the render would be.
+    with workers_held_when(cloud, running, timeout_s=TIMEOUT_S):
+        refused = drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
+        deadline = time.monotonic() + TIMEOUT_S
+        while (held := clients.jobs().get("it-again")) is None or held.resubmission_refused is None:
+            assert time.monotonic() < deadline, held
+            time.sleep(0.1)
+        assert held.status == "RUNNING", held
     doc = wait_for_end("it-again")
-    assert output_of(doc).height == 1080 and doc.spec_generation == str(generation)
+    assert output_of(doc).height == 480 and doc.spec_generation == str(generation)
     assert doc.resubmission_refused is not None and doc.resubmission_refused.spec_generation == str(refused)
     assert "still RUNNING" in doc.resubmission_refused.reason
     assert [h["status"] for h in doc.history] == ["COMPLETED"]
