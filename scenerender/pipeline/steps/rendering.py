@@ -26,7 +26,7 @@ from scenerender.core.spec import JobSpec, parse_spec
 from scenerender.core.tenancy import MediaScope, SceneLimits, check_spec
 from scenerender.errors import SceneRenderError
 from scenerender.messages import ErrorBlock, RenderReport, RenderRequest
-from scenerender.pipeline.budget import check_memory
+from scenerender.pipeline.budget import animated_webp_frames, check_memory
 from scenerender.pipeline.steps.requests import refresh_batch
 from scenerender.pipeline.workitems import ItemStore, JobSegmentClaims, worker_id
 from scenerender.ports import Blobs, Bus, Jobs
@@ -150,11 +150,24 @@ def _render_and_report(
         policy = FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, spec.owner_uid))
         # /tmp is memory on Cloud Run: a render that cannot fit is refused with the numbers before
         # anything is fetched, and no input may be larger than what the rest leaves.
-        need = check_memory(spec, settings, lambda url: _object_size(blobs, url))
+        need = None
+        if settings.memory_mb:
+            # An animated WebP (a small file, many times larger decoded) is read and counted by
+            # its frames before anything is fetched.
+            frames = animated_webp_frames(
+                spec,
+                lambda url: _object_size(blobs, url),
+                lambda url, cap: blobs.read_bytes(url, max_bytes=cap),
+            )
+            need = check_memory(spec, settings, lambda url: _object_size(blobs, url), frames)
         if need is not None:
             largest = max((_object_size(blobs, url) or 0 for _, url in spec.inputs()), default=0)
+            # The WebPs counted above take their share again once fetched (with any WebP that
+            # is not named so), from what the rest leaves.
             policy = dataclasses.replace(
-                policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)), memory_left=need.input_cap
+                policy,
+                max_bytes=min(policy.max_bytes, max(need.input_cap, largest)),
+                memory_left=need.input_cap + need.decoded,
             )
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer
