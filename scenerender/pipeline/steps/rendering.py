@@ -25,7 +25,7 @@ from scenerender.core.render import RenderOptions, render
 from scenerender.core.spec import JobSpec, parse_spec
 from scenerender.core.tenancy import MediaScope, SceneLimits, check_spec
 from scenerender.errors import SceneRenderError
-from scenerender.messages import ErrorBlock, RenderReport, RenderRequest, has_ended
+from scenerender.messages import ErrorBlock, RenderReport, RenderRequest
 from scenerender.pipeline.budget import animated_webp_frames, check_memory
 from scenerender.pipeline.steps.requests import refresh_batch
 from scenerender.pipeline.workitems import ItemStore, JobSegmentClaims, worker_id
@@ -74,9 +74,10 @@ def run_render_request(
     """
     job_id = request.job_id
     current = jobs.get(job_id)
-    if current is None or has_ended(current.get("status")):
-        log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
-        return WorkOutcome(ack=True, status=str(current and current.get("status")))
+    if current is None or current.status.ended:
+        status = current.status.value if current is not None else None
+        log.info("job %s is %s; request dropped", job_id, status)
+        return WorkOutcome(ack=True, status=str(status))
     attempt = jobs.mark_running(job_id, worker=worker_id(), execution=current_execution())
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request, or the request of a worker
@@ -105,7 +106,7 @@ def run_render_request(
 
     # One output folder per run, named when the run was queued: a redelivery or a retry after
     # a crash writes the same object; a later run of the job never does.
-    run_id = str(request.run_id or current.get("run_id") or request.spec_generation or "run")
+    run_id = request.run_id or current.run_id or request.spec_generation or "run"
     with heartbeat(jobs, job_id, settings.heartbeat_s):
         return _render_and_report(
             request.model_copy(update={"run_id": run_id}),
