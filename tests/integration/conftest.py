@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from scenerender.cloud.clients import Clients
-from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports
+from scenerender.dev.devstack import DevStack, Ports
+from scenerender.dev.functions import FUNCTIONS
 from scenerender.dev.procs import free_run, record_alive
 from scenerender.settings import Settings, child_env
 

@@ -54,9 +54,11 @@ def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runn
     a render that copied its segments encodes once here, one that normalised them twice.
     """
     cues = captions.build_cues(spec, timeline)
-    check, check_files = glyph_check_command(cues, work)
-    write_files(check_files)
-    missing = missing_glyphs(runner.capture_stderr(check))
+    missing: frozenset[int] = frozenset()
+    if cues:  # none when every clip with text is left out of the mix (its track set false)
+        check, check_files = glyph_check_command(cues, work)
+        write_files(check_files)
+        missing = missing_glyphs(runner.capture_stderr(check))
     script = work / "captions.ass"
     graph = work / "burn.filtergraph"
     write_files({script: captions.to_ass(cues, timeline.width, timeline.height), graph: _subtitles(script)})
