@@ -198,6 +198,8 @@ def render(
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
         made: list[AudioMade] = []
+        # Normalised segments burn the captions in their own encodes; copied ones, after the render.
+        burn_in_segments = spec.output.burn_captions and bool(blockers)
         maker = deliverables.Maker(spec, timeline, work, runner) if opts.deliverables else None
         if maker is not None and not blockers and not spec.output.burn_captions:
             # Copied and not burned over: the output's picture is its sources' packets, so the
@@ -228,6 +230,10 @@ def render(
                 pieces = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
                 counts = SegmentCounts()
             else:
+                # Burned pieces are neither cached nor shared: their script is in this private
+                # dir, so its path, which their cache address holds, names nothing another
+                # render or worker could read.
+                captions = deliverables.caption_script(spec, timeline, work) if burn_in_segments else None
                 pieces, counts = normalize_segments(
                     timeline,
                     work,
@@ -239,10 +245,11 @@ def render(
                     parallelism=opts.parallelism,
                     cores=opts.cores,
                     memory_mb=opts.memory_mb,
-                    cache=opts.segment_cache,
-                    claims=opts.segment_claims,
+                    cache=None if captions else opts.segment_cache,
+                    claims=None if captions else opts.segment_claims,
                     split_min_segments=opts.split_min_segments,
                     claim_poll_s=opts.claim_poll_s,
+                    captions=captions,
                 )
                 timings["video_s"] = time.monotonic() - t1
             audio = made[0]
@@ -255,15 +262,18 @@ def render(
             runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
-            # Before captions are burned: the certificate finds each part's frames by their
-            # bytes, which a burn re-encodes (frame for frame, so the timing it measures stays).
+            # Before captions are burned over copied segments: the certificate finds each part's
+            # frames by their bytes, which a burn re-encodes (frame for frame, so the timing it
+            # measures stays). Normalised segments burned them in their own encodes.
             t_sync = time.monotonic()
             certificate = sync.certify(part, timeline, pieces, runner, work)
             timings["sync_s"] = time.monotonic() - t_sync
             missing_glyphs: frozenset[int] = frozenset()
-            if spec.output.burn_captions:
+            if spec.output.burn_captions and maker is not None:  # for the report (qc)
+                missing_glyphs = deliverables.check_glyphs(spec, timeline, work, runner)
+            if spec.output.burn_captions and not burn_in_segments:
                 t_burn = time.monotonic()
-                missing_glyphs = deliverables.burn_captions(spec, timeline, part, work, runner)
+                deliverables.burn_captions(spec, timeline, part, work, runner)
                 timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)

@@ -96,6 +96,7 @@ from scenerender.core.plan.video import (
     VideoPart,
     concat_list,
     copy_blockers,
+    subtitles_filter,
 )
 
 __all__ = [
@@ -166,6 +167,7 @@ __all__ = [
     "seek_step",
     "segment_pieces",
     "sound_seek",
+    "subtitles_filter",
     "total_samples",
     "track_pads",
     "track_timescale",
