@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from scenerender.cli.console import JsonOption, err, guarded, out
+from scenerender.dev.functions import FUNCTIONS
 from scenerender.errors import CloudUnavailableError
 from scenerender.settings import Settings, get_settings
 
@@ -131,8 +132,6 @@ def renderer_mode(stack: Any) -> str:
 
 
 def functions_port_help() -> str:
-    from scenerender.dev.devstack import FUNCTIONS
-
     return (
         f"First of {len(FUNCTIONS)} consecutive ports for the functions ({', '.join(FUNCTIONS)}); "
         "default 8090, or a free run."

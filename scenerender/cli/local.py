@@ -14,6 +14,7 @@ from rich.table import Table
 
 from scenerender.cli.console import ForceOption, JsonOption, err, guarded, out, progress_bar
 from scenerender.cli.specfiles import output_target, read_spec, read_spec_file
+from scenerender.cloud.gs_inputs import lazy_gs_download
 from scenerender.core.fetch import fetch_and_probe
 from scenerender.core.inputs import FetchPolicy, InputResolver
 from scenerender.core.render import RenderOptions, private_dir, render
@@ -29,8 +30,6 @@ def local_policy(spec_path: Path, settings: Settings) -> FetchPolicy:
 
 def local_resolver(work: Path, policy: FetchPolicy, settings: Settings) -> InputResolver:
     """Inputs fetched for a render on this machine: gs:// ones with the user's own credentials."""
-    from scenerender.cloud.storage import lazy_gs_download
-
     return InputResolver(work, policy, gs_download=lazy_gs_download(settings))
 
 
@@ -54,8 +53,14 @@ def probe_timeline(spec: JobSpec, spec_path: Path, settings: Settings) -> Timeli
     policy = local_policy(spec_path, settings)
     problems: list[SceneRenderError] = []
     with private_dir(settings.work_dir or None) as work:
+        # A dry run: an animated WebP's length and size from its header, not from a conversion.
         probes = fetch_and_probe(
-            spec, local_resolver(work, policy, settings), settings.ffprobe, problems=problems, ffmpeg=settings.ffmpeg
+            spec,
+            local_resolver(work, policy, settings),
+            settings.ffprobe,
+            problems=problems,
+            ffmpeg=settings.ffmpeg,
+            convert=False,
         )
         try:
             timeline = build_timeline(spec, probes)

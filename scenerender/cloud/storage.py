@@ -7,7 +7,6 @@ Google's errors become the error tree's by ``scenerender.cloud.google_errors``: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,32 +28,6 @@ def parse_gs_uri(uri: str) -> tuple[str, str]:
     if not bucket or not name:
         raise ValueError(f"gs:// URI needs a bucket and an object name: {uri!r}")
     return bucket, name
-
-
-CREDENTIALS_HINT = (
-    "no Google credentials to read gs:// inputs: run `gcloud auth application-default login`, "
-    "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file "
-    "(or STORAGE_EMULATOR_HOST=HOST:PORT to read from a local GCS emulator)"
-)
-
-
-def lazy_gs_download(settings: Settings) -> Callable[[str, Path, int], None]:
-    """A gs:// downloader for ``core.inputs.InputResolver`` whose store is made on its first
-    use: a render with no gs:// input needs no Google credentials."""
-    made: list[GcsBlobStore] = []
-
-    def download(uri: str, dest: Path, max_bytes: int) -> None:
-        if not made:
-            from google.auth.exceptions import DefaultCredentialsError
-
-            try:
-                made.append(GcsBlobStore(settings))
-            except DefaultCredentialsError as exc:
-                # A user's own machine, most often: say how to authenticate, not what google.auth raised.
-                raise SceneRenderError(CREDENTIALS_HINT) from exc
-        made[0].download(uri, dest, max_bytes=max_bytes)
-
-    return download
 
 
 def _translate(exc: Exception, uri: str) -> SceneRenderError:

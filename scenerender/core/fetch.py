@@ -34,15 +34,22 @@ def _probe_cached(
     url: str | None = None,
     *,
     ffmpeg: str = "ffmpeg",
-    max_bytes: int = 2 * 1024**3,
+    budget: webp.DecodedBudget | None = None,
+    convert: bool = True,
 ) -> MediaInfo:
     """Probe, or take ffprobe's description of these bytes from the cache (a full render after
     its preview). An animated WebP is first converted (``webp.convert``): the MediaInfo is
-    its MOV's, which the render reads instead."""
+    its MOV's, which the render reads instead; without ``convert`` (a dry run), the MOV's
+    description is read from the WebP's header and nothing is decoded."""
     refuse_reference_files(path, input_path)  # on the bytes at hand, always
     if webp.is_animated_webp(path):
+        budget = budget or webp.DecodedBudget(None, 2 * 1024**3)
+        if not convert:
+            header = webp.read_header(path, input_path)
+            budget.take(header, input_path)  # a dry run says what the render would refuse
+            return webp.describe(path, header)
         # Its frames, which ffmpeg 5.1 cannot decode, as a lossless MOV that the render reads.
-        path = webp.convert(path, input_path=input_path, ffmpeg=ffmpeg, max_bytes=max_bytes).path
+        path = webp.convert(path, input_path=input_path, ffmpeg=ffmpeg, budget=budget).path
 
     def fresh() -> dict[str, Any]:
         return probe_data(path, input_path=input_path, ffprobe=ffprobe, url=url)
@@ -78,6 +85,7 @@ def fetch_and_probe(
     all_errors: bool = False,
     problems: list[SceneRenderError] | None = None,
     ffmpeg: str = "ffmpeg",
+    convert: bool = True,
 ) -> dict[str, MediaInfo]:
     """Fetch and probe every distinct input the render will use, in parallel.
 
@@ -86,6 +94,9 @@ def fetch_and_probe(
     raised together (a user at a terminal fixes them in one round; the pipeline stops at the first).
     ``problems``: as ``all_errors``, but they are added to this list and the inputs that could
     be probed are returned (``validate --probe`` goes on to place those).
+    ``convert``: False for a dry run, which reads an animated WebP's length and size from its
+    header instead of converting it. Animated WebPs' decoded frames share what the memory
+    budget leaves (``resolver.policy.memory_left``), checked before any is decoded.
     """
     all_errors = all_errors or problems is not None
     digests = digests or Digests()
@@ -101,6 +112,7 @@ def fetch_and_probe(
 
     failed: list[tuple[int, InputError]] = []
     order = {url: n for n, url in enumerate(wanted)}
+    budget = webp.DecodedBudget(resolver.policy.memory_left, resolver.policy.max_bytes)
 
     def one_or_record(item: tuple[str, str]) -> tuple[str, MediaInfo | None]:
         try:
@@ -135,7 +147,8 @@ def fetch_and_probe(
                     reused,
                     url,
                     ffmpeg=ffmpeg,
-                    max_bytes=resolver.policy.max_bytes,
+                    budget=budget,
+                    convert=convert,
                 )
             except BaseException as exc:
                 mine.set_exception(exc)

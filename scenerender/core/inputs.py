@@ -78,6 +78,9 @@ class FetchPolicy:
     # fetch although the spec function checked the spec: the request may not come from it).
     # None for local renders, where the user reads with their own credentials.
     media_scope: MediaScope | None = None
+    # The pipeline's memory budget: bytes it leaves for what inputs become when decoded (an
+    # animated WebP's frames, scenerender.core.webp); None without a budget.
+    memory_left: int | None = None
 
     @classmethod
     def from_settings(
@@ -177,7 +180,7 @@ class InputResolver:
         if refusal is not None:
             raise InputRefusedError(input_path, refusal, url=url)
         if self._gs_download is None:
-            # The door hands in a downloader (scenerender.cloud.storage.lazy_gs_download):
+            # The door hands in a downloader (scenerender.cloud.gs_inputs.lazy_gs_download):
             # the render core knows no cloud client.
             raise InputUnreachableError(input_path, "gs:// inputs cannot be read here (no storage client)", url=url)
         dest = self._target(url, Path(urlsplit(url).path).suffix)

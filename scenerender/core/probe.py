@@ -85,7 +85,9 @@ CONTAINERS: tuple[Container, ...] = (
         frozenset(),
         note="decoded by libwebp (Pillow's), each frame composited and kept losslessly at its own time, "
         "played once; a frame of 10 ms or less is shown for 100 ms, as browsers do; transparent pixels are "
-        "black; no sound",
+        "black; no sound; its decoded size (every frame at 4.5 bytes a pixel) is counted against the memory "
+        "budget and the input size limit from its header, before a frame is decoded; `validate --probe` reads "
+        "its length from its header",
     ),
     Container(
         "GIF (animated)",
@@ -281,6 +283,9 @@ class AudioInfo:
     # it: AAC in ADTS has no edit list, and every AAC-LC encoder primes at least 1024 samples
     # (ffmpeg's exactly; Apple's 2112). Dropped where a clip is read.
     priming: float = 0.0
+    # The stream's timestamps' unit: a seek into it lands exactly only on a multiple of it
+    # (an AVI's MP3 counts whole frames, 24 ms at 48 kHz; see plan.sound_seek). 0: not known.
+    time_base: Fraction = Fraction(0)
 
 
 @dataclass(frozen=True)
@@ -433,6 +438,7 @@ def parse_probe(path: Path, data: dict[str, Any], input_path: str) -> MediaInfo:
                 channel_layout=str(stream.get("channel_layout", "")),
                 duration=_float(stream.get("duration")),
                 start_time=_seconds(stream.get("start_time")),
+                time_base=_fraction(stream.get("time_base")),
             )
     if video is None and audio is None:
         raise InputMediaError(input_path, "no audio or video stream")

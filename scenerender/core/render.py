@@ -267,9 +267,10 @@ def render(
             t_sync = time.monotonic()
             certificate = sync.certify(part, timeline, pieces, runner, work)
             timings["sync_s"] = time.monotonic() - t_sync
+            missing_glyphs: frozenset[int] = frozenset()
             if spec.output.burn_captions:
                 t_burn = time.monotonic()
-                deliverables.burn_captions(spec, timeline, part, work, runner)
+                missing_glyphs = deliverables.burn_captions(spec, timeline, part, work, runner)
                 timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)
@@ -277,7 +278,11 @@ def render(
             timings["measure_s"] = time.monotonic() - t3
             extras = (
                 maker.finish(
-                    part, loudness_lufs=result.loudness_lufs, true_peak_db=result.true_peak_db, mix_gain=audio.gain
+                    part,
+                    loudness_lufs=result.loudness_lufs,
+                    true_peak_db=result.true_peak_db,
+                    mix_gain=audio.gain,
+                    missing_glyphs=missing_glyphs,
                 )
                 if maker is not None
                 else deliverables.Deliverables()

@@ -164,6 +164,7 @@ QcCheck = Literal[
     "dialogue_under_music",
     "caption_overrun",
     "still_copy",
+    "caption_glyph_missing",
 ]
 
 

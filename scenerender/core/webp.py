@@ -8,21 +8,29 @@ last frame lasts its own duration (it is written twice, the copy a millisecond b
 end, since ffmpeg gives a piped frame one tick). The conversion is bit-exact, so another
 worker that converts the same WebP (a shared segment encode) gets the same bytes and the
 same cache address.
+
+Its cost is known before a frame is decoded: the header gives the canvas and every frame's
+duration (``read_header``), so the MOV's size is bounded (``Header.decoded_bytes``) and a
+file whose frames would not fit is refused before the conversion starts; ``describe``
+gives ``validate --probe`` the MOV's description without making it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
 
-from scenerender.errors import InputMediaError, InputRefusedError
+from scenerender.core.probe import MediaInfo, VideoInfo
+from scenerender.errors import ErrorDetail, InputMediaError, InputRefusedError, LimitExceededError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,11 @@ SHORTEST_MS = 10
 INSTEAD_MS = 100
 CONVERT_TIMEOUT_S = 600.0
 MAX_DIMENSION = 8192  # as probe.MAX_DIMENSION: a canvas beyond it is refused before a frame is decoded
+# FFV1 keeps a frame of noise at up to ~1.11x its raw bytes (measured: RGBA 1.109x of 4 bytes
+# a pixel, RGB 1.107x of 3); a frame at 4.5 bytes a pixel bounds any frame's, alpha or not.
+BOUND_BYTES_PER_PIXEL = 4.5
+MOV_OVERHEAD_BYTES = 64 * 1024  # the header and sample table: a few bytes a frame beyond this
+MIB = 1024 * 1024
 
 
 def is_animated_webp(path: Path) -> bool:
@@ -81,6 +94,104 @@ class Decoded:
     duration_ms: int
 
 
+@dataclass(frozen=True)
+class Header:
+    """What an animated WebP's chunk headers say, no pixel decoded: its canvas and each frame's
+    duration as shown (``shown_ms``)."""
+
+    width: int
+    height: int
+    durations: list[int]
+    alpha: bool = True  # the VP8X alpha flag: its frames are decoded as RGBA, else RGB
+
+    @property
+    def duration_ms(self) -> int:
+        return sum(self.durations)
+
+    @property
+    def decoded_bytes(self) -> int:
+        """At most the bytes its MOV takes: every frame (the last one twice) at the bound a pixel."""
+        pixels = (len(self.durations) + 1) * self.width * self.height
+        return int(pixels * BOUND_BYTES_PER_PIXEL) + MOV_OVERHEAD_BYTES + 16 * len(self.durations)
+
+
+def read_header(path: Path, input_path: str) -> Header:
+    """The canvas (VP8X: 24-bit width - 1 and height - 1 at bytes 24 and 27) and the frames'
+    durations (``frame_durations``); errors name ``input_path``."""
+    with open(path, "rb") as fh:
+        head = fh.read(30)
+    if len(head) < 30 or head[12:16] != b"VP8X":
+        raise InputMediaError(input_path, "not a readable animated WebP (no VP8X header)")
+    width = int.from_bytes(head[24:27], "little") + 1
+    height = int.from_bytes(head[27:30], "little") + 1
+    durations = shown_ms(frame_durations(path))
+    if not durations:
+        raise InputMediaError(input_path, "an animated WebP without a readable frame")
+    if max(width, height) > MAX_DIMENSION:
+        raise InputRefusedError(input_path, f"{width}x{height}; at most {MAX_DIMENSION} pixels a side is accepted")
+    return Header(width, height, durations, alpha=bool(head[20] & 0x10))
+
+
+class DecodedBudget:
+    """What a render's memory budget leaves for its inputs' decoded frames (the MOVs animated
+    WebPs become), shared by the render's fetches; ``left`` None: no memory budget, each MOV
+    is held to the largest input instead (``max_bytes``)."""
+
+    def __init__(self, left: int | None, max_bytes: int) -> None:
+        self.left = left
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def take(self, header: Header, input_path: str) -> None:
+        """Reserve ``header``'s decoded bytes, or refuse it before a frame is decoded: past the
+        memory budget ``LIMIT_EXCEEDED`` (as the whole render's budget is), past the input
+        size limit ``INPUT_REFUSED`` (as a file that large is)."""
+        need = header.decoded_bytes
+        frames = f"its {len(header.durations)} frames of {header.width}x{header.height}"
+        what = f"{frames} take up to {need / MIB:,.0f} MiB decoded"
+        with self._lock:
+            if self.left is not None and need > self.left:
+                raise LimitExceededError(
+                    f"memory_mb: {input_path} is an animated WebP whose frames take up to {need / MIB:,.0f} MiB "
+                    f"decoded, and the render's memory budget leaves {max(0, self.left) / MIB:,.0f} MiB for them "
+                    "(its /tmp is memory on Cloud Run)",
+                    details=[ErrorDetail(input_path, f"{what}; {max(0, self.left) / MIB:,.0f} MiB left")],
+                )
+            if need > self.max_bytes:
+                raise InputRefusedError(input_path, f"{what}; the largest input is {self.max_bytes:,} bytes")
+            if self.left is not None:
+                self.left -= need
+
+
+def describe(path: Path, header: Header) -> MediaInfo:
+    """The description ``probe`` gives the MOV ``convert`` would make of it, without making it
+    (``validate --probe``): its canvas, its frames (the last one twice) over its length."""
+    frames = len(header.durations) + 1
+    seconds = header.duration_ms / 1000
+    video = VideoInfo(
+        codec="ffv1",
+        profile="",
+        pix_fmt="bgra" if header.alpha else "bgr0",
+        width=header.width,
+        height=header.height,
+        fps=Fraction(frames * 1000, header.duration_ms),
+        time_base=Fraction(1, 1000),
+        duration=seconds,
+        frames=frames,
+        rotation=0,
+        sar=Fraction(1),
+        extradata_hash="",
+    )
+    return MediaInfo(
+        path=path,
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+        duration=seconds,
+        size_bytes=header.decoded_bytes,
+        video=video,
+        audio=None,
+    )
+
+
 def frame_durations(path: Path) -> list[int]:
     """Each frame's duration in ms, from its ANMF chunk's header (no pixel decoded)."""
     durations: list[int] = []
@@ -98,18 +209,41 @@ def frame_durations(path: Path) -> list[int]:
     return durations
 
 
-def _frames(image: Any) -> Iterator[bytes]:
+def _frames(image: Any, input_path: str) -> Iterator[bytes]:
     """Each frame composited on the canvas (libwebp's animation decoder), in order."""
     for n in range(image.n_frames):
-        image.seek(n)
-        yield image.tobytes()
+        try:
+            image.seek(n)
+            pixels: bytes = image.tobytes()
+        except (OSError, ValueError) as exc:
+            # A frame's bitstream is damaged although its headers were read (Pillow says
+            # "failed to read next frame"): the user's file, not our fault.
+            why = f"its frame {n + 1} of {image.n_frames} cannot be decoded ({exc})"
+            raise InputMediaError(input_path, why) from exc
+        yield pixels
 
 
-def convert(path: Path, *, input_path: str, ffmpeg: str = "ffmpeg", max_bytes: int = 2 * 1024**3) -> Decoded:
-    """``path`` (an animated WebP) as a lossless MOV beside it; errors name ``input_path``."""
+def convert(
+    path: Path,
+    *,
+    input_path: str,
+    ffmpeg: str = "ffmpeg",
+    max_bytes: int = 2 * 1024**3,
+    budget: DecodedBudget | None = None,
+) -> Decoded:
+    """``path`` (an animated WebP) as a lossless MOV beside it; errors name ``input_path``.
+
+    Its decoded size is checked against ``budget`` (else ``max_bytes``) from its header,
+    before a frame is decoded."""
     from PIL import Image  # only a render that meets an animated WebP needs libwebp's decoder
 
+    budget = budget or DecodedBudget(None, max_bytes)
+    budget.take(read_header(path, input_path), input_path)
+    max_bytes = budget.max_bytes  # ffmpeg's -fs below: a stop should the bound ever be passed
     out = path.with_name(path.name + ".frames.mov")
+    # Written under another name and renamed when whole: a conversion that fails or is
+    # stopped leaves no MOV that a later reader of ``out`` would take for the frames.
+    part = path.with_name(path.name + ".frames.part")
     script = path.with_name(path.name + ".setpts")
     try:
         image = Image.open(path)
@@ -144,18 +278,19 @@ def convert(path: Path, *, input_path: str, ffmpeg: str = "ffmpeg", max_bytes: i
             *("-c:v", "ffv1", "-pix_fmt", "bgra" if alpha else "bgr0", "-video_track_timescale", "1000"),
             # Bit-exact: the same WebP gives the same bytes on every worker (cache address).
             *("-fflags", "+bitexact", "-flags:v", "+bitexact", "-map_metadata", "-1"),
-            *("-fs", str(max_bytes), "-f", "mov", str(out)),
+            *("-fs", str(max_bytes), "-f", "mov", str(part)),
         ]
         log.info("animated WebP %s: %d frames, %d ms: %s", input_path, count, sum(durations), shlex.join(argv))
         try:
             whole = _feed(argv, image, input_path)
+            if not whole or part.stat().st_size >= max_bytes:  # ffmpeg stopped without an error: -fs was reached
+                raise InputRefusedError(
+                    input_path, f"its {count} frames of {width}x{height} take more than {max_bytes} bytes decoded"
+                )
+            os.replace(part, out)
         finally:
             script.unlink(missing_ok=True)
-    if not whole or out.stat().st_size >= max_bytes:  # ffmpeg stopped without an error: -fs was reached
-        out.unlink(missing_ok=True)
-        raise InputRefusedError(
-            input_path, f"its {count} frames of {width}x{height} take more than {max_bytes} bytes decoded"
-        )
+            part.unlink(missing_ok=True)
     return Decoded(out, count, sum(durations))
 
 
@@ -179,7 +314,7 @@ def _feed(argv: list[str], image: Any, input_path: str) -> bool:
         try:
             with contextlib.suppress(BrokenPipeError):  # ffmpeg stopped (-fs reached, killed): said below
                 pixels = b""
-                for pixels in _frames(image):
+                for pixels in _frames(image, input_path):
                     stdin.write(pixels)
                 stdin.write(pixels)
                 whole = True

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenerender.dev.functions import FUNCTIONS
 from scenerender.dev.procs import (
     DevStackError,
     PortTakenError,
@@ -61,13 +62,6 @@ from scenerender.settings import Settings, child_env
 START_TIMEOUT_S = 90.0
 PORT_TAKEN_S = 2.0  # a port held by another process this long while our piece starts: taken
 PORT_ATTEMPTS = 3  # starts of the whole stack when a claimed port is taken meanwhile
-FUNCTIONS = {
-    "spec": ("on_spec_uploaded", "cloudevent"),
-    "report": ("on_render_reported", "cloudevent"),
-    "api": ("http_api", "http"),
-    "dead": ("on_render_dead_lettered", "cloudevent"),
-    "sweep": ("on_sweep", "http"),
-}
 
 
 def _held_by_another(pgid: int, port: int) -> bool:

@@ -151,7 +151,7 @@ class Api:
         # The stored spec names its owner and id, as a spec dropped by a trusted backend must.
         data.update(owner_uid=user.uid, job_id=job_id)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(job_id)}"
-        generation = self._write_spec(uri, json.dumps(data).encode())
+        generation = self._write_spec(uri, stored_bytes(data))
         log.info("API: user %s submitted job %s (%s)", user.uid, job_id, uri)
         return ApiResponse(202, {"job_id": job_id, "spec_uri": uri, "spec_generation": str(generation)})
 
@@ -172,7 +172,10 @@ class Api:
             scene["owner_uid"] = user.uid
         # The scenes as the spec function will read them (with their owner), so a slot is taken
         # only for a scene it will run: a completed, unchanged scene of a batch sent again runs not.
-        stored = parse_batch(json.dumps(data).encode(), max_bytes=self.settings.max_api_body_bytes)
+        written = stored_bytes(data)
+        # Not measured against the body's limit again: the body was within it, and what is
+        # written differs from it only by the owner filled in.
+        stored = parse_batch(written, max_bytes=len(written))
         running: list[str] = []
         for index in range(len(batch.scenes)):
             job_id = scene_job_id(batch, index)
@@ -182,7 +185,7 @@ class Api:
                 running.append(job_id)
         self._take_slots(user, running)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
-        generation = self._write_spec(uri, json.dumps(data).encode())
+        generation = self._write_spec(uri, written)
         log.info("API: user %s submitted batch %s (%s)", user.uid, batch.batch_id, uri)
         return ApiResponse(
             202,
@@ -403,6 +406,16 @@ def _too_large(size: int | None, limit: int) -> BodyTooLargeError:
         f"request body is {told}; the limit is {limit} (max_api_body_bytes)",
         details=[ErrorDetail("body", f"larger than max_api_body_bytes ({limit})")],
     )
+
+
+def stored_bytes(data: Any) -> bytes:
+    """A submitted spec or batch as the spec object is written: compact UTF-8, so it is no
+    larger than the body the user sent (plus the owner filled in). ``json.dumps``' defaults
+    add a space after every separator and escape every non-ASCII character (a CJK caption's
+    3 bytes a character become 6), so a body within ``max_spec_bytes`` was written past it
+    and the spec function refused, after the API had answered 202, a spec the user sent within
+    the limit."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def error_body(exc: SceneRenderError) -> dict[str, Any]:

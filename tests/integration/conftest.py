@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import signal
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scenerender.cloud import clients
-from scenerender.dev.devstack import FUNCTIONS, DevStack, Ports
-from scenerender.dev.procs import free_run
+from scenerender.dev.devstack import DevStack, Ports
+from scenerender.dev.functions import FUNCTIONS
+from scenerender.dev.procs import free_run, record_alive
 from scenerender.settings import Settings, get_settings
 
 WORKERS = 2
@@ -24,6 +27,17 @@ FAST_RECOVERY = {"SCENERENDER_LEASE_S": "10", "SCENERENDER_HEARTBEAT_S": "1", "S
 # Scheduler would, so no tick of its own lands between a test's setup and its sweep
 # (tests/integration/test_scheduler.py runs a stack with one).
 NO_SCHEDULER = {"SCENERENDER_SWEEP_INTERVAL_S": "0"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Opt-in, so a test run leaves the working tree as it found it: the committed screenshots
+    # change only when someone means to replace them (and then reviews the diff).
+    parser.addoption(
+        "--update-screenshots",
+        action="store_true",
+        default=False,
+        help="tests/integration/test_web.py writes its screenshots into docs/img/ (default: a temp dir)",
+    )
 
 
 def stack_ports() -> Ports:
@@ -78,6 +92,44 @@ def local_cloud(state_dir: Path, env: dict[str, str], **options: Any) -> Iterato
         os.environ.clear()
         os.environ.update(saved)
         forget_clients()
+
+
+@contextlib.contextmanager
+def workers_paused(cloud: DevStack) -> Iterator[None]:
+    """Every live worker of the stack stopped (SIGSTOP to its process group, its ffmpeg children
+    too) until the block ends: a job queued meanwhile stays QUEUED for as long as the test needs,
+    however fast or slow the machine is. The records are checked to be the stack's own processes
+    (not a reused pid), and each is continued even when the block fails."""
+    stopped: list[int] = []
+    try:
+        for record in cloud.state.processes:
+            if record.name.startswith("worker") and record_alive(record):
+                os.killpg(record.pid, signal.SIGSTOP)
+                stopped.append(record.pid)
+        assert stopped, "the stack runs no worker"
+        yield
+    finally:
+        for pgid in stopped:
+            os.killpg(pgid, signal.SIGCONT)
+
+
+WORKER_STEP_S = 0.05  # how long the workers run between two looks of ``workers_held_when``
+
+
+@contextlib.contextmanager
+def workers_held_when(cloud: DevStack, reached: Callable[[], bool], *, timeout_s: float) -> Iterator[None]:
+    """The stack's workers run in short steps and are stopped between them until ``reached()``
+    holds while they are stopped; the block runs with them still stopped (``workers_paused``).
+    For a state a render passes through, such as a job RUNNING: the test acts on that state on
+    any machine, loaded or idle, instead of hoping a render is still running when it acts."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with workers_paused(cloud):
+            if reached():
+                yield
+                return
+        assert time.monotonic() < deadline, f"not reached within {timeout_s:g} s"
+        time.sleep(WORKER_STEP_S)
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,7 @@ def test_help_is_clean() -> None:
         done = run(*command, "--help", env=bare_env(COLUMNS="200"))
         assert done.returncode == 0 and "<bool>" not in done.stdout, done.stdout
     up = run("dev", "up", "--help", env=bare_env(COLUMNS="200")).stdout
-    from scenerender.dev.devstack import FUNCTIONS
+    from scenerender.dev.functions import FUNCTIONS
 
     assert f"First of {len(FUNCTIONS)} consecutive ports for the functions" in up and "three" not in up
 

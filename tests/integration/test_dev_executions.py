@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from scenerender.dev.devstack import FUNCTIONS
+from scenerender.dev.functions import FUNCTIONS
 from scenerender.dev.procs import free_port, free_run
 from tests.cli_run import bare_env, run
 from tests.mediagen import make_video

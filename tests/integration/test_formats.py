@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def set_webp_durations(path: Path, durations: list[int]) -> None:
 
 
 def test_an_animated_webp_plays_each_frame_for_its_own_duration_and_its_transparency_is_black(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 20 stamped frames (libwebp's animation encoder, in Debian's ffmpeg), the bottom-left
     # quarter transparent, given durations of their own: uneven, one of 5 ms (shown for
@@ -114,6 +115,19 @@ def test_an_animated_webp_plays_each_frame_for_its_own_duration_and_its_transpar
             "audio": {"loudness": None},
         },
     )
+    # The dry run reads its length from its chunks: with no ffmpeg to convert it, the same
+    # timeline (validate --probe needs only ffprobe, and never converts).
+    monkeypatch.setenv("FFMPEG", str(tmp_path / "no-ffmpeg"))
+    dry = run_cli("validate", spec, "--probe", "--json")
+    monkeypatch.delenv("FFMPEG")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["duration_s"] == pytest.approx(3.5, abs=1e-9) and report["fps"] == 10
+    assert [(row["id"], row["start"], row["end"]) for row in report["segments"]] == [
+        ("mp4", 0.0, pytest.approx(1.0, abs=1e-9)),
+        ("webp", pytest.approx(1.0, abs=1e-9), pytest.approx(3.5, abs=1e-9)),
+    ]
+    assert not list(tmp_path.rglob("*.frames.mov"))
     out = tmp_path / "out.mp4"
     result = render(spec, out)
     # Output slot n (at n/10 s) shows the last frame whose start, rounded to the nearest slot
@@ -135,6 +149,7 @@ def test_an_animated_webp_decodes_to_the_same_bytes_anywhere_and_a_huge_one_is_r
     # digest it checks, the cache address); decoded frames past the size limit are refused.
     from scenerender.core import webp
     from scenerender.core.cache import file_digest
+    from scenerender.core.probe import probe
     from scenerender.errors import InputRefusedError
 
     made = tmp_path / "made.webp"
@@ -147,10 +162,60 @@ def test_an_animated_webp_decodes_to_the_same_bytes_anywhere_and_a_huge_one_is_r
         copies.append(webp.convert(copy, input_path="segments[0].url"))
     assert copies[0].frames == 30 and copies[0].duration_ms == copies[1].duration_ms
     assert file_digest(copies[0].path) == file_digest(copies[1].path)
+    # What a dry run reports from the header alone is what probing the conversion finds.
+    header = webp.read_header(made, "segments[0].url")
+    described, probed = webp.describe(made, header), probe(copies[0].path, input_path="segments[0].url")
+    assert described.video is not None and probed.video is not None
+    assert (described.format_name, described.duration, described.audio) == (probed.format_name, probed.duration, None)
+    assert replace(described.video, extradata_hash="") == replace(probed.video, extradata_hash="")
+    # Its frames' bound is above what they take (FFV1 of testsrc2: a fifth of it).
+    assert copies[0].path.stat().st_size < header.decoded_bytes
+    # Past the size limit, refused on its header: no frame is decoded, nothing begun.
+    (tmp_path / "c").mkdir()
+    huge = tmp_path / "c" / "in.webp"
+    huge.write_bytes(made.read_bytes())
     with pytest.raises(InputRefusedError) as caught:
-        webp.convert(tmp_path / "a" / "in.webp", input_path="segments[2].url", max_bytes=200_000)
-    assert caught.value.input_path == "segments[2].url" and "take more than 200000 bytes decoded" in str(caught.value)
-    assert not (tmp_path / "a" / "in.webp.frames.mov").exists()
+        webp.convert(huge, input_path="segments[2].url", max_bytes=200_000)
+    assert caught.value.input_path == "segments[2].url"
+    assert "its 30 frames of 320x180 take up to 8 MiB decoded; the largest input is 200,000 bytes" in str(caught.value)
+    assert [p.name for p in huge.parent.iterdir()] == ["in.webp"]  # nothing half-written left
+
+
+def test_an_animated_webp_with_a_damaged_frame_is_named_and_leaves_no_frames_behind(tmp_path: Path) -> None:
+    # Its headers read, so it is taken for an animation; the third frame's bitstream is
+    # damaged (400 bytes after its VP8 start code inverted), which libwebp finds only when it
+    # decodes that frame. The user gets exit 3 naming the segment, not an internal error.
+    from scenerender.core import webp
+    from scenerender.errors import InputMediaError
+
+    made = tmp_path / "made.webp"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=10:d=3", "-c:v", "libwebp_anim", str(made))
+    raw = bytearray(made.read_bytes())
+    third = raw.index(b"ANMF", raw.index(b"ANMF", raw.index(b"ANMF") + 1) + 1)
+    at = raw.index(b"\x9d\x01\x2a", third) + 10
+    raw[at : at + 400] = bytes(b ^ 0xFF for b in raw[at : at + 400])
+    damaged = tmp_path / "damaged" / "anim.webp"
+    damaged.parent.mkdir()
+    damaged.write_bytes(raw)
+    with pytest.raises(InputMediaError) as caught:
+        webp.convert(damaged, input_path="segments[1].url")
+    assert caught.value.input_path == "segments[1].url" and "frame 3 of 30" in str(caught.value), caught.value
+    assert sorted(p.name for p in damaged.parent.iterdir()) == ["anim.webp"]  # no MOV, part or script left
+
+    make_stamped(tmp_path / "first.mp4", duration=1, fps=10, audio_duration=1)
+    (tmp_path / "anim.webp").write_bytes(raw)
+    spec = write_spec(
+        tmp_path,
+        {
+            "output": {"resolution": "320x180"},
+            "segments": [{"id": "mp4", "url": "first.mp4"}, {"id": "w", "url": "anim.webp"}],
+        },
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4", "--json")
+    assert done.returncode == 3, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "INPUT_INVALID_MEDIA" and error["details"][0]["path"] == "segments[1].url", error
+    assert "Traceback" not in done.stderr and not (tmp_path / "out.mp4").exists()
 
 
 def test_an_mxf_segment_renders_frame_exactly(tmp_path: Path) -> None:
@@ -518,6 +583,9 @@ OTHER_FORMATS = {
     "dvvideo-pcm_s16le-mov": (".mov", "720x576", ("-c:v", "dvvideo", "-pix_fmt", "yuv420p"), ("-c:a", "pcm_s16le")),
     "qtrle-pcm_s16le-mov": (".mov", "320x180", ("-c:v", "qtrle", "-pix_fmt", "rgb24"), ("-c:a", "pcm_s16le")),
     "h264-eac3-mp4": (".mp4", "320x180", ("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "eac3")),
+    # MPEG-4 Part 2 with B-frames in MP4 (older cameras and phones): timestamps of its own,
+    # unlike the same stream in AVI (test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot).
+    "mpeg4-aac-mp4": (".mp4", "320x180", ("-c:v", "mpeg4", "-q:v", "3", "-bf", "2"), ("-c:a", "aac")),
 }
 
 
@@ -591,16 +659,40 @@ def test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot(
     assert onsets == [pytest.approx(click - 0.12, abs=0.002)], (click, onsets)
 
 
+def segment_sound(tmp_path: Path, source: Path, segment: dict[str, Any], name: str) -> tuple[bytes, list[str]]:
+    """The mix's WAV (the segments' own sound, no clips) as the render plans it, and its ffmpeg
+    arguments: the audio pass alone, run here so its samples are compared before AAC."""
+    from scenerender.core import plan
+    from scenerender.core.probe import probe
+    from scenerender.core.spec import parse_spec
+    from scenerender.core.timeline import build_timeline
+
+    spec = {"version": 1, "project_id": "p", "scene_id": "s", "output": {"fps": 25}, "segments": [segment]}
+    timeline = build_timeline(parse_spec(json.dumps(spec)), {source.name: probe(source, input_path="segments[0].url")})
+    out, graph = tmp_path / f"{name}.wav", tmp_path / f"{name}.graph"
+    cmd = plan.audio_mix_command(plan.plan_mix(timeline), out, graph)
+    for path, text in cmd.files.items():
+        path.write_text(text, encoding="utf-8")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *cmd.argv[1:]], check=True, timeout=300)
+    return out.read_bytes(), cmd.argv
+
+
 @pytest.mark.parametrize(
-    "video_args",
-    [("-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60")],
-    ids=["mpeg4-b-frames", "xvid-b-frames"],
+    ("video_args", "audio_args"),
+    [
+        (("-c:v", "mpeg4", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:a", "libmp3lame")),
+        (("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:a", "libmp3lame")),
+        (("-c:v", "libxvid", "-q:v", "3", "-bf", "2", "-g", "60"), ("-c:a", "libmp3lame", "-ar", "44100")),
+    ],
+    ids=["mpeg4-b-frames", "xvid-b-frames", "xvid-mp3-44.1k"],
 )
 def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start_shows(
-    tmp_path: Path, video_args: tuple[str, ...]
+    tmp_path: Path, video_args: tuple[str, ...], audio_args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 40 s of B-frame AVI (keyframes every 2.4 s), trimmed at 30.12 s: read from a keyframe
     # ahead of the trim, not decoded from the start, and still each frame in its own slot.
+    # Its sound too is read from a seek (on its MP3 frames' grid: 24 ms at 48 kHz, 1.28 s at
+    # 44.1 kHz), and holds the samples a decode from its start gives, bit for bit.
     source = make_stamped(
         tmp_path / "long.avi",
         fps=25,
@@ -608,17 +700,14 @@ def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start
         audio_duration=40,
         clicks=(30.5,),
         video_args=video_args,
-        audio_args=("-c:a", "libmp3lame"),
+        audio_args=audio_args,
     )
     frames = round(float(video_stream(source)["duration"]) * 25)
     expected = avi_slots(source, frames)
+    segment = {"id": "t", "url": source.name, "trim_start": 30.12, "duration": 2, "volume": 1.0}
     spec = write_spec(
         tmp_path,
-        {
-            "output": {"resolution": "320x180", "fps": 25},
-            "segments": [{"id": "t", "url": source.name, "trim_start": 30.12, "duration": 2, "volume": 1.0}],
-            "audio": {"loudness": None},
-        },
+        {"output": {"resolution": "320x180", "fps": 25}, "segments": [segment], "audio": {"loudness": None}},
     )
     out = tmp_path / "out.mp4"
     result = render(spec, out)
@@ -627,6 +716,17 @@ def test_an_avi_trimmed_far_into_its_file_shows_the_frames_a_read_from_its_start
     onsets = measure.click_onsets(measure.decode_audio(out))
     assert onsets == [pytest.approx(click - 30.12, abs=0.002)], (click, onsets)
     assert result["sync"]["max_onset_error_ms"] <= 20, result["sync"]
+    sought, argv = segment_sound(tmp_path, source, segment, "sought")
+    seek = float(argv[argv.index("-ss") + 1])
+    assert 28.0 <= seek < 29.12 and round(seek * 48000) % (1152 if "44100" not in audio_args else 61440) == 0, seek
+    from scenerender.core.plan import audio_mix
+
+    monkeypatch.setattr(audio_mix, "SOUND_SEEK_FROM_S", 1e9)  # the render before: decoded from the start
+    whole, argv = segment_sound(tmp_path, source, segment, "whole")
+    assert "-ss" not in argv
+    assert sought == whole
+    bed = measure.decode_audio(tmp_path / "sought.wav")
+    assert measure.click_onsets(bed) == [pytest.approx(click - 30.12, abs=0.002)]
 
 
 def left_and_right(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -699,17 +799,47 @@ def test_audio_files_as_tools_write_them_are_heard_on_time_in_both_channels(
     assert np.abs(left).max() == pytest.approx(np.abs(right).max(), rel=0.05)
 
 
+@pytest.mark.parametrize("suffix", [".mp3", ".m4a"])
+def test_music_with_cover_art_used_as_a_segment_is_refused_as_having_no_video(tmp_path: Path, suffix: str) -> None:
+    # A song's cover art (an attached picture) is a video stream to ffprobe, but no picture
+    # that plays: as a segment it is located INPUT_INVALID_MEDIA, never a still held for the song.
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", click_train([0.4], duration=2.0), "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1"),
+        *("-map", "0:a", "-map", "1:v", "-c:v", "mjpeg", "-disposition:v", "attached_pic", "-frames:v", "1"),
+        str(tmp_path / f"song{suffix}"),
+    )
+    streams = measure.probe(tmp_path / f"song{suffix}")["streams"]
+    assert any(s["codec_type"] == "video" and s["disposition"].get("attached_pic") for s in streams), streams
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=1)
+    spec = write_spec(
+        tmp_path,
+        {"segments": [{"id": "ok", "url": "seg.mp4"}, {"id": "song", "url": f"song{suffix}"}]},
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4", "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "INPUT_INVALID_MEDIA" and error["details"][0]["path"] == "segments[1].url", error
+    assert "no video stream" in error["message"], error
+    assert not (tmp_path / "out.mp4").exists()
+
+
+BT2020_HLG = ("-color_trc", "arib-std-b67", "-color_primaries", "bt2020", "-colorspace", "bt2020nc")
+X264_FAST = ("-c:v", "libx264", "-preset", "veryfast")
+
+
 @pytest.mark.parametrize(
     ("size", "pix_fmt", "tags"),
     [
-        ("320x180", "yuv420p", ("-color_trc", "arib-std-b67")),  # transfer only: "no path between colorspaces"
+        ("320x180", "yuv420p", (*X264_FAST, "-color_trc", "arib-std-b67")),  # "no path between colorspaces"
+        ("321x181", "yuv444p10le", (*X264_FAST, *BT2020_HLG)),
+        # As a phone records HLG: HEVC Main 10 (without the Dolby Vision RPU: docs/media.md).
         (
-            "321x181",
-            "yuv444p10le",
-            ("-color_trc", "arib-std-b67", "-color_primaries", "bt2020", "-colorspace", "bt2020nc"),
+            "320x180",
+            "yuv420p10le",
+            ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=none", *BT2020_HLG),
         ),
     ],
-    ids=["hlg-transfer-tag-only", "hlg-odd-size"],
+    ids=["hlg-transfer-tag-only", "hlg-odd-size", "hlg-hevc-main10"],
 )
 def test_hdr_sources_zscale_rejected_are_tone_mapped(
     tmp_path: Path, size: str, pix_fmt: str, tags: tuple[str, ...]
@@ -719,7 +849,7 @@ def test_hdr_sources_zscale_rejected_are_tone_mapped(
     from tests.integration.test_real_media import TONE_MAP, patches
 
     picture = f"color=c=0xB43C3C:s={size}:r=25:d=1,drawbox=x=160:y=0:w=161:h=181:c=0x808080:t=fill,format={pix_fmt}"
-    run_ffmpeg("-f", "lavfi", "-i", picture, "-c:v", "libx264", "-preset", "veryfast", *tags, str(tmp_path / "hlg.mp4"))
+    run_ffmpeg("-f", "lavfi", "-i", picture, *tags, str(tmp_path / "hlg.mp4"))
     spec = write_spec(
         tmp_path, {"output": {"resolution": "320x180", "fps": 25}, "segments": [{"id": "a", "url": "hlg.mp4"}]}
     )

@@ -21,7 +21,7 @@ from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
 from scenerender.settings import Settings
 from tests import measure
-from tests.integration.conftest import SHARED_PREFIX
+from tests.integration.conftest import SHARED_PREFIX, workers_held_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -205,32 +205,36 @@ def test_http_post_then_get(cloud: DevStack, scene_media: dict[str, str]) -> Non
 
 
 def test_a_new_spec_renders_an_ended_job_again_and_is_refused_while_it_runs(
-    settings: Settings, scene_media: dict[str, str]
+    cloud: DevStack, settings: Settings, scene_media: dict[str, str]
 ) -> None:
     drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
     first = wait_for_end("it-again")
     assert first["status"] == "COMPLETED"
-    # Dropped again after it ended: rendered again, the earlier run kept in history.
-    slow = spec_for("it-again", scene_media, output={"resolution": "1080p", "fps": 60})
-    generation = drop(settings, "jobs/it-again.json", slow)
-    deadline = time.monotonic() + TIMEOUT_S
-    while (doc := clients.jobs().get("it-again") or {}).get("spec_generation") != str(generation) or doc.get(
-        "status"
-    ) != "RUNNING":
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.1)
-    # Dropped while it runs: refused, with the reason on the job.
-    refused = drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
-    while not (clients.jobs().get("it-again") or {}).get("resubmission_refused"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    # Dropped again after it ended: rendered again (at another size, to tell the runs apart),
+    # the earlier run kept in history.
+    again = spec_for("it-again", scene_media, output={"resolution": "480p"})
+    generation = drop(settings, "jobs/it-again.json", again)
+
+    def running() -> bool:
+        doc = clients.jobs().get("it-again") or {}
+        return doc.get("spec_generation") == str(generation) and doc.get("status") == "RUNNING"
+
+    # Dropped while it runs: refused, with the reason on the job. The workers are held while
+    # the job is RUNNING until the refusal is recorded, however fast the render would be.
+    with workers_held_when(cloud, running, timeout_s=TIMEOUT_S):
+        refused = drop(settings, "jobs/it-again.json", spec_for("it-again", scene_media))
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (doc := clients.jobs().get("it-again") or {}).get("resubmission_refused"):
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+        assert doc["status"] == "RUNNING", doc
     doc = wait_for_end("it-again")
     assert doc["status"] == "COMPLETED" and doc["spec_generation"] == str(generation)
     assert doc["resubmission_refused"]["spec_generation"] == str(refused)
     assert "still RUNNING" in doc["resubmission_refused"]["reason"]
     assert [h["status"] for h in doc["history"]] == ["COMPLETED"]
     assert doc["history"][0]["output"]["uri"] == first["output"]["uri"]
-    assert doc["output"]["height"] == 1080
+    assert doc["output"]["height"] == 480
 
 
 def test_duplicate_render_requests_and_reports_change_nothing(settings: Settings, scene_media: dict[str, str]) -> None:

@@ -3,7 +3,7 @@
 The page (web/, served by the stack's web process) signs in against the Auth emulator, submits
 through the HTTP API with its ID token, and follows jobs with Firestore listeners under
 firestore.rules. Each test acts as a user would (fills fields, clicks) and checks what the page
-shows; screenshots of every screen go to docs/img/.
+shows. Screenshots of every screen go to a temp dir, or to docs/img/ with --update-screenshots.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,16 @@ from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
 from scenerender.messages import ErrorBlock, JobDocument, JobStatus
 from scenerender.settings import Settings
+from tests.integration.conftest import workers_paused
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/setup.sh); Playwright never downloads one
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# Where ``screenshot`` writes, set for the module by ``shots_into``.
+SHOTS: dict[str, Path] = {}
 PASSWORD = "web-test-password"
 RENDER_TIMEOUT_MS = int(os.environ.get("WEB_TEST_RENDER_TIMEOUT_MS", "240000"))
 
@@ -66,6 +68,21 @@ OBSERVE = """
   return window.__document_marker;
 }
 """
+
+
+def shots_dir(config: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/img/ under --update-screenshots, else a temp dir: the committed screenshots change
+    only when asked to (every run rewrote them, leaving a dirty tree behind each test run)."""
+    if config.getoption("update_screenshots", default=False):
+        return DOCS_IMG
+    return tmp_path_factory.mktemp("web-screenshots")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shots_into(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    SHOTS["dir"] = shots_dir(request.config, tmp_path_factory)
+    yield SHOTS["dir"]
+    SHOTS.clear()
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +227,9 @@ def assert_accessible(page: Any, *, width: int = 320) -> None:
 
 
 def screenshot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"web-{name}.png"), full_page=True)
+    into = SHOTS["dir"]
+    into.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(into / f"web-{name}.png"), full_page=True)
 
 
 def sample_title(cloud: DevStack) -> str:
@@ -778,27 +796,6 @@ def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
     assert stored["segments"] == spec["segments"] and stored["owner_uid"] == director.uid
     director.wait_status("COMPLETED", "FAILED")
     assert_accessible(page)
-
-
-@contextmanager
-def workers_paused(cloud: DevStack) -> Iterator[None]:
-    """Every live worker of the stack stopped (SIGSTOP to its process group, its ffmpeg children
-    too) until the block ends: a job queued meanwhile stays QUEUED for as long as the test needs,
-    however fast or slow the machine is. The records are checked to be the stack's own processes
-    (not a reused pid), and each is continued even when the block fails."""
-    from scenerender.dev.procs import record_alive
-
-    stopped: list[int] = []
-    try:
-        for record in cloud.state.processes:
-            if record.name.startswith("worker") and record_alive(record):
-                os.killpg(record.pid, signal.SIGSTOP)
-                stopped.append(record.pid)
-        assert stopped, "the stack runs no worker"
-        yield
-    finally:
-        for pgid in stopped:
-            os.killpg(pgid, signal.SIGCONT)
 
 
 def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud: DevStack) -> None:

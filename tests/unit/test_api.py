@@ -287,3 +287,34 @@ def test_methods_paths_and_preflight(http: FlaskClient) -> None:
     assert http.get("/nope", headers=user("alice")).status_code == 404
     preflight = http.options("/", headers={"Origin": "http://localhost:5000"})
     assert preflight.status_code == 204 and "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+def test_a_spec_or_batch_within_its_limit_is_written_within_it(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API writes the body back out with the owner filled in. json.dumps' defaults (a space
+    after every separator, non-ASCII escaped) made a compact spec of CJK text twice its size:
+    the spec function then refused, after the 202, the spec the user sent within
+    max_spec_bytes; and a batch at max_api_body_bytes was refused with 400 for the size of the
+    API's own copy of it."""
+    from scenerender.core.spec import parse_spec
+    from scenerender.pipeline.batch import parse_batch
+
+    blobs, _ = stores
+    clip = {"type": "dialogue", "url": "https://cdn.example.com/l.wav", "text": "你去哪儿了。" * 40}
+    scene = {**SPEC, "owner_uid": "alice", "audio": {"clips": [clip]}}
+    raw = json.dumps(scene, ensure_ascii=False, separators=(",", ":")).encode()
+    monkeypatch.setenv("SCENERENDER_MAX_SPEC_BYTES", str(len(raw)))
+    get_settings.cache_clear()
+    answer = http.post("/", data=raw, headers=user("alice"))
+    assert answer.status_code == 202, answer.get_json()
+    written = blobs.objects[answer.get_json()["spec_uri"]]
+    assert parse_spec(written, max_bytes=get_settings().max_spec_bytes).audio.clips[0].text == clip["text"]
+
+    scenes = [{**scene, "job_id": f"b-{i}", "scene_id": f"s{i}"} for i in range(3)]
+    batch = json.dumps({"version": 1, "batch_id": "b", "owner_uid": "alice", "scenes": scenes}, separators=(",", ":"))
+    monkeypatch.setenv("SCENERENDER_MAX_API_BODY_BYTES", str(len(batch.encode())))
+    get_settings.cache_clear()
+    answer = http.post("/", data=batch.encode(), headers=user("alice"))
+    assert answer.status_code == 202, answer.get_json()
+    assert len(parse_batch(blobs.objects[answer.get_json()["spec_uri"]]).scenes) == 3

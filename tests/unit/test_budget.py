@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from scenerender.cloud.launcher import CloudRunLauncher, execution_from_resource
+from scenerender.core import webp
 from scenerender.core.spec import parse_spec
 from scenerender.messages import JobDocument, RenderRequest
 from scenerender.pipeline import steps
@@ -92,3 +94,67 @@ def test_cloud_run_launches_with_a_task_count_and_reads_executions() -> None:
     assert failed.state == "FAILED" and "1 failed" in failed.detail
     done = {"startTime": "t", "completionTime": "t", "taskCount": 2, "succeededCount": 2}
     assert execution_from_resource("e", done).state == "SUCCEEDED"
+
+
+def animated_webp(path: Path, size: tuple[int, int], durations: list[int]) -> None:
+    """A real animated WebP (libwebp's encoder in Pillow): flat frames, a few hundred bytes."""
+    from PIL import Image
+
+    frames = [Image.new("RGB", size, (40 * n % 256, 100, 50)) for n in range(len(durations))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, lossless=True)
+
+
+def test_an_animated_webp_is_counted_by_its_decoded_frames_and_refused_before_one_is_decoded(tmp_path: Path) -> None:
+    # 6 frames of 4000x3000 in a few hundred bytes: its bucket size fits any budget, the MOV
+    # its frames become (up to 360 MiB) does not fit what this one leaves. ffmpeg is a path
+    # that does not exist, so a conversion that started would fail otherwise ("not found").
+    webp_file = tmp_path / "a.webp"
+    animated_webp(webp_file, (4000, 3000), [100, 200, 100, 100, 100, 400])
+    header = webp.read_header(webp_file, "segments[0].url")
+    assert (header.width, header.height, header.duration_ms, len(header.durations)) == (4000, 3000, 1000, 6)
+    assert 7 * 4000 * 3000 * 4 < header.decoded_bytes < 7 * 4000 * 3000 * 5  # every frame, the last twice
+    assert webp_file.stat().st_size < 2000
+    uris = [f"gs://scenerender-media/users/u1/{n}.webp" for n in "ab"]
+
+    def attempt(memory_mb: int, count: int) -> tuple[dict[str, Any], list[str]]:
+        blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
+        spec = {
+            **scene(1.0, "640x360"),
+            "segments": [{"id": f"s{n}", "url": uris[n], "duration": 1.0} for n in range(count)],
+        }
+        for uri in uris:
+            blobs.objects[uri] = webp_file.read_bytes()
+        settings = Settings(memory_mb=memory_mb, cpus=2, ffmpeg=str(tmp_path / "no-ffmpeg"), segment_cache=False)
+        need = memory_need(parse_spec(spec), settings, lambda url: len(blobs.objects[url]))
+        assert need.total <= need.memory  # the scene as the bucket sizes count it fits
+        jobs.create_job("j", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "u1"}))
+        fetched: list[str] = []
+
+        def download(uri: str, dest: Path, cap: int) -> None:
+            fetched.append(uri)
+            dest.write_bytes(blobs.objects[uri])
+
+        outcome = steps.run_render_request(
+            RenderRequest(job_id="j", spec=spec),
+            settings=settings,
+            blobs=blobs,
+            jobs=jobs,
+            bus=bus,
+            gs_download=download,
+        )
+        assert outcome.status == "FAILED"
+        error: dict[str, Any] = bus.published[-1][1]["error"]
+        return error, fetched
+
+    # 768 MiB leaves ~303 MiB after the render's own needs: one WebP's frames do not fit.
+    error, fetched = attempt(768, 1)
+    assert error["code"] == "LIMIT_EXCEEDED", error
+    assert error["message"].startswith("memory_mb: segments[0].url is an animated WebP whose frames take up to 361 MiB")
+    assert error["details"] == [
+        {"path": "segments[0].url", "problem": "its 6 frames of 4000x3000 take up to 361 MiB decoded; 303 MiB left"}
+    ]
+    # 1,024 MiB leaves ~559 MiB: it fits, and its conversion starts (and meets the missing
+    # ffmpeg). Several WebPs share what is left: tests/unit/test_webp.py.
+    error, fetched = attempt(1024, 1)
+    assert error["code"] == "INPUT_INVALID_MEDIA" and "ffmpeg not found" in error["message"], error
+    assert fetched == uris[:1]

@@ -390,3 +390,36 @@ def test_a_request_whose_stores_fail_around_the_render_backs_off_instead_of_comi
         message = Message(attempt)
         assert worker.handle_request(settings, FakeStores(*stores), None, message) is False  # type: ignore[arg-type]
         assert message.given_back == [settings.heartbeat_stale_s * attempt]
+
+
+def test_a_spec_within_the_size_limit_is_not_refused_by_the_worker_for_its_size(
+    stores: tuple[FakeBlobs, FakeJobs, FakeBus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spec function publishes the spec as its model's dump (every default written out);
+    the worker measured that dump, re-serialised with spaces and escaped non-ASCII, against
+    max_spec_bytes, so a spec of CJK lines the spec function had accepted failed at the
+    worker with INVALID_SPEC 'spec is N bytes'."""
+    from scenerender import errors
+    from scenerender.pipeline import steps
+
+    blobs, jobs, bus = stores
+    line = "你去哪儿了。" * 40
+    url = "gs://scenerender-media/users/u1/line.wav"
+    clips = [{"type": "dialogue", "url": url, "start": 0.1 * i, "text": line} for i in range(8)]
+    raw = json.dumps({**SPEC, "audio": {"clips": clips}}, ensure_ascii=False, separators=(",", ":")).encode()
+    monkeypatch.setenv("SCENERENDER_MAX_SPEC_BYTES", str(len(raw)))  # the file is exactly at the limit
+    get_settings.cache_clear()
+    blobs.objects["gs://scenerender-specs/jobs/scene-1.json"] = raw
+    post("on_spec_uploaded", notification("jobs/scene-1.json"))
+    assert jobs.docs["scene-1"]["status"] == "QUEUED"
+    request = RenderRequest.model_validate(bus.published[-1][1])
+    rendered: list[str] = []
+
+    def render(spec: Any, *args: Any, **kwargs: Any) -> Any:
+        rendered.append(spec.audio.clips[7].text)
+        raise errors.RenderError("stopped here: the spec was read")
+
+    monkeypatch.setattr(steps.rendering, "render", render)
+    outcome = steps.run_render_request(request, settings=get_settings(), blobs=blobs, jobs=jobs, bus=bus)
+    assert rendered == [line], bus.published[-1][1].get("error")
+    assert outcome.status == "FAILED" and bus.published[-1][1]["error"]["code"] == "RENDER_FAILED"

@@ -573,6 +573,26 @@ def test_a_segments_sound_far_into_its_file_is_read_from_a_seek_on_the_files_clo
     )
 
 
+def test_a_seek_into_sound_lands_on_its_streams_time_base() -> None:
+    # ffmpeg takes a seek off each timestamp in the stream's own unit, rounded: an AVI's MP3
+    # counts frames (1152 samples at 48 kHz, time base 3/125), so its seek is a whole number
+    # of frames; 44.1 kHz MP3 frames (32/1225 s) meet whole 48 kHz samples every 49 frames
+    # (1.28 s); PCM at 48 kHz and Matroska's milliseconds keep whole milliseconds.
+    source = video("p.avi", fps=Fraction(25), seconds=600.0)
+    assert source.audio is not None
+    spec = {"segments": [{"id": "a", "url": "p.avi", "trim_start": 540.0, "duration": 5, "volume": 1}]}
+    seeks = {}
+    for unit in (Fraction(3, 125), Fraction(32, 1225), Fraction(1, 48000), Fraction(1, 1000), Fraction(0), Fraction(7)):
+        avi = replace(source, format_name="avi", audio=replace(source.audio, time_base=unit))
+        seeks[unit] = plan.sound_seek(make(spec, {"p.avi": avi}).segments[0])
+    assert seeks[Fraction(3, 125)] == (22458 * 1152, 48384)  # frame 22458, 539.0 s or just before
+    assert all(seek + first == 540 * 48000 for seek, first in seeks.values())
+    assert seeks[Fraction(3, 125)][0] % 1152 == 0 and seeks[Fraction(32, 1225)][0] % 61440 == 0
+    assert seeks[Fraction(1, 48000)] == seeks[Fraction(1, 1000)] == seeks[Fraction(0)] == (539 * 48000, 48000)
+    assert seeks[Fraction(7)] == (0, 540 * 48000)  # a 7 s unit: read from the start
+    assert plan.seek_step(replace(source, audio=replace(source.audio, time_base=Fraction(1, 44100)))) == 480
+
+
 def test_sound_a_muxer_wrote_early_is_delayed_by_that_much() -> None:
     # ffmpeg 5.1's Opus in Matroska: 7 ms early by its timestamps (probe.lavf_opus_error).
     source = video("v.webm", seconds=2)

@@ -99,3 +99,23 @@ def test_the_readme_shows_a_screenshot_the_browser_tests_take() -> None:
     source = (root / "tests" / "integration" / "test_web.py").read_text()
     taken = {f"docs/img/web-{name}.png" for name in re.findall(r'(?:screenshot\(\w+, |shot=)"([\w-]+)"', source)}
     assert shown <= taken, shown - taken
+
+
+def test_the_browser_tests_leave_the_committed_screenshots_alone_unless_asked(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Every run of tests/integration/test_web.py used to rewrite docs/img/ (a dirty tree after
+    each run, and a screenshot nobody meant to change committed with the next commit)."""
+    from tests.integration import test_web
+
+    class Config:
+        def __init__(self, update: bool) -> None:
+            self.update = update
+
+        def getoption(self, name: str, default: object = None) -> object:
+            assert name == "update_screenshots"
+            return self.update
+
+    shots = test_web.shots_dir(Config(False), tmp_path_factory)  # type: ignore[arg-type]
+    assert test_web.DOCS_IMG not in (shots, *shots.parents)
+    assert test_web.shots_dir(Config(True), tmp_path_factory) == test_web.DOCS_IMG  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from scenerender.core import webp
+from scenerender.errors import InputRefusedError, LimitExceededError
 
 
 def evaluate(expression: str, n: int) -> int:
@@ -70,3 +71,29 @@ def test_a_still_webp_is_not_taken_for_an_animation(tmp_path: Path) -> None:
     plain = tmp_path / "p.webp"
     plain.write_bytes(riff(chunk(b"VP8 ", b"pixels")))
     assert not webp.is_animated_webp(plain)
+
+
+def test_the_decoded_frames_are_bounded_from_the_header_and_share_what_the_budget_leaves(tmp_path: Path) -> None:
+    # A 1000x500 canvas with alpha (VP8X flags 0x12: animation, alpha), three frames.
+    vp8x = chunk(b"VP8X", bytes([0x12, 0, 0, 0]) + (999).to_bytes(3, "little") + (499).to_bytes(3, "little"))
+    path = tmp_path / "a.webp"
+    path.write_bytes(riff(vp8x, chunk(b"ANIM", bytes(6)), anmf(40), anmf(5), anmf(60)))
+    header = webp.read_header(path, "segments[1].url")
+    assert (header.width, header.height, header.durations, header.alpha) == (1000, 500, [40, 100, 60], True)
+    # Every frame, the last one twice, at up to 4.5 bytes a pixel (FFV1 on noise: ~1.11x raw RGBA).
+    assert header.decoded_bytes == int(4 * 1000 * 500 * 4.5) + webp.MOV_OVERHEAD_BYTES + 16 * 3
+    budget = webp.DecodedBudget(left=header.decoded_bytes * 3 // 2, max_bytes=10**9)
+    budget.take(header, "segments[0].url")
+    with pytest.raises(LimitExceededError) as over:
+        budget.take(header, "segments[1].url")  # the first one took most of what was left
+    assert over.value.message.startswith("memory_mb: segments[1].url is an animated WebP whose frames take up to 9 MiB")
+    assert [d.path for d in over.value.details] == ["segments[1].url"]
+    with pytest.raises(InputRefusedError) as large:
+        webp.DecodedBudget(None, max_bytes=1_000_000).take(header, "segments[2].url")
+    assert large.value.message == (
+        "segments[2].url: its 3 frames of 1000x500 take up to 9 MiB decoded; the largest input is 1,000,000 bytes"
+    )
+    # Refused on its header: the pixels (here not even an image) are never read.
+    with pytest.raises(InputRefusedError):
+        webp.convert(path, input_path="segments[2].url", max_bytes=1_000_000)
+    assert not path.with_name("a.webp.frames.mov").exists()

@@ -90,6 +90,7 @@ export type FailOn = (
   | "dialogue_under_music"
   | "caption_overrun"
   | "still_copy"
+  | "caption_glyph_missing"
 )[];
 
 /**

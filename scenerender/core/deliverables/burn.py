@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 from scenerender.core import plan
@@ -11,24 +13,55 @@ from scenerender.core.spec import JobSpec
 from scenerender.core.timeline import Timeline
 
 BURN_BLOCKER = "output.burn_captions: the captions are burned into the picture (one encode of the whole scene)"
+# libass, when neither the caption font nor any fallback fontconfig offers has a character
+# (it then draws an empty box): "fontselect: failed to find any fallback with glyph 0x13000 ...".
+_NO_GLYPH = re.compile(r"failed to find any fallback with glyph 0x([0-9A-Fa-f]+)")
+GLYPH_CHECK_SIZE = (320, 180)  # font lookup does not depend on the size; a small frame renders fast
 
 
-def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runner: FFmpegRunner) -> None:
+def glyph_check_command(cues: list[captions.Cue], work: Path) -> tuple[list[str], dict[Path, str]]:
+    """Every cue drawn once by libass, one a frame, on a small blank picture, so that its
+    log names each character no font has. Apart from the burn: that logs a missing glyph
+    on every frame its cue is up (megabytes over a long scene), this once a cue."""
+    width, height = GLYPH_CHECK_SIZE
+    once = [dataclasses.replace(cue, start=float(n), end=n + 1.0) for n, cue in enumerate(cues)]
+    script = work / "glyphs.ass"
+    argv = [
+        "ffmpeg",
+        *("-v", "warning"),  # libass's missing glyph is a warning; the rest of its log is not needed
+        *("-f", "lavfi", "-i", f"color=c=black:s={width}x{height}:r=1:d={len(cues)}"),
+        *("-vf", _subtitles(script)),
+        *("-f", "null", "-"),
+    ]
+    return argv, {script: captions.to_ass(once, width, height)}
+
+
+def missing_glyphs(log: str) -> frozenset[int]:
+    """The code points libass found no glyph for, from its log."""
+    return frozenset(int(found, 16) for found in _NO_GLYPH.findall(log))
+
+
+def _subtitles(script: Path) -> str:
+    # The path is escaped for the filter's option parser, then for the graph's.
+    return "subtitles=filename='" + str(script).replace("\\", "/").replace("'", "") + "'"
+
+
+def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runner: FFmpegRunner) -> frozenset[int]:
     """Burn the captions into ``mp4``'s picture (libass, bundled font), in place; the sound is copied.
+    Returns the characters no installed font has (burned as empty boxes: ``qc.glyph_findings``).
 
     One encode of the joined picture after the render, with the segments' encoder settings:
     a render that copied its segments encodes once here, one that normalised them twice.
     """
     cues = captions.build_cues(spec, timeline)
+    missing: frozenset[int] = frozenset()
+    if cues:  # none when every clip with text is left out of the mix (its track set false)
+        check, check_files = glyph_check_command(cues, work)
+        write_files(check_files)
+        missing = missing_glyphs(runner.capture_stderr(check))
     script = work / "captions.ass"
     graph = work / "burn.filtergraph"
-    write_files(
-        {
-            script: captions.to_ass(cues, timeline.width, timeline.height),
-            # The path is escaped for the filter's option parser, then for the graph's.
-            graph: "subtitles=filename='" + str(script).replace("\\", "/").replace("'", "") + "'",
-        }
-    )
+    write_files({script: captions.to_ass(cues, timeline.width, timeline.height), graph: _subtitles(script)})
     enc = plan.EncodeSettings.for_timeline(timeline)
     burned = mp4.with_name(mp4.name + ".burned.mp4")
     argv = [
@@ -62,3 +95,4 @@ def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runn
     ]
     runner.run(argv, duration_s=float(timeline.duration))
     burned.replace(mp4)
+    return missing

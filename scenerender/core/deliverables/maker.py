@@ -194,9 +194,11 @@ class Maker:
         loudness_lufs: float | None,
         true_peak_db: float | None = None,
         mix_gain: plan.MixGain | None = None,
+        missing_glyphs: frozenset[int] = frozenset(),
     ) -> Deliverables:
         """Every sidecar the spec asks for and the quality report, from the finished (not yet
         published) ``mp4``; ``QcFailedError`` when a finding is one ``qc.fail_on`` names.
+        ``missing_glyphs``: what ``burn_captions`` burned as empty boxes.
 
         ``mix_gain``: the gain the mix was brought to its loudness with (the stems take it);
         without it (audio reused from the cache), the output's measured ``loudness_lufs``
@@ -260,6 +262,7 @@ class Maker:
         findings += qc.sound_findings(
             spec, timeline, cues, output_levels, speech, music, output_gain_db=0.0 if decode else gain_db or 0.0
         )
+        findings += qc.glyph_findings(timeline, cues, missing_glyphs)
         made.qc = qc.report(spec, findings)
         made.timings["qc_s"] = round(time.monotonic() - began, 3)
         if made.qc["failed"]:

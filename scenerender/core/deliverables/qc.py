@@ -18,6 +18,8 @@ Each finding has its time range and the segment or clip responsible. The checks
   dialogue_under_music           while a clip speaks, the speech is less than 6 dB above the
                                  music (both measured from the mix's own chains, ducking on).
   caption_overrun                a caption stays up more than 0.5 s after its clip's voice ends.
+  caption_glyph_missing          a burned caption has a character no installed font has (libass
+                                 draws an empty box for it).
 
 Every check is a warning unless ``qc.fail_on`` names it.
 """
@@ -46,6 +48,7 @@ CHECKS = (
     "clipping",
     "dialogue_under_music",
     "caption_overrun",
+    "caption_glyph_missing",
 )
 MIN_STILL_S = 0.5
 # Two frames (grey, QC_SIZE) show one picture when at most CHANGED_PIXELS of their pixels
@@ -352,4 +355,19 @@ def clipping_findings(timeline: Timeline, output: Levels) -> list[Finding]:
             f"; loudest clip there: {clip}" if clip else ""
         )
         findings.append(Finding("clipping", start, end, message, segment_at(timeline, start), clip))
+    return findings
+
+
+def glyph_findings(timeline: Timeline, cues: Sequence[Cue], missing: frozenset[int]) -> list[Finding]:
+    """A finding for each burned cue with a character in ``missing`` (code points no font has)."""
+    findings: list[Finding] = []
+    for cue in cues:
+        text = "".join((cue.speaker or "", *cue.lines))
+        absent = list(dict.fromkeys(ch for ch in text if ord(ch) in missing))
+        if absent:
+            named = ", ".join(f"U+{ord(ch):04X} {ch}" for ch in absent)
+            message = f"the burned caption of {cue.path} shows an empty box for {named}: no installed font has it"
+            findings.append(
+                Finding("caption_glyph_missing", cue.start, cue.end, message, segment_at(timeline, cue.start), cue.path)
+            )
     return findings

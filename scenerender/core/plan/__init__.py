@@ -39,6 +39,7 @@ from scenerender.core.plan.audio_mix import (
     audio_mix_command,
     mix_scan_command,
     plan_mix,
+    seek_step,
     sound_seek,
 )
 from scenerender.core.plan.command import SAMPLE_RATE, Command, total_samples, track_pads, track_timescale
@@ -160,6 +161,7 @@ __all__ = [
     "piece_limit",
     "plan_mix",
     "plan_pieces",
+    "seek_step",
     "segment_pieces",
     "sound_seek",
     "total_samples",

@@ -3,12 +3,13 @@ bed, summed to a float WAV (measured for loudness on the way)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from scenerender.core.plan.command import SAMPLE_RATE, Command, input_args, secs, sound_pads, to_samples
 from scenerender.core.plan.loudness import EBUR128_SCAN
-from scenerender.core.plan.pieces import demuxer_seeks
 from scenerender.core.probe import MediaInfo
 from scenerender.core.timeline import PlacedClip, PlacedSegment, Timeline
 
@@ -77,17 +78,40 @@ def clip_chain(clip: PlacedClip, label: str, pads: str, timeline: Timeline, loop
 # when it gets there; ffmpeg's exact seek keeps the file's clock (tested to the sample).
 SOUND_SEEK_FROM_S = 5.0
 SOUND_SEEK_MARGIN_S = 1.0
+# A seek lands on a whole number of the stream's time base units or not at all: ffmpeg
+# takes the seek off every timestamp in the stream's own unit, rounded. An AVI's MP3 counts
+# whole frames (1152 samples, 24 ms at 48 kHz): a seek between two frame times shifted all
+# its sound by up to half a frame (8 ms at 540 s on a 10-minute clip). A unit so coarse that
+# no seek point within this lands on it reads the sound from the start instead.
+SOUND_SEEK_MAX_STEP_S = 4.0
+
+
+def seek_step(source: MediaInfo) -> int:
+    """The grid (samples at 48 kHz) a seek into ``source``'s sound keeps to: whole
+    milliseconds, whole microseconds (``-ss``), and a whole number of its time base units."""
+    unit = source.audio.time_base if source.audio is not None else Fraction(0)
+    ms = SAMPLE_RATE // 1000
+    if unit <= 0:
+        return ms
+    units = math.lcm((unit * SAMPLE_RATE).denominator, (unit * 1_000_000).denominator)
+    return math.lcm(ms, int(units * unit * SAMPLE_RATE))
 
 
 def sound_seek(seg: PlacedSegment) -> tuple[int, int]:
-    """Where a segment's sound is read from (``-ss``, in samples at 48 kHz: a whole number
-    of milliseconds, 0 for no seek) and its first sample after that seek; negative: that
-    many samples of silence come first (sound a muxer wrote early, ``AudioInfo.delay``)."""
+    """Where a segment's sound is read from (``-ss``, in samples at 48 kHz: on ``seek_step``'s
+    grid, 0 for no seek) and its first sample after that seek; negative: that many samples
+    of silence come first (sound a muxer wrote early, ``AudioInfo.delay``).
+
+    AVI too: its sound's seek is exact on that grid (its picture's is not: ``demuxer_seeks``),
+    and the same samples as a decode from its start, bit for bit, on a 10-minute MP3 AVI."""
     delay = seg.source.audio.delay if seg.source.audio else 0.0
     first = to_samples(seg.trim_start + seg.source.video_lead) - to_samples(delay)
-    if first < to_samples(SOUND_SEEK_FROM_S) or not demuxer_seeks(seg):  # AVI: read from its start
+    step = seek_step(seg.source)
+    if first < to_samples(SOUND_SEEK_FROM_S) or step > to_samples(SOUND_SEEK_MAX_STEP_S):
         return 0, first
-    seek = (first - to_samples(SOUND_SEEK_MARGIN_S)) // (SAMPLE_RATE // 1000) * (SAMPLE_RATE // 1000)
+    seek = (first - to_samples(SOUND_SEEK_MARGIN_S)) // step * step
+    if seek <= 0:
+        return 0, first
     return seek, first - seek
 
 

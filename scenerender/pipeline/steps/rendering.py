@@ -139,7 +139,11 @@ def _render_and_report(
 ) -> WorkOutcome:
     job_id = request.job_id
     try:
-        spec = parse_spec(json.dumps(request.spec).encode(), max_bytes=settings.max_spec_bytes)
+        # ``max_spec_bytes`` is the limit of the user's file, checked where it came in. This is
+        # the spec function's dump of it, every default written out, which may be larger (a
+        # spec of many clips) without the user's file having been: not measured against it.
+        raw = json.dumps(request.spec, ensure_ascii=False, separators=(",", ":")).encode()
+        spec = parse_spec(raw, max_bytes=len(raw))
         # The spec function checked the spec; checked again here, as the request may come from elsewhere.
         check_spec(spec, settings, owner_uid=spec.owner_uid)
         policy = FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, spec.owner_uid))
@@ -148,7 +152,9 @@ def _render_and_report(
         need = check_memory(spec, settings, lambda url: _object_size(blobs, url))
         if need is not None:
             largest = max((_object_size(blobs, url) or 0 for _, url in spec.inputs()), default=0)
-            policy = dataclasses.replace(policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)))
+            policy = dataclasses.replace(
+                policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)), memory_left=need.input_cap
+            )
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer
         claims = (
