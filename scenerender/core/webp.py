@@ -139,6 +139,16 @@ def _header(fh: IO[bytes], input_path: str) -> Header:
     width = int.from_bytes(head[24:27], "little") + 1
     height = int.from_bytes(head[27:30], "little") + 1
     durations = shown_ms(_durations(fh))
+    declared, held = 8 + int.from_bytes(head[4:8], "little"), fh.seek(0, io.SEEK_END)
+    if held < declared:
+        # Cut by an interrupted download or copy: its frames' chunks end early, and what they
+        # would show is not known (libwebp refuses the file). Said before any frame is decoded.
+        whole = _whole_frames(fh, held)
+        raise InputMediaError(
+            input_path,
+            f"the file is cut: its header says {declared:,} bytes, it holds {held:,}; "
+            f"{len(whole)} frames ({sum(shown_ms(whole)) / 1000:.3f} s) are whole; copy or export it again",
+        )
     if not durations:
         raise InputMediaError(input_path, "an animated WebP without a readable frame")
     if max(width, height) > MAX_DIMENSION:
@@ -211,6 +221,21 @@ def frame_durations(path: Path) -> list[int]:
     """Each frame's duration in ms, from its ANMF chunk's header (no pixel decoded)."""
     with open(path, "rb") as fh:
         return _durations(fh)
+
+
+def _whole_frames(fh: IO[bytes], held: int) -> list[int]:
+    """The durations of the frames whose chunks end within the file's ``held`` bytes."""
+    whole: list[int] = []
+    fh.seek(12)
+    while len(head := fh.read(8)) == 8:
+        size = int.from_bytes(head[4:], "little")
+        end = fh.tell() + size
+        if end > held:
+            break
+        if head[:4] == b"ANMF" and size >= 16:
+            whole.append(int.from_bytes(fh.read(16)[12:15], "little"))
+        fh.seek(end + (size & 1))
+    return whole
 
 
 def _durations(fh: IO[bytes]) -> list[int]:
