@@ -105,6 +105,7 @@ class LeasedMessage:
         self.attributes: dict[str, str] = dict(received.message.attributes)
         self.delivery_attempt: int = int(received.delivery_attempt or 1)
         try:
+            # The body as sent; its reader validates it into its message (RenderRequest, WorkItem).
             self.data: dict[str, Any] = json.loads(received.message.data or b"{}")
         except ValueError:
             self.data = {}

@@ -210,7 +210,8 @@ class CloudRunLauncher:
 
 
 def execution_from_resource(name: str, resource: dict[str, Any]) -> Execution:
-    """An ``Execution`` from the Cloud Run v2 Execution resource (its counts and times)."""
+    """An ``Execution`` from the Cloud Run v2 Execution resource (its counts and times): Google's
+    JSON, read here once into the typed ``Execution``."""
     counts = {k: int(resource.get(f"{k}Count") or 0) for k in ("task", "running", "succeeded", "failed", "cancelled")}
     detail = (
         f"{counts['running']} running, {counts['succeeded']} succeeded, {counts['failed']} failed, "

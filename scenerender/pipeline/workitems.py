@@ -141,6 +141,8 @@ class ItemStore:
             raise translate_error(exc, f"claim item {key[:12]} of job {job_id}") from exc
         return outcome
 
+    # Work item documents are this store's own records (render_jobs/{id}/items/{key}), written
+    # and read only here and by the tests that inspect them: kept as Firestore holds them.
     def _if_holder(self, job_id: str, key: str, holder: str, fields: dict[str, Any]) -> None:
         ref = self._ref(job_id, key)
 
@@ -225,8 +227,8 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
     except ValidationError as exc:
         log.error("work item dropped: %s", exc.errors(include_url=False)[:3])
         return "invalid"
-    job = jobs.get(item.job_id) or {}
-    if job.get("status") != JobStatus.RUNNING:
+    job = jobs.get(item.job_id)
+    if job is None or job.status != JobStatus.RUNNING:
         return "job not running"
     holder = worker_id()
     state = items.claim(item.job_id, item.key, holder, item.index)
@@ -242,9 +244,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
             resolver = InputResolver(
                 inputs,
                 # The job owner's media only, as the scene's own worker fetches it.
-                FetchPolicy.from_settings(
-                    settings, media_scope=MediaScope.from_settings(settings, job.get("owner_uid"))
-                ),
+                FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, job.owner_uid)),
                 gs_download=lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap),
             )
             source = resolver.resolve(item.source_url, item.input_path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from google.cloud import firestore, pubsub_v1
+from google.cloud import pubsub_v1
 
 from scenerender.cloud import clients
 from scenerender.messages import DeadLetter, JobDocument
@@ -47,7 +47,7 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
     deadline = time.monotonic() + 60
     # Keep consuming (and giving back) until Pub/Sub gives up on it: the emulator moves a
     # message on the pull after its last allowed delivery.
-    while (jobs.get("it-poison") or {}).get("status") != "FAILED":
+    while (poisoned := jobs.get("it-poison")) is None or poisoned.status != "FAILED":
         assert time.monotonic() < deadline, (deliveries, jobs.get("it-poison"))
         pulled = subscriber.pull(request={"subscription": source, "max_messages": 1}, timeout=2)
         for received in pulled.received_messages:
@@ -57,9 +57,9 @@ def test_a_request_that_keeps_coming_back_ends_in_the_dead_letter_topic(settings
             )
         time.sleep(0.2)
     assert deliveries == 5
-    error = (jobs.get("it-poison") or {})["error"]
-    assert error["code"] == "INPUT_UNREACHABLE"
-    assert error["message"] == "gave up after 5 deliveries; last error: segments[0].url: storage unavailable"
+    error = poisoned.error
+    assert error is not None and error.code == "INPUT_UNREACHABLE"
+    assert error.message == "gave up after 5 deliveries; last error: segments[0].url: storage unavailable"
     kept = subscriber.pull(
         request={
             "subscription": subscriber.subscription_path(settings.project_id, f"{settings.dead_letter_topic}-keep"),
@@ -74,13 +74,11 @@ def test_a_dead_lettered_duplicate_does_not_fail_a_job_a_worker_is_alive_on(sett
     from scenerender.pipeline import steps
 
     jobs = clients.jobs()
-    jobs.create_job(
-        "it-alive",
-        JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
-    )
+    jobs.create_job("it-alive", JobDocument.model_validate({"status": "RUNNING", "attempt": 1}))
+    jobs.heartbeat("it-alive")  # its worker beats (the store stamps the time)
     letter = DeadLetter(job_id="it-alive", deliveries=5)
     assert not steps.record_dead_letter(letter, jobs=jobs, stale_after_s=settings.heartbeat_stale_s)
-    assert (jobs.get("it-alive") or {})["status"] == "RUNNING"
+    assert (alive := jobs.get("it-alive")) is not None and alive.status == "RUNNING"
 
 
 def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(settings: Settings) -> None:
@@ -94,15 +92,13 @@ def test_a_job_whose_worker_vanished_for_good_is_failed_not_left_running(setting
     jobs.create_job(
         "it-stuck", JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": long_ago})
     )
-    jobs.create_job(
-        "it-busy",
-        JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "heartbeat_at": firestore.SERVER_TIMESTAMP}),
-    )
+    jobs.create_job("it-busy", JobDocument.model_validate({"status": "RUNNING", "attempt": 1}))
+    jobs.heartbeat("it-busy")
     # The sweeper (no longer a worker's idle chore); the local stack's workers are always on.
     report = sweeper.sweep(
         settings=settings.model_copy(update={"stuck_after_s": 3600}), jobs=jobs, launcher=AlwaysOnWorkers()
     )
     assert "it-stuck" in report.failed and "it-busy" not in report.failed
-    doc = jobs.get("it-stuck") or {}
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "TIMEOUT"
-    assert (jobs.get("it-busy") or {})["status"] == "RUNNING"
+    doc = jobs.get("it-stuck")
+    assert doc is not None and doc.status == "FAILED" and doc.error is not None and doc.error.code == "TIMEOUT"
+    assert (busy := jobs.get("it-busy")) is not None and busy.status == "RUNNING"

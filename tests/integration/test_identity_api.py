@@ -25,6 +25,7 @@ from scenerender.pipeline.api import Api, ApiRequest, ApiResponse
 from scenerender.settings import Settings
 from tests.integration.test_pipeline import spec_for, wait_for_end
 from tests.tokens import forged_token
+from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -66,7 +67,8 @@ def test_a_takeover_by_api_is_409_and_the_owner_still_renders_again_with_history
     created = httpx.post(api, content=users_spec("it-alice", scene_media), headers=auth(alice), timeout=30)
     assert created.status_code == 202, created.text
     first = wait_for_end("it-alice")
-    assert first["status"] == "COMPLETED" and first["owner_uid"] == alice.uid
+    first_output = output_of(first)
+    assert first.owner_uid == alice.uid
     spec_uri = f"gs://{settings.spec_bucket}/jobs/it-alice.json"
     spec_before = clients.blobs().read_bytes(spec_uri)
 
@@ -82,22 +84,22 @@ def test_a_takeover_by_api_is_409_and_the_owner_still_renders_again_with_history
     as_alice = json.dumps({**json.loads(users_spec("it-alice", scene_media)), "owner_uid": alice.uid}).encode()
     assert httpx.post(api, content=as_alice, headers=auth(mallory), timeout=30).status_code == 403
     time.sleep(2)
-    after = clients.jobs().get("it-alice") or {}
+    after = clients.jobs().get("it-alice")
     assert clients.blobs().read_bytes(spec_uri) == spec_before
-    assert after["owner_uid"] == alice.uid and after["status"] == "COMPLETED"
-    assert after["output"]["uri"] == first["output"]["uri"] and not after.get("history")
+    assert after is not None and after.owner_uid == alice.uid
+    assert output_of(after).uri == first_output.uri and not after.history
 
     # Alice's own re-submission renders again and keeps the first run in history.
     again = httpx.post(api, content=users_spec("it-alice", scene_media), headers=auth(alice), timeout=30)
     assert again.status_code == 202, again.text
     deadline = time.monotonic() + 120
-    while (doc := clients.jobs().get("it-alice") or {}).get("spec_generation") != again.json()["spec_generation"] or (
-        doc.get("status") not in ("COMPLETED", "FAILED")
+    while (doc := clients.jobs().get("it-alice")) is None or (
+        doc.spec_generation != again.json()["spec_generation"] or not doc.status.ended
     ):
         assert time.monotonic() < deadline, doc
         time.sleep(0.3)
-    assert doc["status"] == "COMPLETED" and doc["owner_uid"] == alice.uid
-    assert [run["output"]["uri"] for run in doc["history"]] == [first["output"]["uri"]]
+    assert output_of(doc) and doc.owner_uid == alice.uid
+    assert [run["output"]["uri"] for run in doc.history] == [first_output.uri]
 
 
 def test_another_users_job_is_not_readable_through_the_api_nor_through_the_rules(

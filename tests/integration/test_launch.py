@@ -31,6 +31,7 @@ from scenerender.pipeline.budget import MemoryNeed, memory_need
 from scenerender.settings import Settings, get_settings
 from tests.integration.conftest import FAST_RECOVERY, NO_SCHEDULER, local_cloud
 from tests.mediagen import make_video
+from tests.unit.cloud_fakes import error_of, output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -85,11 +86,11 @@ def drop(name: str, body: dict[str, Any]) -> None:
     )
 
 
-def wait_for(job_id: str, done: Any, timeout_s: float = 120) -> dict[str, Any]:
+def wait_for(job_id: str, done: Callable[[JobDocument], bool], timeout_s: float = 120) -> JobDocument:
     deadline = time.monotonic() + timeout_s
     while True:
-        doc = clients.jobs().get(job_id) or {}
-        if done(doc):
+        doc = clients.jobs().get(job_id)
+        if doc is not None and done(doc):
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.3)
@@ -105,8 +106,13 @@ def wait_for_batch(batch_id: str, done: Callable[[BatchDocument], bool], timeout
         time.sleep(0.2)
 
 
-def ended(doc: dict[str, Any]) -> bool:
-    return doc.get("status") in ("COMPLETED", "FAILED")
+def ended(doc: JobDocument | None) -> bool:
+    return doc is not None and doc.status.ended
+
+
+def status(job_id: str) -> str | None:
+    doc = clients.jobs().get(job_id)
+    return doc.status.value if doc is not None else None
 
 
 def sweep(stack: DevStack) -> dict[str, Any]:
@@ -174,18 +180,17 @@ def test_a_launch_that_fails_is_retried_and_the_job_completes(stack: DevStack, m
     executions.write_text("not a directory")
     try:
         drop("it-launch-retry", spec("it-launch-retry", media["short.mp4"]))
-        doc = wait_for("it-launch-retry", lambda d: d.get("launch_state") == "failed", 60)
-        assert doc["status"] == "QUEUED" and doc["request_published"] and not doc.get("execution")
-        assert "could not start local execution" in doc["launch_error"]["message"]
+        doc = wait_for("it-launch-retry", lambda d: d.launch_state == "failed", 60)
+        assert doc.status == "QUEUED" and doc.request_published and not doc.execution
+        assert doc.launch_error is not None and "could not start local execution" in doc.launch_error.message
         time.sleep(3)  # nothing renders it meanwhile: no execution exists
-        assert (clients.jobs().get("it-launch-retry") or {})["status"] == "QUEUED"
+        assert status("it-launch-retry") == "QUEUED"
     finally:
         executions.unlink()
         shutil.move(saved, executions)
     doc = wait_for("it-launch-retry", ended)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    assert doc["execution"].startswith("local-") and doc["launches"] == 1 and doc["attempt"] == 1
-    assert doc["launch_state"] == "launched" and doc["launch_error"] is None
+    assert output_of(doc) and doc.execution.startswith("local-") and doc.launches == 1 and doc.attempt == 1
+    assert doc.launch_state == "launched" and doc.launch_error is None
 
 
 def test_the_sweeper_launches_for_queued_requests_no_execution_serves(stack: DevStack, media: dict[str, str]) -> None:
@@ -204,15 +209,14 @@ def test_the_sweeper_launches_for_queued_requests_no_execution_serves(stack: Dev
         {"launch_state": "failed", "launch_error": failure},
     )
     time.sleep(3)
-    assert all((clients.jobs().get(j) or {})["status"] == "QUEUED" for j in ("it-sweep-dead", "it-sweep-never"))
+    assert all(status(j) == "QUEUED" for j in ("it-sweep-dead", "it-sweep-never"))
     report = sweep(stack)
     assert set(report["launched_for"]) >= {"it-sweep-dead", "it-sweep-never"}, report
     assert "SUCCEEDED" in report["launched_for"]["it-sweep-dead"]
     assert "HTTP 429 quota" in report["launched_for"]["it-sweep-never"]
     for job_id, launches in (("it-sweep-dead", 2), ("it-sweep-never", 1)):
         doc = wait_for(job_id, ended)
-        assert doc["status"] == "COMPLETED", doc.get("error")
-        assert doc["execution"] == report["launched"] and doc["launches"] == launches
+        assert output_of(doc) and doc.execution == report["launched"] and doc.launches == launches
     assert sweep(stack)["launched"] is None  # nothing left to launch for
 
 
@@ -229,14 +233,11 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     drop("it-kill", {"version": 1, "batch_id": "it-kill", "owner_uid": "director-1", "scenes": scenes})
     ids = [f"it-kill-{i:03d}" for i in range(1, 4)]
     jobs = clients.jobs()
-    running = wait_for(ids[0], lambda d: d.get("execution") and True, 60)
-    first = running["execution"]
+    first = wait_for(ids[0], lambda d: bool(d.execution), 60).execution
     launcher = LocalLauncher(stack.executions_dir)
     assert len(launcher.tasks(first)) == 2  # three scenes, launch_parallelism 2: two tasks
     deadline = time.monotonic() + 90
-    while not any(
-        (d := jobs.get(j) or {}).get("status") == "RUNNING" and float(d.get("progress") or 0) >= 0.1 for j in ids
-    ):
+    while not any((d := jobs.get(j)) is not None and d.status == "RUNNING" and d.progress >= 0.1 for j in ids):
         assert time.monotonic() < deadline, [jobs.get(j) for j in ids]
         time.sleep(0.1)
     # The whole execution dies, as a node lost with its tasks. Its tasks are frozen first
@@ -250,18 +251,18 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     try:
         render_prefix = f"gs://{settings.render_bucket}/renders/it-kill-"
         uploaded = {uri.split("/")[4] for uri in clients.blobs().list_uris(render_prefix) if uri.endswith(".mp4")}
-        at_kill = {j: jobs.get(j) or {} for j in ids}
+        at_kill = {j: jobs.get(j) for j in ids}
     finally:
         for task in tasks:
             os.killpg(int(task["pid"]), signal.SIGKILL)
     # The scenes the killed tasks held mid-render: RUNNING in the execution that died (a worker
     # records its execution on the job when it takes it), their MP4 not yet written.
-    killed = [j for j, d in at_kill.items() if d.get("status") == "RUNNING" and d.get("execution") == first]
+    killed = [j for j, d in at_kill.items() if d is not None and d.status == "RUNNING" and d.execution == first]
     killed = [j for j in killed if j not in uploaded]
     assert killed, (uploaded, at_kill)
     deadline = time.monotonic() + 240
     relaunched: set[str] = set()
-    while not all(ended(jobs.get(j) or {}) for j in ids):
+    while not all(ended(jobs.get(j)) for j in ids):
         assert time.monotonic() < deadline, [jobs.get(j) for j in ids]
         report = sweep(stack)
         relaunched |= set(report["launched_for"])
@@ -269,17 +270,17 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     assert launcher.execution(first).state == "FAILED"
     assert relaunched  # the sweeper launched the execution that finished the batch
     for job_id in ids:
-        doc = jobs.get(job_id) or {}
-        assert doc["status"] == "COMPLETED", (job_id, doc.get("error"))
+        doc = jobs.get(job_id)
+        assert output_of(doc) and doc is not None
         if job_id in killed:  # taken over by another execution: the second attempt
-            assert doc["execution"] != first and doc["attempt"] == 2, doc
+            assert doc.execution != first and doc.attempt == 2, doc
         elif job_id not in uploaded:  # never reached by the dead execution's tasks
-            assert doc["execution"] != first, doc
+            assert doc.execution != first, doc
     outputs = [
         o for o in clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-kill-") if o.endswith(".mp4")
     ]
     # One MP4 per scene, the one on its job: nothing partial from the killed tasks.
-    assert sorted(outputs) == sorted(str((jobs.get(j) or {})["output"]["uri"]) for j in ids)
+    assert sorted(outputs) == sorted(output_of(jobs.get(j)).uri for j in ids)
     # The report function refreshes the batch's summary after it writes the job's end, so the
     # last scene's job may be seen COMPLETED a moment before its batch.
     batch = wait_for_batch("it-kill", lambda b: b.status != JobStatus.RUNNING, 30)
@@ -324,14 +325,14 @@ def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: D
     )
     report = sweep(stack)
     assert {"it-dead-running", "it-dead-queued"} <= set(report["failed"]), report
-    running = jobs.get("it-dead-running") or {}
-    assert running["status"] == "FAILED" and running["error"]["code"] == "TIMEOUT"
-    message = running["error"]["message"]
+    running = error_of(jobs.get("it-dead-running"))
+    assert running.code == "TIMEOUT"
+    message = running.message
     assert f"execution {dead} is FAILED" in message and "task(s) 0 ended without exiting cleanly" in message
     assert f"attempt {settings.max_attempts} of {settings.max_attempts}" in message and "no attempts left" in message
-    queued = jobs.get("it-dead-queued") or {}
-    assert queued["status"] == "FAILED" and queued["error"]["code"] == "TIMEOUT"
-    assert f"{settings.max_launches} executions launched and none took the request" in queued["error"]["message"]
+    queued = error_of(jobs.get("it-dead-queued"))
+    assert queued.code == "TIMEOUT"
+    assert f"{settings.max_launches} executions launched and none took the request" in queued.message
 
 
 def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_renders_it(
@@ -345,10 +346,10 @@ def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_re
     body = spec("it-late", media["long.mp4"], segments=2)
     queue_request("it-late", body, {"launch_state": "launched", "execution": late, "launches": 1})
     doc = wait_for("it-late", ended, 120)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    handed = doc["handed_back"]
-    assert handed["execution"] == late and handed["estimate_s"] > handed["task_left_s"]
-    assert doc["execution"] != late and doc["launches"] == 2 and doc["attempt"] == 1
+    handed = doc.handed_back
+    assert output_of(doc) and handed is not None
+    assert handed.execution == late and handed.estimate_s > handed.task_left_s
+    assert doc.execution != late and doc.launches == 2 and doc.attempt == 1
     deadline = time.monotonic() + 30
     while launcher.execution(late).alive:  # the late task took nothing more and left
         assert time.monotonic() < deadline
@@ -407,10 +408,11 @@ def test_a_render_bigger_than_the_renderers_memory_is_refused_with_the_numbers_b
     # make one), no output, partial object or cached segment in the render bucket.
     assert sorted(work_dir.iterdir()) == before["work"]
     assert render_objects(settings) == before["renders"]
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED", doc.get("error")
-    message = doc["error"]["message"]
+    error = error_of(doc)
+    assert error.code == "LIMIT_EXCEEDED", error
+    message = error.message
     assert message.startswith("memory_mb: the render needs about inputs 96 MiB + intermediates "), message
     assert "the renderer has 2,048 MiB of memory, and its /tmp is memory on Cloud Run" in message
-    assert doc["error"]["details"] == [{"path": "segments[0].url", "problem": "96 MiB to fetch"}]
+    assert error.wire()["details"] == [{"path": "segments[0].url", "problem": "96 MiB to fetch"}]
     # Refused on its first attempt, before any stage of the render wrote progress.
-    assert doc["attempt"] == 1 and float(doc["progress"]) == 0.0 and doc["execution"].startswith("local-")
+    assert doc.attempt == 1 and doc.progress == 0.0 and doc.execution.startswith("local-")

@@ -55,10 +55,10 @@ def test_a_stranded_queued_job_is_swept_on_schedule_with_no_worker_alive(
     failure = {"code": "INTERNAL", "message": "HTTP 429 quota exceeded", "details": []}
     queue_request("it-sched", spec("it-sched", uri), {"launch_state": "failed", "launch_error": failure})
     doc = wait_for("it-sched", ended, 120)
-    assert doc["status"] == "COMPLETED", doc.get("error")
+    assert doc.status == "COMPLETED", doc.error
     # Launched once, by a sweep nobody but the scheduler called.
-    assert doc["launches"] == 1 and doc["execution"].startswith("local-") and doc["attempt"] == 1
-    assert launcher.execution(doc["execution"]).state in ("RUNNING", "SUCCEEDED")
+    assert doc.launches == 1 and doc.execution.startswith("local-") and doc.attempt == 1
+    assert launcher.execution(doc.execution).state in ("RUNNING", "SUCCEEDED")
     lines = [json.loads(line) for line in Path(scheduler.log).read_text().splitlines() if line.startswith("{")]
     sweeps = [line["message"] for line in lines if line["message"].startswith("sweep:")]
     assert any("it-sched" in message and "launched local-" in message for message in sweeps), sweeps[-5:]

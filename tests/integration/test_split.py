@@ -21,11 +21,13 @@ import pytest
 from scenerender.cloud import clients
 from scenerender.cloud.bus import ensure_subscription, ensure_topic
 from scenerender.dev.devstack import DevStack
+from scenerender.messages import JobDocument
 from scenerender.pipeline.workitems import ItemStore
 from scenerender.settings import Settings, get_settings
 from tests import measure
 from tests.cli import render_json
 from tests.mediagen import make_tone_burst, make_video
+from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -74,18 +76,18 @@ def submit(settings: Settings, spec: dict[str, Any]) -> None:
     )
 
 
-def wait_for_end(job_id: str, timeout_s: float = 240) -> dict[str, Any]:
+def wait_for_end(job_id: str, timeout_s: float = 240) -> JobDocument:
     deadline = time.monotonic() + timeout_s
     while True:
-        doc = clients.jobs().get(job_id) or {}
-        if doc.get("status") in ("COMPLETED", "FAILED"):
+        doc = clients.jobs().get(job_id)
+        if doc is not None and doc.status.ended:
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.2)
 
 
 def download_output(settings: Settings, job_id: str, dest: Path) -> Path:
-    dest.write_bytes(clients.blobs().read_bytes(clients.jobs().get(job_id)["output"]["uri"]))  # type: ignore[index]
+    dest.write_bytes(clients.blobs().read_bytes(output_of(clients.jobs().get(job_id)).uri))
     return dest
 
 
@@ -112,10 +114,9 @@ def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
         doc = wait_for_end("it-split-three")
     finally:
         stop_worker(third)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    output = doc["output"]
-    assert output["segments_encoded"] == SEGMENTS and output["segments_reused"] == 0
-    assert output["segments_from_helpers"] >= 1, output
+    output = output_of(doc)
+    assert output.segments_encoded == SEGMENTS and output.segments_reused == 0
+    assert output.segments_from_helpers >= 1, output
 
     items = ItemStore(clients.jobs().client, get_settings()).items("it-split-three")
     assert len(items) == SEGMENTS and {i["status"] for i in items.values()} == {"DONE"}
@@ -136,7 +137,7 @@ def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
     expected = LINE_SEGMENT * SEGMENT_S + LINE_OFFSET
     onsets = [measure.onset_time(measure.decode_audio(path), freq=1000) for path in (shared, local)]
     assert all(abs(onset - expected) <= 0.02 for onset in onsets), onsets
-    assert abs(output["av_drift_ms"]) <= 1000 / 30
+    assert abs(output.av_drift_ms) <= 1000 / 30
 
 
 def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
@@ -159,7 +160,8 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
         held: tuple[str, dict[str, Any]] | None = None
         while held is None:
             assert time.monotonic() < deadline, "the victim never took a segment"
-            assert (clients.jobs().get("it-split-kill") or {}).get("status") != "COMPLETED"
+            running = clients.jobs().get("it-split-kill")
+            assert running is None or running.status != "COMPLETED"
             items = ItemStore(clients.jobs().client, get_settings()).items("it-split-kill")
             held = next(
                 (
@@ -175,8 +177,8 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
         doc = wait_for_end("it-split-kill")
     finally:
         stop_worker(victim)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    assert doc["attempt"] == 1  # the scene itself was never restarted
+    output = output_of(doc)
+    assert doc.attempt == 1  # the scene itself was never restarted
     assert time.monotonic() - killed_at < 60
     key, _ = held
     item = ItemStore(clients.jobs().client, get_settings()).items("it-split-kill")[key]
@@ -184,4 +186,4 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
     assert item["attempt"] >= 2 and item["holders"][0].endswith(f":{victim}")
     out = download_output(settings, "it-split-kill", tmp_path / "out.mp4")
     assert measure.count_frames(out) == round(SEGMENTS * SEGMENT_S * 30)
-    assert doc["output"]["segments_encoded"] == SEGMENTS
+    assert output.segments_encoded == SEGMENTS

@@ -22,6 +22,7 @@ from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
 from scenerender.messages import BatchDocument, JobDocument, JobStatus
 from scenerender.settings import Settings
+from tests.unit.cloud_fakes import error_of, output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 TIMEOUT_S = 90
@@ -71,14 +72,14 @@ def wait_for(what: str, check: Any, timeout_s: float = TIMEOUT_S) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_for_end(job_id: str, generation: int | None = None) -> dict[str, Any]:
-    def ended() -> dict[str, Any] | None:
+def wait_for_end(job_id: str, generation: int | None = None) -> JobDocument:
+    def ended() -> JobDocument | None:
         doc = clients.jobs().get(job_id)
-        if not doc or doc.get("status") not in ("COMPLETED", "FAILED"):
+        if doc is None or not doc.status.ended:
             return None
-        return doc if generation is None or doc.get("spec_generation") == str(generation) else None
+        return doc if generation is None or doc.spec_generation == str(generation) else None
 
-    result: dict[str, Any] = wait_for(f"job {job_id} to end", ended)
+    result: JobDocument = wait_for(f"job {job_id} to end", ended)
     return result
 
 
@@ -99,9 +100,10 @@ def download(url: str) -> bytes:
     return response.content
 
 
-def stable(doc: dict[str, Any]) -> dict[str, Any]:
+def stable(doc: JobDocument | None) -> dict[str, Any]:
     """A job document without the fields a refresh of its batch may touch."""
-    return {k: v for k, v in doc.items() if k not in ("heartbeat_at",)}
+    assert doc is not None
+    return {k: v for k, v in doc.wire().items() if k not in ("heartbeat_at",)}
 
 
 def notify(settings: Settings, name: str, generation: int) -> None:
@@ -127,8 +129,9 @@ def test_another_owners_drop_for_a_job_changes_nothing_and_the_owner_renders_aga
     alice, mallory = own_media(settings, scene_media, "alice"), own_media(settings, scene_media, "mallory")
     drop(settings, "jobs/it-own.json", spec_for("it-own", "alice", alice))
     first = wait_for_end("it-own")
-    assert first["status"] == "COMPLETED" and first["owner_uid"] == "alice", first.get("error")
-    first_bytes = download(first["output"]["url"])
+    first_output = output_of(first)
+    assert first.owner_uid == "alice"
+    first_bytes = download(first_output.url)
 
     # Mallory names alice's job, once from another object and once over alice's own object.
     attacks = [("jobs/mallory/it-own.json", spec_for("it-own", "mallory", mallory))]
@@ -141,24 +144,24 @@ def test_another_owners_drop_for_a_job_changes_nothing_and_the_owner_renders_aga
         ]
         assert refused[0]["error"]["code"] == "CONFLICT" and "another owner" in refused[0]["error"]["message"]
     time.sleep(3)  # time for any render the refused drops could have started
-    after = clients.jobs().get("it-own") or {}
+    after = clients.jobs().get("it-own")
     assert stable(after) == stable(first)  # owner, status, history, output, spec: untouched
-    assert not after.get("resubmission_refused")  # nothing of mallory's is shown to alice
+    assert after is not None and after.resubmission_refused is None  # nothing of mallory's is shown to alice
     renders = clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-own/")
     # Only the first run's objects: its MP4 and, beside it, its sidecars.
-    assert [o for o in renders if o.endswith(".mp4")] == [first["output"]["uri"]]
-    assert all(o.startswith(first["output"]["uri"].rsplit("/", 1)[0] + "/") for o in renders), renders
-    assert download(first["output"]["url"]) == first_bytes
+    assert [o for o in renders if o.endswith(".mp4")] == [first_output.uri]
+    assert all(o.startswith(first_output.uri.rsplit("/", 1)[0] + "/") for o in renders), renders
+    assert download(first_output.url) == first_bytes
 
     # Alice's own re-submission renders again, keeps the first run, and has its own object:
     # the first run's URL still serves the first run's file.
     generation = drop(settings, "jobs/it-own.json", spec_for("it-own", "alice", alice, output={"resolution": "720p"}))
     second = wait_for_end("it-own", generation)
-    assert second["status"] == "COMPLETED" and second["owner_uid"] == "alice" and second["output"]["height"] == 720
-    assert [h["output"]["uri"] for h in second["history"]] == [first["output"]["uri"]]
-    assert second["run_id"] != first["run_id"] and second["output"]["uri"] != first["output"]["uri"]
-    assert download(first["output"]["url"]) == first_bytes
-    assert download(second["output"]["url"]) != first_bytes
+    assert output_of(second).height == 720 and second.owner_uid == "alice"
+    assert [h["output"]["uri"] for h in second.history] == [first_output.uri]
+    assert second.run_id != first.run_id and output_of(second).uri != first_output.uri
+    assert download(first_output.url) == first_bytes
+    assert download(output_of(second).url) != first_bytes
 
 
 def test_another_owners_batch_cannot_take_a_batch_nor_can_a_plain_spec_join_it(
@@ -173,7 +176,7 @@ def test_another_owners_batch_cannot_take_a_batch_nor_can_a_plain_spec_join_it(
 
     drop(settings, "jobs/it-own-batch.json", batch("alice", alice))
     first = wait_for_end("it-own-batch-001")
-    assert first["status"] == "COMPLETED" and first["owner_uid"] == "alice", first.get("error")
+    assert output_of(first) and first.owner_uid == "alice"
 
     def batch_ended() -> BatchDocument | None:
         doc = clients.jobs().get_batch("it-own-batch")
@@ -198,7 +201,7 @@ def test_another_owners_batch_cannot_take_a_batch_nor_can_a_plain_spec_join_it(
     after = clients.jobs().get_batch("it-own-batch")
     assert after is not None and after.owner_uid == "alice" and after.spec_uri == batch_doc.spec_uri
     assert after.total == 1 and after.status == JobStatus.COMPLETED
-    assert stable(clients.jobs().get("it-own-batch-001") or {}) == stable(first)
+    assert stable(clients.jobs().get("it-own-batch-001")) == stable(first)
 
 
 # --- names and generations -----------------------------------------------------------------
@@ -209,8 +212,8 @@ def test_object_names_make_distinct_job_ids_or_are_refused(settings: Settings, s
     drop(settings, "jobs/team-a/it-scene.json", spec_for(None, "namer", media))
     drop(settings, "jobs/team-b/it-scene.json", spec_for(None, "namer", media))
     a, b = wait_for_end("team-a..it-scene"), wait_for_end("team-b..it-scene")
-    assert a["spec_uri"].endswith("jobs/team-a/it-scene.json") and b["spec_uri"].endswith("jobs/team-b/it-scene.json")
-    assert a["status"] == b["status"] == "COMPLETED" and not a.get("history") and not b.get("history")
+    assert a.spec_uri.endswith("jobs/team-a/it-scene.json") and b.spec_uri.endswith("jobs/team-b/it-scene.json")
+    assert a.status == b.status == "COMPLETED" and not a.history and not b.history
     assert clients.jobs().get("it-scene") is None
 
     for name in ("jobs/日本.json", "jobs/中文.json"):
@@ -228,10 +231,10 @@ def test_a_late_older_generation_changes_nothing(settings: Settings, scene_media
     wait_for_end("it-late", old)
     new = drop(settings, "jobs/it-late.json", spec_for("it-late", "late", media, output={"resolution": "480p"}))
     done = wait_for_end("it-late", new)
-    assert done["status"] == "COMPLETED" and len(done["history"]) == 1
+    assert done.status == "COMPLETED" and len(done.history) == 1
     notify(settings, "jobs/it-late.json", old)  # the first notification, delivered again late
     time.sleep(4)
-    after = clients.jobs().get("it-late") or {}
+    after = clients.jobs().get("it-late")
     assert stable(after) == stable(done)  # not re-queued, not rendered again with the newer bytes
 
 
@@ -241,11 +244,10 @@ def test_a_late_older_generation_changes_nothing(settings: Settings, scene_media
 def test_a_spec_may_read_only_its_owners_media(settings: Settings, scene_media: dict[str, str]) -> None:
     alice = own_media(settings, scene_media, "alice")
     drop(settings, "jobs/it-scope-ok.json", spec_for("it-scope-ok", "alice", alice))
-    done = wait_for_end("it-scope-ok")
-    assert done["status"] == "COMPLETED", done.get("error")
+    done = output_of(wait_for_end("it-scope-ok"))
     others = {
         "it-scope-user": alice["a.mp4"],  # another user's prefix
-        "it-scope-renders": done["output"]["uri"],  # the render bucket: someone's finished MP4
+        "it-scope-renders": done.uri,  # the render bucket: someone's finished MP4
         "it-scope-bucket": "gs://some-other-bucket/users/mallory/a.mp4",
         "it-scope-root": f"gs://{settings.media_bucket}/a.mp4",  # the media bucket outside any prefix
     }
@@ -255,9 +257,10 @@ def test_a_spec_may_read_only_its_owners_media(settings: Settings, scene_media: 
         drop(settings, f"jobs/{job_id}.json", spec)
     for job_id, url in others.items():
         doc = wait_for_end(job_id)
-        assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_REFUSED", (job_id, doc.get("error"))
-        assert doc["stage"] == "validate" and not doc.get("attempt")  # refused at accept: never rendered
-        assert doc["error"]["details"][0]["path"] == "segments[1].url" and url in doc["error"]["message"]
+        error = error_of(doc)
+        assert error.code == "INPUT_REFUSED", (job_id, error)
+        assert doc.stage == "validate" and not doc.attempt  # refused at accept: never rendered
+        assert error.details[0].path == "segments[1].url" and url in error.message
 
 
 def test_the_worker_refuses_media_outside_the_owners_scope_whoever_sent_the_request(
@@ -271,8 +274,7 @@ def test_the_worker_refuses_media_outside_the_owners_scope_whoever_sent_the_requ
         "it-scope-worker", JobDocument.model_validate({"status": "QUEUED", "owner_uid": "mallory", "attempt": 0})
     )
     clients.bus().publish(settings.render_topic, {"job_id": "it-scope-worker", "spec": spec}, job_id="it-scope-worker")
-    doc = wait_for_end("it-scope-worker")
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "INPUT_REFUSED", doc.get("error")
+    assert error_of(wait_for_end("it-scope-worker")).code == "INPUT_REFUSED"
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-scope-worker/") == []
 
 
@@ -312,8 +314,9 @@ def test_an_oversized_batch_is_refused_from_its_metadata_unread(
     drop(settings, "jobs/it-huge.json", raw)
     doc = wait_for_end("it-huge")
     elapsed = time.monotonic() - started
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED"
-    assert "max_batch_bytes" in doc["error"]["message"] and str(len(raw)) in doc["error"]["message"]
+    error = error_of(doc)
+    assert error.code == "LIMIT_EXCEEDED"
+    assert "max_batch_bytes" in error.message and str(len(raw)) in error.message
     grown_mb = (_group_peak_rss_kb(function) - before) / 1024
     # Reading the 48 MB object (let alone parsing it) would raise the peak by more than its size.
     assert grown_mb < 24, grown_mb
@@ -364,13 +367,14 @@ def test_a_two_thousand_hour_scene_is_refused_right_after_probing(settings: Sett
     drop(settings, "jobs/it-hog.json", spec)
     peak = 0
     deadline = started + 60
-    while (doc := clients.jobs().get("it-hog") or {}).get("status") not in ("COMPLETED", "FAILED"):
+    while (doc := clients.jobs().get("it-hog")) is None or not doc.status.ended:
         assert time.monotonic() < deadline, doc
         peak = max(peak, _dir_bytes(work) - base)
         time.sleep(0.05)
     elapsed = time.monotonic() - started
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED", doc.get("error")
-    assert "max_scene_s" in doc["error"]["message"] and doc["attempt"] == 1
+    error = error_of(doc)
+    assert error.code == "LIMIT_EXCEEDED", error
+    assert "max_scene_s" in error.message and doc.attempt == 1
     assert elapsed < 30, elapsed
     assert peak < 20 * 1024 * 1024, peak  # the source itself (~1 MB), no rendered audio or video
     assert clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-hog/") == []
@@ -391,9 +395,10 @@ def test_a_scene_whose_spec_tells_its_length_is_refused_before_any_work(settings
     drop(settings, "jobs/it-hog-static.json", spec)
     doc = wait_for_end("it-hog-static")
     assert time.monotonic() - started < 10
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED" and doc["stage"] == "validate"
-    assert doc["error"]["details"][0]["path"] == "segments" and "max_scene_s" in doc["error"]["message"]
-    assert not doc.get("attempt")  # no render request was sent
+    error = error_of(doc)
+    assert error.code == "LIMIT_EXCEEDED" and doc.stage == "validate"
+    assert error.details[0].path == "segments" and "max_scene_s" in error.message
+    assert not doc.attempt  # no render request was sent
 
 
 # --- races ---------------------------------------------------------------------------------
@@ -422,10 +427,11 @@ def test_two_owners_dropping_one_new_job_id_at_once_leave_one_job(
     for owner, name in names.items():
         drop(settings, name, bodies[owner])
     doc = wait_for_end("it-race")
-    winner = doc["owner_uid"]
+    winner = doc.owner_uid
     loser = next(o for o in names if o != winner)
     refused = wait_refused(settings, f"gs://{settings.spec_bucket}/{names[loser]}")
     assert [(r["job_id"], r["owner_uid"], r["error"]["code"]) for r in refused] == [("it-race", loser, "CONFLICT")]
     time.sleep(2)
-    after = clients.jobs().get("it-race") or {}
-    assert after["owner_uid"] == winner and after["spec_uri"].endswith(names[winner]) and not after.get("history")
+    after = clients.jobs().get("it-race")
+    assert after is not None and after.owner_uid == winner and winner is not None
+    assert after.spec_uri.endswith(names[winner]) and not after.history

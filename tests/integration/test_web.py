@@ -28,9 +28,10 @@ import pytest
 
 from scenerender.cloud import clients
 from scenerender.dev.devstack import DevStack
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus
+from scenerender.messages import ErrorBlock, JobDocument, JobOutput, JobStatus
 from scenerender.settings import Settings
 from tests.integration.conftest import workers_paused
+from tests.unit.cloud_fakes import error_of, output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -300,11 +301,10 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
     changes: list[dict[str, Any]] = page.evaluate("window.__changes")
     same_document = page.evaluate("window.__document_marker") == marker
     doc = clients.jobs().get(job_id)
-    assert doc is not None
     window = [r for r in director.requests if submitted_at <= r[0] <= ended_at]
     return {
         "job_id": job_id,
-        "doc": doc,
+        "output": output_of(doc),  # the job COMPLETED
         "changes": changes,
         "same_document": same_document,
         "requests": window,
@@ -314,8 +314,6 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
 
 def test_progress_advances_live_through_the_stages(director: User, rendered: dict[str, Any]) -> None:
     """Sign in, submit the sample scene, watch it: the listener moves the bar, with no reload and no polling."""
-    doc = rendered["doc"]
-    assert doc["status"] == "COMPLETED", doc.get("error")
     changes = rendered["changes"]
     stages = [c["stage"] for c in changes if c["stage"]]
     distinct_stages = list(dict.fromkeys(stages))
@@ -334,7 +332,7 @@ def test_progress_advances_live_through_the_stages(director: User, rendered: dic
     api_calls = [r for r in requests if "/api" in r[2] and r[1] != "POST"]
     assert [(m, u.split("/api", 1)[1]) for _, m, u in api_calls] in ([], [("GET", f"/?job_id={rendered['job_id']}")])
     firestore = [r for r in requests if "google.firestore" in r[2]]
-    video = [r for r in requests if r[2] == rendered["doc"]["output"]["url"]]
+    video = [r for r in requests if r[2] == rendered["output"].url]
     others = [r for r in requests if r not in firestore and r not in video and "/api" not in r[2]]
     assert others == []
     updates = len({(c["stage"], c["progress"], c["status"]) for c in changes})
@@ -344,20 +342,21 @@ def test_progress_advances_live_through_the_stages(director: User, rendered: dic
 
 def test_video_plays_the_signed_url_with_the_results_duration(director: User, rendered: dict[str, Any]) -> None:
     page = director.page
-    output = rendered["doc"]["output"]
+    output: JobOutput = rendered["output"]
     video = page.locator("#video")
-    assert video.get_attribute("src") == output["url"]
+    assert video.get_attribute("src") == output.url
     page.wait_for_function("document.querySelector('#video').readyState >= 1", timeout=30_000)
     duration = page.evaluate("document.querySelector('#video').duration")
     # The element's duration is the file's; the result's is measured on it: one output frame apart at most.
-    assert duration == pytest.approx(output["duration_s"], abs=1 / output["fps"]), (duration, output["duration_s"])
+    assert duration == pytest.approx(output.duration_s, abs=1 / output.fps), (duration, output.duration_s)
     # The result's measured figures: duration, loudness, A/V drift (and frame, peak, size).
     terms, values = (page.locator(f"#figures {tag}").all_inner_texts() for tag in ("dt", "dd"))
     shown = dict(zip(terms, values, strict=True))
-    assert shown["Duration"] == f"{output['duration_s']:.1f} s"
-    assert shown["Loudness"] == f"{output['loudness_lufs']:.1f} LUFS"
-    assert shown["A/V drift"] == f"{output['av_drift_ms']:.1f} ms"
-    assert shown["Frame"] == f"{output['width']}\N{MULTIPLICATION SIGN}{output['height']} @ {output['fps']:g} fps"
+    assert output.loudness_lufs is not None  # the sample scene has sound
+    assert shown["Duration"] == f"{output.duration_s:.1f} s"
+    assert shown["Loudness"] == f"{output.loudness_lufs:.1f} LUFS"
+    assert shown["A/V drift"] == f"{output.av_drift_ms:.1f} ms"
+    assert shown["Frame"] == f"{output.width}\N{MULTIPLICATION SIGN}{output.height} @ {output.fps:g} fps"
     screenshot(page, "job-completed")
     assert_accessible(page)
 
@@ -370,9 +369,9 @@ def test_download_button_fetches_the_mp4(director: User, rendered: dict[str, Any
     info.value.save_as(target)
     data = target.read_bytes()
     assert data[4:8] == b"ftyp"
-    output = rendered["doc"]["output"]
-    assert len(data) == output["size_bytes"]
-    assert ffprobe_duration(target) == pytest.approx(output["duration_s"], abs=0.05)
+    output: JobOutput = rendered["output"]
+    assert len(data) == output.size_bytes
+    assert ffprobe_duration(target) == pytest.approx(output.duration_s, abs=0.05)
     assert info.value.suggested_filename == f"{rendered['job_id']}.mp4"
 
 
@@ -480,8 +479,7 @@ def test_a_phone_user_renders_and_downloads_with_the_keyboard_alone(
             page.keyboard.press("Enter")
         target = tmp_path / "keyboard.mp4"
         info.value.save_as(target)
-        doc = clients.jobs().get(job_id)
-        assert doc is not None and target.stat().st_size == doc["output"]["size_bytes"]
+        assert target.stat().st_size == output_of(clients.jobs().get(job_id)).size_bytes
         assert target.read_bytes()[4:8] == b"ftyp"
         assert user.errors == []
     finally:
@@ -518,21 +516,20 @@ def test_a_failed_job_shows_its_code_and_reason(director: User, cloud: DevStack,
         "document.querySelector('#job-state [data-status]')?.dataset.status === 'FAILED'", timeout=RENDER_TIMEOUT_MS
     )
     error = page.locator("#job-state [data-error-code]")
-    doc = clients.jobs().get(spec["job_id"])
-    assert doc is not None
-    assert error.get_attribute("data-error-code") == doc["error"]["code"]
-    assert doc["error"]["code"].startswith("INPUT_")
+    failed = error_of(clients.jobs().get(spec["job_id"]))
+    assert error.get_attribute("data-error-code") == failed.code
+    assert failed.code.startswith("INPUT_")
     assert "no-such-file.mp4" in error.inner_text()
     # Each located problem as the contract writes it ({path, problem}), the failing input first.
-    details = doc["error"]["details"]
-    assert details and details[0]["path"] == "segments[0].url" and details[0]["problem"], details
+    details = failed.details
+    assert details and details[0].path == "segments[0].url" and details[0].problem, details
     shown = error.locator(".error-details li").all_inner_texts()
-    assert shown == [f"{d['path']}: {d['problem']}" for d in details]
+    assert shown == [f"{d.path}: {d.problem}" for d in details]
     # My renders shows it too, in the job's row.
     page.get_by_role("link", name="My renders", exact=True).click()
     row = page.locator(f'li.job[data-job-id="{spec["job_id"]}"] [data-error-code]')
     row.wait_for()
-    assert row.get_attribute("data-error-code") == doc["error"]["code"]
+    assert row.get_attribute("data-error-code") == failed.code
     assert row.locator(".error-details li").all_inner_texts() == shown
     page.go_back()
     screenshot(page, "job-failed")
@@ -597,9 +594,8 @@ def test_re_render_from_another_browser_runs_the_same_job_again(
         again.wait_status("QUEUED", "RUNNING", timeout=60_000)
         again.wait_status("COMPLETED")
         doc = clients.jobs().get(job_id)
-        assert doc is not None and doc["status"] == "COMPLETED"
-        assert len(doc.get("history") or []) == 1
-        assert page.locator("#video").get_attribute("src") == doc["output"]["url"]
+        assert output_of(doc) and doc is not None and len(doc.history) == 1
+        assert page.locator("#video").get_attribute("src") == output_of(doc).url
         assert again.errors == []
     finally:
         again.close()
@@ -616,9 +612,8 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
     director.page.get_by_role("button", name="Render").click()
     director.page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
     director.wait_status("COMPLETED", "FAILED")
-    preview = clients.jobs().get(spec["job_id"])
-    assert preview is not None and preview["status"] == "COMPLETED", preview
-    assert preview["output"]["height"] == 480
+    preview = output_of(clients.jobs().get(spec["job_id"]))
+    assert preview.height == 480
     again = User(browser, web, email=director.email)
     try:
         again.sign_in()
@@ -628,10 +623,9 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
         full_id = f"{spec['job_id']}-full"
         page.get_by_role("heading", name=f"Job {full_id}").wait_for()
         again.wait_status("COMPLETED", "FAILED")
-        full = clients.jobs().get(full_id)
-        assert full is not None and full["status"] == "COMPLETED", full
-        assert (full["output"]["width"], full["output"]["height"]) == (1280, 720)
-        assert full["output"]["duration_s"] == pytest.approx(preview["output"]["duration_s"], abs=0.05)
+        full = output_of(clients.jobs().get(full_id))
+        assert (full.width, full.height) == (1280, 720)
+        assert full.duration_s == pytest.approx(preview.duration_s, abs=0.05)
         # The full render is no preview: it offers Re-render, not another promotion.
         page.get_by_role("button", name="Re-render").wait_for()
         assert page.get_by_role("button", name="Render full quality").count() == 0
@@ -813,27 +807,28 @@ def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud
     with workers_paused(cloud):
         first = page.evaluate("s => window.scenerender.submit(s)", spec)
         # Accepted (the job document names this generation) before anything else is sent.
-        while (doc := clients.jobs().get(job_id) or {}).get("spec_generation") != first["spec_generation"]:
-            assert time.monotonic() < deadline and not doc.get("status"), doc
+        while (doc := clients.jobs().get(job_id)) is None or doc.spec_generation != first["spec_generation"]:
+            assert time.monotonic() < deadline and doc is None, doc
             time.sleep(0.1)
-        assert doc["status"] == "QUEUED", doc
+        assert doc.status == "QUEUED", doc
         refused_spec = {**spec, "scene_id": "refused-resubmission"}
         second = page.evaluate("s => window.scenerender.submit(s)", refused_spec)
         assert second["spec_generation"] != first["spec_generation"]
-        while (doc := clients.jobs().get(job_id) or {}).get("resubmission_refused", {}).get(
-            "spec_generation"
-        ) != second["spec_generation"]:
-            assert time.monotonic() < deadline and doc.get("spec_generation") == first["spec_generation"], doc
+        while (doc := clients.jobs().get(job_id)) is None or (
+            doc.resubmission_refused is None or doc.resubmission_refused.spec_generation != second["spec_generation"]
+        ):
+            assert time.monotonic() < deadline and doc is not None, doc
+            assert doc.spec_generation == first["spec_generation"], doc
             time.sleep(0.1)
-        assert doc["status"] == "QUEUED" and "still QUEUED" in doc["resubmission_refused"]["reason"], doc
+        assert doc.status == "QUEUED" and "still QUEUED" in doc.resubmission_refused.reason, doc
         owned = page.evaluate("id => window.scenerender.getJob(id)", job_id)
         assert owned["spec_generation"] == first["spec_generation"]
         assert owned["spec"] == {**spec, "owner_uid": director.uid}
     # The workers go on: the job renders the accepted spec, and its page offers Re-render with it.
     page.goto(f"{director.web}#/job/{job_id}")
     director.wait_status("COMPLETED", "FAILED")
-    doc = clients.jobs().get(job_id) or {}
-    assert doc.get("status") == "COMPLETED" and doc["spec_generation"] == first["spec_generation"], doc
+    doc = clients.jobs().get(job_id)
+    assert output_of(doc) and doc is not None and doc.spec_generation == first["spec_generation"], doc
     page.get_by_role("button", name="Re-render").wait_for()
     assert page.evaluate("id => window.scenerender.getJob(id)", job_id)["spec"]["scene_id"] == spec["scene_id"]
     assert director.errors == []
@@ -943,8 +938,7 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
         user.page.get_by_role("button", name="Render").click()
         user.page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
         user.wait_status("COMPLETED", "FAILED")
-        doc = clients.jobs().get(spec["job_id"])
-        assert doc is not None and doc["status"] == "COMPLETED", doc
+        assert output_of(clients.jobs().get(spec["job_id"]))
         user.page.get_by_role("button", name="Re-render").wait_for()
         to_api = [(m, u) for _, m, u in user.requests if u.startswith(api)]
         assert ("POST", f"{api}/") in to_api and ("GET", f"{api}/?job_id={spec['job_id']}") in to_api, to_api
@@ -975,8 +969,8 @@ def test_a_node_backend_renders_with_the_typed_client(cloud: DevStack, web: str,
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     doc = clients.jobs().get(job_id)
-    assert doc is not None and doc["status"] == "COMPLETED", doc
-    assert result["job_id"] == job_id and doc["owner_uid"] == result["uid"]  # the token's user owns it
+    output = output_of(doc)
+    assert doc is not None and result["job_id"] == job_id and doc.owner_uid == result["uid"]  # the token's user's
     assert result["statuses"][-1] == "COMPLETED" and len(result["statuses"]) >= 2, result  # followed, not read once
-    assert result["bytes"] == doc["output"]["size_bytes"] == out.stat().st_size
-    assert ffprobe_duration(out) == pytest.approx(doc["output"]["duration_s"], abs=0.05)
+    assert result["bytes"] == output.size_bytes == out.stat().st_size
+    assert ffprobe_duration(out) == pytest.approx(output.duration_s, abs=0.05)
