@@ -190,13 +190,21 @@ def render(
 
         # Video and audio do not depend on each other, so they share the cores. With the video
         # only copied, its pieces are the sources themselves and the cores are the audio's (its
-        # encode shared among them: ``parallel_aac``). With segments to encode, the audio pass
-        # is one more job for the encoders' cores, not a process beside one encoder per core:
-        # that would only add its memory to theirs at the peak.
+        # encode shared among them: ``parallel_aac``), and the final mux takes the joined frames
+        # as they are encoded: no process more, nothing left to mux once the encoders end.
+        # With segments to encode, the audio pass is one more job for the encoders' cores, not
+        # a process beside one encoder per core: that would only add its memory to theirs at the peak.
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
+        list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
+        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+        copied = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
+
+        def final_mux(fd: int) -> plan.Command:
+            return plan.assemble_command(timeline, copied, list_path, fd, part, audio_copy=audio_out)
+
         made: list[AudioMade] = []
         # Normalised segments burn the captions in their own encodes; copied ones, after the render.
         burn_in_segments = spec.output.burn_captions and bool(blockers)
@@ -218,7 +226,7 @@ def render(
                     opts.segment_cache,
                     digests,
                     cores=1 if blockers else opts.cores,
-                    chunked=opts.parallel_aac and not blockers,
+                    joined_into=None if blockers or not opts.parallel_aac else final_mux,
                 )
             )
             timings["audio_s"] = time.monotonic() - started
@@ -226,9 +234,7 @@ def render(
         try:
             if not blockers:
                 _run_alone(audio_job, runner)
-                # Joined by their pictures' durations, not the files': the audio is the audio pass's.
-                pieces = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
-                counts = SegmentCounts()
+                pieces, counts = copied, SegmentCounts()
             else:
                 # Burned pieces are neither cached nor shared: their script is in this private
                 # dir, so its path, which their cache address holds, names nothing another
@@ -257,9 +263,10 @@ def render(
             tracker.finish("audio")
 
             t2 = time.monotonic()
-            mux = plan.assemble_command(timeline, pieces, work / "video.ffconcat", audio_out, part)
-            write_files(mux.files)
-            runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
+            if not audio.joined_into:
+                mux = plan.assemble_command(timeline, pieces, list_path, audio_out, part)
+                write_files(mux.files)
+                runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
             # Before captions are burned over copied segments: the certificate finds each part's

@@ -445,15 +445,20 @@ def test_a_chunk_encodes_its_stretch_with_the_same_gain() -> None:
 
 
 def test_the_joined_stream_gets_the_timestamps_one_encode_has() -> None:
+    # The copy path's final mux takes the joined frames from a pipe as they are encoded.
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=50)})
-    argv = plan.joined_audio_command(tl, 9, Path("a.m4a")).argv
+    parts = [plan.VideoPart(Path("v.mp4"), Fraction(50))]
+    argv = plan.assemble_command(tl, parts, Path("l.txt"), 9, Path("o.part"), audio_copy=Path("a.m4a")).argv
     # 2 400 000 samples + 1024 of encoder delay = 2345 frames, the last one 768 samples long.
     stamps = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-bsf:a"]
-    assert len(stamps) == 1
-    assert "pts=N*1024-1024" in stamps[0] and "if(eq(N\\,2344)\\,768\\,1024)" in stamps[0]
+    assert len(stamps) == 2  # the MP4's audio and the M4A copy's, stamped alike
+    assert all("pts=N*1024-1024" in s and "if(eq(N\\,2344)\\,768\\,1024)" in s for s in stamps)
     assert argv[argv.index("pipe:9") - 2 : argv.index("pipe:9")] == ["aac", "-i"]
-    assert argv.index("-bsf:a") < argv.index("a.m4a")
+    mp4 = argv.index("o.part")
+    assert argv.index("-bsf:a") < mp4 < argv.index("-bsf:a", mp4) < argv.index("a.m4a")
+    assert argv[argv.index("-map", mp4) + 1] == "1:a:0"
     # ...and the audio measured in the same pass, without the encoder delay a decode of the M4A skips.
+    assert argv[argv.index("null") - 5 : argv.index("null") - 3] == ["-map", "1:a:0"]
     assert argv[argv.index("null") - 3 : argv.index("null") + 2] == [
         "-af",
         f"atrim=start_sample=1024,{plan.EBUR128_SCAN}",
