@@ -206,6 +206,8 @@ def render(
             return plan.assemble_command(timeline, copied, list_path, fd, part, audio_copy=audio_out)
 
         made: list[AudioMade] = []
+        # Normalised segments burn the captions in their own encodes; copied ones, after the render.
+        burn_in_segments = spec.output.burn_captions and bool(blockers)
         maker = deliverables.Maker(spec, timeline, work, runner) if opts.deliverables else None
         if maker is not None and not blockers and not spec.output.burn_captions:
             # Copied and not burned over: the output's picture is its sources' packets, so the
@@ -234,6 +236,10 @@ def render(
                 _run_alone(audio_job, runner)
                 pieces, counts = copied, SegmentCounts()
             else:
+                # Burned pieces are neither cached nor shared: their script is in this private
+                # dir, so its path, which their cache address holds, names nothing another
+                # render or worker could read.
+                captions = deliverables.caption_script(spec, timeline, work) if burn_in_segments else None
                 pieces, counts = normalize_segments(
                     timeline,
                     work,
@@ -245,10 +251,11 @@ def render(
                     parallelism=opts.parallelism,
                     cores=opts.cores,
                     memory_mb=opts.memory_mb,
-                    cache=opts.segment_cache,
-                    claims=opts.segment_claims,
+                    cache=None if captions else opts.segment_cache,
+                    claims=None if captions else opts.segment_claims,
                     split_min_segments=opts.split_min_segments,
                     claim_poll_s=opts.claim_poll_s,
+                    captions=captions,
                 )
                 timings["video_s"] = time.monotonic() - t1
             audio = made[0]
@@ -262,15 +269,18 @@ def render(
                 runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
-            # Before captions are burned: the certificate finds each part's frames by their
-            # bytes, which a burn re-encodes (frame for frame, so the timing it measures stays).
+            # Before captions are burned over copied segments: the certificate finds each part's
+            # frames by their bytes, which a burn re-encodes (frame for frame, so the timing it
+            # measures stays). Normalised segments burned them in their own encodes.
             t_sync = time.monotonic()
             certificate = sync.certify(part, timeline, pieces, runner, work)
             timings["sync_s"] = time.monotonic() - t_sync
             missing_glyphs: frozenset[int] = frozenset()
-            if spec.output.burn_captions:
+            if spec.output.burn_captions and maker is not None:  # for the report (qc)
+                missing_glyphs = deliverables.check_glyphs(spec, timeline, work, runner)
+            if spec.output.burn_captions and not burn_in_segments:
                 t_burn = time.monotonic()
-                missing_glyphs = deliverables.burn_captions(spec, timeline, part, work, runner)
+                deliverables.burn_captions(spec, timeline, part, work, runner)
                 timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)

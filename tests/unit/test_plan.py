@@ -619,3 +619,18 @@ def test_an_mxfs_left_and_right_tracks_are_joined_where_its_sound_is_read() -> N
     graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     join = "[{n}:a:0][{n}:a:1]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,aresample=48000"
     assert join.format(n=0) in graph and join.format(n=1) in graph, graph
+
+
+def test_captions_burned_in_a_piece_are_drawn_on_the_scenes_clock() -> None:
+    # The third segment starts at 4 s (frame 120 at 30 fps); a piece of it from its frame 45
+    # shows scene frames 165 on: libass is handed those times, and the piece gets its own back.
+    tl = make(three_segments(resolution="1280x720", fps=30), MATCHING)
+    seg = tl.segments[2]
+    piece = plan.Piece(seg, 45, seg.frames - 45)
+    script = Path("/w/captions.ass")
+    argv = plan.normalize_command(piece, tl, Path("/o/2.mp4"), plan.EncodeSettings("veryfast", 18), captions=script)
+    chain = argv.argv[argv.argv.index("-vf") + 1].split(",")
+    assert chain[-3:] == ["setpts=PTS+165", "subtitles=filename='/w/captions.ass'", "setpts=PTS-165"], chain
+    assert chain[-4].startswith("tpad=")  # held frames carry the captions of their time too
+    plain = plan.normalize_command(piece, tl, Path("/o/2.mp4"), plan.EncodeSettings("veryfast", 18)).argv
+    assert "subtitles" not in " ".join(plain)

@@ -95,6 +95,7 @@ from scenerender.core.plan.video import (
     VideoPart,
     concat_list,
     copy_blockers,
+    subtitles_filter,
 )
 
 __all__ = [
@@ -164,6 +165,7 @@ __all__ = [
     "seek_step",
     "segment_pieces",
     "sound_seek",
+    "subtitles_filter",
     "total_samples",
     "track_pads",
     "track_timescale",
