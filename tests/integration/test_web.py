@@ -32,6 +32,7 @@ from scenerender.messages import ErrorBlock, JobDocument, JobOutput, JobStatus
 from scenerender.settings import Settings
 from tests.integration.conftest import workers_paused
 from tests.unit.cloud_fakes import error_of, output_of
+from tests.unit.cloud_fakes import rendered as completed_output
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -874,9 +875,8 @@ def test_my_renders_is_live_and_newest_first(stores: Clients, browser: Any, web:
         page = user.page
         jobs = stores.jobs
         older, newer = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("older", "newer"))
-        done = JobDocument(
-            status=JobStatus.COMPLETED, stage="done", progress=1.0, owner_uid=user.uid, output={"duration_s": 8.0}
-        )
+        output = completed_output(f"gs://scenerender-renders/renders/{older}/r1/{older}.mp4", duration_s=8.0)
+        done = JobDocument(status=JobStatus.COMPLETED, stage="done", progress=1.0, owner_uid=user.uid, output=output)
         assert jobs.create_job(older, done)
         page.locator(f'li.job[data-job-id="{older}"]').wait_for()
         assert "scene 8.0 s" in page.locator(f'li.job[data-job-id="{older}"] .job-meta').inner_text()
