@@ -11,6 +11,9 @@ them back, documents written before these models included (an error detail's ``m
 is read as its ``problem``). tests/unit/test_messages.py round-trips each model against the
 JSON as it travels.
 
+Size: one concern, the wire formats between the steps, read as a whole (each model is the
+shape of one message or document; splitting them would scatter one contract).
+
 The package root holds this module (beside ``errors``) because both the cloud adapters and
 the pipeline's steps speak it, and neither layer may import the other's.
 """
@@ -55,17 +58,18 @@ def has_ended(status: object) -> bool:
     return status in TERMINAL
 
 
-def may_take(doc: dict[str, Any], owner_uid: Any) -> bool:
-    """Whether ``owner_uid`` may write over this job or batch document: it is theirs, or it
-    has no owner and never rendered anything (an invalid spec that named no owner left it).
+def may_take(doc: JobDocument | BatchDocument | None, owner_uid: str | None) -> bool:
+    """Whether ``owner_uid`` may write over this job or batch document: there is none, it is
+    theirs, or it has no owner and never rendered anything (an invalid spec that named no
+    owner left it).
 
     A job or batch belongs to its first owner for good (CONTRACT.md section 5).
     """
-    owner = doc.get("owner_uid")
-    if owner:
-        return bool(owner_uid) and owner == owner_uid
-    rendered = doc.get("output") or any(isinstance(h, dict) and h.get("output") for h in doc.get("history") or [])
-    return not rendered
+    if doc is None:
+        return True
+    if doc.owner_uid:
+        return bool(owner_uid) and doc.owner_uid == owner_uid
+    return not doc.rendered
 
 
 class _Wire(BaseModel):
@@ -129,6 +133,86 @@ class RenderRequest(_Wire):
         return json.dumps(self.wire()).encode()
 
 
+class _ResultFields(BaseModel):
+    """The render's measured result (CONTRACT.md section 2), the fields shared by the report's
+    ``result`` and the job document's ``output``.
+
+    Written with its nulls: ``loudness_lufs``/``true_peak_db`` are ``null`` for an output without
+    sound, and clients read the key. Read leniently: a field a newer renderer adds is kept
+    (``extra="allow"``) and reaches the job document as it came.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    size_bytes: int
+    loudness_lufs: float | None
+    true_peak_db: float | None
+    av_drift_ms: float
+    timings: dict[str, float] = Field(default_factory=dict)
+    fast_path: bool = False
+    fast_path_blockers: list[str] = Field(default_factory=list)
+    segments_encoded: int = 0
+    segments_copied: int = 0
+    segments_reused: int = 0
+    segments_from_helpers: int = 0
+    audio_reused: bool = False
+    audio_encoders: int = 0
+    probes_reused: int = 0
+    captions_burned: bool = False
+    # Free-form on purpose: the QC report and the sync certificate are the core's own reports
+    # (docs/deliverables.md), passed to the client as measured; no step between reads them.
+    qc: dict[str, Any] = Field(default_factory=dict)
+    sync: dict[str, Any] = Field(default_factory=dict)
+
+
+class RenderResultBlock(_ResultFields):
+    """``RenderReport.result``: ``scenerender.core.render.RenderResult.to_dict()`` as it travels."""
+
+    sidecars: dict[str, str] = Field(default_factory=dict)  # kind -> the file's name beside the MP4
+
+    def wire(self) -> dict[str, Any]:
+        # Exactly the fields it was given, nulls included (``exclude_unset``, not ``exclude_none``).
+        return self.model_dump(mode="json", exclude_unset=True)
+
+    def measured(self) -> dict[str, Any]:
+        """The result's fields as given, without the sidecars' file names (the output signs them)."""
+        fields = self.model_dump(exclude_unset=True)
+        fields.pop("sidecars", None)
+        return fields
+
+
+class SignedObject(BaseModel):
+    """An object of the output with its V4 signed URL (the MP4 itself, or one sidecar)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    uri: str
+    url: str
+    url_expires_at: datetime
+
+
+class JobOutput(_ResultFields):
+    """A COMPLETED job's ``output``: the MP4's URI and signed URL, each sidecar's, and the
+    render result of CONTRACT.md section 2 (docs/contract.md section 4)."""
+
+    uri: str
+    url: str
+    url_expires_at: datetime
+    sidecars: dict[str, SignedObject] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, signed: SignedObject, result: RenderResultBlock, sidecars: dict[str, SignedObject]) -> JobOutput:
+        return cls.model_validate({**signed.model_dump(), **result.measured(), "sidecars": sidecars})
+
+    def wire(self) -> dict[str, Any]:
+        """As Firestore stores it: every field given, nulls kept, timestamps as datetimes."""
+        return self.model_dump(exclude_unset=True)
+
+
 class RenderReport(_Wire):
     """The renderer's outcome of one request (``completion_topic``), as the completion function reads it.
 
@@ -141,7 +225,7 @@ class RenderReport(_Wire):
     status: Literal[JobStatus.COMPLETED, JobStatus.FAILED]
     output_uri: str | None = None
     sidecar_uris: dict[str, str] | None = None
-    result: dict[str, Any] | None = None
+    result: RenderResultBlock | None = None
     error: ErrorBlock | None = None
 
     @classmethod
@@ -154,12 +238,18 @@ class RenderReport(_Wire):
             status=JobStatus.COMPLETED,
             output_uri=output_uri,
             sidecar_uris=sidecar_uris,
-            result=result,
+            result=RenderResultBlock.model_validate(result),
         )
 
     @classmethod
     def failed(cls, job_id: str, attempt: int, error: ErrorBlock) -> RenderReport:
         return cls(job_id=job_id, attempt=attempt, status=JobStatus.FAILED, error=error)
+
+    def wire(self) -> dict[str, Any]:
+        fields = super().wire()
+        if self.result is not None:
+            fields["result"] = self.result.wire()  # its nulls are part of the result
+        return fields
 
 
 class DeadLetter(_Wire):
@@ -207,30 +297,61 @@ NEW_RUN: dict[str, Any] = {
 
 
 class _Document(BaseModel):
-    """A Firestore document as read back: typed where read, everything else kept as stored."""
+    """A Firestore document as read back: typed where read, anything else kept as stored."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    # Lenient like every reader of stored data: an older writer's number where a string is
+    # now (a generation), or a field this version does not know, still reads.
+    model_config = ConfigDict(frozen=True, extra="allow", coerce_numbers_to_str=True)
 
     status: JobStatus
+    owner_uid: str | None = None
+    spec_uri: str = ""
+    spec_generation: str = ""
     error: ErrorBlock | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     @field_serializer("status")
     def _status(self, status: JobStatus) -> str:
         return status.value  # Firestore stores the plain string
 
+    @property
+    def rendered(self) -> bool:
+        """Whether anything was ever rendered under it (``may_take``)."""
+        return False
+
     def wire(self) -> dict[str, Any]:
         """The fields this model was given, as Firestore stores them (timestamps stay datetimes)."""
-        fields = self.model_dump(exclude_unset=True)
-        if self.error is not None:
-            fields["error"] = self.error.wire()
-        return fields
+        return self.model_dump(exclude_unset=True)
+
+
+class ResubmissionRefused(_Wire):
+    """A job's note that a newer spec for it was not taken (it still ran, or it was invalid):
+    which spec, and why (``error`` when the spec itself was refused)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+    spec_uri: str
+    spec_generation: str
+    reason: str
+    error: ErrorBlock | None = None
+
+
+class HandedBack(_Wire):
+    """A worker's note that it gave a job's request back: its task had too little time left
+    for the render's estimate (``scenerender.pipeline.worker``)."""
+
+    execution: str
+    estimate_s: float
+    task_left_s: float
 
 
 class JobDocument(_Document):
     """``render_jobs/{job_id}`` (docs/contract.md section 4).
 
-    The fields the contract, the CLI and the web client read are typed; the pipeline's own
-    bookkeeping (launches, history, heartbeat, request_published...) is kept as it is stored.
+    Read back from the store as this model (``ports.Jobs.get``, ``unfinished``, ``batch_jobs``,
+    ``JobStore.watch``): the contract's fields and the pipeline's own bookkeeping are typed; a
+    field a later version adds is kept as stored (``extra="allow"``).
     """
 
     job_id: str = ""
@@ -239,18 +360,31 @@ class JobDocument(_Document):
     attempt: int = 0
     project_id: str | None = None
     scene_id: str | None = None
-    owner_uid: str | None = None
     batch_id: str | None = None
-    spec_uri: str = ""
-    spec_generation: str = ""
     run_id: str = ""
     spec_hash: str | None = None
     weight_s: float | None = None
-    output: dict[str, Any] | None = None
-    created_at: datetime | None = None
+    output: JobOutput | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    updated_at: datetime | None = None
+    # The pipeline's own bookkeeping: the worker's heartbeat, the request's publish claim, the
+    # launches of executions (cloud.launcher, the sweeper) and the last error a worker met.
+    worker: str = ""
+    heartbeat_at: datetime | None = None
+    request_published: bool = False
+    execution: str = ""
+    execution_tasks: int | None = None
+    launch_state: str | None = None
+    launch_requested_at: datetime | None = None
+    launched_at: datetime | None = None
+    launches: int = 0
+    launch_error: ErrorBlock | None = None
+    last_error: ErrorBlock | None = None
+    resubmission_refused: ResubmissionRefused | None = None
+    handed_back: HandedBack | None = None
+    # Earlier runs as they were stored (``EARLIER_RUN``), each by the version that ran it:
+    # kept free-form, read only for whether one rendered anything and shown to clients as is.
+    history: list[dict[str, Any]] = Field(default_factory=list)
 
     @classmethod
     def queued(cls, **fields: Any) -> JobDocument:
@@ -270,12 +404,17 @@ class JobDocument(_Document):
             error=error,
         )
 
-    def rerun(self, current: dict[str, Any]) -> dict[str, Any]:
+    @property
+    def rendered(self) -> bool:
+        return self.output is not None or any(isinstance(h, dict) and h.get("output") for h in self.history)
+
+    def rerun(self, current: JobDocument) -> dict[str, Any]:
         """The fields that turn an ended job (``current``, as stored) into this new run of it:
         the earlier run kept in ``history``, everything of it reset (its execution too: the new
         run is launched afresh). Not ``created_at``: the store stamps it."""
-        earlier = {k: current.get(k) for k in EARLIER_RUN}
-        return {**self.wire(), "history": [*(current.get("history") or []), earlier], **NEW_RUN}
+        stored = current.wire()
+        earlier = {k: stored.get(k) for k in EARLIER_RUN}
+        return {**self.wire(), "history": [*current.history, earlier], **NEW_RUN}
 
 
 class BatchDocument(_Document):
@@ -287,14 +426,24 @@ class BatchDocument(_Document):
 
     batch_id: str = ""
     status: JobStatus = JobStatus.QUEUED
-    owner_uid: str | None = None
-    spec_uri: str = ""
-    spec_generation: str = ""
     scenes: list[str] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
     total: int = 0
     progress: float = 0.0
     eta_s: float | None = None
     failed: list[str] = Field(default_factory=list)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+
+
+class BatchSummary(_Wire):
+    """The aggregate a batch document carries (``scenerender.pipeline.batch.summarize``): written on
+    every refresh, ``eta_s`` as ``null`` when there is none (clients read the key)."""
+
+    status: JobStatus
+    counts: dict[str, int]
+    total: int
+    progress: float
+    eta_s: float | None
+    failed: list[str]
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

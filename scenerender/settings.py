@@ -236,14 +236,14 @@ class Settings(BaseSettings):
     api_url: str = Field("", description="The HTTP API the command line submits to (dev up prints it).")
     user: str = Field("", description="Local cloud: the email the command line signs in with (default local-user).")
     id_token: str = Field("", description="Against the cloud: the Firebase ID token the command line acts with.")
+    # Files the local cloud takes from a source checkout (scenerender.dev.checkout); empty: the
+    # checkout the package is installed from (an editable install).
     firebase_cli: str = Field(
         "", description="The Firebase CLI that runs the Auth emulator (empty: tools/firebase's, then PATH)."
     )
-    functions_source: str = Field(
-        "",
-        description="The functions' main.py the local cloud serves (empty: functions/main.py of the checkout "
-        "the package is installed from).",
-    )
+    functions_source: str = Field("", description="The functions' main.py the local cloud serves (functions/main.py).")
+    firestore_rules: str = Field("", description="The rules the local cloud loads into Firestore (firestore.rules).")
+    web_dist: str = Field("", description="The built web client `dev up` serves (web/dist; none there: no page).")
     # Read by Google's and Firebase's own libraries from the environment too; read here so the
     # package's own code takes them from this class and passes them on explicitly.
     pubsub_emulator_host: str = Field(
@@ -298,6 +298,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{prefix!r}: a shared prefix is gs://BUCKET/ or gs://BUCKET/FOLDER/ (ending in /)")
         return value
 
+    def env_vars(self) -> dict[str, str]:
+        """The environment that gives a child process these settings: each field set (read from
+        this process's environment, or given when these settings were made), by ``env_name``."""
+        return {
+            self.env_name(name): env_value(value)
+            for name in sorted(self.model_fields_set)
+            if (value := getattr(self, name)) is not None
+        }
+
     @classmethod
     def env_name(cls, field: str) -> str:
         """The environment variable that sets ``field``."""
@@ -306,6 +315,15 @@ class Settings(BaseSettings):
         if isinstance(alias, str):
             return alias
         return f"SCENERENDER_{field.upper()}"
+
+
+def env_value(value: object) -> str:
+    """A field's value as its environment variable holds it (a list comma-separated)."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @lru_cache(maxsize=1)

@@ -51,6 +51,7 @@ locals {
     "core/sync.py",
     "core/tenancy.py",
     "core/timeline.py",
+    "core/wav.py",
     "core/webp.py",
     "errors.py",
     "logs.py",

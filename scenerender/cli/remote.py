@@ -26,7 +26,7 @@ from scenerender.errors import (
     SpecError,
     all_error_classes,
 )
-from scenerender.messages import has_ended
+from scenerender.messages import BatchDocument, JobDocument
 from scenerender.pipeline.steps import spec_object_name
 from scenerender.settings import Settings
 
@@ -202,16 +202,16 @@ def follow_batch(
     jobs: JobStore,
     batch_id: str,
     *,
-    on_update: Callable[[dict[str, Any]], None],
+    on_update: Callable[[BatchDocument], None],
     timeout_s: float = 3 * 3600.0,
     grace_s: float | None = None,
     spec_exists: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
+) -> BatchDocument:
     """Follow a batch document with a realtime listener until every scene has ended
     (``grace_s``, ``spec_exists``: as for ``follow``)."""
     if grace_s is not None and jobs.get_batch(batch_id) is None and not (spec_exists and spec_exists()):
         raise _not_found("batch", batch_id)
-    updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    updates: queue.Queue[BatchDocument | None] = queue.Queue()
     watch = jobs.watch_batch(batch_id, updates.put)
     started = time.monotonic()
     deadline = started + timeout_s
@@ -228,7 +228,7 @@ def follow_batch(
                 continue
             seen = True
             on_update(doc)
-            if has_ended(doc.get("status")):
+            if doc.status.ended:
                 return doc
         raise SceneRenderError(f"batch {batch_id} did not end within {timeout_s:.0f} s")
     finally:
@@ -253,12 +253,12 @@ def follow(
     jobs: JobStore,
     job_id: str,
     *,
-    on_update: Callable[[dict[str, Any]], None],
+    on_update: Callable[[JobDocument], None],
     generation: int | None = None,
     timeout_s: float = 3600.0,
     grace_s: float | None = None,
     spec_exists: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
+) -> JobDocument:
     """Follow the job with a realtime listener until it ends; returns the final document.
 
     With ``generation``, states of an earlier run of the same job id are ignored. With
@@ -267,7 +267,7 @@ def follow(
     """
     if grace_s is not None and jobs.get(job_id) is None and not (spec_exists and spec_exists()):
         raise _not_found("job", job_id)
-    updates: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    updates: queue.Queue[JobDocument | None] = queue.Queue()
     watch = jobs.watch(job_id, updates.put)
     started = time.monotonic()
     deadline = started + timeout_s
@@ -286,10 +286,10 @@ def follow(
                     raise _not_found("job", job_id, grace_s)
                 continue
             seen = True
-            if generation is not None and str(doc.get("spec_generation")) != str(generation):
+            if generation is not None and doc.spec_generation != str(generation):
                 continue
             on_update(doc)
-            if has_ended(doc.get("status")):
+            if doc.status.ended:
                 return doc
     finally:
         watch.unsubscribe()

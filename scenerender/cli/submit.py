@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -30,6 +30,9 @@ from scenerender.settings import get_settings
 
 if TYPE_CHECKING:
     from scenerender.cloud.clients import Clients
+    from scenerender.messages import BatchDocument, JobDocument
+
+Followed = TypeVar("Followed")
 
 
 def signed_in(user: str | None, clients: Clients) -> tuple[Any, Any, Any]:
@@ -47,7 +50,7 @@ def signed_in(user: str | None, clients: Clients) -> tuple[Any, Any, Any]:
 
 def follow_with_bar(
     job_id: str, generation: int | None, clients: Clients, jobs: Any, *, grace_s: float | None = None
-) -> dict[str, Any]:
+) -> JobDocument:
     from scenerender.cli.remote import follow
     from scenerender.pipeline.steps import spec_object_name
 
@@ -55,12 +58,8 @@ def follow_with_bar(
     with progress_bar(sys.stderr.isatty()) as bar:
         task = bar.add_task("queued", total=1.0)
 
-        def show(doc: dict[str, Any]) -> None:
-            bar.update(
-                task,
-                completed=float(doc.get("progress") or 0.0),
-                description=str(doc.get("stage") or doc.get("status", "").lower()),
-            )
+        def show(doc: JobDocument) -> None:
+            bar.update(task, completed=doc.progress, description=doc.stage or doc.status.value.lower())
 
         doc = follow(
             jobs,
@@ -73,7 +72,7 @@ def follow_with_bar(
     return doc
 
 
-def following(job_id: str, follow_fn: Callable[[], dict[str, Any]], what: str = "job") -> dict[str, Any]:
+def following(job_id: str, follow_fn: Callable[[], Followed], what: str = "job") -> Followed:
     """Run ``follow_fn``; on Ctrl-C, say that the job goes on without us and how to follow it again."""
     try:
         return follow_fn()
@@ -91,53 +90,51 @@ def with_user_paths(text: str, names: dict[str, str]) -> str:
 
 
 def finish(
-    doc: dict[str, Any], download_to: Path | None, *, as_json: bool = False, names: dict[str, str] | None = None
+    doc: JobDocument, download_to: Path | None, *, as_json: bool = False, names: dict[str, str] | None = None
 ) -> None:
     from scenerender.cli.remote import download, exit_code_for
-    from scenerender.messages import JobStatus
+    from scenerender.errors import SceneRenderError
+    from scenerender.messages import ErrorBlock, JobStatus
 
     names = names or {}
-    job_id = doc.get("job_id")
-    if doc.get("status") == JobStatus.FAILED:
-        error = doc.get("error") or {}
-        code, message = str(error.get("code")), with_user_paths(str(error.get("message")), names)
-        details = [
-            {"path": str(d.get("path", "")), "problem": with_user_paths(str(d.get("problem", "")), names)}
-            for d in error.get("details") or []
-        ]
+    job_id = doc.job_id
+    if doc.status == JobStatus.FAILED:
+        error = doc.error or ErrorBlock.internal("the job FAILED without saying why")
+        code, message = error.code, with_user_paths(error.message, names)
+        details = [{"path": d.path, "problem": with_user_paths(d.problem, names)} for d in error.details]
         err.print(f"[red]job {job_id} FAILED[/red] [{code}] {message}", highlight=False)
         for detail in details:
             err.print(f"  {detail['path']}: {detail['problem']}", markup=False, highlight=False)
         if as_json:
             print_error_json(code, message, details)
         raise typer.Exit(exit_code_for(code))
-    output = doc.get("output") or {}
+    output = doc.output
+    if output is None:
+        raise SceneRenderError(f"job {job_id} is {doc.status.value} but its document has no output")
     err.print(
-        f"job {job_id} {JobStatus.COMPLETED}: {output.get('duration_s')} s "
-        f"{output.get('width')}x{output.get('height')}, {output.get('uri')}",
+        f"job {job_id} {JobStatus.COMPLETED}: {output.duration_s} s {output.width}x{output.height}, {output.uri}",
         highlight=False,
     )
     if download_to is not None:
-        download(str(output["url"]), download_to)
+        download(output.url, download_to)
         err.print(f"downloaded to {download_to}")
         from scenerender.core.deliverables import SUFFIXES
 
         # Captions, stills and stems beside it, named as `scenerender render` names them.
-        for kind, sidecar in (output.get("sidecars") or {}).items():
-            if kind in SUFFIXES and isinstance(sidecar, dict) and sidecar.get("url"):
+        for kind, sidecar in output.sidecars.items():
+            if kind in SUFFIXES:
                 beside = download_to.with_name(download_to.stem + SUFFIXES[kind])
-                download(str(sidecar["url"]), beside)
+                download(sidecar.url, beside)
                 err.print(f"downloaded to {beside}")
     if as_json:
-        result = {"job_id": job_id, "status": doc.get("status"), "output": output}
+        # The output block as the job document holds it, nulls included.
+        result: dict[str, Any] = {"job_id": job_id, "status": doc.status.value, "output": output.wire()}
         if download_to is not None:
             result["downloaded"] = str(download_to)
         out.print_json(json.dumps(result, default=str))
 
 
-def follow_batch_with_bar(
-    batch_id: str, clients: Clients, jobs: Any, *, grace_s: float | None = None
-) -> dict[str, Any]:
+def follow_batch_with_bar(batch_id: str, clients: Clients, jobs: Any, *, grace_s: float | None = None) -> BatchDocument:
     from scenerender.cli.remote import follow_batch
     from scenerender.messages import JobStatus
     from scenerender.pipeline.steps import spec_object_name
@@ -146,15 +143,14 @@ def follow_batch_with_bar(
     with progress_bar(sys.stderr.isatty()) as bar:
         task = bar.add_task("batch", total=1.0)
 
-        def show(doc: dict[str, Any]) -> None:
-            counts = doc.get("counts") or {}
-            eta = doc.get("eta_s")
+        def show(doc: BatchDocument) -> None:
+            failed = doc.counts.get(JobStatus.FAILED)
             bar.update(
                 task,
-                completed=float(doc.get("progress") or 0.0),
-                description=f"{counts.get(JobStatus.COMPLETED, 0)}/{doc.get('total', 0)} done"
-                + (f", {counts.get(JobStatus.FAILED)} failed" if counts.get(JobStatus.FAILED) else "")
-                + (f", ETA {eta:.0f} s" if eta else ""),
+                completed=doc.progress,
+                description=f"{doc.counts.get(JobStatus.COMPLETED, 0)}/{doc.total} done"
+                + (f", {failed} failed" if failed else "")
+                + (f", ETA {doc.eta_s:.0f} s" if doc.eta_s else ""),
             )
 
         return follow_batch(
@@ -166,38 +162,38 @@ def follow_batch_with_bar(
         )
 
 
-def finish_batch(doc: dict[str, Any], jobs: Any, *, as_json: bool = False, names: dict[str, str] | None = None) -> None:
+def finish_batch(doc: BatchDocument, jobs: Any, *, as_json: bool = False, names: dict[str, str] | None = None) -> None:
     from scenerender.cli.remote import exit_code_for
-    from scenerender.messages import JobStatus
+    from scenerender.messages import ErrorBlock, JobStatus
 
     names = names or {}
-    counts = doc.get("counts") or {}
+    counts = doc.counts
     err.print(
-        f"batch {doc.get('batch_id')} {doc.get('status')}: {counts.get(JobStatus.COMPLETED, 0)} of "
-        f"{doc.get('total', 0)} scenes completed",
+        f"batch {doc.batch_id} {doc.status.value}: {counts.get(JobStatus.COMPLETED, 0)} of "
+        f"{doc.total} scenes completed",
         highlight=False,
     )
-    if doc.get("error"):
-        message = with_user_paths(str(doc["error"].get("message")), names)
+    if doc.error is not None:
+        message = with_user_paths(doc.error.message, names)
         err.print(f"  {message}", markup=False, highlight=False)
         if as_json:
-            print_error_json(str(doc["error"].get("code") or SpecError.code), message, [])
+            print_error_json(doc.error.code or SpecError.code, message, [])
         raise typer.Exit(2)
-    failed = doc.get("failed") or []
     details: list[dict[str, str]] = []
     codes: list[str] = []
-    for job_id in failed:
-        error = (jobs.get(job_id) or {}).get("error") or {}
-        message = with_user_paths(str(error.get("message")), names)
-        codes.append(str(error.get("code")))
-        details.append({"path": str(job_id), "problem": f"[{error.get('code')}] {message}"})
-        err.print(f"  {job_id}: [{error.get('code')}] {message}", markup=False, highlight=False)
-    if failed:
+    for job_id in doc.failed:
+        job = jobs.get(job_id)
+        error = (job.error if job is not None else None) or ErrorBlock.internal("no error recorded")
+        message = with_user_paths(error.message, names)
+        codes.append(error.code)
+        details.append({"path": job_id, "problem": f"[{error.code}] {message}"})
+        err.print(f"  {job_id}: [{error.code}] {message}", markup=False, highlight=False)
+    if doc.failed:
         if as_json:
-            print_error_json(codes[0], f"{len(failed)} of {doc.get('total', 0)} scenes failed", details)
+            print_error_json(codes[0], f"{len(doc.failed)} of {doc.total} scenes failed", details)
         raise typer.Exit(exit_code_for(codes[0]))
     if as_json:
-        out.print_json(json.dumps({"batch_id": doc.get("batch_id"), "status": doc.get("status"), "counts": counts}))
+        out.print_json(json.dumps({"batch_id": doc.batch_id, "status": doc.status.value, "counts": counts}))
 
 
 @guarded
@@ -246,8 +242,8 @@ def submit_cmd(
             out.print(batch_id)
         if wait or download_to is not None:
             api.wait_until_visible("batch_id", batch_id)
-            doc = following(batch_id, lambda: follow_batch_with_bar(batch_id, clients, jobs), "batch")
-            finish_batch(doc, jobs, as_json=as_json, names=names)
+            batch_doc = following(batch_id, lambda: follow_batch_with_bar(batch_id, clients, jobs), "batch")
+            finish_batch(batch_doc, jobs, as_json=as_json, names=names)
         elif as_json:
             out.print_json(json.dumps({"batch_id": batch_id, "spec_uri": uri}))
         return

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -18,7 +17,7 @@ from google.cloud import firestore
 
 from scenerender.cloud.google_errors import translate
 from scenerender.errors import TransientError
-from scenerender.messages import BatchDocument, JobStatus, may_take
+from scenerender.messages import BatchDocument, BatchSummary, JobDocument, JobStatus, may_take
 
 BATCH_WRITE_ATTEMPTS = 20
 CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
@@ -32,6 +31,7 @@ class BatchDocuments:
     batches: Any
     refusals: Any
 
+    # ``fields`` here and in ``claim_batch`` are writes: field -> value, Firestore sentinels among them.
     def record_refusal(self, refusal_id: str, fields: dict[str, Any]) -> None:
         """A refused bucket drop, kept apart from the job it named (whose owner never sees it).
 
@@ -45,7 +45,7 @@ class BatchDocuments:
             raise translate(exc, f"Firestore: record refusal {refusal_id}") from exc
 
     def claim_batch(
-        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: BatchSummary | None = None
     ) -> str | None:
         """Make ``owner_uid`` the owner of the batch, or find it is someone else's.
 
@@ -61,9 +61,9 @@ class BatchDocuments:
         def run(transaction: Any) -> None:
             other.clear()
             snap = ref.get(transaction=transaction)
-            doc = dict(snap.to_dict() or {}) if snap.exists else {}
+            doc = BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None
             now = firestore.SERVER_TIMESTAMP
-            if not snap.exists:
+            if doc is None:
                 empty = {
                     "status": JobStatus.QUEUED.value,
                     "counts": {},
@@ -73,11 +73,11 @@ class BatchDocuments:
                     "failed": [],
                 }
                 ids = {"batch_id": batch_id, "owner_uid": owner_uid}
-                first = {**empty, **(initial or {}), **fields, **ids}
+                first = {**empty, **(initial.wire() if initial else {}), **fields, **ids}
                 transaction.create(ref, {**first, "created_at": now, "updated_at": now})
             elif not may_take(doc, owner_uid):
-                other.append(str(doc.get("owner_uid")))
-            elif fields or doc.get("owner_uid") != owner_uid:  # nothing to write for a scene joining its owner's batch
+                other.append(str(doc.owner_uid))
+            elif fields or doc.owner_uid != owner_uid:  # nothing to write for a scene joining its owner's batch
                 transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
 
         try:
@@ -88,18 +88,17 @@ class BatchDocuments:
             raise translate(exc, f"Firestore: claim batch {batch_id}") from exc
         return other[0] if other else None
 
-    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
+    def batch_jobs(self, batch_id: str) -> list[JobDocument]:
         """The job documents of one batch."""
         try:
             snaps = self.collection.where(filter=firestore.FieldFilter("batch_id", "==", batch_id)).stream()
-            return [dict(snap.to_dict() or {}) for snap in snaps]
+            return [JobDocument.model_validate({**(snap.to_dict() or {}), "job_id": snap.id}) for snap in snaps]
         except Exception as exc:
             raise translate(exc, f"Firestore: read batch {batch_id}") from exc
 
-    def save_batch(
-        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
-    ) -> None:
-        """Create or refresh ``render_batches/{batch_id}``: ``summary(created_at, doc)`` gives the aggregate.
+    def save_batch(self, batch_id: str, summary: Callable[[float, BatchDocument | None], BatchSummary]) -> None:
+        """Create or refresh ``render_batches/{batch_id}``: ``summary(created_at, doc)`` gives the
+        aggregate from the document as read (None before it exists).
 
         Optimistic, not a transaction: every worker and function refreshes the same document,
         and locking transactions on it contend (the emulator's worst of all). Each write is
@@ -109,13 +108,12 @@ class BatchDocuments:
         try:
             for _ in range(BATCH_WRITE_ATTEMPTS):
                 snap = ref.get()
-                doc = dict(snap.to_dict() or {}) if snap.exists else {}
-                created = doc.get("created_at")
-                created_s = created.timestamp() if isinstance(created, datetime) else time.time()
-                new = {**fields, **summary(created_s, {**doc, **fields}), "updated_at": firestore.SERVER_TIMESTAMP}
+                doc = BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None
+                created_s = doc.created_at.timestamp() if doc is not None and doc.created_at else time.time()
+                new = {**summary(created_s, doc).wire(), "updated_at": firestore.SERVER_TIMESTAMP}
                 try:
-                    if snap.exists:
-                        new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
+                    if doc is not None:
+                        new["progress"] = max(doc.progress, float(new["progress"]))
                         ref.update(new, option=self.client.write_option(last_update_time=snap.update_time))
                     else:
                         ref.create({**new, "batch_id": batch_id, "created_at": firestore.SERVER_TIMESTAMP})
@@ -133,11 +131,11 @@ class BatchDocuments:
             raise translate(exc, f"Firestore: read batch {batch_id}") from exc
         return BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None
 
-    def watch_batch(self, batch_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
+    def watch_batch(self, batch_id: str, callback: Callable[[BatchDocument | None], None]) -> Any:
         """Call ``callback`` with the batch document on every change; ``.unsubscribe()`` the result to stop."""
 
         def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
             for snap in snapshots:
-                callback(dict(snap.to_dict() or {}) if snap.exists else None)
+                callback(BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None)
 
         return self.batches.document(batch_id).on_snapshot(on_snapshot)

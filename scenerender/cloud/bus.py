@@ -20,7 +20,7 @@ from google.cloud import pubsub_v1
 
 from scenerender.cloud.google_errors import translate
 from scenerender.errors import SceneRenderError
-from scenerender.settings import Settings, get_settings
+from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_ACK_DEADLINE_S = 600  # Pub/Sub's longest ack deadline
@@ -105,6 +105,7 @@ class LeasedMessage:
         self.attributes: dict[str, str] = dict(received.message.attributes)
         self.delivery_attempt: int = int(received.delivery_attempt or 1)
         try:
+            # The body as sent; its reader validates it into its message (RenderRequest, WorkItem).
             self.data: dict[str, Any] = json.loads(received.message.data or b"{}")
         except ValueError:
             self.data = {}
@@ -155,9 +156,8 @@ class LeasedMessage:
                 log.warning("nack failed for message %s", self.message_id, exc_info=True)
 
 
-def pull_one(subscription_name: str, *, timeout_s: float, settings: Settings | None = None) -> LeasedMessage | None:
+def pull_one(subscription_name: str, *, timeout_s: float, settings: Settings) -> LeasedMessage | None:
     """Pull at most one message, waiting up to ``timeout_s``; None when there is none."""
-    settings = settings or get_settings()
     subscriber = subscriber_client(settings)
     path = subscriber.subscription_path(settings.project_id, subscription_name)
     try:

@@ -5,11 +5,12 @@ settings name (``pubsub_emulator_host`` ...) or at Google Cloud: nothing here re
 writes the process environment, so a command can talk to the local cloud it just started
 by handing down ``Clients(stack_settings)``.
 
-The worker's ``main`` makes its ``Clients`` once and hands them down (``ports.Stores``).
-The Cloud Functions' entry points have no caller to hand them anything: they take the
-process's own, ``clients.default()`` (the settings read from the environment at start),
-which unit tests replace with fakes (``override``). The pipeline steps take the stores as
-arguments.
+The worker's ``main`` makes its ``Clients`` once and hands them down (``ports.Stores``);
+so do the command line (``cli.dev.cloud_clients``) and the integration tests (a ``Clients``
+of each local cloud they start, tests/integration/conftest.py). The Cloud Functions' entry
+points have no caller to hand them anything: they take the process's own,
+``clients.default()`` (the settings read from the environment at start), which unit tests
+replace with fakes (``override``). The pipeline steps take the stores as arguments.
 """
 
 from __future__ import annotations
@@ -100,8 +101,3 @@ def override(**stores: Any) -> Iterator[None]:
     finally:
         _overrides.clear()
         _overrides.update(previous)
-
-
-def reset() -> None:
-    """Forget the process's clients (tests that change the environment)."""
-    default.cache_clear()

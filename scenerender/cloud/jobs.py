@@ -19,7 +19,7 @@ from scenerender.cloud.google_errors import translate
 from scenerender.cloud.liveness import beat_is_fresh
 from scenerender.cloud.owner_slots import OwnerSlotDocuments
 from scenerender.errors import SceneRenderError
-from scenerender.messages import ACTIVE, ErrorBlock, JobDocument, JobStatus, has_ended, is_active, may_take
+from scenerender.messages import ACTIVE, ErrorBlock, JobDocument, JobOutput, JobStatus, is_active, may_take
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,18 +27,21 @@ log = logging.getLogger(__name__)
 BUSY = -1  # mark_running: another worker is alive on the job
 
 
-def run_start(
-    doc: dict[str, Any], worker: str, execution: str, stale_after_s: float, stamp: Any
-) -> dict[str, Any] | int:
+# A change of a job is a partial update: field -> value, where a value may be one of
+# Firestore's sentinels (SERVER_TIMESTAMP, Increment), so it is written as a plain dict.
+Fields = dict[str, Any]
+
+
+def run_start(doc: JobDocument, worker: str, execution: str, stale_after_s: float, stamp: Any) -> Fields | int:
     """What ``mark_running`` writes on ``doc`` (``stamp``: the time to record), or why it writes
     nothing: 0 when the job has ended, ``BUSY`` when another worker is alive on it."""
-    if has_ended(doc.get("status")):
+    if doc.status.ended:
         return 0
-    if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), stale_after_s):
+    if doc.status == JobStatus.RUNNING and beat_is_fresh(doc.heartbeat_at, stale_after_s):
         return BUSY
-    fields: dict[str, Any] = {
+    fields: Fields = {
         "status": JobStatus.RUNNING.value,
-        "attempt": int(doc.get("attempt") or 0) + 1,
+        "attempt": doc.attempt + 1,
         "stage": "starting",
         "worker": worker,
         "heartbeat_at": stamp,
@@ -46,9 +49,35 @@ def run_start(
     if execution:
         # The execution the sweeper asks about is the one actually rendering the job.
         fields["execution"] = execution
-    if doc.get("status") == JobStatus.QUEUED:
+    if doc.status == JobStatus.QUEUED:
         fields["started_at"] = stamp
     return fields
+
+
+def job_document(snap: Any) -> JobDocument:
+    """A job's snapshot as the model (its id from the document's name: a document written by
+    hand, or before the id was a field, has none of its own)."""
+    return JobDocument.model_validate({**(snap.to_dict() or {}), "job_id": snap.id})
+
+
+def publish_is_free(doc: JobDocument, generation: str) -> bool:
+    """``claim_publish``: the job is QUEUED from this spec generation and its request not yet sent."""
+    fresh = doc.status == JobStatus.QUEUED and not doc.request_published
+    return fresh and doc.spec_generation == str(generation)
+
+
+def launch_is_free(doc: JobDocument, expected_execution: str, stale_s: float) -> bool:
+    """``claim_launch``: the job waits on a published request, still at ``expected_execution``,
+    and no other launch was asked for less than ``stale_s`` ago."""
+    if not is_active(doc.status) or not doc.request_published or doc.execution != expected_execution:
+        return False
+    return not (doc.launch_state == "requested" and beat_is_fresh(doc.launch_requested_at, stale_s))
+
+
+def completed_fields(output: JobOutput) -> Fields:
+    """What ``complete`` writes: the output block with its nulls (CONTRACT.md section 2)."""
+    done = {"status": JobStatus.COMPLETED.value, "stage": "done", "progress": 1.0}
+    return {**done, "output": output.wire(), "error": None}
 
 
 def translate_error(exc: Exception, what: str) -> SceneRenderError:
@@ -88,31 +117,29 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
             raise translate_error(exc, f"create job {job_id}") from exc
         return True
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobDocument | None:
         try:
             snap = self._ref(job_id).get()
         except Exception as exc:
             raise translate_error(exc, f"read job {job_id}") from exc
-        return dict(snap.to_dict() or {}) if snap.exists else None
+        return job_document(snap) if snap.exists else None
 
-    def _transition(
-        self, job_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
-    ) -> dict[str, Any] | None:
+    def _transition(self, job_id: str, change: Callable[[JobDocument], Fields | None]) -> Fields | None:
         """Apply ``change`` (current doc -> fields to write, or None) in one transaction."""
         ref = self._ref(job_id)
 
         @firestore.transactional
-        def run(transaction: Any) -> dict[str, Any] | None:
+        def run(transaction: Any) -> Fields | None:
             snap = ref.get(transaction=transaction)
             if not snap.exists:
                 return None
-            fields = change(dict(snap.to_dict() or {}))
+            fields = change(job_document(snap))
             if fields:
                 transaction.update(ref, {**fields, "updated_at": firestore.SERVER_TIMESTAMP})
             return fields
 
         try:
-            result: dict[str, Any] | None = run(self.client.transaction())
+            result: Fields | None = run(self.client.transaction())
         except Exception as exc:
             raise translate_error(exc, f"update job {job_id}") from exc
         return result
@@ -124,7 +151,7 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         """
         busy = False
 
-        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
+        def change(doc: JobDocument) -> Fields | None:
             nonlocal busy
             start = run_start(doc, worker, execution, self.stale_after_s, firestore.SERVER_TIMESTAMP)
             busy = start == BUSY
@@ -143,14 +170,14 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         other owner can slip in between the caller's check and the write.
         """
 
-        def change(current: dict[str, Any]) -> dict[str, Any] | None:
-            if not has_ended(current.get("status")) or not may_take(current, doc.owner_uid):
+        def change(current: JobDocument) -> Fields | None:
+            if not current.status.ended or not may_take(current, doc.owner_uid):
                 return None
             return {**doc.rerun(current), "created_at": firestore.SERVER_TIMESTAMP}
 
         return self._transition(job_id, change) is not None
 
-    def note(self, job_id: str, fields: dict[str, Any]) -> None:
+    def note(self, job_id: str, fields: Fields) -> None:
         """Plain fields that do not move the job's state (e.g. a refused re-submission)."""
         try:
             self._ref(job_id).update({**fields, "updated_at": firestore.SERVER_TIMESTAMP})
@@ -171,9 +198,8 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         that wins this transaction publishes.
         """
 
-        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            fresh = doc.get("status") == JobStatus.QUEUED and not doc.get("request_published")
-            if not fresh or str(doc.get("spec_generation")) != str(generation):
+        def change(doc: JobDocument) -> Fields | None:
+            if not publish_is_free(doc, generation):
                 return None
             return {"request_published": True}
 
@@ -194,13 +220,8 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         requested less than ``stale_s`` ago).
         """
 
-        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if not is_active(doc.get("status")) or not doc.get("request_published"):
-                return None
-            if str(doc.get("execution") or "") != expected_execution:
-                return None
-            asked = doc.get("launch_requested_at")
-            if doc.get("launch_state") == "requested" and beat_is_fresh(asked, stale_s):
+        def change(doc: JobDocument) -> Fields | None:
+            if not launch_is_free(doc, expected_execution, stale_s):
                 return None
             return {"launch_state": "requested", "launch_requested_at": firestore.SERVER_TIMESTAMP}
 
@@ -224,47 +245,44 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         """The claimed launch failed: recorded, and claimable again at once."""
         self.note(job_id, {"launch_state": "failed", "launch_error": error.wire()})
 
-    def unfinished(self) -> list[dict[str, Any]]:
+    def unfinished(self) -> list[JobDocument]:
         """Every QUEUED or RUNNING job document (the sweeper's round)."""
         try:
             snaps = self.collection.where(
                 filter=firestore.FieldFilter("status", "in", [s.value for s in ACTIVE])
             ).stream()
-            return [{**(snap.to_dict() or {}), "job_id": snap.id} for snap in snaps]
+            return [job_document(snap) for snap in snaps]
         except Exception as exc:
             raise translate_error(exc, "find unfinished jobs") from exc
 
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
         """Stage and progress of a RUNNING job; a lower progress than recorded is ignored."""
 
-        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc.get("status") != JobStatus.RUNNING:
+        def change(doc: JobDocument) -> Fields | None:
+            if doc.status != JobStatus.RUNNING:
                 return None
-            value = max(float(doc.get("progress") or 0.0), min(1.0, progress))
+            value = max(doc.progress, min(1.0, progress))
             return {"stage": stage, "progress": value, "heartbeat_at": firestore.SERVER_TIMESTAMP}
 
         self._transition(job_id, change)
 
-    def _finish(self, job_id: str, fields: dict[str, Any]) -> bool:
-        def change(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if has_ended(doc.get("status")):
+    def _finish(self, job_id: str, fields: Fields) -> bool:
+        def change(doc: JobDocument) -> Fields | None:
+            if doc.status.ended:
                 return None  # never backwards, never twice
             return {**fields, "finished_at": firestore.SERVER_TIMESTAMP}
 
         return self._transition(job_id, change) is not None
 
-    def complete(self, job_id: str, output: dict[str, Any]) -> bool:
+    def complete(self, job_id: str, output: JobOutput) -> bool:
         """-> COMPLETED with the output block; False if the job had already ended."""
-        return self._finish(
-            job_id,
-            {"status": JobStatus.COMPLETED.value, "stage": "done", "progress": 1.0, "output": output, "error": None},
-        )
+        return self._finish(job_id, completed_fields(output))
 
     def fail(self, job_id: str, error: ErrorBlock) -> bool:
         """-> FAILED with the error block; False if the job had already ended."""
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error.wire()})
 
-    def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
+    def watch(self, job_id: str, callback: Callable[[JobDocument | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).
 
         Returns the watch; call ``.unsubscribe()`` to stop.
@@ -272,6 +290,6 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
 
         def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
             for snap in snapshots:
-                callback(dict(snap.to_dict() or {}) if snap.exists else None)
+                callback(job_document(snap) if snap.exists else None)
 
         return self._ref(job_id).on_snapshot(on_snapshot)

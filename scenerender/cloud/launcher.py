@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from scenerender.errors import SceneRenderError, TransientError
 from scenerender.messages import ErrorBlock
 from scenerender.ports import LaunchRecords
-from scenerender.settings import Settings, child_env, get_settings
+from scenerender.settings import Settings, child_env
 
 log = logging.getLogger(__name__)
 RUN_API = "https://run.googleapis.com/v2"
@@ -124,10 +124,10 @@ def launch(
     return name
 
 
-def current_execution(settings: Settings | None = None) -> str:
+def current_execution(settings: Settings) -> str:
     """The execution this process is a task of (Cloud Run sets CLOUD_RUN_EXECUTION, and so does
     ``LocalLauncher``); "" outside one."""
-    return (settings or get_settings()).cloud_run_execution
+    return settings.cloud_run_execution
 
 
 def launcher_for(settings: Settings) -> Launcher:
@@ -210,7 +210,8 @@ class CloudRunLauncher:
 
 
 def execution_from_resource(name: str, resource: dict[str, Any]) -> Execution:
-    """An ``Execution`` from the Cloud Run v2 Execution resource (its counts and times)."""
+    """An ``Execution`` from the Cloud Run v2 Execution resource (its counts and times): Google's
+    JSON, read here once into the typed ``Execution``."""
     counts = {k: int(resource.get(f"{k}Count") or 0) for k in ("task", "running", "succeeded", "failed", "cancelled")}
     detail = (
         f"{counts['running']} running, {counts['succeeded']} succeeded, {counts['failed']} failed, "

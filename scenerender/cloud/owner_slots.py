@@ -33,7 +33,7 @@ from google.cloud import firestore
 
 from scenerender.cloud.google_errors import translate
 from scenerender.errors import TransientError
-from scenerender.messages import ACTIVE, has_ended
+from scenerender.messages import ACTIVE, JobDocument
 from scenerender.ports import SlotClaim
 
 # The spec function takes a written spec within seconds; a reservation still without its job
@@ -43,15 +43,15 @@ CLAIM_DEADLINE_S = 30.0  # claims losing race after race for this long: transien
 LOST_RACE = (gexc.AlreadyExists, gexc.Conflict, gexc.FailedPrecondition, gexc.Aborted)
 
 
-def reservation_holds(doc: dict[str, Any] | None, reserved_at: Any, now: datetime) -> bool:
+def reservation_holds(doc: JobDocument | None, reserved_at: Any, now: datetime) -> bool:
     """Whether a reservation whose job (``doc``, None if there is none yet) is not active still holds its slot."""
     if not isinstance(reserved_at, datetime) or (now - reserved_at).total_seconds() >= RESERVATION_S:
         return False
     if doc is None:
         return True  # its spec is on its way to the spec function
-    finished = doc.get("finished_at")
+    finished = doc.finished_at
     # An ended job that ended before the reservation is being submitted again (a requeue to come).
-    return not has_ended(doc.get("status")) or (isinstance(finished, datetime) and finished < reserved_at)
+    return not doc.status.ended or (finished is not None and finished < reserved_at)
 
 
 class OwnerSlotDocuments:
@@ -85,10 +85,17 @@ class OwnerSlotDocuments:
         )
         active = {snap.id for snap in query.stream()}
         taken = {snap.id: snap for snap in slots.stream()}
+        # A slot document is this module's own record ({job_id, reserved_at}), read only here.
         reserved = {k: (snap.to_dict() or {}) for k, snap in taken.items()}
         waiting = [self.collection.document(r["job_id"]) for r in reserved.values() if r.get("job_id") not in active]
         jobs = (
-            {snap.id: snap.to_dict() or {} for snap in self.client.get_all(waiting) if snap.exists} if waiting else {}
+            {
+                snap.id: JobDocument.model_validate(snap.to_dict() or {})
+                for snap in self.client.get_all(waiting)
+                if snap.exists
+            }
+            if waiting
+            else {}
         )
         now = datetime.now(UTC)
         holding = {

@@ -30,8 +30,8 @@ from scenerender.errors import (
     UnauthenticatedError,
     all_error_classes,
 )
-from scenerender.messages import BatchDocument
-from scenerender.settings import Settings, get_settings
+from scenerender.messages import BatchDocument, JobDocument
+from scenerender.settings import Settings
 
 DEFAULT_USER = "local-user@example.com"
 TOKEN_ENV = Settings.env_name("id_token")
@@ -50,13 +50,12 @@ class Session:
     id_token: str
 
 
-def sign_in(email: str | None = None, settings: Settings | None = None) -> Session:
+def sign_in(email: str | None, settings: Settings) -> Session:
     """Sign in as ``email`` (default: ``SCENERENDER_USER``, then local-user@example.com).
 
     With the Auth emulator (``settings.auth_emulator_host``) the account is made on first
     use; otherwise the ID token comes from ``SCENERENDER_ID_TOKEN``.
     """
-    settings = settings or get_settings()
     email = email or settings.user or DEFAULT_USER
     host = settings.auth_emulator_host
     if not host:
@@ -160,7 +159,7 @@ def user_jobs(settings: Settings, session: Session) -> Any:
         raise SceneRenderError("reading Firestore as a user needs the Firestore emulator (the local cloud)")
 
     class UserJobStore(JobStore):
-        def get(self, job_id: str) -> dict[str, Any] | None:
+        def get(self, job_id: str) -> JobDocument | None:
             try:
                 return super().get(job_id)
             except SceneRenderError as exc:
@@ -219,6 +218,7 @@ class ApiClient:
             timeout=TIMEOUT_S, headers={"Authorization": f"Bearer {session.id_token}"}, follow_redirects=False
         )
 
+    # The API's JSON body, as it came: each caller below reads it as the message it is.
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self.http.request(method, f"{self.base_url}{path}", **kwargs)
@@ -233,16 +233,18 @@ class ApiClient:
         return body if isinstance(body, dict) else {}
 
     def submit(self, spec: bytes) -> dict[str, Any]:
-        """POST a spec or batch: ``{job_id | batch_id, spec_uri, spec_generation}``."""
+        """POST a spec or batch: ``{job_id | batch_id, spec_uri, spec_generation}`` (a plain
+        receipt the CLI prints as it came: left a dict)."""
         return self._call("POST", "/", content=spec, headers={"Content-Type": "application/json"})
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self._call("GET", "/", params={"job_id": job_id})
+    def job(self, job_id: str) -> JobDocument:
+        """The user's job document (its ``spec``, the accepted spec, kept as an extra field)."""
+        return JobDocument.model_validate(self._call("GET", "/", params={"job_id": job_id}))
 
-    def batch(self, batch_id: str) -> dict[str, Any]:
-        return self._call("GET", "/", params={"batch_id": batch_id})
+    def batch(self, batch_id: str) -> BatchDocument:
+        return BatchDocument.model_validate(self._call("GET", "/", params={"batch_id": batch_id}))
 
-    def wait_until_visible(self, key: str, value: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    def wait_until_visible(self, key: str, value: str, timeout_s: float = 60.0) -> JobDocument | BatchDocument:
         """The document once the spec function has made it (404 until then)."""
         deadline = time.monotonic() + timeout_s
         while True:

@@ -2,10 +2,11 @@
 
 One mix pass writes the float WAV and measures it (EBU R128); the encode applies the gain
 (and, for a peaky mix, a limiter) and makes AAC-LC in an M4A, measured as it is made. With
-cores to spare — the video only copied — and ``chunked``, the encode is shared by one
-encoder per core, each on a stretch of the mix with a lead-in, and their frames are joined
-into one stream (``scenerender.core.adts``) written to the M4A. The render muxes the M4A
-beside the video (``plan.assemble_command``); this stage never writes the MP4.
+cores to spare — the video only copied — the encode is shared by one encoder per core, each
+on a stretch of the mix with a lead-in, and their frames are joined into one stream
+(``scenerender.core.adts``) that goes, as it comes, to the final mux the render hands over
+(``joined_into``): the MP4 is made while the audio is encoded. Otherwise the render muxes
+the M4A beside the video (``plan.assemble_command``). This stage never builds the MP4's command.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from scenerender.errors import RenderError
 AUDIO_CACHE_VERSION = "1"  # bump when the audio plan's output changes for the same inputs
 
 FractionFn = Callable[[float], None]
+JoinedInto = Callable[[int], plan.Command]  # the command the joined ADTS frames on pipe:fd go to
 WRITE_BATCH_FRAMES = 32  # frames waited for before a write to the mux...
 WRITE_MAX_FRAMES = 256  # ...and at most this many in one (a waiting chunk's backlog goes in pieces)
 
@@ -58,6 +60,7 @@ class AudioMade:
     reused: bool = False  # taken from the cache
     encoders: int = 0  # AAC encoders that shared the encode (0: reused)
     gain: plan.MixGain | None = None  # what brought the mix to the loudness target (None: reused, or none)
+    joined_into: bool = False  # the joined frames went into the caller's ``joined_into`` command: nothing left to mux
 
 
 def make_audio(
@@ -70,13 +73,18 @@ def make_audio(
     file_digests: Digests | None = None,
     *,
     cores: int = 1,
-    chunked: bool = False,
+    joined_into: JoinedInto | None = None,
 ) -> AudioMade:
     """Mix, bring to the loudness target, encode to ``audio_out`` (M4A), or take it all from the cache.
 
     ``cores``: how many the audio may use (1 while the video is being encoded). With more
-    than one, the encoded audio is measured by a second process as it is made; with
-    ``chunked`` too, the encode is shared among them (``plan.audio_chunks``).
+    than one, the encoded audio is measured by a second process as it is made. With
+    ``joined_into`` too (the copy path's final mux, ``plan.assemble_command`` of a pipe), the
+    encode is shared among them (``plan.audio_chunks``) and their joined frames go to the
+    command ``joined_into(fd)`` builds as they come: it reads them as ADTS from ``pipe:fd``,
+    writes them to ``audio_out`` too, and its stderr ends with the EBU R128 scan of what it
+    read. So the MP4 is made while the audio is encoded (``AudioMade.joined_into``); when
+    the frames cannot be joined, one encoder writes ``audio_out`` for the caller to mux.
     """
     mix = plan.plan_mix(timeline)
     key = audio_key(mix, timeline, work, file_digests or Digests()) if cache is not None else None
@@ -85,14 +93,14 @@ def make_audio(
         return AudioMade(plan.parse_ebur128(runner.capture_stderr(plan.loudness_scan_command(audio_out))), reused=True)
     wav = work / "mix.wav"
     scan = _mix_and_scan(mix, wav, timeline, work, runner, on_fraction, cores)
-    chunks = plan.audio_chunks(plan.total_samples(timeline), cores) if chunked else []
+    chunks = plan.audio_chunks(plan.total_samples(timeline), cores) if joined_into is not None else []
 
     def encode(correction: plan.LevelCorrection) -> plan.LoudnessScan:
         # The output's audio is this stream, copied bit for bit by the mux: measuring it here,
         # while the video is still being made, is measuring the output.
         nonlocal chunks
-        if chunks:
-            joined = _encode_in_chunks(wav, timeline, scan, audio_out, correction, runner, on_fraction, chunks)
+        if chunks and joined_into is not None:
+            joined = _encode_in_chunks(wav, timeline, scan, correction, runner, on_fraction, chunks, joined_into)
             if joined is not None:
                 return joined
             chunks = []  # no clean join in this mix: one encoder from now on
@@ -113,7 +121,7 @@ def make_audio(
     if cache is not None and key is not None:
         cache.store(key, audio_out)
     gain = plan.mix_gain(timeline, scan, correction)
-    return AudioMade(result, encoders=max(1, len(chunks)), gain=gain)
+    return AudioMade(result, encoders=max(1, len(chunks)), gain=gain, joined_into=bool(chunks))
 
 
 def _mix_and_scan(
@@ -244,14 +252,14 @@ def _encode_in_chunks(
     wav: Path,
     timeline: Timeline,
     scan: plan.LoudnessScan | None,
-    audio_out: Path,
     correction: plan.LevelCorrection,
     runner: FFmpegRunner,
     on_fraction: FractionFn,
     chunks: list[plan.AudioChunk],
+    consumer: JoinedInto,
 ) -> plan.LoudnessScan | None:
-    """One encoder per chunk at once; their frames joined, written to ``audio_out`` and
-    measured as they come.
+    """One encoder per chunk at once; their frames joined and sent to ``consumer``'s command
+    (which writes and measures them) as they come.
 
     Returns the scan of the joined stream, or None when some join found no frame where both
     encoders windowed alike (the caller then encodes in one piece; what was written here is
@@ -271,7 +279,8 @@ def _encode_in_chunks(
         _Frames(os.fdopen(read, "rb"), wav.with_name(f"chunk-{i}.aac")) for i, (read, _) in enumerate(encoder_pipes)
     ]
     sink = os.fdopen(mux_write, "wb")
-    mux = plan.joined_audio_command(timeline, mux_read, audio_out)
+    mux = consumer(mux_read)
+    write_files(mux.files)
     try:
         with ThreadPoolExecutor(max_workers=2 * len(chunks) + 1, thread_name_prefix="aac") as pool:
             encoders = [

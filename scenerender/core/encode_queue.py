@@ -6,6 +6,9 @@ claims it — dearest first, with the audio pass queued among them by its own co
     group_encodes     pieces with the same cache address share one ``Encode``
     EncodeQueue       runs the encodes on ``workers`` threads (and the audio job)
     normalize_segments  the three together, as ``render`` calls them
+
+Size: one path, from the pieces' commands to their files, that the cache and the claims run
+through; the queue is most of it, and it needs the plan's and the grouping's types.
 """
 
 from __future__ import annotations
@@ -94,7 +97,9 @@ class VideoPlan:
     frame_size: tuple[int, int]  # the output's
 
 
-def plan_video(timeline: Timeline, out_dir: Path, *, parallelism: int, cores: int, memory_mb: int) -> VideoPlan:
+def plan_video(
+    timeline: Timeline, out_dir: Path, *, parallelism: int, cores: int, memory_mb: int, captions: Path | None = None
+) -> VideoPlan:
     """The segments whole or cut into pieces (``plan.plan_pieces``), each with its command."""
     enc = plan.EncodeSettings.for_timeline(timeline)
     limit = plan.piece_limit(enc, timeline.fps)
@@ -105,18 +110,18 @@ def plan_video(timeline: Timeline, out_dir: Path, *, parallelism: int, cores: in
         if seg.frames > limit and (times := keyframes_of(seg.source.path)) is not None
     }
 
+    size = (timeline.width, timeline.height)
+
     def jobs_for(count: int) -> tuple[int, int]:
-        return plan.parallel_jobs(
-            parallelism, count, cores, memory_mb=memory_mb, frame_size=(timeline.width, timeline.height)
-        )
+        return plan.parallel_jobs(parallelism, count, cores, memory_mb=memory_mb, frame_size=size)
 
     pieces = plan.plan_pieces(timeline, enc, keyframes, cores=cores, jobs_for=jobs_for)
     workers, threads = jobs_for(len(pieces))
     commands = [
-        plan.normalize_command(piece, timeline, out_dir / f"{piece.segment.index:04d}-{n:03d}.mp4", enc)
-        for n, piece in enumerate(pieces)
+        plan.normalize_command(p, timeline, out_dir / f"{p.segment.index:04d}-{n:03d}.mp4", enc, captions=captions)
+        for n, p in enumerate(pieces)
     ]
-    return VideoPlan(pieces, commands, workers, threads, (timeline.width, timeline.height))
+    return VideoPlan(pieces, commands, workers, threads, size)
 
 
 @dataclass
@@ -335,9 +340,11 @@ def normalize_segments(
     claims: SegmentClaims | None,
     split_min_segments: int,
     claim_poll_s: float,
+    captions: Path | None = None,
 ) -> tuple[list[plan.VideoPart], SegmentCounts]:
     """Normalise every segment: each distinct (source, parameters) is encoded once, in parallel,
     or taken from the cache, or — when ``claims`` is given — by whichever worker claims it.
+    ``captions``: an ASS script every piece burns in.
 
     ``audio_job`` (the audio pass, one core) runs on the same cores: as a job of the queue
     when the encodes fill every core, beside them when they leave one free. ``urls``: the
@@ -345,7 +352,7 @@ def normalize_segments(
     """
     norm_dir = work / "normalized"
     norm_dir.mkdir()
-    video = plan_video(timeline, norm_dir, parallelism=parallelism, cores=cores, memory_mb=memory_mb)
+    video = plan_video(timeline, norm_dir, parallelism=parallelism, cores=cores, memory_mb=memory_mb, captions=captions)
     encodes = group_encodes(video, source_digests(timeline, file_digests, cached=cache is not None))
     queue = EncodeQueue(
         video, encodes, runner, cache=cache, claims=None, claim_poll_s=claim_poll_s, on_fraction=on_fraction

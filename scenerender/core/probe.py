@@ -18,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from scenerender.core import mp4
+from scenerender.core import mp4, wav
 from scenerender.errors import InputMediaError, InputRefusedError
 
 # What the renderer reads: one table, which the probe enforces and docs/media.md prints
@@ -687,7 +687,10 @@ _NOT_ON_WHITELIST = re.compile(r"\[(\w+) @ [^\]]*\] Format not on whitelist")
 
 def probe_data(path: Path, *, input_path: str, ffprobe: str = "ffprobe", url: str | None = None) -> dict[str, Any]:
     """What ``ffprobe -of json`` says of one local file (call ``refuse_reference_files`` first),
-    with each stream's packet ends (``PACKET_ENDS``) where the container's header states its length."""
+    with each stream's packet ends (``PACKET_ENDS``) where the container's header states its length.
+    A plain PCM WAV is described from its header, as ffprobe would (``scenerender.core.wav``)."""
+    if (described := wav.describe(path)) is not None:
+        return described
     cmd = probe_command(ffprobe, path)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)

@@ -190,14 +190,24 @@ def render(
 
         # Video and audio do not depend on each other, so they share the cores. With the video
         # only copied, its pieces are the sources themselves and the cores are the audio's (its
-        # encode shared among them: ``parallel_aac``). With segments to encode, the audio pass
-        # is one more job for the encoders' cores, not a process beside one encoder per core:
-        # that would only add its memory to theirs at the peak.
+        # encode shared among them: ``parallel_aac``), and the final mux takes the joined frames
+        # as they are encoded: no process more, nothing left to mux once the encoders end.
+        # With segments to encode, the audio pass is one more job for the encoders' cores, not
+        # a process beside one encoder per core: that would only add its memory to theirs at the peak.
         t1 = time.monotonic()
         audio_out = work / "audio.m4a"
+        list_path = work / "video.ffconcat"
         part = out_path.with_name(f".{out_path.name}.part-{os.getpid()}")
         blockers = plan.copy_blockers(timeline)
+        # Joined by their pictures' durations, not the files': the audio is the audio pass's.
+        copied = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
+
+        def final_mux(fd: int) -> plan.Command:
+            return plan.assemble_command(timeline, copied, list_path, fd, part, audio_copy=audio_out)
+
         made: list[AudioMade] = []
+        # Normalised segments burn the captions in their own encodes; copied ones, after the render.
+        burn_in_segments = spec.output.burn_captions and bool(blockers)
         maker = deliverables.Maker(spec, timeline, work, runner) if opts.deliverables else None
         if maker is not None and not blockers and not spec.output.burn_captions:
             # Copied and not burned over: the output's picture is its sources' packets, so the
@@ -216,7 +226,7 @@ def render(
                     opts.segment_cache,
                     digests,
                     cores=1 if blockers else opts.cores,
-                    chunked=opts.parallel_aac and not blockers,
+                    joined_into=None if blockers or not opts.parallel_aac else final_mux,
                 )
             )
             timings["audio_s"] = time.monotonic() - started
@@ -224,10 +234,12 @@ def render(
         try:
             if not blockers:
                 _run_alone(audio_job, runner)
-                # Joined by their pictures' durations, not the files': the audio is the audio pass's.
-                pieces = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
-                counts = SegmentCounts()
+                pieces, counts = copied, SegmentCounts()
             else:
+                # Burned pieces are neither cached nor shared: their script is in this private
+                # dir, so its path, which their cache address holds, names nothing another
+                # render or worker could read.
+                captions = deliverables.caption_script(spec, timeline, work) if burn_in_segments else None
                 pieces, counts = normalize_segments(
                     timeline,
                     work,
@@ -239,10 +251,11 @@ def render(
                     parallelism=opts.parallelism,
                     cores=opts.cores,
                     memory_mb=opts.memory_mb,
-                    cache=opts.segment_cache,
-                    claims=opts.segment_claims,
+                    cache=None if captions else opts.segment_cache,
+                    claims=None if captions else opts.segment_claims,
                     split_min_segments=opts.split_min_segments,
                     claim_poll_s=opts.claim_poll_s,
+                    captions=captions,
                 )
                 timings["video_s"] = time.monotonic() - t1
             audio = made[0]
@@ -250,20 +263,24 @@ def render(
             tracker.finish("audio")
 
             t2 = time.monotonic()
-            mux = plan.assemble_command(timeline, pieces, work / "video.ffconcat", audio_out, part)
-            write_files(mux.files)
-            runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
+            if not audio.joined_into:
+                mux = plan.assemble_command(timeline, pieces, list_path, audio_out, part)
+                write_files(mux.files)
+                runner.run(mux.argv, duration_s=mux.duration_s, on_progress=lambda f: tracker.stage("mux", f))
             tracker.finish("mux")
             timings["mux_s"] = time.monotonic() - t2
-            # Before captions are burned: the certificate finds each part's frames by their
-            # bytes, which a burn re-encodes (frame for frame, so the timing it measures stays).
+            # Before captions are burned over copied segments: the certificate finds each part's
+            # frames by their bytes, which a burn re-encodes (frame for frame, so the timing it
+            # measures stays). Normalised segments burned them in their own encodes.
             t_sync = time.monotonic()
             certificate = sync.certify(part, timeline, pieces, runner, work)
             timings["sync_s"] = time.monotonic() - t_sync
             missing_glyphs: frozenset[int] = frozenset()
-            if spec.output.burn_captions:
+            if spec.output.burn_captions and maker is not None:  # for the report (qc)
+                missing_glyphs = deliverables.check_glyphs(spec, timeline, work, runner)
+            if spec.output.burn_captions and not burn_in_segments:
                 t_burn = time.monotonic()
-                missing_glyphs = deliverables.burn_captions(spec, timeline, part, work, runner)
+                deliverables.burn_captions(spec, timeline, part, work, runner)
                 timings["burn_captions_s"] = time.monotonic() - t_burn
             t3 = time.monotonic()
             result = measure_output(part, audio.scan)

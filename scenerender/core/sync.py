@@ -11,7 +11,12 @@ Measured on the file, not taken from the plan:
   picture's end is the output's video track's end. A part whose first frame is not there at
   all fails the render.
 - **Onsets**, from one decode of the output's sound (8 kHz mono) beside a plain decode of
-  the start of each clip and of each segment's own sound (the same process). Each
+  the start of each clip and of each segment's own sound (the same process). Of the
+  output, only the stretches where some reference's first sound can be looked for are
+  decoded (``output_spans``: each read from a seek ``WARM_UP_S`` earlier, on the 8 kHz
+  grid, which gives the same samples as a decode from the file's start), unless they
+  cover most of it; a 2-hour scene's certificate decodes its onsets' surroundings, not 2
+  hours of sound. Each
   reference's first sound is found in its own decode; its energy envelope (2 ms steps, 50 ms
   before the onset to 150 ms after) is matched against the output's within
   ±``SEARCH_S`` of where the timeline puts it (Pearson correlation; the best lag refined
@@ -38,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from scenerender.core import plan
 from scenerender.core.ffmpeg import FFmpegRunner, write_files
@@ -70,6 +75,14 @@ HEAD_SAMPLES = 8  # a part is recognised in the output by this many sample sizes
 HEAD_BYTES = 4096  # ...and its first sample's last bytes
 PARAMETER_SETS_MAX = 4096  # bytes a copy-join may add before a part's first keyframe
 MAX_LISTED = 20  # offenders and unmeasured onsets named, at most
+# The output is decoded in stretches (``output_spans``): each from this much earlier (an AAC
+# decode from a seek is exact from its second frame on; measured: bit for bit the samples of
+# a decode from the start after 50 ms), stretches this close together joined, and the whole
+# output decoded when they would cover more than WHOLE_SHARE of it or number over MAX_SPANS.
+WARM_UP_S = 0.1
+JOIN_GAP_S = 2.0
+WHOLE_SHARE = 0.5
+MAX_SPANS = 32
 
 
 @dataclass(frozen=True)
@@ -285,18 +298,105 @@ def references(timeline: Timeline) -> list[Reference]:
     return found
 
 
-def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, dest: Path, script: Path) -> plan.Command:
-    """One ffmpeg: the output's sound, then each reference's first ``REFERENCE_S`` seconds,
-    all at ``RATE`` mono, back to back in one raw float stream of known lengths."""
+def _reach() -> tuple[int, int]:
+    """How far (output samples) ``_locate`` reads before and after the sample it is given."""
+    reach = round(SEARCH_S / STEP_S) * STEP
+    return (BEFORE * STEP + reach, max(AFTER * STEP, WAVE_AFTER + FINE) + reach)
+
+
+def output_spans(refs: Sequence[Reference], output_samples: int) -> list[tuple[int, int]]:
+    """The stretches of the output (samples at ``RATE``, [start, end)) that the references'
+    onsets are looked for in, joined where close; one span for the whole output when they
+    would cover most of it.
+
+    A reference's first sound is somewhere in its first ``REFERENCE_S`` seconds and before
+    it stops being heard; ``_locate`` reads ``_reach`` around each place that can be.
+    """
+    before, after = _reach()
+    wanted = sorted(
+        (
+            max(0, round(ref.planned_s * RATE) - before - 1),
+            min(output_samples, round(min(ref.planned_s + REFERENCE_S, ref.until_s) * RATE) + after + 1),
+        )
+        for ref in refs
+        if ref.fade_in_s <= FADE_EDGE_S
+    )
+    spans: list[tuple[int, int]] = []
+    for start, end in wanted:
+        if spans and start - spans[-1][1] <= JOIN_GAP_S * RATE:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        elif start < end:
+            spans.append((start, end))
+    if len(spans) > MAX_SPANS or sum(end - start for start, end in spans) > WHOLE_SHARE * output_samples:
+        return [(0, output_samples)]
+    return spans
+
+
+class Spans(Sequence[float]):
+    """The output's decoded stretches, indexed by output sample as the whole decode would be.
+    Only slices are read (``_envelope``, ``_window``); one outside every stretch is a bug in
+    ``output_spans``, not silence."""
+
+    def __init__(self, spans: Sequence[tuple[int, int]], samples: array[float], length: int) -> None:
+        self._spans = list(spans)
+        self._starts: list[int] = []
+        at = 0
+        for start, end in self._spans:
+            self._starts.append(at)
+            at += end - start
+        self._samples = samples
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> array[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | array[float]:
+        if isinstance(index, int):
+            return self[index : index + 1][0]
+        start, stop, _ = index.indices(self._length)
+        if stop <= start:
+            return array("f")
+        for (first, end), at in zip(self._spans, self._starts, strict=True):
+            if first <= start and stop <= end:
+                return self._samples[at + start - first : at + stop - first]
+        raise RenderError(f"the sync measure read output samples {start}-{stop}, which were not decoded")
+
+
+def decode_command(
+    out: Path,
+    refs: Sequence[Reference],
+    spans: Sequence[tuple[int, int]],
+    output_samples: int,
+    dest: Path,
+    script: Path,
+) -> plan.Command:
+    """One ffmpeg: the output's sound in ``spans``, then each reference's first ``REFERENCE_S``
+    seconds, all at ``RATE`` mono, back to back in one raw float stream of known lengths."""
     ref_samples = round(REFERENCE_S * RATE)
-    inputs = ["-protocol_whitelist", "file", "-i", str(out)]
+    inputs: list[str] = []
     mono = "aformat=sample_fmts=flt:channel_layouts=mono"
-    chains = [
-        # first_pts=0: a sound track that starts after the file's time 0 keeps its delay.
-        f"[0:a:0]aresample={RATE}:first_pts=0,{mono},apad=whole_len={output_samples},"
-        f"atrim=end_sample={output_samples}[o]"
-    ]
-    for k, ref in enumerate(refs, start=1):
+    chains: list[str] = []
+    for n, (start, end) in enumerate(spans):
+        # The seek lands on the 8 kHz grid (a whole number of 48 kHz samples too), so the
+        # samples after the warm-up are those of a decode from the start, the resampler's
+        # phase included; first_pts=0: a sound track that starts after the seek keeps its delay.
+        at = max(0, start - round(WARM_UP_S * RATE))
+        length = end - at
+        inputs += ["-ss", f"{at / RATE:.6f}"] if at else []
+        inputs += ["-t", f"{(length / RATE) + WARM_UP_S:.6f}"] if end < output_samples else []
+        inputs += ["-protocol_whitelist", "file", "-i", str(out)]
+        chains.append(
+            f"[{n}:a:0]aresample={RATE}:first_pts=0,{mono},apad=whole_len={length},"
+            f"atrim=start_sample={start - at}:end_sample={length},asetpts=N/SR/TB[o{n}]"
+        )
+    first_ref = len(spans)
+    for k, ref in enumerate(refs, start=first_ref):
         first = round(ref.offset_s * RATE)
         # Read no further than needed (-t on the input); a plain decode, as any player makes it.
         seek = ["-ss", f"{ref.seek_s:.6f}"] if ref.seek_s else []
@@ -308,8 +408,8 @@ def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, de
             f"atrim=start_sample={first},asetpts=N/SR/TB,"
             f"apad=whole_len={ref_samples},atrim=end_sample={ref_samples}[r{k}]"
         )
-    labels = "[o]" + "".join(f"[r{k}]" for k in range(1, len(refs) + 1))
-    chains.append(f"{labels}concat=n={len(refs) + 1}:v=0:a=1[all]")
+    labels = "".join(f"[o{n}]" for n in range(len(spans))) + "".join(f"[r{k}]" for k in range(first_ref, len(chains)))
+    chains.append(f"{labels}concat=n={len(chains)}:v=0:a=1[all]")
     argv = [
         "ffmpeg",
         "-y",
@@ -324,7 +424,8 @@ def decode_command(out: Path, refs: Sequence[Reference], output_samples: int, de
         "f32le",
         str(dest),
     ]
-    return plan.Command(argv=argv, output=dest, duration_s=output_samples / RATE, files={script: ";\n".join(chains)})
+    decoded = sum(end - start for start, end in spans)
+    return plan.Command(argv=argv, output=dest, duration_s=decoded / RATE, files={script: ";\n".join(chains)})
 
 
 def _source(ref: Reference) -> tuple[Path, float, bool, float]:
@@ -341,21 +442,23 @@ def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Pa
     distinct = list(dict.fromkeys(_source(r) for r in refs))
     sources = [Reference("", path, offset, 0.0, 0.0, timestamped=t, seek_s=seek) for path, offset, t, seek in distinct]
     output_samples = math.ceil(float(timeline.duration) * RATE)
+    spans = output_spans(refs, output_samples)
     dest, script = work / "sync.f32", work / "sync.filtergraph"
-    command = decode_command(out, sources, output_samples, dest, script)
+    command = decode_command(out, sources, spans, output_samples, dest, script)
     write_files(command.files)
     runner.run(command.argv)
     samples = array("f")
     samples.frombytes(dest.read_bytes())
     dest.unlink()
     ref_samples = round(REFERENCE_S * RATE)
-    wanted = output_samples + ref_samples * len(sources)
+    decoded = sum(end - start for start, end in spans)
+    wanted = decoded + ref_samples * len(sources)
     if len(samples) != wanted:
         raise RenderError(f"the sync decode gave {len(samples)} samples, not {wanted}")
-    output = samples[:output_samples]
+    output = Spans(spans, samples[:decoded], output_samples)
     onsets: dict[tuple[Path, float, bool, float], Onset | str] = {}
     for k, key in enumerate(distinct):
-        start = output_samples + k * ref_samples
+        start = decoded + k * ref_samples
         onsets[key] = _reference_onset(samples[start : start + ref_samples])
     landings: list[Landing] = []
     unmeasured: list[str] = []

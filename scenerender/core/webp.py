@@ -18,6 +18,7 @@ gives ``validate --probe`` the MOV's description without making it.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import shlex
@@ -50,7 +51,11 @@ MIB = 1024 * 1024
 def is_animated_webp(path: Path) -> bool:
     """A RIFF WebP whose VP8X header has the animation flag (bit 1 of its flags byte)."""
     with open(path, "rb") as fh:
-        head = fh.read(21)
+        return is_animated_head(fh.read(21))
+
+
+def is_animated_head(head: bytes) -> bool:
+    """``is_animated_webp`` of a file's first 21 bytes."""
     return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) > 20 and bool(head[20] & 0x02)
 
 
@@ -119,12 +124,31 @@ def read_header(path: Path, input_path: str) -> Header:
     """The canvas (VP8X: 24-bit width - 1 and height - 1 at bytes 24 and 27) and the frames'
     durations (``frame_durations``); errors name ``input_path``."""
     with open(path, "rb") as fh:
-        head = fh.read(30)
+        return _header(fh, input_path)
+
+
+def header_of(data: bytes, input_path: str) -> Header:
+    """``read_header`` of a WebP's bytes (read from its bucket before it is fetched)."""
+    return _header(io.BytesIO(data), input_path)
+
+
+def _header(fh: IO[bytes], input_path: str) -> Header:
+    head = fh.read(30)
     if len(head) < 30 or head[12:16] != b"VP8X":
         raise InputMediaError(input_path, "not a readable animated WebP (no VP8X header)")
     width = int.from_bytes(head[24:27], "little") + 1
     height = int.from_bytes(head[27:30], "little") + 1
-    durations = shown_ms(frame_durations(path))
+    durations = shown_ms(_durations(fh))
+    declared, held = 8 + int.from_bytes(head[4:8], "little"), fh.seek(0, io.SEEK_END)
+    if held < declared:
+        # Cut by an interrupted download or copy: its frames' chunks end early, and what they
+        # would show is not known (libwebp refuses the file). Said before any frame is decoded.
+        whole = _whole_frames(fh, held)
+        raise InputMediaError(
+            input_path,
+            f"the file is cut: its header says {declared:,} bytes, it holds {held:,}; "
+            f"{len(whole)} frames ({sum(shown_ms(whole)) / 1000:.3f} s) are whole; copy or export it again",
+        )
     if not durations:
         raise InputMediaError(input_path, "an animated WebP without a readable frame")
     if max(width, height) > MAX_DIMENSION:
@@ -144,8 +168,8 @@ class DecodedBudget:
 
     def take(self, header: Header, input_path: str) -> None:
         """Reserve ``header``'s decoded bytes, or refuse it before a frame is decoded: past the
-        memory budget ``LIMIT_EXCEEDED`` (as the whole render's budget is), past the input
-        size limit ``INPUT_REFUSED`` (as a file that large is)."""
+        memory budget ``LIMIT_EXCEEDED`` (as the whole render's budget is); without one, past
+        the input size limit ``INPUT_REFUSED`` (as a file that large is)."""
         need = header.decoded_bytes
         frames = f"its {len(header.durations)} frames of {header.width}x{header.height}"
         what = f"{frames} take up to {need / MIB:,.0f} MiB decoded"
@@ -157,7 +181,8 @@ class DecodedBudget:
                     "(its /tmp is memory on Cloud Run)",
                     details=[ErrorDetail(input_path, f"{what}; {max(0, self.left) / MIB:,.0f} MiB left")],
                 )
-            if need > self.max_bytes:
+            # With a memory budget that is the limit (the input size cap it sets is for fetches).
+            if self.left is None and need > self.max_bytes:
                 raise InputRefusedError(input_path, f"{what}; the largest input is {self.max_bytes:,} bytes")
             if self.left is not None:
                 self.left -= need
@@ -194,18 +219,37 @@ def describe(path: Path, header: Header) -> MediaInfo:
 
 def frame_durations(path: Path) -> list[int]:
     """Each frame's duration in ms, from its ANMF chunk's header (no pixel decoded)."""
-    durations: list[int] = []
     with open(path, "rb") as fh:
-        fh.seek(12)  # RIFF, its size, WEBP
-        while len(head := fh.read(8)) == 8:
-            size = int.from_bytes(head[4:], "little")
-            if head[:4] == b"ANMF":
-                frame = fh.read(16)  # X, Y, width-1, height-1, duration: 24 bits each; flags
-                if len(frame) < 16:
-                    break
-                durations.append(int.from_bytes(frame[12:15], "little"))
-                size -= 16
-            fh.seek(size + (size & 1), 1)  # chunks are padded to an even length
+        return _durations(fh)
+
+
+def _whole_frames(fh: IO[bytes], held: int) -> list[int]:
+    """The durations of the frames whose chunks end within the file's ``held`` bytes."""
+    whole: list[int] = []
+    fh.seek(12)
+    while len(head := fh.read(8)) == 8:
+        size = int.from_bytes(head[4:], "little")
+        end = fh.tell() + size
+        if end > held:
+            break
+        if head[:4] == b"ANMF" and size >= 16:
+            whole.append(int.from_bytes(fh.read(16)[12:15], "little"))
+        fh.seek(end + (size & 1))
+    return whole
+
+
+def _durations(fh: IO[bytes]) -> list[int]:
+    durations: list[int] = []
+    fh.seek(12)  # RIFF, its size, WEBP
+    while len(head := fh.read(8)) == 8:
+        size = int.from_bytes(head[4:], "little")
+        if head[:4] == b"ANMF":
+            frame = fh.read(16)  # X, Y, width-1, height-1, duration: 24 bits each; flags
+            if len(frame) < 16:
+                break
+            durations.append(int.from_bytes(frame[12:15], "little"))
+            size -= 16
+        fh.seek(size + (size & 1), 1)  # chunks are padded to an even length
     return durations
 
 
@@ -238,8 +282,9 @@ def convert(
     from PIL import Image  # only a render that meets an animated WebP needs libwebp's decoder
 
     budget = budget or DecodedBudget(None, max_bytes)
-    budget.take(read_header(path, input_path), input_path)
-    max_bytes = budget.max_bytes  # ffmpeg's -fs below: a stop should the bound ever be passed
+    header = read_header(path, input_path)
+    budget.take(header, input_path)
+    max_bytes = header.decoded_bytes  # ffmpeg's -fs below: a stop, should the bound ever be passed
     out = path.with_name(path.name + ".frames.mov")
     # Written under another name and renamed when whole: a conversion that fails or is
     # stopped leaves no MOV that a later reader of ``out`` would take for the frames.

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenerender.dev.checkout import firestore_rules, web_dist
 from scenerender.dev.functions import FUNCTIONS
 from scenerender.dev.procs import (
     DevStackError,
@@ -54,10 +55,9 @@ from scenerender.dev.services import (
     gcs_argv,
     load_firestore_rules,
     pubsub_argv,
-    repo_root,
     write_service_account_key,
 )
-from scenerender.settings import Settings, child_env
+from scenerender.settings import Settings, child_env, env_value
 
 START_TIMEOUT_S = 90.0
 PORT_TAKEN_S = 2.0  # a port held by another process this long while our piece starts: taken
@@ -174,10 +174,7 @@ class DevStack:
 
     def env(self) -> dict[str, str]:
         """The environment a shell or child process needs to use this stack."""
-        env = {
-            Settings.env_name(field): ",".join(value) if isinstance(value, list) else str(value)
-            for field, value in self.overrides().items()
-        }
+        env = {Settings.env_name(field): env_value(value) for field, value in self.overrides().items()}
         # Google's clients in a child find the project here (the emulators have no metadata server).
         return {"GOOGLE_CLOUD_PROJECT": self.state.project_id, **env}
 
@@ -285,19 +282,29 @@ class DevStack:
         self._save()
         return proc
 
-    def wait_ready(self, name: str, proc: subprocess.Popen[bytes], ready: Callable[[], bool], port: int = 0) -> None:
-        """Wait until ``ready`` and, with ``port``, until this process group serves it. A port
-        another process holds for ``PORT_TAKEN_S`` while ours does not is ``PortTakenError``
-        at once (a server that cannot bind may retry for a while or keep running unbound)."""
+    def wait_ready(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        ready: Callable[[], bool],
+        port: int = 0,
+        also: tuple[int, ...] = (),
+    ) -> None:
+        """Wait until ``ready`` and, with ``port``, until this process group serves it (and the
+        ports ``also`` names: the Firebase CLI's hub and logging ports). A port another process
+        holds for ``PORT_TAKEN_S`` while ours does not is ``PortTakenError`` at once (a server
+        that cannot bind may retry for a while or keep running unbound); so is a piece that
+        exits while another process holds one of its ports (the Firebase CLI exits "port taken")."""
         log_path = self.state_dir / f"{name}.log"
+        ports = [q for q in (port, *also) if q]
         deadline = time.monotonic() + START_TIMEOUT_S
         taken_since: float | None = None
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            if ready() and (not port or group_listens(proc.pid, port)):
+            if ready() and all(group_listens(proc.pid, q) for q in ports):
                 return
-            if port and _held_by_another(proc.pid, port):
+            if any(_held_by_another(proc.pid, q) for q in ports):
                 # Held twice a while apart, not the moment between our own bind and listen.
                 taken_since = taken_since or time.monotonic()
                 if time.monotonic() - taken_since >= PORT_TAKEN_S:
@@ -306,13 +313,13 @@ class DevStack:
                 taken_since = None
             time.sleep(0.2)
         tail = log_path.read_text(errors="replace")[-2000:]
-        taken = bool(port) and _held_by_another(proc.pid, port)
-        held = f"; port {port} is held by {describe_holders(port)}" if taken else ""
+        taken = next((q for q in ports if _held_by_another(proc.pid, q)), 0)
+        held = f"; port {taken} is held by {describe_holders(taken)}" if taken else ""
         what = "exited" if proc.poll() is not None else f"did not start within {START_TIMEOUT_S:.0f} s"
         if taken and proc.poll() is None:
             what = "could not take its port"
         message = f"{name} {what}{held}; log {log_path}:\n{tail}"
-        raise PortTakenError(message, port) if taken else DevStackError(message)
+        raise PortTakenError(message, taken) if taken else DevStackError(message)
 
     def up(self) -> bool:
         """Start the stack, or reuse the one already running. Returns True if it started anything."""
@@ -353,14 +360,11 @@ class DevStack:
         ports = asdict(self.state.ports)
         return {p for name in self.fixed_ports for p in range(ports[name], ports[name] + Ports.span(name))}
 
-    def _all_ports(self) -> list[int]:
-        p = self.state.ports
-        web = [p.web] if self.web_running() else []
-        return [p.pubsub, p.firestore, p.gcs, p.auth, *(p.function_port(n) for n in FUNCTIONS), *web]
-
     def _start_all(self) -> None:
         p, s = self.state.ports, self.settings
-        base_env = child_env(self.env())
+        # The pieces run with this stack's settings (those of a test's stack are given, not read
+        # from this process's environment), pointed at the stack.
+        base_env = child_env({**self.settings.env_vars(), **self.env()})
         # The Firebase CLI takes the longest to start (node loads the whole CLI): started
         # first, waited for last.
         auth = self._spawn_auth(base_env)
@@ -380,7 +384,7 @@ class DevStack:
         )
         # Local clients that read with a user's ID token meet the same rules as in the cloud (the
         # pipeline's own clients read as the emulator's admin, as its service accounts bypass rules).
-        load_firestore_rules(p.firestore, s.project_id, repo_root() / "firestore.rules")
+        load_firestore_rules(p.firestore, s.project_id, firestore_rules(s))
         create_topics(self.client_settings())
         self.start_process(
             "gcs",
@@ -417,7 +421,9 @@ class DevStack:
                 base_env,
                 lambda: True,
             )
-        self.wait_ready("auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"), p.auth)
+        self.wait_ready(
+            "auth", auth, lambda: http_ok(f"http://127.0.0.1:{p.auth}/"), p.auth, also=(p.auth_hub, p.auth_logging)
+        )
         self._start_web(base_env)
         # Workers on one machine share its cores, as tasks of a Cloud Run job each have their own.
         worker_env = {"SCENERENDER_CPUS": str(max(1, (os.cpu_count() or 1) // max(1, self.workers))), **base_env}
@@ -448,9 +454,10 @@ class DevStack:
 
     def _start_web(self, env: dict[str, str]) -> None:
         """The web client's server, if the page is built (scripts/setup.sh builds web/dist)."""
-        from scenerender.dev.webserve import dist_dir, web_config, write_json
+        from scenerender.dev.webserve import web_config, write_json
 
-        if not (dist_dir() / "index.html").is_file():
+        dist = web_dist(self.settings)
+        if dist is None:
             return
         p = self.state.ports
         # The page signs in against the Auth emulator (connectAuthEmulator wants a URL).
@@ -470,6 +477,8 @@ class DevStack:
                 f"http://127.0.0.1:{p.function_port('api')}",
                 "--port",
                 str(p.web),
+                "--root",
+                str(dist.resolve()),
             ],
             env,
             functools.partial(port_answers, p.web),

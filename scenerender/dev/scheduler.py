@@ -29,7 +29,8 @@ CALL_TIMEOUT_S = 120.0  # the sweeper function's timeout_seconds (terraform/swee
 
 
 def call_sweeper(url: str, timeout_s: float = CALL_TIMEOUT_S) -> dict[str, Any]:
-    """One tick: POST to the sweeper function, as Cloud Scheduler's http_target does; its report."""
+    """One tick: POST to the sweeper function, as Cloud Scheduler's http_target does; its report
+    (``SweepReport.to_dict``), only logged: left as the JSON it is."""
     request = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
         report: dict[str, Any] = json.loads(response.read())

@@ -1,6 +1,7 @@
-"""The programs and files the local cloud is made of: fake-gcs-server's binary, the Firebase
-CLI, the functions' source, the Firestore rules, a signing key. Each is found (or made) here,
-with an error that says how to get it.
+"""The programs and resources the local cloud is made of: the pieces' command lines,
+fake-gcs-server's binary, a signing key, the topics, buckets and push subscriptions. The files
+it takes from a source checkout (the functions' source, the Firestore rules, the Firebase CLI,
+the web client) are found in ``scenerender.dev.checkout``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import scenerender
+from scenerender.dev.checkout import firebase_cli, functions_source
 from scenerender.dev.procs import DevStackError
 from scenerender.settings import Settings
 
@@ -29,47 +30,6 @@ def fake_gcs_binary() -> Path:
         raise DevStackError(f"fake-gcs-server has no binary for {machine} in {root}")
     binary.chmod(0o755)
     return binary
-
-
-def repo_root() -> Path:
-    return Path(scenerender.__file__).resolve().parent.parent
-
-
-def functions_source(settings: Settings) -> Path:
-    """The functions' ``main.py`` the local cloud serves: ``SCENERENDER_FUNCTIONS_SOURCE``, else
-    functions/main.py of the checkout the package is installed from (an editable install).
-
-    The functions are deployed from that folder (terraform/functions.tf), not from the
-    package, so a package installed from a wheel has none: the setting names it.
-    """
-    name = Settings.env_name("functions_source")
-    if settings.functions_source:
-        given = Path(settings.functions_source)
-        if not given.is_file():
-            raise DevStackError(f"{name}={given}: no such file (the functions' main.py of a SceneRender checkout)")
-        return given
-    found = repo_root() / "functions" / "main.py"
-    if not found.is_file():
-        raise DevStackError(
-            f"the local cloud serves the Cloud Functions from a SceneRender checkout's functions/main.py, and "
-            f"there is none beside the installed package ({found}): set {name} to its path"
-        )
-    return found
-
-
-def firebase_cli(settings: Settings) -> Path:
-    """The pinned Firebase CLI that scripts/setup.sh installs (``SCENERENDER_FIREBASE_CLI``, then
-    tools/firebase, then PATH)."""
-    import shutil
-
-    for candidate in (
-        settings.firebase_cli,
-        str(repo_root() / "tools" / "firebase" / "node_modules" / ".bin" / "firebase"),
-        shutil.which("firebase") or "",
-    ):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise DevStackError("the Firebase CLI is not installed: run scripts/setup.sh (npm ci in tools/firebase)")
 
 
 def load_firestore_rules(port: int, project_id: str, rules: Path) -> None:

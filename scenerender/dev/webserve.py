@@ -20,7 +20,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import scenerender
 from scenerender.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,11 +29,6 @@ if TYPE_CHECKING:
 FORWARDED = ("Authorization", "Content-Type", "Content-Length", "Accept")
 API_PREFIX = "/api"
 MAX_BODY = 8 * 1024 * 1024  # above any spec the API accepts: its own limit answers with a located error
-
-
-def dist_dir() -> Path:
-    """The built page: web/dist beside the package (a source checkout, where `dev up` runs)."""
-    return Path(scenerender.__file__).resolve().parent.parent / "web" / "dist"
 
 
 def web_config(
@@ -175,7 +169,7 @@ def serve(root: Path, config_path: Path, api_url: str, port: int, host: str = "1
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--root", type=Path, default=dist_dir())
+    parser.add_argument("--root", type=Path, required=True, help="The built page (checkout.web_dist).")
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--api", required=True, help="the HTTP API's base URL")
     parser.add_argument("--port", type=int, required=True)

@@ -47,7 +47,7 @@ from scenerender.errors import (
     TransientError,
     UnauthenticatedError,
 )
-from scenerender.messages import ErrorBlock, is_active
+from scenerender.messages import ErrorBlock, JobDocument, is_active, may_take
 from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id, scene_runs, scene_spec
 from scenerender.pipeline.steps import spec_object_name
 from scenerender.ports import Blobs, Jobs
@@ -84,7 +84,7 @@ class ApiRequest:
 @dataclass(frozen=True)
 class ApiResponse:
     status: int
-    body: dict[str, Any] | None
+    body: dict[str, Any] | None  # the HTTP body: a model's wire() (JobDocument, ErrorBlock...) or a receipt
     headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> str:
@@ -181,7 +181,7 @@ class Api:
             job_id = scene_job_id(batch, index)
             existing = self.jobs.get(job_id)
             self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
-            if existing is None or is_active(existing.get("status")) or scene_runs(existing, scene_spec(stored, index)):
+            if existing is None or is_active(existing.status) or scene_runs(existing, scene_spec(stored, index)):
                 running.append(job_id)
         self._take_slots(user, running)
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
@@ -213,13 +213,10 @@ class Api:
             log.warning("API: the copy of %s generation %s was not written: %s", uri, generation, exc.message)
         return generation
 
-    def _check_job_id(self, user: User, job_id: str, existing: dict[str, Any] | None, path: str) -> None:
+    def _check_job_id(self, user: User, job_id: str, existing: JobDocument | None, path: str) -> None:
         # A job id belongs to its first owner for good. A job without an owner (an invalid spec
         # that named none) may be taken only while it never rendered, as the spec function decides.
-        if existing is None or existing.get("owner_uid") == user.uid:
-            return
-        ownerless = not existing.get("owner_uid") and not existing.get("output") and not existing.get("history")
-        if not ownerless:
+        if not may_take(existing, user.uid):
             raise ConflictError(
                 f"{path}: job {job_id!r} belongs to another user; choose another id",
                 details=[ErrorDetail(path, f"job {job_id!r} belongs to another user")],
@@ -259,17 +256,17 @@ class Api:
         value = args[key]
         if not _ID.fullmatch(value):
             raise SpecError.from_details([ErrorDetail(key, f"not a valid id (pattern {ID_PATTERN})")])
-        batch = self.jobs.get_batch(value) if key == "batch_id" else None
-        doc = self.jobs.get(value) if key == "job_id" else batch.wire() if batch is not None else None
+        doc = self.jobs.get(value) if key == "job_id" else self.jobs.get_batch(value)
         # Another user's job answers exactly as a missing one: its existence is not told either.
-        if doc is None or doc.get("owner_uid") != user.uid:
+        if doc is None or doc.owner_uid != user.uid:
             raise NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])
-        if key == "job_id":
+        body = doc.wire()
+        if isinstance(doc, JobDocument):
             # The owner's own spec, so any of their browsers can re-render or promote the job.
-            doc = {**doc, "spec": self.accepted_spec(value, doc)}
-        return ApiResponse(200, doc)
+            body["spec"] = self.accepted_spec(value, doc)
+        return ApiResponse(200, body)
 
-    def accepted_spec(self, job_id: str, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    def accepted_spec(self, job_id: str, doc: JobDocument) -> dict[str, Any] | None:
         """The spec the job document was last written from (a batch's scene as a spec of its own).
 
         Read from the copy the API kept of the generation the document names (``_write_spec``):
@@ -277,13 +274,13 @@ class Api:
         dropped into the bucket), the object at that generation, while versioning keeps it.
         ``None`` when neither is there or it cannot be read as a spec any more.
         """
-        uri, generation = doc.get("spec_uri"), doc.get("spec_generation")
+        uri, generation = doc.spec_uri, doc.spec_generation
         # Only the spec bucket: a job document names nothing else, and the API reads nothing else.
-        if not isinstance(uri, str) or not uri.startswith(f"gs://{self.settings.spec_bucket}/"):
+        if not uri.startswith(f"gs://{self.settings.spec_bucket}/"):
             return None
         limit = max(self.settings.max_spec_bytes, self.settings.max_batch_bytes)
         try:
-            raw = self._read_accepted(uri, str(generation) if generation else None, limit)
+            raw = self._read_accepted(uri, generation or None, limit)
             data = load_json(raw, max_bytes=limit)
             if not is_batch(raw):
                 return data if isinstance(data, dict) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
 
@@ -27,7 +27,7 @@ from scenerender.core.spec import (
     load_json,
 )
 from scenerender.errors import ErrorDetail, SpecError
-from scenerender.messages import TERMINAL, JobStatus, has_ended
+from scenerender.messages import TERMINAL, BatchSummary, JobDocument, JobStatus
 
 UNKNOWN_SEGMENT_S = 5.0  # weight of a segment whose length the spec does not give
 
@@ -98,15 +98,14 @@ def spec_hash(spec: JobSpec) -> str:
     return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def scene_runs(existing: dict[str, Any] | None, spec: JobSpec) -> bool:
+def scene_runs(existing: JobDocument | None, spec: JobSpec) -> bool:
     """Whether a dropped batch file runs this scene (``spec``, as ``scene_spec`` gives it) given its
     job's document: a new scene, or one whose job failed or completed from another spec. A
     completed unchanged scene is left alone, and so is one still QUEUED or RUNNING."""
     if existing is None:
         return True
-    status = existing.get("status")
-    changed = existing.get("spec_hash") != spec_hash(spec)
-    return status == JobStatus.FAILED or (status == JobStatus.COMPLETED and changed)
+    changed = existing.spec_hash != spec_hash(spec)
+    return existing.status == JobStatus.FAILED or (existing.status == JobStatus.COMPLETED and changed)
 
 
 def scene_weight(spec: JobSpec) -> float:
@@ -114,23 +113,22 @@ def scene_weight(spec: JobSpec) -> float:
 
 
 def summarize(
-    jobs: list[dict[str, Any]], *, created_at: float, now: float | None = None, expected: list[str] | None = None
-) -> dict[str, Any]:
+    jobs: list[JobDocument], *, created_at: float, now: float | None = None, expected: list[str] | None = None
+) -> BatchSummary:
     """The batch document's aggregate fields, from its jobs' documents.
 
     ``expected`` (a batch file's scene job ids) counts scenes whose job does not exist yet as QUEUED.
     """
     now = time.time() if now is None else now
-    present = {str(j.get("job_id")) for j in jobs}
-    jobs = [*jobs, *({"job_id": j, "status": JobStatus.QUEUED.value} for j in (expected or []) if j not in present)]
+    present = {j.job_id for j in jobs}
+    jobs = [*jobs, *(JobDocument(job_id=j, status=JobStatus.QUEUED) for j in (expected or []) if j not in present)]
     counts = {s.value: 0 for s in JobStatus}
     total_weight = done_weight = 0.0
     for job in jobs:
-        status = str(job.get("status"))
-        counts[status] = counts.get(status, 0) + 1
-        weight = float(job.get("weight_s") or 1.0)
+        counts[job.status.value] += 1
+        weight = job.weight_s or 1.0
         total_weight += weight
-        fraction = 1.0 if has_ended(status) else float(job.get("progress") or 0.0)
+        fraction = 1.0 if job.status.ended else job.progress
         done_weight += weight * fraction
     progress = done_weight / total_weight if total_weight else 0.0
     ended = sum(counts[s] for s in TERMINAL) == len(jobs) and jobs
@@ -141,11 +139,11 @@ def summarize(
         summary = JobStatus.RUNNING if started else JobStatus.QUEUED
     elapsed = max(0.0, now - created_at)
     eta = None if ended or progress <= 0.01 else round(elapsed * (1 - progress) / progress, 1)
-    return {
-        "status": summary.value,
-        "counts": counts,
-        "total": len(jobs),
-        "progress": round(progress, 4),
-        "eta_s": eta,
-        "failed": sorted(str(j.get("job_id")) for j in jobs if j.get("status") == JobStatus.FAILED),
-    }
+    return BatchSummary(
+        status=summary,
+        counts=counts,
+        total=len(jobs),
+        progress=round(progress, 4),
+        eta_s=eta,
+        failed=sorted(j.job_id for j in jobs if j.status == JobStatus.FAILED),
+    )

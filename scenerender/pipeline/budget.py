@@ -19,7 +19,10 @@ planner's cost model (``scenerender.core.plan``), and both err on the high side:
   exceeds ``memory_mb`` (Terraform: the job's limit) the request is refused up front with
   ``LIMIT_EXCEEDED`` and the numbers, instead of the task being killed for memory mid-render.
   https inputs' sizes are not known before the fetch; each is held to what is left
-  (``input_cap``) while it downloads.
+  (``input_cap``) while it downloads. An animated WebP becomes a lossless MOV many times its
+  size (``scenerender.core.webp``): one named ``.webp`` in the bucket is read (it is small)
+  and its frames' bound counted here (``animated_webp_frames``); any WebP, named so or not,
+  is checked again once fetched, before a frame is decoded, against what this leaves.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scenerender.core import plan
+from scenerender.core import plan, webp
 from scenerender.core.render import RenderOptions
 from scenerender.core.spec import JobSpec
 from scenerender.errors import ErrorDetail, LimitExceededError, SceneRenderError
@@ -72,10 +75,11 @@ class MemoryNeed:
     working: int
     memory: int
     unknown_inputs: int  # https inputs, sized only while fetched
+    decoded: int = 0  # animated WebPs' frames, as the MOVs they become (bounded from their headers)
 
     @property
     def total(self) -> int:
-        return self.inputs + self.intermediates + self.working
+        return self.inputs + self.intermediates + self.working + self.decoded
 
     @property
     def input_cap(self) -> int:
@@ -85,17 +89,54 @@ class MemoryNeed:
     def describe(self) -> str:
         return (
             f"inputs {_mib(self.inputs)} + intermediates {_mib(self.intermediates)} (normalised segments, "
-            f"mix WAV, output) + encoders and working memory {_mib(self.working)} = {_mib(self.total)}; "
+            f"mix WAV, output) + encoders and working memory {_mib(self.working)}"
+            + (f" + animated WebPs' frames {_mib(self.decoded)}" if self.decoded else "")
+            + f" = {_mib(self.total)}; "
             f"the renderer has {_mib(self.memory)} of memory, and its /tmp is memory on Cloud Run"
         )
 
 
 def _mib(n: int) -> str:
+    if n < 1024 * 1024:
+        return f"{n / 1024:,.1f} KiB" if n >= 1024 else f"{n} bytes"
     return f"{n / MB:,.0f} MiB"
 
 
-def memory_need(spec: JobSpec, settings: Settings, size_of: Callable[[str], int | None]) -> MemoryNeed:
-    """The render's peak memory from the spec and its inputs' sizes (``size_of(url)``: None if unknown)."""
+# An object named .webp larger than this is not read before the fetch: its frames are
+# counted once it is fetched (still before any is decoded).
+WEBP_READ_MAX_BYTES = 64 * MB
+
+
+def animated_webp_frames(
+    spec: JobSpec, size_of: Callable[[str], int | None], read: Callable[[str, int], bytes]
+) -> dict[str, int]:
+    """url -> the bytes its frames take decoded (``webp.Header.decoded_bytes``), for every gs://
+    input named ``.webp`` that is an animated WebP: ``read(url, max_bytes)`` gives its bytes.
+    One that cannot be read or parsed here is left to the fetch, which says what is wrong."""
+    found: dict[str, int] = {}
+    for path, url in spec.inputs(muted_tracks=False):
+        if url in found or not url.startswith("gs://") or not url.lower().endswith(".webp"):
+            continue
+        size = size_of(url)
+        if not size or size > WEBP_READ_MAX_BYTES:
+            continue
+        try:
+            data = read(url, size)
+            if webp.is_animated_head(data[:21]):
+                found[url] = webp.header_of(data, path).decoded_bytes
+        except (SceneRenderError, FileNotFoundError):
+            continue
+    return found
+
+
+def memory_need(
+    spec: JobSpec,
+    settings: Settings,
+    size_of: Callable[[str], int | None],
+    decoded: dict[str, int] | None = None,
+) -> MemoryNeed:
+    """The render's peak memory from the spec and its inputs' sizes (``size_of(url)``: None if
+    unknown); ``decoded``: animated WebPs' frames by url (``animated_webp_frames``)."""
     width, height = spec.output.size()
     fps = spec.output.fps or DEFAULT_FPS
     sizes: dict[str, int | None] = {}
@@ -128,20 +169,41 @@ def memory_need(spec: JobSpec, settings: Settings, size_of: Callable[[str], int 
         working=int(working),
         memory=settings.memory_mb * MB,
         unknown_inputs=sum(1 for s in sizes.values() if s is None),
+        decoded=sum((decoded or {}).get(url, 0) for url in sizes),
     )
 
 
-def check_memory(spec: JobSpec, settings: Settings, size_of: Callable[[str], int | None]) -> MemoryNeed | None:
+def check_memory(
+    spec: JobSpec,
+    settings: Settings,
+    size_of: Callable[[str], int | None],
+    decoded: dict[str, int] | None = None,
+) -> MemoryNeed | None:
     """Refuse a render that cannot fit in the renderer's memory (with its ``/tmp``); None without a budget."""
     if not settings.memory_mb:
         return None
-    need = memory_need(spec, settings, size_of)
+    need = memory_need(spec, settings, size_of, decoded)
     if need.total > need.memory:
-        raise memory_error(need, spec, size_of)
+        raise memory_error(need, spec, size_of, decoded)
     return need
 
 
-def memory_error(need: MemoryNeed, spec: JobSpec, size_of: Callable[[str], int | None]) -> SceneRenderError:
-    largest = sorted(((size_of(url) or 0, path) for path, url in spec.inputs(muted_tracks=False)), reverse=True)[:3]
-    details = [ErrorDetail(path, f"{_mib(size)} to fetch") for size, path in largest if size]
+def memory_error(
+    need: MemoryNeed,
+    spec: JobSpec,
+    size_of: Callable[[str], int | None],
+    decoded: dict[str, int] | None = None,
+) -> SceneRenderError:
+    frames = decoded or {}
+    held = {url: (size_of(url) or 0) + frames.get(url, 0) for _, url in spec.inputs(muted_tracks=False)}
+    largest = sorted(((held[url], path, url) for path, url in spec.inputs(muted_tracks=False)), reverse=True)[:3]
+    details = [
+        ErrorDetail(
+            path,
+            f"{_mib(size_of(url) or 0)} to fetch"
+            + (f", an animated WebP whose frames take up to {_mib(frames[url])} decoded" if url in frames else ""),
+        )
+        for size, path, url in largest
+        if size
+    ]
     return LimitExceededError(f"memory_mb: the render needs about {need.describe()}", details=details)

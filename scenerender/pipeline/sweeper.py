@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from scenerender.cloud.launcher import Execution, Launcher, launch
 from scenerender.errors import RenderTimeoutError, SceneRenderError
-from scenerender.messages import ErrorBlock, JobStatus
+from scenerender.messages import ErrorBlock, JobDocument, JobStatus
 from scenerender.pipeline.steps import refresh_batch
 from scenerender.ports import Jobs
 from scenerender.settings import Settings
@@ -44,39 +44,39 @@ class Verdict:
     reason: str = ""
 
 
-def _age(value: Any, now: datetime) -> float | None:
+def _age(value: datetime | None, now: datetime) -> float | None:
     return (now - value).total_seconds() if isinstance(value, datetime) else None
 
 
-def judge(doc: dict[str, Any], execution: Execution | None, settings: Settings, now: datetime) -> Verdict:
+def judge(doc: JobDocument, execution: Execution | None, settings: Settings, now: datetime) -> Verdict:
     """What the sweeper does with one QUEUED or RUNNING job (see the module's docstring)."""
-    launches = int(doc.get("launches") or 0)
-    if doc.get("status") == JobStatus.QUEUED:
+    launches = doc.launches
+    if doc.status == JobStatus.QUEUED:
         return _judge_queued(doc, execution, settings, now, launches)
-    if doc.get("status") == JobStatus.RUNNING:
+    if doc.status == JobStatus.RUNNING:
         return _judge_running(doc, execution, settings, now, launches)
     return Verdict("leave")
 
 
 def _judge_queued(
-    doc: dict[str, Any], execution: Execution | None, settings: Settings, now: datetime, launches: int
+    doc: JobDocument, execution: Execution | None, settings: Settings, now: datetime, launches: int
 ) -> Verdict:
-    if not doc.get("request_published"):
+    if not doc.request_published:
         return Verdict("leave", "request not published yet")
     if execution is None:
-        asked = _age(doc.get("launch_requested_at"), now)
-        if doc.get("launch_state") == "requested" and asked is not None and asked < settings.launch_grace_s:
+        asked = _age(doc.launch_requested_at, now)
+        if doc.launch_state == "requested" and asked is not None and asked < settings.launch_grace_s:
             return Verdict("leave", "a launch is in flight")
-        created = _age(doc.get("created_at"), now)
-        if not doc.get("launch_state") and created is not None and created < settings.launch_grace_s:
+        created = _age(doc.created_at, now)
+        if not doc.launch_state and created is not None and created < settings.launch_grace_s:
             return Verdict("leave", "the spec function is still launching")
-        last = (doc.get("launch_error") or {}).get("message")
+        last = doc.launch_error.message if doc.launch_error else None
         reason = "no execution was ever started" + (f"; the last launch failed: {last}" if last else "")
         if launches >= settings.max_launches:
             return Verdict("fail", f"{reason}; {launches} launches, the limit is {settings.max_launches}")
         return Verdict("launch", reason)
     if execution.alive:
-        launched = _age(doc.get("launched_at"), now)
+        launched = _age(doc.launched_at, now)
         if not execution.started and launched is not None and launched > settings.start_deadline_s:
             return Verdict(
                 "fail", f"{execution.describe()}: launched {launched:.0f} s ago and never started (quota? image?)"
@@ -89,9 +89,9 @@ def _judge_queued(
 
 
 def _judge_running(
-    doc: dict[str, Any], execution: Execution | None, settings: Settings, now: datetime, launches: int
+    doc: JobDocument, execution: Execution | None, settings: Settings, now: datetime, launches: int
 ) -> Verdict:
-    beat = _age(doc.get("heartbeat_at") or doc.get("started_at") or doc.get("updated_at"), now)
+    beat = _age(doc.heartbeat_at or doc.started_at or doc.updated_at, now)
     if beat is None or beat < settings.heartbeat_stale_s:
         return Verdict("leave", "its worker is alive")
     if beat >= settings.stuck_after_s:
@@ -100,7 +100,7 @@ def _judge_running(
     if execution is not None and execution.alive:
         return Verdict("leave", f"no heartbeat for {beat:.0f} s, but {execution.describe()}")
     ended = execution.describe() if execution is not None else "no execution recorded"
-    attempt = int(doc.get("attempt") or 0)
+    attempt = doc.attempt
     reason = f"{ended}; the worker's last heartbeat was {beat:.0f} s ago (attempt {attempt} of {settings.max_attempts})"
     if attempt >= settings.max_attempts or launches >= settings.max_launches:
         return Verdict("fail", f"{reason}; no attempts left")
@@ -134,8 +134,8 @@ def sweep(*, settings: Settings, jobs: Jobs, launcher: Launcher, now: datetime |
     batches: set[str] = set()
     for doc in jobs.unfinished():
         report.checked += 1
-        job_id = str(doc["job_id"])
-        name = str(doc.get("execution") or "")
+        job_id = doc.job_id
+        name = doc.execution
         try:
             if name and name not in states:
                 states[name] = launcher.execution(name)
@@ -147,8 +147,8 @@ def sweep(*, settings: Settings, jobs: Jobs, launcher: Launcher, now: datetime |
             if jobs.fail(job_id, ErrorBlock.of(RenderTimeoutError(verdict.reason))):
                 log.warning("job %s: FAILED/TIMEOUT: %s", job_id, verdict.reason)
                 report.failed[job_id] = verdict.reason
-                if doc.get("batch_id"):
-                    batches.add(str(doc["batch_id"]))
+                if doc.batch_id:
+                    batches.add(doc.batch_id)
         elif verdict.action == "launch":
             to_launch[job_id] = name
             report.launched_for[job_id] = verdict.reason

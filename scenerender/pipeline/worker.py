@@ -35,7 +35,7 @@ from scenerender.cloud.progress import ProgressThrottle
 from scenerender.core.spec import parse_spec
 from scenerender.errors import SceneRenderError, SpecError
 from scenerender.logs import configure_logging
-from scenerender.messages import RenderRequest
+from scenerender.messages import HandedBack, RenderRequest
 from scenerender.pipeline import steps
 from scenerender.pipeline.budget import estimated_render_s
 from scenerender.pipeline.workitems import ItemStore, run_item, worker_id
@@ -85,11 +85,11 @@ def process_one(
     segment-work store (None: segments are not shared, ``split_min_segments`` 0).
     """
     if items is not None:
-        item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S)
+        item = pull_one(settings.segment_subscription, timeout_s=ITEM_PULL_TIMEOUT_S, settings=settings)
         if item is not None:
             handle_item(settings, stores, items, item)
             return True
-    message = pull_one(settings.render_subscription, timeout_s=timeout_s)
+    message = pull_one(settings.render_subscription, timeout_s=timeout_s, settings=settings)
     if message is None:
         return None
     return handle_request(settings, stores, items, message, task=task)
@@ -127,19 +127,19 @@ def hand_back_if_late(
     message.nack()
     task.handed_back = True
     jobs = stores.jobs
-    execution = current_execution()
-    reason = {"execution": execution, "estimate_s": round(estimate, 1), "task_left_s": round(left, 1)}
+    execution = current_execution(settings)
+    reason = HandedBack(execution=execution, estimate_s=round(estimate, 1), task_left_s=round(left, 1))
     log.info("job %s: estimated %.0f s, %.0f s left in this task: handed back", job_id, estimate, left)
     try:
-        jobs.note(job_id, {"handed_back": reason})
-        doc = jobs.get(job_id) or {}
+        jobs.note(job_id, {"handed_back": reason.wire()})
+        doc = jobs.get(job_id)
         # A fresh execution, whatever the job recorded: this one's tasks are all as late.
         launch(
             [job_id],
             jobs=jobs,
             launcher=launcher_for(settings),
             settings=settings,
-            expected={job_id: str(doc.get("execution") or "")},
+            expected={job_id: doc.execution if doc is not None else ""},
         )
     except SceneRenderError as exc:
         # The request is back in the queue; the sweeper launches for it if nothing else does.

@@ -42,7 +42,7 @@ from scenerender.core.tenancy import MediaScope
 from scenerender.errors import SceneRenderError
 from scenerender.messages import JobStatus
 from scenerender.ports import Blobs, Bus, Jobs
-from scenerender.settings import Settings, get_settings
+from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,12 @@ ClaimState = Literal["mine", "done", "held"]
 ITEM_TTL = timedelta(days=1)
 
 
-def worker_id(settings: Settings | None = None) -> str:
+def worker_id(settings: Settings) -> str:
     """This process, as job and item documents name it (unique across tasks and machines).
 
     Tasks of a Cloud Run job may share a host name and a PID (each is PID 1 of its own
     container), so there the execution and the task index come first.
     """
-    settings = settings or get_settings()
     task = settings.cloud_run_task_index
     where = f"{settings.cloud_run_execution or 'run'}/task-{task}/" if task is not None else ""
     return f"{where}{socket.gethostname()}:{os.getpid()}"
@@ -141,6 +140,8 @@ class ItemStore:
             raise translate_error(exc, f"claim item {key[:12]} of job {job_id}") from exc
         return outcome
 
+    # Work item documents are this store's own records (render_jobs/{id}/items/{key}), written
+    # and read only here and by the tests that inspect them: kept as Firestore holds them.
     def _if_holder(self, job_id: str, key: str, holder: str, fields: dict[str, Any]) -> None:
         ref = self._ref(job_id, key)
 
@@ -191,7 +192,7 @@ class JobSegmentClaims:
         self.bus = bus
         self.topic = settings.segment_topic
         self.heartbeat_s = settings.heartbeat_s
-        self.holder = worker_id()
+        self.holder = worker_id(settings)
         self._index: dict[str, int] = {}
 
     def offer(self, tasks: list[SegmentTask]) -> None:
@@ -225,10 +226,10 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
     except ValidationError as exc:
         log.error("work item dropped: %s", exc.errors(include_url=False)[:3])
         return "invalid"
-    job = jobs.get(item.job_id) or {}
-    if job.get("status") != JobStatus.RUNNING:
+    job = jobs.get(item.job_id)
+    if job is None or job.status != JobStatus.RUNNING:
         return "job not running"
-    holder = worker_id()
+    holder = worker_id(settings)
     state = items.claim(item.job_id, item.key, holder, item.index)
     if state != "mine":
         return state
@@ -242,9 +243,7 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
             resolver = InputResolver(
                 inputs,
                 # The job owner's media only, as the scene's own worker fetches it.
-                FetchPolicy.from_settings(
-                    settings, media_scope=MediaScope.from_settings(settings, job.get("owner_uid"))
-                ),
+                FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, job.owner_uid)),
                 gs_download=lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap),
             )
             source = resolver.resolve(item.source_url, item.input_path)

@@ -1,4 +1,10 @@
-"""Session fixtures: the real local cloud (Google's emulators, fake-gcs-server, functions, workers)."""
+"""Session fixtures: the real local cloud (Google's emulators, fake-gcs-server, functions, workers).
+
+A test gets the stack's settings (``settings``) and the clients made from them (``stores``),
+and hands them to what it calls; a child process it starts (the CLI, a worker) gets
+``LocalCloud.env()``. Nothing here changes this process's environment: two stacks (the
+session's and a module's own) are used side by side, each through its own settings.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,27 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
 from scenerender.dev.devstack import DevStack, Ports
 from scenerender.dev.functions import FUNCTIONS
 from scenerender.dev.procs import free_run, record_alive
-from scenerender.settings import Settings, get_settings
+from scenerender.settings import Settings, child_env
 
 WORKERS = 2
 SHARED_PREFIX = "shared/"
 # Short leases and heartbeats, so a killed worker's job is redelivered and taken over in
 # seconds rather than a minute (the Pub/Sub emulator's shortest ack deadline is 10 s).
-FAST_RECOVERY = {"SCENERENDER_LEASE_S": "10", "SCENERENDER_HEARTBEAT_S": "1", "SCENERENDER_HEARTBEAT_STALE_S": "6"}
+FAST_RECOVERY: dict[str, Any] = {"lease_s": 10, "heartbeat_s": 1.0, "heartbeat_stale_s": 6.0}
 # No scheduler calling the sweeper: the tests that sweep call it themselves, as Cloud
 # Scheduler would, so no tick of its own lands between a test's setup and its sweep
 # (tests/integration/test_scheduler.py runs a stack with one).
-NO_SCHEDULER = {"SCENERENDER_SWEEP_INTERVAL_S": "0"}
+NO_SCHEDULER: dict[str, Any] = {"sweep_interval_s": 0.0}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,34 +71,30 @@ def stack_ports() -> Ports:
     )
 
 
-def forget_clients() -> None:
-    """Drop the cached settings and clients: the next ones are made for the current environment."""
-    from scenerender.cloud import bus
+@dataclass(frozen=True)
+class LocalCloud:
+    """A running local cloud as a test uses it."""
 
-    get_settings.cache_clear()
-    clients.reset()
-    bus._subscriber.cache_clear()
+    stack: DevStack
+    settings: Settings  # this process's settings with the test's own, pointed at the stack
+    stores: Clients  # made from ``settings``
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a child process (the CLI, a worker) on this stack, plus ``extra``."""
+        return child_env({**self.settings.env_vars(), **self.stack.env(), **extra})
 
 
 @contextlib.contextmanager
-def local_cloud(state_dir: Path, env: dict[str, str], **options: Any) -> Iterator[DevStack]:
-    """A whole local cloud on free ports, with ``env`` set while it runs and the process
-    environment and clients as they were after it stops. ``options`` go to ``DevStack``."""
-    saved = dict(os.environ)
-    forget_clients()  # another stack's clients, made for its own emulators
-    os.environ.update(env)
-    get_settings.cache_clear()
-    stack = DevStack(get_settings(), state_dir=state_dir, ports=stack_ports(), **options)
+def local_cloud(state_dir: Path, overrides: dict[str, Any], **options: Any) -> Iterator[LocalCloud]:
+    """A whole local cloud on free ports, run with these settings (``Settings`` field -> value,
+    over this process's); ``options`` go to ``DevStack``."""
+    stack = DevStack(Settings(**overrides), state_dir=state_dir, ports=stack_ports(), **options)
     try:
         stack.up()
-        os.environ.update(stack.env())
-        forget_clients()
-        yield stack
+        settings = stack.client_settings()
+        yield LocalCloud(stack, settings, Clients(settings))
     finally:
         stack.down()
-        os.environ.clear()
-        os.environ.update(saved)
-        forget_clients()
 
 
 @contextlib.contextmanager
@@ -133,27 +136,37 @@ def workers_held_when(cloud: DevStack, reached: Callable[[], bool], *, timeout_s
 
 
 @pytest.fixture(scope="session")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     """The whole local cloud on free ports, started once for the session and stopped after it."""
-    env = {
+    overrides = {
         **FAST_RECOVERY,
         **NO_SCHEDULER,
         # The workers' private dirs: the tests that SIGKILL a worker leave its dir, here and not in /tmp.
-        "SCENERENDER_WORK_DIR": str(tmp_path_factory.mktemp("worker-tmp")),
+        "work_dir": str(tmp_path_factory.mktemp("worker-tmp")),
         # The operator's shared library: media every test user's spec may read (SHARED_PREFIX).
-        Settings.env_name("shared_media_prefixes"): f"gs://{Settings().media_bucket}/{SHARED_PREFIX}",
+        "shared_media_prefixes": [f"gs://{Settings().media_bucket}/{SHARED_PREFIX}"],
     }
-    with local_cloud(tmp_path_factory.mktemp("devstack"), env, workers=WORKERS) as stack:
-        yield stack
+    with local_cloud(tmp_path_factory.mktemp("devstack"), overrides, workers=WORKERS) as made:
+        yield made
 
 
 @pytest.fixture(scope="session")
-def settings(cloud: DevStack) -> Settings:
-    return get_settings()
+def cloud(local: LocalCloud) -> DevStack:
+    return local.stack
 
 
 @pytest.fixture(scope="session")
-def scene_media(cloud: DevStack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def settings(local: LocalCloud) -> Settings:
+    return local.settings
+
+
+@pytest.fixture(scope="session")
+def stores(local: LocalCloud) -> Clients:
+    return local.stores
+
+
+@pytest.fixture(scope="session")
+def scene_media(settings: Settings, stores: Clients, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Short segments and a dialogue line in the media bucket, and the same files locally."""
     from tests.mediagen import make_tone_burst, make_video
 
@@ -166,6 +179,6 @@ def scene_media(cloud: DevStack, settings: Settings, tmp_path_factory: pytest.Te
     uris = {"dir": str(folder)}
     for name, path in files.items():
         uri = f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/{name}"
-        clients.blobs().upload_file(path, uri, content_type="application/octet-stream")
+        stores.blobs.upload_file(path, uri, content_type="application/octet-stream")
         uris[name] = uri
     return uris

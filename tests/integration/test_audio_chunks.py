@@ -176,17 +176,17 @@ def test_without_a_clean_join_one_encoder_does_it_all(
 def test_an_audio_mux_that_fails_is_reported_as_itself(
     media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The mux that takes the joined frames dies at once (it is asked for a muxer that does not
-    # exist): the render fails with the mux's own error, not with "stopped reading", and
-    # leaves no file.
-    real = plan.joined_audio_command
+    # The final mux that takes the joined frames dies at once (it is asked for a muxer that
+    # does not exist): the render fails with the mux's own error, not with "stopped
+    # reading", and leaves no file.
+    real = plan.assemble_command
 
-    def broken(timeline: Any, fd: int, out: Path) -> Any:
-        command = real(timeline, fd, out)
+    def broken(timeline: Any, pieces: Any, list_path: Path, audio: Path | int, out: Path, **kwargs: Any) -> Any:
+        command = real(timeline, pieces, list_path, audio, out, **kwargs)
         argv = ["no-such-muxer" if arg == "mp4" else arg for arg in command.argv]
-        return plan.Command(argv=argv, output=command.output, duration_s=command.duration_s)
+        return plan.Command(argv=argv, output=command.output, duration_s=command.duration_s, files=command.files)
 
-    monkeypatch.setattr(plan, "joined_audio_command", broken)
+    monkeypatch.setattr(plan, "assemble_command", broken)
     spec_path = scene(media, "muxfails", 20, [{"type": "dialogue", "url": "line.wav", "segment_id": "s5"}])
     settings = Settings(cpus=2, segment_cache=False)
     policy = local_policy(spec_path, settings)

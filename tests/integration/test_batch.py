@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
+from scenerender.messages import BatchDocument
 from scenerender.settings import Settings
 from tests.integration.conftest import SHARED_PREFIX
 
@@ -34,8 +35,8 @@ def batch_file(settings: Settings, media: dict[str, str], missing: str) -> bytes
     return json.dumps({"version": 1, "batch_id": "it-batch", "owner_uid": "director-1", "scenes": scenes}).encode()
 
 
-def wait_batch_end(seen: queue.Queue[dict[str, Any] | None], timeout_s: float = 120) -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
+def wait_batch_end(seen: queue.Queue[BatchDocument | None], timeout_s: float = 120) -> list[BatchDocument]:
+    docs: list[BatchDocument] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -44,53 +45,50 @@ def wait_batch_end(seen: queue.Queue[dict[str, Any] | None], timeout_s: float = 
             continue
         if doc:
             docs.append(doc)
-            if doc.get("status") in ("COMPLETED", "FAILED"):
+            if doc.status.ended:
                 return docs
     raise AssertionError(f"batch did not end: {docs[-1:]}")
 
 
 def test_a_batch_reports_live_and_a_retry_renders_only_the_failed_scene(
-    settings: Settings, scene_media: dict[str, str], tmp_path: Path
+    stores: Clients, settings: Settings, scene_media: dict[str, str], tmp_path: Path
 ) -> None:
     missing = f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/later.mp4"
     spec_uri = f"gs://{settings.spec_bucket}/jobs/it-batch.json"
-    jobs = clients.jobs()
-    seen: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    jobs = stores.jobs
+    seen: queue.Queue[BatchDocument | None] = queue.Queue()
     watch = jobs.watch_batch("it-batch", seen.put)
     try:
-        clients.blobs().write_bytes(
-            spec_uri, batch_file(settings, scene_media, missing), content_type="application/json"
-        )
+        stores.blobs.write_bytes(spec_uri, batch_file(settings, scene_media, missing), content_type="application/json")
         docs = wait_batch_end(seen)
     finally:
         watch.unsubscribe()
     for doc in docs:
-        assert sum(doc["counts"].values()) == doc["total"] == 5, doc
-    progress = [d["progress"] for d in docs]
+        assert sum(doc.counts.values()) == doc.total == 5, doc
+    progress = [d.progress for d in docs]
     assert progress == sorted(progress)
     final = docs[-1]
-    assert final["status"] == "FAILED" and final["failed"] == ["it-batch-003"]
-    assert final["counts"] == {"QUEUED": 0, "RUNNING": 0, "COMPLETED": 4, "FAILED": 1}
-    failed = jobs.get("it-batch-003") or {}
-    assert failed["error"]["code"] == "INPUT_UNREACHABLE" and failed["owner_uid"] == "director-1"
+    assert final.status == "FAILED" and final.failed == ["it-batch-003"]
+    assert final.counts == {"QUEUED": 0, "RUNNING": 0, "COMPLETED": 4, "FAILED": 1}
+    failed = jobs.get("it-batch-003")
+    assert failed is not None and failed.error is not None and failed.owner_uid == "director-1"
+    assert failed.error.code == "INPUT_UNREACHABLE"
 
     # The broken input is fixed and the same batch dropped again: only that scene renders.
-    clients.blobs().upload_file(Path(scene_media["dir"]) / "a.mp4", missing, content_type="video/mp4")
+    stores.blobs.upload_file(Path(scene_media["dir"]) / "a.mp4", missing, content_type="video/mp4")
     seen = queue.Queue()
     watch = jobs.watch_batch("it-batch", seen.put)
     try:
-        clients.blobs().write_bytes(
-            spec_uri, batch_file(settings, scene_media, missing), content_type="application/json"
-        )
+        stores.blobs.write_bytes(spec_uri, batch_file(settings, scene_media, missing), content_type="application/json")
         time.sleep(1)
         docs = wait_batch_end(seen)
-        while docs[-1]["status"] != "COMPLETED":
+        while docs[-1].status != "COMPLETED":
             docs += wait_batch_end(seen)
     finally:
         watch.unsubscribe()
-    assert docs[-1]["counts"]["COMPLETED"] == 5 and docs[-1]["failed"] == []
-    retried = jobs.get("it-batch-003") or {}
-    assert retried["status"] == "COMPLETED" and len(retried["history"]) == 1
+    assert docs[-1].counts["COMPLETED"] == 5 and docs[-1].failed == []
+    retried = jobs.get("it-batch-003")
+    assert retried is not None and retried.status == "COMPLETED" and len(retried.history) == 1
     for job_id in ("it-batch-001", "it-batch-002", "it-batch-004", "it-batch-005"):
-        doc = jobs.get(job_id) or {}
-        assert doc["status"] == "COMPLETED" and doc["attempt"] == 1 and not doc.get("history"), job_id
+        scene = jobs.get(job_id)
+        assert scene is not None and scene.status == "COMPLETED" and scene.attempt == 1 and not scene.history, job_id

@@ -10,40 +10,43 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
+from scenerender.messages import JobOutput
 from scenerender.settings import Settings
 from tests import measure
 from tests.mediagen import make_tone_burst, make_video
+from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 JOB = "it-cache"
 
 
-def drop_and_wait(settings: Settings, spec: dict[str, Any]) -> dict[str, Any]:
-    generation = clients.blobs().write_bytes(
+def drop_and_wait(stores: Clients, spec: dict[str, Any]) -> JobOutput:
+    settings = stores.settings
+    generation = stores.blobs.write_bytes(
         f"gs://{settings.spec_bucket}/jobs/{JOB}.json", json.dumps(spec).encode(), content_type="application/json"
     )
     deadline = time.monotonic() + 180
     while True:
-        doc = clients.jobs().get(JOB) or {}
-        if doc.get("spec_generation") == str(generation) and doc.get("status") in ("COMPLETED", "FAILED"):
-            return doc
+        doc = stores.jobs.get(JOB)
+        if doc is not None and doc.spec_generation == str(generation) and doc.status.ended:
+            return output_of(doc)
         assert time.monotonic() < deadline, doc
         time.sleep(0.2)
 
 
 def test_a_scene_rendered_again_reuses_every_segment_and_one_changed_source_is_encoded_once(
-    settings: Settings, tmp_path: Path
+    stores: Clients, settings: Settings, tmp_path: Path
 ) -> None:
     uris = []
     for i in range(4):  # bytes of their own (the tone): no other test's entries apply
         path = make_video(tmp_path / f"c{i}.mp4", width=640, height=360, fps=25, duration=1.0, tone=510 + 20 * i)
         uri = f"gs://{settings.media_bucket}/users/cache-user/c{i}.mp4"
-        clients.blobs().upload_file(path, uri, content_type="video/mp4")
+        stores.blobs.upload_file(path, uri, content_type="video/mp4")
         uris.append(uri)
     line = f"gs://{settings.media_bucket}/users/cache-user/line.wav"
-    clients.blobs().upload_file(make_tone_burst(tmp_path / "line.wav", freq=1000, duration=0.3), line, content_type="x")
+    stores.blobs.upload_file(make_tone_burst(tmp_path / "line.wav", freq=1000, duration=0.3), line, content_type="x")
     spec = {
         "version": 1,
         "job_id": JOB,
@@ -55,21 +58,21 @@ def test_a_scene_rendered_again_reuses_every_segment_and_one_changed_source_is_e
         "audio": {"clips": [{"type": "dialogue", "url": line, "segment_id": "s2", "offset": 0.25}]},
     }
 
-    first = drop_and_wait(settings, spec)["output"]
-    assert (first["segments_encoded"], first["segments_reused"]) == (4, 0)
-    second = drop_and_wait(settings, spec)["output"]
-    assert (second["segments_encoded"], second["segments_reused"]) == (0, 4)
-    assert second["audio_reused"] is True and second["probes_reused"] == 5
+    first = drop_and_wait(stores, spec)
+    assert (first.segments_encoded, first.segments_reused) == (4, 0)
+    second = drop_and_wait(stores, spec)
+    assert (second.segments_encoded, second.segments_reused) == (0, 4)
+    assert second.audio_reused is True and second.probes_reused == 5
     # A regenerated segment: the same object name, new bytes (a new generation).
     changed = make_video(tmp_path / "c1b.mp4", width=640, height=360, fps=25, duration=1.0, pattern="smptebars")
-    clients.blobs().upload_file(changed, uris[1], content_type="video/mp4")
-    third = drop_and_wait(settings, spec)["output"]
-    assert (third["segments_encoded"], third["segments_reused"]) == (1, 3)
-    entries = clients.blobs().list_uris(f"gs://{settings.render_bucket}/cache/segments/")
+    stores.blobs.upload_file(changed, uris[1], content_type="video/mp4")
+    third = drop_and_wait(stores, spec)
+    assert (third.segments_encoded, third.segments_reused) == (1, 3)
+    entries = stores.blobs.list_uris(f"gs://{settings.render_bucket}/cache/segments/")
     assert sum(u.endswith(".mp4") for u in entries) >= 5  # 4 segments + the changed one, never a partial object
 
     out = tmp_path / "third.mp4"
-    out.write_bytes(clients.blobs().read_bytes(third["uri"]))
+    out.write_bytes(stores.blobs.read_bytes(third.uri))
     assert measure.count_frames(out) == 120
     onset = measure.onset_time(measure.decode_audio(out), freq=1000)
     assert abs(onset - 2.25) <= 0.02, onset

@@ -18,16 +18,17 @@ from typing import Any
 
 import pytest
 
-from scenerender.dev.devstack import DevStack
 from tests.cli_run import SCENERENDER, run
+from tests.integration.conftest import LocalCloud
 from tests.mediagen import make_not_media, make_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 
-def cloud_env() -> dict[str, str]:
+@pytest.fixture
+def shell(local: LocalCloud) -> dict[str, str]:
     """The shell of a user who ran `eval "$(scenerender dev up)"` (the session's stack)."""
-    return {**os.environ, "SCENERENDER_SEGMENT_CACHE": "false"}
+    return local.env(SCENERENDER_SEGMENT_CACHE="false")
 
 
 def scene(folder: Path, job_id: str, *, segments: int = 1, seconds: float = 1.0) -> dict[str, Any]:
@@ -92,10 +93,10 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal() -> Iterator[Terminal]:
+def terminal(shell: dict[str, str]) -> Iterator[Terminal]:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is not installed: run scripts/setup.sh")
-    term = Terminal("watch", cloud_env())
+    term = Terminal("watch", shell)
     try:
         yield term
     finally:
@@ -103,11 +104,11 @@ def terminal() -> Iterator[Terminal]:
 
 
 def test_watch_shows_the_live_bar_then_the_result_and_an_unknown_job_is_not_found(
-    cloud: DevStack, terminal: Terminal, tmp_path: Path
+    shell: dict[str, str], terminal: Terminal, tmp_path: Path
 ) -> None:
     spec = tmp_path / "watched.json"
     spec.write_text(json.dumps(scene(tmp_path, "cli-watched", segments=4, seconds=3.0)))
-    submitted = run("submit", spec, env=cloud_env())
+    submitted = run("submit", spec, env=shell)
     assert submitted.returncode == 0, submitted.stderr
     assert submitted.stdout.strip() == "cli-watched"
     terminal.start(f"{shlex.quote(SCENERENDER)} watch cli-watched")
@@ -125,12 +126,12 @@ def test_watch_shows_the_live_bar_then_the_result_and_an_unknown_job_is_not_foun
     screen = terminal.until(r"EXIT=\d+", timeout_s=30)[-1]
     assert "[NOT_FOUND]" in screen and "no-such-job-24" in screen and "EXIT=2" in screen, screen
     assert time.monotonic() - started < 15  # neither job nor spec: at once, not after the grace
-    batch = run("watch", "--batch", "no-such-batch-24", "--json", env=cloud_env(), timeout=60)
+    batch = run("watch", "--batch", "no-such-batch-24", "--json", env=shell, timeout=60)
     assert batch.returncode == 2, batch.stderr
     assert json.loads(batch.stdout)["error"]["code"] == "NOT_FOUND"
 
 
-def test_ctrl_c_on_submit_wait_says_the_job_goes_on(cloud: DevStack, tmp_path: Path) -> None:
+def test_ctrl_c_on_submit_wait_says_the_job_goes_on(shell: dict[str, str], tmp_path: Path) -> None:
     spec = tmp_path / "interrupted.json"
     spec.write_text(json.dumps(scene(tmp_path, "cli-interrupted", segments=3, seconds=2.0)))
     proc = subprocess.Popen(
@@ -138,7 +139,7 @@ def test_ctrl_c_on_submit_wait_says_the_job_goes_on(cloud: DevStack, tmp_path: P
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cloud_env(),
+        env=shell,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "cli-interrupted"  # printed once the spec is in the bucket
@@ -147,19 +148,19 @@ def test_ctrl_c_on_submit_wait_says_the_job_goes_on(cloud: DevStack, tmp_path: P
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "job cli-interrupted continues; watch it with `scenerender watch cli-interrupted`" in stderr, stderr
-    watched = run("watch", "cli-interrupted", "--json", env=cloud_env(), timeout=300)
+    watched = run("watch", "cli-interrupted", "--json", env=shell, timeout=300)
     assert watched.returncode == 0, watched.stderr
     assert json.loads(watched.stdout)["status"] == "COMPLETED"
 
 
-def test_batch_errors_name_the_users_own_paths(cloud: DevStack, tmp_path: Path) -> None:
+def test_batch_errors_name_the_users_own_paths(shell: dict[str, str], tmp_path: Path) -> None:
     good = scene(tmp_path, "cli-batch-good")
     (tmp_path / "broken").mkdir()
     make_not_media(tmp_path / "broken" / "clip.mp4")
     bad = {**scene(tmp_path, "cli-batch-bad"), "segments": [{"id": "s0", "url": "broken/clip.mp4"}]}
     batch = tmp_path / "batch.json"
     batch.write_text(json.dumps({"version": 1, "batch_id": "cli-batch", "scenes": [good, bad]}))
-    done = run("submit", batch, "--wait", "--json", env=cloud_env(), timeout=300)
+    done = run("submit", batch, "--wait", "--json", env=shell, timeout=300)
     assert done.returncode == 3, done.stderr
     error = json.loads(done.stdout)["error"]
     assert error["code"].startswith("INPUT_") and error["message"] == "1 of 2 scenes failed"

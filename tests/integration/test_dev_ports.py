@@ -137,13 +137,16 @@ def test_status_tells_the_truth_when_another_server_answers_on_a_port(folders: d
             impostor.wait(timeout=10)
 
 
-def test_a_port_taken_after_it_was_claimed_is_given_up_and_the_stack_starts_on_another(tmp_path: Path) -> None:
+@pytest.mark.parametrize("service", ["pubsub", "auth_hub", "auth_logging"])
+def test_a_port_taken_after_it_was_claimed_is_given_up_and_the_stack_starts_on_another(
+    tmp_path: Path, service: str
+) -> None:
     """`up` claims every port first, then starts the pieces one after another over tens of
     seconds; meanwhile another process may take a claimed port. Here one does: a listener on
-    the Pub/Sub port, bound right after the claim. `up` sees the port held by a process not
-    of its own piece, stops what it started, claims again (moving that port) and starts a
-    stack that works. A port the user chose is not moved: the same race is an error naming
-    the holder."""
+    the Pub/Sub port (or the Firebase CLI's hub or logging port: the CLI exits "port taken"),
+    bound right after the claim. `up` sees the port held by a process not of its own piece,
+    stops what it started, claims again (moving that port) and starts a stack that works. A
+    port the user chose is not moved: the same race is an error naming the holder."""
     from scenerender.dev.devstack import DevStack
     from scenerender.dev.procs import PortTakenError
     from scenerender.settings import Settings
@@ -156,7 +159,7 @@ def test_a_port_taken_after_it_was_claimed_is_given_up_and_the_stack_starts_on_a
             super().claim_ports()
             if not intruders:  # the first start only: the port is taken between claim and bind
                 intruder = socket.socket()
-                intruder.bind(("127.0.0.1", self.state.ports.pubsub))
+                intruder.bind(("127.0.0.1", getattr(self.state.ports, service)))
                 intruder.listen()
                 intruders.append(intruder)
 
@@ -165,10 +168,10 @@ def test_a_port_taken_after_it_was_claimed_is_given_up_and_the_stack_starts_on_a
     try:
         assert stack.up()
         taken = intruders[0].getsockname()[1]
-        assert stack.state.ports.pubsub != taken
+        assert getattr(stack.state.ports, service) != taken
         notes = "\n".join(stack.notes)
         assert f"port {taken} was taken while the stack started; starting again" in notes, notes
-        assert f"pubsub: port {taken} is taken by pid {os.getpid()}" in notes, notes
+        assert f"{service}: port {taken} is taken by pid {os.getpid()}" in notes, notes
         doc = stack.status()
         assert doc["running"] and doc["problems"] == [], doc
         # The stack works: a function answers (the sweeper reads Firestore), and the Pub/Sub
@@ -182,6 +185,8 @@ def test_a_port_taken_after_it_was_claimed_is_given_up_and_the_stack_starts_on_a
         for intruder in intruders:
             intruder.close()
 
+    if service != "pubsub":
+        return  # the hub and logging ports are not options the user chooses
     intruders.clear()
     chosen = Raced(settings, state_dir=tmp_path / "chosen", ports=stack_ports(), workers=0, fixed_ports={"pubsub"})
     try:

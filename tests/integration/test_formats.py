@@ -583,6 +583,9 @@ OTHER_FORMATS = {
     "dvvideo-pcm_s16le-mov": (".mov", "720x576", ("-c:v", "dvvideo", "-pix_fmt", "yuv420p"), ("-c:a", "pcm_s16le")),
     "qtrle-pcm_s16le-mov": (".mov", "320x180", ("-c:v", "qtrle", "-pix_fmt", "rgb24"), ("-c:a", "pcm_s16le")),
     "h264-eac3-mp4": (".mp4", "320x180", ("-c:v", "libx264", "-preset", "veryfast"), ("-c:a", "eac3")),
+    # MPEG-4 Part 2 with B-frames in MP4 (older cameras and phones): timestamps of its own,
+    # unlike the same stream in AVI (test_an_mpeg4_avi_segment_shows_each_frame_in_its_own_slot).
+    "mpeg4-aac-mp4": (".mp4", "320x180", ("-c:v", "mpeg4", "-q:v", "3", "-bf", "2"), ("-c:a", "aac")),
 }
 
 
@@ -796,17 +799,47 @@ def test_audio_files_as_tools_write_them_are_heard_on_time_in_both_channels(
     assert np.abs(left).max() == pytest.approx(np.abs(right).max(), rel=0.05)
 
 
+@pytest.mark.parametrize("suffix", [".mp3", ".m4a"])
+def test_music_with_cover_art_used_as_a_segment_is_refused_as_having_no_video(tmp_path: Path, suffix: str) -> None:
+    # A song's cover art (an attached picture) is a video stream to ffprobe, but no picture
+    # that plays: as a segment it is located INPUT_INVALID_MEDIA, never a still held for the song.
+    run_ffmpeg(
+        *("-f", "lavfi", "-i", click_train([0.4], duration=2.0), "-f", "lavfi", "-i", "color=c=red:s=64x64:d=1"),
+        *("-map", "0:a", "-map", "1:v", "-c:v", "mjpeg", "-disposition:v", "attached_pic", "-frames:v", "1"),
+        str(tmp_path / f"song{suffix}"),
+    )
+    streams = measure.probe(tmp_path / f"song{suffix}")["streams"]
+    assert any(s["codec_type"] == "video" and s["disposition"].get("attached_pic") for s in streams), streams
+    make_stamped(tmp_path / "seg.mp4", fps=25, duration=1)
+    spec = write_spec(
+        tmp_path,
+        {"segments": [{"id": "ok", "url": "seg.mp4"}, {"id": "song", "url": f"song{suffix}"}]},
+    )
+    done = run_cli("render", spec, "-o", tmp_path / "out.mp4", "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "INPUT_INVALID_MEDIA" and error["details"][0]["path"] == "segments[1].url", error
+    assert "no video stream" in error["message"], error
+    assert not (tmp_path / "out.mp4").exists()
+
+
+BT2020_HLG = ("-color_trc", "arib-std-b67", "-color_primaries", "bt2020", "-colorspace", "bt2020nc")
+X264_FAST = ("-c:v", "libx264", "-preset", "veryfast")
+
+
 @pytest.mark.parametrize(
     ("size", "pix_fmt", "tags"),
     [
-        ("320x180", "yuv420p", ("-color_trc", "arib-std-b67")),  # transfer only: "no path between colorspaces"
+        ("320x180", "yuv420p", (*X264_FAST, "-color_trc", "arib-std-b67")),  # "no path between colorspaces"
+        ("321x181", "yuv444p10le", (*X264_FAST, *BT2020_HLG)),
+        # As a phone records HLG: HEVC Main 10 (without the Dolby Vision RPU: docs/media.md).
         (
-            "321x181",
-            "yuv444p10le",
-            ("-color_trc", "arib-std-b67", "-color_primaries", "bt2020", "-colorspace", "bt2020nc"),
+            "320x180",
+            "yuv420p10le",
+            ("-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=none", *BT2020_HLG),
         ),
     ],
-    ids=["hlg-transfer-tag-only", "hlg-odd-size"],
+    ids=["hlg-transfer-tag-only", "hlg-odd-size", "hlg-hevc-main10"],
 )
 def test_hdr_sources_zscale_rejected_are_tone_mapped(
     tmp_path: Path, size: str, pix_fmt: str, tags: tuple[str, ...]
@@ -816,7 +849,7 @@ def test_hdr_sources_zscale_rejected_are_tone_mapped(
     from tests.integration.test_real_media import TONE_MAP, patches
 
     picture = f"color=c=0xB43C3C:s={size}:r=25:d=1,drawbox=x=160:y=0:w=161:h=181:c=0x808080:t=fill,format={pix_fmt}"
-    run_ffmpeg("-f", "lavfi", "-i", picture, "-c:v", "libx264", "-preset", "veryfast", *tags, str(tmp_path / "hlg.mp4"))
+    run_ffmpeg("-f", "lavfi", "-i", picture, *tags, str(tmp_path / "hlg.mp4"))
     spec = write_spec(
         tmp_path, {"output": {"resolution": "320x180", "fps": 25}, "segments": [{"id": "a", "url": "hlg.mp4"}]}
     )

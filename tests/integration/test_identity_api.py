@@ -17,31 +17,33 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from scenerender.cloud import clients, identity
+from scenerender.cloud import identity
+from scenerender.cloud.clients import Clients
 from scenerender.cloud.session import Session, sign_in
-from scenerender.dev.devstack import DevStack
 from scenerender.messages import JobDocument
 from scenerender.pipeline.api import Api, ApiRequest, ApiResponse
 from scenerender.settings import Settings
+from tests.integration.conftest import LocalCloud
 from tests.integration.test_pipeline import spec_for, wait_for_end
 from tests.tokens import forged_token
+from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
 
 @pytest.fixture(scope="module")
-def api(cloud: DevStack) -> str:
-    return cloud.env()["SCENERENDER_API_URL"]
+def api(settings: Settings) -> str:
+    return settings.api_url
 
 
 @pytest.fixture(scope="module")
-def alice(cloud: DevStack) -> Session:
-    return sign_in("alice@example.com")
+def alice(settings: Settings) -> Session:
+    return sign_in("alice@example.com", settings)
 
 
 @pytest.fixture(scope="module")
-def mallory(cloud: DevStack) -> Session:
-    return sign_in("mallory@example.com")
+def mallory(settings: Settings) -> Session:
+    return sign_in("mallory@example.com", settings)
 
 
 def auth(session: Session) -> dict[str, str]:
@@ -54,21 +56,22 @@ def users_spec(job_id: str, media: dict[str, str], **extra: Any) -> bytes:
 
 
 def firestore_get(settings: Settings, path: str, session: Session | None) -> httpx.Response:
-    host = os.environ["FIRESTORE_EMULATOR_HOST"]
+    host = settings.firestore_emulator_host
     url = f"http://{host}/v1/projects/{settings.project_id}/databases/(default)/documents/{path}"
     headers = auth(session) if session else {}
     return httpx.get(url, headers=headers, timeout=30)
 
 
 def test_a_takeover_by_api_is_409_and_the_owner_still_renders_again_with_history(
-    api: str, settings: Settings, scene_media: dict[str, str], alice: Session, mallory: Session
+    stores: Clients, api: str, settings: Settings, scene_media: dict[str, str], alice: Session, mallory: Session
 ) -> None:
     created = httpx.post(api, content=users_spec("it-alice", scene_media), headers=auth(alice), timeout=30)
     assert created.status_code == 202, created.text
-    first = wait_for_end("it-alice")
-    assert first["status"] == "COMPLETED" and first["owner_uid"] == alice.uid
+    first = wait_for_end(stores.jobs, "it-alice")
+    first_output = output_of(first)
+    assert first.owner_uid == alice.uid
     spec_uri = f"gs://{settings.spec_bucket}/jobs/it-alice.json"
-    spec_before = clients.blobs().read_bytes(spec_uri)
+    spec_before = stores.blobs.read_bytes(spec_uri)
 
     # Mallory, with and without naming herself, and naming alice: refused, nothing written.
     for body in (
@@ -82,30 +85,30 @@ def test_a_takeover_by_api_is_409_and_the_owner_still_renders_again_with_history
     as_alice = json.dumps({**json.loads(users_spec("it-alice", scene_media)), "owner_uid": alice.uid}).encode()
     assert httpx.post(api, content=as_alice, headers=auth(mallory), timeout=30).status_code == 403
     time.sleep(2)
-    after = clients.jobs().get("it-alice") or {}
-    assert clients.blobs().read_bytes(spec_uri) == spec_before
-    assert after["owner_uid"] == alice.uid and after["status"] == "COMPLETED"
-    assert after["output"]["uri"] == first["output"]["uri"] and not after.get("history")
+    after = stores.jobs.get("it-alice")
+    assert stores.blobs.read_bytes(spec_uri) == spec_before
+    assert after is not None and after.owner_uid == alice.uid
+    assert output_of(after).uri == first_output.uri and not after.history
 
     # Alice's own re-submission renders again and keeps the first run in history.
     again = httpx.post(api, content=users_spec("it-alice", scene_media), headers=auth(alice), timeout=30)
     assert again.status_code == 202, again.text
     deadline = time.monotonic() + 120
-    while (doc := clients.jobs().get("it-alice") or {}).get("spec_generation") != again.json()["spec_generation"] or (
-        doc.get("status") not in ("COMPLETED", "FAILED")
+    while (doc := stores.jobs.get("it-alice")) is None or (
+        doc.spec_generation != again.json()["spec_generation"] or not doc.status.ended
     ):
         assert time.monotonic() < deadline, doc
         time.sleep(0.3)
-    assert doc["status"] == "COMPLETED" and doc["owner_uid"] == alice.uid
-    assert [run["output"]["uri"] for run in doc["history"]] == [first["output"]["uri"]]
+    assert output_of(doc) and doc.owner_uid == alice.uid
+    assert [run["output"]["uri"] for run in doc.history] == [first_output.uri]
 
 
 def test_another_users_job_is_not_readable_through_the_api_nor_through_the_rules(
-    api: str, settings: Settings, scene_media: dict[str, str], alice: Session, mallory: Session
+    stores: Clients, api: str, settings: Settings, scene_media: dict[str, str], alice: Session, mallory: Session
 ) -> None:
     created = httpx.post(api, content=users_spec("it-private", scene_media), headers=auth(alice), timeout=30)
     assert created.status_code == 202, created.text
-    wait_for_end("it-private")
+    wait_for_end(stores.jobs, "it-private")
     own = httpx.get(api, params={"job_id": "it-private"}, headers=auth(alice), timeout=30)
     assert own.status_code == 200 and own.json()["output"]["url"]
     other = httpx.get(api, params={"job_id": "it-private"}, headers=auth(mallory), timeout=30)
@@ -126,28 +129,28 @@ def test_invalid_ids_are_400_never_500(api: str, alice: Session, job_id: str) ->
     assert response.json()["error"]["details"][0]["path"] == "job_id"
 
 
-def test_local_paths_are_400_at_once(api: str, alice: Session, scene_media: dict[str, str]) -> None:
+def test_local_paths_are_400_at_once(stores: Clients, api: str, alice: Session, scene_media: dict[str, str]) -> None:
     body = json.loads(users_spec("it-local", scene_media))
     body["segments"][1]["url"] = "media/b.mp4"
     response = httpx.post(api, content=json.dumps(body), headers=auth(alice), timeout=30)
     assert response.status_code == 400, response.text
     assert [d["path"] for d in response.json()["error"]["details"]] == ["segments[1].url"]
-    assert clients.jobs().get("it-local") is None
+    assert stores.jobs.get("it-local") is None
 
 
-def test_the_per_owner_cap_is_429(api: str, settings: Settings, scene_media: dict[str, str]) -> None:
-    busy = sign_in("busy@example.com")
+def test_the_per_owner_cap_is_429(stores: Clients, api: str, settings: Settings, scene_media: dict[str, str]) -> None:
+    busy = sign_in("busy@example.com", settings)
     for index in range(settings.max_active_jobs_per_owner):
         # Queued jobs of this user (written as the pipeline writes them; nothing renders them).
-        clients.jobs().create_job(
+        stores.jobs.create_job(
             f"it-busy-{index}", JobDocument.model_validate({"status": "QUEUED", "owner_uid": busy.uid})
         )
     refused = httpx.post(api, content=users_spec("it-busy-more", scene_media), headers=auth(busy), timeout=30)
     assert refused.status_code == 429, refused.text
     assert refused.json()["error"]["code"] == "TOO_MANY_JOBS"
-    assert clients.jobs().get("it-busy-more") is None
+    assert stores.jobs.get("it-busy-more") is None
     # Another user is not held back by it.
-    other = sign_in("not-busy@example.com")
+    other = sign_in("not-busy@example.com", settings)
     assert (
         httpx.post(api, content=users_spec("it-not-busy", scene_media), headers=auth(other), timeout=30).status_code
         == 202
@@ -155,7 +158,7 @@ def test_the_per_owner_cap_is_429(api: str, settings: Settings, scene_media: dic
 
 
 def test_concurrent_submissions_over_the_cap_accept_exactly_the_cap(
-    settings: Settings, scene_media: dict[str, str]
+    stores: Clients, settings: Settings, scene_media: dict[str, str]
 ) -> None:
     """One user fires N specs at once, more than the cap: counting the active jobs and then
     writing would let every one of them see the same free slots. The slots are taken in one
@@ -166,13 +169,13 @@ def test_concurrent_submissions_over_the_cap_accept_exactly_the_cap(
     and GCS emulators; the specs go to a bucket of their own that starts no job."""
     cap, fired = 4, 12
     bucket = "it-cap-race-specs"
-    clients.blobs().ensure_bucket(bucket)
+    stores.blobs.ensure_bucket(bucket)
     racing = settings.model_copy(update={"spec_bucket": bucket, "max_active_jobs_per_owner": cap})
-    user = sign_in("racer@example.com")
+    user = sign_in("racer@example.com", settings)
     api = Api(
         settings=racing,
-        jobs=clients.jobs(),
-        blobs=clients.blobs(),
+        jobs=stores.jobs,
+        blobs=stores.blobs,
         verify=identity.verifier(settings).verify,
     )
     bodies = [users_spec(f"it-race-{i:02d}", scene_media) for i in range(fired)]
@@ -188,7 +191,7 @@ def test_concurrent_submissions_over_the_cap_accept_exactly_the_cap(
     refused = [r for r in responses if r.status != 202]
     assert len(accepted) == cap, [(r.status, r.body) for r in responses]
     assert all(r.status == 429 and (r.body or {})["error"]["code"] == "TOO_MANY_JOBS" for r in refused), refused
-    assert sorted(clients.blobs().list_uris(f"gs://{bucket}/jobs/")) == [
+    assert sorted(stores.blobs.list_uris(f"gs://{bucket}/jobs/")) == [
         f"gs://{bucket}/jobs/{job_id}.json" for job_id in accepted
     ]
     # Full: one more is refused too, and an accepted one sent again takes no second slot.
@@ -202,9 +205,11 @@ def submit_alone(api: Api, user: Session, body: bytes) -> ApiResponse:
     return api.handle(ApiRequest("POST", "/", {}, f"Bearer {user.id_token}", io.BytesIO(body).read, len(body)))
 
 
-def test_the_upload_door_writes_under_the_users_prefix_only(api: str, settings: Settings, alice: Session) -> None:
+def test_the_upload_door_writes_under_the_users_prefix_only(
+    stores: Clients, api: str, settings: Settings, alice: Session
+) -> None:
     data = b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000)
-    before = set(clients.blobs().list_uris(f"gs://{settings.media_bucket}/"))
+    before = set(stores.blobs.list_uris(f"gs://{settings.media_bucket}/"))
     ticket = httpx.post(
         f"{api}/uploads",
         json={"filename": "clip.mp4", "content_type": "video/mp4", "size": len(data)},
@@ -219,8 +224,8 @@ def test_the_upload_door_writes_under_the_users_prefix_only(api: str, settings: 
     assert "x-goog-content-length-range" in url.params["X-Goog-SignedHeaders"]
     put = httpx.put(str(url), content=data, headers=ticket.json()["headers"], timeout=30)
     assert put.status_code in (200, 201), put.text
-    assert set(clients.blobs().list_uris(f"gs://{settings.media_bucket}/")) - before == {uri}
-    assert clients.blobs().read_bytes(uri) == data
+    assert set(stores.blobs.list_uris(f"gs://{settings.media_bucket}/")) - before == {uri}
+    assert stores.blobs.read_bytes(uri) == data
     for bad in ("../../x.mp4", "users/bob/x.mp4", ".x"):
         refused = httpx.post(
             f"{api}/uploads",
@@ -287,7 +292,9 @@ def test_fuzzed_requests_never_get_a_500(
         assert set(error) == {"code", "message", "details"}
 
 
-def test_watch_reads_as_the_signed_in_user(alice: Session, scene_media: dict[str, str], api: str) -> None:
+def test_watch_reads_as_the_signed_in_user(
+    stores: Clients, local: LocalCloud, alice: Session, scene_media: dict[str, str], api: str
+) -> None:
     """`scenerender watch` reads Firestore with the user's token: the owner follows the job, another
     user meets the rules and gets NOT_FOUND, as for a job that does not exist."""
     import subprocess
@@ -295,8 +302,8 @@ def test_watch_reads_as_the_signed_in_user(alice: Session, scene_media: dict[str
 
     created = httpx.post(api, content=users_spec("it-watched", scene_media), headers=auth(alice), timeout=30)
     assert created.status_code == 202, created.text
-    wait_for_end("it-watched")
-    env = {**os.environ, "SCENERENDER_WATCH_GRACE_S": "3"}
+    wait_for_end(stores.jobs, "it-watched")
+    env = local.env(SCENERENDER_WATCH_GRACE_S="3")
 
     def watch(user: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "scenerender", "watch", "it-watched", "--user", user, "--json"]

@@ -21,47 +21,63 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
 from scenerender.cloud.launcher import LocalLauncher
 from scenerender.core.spec import parse_spec
 from scenerender.dev.devstack import DevStack
 from scenerender.messages import BatchDocument, JobDocument, JobStatus
 from scenerender.pipeline.budget import MB as MIB
 from scenerender.pipeline.budget import MemoryNeed, memory_need
-from scenerender.settings import Settings, get_settings
-from tests.integration.conftest import FAST_RECOVERY, NO_SCHEDULER, local_cloud
+from scenerender.settings import Settings
+from tests.integration.conftest import FAST_RECOVERY, NO_SCHEDULER, LocalCloud, local_cloud
 from tests.mediagen import make_video
+from tests.unit.cloud_fakes import error_of, output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
-STACK_ENV = {
+STACK_SETTINGS: dict[str, Any] = {
     **FAST_RECOVERY,
     **NO_SCHEDULER,
     # Tasks wait longer than a lease (10 s) before they leave, so a request a killed task held
     # comes back to a task still there; an idle execution still ends within seconds.
-    "SCENERENDER_IDLE_EXIT_S": "12",
-    "SCENERENDER_LAUNCH_PARALLELISM": "2",
-    "SCENERENDER_LAUNCH_GRACE_S": "2",
-    "SCENERENDER_SPLIT_MIN_SEGMENTS": "0",
+    "idle_exit_s": 12.0,
+    "launch_parallelism": 2,
+    "launch_grace_s": 2.0,
+    "split_min_segments": 0,
 }
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    env = {**STACK_ENV, "SCENERENDER_WORK_DIR": str(tmp_path_factory.mktemp("exec-worker-tmp"))}
-    with local_cloud(tmp_path_factory.mktemp("exec-devstack"), env, executions=True) as cloud:
-        yield cloud
+def executions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    overrides = {**STACK_SETTINGS, "work_dir": str(tmp_path_factory.mktemp("exec-worker-tmp"))}
+    with local_cloud(tmp_path_factory.mktemp("exec-devstack"), overrides, executions=True) as made:
+        yield made
+
+
+# This module's own stack, and its settings and clients in place of the session's.
+@pytest.fixture(scope="module")
+def stack(executions: LocalCloud) -> DevStack:
+    return executions.stack
 
 
 @pytest.fixture(scope="module")
-def media(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def settings(executions: LocalCloud) -> Settings:
+    return executions.settings
+
+
+@pytest.fixture(scope="module")
+def stores(executions: LocalCloud) -> Clients:
+    return executions.stores
+
+
+@pytest.fixture(scope="module")
+def media(stores: Clients, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("exec-media")
-    settings = get_settings()
     out = {}
     for name, seconds in (("short.mp4", 1.0), ("long.mp4", 2.0)):
         path = make_video(folder / name, width=640, height=360, fps=25, duration=seconds)
-        uri = f"gs://{settings.media_bucket}/users/director-1/launch/{name}"
-        clients.blobs().upload_file(path, uri, content_type="video/mp4")
+        uri = f"gs://{stores.settings.media_bucket}/users/director-1/launch/{name}"
+        stores.blobs.upload_file(path, uri, content_type="video/mp4")
         out[name] = uri
     return out
 
@@ -78,35 +94,43 @@ def spec(job_id: str, url: str, segments: int = 1, **output: Any) -> dict[str, A
     }
 
 
-def drop(name: str, body: dict[str, Any]) -> None:
-    settings = get_settings()
-    clients.blobs().write_bytes(
-        f"gs://{settings.spec_bucket}/jobs/{name}.json", json.dumps(body).encode(), content_type="application/json"
+def drop(stores: Clients, name: str, body: dict[str, Any]) -> None:
+    stores.blobs.write_bytes(
+        f"gs://{stores.settings.spec_bucket}/jobs/{name}.json",
+        json.dumps(body).encode(),
+        content_type="application/json",
     )
 
 
-def wait_for(job_id: str, done: Any, timeout_s: float = 120) -> dict[str, Any]:
+def wait_for(stores: Clients, job_id: str, done: Callable[[JobDocument], bool], timeout_s: float = 120) -> JobDocument:
     deadline = time.monotonic() + timeout_s
     while True:
-        doc = clients.jobs().get(job_id) or {}
-        if done(doc):
+        doc = stores.jobs.get(job_id)
+        if doc is not None and done(doc):
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.3)
 
 
-def wait_for_batch(batch_id: str, done: Callable[[BatchDocument], bool], timeout_s: float) -> BatchDocument:
+def wait_for_batch(
+    stores: Clients, batch_id: str, done: Callable[[BatchDocument], bool], timeout_s: float
+) -> BatchDocument:
     deadline = time.monotonic() + timeout_s
     while True:
-        doc = clients.jobs().get_batch(batch_id)
+        doc = stores.jobs.get_batch(batch_id)
         if doc is not None and done(doc):
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.2)
 
 
-def ended(doc: dict[str, Any]) -> bool:
-    return doc.get("status") in ("COMPLETED", "FAILED")
+def ended(doc: JobDocument | None) -> bool:
+    return doc is not None and doc.status.ended
+
+
+def status(stores: Clients, job_id: str) -> str | None:
+    doc = stores.jobs.get(job_id)
+    return doc.status.value if doc is not None else None
 
 
 def sweep(stack: DevStack) -> dict[str, Any]:
@@ -117,9 +141,9 @@ def sweep(stack: DevStack) -> dict[str, Any]:
     return report
 
 
-def queue_request(job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> None:
+def queue_request(stores: Clients, job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> None:
     """A job as accept_spec leaves it (QUEUED, its request published), with ``fields`` on top."""
-    settings = get_settings()
+    settings = stores.settings
     uri = f"gs://{settings.spec_bucket}/jobs/{job_id}.json"
     doc = {
         "status": "QUEUED",
@@ -131,14 +155,14 @@ def queue_request(job_id: str, body: dict[str, Any], fields: dict[str, Any]) -> 
         "request_published": True,
         **fields,
     }
-    assert clients.jobs().create_job(job_id, JobDocument.model_validate(doc))
+    assert stores.jobs.create_job(job_id, JobDocument.model_validate(doc))
     request = {"job_id": job_id, "spec_uri": uri, "spec_generation": "1", "spec": body}
-    clients.bus().publish(settings.render_topic, request, job_id=job_id)
+    stores.bus.publish(settings.render_topic, request, job_id=job_id)
 
 
-def render_objects(settings: Settings) -> list[str]:
+def render_objects(stores: Clients) -> list[str]:
     """Every object in the render bucket (outputs under renders/, cached segments under cache/)."""
-    return sorted(clients.blobs().list_uris(f"gs://{settings.render_bucket}/"))
+    return sorted(stores.blobs.list_uris(f"gs://{stores.settings.render_bucket}/"))
 
 
 def quiet(stack: DevStack) -> None:
@@ -163,7 +187,9 @@ def idle_execution(stack: DevStack) -> str:
     return name
 
 
-def test_a_launch_that_fails_is_retried_and_the_job_completes(stack: DevStack, media: dict[str, str]) -> None:
+def test_a_launch_that_fails_is_retried_and_the_job_completes(
+    stores: Clients, stack: DevStack, media: dict[str, str]
+) -> None:
     """The stranded job of issue 22: jobs.run fails after the request is published. The event is
     redelivered and, the launch being its own recorded step, launched again."""
     executions = stack.executions_dir
@@ -173,70 +199,68 @@ def test_a_launch_that_fails_is_retried_and_the_job_completes(stack: DevStack, m
     shutil.move(executions, saved)
     executions.write_text("not a directory")
     try:
-        drop("it-launch-retry", spec("it-launch-retry", media["short.mp4"]))
-        doc = wait_for("it-launch-retry", lambda d: d.get("launch_state") == "failed", 60)
-        assert doc["status"] == "QUEUED" and doc["request_published"] and not doc.get("execution")
-        assert "could not start local execution" in doc["launch_error"]["message"]
+        drop(stores, "it-launch-retry", spec("it-launch-retry", media["short.mp4"]))
+        doc = wait_for(stores, "it-launch-retry", lambda d: d.launch_state == "failed", 60)
+        assert doc.status == "QUEUED" and doc.request_published and not doc.execution
+        assert doc.launch_error is not None and "could not start local execution" in doc.launch_error.message
         time.sleep(3)  # nothing renders it meanwhile: no execution exists
-        assert (clients.jobs().get("it-launch-retry") or {})["status"] == "QUEUED"
+        assert status(stores, "it-launch-retry") == "QUEUED"
     finally:
         executions.unlink()
         shutil.move(saved, executions)
-    doc = wait_for("it-launch-retry", ended)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    assert doc["execution"].startswith("local-") and doc["launches"] == 1 and doc["attempt"] == 1
-    assert doc["launch_state"] == "launched" and doc["launch_error"] is None
+    doc = wait_for(stores, "it-launch-retry", ended)
+    assert output_of(doc) and doc.execution.startswith("local-") and doc.launches == 1 and doc.attempt == 1
+    assert doc.launch_state == "launched" and doc.launch_error is None
 
 
-def test_the_sweeper_launches_for_queued_requests_no_execution_serves(stack: DevStack, media: dict[str, str]) -> None:
+def test_the_sweeper_launches_for_queued_requests_no_execution_serves(
+    stores: Clients, stack: DevStack, media: dict[str, str]
+) -> None:
     ended_execution = idle_execution(stack)
     # One job whose execution ended before it took the request; one whose every launch failed
     # (the spec function gave up retrying).
     queue_request(
+        stores,
         "it-sweep-dead",
         spec("it-sweep-dead", media["short.mp4"]),
         {"launch_state": "launched", "execution": ended_execution, "launches": 1},
     )
     failure = {"code": "INTERNAL", "message": "HTTP 429 quota", "details": []}
     queue_request(
+        stores,
         "it-sweep-never",
         spec("it-sweep-never", media["short.mp4"]),
         {"launch_state": "failed", "launch_error": failure},
     )
     time.sleep(3)
-    assert all((clients.jobs().get(j) or {})["status"] == "QUEUED" for j in ("it-sweep-dead", "it-sweep-never"))
+    assert all(status(stores, j) == "QUEUED" for j in ("it-sweep-dead", "it-sweep-never"))
     report = sweep(stack)
     assert set(report["launched_for"]) >= {"it-sweep-dead", "it-sweep-never"}, report
     assert "SUCCEEDED" in report["launched_for"]["it-sweep-dead"]
     assert "HTTP 429 quota" in report["launched_for"]["it-sweep-never"]
     for job_id, launches in (("it-sweep-dead", 2), ("it-sweep-never", 1)):
-        doc = wait_for(job_id, ended)
-        assert doc["status"] == "COMPLETED", doc.get("error")
-        assert doc["execution"] == report["launched"] and doc["launches"] == launches
+        doc = wait_for(stores, job_id, ended)
+        assert output_of(doc) and doc.execution == report["launched"] and doc.launches == launches
     assert sweep(stack)["launched"] is None  # nothing left to launch for
 
 
 def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
-    stack: DevStack, media: dict[str, str]
+    stores: Clients, settings: Settings, stack: DevStack, media: dict[str, str]
 ) -> None:
-    settings = get_settings()
     # The earlier tests' executions wait idle_exit_s before they leave: one still pulling would
     # take a scene, and its task is not among those killed here.
     quiet(stack)
     scenes = [spec(f"it-kill-{i}", media["long.mp4"], segments=5, resolution="1280x720") for i in range(3)]
     for scene in scenes:
         del scene["job_id"]
-    drop("it-kill", {"version": 1, "batch_id": "it-kill", "owner_uid": "director-1", "scenes": scenes})
+    drop(stores, "it-kill", {"version": 1, "batch_id": "it-kill", "owner_uid": "director-1", "scenes": scenes})
     ids = [f"it-kill-{i:03d}" for i in range(1, 4)]
-    jobs = clients.jobs()
-    running = wait_for(ids[0], lambda d: d.get("execution") and True, 60)
-    first = running["execution"]
+    jobs = stores.jobs
+    first = wait_for(stores, ids[0], lambda d: bool(d.execution), 60).execution
     launcher = LocalLauncher(stack.executions_dir)
     assert len(launcher.tasks(first)) == 2  # three scenes, launch_parallelism 2: two tasks
     deadline = time.monotonic() + 90
-    while not any(
-        (d := jobs.get(j) or {}).get("status") == "RUNNING" and float(d.get("progress") or 0) >= 0.1 for j in ids
-    ):
+    while not any((d := jobs.get(j)) is not None and d.status == "RUNNING" and d.progress >= 0.1 for j in ids):
         assert time.monotonic() < deadline, [jobs.get(j) for j in ids]
         time.sleep(0.1)
     # The whole execution dies, as a node lost with its tasks. Its tasks are frozen first
@@ -249,19 +273,19 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
         os.killpg(int(task["pid"]), signal.SIGSTOP)
     try:
         render_prefix = f"gs://{settings.render_bucket}/renders/it-kill-"
-        uploaded = {uri.split("/")[4] for uri in clients.blobs().list_uris(render_prefix) if uri.endswith(".mp4")}
-        at_kill = {j: jobs.get(j) or {} for j in ids}
+        uploaded = {uri.split("/")[4] for uri in stores.blobs.list_uris(render_prefix) if uri.endswith(".mp4")}
+        at_kill = {j: jobs.get(j) for j in ids}
     finally:
         for task in tasks:
             os.killpg(int(task["pid"]), signal.SIGKILL)
     # The scenes the killed tasks held mid-render: RUNNING in the execution that died (a worker
     # records its execution on the job when it takes it), their MP4 not yet written.
-    killed = [j for j, d in at_kill.items() if d.get("status") == "RUNNING" and d.get("execution") == first]
+    killed = [j for j, d in at_kill.items() if d is not None and d.status == "RUNNING" and d.execution == first]
     killed = [j for j in killed if j not in uploaded]
     assert killed, (uploaded, at_kill)
     deadline = time.monotonic() + 240
     relaunched: set[str] = set()
-    while not all(ended(jobs.get(j) or {}) for j in ids):
+    while not all(ended(jobs.get(j)) for j in ids):
         assert time.monotonic() < deadline, [jobs.get(j) for j in ids]
         report = sweep(stack)
         relaunched |= set(report["launched_for"])
@@ -269,25 +293,26 @@ def test_tasks_killed_mid_batch_are_swept_relaunched_and_the_batch_completes(
     assert launcher.execution(first).state == "FAILED"
     assert relaunched  # the sweeper launched the execution that finished the batch
     for job_id in ids:
-        doc = jobs.get(job_id) or {}
-        assert doc["status"] == "COMPLETED", (job_id, doc.get("error"))
+        doc = jobs.get(job_id)
+        assert output_of(doc) and doc is not None
         if job_id in killed:  # taken over by another execution: the second attempt
-            assert doc["execution"] != first and doc["attempt"] == 2, doc
+            assert doc.execution != first and doc.attempt == 2, doc
         elif job_id not in uploaded:  # never reached by the dead execution's tasks
-            assert doc["execution"] != first, doc
+            assert doc.execution != first, doc
     outputs = [
-        o for o in clients.blobs().list_uris(f"gs://{settings.render_bucket}/renders/it-kill-") if o.endswith(".mp4")
+        o for o in stores.blobs.list_uris(f"gs://{settings.render_bucket}/renders/it-kill-") if o.endswith(".mp4")
     ]
     # One MP4 per scene, the one on its job: nothing partial from the killed tasks.
-    assert sorted(outputs) == sorted(str((jobs.get(j) or {})["output"]["uri"]) for j in ids)
+    assert sorted(outputs) == sorted(output_of(jobs.get(j)).uri for j in ids)
     # The report function refreshes the batch's summary after it writes the job's end, so the
     # last scene's job may be seen COMPLETED a moment before its batch.
-    batch = wait_for_batch("it-kill", lambda b: b.status != JobStatus.RUNNING, 30)
+    batch = wait_for_batch(stores, "it-kill", lambda b: b.status != JobStatus.RUNNING, 30)
     assert batch.status == JobStatus.COMPLETED and batch.counts[JobStatus.COMPLETED] == 3, batch
 
 
-def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: DevStack, media: dict[str, str]) -> None:
-    settings = get_settings()
+def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(
+    stores: Clients, settings: Settings, stack: DevStack, media: dict[str, str]
+) -> None:
     launcher = LocalLauncher(stack.executions_dir)
     dead = launcher.run(1)
     for task in launcher.tasks(dead):
@@ -295,7 +320,7 @@ def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: D
     while launcher.execution(dead).alive:
         time.sleep(0.2)
     stale = datetime.now(UTC) - timedelta(seconds=30)
-    jobs = clients.jobs()
+    jobs = stores.jobs
     jobs.create_job(
         "it-dead-running",
         JobDocument.model_validate(
@@ -324,18 +349,18 @@ def test_jobs_whose_executions_died_for_good_end_failed_with_the_reason(stack: D
     )
     report = sweep(stack)
     assert {"it-dead-running", "it-dead-queued"} <= set(report["failed"]), report
-    running = jobs.get("it-dead-running") or {}
-    assert running["status"] == "FAILED" and running["error"]["code"] == "TIMEOUT"
-    message = running["error"]["message"]
+    running = error_of(jobs.get("it-dead-running"))
+    assert running.code == "TIMEOUT"
+    message = running.message
     assert f"execution {dead} is FAILED" in message and "task(s) 0 ended without exiting cleanly" in message
     assert f"attempt {settings.max_attempts} of {settings.max_attempts}" in message and "no attempts left" in message
-    queued = jobs.get("it-dead-queued") or {}
-    assert queued["status"] == "FAILED" and queued["error"]["code"] == "TIMEOUT"
-    assert f"{settings.max_launches} executions launched and none took the request" in queued["error"]["message"]
+    queued = error_of(jobs.get("it-dead-queued"))
+    assert queued.code == "TIMEOUT"
+    assert f"{settings.max_launches} executions launched and none took the request" in queued.message
 
 
 def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_renders_it(
-    stack: DevStack, media: dict[str, str]
+    stores: Clients, stack: DevStack, media: dict[str, str]
 ) -> None:
     quiet(stack)  # so only the late execution's task is there to take the request
     launcher = LocalLauncher(stack.executions_dir)
@@ -343,12 +368,12 @@ def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_re
     # timeout): a render estimated at 10 s or more does not fit.
     late = launcher.run(1, env={Settings.env_name("task_timeout_s"): "8"})
     body = spec("it-late", media["long.mp4"], segments=2)
-    queue_request("it-late", body, {"launch_state": "launched", "execution": late, "launches": 1})
-    doc = wait_for("it-late", ended, 120)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    handed = doc["handed_back"]
-    assert handed["execution"] == late and handed["estimate_s"] > handed["task_left_s"]
-    assert doc["execution"] != late and doc["launches"] == 2 and doc["attempt"] == 1
+    queue_request(stores, "it-late", body, {"launch_state": "launched", "execution": late, "launches": 1})
+    doc = wait_for(stores, "it-late", ended, 120)
+    handed = doc.handed_back
+    assert output_of(doc) and handed is not None
+    assert handed.execution == late and handed.estimate_s > handed.task_left_s
+    assert doc.execution != late and doc.launches == 2 and doc.attempt == 1
     deadline = time.monotonic() + 30
     while launcher.execution(late).alive:  # the late task took nothing more and left
         assert time.monotonic() < deadline
@@ -357,7 +382,7 @@ def test_a_task_without_time_for_a_render_hands_it_back_and_another_execution_re
 
 
 def test_a_render_bigger_than_the_renderers_memory_is_refused_with_the_numbers_before_any_fetch(
-    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
+    stores: Clients, settings: Settings, stack: DevStack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """/tmp is memory on Cloud Run: a spec whose inputs and intermediates exceed the memory the
     job is given ends FAILED/LIMIT_EXCEEDED with the numbers, and nothing is fetched.
@@ -368,12 +393,11 @@ def test_a_render_bigger_than_the_renderers_memory_is_refused_with_the_numbers_b
     not a video: a render that fetched and probed it would end with an input error instead.
     """
     quiet(stack)
-    settings = get_settings()
     memory_mb, cpus, input_mib = 2048, 2, 96
     big = tmp_path_factory.mktemp("exec-big") / "big.mp4"
     big.write_bytes(bytes(input_mib * MIB))
     uri = f"gs://{settings.media_bucket}/users/director-1/launch/big.mp4"
-    clients.blobs().upload_file(big, uri, content_type="video/mp4")
+    stores.blobs.upload_file(big, uri, content_type="video/mp4")
     task = Settings(memory_mb=memory_mb, cpus=cpus)
 
     def scene(duration: float) -> dict[str, Any]:
@@ -397,20 +421,21 @@ def test_a_render_bigger_than_the_renderers_memory_is_refused_with_the_numbers_b
     given = {Settings.env_name("memory_mb"): str(memory_mb), Settings.env_name("cpus"): str(cpus)}
     template_path.write_text(json.dumps({**json.loads(template), **given}))
     work_dir = Path(settings.work_dir)
-    before = {"work": sorted(work_dir.iterdir()), "renders": render_objects(settings)}
+    before = {"work": sorted(work_dir.iterdir()), "renders": render_objects(stores)}
     try:
-        drop("it-memory", scene(duration))
-        doc = wait_for("it-memory", ended, 120)
+        drop(stores, "it-memory", scene(duration))
+        doc = wait_for(stores, "it-memory", ended, 120)
     finally:
         template_path.write_text(template)
     # Nothing half-written: no temp dir left by the worker (quiet(): no other task is alive to
     # make one), no output, partial object or cached segment in the render bucket.
     assert sorted(work_dir.iterdir()) == before["work"]
-    assert render_objects(settings) == before["renders"]
-    assert doc["status"] == "FAILED" and doc["error"]["code"] == "LIMIT_EXCEEDED", doc.get("error")
-    message = doc["error"]["message"]
+    assert render_objects(stores) == before["renders"]
+    error = error_of(doc)
+    assert error.code == "LIMIT_EXCEEDED", error
+    message = error.message
     assert message.startswith("memory_mb: the render needs about inputs 96 MiB + intermediates "), message
     assert "the renderer has 2,048 MiB of memory, and its /tmp is memory on Cloud Run" in message
-    assert doc["error"]["details"] == [{"path": "segments[0].url", "problem": "96 MiB to fetch"}]
+    assert error.wire()["details"] == [{"path": "segments[0].url", "problem": "96 MiB to fetch"}]
     # Refused on its first attempt, before any stage of the render wrote progress.
-    assert doc["attempt"] == 1 and float(doc["progress"]) == 0.0 and doc["execution"].startswith("local-")
+    assert doc.attempt == 1 and doc.progress == 0.0 and doc.execution.startswith("local-")

@@ -14,17 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import pubsub_v1
 
-from scenerender.cloud import clients
-from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic
+from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic, subscriber_client
+from scenerender.cloud.clients import Clients
 from scenerender.cloud.jobs import BUSY
-from scenerender.dev.devstack import DevStack
 from scenerender.errors import SceneRenderError
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus
+from scenerender.messages import (
+    BatchDocument,
+    BatchSummary,
+    ErrorBlock,
+    JobDocument,
+    JobOutput,
+    JobStatus,
+    RenderResultBlock,
+    SignedObject,
+)
 from scenerender.ports import Blobs, Bus, Jobs, SlotClaim
 from scenerender.settings import Settings
-from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs, measured_result, rendered
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 KINDS = ["fake", "emulator"]
@@ -41,8 +48,8 @@ def unique(name: str) -> str:
 def jobs(request: pytest.FixtureRequest) -> Jobs:
     if request.param == "fake":
         return FakeJobs()
-    request.getfixturevalue("cloud")
-    return clients.jobs()
+    stores: Clients = request.getfixturevalue("stores")
+    return stores.jobs
 
 
 def queued(owner: str = "u1", **more: Any) -> JobDocument:
@@ -58,17 +65,26 @@ def queued(owner: str = "u1", **more: Any) -> JobDocument:
     )
 
 
+def read(jobs: Jobs, job_id: str) -> JobDocument:
+    doc = jobs.get(job_id)
+    assert doc is not None, f"no job {job_id}"
+    return doc
+
+
 def test_a_job_is_created_once(jobs: Jobs) -> None:
     job = unique("create")
     assert jobs.get(job) is None
     assert jobs.create_job(job, queued(spec_generation="1"))
     assert not jobs.create_job(job, queued(owner="u2", spec_generation="2"))
-    doc = jobs.get(job) or {}
-    assert doc["job_id"] == job and doc["owner_uid"] == "u1" and doc["spec_generation"] == "1"
-    assert doc["status"] == JobStatus.QUEUED and doc["run_id"] == "r1"
-    assert isinstance(doc["created_at"], datetime) and "finished_at" not in doc
-    # What the store holds reads back as the model the spec function wrote.
-    assert JobDocument.model_validate(doc).status is JobStatus.QUEUED
+    doc = read(jobs, job)
+    assert doc.job_id == job and doc.owner_uid == "u1" and doc.spec_generation == "1"
+    assert doc.status is JobStatus.QUEUED and doc.run_id == "r1" and doc.stage == "queued"
+    assert isinstance(doc.created_at, datetime) and doc.finished_at is None
+    # What the store holds reads back as the model the spec function wrote, field for field.
+    assert {k: v for k, v in doc.wire().items() if k not in ("created_at", "updated_at")} == {
+        "job_id": job,
+        **queued(spec_generation="1").wire(),
+    }
 
 
 def test_a_refused_job_is_created_ended(jobs: Jobs) -> None:
@@ -79,18 +95,18 @@ def test_a_refused_job_is_created_ended(jobs: Jobs) -> None:
     assert jobs.create_job(
         job, JobDocument.refused(spec_uri="gs://s/j", spec_generation="1", owner_uid=None, error=error)
     )
-    doc = jobs.get(job) or {}
-    assert doc["status"] == JobStatus.FAILED and doc["error"] == error.wire()
-    assert isinstance(doc["finished_at"], datetime) and jobs.mark_running(job) == 0
+    doc = read(jobs, job)
+    assert doc.status is JobStatus.FAILED and doc.error == error and doc.owner_uid is None
+    assert isinstance(doc.finished_at, datetime) and jobs.mark_running(job) == 0
 
 
 def test_a_job_runs_once_and_a_live_worker_is_not_displaced(jobs: Jobs) -> None:
     job = unique("run")
     jobs.create_job(job, queued())
     assert jobs.mark_running(job, worker="w1", execution="exec-1") == 1
-    doc = jobs.get(job) or {}
-    assert doc["status"] == JobStatus.RUNNING and doc["worker"] == "w1" and doc["execution"] == "exec-1"
-    assert isinstance(doc["started_at"], datetime)
+    doc = read(jobs, job)
+    assert doc.status is JobStatus.RUNNING and doc.worker == "w1" and doc.execution == "exec-1"
+    assert isinstance(doc.started_at, datetime) and isinstance(doc.heartbeat_at, datetime) and doc.attempt == 1
     # Its worker beats (mark_running's own beat is fresh): a second worker is told BUSY.
     jobs.heartbeat(job)
     assert jobs.mark_running(job, worker="w2") == BUSY
@@ -103,6 +119,7 @@ def test_the_request_is_published_by_one_claimant_of_its_generation(jobs: Jobs) 
     jobs.create_job(job, queued(spec_generation="7"))
     assert not jobs.claim_publish(job, "6")
     assert jobs.claim_publish(job, "7")
+    assert read(jobs, job).request_published
     assert not jobs.claim_publish(job, "7")
     jobs.release_publish(job)
     assert jobs.claim_publish(job, "7")
@@ -112,25 +129,46 @@ def test_progress_never_decreases_and_only_a_running_job_moves(jobs: Jobs) -> No
     job = unique("progress")
     jobs.create_job(job, queued())
     jobs.set_progress(job, "encode", 0.5)
-    assert (jobs.get(job) or {}).get("progress") == 0.0  # not running yet
+    assert read(jobs, job).progress == 0.0  # not running yet
     jobs.mark_running(job)
     jobs.set_progress(job, "encode", 0.5)
     jobs.set_progress(job, "mux", 0.3)
-    doc = jobs.get(job) or {}
-    assert doc["progress"] == 0.5 and doc["stage"] == "mux"  # the stage moves on; the progress does not go back
+    doc = read(jobs, job)
+    assert doc.progress == 0.5 and doc.stage == "mux"  # the stage moves on; the progress does not go back
 
 
 def test_a_job_ends_once(jobs: Jobs) -> None:
     job = unique("end")
     jobs.create_job(job, queued())
     jobs.mark_running(job)
-    assert jobs.complete(job, {"uri": "gs://r/x.mp4", "duration_s": 1.0})
+    assert jobs.complete(job, rendered("gs://r/x.mp4"))
     assert not jobs.fail(job, ErrorBlock.internal("late"))
-    assert not jobs.complete(job, {"uri": "gs://r/y.mp4"})
-    doc = jobs.get(job) or {}
-    assert doc["status"] == JobStatus.COMPLETED and doc["output"]["uri"] == "gs://r/x.mp4"
-    assert doc["progress"] == 1.0 and doc["stage"] == "done" and doc["error"] is None
-    assert isinstance(doc["finished_at"], datetime)
+    assert not jobs.complete(job, rendered("gs://r/y.mp4"))
+    doc = read(jobs, job)
+    assert doc.status is JobStatus.COMPLETED and doc.output is not None and doc.output.uri == "gs://r/x.mp4"
+    assert doc.progress == 1.0 and doc.stage == "done" and doc.error is None
+    assert isinstance(doc.finished_at, datetime)
+
+
+def test_a_completed_jobs_output_reads_back_as_written_nulls_and_all(jobs: Jobs) -> None:
+    """The output block of docs/contract.md section 4: the render result with its nulls (a
+    silent render's loudness), the signed URLs, each sidecar's; read back as the model."""
+    job = unique("output")
+    jobs.create_job(job, queued())
+    silent = RenderResultBlock.model_validate(
+        measured_result(sync={"max_boundary_error_ms": 0.0, "max_onset_error_ms": None})
+    )
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    mp4 = SignedObject(uri="gs://r/z.mp4", url="https://signed.example/r/z.mp4", url_expires_at=expires)
+    poster = SignedObject(uri="gs://r/z.jpg", url="https://signed.example/r/z.jpg", url_expires_at=expires)
+    output = JobOutput.of(mp4, silent, {"poster": poster})
+    assert jobs.complete(job, output)
+    doc = read(jobs, job)
+    assert doc.output == output and doc.output.sidecars["poster"] == poster
+    stored = json.loads(json.dumps(doc.output.wire(), default=str))
+    assert stored["loudness_lufs"] is None and stored["true_peak_db"] is None
+    assert stored["sync"] == {"max_boundary_error_ms": 0.0, "max_onset_error_ms": None}
+    assert set(stored) == {"uri", "url", "url_expires_at", *silent.wire()}
 
 
 def test_a_failed_job_keeps_its_error_block_as_the_contract_has_it(jobs: Jobs) -> None:
@@ -138,9 +176,13 @@ def test_a_failed_job_keeps_its_error_block_as_the_contract_has_it(jobs: Jobs) -
     jobs.create_job(job, queued())
     error = ErrorBlock.model_validate({"code": "TIMEOUT", "message": "m", "details": [{"path": "p", "message": "q"}]})
     assert jobs.fail(job, error)
-    doc = jobs.get(job) or {}
-    assert doc["status"] == JobStatus.FAILED and doc["stage"] == "failed"
-    assert doc["error"] == {"code": "TIMEOUT", "message": "m", "details": [{"path": "p", "problem": "q"}]}
+    doc = read(jobs, job)
+    assert doc.status is JobStatus.FAILED and doc.stage == "failed"
+    assert doc.error is not None and doc.error.wire() == {
+        "code": "TIMEOUT",
+        "message": "m",
+        "details": [{"path": "p", "problem": "q"}],
+    }
 
 
 def test_only_an_ended_job_of_the_same_owner_is_queued_again(jobs: Jobs) -> None:
@@ -148,19 +190,16 @@ def test_only_an_ended_job_of_the_same_owner_is_queued_again(jobs: Jobs) -> None
     jobs.create_job(job, queued())
     assert not jobs.requeue(job, queued(spec_generation="2"))  # still QUEUED
     jobs.mark_running(job)
-    jobs.complete(job, {"uri": "gs://r/old.mp4"})
+    old = rendered("gs://r/old.mp4")
+    jobs.complete(job, old)
     assert not jobs.requeue(job, queued(owner="u2", spec_generation="2"))  # another owner's job
     assert jobs.requeue(job, queued(spec_generation="2"))
-    doc = jobs.get(job) or {}
-    assert doc["status"] == JobStatus.QUEUED and doc["spec_generation"] == "2"
-    assert doc["attempt"] == 0 and doc["output"] is None and doc["finished_at"] is None
-    assert not doc["request_published"] and doc["launches"] == 0
-    [earlier] = doc["history"]
-    assert (earlier["status"], earlier["output"], earlier["spec_generation"]) == (
-        "COMPLETED",
-        {"uri": "gs://r/old.mp4"},
-        "1",
-    )
+    doc = read(jobs, job)
+    assert doc.status is JobStatus.QUEUED and doc.spec_generation == "2"
+    assert doc.attempt == 0 and doc.output is None and doc.finished_at is None
+    assert not doc.request_published and doc.launches == 0 and doc.rendered
+    [earlier] = doc.history
+    assert (earlier["status"], earlier["output"], earlier["spec_generation"]) == ("COMPLETED", old.wire(), "1")
 
 
 def test_unfinished_jobs_are_the_queued_and_running_ones(jobs: Jobs) -> None:
@@ -169,49 +208,61 @@ def test_unfinished_jobs_are_the_queued_and_running_ones(jobs: Jobs) -> None:
         jobs.create_job(job, queued())
     jobs.mark_running(ids[1])
     jobs.fail(ids[2], ErrorBlock.internal("x"))
-    assert sorted(d["job_id"] for d in jobs.unfinished() if d["job_id"] in ids) == sorted(ids[:2])
+    mine = {d.job_id: d for d in jobs.unfinished() if d.job_id in ids}
+    assert sorted(mine) == sorted(ids[:2])
+    assert mine[ids[0]].status is JobStatus.QUEUED and mine[ids[1]].status is JobStatus.RUNNING
+    assert mine[ids[1]] == read(jobs, ids[1])  # the sweeper reads what a get reads
 
 
 def test_notes_are_merged_into_the_document(jobs: Jobs) -> None:
     job = unique("note")
     jobs.create_job(job, queued())
     jobs.note(job, {"last_error": ErrorBlock.internal("x").wire()})
-    doc = jobs.get(job) or {}
-    assert doc["last_error"]["message"] == "x" and doc["status"] == JobStatus.QUEUED
+    doc = read(jobs, job)
+    assert doc.last_error == ErrorBlock.internal("x") and doc.status is JobStatus.QUEUED
     with pytest.raises(FileNotFoundError):
         jobs.note(unique("none"), {"x": 1})
 
 
 def test_a_batch_belongs_to_its_first_owner(jobs: Jobs) -> None:
     batch = unique("batch")
-    assert jobs.claim_batch(batch, "u1", {"spec_uri": "gs://s/jobs/b.json"}, {"total": 2}) is None
+    first = BatchSummary(status=JobStatus.QUEUED, counts={"QUEUED": 2}, total=2, progress=0.0, eta_s=None, failed=[])
+    assert jobs.claim_batch(batch, "u1", {"spec_uri": "gs://s/jobs/b.json"}, first) is None
     doc = jobs.get_batch(batch)
     assert doc is not None and doc.status == JobStatus.QUEUED and doc.total == 2 and doc.failed == []
+    assert doc.counts == {"QUEUED": 2} and doc.eta_s is None and "eta_s" in doc.wire()
     assert jobs.claim_batch(batch, "u2", {"spec_uri": "gs://s/jobs/other.json"}) == "u1"
     assert jobs.claim_batch(batch, "u1", {"spec_uri": "gs://s/jobs/b2.json"}) is None
     doc = jobs.get_batch(batch)
     assert doc is not None and doc.owner_uid == "u1" and doc.spec_uri == "gs://s/jobs/b2.json"
     job = unique("scene")
     jobs.create_job(job, queued(batch_id=batch))
-    assert [d["job_id"] for d in jobs.batch_jobs(batch)] == [job]
+    [scene] = jobs.batch_jobs(batch)
+    assert scene == read(jobs, job) and scene.batch_id == batch and scene.status is JobStatus.QUEUED
 
 
 def test_a_batch_summary_never_loses_progress(jobs: Jobs) -> None:
     batch = unique("summary")
-    seen: list[dict[str, Any]] = []
+    seen: list[BatchDocument | None] = []
 
-    def summary(progress: float) -> Callable[[float, dict[str, Any]], dict[str, Any]]:
-        def make(created: float, doc: dict[str, Any]) -> dict[str, Any]:
+    def summary(progress: float) -> Callable[[float, BatchDocument | None], BatchSummary]:
+        def make(created: float, doc: BatchDocument | None) -> BatchSummary:
             seen.append(doc)
-            return {"status": JobStatus.RUNNING.value, "progress": progress}
+            return BatchSummary(
+                status=JobStatus.RUNNING, counts={"RUNNING": 1}, total=1, progress=progress, eta_s=None, failed=[]
+            )
 
         return make
 
-    jobs.save_batch(batch, {"scenes": ["a"]}, summary(0.5))
-    jobs.save_batch(batch, {}, summary(0.2))
+    jobs.save_batch(batch, summary(0.5))
+    assert seen == [None]  # nothing stored yet
+    jobs.claim_batch(batch, "u1", {"scenes": ["a"]})
+    jobs.save_batch(batch, summary(0.2))
     doc = jobs.get_batch(batch)
     assert doc is not None and doc.progress == 0.5 and doc.scenes == ["a"] and doc.batch_id == batch
-    assert seen[-1]["scenes"] == ["a"]  # the summary is made from the document as stored
+    assert doc.status is JobStatus.RUNNING and doc.counts == {"RUNNING": 1}
+    last = seen[-1]
+    assert last is not None and last.scenes == ["a"]  # the summary is made from the document as stored
 
 
 def test_a_refusal_is_recorded_once(jobs: Jobs) -> None:
@@ -228,12 +279,14 @@ def test_one_launch_at_a_time(jobs: Jobs) -> None:
     assert jobs.claim_launch(job, "", 60.0)
     assert not jobs.claim_launch(job, "", 60.0)  # one in flight
     jobs.release_launch(job, ErrorBlock.internal("quota"))
-    assert (jobs.get(job) or {})["launch_error"]["message"] == "quota"
+    failed = read(jobs, job)
+    assert failed.launch_error == ErrorBlock.internal("quota") and failed.launch_state == "failed"
     assert jobs.claim_launch(job, "", 60.0)
+    assert isinstance(read(jobs, job).launch_requested_at, datetime)
     jobs.record_launch(job, "exec-1", 2)
-    doc = jobs.get(job) or {}
-    assert doc["execution"] == "exec-1" and doc["execution_tasks"] == 2 and doc["launches"] == 1
-    assert doc["launch_state"] == "launched" and doc["launch_error"] is None
+    doc = read(jobs, job)
+    assert doc.execution == "exec-1" and doc.execution_tasks == 2 and doc.launches == 1
+    assert doc.launch_state == "launched" and doc.launch_error is None and isinstance(doc.launched_at, datetime)
     assert not jobs.claim_launch(job, "", 60.0)  # an execution is recorded
     assert jobs.claim_launch(job, "exec-1", 60.0)
 
@@ -277,9 +330,8 @@ def blobs(request: pytest.FixtureRequest) -> Iterator[tuple[Blobs, str]]:
     if request.param == "fake":
         yield FakeBlobs(), f"gs://bucket/{unique('blobs')}/"
         return
-    request.getfixturevalue("cloud")
-    settings: Settings = request.getfixturevalue("settings")
-    yield clients.blobs(), f"gs://{settings.media_bucket}/{unique('blobs')}/"
+    stores: Clients = request.getfixturevalue("stores")
+    yield stores.blobs, f"gs://{stores.settings.media_bucket}/{unique('blobs')}/"
 
 
 def test_objects_are_written_read_listed_and_deleted(blobs: tuple[Blobs, str]) -> None:
@@ -370,11 +422,10 @@ def bus(request: pytest.FixtureRequest) -> BusUnderTest:
     if request.param == "fake":
         fake = FakeBus()
         return BusUnderTest(fake, topic, lambda n: [(p, a) for t, p, a in fake.published if t == topic])
-    request.getfixturevalue("cloud")
     settings: Settings = request.getfixturevalue("settings")
     ensure_topic(settings, topic)
     subscription = ensure_subscription(settings, topic + "-sub", topic)
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = subscriber_client(settings)
 
     def received(n: int) -> list[tuple[dict[str, Any], dict[str, str]]]:
         got: list[tuple[dict[str, Any], dict[str, str]]] = []
@@ -407,7 +458,9 @@ def test_many_bodies_are_published_at_once(bus: BusUnderTest) -> None:
     assert all(a == {"job_id": "j"} for _, a in got)
 
 
-def test_the_emulator_stack_is_up(cloud: DevStack) -> None:
+def test_the_real_side_ran_on_the_emulators(stores: Clients) -> None:
     # The real side of every pair above ran against these emulators, not against a default client.
-    env = cloud.env()
-    assert env["FIRESTORE_EMULATOR_HOST"] and env["PUBSUB_EMULATOR_HOST"] and env["STORAGE_EMULATOR_HOST"]
+    settings = stores.settings
+    assert settings.firestore_emulator_host and settings.pubsub_emulator_host and settings.storage_emulator_host
+    assert stores.jobs.client._emulator_host == settings.firestore_emulator_host
+    assert stores.blobs.emulated

@@ -213,17 +213,22 @@ def test_anamorphic_sources_fit_by_their_display_shape(tmp_path: Path, size: tup
     assert stream.get("sample_aspect_ratio", "1:1") == "1:1"
 
 
-def test_interlaced_sources_are_deinterlaced_into_a_progressive_output(tmp_path: Path) -> None:
-    # 25i with fast motion: woven fields comb on every moving edge; idet finds them.
+@pytest.mark.parametrize(
+    ("first", "order"), [("top", "tt"), ("bottom", "bb")], ids=["top-field-first", "bottom-field-first"]
+)
+def test_interlaced_sources_are_deinterlaced_into_a_progressive_output(tmp_path: Path, first: str, order: str) -> None:
+    # 25i with fast motion: woven fields comb on every moving edge; idet finds them. Top field
+    # first (HD broadcast, most cameras) and bottom field first (PAL DV, many SD captures).
     from tests.mediagen import run_ffmpeg
 
     source = tmp_path / "i.mp4"
+    short = {"top": "tff", "bottom": "bff"}[first]
     run_ffmpeg(
-        *("-f", "lavfi", "-i", "testsrc2=s=720x576:r=50:d=2,tinterlace=mode=interleave_top,setfield=tff"),
+        *("-f", "lavfi", "-i", f"testsrc2=s=720x576:r=50:d=2,tinterlace=mode=interleave_{first},setfield={short}"),
         *X264,
-        *("-flags", "+ilme+ildct", "-x264-params", "tff=1", str(source)),
+        *("-flags", "+ilme+ildct", "-x264-params", f"{short}=1", str(source)),
     )
-    assert next(s for s in measure.probe(source)["streams"] if s["codec_type"] == "video")["field_order"] == "tt"
+    assert next(s for s in measure.probe(source)["streams"] if s["codec_type"] == "video")["field_order"] == order
     spec = write_spec(
         tmp_path, {"output": {"resolution": "720x576", "fps": 25}, "segments": [{"id": "a", "url": "i.mp4"}]}
     )

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from scenerender.cloud import clients
 from scenerender.cloud.launcher import LocalLauncher
 from scenerender.dev.devstack import DevStack
 from scenerender.dev.procs import record_alive
-from scenerender.settings import Settings, get_settings
-from tests.integration.conftest import FAST_RECOVERY, local_cloud
+from tests.integration.conftest import FAST_RECOVERY, LocalCloud, local_cloud
 from tests.integration.test_launch import ended, queue_request, spec, wait_for
 from tests.mediagen import make_video
 
@@ -26,39 +24,45 @@ EVERY_S = 2
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    env = {
+def scheduled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    overrides = {
         **FAST_RECOVERY,
-        Settings.env_name("sweep_interval_s"): str(EVERY_S),
-        Settings.env_name("launch_grace_s"): "2",
-        Settings.env_name("idle_exit_s"): "5",
-        Settings.env_name("split_min_segments"): "0",
-        "SCENERENDER_WORK_DIR": str(tmp_path_factory.mktemp("sched-worker-tmp")),
+        "sweep_interval_s": float(EVERY_S),
+        "launch_grace_s": 2.0,
+        "idle_exit_s": 5.0,
+        "split_min_segments": 0,
+        "work_dir": str(tmp_path_factory.mktemp("sched-worker-tmp")),
     }
-    with local_cloud(tmp_path_factory.mktemp("sched-devstack"), env, executions=True) as cloud:
-        yield cloud
+    with local_cloud(tmp_path_factory.mktemp("sched-devstack"), overrides, executions=True) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def stack(scheduled: LocalCloud) -> DevStack:
+    return scheduled.stack
 
 
 def test_a_stranded_queued_job_is_swept_on_schedule_with_no_worker_alive(
-    stack: DevStack, tmp_path_factory: pytest.TempPathFactory
+    scheduled: LocalCloud, stack: DevStack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     (scheduler,) = [p for p in stack.state.processes if p.name == "scheduler"]
     assert record_alive(scheduler) and str(stack.ports.function_port("sweep")) in " ".join(scheduler.argv)
     path = make_video(tmp_path_factory.mktemp("sched-media") / "a.mp4", width=320, height=180, fps=25, duration=1.0)
-    uri = f"gs://{get_settings().media_bucket}/users/director-1/sched/a.mp4"
-    clients.blobs().upload_file(path, uri, content_type="video/mp4")
+    stores = scheduled.stores
+    uri = f"gs://{stores.settings.media_bucket}/users/director-1/sched/a.mp4"
+    stores.blobs.upload_file(path, uri, content_type="video/mp4")
     launcher = LocalLauncher(stack.executions_dir)
     # Nothing renders here: no long-running workers, and no execution was ever started.
     assert stack.workers == 0 and not list(stack.executions_dir.glob("local-*.json"))
     # The spec function published the request, then every launch failed and it gave up
     # (jobs.run answering 429 until its retries ran out): the job of issue 22, stranded.
     failure = {"code": "INTERNAL", "message": "HTTP 429 quota exceeded", "details": []}
-    queue_request("it-sched", spec("it-sched", uri), {"launch_state": "failed", "launch_error": failure})
-    doc = wait_for("it-sched", ended, 120)
-    assert doc["status"] == "COMPLETED", doc.get("error")
+    queue_request(stores, "it-sched", spec("it-sched", uri), {"launch_state": "failed", "launch_error": failure})
+    doc = wait_for(stores, "it-sched", ended, 120)
+    assert doc.status == "COMPLETED", doc.error
     # Launched once, by a sweep nobody but the scheduler called.
-    assert doc["launches"] == 1 and doc["execution"].startswith("local-") and doc["attempt"] == 1
-    assert launcher.execution(doc["execution"]).state in ("RUNNING", "SUCCEEDED")
+    assert doc.launches == 1 and doc.execution.startswith("local-") and doc.attempt == 1
+    assert launcher.execution(doc.execution).state in ("RUNNING", "SUCCEEDED")
     lines = [json.loads(line) for line in Path(scheduler.log).read_text().splitlines() if line.startswith("{")]
     sweeps = [line["message"] for line in lines if line["message"].startswith("sweep:")]
     assert any("it-sched" in message and "launched local-" in message for message in sweeps), sweeps[-5:]

@@ -18,14 +18,16 @@ from typing import Any
 
 import pytest
 
-from scenerender.cloud import clients
 from scenerender.cloud.bus import ensure_subscription, ensure_topic
-from scenerender.dev.devstack import DevStack
+from scenerender.cloud.clients import Clients
+from scenerender.messages import JobDocument
 from scenerender.pipeline.workitems import ItemStore
-from scenerender.settings import Settings, get_settings
+from scenerender.settings import Settings
 from tests import measure
 from tests.cli import render_json
+from tests.integration.conftest import LocalCloud
 from tests.mediagen import make_tone_burst, make_video
+from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -53,7 +55,8 @@ def scene(source_uri: str, line_uri: str, job_id: str) -> dict[str, Any]:
     }
 
 
-def upload_media(tmp_path: Path, settings: Settings, name: str, tone: float) -> tuple[str, str, Path, Path]:
+def upload_media(tmp_path: Path, stores: Clients, name: str, tone: float) -> tuple[str, str, Path, Path]:
+    settings = stores.settings
     # Bytes of its own per test (the tone differs): no other test's cache entries can stand in for its encodes.
     duration = SEGMENTS * SEGMENT_S + 1
     source = make_video(tmp_path / f"{name}.mp4", width=640, height=360, fps=25, duration=duration, tone=tone)
@@ -61,39 +64,40 @@ def upload_media(tmp_path: Path, settings: Settings, name: str, tone: float) -> 
     uris = []
     for path in (source, line):
         uri = f"gs://{settings.media_bucket}/users/split-user/{path.name}"
-        clients.blobs().upload_file(path, uri, content_type="application/octet-stream")
+        stores.blobs.upload_file(path, uri, content_type="application/octet-stream")
         uris.append(uri)
     return uris[0], uris[1], source, line
 
 
-def submit(settings: Settings, spec: dict[str, Any]) -> None:
-    clients.blobs().write_bytes(
+def submit(stores: Clients, spec: dict[str, Any]) -> None:
+    settings = stores.settings
+    stores.blobs.write_bytes(
         f"gs://{settings.spec_bucket}/jobs/{spec['job_id']}.json",
         json.dumps(spec).encode(),
         content_type="application/json",
     )
 
 
-def wait_for_end(job_id: str, timeout_s: float = 240) -> dict[str, Any]:
+def wait_for_end(stores: Clients, job_id: str, timeout_s: float = 240) -> JobDocument:
     deadline = time.monotonic() + timeout_s
     while True:
-        doc = clients.jobs().get(job_id) or {}
-        if doc.get("status") in ("COMPLETED", "FAILED"):
+        doc = stores.jobs.get(job_id)
+        if doc is not None and doc.status.ended:
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.2)
 
 
-def download_output(settings: Settings, job_id: str, dest: Path) -> Path:
-    dest.write_bytes(clients.blobs().read_bytes(clients.jobs().get(job_id)["output"]["uri"]))  # type: ignore[index]
+def download_output(stores: Clients, job_id: str, dest: Path) -> Path:
+    dest.write_bytes(stores.blobs.read_bytes(output_of(stores.jobs.get(job_id)).uri))
     return dest
 
 
-def start_worker(cloud: DevStack, name: str, **env: str) -> int:
-    cloud.start_process(
-        name, [sys.executable, "-m", "scenerender.pipeline.worker", "--serve"], {**os.environ, **env}, lambda: True
+def start_worker(local: LocalCloud, name: str, **env: str) -> int:
+    local.stack.start_process(
+        name, [sys.executable, "-m", "scenerender.pipeline.worker", "--serve"], local.env(**env), lambda: True
     )
-    return next(p.pid for p in cloud.state.processes if p.name == name)
+    return next(p.pid for p in local.stack.state.processes if p.name == name)
 
 
 def stop_worker(pid: int) -> None:
@@ -102,47 +106,46 @@ def stop_worker(pid: int) -> None:
 
 
 def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
-    cloud: DevStack, settings: Settings, tmp_path: Path
+    stores: Clients, local: LocalCloud, settings: Settings, tmp_path: Path
 ) -> None:
-    source_uri, line_uri, source, line = upload_media(tmp_path, settings, "split-three", tone=300)
-    third = start_worker(cloud, "worker-split-third")
+    source_uri, line_uri, source, line = upload_media(tmp_path, stores, "split-three", tone=300)
+    third = start_worker(local, "worker-split-third")
     try:
         spec = scene(source_uri, line_uri, "it-split-three")
-        submit(settings, spec)
-        doc = wait_for_end("it-split-three")
+        submit(stores, spec)
+        doc = wait_for_end(stores, "it-split-three")
     finally:
         stop_worker(third)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    output = doc["output"]
-    assert output["segments_encoded"] == SEGMENTS and output["segments_reused"] == 0
-    assert output["segments_from_helpers"] >= 1, output
+    output = output_of(doc)
+    assert output.segments_encoded == SEGMENTS and output.segments_reused == 0
+    assert output.segments_from_helpers >= 1, output
 
-    items = ItemStore(clients.jobs().client, get_settings()).items("it-split-three")
+    items = ItemStore(stores.jobs.client, settings).items("it-split-three")
     assert len(items) == SEGMENTS and {i["status"] for i in items.values()} == {"DONE"}
     encoders = {i["done_by"] for i in items.values()}
     assert len(encoders) >= 2, encoders  # the encodes really were shared out
     assert sorted(i["index"] for i in items.values()) == list(range(SEGMENTS))
 
-    shared = download_output(settings, "it-split-three", tmp_path / "shared.mp4")
+    shared = download_output(stores, "it-split-three", tmp_path / "shared.mp4")
     local_spec = scene(str(source), str(line), "local")
     (tmp_path / "local.json").write_text(json.dumps(local_spec))
-    local = tmp_path / "local.mp4"
-    assert render_json(tmp_path / "local.json", local)["segments_from_helpers"] == 0
+    single = tmp_path / "local.mp4"
+    assert render_json(tmp_path / "local.json", single)["segments_from_helpers"] == 0
 
     frames = round(SEGMENTS * SEGMENT_S * 30)
-    assert measure.count_frames(shared) == measure.count_frames(local) == frames
-    shared_probe, local_probe = measure.probe(shared), measure.probe(local)
+    assert measure.count_frames(shared) == measure.count_frames(single) == frames
+    shared_probe, local_probe = measure.probe(shared), measure.probe(single)
     assert abs(float(shared_probe["format"]["duration"]) - float(local_probe["format"]["duration"])) <= 1 / 30
     expected = LINE_SEGMENT * SEGMENT_S + LINE_OFFSET
-    onsets = [measure.onset_time(measure.decode_audio(path), freq=1000) for path in (shared, local)]
+    onsets = [measure.onset_time(measure.decode_audio(path), freq=1000) for path in (shared, single)]
     assert all(abs(onset - expected) <= 0.02 for onset in onsets), onsets
-    assert abs(output["av_drift_ms"]) <= 1000 / 30
+    assert abs(output.av_drift_ms) <= 1000 / 30
 
 
 def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
-    cloud: DevStack, settings: Settings, tmp_path: Path
+    stores: Clients, local: LocalCloud, settings: Settings, tmp_path: Path
 ) -> None:
-    source_uri, line_uri, _, _ = upload_media(tmp_path, settings, "split-kill", tone=400)
+    source_uri, line_uri, _, _ = upload_media(tmp_path, stores, "split-kill", tone=400)
     # The victim takes only shared segments (its render subscription never has a request),
     # and its ffmpeg waits before encoding, so it is sure to be caught holding one.
     ensure_topic(settings, "victim-no-requests")
@@ -151,16 +154,17 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
     slow.write_text('#!/bin/sh\nsleep 120\nexec ffmpeg "$@"\n')
     slow.chmod(0o755)
     victim = start_worker(
-        cloud, "worker-split-victim", FFMPEG=str(slow), SCENERENDER_RENDER_SUBSCRIPTION="victim-no-requests"
+        local, "worker-split-victim", FFMPEG=str(slow), SCENERENDER_RENDER_SUBSCRIPTION="victim-no-requests"
     )
     try:
-        submit(settings, scene(source_uri, line_uri, "it-split-kill"))
+        submit(stores, scene(source_uri, line_uri, "it-split-kill"))
         deadline = time.monotonic() + 90
         held: tuple[str, dict[str, Any]] | None = None
         while held is None:
             assert time.monotonic() < deadline, "the victim never took a segment"
-            assert (clients.jobs().get("it-split-kill") or {}).get("status") != "COMPLETED"
-            items = ItemStore(clients.jobs().client, get_settings()).items("it-split-kill")
+            running = stores.jobs.get("it-split-kill")
+            assert running is None or running.status != "COMPLETED"
+            items = ItemStore(stores.jobs.client, settings).items("it-split-kill")
             held = next(
                 (
                     (k, i)
@@ -172,16 +176,16 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
             time.sleep(0.1)
         os.killpg(victim, signal.SIGKILL)  # the worker and its ffmpeg, as a task that died
         killed_at = time.monotonic()
-        doc = wait_for_end("it-split-kill")
+        doc = wait_for_end(stores, "it-split-kill")
     finally:
         stop_worker(victim)
-    assert doc["status"] == "COMPLETED", doc.get("error")
-    assert doc["attempt"] == 1  # the scene itself was never restarted
+    output = output_of(doc)
+    assert doc.attempt == 1  # the scene itself was never restarted
     assert time.monotonic() - killed_at < 60
     key, _ = held
-    item = ItemStore(clients.jobs().client, get_settings()).items("it-split-kill")[key]
+    item = ItemStore(stores.jobs.client, settings).items("it-split-kill")[key]
     assert item["status"] == "DONE" and not item["done_by"].endswith(f":{victim}")
     assert item["attempt"] >= 2 and item["holders"][0].endswith(f":{victim}")
-    out = download_output(settings, "it-split-kill", tmp_path / "out.mp4")
+    out = download_output(stores, "it-split-kill", tmp_path / "out.mp4")
     assert measure.count_frames(out) == round(SEGMENTS * SEGMENT_S * 30)
-    assert doc["output"]["segments_encoded"] == SEGMENTS
+    assert output.segments_encoded == SEGMENTS

@@ -13,7 +13,7 @@ import pytest
 
 from scenerender.cli.local import local_policy
 from scenerender.cli.specfiles import load_spec
-from scenerender.core import plan
+from scenerender.core import plan, sync
 from scenerender.core.inputs import InputResolver
 from scenerender.core.plan import audio_mix, output
 from scenerender.core.render import RenderOptions, RenderResult, render
@@ -116,4 +116,72 @@ def test_a_join_that_slides_is_refused_naming_the_segment(
     message = caught.value.message
     assert "segments[2] ('s2')" in message and "planned 2.000 s" in message and "66.7 ms late" in message, message
     assert "segments[3] ('s3')" in {d.path for d in caught.value.details}
+    assert not out.exists()
+
+
+def long_scene(media: Path, name: str) -> Path:
+    """Thirty 1 s segments without their own sound (copied), a line at 4.45 s and the sfx
+    at 24.7 s: the certificate decodes the output around those two only."""
+    return write_spec(
+        media,
+        {
+            "output": {"resolution": "320x180", "fps": 30},
+            "segments": [{"id": f"s{i}", "url": "seg.mp4"} for i in range(30)],
+            "audio": {
+                "clips": [
+                    {"type": "dialogue", "url": "line.wav", "segment_id": "s4", "offset": 0.45},
+                    {"type": "sfx", "url": "hit.m4a", "start": 24.7},
+                ],
+                "loudness": None,
+                "ducking": {"enabled": False},
+            },
+        },
+        f"{name}.json",
+    )
+
+
+@pytest.fixture
+def spans_used(monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[int, int]]]:
+    """What ``sync.output_spans`` chose, each time the certificate asked."""
+    chosen: list[list[tuple[int, int]]] = []
+    real = sync.output_spans
+
+    def spy(*args: Any) -> list[tuple[int, int]]:
+        chosen.append(real(*args))
+        return chosen[-1]
+
+    monkeypatch.setattr(sync, "output_spans", spy)
+    return chosen
+
+
+def test_a_long_scene_is_measured_in_stretches_to_the_sample(
+    media: Path, tmp_path: Path, spans_used: list[list[tuple[int, int]]]
+) -> None:
+    # Decoded from seeks, the output's stretches must be the samples a decode from the
+    # start gives: a stretch a frame off would put both onsets 21 ms out.
+    result = render_here(long_scene(media, "long-clean"), tmp_path / "long.mp4")
+    [spans] = spans_used
+    assert len(spans) == 2 and sum(end - start for start, end in spans) < 30 * sync.RATE / 2, spans
+    assert result.sync["onsets_measured"] == 2 and result.sync["max_onset_error_ms"] <= 0.5, result.sync
+
+
+def test_a_clip_placed_late_in_a_long_scene_is_refused(
+    media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spans_used: list[list[tuple[int, int]]]
+) -> None:
+    chain = audio_mix.clip_chain
+
+    def late(clip: Any, *args: Any, **kwargs: Any) -> str:
+        text = chain(clip, *args, **kwargs)
+        if clip.index == 1:
+            planned, late = round(clip.start * 48000), round((clip.start + 0.08) * 48000)
+            text = text.replace(f"adelay=delays={planned}S", f"adelay=delays={late}S")
+        return text
+
+    monkeypatch.setattr(audio_mix, "clip_chain", late)
+    out = tmp_path / "long-late.mp4"
+    with pytest.raises(OutOfSyncError) as caught:
+        render_here(long_scene(media, "long-late"), out)
+    assert len(spans_used[0]) == 2
+    assert "audio.clips[1] (sfx)" in caught.value.message and "planned 24.700 s" in caught.value.message
+    assert "80." in caught.value.message and "ms late" in caught.value.message, caught.value.message
     assert not out.exists()

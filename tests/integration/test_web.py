@@ -26,11 +26,13 @@ from typing import Any
 import httpx
 import pytest
 
-from scenerender.cloud import clients
+from scenerender.cloud.clients import Clients
 from scenerender.dev.devstack import DevStack
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus
+from scenerender.messages import ErrorBlock, JobDocument, JobOutput, JobStatus
 from scenerender.settings import Settings
 from tests.integration.conftest import workers_paused
+from tests.unit.cloud_fakes import error_of, output_of
+from tests.unit.cloud_fakes import rendered as completed_output
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
 
@@ -272,7 +274,9 @@ def director(browser: Any, web: str) -> Iterator[User]:
 
 
 @pytest.fixture(scope="module")
-def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def rendered(
+    stores: Clients, director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """The sample scene submitted from the New render screen and followed to COMPLETED on its job page."""
     page = director.page
     director.new_render(sample=sample_title(cloud))
@@ -299,12 +303,11 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
     announced = page.locator("#live").inner_text()
     changes: list[dict[str, Any]] = page.evaluate("window.__changes")
     same_document = page.evaluate("window.__document_marker") == marker
-    doc = clients.jobs().get(job_id)
-    assert doc is not None
+    doc = stores.jobs.get(job_id)
     window = [r for r in director.requests if submitted_at <= r[0] <= ended_at]
     return {
         "job_id": job_id,
-        "doc": doc,
+        "output": output_of(doc),  # the job COMPLETED
         "changes": changes,
         "same_document": same_document,
         "requests": window,
@@ -314,8 +317,6 @@ def rendered(director: User, cloud: DevStack, tmp_path_factory: pytest.TempPathF
 
 def test_progress_advances_live_through_the_stages(director: User, rendered: dict[str, Any]) -> None:
     """Sign in, submit the sample scene, watch it: the listener moves the bar, with no reload and no polling."""
-    doc = rendered["doc"]
-    assert doc["status"] == "COMPLETED", doc.get("error")
     changes = rendered["changes"]
     stages = [c["stage"] for c in changes if c["stage"]]
     distinct_stages = list(dict.fromkeys(stages))
@@ -334,7 +335,7 @@ def test_progress_advances_live_through_the_stages(director: User, rendered: dic
     api_calls = [r for r in requests if "/api" in r[2] and r[1] != "POST"]
     assert [(m, u.split("/api", 1)[1]) for _, m, u in api_calls] in ([], [("GET", f"/?job_id={rendered['job_id']}")])
     firestore = [r for r in requests if "google.firestore" in r[2]]
-    video = [r for r in requests if r[2] == rendered["doc"]["output"]["url"]]
+    video = [r for r in requests if r[2] == rendered["output"].url]
     others = [r for r in requests if r not in firestore and r not in video and "/api" not in r[2]]
     assert others == []
     updates = len({(c["stage"], c["progress"], c["status"]) for c in changes})
@@ -344,20 +345,21 @@ def test_progress_advances_live_through_the_stages(director: User, rendered: dic
 
 def test_video_plays_the_signed_url_with_the_results_duration(director: User, rendered: dict[str, Any]) -> None:
     page = director.page
-    output = rendered["doc"]["output"]
+    output: JobOutput = rendered["output"]
     video = page.locator("#video")
-    assert video.get_attribute("src") == output["url"]
+    assert video.get_attribute("src") == output.url
     page.wait_for_function("document.querySelector('#video').readyState >= 1", timeout=30_000)
     duration = page.evaluate("document.querySelector('#video').duration")
     # The element's duration is the file's; the result's is measured on it: one output frame apart at most.
-    assert duration == pytest.approx(output["duration_s"], abs=1 / output["fps"]), (duration, output["duration_s"])
+    assert duration == pytest.approx(output.duration_s, abs=1 / output.fps), (duration, output.duration_s)
     # The result's measured figures: duration, loudness, A/V drift (and frame, peak, size).
     terms, values = (page.locator(f"#figures {tag}").all_inner_texts() for tag in ("dt", "dd"))
     shown = dict(zip(terms, values, strict=True))
-    assert shown["Duration"] == f"{output['duration_s']:.1f} s"
-    assert shown["Loudness"] == f"{output['loudness_lufs']:.1f} LUFS"
-    assert shown["A/V drift"] == f"{output['av_drift_ms']:.1f} ms"
-    assert shown["Frame"] == f"{output['width']}\N{MULTIPLICATION SIGN}{output['height']} @ {output['fps']:g} fps"
+    assert output.loudness_lufs is not None  # the sample scene has sound
+    assert shown["Duration"] == f"{output.duration_s:.1f} s"
+    assert shown["Loudness"] == f"{output.loudness_lufs:.1f} LUFS"
+    assert shown["A/V drift"] == f"{output.av_drift_ms:.1f} ms"
+    assert shown["Frame"] == f"{output.width}\N{MULTIPLICATION SIGN}{output.height} @ {output.fps:g} fps"
     screenshot(page, "job-completed")
     assert_accessible(page)
 
@@ -370,9 +372,9 @@ def test_download_button_fetches_the_mp4(director: User, rendered: dict[str, Any
     info.value.save_as(target)
     data = target.read_bytes()
     assert data[4:8] == b"ftyp"
-    output = rendered["doc"]["output"]
-    assert len(data) == output["size_bytes"]
-    assert ffprobe_duration(target) == pytest.approx(output["duration_s"], abs=0.05)
+    output: JobOutput = rendered["output"]
+    assert len(data) == output.size_bytes
+    assert ffprobe_duration(target) == pytest.approx(output.duration_s, abs=0.05)
     assert info.value.suggested_filename == f"{rendered['job_id']}.mp4"
 
 
@@ -444,7 +446,7 @@ def assert_heading_focused(page: Any, title: str) -> None:
 
 
 def test_a_phone_user_renders_and_downloads_with_the_keyboard_alone(
-    browser: Any, web: str, cloud: DevStack, tmp_path: Path
+    stores: Clients, browser: Any, web: str, cloud: DevStack, tmp_path: Path
 ) -> None:
     """At 320 px, without a pointer: sign up, open New render, choose the sample scene and a
     resolution, Render, follow the job to the end (announced), download the MP4. Every screen
@@ -480,8 +482,7 @@ def test_a_phone_user_renders_and_downloads_with_the_keyboard_alone(
             page.keyboard.press("Enter")
         target = tmp_path / "keyboard.mp4"
         info.value.save_as(target)
-        doc = clients.jobs().get(job_id)
-        assert doc is not None and target.stat().st_size == doc["output"]["size_bytes"]
+        assert target.stat().st_size == output_of(stores.jobs.get(job_id)).size_bytes
         assert target.read_bytes()[4:8] == b"ftyp"
         assert user.errors == []
     finally:
@@ -505,7 +506,9 @@ def test_an_invalid_spec_shows_the_located_error(director: User, cloud: DevStack
     assert page.get_by_role("button", name="Render").is_disabled()
 
 
-def test_a_failed_job_shows_its_code_and_reason(director: User, cloud: DevStack, settings: Settings) -> None:
+def test_a_failed_job_shows_its_code_and_reason(
+    stores: Clients, director: User, cloud: DevStack, settings: Settings
+) -> None:
     page = director.page
     spec = json.loads(json.dumps(sample_spec(cloud)))
     missing = f"gs://{settings.media_bucket}/users/{director.uid}/no-such-file.mp4"
@@ -518,21 +521,20 @@ def test_a_failed_job_shows_its_code_and_reason(director: User, cloud: DevStack,
         "document.querySelector('#job-state [data-status]')?.dataset.status === 'FAILED'", timeout=RENDER_TIMEOUT_MS
     )
     error = page.locator("#job-state [data-error-code]")
-    doc = clients.jobs().get(spec["job_id"])
-    assert doc is not None
-    assert error.get_attribute("data-error-code") == doc["error"]["code"]
-    assert doc["error"]["code"].startswith("INPUT_")
+    failed = error_of(stores.jobs.get(spec["job_id"]))
+    assert error.get_attribute("data-error-code") == failed.code
+    assert failed.code.startswith("INPUT_")
     assert "no-such-file.mp4" in error.inner_text()
     # Each located problem as the contract writes it ({path, problem}), the failing input first.
-    details = doc["error"]["details"]
-    assert details and details[0]["path"] == "segments[0].url" and details[0]["problem"], details
+    details = failed.details
+    assert details and details[0].path == "segments[0].url" and details[0].problem, details
     shown = error.locator(".error-details li").all_inner_texts()
-    assert shown == [f"{d['path']}: {d['problem']}" for d in details]
+    assert shown == [f"{d.path}: {d.problem}" for d in details]
     # My renders shows it too, in the job's row.
     page.get_by_role("link", name="My renders", exact=True).click()
     row = page.locator(f'li.job[data-job-id="{spec["job_id"]}"] [data-error-code]')
     row.wait_for()
-    assert row.get_attribute("data-error-code") == doc["error"]["code"]
+    assert row.get_attribute("data-error-code") == failed.code
     assert row.locator(".error-details li").all_inner_texts() == shown
     page.go_back()
     screenshot(page, "job-failed")
@@ -582,7 +584,7 @@ def test_a_batch_of_three_scenes_updates_live(director: User, cloud: DevStack) -
 
 
 def test_re_render_from_another_browser_runs_the_same_job_again(
-    browser: Any, web: str, director: User, rendered: dict[str, Any]
+    stores: Clients, browser: Any, web: str, director: User, rendered: dict[str, Any]
 ) -> None:
     """The owner, signed in in a second browser (nothing of the first stored there), re-renders
     the job: the page asks the API for the spec the job was accepted from and sends it again."""
@@ -596,17 +598,16 @@ def test_re_render_from_another_browser_runs_the_same_job_again(
         page.get_by_role("button", name="Re-render").click()
         again.wait_status("QUEUED", "RUNNING", timeout=60_000)
         again.wait_status("COMPLETED")
-        doc = clients.jobs().get(job_id)
-        assert doc is not None and doc["status"] == "COMPLETED"
-        assert len(doc.get("history") or []) == 1
-        assert page.locator("#video").get_attribute("src") == doc["output"]["url"]
+        doc = stores.jobs.get(job_id)
+        assert output_of(doc) and doc is not None and len(doc.history) == 1
+        assert page.locator("#video").get_attribute("src") == output_of(doc).url
         assert again.errors == []
     finally:
         again.close()
 
 
 def test_promote_a_preview_to_full_quality_from_another_browser(
-    browser: Any, web: str, director: User, cloud: DevStack
+    stores: Clients, browser: Any, web: str, director: User, cloud: DevStack
 ) -> None:
     """A preview rendered in one browser is promoted in another: a full-quality job of its own."""
     spec = short_spec(cloud, 2, f"preview-{uuid.uuid4().hex[:8]}")
@@ -616,9 +617,8 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
     director.page.get_by_role("button", name="Render").click()
     director.page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
     director.wait_status("COMPLETED", "FAILED")
-    preview = clients.jobs().get(spec["job_id"])
-    assert preview is not None and preview["status"] == "COMPLETED", preview
-    assert preview["output"]["height"] == 480
+    preview = output_of(stores.jobs.get(spec["job_id"]))
+    assert preview.height == 480
     again = User(browser, web, email=director.email)
     try:
         again.sign_in()
@@ -628,10 +628,9 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
         full_id = f"{spec['job_id']}-full"
         page.get_by_role("heading", name=f"Job {full_id}").wait_for()
         again.wait_status("COMPLETED", "FAILED")
-        full = clients.jobs().get(full_id)
-        assert full is not None and full["status"] == "COMPLETED", full
-        assert (full["output"]["width"], full["output"]["height"]) == (1280, 720)
-        assert full["output"]["duration_s"] == pytest.approx(preview["output"]["duration_s"], abs=0.05)
+        full = output_of(stores.jobs.get(full_id))
+        assert (full.width, full.height) == (1280, 720)
+        assert full.duration_s == pytest.approx(preview.duration_s, abs=0.05)
         # The full render is no preview: it offers Re-render, not another promotion.
         page.get_by_role("button", name="Re-render").wait_for()
         assert page.get_by_role("button", name="Render full quality").count() == 0
@@ -641,7 +640,7 @@ def test_promote_a_preview_to_full_quality_from_another_browser(
         again.close()
 
 
-def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(browser: Any, web: str) -> None:
+def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(stores: Clients, browser: Any, web: str) -> None:
     """A job page opened before the pipeline writes the job shows it on the first write. It
     listens through a query (owner_uid == me, id == the job), so nothing is retried meanwhile."""
     user = User(browser, web)
@@ -657,7 +656,7 @@ def test_the_job_page_picks_the_job_up_as_soon_as_it_is_written(browser: Any, we
         assert sent == [], sent
         marker = page.evaluate(OBSERVE)
         written_at = time.time()
-        jobs = clients.jobs()
+        jobs = stores.jobs
         assert jobs.create_job(job_id, JobDocument(status=JobStatus.QUEUED, stage="queued", owner_uid=user.uid))
         user.wait_status("QUEUED", timeout=30_000)
         shown = next(c for c in page.evaluate("window.__changes") if c["status"] == "QUEUED")
@@ -766,7 +765,7 @@ def test_the_local_user_button_signs_in_the_development_account(browser: Any, we
 
 
 def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
-    director: User, cloud: DevStack, settings: Settings, tmp_path: Path
+    stores: Clients, director: User, cloud: DevStack, settings: Settings, tmp_path: Path
 ) -> None:
     """Upload a job_spec.json, untick a track, pick a resolution: the API stores that spec."""
     spec = json.loads(json.dumps(sample_spec(cloud)))
@@ -790,7 +789,7 @@ def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
     assert_accessible(page)
     page.get_by_role("button", name="Render").click()
     page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
-    stored = json.loads(clients.blobs().read_bytes(f"gs://{settings.spec_bucket}/jobs/{spec['job_id']}.json"))
+    stored = json.loads(stores.blobs.read_bytes(f"gs://{settings.spec_bucket}/jobs/{spec['job_id']}.json"))
     assert stored["audio"]["tracks"]["music"] is False and stored["audio"]["tracks"]["sfx"] is True
     assert stored["output"]["resolution"] == "360p" and stored["output"]["preview"] is True
     assert stored["segments"] == spec["segments"] and stored["owner_uid"] == director.uid
@@ -798,7 +797,7 @@ def test_new_render_takes_an_uploaded_spec_and_sends_the_tracks_as_ticked(
     assert_accessible(page)
 
 
-def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud: DevStack) -> None:
+def test_the_accepted_spec_survives_a_refused_resubmission(stores: Clients, director: User, cloud: DevStack) -> None:
     """A resubmission while the job is still queued replaces the spec object and is refused by
     the spec function; the owner's GET still gives the spec the job was accepted from, so
     Re-render sends that one (not the refused one, and not nothing), and the job renders it.
@@ -813,33 +812,34 @@ def test_the_accepted_spec_survives_a_refused_resubmission(director: User, cloud
     with workers_paused(cloud):
         first = page.evaluate("s => window.scenerender.submit(s)", spec)
         # Accepted (the job document names this generation) before anything else is sent.
-        while (doc := clients.jobs().get(job_id) or {}).get("spec_generation") != first["spec_generation"]:
-            assert time.monotonic() < deadline and not doc.get("status"), doc
+        while (doc := stores.jobs.get(job_id)) is None or doc.spec_generation != first["spec_generation"]:
+            assert time.monotonic() < deadline and doc is None, doc
             time.sleep(0.1)
-        assert doc["status"] == "QUEUED", doc
+        assert doc.status == "QUEUED", doc
         refused_spec = {**spec, "scene_id": "refused-resubmission"}
         second = page.evaluate("s => window.scenerender.submit(s)", refused_spec)
         assert second["spec_generation"] != first["spec_generation"]
-        while (doc := clients.jobs().get(job_id) or {}).get("resubmission_refused", {}).get(
-            "spec_generation"
-        ) != second["spec_generation"]:
-            assert time.monotonic() < deadline and doc.get("spec_generation") == first["spec_generation"], doc
+        while (doc := stores.jobs.get(job_id)) is None or (
+            doc.resubmission_refused is None or doc.resubmission_refused.spec_generation != second["spec_generation"]
+        ):
+            assert time.monotonic() < deadline and doc is not None, doc
+            assert doc.spec_generation == first["spec_generation"], doc
             time.sleep(0.1)
-        assert doc["status"] == "QUEUED" and "still QUEUED" in doc["resubmission_refused"]["reason"], doc
+        assert doc.status == "QUEUED" and "still QUEUED" in doc.resubmission_refused.reason, doc
         owned = page.evaluate("id => window.scenerender.getJob(id)", job_id)
         assert owned["spec_generation"] == first["spec_generation"]
         assert owned["spec"] == {**spec, "owner_uid": director.uid}
     # The workers go on: the job renders the accepted spec, and its page offers Re-render with it.
     page.goto(f"{director.web}#/job/{job_id}")
     director.wait_status("COMPLETED", "FAILED")
-    doc = clients.jobs().get(job_id) or {}
-    assert doc.get("status") == "COMPLETED" and doc["spec_generation"] == first["spec_generation"], doc
+    doc = stores.jobs.get(job_id)
+    assert output_of(doc) and doc is not None and doc.spec_generation == first["spec_generation"], doc
     page.get_by_role("button", name="Re-render").wait_for()
     assert page.evaluate("id => window.scenerender.getJob(id)", job_id)["spec"]["scene_id"] == spec["scene_id"]
     assert director.errors == []
 
 
-def test_an_old_job_documents_details_show_their_message(browser: Any, web: str) -> None:
+def test_an_old_job_documents_details_show_their_message(stores: Clients, browser: Any, web: str) -> None:
     """Job documents written before the contract's `{path, problem}` carry `{path, message}`:
     the page shows the words too, not the path alone, on the job page and in My renders."""
     user = User(browser, web)
@@ -851,7 +851,7 @@ def test_an_old_job_documents_details_show_their_message(browser: Any, web: str)
         error = {"code": "INPUT_UNREACHABLE", "message": "an input could not be fetched", "details": [old]}
         fields = {"status": "FAILED", "stage": "fetch", "progress": 0.0, "owner_uid": user.uid, "error": error}
         # Written as such a document was stored (the job store's typed writes say `problem` now).
-        clients.jobs().collection.document(job_id).create({**fields, "job_id": job_id, "created_at": datetime.now(UTC)})
+        stores.jobs.collection.document(job_id).create({**fields, "job_id": job_id, "created_at": datetime.now(UTC)})
         page.goto(f"{web}#/job/{job_id}")
         user.wait_status("FAILED", timeout=30_000)
         shown = page.locator("#job-state [data-error-code] .error-details li").all_inner_texts()
@@ -865,7 +865,7 @@ def test_an_old_job_documents_details_show_their_message(browser: Any, web: str)
         user.close()
 
 
-def test_my_renders_is_live_and_newest_first(browser: Any, web: str) -> None:
+def test_my_renders_is_live_and_newest_first(stores: Clients, browser: Any, web: str) -> None:
     """My renders follows the user's jobs as they are written, with no reload and no request of
     its own: a new job appears at the top, and its row's bar and stage move with the worker's
     own progress writes (the job store's set_progress, as the worker calls it)."""
@@ -873,11 +873,10 @@ def test_my_renders_is_live_and_newest_first(browser: Any, web: str) -> None:
     try:
         user.sign_up()
         page = user.page
-        jobs = clients.jobs()
+        jobs = stores.jobs
         older, newer = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("older", "newer"))
-        done = JobDocument(
-            status=JobStatus.COMPLETED, stage="done", progress=1.0, owner_uid=user.uid, output={"duration_s": 8.0}
-        )
+        output = completed_output(f"gs://scenerender-renders/renders/{older}/r1/{older}.mp4", duration_s=8.0)
+        done = JobDocument(status=JobStatus.COMPLETED, stage="done", progress=1.0, owner_uid=user.uid, output=output)
         assert jobs.create_job(older, done)
         page.locator(f'li.job[data-job-id="{older}"]').wait_for()
         assert "scene 8.0 s" in page.locator(f'li.job[data-job-id="{older}"] .job-meta').inner_text()
@@ -902,17 +901,19 @@ def test_my_renders_is_live_and_newest_first(browser: Any, web: str) -> None:
 
 
 def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
-    browser: Any, web: str, cloud: DevStack, tmp_path: Path
+    stores: Clients, browser: Any, web: str, cloud: DevStack, tmp_path: Path
 ) -> None:
     """docs/web.md's deploy: web/dist plus a config.json, on a plain static file server (as a
     bucket or Firebase Hosting serves it; Python's http.server here), with apiUrl the API's own
     URL, another origin: the browser's CORS checks pass, a job is submitted and followed, and
     Re-render gets its spec back (GET across origins too)."""
+    from scenerender.dev.checkout import web_dist
     from scenerender.dev.procs import free_port
-    from scenerender.dev.webserve import dist_dir
 
+    dist = web_dist(stores.settings)
+    assert dist is not None, "web/dist is not built: run scripts/setup.sh"
     site = tmp_path / "site"
-    shutil.copytree(dist_dir(), site)
+    shutil.copytree(dist, site)
     api = cloud.env()["SCENERENDER_API_URL"]
     config = {**json.loads(cloud.web_config_path.read_text()), "apiUrl": api}
     (site / "config.json").write_text(json.dumps(config))
@@ -943,8 +944,7 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
         user.page.get_by_role("button", name="Render").click()
         user.page.get_by_role("heading", name=f"Job {spec['job_id']}").wait_for()
         user.wait_status("COMPLETED", "FAILED")
-        doc = clients.jobs().get(spec["job_id"])
-        assert doc is not None and doc["status"] == "COMPLETED", doc
+        assert output_of(stores.jobs.get(spec["job_id"]))
         user.page.get_by_role("button", name="Re-render").wait_for()
         to_api = [(m, u) for _, m, u in user.requests if u.startswith(api)]
         assert ("POST", f"{api}/") in to_api and ("GET", f"{api}/?job_id={spec['job_id']}") in to_api, to_api
@@ -957,7 +957,9 @@ def test_the_page_deploys_as_static_files_calling_the_api_on_its_own_origin(
         server.wait(timeout=30)
 
 
-def test_a_node_backend_renders_with_the_typed_client(cloud: DevStack, web: str, tmp_path: Path) -> None:
+def test_a_node_backend_renders_with_the_typed_client(
+    stores: Clients, cloud: DevStack, web: str, tmp_path: Path
+) -> None:
     """The typed client is importable outside the page: web/examples/backend.mjs bundles
     web/src/client.ts for Node (firebase's Node build, its Firestore over gRPC), signs a user
     up in the Auth emulator, submits through the API with the ID token, follows the job with
@@ -974,9 +976,9 @@ def test_a_node_backend_renders_with_the_typed_client(cloud: DevStack, web: str,
     done = subprocess.run(argv, capture_output=True, text=True, timeout=RENDER_TIMEOUT_MS / 1000, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    doc = clients.jobs().get(job_id)
-    assert doc is not None and doc["status"] == "COMPLETED", doc
-    assert result["job_id"] == job_id and doc["owner_uid"] == result["uid"]  # the token's user owns it
+    doc = stores.jobs.get(job_id)
+    output = output_of(doc)
+    assert doc is not None and result["job_id"] == job_id and doc.owner_uid == result["uid"]  # the token's user's
     assert result["statuses"][-1] == "COMPLETED" and len(result["statuses"]) >= 2, result  # followed, not read once
-    assert result["bytes"] == doc["output"]["size_bytes"] == out.stat().st_size
-    assert ffprobe_duration(out) == pytest.approx(doc["output"]["duration_s"], abs=0.05)
+    assert result["bytes"] == output.size_bytes == out.stat().st_size
+    assert ffprobe_duration(out) == pytest.approx(output.duration_s, abs=0.05)

@@ -13,11 +13,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scenerender.cloud.jobs import run_start
-from scenerender.cloud.liveness import beat_is_fresh
+from scenerender.cloud.jobs import completed_fields, launch_is_free, publish_is_free, run_start
 from scenerender.cloud.owner_slots import reservation_holds
+from scenerender.core.render import RenderResult
 from scenerender.errors import AlreadyWrittenError, LimitExceededError, MissingError
-from scenerender.messages import BatchDocument, ErrorBlock, JobDocument, JobStatus, has_ended, is_active, may_take
+from scenerender.messages import (
+    BatchDocument,
+    BatchSummary,
+    ErrorBlock,
+    JobDocument,
+    JobOutput,
+    JobStatus,
+    RenderResultBlock,
+    SignedObject,
+    is_active,
+    may_take,
+)
 from scenerender.ports import SlotClaim
 
 HEARTBEAT_STALE_S = 45.0  # Settings().heartbeat_stale_s
@@ -25,6 +36,34 @@ HEARTBEAT_STALE_S = 45.0  # Settings().heartbeat_stale_s
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def measured_result(**fields: Any) -> dict[str, Any]:
+    """A render's result as the worker reports it (``RenderResult.to_dict``): 2 s of 640x360,
+    silent unless ``fields`` say otherwise (so loudness and true peak are null)."""
+    base = {"duration_s": 2.0, "width": 640, "height": 360, "fps": 30.0, "size_bytes": 1000}
+    silent = {"loudness_lufs": None, "true_peak_db": None, "av_drift_ms": 0.0}
+    return RenderResult(**{**base, **silent, **fields}).to_dict()
+
+
+def rendered(uri: str, **fields: Any) -> JobOutput:
+    """A COMPLETED job's output as the completion step writes it: the MP4 at ``uri`` signed."""
+    signed = SignedObject(
+        uri=uri, url=f"https://signed.example/{uri[5:]}", url_expires_at=_now().replace(microsecond=0)
+    )
+    return JobOutput.of(signed, RenderResultBlock.model_validate(measured_result(**fields)), {})
+
+
+def output_of(doc: JobDocument | None) -> JobOutput:
+    """The output of a job that must have COMPLETED (the test fails with its error otherwise)."""
+    assert doc is not None and doc.status is JobStatus.COMPLETED and doc.output is not None, doc
+    return doc.output
+
+
+def error_of(doc: JobDocument | None) -> ErrorBlock:
+    """The error of a job that must have FAILED."""
+    assert doc is not None and doc.status is JobStatus.FAILED and doc.error is not None, doc
+    return doc.error
 
 
 class FakeBlobs:
@@ -104,7 +143,10 @@ class FakeStores:
 
 
 class FakeJobs:
-    """``ports.Jobs`` in dicts: ``docs`` (jobs), ``batches``, ``refusals`` and ``owners`` (slots)."""
+    """``ports.Jobs`` in dicts: ``docs`` (jobs), ``batches``, ``refusals`` and ``owners`` (slots).
+
+    The dicts hold what Firestore would hold (a test may write them as an older version did);
+    reads validate them into the models, as ``cloud.jobs.JobStore`` does."""
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
@@ -122,8 +164,12 @@ class FakeJobs:
         self.docs[job_id] = fields
         return True
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.docs.get(job_id))
+    def _read(self, job_id: str) -> JobDocument | None:
+        doc = self.docs.get(job_id)
+        return JobDocument.model_validate({**copy.deepcopy(doc), "job_id": job_id}) if doc is not None else None
+
+    def get(self, job_id: str) -> JobDocument | None:
+        return self._read(job_id)
 
     def _update(self, job_id: str, fields: dict[str, Any]) -> None:
         if job_id not in self.docs:
@@ -131,7 +177,7 @@ class FakeJobs:
         self.docs[job_id].update(copy.deepcopy(fields), updated_at=_now())
 
     def mark_running(self, job_id: str, worker: str = "", execution: str = "") -> int:
-        doc = self.docs.get(job_id)
+        doc = self._read(job_id)
         start = run_start(doc, worker, execution, HEARTBEAT_STALE_S, _now()) if doc is not None else 0
         if not isinstance(start, dict):
             return start
@@ -142,9 +188,8 @@ class FakeJobs:
         self._update(job_id, {"heartbeat_at": _now()})
 
     def claim_publish(self, job_id: str, generation: str) -> bool:
-        doc = self.docs.get(job_id) or {}
-        fresh = doc.get("status") == JobStatus.QUEUED and not doc.get("request_published")
-        if not fresh or str(doc.get("spec_generation")) != str(generation):
+        doc = self._read(job_id)
+        if doc is None or not publish_is_free(doc, generation):
             return False
         self._update(job_id, {"request_published": True})
         return True
@@ -153,8 +198,8 @@ class FakeJobs:
         self._update(job_id, {"request_published": False})
 
     def requeue(self, job_id: str, doc: JobDocument) -> bool:
-        current = self.docs.get(job_id)
-        if current is None or not has_ended(current.get("status")) or not may_take(current, doc.owner_uid):
+        current = self._read(job_id)
+        if current is None or not current.status.ended or not may_take(current, doc.owner_uid):
             return False
         self._update(job_id, {**doc.rerun(current), "created_at": _now()})
         return True
@@ -162,14 +207,14 @@ class FakeJobs:
     def note(self, job_id: str, fields: dict[str, Any]) -> None:
         self._update(job_id, fields)
 
-    def unfinished(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(d) for d in self.docs.values() if is_active(d.get("status"))]
+    def unfinished(self) -> list[JobDocument]:
+        return [doc for doc in map(self._read, list(self.docs)) if doc is not None and is_active(doc.status)]
 
     def reserve_slots(self, owner_uid: str, job_ids: Sequence[str], cap: int) -> SlotClaim:
         reserved = self.owners.get(owner_uid, {})
         mine = {j for j, d in self.docs.items() if d.get("owner_uid") == owner_uid and is_active(d.get("status"))}
         now = _now()
-        keep = {j: at for j, at in reserved.items() if j in mine or reservation_holds(self.docs.get(j), at, now)}
+        keep = {j: at for j, at in reserved.items() if j in mine or reservation_holds(self._read(j), at, now)}
         held = mine | set(keep)
         new = [j for j in dict.fromkeys(job_ids) if j not in held]
         claim = SlotClaim(held=len(held), new=len(new), granted=len(held) + len(new) <= cap or not new)
@@ -178,12 +223,8 @@ class FakeJobs:
         return claim
 
     def claim_launch(self, job_id: str, expected_execution: str, stale_s: float) -> bool:
-        doc = self.docs.get(job_id) or {}
-        if not is_active(doc.get("status")) or not doc.get("request_published"):
-            return False
-        if str(doc.get("execution") or "") != expected_execution:
-            return False
-        if doc.get("launch_state") == "requested" and beat_is_fresh(doc.get("launch_requested_at"), stale_s):
+        doc = self._read(job_id)
+        if doc is None or not launch_is_free(doc, expected_execution, stale_s):
             return False
         self._update(job_id, {"launch_state": "requested", "launch_requested_at": _now()})
         return True
@@ -206,22 +247,21 @@ class FakeJobs:
         self._update(job_id, {"launch_state": "failed", "launch_error": error.wire()})
 
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
-        doc = self.docs.get(job_id) or {}
-        if doc.get("status") != JobStatus.RUNNING:
+        doc = self._read(job_id)
+        if doc is None or doc.status != JobStatus.RUNNING:
             return
-        value = max(float(doc.get("progress") or 0.0), min(1.0, progress))
+        value = max(doc.progress, min(1.0, progress))
         self._update(job_id, {"stage": stage, "progress": value, "heartbeat_at": _now()})
 
     def _finish(self, job_id: str, fields: dict[str, Any]) -> bool:
-        doc = self.docs.get(job_id)
-        if doc is None or has_ended(doc.get("status")):
+        doc = self._read(job_id)
+        if doc is None or doc.status.ended:
             return False
         self._update(job_id, {**fields, "finished_at": _now()})
         return True
 
-    def complete(self, job_id: str, output: dict[str, Any]) -> bool:
-        fields = {"status": JobStatus.COMPLETED.value, "stage": "done", "progress": 1.0, "output": output}
-        return self._finish(job_id, {**fields, "error": None})
+    def complete(self, job_id: str, output: JobOutput) -> bool:
+        return self._finish(job_id, completed_fields(output))
 
     def fail(self, job_id: str, error: ErrorBlock) -> bool:
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error.wire()})
@@ -236,29 +276,30 @@ class FakeJobs:
         return BatchDocument.model_validate(copy.deepcopy(doc)) if doc is not None else None
 
     def claim_batch(
-        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: dict[str, Any] | None = None
+        self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: BatchSummary | None = None
     ) -> str | None:
-        doc = self.batches.get(batch_id)
+        stored = self.get_batch(batch_id)
         now = _now()
-        if doc is None:
+        if stored is None:
             empty = {"status": JobStatus.QUEUED.value, "counts": {}, "total": 0, "progress": 0.0, "eta_s": None}
-            first = {**empty, "failed": [], **copy.deepcopy(initial or {}), **copy.deepcopy(fields)}
+            first = {**empty, "failed": [], **(initial.wire() if initial else {}), **copy.deepcopy(fields)}
             self.batches[batch_id] = {**first, "batch_id": batch_id, "owner_uid": owner_uid, "created_at": now}
             return None
-        if not may_take(doc, owner_uid):
-            return str(doc.get("owner_uid"))
-        doc.update({**copy.deepcopy(fields), "owner_uid": owner_uid, "updated_at": now})
+        if not may_take(stored, owner_uid):
+            return str(stored.owner_uid)
+        self.batches[batch_id].update({**copy.deepcopy(fields), "owner_uid": owner_uid, "updated_at": now})
         return None
 
-    def batch_jobs(self, batch_id: str) -> list[dict[str, Any]]:
-        return [copy.deepcopy(d) for d in self.docs.values() if d.get("batch_id") == batch_id]
+    def batch_jobs(self, batch_id: str) -> list[JobDocument]:
+        return [doc for doc in map(self._read, list(self.docs)) if doc is not None and doc.batch_id == batch_id]
 
-    def save_batch(
-        self, batch_id: str, fields: dict[str, Any], summary: Callable[[float, dict[str, Any]], dict[str, Any]]
-    ) -> None:
-        doc = self.batches.setdefault(batch_id, {"batch_id": batch_id, "created_at": _now()})
-        new = {**fields, **summary(doc["created_at"].timestamp(), {**doc, **fields})}
-        new["progress"] = max(float(doc.get("progress") or 0.0), float(new["progress"]))
+    def save_batch(self, batch_id: str, summary: Callable[[float, BatchDocument | None], BatchSummary]) -> None:
+        stored = self.get_batch(batch_id)
+        created = stored.created_at if stored is not None and stored.created_at else _now()
+        new = summary(created.timestamp(), stored).wire()
+        if stored is not None:
+            new["progress"] = max(stored.progress, float(new["progress"]))
+        doc = self.batches.setdefault(batch_id, {"batch_id": batch_id, "created_at": created})
         doc.update(new, updated_at=_now())
 
 

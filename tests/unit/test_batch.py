@@ -37,18 +37,28 @@ def test_batch_errors_are_located_in_their_scene() -> None:
 
 
 def test_the_aggregate_weights_progress_by_scene_length_and_lists_failures() -> None:
-    jobs = [
+    stored = [
         {"job_id": "a", "status": "COMPLETED", "weight_s": 30.0},
         {"job_id": "b", "status": "RUNNING", "progress": 0.5, "weight_s": 10.0},
         {"job_id": "c", "status": "FAILED", "weight_s": 10.0},
     ]
+    jobs = [JobDocument.model_validate(j) for j in stored]
     doc = summarize(jobs, created_at=100.0, now=150.0, expected=["a", "b", "c", "d"])
-    assert doc["counts"] == {"QUEUED": 1, "RUNNING": 1, "COMPLETED": 1, "FAILED": 1} and doc["total"] == 4
-    assert doc["progress"] == pytest.approx((30 + 5 + 10) / 51, abs=1e-4)
-    assert doc["status"] == "RUNNING" and doc["failed"] == ["c"]
-    assert doc["eta_s"] == pytest.approx(50 * 6 / 45, rel=0.01)
-    ended = summarize([{**j, "status": "COMPLETED"} for j in jobs], created_at=0.0, now=1.0)
-    assert ended["status"] == "COMPLETED" and ended["eta_s"] is None and ended["progress"] == 1.0
+    assert doc.counts == {"QUEUED": 1, "RUNNING": 1, "COMPLETED": 1, "FAILED": 1} and doc.total == 4
+    assert doc.progress == pytest.approx((30 + 5 + 10) / 51, abs=1e-4)
+    assert doc.status == "RUNNING" and doc.failed == ["c"]
+    assert doc.eta_s == pytest.approx(50 * 6 / 45, rel=0.01)
+    ended = summarize([JobDocument.model_validate({**j, "status": "COMPLETED"}) for j in stored], created_at=0, now=1)
+    assert ended.status == "COMPLETED" and ended.eta_s is None and ended.progress == 1.0
+    # Written with its null ETA: clients read the key.
+    assert ended.wire() == {
+        "status": "COMPLETED",
+        "counts": {"QUEUED": 0, "RUNNING": 0, "COMPLETED": 3, "FAILED": 0},
+        "total": 3,
+        "progress": 1.0,
+        "eta_s": None,
+        "failed": [],
+    }
 
 
 def test_a_scenes_end_by_report_or_dead_letter_ends_its_batch_and_a_lost_summary_is_redelivered() -> None:

@@ -106,24 +106,21 @@ def animated_webp(path: Path, size: tuple[int, int], durations: list[int]) -> No
 
 def test_an_animated_webp_is_counted_by_its_decoded_frames_and_refused_before_one_is_decoded(tmp_path: Path) -> None:
     # 6 frames of 4000x3000 in a few hundred bytes: its bucket size fits any budget, the MOV
-    # its frames become (up to 360 MiB) does not fit what this one leaves. ffmpeg is a path
+    # its frames become (up to 361 MiB) does not fit what 768 MiB leaves. ffmpeg is a path
     # that does not exist, so a conversion that started would fail otherwise ("not found").
     webp_file = tmp_path / "a.webp"
     animated_webp(webp_file, (4000, 3000), [100, 200, 100, 100, 100, 400])
     header = webp.read_header(webp_file, "segments[0].url")
     assert (header.width, header.height, header.duration_ms, len(header.durations)) == (4000, 3000, 1000, 6)
     assert 7 * 4000 * 3000 * 4 < header.decoded_bytes < 7 * 4000 * 3000 * 5  # every frame, the last twice
-    assert webp_file.stat().st_size < 2000
-    uris = [f"gs://scenerender-media/users/u1/{n}.webp" for n in "ab"]
+    size = webp_file.stat().st_size
+    assert size < 2000
 
-    def attempt(memory_mb: int, count: int) -> tuple[dict[str, Any], list[str]]:
+    def attempt(memory_mb: int, name: str) -> tuple[dict[str, Any], list[str]]:
         blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
-        spec = {
-            **scene(1.0, "640x360"),
-            "segments": [{"id": f"s{n}", "url": uris[n], "duration": 1.0} for n in range(count)],
-        }
-        for uri in uris:
-            blobs.objects[uri] = webp_file.read_bytes()
+        uri = f"gs://scenerender-media/users/u1/{name}"
+        spec = {**scene(1.0, "640x360"), "segments": [{"id": "s0", "url": uri, "duration": 1.0}]}
+        blobs.objects[uri] = webp_file.read_bytes()
         settings = Settings(memory_mb=memory_mb, cpus=2, ffmpeg=str(tmp_path / "no-ffmpeg"), segment_cache=False)
         need = memory_need(parse_spec(spec), settings, lambda url: len(blobs.objects[url]))
         assert need.total <= need.memory  # the scene as the bucket sizes count it fits
@@ -146,15 +143,28 @@ def test_an_animated_webp_is_counted_by_its_decoded_frames_and_refused_before_on
         error: dict[str, Any] = bus.published[-1][1]["error"]
         return error, fetched
 
-    # 768 MiB leaves ~303 MiB after the render's own needs: one WebP's frames do not fit.
-    error, fetched = attempt(768, 1)
-    assert error["code"] == "LIMIT_EXCEEDED", error
+    # Named .webp: read from the bucket and counted by its frames before anything is fetched.
+    error, fetched = attempt(768, "a.webp")
+    assert error["code"] == "LIMIT_EXCEEDED" and fetched == [], error
+    assert error["message"].startswith("memory_mb: the render needs about inputs ")
+    assert "+ animated WebPs' frames 361 MiB = 825 MiB; the renderer has 768 MiB" in error["message"], error
+    assert error["details"] == [
+        {
+            "path": "segments[0].url",
+            "problem": f"{size} bytes to fetch, an animated WebP whose frames take up to 361 MiB decoded",
+        }
+    ]
+    # Named otherwise (its bytes make it a WebP, not its name): counted once fetched, before
+    # a frame is decoded, against the ~303 MiB the rest leaves.
+    error, fetched = attempt(768, "clip.mp4")
+    assert error["code"] == "LIMIT_EXCEEDED" and len(fetched) == 1, error
     assert error["message"].startswith("memory_mb: segments[0].url is an animated WebP whose frames take up to 361 MiB")
     assert error["details"] == [
         {"path": "segments[0].url", "problem": "its 6 frames of 4000x3000 take up to 361 MiB decoded; 303 MiB left"}
     ]
-    # 1,024 MiB leaves ~559 MiB: it fits, and its conversion starts (and meets the missing
-    # ffmpeg). Several WebPs share what is left: tests/unit/test_webp.py.
-    error, fetched = attempt(1024, 1)
-    assert error["code"] == "INPUT_INVALID_MEDIA" and "ffmpeg not found" in error["message"], error
-    assert fetched == uris[:1]
+    # 1,024 MiB: it fits both counts, and its conversion starts (and meets the missing ffmpeg).
+    # Several WebPs share what is left: tests/unit/test_webp.py.
+    for name in ("a.webp", "clip.mp4"):
+        error, fetched = attempt(1024, name)
+        assert error["code"] == "INPUT_INVALID_MEDIA" and "ffmpeg not found" in error["message"], error
+        assert len(fetched) == 1

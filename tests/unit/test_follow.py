@@ -10,15 +10,16 @@ import pytest
 
 from scenerender.cli.remote import follow
 from scenerender.errors import NotFoundError
+from scenerender.messages import JobDocument
 
 
 class Silent:
     """A job store whose job never appears (its listener only says so)."""
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobDocument | None:
         return None
 
-    def watch(self, job_id: str, callback: Callable[[dict[str, Any] | None], None]) -> Any:
+    def watch(self, job_id: str, callback: Callable[[JobDocument | None], None]) -> Any:
         callback(None)
 
         class Watch:

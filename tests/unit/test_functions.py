@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from scenerender.cloud import clients
-from scenerender.messages import JobDocument, RenderReport, RenderRequest
+from scenerender.messages import JobDocument, JobOutput, RenderReport, RenderRequest
 from scenerender.settings import get_settings
-from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs, FakeStores
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs, FakeStores, measured_result, rendered
 
 SOURCE = str(Path(__file__).parents[2] / "functions" / "main.py")
 SPEC = {
@@ -125,12 +126,46 @@ def test_a_completion_report_signs_a_url(stores: tuple[FakeBlobs, FakeJobs, Fake
         "attempt": 1,
         "status": "COMPLETED",
         "output_uri": "gs://scenerender-renders/renders/scene-1/scene-1.mp4",
-        "result": {"duration_s": 6.0},
+        "result": measured_result(duration_s=6.0),
     }
     post("on_render_reported", pubsub_event({}, json.dumps(report).encode()))
     output = jobs.docs["scene-1"]["output"]
     assert jobs.docs["scene-1"]["status"] == "COMPLETED"
     assert output["url"].startswith("https://signed.example/") and output["duration_s"] == 6.0
+    assert (jobs.get("scene-1") or pytest.fail()).output == JobOutput.model_validate(output)
+
+
+def test_the_written_output_is_the_contracts_with_its_nulls(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
+    """docs/contract.md section 2: the job document's ``output`` carries the render result, a
+    silent render's ``loudness_lufs`` and ``true_peak_db`` as ``null`` (not left out), and the
+    URI and signed URL of the MP4 and of each sidecar."""
+    _, jobs, _ = stores
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "RUNNING"}))
+    renders = "gs://scenerender-renders/renders/scene-1/r1"
+    result = measured_result(sidecars={"poster": "scene-1.poster.jpg"})
+    report = RenderReport.completed(
+        "scene-1",
+        1,
+        output_uri=f"{renders}/scene-1.mp4",
+        sidecar_uris={"poster": f"{renders}/scene-1.poster.jpg"},
+        result=result,
+    )
+    assert report.wire()["result"] == result  # on the wire, nulls and all
+    post("on_render_reported", pubsub_event({}, json.dumps(report.wire()).encode()))
+    written = json.loads(json.dumps(jobs.docs["scene-1"]["output"], default=str))
+    contract = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
+    reports = contract.split("## 2. The render result")[1].split("(where segment")[0].split("job document:")[1]
+    named = {*re.findall(r"`([a-z_]+)`", reports), "qc"}
+    assert named == {"duration_s", "width", "height", "fps", "size_bytes", "loudness_lufs", "true_peak_db"} | {
+        "av_drift_ms",
+        "sync",
+        "qc",
+    }
+    assert set(written) == {"uri", "url", "url_expires_at", *result} and named <= set(written)
+    assert {k: written[k] for k in result if k != "sidecars"} == {k: v for k, v in result.items() if k != "sidecars"}
+    assert written["loudness_lufs"] is None and written["true_peak_db"] is None
+    assert set(written["sidecars"]) == {"poster"} and written["sidecars"]["poster"]["uri"].endswith(".poster.jpg")
+    assert set(written["sidecars"]["poster"]) == {"uri", "url", "url_expires_at"}
 
 
 def test_a_failure_report_records_its_code(stores: tuple[FakeBlobs, FakeJobs, FakeBus]) -> None:
@@ -183,12 +218,13 @@ def test_a_new_spec_for_an_ended_job_renders_again_and_keeps_history(
     post("on_spec_uploaded", notification("jobs/scene-1.json", generation="1"))
     post("on_spec_uploaded", notification("jobs/scene-1.json", generation="2"))  # still QUEUED: refused
     assert jobs.docs["scene-1"]["resubmission_refused"]["spec_generation"] == "2"
-    jobs.docs["scene-1"].update(status="COMPLETED", output={"uri": "gs://r/old.mp4"})
+    old = rendered("gs://r/old.mp4")
+    assert jobs.complete("scene-1", old)
     post("on_spec_uploaded", notification("jobs/scene-1.json", generation="3"))
     job = jobs.docs["scene-1"]
     assert job["status"] == "QUEUED" and job["spec_generation"] == "3"
     assert [(h["status"], h["output"], h["spec_generation"]) for h in job["history"]] == [
-        ("COMPLETED", {"uri": "gs://r/old.mp4"}, "1")
+        ("COMPLETED", old.wire(), "1")
     ]
     assert len(bus.published) == 2
 

@@ -445,15 +445,20 @@ def test_a_chunk_encodes_its_stretch_with_the_same_gain() -> None:
 
 
 def test_the_joined_stream_gets_the_timestamps_one_encode_has() -> None:
+    # The copy path's final mux takes the joined frames from a pipe as they are encoded.
     tl = make({"segments": [{"id": "a", "url": "v.mp4"}]}, {"v.mp4": video("v.mp4", seconds=50)})
-    argv = plan.joined_audio_command(tl, 9, Path("a.m4a")).argv
+    parts = [plan.VideoPart(Path("v.mp4"), Fraction(50))]
+    argv = plan.assemble_command(tl, parts, Path("l.txt"), 9, Path("o.part"), audio_copy=Path("a.m4a")).argv
     # 2 400 000 samples + 1024 of encoder delay = 2345 frames, the last one 768 samples long.
     stamps = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-bsf:a"]
-    assert len(stamps) == 1
-    assert "pts=N*1024-1024" in stamps[0] and "if(eq(N\\,2344)\\,768\\,1024)" in stamps[0]
+    assert len(stamps) == 2  # the MP4's audio and the M4A copy's, stamped alike
+    assert all("pts=N*1024-1024" in s and "if(eq(N\\,2344)\\,768\\,1024)" in s for s in stamps)
     assert argv[argv.index("pipe:9") - 2 : argv.index("pipe:9")] == ["aac", "-i"]
-    assert argv.index("-bsf:a") < argv.index("a.m4a")
+    mp4 = argv.index("o.part")
+    assert argv.index("-bsf:a") < mp4 < argv.index("-bsf:a", mp4) < argv.index("a.m4a")
+    assert argv[argv.index("-map", mp4) + 1] == "1:a:0"
     # ...and the audio measured in the same pass, without the encoder delay a decode of the M4A skips.
+    assert argv[argv.index("null") - 5 : argv.index("null") - 3] == ["-map", "1:a:0"]
     assert argv[argv.index("null") - 3 : argv.index("null") + 2] == [
         "-af",
         f"atrim=start_sample=1024,{plan.EBUR128_SCAN}",
@@ -614,3 +619,18 @@ def test_an_mxfs_left_and_right_tracks_are_joined_where_its_sound_is_read() -> N
     graph = plan.audio_mix_command(plan.plan_mix(tl), Path("m.wav"), Path("g")).files[Path("g")]
     join = "[{n}:a:0][{n}:a:1]join=inputs=2:channel_layout=stereo:map=0.0-FL|1.0-FR,aresample=48000"
     assert join.format(n=0) in graph and join.format(n=1) in graph, graph
+
+
+def test_captions_burned_in_a_piece_are_drawn_on_the_scenes_clock() -> None:
+    # The third segment starts at 4 s (frame 120 at 30 fps); a piece of it from its frame 45
+    # shows scene frames 165 on: libass is handed those times, and the piece gets its own back.
+    tl = make(three_segments(resolution="1280x720", fps=30), MATCHING)
+    seg = tl.segments[2]
+    piece = plan.Piece(seg, 45, seg.frames - 45)
+    script = Path("/w/captions.ass")
+    argv = plan.normalize_command(piece, tl, Path("/o/2.mp4"), plan.EncodeSettings("veryfast", 18), captions=script)
+    chain = argv.argv[argv.argv.index("-vf") + 1].split(",")
+    assert chain[-3:] == ["setpts=PTS+165", "subtitles=filename='/w/captions.ass'", "setpts=PTS-165"], chain
+    assert chain[-4].startswith("tpad=")  # held frames carry the captions of their time too
+    plain = plan.normalize_command(piece, tl, Path("/o/2.mp4"), plan.EncodeSettings("veryfast", 18)).argv
+    assert "subtitles" not in " ".join(plain)

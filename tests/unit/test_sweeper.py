@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from scenerender.cloud.launcher import Execution, ExecutionState
+from scenerender.messages import JobDocument, JobStatus
 from scenerender.pipeline.sweeper import judge
 from scenerender.settings import Settings
 
@@ -25,12 +26,12 @@ def ago(seconds: float) -> datetime:
     return NOW - timedelta(seconds=seconds)
 
 
-def queued(**fields: Any) -> dict[str, Any]:
-    return {"status": "QUEUED", "request_published": True, "created_at": ago(600), **fields}
+def queued(**fields: Any) -> JobDocument:
+    return JobDocument.model_validate({"status": "QUEUED", "request_published": True, "created_at": ago(600), **fields})
 
 
-def running(**fields: Any) -> dict[str, Any]:
-    return {"status": "RUNNING", "attempt": 1, "launches": 1, **fields}
+def running(**fields: Any) -> JobDocument:
+    return JobDocument.model_validate({"status": "RUNNING", "attempt": 1, "launches": 1, **fields})
 
 
 RUN = Execution("exec-1", ExecutionState.RUNNING)
@@ -75,11 +76,11 @@ GONE = Execution("exec-1", ExecutionState.NOT_FOUND)
         # RUNNING, no heartbeat for stuck_after_s: failed whatever the execution says.
         (running(heartbeat_at=ago(3600)), RUN, "fail", "worker lost: no heartbeat for 3600 s; execution exec-1"),
         # Ended jobs are not the sweeper's.
-        ({"status": "COMPLETED"}, None, "leave", ""),
-        ({"status": "FAILED"}, FAILED, "leave", ""),
+        (JobDocument(status=JobStatus.COMPLETED), None, "leave", ""),
+        (JobDocument(status=JobStatus.FAILED), FAILED, "leave", ""),
     ],
 )
-def test_each_rule_of_the_sweep(doc: dict[str, Any], execution: Execution | None, action: str, reason: str) -> None:
+def test_each_rule_of_the_sweep(doc: JobDocument, execution: Execution | None, action: str, reason: str) -> None:
     verdict = judge(doc, execution, SETTINGS, NOW)
     assert verdict.action == action, verdict
     assert reason in verdict.reason, verdict

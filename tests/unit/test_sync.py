@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
+from pathlib import Path
 
 import pytest
 
 from scenerender.core import sync
+from scenerender.errors import RenderError
 
 RATE = sync.RATE
 
@@ -80,3 +83,41 @@ def test_a_frame_is_recognised_by_its_last_unit() -> None:
     joined = len(sei).to_bytes(4, "big") + sei + len(sps).to_bytes(4, "big") + sps + sample[4 + len(sei) :]
     assert sync._last_unit(joined) == slice_data
     assert sync._last_unit(b"\x00\x00\x01\x65garbage") == b"\x00\x00\x01\x65garbage"  # not length-prefixed
+
+
+def reference(planned: float, until: float, fade_in: float = 0.0) -> sync.Reference:
+    return sync.Reference("clip", Path("c.wav"), 0.0, planned, until, fade_in)
+
+
+def test_the_output_is_decoded_where_onsets_are_looked_for() -> None:
+    before, after = sync._reach()
+    total = 600 * RATE
+    spans = sync.output_spans([reference(100.0, 101.0), reference(300.0, 400.0), reference(301.0, 302.0)], total)
+    # A short clip: from its planned start to its end; a long one: its first REFERENCE_S;
+    # a clip starting inside another's stretch joins it.
+    assert spans == [
+        (100 * RATE - before - 1, 101 * RATE + after + 1),
+        (300 * RATE - before - 1, round((300 + sync.REFERENCE_S) * RATE) + after + 1),
+    ]
+    # A clip that fades in has no edge to find: nothing decoded for it.
+    assert sync.output_spans([reference(50.0, 60.0, fade_in=1.0)], total) == []
+
+
+def test_stretches_covering_most_of_the_output_decode_it_all() -> None:
+    total = 10 * RATE
+    assert sync.output_spans([reference(1.0, 9.0), reference(6.0, 9.0)], total) == [(0, total)]
+    many = [reference(10.0 * k, 10.0 * k + 0.5) for k in range(sync.MAX_SPANS + 1)]
+    assert sync.output_spans(many, 1000 * RATE) == [(0, 1000 * RATE)]
+
+
+def test_an_onset_is_located_in_stretches_as_in_the_whole() -> None:
+    onset = onset_of(burst(0.05, 0.5))
+    output = burst(12.063, 20.0)
+    [(start, end)] = sync.output_spans([reference(12.0, 12.5)], len(output))
+    spans = sync.Spans([(start, end)], array("f", output[start:end]), len(output))
+    planned = 12.0 + onset.step * sync.STEP_S
+    assert sync._locate(spans, onset, planned) == sync._locate(output, onset, planned)
+    assert sync._locate(spans, onset, planned) == pytest.approx(0.013, abs=2e-4)  # 12.063 against 12.05
+    # A read where nothing was decoded is a bug in the spans, not silence.
+    with pytest.raises(RenderError, match="not decoded"):
+        spans[start - 100 : start + 10]

@@ -20,7 +20,7 @@ from scenerender.core.tenancy import (
 from scenerender.errors import InputRefusedError, LimitExceededError, SpecError
 from scenerender.pipeline import steps
 from scenerender.settings import Settings
-from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs
+from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs, rendered
 
 SETTINGS = Settings()
 MEDIA = f"gs://{SETTINGS.media_bucket}"
@@ -191,7 +191,7 @@ def test_another_owners_spec_leaves_a_refusal_and_the_job_untouched() -> None:
     blobs, jobs, bus = FakeBlobs(), FakeJobs(), FakeBus()
     put(blobs, "jobs/j.json", spec("alice"))
     accept(blobs, jobs, bus, "jobs/j.json")
-    jobs.docs["j"].update(status="COMPLETED", output={"uri": "gs://r/renders/j/r1/j.mp4"})
+    assert jobs.complete("j", rendered("gs://r/renders/j/r1/j.mp4"))
     before = json.dumps(jobs.docs["j"], sort_keys=True, default=str)
     for name, owner in (("jobs/j.json", "mallory"), ("jobs/x/j.json", "mallory")):
         put(blobs, name, spec(owner), generation="2")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scenerender.core import webp
-from scenerender.errors import InputRefusedError, LimitExceededError
+from scenerender.errors import InputMediaError, InputRefusedError, LimitExceededError
 
 
 def evaluate(expression: str, n: int) -> int:
@@ -97,3 +97,27 @@ def test_the_decoded_frames_are_bounded_from_the_header_and_share_what_the_budge
     with pytest.raises(InputRefusedError):
         webp.convert(path, input_path="segments[2].url", max_bytes=1_000_000)
     assert not path.with_name("a.webp.frames.mov").exists()
+
+
+def test_a_webp_cut_short_is_refused_on_its_header_naming_what_it_holds(tmp_path: Path) -> None:
+    # A real animated WebP (libwebp's encoder in Pillow), cut mid-frame as an interrupted
+    # download leaves it: its RIFF size says more than the file holds. Refused before any
+    # frame is decoded, by the dry run (read_header) and the render (convert) alike.
+    from PIL import Image
+
+    frames = [Image.effect_noise((200, 120), 40 + 10 * n).convert("RGB") for n in range(10)]
+    made = tmp_path / "made.webp"
+    frames[0].save(made, save_all=True, append_images=frames[1:], duration=[100] * 9 + [300], lossless=True)
+    data = made.read_bytes()
+    assert len(webp.read_header(made, "segments[0].url").durations) == 10  # the whole one reads
+    cut = tmp_path / "cut.webp"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(InputMediaError) as caught:
+        webp.read_header(cut, "segments[1].url")
+    message = caught.value.message
+    assert message.startswith(f"segments[1].url: the file is cut: its header says {len(data):,} bytes, it holds ")
+    whole = int(message.split("; ")[1].split(" frames")[0])
+    assert 4 <= whole <= 6 and f"({whole / 10:.3f} s) are whole" in message, message
+    with pytest.raises(InputMediaError, match="the file is cut"):
+        webp.convert(cut, input_path="segments[1].url")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.webp", "made.webp"]

@@ -1,7 +1,7 @@
 """What a render delivers beside the MP4: captions, a poster, a contact sheet, stems, a QC report.
 
-``render`` calls ``burn_captions`` (before the output is measured: burning captions
-re-encodes the picture) and a ``Maker``: started from the sources while the audio is made
+``render`` burns captions (``burn``: in the segments' encodes, or after the render where
+they are copied; before the output is measured) and runs a ``Maker``: started from the sources while the audio is made
 (the copy path), finished on the finished MP4 before it is published. Each
 sidecar is made in the render's private dir and moved beside the MP4 only with it, named
 ``<mp4 stem><suffix>`` (``SUFFIXES``). The contract side is docs/deliverables.md.
@@ -14,7 +14,7 @@ roles: stems and levels), ``qc`` (the findings).
 
 from __future__ import annotations
 
-from scenerender.core.deliverables.burn import BURN_BLOCKER, burn_captions
+from scenerender.core.deliverables.burn import BURN_BLOCKER, burn_captions, caption_script, check_glyphs
 from scenerender.core.deliverables.maker import Maker, source_samples
 from scenerender.core.deliverables.sidecars import (
     CONTENT_TYPES,
@@ -33,6 +33,8 @@ __all__ = [
     "Maker",
     "burn_captions",
     "caption_formats",
+    "caption_script",
+    "check_glyphs",
     "content_type",
     "sidecar_path",
     "source_samples",

@@ -1,4 +1,10 @@
-"""Captions burned into the picture (``output.burn_captions``): one encode of the whole scene after the render."""
+"""Captions burned into the picture (``output.burn_captions``).
+
+Where the segments are normalised, each piece burns them in its own encode
+(``caption_script`` handed to ``normalize_segments``); where they are copied, the joined
+picture is encoded once more after the render (``burn_captions``). Either way the picture is
+encoded once, and ``check_glyphs`` tells which characters no font has.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from scenerender.core.ffmpeg import FFmpegRunner, write_files
 from scenerender.core.spec import JobSpec
 from scenerender.core.timeline import Timeline
 
-BURN_BLOCKER = "output.burn_captions: the captions are burned into the picture (one encode of the whole scene)"
+BURN_BLOCKER = "output.burn_captions: the captions are burned into the picture (it is encoded)"
 # libass, when neither the caption font nor any fallback fontconfig offers has a character
 # (it then draws an empty box): "fontselect: failed to find any fallback with glyph 0x13000 ...".
 _NO_GLYPH = re.compile(r"failed to find any fallback with glyph 0x([0-9A-Fa-f]+)")
@@ -30,7 +36,7 @@ def glyph_check_command(cues: list[captions.Cue], work: Path) -> tuple[list[str]
         "ffmpeg",
         *("-v", "warning"),  # libass's missing glyph is a warning; the rest of its log is not needed
         *("-f", "lavfi", "-i", f"color=c=black:s={width}x{height}:r=1:d={len(cues)}"),
-        *("-vf", _subtitles(script)),
+        *("-vf", plan.subtitles_filter(script)),
         *("-f", "null", "-"),
     ]
     return argv, {script: captions.to_ass(once, width, height)}
@@ -41,27 +47,30 @@ def missing_glyphs(log: str) -> frozenset[int]:
     return frozenset(int(found, 16) for found in _NO_GLYPH.findall(log))
 
 
-def _subtitles(script: Path) -> str:
-    # The path is escaped for the filter's option parser, then for the graph's.
-    return "subtitles=filename='" + str(script).replace("\\", "/").replace("'", "") + "'"
-
-
-def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runner: FFmpegRunner) -> frozenset[int]:
-    """Burn the captions into ``mp4``'s picture (libass, bundled font), in place; the sound is copied.
-    Returns the characters no installed font has (burned as empty boxes: ``qc.glyph_findings``).
-
-    One encode of the joined picture after the render, with the segments' encoder settings:
-    a render that copied its segments encodes once here, one that normalised them twice.
-    """
-    cues = captions.build_cues(spec, timeline)
-    missing: frozenset[int] = frozenset()
-    if cues:  # none when every clip with text is left out of the mix (its track set false)
-        check, check_files = glyph_check_command(cues, work)
-        write_files(check_files)
-        missing = missing_glyphs(runner.capture_stderr(check))
+def caption_script(spec: JobSpec, timeline: Timeline, work: Path) -> Path:
+    """The cues as the ASS script libass burns (the scene's clock, the output's size)."""
     script = work / "captions.ass"
+    write_files({script: captions.to_ass(captions.build_cues(spec, timeline), timeline.width, timeline.height)})
+    return script
+
+
+def check_glyphs(spec: JobSpec, timeline: Timeline, work: Path, runner: FFmpegRunner) -> frozenset[int]:
+    """The characters of the burned cues that no installed font has (burned as empty boxes:
+    ``qc.glyph_findings``)."""
+    cues = captions.build_cues(spec, timeline)
+    if not cues:  # none when every clip with text is left out of the mix (its track set false)
+        return frozenset()
+    check, check_files = glyph_check_command(cues, work)
+    write_files(check_files)
+    return missing_glyphs(runner.capture_stderr(check))
+
+
+def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runner: FFmpegRunner) -> None:
+    """Burn the captions into ``mp4``'s picture (libass, bundled font), in place; the sound is
+    copied. For a render that copied its segments: one encode of the joined picture, with the
+    segments' encoder settings."""
     graph = work / "burn.filtergraph"
-    write_files({script: captions.to_ass(cues, timeline.width, timeline.height), graph: _subtitles(script)})
+    write_files({graph: plan.subtitles_filter(caption_script(spec, timeline, work))})
     enc = plan.EncodeSettings.for_timeline(timeline)
     burned = mp4.with_name(mp4.name + ".burned.mp4")
     argv = [
@@ -95,4 +104,3 @@ def burn_captions(spec: JobSpec, timeline: Timeline, mp4: Path, work: Path, runn
     ]
     runner.run(argv, duration_s=float(timeline.duration))
     burned.replace(mp4)
-    return missing

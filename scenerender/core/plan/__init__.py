@@ -31,7 +31,6 @@ from scenerender.core.plan.audio_encode import (
     audio_chunk_command,
     audio_chunks,
     audio_encode_command,
-    joined_audio_command,
 )
 from scenerender.core.plan.audio_mix import (
     DUCK_STEP_SAMPLES,
@@ -96,6 +95,7 @@ from scenerender.core.plan.video import (
     VideoPart,
     concat_list,
     copy_blockers,
+    subtitles_filter,
 )
 
 __all__ = [
@@ -151,7 +151,6 @@ __all__ = [
     "encoded_scan_command",
     "encoder_mb",
     "estimated_wall",
-    "joined_audio_command",
     "loudness_scan_command",
     "mix_gain",
     "mix_scan_command",
@@ -166,6 +165,7 @@ __all__ = [
     "seek_step",
     "segment_pieces",
     "sound_seek",
+    "subtitles_filter",
     "total_samples",
     "track_pads",
     "track_timescale",

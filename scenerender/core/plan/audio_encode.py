@@ -11,16 +11,13 @@ from scenerender.core import adts
 from scenerender.core.plan.command import (
     SAMPLE_RATE,
     Command,
-    adts_pipe_input,
     input_args,
     to_samples,
-    total_samples,
 )
 from scenerender.core.plan.loudness import (
     NO_CORRECTION,
     LevelCorrection,
     LoudnessScan,
-    encoded_scan_output,
     loudness_chain,
 )
 from scenerender.core.timeline import Timeline
@@ -180,27 +177,3 @@ def adts_timestamps(total_samples: int) -> str:
     # Commas inside the expression are escaped: -bsf:a takes a comma-separated list of filters.
     duration = f"if(eq(N\\,{last})\\,{adts.last_packet_samples(total_samples)}\\,{step})"
     return f"setts=time_base=1/{SAMPLE_RATE}:pts=N*{step}-{step}:dts=N*{step}-{step}:duration={duration}"
-
-
-def joined_audio_command(timeline: Timeline, fd: int, out: Path) -> Command:
-    """The chunk encoders' joined ADTS frames (read from ``pipe:fd``) into the M4A ``out``,
-    stamped as one encoder would have stamped them, and measured in the same process: the
-    EBU R128 summary of ``encoded_scan_command`` ends its stderr."""
-    argv = [
-        "ffmpeg",
-        "-y",
-        *adts_pipe_input(fd),
-        # The stamps start at -1024 (the encoder delay), which the M4A's edit list skips.
-        "-copyts",
-        "-map",
-        "0:a:0",
-        "-c",
-        "copy",
-        "-bsf:a",
-        adts_timestamps(total_samples(timeline)),
-        "-f",
-        "mp4",
-        str(out),
-        *encoded_scan_output(),
-    ]
-    return Command(argv=argv, output=out, duration_s=float(timeline.duration))

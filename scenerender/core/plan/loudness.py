@@ -41,9 +41,9 @@ def encoded_scan_command(fd: int) -> list[str]:
     return ["ffmpeg", *adts_pipe_input(fd), *encoded_scan_output()]
 
 
-def encoded_scan_output() -> list[str]:
-    """The output options of a scan of encoded audio (input 0) read as ADTS: its summary ends stderr."""
-    return ["-map", "0:a:0", "-af", ENCODED_SCAN, "-f", "null", "-"]
+def encoded_scan_output(source: int = 0) -> list[str]:
+    """The output options of a scan of encoded audio (input ``source``) read as ADTS: its summary ends stderr."""
+    return ["-map", f"{source}:a:0", "-af", ENCODED_SCAN, "-f", "null", "-"]
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from scenerender.core.plan.command import Command, input_args, track_timescale
+from scenerender.core.plan.audio_encode import adts_timestamps
+from scenerender.core.plan.command import Command, adts_pipe_input, input_args, total_samples, track_timescale
+from scenerender.core.plan.loudness import encoded_scan_output
 from scenerender.core.plan.video import VideoPart, concat_list
 from scenerender.core.timeline import Timeline
 
 
 def assemble_command(
-    timeline: Timeline, pieces: Sequence[VideoPart], list_path: Path, audio: Path, out: Path
+    timeline: Timeline,
+    pieces: Sequence[VideoPart],
+    list_path: Path,
+    audio: Path | int,
+    out: Path,
+    *,
+    audio_copy: Path | None = None,
 ) -> Command:
     """The finished MP4 in one copying pass: the video pieces joined, the encoded audio
-    (an M4A) beside them, index first."""
+    beside them, index first.
+
+    ``audio`` is the encoded M4A, or the read end of a pipe of ADTS frames (the shared AAC
+    encode's joined frames, ``make_audio``'s ``joined_into``), stamped here as one encoder
+    stamps them and measured in the same process: the EBU R128 summary of
+    ``encoded_scan_command`` ends its stderr; ``audio_copy`` then receives the audio alone
+    as an M4A too (what the audio cache keeps).
+    """
+    if isinstance(audio, Path):
+        audio_input, stamps, copy, scan = input_args(audio), [], [], []
+    else:
+        audio_input = adts_pipe_input(audio)
+        stamps = ["-bsf:a", adts_timestamps(total_samples(timeline))]
+        copy = [] if audio_copy is None else ["-map", "1:a:0", "-c", "copy", *stamps, "-f", "mp4", str(audio_copy)]
+        scan = encoded_scan_output(1)
     argv = [
         "ffmpeg",
         "-y",
@@ -26,7 +48,7 @@ def assemble_command(
         "file",
         "-i",
         str(list_path),
-        *input_args(audio),
+        *audio_input,
         # Timestamps go through as they are: otherwise ffmpeg would delay the picture by the
         # audio's encoder delay (21 ms), which the MP4 edit list already accounts for.
         "-copyts",
@@ -36,6 +58,7 @@ def assemble_command(
         "1:a:0",
         "-c",
         "copy",
+        *stamps,
         "-map_metadata",
         "-1",
         "-video_track_timescale",
@@ -45,5 +68,7 @@ def assemble_command(
         "-f",
         "mp4",
         str(out),
+        *copy,
+        *scan,
     ]
     return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(pieces)})

@@ -11,7 +11,15 @@ from fractions import Fraction
 from pathlib import Path
 
 from scenerender.core.plan.command import Command, input_args, micros, secs, track_timescale
-from scenerender.core.plan.video import BT709_TAGS, COPY_FORMATS, EncodeSettings, gop, gop_frames, picture_filters
+from scenerender.core.plan.video import (
+    BT709_TAGS,
+    COPY_FORMATS,
+    EncodeSettings,
+    gop,
+    gop_frames,
+    picture_filters,
+    subtitles_filter,
+)
 from scenerender.core.timeline import PlacedSegment, Timeline
 
 # A segment longer than this many GOPs may be encoded as pieces, each its own job: a scene
@@ -176,13 +184,30 @@ def _piece_input(piece: Piece, fps: Fraction) -> list[str]:
     return input_args(seg.source.path, "-threads", "1", *seek, "-t", secs(trim + read_s))
 
 
-def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSettings, *, threads: int = 0) -> Command:
+def _burned(piece: Piece, timeline: Timeline, script: Path) -> list[str]:
+    """The captions drawn on the piece's frames at their scene times: the frames count from 0
+    on the fps filter's clock (1/fps), so they are moved to the piece's first scene frame for
+    libass and back, by whole ticks (exact, where seconds would be rounded)."""
+    first = round(piece.segment.start * timeline.fps) + piece.first_frame
+    return [f"setpts=PTS+{first}", subtitles_filter(script), f"setpts=PTS-{first}"]
+
+
+def normalize_command(
+    piece: Piece,
+    timeline: Timeline,
+    out: Path,
+    enc: EncodeSettings,
+    *,
+    threads: int = 0,
+    captions: Path | None = None,
+) -> Command:
     """Re-encode one piece of a segment to the output's size, rate, pixel format and time base.
 
     The segment is padded with copies of its last frame and cut at an exact frame count,
     so rounding in the source never shortens it and every boundary stays on its frame.
     Output frame n shows the source at ``trim_start + n/fps`` (``start_time=0``): a trim that
-    falls between source frames does not shift the segment by a frame.
+    falls between source frames does not shift the segment by a frame. ``captions``: an ASS
+    script on the scene's clock, burned into the piece in this same encode.
     """
     frames = piece.frames + piece.hold_frames
     fps = timeline.fps
@@ -200,7 +225,13 @@ def normalize_command(piece: Piece, timeline: Timeline, out: Path, enc: EncodeSe
         select = [rate, f"trim=start_pts={piece.first_frame}", "setpts=PTS-STARTPTS"]
     video = piece.segment.source.video
     assert video is not None  # the timeline places only segments with a picture
-    chain = ",".join([*picture_filters(video, timeline, select), f"tpad=stop_mode=clone:stop={piece.hold_frames + 2}"])
+    chain = ",".join(
+        [
+            *picture_filters(video, timeline, select),
+            f"tpad=stop_mode=clone:stop={piece.hold_frames + 2}",
+            *(_burned(piece, timeline, captions) if captions is not None else []),
+        ]
+    )
     argv = [
         "ffmpeg",
         "-y",

@@ -127,6 +127,12 @@ def picture_filters(video: VideoInfo, timeline: Timeline, select: list[str]) -> 
     ]
 
 
+def subtitles_filter(script: Path) -> str:
+    """libass drawing the ASS ``script`` on the picture (burned captions)."""
+    # The path is escaped for the filter's option parser, then for the graph's.
+    return "subtitles=filename='" + str(script).replace("\\", "/").replace("'", "") + "'"
+
+
 # Every output is SDR BT.709, and says so, whatever its sources were tagged (or not).
 BT709_TAGS = ["-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range", "tv"]
 

@@ -20,7 +20,7 @@ from scenerender.cloud.launcher import Launcher
 from scenerender.core.spec import default_job_id, parse_spec
 from scenerender.core.tenancy import check_spec, job_id_from_object, require_owner
 from scenerender.errors import InputRefusedError, LimitExceededError, SpecError
-from scenerender.messages import ErrorBlock, JobStatus, may_take
+from scenerender.messages import ErrorBlock, JobStatus, ResubmissionRefused, may_take
 from scenerender.pipeline.batch import is_batch, summarize
 from scenerender.pipeline.steps.accept_batch import accept_batch
 from scenerender.pipeline.steps.events import (
@@ -89,38 +89,33 @@ def accept_spec(
         refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=spec.batch_id, what="batch")
         return job_id
     if not jobs.create_job(job_id, queued):
-        existing = jobs.get(job_id) or {}
+        existing = jobs.get(job_id)
         if not may_take(existing, owner):
             refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=spec.batch_id, what="job")
             return job_id
-        if same_event(existing, event):
-            if existing.get("status") != JobStatus.QUEUED or existing.get("request_published"):
+        if existing is not None and same_event(existing, event):
+            if existing.status != JobStatus.QUEUED or existing.request_published:
                 # The request is out; its launch may have failed (jobs.run: 403, 429, 5xx). Launching
                 # is its own recorded step: done only if no execution is recorded yet.
                 launch_requests([job_id], jobs=jobs, settings=settings, launcher=launcher)
                 log.info("job %s: event redelivered; nothing new", job_id)
                 return job_id
             # An earlier delivery of this event created the job but died before publishing.
-            run_id = str(existing.get("run_id") or run_id)
+            run_id = existing.run_id or run_id
         elif is_stale(existing, event):
             log.info("job %s: generation %s is older than the accepted one; nothing new", job_id, event.generation)
             return job_id
         elif not jobs.requeue(job_id, queued):
-            if not may_take(jobs.get(job_id) or {}, owner):  # taken by another owner in between
+            status = existing.status.value if existing is not None else "gone"
+            if not may_take(jobs.get(job_id), owner):  # taken by another owner in between
                 refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=spec.batch_id, what="job")
                 return job_id
             # A new spec while the job still runs: refused, and the reason is on the job for its user.
-            jobs.note(
-                job_id,
-                {
-                    "resubmission_refused": {
-                        "spec_uri": event.uri,
-                        "spec_generation": event.generation,
-                        "reason": f"job {job_id} is still {existing.get('status')}",
-                    }
-                },
+            refused = ResubmissionRefused(
+                spec_uri=event.uri, spec_generation=event.generation, reason=f"job {job_id} is still {status}"
             )
-            log.info("job %s: re-submission refused while %s", job_id, existing.get("status"))
+            jobs.note(job_id, {"resubmission_refused": refused.wire()})
+            log.info("job %s: re-submission refused while %s", job_id, status)
             return job_id
     if not jobs.claim_publish(job_id, event.generation):
         log.info("job %s: another delivery of this event sends its request", job_id)

@@ -61,7 +61,7 @@ def accept_batch(
         log.info("batch %s: refused: %s", batch_id, exc.message)
         return batch_id
     existing = jobs.get_batch(batch.batch_id)
-    if existing is not None and may_take(existing.wire(), owner) and is_stale(existing.wire(), event):
+    if existing is not None and may_take(existing, owner) and is_stale(existing, event):
         log.info("batch %s: generation %s is older than the accepted one", batch.batch_id, event.generation)
         return batch.batch_id
     # The batch knows its scenes before any job exists, so no view of it counts fewer.
@@ -89,16 +89,16 @@ def accept_batch(
         if jobs.create_job(job_id, queued):
             mine.append(job_id)
         else:
-            existing_job = jobs.get(job_id) or {}
+            existing_job = jobs.get(job_id)
             if not may_take(existing_job, owner):
                 refuse_conflict(event, jobs, job_id=job_id, owner_uid=owner, batch_id=batch.batch_id, what="job")
                 continue
             mine.append(job_id)
-            if same_event(existing_job, event):
+            if existing_job is not None and same_event(existing_job, event):
                 # Redelivered: only a scene whose request was never sent is sent now.
-                if existing_job.get("status") != JobStatus.QUEUED or existing_job.get("request_published"):
+                if existing_job.status != JobStatus.QUEUED or existing_job.request_published:
                     continue
-                run_id = str(existing_job.get("run_id") or run_id)
+                run_id = existing_job.run_id or run_id
             elif (
                 not scene_runs(existing_job, spec) or is_stale(existing_job, event) or not jobs.requeue(job_id, queued)
             ):

@@ -14,7 +14,7 @@ from typing import Any
 from scenerender.core.spec import JobSpec
 from scenerender.core.tenancy import SPEC_PREFIX, job_id_from_object, object_size_refusal, valid_job_id
 from scenerender.errors import SpecError
-from scenerender.messages import JobDocument
+from scenerender.messages import BatchDocument, JobDocument
 from scenerender.pipeline.batch import is_batch
 from scenerender.ports import Blobs
 from scenerender.settings import Settings
@@ -100,17 +100,17 @@ def spec_object_name(job_id: str) -> str:
     return f"{SPEC_PREFIX}{job_id}.json"
 
 
-def same_event(doc: dict[str, Any], event: SpecEvent) -> bool:
+def same_event(doc: JobDocument | BatchDocument | None, event: SpecEvent) -> bool:
     """The document was written from this very event (this is a redelivery)."""
-    return doc.get("spec_uri") == event.uri and str(doc.get("spec_generation")) == str(event.generation)
+    return doc is not None and doc.spec_uri == event.uri and doc.spec_generation == str(event.generation)
 
 
-def is_stale(doc: dict[str, Any], event: SpecEvent) -> bool:
+def is_stale(doc: JobDocument | BatchDocument | None, event: SpecEvent) -> bool:
     """An older generation of the object whose newer generation the document was made from."""
-    if doc.get("spec_uri") != event.uri:
+    if doc is None or doc.spec_uri != event.uri:
         return False
     try:
-        return int(str(doc.get("spec_generation"))) > int(event.generation)
+        return int(doc.spec_generation) > int(event.generation)
     except ValueError:
         return False
 

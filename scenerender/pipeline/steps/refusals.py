@@ -11,7 +11,7 @@ import hashlib
 import logging
 
 from scenerender.errors import ConflictError, ErrorDetail
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus
+from scenerender.messages import ErrorBlock, JobDocument, JobStatus, ResubmissionRefused
 from scenerender.pipeline.steps.events import SpecEvent, same_event
 from scenerender.ports import Jobs
 
@@ -55,12 +55,14 @@ def refuse(event: SpecEvent, jobs: Jobs, *, job_id: str | None, owner_uid: str |
         )
         if jobs.create_job(job_id, failed):
             return
-        existing = jobs.get(job_id) or {}
+        existing = jobs.get(job_id)
         if same_event(existing, event):
             return  # redelivered
-        if owner_uid and existing.get("owner_uid") == owner_uid:
-            refused = {"spec_uri": event.uri, "spec_generation": event.generation, "reason": error.message}
-            jobs.note(job_id, {"resubmission_refused": {**refused, "error": error.wire()}})
+        if owner_uid and existing is not None and existing.owner_uid == owner_uid:
+            refused = ResubmissionRefused(
+                spec_uri=event.uri, spec_generation=event.generation, reason=error.message, error=error
+            )
+            jobs.note(job_id, {"resubmission_refused": refused.wire()})
             return
     record_refusal(event, jobs, job_id=job_id, owner_uid=owner_uid, error=error)
 

@@ -25,8 +25,8 @@ from scenerender.core.render import RenderOptions, render
 from scenerender.core.spec import JobSpec, parse_spec
 from scenerender.core.tenancy import MediaScope, SceneLimits, check_spec
 from scenerender.errors import SceneRenderError
-from scenerender.messages import ErrorBlock, RenderReport, RenderRequest, has_ended
-from scenerender.pipeline.budget import check_memory
+from scenerender.messages import ErrorBlock, RenderReport, RenderRequest
+from scenerender.pipeline.budget import animated_webp_frames, check_memory
 from scenerender.pipeline.steps.requests import refresh_batch
 from scenerender.pipeline.workitems import ItemStore, JobSegmentClaims, worker_id
 from scenerender.ports import Blobs, Bus, Jobs
@@ -74,10 +74,11 @@ def run_render_request(
     """
     job_id = request.job_id
     current = jobs.get(job_id)
-    if current is None or has_ended(current.get("status")):
-        log.info("job %s is %s; request dropped", job_id, current and current.get("status"))
-        return WorkOutcome(ack=True, status=str(current and current.get("status")))
-    attempt = jobs.mark_running(job_id, worker=worker_id(), execution=current_execution())
+    if current is None or current.status.ended:
+        status = current.status.value if current is not None else None
+        log.info("job %s is %s; request dropped", job_id, status)
+        return WorkOutcome(ack=True, status=str(status))
+    attempt = jobs.mark_running(job_id, worker=worker_id(settings), execution=current_execution(settings))
     if attempt < 0:
         # Another worker is alive on this job (a duplicate request, or the request of a worker
         # killed moments ago): let this copy come back once that worker's heartbeat would be
@@ -105,7 +106,7 @@ def run_render_request(
 
     # One output folder per run, named when the run was queued: a redelivery or a retry after
     # a crash writes the same object; a later run of the job never does.
-    run_id = str(request.run_id or current.get("run_id") or request.spec_generation or "run")
+    run_id = request.run_id or current.run_id or request.spec_generation or "run"
     with heartbeat(jobs, job_id, settings.heartbeat_s):
         return _render_and_report(
             request.model_copy(update={"run_id": run_id}),
@@ -149,11 +150,24 @@ def _render_and_report(
         policy = FetchPolicy.from_settings(settings, media_scope=MediaScope.from_settings(settings, spec.owner_uid))
         # /tmp is memory on Cloud Run: a render that cannot fit is refused with the numbers before
         # anything is fetched, and no input may be larger than what the rest leaves.
-        need = check_memory(spec, settings, lambda url: _object_size(blobs, url))
+        need = None
+        if settings.memory_mb:
+            # An animated WebP (a small file, many times larger decoded) is read and counted by
+            # its frames before anything is fetched.
+            frames = animated_webp_frames(
+                spec,
+                lambda url: _object_size(blobs, url),
+                lambda url, cap: blobs.read_bytes(url, max_bytes=cap),
+            )
+            need = check_memory(spec, settings, lambda url: _object_size(blobs, url), frames)
         if need is not None:
             largest = max((_object_size(blobs, url) or 0 for _, url in spec.inputs()), default=0)
+            # The WebPs counted above take their share again once fetched (with any WebP that
+            # is not named so), from what the rest leaves.
             policy = dataclasses.replace(
-                policy, max_bytes=min(policy.max_bytes, max(need.input_cap, largest)), memory_left=need.input_cap
+                policy,
+                max_bytes=min(policy.max_bytes, max(need.input_cap, largest)),
+                memory_left=need.input_cap + need.decoded,
             )
         download = gs_download or (lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap))
         write = progress_writer

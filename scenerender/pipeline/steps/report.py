@@ -7,10 +7,9 @@ DeadLetter   ──► record_dead_letter ──► job FAILED with the last err
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from scenerender.cloud.liveness import beat_is_fresh
-from scenerender.messages import DeadLetter, ErrorBlock, JobStatus, RenderReport
+from scenerender.messages import DeadLetter, ErrorBlock, JobOutput, JobStatus, RenderReport, SignedObject
 from scenerender.pipeline.steps.requests import refresh_batch
 from scenerender.ports import Blobs, Jobs
 from scenerender.settings import Settings
@@ -21,30 +20,32 @@ log = logging.getLogger(__name__)
 def record_report(report: RenderReport, *, settings: Settings, blobs: Blobs, jobs: Jobs) -> bool:
     """Write the renderer's report on the job: COMPLETED with a signed URL, or FAILED."""
     job_id = report.job_id
-    if report.status == JobStatus.COMPLETED and report.output_uri:
-        uri = report.output_uri
-        url, expires = blobs.signed_url(uri, settings.signed_url_ttl_s)
-        output: dict[str, Any] = {"uri": uri, "url": url, "url_expires_at": expires, **(report.result or {})}
-        # Each sidecar with its own signed URL (the result names only its file).
-        signed: dict[str, dict[str, Any]] = {}
-        for kind, sidecar_uri in (report.sidecar_uris or {}).items():
-            sidecar_url, sidecar_expires = blobs.signed_url(sidecar_uri, settings.signed_url_ttl_s)
-            signed[kind] = {"uri": sidecar_uri, "url": sidecar_url, "url_expires_at": sidecar_expires}
-        output["sidecars"] = signed
+    if report.status == JobStatus.COMPLETED and report.output_uri and report.result is not None:
+        # The MP4 and each sidecar with its own signed URL (the result names only their files).
+        signed = {
+            kind: _signed(blobs, sidecar_uri, settings.signed_url_ttl_s)
+            for kind, sidecar_uri in (report.sidecar_uris or {}).items()
+        }
+        output = JobOutput.of(_signed(blobs, report.output_uri, settings.signed_url_ttl_s), report.result, signed)
         changed = jobs.complete(job_id, output)
     else:
-        error = report.error or ErrorBlock.internal("the renderer reported no error and no output")
+        error = report.error or ErrorBlock.internal("the renderer reported no error and no output or no result")
         changed = jobs.fail(job_id, error)
     _refresh_after_end(jobs, job_id)
     return changed
 
 
+def _signed(blobs: Blobs, uri: str, ttl_s: int) -> SignedObject:
+    url, expires = blobs.signed_url(uri, ttl_s)
+    return SignedObject(uri=uri, url=url, url_expires_at=expires)
+
+
 def _refresh_after_end(jobs: Jobs, job_id: str) -> None:
     """The job ended (now, or at an earlier delivery of this event): its batch's summary, which
     this may end, is written before the event is acknowledged."""
-    batch_id = (jobs.get(job_id) or {}).get("batch_id")
-    if batch_id:
-        refresh_batch(jobs, str(batch_id), final=True)
+    doc = jobs.get(job_id)
+    if doc is not None and doc.batch_id:
+        refresh_batch(jobs, doc.batch_id, final=True)
 
 
 def record_dead_letter(letter: DeadLetter, *, jobs: Jobs, stale_after_s: float) -> bool:
@@ -57,12 +58,11 @@ def record_dead_letter(letter: DeadLetter, *, jobs: Jobs, stale_after_s: float) 
     if not job_id:
         log.error("dead-lettered message without a job id dropped")
         return False
-    doc = jobs.get(job_id) or {}
-    if doc.get("status") == JobStatus.RUNNING and beat_is_fresh(doc.get("heartbeat_at"), stale_after_s):
+    doc = jobs.get(job_id)
+    if doc is not None and doc.status == JobStatus.RUNNING and beat_is_fresh(doc.heartbeat_at, stale_after_s):
         # A worker is alive on the job: what ran out of deliveries was a duplicate copy.
         log.info("job %s: dead-lettered duplicate of a running job dropped", job_id)
         return False
-    last = ErrorBlock.model_validate(doc["last_error"]) if doc.get("last_error") else None
-    changed = jobs.fail(job_id, letter.error(last))
+    changed = jobs.fail(job_id, letter.error(doc.last_error if doc is not None else None))
     _refresh_after_end(jobs, job_id)
     return changed

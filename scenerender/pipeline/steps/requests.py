@@ -53,8 +53,9 @@ def refresh_batch(jobs: Jobs, batch_id: str, *, final: bool = False) -> None:
     try:
         jobs.save_batch(
             batch_id,
-            {},
-            lambda created, doc: summarize(jobs.batch_jobs(batch_id), created_at=created, expected=doc.get("scenes")),
+            lambda created, doc: summarize(
+                jobs.batch_jobs(batch_id), created_at=created, expected=doc.scenes if doc is not None else None
+            ),
         )
     except SceneRenderError as exc:
         if final:
