@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import MISSING, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from scenerender.core.render import RenderResult
 from scenerender.core.spec import parse_spec
 from scenerender.errors import ConflictError, ErrorDetail, InputUnreachableError, RenderTimeoutError
 from scenerender.messages import (
@@ -24,6 +26,7 @@ from scenerender.messages import (
     JobStatus,
     RenderReport,
     RenderRequest,
+    RenderResultBlock,
 )
 from tests.unit.cloud_fakes import measured_result
 
@@ -227,3 +230,17 @@ def test_the_queued_document_is_the_one_the_spec_function_wrote() -> None:
         "run_id": "r",
         "weight_s": 2.0,
     }
+
+
+def test_the_reports_result_block_has_the_render_results_fields_and_defaults() -> None:
+    """The core's ``RenderResult`` (a dataclass: the render path imports no pydantic messages)
+    and the wire's ``RenderResultBlock`` are one shape written twice; this keeps them one."""
+    core = {f.name: f for f in fields(RenderResult)}
+    wire = RenderResultBlock.model_fields
+    assert set(core) == set(wire)
+    for name, field in core.items():
+        default = field.default_factory() if field.default_factory is not MISSING else field.default
+        if default is MISSING:
+            assert wire[name].is_required(), name
+        else:
+            assert wire[name].get_default(call_default_factory=True) == default, name
