@@ -74,8 +74,8 @@ def test_a_clean_render_certifies_every_boundary_and_onset(media: Path, tmp_path
     assert "sync_s" in result.timings
 
 
-def test_a_clip_placed_late_is_refused_naming_it(media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A bug in the mix that puts the sfx clip 80 ms (2.4 frames) late.
+def place_sfx_late(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in the mix that puts the sfx clip (``audio.clips[1]``) 80 ms (2.4 frames at 30 fps) late."""
     chain = audio_mix.clip_chain
 
     def late(clip: Any, *args: Any, **kwargs: Any) -> str:
@@ -86,6 +86,10 @@ def test_a_clip_placed_late_is_refused_naming_it(media: Path, tmp_path: Path, mo
         return text
 
     monkeypatch.setattr(audio_mix, "clip_chain", late)
+
+
+def test_a_clip_placed_late_is_refused_naming_it(media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    place_sfx_late(monkeypatch)
     out = tmp_path / "late.mp4"
     with pytest.raises(OutOfSyncError) as caught:
         render_here(scene(media, "late-clip"), out)
@@ -168,16 +172,7 @@ def test_a_long_scene_is_measured_in_stretches_to_the_sample(
 def test_a_clip_placed_late_in_a_long_scene_is_refused(
     media: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spans_used: list[list[tuple[int, int]]]
 ) -> None:
-    chain = audio_mix.clip_chain
-
-    def late(clip: Any, *args: Any, **kwargs: Any) -> str:
-        text = chain(clip, *args, **kwargs)
-        if clip.index == 1:
-            planned, late = round(clip.start * 48000), round((clip.start + 0.08) * 48000)
-            text = text.replace(f"adelay=delays={planned}S", f"adelay=delays={late}S")
-        return text
-
-    monkeypatch.setattr(audio_mix, "clip_chain", late)
+    place_sfx_late(monkeypatch)
     out = tmp_path / "long-late.mp4"
     with pytest.raises(OutOfSyncError) as caught:
         render_here(long_scene(media, "long-late"), out)
