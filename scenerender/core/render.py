@@ -202,8 +202,13 @@ def render(
         # Joined by their pictures' durations, not the files': the audio is the audio pass's.
         copied = [plan.VideoPart(s.source.path, s.duration, segment_label(s)) for s in timeline.segments]
 
+        certifier = sync.Certifier(timeline, runner, work)
+
         def final_mux(fd: int) -> plan.Command:
-            return plan.assemble_command(timeline, copied, list_path, fd, part, audio_copy=audio_out)
+            # The certificate's decode of the output's sound, made of the packets as they are muxed.
+            decode = certifier.mux_outputs(1)
+            measure = (decode.argv, decode.files) if decode is not None else ((), {})
+            return plan.assemble_command(timeline, copied, list_path, fd, part, audio_copy=audio_out, measure=measure)
 
         made: list[AudioMade] = []
         # Normalised segments burn the captions in their own encodes; copied ones, after the render.
@@ -233,6 +238,9 @@ def render(
 
         try:
             if not blockers:
+                # The certificate's references are read beside the audio: on this path the
+                # render is over once its audio is.
+                certifier.start()
                 _run_alone(audio_job, runner)
                 pieces, counts = copied, SegmentCounts()
             else:
@@ -258,6 +266,7 @@ def render(
                     captions=captions,
                 )
                 timings["video_s"] = time.monotonic() - t1
+                certifier.start()  # beside the final mux: beside the encoders, it would add to their peak
             audio = made[0]
             tracker.finish("video")
             tracker.finish("audio")
@@ -273,7 +282,7 @@ def render(
             # frames by their bytes, which a burn re-encodes (frame for frame, so the timing it
             # measures stays). Normalised segments burned them in their own encodes.
             t_sync = time.monotonic()
-            certificate = sync.certify(part, timeline, pieces, runner, work)
+            certificate = certifier.certify(part, pieces, muxed=audio.joined_into)
             timings["sync_s"] = time.monotonic() - t_sync
             missing_glyphs: frozenset[int] = frozenset()
             if spec.output.burn_captions and maker is not None:  # for the report (qc)
@@ -305,6 +314,7 @@ def render(
             runner.cancel()  # what the sidecars still run is moot now
             raise
         finally:
+            certifier.close()
             if maker is not None:
                 maker.close()
             part.unlink(missing_ok=True)

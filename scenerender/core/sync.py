@@ -10,20 +10,22 @@ Measured on the file, not taken from the plan:
   picture data); their presentation time in the output is where that boundary landed. The
   picture's end is the output's video track's end. A part whose first frame is not there at
   all fails the render.
-- **Onsets**, from one decode of the output's sound (8 kHz mono) beside a plain decode of
-  the start of each clip and of each segment's own sound (the same process). Of the
-  output, only the stretches where some reference's first sound can be looked for are
-  decoded (``output_spans``: each read from a seek ``WARM_UP_S`` earlier, on the 8 kHz
-  grid, which gives the same samples as a decode from the file's start), unless they
-  cover most of it; a 2-hour scene's certificate decodes its onsets' surroundings, not 2
-  hours of sound. Each
-  reference's first sound is found in its own decode; its energy envelope (2 ms steps, 50 ms
-  before the onset to 150 ms after) is matched against the output's within
-  ±``SEARCH_S`` of where the timeline puts it (Pearson correlation; the best lag refined
-  between steps). A match weaker than ``MIN_CORRELATION`` (the sound masked by louder
-  sound, or without an edge to find: a steady tone running on from the segment before) is
-  listed as not measured rather than guessed; so is a reference silent in its first
-  ``REFERENCE_S`` seconds.
+- **Onsets**, from a decode of the output's sound (8 kHz mono) and a plain decode of the
+  start of each clip and of each segment's own sound. Of the output, only the stretches
+  where some reference's first sound can be looked for are decoded (``output_spans``: each
+  read from a seek ``WARM_UP_S`` earlier, on the 8 kHz grid, which gives the same samples
+  as a decode from the file's start), unless they cover most of it; a 2-hour scene's
+  certificate decodes its onsets' surroundings, not 2 hours of sound. What to decode is
+  known from the timeline (``Measurement``), so the references are read while the render
+  runs, and on the copy path the stretches come from the final mux itself, decoded from
+  the packets it writes (``packet_decode``; checked sample for sample against a decode of
+  the file): after the MP4 only the matching is left (``Certifier``). Each reference's
+  first sound is found in its own decode; its energy envelope (2 ms steps, 50 ms before
+  the onset to 150 ms after) is matched against the output's within ±``SEARCH_S`` of where
+  the timeline puts it (Pearson correlation; the best lag refined between steps). A match
+  weaker than ``MIN_CORRELATION`` (the sound masked by louder sound, or without an edge to
+  find: a steady tone running on from the segment before) is listed as not measured rather
+  than guessed; so is a reference silent in its first ``REFERENCE_S`` seconds.
 - ``av_drift_ms``: the output's audio track's length minus its video track's.
 
 Computed, not measured: the planned times themselves (``scenerender.timeline``). Not
@@ -31,7 +33,8 @@ checked here: which source frame each output frame shows (the tests read frame s
 that).
 
 Size: this docstring is the method; the rest is one measurement read top to bottom
-(boundaries, then onsets, then their arithmetic), with nothing another module uses.
+(``Certifier``, then boundaries, then onsets, then their arithmetic); other modules use only
+``Certifier``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import math
 import operator
 from array import array
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -133,17 +137,60 @@ class Landing:
         return self.measured_s - self.planned_s
 
 
+class Certifier:
+    """One render's certificate: started before the render (``start``: its references read
+    while the render runs), given to the copy path's final mux (``mux_outputs``), finished on
+    the output (``certify``). ``close`` ends it whatever happened."""
+
+    def __init__(self, timeline: Timeline, runner: FFmpegRunner, work: Path) -> None:
+        self.timeline = timeline
+        self.measurement = Measurement.of(timeline)
+        self._runner = runner
+        self._work = work
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync")
+        self._onsets: Future[dict[SourceKey, Onset | str]] | None = None
+        self._muxed: PacketDecode | None = None
+
+    def start(self) -> None:
+        """Read the references now, on a thread (their ffmpeg is the runner's: a cancel stops it)."""
+        if self._onsets is None:
+            self._onsets = self._pool.submit(reference_onsets, self.measurement, self._runner, self._work)
+
+    def mux_outputs(self, source: int) -> PacketDecode | None:
+        """What a final mux reading the encoded AAC as ADTS (input ``source``) adds to decode
+        the output's stretches as it writes them (``packet_decode``); the last one asked for is used."""
+        self._muxed = packet_decode(self.measurement, source, self._work)
+        return self._muxed
+
+    def certify(self, out: Path, parts: Sequence[plan.VideoPart], *, muxed: bool) -> SyncReport:
+        """Measure ``out``; ``muxed``: its sound went through ``mux_outputs``' command, whose decode is read."""
+        self.start()
+        assert self._onsets is not None
+        packets = self._muxed if muxed else None
+        output = output_sound(out, self.measurement, self._runner, self._work, muxed=packets)
+        return certify(out, self.timeline, parts, self.measurement, output, self._onsets.result())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def certify(
-    out: Path, timeline: Timeline, parts: Sequence[plan.VideoPart], runner: FFmpegRunner, work: Path
+    out: Path,
+    timeline: Timeline,
+    parts: Sequence[plan.VideoPart],
+    measurement: Measurement,
+    output: Sequence[float],
+    onsets: dict[SourceKey, Onset | str],
 ) -> SyncReport:
-    """Measure ``out`` (the joined, muxed render) against ``timeline``; ``OutOfSyncError``
-    when picture and sound disagree by more than one output frame anywhere."""
+    """Measure ``out`` (the joined, muxed render; ``output`` its decoded stretches) against
+    ``timeline``; ``OutOfSyncError`` when picture and sound disagree by more than one output
+    frame anywhere."""
     frame_s = 1 / float(timeline.fps)
     boundaries = boundary_landings(out, timeline, parts)
     movie = read_movie(out)
-    onsets, unmeasured = onset_landings(out, timeline, runner, work)
+    onsets_landed, unmeasured = onset_landings(measurement, output, onsets)
     wrong = [b for b in boundaries if abs(b.error_s) > frame_s + 1e-6]
-    wrong += [o for o in onsets if abs(o.error_s) > frame_s + 1e-6]
+    wrong += [o for o in onsets_landed if abs(o.error_s) > frame_s + 1e-6]
     details = [
         ErrorDetail(x.where, f"at {x.measured_s:.3f} s in the output, planned {x.planned_s:.3f} s ({_late(x.error_s)})")
         for x in sorted(wrong, key=lambda x: x.planned_s)  # where it first goes wrong first
@@ -164,9 +211,9 @@ def certify(
         )
     return SyncReport(
         max_boundary_error_ms=_ms(max((abs(b.error_s) for b in boundaries), default=0.0)),
-        max_onset_error_ms=_ms(max(abs(o.error_s) for o in onsets)) if onsets else None,
+        max_onset_error_ms=_ms(max(abs(o.error_s) for o in onsets_landed)) if onsets_landed else None,
         boundaries_measured=len(boundaries),
-        onsets_measured=len(onsets),
+        onsets_measured=len(onsets_landed),
         onsets_not_measured=unmeasured,
     )
 
@@ -368,19 +415,94 @@ class Spans(Sequence[float]):
         raise RenderError(f"the sync measure read output samples {start}-{stop}, which were not decoded")
 
 
-def decode_command(
-    out: Path,
-    refs: Sequence[Reference],
-    spans: Sequence[tuple[int, int]],
-    output_samples: int,
-    dest: Path,
-    script: Path,
-) -> plan.Command:
-    """One ffmpeg: the output's sound in ``spans``, then each reference's first ``REFERENCE_S``
-    seconds, all at ``RATE`` mono, back to back in one raw float stream of known lengths."""
+SourceKey = tuple[Path, float, bool, float]
+
+
+def _source(ref: Reference) -> SourceKey:
+    """What a reference decodes: references alike are decoded once (120 segments of one file)."""
+    return ref.path, ref.offset_s, ref.timestamped, ref.seek_s
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the certificate decodes, known from the timeline before anything is rendered: so
+    the references are read while the render runs (``reference_onsets``), and the copy
+    path's output stretches are decoded by the process that muxes the output's sound
+    (``packet_decode``). What is left after the MP4 is the matching."""
+
+    refs: list[Reference]
+    sources: list[Reference]  # one per distinct source and offset (``_source``)
+    spans: list[tuple[int, int]]  # the output's stretches to decode (``output_spans``)
+    output_samples: int
+
+    @classmethod
+    def of(cls, timeline: Timeline) -> Measurement:
+        refs = [r for r in references(timeline) if r.planned_s < r.until_s]
+        distinct = list(dict.fromkeys(_source(r) for r in refs))
+        sources = [
+            Reference("", path, offset, 0.0, 0.0, timestamped=t, seek_s=seek) for path, offset, t, seek in distinct
+        ]
+        output_samples = math.ceil(float(timeline.duration) * RATE)
+        return cls(refs, sources, output_spans(refs, output_samples) if refs else [], output_samples)
+
+    @property
+    def decoded(self) -> int:
+        """Output samples in the stretches."""
+        return sum(end - start for start, end in self.spans)
+
+
+MONO = "aformat=sample_fmts=flt:channel_layouts=mono"
+
+
+def _raw_output(label: str, dest: Path) -> list[str]:
+    return ["-map", label, "-c:a", "pcm_f32le", "-f", "f32le", str(dest)]
+
+
+def reference_command(sources: Sequence[Reference], dest: Path, script: Path) -> plan.Command:
+    """One ffmpeg: each reference's first ``REFERENCE_S`` seconds at ``RATE`` mono, back to
+    back in one raw float stream, ``REFERENCE_S`` each."""
     ref_samples = round(REFERENCE_S * RATE)
     inputs: list[str] = []
-    mono = "aformat=sample_fmts=flt:channel_layouts=mono"
+    chains: list[str] = []
+    for k, ref in enumerate(sources):
+        first = round(ref.offset_s * RATE)
+        # Read no further than needed (-t on the input); a plain decode, as any player makes it.
+        seek = ["-ss", f"{ref.seek_s:.6f}"] if ref.seek_s else []
+        inputs += [*seek, "-t", f"{ref.offset_s + REFERENCE_S + 0.5:.6f}", "-protocol_whitelist", "file"]
+        inputs += ["-format_whitelist", DEMUXER_WHITELIST, "-i", str(ref.path)]
+        clock = ":first_pts=0" if ref.timestamped else ""
+        chains.append(
+            f"{plan.track_pads(k, ref.right_track)}aresample={RATE}{clock},{MONO},"
+            f"atrim=start_sample={first},asetpts=N/SR/TB,"
+            f"apad=whole_len={ref_samples},atrim=end_sample={ref_samples}[r{k}]"
+        )
+    chains.append("".join(f"[r{k}]" for k in range(len(sources))) + f"concat=n={len(sources)}:v=0:a=1[all]")
+    argv = ["ffmpeg", "-y", *inputs, "-filter_complex_script", str(script), *_raw_output("[all]", dest)]
+    return plan.Command(
+        argv=argv, output=dest, duration_s=REFERENCE_S * len(sources), files={script: ";\n".join(chains)}
+    )
+
+
+def reference_onsets(measurement: Measurement, runner: FFmpegRunner, work: Path) -> dict[SourceKey, Onset | str]:
+    """Each reference's first sound (or why it has none), from one decode of them all."""
+    if not measurement.sources:
+        return {}
+    command = reference_command(measurement.sources, work / "sync-references.f32", work / "sync-references.filtergraph")
+    write_files(command.files)
+    runner.run(command.argv)
+    ref_samples = round(REFERENCE_S * RATE)
+    samples = _read_samples([command.output], ref_samples * len(measurement.sources), "references")
+    return {
+        _source(ref): _reference_onset(samples[k * ref_samples : (k + 1) * ref_samples])
+        for k, ref in enumerate(measurement.sources)
+    }
+
+
+def output_command(
+    out: Path, spans: Sequence[tuple[int, int]], output_samples: int, dest: Path, script: Path
+) -> plan.Command:
+    """One ffmpeg: the output file's sound in ``spans`` at ``RATE`` mono, back to back."""
+    inputs: list[str] = []
     chains: list[str] = []
     for n, (start, end) in enumerate(spans):
         # The seek lands on the 8 kHz grid (a whole number of 48 kHz samples too), so the
@@ -392,77 +514,84 @@ def decode_command(
         inputs += ["-t", f"{(length / RATE) + WARM_UP_S:.6f}"] if end < output_samples else []
         inputs += ["-protocol_whitelist", "file", "-i", str(out)]
         chains.append(
-            f"[{n}:a:0]aresample={RATE}:first_pts=0,{mono},apad=whole_len={length},"
+            f"[{n}:a:0]aresample={RATE}:first_pts=0,{MONO},apad=whole_len={length},"
             f"atrim=start_sample={start - at}:end_sample={length},asetpts=N/SR/TB[o{n}]"
         )
-    first_ref = len(spans)
-    for k, ref in enumerate(refs, start=first_ref):
-        first = round(ref.offset_s * RATE)
-        # Read no further than needed (-t on the input); a plain decode, as any player makes it.
-        seek = ["-ss", f"{ref.seek_s:.6f}"] if ref.seek_s else []
-        inputs += [*seek, "-t", f"{ref.offset_s + REFERENCE_S + 0.5:.6f}", "-protocol_whitelist", "file"]
-        inputs += ["-format_whitelist", DEMUXER_WHITELIST, "-i", str(ref.path)]
-        clock = ":first_pts=0" if ref.timestamped else ""
-        chains.append(
-            f"{plan.track_pads(k, ref.right_track)}aresample={RATE}{clock},{mono},"
-            f"atrim=start_sample={first},asetpts=N/SR/TB,"
-            f"apad=whole_len={ref_samples},atrim=end_sample={ref_samples}[r{k}]"
-        )
-    labels = "".join(f"[o{n}]" for n in range(len(spans))) + "".join(f"[r{k}]" for k in range(first_ref, len(chains)))
-    chains.append(f"{labels}concat=n={len(chains)}:v=0:a=1[all]")
-    argv = [
-        "ffmpeg",
-        "-y",
-        *inputs,
-        "-filter_complex_script",
-        str(script),
-        "-map",
-        "[all]",
-        "-c:a",
-        "pcm_f32le",
-        "-f",
-        "f32le",
-        str(dest),
-    ]
+    chains.append("".join(f"[o{n}]" for n in range(len(spans))) + f"concat=n={len(spans)}:v=0:a=1[all]")
+    argv = ["ffmpeg", "-y", *inputs, "-filter_complex_script", str(script), *_raw_output("[all]", dest)]
     decoded = sum(end - start for start, end in spans)
     return plan.Command(argv=argv, output=dest, duration_s=decoded / RATE, files={script: ";\n".join(chains)})
 
 
-def _source(ref: Reference) -> tuple[Path, float, bool, float]:
-    """What a reference decodes: references alike are decoded once (120 segments of one file)."""
-    return ref.path, ref.offset_s, ref.timestamped, ref.seek_s
+@dataclass(frozen=True)
+class PacketDecode:
+    """The output's stretches decoded by the process that muxes the output's sound: options
+    it takes after its outputs (a filter graph on its ADTS input, one raw output a stretch),
+    the script they read, and the files they write, in order."""
+
+    argv: list[str]
+    files: dict[Path, str]
+    dests: list[Path]
 
 
-def onset_landings(out: Path, timeline: Timeline, runner: FFmpegRunner, work: Path) -> tuple[list[Landing], list[str]]:
-    """Where each reference's first sound landed in ``out``; and the references not measured, with why."""
-    refs = [r for r in references(timeline) if r.planned_s < r.until_s]
-    if not refs:
-        return [], []
-    # One decode per distinct source and offset (120 segments of one file: one reference).
-    distinct = list(dict.fromkeys(_source(r) for r in refs))
-    sources = [Reference("", path, offset, 0.0, 0.0, timestamped=t, seek_s=seek) for path, offset, t, seek in distinct]
-    output_samples = math.ceil(float(timeline.duration) * RATE)
-    spans = output_spans(refs, output_samples)
-    dest, script = work / "sync.f32", work / "sync.filtergraph"
-    command = decode_command(out, sources, spans, output_samples, dest, script)
-    write_files(command.files)
-    runner.run(command.argv)
+def packet_decode(measurement: Measurement, source: int, work: Path) -> PacketDecode | None:
+    """The copy path's final mux reads the joined AAC frames as ADTS (input ``source``); a
+    decode of those very packets without the encoder delay is, sample for sample, a decode
+    of the finished file (``plan.ENCODED_SCAN`` relies on the same), here at ``RATE`` and
+    padded to the output's length, as ``output_command`` gives it. One output a stretch:
+    joined in one (``concat``) the later stretches would wait in memory for the earlier."""
+    spans = measurement.spans
+    if not spans:
+        return None
+    script = work / "sync-muxed.filtergraph"
+    dests = [work / f"sync-muxed-{n}.f32" for n in range(len(spans))]
+    labels = "".join(f"[s{n}]" for n in range(len(spans)))
+    chains = [
+        f"[{source}:a:0]atrim=start_sample={plan.AAC_PRIMING_SAMPLES},asetpts=N/SR/TB,aresample={RATE},{MONO},"
+        f"apad=whole_len={measurement.output_samples},atrim=end_sample={measurement.output_samples},"
+        f"asplit={len(spans)}{labels}",
+        *(f"[s{n}]atrim=start_sample={start}:end_sample={end}[o{n}]" for n, (start, end) in enumerate(spans)),
+    ]
+    argv = ["-filter_complex_script", str(script)]
+    for n, dest in enumerate(dests):
+        argv += _raw_output(f"[o{n}]", dest)
+    return PacketDecode(argv, {script: ";\n".join(chains)}, dests)
+
+
+def _read_samples(files: Sequence[Path], wanted: int, what: str) -> array[float]:
     samples = array("f")
-    samples.frombytes(dest.read_bytes())
-    dest.unlink()
-    ref_samples = round(REFERENCE_S * RATE)
-    decoded = sum(end - start for start, end in spans)
-    wanted = decoded + ref_samples * len(sources)
+    for path in files:
+        samples.frombytes(path.read_bytes())
+        path.unlink()
     if len(samples) != wanted:
-        raise RenderError(f"the sync decode gave {len(samples)} samples, not {wanted}")
-    output = Spans(spans, samples[:decoded], output_samples)
-    onsets: dict[tuple[Path, float, bool, float], Onset | str] = {}
-    for k, key in enumerate(distinct):
-        start = decoded + k * ref_samples
-        onsets[key] = _reference_onset(samples[start : start + ref_samples])
+        raise RenderError(f"the sync decode of the {what} gave {len(samples)} samples, not {wanted}")
+    return samples
+
+
+def output_sound(
+    out: Path, measurement: Measurement, runner: FFmpegRunner, work: Path, *, muxed: PacketDecode | None = None
+) -> Spans:
+    """The output's stretches: read from what its mux decoded (``muxed``), or decoded from ``out``."""
+    files = muxed.dests if muxed is not None else []
+    if muxed is None and measurement.spans:
+        command = output_command(
+            out, measurement.spans, measurement.output_samples, work / "sync.f32", work / "sync.filtergraph"
+        )
+        write_files(command.files)
+        runner.run(command.argv)
+        files = [command.output]
+    samples = _read_samples(files, measurement.decoded, "output") if files else array("f")
+    return Spans(measurement.spans, samples, measurement.output_samples)
+
+
+def onset_landings(
+    measurement: Measurement, output: Sequence[float], onsets: dict[SourceKey, Onset | str]
+) -> tuple[list[Landing], list[str]]:
+    """Where each reference's first sound (``onsets``) landed in ``output``; and the
+    references not measured, with why."""
     landings: list[Landing] = []
     unmeasured: list[str] = []
-    for ref in refs:
+    for ref in measurement.refs:
         found = onsets[_source(ref)]
         if ref.fade_in_s > FADE_EDGE_S:
             found = f"fades in over {ref.fade_in_s:g} s (no edge to find)"

@@ -14,6 +14,7 @@ import pytest
 from scenerender.cli.local import local_policy
 from scenerender.cli.specfiles import load_spec
 from scenerender.core import plan, sync
+from scenerender.core.ffmpeg import FFmpegRunner
 from scenerender.core.inputs import InputResolver
 from scenerender.core.plan import audio_mix, output
 from scenerender.core.render import RenderOptions, RenderResult, render
@@ -180,3 +181,31 @@ def test_a_clip_placed_late_in_a_long_scene_is_refused(
     assert "audio.clips[1] (sfx)" in caught.value.message and "planned 24.700 s" in caught.value.message
     assert "80." in caught.value.message and "ms late" in caught.value.message, caught.value.message
     assert not out.exists()
+
+
+def test_the_copy_paths_sound_is_measured_as_muxed_and_as_the_file_plays(media: Path, tmp_path: Path) -> None:
+    # On the copy path the output's stretches are decoded by the mux, from the packets it
+    # writes (``sync.packet_decode``): they must be, sample for sample, what a decode of the
+    # finished file gives (``sync.output_command``), or the certificate would measure
+    # something other than the output.
+    seen: list[tuple[sync.Measurement, bool, sync.Spans]] = []
+    real = sync.output_sound
+
+    def spy(
+        out: Path, measurement: sync.Measurement, runner: FFmpegRunner, work: Path, *, muxed: Any = None
+    ) -> sync.Spans:
+        seen.append((measurement, muxed is not None, real(out, measurement, runner, work, muxed=muxed)))
+        return seen[-1][2]
+
+    out = tmp_path / "long.mp4"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sync, "output_sound", spy)
+        result = render_here(long_scene(media, "long-muxed"), out)
+    [(measurement, muxed, in_mux)] = seen
+    assert result.fast_path and muxed and len(measurement.spans) == 2
+    from_file = real(out, measurement, FFmpegRunner("ffmpeg"), tmp_path)
+    for start, end in measurement.spans:
+        a, b = in_mux[start:end], from_file[start:end]
+        assert len(a) == len(b) == end - start
+        assert max(map(abs, a)) > 0.1  # a click is in each stretch: not two silences compared
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-6

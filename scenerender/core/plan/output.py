@@ -20,6 +20,7 @@ def assemble_command(
     out: Path,
     *,
     audio_copy: Path | None = None,
+    measure: tuple[Sequence[str], dict[Path, str]] = ((), {}),
 ) -> Command:
     """The finished MP4 in one copying pass: the video pieces joined, the encoded audio
     beside them, index first.
@@ -28,7 +29,9 @@ def assemble_command(
     encode's joined frames, ``make_audio``'s ``joined_into``), stamped here as one encoder
     stamps them and measured in the same process: the EBU R128 summary of
     ``encoded_scan_command`` ends its stderr; ``audio_copy`` then receives the audio alone
-    as an M4A too (what the audio cache keeps).
+    as an M4A too (what the audio cache keeps), and ``measure`` (options and the files they
+    read: the sync certificate's decode of the output's sound, ``sync.packet_decode``) is
+    put after the outputs.
     """
     if isinstance(audio, Path):
         audio_input, stamps, copy, scan = input_args(audio), [], [], []
@@ -70,5 +73,7 @@ def assemble_command(
         str(out),
         *copy,
         *scan,
+        *measure[0],
     ]
-    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files={list_path: concat_list(pieces)})
+    files = {list_path: concat_list(pieces), **measure[1]}
+    return Command(argv=argv, output=out, duration_s=float(timeline.duration), files=files)
