@@ -107,4 +107,4 @@ def on_sweep(request: flask.Request) -> flask.typing.ResponseReturnValue:
         # Scheduler records the failure and calls again at the next tick.
         log.error("sweep failed: %s", exc.message)
         return {"error": exc.to_dict()}, 503
-    return report.to_dict(), 200
+    return report.wire(), 200

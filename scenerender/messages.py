@@ -447,3 +447,60 @@ class BatchSummary(_Wire):
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------- the HTTP doors' answers
+
+
+class JobReceipt(_Wire):
+    """``POST /`` took a spec (202): the job it becomes and the spec object written (docs/api.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+    job_id: str
+    spec_uri: str
+    spec_generation: str
+
+
+class BatchReceipt(_Wire):
+    """``POST /`` took a batch (202): its scenes' job ids, in order, and the batch object written."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+    batch_id: str
+    job_ids: list[str]
+    spec_uri: str
+    spec_generation: str
+
+
+class UploadGrant(_Wire):
+    """``POST /uploads`` (200): PUT the file to ``url`` with ``headers`` before ``expires_at``,
+    then name ``uri`` in a spec; ``exists``: an object of that content is there already."""
+
+    uri: str
+    url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_at: datetime
+    exists: bool
+
+    @field_serializer("expires_at")
+    def _iso(self, value: datetime) -> str:
+        return value.isoformat()  # as the API wrote it before this model: "+00:00", not "Z"
+
+
+class SweepReport(_Wire):
+    """The sweeper's answer to Cloud Scheduler (``scenerender.pipeline.sweeper.sweep``): how many
+    unfinished jobs it read, the execution it launched and for which jobs (job -> why), the
+    jobs it failed (job -> why), and what it could not do this round (tried again next round)."""
+
+    model_config = ConfigDict(frozen=False, extra="ignore")  # the sweep fills it in as it goes
+
+    checked: int = 0
+    launched: str | None = None
+    launched_for: dict[str, str] = Field(default_factory=dict)
+    failed: dict[str, str] = Field(default_factory=dict)
+    errors: list[str] = Field(default_factory=list)
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")  # ``launched: null`` when nothing was launched

@@ -26,7 +26,7 @@ from scenerender.errors import (
     SpecError,
     all_error_classes,
 )
-from scenerender.messages import BatchDocument, JobDocument
+from scenerender.messages import BatchDocument, BatchReceipt, JobDocument, JobReceipt
 from scenerender.pipeline.steps import spec_object_name
 from scenerender.settings import Settings
 
@@ -160,27 +160,33 @@ def submit_with_api(
     *,
     allow_outside: bool = False,
     names: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Validate ``spec_path`` (a spec or a batch) here, upload its local media through the API's
-    upload door, and POST it: the API's answer (``job_id`` or ``batch_id``, ``spec_generation``)."""
-    from scenerender.pipeline.batch import is_batch, parse_batch
-
+) -> JobReceipt:
+    """Validate the spec at ``spec_path`` here, upload its local media through the API's upload
+    door, and POST it: the API's receipt."""
     raw_bytes = spec_path.read_bytes()
-    if is_batch(raw_bytes):
-        parse_batch(raw_bytes)
-        data = load_json(raw_bytes, max_bytes=len(raw_bytes) + 1, what="batch")
-        data["scenes"] = [
-            upload_local_files(
-                spec_path, scene, api.upload, allow_outside=allow_outside, prefix=f"scenes[{i}].", names=names
-            )
-            for i, scene in enumerate(data["scenes"])
-        ]
-    else:
-        spec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
-        raw = load_json(raw_bytes, max_bytes=settings.max_spec_bytes)
-        data = upload_local_files(spec_path, raw, api.upload, allow_outside=allow_outside, names=names)
-        data["job_id"] = spec.job_id or default_job_id(spec_path.name)
+    spec = parse_spec(raw_bytes, max_bytes=settings.max_spec_bytes)
+    raw = load_json(raw_bytes, max_bytes=settings.max_spec_bytes)
+    data = upload_local_files(spec_path, raw, api.upload, allow_outside=allow_outside, names=names)
+    data["job_id"] = spec.job_id or default_job_id(spec_path.name)
     return api.submit(json.dumps(data).encode())
+
+
+def submit_batch_with_api(
+    batch_path: Path, api: ApiClient, *, allow_outside: bool = False, names: dict[str, str] | None = None
+) -> BatchReceipt:
+    """``submit_with_api`` for a batch file: every scene's local media uploaded, then the batch POSTed."""
+    from scenerender.pipeline.batch import parse_batch
+
+    raw_bytes = batch_path.read_bytes()
+    parse_batch(raw_bytes)
+    data = load_json(raw_bytes, max_bytes=len(raw_bytes) + 1, what="batch")
+    data["scenes"] = [
+        upload_local_files(
+            batch_path, scene, api.upload, allow_outside=allow_outside, prefix=f"scenes[{i}].", names=names
+        )
+        for i, scene in enumerate(data["scenes"])
+    ]
+    return api.submit_batch(json.dumps(data).encode())
 
 
 def submit_batch(path: Path, settings: Settings, blobs: GcsBlobStore) -> tuple[str, str, int]:

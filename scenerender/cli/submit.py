@@ -231,12 +231,12 @@ def submit_cmd(
         if missing:
             raise collected(missing)
         clients = cloud_clients(settings)
-        from scenerender.cli.remote import submit_with_api
+        from scenerender.cli.remote import submit_batch_with_api
 
         session, api, jobs = signed_in(user, clients)
         names: dict[str, str] = {}
-        answer = submit_with_api(spec_path, api, clients.settings, allow_outside=allow_outside, names=names)
-        batch_id, uri = str(answer["batch_id"]), str(answer["spec_uri"])
+        receipt = submit_batch_with_api(spec_path, api, allow_outside=allow_outside, names=names)
+        batch_id, uri = receipt.batch_id, receipt.spec_uri
         err.print(f"submitted {uri} as batch {batch_id} (user {session.email or session.uid})", highlight=False)
         if not as_json:
             out.print(batch_id)
@@ -267,7 +267,7 @@ def submit_cmd(
     session, api, jobs = signed_in(user, clients)
     names = {}
     answer = submit_with_api(spec_path, api, clients.settings, allow_outside=allow_outside, names=names)
-    job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
+    job_id, uri, generation = answer.job_id, answer.spec_uri, int(answer.spec_generation)
     err.print(f"submitted {uri} as job {job_id} (user {session.email or session.uid})", highlight=False)
     if not as_json:
         out.print(job_id)
@@ -330,7 +330,7 @@ def demo_cmd(
     try:
         session, api, jobs = signed_in(user, clients)
         answer = submit_with_api(spec_path, api, clients.settings)
-        job_id, uri, generation = str(answer["job_id"]), str(answer["spec_uri"]), int(answer["spec_generation"])
+        job_id, uri, generation = answer.job_id, answer.spec_uri, int(answer.spec_generation)
         err.print(
             f"submitted {uri} as job {job_id} (user {session.email}); following render_jobs/{job_id}", highlight=False
         )

@@ -16,9 +16,10 @@ import mimetypes
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from scenerender.errors import (
     ErrorDetail,
@@ -30,7 +31,7 @@ from scenerender.errors import (
     UnauthenticatedError,
     all_error_classes,
 )
-from scenerender.messages import BatchDocument, JobDocument
+from scenerender.messages import BatchDocument, BatchReceipt, JobDocument, JobReceipt, UploadGrant
 from scenerender.settings import Settings
 
 DEFAULT_USER = "local-user@example.com"
@@ -204,6 +205,9 @@ def error_from_body(status: int, body: Any) -> SceneRenderError:
     return cls(message, details=details)
 
 
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
+
+
 class ApiClient:
     """The HTTP API as one signed-in user."""
 
@@ -232,10 +236,16 @@ class ApiClient:
             raise error_from_body(response.status_code, body)
         return body if isinstance(body, dict) else {}
 
-    def submit(self, spec: bytes) -> dict[str, Any]:
-        """POST a spec or batch: ``{job_id | batch_id, spec_uri, spec_generation}`` (a plain
-        receipt the CLI prints as it came: left a dict)."""
-        return self._call("POST", "/", content=spec, headers={"Content-Type": "application/json"})
+    def submit(self, spec: bytes) -> JobReceipt:
+        """POST a job spec: the job it became and where its spec is."""
+        return _answer(JobReceipt, self._post_spec(spec))
+
+    def submit_batch(self, batch: bytes) -> BatchReceipt:
+        """POST a batch: its scenes' job ids and where the batch is."""
+        return _answer(BatchReceipt, self._post_spec(batch))
+
+    def _post_spec(self, body: bytes) -> dict[str, Any]:
+        return self._call("POST", "/", content=body, headers={"Content-Type": "application/json"})
 
     def job(self, job_id: str) -> JobDocument:
         """The user's job document (its ``spec``, the accepted spec, kept as an extra field)."""
@@ -263,25 +273,30 @@ class ApiClient:
         digest = _sha256(path)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         size = path.stat().st_size
-        ticket = self._call(
-            "POST",
-            "/uploads",
-            json={"filename": _safe_name(path.name), "content_type": content_type, "size": size, "sha256": digest},
-        )
-        if not ticket.get("exists"):
+        ask = {"filename": _safe_name(path.name), "content_type": content_type, "size": size, "sha256": digest}
+        grant = _answer(UploadGrant, self._call("POST", "/uploads", json=ask))
+        if not grant.exists:
             try:
                 with path.open("rb") as fh:
-                    response = httpx.put(
-                        str(ticket["url"]), content=fh, headers=dict(ticket.get("headers") or {}), timeout=600
-                    )
+                    response = httpx.put(grant.url, content=fh, headers=grant.headers, timeout=600)
             except httpx.HTTPError as exc:
                 raise TransientError(f"upload of {path} failed: {exc}") from exc
             if response.status_code not in (200, 201):
                 raise SceneRenderError(f"upload of {path} failed: HTTP {response.status_code} {response.text[:200]}")
-        return str(ticket["uri"])
+        return grant.uri
 
     def close(self) -> None:
         self.http.close()
+
+
+def _answer(model: type[AnswerT], body: dict[str, Any]) -> AnswerT:
+    """The API's 2xx body read as the message it answers with; another shape says so."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise SceneRenderError(f"the API answered with no {model.__name__} ({where}: {first['msg']})") from None
 
 
 def _sha256(path: Path) -> str:

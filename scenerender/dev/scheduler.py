@@ -11,7 +11,6 @@ logged and the next tick is its retry.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -19,22 +18,20 @@ import threading
 import urllib.error
 import urllib.request
 from types import FrameType
-from typing import Any
 
 from scenerender.logs import configure_logging
+from scenerender.messages import SweepReport
 from scenerender.settings import get_settings
 
 log = logging.getLogger("scenerender.scheduler")
 CALL_TIMEOUT_S = 120.0  # the sweeper function's timeout_seconds (terraform/sweeper.tf)
 
 
-def call_sweeper(url: str, timeout_s: float = CALL_TIMEOUT_S) -> dict[str, Any]:
-    """One tick: POST to the sweeper function, as Cloud Scheduler's http_target does; its report
-    (``SweepReport.to_dict``), only logged: left as the JSON it is."""
+def call_sweeper(url: str, timeout_s: float = CALL_TIMEOUT_S) -> SweepReport:
+    """One tick: POST to the sweeper function, as Cloud Scheduler's http_target does; its report."""
     request = urllib.request.Request(url, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        report: dict[str, Any] = json.loads(response.read())
-    return report
+        return SweepReport.model_validate_json(response.read())
 
 
 def run(url: str, every_s: float, stop: threading.Event) -> None:
@@ -42,15 +39,16 @@ def run(url: str, every_s: float, stop: threading.Event) -> None:
     while not stop.wait(every_s):
         try:
             report = call_sweeper(url)
-        except (OSError, ValueError) as exc:  # urllib's HTTPError and URLError are OSErrors
+        # urllib's HTTPError and URLError are OSErrors; pydantic's ValidationError is a ValueError.
+        except (OSError, ValueError) as exc:
             log.warning("sweep call to %s failed: %s", url, exc)
             continue
         log.info(
             "sweep: %s unfinished, launched %s for %s, failed %s",
-            report.get("checked"),
-            report.get("launched"),
-            sorted(report.get("launched_for") or {}),
-            sorted(report.get("failed") or {}),
+            report.checked,
+            report.launched,
+            sorted(report.launched_for),
+            sorted(report.failed),
         )
 
 

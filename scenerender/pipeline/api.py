@@ -47,7 +47,15 @@ from scenerender.errors import (
     TransientError,
     UnauthenticatedError,
 )
-from scenerender.messages import ErrorBlock, JobDocument, is_active, may_take
+from scenerender.messages import (
+    BatchReceipt,
+    ErrorBlock,
+    JobDocument,
+    JobReceipt,
+    UploadGrant,
+    is_active,
+    may_take,
+)
 from scenerender.pipeline.batch import BatchSpec, is_batch, parse_batch, scene_job_id, scene_runs, scene_spec
 from scenerender.pipeline.steps import spec_object_name
 from scenerender.ports import Blobs, Jobs
@@ -84,7 +92,7 @@ class ApiRequest:
 @dataclass(frozen=True)
 class ApiResponse:
     status: int
-    body: dict[str, Any] | None  # the HTTP body: a model's wire() (JobDocument, ErrorBlock...) or a receipt
+    body: dict[str, Any] | None  # the HTTP body: a model's wire() (a receipt, a JobDocument, an ErrorBlock...)
     headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> str:
@@ -153,7 +161,7 @@ class Api:
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(job_id)}"
         generation = self._write_spec(uri, stored_bytes(data))
         log.info("API: user %s submitted job %s (%s)", user.uid, job_id, uri)
-        return ApiResponse(202, {"job_id": job_id, "spec_uri": uri, "spec_generation": str(generation)})
+        return ApiResponse(202, JobReceipt(job_id=job_id, spec_uri=uri, spec_generation=str(generation)).wire())
 
     def _submit_batch(self, user: User, batch: BatchSpec, raw: bytes) -> ApiResponse:
         check_owner(user, batch.owner_uid, "owner_uid")
@@ -187,15 +195,9 @@ class Api:
         uri = f"gs://{self.settings.spec_bucket}/{spec_object_name(batch.batch_id)}"
         generation = self._write_spec(uri, written)
         log.info("API: user %s submitted batch %s (%s)", user.uid, batch.batch_id, uri)
-        return ApiResponse(
-            202,
-            {
-                "batch_id": batch.batch_id,
-                "job_ids": [scene_job_id(batch, i) for i in range(len(batch.scenes))],
-                "spec_uri": uri,
-                "spec_generation": str(generation),
-            },
-        )
+        job_ids = [scene_job_id(batch, i) for i in range(len(batch.scenes))]
+        receipt = BatchReceipt(batch_id=batch.batch_id, job_ids=job_ids, spec_uri=uri, spec_generation=str(generation))
+        return ApiResponse(202, receipt.wire())
 
     def _write_spec(self, uri: str, data: bytes) -> int:
         """Write the spec object (it starts the job), then a copy of it named by its generation.
@@ -324,17 +326,9 @@ class Api:
         url, expires = self.blobs.signed_upload_url(
             uri, self.settings.upload_url_ttl_s, content_type=ask.content_type, max_bytes=ask.size
         )
-        return ApiResponse(
-            200,
-            {
-                "uri": uri,
-                "url": url,
-                "method": "PUT",
-                "headers": {"Content-Type": ask.content_type, "x-goog-content-length-range": f"0,{ask.size}"},
-                "expires_at": expires,
-                "exists": exists,
-            },
-        )
+        headers = {"Content-Type": ask.content_type, "x-goog-content-length-range": f"0,{ask.size}"}
+        grant = UploadGrant(uri=uri, url=url, headers=headers, expires_at=expires, exists=exists)
+        return ApiResponse(200, grant.wire())
 
 
 class UploadRequest(BaseModel):

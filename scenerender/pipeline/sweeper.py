@@ -24,13 +24,13 @@ Every job that needs an execution this round gets the same one, with a task per 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from scenerender.cloud.launcher import Execution, Launcher, launch
 from scenerender.errors import RenderTimeoutError, SceneRenderError
-from scenerender.messages import ErrorBlock, JobDocument, JobStatus
+from scenerender.messages import ErrorBlock, JobDocument, JobStatus, SweepReport
 from scenerender.pipeline.steps import refresh_batch
 from scenerender.ports import Jobs
 from scenerender.settings import Settings
@@ -105,24 +105,6 @@ def _judge_running(
     if attempt >= settings.max_attempts or launches >= settings.max_launches:
         return Verdict("fail", f"{reason}; no attempts left")
     return Verdict("launch", reason)
-
-
-@dataclass
-class SweepReport:
-    checked: int = 0
-    launched: str | None = None
-    launched_for: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "checked": self.checked,
-            "launched": self.launched,
-            "launched_for": self.launched_for,
-            "failed": self.failed,
-            "errors": self.errors,
-        }
 
 
 def sweep(*, settings: Settings, jobs: Jobs, launcher: Launcher, now: datetime | None = None) -> SweepReport:

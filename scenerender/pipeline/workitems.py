@@ -90,6 +90,28 @@ class WorkItem(BaseModel):
         return cls(job_id=job_id, **asdict(task))
 
 
+class ItemRecord(BaseModel):
+    """``render_jobs/{job}/items/{key}``: one segment encode offered to other workers
+    (``ItemStore``), CLAIMED -> DONE, or RELEASED for the assembler.
+
+    Read leniently (timestamps as Firestore gives them); written field by field by the store,
+    whose timestamps are the server's.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    status: Literal["CLAIMED", "DONE", "RELEASED"] | None = None
+    holder: str | None = None
+    index: int = -1
+    attempt: int = 0
+    holders: list[str] = Field(default_factory=list)
+    heartbeat_at: datetime | None = None
+    claimed_at: datetime | None = None
+    done_by: str | None = None
+    done_at: datetime | None = None
+    reason: str = ""
+
+
 class ItemStore:
     """Claims on work items: ``render_jobs/{job}/items/{key}`` (CLAIMED -> DONE, or RELEASED)."""
 
@@ -110,13 +132,12 @@ class ItemStore:
         def run(transaction: Any) -> None:
             nonlocal outcome
             snap = ref.get(transaction=transaction)
-            doc = dict(snap.to_dict() or {}) if snap.exists else {}
-            status = doc.get("status")
-            if status == "DONE":
+            doc = ItemRecord.model_validate(snap.to_dict() or {}) if snap.exists else ItemRecord()
+            if doc.status == "DONE":
                 outcome = "done"
                 return
-            alive = beat_is_fresh(doc.get("heartbeat_at"), self.stale_after_s)
-            if status == "CLAIMED" and alive and doc.get("holder") != holder:
+            alive = beat_is_fresh(doc.heartbeat_at, self.stale_after_s)
+            if doc.status == "CLAIMED" and alive and doc.holder != holder:
                 outcome = "held"
                 return
             outcome = "mine"
@@ -125,9 +146,9 @@ class ItemStore:
                 {
                     "status": "CLAIMED",
                     "holder": holder,
-                    "index": index if index >= 0 else doc.get("index", -1),
-                    "attempt": int(doc.get("attempt") or 0) + 1,
-                    "holders": [*doc.get("holders", []), holder],
+                    "index": index if index >= 0 else doc.index,
+                    "attempt": doc.attempt + 1,
+                    "holders": [*doc.holders, holder],
                     "heartbeat_at": firestore.SERVER_TIMESTAMP,
                     "claimed_at": firestore.SERVER_TIMESTAMP,
                     "expire_at": datetime.now(UTC) + ITEM_TTL,  # Firestore's TTL policy deletes it then
@@ -140,17 +161,15 @@ class ItemStore:
             raise translate_error(exc, f"claim item {key[:12]} of job {job_id}") from exc
         return outcome
 
-    # Work item documents are this store's own records (render_jobs/{id}/items/{key}), written
-    # and read only here and by the tests that inspect them: kept as Firestore holds them.
+    # Written field by field (``fields``): the timestamps in them are the server's sentinels.
     def _if_holder(self, job_id: str, key: str, holder: str, fields: dict[str, Any]) -> None:
         ref = self._ref(job_id, key)
 
         @firestore.transactional
         def run(transaction: Any) -> None:
-            snap = ref.get(transaction=transaction)
-            doc = snap.to_dict() or {}
+            doc = ItemRecord.model_validate(ref.get(transaction=transaction).to_dict() or {})
             # A holder that was taken over (it looked dead) must not overwrite the new claim.
-            if doc.get("status") == "CLAIMED" and doc.get("holder") == holder:
+            if doc.status == "CLAIMED" and doc.holder == holder:
                 transaction.update(ref, fields)
 
         try:
@@ -169,10 +188,12 @@ class ItemStore:
     def release(self, job_id: str, key: str, holder: str, reason: str = "") -> None:
         self._if_holder(job_id, key, holder, {"status": "RELEASED", "reason": reason})
 
-    def items(self, job_id: str) -> dict[str, dict[str, Any]]:
+    def items(self, job_id: str) -> dict[str, ItemRecord]:
+        """Every work item of the job, by key."""
         try:
             return {
-                snap.id: dict(snap.to_dict() or {}) for snap in self.jobs.document(job_id).collection("items").stream()
+                snap.id: ItemRecord.model_validate(snap.to_dict() or {})
+                for snap in self.jobs.document(job_id).collection("items").stream()
             }
         except Exception as exc:
             raise translate_error(exc, f"read items of job {job_id}") from exc

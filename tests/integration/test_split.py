@@ -21,7 +21,7 @@ import pytest
 from scenerender.cloud.bus import ensure_subscription, ensure_topic
 from scenerender.cloud.clients import Clients
 from scenerender.messages import JobDocument
-from scenerender.pipeline.workitems import ItemStore
+from scenerender.pipeline.workitems import ItemRecord, ItemStore
 from scenerender.settings import Settings
 from tests import measure
 from tests.cli import render_json
@@ -121,10 +121,10 @@ def test_a_scene_split_over_three_workers_matches_a_single_worker_render(
     assert output.segments_from_helpers >= 1, output
 
     items = ItemStore(stores.jobs.client, settings).items("it-split-three")
-    assert len(items) == SEGMENTS and {i["status"] for i in items.values()} == {"DONE"}
-    encoders = {i["done_by"] for i in items.values()}
+    assert len(items) == SEGMENTS and {i.status for i in items.values()} == {"DONE"}
+    encoders = {i.done_by for i in items.values()}
     assert len(encoders) >= 2, encoders  # the encodes really were shared out
-    assert sorted(i["index"] for i in items.values()) == list(range(SEGMENTS))
+    assert sorted(i.index for i in items.values()) == list(range(SEGMENTS))
 
     shared = download_output(stores, "it-split-three", tmp_path / "shared.mp4")
     local_spec = scene(str(source), str(line), "local")
@@ -159,18 +159,14 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
     try:
         submit(stores, scene(source_uri, line_uri, "it-split-kill"))
         deadline = time.monotonic() + 90
-        held: tuple[str, dict[str, Any]] | None = None
+        held: tuple[str, ItemRecord] | None = None
         while held is None:
             assert time.monotonic() < deadline, "the victim never took a segment"
             running = stores.jobs.get("it-split-kill")
             assert running is None or running.status != "COMPLETED"
             items = ItemStore(stores.jobs.client, settings).items("it-split-kill")
             held = next(
-                (
-                    (k, i)
-                    for k, i in items.items()
-                    if i.get("holder", "").endswith(f":{victim}") and i["status"] == "CLAIMED"
-                ),
+                ((k, i) for k, i in items.items() if (i.holder or "").endswith(f":{victim}") and i.status == "CLAIMED"),
                 None,
             )
             time.sleep(0.1)
@@ -184,8 +180,8 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
     assert time.monotonic() - killed_at < 60
     key, _ = held
     item = ItemStore(stores.jobs.client, settings).items("it-split-kill")[key]
-    assert item["status"] == "DONE" and not item["done_by"].endswith(f":{victim}")
-    assert item["attempt"] >= 2 and item["holders"][0].endswith(f":{victim}")
+    assert item.status == "DONE" and item.done_by and not item.done_by.endswith(f":{victim}")
+    assert item.attempt >= 2 and item.holders[0].endswith(f":{victim}")
     out = download_output(stores, "it-split-kill", tmp_path / "out.mp4")
     assert measure.count_frames(out) == round(SEGMENTS * SEGMENT_S * 30)
     assert output.segments_encoded == SEGMENTS

@@ -20,13 +20,17 @@ from scenerender.errors import ConflictError, ErrorDetail, InputUnreachableError
 from scenerender.messages import (
     ACTIVE,
     TERMINAL,
+    BatchReceipt,
     DeadLetter,
     ErrorBlock,
     JobDocument,
+    JobReceipt,
     JobStatus,
     RenderReport,
     RenderRequest,
     RenderResultBlock,
+    SweepReport,
+    UploadGrant,
 )
 from tests.unit.cloud_fakes import measured_result
 
@@ -244,3 +248,42 @@ def test_the_reports_result_block_has_the_render_results_fields_and_defaults() -
             assert wire[name].is_required(), name
         else:
             assert wire[name].get_default(call_default_factory=True) == default, name
+
+
+def test_the_api_answers_are_the_shapes_docs_api_md_names() -> None:
+    # Given the storage's generation as it comes (an int).
+    job = JobReceipt.model_validate(
+        {"job_id": "scene-1", "spec_uri": "gs://specs/jobs/scene-1.json", "spec_generation": 1712345678901234}
+    )
+    assert job.wire() == {
+        "job_id": "scene-1",
+        "spec_uri": "gs://specs/jobs/scene-1.json",
+        "spec_generation": "1712345678901234",  # a string: a JavaScript number would round it
+    }
+    batch = {"batch_id": "b", "job_ids": ["b-001"], "spec_uri": "gs://specs/jobs/b.json", "spec_generation": "7"}
+    assert BatchReceipt.model_validate(batch).wire() == batch
+    expires = datetime(2026, 12, 6, 14, 0, tzinfo=UTC)
+    headers = {"Content-Type": "video/mp4", "x-goog-content-length-range": "0,10"}
+    grant = UploadGrant(uri="gs://m/u/a.mp4", url="https://signed", headers=headers, expires_at=expires, exists=False)
+    assert json.loads(json.dumps(grant.wire())) == {
+        "uri": "gs://m/u/a.mp4",
+        "url": "https://signed",
+        "method": "PUT",
+        "headers": headers,
+        "expires_at": "2026-12-06T14:00:00+00:00",  # as the API wrote it before the model
+        "exists": False,
+    }
+    # Read back as the CLI's client reads it.
+    assert UploadGrant.model_validate(grant.wire()) == grant
+
+
+def test_the_sweep_report_says_null_when_nothing_was_launched() -> None:
+    report = SweepReport(checked=2, failed={"a": "worker lost"})
+    assert report.wire() == {
+        "checked": 2,
+        "launched": None,
+        "launched_for": {},
+        "failed": {"a": "worker lost"},
+        "errors": [],
+    }
+    assert SweepReport.model_validate_json(json.dumps(report.wire())) == report

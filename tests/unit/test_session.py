@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from scenerender.cli.remote import upload_local_files
-from scenerender.cloud.session import error_from_body
+from scenerender.cloud.session import ApiClient, Session, error_from_body
 from scenerender.errors import (
     BodyTooLargeError,
     ConflictError,
     InputRefusedError,
     LimitExceededError,
     NotFoundError,
+    SceneRenderError,
     SpecError,
     TooManyJobsError,
     TransientError,
@@ -76,3 +78,20 @@ def test_only_files_in_the_specs_folder_are_uploaded_unless_allowed(tmp_path: Pa
     assert data["audio"]["clips"][1]["url"] == "gs://m/x"
     assert names["gs://media/users/u/uploads/a.mp4"] == "a.mp4"
     assert json.dumps(raw).count("gs://media") == 0  # the caller's spec is left as it was
+
+
+def test_a_2xx_answer_of_the_wrong_shape_is_an_error_not_a_key_error() -> None:
+    api = ApiClient("http://api.test", Session("u", None, "token"))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/uploads":
+            return httpx.Response(200, json={"uri": "gs://m/a.mp4"})  # no url, headers, expires_at...
+        receipt = {"batch_id": "b", "job_ids": ["b-001"], "spec_uri": "gs://s/b.json", "spec_generation": "1"}
+        return httpx.Response(202, json=receipt)
+
+    api.http = httpx.Client(transport=httpx.MockTransport(answer))
+    with pytest.raises(SceneRenderError, match=r"no JobReceipt \(job_id: Field required\)"):
+        api.submit(b"{}")  # a job's POST answered with a batch's receipt
+    assert api.submit_batch(b"{}").batch_id == "b"
+    with pytest.raises(SceneRenderError, match="no UploadGrant"):
+        api.upload(Path(__file__))
