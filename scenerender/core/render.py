@@ -29,6 +29,7 @@ from scenerender.core.mp4 import read_movie
 from scenerender.core.spec import JobSpec
 from scenerender.core.tenancy import SceneLimits
 from scenerender.core.timeline import build_timeline
+from scenerender.errors import SceneRenderError
 from scenerender.settings import Settings
 
 ProgressFn = Callable[[str, float], None]
@@ -144,7 +145,17 @@ class _Progress:
 @contextmanager
 def private_dir(base: str | None) -> Iterator[Path]:
     """A temp dir only this process can read; removed afterwards whatever happens."""
-    path = Path(tempfile.mkdtemp(prefix="scenerender-", dir=base or None))
+    try:
+        path = Path(tempfile.mkdtemp(prefix="scenerender-", dir=base or None))
+    except OSError as exc:
+        # The deployment's folder, not the spec's: INTERNAL (exit 1), naming the setting to fix.
+        where = (
+            f"{base} ({Settings.env_name('work_dir')})" if base else f"the system temp folder ({tempfile.gettempdir()})"
+        )
+        raise SceneRenderError(
+            f"no private work folder can be made in {where}: {exc.strerror or exc}; "
+            "name an existing folder this process may write to"
+        ) from None
     try:
         yield path
     finally:

@@ -143,6 +143,20 @@ def test_output_paths_are_checked_before_anything_is_fetched(media: Path, tmp_pa
     assert not (tmp_path / "newdir").exists() and (tmp_path / "taken.mp4").read_bytes() == b"keep me"
 
 
+def test_a_work_folder_that_cannot_be_used_is_named_with_its_setting(media: Path, tmp_path: Path) -> None:
+    spec = write(media, {"segments": [{"id": "a", "url": "a.mp4"}]}, "workless.json")
+    (tmp_path / "a-file").write_bytes(b"")
+    for folder, why in ((tmp_path / "gone", "No such file or directory"), (tmp_path / "a-file", "Not a directory")):
+        done = run("render", spec, "-o", tmp_path / "x.mp4", "--json", env=bare_env(SCENERENDER_WORK_DIR=str(folder)))
+        assert done.returncode == 1, done.stderr
+        message = json_error(done, "INTERNAL")["message"]
+        assert message == (
+            f"no private work folder can be made in {folder} (SCENERENDER_WORK_DIR): {why}; "
+            "name an existing folder this process may write to"
+        )
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "gone").exists()
+
+
 def test_a_folder_output_is_named_as_in_the_pipeline_and_never_overwritten_without_force(
     media: Path, tmp_path: Path
 ) -> None:
