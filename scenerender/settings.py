@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -280,6 +280,29 @@ class Settings(BaseSettings):
     def emulated(self) -> bool:
         """Pointed at the local cloud's emulators rather than Google Cloud."""
         return bool(self.pubsub_emulator_host or self.firestore_emulator_host)
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from the environment, with ``values`` (by field name) over it.
+
+        pydantic-settings takes a field that has an environment alias (``auth_emulator_host``:
+        FIREBASE_AUTH_EMULATOR_HOST) only by that alias as a keyword, and with ``extra="ignore"``
+        would drop ``Settings(auth_emulator_host=...)`` without a word; so would it a misspelt
+        field. Here a field's name is taken for its alias, and a keyword that names no field
+        is a TypeError. (``_env_file`` and the like are pydantic-settings' own.)
+        """
+        fields = type(self).model_fields
+        by_alias = {f.validation_alias: name for name, f in fields.items() if isinstance(f.validation_alias, str)}
+        given: dict[str, Any] = {}
+        for key, value in values.items():
+            if key.startswith("_"):
+                given[key] = value
+                continue
+            name = by_alias.get(key, key)
+            if name not in fields:
+                raise TypeError(f"Settings has no field {key!r}")
+            alias = fields[name].validation_alias
+            given[alias if isinstance(alias, str) else name] = value
+        super().__init__(**given)
 
     @field_validator("allowed_gs_buckets", "shared_media_prefixes", mode="before")
     @classmethod
