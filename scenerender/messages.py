@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from scenerender.errors import SceneRenderError
 
@@ -415,6 +415,21 @@ class JobDocument(_Document):
         stored = current.wire()
         earlier = {k: stored.get(k) for k in EARLIER_RUN}
         return {**self.wire(), "history": [*current.history, earlier], **NEW_RUN}
+
+
+def read_job(fields: dict[str, Any], job_id: str) -> JobDocument:
+    """A stored job document as the model, its id from the document's name (a document written
+    by hand, or before the id was a field, has none of its own).
+
+    One that does not read as a job (hand-edited, or from a version that wrote it otherwise) is
+    an INTERNAL error naming the document and its first wrong field, not pydantic's traceback.
+    """
+    try:
+        return JobDocument.model_validate({**fields, "job_id": job_id})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        raise SceneRenderError(f"job document {job_id} does not read as a job: {where}: {first['msg']}") from None
 
 
 class BatchDocument(_Document):

@@ -19,7 +19,16 @@ from scenerender.cloud.google_errors import translate
 from scenerender.cloud.liveness import beat_is_fresh
 from scenerender.cloud.owner_slots import OwnerSlotDocuments
 from scenerender.errors import SceneRenderError
-from scenerender.messages import ACTIVE, ErrorBlock, JobDocument, JobOutput, JobStatus, is_active, may_take
+from scenerender.messages import (
+    ACTIVE,
+    ErrorBlock,
+    JobDocument,
+    JobOutput,
+    JobStatus,
+    is_active,
+    may_take,
+    read_job,
+)
 from scenerender.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,9 +64,8 @@ def run_start(doc: JobDocument, worker: str, execution: str, stale_after_s: floa
 
 
 def job_document(snap: Any) -> JobDocument:
-    """A job's snapshot as the model (its id from the document's name: a document written by
-    hand, or before the id was a field, has none of its own)."""
-    return JobDocument.model_validate({**(snap.to_dict() or {}), "job_id": snap.id})
+    """A job's snapshot as the model (``read_job``)."""
+    return read_job(snap.to_dict() or {}, snap.id)
 
 
 def publish_is_free(doc: JobDocument, generation: str) -> bool:
@@ -251,7 +259,15 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
             snaps = self.collection.where(
                 filter=firestore.FieldFilter("status", "in", [s.value for s in ACTIVE])
             ).stream()
-            return [job_document(snap) for snap in snaps]
+            docs: list[JobDocument] = []
+            for snap in snaps:
+                try:
+                    docs.append(job_document(snap))
+                except SceneRenderError as exc:
+                    # Left out, not fatal: one unreadable document must not stop every other
+                    # job's sweep. It is said each round until someone mends or ends it.
+                    log.error("unfinished jobs: %s", exc.message)
+            return docs
         except Exception as exc:
             raise translate_error(exc, "find unfinished jobs") from exc
 

@@ -17,7 +17,7 @@ import pytest
 
 from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic, subscriber_client
 from scenerender.cloud.clients import Clients
-from scenerender.cloud.jobs import BUSY
+from scenerender.cloud.jobs import BUSY, JobStore
 from scenerender.errors import SceneRenderError
 from scenerender.messages import (
     BatchDocument,
@@ -212,6 +212,25 @@ def test_unfinished_jobs_are_the_queued_and_running_ones(jobs: Jobs) -> None:
     assert sorted(mine) == sorted(ids[:2])
     assert mine[ids[0]].status is JobStatus.QUEUED and mine[ids[1]].status is JobStatus.RUNNING
     assert mine[ids[1]] == read(jobs, ids[1])  # the sweeper reads what a get reads
+
+
+def write_by_hand(jobs: Jobs, job_id: str, fields: dict[str, Any]) -> None:
+    """A document as someone edited it in the console, past the store's own writes."""
+    if isinstance(jobs, FakeJobs):
+        jobs.docs[job_id] = fields
+    else:
+        assert isinstance(jobs, JobStore)
+        jobs.collection.document(job_id).set(fields)
+
+
+def test_a_document_that_is_no_job_is_named_and_the_others_are_still_swept(jobs: Jobs) -> None:
+    good, bad = unique("good"), unique("bad")
+    jobs.create_job(good, queued())
+    write_by_hand(jobs, bad, {"status": "QUEUED", "attempt": "many", "spec_uri": "gs://s/jobs/x.json"})
+    with pytest.raises(SceneRenderError, match=rf"^job document {bad} does not read as a job: attempt: Input should"):
+        jobs.get(bad)
+    swept = {d.job_id for d in jobs.unfinished()}
+    assert good in swept and bad not in swept
 
 
 def test_notes_are_merged_into_the_document(jobs: Jobs) -> None:

@@ -335,8 +335,9 @@ def test_jobs_left_running_by_a_vanished_worker_end_failed(stores: tuple[FakeBlo
         "alive", JobDocument.model_validate({"status": "RUNNING", "heartbeat_at": now - timedelta(seconds=5)})
     )
     jobs.create_job("done", JobDocument.model_validate({"status": "COMPLETED", "heartbeat_at": long_ago}))
+    jobs.docs["mangled"] = {"status": "RUNNING", "heartbeat_at": "yesterday"}  # edited by hand: no job
     report = sweeper.sweep(settings=settings, jobs=jobs, launcher=AlwaysOnWorkers(), now=now)
-    assert list(report.failed) == ["gone"] and report.launched is None
+    assert list(report.failed) == ["gone"] and report.launched is None  # the others swept all the same
     assert jobs.docs["gone"]["status"] == "FAILED" and jobs.docs["gone"]["error"]["code"] == "TIMEOUT"
     assert jobs.docs["gone"]["error"]["message"].startswith("worker lost: no heartbeat for 1801 s")
     assert jobs.docs["alive"]["status"] == "RUNNING" and jobs.docs["done"]["status"] == "COMPLETED"
