@@ -981,4 +981,5 @@ def test_a_node_backend_renders_with_the_typed_client(
     assert doc is not None and result["job_id"] == job_id and doc.owner_uid == result["uid"]  # the token's user's
     assert result["statuses"][-1] == "COMPLETED" and len(result["statuses"]) >= 2, result  # followed, not read once
     assert result["bytes"] == output.size_bytes == out.stat().st_size
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out.mp4")] == ["out.mp4"]  # renamed, none left
     assert ffprobe_duration(out) == pytest.approx(output.duration_s, abs=0.05)

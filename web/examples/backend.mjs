@@ -6,8 +6,11 @@
 //
 // CONFIG.json is the page's config.json with `apiUrl` the API's own URL (a backend has no
 // same-origin /api). Prints one JSON line: the job id, the statuses seen, the bytes written.
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
@@ -46,9 +49,16 @@ const job = await new Promise((resolve, reject) => {
 });
 let bytes = 0;
 if (job.status === "COMPLETED") {
-  const mp4 = Buffer.from(await (await client.download(job)).arrayBuffer());
-  await writeFile(out, mp4);
-  bytes = mp4.length;
+  // Written to a temp file beside OUT, renamed once whole: OUT is never a half-written MP4.
+  const part = `${out}.part-${process.pid}`;
+  try {
+    const mp4 = await client.download(job);
+    await pipeline(Readable.fromWeb(mp4.stream()), createWriteStream(part));
+    await rename(part, out);
+  } finally {
+    await rm(part, { force: true });
+  }
+  bytes = (await stat(out)).size;
 }
 console.log(JSON.stringify({ job_id: submitted.job_id, uid: client.user.uid, statuses, bytes, error: job.error ?? null }));
 process.exit(0); // the Firestore and Auth clients keep their channels open
