@@ -30,7 +30,9 @@ await esbuild.build({
 const { SceneRenderClient, TERMINAL } = await import(built);
 
 const [configPath, specPath, email, password, out] = process.argv.slice(2);
-const client = new SceneRenderClient(JSON.parse(await readFile(configPath, "utf8")));
+const client = new SceneRenderClient(
+  JSON.parse(await readFile(configPath, "utf8")),
+);
 await client.signInOrSignUp(email, password);
 const submitted = await client.submit(await readFile(specPath, "utf8"));
 const statuses = [];
@@ -60,5 +62,13 @@ if (job.status === "COMPLETED") {
   }
   bytes = (await stat(out)).size;
 }
-console.log(JSON.stringify({ job_id: submitted.job_id, uid: client.user.uid, statuses, bytes, error: job.error ?? null }));
+console.log(
+  JSON.stringify({
+    job_id: submitted.job_id,
+    uid: client.user.uid,
+    statuses,
+    bytes,
+    error: job.error ?? null,
+  }),
+);
 process.exit(0); // the Firestore and Auth clients keep their channels open
