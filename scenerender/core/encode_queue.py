@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from scenerender.core import plan
+from scenerender.core import plan, webp
 from scenerender.core.cache import Digests, SegmentCache, materialize, segment_key, segment_template
 from scenerender.core.ffmpeg import FFmpegRunner
 from scenerender.core.mp4 import keyframe_times
@@ -309,6 +309,14 @@ class EncodeQueue:
             raise
 
 
+def shareable(video: VideoPlan, encode: Encode) -> bool:
+    """Whether another worker may make ``encode``: not from an animated WebP's frames, which
+    this render converted (within its memory budget) and another worker would decode all
+    again, with no budget that counts them. The render makes those itself (its claim of an
+    item nobody was offered is its own at once)."""
+    return not webp.is_conversion(video.pieces[encode.indices[0]].segment.source.path)
+
+
 def segment_task(video: VideoPlan, encode: Encode, urls: list[str]) -> SegmentTask:
     """What another worker needs to make ``encode``."""
     i = encode.indices[0]
@@ -367,7 +375,7 @@ def normalize_segments(
             encodes[key].outcome = "reused"
             queue.report(encodes[key], 1.0)
     if claims is not None and cache is not None and len(pending) >= split_min_segments > 0:
-        claims.offer([segment_task(video, encode, urls) for encode in pending])
+        claims.offer([segment_task(video, encode, urls) for encode in pending if shareable(video, encode)])
         queue.claims = claims
     # Dearest first, the audio pass among the encodes by its own cost. Queued last, the audio
     # ran alone after pieces of equal length that ended together (a 30 s scene of long

@@ -46,6 +46,7 @@ MAX_DIMENSION = 8192  # as probe.MAX_DIMENSION: a canvas beyond it is refused be
 BOUND_BYTES_PER_PIXEL = 4.5
 MOV_OVERHEAD_BYTES = 64 * 1024  # the header and sample table: a few bytes a frame beyond this
 MIB = 1024 * 1024
+FRAMES_SUFFIX = ".frames.mov"  # convert's MOV, beside the WebP it was made of
 
 
 def is_animated_webp(path: Path) -> bool:
@@ -217,6 +218,11 @@ def describe(path: Path, header: Header) -> MediaInfo:
     )
 
 
+def is_conversion(path: Path) -> bool:
+    """Whether ``path`` is the MOV ``convert`` made of an animated WebP (a render's own file)."""
+    return path.name.endswith(FRAMES_SUFFIX)
+
+
 def frame_durations(path: Path) -> list[int]:
     """Each frame's duration in ms, from its ANMF chunk's header (no pixel decoded)."""
     with open(path, "rb") as fh:
@@ -285,7 +291,7 @@ def convert(
     header = read_header(path, input_path)
     budget.take(header, input_path)
     max_bytes = header.decoded_bytes  # ffmpeg's -fs below: a stop, should the bound ever be passed
-    out = path.with_name(path.name + ".frames.mov")
+    out = path.with_name(path.name + FRAMES_SUFFIX)
     # Written under another name and renamed when whole: a conversion that fails or is
     # stopped leaves no MOV that a later reader of ``out`` would take for the frames.
     part = path.with_name(path.name + ".frames.part")

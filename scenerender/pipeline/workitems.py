@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from scenerender.cloud.jobs import translate_error
 from scenerender.cloud.liveness import beat_is_fresh, keep_beating
-from scenerender.core import plan, webp
+from scenerender.core import plan
 from scenerender.core.cache import OUTPUT, SOURCE, BlobSegmentCache, file_digest, materialize, segment_key
 from scenerender.core.encode_queue import SegmentTask
 from scenerender.core.ffmpeg import FFmpegRunner
@@ -268,14 +268,10 @@ def run_item(data: dict[str, Any], *, settings: Settings, blobs: Blobs, jobs: Jo
                 gs_download=lambda uri, dest, cap: blobs.download(uri, dest, max_bytes=cap),
             )
             source = resolver.resolve(item.source_url, item.input_path)
-            if webp.is_animated_webp(source):
-                # The assembler read its frames from their lossless MOV, converted bit-exactly:
-                # the same here gives the same bytes, which the digest below checks.
-                source = webp.convert(
-                    source, input_path=item.input_path, ffmpeg=settings.ffmpeg, max_bytes=settings.max_input_bytes
-                ).path
             # The assembler probed these bytes under the media policy; the same digest means the
-            # same bytes, so this helper runs ffmpeg only on an input that passed it.
+            # same bytes, so this helper runs ffmpeg only on an input that passed it. (An animated
+            # WebP's encode, never offered (encode_queue.shareable), would be of its converted
+            # MOV's digest: one named anyway is released here, its frames never decoded.)
             if file_digest(source) != item.source_digest:
                 items.release(item.job_id, item.key, holder, "the source changed since the scene was planned")
                 return "source changed"

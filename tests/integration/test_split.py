@@ -26,7 +26,7 @@ from scenerender.settings import Settings
 from tests import measure
 from tests.cli import render_json
 from tests.integration.conftest import LocalCloud
-from tests.mediagen import make_tone_burst, make_video
+from tests.mediagen import make_tone_burst, make_video, run_ffmpeg
 from tests.unit.cloud_fakes import output_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.emulators]
@@ -185,3 +185,34 @@ def test_a_worker_killed_while_holding_a_segment_does_not_stall_the_scene(
     out = download_output(stores, "it-split-kill", tmp_path / "out.mp4")
     assert measure.count_frames(out) == round(SEGMENTS * SEGMENT_S * 30)
     assert output.segments_encoded == SEGMENTS
+
+
+def test_an_animated_webp_segment_is_made_by_the_scenes_own_worker(
+    stores: Clients, local: LocalCloud, settings: Settings, tmp_path: Path
+) -> None:
+    """Its frames were decoded by the assembler, within its memory budget: not offered to the
+    helpers, who would decode them all again with no budget that counts them."""
+    source_uri, line_uri, _, _ = upload_media(tmp_path, stores, "split-webp", tone=500)
+    webp = tmp_path / "split-anim.webp"
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x180:r=10:d=2", "-c:v", "libwebp_anim", "-lossless", "1", str(webp))
+    webp_uri = f"gs://{settings.media_bucket}/users/split-user/{webp.name}"
+    stores.blobs.upload_file(webp, webp_uri, content_type="image/webp")
+    spec = scene(source_uri, line_uri, "it-split-webp")
+    spec["segments"].append({"id": "anim", "url": webp_uri})
+    third = start_worker(local, "worker-split-webp")
+    try:
+        submit(stores, spec)
+        doc = wait_for_end(stores, "it-split-webp")
+    finally:
+        stop_worker(third)
+    output = output_of(doc)
+    assert output.segments_encoded == SEGMENTS + 1 and output.segments_from_helpers >= 1, output
+    items = ItemStore(stores.jobs.client, settings).items("it-split-webp")
+    # Every other segment was offered (its item names its index); the WebP's was not: its only
+    # record is the assembler's own claim (index -1), done by the worker that holds the job.
+    offered = sorted(i.index for i in items.values() if i.index >= 0)
+    own = [i for i in items.values() if i.index < 0]
+    assert offered == list(range(SEGMENTS)) and len(own) == 1, items
+    assert own[0].status == "DONE" and own[0].done_by == doc.worker, (own, doc.worker)
+    shared = download_output(stores, "it-split-webp", tmp_path / "shared.mp4")
+    assert measure.count_frames(shared) == round(SEGMENTS * SEGMENT_S * 30) + 2 * 30
