@@ -25,6 +25,8 @@ trying again later can succeed::
     │                                                               not there; also FileNotFoundError)
     ├── AlreadyWrittenError          INTERNAL             exit 1   (a create-only write found one
     │                                                               there; also FileExistsError)
+    ├── UnreadableDocumentError      INTERNAL             exit 1   (a stored job or batch document
+    │                                                               that does not read as one)
     └── ApiError                                          exit 1   (the HTTP API's refusals)
         ├── UnauthenticatedError     UNAUTHENTICATED               (HTTP 401)
         ├── ForbiddenError           FORBIDDEN            exit 2   (HTTP 403)
@@ -228,6 +230,16 @@ class MissingError(SceneRenderError, FileNotFoundError):
 class AlreadyWrittenError(SceneRenderError, FileExistsError):
     """A create-only write found the object or document already there (409, or 412 on a
     generation precondition). Also a ``FileExistsError``: the caller lost a race and says so."""
+
+
+class UnreadableDocumentError(SceneRenderError):
+    """A stored job or batch document does not read as one (edited by hand, or written by
+    another version). Carries the owner the document names, if any, so a door answers another
+    user as it would for a missing document instead of telling them it exists."""
+
+    def __init__(self, message: str, *, owner_uid: str | None) -> None:
+        super().__init__(message)
+        self.owner_uid = owner_uid
 
 
 class ApiError(SceneRenderError):

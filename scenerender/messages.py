@@ -23,11 +23,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
-from scenerender.errors import SceneRenderError
+from scenerender.errors import SceneRenderError, UnreadableDocumentError
 
 
 class JobStatus(StrEnum):
@@ -417,21 +417,6 @@ class JobDocument(_Document):
         return {**self.wire(), "history": [*current.history, earlier], **NEW_RUN}
 
 
-def read_job(fields: dict[str, Any], job_id: str) -> JobDocument:
-    """A stored job document as the model, its id from the document's name (a document written
-    by hand, or before the id was a field, has none of its own).
-
-    One that does not read as a job (hand-edited, or from a version that wrote it otherwise) is
-    an INTERNAL error naming the document and its first wrong field, not pydantic's traceback.
-    """
-    try:
-        return JobDocument.model_validate({**fields, "job_id": job_id})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "document"
-        raise SceneRenderError(f"job document {job_id} does not read as a job: {where}: {first['msg']}") from None
-
-
 class BatchDocument(_Document):
     """``render_batches/{batch_id}`` (docs/contract.md section 4): the batch's scenes and the
     summary of their jobs (``scenerender.pipeline.batch.summarize``), as read back.
@@ -447,6 +432,38 @@ class BatchDocument(_Document):
     progress: float = 0.0
     eta_s: float | None = None
     failed: list[str] = Field(default_factory=list)
+
+
+_D = TypeVar("_D", bound=_Document)
+
+
+def read_job(fields: dict[str, Any], job_id: str) -> JobDocument:
+    """A stored job document as the model, its id from the document's name (a document written
+    by hand, or before the id was a field, has none of its own).
+
+    One that does not read as a job (hand-edited, or from a version that wrote it otherwise) is
+    an ``UnreadableDocumentError`` naming the document and its first wrong field, not pydantic's
+    traceback.
+    """
+    return _read(JobDocument, {**fields, "job_id": job_id}, f"job document {job_id} does not read as a job")
+
+
+def read_batch(fields: dict[str, Any], batch_id: str) -> BatchDocument:
+    """A stored batch document as the model; one that does not read as a batch is refused as
+    ``read_job`` refuses a job's."""
+    return _read(BatchDocument, fields, f"batch document {batch_id} does not read as a batch")
+
+
+def _read(model: type[_D], fields: dict[str, Any], what: str) -> _D:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "document"
+        owner = fields.get("owner_uid")
+        raise UnreadableDocumentError(
+            f"{what}: {where}: {first['msg']}", owner_uid=owner if isinstance(owner, str) else None
+        ) from None
 
 
 class BatchSummary(_Wire):

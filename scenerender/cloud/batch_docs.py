@@ -17,7 +17,7 @@ from google.cloud import firestore
 
 from scenerender.cloud.google_errors import translate
 from scenerender.errors import TransientError
-from scenerender.messages import BatchDocument, BatchSummary, JobDocument, JobStatus, may_take
+from scenerender.messages import BatchDocument, BatchSummary, JobDocument, JobStatus, may_take, read_batch
 
 BATCH_WRITE_ATTEMPTS = 20
 CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
@@ -129,7 +129,7 @@ class BatchDocuments:
             snap = self.batches.document(batch_id).get()
         except Exception as exc:
             raise translate(exc, f"Firestore: read batch {batch_id}") from exc
-        return BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None
+        return read_batch(snap.to_dict() or {}, batch_id) if snap.exists else None
 
     def watch_batch(self, batch_id: str, callback: Callable[[BatchDocument | None], None]) -> Any:
         """Call ``callback`` with the batch document on every change; ``.unsubscribe()`` the result to stop."""

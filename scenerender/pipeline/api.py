@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -46,6 +46,7 @@ from scenerender.errors import (
     TooManyJobsError,
     TransientError,
     UnauthenticatedError,
+    UnreadableDocumentError,
 )
 from scenerender.messages import (
     BatchReceipt,
@@ -148,7 +149,7 @@ class Api:
         refuse_local_paths(spec)
         name_hint = request.args.get("name", "")
         job_id = spec.job_id or default_job_id(name_hint or f"job-{os.urandom(4).hex()}")
-        existing = self.jobs.get(job_id)
+        existing = self._job_or_conflict(user, job_id, "job_id")
         self._check_job_id(user, job_id, existing, "job_id")
         if spec.batch_id:
             self._check_batch_id(user, spec.batch_id, "batch_id")
@@ -187,7 +188,7 @@ class Api:
         running: list[str] = []
         for index in range(len(batch.scenes)):
             job_id = scene_job_id(batch, index)
-            existing = self.jobs.get(job_id)
+            existing = self._job_or_conflict(user, job_id, f"scenes[{index}].job_id")
             self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
             if existing is None or is_active(existing.status) or scene_runs(existing, scene_spec(stored, index)):
                 running.append(job_id)
@@ -215,22 +216,19 @@ class Api:
             log.warning("API: the copy of %s generation %s was not written: %s", uri, generation, exc.message)
         return generation
 
+    def _job_or_conflict(self, user: User, job_id: str, path: str) -> JobDocument | None:
+        return owners_read(user, lambda: self.jobs.get(job_id), _taken("job", job_id, path))
+
     def _check_job_id(self, user: User, job_id: str, existing: JobDocument | None, path: str) -> None:
         # A job id belongs to its first owner for good. A job without an owner (an invalid spec
         # that named none) may be taken only while it never rendered, as the spec function decides.
         if not may_take(existing, user.uid):
-            raise ConflictError(
-                f"{path}: job {job_id!r} belongs to another user; choose another id",
-                details=[ErrorDetail(path, f"job {job_id!r} belongs to another user")],
-            )
+            raise _taken("job", job_id, path)
 
     def _check_batch_id(self, user: User, batch_id: str, path: str) -> None:
-        existing = self.jobs.get_batch(batch_id)
+        existing = owners_read(user, lambda: self.jobs.get_batch(batch_id), _taken("batch", batch_id, path))
         if existing is not None and existing.owner_uid != user.uid:
-            raise ConflictError(
-                f"{path}: batch {batch_id!r} belongs to another user; choose another id",
-                details=[ErrorDetail(path, f"batch {batch_id!r} belongs to another user")],
-            )
+            raise _taken("batch", batch_id, path)
 
     def _take_slots(self, user: User, job_ids: list[str]) -> None:
         """Reserve the per-owner cap's slots for these jobs, or refuse them all (429).
@@ -258,10 +256,13 @@ class Api:
         value = args[key]
         if not _ID.fullmatch(value):
             raise SpecError.from_details([ErrorDetail(key, f"not a valid id (pattern {ID_PATTERN})")])
-        doc = self.jobs.get(value) if key == "job_id" else self.jobs.get_batch(value)
+        not_found = NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])
+        doc = owners_read(
+            user, lambda: self.jobs.get(value) if key == "job_id" else self.jobs.get_batch(value), not_found
+        )
         # Another user's job answers exactly as a missing one: its existence is not told either.
         if doc is None or doc.owner_uid != user.uid:
-            raise NotFoundError(f"you have no {key[:-3]} {value!r}", details=[ErrorDetail(key, "not found")])
+            raise not_found
         body = doc.wire()
         if isinstance(doc, JobDocument):
             # The owner's own spec, so any of their browsers can re-render or promote the job.
@@ -356,6 +357,28 @@ def submitted_copy_uri(spec_uri: str, generation: str) -> str:
 def user_prefix(settings: Settings, uid: str) -> str:
     """Where a user's own media lives: only they may name it in a spec."""
     return f"gs://{settings.media_bucket}/users/{uid}/"
+
+
+_D = TypeVar("_D")
+
+
+def owners_read(user: User, read: Callable[[], _D], otherwise: SceneRenderError) -> _D:
+    """``read()`` of a stored document; one that does not read as a job or batch is its owner's
+    to hear about (500, naming it), and anybody else gets ``otherwise``: what another user's
+    readable document would answer them, so its existence is not told."""
+    try:
+        return read()
+    except UnreadableDocumentError as exc:
+        if exc.owner_uid == user.uid:
+            raise
+        raise otherwise from None
+
+
+def _taken(kind: str, value: str, path: str) -> ConflictError:
+    return ConflictError(
+        f"{path}: {kind} {value!r} belongs to another user; choose another id",
+        details=[ErrorDetail(path, f"{kind} {value!r} belongs to another user")],
+    )
 
 
 def check_owner(user: User, owner_uid: str | None, path: str) -> None:

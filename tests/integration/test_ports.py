@@ -18,7 +18,7 @@ import pytest
 from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic, subscriber_client
 from scenerender.cloud.clients import Clients
 from scenerender.cloud.jobs import BUSY, JobStore
-from scenerender.errors import SceneRenderError
+from scenerender.errors import SceneRenderError, UnreadableDocumentError
 from scenerender.messages import (
     BatchDocument,
     BatchSummary,
@@ -214,13 +214,13 @@ def test_unfinished_jobs_are_the_queued_and_running_ones(jobs: Jobs) -> None:
     assert mine[ids[1]] == read(jobs, ids[1])  # the sweeper reads what a get reads
 
 
-def write_by_hand(jobs: Jobs, job_id: str, fields: dict[str, Any]) -> None:
+def write_by_hand(jobs: Jobs, job_id: str, fields: dict[str, Any], *, batch: bool = False) -> None:
     """A document as someone edited it in the console, past the store's own writes."""
     if isinstance(jobs, FakeJobs):
-        jobs.docs[job_id] = fields
+        (jobs.batches if batch else jobs.docs)[job_id] = fields
     else:
         assert isinstance(jobs, JobStore)
-        jobs.collection.document(job_id).set(fields)
+        (jobs.batches if batch else jobs.collection).document(job_id).set(fields)
 
 
 def test_a_document_that_is_no_job_is_named_and_the_others_are_still_swept(jobs: Jobs) -> None:
@@ -231,6 +231,24 @@ def test_a_document_that_is_no_job_is_named_and_the_others_are_still_swept(jobs:
         jobs.get(bad)
     swept = {d.job_id for d in jobs.unfinished()}
     assert good in swept and bad not in swept
+
+
+def test_an_unreadable_document_names_its_owner_so_a_door_can_hide_it_from_others(jobs: Jobs) -> None:
+    job, batch, ownerless = unique("bad"), unique("badbatch"), unique("ownerless")
+    write_by_hand(jobs, job, {"status": "QUEUED", "attempt": "many", "owner_uid": "alice"})
+    write_by_hand(jobs, batch, {"status": "QUEUED", "total": "all", "owner_uid": "alice"}, batch=True)
+    write_by_hand(jobs, ownerless, {"status": "SOMETIMES", "owner_uid": 7})
+    with pytest.raises(UnreadableDocumentError) as found:
+        jobs.get(job)
+    assert found.value.owner_uid == "alice" and found.value.code == "INTERNAL"
+    with pytest.raises(
+        UnreadableDocumentError, match=rf"^batch document {batch} does not read as a batch: total: "
+    ) as b:
+        jobs.get_batch(batch)
+    assert b.value.owner_uid == "alice"
+    with pytest.raises(UnreadableDocumentError) as none:
+        jobs.get(ownerless)
+    assert none.value.owner_uid is None
 
 
 def test_notes_are_merged_into_the_document(jobs: Jobs) -> None:

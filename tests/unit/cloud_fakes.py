@@ -29,6 +29,7 @@ from scenerender.messages import (
     SignedObject,
     is_active,
     may_take,
+    read_batch,
     read_job,
 )
 from scenerender.ports import SlotClaim
@@ -281,7 +282,7 @@ class FakeJobs:
 
     def get_batch(self, batch_id: str) -> BatchDocument | None:
         doc = self.batches.get(batch_id)
-        return BatchDocument.model_validate(copy.deepcopy(doc)) if doc is not None else None
+        return read_batch(copy.deepcopy(doc), batch_id) if doc is not None else None
 
     def claim_batch(
         self, batch_id: str, owner_uid: str | None, fields: dict[str, Any], initial: BatchSummary | None = None

@@ -117,6 +117,33 @@ def test_get_returns_a_job_only_to_its_owner(http: FlaskClient, stores: tuple[Fa
     assert http.get("/?job_id=scene-1").status_code == 401
 
 
+def test_an_unreadable_document_is_told_only_to_its_owner(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
+) -> None:
+    """A job or batch document edited by hand into something that is no job: its owner hears it
+    is unreadable (500, named); to another user it answers as another user's readable one would
+    (GET 404 like a missing id, POST 409), so its existence is not told through the error."""
+    blobs, jobs = stores
+    jobs.docs["scene-1"] = {"status": "QUEUED", "attempt": "many", "owner_uid": "alice"}
+    jobs.batches["b-1"] = {"status": "QUEUED", "total": "all", "owner_uid": "alice"}
+    for key, value in (("job_id", "scene-1"), ("batch_id", "b-1")):
+        other = http.get(f"/?{key}={value}", headers=user("mallory"))
+        missing = http.get(f"/?{key}=nope", headers=user("mallory"))
+        assert other.status_code == missing.status_code == 404
+        assert error(other) == {**error(missing), "message": error(missing)["message"].replace("nope", value)}
+        own = http.get(f"/?{key}={value}", headers=user("alice"))
+        assert own.status_code == 500 and error(own)["code"] == "INTERNAL"
+        assert error(own)["message"].startswith(f"{key[:-3]} document {value} does not read as a {key[:-3]}: ")
+    taken = http.post("/", data=spec(), headers=user("mallory"))
+    assert taken.status_code == 409 and error(taken)["details"][0]["path"] == "job_id"
+    joined = http.post("/", data=spec(job_id="other", batch_id="b-1"), headers=user("mallory"))
+    assert joined.status_code == 409 and error(joined)["details"][0]["path"] == "batch_id"
+    batch = {"version": 1, "batch_id": "b-2", "scenes": [{**SPEC, "job_id": "scene-1"}]}
+    by_batch = http.post("/", data=json.dumps(batch), headers=user("mallory"))
+    assert by_batch.status_code == 409 and error(by_batch)["details"][0]["path"] == "scenes[0].job_id"
+    assert blobs.objects == {}
+
+
 def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
     http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
 ) -> None:
