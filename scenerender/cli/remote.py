@@ -24,6 +24,7 @@ from scenerender.errors import (
     NotFoundError,
     SceneRenderError,
     SpecError,
+    UnreadableDocumentError,
     all_error_classes,
 )
 from scenerender.messages import BatchDocument, BatchReceipt, JobDocument, JobReceipt
@@ -217,7 +218,7 @@ def follow_batch(
     (``grace_s``, ``spec_exists``: as for ``follow``)."""
     if grace_s is not None and jobs.get_batch(batch_id) is None and not (spec_exists and spec_exists()):
         raise _not_found("batch", batch_id)
-    updates: queue.Queue[BatchDocument | None] = queue.Queue()
+    updates: queue.Queue[BatchDocument | UnreadableDocumentError | None] = queue.Queue()
     watch = jobs.watch_batch(batch_id, updates.put)
     started = time.monotonic()
     deadline = started + timeout_s
@@ -232,6 +233,8 @@ def follow_batch(
                 if not seen and grace_s is not None and time.monotonic() - started > grace_s:
                     raise _not_found("batch", batch_id, grace_s)
                 continue
+            if isinstance(doc, UnreadableDocumentError):
+                raise doc
             seen = True
             on_update(doc)
             if doc.status.ended:
@@ -273,7 +276,7 @@ def follow(
     """
     if grace_s is not None and jobs.get(job_id) is None and not (spec_exists and spec_exists()):
         raise _not_found("job", job_id)
-    updates: queue.Queue[JobDocument | None] = queue.Queue()
+    updates: queue.Queue[JobDocument | UnreadableDocumentError | None] = queue.Queue()
     watch = jobs.watch(job_id, updates.put)
     started = time.monotonic()
     deadline = started + timeout_s
@@ -291,6 +294,8 @@ def follow(
                 if not seen and grace_s is not None and time.monotonic() - started > grace_s:
                     raise _not_found("job", job_id, grace_s)
                 continue
+            if isinstance(doc, UnreadableDocumentError):
+                raise doc
             seen = True
             if generation is not None and doc.spec_generation != str(generation):
                 continue

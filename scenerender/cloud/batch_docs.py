@@ -16,7 +16,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from scenerender.cloud.google_errors import translate
-from scenerender.errors import TransientError
+from scenerender.errors import TransientError, UnreadableDocumentError
 from scenerender.messages import BatchDocument, BatchSummary, JobDocument, JobStatus, may_take, read_batch
 
 BATCH_WRITE_ATTEMPTS = 20
@@ -131,11 +131,19 @@ class BatchDocuments:
             raise translate(exc, f"Firestore: read batch {batch_id}") from exc
         return read_batch(snap.to_dict() or {}, batch_id) if snap.exists else None
 
-    def watch_batch(self, batch_id: str, callback: Callable[[BatchDocument | None], None]) -> Any:
-        """Call ``callback`` with the batch document on every change; ``.unsubscribe()`` the result to stop."""
+    def watch_batch(
+        self, batch_id: str, callback: Callable[[BatchDocument | UnreadableDocumentError | None], None]
+    ) -> Any:
+        """Call ``callback`` with the batch document on every change (one that does not read as
+        a batch as its error, as ``JobStore.watch`` does); ``.unsubscribe()`` the result to stop."""
 
         def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
             for snap in snapshots:
-                callback(BatchDocument.model_validate(snap.to_dict() or {}) if snap.exists else None)
+                doc: BatchDocument | UnreadableDocumentError | None
+                try:
+                    doc = read_batch(snap.to_dict() or {}, batch_id) if snap.exists else None
+                except UnreadableDocumentError as exc:
+                    doc = exc
+                callback(doc)
 
         return self.batches.document(batch_id).on_snapshot(on_snapshot)

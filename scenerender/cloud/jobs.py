@@ -18,7 +18,7 @@ from scenerender.cloud.batch_docs import BatchDocuments
 from scenerender.cloud.google_errors import translate
 from scenerender.cloud.liveness import beat_is_fresh
 from scenerender.cloud.owner_slots import OwnerSlotDocuments
-from scenerender.errors import SceneRenderError
+from scenerender.errors import SceneRenderError, UnreadableDocumentError
 from scenerender.messages import (
     ACTIVE,
     ErrorBlock,
@@ -298,14 +298,21 @@ class JobStore(BatchDocuments, OwnerSlotDocuments):
         """-> FAILED with the error block; False if the job had already ended."""
         return self._finish(job_id, {"status": JobStatus.FAILED.value, "stage": "failed", "error": error.wire()})
 
-    def watch(self, job_id: str, callback: Callable[[JobDocument | None], None]) -> Any:
+    def watch(self, job_id: str, callback: Callable[[JobDocument | UnreadableDocumentError | None], None]) -> Any:
         """Call ``callback`` with the document on every change (Firestore realtime listener).
 
-        Returns the watch; call ``.unsubscribe()`` to stop.
+        A version that does not read as a job is handed over as its error: raised in the
+        listener's thread it would only end the listener, and whoever follows would wait out
+        their timeout. Returns the watch; call ``.unsubscribe()`` to stop.
         """
 
         def on_snapshot(snapshots: list[Any], changes: Any, read_time: Any) -> None:
             for snap in snapshots:
-                callback(job_document(snap) if snap.exists else None)
+                doc: JobDocument | UnreadableDocumentError | None
+                try:
+                    doc = job_document(snap) if snap.exists else None
+                except UnreadableDocumentError as exc:
+                    doc = exc
+                callback(doc)
 
         return self._ref(job_id).on_snapshot(on_snapshot)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from scenerender.cloud.clients import Clients
+from scenerender.errors import UnreadableDocumentError
 from scenerender.messages import BatchDocument
 from scenerender.settings import Settings
 from tests.integration.conftest import SHARED_PREFIX
@@ -35,7 +36,9 @@ def batch_file(settings: Settings, media: dict[str, str], missing: str) -> bytes
     return json.dumps({"version": 1, "batch_id": "it-batch", "owner_uid": "director-1", "scenes": scenes}).encode()
 
 
-def wait_batch_end(seen: queue.Queue[BatchDocument | None], timeout_s: float = 120) -> list[BatchDocument]:
+def wait_batch_end(
+    seen: queue.Queue[BatchDocument | UnreadableDocumentError | None], timeout_s: float = 120
+) -> list[BatchDocument]:
     docs: list[BatchDocument] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -43,6 +46,8 @@ def wait_batch_end(seen: queue.Queue[BatchDocument | None], timeout_s: float = 1
             doc = seen.get(timeout=1)
         except queue.Empty:
             continue
+        if isinstance(doc, UnreadableDocumentError):
+            raise doc
         if doc:
             docs.append(doc)
             if doc.status.ended:
@@ -56,7 +61,7 @@ def test_a_batch_reports_live_and_a_retry_renders_only_the_failed_scene(
     missing = f"gs://{settings.media_bucket}/{SHARED_PREFIX}it/later.mp4"
     spec_uri = f"gs://{settings.spec_bucket}/jobs/it-batch.json"
     jobs = stores.jobs
-    seen: queue.Queue[BatchDocument | None] = queue.Queue()
+    seen: queue.Queue[BatchDocument | UnreadableDocumentError | None] = queue.Queue()
     watch = jobs.watch_batch("it-batch", seen.put)
     try:
         stores.blobs.write_bytes(spec_uri, batch_file(settings, scene_media, missing), content_type="application/json")

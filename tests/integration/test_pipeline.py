@@ -21,6 +21,7 @@ from scenerender.cloud.bus import publisher_client
 from scenerender.cloud.clients import Clients
 from scenerender.core.render import RenderResult
 from scenerender.dev.devstack import DevStack
+from scenerender.errors import UnreadableDocumentError
 from scenerender.messages import JobDocument, JobOutput
 from scenerender.ports import Jobs
 from scenerender.settings import Settings
@@ -65,7 +66,7 @@ def wait_for_end(jobs: Jobs, job_id: str, timeout_s: float = TIMEOUT_S) -> JobDo
 def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
     settings: Settings, stores: Clients, scene_media: dict[str, str], tmp_path: Path
 ) -> None:
-    updates: queue.Queue[JobDocument | None] = queue.Queue()
+    updates: queue.Queue[JobDocument | UnreadableDocumentError | None] = queue.Queue()
     watch = stores.jobs.watch("it-ok", updates.put)
     try:
         drop(stores, "jobs/it-ok.json", spec_for("it-ok", scene_media))
@@ -123,10 +124,13 @@ def test_a_dropped_spec_completes_and_its_url_downloads_the_local_render(
         assert response.status_code == 200 and response.content[:3] == b"\xff\xd8\xff"  # a JPEG
 
 
-def iter_queue(q: queue.Queue[JobDocument | None]) -> list[JobDocument | None]:
+def iter_queue(q: queue.Queue[JobDocument | UnreadableDocumentError | None]) -> list[JobDocument | None]:
     items = []
     while not q.empty():
-        items.append(q.get_nowait())
+        item = q.get_nowait()
+        if isinstance(item, UnreadableDocumentError):
+            raise item
+        items.append(item)
     return items
 
 

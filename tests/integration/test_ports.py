@@ -5,6 +5,8 @@ Storage and Pub/Sub, and a fake that drifts from its adapter fails here."""
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from scenerender.cli.remote import follow, follow_batch
 from scenerender.cloud.bus import Publisher, ensure_subscription, ensure_topic, subscriber_client
 from scenerender.cloud.clients import Clients
 from scenerender.cloud.jobs import BUSY, JobStore
@@ -249,6 +252,36 @@ def test_an_unreadable_document_names_its_owner_so_a_door_can_hide_it_from_other
     with pytest.raises(UnreadableDocumentError) as none:
         jobs.get(ownerless)
     assert none.value.owner_uid is None
+
+
+@pytest.mark.parametrize("kind", ["job", "batch"])
+def test_following_a_document_that_turns_unreadable_ends_with_its_error_not_a_wait(stores: Clients, kind: str) -> None:
+    """The realtime listener hands an unreadable version over instead of dying in its thread,
+    which left ``scenerender watch`` waiting out its timeout."""
+    ident = unique(f"turns-{kind}")
+    if kind == "job":
+        stores.jobs.create_job(ident, queued())
+    else:
+        write_by_hand(stores.jobs, ident, {"batch_id": ident, "status": "RUNNING", "owner_uid": "u1"}, batch=True)
+    updates: queue.Queue[str] = queue.Queue()
+    ended: queue.Queue[BaseException] = queue.Queue()
+
+    def follow_it() -> None:
+        try:
+            if kind == "job":
+                follow(stores.jobs, ident, on_update=lambda d: updates.put(d.status.value), timeout_s=90)
+            else:
+                follow_batch(stores.jobs, ident, on_update=lambda d: updates.put(d.status.value), timeout_s=90)
+        except BaseException as exc:
+            ended.put(exc)
+
+    threading.Thread(target=follow_it, daemon=True).start()
+    assert updates.get(timeout=30) in ("QUEUED", "RUNNING")  # the listener is live
+    bad = {"status": "QUEUED", "attempt": "many"} if kind == "job" else {"status": "QUEUED", "total": "all"}
+    write_by_hand(stores.jobs, ident, {**bad, "owner_uid": "u1"}, batch=kind == "batch")
+    exc = ended.get(timeout=20)
+    assert isinstance(exc, UnreadableDocumentError), exc
+    assert exc.message.startswith(f"{kind} document {ident} does not read as a {kind}: ")
 
 
 def test_notes_are_merged_into_the_document(jobs: Jobs) -> None:
