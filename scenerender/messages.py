@@ -230,7 +230,7 @@ class RenderReport(_Wire):
 
     @classmethod
     def completed(
-        cls, job_id: str, attempt: int, *, output_uri: str, sidecar_uris: dict[str, str], result: dict[str, Any]
+        cls, job_id: str, attempt: int, *, output_uri: str, sidecar_uris: dict[str, str], result: RenderResultBlock
     ) -> RenderReport:
         return cls(
             job_id=job_id,
@@ -238,7 +238,7 @@ class RenderReport(_Wire):
             status=JobStatus.COMPLETED,
             output_uri=output_uri,
             sidecar_uris=sidecar_uris,
-            result=RenderResultBlock.model_validate(result),
+            result=result,
         )
 
     @classmethod

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from functions_framework import create_app
 
 from scenerender.cloud import clients
-from scenerender.messages import JobDocument, JobOutput, RenderReport, RenderRequest
+from scenerender.messages import JobDocument, JobOutput, RenderReport, RenderRequest, RenderResultBlock
 from scenerender.settings import get_settings
 from tests.unit.cloud_fakes import FakeBlobs, FakeBus, FakeJobs, FakeStores, measured_result, rendered
 
@@ -148,7 +148,7 @@ def test_the_written_output_is_the_contracts_with_its_nulls(stores: tuple[FakeBl
         1,
         output_uri=f"{renders}/scene-1.mp4",
         sidecar_uris={"poster": f"{renders}/scene-1.poster.jpg"},
-        result=result,
+        result=RenderResultBlock.model_validate(result),
     )
     assert report.wire()["result"] == result  # on the wire, nulls and all
     post("on_render_reported", pubsub_event({}, json.dumps(report.wire()).encode()))

@@ -25,7 +25,7 @@ from scenerender.core.render import RenderOptions, render
 from scenerender.core.spec import JobSpec, parse_spec
 from scenerender.core.tenancy import MediaScope, SceneLimits, check_spec
 from scenerender.errors import SceneRenderError
-from scenerender.messages import ErrorBlock, RenderReport, RenderRequest
+from scenerender.messages import ErrorBlock, RenderReport, RenderRequest, RenderResultBlock
 from scenerender.pipeline.budget import animated_webp_frames, check_memory
 from scenerender.pipeline.steps.requests import refresh_batch
 from scenerender.pipeline.workitems import ItemStore, JobSegmentClaims, worker_id
@@ -194,9 +194,9 @@ def _render_and_report(
             write("upload", 0.99)
             blobs.upload_file(local, uri, content_type="video/mp4")
             sidecar_uris = upload_sidecars(blobs, local, uri, result.sidecars)
-        report = RenderReport.completed(
-            job_id, attempt, output_uri=uri, sidecar_uris=sidecar_uris, result=result.to_dict()
-        )
+        # The core's result (also the CLI's --json) becomes the message's block here, once.
+        block = RenderResultBlock.model_validate(result.to_dict())
+        report = RenderReport.completed(job_id, attempt, output_uri=uri, sidecar_uris=sidecar_uris, result=block)
     except SceneRenderError as exc:
         if exc.retryable and attempt < settings.max_attempts:
             log.warning("job %s attempt %d: %s; left for redelivery", job_id, attempt, exc.message)
