@@ -86,12 +86,9 @@ def test_a_spec_naming_another_owner_is_403(http: FlaskClient, stores: tuple[Fak
     assert stores[0].objects == {}
 
 
-def test_another_users_job_id_or_batch_id_is_409_and_nothing_is_written(
-    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
-) -> None:
-    blobs, jobs = stores
-    jobs.create_job("scene-1", JobDocument.model_validate({"status": "COMPLETED", "owner_uid": "alice"}))
-    jobs.batches["b-1"] = {"batch_id": "b-1", "owner_uid": "alice"}
+def assert_taken_from_mallory(http: FlaskClient, blobs: FakeBlobs) -> None:
+    """Alice's job scene-1 and batch b-1, named by mallory as a spec's job, its batch and a
+    batch's scene: 409 at the path that names them, and nothing written."""
     taken = http.post("/", data=spec(), headers=user("mallory"))
     assert taken.status_code == 409 and error(taken)["details"][0]["path"] == "job_id"
     joined = http.post("/", data=spec(job_id="other", batch_id="b-1"), headers=user("mallory"))
@@ -100,6 +97,15 @@ def test_another_users_job_id_or_batch_id_is_409_and_nothing_is_written(
     by_batch = http.post("/", data=json.dumps(batch), headers=user("mallory"))
     assert by_batch.status_code == 409 and error(by_batch)["details"][0]["path"] == "scenes[0].job_id"
     assert blobs.objects == {}
+
+
+def test_another_users_job_id_or_batch_id_is_409_and_nothing_is_written(
+    http: FlaskClient, stores: tuple[FakeBlobs, FakeJobs]
+) -> None:
+    blobs, jobs = stores
+    jobs.create_job("scene-1", JobDocument.model_validate({"status": "COMPLETED", "owner_uid": "alice"}))
+    jobs.batches["b-1"] = {"batch_id": "b-1", "owner_uid": "alice"}
+    assert_taken_from_mallory(http, blobs)
     # Its owner re-renders it.
     assert http.post("/", data=spec(), headers=user("alice")).status_code == 202
 
@@ -134,14 +140,7 @@ def test_an_unreadable_document_is_told_only_to_its_owner(
         own = http.get(f"/?{key}={value}", headers=user("alice"))
         assert own.status_code == 500 and error(own)["code"] == "INTERNAL"
         assert error(own)["message"].startswith(f"{key[:-3]} document {value} does not read as a {key[:-3]}: ")
-    taken = http.post("/", data=spec(), headers=user("mallory"))
-    assert taken.status_code == 409 and error(taken)["details"][0]["path"] == "job_id"
-    joined = http.post("/", data=spec(job_id="other", batch_id="b-1"), headers=user("mallory"))
-    assert joined.status_code == 409 and error(joined)["details"][0]["path"] == "batch_id"
-    batch = {"version": 1, "batch_id": "b-2", "scenes": [{**SPEC, "job_id": "scene-1"}]}
-    by_batch = http.post("/", data=json.dumps(batch), headers=user("mallory"))
-    assert by_batch.status_code == 409 and error(by_batch)["details"][0]["path"] == "scenes[0].job_id"
-    assert blobs.objects == {}
+    assert_taken_from_mallory(http, blobs)
 
 
 def test_get_gives_the_owner_the_spec_their_job_was_accepted_from(
