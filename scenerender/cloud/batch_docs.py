@@ -21,6 +21,7 @@ from scenerender.messages import BatchDocument, BatchSummary, JobDocument, JobSt
 
 BATCH_WRITE_ATTEMPTS = 20
 CLAIM_ATTEMPTS = 20  # transaction attempts of a batch claim (see claim_batch)
+CLAIM_ROUNDS = 3  # rounds of those attempts, apart by a random pause, before the claim is transient
 
 
 class BatchDocuments:
@@ -80,12 +81,20 @@ class BatchDocuments:
             elif fields or doc.owner_uid != owner_uid:  # nothing to write for a scene joining its owner's batch
                 transaction.update(ref, {**fields, "owner_uid": owner_uid, "updated_at": now})
 
-        try:
-            # Owners racing for one new batch id contend on one document: more attempts than the
-            # default five, so contention alone does not turn a claim into a transient failure.
-            run(self.client.transaction(max_attempts=CLAIM_ATTEMPTS))
-        except Exception as exc:
-            raise translate(exc, f"Firestore: claim batch {batch_id}") from exc
+        for round_ in range(CLAIM_ROUNDS):
+            try:
+                # Owners racing for one new batch id contend on one document: more attempts than
+                # the default five, so contention alone does not turn a claim into a failure.
+                run(self.client.transaction(max_attempts=CLAIM_ATTEMPTS))
+                break
+            except Exception as exc:
+                error = translate(exc, f"Firestore: claim batch {batch_id}")
+                if not error.retryable or round_ == CLAIM_ROUNDS - 1:
+                    raise error from exc
+            # The client retries a lost transaction at once; racers that keep meeting on the
+            # emulator's locks (seen on a loaded CI run: 20 attempts, each a lock timeout) are
+            # spread apart before the next round.
+            time.sleep(random.uniform(0.05, 0.3) * (round_ + 1))
         return other[0] if other else None
 
     def batch_jobs(self, batch_id: str) -> list[JobDocument]:

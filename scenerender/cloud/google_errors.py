@@ -33,6 +33,8 @@ match wins, as drawn here::
     google.auth.exceptions.TransportError           TransientError (no token: the network)
     requests ConnectionError, Timeout; OSError's    TransientError (Cloud Storage's transport)
       ConnectionError, TimeoutError
+    ValueError from Aborted (a Firestore           TransientError (contention: the
+      transaction's attempts ran out)                 client wraps its last ABORTED)
     anything else                                   SceneRenderError: never retried, a bug
                                                     does not heal on redelivery
 
@@ -79,7 +81,12 @@ _SAYS = {TransientError: "unavailable", MissingError: "not found", AlreadyWritte
 
 
 def as_google(exc: BaseException) -> BaseException:
-    """A raw gRPC error as its ``api_core`` class (the clients mostly do this themselves)."""
+    """A raw gRPC error as its ``api_core`` class (the clients mostly do this themselves); a
+    Firestore transaction that ran out of attempts as the ``Aborted`` it lost to each time
+    (google-cloud-firestore raises ``ValueError`` from it), so contention is retried later
+    like any lost race instead of failing the job as a bug."""
+    if isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted):
+        return exc.__cause__
     if isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call):
         google: BaseException = gexc.from_grpc_error(exc)  # type: ignore[no-untyped-call]
         return google

@@ -152,6 +152,28 @@ def test_raw_grpc_errors_go_through_their_api_core_class(code: grpc.StatusCode, 
     assert type(translate(FakeRpcError(code), "Firestore: x")) is expected
 
 
+def test_a_firestore_transaction_out_of_attempts_is_transient_and_any_other_value_error_is_not() -> None:
+    """google-cloud-firestore gives up on a contended transaction with ``ValueError`` from its last ``Aborted``."""
+    try:
+        try:
+            raise gexc.Aborted("Transaction lock timeout.")
+        except gexc.Aborted as aborted:
+            raise ValueError("Failed to commit transaction in 20 attempts.") from aborted
+    except ValueError as exc:
+        out_of_attempts = exc
+    translated = translate(out_of_attempts, "Firestore: claim batch b")
+    assert type(translated) is TransientError and translated.retryable
+    assert translated.message.endswith("Failed to commit transaction in 20 attempts.")
+    try:
+        try:
+            raise KeyError("x")
+        except KeyError as key:
+            raise ValueError("bad") from key
+    except ValueError as exc:
+        other = exc
+    assert type(translate(other, "Firestore: x")) is SceneRenderError
+
+
 def test_missing_and_already_written_are_also_the_builtin_errors_callers_catch() -> None:
     assert isinstance(translate(gexc.NotFound("x"), "Cloud Storage: gs://b/o"), FileNotFoundError)
     assert isinstance(translate(gexc.PreconditionFailed("x"), "Cloud Storage: gs://b/o"), FileExistsError)
