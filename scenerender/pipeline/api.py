@@ -149,8 +149,7 @@ class Api:
         refuse_local_paths(spec)
         name_hint = request.args.get("name", "")
         job_id = spec.job_id or default_job_id(name_hint or f"job-{os.urandom(4).hex()}")
-        existing = self._job_or_conflict(user, job_id, "job_id")
-        self._check_job_id(user, job_id, existing, "job_id")
+        self._check_job_id(user, job_id, "job_id")
         if spec.batch_id:
             self._check_batch_id(user, spec.batch_id, "batch_id")
         # The same limits and media scope as the spec function applies to a bucket drop.
@@ -188,8 +187,7 @@ class Api:
         running: list[str] = []
         for index in range(len(batch.scenes)):
             job_id = scene_job_id(batch, index)
-            existing = self._job_or_conflict(user, job_id, f"scenes[{index}].job_id")
-            self._check_job_id(user, job_id, existing, f"scenes[{index}].job_id")
+            existing = self._check_job_id(user, job_id, f"scenes[{index}].job_id")
             if existing is None or is_active(existing.status) or scene_runs(existing, scene_spec(stored, index)):
                 running.append(job_id)
         self._take_slots(user, running)
@@ -216,14 +214,14 @@ class Api:
             log.warning("API: the copy of %s generation %s was not written: %s", uri, generation, exc.message)
         return generation
 
-    def _job_or_conflict(self, user: User, job_id: str, path: str) -> JobDocument | None:
-        return owners_read(user, lambda: self.jobs.get(job_id), _taken("job", job_id, path))
-
-    def _check_job_id(self, user: User, job_id: str, existing: JobDocument | None, path: str) -> None:
+    def _check_job_id(self, user: User, job_id: str, path: str) -> JobDocument | None:
+        """The job stored under ``job_id`` (None if none), or 409 if it is not the user's to take."""
         # A job id belongs to its first owner for good. A job without an owner (an invalid spec
         # that named none) may be taken only while it never rendered, as the spec function decides.
+        existing = owners_read(user, lambda: self.jobs.get(job_id), _taken("job", job_id, path))
         if not may_take(existing, user.uid):
             raise _taken("job", job_id, path)
+        return existing
 
     def _check_batch_id(self, user: User, batch_id: str, path: str) -> None:
         existing = owners_read(user, lambda: self.jobs.get_batch(batch_id), _taken("batch", batch_id, path))
